@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/wardhealth/ward/internal/app"
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+var errUsage = errors.New("usage")
+
+// flags parses a subcommand's flags over the environment's configuration.
+func flags(name string, args []string, stderr io.Writer, settings []string, extra func(*flag.FlagSet)) (config.Config, *flag.FlagSet, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	fs := flag.NewFlagSet("ward "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.Flags(fs, settings...)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, fs, errUsage
+		}
+		return cfg, fs, errUsage
+	}
+	return cfg, fs, nil
+}
+
+var dbSettings = []string{"data-dir", "database-url"}
+
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, _, err := flags("serve", args, stderr,
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level"}, nil)
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(stderr, cfg.LogLevel)
+	a, err := app.Open(ctx, cfg, log, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	where := "SQLite in " + cfg.DataDir
+	dataFlag := "--data-dir " + cfg.DataDir
+	if cfg.DatabaseURL != "" {
+		where, dataFlag = "PostgreSQL", "(with WARD_DATABASE_URL set)"
+	}
+	fmt.Fprintf(stdout, "Ward %s listening on http://%s (FHIR base http://%s/fhir, storage: %s)\n", app.Version, ln.Addr(), ln.Addr(), where)
+	fmt.Fprintf(stdout, "Create the first admin: ward users add %s --username admin --role admin --password-stdin\n", dataFlag)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, _, err := flags("migrate", args, stderr, dbSettings, nil)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
+
+func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "add" {
+		fmt.Fprintln(stderr, "usage: ward users add --username U --role admin|physician|nurse|user --password-stdin [--data-dir D]")
+		return errUsage
+	}
+	var username, role string
+	var passwordStdin bool
+	cfg, _, err := flags("users add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
+		fs.StringVar(&username, "username", "", "login name")
+		fs.StringVar(&role, "role", "", "admin, physician, nurse or user")
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	})
+	if err != nil {
+		return err
+	}
+	if username == "" || len(username) > 128 || strings.ContainsAny(username, " \t\r\n") {
+		return errors.New("--username is required: 1 to 128 characters, no spaces")
+	}
+	r, ok := authz.ParseRole(role)
+	if !ok {
+		return fmt.Errorf("--role must be one of admin, physician, nurse, user")
+	}
+	if !passwordStdin {
+		return errors.New("--password-stdin is required (passwords are never taken from the command line)")
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if err := authn.CheckPassword(username, password); err != nil {
+		return err
+	}
+	hash, err := authn.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now}
+	err = st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
+		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: []string{"user/" + u.ID}, Detail: "role:" + string(r),
+	}}})
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("a user named %q already exists", username)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "user %s created (id %s, role %s)\n", username, u.ID, r)
+	return nil
+}
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) ExitCode() int { return e.code }
+
+func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]")
+		return errUsage
+	}
+	cfg, _, err := flags("audit verify", args[1:], stderr, dbSettings, nil)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, head, err := app.VerifyLedger(ctx, st)
+	if err != nil {
+		var be *audit.BreakError
+		if errors.As(err, &be) {
+			return &exitError{code: 3, err: fmt.Errorf("LEDGER BROKEN: %w", err)}
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "ledger intact: %d records, head seq %d hash %x\n", n, head.Seq, head.Hash)
+	return nil
+}
+
+func runConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, _, err := flags("config", args, stderr,
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level"}, nil)
+	if err != nil {
+		return err
+	}
+	cfg.Print(stdout)
+	return nil
+}
+
+func runVersion(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fmt.Fprintln(stdout, "ward", app.Version)
+	return nil
+}

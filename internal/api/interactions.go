@@ -1,0 +1,443 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
+
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !idPattern.MatchString(id) {
+		return "", problem.New(problem.ErrInvalid, "invalid", "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.], 1 to 64 characters)")
+	}
+	return id, nil
+}
+
+// base is the FHIR base URL as the client should see it.
+func (s *Server) base(r *http.Request) string {
+	if s.opts.BaseURL != "" {
+		return s.opts.BaseURL + "/fhir"
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/fhir"
+}
+
+// readBody reads and parses a FHIR resource body of the URL's type.
+func readBody(r *http.Request, wantType string) (*fhir.Resource, error) {
+	if err := checkContentType(r); err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, problem.New(problem.ErrTooLarge, "too-costly", fmt.Sprintf("the request body is larger than the limit of %d bytes", mbe.Limit))
+		}
+		return nil, problem.New(problem.ErrInvalid, "structure", "the request body could not be read")
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return nil, problem.New(problem.ErrInvalid, "structure", err.Error())
+	}
+	if res.Type != wantType {
+		return nil, problem.At(problem.ErrInvalid, "invalid", "resourceType",
+			fmt.Sprintf("the body is a %s but the URL is for %s", res.Type, wantType))
+	}
+	return res, nil
+}
+
+func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
+
+// parseETag reads If-Match's W/"n" (or "n").
+func parseETag(h string) (int64, error) {
+	s := strings.TrimSpace(h)
+	s = strings.TrimPrefix(s, "W/")
+	s = strings.Trim(s, `"`)
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, problem.New(problem.ErrInvalid, "invalid", `If-Match must be a version ETag such as W/"3"`)
+	}
+	return v, nil
+}
+
+// writeResource writes a resource version with its headers, honouring
+// Prefer: return=.
+func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, status int, res *records.Resource, withLocation bool) {
+	h := w.Header()
+	h.Set("ETag", etag(res.Version))
+	h.Set("Last-Modified", res.LastUpdated.UTC().Format(http.TimeFormat))
+	if withLocation {
+		h.Set("Location", fmt.Sprintf("%s/%s/%s/_history/%d", s.base(r), res.Type, res.ID, res.Version))
+	}
+	switch preferReturn(r) {
+	case "minimal":
+		w.WriteHeader(status)
+	case "OperationOutcome":
+		writeOutcome(w, status, fhir.Issue{Severity: "information", Code: "informational",
+			Diagnostics: fmt.Sprintf("%s/%s version %d", res.Type, res.ID, res.Version)})
+	default:
+		h.Set("Content-Type", contentFHIR)
+		w.WriteHeader(status)
+		w.Write(res.JSON)
+	}
+}
+
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	res, err := readBody(r, r.PathValue("type"))
+	if err != nil {
+		return err
+	}
+	out, err := repo.Create(r.Context(), res)
+	if err != nil {
+		return err
+	}
+	s.writeResource(w, r, http.StatusCreated, out, true)
+	return nil
+}
+
+func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	out, err := repo.Read(r.Context(), r.PathValue("type"), id)
+	if errors.Is(err, problem.ErrGone) && out != nil {
+		w.Header().Set("ETag", etag(out.Version))
+	}
+	if err != nil {
+		return err
+	}
+	s.writeResource(w, r, http.StatusOK, out, false)
+	return nil
+}
+
+func (s *Server) handleVRead(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	vid, err := strconv.ParseInt(r.PathValue("vid"), 10, 64)
+	if err != nil || vid < 1 {
+		return problem.New(problem.ErrInvalid, "invalid", "the version id in the URL must be a positive integer")
+	}
+	out, err := repo.VRead(r.Context(), r.PathValue("type"), id, vid)
+	if err != nil {
+		return err
+	}
+	s.writeResource(w, r, http.StatusOK, out, false)
+	return nil
+}
+
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	var ifMatch *int64
+	if h := r.Header.Get("If-Match"); h != "" {
+		v, err := parseETag(h)
+		if err != nil {
+			return err
+		}
+		ifMatch = &v
+	}
+	res, err := readBody(r, r.PathValue("type"))
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.ID == "":
+		return problem.At(problem.ErrInvalid, "required", res.Type+".id", "an update must carry the resource id in the body, equal to the id in the URL")
+	case res.ID != id:
+		return problem.At(problem.ErrInvalid, "invalid", res.Type+".id", "the id in the body does not match the id in the URL")
+	}
+	out, created, err := repo.Update(r.Context(), res, ifMatch)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.writeResource(w, r, status, out, true)
+	return nil
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	out, err := repo.Delete(r.Context(), r.PathValue("type"), id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(out.Version))
+	if preferReturn(r) == "minimal" {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	writeOutcome(w, http.StatusOK, fhir.Issue{Severity: "information", Code: "informational",
+		Diagnostics: fmt.Sprintf("%s/%s deleted (version %d)", out.Type, id, out.Version)})
+	return nil
+}
+
+// searchParams are the parameters the search and history endpoints read
+// (besides _format, which negotiation handles).
+var (
+	searchParams  = map[string]bool{"_id": true, "_count": true, "_cursor": true}
+	historyParams = map[string]bool{"_count": true, "_since": true, "_cursor": true}
+)
+
+// queryParams returns the request's parameters (URL query, plus a form body
+// for POST _search), checks them against known, and returns what the self
+// link may echo. Unknown parameters are ignored, or refused under
+// Prefer: handling=strict.
+func queryParams(r *http.Request, known map[string]bool) (url.Values, error) {
+	if r.Method == http.MethodPost {
+		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			return nil, problem.New(problem.ErrUnsupportedMedia, "not-supported", "POST _search takes application/x-www-form-urlencoded")
+		}
+		if err := r.ParseForm(); err != nil {
+			return nil, problem.New(problem.ErrInvalid, "invalid", "the search form could not be parsed")
+		}
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, problem.New(problem.ErrInvalid, "invalid", "the query string could not be parsed")
+	}
+	for k, vs := range r.PostForm {
+		q[k] = append(q[k], vs...)
+	}
+	used := url.Values{}
+	var unknown []string
+	for k, vs := range q {
+		switch {
+		case known[k]:
+			used[k] = vs
+		case k == "_format" || k == "_pretty":
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 && preferStrict(r) {
+		sort.Strings(unknown)
+		var issues []fhir.Issue
+		for _, k := range unknown {
+			name := k
+			if !idPattern.MatchString(strings.ReplaceAll(strings.ReplaceAll(k, ":", "-"), "_", "-")) {
+				name = "(unprintable)"
+			}
+			issues = append(issues, fhir.Issue{Severity: "error", Code: "not-supported", Diagnostics: "unknown or unsupported search parameter: " + name})
+		}
+		return nil, &problem.Error{Class: problem.ErrInvalid, Issues: issues}
+	}
+	return used, nil
+}
+
+func (s *Server) count(q url.Values, def int) (int, error) {
+	v := q.Get("_count")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, problem.New(problem.ErrInvalid, "invalid", "_count must be a non-negative integer")
+	}
+	return min(n, s.opts.MaxCount), nil
+}
+
+func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	q, err := queryParams(r, searchParams)
+	if err != nil {
+		return err
+	}
+	count, err := s.count(q, 20)
+	if err != nil {
+		return err
+	}
+	typ := r.PathValue("type")
+	sq := records.SearchQuery{Type: typ, Count: count, After: q.Get("_cursor")}
+	for _, v := range q["_id"] {
+		for _, id := range strings.Split(v, ",") {
+			if !idPattern.MatchString(id) {
+				return problem.New(problem.ErrInvalid, "invalid", "_id: not a valid FHIR id")
+			}
+			sq.IDs = append(sq.IDs, id)
+		}
+	}
+	if sq.After != "" && !idPattern.MatchString(sq.After) {
+		return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
+	}
+	page, err := repo.Search(r.Context(), sq)
+	if err != nil {
+		return err
+	}
+	base := s.base(r)
+	b := &fhir.Bundle{Type: "searchset", Timestamp: time.Now().UTC()}
+	self := url.Values{}
+	for k, vs := range q {
+		if k != "_cursor" {
+			self[k] = vs
+		}
+	}
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: base + "/" + typ + queryString(q)})
+	if page.NextAfter != "" {
+		next := cloneValues(self)
+		next.Set("_cursor", page.NextAfter)
+		b.Links = append(b.Links, fhir.BundleLink{Relation: "next", URL: base + "/" + typ + queryString(next)})
+	}
+	for _, res := range page.Resources {
+		b.Entries = append(b.Entries, fhir.BundleEntry{
+			FullURL:  base + "/" + res.Type + "/" + res.ID,
+			Resource: res.JSON,
+			Search:   &fhir.BundleSearch{Mode: "match"},
+		})
+	}
+	return writeBundle(w, b)
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	q, err := queryParams(r, historyParams)
+	if err != nil {
+		return err
+	}
+	count, err := s.count(q, 50)
+	if err != nil {
+		return err
+	}
+	hq := records.HistoryQuery{Type: r.PathValue("type"), Count: count}
+	if r.PathValue("id") != "" {
+		if hq.ID, err = pathID(r); err != nil {
+			return err
+		}
+	}
+	if v := q.Get("_since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return problem.New(problem.ErrInvalid, "invalid", "_since must be a FHIR instant such as 2026-01-02T03:04:05Z")
+		}
+		hq.Since = t
+	}
+	if v := q.Get("_cursor"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
+		}
+		hq.Before = n
+	}
+	page, err := repo.History(r.Context(), hq)
+	if err != nil {
+		return err
+	}
+	base := s.base(r)
+	path := base
+	if hq.Type != "" {
+		path += "/" + hq.Type
+	}
+	if hq.ID != "" {
+		path += "/" + hq.ID
+	}
+	path += "/_history"
+	b := &fhir.Bundle{Type: "history", Timestamp: time.Now().UTC()}
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: path + queryString(q)})
+	if page.NextBefore != 0 {
+		next := cloneValues(q)
+		next.Set("_cursor", strconv.FormatInt(page.NextBefore, 10))
+		b.Links = append(b.Links, fhir.BundleLink{Relation: "next", URL: path + queryString(next)})
+	}
+	for _, res := range page.Resources {
+		e := fhir.BundleEntry{
+			FullURL:  base + "/" + res.Type + "/" + res.ID,
+			Response: &fhir.BundleResponse{Etag: etag(res.Version), LastModified: res.LastUpdated},
+		}
+		switch {
+		case res.Deleted:
+			e.Request = &fhir.BundleRequest{Method: "DELETE", URL: res.Type + "/" + res.ID}
+			e.Response.Status = "204 No Content"
+		case res.Version == 1:
+			e.Resource = res.JSON
+			e.Request = &fhir.BundleRequest{Method: "POST", URL: res.Type}
+			e.Response.Status = "201 Created"
+		default:
+			e.Resource = res.JSON
+			e.Request = &fhir.BundleRequest{Method: "PUT", URL: res.Type + "/" + res.ID}
+			e.Response.Status = "200 OK"
+		}
+		b.Entries = append(b.Entries, e)
+	}
+	return writeBundle(w, b)
+}
+
+func writeBundle(w http.ResponseWriter, b *fhir.Bundle) error {
+	out, err := b.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("serialise bundle: %w", err)
+	}
+	w.Header().Set("Content-Type", contentFHIR)
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	return nil
+}
+
+func queryString(q url.Values) string {
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
+
+func cloneValues(q url.Values) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
+}
+
+// interactions is what the type-level and instance-level routes support;
+// the CapabilityStatement is generated from it.
+var (
+	interactions       = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+	systemInteractions = []string{"history-system"}
+	capSearchParams    = []fhir.SearchParamCap{
+		{Name: "_id", Type: "token", Doc: "logical id; comma-separated values are OR"},
+	}
+)
+
+func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
+	if err := negotiate(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	base := strings.TrimSuffix(s.base(r), "/fhir")
+	out, err := fhir.CapabilityStatement(fhir.CapabilityOptions{
+		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: time.Now().UTC(),
+		Interactions: interactions, SystemInteractions: systemInteractions, SearchParams: capSearchParams,
+		Formats: []string{"application/fhir+json", "json"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", contentFHIR)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(out)
+}

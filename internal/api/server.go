@@ -1,0 +1,219 @@
+// Package api is Ward's HTTP edge: the FHIR REST API under /fhir, the
+// OAuth token endpoint, JWKS and /health.
+//
+// Handlers are thin: they parse the HTTP request into a typed interaction,
+// call the caller-bound repository (records.Repo) and write FHIR JSON. They
+// never read storage themselves. Every error is mapped to a status and an
+// OperationOutcome in one place (errors.go); no PHI goes into headers,
+// errors or logs.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// Options configure the server.
+type Options struct {
+	// BaseURL is the public base of the server (no trailing slash), e.g.
+	// https://ward.example.org. Empty: taken from each request's Host.
+	BaseURL      string
+	MaxBodyBytes int64
+	Version      string
+	// MaxCount caps _count.
+	MaxCount int
+}
+
+// Tokens is what the API needs from authn.
+type Tokens interface {
+	Verify(ctx context.Context, token string) (authz.Subject, error)
+	PasswordGrant(ctx context.Context, requestID, username, password string) (authn.Token, error)
+	JWKS() map[string]any
+}
+
+// Health reports whether the server can serve.
+type Health func(ctx context.Context) error
+
+// Server is the HTTP handler.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	records *records.Service
+	tokens  Tokens
+	health  Health
+	handler http.Handler
+}
+
+// New builds the handler chain.
+func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, health Health) *Server {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 16 << 20
+	}
+	if o.MaxCount <= 0 {
+		o.MaxCount = 1000
+	}
+	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", s.handleHealth)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	mux.HandleFunc("POST /oauth2/token", s.handleToken)
+
+	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
+	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))
+	mux.Handle("GET /fhir/{type}", s.fhir(s.handleSearch))
+	mux.Handle("POST /fhir/{type}/_search", s.fhir(s.handleSearch))
+	mux.Handle("POST /fhir/{type}", s.fhir(s.handleCreate))
+	mux.Handle("GET /fhir/{type}/_history", s.fhir(s.handleHistory))
+	mux.Handle("GET /fhir/{type}/{id}", s.fhir(s.handleRead))
+	mux.Handle("PUT /fhir/{type}/{id}", s.fhir(s.handleUpdate))
+	mux.Handle("DELETE /fhir/{type}/{id}", s.fhir(s.handleDelete))
+	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
+	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
+	mux.HandleFunc("/fhir/{rest...}", s.handleUnrouted)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir"})
+	})
+	s.handler = s.edge(mux)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// fhirHandler is a FHIR interaction handler: it gets the caller's
+// repository and returns an error for the edge to map.
+type fhirHandler func(w http.ResponseWriter, r *http.Request, repo *records.Repo) error
+
+// fhir authenticates, negotiates the format and checks the resource type
+// before the interaction runs.
+func (s *Server) fhir(h fhirHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		subj, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := negotiate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if t := r.PathValue("type"); t != "" && !fhir.IsResourceType(t) {
+			s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "unknown resource type in the URL: not an R4 resource type"))
+			return
+		}
+		if err := h(w, r, s.records.For(subj, requestID(r.Context()))); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (authz.Subject, error) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return authz.Subject{}, problem.New(problem.ErrUnauthorized, "login", "a bearer token is required (Authorization: Bearer <token>)")
+	}
+	subj, err := s.tokens.Verify(r.Context(), strings.TrimSpace(tok))
+	if err != nil {
+		return authz.Subject{}, problem.New(problem.ErrUnauthorized, "login", "the bearer token is invalid or expired")
+	}
+	return subj, nil
+}
+
+func (s *Server) handleUnrouted(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(r.PathValue("rest"), "/"), "/")
+	if len(parts) >= 1 && fhir.IsResourceType(parts[0]) && len(parts) <= 4 {
+		writeOutcome(w, http.StatusMethodNotAllowed, fhir.Issue{Severity: "error", Code: "not-supported",
+			Diagnostics: "method " + sanitizeMethod(r.Method) + " is not supported on this FHIR endpoint"})
+		return
+	}
+	writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such FHIR endpoint or resource type"})
+}
+
+func sanitizeMethod(m string) string {
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return "(unknown)"
+		}
+	}
+	if len(m) > 10 {
+		return "(unknown)"
+	}
+	return m
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := s.health(r.Context()); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "health check failed", slog.String("error", err.Error()))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"status":"unavailable"}`))
+		return
+	}
+	w.Write([]byte(`{"status":"ok"}`))
+}
+
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	json.NewEncoder(w).Encode(s.tokens.JWKS())
+}
+
+// handleToken is the OAuth2 token endpoint (RFC 6749 section 5).
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	oauthError := func(status int, code, desc string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Pragma", "no-cache")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	}
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			oauthError(http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+			return
+		}
+		oauthError(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "password":
+	case "":
+		oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
+		return
+	default:
+		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password")
+		return
+	}
+	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
+	if user == "" || pass == "" {
+		oauthError(http.StatusBadRequest, "invalid_request", "username and password are required")
+		return
+	}
+	tok, err := s.tokens.PasswordGrant(r.Context(), requestID(r.Context()), user, pass)
+	switch {
+	case errors.Is(err, authn.ErrInvalidGrant):
+		oauthError(http.StatusBadRequest, "invalid_grant", "invalid username or password")
+		return
+	case err != nil:
+		s.log.LogAttrs(r.Context(), slog.LevelError, "token endpoint", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+		oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Pragma", "no-cache")
+	resp := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer", "expires_in": int(tok.ExpiresIn.Seconds())}
+	if tok.Scope != "" {
+		resp["scope"] = tok.Scope
+	}
+	json.NewEncoder(w).Encode(resp)
+}

@@ -1,0 +1,224 @@
+// Package apptest runs a whole Ward (the real handler chain, a real
+// database, a real listener) for tests and benchmarks, with one user per
+// role and their tokens.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/wardhealth/ward/internal/app"
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
+	"github.com/wardhealth/ward/internal/store/storetest"
+)
+
+// Password is every test user's password.
+const Password = "correct horse battery staple"
+
+// Backend names a database.
+type Backend string
+
+// The backends.
+const (
+	SQLite   Backend = "sqlite"
+	Postgres Backend = "postgres"
+)
+
+// Backends lists both.
+var Backends = []Backend{SQLite, Postgres}
+
+// Ward is a running server.
+type Ward struct {
+	App     *app.App
+	Server  *httptest.Server
+	URL     string // FHIR base: Server.URL + "/fhir"
+	Config  config.Config
+	Tokens  map[authz.Role]string
+	UserIDs map[authz.Role]string
+	Log     *SyncBuffer
+	Backend Backend
+}
+
+// SyncBuffer is a goroutine-safe log sink.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestKey is a fixed KEK for PostgreSQL tests.
+var TestKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+
+// Start runs Ward on backend (skipping PostgreSQL when unreachable, as
+// pgtest decides) with users of every role.
+func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(t.TempDir(), "ward-data")
+	if backend == Postgres {
+		cfg.DatabaseURL = pgtest.URL(t)
+		cfg.Key = TestKey
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	logs := &SyncBuffer{}
+	ctx := context.Background()
+	a, err := app.Open(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), io.Discard)
+	if err != nil {
+		t.Fatalf("start ward: %v", err)
+	}
+	srv := httptest.NewServer(a.Handler)
+	w := &Ward{App: a, Server: srv, URL: srv.URL + "/fhir", Config: cfg, Tokens: map[authz.Role]string{}, UserIDs: map[authz.Role]string{}, Log: logs, Backend: backend}
+	t.Cleanup(func() {
+		srv.Close()
+		a.Close()
+	})
+	for _, role := range authz.Roles {
+		name := string(role) + "-user"
+		w.UserIDs[role] = AddUser(t, a.Store, cfg.Tenant, name, role)
+		w.Tokens[role] = w.Login(t, name, Password)
+	}
+	return w
+}
+
+// hashOnce caches the argon2id hash of Password: hashing costs ~50 ms.
+var hashOnce = sync.OnceValues(func() (string, error) { return authn.HashPassword(Password) })
+
+// AddUser creates a user with Password, as `ward users add` does.
+func AddUser(t testing.TB, st store.Store, tenant, username string, role authz.Role) string {
+	t.Helper()
+	h, err := hashOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &store.User{ID: uuid.NewString(), Tenant: tenant, Username: username, Role: string(role), PasswordHash: h, Created: time.Now().UTC()}
+	if err := st.Commit(context.Background(), &store.Unit{NewUser: u, Audit: []*audit.Record{{Time: u.Created, Tenant: tenant, Actor: "test", Role: "system", Action: "user-add", Entities: []string{"user/" + u.ID}}}}); err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}
+
+// Login runs the password grant.
+func (w *Ward) Login(t testing.TB, username, password string) string {
+	t.Helper()
+	resp, err := http.PostForm(w.Server.URL+"/oauth2/token", url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &out) != nil || out.AccessToken == "" {
+		t.Fatalf("login %s: %d %s", username, resp.StatusCode, body)
+	}
+	return out.AccessToken
+}
+
+// Response is a finished HTTP exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into a map.
+func (r *Response) JSON(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("body is not JSON (%v): %.300s", err, r.Body)
+	}
+	return m
+}
+
+// Do sends a request to path (relative to the server root, e.g.
+// "/fhir/Patient") with token and extra headers ("Name: value").
+func (w *Ward) Do(t testing.TB, method, path, token string, body []byte, headers ...string) *Response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, w.Server.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	resp, err := w.Server.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// Create posts a resource as role and returns its id.
+func (w *Ward) Create(t testing.TB, role authz.Role, body string) string {
+	t.Helper()
+	var probe struct {
+		ResourceType string `json:"resourceType"`
+	}
+	json.Unmarshal([]byte(body), &probe)
+	r := w.Do(t, "POST", "/fhir/"+probe.ResourceType, w.Tokens[role], []byte(body))
+	if r.Status != 201 {
+		t.Fatalf("create %s: %d %s", probe.ResourceType, r.Status, r.Body)
+	}
+	id, _ := r.JSON(t)["id"].(string)
+	if id == "" {
+		t.Fatalf("create returned no id: %s", r.Body)
+	}
+	return id
+}
+
+// Ledger returns every audit record.
+func (w *Ward) Ledger(t testing.TB) []*audit.Record {
+	t.Helper()
+	return storetest.Records(t, w.App.Store)
+}

@@ -1,0 +1,390 @@
+// Package authn turns credentials into signed access tokens and bearer
+// tokens back into an authz.Subject.
+//
+// Guarantees: passwords are stored only as argon2id hashes and compared in
+// constant time; access tokens are RS256 JWTs signed by a key whose private
+// half is stored only sealed (seal.Keyring) in the database; Verify accepts
+// only RS256 tokens with Ward's issuer and audience, a known key id and an
+// unexpired lifetime. Verified tokens are cached until they expire, so the
+// RSA check runs once per token rather than once per request.
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalidToken: the bearer token is missing, malformed, expired, or
+	// not signed by a key of this server.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrInvalidGrant: the username or password is wrong, or the user is
+	// disabled. The message never says which.
+	ErrInvalidGrant = errors.New("invalid username or password")
+)
+
+// SigningKeyPurpose is the store.Key purpose of sealed signing keys.
+const SigningKeyPurpose = "jwt-signing"
+
+// Store is what authn needs from storage.
+type Store interface {
+	UserByName(ctx context.Context, tenant, username string) (*store.User, error)
+	Keys(ctx context.Context, purpose string) ([]store.Key, error)
+	Commit(ctx context.Context, u *store.Unit) error
+}
+
+// Sealer seals the signing keys at rest.
+type Sealer interface {
+	Seal(keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(envelope, aad []byte) ([]byte, error)
+}
+
+// Options configure a Service.
+type Options struct {
+	Issuer   string        // the iss claim; the server's public base URL
+	Audience string        // the aud claim
+	TTL      time.Duration // access token lifetime
+	Tenant   string        // the tenant of password logins (one for now)
+	// SealKeyID is the keyring key that seals signing keys.
+	SealKeyID string
+	Now       func() time.Time
+}
+
+type signingKey struct {
+	kid  string
+	priv *rsa.PrivateKey
+}
+
+// Service issues and verifies tokens.
+type Service struct {
+	o      Options
+	st     Store
+	sealer Sealer
+
+	mu     sync.RWMutex
+	signer *signingKey
+	public map[string]*rsa.PublicKey
+
+	cache tokenCache
+	// reloadMu rate-limits reloading keys for an unknown kid (a key that
+	// another node created after this one started).
+	reloadMu   sync.Mutex
+	lastReload time.Time
+}
+
+// New loads the signing keys, creating the first one if there is none.
+func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, error) {
+	if o.TTL <= 0 {
+		o.TTL = 15 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Audience == "" {
+		o.Audience = "ward"
+	}
+	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}}
+	s.cache.entries = map[string]cached{}
+	if err := s.loadKeys(ctx); err != nil {
+		return nil, err
+	}
+	if s.signer == nil {
+		if err := s.createKey(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.loadKeys(ctx); err != nil {
+			return nil, err
+		}
+		if s.signer == nil {
+			return nil, errors.New("signing key was created but cannot be loaded")
+		}
+	}
+	return s, nil
+}
+
+func keyAAD(kid string) []byte { return []byte("ward/signing-key/v1/" + kid) }
+
+func (s *Service) loadKeys(ctx context.Context) error {
+	keys, err := s.st.Keys(ctx, SigningKeyPurpose)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	public := map[string]*rsa.PublicKey{}
+	var newest *signingKey
+	for _, k := range keys {
+		der, err := s.sealer.Open(k.Wrapped, keyAAD(k.ID))
+		if err != nil {
+			return fmt.Errorf("open signing key %s: %w", k.ID, err)
+		}
+		pk, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return fmt.Errorf("parse signing key %s: %w", k.ID, err)
+		}
+		rk, ok := pk.(*rsa.PrivateKey)
+		if !ok {
+			return fmt.Errorf("signing key %s is not RSA", k.ID)
+		}
+		public[k.ID] = &rk.PublicKey
+		newest = &signingKey{kid: k.ID, priv: rk} // keys come oldest first
+	}
+	s.mu.Lock()
+	s.public = public
+	s.signer = newest
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Service) createKey(ctx context.Context) error {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return fmt.Errorf("generate signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(pub)
+	kid := base64.RawURLEncoding.EncodeToString(sum[:12])
+	sealed, err := s.sealer.Seal(s.o.SealKeyID, der, keyAAD(kid))
+	if err != nil {
+		return fmt.Errorf("seal signing key: %w", err)
+	}
+	now := s.o.Now().UTC()
+	return s.st.Commit(ctx, &store.Unit{
+		NewKey: &store.Key{ID: kid, Purpose: SigningKeyPurpose, Tenant: "", Wrapped: sealed, Created: now},
+		Audit: []*audit.Record{{Time: now, Actor: "system", Role: "system", Action: "signing-key-create",
+			Entities: []string{"signing-key/" + kid}}},
+	})
+}
+
+// Claims are the access token's claims.
+type Claims struct {
+	jwt.RegisteredClaims
+	Tenant string `json:"tenant"`
+	Role   string `json:"role"`
+	Scope  string `json:"scope,omitempty"`
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken string
+	ExpiresIn   time.Duration
+	Scope       string
+}
+
+// Issue signs an access token for subject.
+func (s *Service) Issue(subj authz.Subject) (Token, error) {
+	s.mu.RLock()
+	k := s.signer
+	s.mu.RUnlock()
+	now := s.o.Now()
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return Token{}, err
+	}
+	c := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.o.Issuer,
+			Subject:   subj.ID,
+			Audience:  jwt.ClaimStrings{s.o.Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.o.TTL)),
+			ID:        hex.EncodeToString(jti),
+		},
+		Tenant: subj.Tenant,
+		Role:   string(subj.Role),
+		Scope:  strings.Join(subj.Scopes, " "),
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+	t.Header["kid"] = k.kid
+	signed, err := t.SignedString(k.priv)
+	if err != nil {
+		return Token{}, fmt.Errorf("sign token: %w", err)
+	}
+	return Token{AccessToken: signed, ExpiresIn: s.o.TTL, Scope: c.Scope}, nil
+}
+
+// Verify checks a bearer token and returns its subject.
+func (s *Service) Verify(ctx context.Context, token string) (authz.Subject, error) {
+	now := s.o.Now()
+	if subj, ok := s.cache.get(token, now); ok {
+		return subj, nil
+	}
+	var c Claims
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{"RS256"}),
+		jwt.WithIssuer(s.o.Issuer),
+		jwt.WithAudience(s.o.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(s.o.Now),
+	)
+	_, err := parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if pk := s.publicKey(ctx, kid); pk != nil {
+			return pk, nil
+		}
+		return nil, errors.New("unknown key id")
+	})
+	if err != nil {
+		return authz.Subject{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	role, ok := authz.ParseRole(c.Role)
+	if !ok || c.Subject == "" || c.Tenant == "" {
+		return authz.Subject{}, fmt.Errorf("%w: missing subject, tenant or role", ErrInvalidToken)
+	}
+	subj := authz.Subject{Tenant: c.Tenant, ID: c.Subject, Role: role}
+	if c.Scope != "" {
+		subj.Scopes = strings.Fields(c.Scope)
+	}
+	s.cache.put(token, subj, c.ExpiresAt.Time, now)
+	return subj, nil
+}
+
+func (s *Service) publicKey(ctx context.Context, kid string) *rsa.PublicKey {
+	s.mu.RLock()
+	pk := s.public[kid]
+	s.mu.RUnlock()
+	if pk != nil || kid == "" {
+		return pk
+	}
+	// Another node may have created a key after this one loaded its keys.
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if time.Since(s.lastReload) < 10*time.Second {
+		return nil
+	}
+	s.lastReload = time.Now()
+	if err := s.loadKeys(ctx); err != nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.public[kid]
+}
+
+// JWKS returns the public signing keys as a JSON Web Key Set.
+func (s *Service) JWKS() map[string]any {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	kids := make([]string, 0, len(s.public))
+	for kid := range s.public {
+		kids = append(kids, kid)
+	}
+	sort.Strings(kids)
+	keys := make([]map[string]string, 0, len(kids))
+	for _, kid := range kids {
+		pk := s.public[kid]
+		keys = append(keys, map[string]string{
+			"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+			"n": base64.RawURLEncoding.EncodeToString(pk.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pk.E)).Bytes()),
+		})
+	}
+	return map[string]any{"keys": keys}
+}
+
+// PasswordGrant checks a username and password and issues a token. Every
+// attempt, success or failure, is recorded in the ledger before the answer.
+func (s *Service) PasswordGrant(ctx context.Context, requestID, username, password string) (Token, error) {
+	now := s.o.Now().UTC()
+	u, err := s.st.UserByName(ctx, s.o.Tenant, username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		VerifyPassword(dummyHash, password)
+		u = nil
+	case err != nil:
+		return Token{}, err
+	}
+	ok := u != nil && !u.Disabled && VerifyPassword(u.PasswordHash, password)
+	rec := &audit.Record{Time: now, Tenant: s.o.Tenant, RequestID: requestID, Action: "login"}
+	if !ok {
+		rec.Outcome = audit.OutcomeMinor
+		rec.Detail = "invalid-credentials"
+		if u != nil {
+			// The attempt is attributed to the account by id, never by the
+			// typed username (which may be a mistyped password).
+			rec.Actor, rec.Role = u.ID, u.Role
+		}
+		if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+			return Token{}, err
+		}
+		return Token{}, ErrInvalidGrant
+	}
+	role, valid := authz.ParseRole(u.Role)
+	if !valid {
+		return Token{}, ErrInvalidGrant
+	}
+	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role})
+	if err != nil {
+		return Token{}, err
+	}
+	rec.Actor, rec.Role, rec.Detail = u.ID, u.Role, "token-issued"
+	if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+		return Token{}, err
+	}
+	return tok, nil
+}
+
+// tokenCache maps verified tokens to their subject until they expire.
+type tokenCache struct {
+	mu      sync.RWMutex
+	entries map[string]cached
+}
+
+type cached struct {
+	subj authz.Subject
+	exp  time.Time
+}
+
+const maxCachedTokens = 100_000
+
+func (c *tokenCache) get(tok string, now time.Time) (authz.Subject, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[tok]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.exp) {
+		return authz.Subject{}, false
+	}
+	return e.subj, true
+}
+
+func (c *tokenCache) put(tok string, subj authz.Subject, exp, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxCachedTokens {
+		for k, e := range c.entries {
+			if !now.Before(e.exp) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= maxCachedTokens {
+			clear(c.entries)
+		}
+	}
+	c.entries[tok] = cached{subj: subj, exp: exp}
+}

@@ -1,0 +1,200 @@
+// Package config declares every setting of Ward once: its environment
+// variable, flag, type, default, validation and a doc line. Unknown WARD_*
+// variables are refused (a typo must not silently fall back to a default),
+// and secrets are masked when the configuration is printed.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the effective configuration.
+type Config struct {
+	Addr         string
+	DataDir      string
+	DatabaseURL  string
+	KeyFile      string
+	Key          string
+	BaseURL      string
+	Tenant       string
+	MaxBodyBytes int64
+	TokenTTL     time.Duration
+	LogLevel     string
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		Addr:         "127.0.0.1:8080",
+		DataDir:      "ward-data",
+		Tenant:       "default",
+		MaxBodyBytes: 16 << 20,
+		TokenTTL:     15 * time.Minute,
+		LogLevel:     "info",
+	}
+}
+
+type setting struct {
+	env, flag, doc string
+	secret         bool
+	get            func(*Config) string
+	set            func(*Config, string) error
+}
+
+var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+var settings = []setting{
+	{"WARD_ADDR", "addr", "address to listen on (host:port)", false,
+		func(c *Config) string { return c.Addr }, func(c *Config, v string) error { c.Addr = v; return nil }},
+	{"WARD_DATA_DIR", "data-dir", "directory of the embedded SQLite database and generated key (used when WARD_DATABASE_URL is empty)", false,
+		func(c *Config) string { return c.DataDir }, func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{"WARD_DATABASE_URL", "database-url", "postgres://... to use PostgreSQL instead of the embedded SQLite database", true,
+		func(c *Config) string { return c.DatabaseURL }, func(c *Config, v string) error {
+			if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+				return errors.New("must be a postgres:// or postgresql:// URL")
+			}
+			c.DatabaseURL = v
+			return nil
+		}},
+	{"WARD_KEY_FILE", "key-file", "file holding the base64 key-encryption key (32 bytes)", false,
+		func(c *Config) string { return c.KeyFile }, func(c *Config, v string) error { c.KeyFile = v; return nil }},
+	{"WARD_KEY", "", "the base64 key-encryption key itself (32 bytes)", true,
+		func(c *Config) string { return c.Key }, func(c *Config, v string) error { c.Key = v; return nil }},
+	{"WARD_BASE_URL", "base-url", "public base URL (e.g. https://ward.example.org); empty: from each request's Host", false,
+		func(c *Config) string { return c.BaseURL }, func(c *Config, v string) error {
+			if v == "" {
+				c.BaseURL = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+				return errors.New("must be an absolute http(s) URL without a query")
+			}
+			c.BaseURL = strings.TrimSuffix(v, "/")
+			return nil
+		}},
+	{"WARD_TENANT", "tenant", "tenant of password logins", false,
+		func(c *Config) string { return c.Tenant }, func(c *Config, v string) error {
+			if !tenantPattern.MatchString(v) {
+				return errors.New("must match [a-z0-9][a-z0-9-]{0,62}")
+			}
+			c.Tenant = v
+			return nil
+		}},
+	{"WARD_MAX_BODY_BYTES", "max-body-bytes", "largest accepted request body in bytes", false,
+		func(c *Config) string { return strconv.FormatInt(c.MaxBodyBytes, 10) }, func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1024 || n > 1<<30 {
+				return errors.New("must be an integer between 1024 and 1073741824")
+			}
+			c.MaxBodyBytes = n
+			return nil
+		}},
+	{"WARD_TOKEN_TTL", "token-ttl", "access token lifetime (Go duration, e.g. 15m)", false,
+		func(c *Config) string { return c.TokenTTL.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Minute || d > 24*time.Hour {
+				return errors.New("must be a duration between 1m and 24h")
+			}
+			c.TokenTTL = d
+			return nil
+		}},
+	{"WARD_LOG_LEVEL", "log-level", "debug, info, warn or error", false,
+		func(c *Config) string { return c.LogLevel }, func(c *Config, v string) error {
+			switch v {
+			case "debug", "info", "warn", "error":
+				c.LogLevel = v
+				return nil
+			}
+			return errors.New("must be debug, info, warn or error")
+		}},
+}
+
+// FromEnv applies WARD_* variables from environ (os.Environ() form) to c.
+// Variables starting with WARD_TEST_ belong to the test suite and are
+// ignored.
+func (c *Config) FromEnv(environ []string) error {
+	byEnv := map[string]*setting{}
+	for i := range settings {
+		byEnv[settings[i].env] = &settings[i]
+	}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "WARD_") || strings.HasPrefix(k, "WARD_TEST_") {
+			continue
+		}
+		s, ok := byEnv[k]
+		if !ok {
+			return fmt.Errorf("unknown setting %s (known: %s)", k, strings.Join(envNames(), ", "))
+		}
+		if err := s.set(c, v); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func envNames() []string {
+	var out []string
+	for _, s := range settings {
+		out = append(out, s.env)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Flags registers the settings named in names (by flag name) on fs; the
+// flag values are applied to c as they are parsed.
+func (c *Config) Flags(fs *flag.FlagSet, names ...string) {
+	for i := range settings {
+		s := &settings[i]
+		if s.flag == "" {
+			continue
+		}
+		for _, n := range names {
+			if n == s.flag {
+				fs.Func(s.flag, s.doc+" ("+s.env+")", func(v string) error { return s.set(c, v) })
+			}
+		}
+	}
+}
+
+// Load returns the defaults overridden by the environment.
+func Load() (Config, error) {
+	c := Default()
+	err := c.FromEnv(os.Environ())
+	return c, err
+}
+
+// Print writes the effective configuration with secrets masked.
+func (c *Config) Print(w io.Writer) {
+	for _, s := range settings {
+		v := s.get(c)
+		if s.secret && v != "" {
+			v = mask(s.env, v)
+		}
+		fmt.Fprintf(w, "%-20s %s\n", s.env, v)
+	}
+}
+
+func mask(env, v string) string {
+	if env == "WARD_DATABASE_URL" {
+		if u, err := url.Parse(v); err == nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+			return u.Redacted()
+		}
+	}
+	return "(set, hidden)"
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"bytes"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFromEnv(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     []string
+		wantErr string
+		check   func(Config) bool
+	}{
+		{"defaults", nil, "", func(c Config) bool {
+			return c.Addr == "127.0.0.1:8080" && c.MaxBodyBytes == 16<<20 && c.TokenTTL == 15*time.Minute
+		}},
+		{"addr", []string{"WARD_ADDR=0.0.0.0:9"}, "", func(c Config) bool { return c.Addr == "0.0.0.0:9" }},
+		{"unknown key refused", []string{"WARD_ADRR=x"}, "unknown setting WARD_ADRR", nil},
+		{"test keys ignored", []string{"WARD_TEST_POSTGRES=x"}, "", func(c Config) bool { return true }},
+		{"other vars ignored", []string{"PATH=/bin", "HOME=/root"}, "", func(c Config) bool { return true }},
+		{"bad body limit", []string{"WARD_MAX_BODY_BYTES=12"}, "WARD_MAX_BODY_BYTES", nil},
+		{"bad ttl", []string{"WARD_TOKEN_TTL=forever"}, "WARD_TOKEN_TTL", nil},
+		{"bad database url", []string{"WARD_DATABASE_URL=mysql://x"}, "postgres://", nil},
+		{"base url trailing slash", []string{"WARD_BASE_URL=https://w.example/"}, "", func(c Config) bool { return c.BaseURL == "https://w.example" }},
+		{"bad base url", []string{"WARD_BASE_URL=ftp://x"}, "WARD_BASE_URL", nil},
+		{"bad tenant", []string{"WARD_TENANT=A B"}, "WARD_TENANT", nil},
+		{"bad log level", []string{"WARD_LOG_LEVEL=loud"}, "WARD_LOG_LEVEL", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			err := c.FromEnv(tc.env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("unexpected config %+v", c)
+			}
+		})
+	}
+}
+
+func TestFlagsOverride(t *testing.T) {
+	c := Default()
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c.Flags(fs, "addr", "data-dir")
+	if err := fs.Parse([]string{"--addr", "127.0.0.1:1", "--data-dir", "/tmp/d"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:1" || c.DataDir != "/tmp/d" {
+		t.Fatalf("%+v", c)
+	}
+	if fs.Lookup("token-ttl") != nil {
+		t.Fatal("flag registered that was not asked for")
+	}
+}
+
+func TestPrintMasksSecrets(t *testing.T) {
+	c := Default()
+	c.Key = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW0="
+	c.DatabaseURL = "postgres://ward:hunter2hunter2@db:5432/ward"
+	var b bytes.Buffer
+	c.Print(&b)
+	out := b.String()
+	for _, secret := range []string{c.Key, "hunter2hunter2"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("printed config contains a secret: %s", out)
+		}
+	}
+	if !strings.Contains(out, "db:5432") {
+		t.Errorf("database host should remain visible: %s", out)
+	}
+}

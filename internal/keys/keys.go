@@ -1,0 +1,144 @@
+// Package keys manages the data keys (DEKs) that seal PHI: one per tenant,
+// generated on first use, stored only wrapped by the key-encryption key, and
+// unwrapped into a seal.Keyring at start. A key another node created later
+// is loaded on first sight of its id.
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// DataKeyPurpose is the store.Key purpose of wrapped data keys.
+const DataKeyPurpose = "dek"
+
+// SystemTenant owns the data key that seals Ward's own secrets (signing
+// keys); no PHI is sealed under it.
+const SystemTenant = "_system"
+
+// Store is what the manager needs from storage.
+type Store interface {
+	Keys(ctx context.Context, purpose string) ([]store.Key, error)
+	Commit(ctx context.Context, u *store.Unit) error
+}
+
+// Manager owns the keyring.
+type Manager struct {
+	st   Store
+	kek  *seal.KEK
+	ring *seal.Keyring
+	now  func() time.Time
+
+	mu      sync.Mutex
+	current map[string]string // tenant -> key id used for new seals
+}
+
+// New loads and unwraps every data key. A KEK that does not match the one
+// the keys were wrapped with is an error here, at start, not at first read.
+func New(ctx context.Context, st Store, kek *seal.KEK, now func() time.Time) (*Manager, error) {
+	if now == nil {
+		now = time.Now
+	}
+	m := &Manager{st: st, kek: kek, ring: seal.NewKeyring(), now: now, current: map[string]string{}}
+	if err := m.load(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) load(ctx context.Context) error {
+	ks, err := m.st.Keys(ctx, DataKeyPurpose)
+	if err != nil {
+		return fmt.Errorf("load data keys: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range ks {
+		if !m.ring.Has(k.ID) {
+			dek, err := m.kek.UnwrapDEK(k.ID, k.Wrapped)
+			if err != nil {
+				return fmt.Errorf("unwrap data key %s (is this the key-encryption key the database was created with? this one is %s): %w", k.ID, m.kek.ID(), err)
+			}
+			if err := m.ring.Add(k.ID, dek); err != nil {
+				return err
+			}
+		}
+		m.current[k.Tenant] = k.ID // keys come oldest first: the newest wins
+	}
+	return nil
+}
+
+func keyID(tenant string) string { return "t/" + tenant + "/1" }
+
+// DataKey returns the id of the key that seals new data of tenant, creating
+// the tenant's key on first use.
+func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
+	m.mu.Lock()
+	id, ok := m.current[tenant]
+	m.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id = keyID(tenant)
+	dek, wrapped, err := m.kek.NewDEK(id)
+	if err != nil {
+		return "", fmt.Errorf("new data key: %w", err)
+	}
+	now := m.now().UTC()
+	err = m.st.Commit(ctx, &store.Unit{
+		NewKey: &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Wrapped: wrapped, Created: now},
+		Audit: []*audit.Record{{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
+			Entities: []string{"data-key/" + id}}},
+	})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		// Another process created it first: use theirs.
+	case err != nil:
+		return "", err
+	default:
+		m.mu.Lock()
+		if !m.ring.Has(id) {
+			if err := m.ring.Add(id, dek); err != nil {
+				m.mu.Unlock()
+				return "", err
+			}
+		}
+		m.current[tenant] = id
+		m.mu.Unlock()
+		return id, nil
+	}
+	if err := m.load(ctx); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id, ok := m.current[tenant]; ok {
+		return id, nil
+	}
+	return "", fmt.Errorf("data key of tenant %s is missing after creation", tenant)
+}
+
+// Seal seals plaintext under keyID.
+func (m *Manager) Seal(keyID string, plaintext, aad []byte) ([]byte, error) {
+	return m.ring.Seal(keyID, plaintext, aad)
+}
+
+// Open opens an envelope, loading its key from the store if another node
+// created it after this one started.
+func (m *Manager) Open(envelope, aad []byte) ([]byte, error) {
+	pt, err := m.ring.Open(envelope, aad)
+	if errors.Is(err, seal.ErrUnknownKey) {
+		if lerr := m.load(context.Background()); lerr != nil {
+			return nil, lerr
+		}
+		return m.ring.Open(envelope, aad)
+	}
+	return pt, err
+}

@@ -1,0 +1,463 @@
+// Package records is the caller-bound repository: the only path from a
+// handler to resource data.
+//
+// For every interaction a Repo, bound to one authenticated subject and one
+// request, does the same things in the same order: decide (authz.Decide,
+// before the store is touched, so a refusal says nothing about existence),
+// validate, seal, commit the write together with its audit record, or read,
+// open and commit the audit record of what is about to be disclosed. Nothing
+// is returned to the caller until its audit record is durable; if the ledger
+// cannot be written the call fails with problem.ErrUnavailable and returns
+// no data. Refusals are audited too.
+package records
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Keys seals and opens bodies under the tenant's data key.
+type Keys interface {
+	DataKey(ctx context.Context, tenant string) (string, error)
+	Seal(keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(envelope, aad []byte) ([]byte, error)
+}
+
+// Service holds what every Repo shares.
+type Service struct {
+	st    store.Store
+	keys  Keys
+	val   *fhir.Validator
+	now   func() time.Time
+	newID func() string
+}
+
+// Options configure a Service. Now and NewID are injectable for tests.
+type Options struct {
+	Now   func() time.Time
+	NewID func() string
+}
+
+// New returns a Service.
+func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NewID == nil {
+		o.NewID = func() string { return uuid.Must(uuid.NewRandomFromReader(rand.Reader)).String() }
+	}
+	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID}
+}
+
+// Repo is the repository bound to one caller and one request.
+type Repo struct {
+	s         *Service
+	subj      authz.Subject
+	requestID string
+}
+
+// For binds the repository to a caller.
+func (s *Service) For(subj authz.Subject, requestID string) *Repo {
+	return &Repo{s: s, subj: subj, requestID: requestID}
+}
+
+// Resource is a resource version as the caller sees it.
+type Resource struct {
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time
+	Deleted     bool
+	// JSON is the resource (with meta.versionId and meta.lastUpdated);
+	// nil for a deletion.
+	JSON []byte
+}
+
+func (r *Repo) record(action, typ string) *audit.Record {
+	return &audit.Record{
+		Time:         r.s.now().UTC(),
+		Tenant:       r.subj.Tenant,
+		RequestID:    r.requestID,
+		Actor:        r.subj.ID,
+		Role:         string(r.subj.Role),
+		Action:       action,
+		ResourceType: typ,
+	}
+}
+
+// commitAudit makes rec durable. A failure is ErrUnavailable: the caller
+// must not disclose anything.
+func (r *Repo) commitAudit(rec *audit.Record) error {
+	// Detached from the client: a client that goes away must not stop the
+	// record of what was attempted.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := r.s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+		return fmt.Errorf("%w: audit ledger: %v", problem.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// refuse audits an unsuccessful attempt and returns err (or the audit
+// failure, which wins: the client must then learn nothing).
+func (r *Repo) refuse(rec *audit.Record, outcome audit.Outcome, detail string, err error) error {
+	rec.Outcome = outcome
+	rec.Detail = detail
+	if aerr := r.commitAudit(rec); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// decide runs the access decision and audits a refusal.
+func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
+	d := authz.Decide(r.subj, a, authz.Target{Tenant: r.subj.Tenant, Type: rec.ResourceType})
+	if d.Allow {
+		return nil
+	}
+	detail := "denied"
+	for _, why := range d.Reasons {
+		detail += ":" + why
+	}
+	return r.refuse(rec, audit.OutcomeMinor, detail,
+		problem.New(problem.ErrForbidden, "forbidden", "access denied by policy"))
+}
+
+func (r *Repo) validate(res *fhir.Resource, rec *audit.Record) error {
+	issues := r.s.val.Validate(res)
+	for _, is := range issues {
+		if is.Severity == "error" || is.Severity == "fatal" {
+			return r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues})
+		}
+	}
+	return nil
+}
+
+func ref(typ, id string, version int64) string {
+	return fmt.Sprintf("%s/%s/_history/%d", typ, id, version)
+}
+
+// seal stamps meta, serialises and seals a resource version.
+func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now time.Time) (plain, sealed []byte, err error) {
+	res.Doc["id"] = res.ID
+	fhir.SetMeta(res.Doc, fmt.Sprint(version), now)
+	plain, err = fhir.Marshal(res.Doc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("serialise %s: %w", res.Type, err)
+	}
+	keyID, err := r.s.keys.DataKey(ctx, r.subj.Tenant)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+	}
+	sealed, err = r.s.keys.Seal(keyID, plain, seal.AAD(r.subj.Tenant, res.Type, res.ID, version))
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal %s: %w", res.Type, err)
+	}
+	return plain, sealed, nil
+}
+
+func (r *Repo) open(v *store.Version) ([]byte, error) {
+	plain, err := r.s.keys.Open(v.Body, seal.AAD(v.Tenant, v.Type, v.ID, v.Version))
+	if err != nil {
+		// A body that does not open is tampering or a lost key: never
+		// serve it, never say more than that to the client.
+		return nil, fmt.Errorf("open %s/%s version %d: %w", v.Type, v.ID, v.Version, err)
+	}
+	return plain, nil
+}
+
+// commitWrite commits one write with its audit record and maps the store's
+// answer to a problem class.
+func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record) error {
+	rec.Entities = []string{ref(w.Type, w.ID, w.Version)}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%w: %v", problem.ErrConflict, err)
+	default:
+		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+}
+
+// Create stores a new resource with a server-assigned id.
+func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error) {
+	rec := r.record("create", res.Type)
+	if err := r.decide(authz.Create, rec); err != nil {
+		return nil, err
+	}
+	if err := r.validate(res, rec); err != nil {
+		return nil, err
+	}
+	res.ID = r.s.newID()
+	now := r.s.now().UTC()
+	plain, sealed, err := r.seal(ctx, res, 1, now)
+	if err != nil {
+		return nil, err
+	}
+	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed}
+	if err := r.commitWrite(ctx, w, rec); err != nil {
+		return nil, err
+	}
+	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
+}
+
+// maxUpdateRetries bounds the re-reads of an update without If-Match that
+// lost a race with another writer.
+const maxUpdateRetries = 8
+
+// Update stores a new version of res (whose ID is the URL's). ifMatch, when
+// not nil, is the version the client expects to replace. An update of a
+// resource that does not exist creates it. created reports which.
+func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (out *Resource, created bool, err error) {
+	rec := r.record("update", res.Type)
+	if err := r.decide(authz.Update, rec); err != nil {
+		return nil, false, err
+	}
+	if err := r.validate(res, rec); err != nil {
+		return nil, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		var cur int64
+		v, err := r.s.st.Current(ctx, r.subj.Tenant, res.Type, res.ID)
+		switch {
+		case err == nil:
+			cur = v.Version
+		case errors.Is(err, store.ErrNotFound):
+		default:
+			return nil, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		if ifMatch != nil && *ifMatch != cur {
+			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, cur)))
+		}
+		now := r.s.now().UTC()
+		plain, sealed, err := r.seal(ctx, res, cur+1, now)
+		if err != nil {
+			return nil, false, err
+		}
+		rec.Time = now
+		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed}
+		err = r.commitWrite(ctx, w, rec)
+		if errors.Is(err, problem.ErrConflict) {
+			if ifMatch != nil {
+				return nil, false, problem.New(problem.ErrPreconditionFailed, "conflict", "the resource was changed by another request")
+			}
+			if attempt < maxUpdateRetries {
+				rec = r.record("update", res.Type)
+				continue
+			}
+			return nil, false, problem.New(problem.ErrConflict, "conflict", "the resource is being changed by other requests; try again")
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return &Resource{Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, JSON: plain}, cur == 0, nil
+	}
+}
+
+// Delete marks a resource deleted; its versions stay in history. Deleting
+// a deleted resource changes nothing.
+func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
+	rec := r.record("delete", typ)
+	if err := r.decide(authz.Delete, rec); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
+				problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id)))
+		case err != nil:
+			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		if v.Deleted {
+			rec.Entities = []string{ref(typ, id, v.Version)}
+			rec.Detail = "already-deleted"
+			if err := r.commitAudit(rec); err != nil {
+				return nil, err
+			}
+			return &Resource{Type: typ, ID: id, Version: v.Version, LastUpdated: v.LastUpdated, Deleted: true}, nil
+		}
+		now := r.s.now().UTC()
+		rec.Time = now
+		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Deleted: true}
+		err = r.commitWrite(ctx, w, rec)
+		if errors.Is(err, problem.ErrConflict) && attempt < maxUpdateRetries {
+			rec = r.record("delete", typ)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &Resource{Type: typ, ID: id, Version: w.Version, LastUpdated: now, Deleted: true}, nil
+	}
+}
+
+// Read returns the current version.
+func (r *Repo) Read(ctx context.Context, typ, id string) (*Resource, error) {
+	return r.read(ctx, "read", typ, id, 0)
+}
+
+// VRead returns one version.
+func (r *Repo) VRead(ctx context.Context, typ, id string, version int64) (*Resource, error) {
+	return r.read(ctx, "vread", typ, id, version)
+}
+
+func (r *Repo) read(ctx context.Context, action, typ, id string, version int64) (*Resource, error) {
+	rec := r.record(action, typ)
+	if err := r.decide(authz.Read, rec); err != nil {
+		return nil, err
+	}
+	var v *store.Version
+	var err error
+	if version == 0 {
+		v, err = r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+	} else {
+		v, err = r.s.st.Version(ctx, r.subj.Tenant, typ, id, version)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		what := typ + "/" + id
+		if version != 0 {
+			what += fmt.Sprintf(" version %d", version)
+		}
+		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
+			problem.New(problem.ErrNotFound, "not-found", what+" is not known"))
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	rec.Entities = []string{ref(typ, id, v.Version)}
+	if v.Deleted {
+		// The fact of deletion is disclosed: audit it like a read.
+		rec.Detail = "deleted"
+		if err := r.commitAudit(rec); err != nil {
+			return nil, err
+		}
+		return &Resource{Type: typ, ID: id, Version: v.Version, LastUpdated: v.LastUpdated, Deleted: true},
+			problem.New(problem.ErrGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id))
+	}
+	plain, err := r.open(v)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+	}
+	if err := r.commitAudit(rec); err != nil {
+		return nil, err
+	}
+	return &Resource{Type: typ, ID: id, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}, nil
+}
+
+// HistoryQuery selects history. Empty Type: the whole tenant's history;
+// empty ID: the type's.
+type HistoryQuery struct {
+	Type   string
+	ID     string
+	Since  time.Time
+	Before int64
+	Count  int
+}
+
+// Page is a list of versions with the cursor of the next page (0 or "": no
+// further page).
+type Page struct {
+	Resources  []Resource
+	NextBefore int64
+	NextAfter  string
+}
+
+// History returns versions newest first.
+func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
+	action := "history-system"
+	switch {
+	case q.ID != "":
+		action = "history-instance"
+	case q.Type != "":
+		action = "history-type"
+	}
+	rec := r.record(action, q.Type)
+	if err := r.decide(authz.History, rec); err != nil {
+		return nil, err
+	}
+	vs, err := r.s.st.History(ctx, store.HistoryQuery{Tenant: r.subj.Tenant, Type: q.Type, ID: q.ID, Since: q.Since, Before: q.Before, Limit: q.Count + 1})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	if q.ID != "" && len(vs) == 0 && q.Before == 0 && q.Since.IsZero() {
+		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
+			problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", q.Type, q.ID)))
+	}
+	page := &Page{}
+	if len(vs) > q.Count {
+		vs = vs[:q.Count]
+		page.NextBefore = vs[len(vs)-1].Seq
+	}
+	if err := r.disclose(rec, vs, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// SearchQuery is the part of FHIR search this layer supports so far.
+type SearchQuery struct {
+	Type  string
+	IDs   []string
+	After string
+	Count int
+}
+
+// Search returns current resources of a type in id order.
+func (r *Repo) Search(ctx context.Context, q SearchQuery) (*Page, error) {
+	rec := r.record("search-type", q.Type)
+	if err := r.decide(authz.Search, rec); err != nil {
+		return nil, err
+	}
+	vs, err := r.s.st.List(ctx, store.ListQuery{Tenant: r.subj.Tenant, Type: q.Type, IDs: q.IDs, After: q.After, Limit: q.Count + 1})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	page := &Page{}
+	if len(vs) > q.Count {
+		vs = vs[:q.Count]
+		page.NextAfter = vs[len(vs)-1].ID
+	}
+	if err := r.disclose(rec, vs, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// disclose opens versions into page and makes the audit record naming
+// every one of them durable.
+func (r *Repo) disclose(rec *audit.Record, vs []store.Version, page *Page) error {
+	page.Resources = make([]Resource, 0, len(vs))
+	for i := range vs {
+		v := &vs[i]
+		out := Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, Deleted: v.Deleted}
+		if !v.Deleted {
+			plain, err := r.open(v)
+			if err != nil {
+				return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+			}
+			out.JSON = plain
+		}
+		page.Resources = append(page.Resources, out)
+		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
+	}
+	return r.commitAudit(rec)
+}

@@ -1,0 +1,98 @@
+// Package postgres is the production storage backend on PostgreSQL through
+// pgx. Many Ward processes may share one database: their write batches
+// serialise on the audit head row, so the ledger stays one chain.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/wardhealth/ward/internal/store/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Dialect is PostgreSQL's flavour of the shared SQL.
+var Dialect = sqlstore.Dialect{
+	Name:         "postgres",
+	Placeholders: Rebind,
+	LockHead:     `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`,
+	MaxParams:    65535,
+}
+
+// Rebind turns '?' placeholders into $1, $2, ... The shared SQL has no '?'
+// inside string literals.
+func Rebind(q string) string {
+	if !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// Open connects to url, applies the embedded migrations (under an advisory
+// lock, so nodes starting together do not race) and starts the writer.
+func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if err := Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s, err := sqlstore.New(Dialect, db, db, o)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.OnClose(func() { db.Close() })
+	return s, nil
+}
+
+// Migrate applies the embedded migrations.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}

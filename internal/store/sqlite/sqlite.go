@@ -1,0 +1,97 @@
+// Package sqlite is the embedded storage backend: one SQLite database file
+// in WAL mode, one write connection owned by the group-committing writer and
+// a pool of read-only connections. Commits are durable (synchronous=FULL)
+// before Commit returns.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/wardhealth/ward/internal/store/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Dialect is SQLite's flavour of the shared SQL.
+var Dialect = sqlstore.Dialect{
+	Name:         "sqlite",
+	Placeholders: func(q string) string { return q },
+	LockHead:     `SELECT seq, hash FROM audit_head WHERE id = 1`,
+	MaxParams:    32766,
+}
+
+func dsn(path string, readOnly bool) string {
+	v := url.Values{}
+	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "journal_mode(WAL)")
+	v.Add("_pragma", "synchronous(FULL)")
+	v.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		v.Add("_pragma", "query_only(1)")
+	} else {
+		// The writer takes the write lock at BEGIN, so a second process
+		// (a CLI command) waits on busy_timeout instead of deadlocking on a
+		// lock upgrade.
+		v.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + v.Encode()
+}
+
+// Open opens (creating if needed) the database at path and applies the
+// embedded migrations.
+func Open(ctx context.Context, path string, o sqlstore.Options) (*sqlstore.DB, error) {
+	w, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := Migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite readers %s: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxLifetime(0)
+	db, err := sqlstore.New(Dialect, w, r, o)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	db.OnClose(func() { r.Close(); w.Close() })
+	return db, nil
+}
+
+// Migrate applies the embedded migrations.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}

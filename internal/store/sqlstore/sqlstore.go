@@ -1,0 +1,715 @@
+// Package sqlstore is the part of the storage contract that SQLite and
+// PostgreSQL share: the SQL for reads and the group-committing writer.
+//
+// Every write goes through one writer goroutine per process. It drains the
+// units queued while the previous transaction was committing and writes them
+// as one transaction: resource versions, users, keys and the audit records
+// with their hash chain. The audit head row is read (and on PostgreSQL
+// locked) first in every batch, so writers in several processes serialise on
+// it and the ledger stays one chain in commit order.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Dialect holds what differs between the databases.
+type Dialect struct {
+	Name string
+	// Placeholders rewrites '?' placeholders for the driver.
+	Placeholders func(q string) string
+	// LockHead reads the ledger head and, where the database needs it,
+	// locks the row until the transaction ends.
+	LockHead string
+	// MaxParams bounds the parameters of one statement.
+	MaxParams int
+}
+
+// Options tune the writer.
+type Options struct {
+	// MaxBatch bounds the units in one transaction.
+	MaxBatch int
+	// CommitTimeout bounds one batch transaction. The writer uses its own
+	// context so that a client that goes away cannot cancel an audit write
+	// that other requests are waiting on.
+	CommitTimeout time.Duration
+}
+
+// DB implements store.Store over database/sql.
+type DB struct {
+	d      Dialect
+	write  *sql.DB
+	read   *sql.DB
+	opts   Options
+	queue  chan *job
+	done   chan struct{}
+	closed chan struct{}
+	once   sync.Once
+	hasher audit.Hasher
+
+	qCurrent, qVersion *sql.Stmt
+	onClose            []func()
+}
+
+type job struct {
+	u   *store.Unit
+	err error
+	ok  chan struct{}
+}
+
+// New starts the writer. write is used by the writer goroutine only; read
+// serves every read (it may be the same pool on PostgreSQL).
+func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 512
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = 15 * time.Second
+	}
+	db := &DB{d: d, write: write, read: read, opts: o,
+		queue: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}), closed: make(chan struct{})}
+	var err error
+	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT v.version, v.last_updated, v.deleted, v.body, v.seq
+		FROM resources r JOIN resource_versions v
+		  ON v.tenant = r.tenant AND v.type = r.type AND v.id = r.id AND v.version = r.version
+		WHERE r.tenant = ? AND r.type = ? AND r.id = ?`)); err != nil {
+		return nil, fmt.Errorf("prepare current: %w", err)
+	}
+	if db.qVersion, err = read.Prepare(d.Placeholders(`SELECT version, last_updated, deleted, body, seq
+		FROM resource_versions WHERE tenant = ? AND type = ? AND id = ? AND version = ?`)); err != nil {
+		return nil, fmt.Errorf("prepare version: %w", err)
+	}
+	go db.run()
+	return db, nil
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Close stops the writer after the queued units are committed.
+func (db *DB) Close() error {
+	db.once.Do(func() {
+		close(db.done)
+		<-db.closed
+		db.qCurrent.Close()
+		db.qVersion.Close()
+		for _, f := range db.onClose {
+			f()
+		}
+	})
+	return nil
+}
+
+// OnClose registers f to run after the writer has stopped on Close; the
+// backends close their connection pools there.
+func (db *DB) OnClose(f func()) { db.onClose = append(db.onClose, f) }
+
+// Dialect names the database behind db.
+func (db *DB) Dialect() string { return db.d.Name }
+
+// Commit queues u for the next batch and waits until it is durable.
+func (db *DB) Commit(ctx context.Context, u *store.Unit) error {
+	j := &job{u: u, ok: make(chan struct{})}
+	select {
+	case db.queue <- j:
+	case <-db.done:
+		return store.ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("queue commit: %w", ctx.Err())
+	}
+	// Once queued, the unit will be committed or failed by the writer; wait
+	// for it whatever the caller's context says, so that the caller never
+	// reports a failure for a write that then commits.
+	<-j.ok
+	return j.err
+}
+
+func (db *DB) run() {
+	defer close(db.closed)
+	batch := make([]*job, 0, db.opts.MaxBatch)
+	for {
+		var first *job
+		select {
+		case first = <-db.queue:
+		case <-db.done:
+			// Drain what is queued, then stop.
+			for {
+				select {
+				case j := <-db.queue:
+					db.commitIsolated([]*job{j})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < db.opts.MaxBatch {
+			select {
+			case j := <-db.queue:
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		db.commitIsolated(batch)
+	}
+}
+
+// commitIsolated commits a batch; if the transaction fails, each unit is
+// retried alone so that one bad unit cannot fail the others.
+func (db *DB) commitIsolated(batch []*job) {
+	err := db.commitBatch(batch)
+	if err != nil && len(batch) > 1 {
+		for _, j := range batch {
+			db.commitIsolated([]*job{j})
+		}
+		return
+	}
+	for _, j := range batch {
+		if err != nil {
+			j.err = fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err)
+		}
+		close(j.ok)
+	}
+}
+
+type rkey struct{ tenant, typ, id string }
+
+func (db *DB) commitBatch(batch []*job) (err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), db.opts.CommitTimeout)
+	defer cancel()
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	q := db.d.Placeholders
+
+	var head audit.Head
+	var headHash []byte
+	if err = tx.QueryRowContext(ctx, db.d.LockHead).Scan(&head.Seq, &headHash); err != nil {
+		return fmt.Errorf("read audit head: %w", err)
+	}
+	if head.Seq == 0 {
+		head.Hash = audit.Genesis
+	} else if copy(head.Hash[:], headHash) != len(head.Hash) {
+		return fmt.Errorf("audit head hash has %d bytes", len(headHash))
+	}
+
+	// Current versions of every resource the batch writes.
+	var keys []rkey
+	for _, j := range batch {
+		for _, w := range j.u.Writes {
+			keys = append(keys, rkey{w.Tenant, w.Type, w.ID})
+		}
+	}
+	current, err := db.currentVersions(ctx, tx, keys)
+	if err != nil {
+		return err
+	}
+
+	var (
+		writes []store.Write
+		final  = map[rkey]store.Write{}
+		order  []rkey
+	)
+	for _, j := range batch {
+		j.err = db.check(ctx, tx, j.u, current)
+		if j.err != nil {
+			for _, r := range j.u.Audit {
+				if r.Outcome < audit.OutcomeMinor {
+					r.Outcome = audit.OutcomeMinor
+				}
+				if r.Detail == "" {
+					r.Detail = "conflict"
+				}
+			}
+			continue
+		}
+		for _, w := range j.u.Writes {
+			k := rkey{w.Tenant, w.Type, w.ID}
+			current[k] = w.Version
+			if _, seen := final[k]; !seen {
+				order = append(order, k)
+			}
+			final[k] = w
+			writes = append(writes, w)
+		}
+		if u := j.u.NewUser; u != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO users (id, tenant, username, role, password_hash, created, disabled) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+				u.ID, u.Tenant, u.Username, u.Role, u.PasswordHash, u.Created.UnixMicro(), boolInt(u.Disabled)); err != nil {
+				return fmt.Errorf("insert user: %w", err)
+			}
+		}
+		if k := j.u.NewKey; k != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`),
+				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro()); err != nil {
+				return fmt.Errorf("insert key: %w", err)
+			}
+		}
+	}
+
+	if err = db.insertVersions(ctx, tx, writes); err != nil {
+		return err
+	}
+	if err = db.upsertCurrent(ctx, tx, order, final); err != nil {
+		return err
+	}
+
+	// Chain the audit records in batch order. Records of failed units are
+	// chained too: a refusal or conflict is part of the ledger.
+	var recs []*audit.Record
+	for _, j := range batch {
+		recs = append(recs, j.u.Audit...)
+	}
+	if len(recs) > 0 {
+		for _, r := range recs {
+			head.Seq++
+			r.Seq = head.Seq
+			db.hasher.Chain(head.Hash, r)
+			head.Hash = r.Hash
+		}
+		if err = db.insertAudit(ctx, tx, recs); err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, q(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), head.Seq, head.Hash[:]); err != nil {
+			return fmt.Errorf("advance audit head: %w", err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// check verifies a unit's preconditions against the state as of the units
+// before it in the batch.
+func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64) error {
+	seen := map[rkey]int64{}
+	for _, w := range u.Writes {
+		k := rkey{w.Tenant, w.Type, w.ID}
+		cur, ok := seen[k]
+		if !ok {
+			cur = current[k]
+		}
+		if w.Version != cur+1 {
+			return fmt.Errorf("%w: %s/%s is at version %d, not %d", store.ErrConflict, w.Type, w.ID, cur, w.Version-1)
+		}
+		seen[k] = w.Version
+	}
+	q := db.d.Placeholders
+	if u.NewUser != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM users WHERE tenant = ? AND username = ?`), u.NewUser.Tenant, u.NewUser.Username).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: username already exists", store.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check user: %w", err)
+		}
+	}
+	if u.NewKey != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM keys WHERE id = ?`), u.NewKey.ID).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: key %s already exists", store.ErrConflict, u.NewKey.ID)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check key: %w", err)
+		}
+	}
+	return nil
+}
+
+func (db *DB) currentVersions(ctx context.Context, tx *sql.Tx, keys []rkey) (map[rkey]int64, error) {
+	out := make(map[rkey]int64, len(keys))
+	const cols = 3
+	for len(keys) > 0 {
+		n := min(len(keys), db.d.MaxParams/cols)
+		chunk := keys[:n]
+		keys = keys[n:]
+		var b strings.Builder
+		b.WriteString(`SELECT tenant, type, id, version FROM resources WHERE (tenant, type, id) IN (VALUES `)
+		args := make([]any, 0, n*cols)
+		for i, k := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, k.tenant, k.typ, k.id)
+		}
+		b.WriteString(")")
+		rows, err := tx.QueryContext(ctx, db.d.Placeholders(b.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("read current versions: %w", err)
+		}
+		for rows.Next() {
+			var k rkey
+			var v int64
+			if err := rows.Scan(&k.tenant, &k.typ, &k.id, &v); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scan current version: %w", err)
+			}
+			out[k] = v
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("read current versions: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read current versions: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// insertRows writes rows with multi-row INSERT statements, chunked to the
+// dialect's parameter limit.
+func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string, cols, n int, row func(i int, args []any) []any) error {
+	per := max(1, db.d.MaxParams/cols)
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for start := 0; start < n; start += per {
+		end := min(n, start+per)
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, (end-start)*cols)
+		for i := start; i < end; i++ {
+			if i > start {
+				b.WriteString(", ")
+			}
+			b.WriteString(tuple)
+			args = row(i, args)
+		}
+		b.WriteString(suffix)
+		if _, err := tx.ExecContext(ctx, db.d.Placeholders(b.String()), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []store.Write) error {
+	err := db.insertRows(ctx, tx,
+		`INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, body) VALUES `, ``,
+		7, len(ws), func(i int, a []any) []any {
+			w := ws[i]
+			var body any = w.Body
+			if w.Deleted {
+				body = nil
+			}
+			return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), body)
+		})
+	if err != nil {
+		return fmt.Errorf("insert versions: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]store.Write) error {
+	err := db.insertRows(ctx, tx,
+		`INSERT INTO resources (tenant, type, id, version, last_updated, deleted) VALUES `,
+		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted`,
+		6, len(order), func(i int, a []any) []any {
+			w := final[order[i]]
+			return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted))
+		})
+	if err != nil {
+		return fmt.Errorf("upsert current versions: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {
+	err := db.insertRows(ctx, tx,
+		`INSERT INTO audit_log (seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash) VALUES `, ``,
+		15, len(recs), func(i int, a []any) []any {
+			r := recs[i]
+			return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
+				encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:])
+		})
+	if err != nil {
+		return fmt.Errorf("append audit records: %w", err)
+	}
+	return nil
+}
+
+// encodeEntities stores the entity list as a JSON array: unambiguous for
+// any string, and readable by a privacy officer with plain SQL.
+func encodeEntities(es []string) string {
+	if len(es) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(es)
+	return string(b)
+}
+
+func decodeEntities(s string) ([]string, error) {
+	var es []string
+	if err := json.Unmarshal([]byte(s), &es); err != nil {
+		return nil, err
+	}
+	if len(es) == 0 {
+		return nil, nil
+	}
+	return es, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---- reads ----
+
+func (db *DB) scanVersion(row *sql.Row, tenant, typ, id string) (*store.Version, error) {
+	v := &store.Version{Tenant: tenant, Type: typ, ID: id}
+	var lu int64
+	var del int
+	if err := row.Scan(&v.Version, &lu, &del, &v.Body, &v.Seq); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, store.ErrNotFound
+		}
+		return nil, fmt.Errorf("%w: read version: %v", store.ErrUnavailable, err)
+	}
+	v.LastUpdated = time.UnixMicro(lu).UTC()
+	v.Deleted = del != 0
+	return v, nil
+}
+
+// Current returns the current version, which may be a deletion.
+func (db *DB) Current(ctx context.Context, tenant, typ, id string) (*store.Version, error) {
+	return db.scanVersion(db.qCurrent.QueryRowContext(ctx, tenant, typ, id), tenant, typ, id)
+}
+
+// Version returns one version.
+func (db *DB) Version(ctx context.Context, tenant, typ, id string, version int64) (*store.Version, error) {
+	return db.scanVersion(db.qVersion.QueryRowContext(ctx, tenant, typ, id, version), tenant, typ, id)
+}
+
+// History returns versions newest first.
+func (db *DB) History(ctx context.Context, hq store.HistoryQuery) ([]store.Version, error) {
+	var b strings.Builder
+	args := []any{hq.Tenant}
+	b.WriteString(`SELECT type, id, version, last_updated, deleted, body, seq FROM resource_versions WHERE tenant = ?`)
+	if hq.Type != "" {
+		b.WriteString(` AND type = ?`)
+		args = append(args, hq.Type)
+	}
+	if hq.ID != "" {
+		b.WriteString(` AND id = ?`)
+		args = append(args, hq.ID)
+	}
+	if !hq.Since.IsZero() {
+		b.WriteString(` AND last_updated >= ?`)
+		args = append(args, hq.Since.UnixMicro())
+	}
+	if hq.Before > 0 {
+		b.WriteString(` AND seq < ?`)
+		args = append(args, hq.Before)
+	}
+	b.WriteString(` ORDER BY seq DESC LIMIT ` + strconv.Itoa(limit(hq.Limit)))
+	return db.queryVersions(ctx, hq.Tenant, b.String(), args)
+}
+
+// List returns current, not deleted versions in id order.
+func (db *DB) List(ctx context.Context, lq store.ListQuery) ([]store.Version, error) {
+	var b strings.Builder
+	args := []any{lq.Tenant, lq.Type}
+	b.WriteString(`SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
+		FROM resources r JOIN resource_versions v
+		  ON v.tenant = r.tenant AND v.type = r.type AND v.id = r.id AND v.version = r.version
+		WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0`)
+	if len(lq.IDs) > 0 {
+		b.WriteString(` AND r.id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(lq.IDs)), ", ") + `)`)
+		for _, id := range lq.IDs {
+			args = append(args, id)
+		}
+	}
+	if lq.After != "" {
+		b.WriteString(` AND r.id > ?`)
+		args = append(args, lq.After)
+	}
+	b.WriteString(` ORDER BY r.id LIMIT ` + strconv.Itoa(limit(lq.Limit)))
+	return db.queryVersions(ctx, lq.Tenant, b.String(), args)
+}
+
+func limit(n int) int {
+	if n <= 0 || n > 10000 {
+		return 10000
+	}
+	return n
+}
+
+func (db *DB) queryVersions(ctx context.Context, tenant, query string, args []any) ([]store.Version, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: query versions: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []store.Version
+	for rows.Next() {
+		v := store.Version{Tenant: tenant}
+		var lu int64
+		var del int
+		if err := rows.Scan(&v.Type, &v.ID, &v.Version, &lu, &del, &v.Body, &v.Seq); err != nil {
+			return nil, fmt.Errorf("%w: scan version: %v", store.ErrUnavailable, err)
+		}
+		v.LastUpdated = time.UnixMicro(lu).UTC()
+		v.Deleted = del != 0
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: query versions: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// UserByName finds a user of a tenant.
+func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.User, error) {
+	u := &store.User{}
+	var created int64
+	var disabled int
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled FROM users WHERE tenant = ? AND username = ?`), tenant, username).
+		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read user: %v", store.ErrUnavailable, err)
+	}
+	u.Created = time.UnixMicro(created).UTC()
+	u.Disabled = disabled != 0
+	return u, nil
+}
+
+// Keys returns the keys with a purpose, oldest first.
+func (db *DB) Keys(ctx context.Context, purpose string) ([]store.Key, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, purpose, tenant, wrapped, created FROM keys WHERE purpose = ? ORDER BY created, id`), purpose)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read keys: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []store.Key
+	for rows.Next() {
+		var k store.Key
+		var created int64
+		if err := rows.Scan(&k.ID, &k.Purpose, &k.Tenant, &k.Wrapped, &created); err != nil {
+			return nil, fmt.Errorf("%w: scan key: %v", store.ErrUnavailable, err)
+		}
+		k.Created = time.UnixMicro(created).UTC()
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: read keys: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// AuditHead returns the stored ledger head.
+func (db *DB) AuditHead(ctx context.Context) (audit.Head, error) {
+	return readHead(db.read.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`))
+}
+
+func readHead(row *sql.Row) (audit.Head, error) {
+	var h audit.Head
+	var hash []byte
+	if err := row.Scan(&h.Seq, &hash); err != nil {
+		return h, fmt.Errorf("%w: read audit head: %v", store.ErrUnavailable, err)
+	}
+	if h.Seq == 0 {
+		h.Hash = audit.Genesis
+	} else if copy(h.Hash[:], hash) != len(h.Hash) {
+		return h, fmt.Errorf("%w: audit head hash has %d bytes", store.ErrUnavailable, len(hash))
+	}
+	return h, nil
+}
+
+// AuditScan streams ledger records in seq order from one read snapshot.
+func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, iter.Seq2[*audit.Record, error]) error) error {
+	var opts *sql.TxOptions
+	if db.d.Name == "postgres" {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := db.read.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("%w: begin audit scan: %v", store.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	head, err := readHead(tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`))
+	if err != nil {
+		return err
+	}
+	records := func(yield func(*audit.Record, error) bool) {
+		const page = 1000
+		from := after
+		for {
+			recs, err := db.auditPage(ctx, tx, from, page)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, r := range recs {
+				if !yield(r, nil) {
+					return
+				}
+				from = r.Seq
+			}
+			if len(recs) < page {
+				return
+			}
+		}
+	}
+	return fn(head, records)
+}
+
+func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]*audit.Record, error) {
+	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash
+		FROM audit_log WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(n)), after)
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []*audit.Record
+	for rows.Next() {
+		r := &audit.Record{}
+		var at int64
+		var ents string
+		var outcome, emergency int
+		var prev, hash []byte
+		if err := rows.Scan(&r.Seq, &at, &r.Tenant, &r.RequestID, &r.Actor, &r.Role, &r.Action, &r.ResourceType, &ents, &outcome, &r.Detail, &emergency, &r.Purpose, &prev, &hash); err != nil {
+			return nil, fmt.Errorf("%w: scan audit record: %v", store.ErrUnavailable, err)
+		}
+		r.Time = time.UnixMicro(at).UTC()
+		r.Outcome = audit.Outcome(outcome)
+		r.Emergency = emergency != 0
+		copy(r.PrevHash[:], prev)
+		copy(r.Hash[:], hash)
+		if r.Entities, err = decodeEntities(ents); err != nil {
+			// A mangled entity list is tampering too: hand the record on
+			// with a marker entity so that its hash cannot match.
+			r.Entities = []string{"\x00undecodable:" + ents}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
+}

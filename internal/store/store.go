@@ -1,0 +1,148 @@
+// Package store is Ward's storage contract: resource versions, the audit
+// ledger, wrapped keys and users, behind one interface with two
+// implementations (store/sqlite, the embedded default, and store/postgres).
+//
+// Guarantees every implementation keeps (proved by store/storetest):
+//   - Commit is the only way to write, and a Unit commits whole or not at
+//     all: its resource versions, its user or key rows and its audit records
+//     land in one database transaction. An audit record is never dropped: if
+//     the ledger cannot be written, nothing in the unit is written.
+//   - Commit returns only after the transaction is durable.
+//   - The audit ledger is one hash chain in commit order, even when several
+//     processes write to the same database.
+//   - Bodies are stored exactly as given; the store never sees plaintext PHI
+//     (the records layer seals before it calls Commit).
+//   - Every read is scoped by tenant in SQL.
+package store
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+)
+
+// Sentinel errors. Implementations wrap them with context; callers test
+// with errors.Is.
+var (
+	// ErrNotFound is returned by reads when no row matches.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict is returned by Commit when a precondition of the unit does
+	// not hold: a write's expected previous version is not the current one,
+	// a username or key id is already taken. The unit's audit records are
+	// still committed, with their outcome set to a failure.
+	ErrConflict = errors.New("store: conflict")
+	// ErrUnavailable is returned when the database cannot be written or read
+	// (including the audit ledger). Nothing of the unit was committed.
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Version is one stored version of a resource.
+type Version struct {
+	Tenant      string
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time
+	Deleted     bool
+	// Body is the sealed envelope of the resource JSON; nil when Deleted.
+	Body []byte
+	// Seq is the commit order of the version across the whole database.
+	Seq int64
+}
+
+// Write creates one new version of a resource.
+type Write struct {
+	Tenant string
+	Type   string
+	ID     string
+	// Version is the version this write creates. It commits only if the
+	// current version is Version-1 (0: the resource must not exist yet).
+	Version     int64
+	LastUpdated time.Time
+	Deleted     bool
+	Body        []byte
+}
+
+// User is a login account. Username is staff identity, not PHI.
+type User struct {
+	ID           string
+	Tenant       string
+	Username     string
+	Role         string
+	PasswordHash string
+	Created      time.Time
+	Disabled     bool
+}
+
+// Key is a wrapped or sealed key (a data key wrapped by the KEK, a signing
+// key sealed by a data key). The store holds only the opaque bytes.
+type Key struct {
+	ID      string
+	Purpose string
+	Tenant  string
+	Wrapped []byte
+	Created time.Time
+}
+
+// Unit is what one Commit writes, all or nothing.
+type Unit struct {
+	Writes  []Write
+	NewUser *User
+	NewKey  *Key
+	// Audit records are appended to the ledger in the same transaction. The
+	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
+	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
+	// is set to "conflict" when it was empty.
+	Audit []*audit.Record
+}
+
+// HistoryQuery selects versions newest first. Empty Type means every type
+// of the tenant; empty ID means every resource of the type.
+type HistoryQuery struct {
+	Tenant string
+	Type   string
+	ID     string
+	Since  time.Time // zero: no lower bound
+	Before int64     // Seq cursor, exclusive; 0: from the newest
+	Limit  int
+}
+
+// ListQuery selects current, not deleted resources of one type in id order.
+type ListQuery struct {
+	Tenant string
+	Type   string
+	IDs    []string // empty: every id
+	After  string   // id cursor, exclusive
+	Limit  int
+}
+
+// Store is the storage contract.
+type Store interface {
+	// Commit writes u in one durable transaction, group-committed with
+	// other concurrent units. See the package doc.
+	Commit(ctx context.Context, u *Unit) error
+
+	Current(ctx context.Context, tenant, typ, id string) (*Version, error)
+	Version(ctx context.Context, tenant, typ, id string, version int64) (*Version, error)
+	History(ctx context.Context, q HistoryQuery) ([]Version, error)
+	List(ctx context.Context, q ListQuery) ([]Version, error)
+
+	UserByName(ctx context.Context, tenant, username string) (*User, error)
+	Keys(ctx context.Context, purpose string) ([]Key, error)
+
+	// AuditHead is the stored head of the ledger (seq 0 when empty).
+	AuditHead(ctx context.Context) (audit.Head, error)
+	// AuditScan reads one snapshot of the ledger: fn gets the head and the
+	// records with Seq > after in ascending Seq order as stored (nothing is
+	// reordered or skipped for fn), so that a verifier can compare records
+	// and head while writers keep appending. The iterator yields an error
+	// and stops if the database fails mid-scan.
+	AuditScan(ctx context.Context, after int64, fn func(head audit.Head, records iter.Seq2[*audit.Record, error]) error) error
+
+	Close() error
+}

@@ -1,0 +1,417 @@
+// Package storetest is the conformance suite of the storage contract. Every
+// store.Store implementation runs it (SQLite always, PostgreSQL whenever a
+// server is reachable and always in CI).
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Opener opens a fresh, empty, migrated store for one test.
+type Opener func(t *testing.T) store.Store
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
+
+func write(tenant, typ, id string, v int64, body string) store.Write {
+	return store.Write{Tenant: tenant, Type: typ, ID: id, Version: v, LastUpdated: t0.Add(time.Duration(v) * time.Second), Body: []byte(body)}
+}
+
+func rec(tenant, action string, entities ...string) *audit.Record {
+	return &audit.Record{Time: t0, Tenant: tenant, RequestID: "req", Actor: "u1", Role: "physician", Action: action, Entities: entities}
+}
+
+// VerifyLedger walks the whole ledger and checks the chain against the head.
+func VerifyLedger(t *testing.T, st store.Store) int {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	err := st.AuditScan(ctx, 0, func(head audit.Head, recs iter.Seq2[*audit.Record, error]) error {
+		counted := func(yield func(*audit.Record, error) bool) {
+			for r, err := range recs {
+				n++
+				if !yield(r, err) {
+					return
+				}
+			}
+		}
+		return audit.Verify(counted, &head)
+	})
+	if err != nil {
+		t.Fatalf("ledger does not verify: %v", err)
+	}
+	return n
+}
+
+// Run runs the suite.
+func Run(t *testing.T, open Opener) {
+	ctx := context.Background()
+
+	t.Run("CreateReadVersions", func(t *testing.T) {
+		st := open(t)
+		if err := st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p1", 1, "v1")}, Audit: []*audit.Record{rec("a", "create")}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p1", 2, "v2")}}); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := st.Current(ctx, "a", "Patient", "p1")
+		if err != nil || cur.Version != 2 || string(cur.Body) != "v2" || cur.Deleted || !cur.LastUpdated.Equal(t0.Add(2*time.Second)) {
+			t.Fatalf("current = %+v, %v", cur, err)
+		}
+		v1, err := st.Version(ctx, "a", "Patient", "p1", 1)
+		if err != nil || string(v1.Body) != "v1" {
+			t.Fatalf("version 1 = %+v, %v", v1, err)
+		}
+		if _, err := st.Version(ctx, "a", "Patient", "p1", 3); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("version 3: %v, want ErrNotFound", err)
+		}
+		if _, err := st.Current(ctx, "a", "Patient", "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing: %v", err)
+		}
+	})
+
+	t.Run("TenantsAreIsolated", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p1", 1, "secret-a")}}))
+		if _, err := st.Current(ctx, "b", "Patient", "p1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("tenant b reads tenant a's resource: %v", err)
+		}
+		if _, err := st.Version(ctx, "b", "Patient", "p1", 1); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("tenant b vreads tenant a's resource: %v", err)
+		}
+		for _, q := range []store.HistoryQuery{{Tenant: "b"}, {Tenant: "b", Type: "Patient"}, {Tenant: "b", Type: "Patient", ID: "p1"}} {
+			vs, err := st.History(ctx, q)
+			if err != nil || len(vs) != 0 {
+				t.Fatalf("history %+v: %d versions, %v", q, len(vs), err)
+			}
+		}
+		vs, err := st.List(ctx, store.ListQuery{Tenant: "b", Type: "Patient"})
+		if err != nil || len(vs) != 0 {
+			t.Fatalf("list: %d, %v", len(vs), err)
+		}
+		// The same id in another tenant is another resource.
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("b", "Patient", "p1", 1, "secret-b")}}))
+		cur, err := st.Current(ctx, "b", "Patient", "p1")
+		if err != nil || string(cur.Body) != "secret-b" {
+			t.Fatalf("%+v %v", cur, err)
+		}
+	})
+
+	t.Run("VersionConflictIsAuditedAndWritesNothing", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p1", 1, "v1")}}))
+		r := rec("a", "update")
+		// Two writes in one unit; the second's precondition fails, so the
+		// first must not land either.
+		err := st.Commit(ctx, &store.Unit{
+			Writes: []store.Write{write("a", "Patient", "p2", 1, "x"), write("a", "Patient", "p1", 3, "bad")},
+			Audit:  []*audit.Record{r},
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("err = %v, want ErrConflict", err)
+		}
+		if _, err := st.Current(ctx, "a", "Patient", "p2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("first write of a failed unit landed: %v", err)
+		}
+		cur, _ := st.Current(ctx, "a", "Patient", "p1")
+		if cur.Version != 1 {
+			t.Fatalf("p1 at version %d", cur.Version)
+		}
+		var got []*audit.Record
+		got = Records(t, st)
+		if len(got) != 1 || got[0].Outcome != audit.OutcomeMinor || got[0].Detail != "conflict" {
+			t.Fatalf("conflict not audited as a failure: %+v", got)
+		}
+		// Create of an existing resource conflicts too.
+		if err := st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p1", 1, "again")}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("re-create: %v", err)
+		}
+		VerifyLedger(t, st)
+	})
+
+	t.Run("ConcurrentCommitsFormOneChain", func(t *testing.T) {
+		st := open(t)
+		const n = 300
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("p%d", i)
+				errs <- st.Commit(ctx, &store.Unit{
+					Writes: []store.Write{write("a", "Patient", id, 1, "body")},
+					Audit:  []*audit.Record{rec("a", "create", "Patient/"+id+"/_history/1"), rec("a", "read")},
+				})
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := VerifyLedger(t, st); got != 2*n {
+			t.Fatalf("%d audit records, want %d", got, 2*n)
+		}
+		head, _ := st.AuditHead(ctx)
+		if head.Seq != 2*n {
+			t.Fatalf("head seq %d", head.Seq)
+		}
+	})
+
+	t.Run("ConcurrentUpdatesOneWinnerPerVersion", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 1, "v1")}}))
+		const n = 20
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 2, "v2")}})
+				if err == nil {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				} else if !errors.Is(err, store.ErrConflict) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("%d writers created version 2, want exactly 1", wins)
+		}
+	})
+
+	t.Run("SameResourceTwiceInOneBatch", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 1, "v1"), write("a", "Patient", "p", 2, "v2"), write("a", "Patient", "p", 3, "v3")}}))
+		cur, err := st.Current(ctx, "a", "Patient", "p")
+		if err != nil || cur.Version != 3 || string(cur.Body) != "v3" {
+			t.Fatalf("%+v %v", cur, err)
+		}
+	})
+
+	t.Run("DeleteKeepsHistory", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 1, "v1")}}))
+		del := write("a", "Patient", "p", 2, "")
+		del.Deleted, del.Body = true, nil
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{del}}))
+		cur, err := st.Current(ctx, "a", "Patient", "p")
+		if err != nil || !cur.Deleted || cur.Version != 2 || cur.Body != nil {
+			t.Fatalf("%+v %v", cur, err)
+		}
+		vs, err := st.List(ctx, store.ListQuery{Tenant: "a", Type: "Patient"})
+		if err != nil || len(vs) != 0 {
+			t.Fatalf("deleted resource listed: %d %v", len(vs), err)
+		}
+		hs, err := st.History(ctx, store.HistoryQuery{Tenant: "a", Type: "Patient", ID: "p"})
+		if err != nil || len(hs) != 2 || !hs[0].Deleted || hs[1].Version != 1 || string(hs[1].Body) != "v1" {
+			t.Fatalf("history %+v %v", hs, err)
+		}
+	})
+
+	t.Run("HistoryPagingAndSince", func(t *testing.T) {
+		st := open(t)
+		for i := range 5 {
+			must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Observation", fmt.Sprintf("o%d", i), 1, "x")}}))
+		}
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 1, "x")}}))
+		page1, err := st.History(ctx, store.HistoryQuery{Tenant: "a", Type: "Observation", Limit: 3})
+		if err != nil || len(page1) != 3 || page1[0].ID != "o4" || page1[2].ID != "o2" {
+			t.Fatalf("page 1: %v %v", ids(page1), err)
+		}
+		page2, err := st.History(ctx, store.HistoryQuery{Tenant: "a", Type: "Observation", Limit: 3, Before: page1[2].Seq})
+		if err != nil || len(page2) != 2 || page2[0].ID != "o1" || page2[1].ID != "o0" {
+			t.Fatalf("page 2: %v %v", ids(page2), err)
+		}
+		all, _ := st.History(ctx, store.HistoryQuery{Tenant: "a"})
+		if len(all) != 6 || all[0].Type != "Patient" {
+			t.Fatalf("system history: %v", ids(all))
+		}
+		since, _ := st.History(ctx, store.HistoryQuery{Tenant: "a", Since: t0.Add(2 * time.Second)})
+		if len(since) != 0 {
+			t.Fatalf("_since after every write: %v", ids(since))
+		}
+	})
+
+	t.Run("ListByIDAndCursor", func(t *testing.T) {
+		st := open(t)
+		for _, id := range []string{"c", "a", "e", "b", "d"} {
+			must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", id, 1, "x")}}))
+		}
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Observation", "a", 1, "x")}}))
+		vs, _ := st.List(ctx, store.ListQuery{Tenant: "a", Type: "Patient", Limit: 2})
+		if fmt.Sprint(ids(vs)) != "[a b]" {
+			t.Fatalf("%v", ids(vs))
+		}
+		vs, _ = st.List(ctx, store.ListQuery{Tenant: "a", Type: "Patient", After: "b", Limit: 10})
+		if fmt.Sprint(ids(vs)) != "[c d e]" {
+			t.Fatalf("%v", ids(vs))
+		}
+		vs, _ = st.List(ctx, store.ListQuery{Tenant: "a", Type: "Patient", IDs: []string{"e", "a", "zz"}})
+		if fmt.Sprint(ids(vs)) != "[a e]" {
+			t.Fatalf("%v", ids(vs))
+		}
+	})
+
+	t.Run("UsersAndKeys", func(t *testing.T) {
+		st := open(t)
+		u := &store.User{ID: "u1", Tenant: "a", Username: "alice", Role: "nurse", PasswordHash: "h", Created: t0}
+		must(t, st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{rec("a", "user-add")}}))
+		got, err := st.UserByName(ctx, "a", "alice")
+		if err != nil || got.ID != "u1" || got.Role != "nurse" || !got.Created.Equal(t0) {
+			t.Fatalf("%+v %v", got, err)
+		}
+		if _, err := st.UserByName(ctx, "b", "alice"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("user visible in another tenant: %v", err)
+		}
+		dup := *u
+		dup.ID = "u2"
+		if err := st.Commit(ctx, &store.Unit{NewUser: &dup}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate username: %v", err)
+		}
+		k := &store.Key{ID: "k1", Purpose: "dek", Tenant: "a", Wrapped: []byte{1, 2, 3}, Created: t0}
+		must(t, st.Commit(ctx, &store.Unit{NewKey: k}))
+		if err := st.Commit(ctx, &store.Unit{NewKey: k}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate key: %v", err)
+		}
+		ks, err := st.Keys(ctx, "dek")
+		if err != nil || len(ks) != 1 || string(ks[0].Wrapped) != "\x01\x02\x03" {
+			t.Fatalf("%+v %v", ks, err)
+		}
+		VerifyLedger(t, st)
+	})
+
+	t.Run("OneBadUnitDoesNotFailTheBatch", func(t *testing.T) {
+		st := open(t)
+		// A user whose id is taken passes the username check but fails at
+		// insert, aborting its transaction. Units batched with it must
+		// still commit.
+		must(t, st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "same", Tenant: "a", Username: "x", Role: "user", PasswordHash: "h", Created: t0}}))
+		var wg sync.WaitGroup
+		results := make([]error, 40)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if i == 20 {
+					results[i] = st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "same", Tenant: "a", Username: "y", Role: "user", PasswordHash: "h", Created: t0}, Audit: []*audit.Record{rec("a", "user-add")}})
+					return
+				}
+				results[i] = st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", fmt.Sprint("p", i), 1, "x")}, Audit: []*audit.Record{rec("a", "create")}})
+			}()
+		}
+		wg.Wait()
+		for i, err := range results {
+			if i == 20 {
+				if !errors.Is(err, store.ErrUnavailable) {
+					t.Errorf("bad unit: %v, want ErrUnavailable", err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("unit %d failed with the bad one: %v", i, err)
+			}
+		}
+		if n := VerifyLedger(t, st); n != 39 {
+			t.Fatalf("%d audit records, want 39 (the failed unit's record is not written)", n)
+		}
+	})
+
+	t.Run("AuditRecordsRoundTrip", func(t *testing.T) {
+		st := open(t)
+		r := &audit.Record{Time: t0, Tenant: "a", RequestID: "r1", Actor: "u1", Role: "nurse", Action: "search-type", ResourceType: "Patient",
+			Entities: []string{"Patient/x/_history/1", "Patient/y/_history/4"}, Outcome: audit.OutcomeSuccess, Detail: "d", Purpose: "TREAT", Emergency: true}
+		must(t, st.Commit(ctx, &store.Unit{Audit: []*audit.Record{r}}))
+		var got []*audit.Record
+		got = Records(t, st)
+		if len(got) != 1 {
+			t.Fatalf("%d records", len(got))
+		}
+		g := got[0]
+		if g.Seq != 1 || !g.Time.Equal(t0) || g.Actor != "u1" || fmt.Sprint(g.Entities) != fmt.Sprint(r.Entities) || !g.Emergency || g.Purpose != "TREAT" || g.Hash != r.Hash || g.PrevHash != audit.Genesis {
+			t.Fatalf("round trip: %+v", g)
+		}
+		VerifyLedger(t, st)
+	})
+}
+
+// Records returns the whole ledger.
+func Records(t testing.TB, st store.Store) []*audit.Record {
+	t.Helper()
+	var out []*audit.Record
+	err := st.AuditScan(context.Background(), 0, func(_ audit.Head, recs iter.Seq2[*audit.Record, error]) error {
+		for r, err := range recs {
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func ids(vs []store.Version) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.ID)
+	}
+	return out
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// InterleavedWriters commits concurrently through two stores on the same
+// database (two processes, or two nodes) and checks the ledger is one
+// unbroken chain with every record in it.
+func InterleavedWriters(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		for j, st := range []store.Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("p%d-%d", j, i)
+				errs <- st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", id, 1, "x")}, Audit: []*audit.Record{rec("a", "create")}})
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := VerifyLedger(t, a); got != 2*n {
+		t.Fatalf("%d records, want %d", got, 2*n)
+	}
+}
