@@ -30,7 +30,7 @@ const (
 var ErrWeakPassword = errors.New("weak password")
 
 // CheckPassword enforces the password policy: at least 12 characters, not
-// containing the username, not one repeated character, not a well-known
+// the username, not one repeated character, not a well-known
 // password.
 func CheckPassword(username, password string) error {
 	n := utf8.RuneCountInString(password)
@@ -43,15 +43,15 @@ func CheckPassword(username, password string) error {
 		return fmt.Errorf("%w: the password has %d characters; at least %d are required", ErrWeakPassword, n, MinPasswordLen)
 	case len(password) > maxPasswordLen:
 		return fmt.Errorf("%w: the password is longer than %d bytes", ErrWeakPassword, maxPasswordLen)
-	case username != "" && strings.Contains(strings.ToLower(password), strings.ToLower(username)):
-		return fmt.Errorf("%w: the password contains the username", ErrWeakPassword)
+	case username != "" && strings.EqualFold(strings.TrimSpace(password), username):
+		return fmt.Errorf("%w: the password is the username", ErrWeakPassword)
 	case strings.Count(password, password[:1]) == len(password):
 		return fmt.Errorf("%w: the password repeats one character", ErrWeakPassword)
 	}
 	lower := strings.ToLower(password)
 	for _, common := range commonPasswords {
-		if strings.Contains(lower, common) && len(lower) < len(common)+4 {
-			return fmt.Errorf("%w: the password is a well-known password", ErrWeakPassword)
+		if rest := strings.Replace(lower, common, "", 1); rest != lower && (len(rest) < 6 || strings.Trim(rest, "0123456789!.-_ ") == "") {
+			return fmt.Errorf("%w: the password is a well-known password with little added", ErrWeakPassword)
 		}
 	}
 	return nil

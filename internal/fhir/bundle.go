@@ -27,8 +27,9 @@ type BundleLink struct {
 	URL      string
 }
 
-// BundleEntry is one Bundle.entry. Resource, when set, must be one JSON
-// object, e.g. the output of Marshal; it is written verbatim.
+// BundleEntry is one Bundle.entry. Resource, when set, must be one compact
+// JSON object such as the output of Marshal; it is written verbatim, and only
+// its framing ({...}) is checked.
 type BundleEntry struct {
 	FullURL  string
 	Resource json.RawMessage
@@ -59,10 +60,12 @@ type BundleResponse struct {
 }
 
 // ErrBundleResource is returned (wrapped) when an entry's Resource or a
-// response Outcome is not a single JSON object.
+// response Outcome is not framed as a JSON object.
 var ErrBundleResource = errors.New("fhir: bundle entry resource is not a JSON object")
 
-// MarshalJSON writes the Bundle as R4 JSON, resourceType first.
+// MarshalJSON writes the Bundle as R4 JSON, resourceType first. Call it (or
+// WriteTo) directly: json.Marshal(b) would re-validate the output and
+// HTML-escape it ("<" in narratives becomes \u003c).
 func (b *Bundle) MarshalJSON() ([]byte, error) {
 	n := 256
 	for i := range b.Entries {
@@ -83,6 +86,9 @@ func (b *Bundle) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (b *Bundle) appendJSON(dst []byte) ([]byte, error) {
+	if b.Type == "" {
+		return nil, errors.New("fhir: bundle type is empty")
+	}
 	dst = append(dst, `{"resourceType":"Bundle"`...)
 	if b.ID != "" {
 		dst = appendField(dst, "id", b.ID)
@@ -204,10 +210,13 @@ func appendField(dst []byte, name, value string) []byte {
 	return appendString(dst, value)
 }
 
-// isJSONObject reports whether raw is exactly one valid JSON object. It
-// costs a pass over the bytes (a few ms per MB), which keeps one corrupt
-// stored resource from producing an invalid page.
+// isJSONObject is a framing check, not a parse: raw must start with '{' and
+// end with '}' (ignoring surrounding whitespace). It catches empty,
+// truncated and non-object values in constant time. A full json.Valid pass
+// measured ~1 ms for a 100-entry page of 2.6 KiB resources, ten times the
+// rest of the work; resources reach a Bundle from Marshal via authenticated
+// storage, so internal corruption is not the risk being guarded against.
 func isJSONObject(raw []byte) bool {
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	return len(t) > 0 && t[0] == '{' && json.Valid(raw)
+	t := bytes.TrimSpace(raw)
+	return len(t) >= 2 && t[0] == '{' && t[len(t)-1] == '}'
 }

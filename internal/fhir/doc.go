@@ -18,12 +18,13 @@
 //   - Validator checks a resource against its own type's definition in the
 //     embedded schema (never the root oneOf) and reports every leaf failure as
 //     an Issue with a FHIRPath-like expression, sorted and deduplicated.
-//   - Marshal writes compact JSON that Parse reads back to an equal document:
-//     resourceType first, then id, then meta, then the other keys sorted;
-//     numbers verbatim; no HTML escaping.
-//   - Every document built here (OperationOutcome, Bundle,
-//     CapabilityStatement) validates against the embedded schema; tests check
-//     it.
+//   - Marshal writes compact JSON, resourceType first, then id, then meta,
+//     then the other keys sorted; numbers verbatim; no HTML escaping. For a
+//     document from Parse, Parse(Marshal(doc)) gives an equal document and
+//     Marshal is deterministic (fuzzed).
+//   - The documents built here (OperationOutcome, Bundle,
+//     CapabilityStatement) are valid JSON, resourceType first, and validate
+//     against the embedded schema when given valid codes (tested).
 //
 // The schema is the HL7 R4 JSON schema with three mechanical changes made in
 // memory before compiling (see schema/README.md): complex types are required

@@ -199,7 +199,7 @@ func TestBundleRejectsBadResource(t *testing.T) {
 	for name, raw := range map[string]json.RawMessage{
 		"array":     json.RawMessage(`[1]`),
 		"truncated": json.RawMessage(`{"resourceType":"Patient"`),
-		"two":       json.RawMessage(`{} {}`),
+		"empty obj": json.RawMessage(` { `),
 		"string":    json.RawMessage(`"x"`),
 	} {
 		b := &Bundle{Type: "collection", Entries: []BundleEntry{{}, {Resource: raw}}}
@@ -207,6 +207,9 @@ func TestBundleRejectsBadResource(t *testing.T) {
 		if !errors.Is(err, ErrBundleResource) || !strings.Contains(err.Error(), "entry[1].resource") {
 			t.Errorf("%s: err = %v", name, err)
 		}
+	}
+	if _, err := (&Bundle{}).MarshalJSON(); err == nil {
+		t.Error("bundle without a type marshalled")
 	}
 	b := &Bundle{Type: "batch-response", Entries: []BundleEntry{{Response: &BundleResponse{Status: "500", Outcome: json.RawMessage(`nope`)}}}}
 	if _, err := b.MarshalJSON(); !errors.Is(err, ErrBundleResource) {

@@ -37,7 +37,8 @@ func IssueFrom(code, expression, diagnostics string) Issue {
 }
 
 // Validator checks resources against the embedded R4 schema. It is safe for
-// concurrent use.
+// concurrent use. Build it with NewValidator; the zero value rejects every
+// resource as not supported.
 type Validator struct {
 	schemas map[string]*jsonschema.Schema // by resource type; read-only after construction
 }

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+var wardBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ward-bin")
+	if err != nil {
+		panic(err)
+	}
+	wardBin = filepath.Join(dir, "ward")
+	if out, err := exec.Command("go", "build", "-o", wardBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build ward: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// ward runs the binary with the environment cleared of WARD_ settings.
+func ward(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(wardBin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WARD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type server struct {
+	cmd    *exec.Cmd
+	addr   string
+	stdout *bytes.Buffer
+	stderr *bytes.Buffer
+}
+
+func serve(t *testing.T, dataDir string) *server {
+	t.Helper()
+	addr := freePort(t)
+	cmd := exec.Command(wardBin, "serve", "--addr", addr, "--data-dir", dataDir)
+	cmd.Env = cleanEnv()
+	s := &server{cmd: cmd, addr: addr, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("ward serve did not come up: %s", s.stderr)
+	return nil
+}
+
+func (s *server) token(t *testing.T, user, pass string) string {
+	resp, err := http.PostForm("http://"+s.addr+"/oauth2/token", url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != 200 || out.AccessToken == "" || out.TokenType != "Bearer" || out.ExpiresIn <= 0 {
+		t.Fatalf("token: %d %+v", resp.StatusCode, out)
+	}
+	return out.AccessToken
+}
+
+func (s *server) post(t *testing.T, tok, typ, body string) (int, string) {
+	req, _ := http.NewRequest("POST", "http://"+s.addr+"/fhir/"+typ, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m struct{ ID string }
+	json.Unmarshal(b, &m)
+	return resp.StatusCode, m.ID
+}
+
+func (s *server) get(t *testing.T, tok, path string) (int, []byte) {
+	req, _ := http.NewRequest("GET", "http://"+s.addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+const pass = "smoke test passphrase 12345"
+
+func TestServeOnAFreshDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	st, err := os.Stat(filepath.Join(dir, "ward.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", st.Mode().Perm())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ward.db")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.stderr.String(), "WARNING: generated a new key-encryption key") || !strings.Contains(s.stderr.String(), "DEVELOPMENT") {
+		t.Fatalf("no loud warning about the generated key: %s", s.stderr)
+	}
+	if !strings.Contains(s.stdout.String(), "http://"+s.addr) || !strings.Contains(s.stdout.String(), "ward users add") {
+		t.Fatalf("startup banner: %s", s.stdout)
+	}
+
+	// users add refuses weak passwords with a clear message.
+	for _, c := range []struct{ pw, want string }{
+		{"", "empty"}, {"short", "at least 12"}, {"smoke-user-is-me", "is the username"},
+	} {
+		_, stderr, code := ward(t, c.pw+"\n", "users", "add", "--data-dir", dir, "--username", "smoke-user-is-me", "--role", "physician", "--password-stdin")
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Fatalf("weak password %q: exit %d, %s", c.pw, code, stderr)
+		}
+	}
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "root", "--password-stdin"); code == 0 || !strings.Contains(stderr, "--role") {
+		t.Fatalf("bad role: %d %s", code, stderr)
+	}
+	out, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin")
+	if code != 0 || !strings.Contains(out, "created") {
+		t.Fatalf("users add: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "nurse", "--password-stdin"); code == 0 || !strings.Contains(stderr, "already exists") {
+		t.Fatalf("duplicate user: %d %s", code, stderr)
+	}
+
+	// The user added by the CLI logs in to the running server.
+	tok := s.token(t, "smoke", pass)
+	status, id := s.post(t, tok, "Patient", `{"resourceType":"Patient","name":[{"family":"Zyxwvutsonian"}],"birthDate":"1937-02-03"}`)
+	if status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	if code, body := s.get(t, tok, "/fhir/Patient/"+id); code != 200 || !bytes.Contains(body, []byte("Zyxwvutsonian")) {
+		t.Fatalf("read: %d", code)
+	}
+	// Nothing readable in the data directory or the log.
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("Zyxwvutsonian")) || bytes.Contains(b, []byte("1937-02-03")) {
+			t.Errorf("%s holds plaintext PHI", p)
+		}
+		return nil
+	})
+	if strings.Contains(s.stderr.String(), "Zyxwvutsonian") {
+		t.Error("the log holds PHI")
+	}
+	// The log is JSON with request ids.
+	sc := bufio.NewScanner(strings.NewReader(s.stderr.String()))
+	var jsonLines int
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["request_id"] != nil {
+			jsonLines++
+		}
+	}
+	if jsonLines < 3 {
+		t.Fatalf("%d JSON log lines with request ids", jsonLines)
+	}
+	// The ledger verifies while the server runs.
+	out, stderr, code = ward(t, "", "audit", "verify", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "ledger intact") {
+		t.Fatalf("audit verify: %d %s %s", code, out, stderr)
+	}
+}
+
+// An acknowledged write survives kill -9 of the server.
+func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	tok := s.token(t, "smoke", pass)
+	var ids []string
+	for i := range 50 {
+		status, id := s.post(t, tok, "Observation", fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"n%d"}}`, i))
+		if status != 201 {
+			t.Fatalf("create %d: %d", i, status)
+		}
+		ids = append(ids, id)
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.cmd.Wait()
+	s2 := serve(t, dir)
+	tok = s2.token(t, "smoke", pass)
+	for _, id := range ids {
+		if code, _ := s2.get(t, tok, "/fhir/Observation/"+id); code != 200 {
+			t.Fatalf("acknowledged Observation/%s lost after kill -9: %d", id, code)
+		}
+	}
+	if _, stderr, code := ward(t, "", "audit", "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("ledger broken after kill -9: %s", stderr)
+	}
+}
+
+func TestAuditVerifyDetectsTampering(t *testing.T) {
+	build := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "ward-data")
+		s := serve(t, dir)
+		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+			t.Fatal(stderr)
+		}
+		tok := s.token(t, "smoke", pass)
+		for i := range 5 {
+			s.post(t, tok, "Observation", fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"n%d"}}`, i))
+		}
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+		if _, stderr, code := ward(t, "", "audit", "verify", "--data-dir", dir); code != 0 {
+			t.Fatalf("fresh ledger does not verify: %s", stderr)
+		}
+		return dir
+	}
+	cases := []struct {
+		name string
+		sql  string
+		seq  string
+	}{
+		{"altered actor", `UPDATE audit_log SET actor = 'someone-else' WHERE seq = 6`, "6"},
+		{"altered outcome", `UPDATE audit_log SET outcome = outcome + 4 WHERE seq = 7`, "7"},
+		{"altered entities", `UPDATE audit_log SET entities = '[]' WHERE seq = 8`, "8"},
+		{"deleted record", `DELETE FROM audit_log WHERE seq = 5`, "5"},
+		{"deleted tail", `DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)`, ""},
+		{"reordered records", `UPDATE audit_log SET seq = CASE seq WHEN 4 THEN 1004 WHEN 5 THEN 4 END WHERE seq IN (4, 5); UPDATE audit_log SET seq = 5 WHERE seq = 1004`, "4"},
+		{"recomputed hash without relinking", `UPDATE audit_log SET hash = zeroblob(32) WHERE seq = 3`, "3"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := build(t)
+			db, err := sql.Open("sqlite", filepath.Join(dir, "ward.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(c.sql); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			out, stderr, code := ward(t, "", "audit", "verify", "--data-dir", dir)
+			if code == 0 {
+				t.Fatalf("tampering not detected: %s", out)
+			}
+			if !strings.Contains(stderr, "LEDGER BROKEN") {
+				t.Fatalf("exit %d without naming the break: %s", code, stderr)
+			}
+			if c.seq != "" && !regexp.MustCompile(`\b`+c.seq+`\b`).MatchString(stderr) {
+				t.Fatalf("does not name sequence number %s: %s", c.seq, stderr)
+			}
+		})
+	}
+}
+
+func TestUsageAndConfig(t *testing.T) {
+	if _, _, code := ward(t, ""); code != 2 {
+		t.Fatalf("no command: exit %d", code)
+	}
+	if _, stderr, code := ward(t, "", "frobnicate"); code != 2 || !strings.Contains(stderr, "unknown command") {
+		t.Fatalf("unknown command: %d %s", code, stderr)
+	}
+	cmd := exec.Command(wardBin, "config")
+	cmd.Env = append(cleanEnv(), "WARD_KEY=c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW0=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "c2VjcmV0") || !strings.Contains(string(out), "WARD_ADDR") {
+		t.Fatalf("config: %v %s", err, out)
+	}
+	cmd = exec.Command(wardBin, "config")
+	cmd.Env = append(cleanEnv(), "WARD_ADRESS=x")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown setting WARD_ADRESS") {
+		t.Fatalf("unknown setting accepted: %s", out)
+	}
+	_ = context.Background()
+}

@@ -1,0 +1,259 @@
+package authn_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/sqlite"
+	"github.com/wardhealth/ward/internal/store/sqlstore"
+	"github.com/wardhealth/ward/internal/store/storetest"
+)
+
+func TestCheckPassword(t *testing.T) {
+	cases := []struct {
+		user, pw string
+		ok       bool
+		why      string
+	}{
+		{"alice", "", false, "empty"},
+		{"alice", "short", false, "at least 12"},
+		{"alice", "elevenchars", false, "at least 12"},
+		{"alicealicealice", "alicealicealice", false, "is the username"},
+		{"alicealicealice", "ALICEALICEALICE", false, "is the username"},
+		{"smoke", "smoke test passphrase 12345", true, ""},
+		{"alice", "aaaaaaaaaaaaaaaa", false, "repeats"},
+		{"alice", "password1234", false, "well-known"},
+		{"alice", "\xff\xfe invalid utf8 xx", false, "UTF-8"},
+		{"alice", strings.Repeat("ab", 600), false, "longer"},
+		{"alice", "correct horse battery staple", true, ""},
+		{"alice", "ünïcödé pässwörd", true, ""},
+	}
+	for _, c := range cases {
+		err := authn.CheckPassword(c.user, c.pw)
+		if c.ok != (err == nil) {
+			t.Errorf("CheckPassword(%q, %q) = %v", c.user, c.pw, err)
+			continue
+		}
+		if !c.ok && (!errors.Is(err, authn.ErrWeakPassword) || !strings.Contains(err.Error(), c.why)) {
+			t.Errorf("CheckPassword(%q): %v, want mention of %q", c.pw, err, c.why)
+		}
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	h, err := authn.HashPassword("correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") || strings.Contains(h, "horse") {
+		t.Fatalf("hash %q", h)
+	}
+	h2, _ := authn.HashPassword("correct horse battery staple")
+	if h == h2 {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	if !authn.VerifyPassword(h, "correct horse battery staple") {
+		t.Fatal("right password refused")
+	}
+	for _, bad := range []string{"correct horse battery stapl", "", "Correct horse battery staple"} {
+		if authn.VerifyPassword(h, bad) {
+			t.Fatalf("wrong password %q accepted", bad)
+		}
+	}
+	for _, mangled := range []string{"", "$argon2id$", strings.Replace(h, "argon2id", "argon2i", 1), strings.Replace(h, "m=19456", "m=0", 1),
+		strings.Replace(h, "t=2", "t=99", 1), h[:len(h)-5] + "!!!!!", "$bcrypt$whatever"} {
+		if authn.VerifyPassword(mangled, "correct horse battery staple") {
+			t.Fatalf("mangled hash %q accepted", mangled)
+		}
+	}
+}
+
+type env struct {
+	st   store.Store
+	keys *keys.Manager
+	svc  *authn.Service
+	now  *time.Time
+}
+
+func newEnv(t *testing.T, path string) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, path, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	kek, _ := seal.NewKEK(bytes.Repeat([]byte{9}, 32))
+	km, err := keys.New(ctx, st, kek, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := km.DataKey(ctx, keys.SystemTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e := &env{st: st, keys: km, now: &now}
+	e.svc, err = authn.New(ctx, st, km, authn.Options{Issuer: "https://ward.test", TTL: 15 * time.Minute, Tenant: "default", SealKeyID: sys, Now: func() time.Time { return *e.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestIssueAndVerify(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := context.Background()
+	subj := authz.Subject{Tenant: "default", ID: "u1", Role: authz.RoleNurse}
+	tok, err := e.svc.Issue(subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.Verify(ctx, tok.AccessToken)
+	if err != nil || got.ID != "u1" || got.Role != authz.RoleNurse || got.Tenant != "default" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	// Cached, and still checked for expiry.
+	if _, err := e.svc.Verify(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	*e.now = e.now.Add(16 * time.Minute)
+	if _, err := e.svc.Verify(ctx, tok.AccessToken); !errors.Is(err, authn.ErrInvalidToken) {
+		t.Fatalf("expired token accepted from cache: %v", err)
+	}
+	*e.now = time.Now()
+
+	// Tokens signed by anyone else, or with another algorithm, issuer or
+	// audience, are refused.
+	other := newEnv(t, filepath.Join(t.TempDir(), "other.db"))
+	foreign, _ := other.svc.Issue(subj)
+	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u1", "tenant": "default", "role": "admin", "iss": "https://ward.test", "aud": "ward", "exp": time.Now().Add(time.Hour).Unix()})
+	hsTok, _ := hs.SignedString([]byte("secret"))
+	none := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "u1", "tenant": "default", "role": "admin", "iss": "https://ward.test", "aud": "ward", "exp": time.Now().Add(time.Hour).Unix()})
+	noneTok, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
+	for name, bad := range map[string]string{
+		"other server": foreign.AccessToken, "HS256": hsTok, "none": noneTok, "empty": "", "garbage": "a.b.c",
+		"truncated": tok.AccessToken[:len(tok.AccessToken)-4],
+	} {
+		if _, err := e.svc.Verify(ctx, bad); !errors.Is(err, authn.ErrInvalidToken) {
+			t.Errorf("%s: accepted (%v)", name, err)
+		}
+	}
+}
+
+// A key created by another node after this one started is found on first
+// sight of its kid.
+func TestKeyCreatedElsewhereIsLoaded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	a := newEnv(t, path)
+	// Node b shares the database and KEK; give it a new key by deleting
+	// nothing: it simply loads a's key. Then a rotates by creating a new
+	// service after b started — simulate with a third handle creating a key.
+	b := newEnv(t, path)
+	tok, _ := a.svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RoleAdmin})
+	if _, err := b.svc.Verify(context.Background(), tok.AccessToken); err != nil {
+		t.Fatalf("node b refuses node a's token: %v", err)
+	}
+	if n := len(a.svc.JWKS()["keys"].([]map[string]string)); n != 1 {
+		t.Fatalf("%d signing keys after two starts on one database, want 1", n)
+	}
+}
+
+func TestPasswordGrantIsAudited(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := context.Background()
+	h, _ := authn.HashPassword("correct horse battery staple")
+	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
+	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u2", Tenant: "default", Username: "gone", Role: "nurse", PasswordHash: h, Created: time.Now(), Disabled: true}}))
+	if _, err := e.svc.PasswordGrant(ctx, "r1", "nina", "wrong password here"); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.PasswordGrant(ctx, "r2", "nobody", "wrong password here"); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.PasswordGrant(ctx, "r3", "gone", "correct horse battery staple"); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatalf("disabled user logged in: %v", err)
+	}
+	tok, err := e.svc.PasswordGrant(ctx, "r4", "nina", "correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, err := e.svc.Verify(ctx, tok.AccessToken)
+	if err != nil || subj.ID != "u1" {
+		t.Fatalf("%+v %v", subj, err)
+	}
+	var logins []string
+	for _, r := range storetest.Records(t, e.st) {
+		if r.Action == "login" {
+			logins = append(logins, r.RequestID+":"+r.Actor+":"+r.Outcome.String())
+			if strings.Contains(r.Detail+r.Actor, "nina") || strings.Contains(r.Detail+r.Actor, "wrong") {
+				t.Errorf("login record carries a typed name or password: %+v", r)
+			}
+		}
+	}
+	if len(logins) != 4 || !strings.HasPrefix(logins[0], "r1:u1:") || !strings.HasPrefix(logins[1], "r2::") || !strings.HasPrefix(logins[3], "r4:u1:") {
+		t.Fatalf("login records %v", logins)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func BenchmarkVerifyCached(b *testing.B) {
+	e := newEnvB(b)
+	tok, _ := e.svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RolePhysician})
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := e.svc.Verify(ctx, tok.AccessToken); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyUncached measures the RSA path: each token is new to the
+// cache (issuing it is excluded from the timing).
+func BenchmarkVerifyUncached(b *testing.B) {
+	e := newEnvB(b)
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		tok, _ := e.svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RolePhysician})
+		b.StartTimer()
+		if _, err := e.svc.Verify(ctx, tok.AccessToken); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func newEnvB(b *testing.B) *env {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "w.db"), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	kek, _ := seal.NewKEK(bytes.Repeat([]byte{9}, 32))
+	km, _ := keys.New(ctx, st, kek, nil)
+	sys, _ := km.DataKey(ctx, keys.SystemTenant)
+	svc, err := authn.New(ctx, st, km, authn.Options{Issuer: "w", Tenant: "default", SealKeyID: sys})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &env{st: st, keys: km, svc: svc}
+}
