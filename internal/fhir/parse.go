@@ -125,8 +125,8 @@ type scanner struct {
 	path []pathSeg
 }
 
-// pathSeg is one step to the current value: an object key (raw, still
-// escaped) or an array index.
+// pathSeg is one step to the current value: an object key (decoded) or an
+// array index.
 type pathSeg struct {
 	key   []byte
 	index int // -1 for object members

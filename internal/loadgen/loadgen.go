@@ -101,7 +101,7 @@ type Options struct {
 	Duration    time.Duration // measured phase length; required (> 0)
 	Warmup      time.Duration // optional unmeasured phase before the measured one
 	Seed        int64         // seed for synthetic data and per-worker random choices
-	Preload     int           // read/mixed: Patients created first (default 1000)
+	Preload     int           // read/mixed: Patients created first (default 1000); reads pick uniformly among them (also in mixed: Patients created while measuring are not read)
 	ReadRatio   float64       // mixed: fraction of reads in [0,1] (0 means default 0.8)
 	MaxRequests int64         // optional bound on requests issued in the measured phase (0 = none)
 

@@ -19,6 +19,7 @@ import (
 //
 // followed, for the mixed workload, by one line per operation and, if there
 // were errors, by their breakdown and the first distinct error messages.
+// Latencies are of successful requests; with none the line says n/a.
 func (r *Report) Print(w io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ward bench: mix=%s concurrency=%d duration=%.1fs", r.Mix, r.Concurrency, r.Duration.Seconds())
@@ -28,9 +29,13 @@ func (r *Report) Print(w io.Writer) {
 	b.WriteByte('\n')
 	fmt.Fprintf(&b, "requests:   %d (errors %d)\n", r.Requests, r.Errors)
 	fmt.Fprintf(&b, "throughput: %.1f req/s\n", r.Throughput)
-	fmt.Fprintf(&b, "latency:    %s", latencyLine(r.P50, r.P90, r.P99, r.Max))
-	if !r.LatencyExact {
-		b.WriteString("  (histogram, <1% error)")
+	if r.Requests > r.Errors {
+		fmt.Fprintf(&b, "latency:    %s", latencyLine(r.P50, r.P90, r.P99, r.Max))
+		if !r.LatencyExact {
+			b.WriteString("  (histogram, <1% error)")
+		}
+	} else {
+		b.WriteString("latency:    n/a (no successful requests)")
 	}
 	b.WriteByte('\n')
 	if r.Mix == MixMixed {
@@ -39,8 +44,12 @@ func (r *Report) Print(w io.Writer) {
 			if !ok {
 				continue
 			}
+			lat := "latency n/a"
+			if s.Requests > s.Errors {
+				lat = latencyLine(s.P50, s.P90, s.P99, s.Max)
+			}
 			fmt.Fprintf(&b, "  %-8s  requests %d (errors %d)  throughput %.1f req/s  %s\n",
-				name+":", s.Requests, s.Errors, s.Throughput, latencyLine(s.P50, s.P90, s.P99, s.Max))
+				name+":", s.Requests, s.Errors, s.Throughput, lat)
 		}
 	}
 	if r.Errors > 0 {

@@ -18,7 +18,7 @@ func TestSyntheticPatientSizeAndValidity(t *testing.T) {
 	genders := map[string]bool{"male": true, "female": true, "other": true, "unknown": true}
 	rng := rand.New(rand.NewPCG(1, 2))
 	seen := make(map[string]bool)
-	for i := range 2000 {
+	for i := range 500 {
 		b := SyntheticPatient(rng)
 		if n := len(b); n < 1900 || n > 2300 {
 			t.Fatalf("#%d: size %d outside 1900..2300", i, n)
@@ -63,8 +63,8 @@ func TestSyntheticPatientSizeAndValidity(t *testing.T) {
 			t.Fatalf("#%d: birthDate %q", i, bd)
 		}
 	}
-	if len(seen) != 2000 {
-		t.Fatalf("only %d distinct bodies out of 2000", len(seen))
+	if len(seen) != 500 {
+		t.Fatalf("only %d distinct bodies out of 500", len(seen))
 	}
 }
 
