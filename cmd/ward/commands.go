@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -49,11 +52,29 @@ var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr"}, nil)
 	if err != nil {
 		return err
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel)
+	if os.Getenv("GOGC") == "" {
+		// A request allocates tens of kilobytes that die young; collecting
+		// less often trades memory (plentiful here) for CPU (not).
+		debug.SetGCPercent(400)
+	}
+	if cfg.PprofAddr != "" {
+		// Profiles carry no request data; still, this listener is for the
+		// operator's machine only.
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			if err := http.ListenAndServe(cfg.PprofAddr, mux); err != nil {
+				log.Error("pprof listener", "error", err.Error())
+			}
+		}()
+	}
 	a, err := app.Open(ctx, cfg, log, stderr)
 	if err != nil {
 		return err

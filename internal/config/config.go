@@ -30,6 +30,7 @@ type Config struct {
 	MaxBodyBytes int64
 	TokenTTL     time.Duration
 	LogLevel     string
+	PprofAddr    string
 }
 
 // Default returns the defaults.
@@ -118,6 +119,8 @@ var settings = []setting{
 			}
 			return errors.New("must be debug, info, warn or error")
 		}},
+	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
+		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},
 }
 
 // FromEnv applies WARD_* variables from environ (os.Environ() form) to c.

@@ -82,8 +82,7 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		queue: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}), closed: make(chan struct{})}
 	var err error
 	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT v.version, v.last_updated, v.deleted, v.body, v.seq
-		FROM resources r JOIN resource_versions v
-		  ON v.tenant = r.tenant AND v.type = r.type AND v.id = r.id AND v.version = r.version
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq
 		WHERE r.tenant = ? AND r.type = ? AND r.id = ?`)); err != nil {
 		return nil, fmt.Errorf("prepare current: %w", err)
 	}
@@ -224,9 +223,17 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		return err
 	}
 
+	var nextSeq int64
+	if len(keys) > 0 {
+		// Writers serialise on the head row locked above, so the next
+		// commit order number is simply one past the largest.
+		if err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM resource_versions`).Scan(&nextSeq); err != nil {
+			return fmt.Errorf("read version sequence: %w", err)
+		}
+	}
 	var (
-		writes []store.Write
-		final  = map[rkey]store.Write{}
+		writes []seqWrite
+		final  = map[rkey]seqWrite{}
 		order  []rkey
 	)
 	for _, j := range batch {
@@ -248,8 +255,10 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			if _, seen := final[k]; !seen {
 				order = append(order, k)
 			}
-			final[k] = w
-			writes = append(writes, w)
+			nextSeq++
+			sw := seqWrite{Write: w, seq: nextSeq}
+			final[k] = sw
+			writes = append(writes, sw)
 		}
 		if u := j.u.NewUser; u != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO users (id, tenant, username, role, password_hash, created, disabled) VALUES (?, ?, ?, ?, ?, ?, ?)`),
@@ -403,16 +412,22 @@ func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string,
 	return nil
 }
 
-func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []store.Write) error {
+// seqWrite is a write with its commit order number.
+type seqWrite struct {
+	store.Write
+	seq int64
+}
+
+func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) error {
 	err := db.insertRows(ctx, tx,
-		`INSERT INTO resource_versions (tenant, type, id, version, last_updated, deleted, body) VALUES `, ``,
-		7, len(ws), func(i int, a []any) []any {
+		`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``,
+		8, len(ws), func(i int, a []any) []any {
 			w := ws[i]
 			var body any = w.Body
 			if w.Deleted {
 				body = nil
 			}
-			return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), body)
+			return append(a, w.seq, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), body)
 		})
 	if err != nil {
 		return fmt.Errorf("insert versions: %w", err)
@@ -420,13 +435,13 @@ func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []store.Write) 
 	return nil
 }
 
-func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]store.Write) error {
+func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite) error {
 	err := db.insertRows(ctx, tx,
-		`INSERT INTO resources (tenant, type, id, version, last_updated, deleted) VALUES `,
-		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted`,
-		6, len(order), func(i int, a []any) []any {
+		`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq) VALUES `,
+		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq`,
+		7, len(order), func(i int, a []any) []any {
 			w := final[order[i]]
-			return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted))
+			return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq)
 		})
 	if err != nil {
 		return fmt.Errorf("upsert current versions: %w", err)
@@ -533,8 +548,7 @@ func (db *DB) List(ctx context.Context, lq store.ListQuery) ([]store.Version, er
 	var b strings.Builder
 	args := []any{lq.Tenant, lq.Type}
 	b.WriteString(`SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
-		FROM resources r JOIN resource_versions v
-		  ON v.tenant = r.tenant AND v.type = r.type AND v.id = r.id AND v.version = r.version
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq
 		WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0`)
 	if len(lq.IDs) > 0 {
 		b.WriteString(` AND r.id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(lq.IDs)), ", ") + `)`)

@@ -2,7 +2,7 @@
 -- One row per resource version. The body is a sealed envelope (AES-256-GCM,
 -- associated data = tenant/type/id/version): no plaintext PHI in this table.
 CREATE TABLE resource_versions (
-    seq          BIGINT   GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- commit order
+    seq          BIGINT   PRIMARY KEY, -- commit order, assigned by the writer under the audit head lock
     tenant       TEXT     NOT NULL,
     type         TEXT     NOT NULL,
     id           TEXT     NOT NULL,
@@ -15,7 +15,8 @@ CREATE TABLE resource_versions (
 CREATE INDEX resource_versions_type_seq ON resource_versions (tenant, type, seq);
 CREATE INDEX resource_versions_tenant_seq ON resource_versions (tenant, seq);
 
--- The current version of each resource.
+-- The current version of each resource; seq points at its row in
+-- resource_versions.
 CREATE TABLE resources (
     tenant       TEXT     NOT NULL,
     type         TEXT     NOT NULL,
@@ -23,6 +24,7 @@ CREATE TABLE resources (
     version      BIGINT   NOT NULL,
     last_updated BIGINT   NOT NULL,
     deleted      SMALLINT NOT NULL,
+    seq          BIGINT   NOT NULL,
     PRIMARY KEY (tenant, type, id)
 );
 
