@@ -35,6 +35,10 @@ type Dialect struct {
 	LockHead string
 	// MaxParams bounds the parameters of one statement.
 	MaxParams int
+	// RowAtATime inserts rows with one prepared statement executed per
+	// row instead of multi-row statements. Right for an embedded database,
+	// where a statement costs no round trip but parsing a long one does.
+	RowAtATime bool
 }
 
 // Options tune the writer.
@@ -61,6 +65,9 @@ type DB struct {
 
 	qCurrent, qVersion *sql.Stmt
 	onClose            []func()
+	// rowStmts are the writer's prepared single-row inserts (RowAtATime);
+	// only the writer goroutine touches them.
+	rowStmts map[string]*sql.Stmt
 }
 
 type job struct {
@@ -90,6 +97,19 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		FROM resource_versions WHERE tenant = ? AND type = ? AND id = ? AND version = ?`)); err != nil {
 		return nil, fmt.Errorf("prepare version: %w", err)
 	}
+	if d.RowAtATime {
+		// Prepared before the writer starts: inside a batch the write
+		// pool's only connection belongs to the transaction.
+		db.rowStmts = map[string]*sql.Stmt{}
+		for _, spec := range insertSpecs {
+			q := spec.prefix + tupleOf(spec.cols) + spec.suffix
+			st, err := write.Prepare(d.Placeholders(q))
+			if err != nil {
+				return nil, fmt.Errorf("prepare insert: %w", err)
+			}
+			db.rowStmts[q] = st
+		}
+	}
 	go db.run()
 	return db, nil
 }
@@ -103,6 +123,9 @@ func (db *DB) Close() error {
 		<-db.closed
 		db.qCurrent.Close()
 		db.qVersion.Close()
+		for _, st := range db.rowStmts {
+			st.Close()
+		}
 		for _, f := range db.onClose {
 			f()
 		}
@@ -389,9 +412,25 @@ func (db *DB) currentVersions(ctx context.Context, tx *sql.Tx, keys []rkey) (map
 
 // insertRows writes rows with multi-row INSERT statements, chunked to the
 // dialect's parameter limit.
-func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string, cols, n int, row func(i int, args []any) []any) error {
+func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, spec insertSpec, n int, row func(i int, args []any) []any) error {
+	prefix, suffix, cols := spec.prefix, spec.suffix, spec.cols
 	per := max(1, db.d.MaxParams/cols)
-	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	tuple := tupleOf(cols)
+	if db.d.RowAtATime {
+		st, ok := db.rowStmts[prefix+tuple+suffix]
+		if !ok {
+			return fmt.Errorf("no prepared statement for %.40s", prefix)
+		}
+		txst := tx.StmtContext(ctx, st)
+		defer txst.Close()
+		args := make([]any, 0, cols)
+		for i := range n {
+			if _, err := txst.ExecContext(ctx, row(i, args[:0])...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for start := 0; start < n; start += per {
 		end := min(n, start+per)
 		var b strings.Builder
@@ -412,6 +451,24 @@ func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix, suffix string,
 	return nil
 }
 
+// The writer's inserts: prefix, suffix and column count.
+type insertSpec struct {
+	prefix, suffix string
+	cols           int
+}
+
+var (
+	insertVersion = insertSpec{`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``, 8}
+	upsertCurrent = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq) VALUES `,
+		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq`, 7}
+	insertAuditRec = insertSpec{`INSERT INTO audit_log (seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash) VALUES `, ``, 15}
+	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec}
+)
+
+func tupleOf(cols int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+}
+
 // seqWrite is a write with its commit order number.
 type seqWrite struct {
 	store.Write
@@ -419,16 +476,14 @@ type seqWrite struct {
 }
 
 func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) error {
-	err := db.insertRows(ctx, tx,
-		`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``,
-		8, len(ws), func(i int, a []any) []any {
-			w := ws[i]
-			var body any = w.Body
-			if w.Deleted {
-				body = nil
-			}
-			return append(a, w.seq, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), body)
-		})
+	err := db.insertRows(ctx, tx, insertVersion, len(ws), func(i int, a []any) []any {
+		w := ws[i]
+		var body any = w.Body
+		if w.Deleted {
+			body = nil
+		}
+		return append(a, w.seq, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), body)
+	})
 	if err != nil {
 		return fmt.Errorf("insert versions: %w", err)
 	}
@@ -436,13 +491,10 @@ func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) err
 }
 
 func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite) error {
-	err := db.insertRows(ctx, tx,
-		`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq) VALUES `,
-		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq`,
-		7, len(order), func(i int, a []any) []any {
-			w := final[order[i]]
-			return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq)
-		})
+	err := db.insertRows(ctx, tx, upsertCurrent, len(order), func(i int, a []any) []any {
+		w := final[order[i]]
+		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq)
+	})
 	if err != nil {
 		return fmt.Errorf("upsert current versions: %w", err)
 	}
@@ -450,13 +502,11 @@ func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final
 }
 
 func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {
-	err := db.insertRows(ctx, tx,
-		`INSERT INTO audit_log (seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash) VALUES `, ``,
-		15, len(recs), func(i int, a []any) []any {
-			r := recs[i]
-			return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
-				encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:])
-		})
+	err := db.insertRows(ctx, tx, insertAuditRec, len(recs), func(i int, a []any) []any {
+		r := recs[i]
+		return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
+			encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:])
+	})
 	if err != nil {
 		return fmt.Errorf("append audit records: %w", err)
 	}
