@@ -94,8 +94,13 @@ func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward 
 		m(&cfg)
 	}
 	logs := &SyncBuffer{}
+	var sink io.Writer = logs
+	if _, bench := t.(*testing.B); bench {
+		// Benchmarks would otherwise measure an ever-growing log buffer.
+		sink = io.Discard
+	}
 	ctx := context.Background()
-	a, err := app.Open(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), io.Discard)
+	a, err := app.Open(ctx, cfg, slog.New(slog.NewJSONHandler(sink, nil)), io.Discard)
 	if err != nil {
 		t.Fatalf("start ward: %v", err)
 	}

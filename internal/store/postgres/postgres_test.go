@@ -53,3 +53,12 @@ func TestRebind(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLedgerAppend(b *testing.B) {
+	st, err := postgres.Open(context.Background(), pgtest.URL(b), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkLedgerAppend(b, st)
+}

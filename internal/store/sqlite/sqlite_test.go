@@ -39,3 +39,12 @@ func TestTwoWritersOneFile(t *testing.T) {
 	defer b.Close()
 	storetest.InterleavedWriters(t, a, b)
 }
+
+func BenchmarkLedgerAppend(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ward.db"), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkLedgerAppend(b, st)
+}
