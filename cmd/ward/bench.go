@@ -56,18 +56,25 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		BaseURL: *base, Token: *token, Mix: m, Concurrency: *conc, Duration: *dur, Warmup: *warm,
 		Preload: *preload, ReadRatio: *ratio, Seed: 1,
 	})
+	if rep == nil {
+		return err
+	}
+	// An interrupted run still reports what it measured.
+	if *asJSON {
+		b, jerr := rep.JSON()
+		if jerr != nil {
+			return jerr
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		rep.Print(stdout)
+	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		b, err := rep.JSON()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(b))
-		return nil
+	if rep.Requests > 0 && rep.Errors == rep.Requests {
+		return errors.New("every request failed")
 	}
-	rep.Print(stdout)
 	return nil
 }
 

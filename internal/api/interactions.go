@@ -17,11 +17,12 @@ import (
 	"github.com/wardhealth/ward/internal/records"
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
+// paramName matches the search parameter names an OperationOutcome may echo.
+var paramName = regexp.MustCompile(`^[A-Za-z0-9_:.\-]{1,64}$`)
 
 func pathID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if !idPattern.MatchString(id) {
+	if !fhir.IsID(id) {
 		return "", problem.New(problem.ErrInvalid, "invalid", "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.], 1 to 64 characters)")
 	}
 	return id, nil
@@ -242,7 +243,7 @@ func queryParams(r *http.Request, known map[string]bool) (url.Values, error) {
 		var issues []fhir.Issue
 		for _, k := range unknown {
 			name := k
-			if !idPattern.MatchString(strings.ReplaceAll(strings.ReplaceAll(k, ":", "-"), "_", "-")) {
+			if !paramName.MatchString(k) {
 				name = "(unprintable)"
 			}
 			issues = append(issues, fhir.Issue{Severity: "error", Code: "not-supported", Diagnostics: "unknown or unsupported search parameter: " + name})
@@ -277,13 +278,13 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 	sq := records.SearchQuery{Type: typ, Count: count, After: q.Get("_cursor")}
 	for _, v := range q["_id"] {
 		for _, id := range strings.Split(v, ",") {
-			if !idPattern.MatchString(id) {
+			if !fhir.IsID(id) {
 				return problem.New(problem.ErrInvalid, "invalid", "_id: not a valid FHIR id")
 			}
 			sq.IDs = append(sq.IDs, id)
 		}
 	}
-	if sq.After != "" && !idPattern.MatchString(sq.After) {
+	if sq.After != "" && !fhir.IsID(sq.After) {
 		return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
 	}
 	page, err := repo.Search(r.Context(), sq)

@@ -1,10 +1,11 @@
 package authz
 
 import (
-	"go/build"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wardhealth/ward/internal/deptest"
 )
 
 func TestDecideTable(t *testing.T) {
@@ -90,17 +91,17 @@ func TestParseRole(t *testing.T) {
 
 // The decision engine must stay pure: no network, no database, no files.
 func TestAuthzImportsNoIO(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range pkg.Imports {
+	deptest.Check(t, func(path string) string {
 		for _, bad := range []string{"net", "database/sql", "os", "io"} {
-			if imp == bad || strings.HasPrefix(imp, bad+"/") {
-				t.Errorf("authz imports %s", imp)
+			if path == bad || strings.HasPrefix(path, bad+"/") {
+				return "decisions are pure functions over values"
 			}
 		}
-	}
+		if !deptest.IsStd(path) {
+			return "decisions need no third-party code"
+		}
+		return ""
+	})
 }
 
 func BenchmarkDecide(b *testing.B) {

@@ -1,12 +1,9 @@
 package fhir
 
 import (
-	"go/parser"
-	"go/token"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/wardhealth/ward/internal/deptest"
 )
 
 // The package is a leaf: standard library and the schema validator only, so
@@ -16,31 +13,14 @@ func TestImports(t *testing.T) {
 		"github.com/santhosh-tekuri/jsonschema/v6":      true,
 		"github.com/santhosh-tekuri/jsonschema/v6/kind": true,
 	}
-	forbiddenStd := []string{"net/http", "database/sql", "os/exec", "log"}
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
+	forbiddenStd := map[string]bool{"net/http": true, "database/sql": true, "os/exec": true, "log": true}
+	deptest.Check(t, func(path string) string {
+		switch {
+		case forbiddenStd[path]:
+			return "resource handling does no I/O and no logging"
+		case !deptest.IsStd(path) && !allowed[path]:
+			return "only the schema validator is allowed beyond the standard library"
 		}
-		ast, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range ast.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			first, _, _ := strings.Cut(path, "/")
-			std := !strings.Contains(first, ".")
-			for _, bad := range forbiddenStd {
-				if path == bad {
-					t.Errorf("%s imports %s", f, path)
-				}
-			}
-			if !std && !allowed[path] {
-				t.Errorf("%s imports %s", f, path)
-			}
-		}
-	}
+		return ""
+	})
 }

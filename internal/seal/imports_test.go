@@ -1,35 +1,24 @@
 package seal
 
 import (
-	"go/parser"
-	"go/token"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/wardhealth/ward/internal/deptest"
 )
 
 // TestImports keeps the barrier small: production files import only the
 // standard library (STYLE.md, convention 5), and nothing that logs.
 func TestImports(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
+	deptest.Check(t, func(path string) string {
+		switch {
+		case !deptest.IsStd(path):
+			return "the barrier imports only the standard library"
+		case path == "log" || strings.HasPrefix(path, "log/"):
+			return "the barrier must not log"
+		case path == "unsafe":
+			return "no unsafe in the barrier"
 		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			first, _, _ := strings.Cut(path, "/")
-			if strings.Contains(first, ".") || path == "log" || strings.HasPrefix(path, "log/") || path == "unsafe" {
-				t.Errorf("%s imports %s", name, path)
-			}
-		}
-	}
+		return ""
+	})
 }

@@ -223,15 +223,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 	}()
 	q := db.d.Placeholders
 
-	var head audit.Head
-	var headHash []byte
-	if err = tx.QueryRowContext(ctx, db.d.LockHead).Scan(&head.Seq, &headHash); err != nil {
-		return fmt.Errorf("read audit head: %w", err)
-	}
-	if head.Seq == 0 {
-		head.Hash = audit.Genesis
-	} else if copy(head.Hash[:], headHash) != len(head.Hash) {
-		return fmt.Errorf("audit head hash has %d bytes", len(headHash))
+	head, err := readHead(tx.QueryRowContext(ctx, db.d.LockHead))
+	if err != nil {
+		return err
 	}
 
 	// Current versions of every resource the batch writes.
