@@ -324,6 +324,25 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}
 }
 
+func TestMigrate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	for range 2 { // idempotent
+		out, stderr, code := ward(t, "", "migrate", "--data-dir", dir)
+		if code != 0 || !strings.Contains(out, "migrations applied") {
+			t.Fatalf("migrate: %d %s %s", code, out, stderr)
+		}
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "ward.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('resource_versions', 'resources', 'audit_log', 'audit_head', 'keys', 'users')`).Scan(&n); err != nil || n != 6 {
+		t.Fatalf("%d of 6 tables after migrate (%v)", n, err)
+	}
+}
+
 func TestUsageAndConfig(t *testing.T) {
 	if _, _, code := ward(t, ""); code != 2 {
 		t.Fatalf("no command: exit %d", code)

@@ -271,3 +271,40 @@ func TestEveryPHIRequestIsAudited(t *testing.T) {
 	}
 	_ = context.Background()
 }
+
+// A sealed body copied onto another row (another patient, or another
+// version) does not open: the associated data binds it to its row. The read
+// fails without disclosing either body, and the failure is in the ledger.
+func TestMovedCiphertextDoesNotOpen(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	tok := w.Tokens[authz.RolePhysician]
+	a := w.Create(t, authz.RolePhysician, phiPatient)
+	b := w.Create(t, authz.RolePhysician, patientB)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(w.Config.DataDir, "ward.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE resource_versions SET body = (SELECT body FROM resource_versions WHERE id = ?) WHERE id = ?`, a, b); err != nil {
+		t.Fatal(err)
+	}
+	r := w.Do(t, "GET", "/fhir/Patient/"+b, tok, nil)
+	if r.Status != 500 {
+		t.Fatalf("read of a moved ciphertext: %d %s", r.Status, r.Body)
+	}
+	assertNoPHI(t, "response", r.Body)
+	if bytes.Contains(r.Body, []byte("Pemberton")) {
+		t.Fatal("response discloses the original body")
+	}
+	recs := w.Ledger(t)
+	last := recs[len(recs)-1]
+	if last.Action != "read" || last.Detail != "unsealable" || last.Outcome == 0 {
+		t.Fatalf("failed open not audited: %+v", last)
+	}
+	// The untouched resource still reads.
+	if r := w.Do(t, "GET", "/fhir/Patient/"+a, tok, nil); r.Status != 200 {
+		t.Fatalf("untouched resource: %d", r.Status)
+	}
+}
+
+const patientB = `{"resourceType":"Patient","name":[{"family":"Pemberton","given":["Lyle"]}]}`
