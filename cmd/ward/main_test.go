@@ -21,6 +21,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/wardhealth/ward/internal/app/apptest"
 )
 
 var wardBin string
@@ -80,8 +82,8 @@ func freePort(t *testing.T) string {
 type server struct {
 	cmd    *exec.Cmd
 	addr   string
-	stdout *bytes.Buffer
-	stderr *bytes.Buffer
+	stdout *apptest.SyncBuffer
+	stderr *apptest.SyncBuffer
 }
 
 func serve(t *testing.T, dataDir string) *server {
@@ -89,7 +91,7 @@ func serve(t *testing.T, dataDir string) *server {
 	addr := freePort(t)
 	cmd := exec.Command(wardBin, "serve", "--addr", addr, "--data-dir", dataDir)
 	cmd.Env = cleanEnv()
-	s := &server{cmd: cmd, addr: addr, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	s := &server{cmd: cmd, addr: addr, stdout: &apptest.SyncBuffer{}, stderr: &apptest.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
