@@ -37,7 +37,8 @@ type Manager struct {
 	now  func() time.Time
 
 	mu      sync.Mutex
-	current map[string]string // tenant -> key id used for new seals
+	current map[string]string        // tenant -> key id used for new seals
+	blind   map[string]*seal.Blinder // tenant -> blind index hasher
 }
 
 // New loads and unwraps every data key. A KEK that does not match the one
@@ -46,7 +47,7 @@ func New(ctx context.Context, st Store, kek *seal.KEK, now func() time.Time) (*M
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, kek: kek, ring: seal.NewKeyring(), now: now, current: map[string]string{}}
+	m := &Manager{st: st, kek: kek, ring: seal.NewKeyring(), now: now, current: map[string]string{}, blind: map[string]*seal.Blinder{}}
 	if err := m.load(ctx); err != nil {
 		return nil, err
 	}
@@ -69,13 +70,16 @@ func (m *Manager) load(ctx context.Context) error {
 			if err := m.ring.Add(k.ID, dek); err != nil {
 				return err
 			}
+			if err := m.setBlinder(k.Tenant, k.ID, dek); err != nil {
+				return err
+			}
 		}
 		m.current[k.Tenant] = k.ID // keys come oldest first: the newest wins
 	}
 	return nil
 }
 
-func keyID(tenant string) string { return "t/" + tenant + "/1" }
+func keyIDFor(tenant string) string { return "t/" + tenant + "/1" }
 
 // DataKey returns the id of the key that seals new data of tenant, creating
 // the tenant's key on first use.
@@ -86,7 +90,7 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 	if ok {
 		return id, nil
 	}
-	id = keyID(tenant)
+	id = keyIDFor(tenant)
 	dek, wrapped, err := m.kek.NewDEK(id)
 	if err != nil {
 		return "", fmt.Errorf("new data key: %w", err)
@@ -109,6 +113,10 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 				m.mu.Unlock()
 				return "", err
 			}
+			if err := m.setBlinder(tenant, id, dek); err != nil {
+				m.mu.Unlock()
+				return "", err
+			}
 		}
 		m.current[tenant] = id
 		m.mu.Unlock()
@@ -123,6 +131,43 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 		return id, nil
 	}
 	return "", fmt.Errorf("data key of tenant %s is missing after creation", tenant)
+}
+
+// blindPurpose names the HKDF purpose of blind index keys.
+const blindPurpose = "blind-index"
+
+// setBlinder derives the tenant's blind index key from its first data key.
+// Only the first: blind indexes must stay comparable across key rotation,
+// so the index key does not change when a new data key seals new bodies.
+func (m *Manager) setBlinder(tenant, keyID string, dek []byte) error {
+	if _, ok := m.blind[tenant]; ok || keyID != keyIDFor(tenant) {
+		return nil
+	}
+	ik, err := seal.DeriveKey(dek, blindPurpose)
+	if err != nil {
+		return err
+	}
+	b, err := seal.NewBlinder(ik)
+	if err != nil {
+		return err
+	}
+	m.blind[tenant] = b
+	return nil
+}
+
+// Blinder returns the tenant's blind index hasher (creating the tenant's
+// data key on first use).
+func (m *Manager) Blinder(ctx context.Context, tenant string) (*seal.Blinder, error) {
+	if _, err := m.DataKey(ctx, tenant); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blind[tenant]
+	if !ok {
+		return nil, fmt.Errorf("blind index key of tenant %s is missing", tenant)
+	}
+	return b, nil
 }
 
 // Seal seals plaintext under keyID.
