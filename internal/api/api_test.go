@@ -320,7 +320,7 @@ func TestEveryResourceTypeIsServed(t *testing.T) {
 		for _, i := range res.Interaction {
 			codes = append(codes, i.Code)
 		}
-		if got := strings.Join(codes, ","); got != "read,vread,update,delete,history-instance,history-type,create,search-type" {
+		if got := strings.Join(codes, ","); got != "read,vread,update,patch,delete,history-instance,history-type,create,search-type" {
 			t.Fatalf("%s interactions %s", res.Type, got)
 		}
 	}
@@ -356,7 +356,7 @@ func TestBadInput(t *testing.T) {
 		{name: "accept list", method: "GET", path: "/fhir/Patient", role: authz.RolePhysician, headers: []string{"Accept: application/fhir+xml;q=0.9, application/fhir+json"}, status: 200},
 		{name: "bad id in URL", method: "GET", path: "/fhir/Patient/" + strings.Repeat("a", 65), role: authz.RolePhysician, status: 400},
 		{name: "bad If-Match", method: "PUT", path: "/fhir/Patient/x1", role: authz.RolePhysician, body: withID(patient, "x1"), headers: []string{"If-Match: banana"}, status: 400},
-		{name: "unsupported method", method: "PATCH", path: "/fhir/Patient/x1", role: authz.RolePhysician, body: `[]`, status: 405, want: []string{"OperationOutcome"}},
+		{name: "unsupported method", method: "TRACE", path: "/fhir/Patient/x1", role: authz.RolePhysician, status: 405, want: []string{"OperationOutcome"}},
 		{name: "unknown endpoint", method: "GET", path: "/nope", status: 404, want: []string{"OperationOutcome"}},
 		{name: "hostile string", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\\u0000<script>'; DROP TABLE resources;--\"}]}", status: 201},
 	} {
@@ -430,3 +430,48 @@ func withID(body, id string) string {
 
 func decodeSeg(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 func encodeSeg(b []byte) string          { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestJSONPatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		id := w.Create(t, authz.RolePhysician, patient)
+		jp := "Content-Type: application/json-patch+json"
+		for _, sc := range []scenario{
+			{name: "patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp, `If-Match: W/"1"`},
+				body: `[{"op":"test","path":"/name/0/family","value":"Quillfeather"},{"op":"add","path":"/name/0/given/-","value":"Maud"},{"op":"replace","path":"/gender","value":"other"}]`,
+				status: 200, want: []string{`"versionId":"2"`, "Maud", `"gender":"other"`}, header: map[string]string{"ETag": `^W/"2"$`}},
+			{name: "stale If-Match", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp, `If-Match: W/"1"`},
+				body: `[{"op":"remove","path":"/gender"}]`, status: 412},
+			{name: "failed test op", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+				body: `[{"op":"test","path":"/gender","value":"female"}]`, status: 422, notWant: []string{"other", "female"}},
+			{name: "result invalid", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+				body: `[{"op":"replace","path":"/gender","value":"banana"}]`, status: 422, want: []string{"Patient.gender"}, notWant: []string{"banana"}},
+			{name: "changes the id", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+				body: `[{"op":"replace","path":"/id","value":"other"}]`, status: 422},
+			{name: "malformed patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+				body: `{"op":"add"}`, status: 400, want: []string{"JSON array"}},
+			{name: "wrong content type", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+				body: `[]`, status: 415},
+			{name: "missing resource", method: "PATCH", path: "/fhir/Patient/nope", role: authz.RolePhysician, headers: []string{jp}, body: `[]`, status: 404},
+			{name: "nurse may not patch a patient", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleNurse, headers: []string{jp}, body: `[]`, status: 403},
+			{name: "read after patch", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{`"versionId":"2"`, "Maud"}},
+			{name: "history shows both", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RolePhysician, status: 200, want: []string{`"versionId":"1"`, `"versionId":"2"`}},
+		} {
+			sc.run(t, w)
+		}
+		var patches, failed int
+		for _, r := range w.Ledger(t) {
+			if r.Action == "patch" {
+				patches++
+				if r.Outcome != 0 {
+					failed++
+				}
+			}
+		}
+		// Every attempt that reached the data is in the ledger; the
+		// malformed document and the wrong media type are refused at the
+		// edge, before any data is touched, like an unparsable create.
+		if patches != 7 || failed != 6 {
+			t.Fatalf("ledger: %d patch records, %d failed; want 7 and 6", patches, failed)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
 )
@@ -178,6 +180,44 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 		status = http.StatusCreated
 	}
 	s.writeResource(w, r, status, out, true)
+	return nil
+}
+
+// handlePatch applies a JSON Patch (RFC 6902) document.
+func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json-patch+json" {
+		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)")
+	}
+	var ifMatch *int64
+	if h := r.Header.Get("If-Match"); h != "" {
+		v, err := parseETag(h)
+		if err != nil {
+			return err
+		}
+		ifMatch = &v
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.New(problem.ErrTooLarge, "too-costly", fmt.Sprintf("the request body is larger than the limit of %d bytes", mbe.Limit))
+		}
+		return problem.New(problem.ErrInvalid, "structure", "the request body could not be read")
+	}
+	ops, err := jsonpatch.Parse(body)
+	if err != nil {
+		return problem.New(problem.ErrInvalid, "structure", err.Error())
+	}
+	out, err := repo.Patch(r.Context(), r.PathValue("type"), id, ops, ifMatch)
+	if err != nil {
+		return err
+	}
+	s.writeResource(w, r, http.StatusOK, out, false)
 	return nil
 }
 
@@ -416,7 +456,7 @@ func cloneValues(q url.Values) url.Values {
 // interactions is what the type-level and instance-level routes support;
 // the CapabilityStatement is generated from it.
 var (
-	interactions       = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+	interactions       = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 	systemInteractions = []string{"history-system"}
 	capSearchParams    = []fhir.SearchParamCap{
 		{Name: "_id", Type: "token", Doc: "logical id; comma-separated values are OR"},

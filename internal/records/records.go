@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
@@ -136,11 +137,8 @@ func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
 }
 
 func (r *Repo) validate(res *fhir.Resource, rec *audit.Record) error {
-	issues := r.s.val.Validate(res)
-	for _, is := range issues {
-		if is.Severity == "error" || is.Severity == "fatal" {
-			return r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues})
-		}
+	if issues := r.s.val.Validate(res); hasErrors(issues) {
+		return r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues})
 	}
 	return nil
 }
@@ -269,6 +267,95 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		}
 		return &Resource{Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, JSON: plain}, cur == 0, nil
 	}
+}
+
+// Patch applies a JSON Patch to the current version and stores the result
+// as a new version, validated like any write. The caller sees the patched
+// resource, so patching needs both read and update permission. ifMatch,
+// when not nil, is the version the patch was written against.
+func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, ifMatch *int64) (*Resource, error) {
+	rec := r.record("patch", typ)
+	if err := r.decide(authz.Read, rec); err != nil {
+		return nil, err
+	}
+	if err := r.decide(authz.Update, rec); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
+				problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id)))
+		case err != nil:
+			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		rec.Entities = []string{ref(typ, id, v.Version)}
+		if v.Deleted {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "deleted",
+				problem.New(problem.ErrGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id)))
+		}
+		if ifMatch != nil && *ifMatch != v.Version {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, v.Version)))
+		}
+		plain, err := r.open(v)
+		if err != nil {
+			return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		}
+		cur, err := fhir.Parse(plain)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s does not parse: %w", typ, id, err)
+		}
+		patched, err := jsonpatch.Apply(map[string]any(cur.Doc), ops)
+		if err != nil {
+			class := problem.ErrUnprocessable
+			if errors.Is(err, jsonpatch.ErrInvalid) {
+				class = problem.ErrInvalid
+			}
+			return nil, r.refuse(rec, audit.OutcomeMinor, "patch-failed", problem.New(class, "processing", err.Error()))
+		}
+		doc, ok := patched.(map[string]any)
+		if !ok || doc["resourceType"] != typ || doc["id"] != id {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "patch-failed", problem.New(problem.ErrUnprocessable, "processing",
+				"the patched document must stay a "+typ+" with id "+id))
+		}
+		res := &fhir.Resource{Type: typ, ID: id, Doc: doc}
+		if issues := r.s.val.Validate(res); hasErrors(issues) {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrUnprocessable, Issues: issues})
+		}
+		now := r.s.now().UTC()
+		out, sealed, err := r.seal(ctx, res, v.Version+1, now)
+		if err != nil {
+			return nil, err
+		}
+		rec.Time = now
+		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Body: sealed}
+		err = r.commitWrite(ctx, w, rec)
+		if errors.Is(err, problem.ErrConflict) {
+			if ifMatch != nil {
+				return nil, problem.New(problem.ErrPreconditionFailed, "conflict", "the resource was changed by another request")
+			}
+			if attempt < maxUpdateRetries {
+				rec = r.record("patch", typ)
+				continue
+			}
+			return nil, problem.New(problem.ErrConflict, "conflict", "the resource is being changed by other requests; try again")
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &Resource{Type: typ, ID: id, Version: w.Version, LastUpdated: now, JSON: out}, nil
+	}
+}
+
+func hasErrors(issues []fhir.Issue) bool {
+	for _, is := range issues {
+		if is.Severity == "error" || is.Severity == "fatal" {
+			return true
+		}
+	}
+	return false
 }
 
 // Delete marks a resource deleted; its versions stay in history. Deleting
