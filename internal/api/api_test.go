@@ -437,7 +437,7 @@ func TestJSONPatch(t *testing.T) {
 		jp := "Content-Type: application/json-patch+json"
 		for _, sc := range []scenario{
 			{name: "patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp, `If-Match: W/"1"`},
-				body: `[{"op":"test","path":"/name/0/family","value":"Quillfeather"},{"op":"add","path":"/name/0/given/-","value":"Maud"},{"op":"replace","path":"/gender","value":"other"}]`,
+				body:   `[{"op":"test","path":"/name/0/family","value":"Quillfeather"},{"op":"add","path":"/name/0/given/-","value":"Maud"},{"op":"replace","path":"/gender","value":"other"}]`,
 				status: 200, want: []string{`"versionId":"2"`, "Maud", `"gender":"other"`}, header: map[string]string{"ETag": `^W/"2"$`}},
 			{name: "stale If-Match", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp, `If-Match: W/"1"`},
 				body: `[{"op":"remove","path":"/gender"}]`, status: 412},
