@@ -32,8 +32,9 @@ var statusOf = []struct {
 	{problem.ErrUnavailable, http.StatusServiceUnavailable, "transient"},
 }
 
-// writeError maps err to a status and an OperationOutcome.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// classify maps err to a status and the issues the client may see. Detail
+// of 5xx errors stays in the log (without PHI), never in the answer.
+func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	status, code := http.StatusInternalServerError, "exception"
 	for _, e := range statusOf {
 		if errors.Is(err, e.class) {
@@ -57,6 +58,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case len(issues) == 0:
 		issues = []fhir.Issue{{Severity: "error", Code: code, Diagnostics: err.Error()}}
 	}
+	return status, issues
+}
+
+// writeError maps err to a status and an OperationOutcome.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, issues := s.classify(r, err)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ward"`)
 	}

@@ -457,7 +457,7 @@ func cloneValues(q url.Values) url.Values {
 // the CapabilityStatement is generated from it.
 var (
 	interactions       = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
-	systemInteractions = []string{"history-system"}
+	systemInteractions = []string{"transaction", "batch", "history-system"}
 	capSearchParams    = []fhir.SearchParamCap{
 		{Name: "_id", Type: "token", Doc: "logical id; comma-separated values are OR"},
 	}

@@ -1,0 +1,332 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Entry is one entry of a batch or transaction Bundle, already parsed by
+// the HTTP layer.
+type Entry struct {
+	Index    int    // position in the Bundle, for messages
+	Method   string // POST, PUT, DELETE or GET
+	Type, ID string // from request.url; ID empty for POST
+	// FullURL is the entry's fullUrl (urn:uuid:..., urn:oid:... or an
+	// absolute URL); references to it inside the Bundle are rewritten to
+	// the entry's resource.
+	FullURL  string
+	Resource *fhir.Resource // POST and PUT
+	IfMatch  *int64
+}
+
+// EntryResult is what the response Bundle says of one entry.
+type EntryResult struct {
+	Status   int
+	Resource *Resource // the stored or read version (nil for DELETE)
+	// Err is the entry's failure (batch only; a failed transaction
+	// returns one error for the whole Bundle).
+	Err error
+}
+
+// entryError names the failing entry of a transaction.
+func entryError(e *Entry, err error) error {
+	var pe *problem.Error
+	if errors.As(err, &pe) {
+		out := &problem.Error{Class: pe.Class}
+		for _, is := range pe.Issues {
+			is.Diagnostics = fmt.Sprintf("Bundle.entry[%d]: %s", e.Index, is.Diagnostics)
+			if is.Expression != "" {
+				is.Expression = fmt.Sprintf("Bundle.entry[%d].resource.%s", e.Index, strings.TrimPrefix(is.Expression, e.Type+"."))
+			}
+			out.Issues = append(out.Issues, is)
+		}
+		return out
+	}
+	return fmt.Errorf("Bundle.entry[%d]: %w", e.Index, err)
+}
+
+// methodOrder is the order in which a transaction processes entries
+// (FHIR R4, 3.1.0.11.2): DELETE, POST, PUT/PATCH, GET.
+var methodOrder = map[string]int{http.MethodDelete: 0, http.MethodPost: 1, http.MethodPut: 2, http.MethodGet: 3}
+
+// maxTransactionRetries bounds re-runs of a transaction whose PUT or
+// DELETE lost a race with another writer.
+const maxTransactionRetries = 4
+
+// Transaction applies every entry or none: all writes, with one audit
+// record per entry, commit in one database transaction. Entries are
+// processed in the order FHIR requires; every reference to an entry's
+// fullUrl is rewritten to the resource's new Type/id. The results come
+// back in Bundle order.
+func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult, error) {
+	order := make([]*Entry, 0, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		if _, ok := methodOrder[e.Method]; !ok {
+			return nil, entryError(e, problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, DELETE or GET"))
+		}
+		order = append(order, e)
+	}
+	// Stable: entries of one method keep their Bundle order.
+	slices.SortStableFunc(order, func(a, b *Entry) int { return methodOrder[a.Method] - methodOrder[b.Method] })
+
+	// Decide every entry before touching anything; one refusal refuses
+	// the whole transaction (and is audited).
+	for _, e := range order {
+		if err := r.decide(entryAction(e.Method), r.record(entryAuditAction(e.Method), e.Type)); err != nil {
+			return nil, entryError(e, err)
+		}
+	}
+
+	// Server ids for POST entries, and the fullUrl -> Type/id map.
+	refs := map[string]string{}
+	for _, e := range order {
+		switch e.Method {
+		case http.MethodPost:
+			e.ID = r.s.newID()
+			e.Resource.ID = e.ID
+		case http.MethodPut:
+			e.Resource.ID = e.ID
+		}
+		if e.FullURL != "" && e.Method != http.MethodGet && e.Method != http.MethodDelete {
+			if _, dup := refs[e.FullURL]; dup {
+				return nil, entryError(e, problem.New(problem.ErrInvalid, "invalid", "two entries have the same fullUrl"))
+			}
+			refs[e.FullURL] = e.Type + "/" + e.ID
+		}
+	}
+	for _, e := range order {
+		if e.Resource != nil {
+			rewriteReferences(e.Resource.Doc, refs)
+		}
+	}
+	for _, e := range order {
+		if e.Resource == nil {
+			continue
+		}
+		if issues := r.s.val.Validate(e.Resource); hasErrors(issues) {
+			rec := r.record(entryAuditAction(e.Method), e.Type)
+			return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues}))
+		}
+	}
+
+	for attempt := 0; ; attempt++ {
+		results, err := r.commitTransaction(ctx, entries, order)
+		if errors.Is(err, problem.ErrConflict) && attempt < maxTransactionRetries {
+			continue
+		}
+		return results, err
+	}
+}
+
+func entryAction(method string) authz.Action {
+	switch method {
+	case http.MethodPost:
+		return authz.Create
+	case http.MethodPut:
+		return authz.Update
+	case http.MethodDelete:
+		return authz.Delete
+	default:
+		return authz.Read
+	}
+}
+
+func entryAuditAction(method string) string {
+	switch method {
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodDelete:
+		return "delete"
+	default:
+		return "read"
+	}
+}
+
+// commitTransaction reads the current versions the writes depend on, seals
+// every version and commits one unit. A lost race is ErrConflict, and the
+// caller runs it again from fresh reads.
+func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry) ([]EntryResult, error) {
+	results := make([]EntryResult, len(entries))
+	unit := &store.Unit{}
+	now := r.s.now().UTC()
+	next := map[string]int64{} // Type/id -> version the next write creates
+	for _, e := range order {
+		if e.Method == http.MethodGet {
+			continue
+		}
+		key := e.Type + "/" + e.ID
+		cur, seen := next[key]
+		if !seen {
+			switch v, err := r.s.st.Current(ctx, r.subj.Tenant, e.Type, e.ID); {
+			case errors.Is(err, store.ErrNotFound):
+				cur = 0
+			case err != nil:
+				return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			default:
+				cur = v.Version
+				if e.Method == http.MethodDelete && v.Deleted {
+					cur = -v.Version // already deleted: nothing to write
+				}
+			}
+		}
+		rec := r.record(entryAuditAction(e.Method), e.Type)
+		rec.Time = now
+		switch e.Method {
+		case http.MethodDelete:
+			if cur <= 0 {
+				// Deleting what is absent or already deleted succeeds
+				// and writes nothing (FHIR: 204 / 200 for a delete of a
+				// deleted resource; a transaction does not fail on it).
+				rec.Detail = "nothing-to-delete"
+				unit.Audit = append(unit.Audit, rec)
+				results[e.Index] = EntryResult{Status: http.StatusNoContent}
+				continue
+			}
+			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
+			unit.Writes = append(unit.Writes, w)
+			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
+			unit.Audit = append(unit.Audit, rec)
+			next[key] = w.Version
+			results[e.Index] = EntryResult{Status: http.StatusNoContent, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
+		default: // POST, PUT
+			if cur < 0 {
+				cur = -cur
+			}
+			if e.IfMatch != nil && *e.IfMatch != cur {
+				return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+					problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, cur))))
+			}
+			plain, sealed, err := r.seal(ctx, e.Resource, cur+1, now)
+			if err != nil {
+				return nil, entryError(e, err)
+			}
+			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Body: sealed}
+			unit.Writes = append(unit.Writes, w)
+			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
+			unit.Audit = append(unit.Audit, rec)
+			next[key] = w.Version
+			status := http.StatusOK
+			if cur == 0 {
+				status = http.StatusCreated
+			}
+			results[e.Index] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, JSON: plain}}
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	defer cancel()
+	switch err := r.s.st.Commit(cctx, unit); {
+	case errors.Is(err, store.ErrConflict):
+		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	// Reads run after the writes, as FHIR orders them; each is audited
+	// like any read.
+	for _, e := range order {
+		if e.Method != http.MethodGet {
+			continue
+		}
+		res, err := r.Read(ctx, e.Type, e.ID)
+		if err != nil {
+			return nil, entryError(e, err)
+		}
+		results[e.Index] = EntryResult{Status: http.StatusOK, Resource: res}
+	}
+	return results, nil
+}
+
+// Batch applies each entry on its own; one entry's failure is reported in
+// its result and does not stop the others. References to other entries'
+// fullUrls are not resolved (FHIR: a batch has no inter-entry
+// dependencies).
+func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
+	results := make([]EntryResult, len(entries))
+	done := make(chan struct{}, len(entries))
+	// Entries run concurrently, so that their commits share batches of
+	// the group-committing writer.
+	sem := make(chan struct{}, 16)
+	for i := range entries {
+		e := &entries[i]
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; done <- struct{}{} }()
+			results[i] = r.batchEntry(ctx, e)
+		}()
+	}
+	for range entries {
+		<-done
+	}
+	return results
+}
+
+func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
+	switch e.Method {
+	case http.MethodPost:
+		res, err := r.Create(ctx, e.Resource)
+		if err != nil {
+			return EntryResult{Err: err}
+		}
+		return EntryResult{Status: http.StatusCreated, Resource: res}
+	case http.MethodPut:
+		e.Resource.ID = e.ID
+		res, created, err := r.Update(ctx, e.Resource, e.IfMatch)
+		if err != nil {
+			return EntryResult{Err: err}
+		}
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		return EntryResult{Status: status, Resource: res}
+	case http.MethodDelete:
+		res, err := r.Delete(ctx, e.Type, e.ID)
+		if err != nil {
+			return EntryResult{Err: err}
+		}
+		return EntryResult{Status: http.StatusNoContent, Resource: res}
+	case http.MethodGet:
+		res, err := r.Read(ctx, e.Type, e.ID)
+		if err != nil {
+			return EntryResult{Err: err}
+		}
+		return EntryResult{Status: http.StatusOK, Resource: res}
+	}
+	return EntryResult{Err: problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, DELETE or GET")}
+}
+
+// rewriteReferences replaces every Reference.reference that names a
+// Bundle entry's fullUrl with the entry's Type/id.
+func rewriteReferences(v any, refs map[string]string) {
+	switch c := v.(type) {
+	case map[string]any:
+		for k, x := range c {
+			if k == "reference" {
+				if s, ok := x.(string); ok {
+					if to, ok := refs[s]; ok {
+						c[k] = to
+					}
+					continue
+				}
+			}
+			rewriteReferences(x, refs)
+		}
+	case []any:
+		for _, x := range c {
+			rewriteReferences(x, refs)
+		}
+	}
+}
