@@ -365,3 +365,55 @@ func TestUsageAndConfig(t *testing.T) {
 	}
 	_ = context.Background()
 }
+
+func TestImport(t *testing.T) {
+	src := t.TempDir()
+	files, _ := filepath.Glob(filepath.Join("..", "..", "internal", "api", "testdata", "synthea", "*.json.gz"))
+	if len(files) == 0 {
+		t.Fatal("no Synthea test bundle")
+	}
+	out, err := exec.Command("gzip", "-dc", files[0]).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "a-patient.json"), out, 0o600)
+	var bundle struct{ Entry []any }
+	json.Unmarshal(out, &bundle)
+	ndjson := `{"resourceType":"Observation","id":"obs-nd-1","status":"final","code":{"text":"a"}}
+{"resourceType":"Observation","id":"obs-nd-2","status":"final","code":{"text":"b"}}
+
+{"resourceType":"Patient","gender":"female"}
+`
+	os.WriteFile(filepath.Join(src, "b-resources.ndjson"), []byte(ndjson), 0o600)
+	os.WriteFile(filepath.Join(src, "c-broken.ndjson"), []byte(`{"resourceType":"Observation","id":"ok-1","status":"final","code":{"text":"a"}}
+{"resourceType":"Observation","status":"final",
+`), 0o600)
+	dir := filepath.Join(t.TempDir(), "data")
+	stdout, stderr, code := ward(t, "", "import", "--quiet", "--data-dir", dir, src)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (one broken file): %s %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "FAILED") || !strings.Contains(stderr, "c-broken.ndjson") || !strings.Contains(stderr, "line 2") {
+		t.Fatalf("the broken file is not reported with its name and line: %s", stderr)
+	}
+	want := fmt.Sprintf("imported %d resources from 2 of 3 files", len(bundle.Entry)+3)
+	if !strings.Contains(stdout, want) {
+		t.Fatalf("summary %q, want %q", stdout, want)
+	}
+	if _, stderr, code := ward(t, "", "audit", "verify", "--data-dir", dir); code != 0 {
+		t.Fatalf("ledger after import: %s", stderr)
+	}
+	// NDJSON ids are kept; the data is served.
+	s := serve(t, dir)
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	tok := s.token(t, "smoke", pass)
+	if code, body := s.get(t, tok, "/fhir/Observation/obs-nd-2"); code != 200 || !bytes.Contains(body, []byte(`"text":"b"`)) {
+		t.Fatalf("NDJSON resource: %d %s", code, body)
+	}
+	// The broken file's chunk was not half-written.
+	if code, _ := s.get(t, tok, "/fhir/Observation/ok-1"); code != 404 {
+		t.Fatalf("a line of the failed file was stored: %d", code)
+	}
+}

@@ -28,6 +28,8 @@ type Entry struct {
 	FullURL  string
 	Resource *fhir.Resource // POST and PUT
 	IfMatch  *int64
+
+	pos int // position in the slice given to Transaction
 }
 
 // EntryResult is what the response Bundle says of one entry.
@@ -73,6 +75,7 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 	order := make([]*Entry, 0, len(entries))
 	for i := range entries {
 		e := &entries[i]
+		e.pos = i
 		if _, ok := methodOrder[e.Method]; !ok {
 			return nil, entryError(e, problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, DELETE or GET"))
 		}
@@ -109,6 +112,10 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 	for _, e := range order {
 		if e.Resource != nil {
 			rewriteReferences(e.Resource.Doc, refs)
+			if hasConditionalReference(e.Resource.Doc) {
+				return nil, entryError(e, problem.New(problem.ErrInvalid, "not-supported",
+					"conditional references (Type?search) need search, which this server does not support yet"))
+			}
 		}
 	}
 	for _, e := range order {
@@ -193,7 +200,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 				// deleted resource; a transaction does not fail on it).
 				rec.Detail = "nothing-to-delete"
 				unit.Audit = append(unit.Audit, rec)
-				results[e.Index] = EntryResult{Status: http.StatusNoContent}
+				results[e.pos] = EntryResult{Status: http.StatusNoContent}
 				continue
 			}
 			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
@@ -201,7 +208,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			unit.Audit = append(unit.Audit, rec)
 			next[key] = w.Version
-			results[e.Index] = EntryResult{Status: http.StatusNoContent, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
+			results[e.pos] = EntryResult{Status: http.StatusNoContent, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
 		default: // POST, PUT
 			if cur < 0 {
 				cur = -cur
@@ -223,7 +230,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			if cur == 0 {
 				status = http.StatusCreated
 			}
-			results[e.Index] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, JSON: plain}}
+			results[e.pos] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, JSON: plain}}
 		}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
@@ -244,7 +251,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 		if err != nil {
 			return nil, entryError(e, err)
 		}
-		results[e.Index] = EntryResult{Status: http.StatusOK, Resource: res}
+		results[e.pos] = EntryResult{Status: http.StatusOK, Resource: res}
 	}
 	return results, nil
 }
@@ -306,6 +313,32 @@ func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
 		return EntryResult{Status: http.StatusOK, Resource: res}
 	}
 	return EntryResult{Err: problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, DELETE or GET")}
+}
+
+// hasConditionalReference reports a Reference.reference of the form
+// Type?params, which a transaction must resolve by search.
+func hasConditionalReference(v any) bool {
+	switch c := v.(type) {
+	case map[string]any:
+		for k, x := range c {
+			if s, ok := x.(string); ok && k == "reference" {
+				if t, _, found := strings.Cut(s, "?"); found && fhir.IsResourceType(t) {
+					return true
+				}
+				continue
+			}
+			if hasConditionalReference(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range c {
+			if hasConditionalReference(x) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // rewriteReferences replaces every Reference.reference that names a

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardhealth/ward/internal/app"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// ndjsonChunk is how many NDJSON lines go into one transaction.
+const ndjsonChunk = 500
+
+// runImport loads FHIR Bundles (.json: transaction, batch, or a single
+// resource) and NDJSON files (.ndjson: one resource per line, ids kept)
+// through the same path as the API: validation, access decision, sealing,
+// audit. A file that fails is reported with its name (and entry or line)
+// and does not stop the others.
+func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	var workers int
+	var quiet bool
+	cfg, fs, err := flags("import", args, stderr, append(dbSettings, "key-file", "tenant"), func(fs *flag.FlagSet) {
+		fs.IntVar(&workers, "workers", 2, "files loaded concurrently (their commits share group-commit batches)")
+		fs.BoolVar(&quiet, "quiet", false, "no progress line")
+	})
+	if err != nil {
+		return err
+	}
+	files, err := importFiles(fs.Args())
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return errors.New("usage: ward import [--data-dir D] FILE|DIR... (.json Bundles, .ndjson)")
+	}
+	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	repo := a.Records.For(authz.Subject{Tenant: cfg.Tenant, ID: "cli-import", Role: authz.RoleAdmin}, "import-"+time.Now().UTC().Format("20060102T150405"))
+
+	var done, failedFiles atomic.Int64
+	var resources atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	start := time.Now()
+	stop := make(chan struct{})
+	var progress sync.WaitGroup
+	if !quiet {
+		progress.Add(1)
+		go func() {
+			defer progress.Done()
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					n, el := resources.Load(), time.Since(start).Seconds()
+					rate := float64(n) / el
+					eta := "?"
+					if d := done.Load(); d > 0 {
+						eta = (time.Duration(el/float64(d)*float64(int64(len(files))-d)) * time.Second).Round(time.Second).String()
+					}
+					fmt.Fprintf(stderr, "\rimport: %d/%d files, %d resources, %.0f resources/s, ETA %s   ", done.Load(), len(files), n, rate, eta)
+				}
+			}
+		}()
+	}
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range max(1, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range jobs {
+				n, err := importFile(ctx, repo, f)
+				resources.Add(int64(n))
+				if err != nil {
+					failedFiles.Add(1)
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%s: %v", f, err))
+					mu.Unlock()
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	for _, f := range files {
+		select {
+		case jobs <- f:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	close(stop)
+	progress.Wait()
+	el := time.Since(start)
+	if !quiet {
+		fmt.Fprintln(stderr)
+	}
+	sort.Strings(failures)
+	for _, f := range failures {
+		fmt.Fprintln(stderr, "FAILED", f)
+	}
+	fmt.Fprintf(stdout, "imported %d resources from %d of %d files in %s (%.0f resources/s); %d files failed\n",
+		resources.Load(), int64(len(files))-failedFiles.Load(), len(files), el.Round(time.Millisecond), float64(resources.Load())/el.Seconds(), failedFiles.Load())
+	if failedFiles.Load() > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d files failed", failedFiles.Load())}
+	}
+	return ctx.Err()
+}
+
+// importFiles expands directories (recursively, sorted, so 00-shared loads
+// before patients) into .json and .ndjson files.
+func importFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && (strings.HasSuffix(p, ".json") || strings.HasSuffix(p, ".ndjson")) {
+				out = append(out, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// importFile loads one file and returns how many resources it stored.
+func importFile(ctx context.Context, repo *records.Repo, path string) (int, error) {
+	if strings.HasSuffix(path, ".ndjson") {
+		return importNDJSON(ctx, repo, path)
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return 0, err
+	}
+	if res.Type != "Bundle" {
+		if _, err := repo.Create(ctx, res); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	kind, _ := res.Doc["type"].(string)
+	raw, _ := res.Doc["entry"].([]any)
+	entries := make([]records.Entry, 0, len(raw))
+	for i, r := range raw {
+		e, err := records.ParseEntry(i, r)
+		if err != nil {
+			return 0, err
+		}
+		entries = append(entries, e)
+	}
+	switch kind {
+	case "transaction":
+		results, err := repo.Transaction(ctx, entries)
+		if err != nil {
+			return 0, err
+		}
+		return stored(results), nil
+	case "batch":
+		results := repo.Batch(ctx, entries)
+		var errs []string
+		for i, r := range results {
+			if r.Err != nil {
+				errs = append(errs, fmt.Sprintf("Bundle.entry[%d]: %v", i, r.Err))
+			}
+		}
+		if len(errs) > 0 {
+			return stored(results), fmt.Errorf("%d of %d batch entries failed; first: %s", len(errs), len(results), errs[0])
+		}
+		return stored(results), nil
+	}
+	return 0, fmt.Errorf("a Bundle of type %q cannot be imported (transaction or batch)", kind)
+}
+
+func stored(results []records.EntryResult) int {
+	n := 0
+	for _, r := range results {
+		if r.Err == nil && (r.Status == http.StatusCreated || r.Status == http.StatusOK) && r.Resource != nil && !r.Resource.Deleted {
+			n++
+		}
+	}
+	return n
+}
+
+// importNDJSON loads one resource per line, keeping ids (PUT), in
+// transactions of ndjsonChunk lines.
+func importNDJSON(ctx context.Context, repo *records.Repo, path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var chunk []records.Entry
+	n, line := 0, 0
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		results, err := repo.Transaction(ctx, chunk)
+		if err != nil {
+			return fmt.Errorf("lines %d-%d: %w", chunk[0].Index+1, chunk[len(chunk)-1].Index+1, err)
+		}
+		n += stored(results)
+		chunk = chunk[:0]
+		return nil
+	}
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		res, err := fhir.Parse([]byte(text))
+		if err != nil {
+			return n, fmt.Errorf("line %d: %w", line, err)
+		}
+		e := records.Entry{Index: line - 1, Type: res.Type, Resource: res}
+		if res.ID != "" {
+			e.Method, e.ID = http.MethodPut, res.ID
+		} else {
+			e.Method = http.MethodPost
+		}
+		chunk = append(chunk, e)
+		if len(chunk) == ndjsonChunk {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return n, fmt.Errorf("line %d: %w", line+1, err)
+	}
+	return n, flush()
+}

@@ -1,0 +1,82 @@
+package records
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+)
+
+// ParseEntry reads entry i of a batch or transaction Bundle (as decoded
+// by fhir.Parse). Errors name the entry and the element, never a value.
+func ParseEntry(i int, raw any) (Entry, error) {
+	at := func(path, msg string) error {
+		return problem.At(problem.ErrInvalid, "invalid", fmt.Sprintf("Bundle.entry[%d].%s", i, path), msg)
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return Entry{}, at("", "an entry must be an object")
+	}
+	e := Entry{Index: i}
+	e.FullURL, _ = m["fullUrl"].(string)
+	req, ok := m["request"].(map[string]any)
+	if !ok {
+		return e, at("request", "every entry of a batch or transaction needs request.method and request.url")
+	}
+	e.Method, _ = req["method"].(string)
+	url, _ := req["url"].(string)
+	if url == "" {
+		return e, at("request.url", "request.url is required")
+	}
+	for _, cond := range []string{"ifNoneExist", "ifNoneMatch", "ifModifiedSince"} {
+		if _, has := req[cond]; has {
+			return e, at("request."+cond, "conditional interactions need search, which this server does not support yet")
+		}
+	}
+	if h, has := req["ifMatch"].(string); has {
+		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(strings.TrimSpace(h), "W/"), `"`), 10, 64)
+		if err != nil || v < 0 {
+			return e, at("request.ifMatch", `ifMatch must be a version ETag such as W/"3"`)
+		}
+		e.IfMatch = &v
+	}
+	if strings.ContainsAny(url, "?#") || strings.Contains(url, "://") {
+		return e, at("request.url", "request.url must be Type or Type/id relative to the base; conditional and absolute URLs are not supported yet")
+	}
+	parts := strings.Split(strings.Trim(url, "/"), "/")
+	e.Type = parts[0]
+	if !fhir.IsResourceType(e.Type) {
+		return e, at("request.url", "request.url does not name an R4 resource type")
+	}
+	switch {
+	case e.Method == http.MethodPost && len(parts) == 1:
+	case (e.Method == http.MethodPut || e.Method == http.MethodDelete || e.Method == http.MethodGet) && len(parts) == 2:
+		e.ID = parts[1]
+		if !fhir.IsID(e.ID) {
+			return e, at("request.url", "the id in request.url is not a valid FHIR id")
+		}
+	default:
+		return e, at("request", "request.method must be POST with url Type, or PUT, DELETE or GET with url Type/id")
+	}
+	if e.Method == http.MethodPost || e.Method == http.MethodPut {
+		doc, ok := m["resource"].(map[string]any)
+		if !ok {
+			return e, at("resource", "POST and PUT entries need a resource")
+		}
+		rt, _ := doc["resourceType"].(string)
+		if rt != e.Type {
+			return e, at("resource.resourceType", "the resource type does not match request.url")
+		}
+		res := &fhir.Resource{Type: rt, Doc: doc}
+		if id, _ := doc["id"].(string); e.Method == http.MethodPut {
+			if id != e.ID {
+				return e, at("resource.id", "a PUT entry's resource id must equal the id in request.url")
+			}
+		}
+		e.Resource = res
+	}
+	return e, nil
+}
