@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
@@ -188,6 +189,12 @@ func TestCRUDAndHistory(t *testing.T) {
 			{name: "read trailing slash", method: "GET", path: "/fhir/Patient/" + id + "/", role: authz.RolePhysician, status: 200, want: []string{"Quillfeather"}},
 			{name: "read double slash base", method: "GET", path: "/fhir//Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{"Quillfeather"}},
 			{name: "read missing", method: "GET", path: "/fhir/Patient/does-not-exist", role: authz.RolePhysician, status: 404, want: []string{"OperationOutcome", "not-found"}},
+			{name: "If-None-Match current", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{`If-None-Match: W/"1"`}, status: 304,
+				notWant: []string{"Quillfeather"}, header: map[string]string{"ETag": `^W/"1"$`}},
+			{name: "If-None-Match list", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{`If-None-Match: W/"7", W/"1"`}, status: 304},
+			{name: "If-None-Match stale", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{`If-None-Match: W/"0"`}, status: 200, want: []string{"Quillfeather"}},
+			{name: "If-Modified-Since later", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{"If-Modified-Since: " + time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, status: 304},
+			{name: "If-Modified-Since earlier", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{"If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT"}, status: 200},
 			{name: "vread", method: "GET", path: "/fhir/Patient/" + id + "/_history/1", role: authz.RolePhysician, status: 200, want: []string{`"versionId":"1"`}},
 			{name: "vread missing version", method: "GET", path: "/fhir/Patient/" + id + "/_history/9", role: authz.RolePhysician, status: 404},
 			{name: "vread bad version", method: "GET", path: "/fhir/Patient/" + id + "/_history/x", role: authz.RolePhysician, status: 400},

@@ -127,8 +127,37 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, repo *record
 	if err != nil {
 		return err
 	}
+	if notModified(r, out) {
+		w.Header().Set("ETag", etag(out.Version))
+		w.Header().Set("Last-Modified", out.LastUpdated.UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
 	s.writeResource(w, r, http.StatusOK, out, false)
 	return nil
+}
+
+// notModified evaluates If-None-Match (which wins when present, RFC 9110
+// 13.2.2) and If-Modified-Since against the version read. The read itself
+// is audited either way: the client learns the version is current.
+func notModified(r *http.Request, v *records.Resource) bool {
+	if h := r.Header.Get("If-None-Match"); h != "" {
+		for _, tag := range strings.Split(h, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" {
+				return true
+			}
+			if n, err := parseETag(tag); err == nil && n == v.Version {
+				return true
+			}
+		}
+		return false
+	}
+	if h := r.Header.Get("If-Modified-Since"); h != "" {
+		t, err := http.ParseTime(h)
+		return err == nil && !v.LastUpdated.Truncate(time.Second).After(t)
+	}
+	return false
 }
 
 func (s *Server) handleVRead(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {

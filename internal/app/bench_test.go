@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -114,5 +115,51 @@ func BenchmarkReadPatient(b *testing.B) {
 	for _, be := range apptest.Backends {
 		b.Run(string(be), func(b *testing.B) { benchRead(b, be, false) })
 		b.Run(string(be)+"/parallel32", func(b *testing.B) { benchRead(b, be, true) })
+	}
+}
+
+// transaction100 is a transaction Bundle of 100 POSTs (synthetic ~2.1 KiB
+// Patients and Observations referring to them by urn:uuid), as a loader
+// sends them.
+func transaction100(r *rand.Rand) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+	for i := range 100 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if i%4 == 0 {
+			fmt.Fprintf(&b, `{"fullUrl":"urn:uuid:00000000-0000-4000-8000-%012d","resource":%s,"request":{"method":"POST","url":"Patient"}}`, i, loadgen.SyntheticPatient(r))
+			continue
+		}
+		fmt.Fprintf(&b, `{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"urn:uuid:00000000-0000-4000-8000-%012d"},"valueQuantity":{"value":%d,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}},"request":{"method":"POST","url":"Observation"}}`, i-i%4, 50+i)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
+
+// BenchmarkTransaction100 posts 100-entry transactions from 4 clients;
+// ns/op is per Bundle (divide 1e9 by it for Bundles/s).
+func BenchmarkTransaction100(b *testing.B) {
+	for _, be := range apptest.Backends {
+		b.Run(string(be)+"/clients4", func(b *testing.B) {
+			w, c, _ := benchServer(b, be)
+			r := rand.New(rand.NewPCG(3, 4))
+			bundles := make([][]byte, 16)
+			for i := range bundles {
+				bundles[i] = transaction100(r)
+			}
+			var n atomic.Int64
+			b.SetParallelism(2) // 2 x GOMAXPROCS(2) = 4 clients
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest("POST", w.URL, bytes.NewReader(bundles[n.Add(1)%int64(len(bundles))]))
+					req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RolePhysician])
+					req.Header.Set("Content-Type", "application/fhir+json")
+					do(b, c, req, 200)
+				}
+			})
+		})
 	}
 }
