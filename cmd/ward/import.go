@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/app"
+	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/records"
@@ -53,7 +54,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer a.Close()
-	repo := a.Records.For(authz.Subject{Tenant: cfg.Tenant, ID: "cli-import", Role: authz.RoleAdmin}, "import-"+time.Now().UTC().Format("20060102T150405"))
+	repo := a.Records.For(authz.Subject{Tenant: cfg.Tenant, ID: "cli-import", Role: authz.RoleAdmin, Scopes: []string{authn.DefaultScope}}, "import-"+time.Now().UTC().Format("20060102T150405"))
 
 	var done, failedFiles atomic.Int64
 	var resources atomic.Int64

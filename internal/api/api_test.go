@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -481,4 +482,45 @@ func TestJSONPatch(t *testing.T) {
 			t.Fatalf("ledger: %d patch records, %d failed; want 7 and 6", patches, failed)
 		}
 	})
+}
+
+func TestScopedTokens(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	pid := w.Create(t, authz.RolePhysician, patient)
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"pulse"}}`
+	oid := w.Create(t, authz.RolePhysician, obs)
+	login := func(scope string) *apptest.Response {
+		form := "grant_type=password&username=physician-user&password=" + url.QueryEscape(apptest.Password) + "&scope=" + url.QueryEscape(scope)
+		return w.Do(t, "POST", "/oauth2/token", "", []byte(form), "Content-Type: application/x-www-form-urlencoded")
+	}
+	if r := login("user/*.frobnicate"); r.Status != 400 || !bytes.Contains(r.Body, []byte("invalid_scope")) {
+		t.Fatalf("bad scope: %d %s", r.Status, r.Body)
+	}
+	r := login("openid user/Observation.rs")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Scope       string
+	}
+	json.Unmarshal(r.Body, &tok)
+	if r.Status != 200 || tok.Scope != "openid user/Observation.rs" {
+		t.Fatalf("scoped login: %d %s", r.Status, r.Body)
+	}
+	for _, sc := range []scenario{
+		{name: "scope grants reading observations", method: "GET", path: "/fhir/Observation/" + oid, token: tok.AccessToken, status: 200},
+		{name: "scope grants searching observations", method: "GET", path: "/fhir/Observation", token: tok.AccessToken, status: 200},
+		{name: "scope does not grant patients", method: "GET", path: "/fhir/Patient/" + pid, token: tok.AccessToken, status: 403, notWant: []string{"Quillfeather"}},
+		{name: "scope does not grant writes", method: "POST", path: "/fhir/Observation", token: tok.AccessToken, body: obs, status: 403},
+		{name: "default scope leaves it to the role", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: patient, status: 201},
+	} {
+		sc.run(t, w)
+	}
+	var scopeDenials int
+	for _, rec := range w.Ledger(t) {
+		if strings.Contains(rec.Detail, "no-scope-grants-this") {
+			scopeDenials++
+		}
+	}
+	if scopeDenials != 2 {
+		t.Fatalf("%d scope denials audited, want 2", scopeDenials)
+	}
 }

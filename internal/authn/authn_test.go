@@ -177,22 +177,32 @@ func TestPasswordGrantIsAudited(t *testing.T) {
 	h, _ := authn.HashPassword("correct horse battery staple")
 	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
 	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u2", Tenant: "default", Username: "gone", Role: "nurse", PasswordHash: h, Created: time.Now(), Disabled: true}}))
-	if _, err := e.svc.PasswordGrant(ctx, "r1", "nina", "wrong password here"); !errors.Is(err, authn.ErrInvalidGrant) {
+	if _, err := e.svc.PasswordGrant(ctx, "r1", "nina", "wrong password here", ""); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.PasswordGrant(ctx, "r2", "nobody", "wrong password here"); !errors.Is(err, authn.ErrInvalidGrant) {
+	if _, err := e.svc.PasswordGrant(ctx, "r2", "nobody", "wrong password here", ""); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.PasswordGrant(ctx, "r3", "gone", "correct horse battery staple"); !errors.Is(err, authn.ErrInvalidGrant) {
+	if _, err := e.svc.PasswordGrant(ctx, "r3", "gone", "correct horse battery staple", ""); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatalf("disabled user logged in: %v", err)
 	}
-	tok, err := e.svc.PasswordGrant(ctx, "r4", "nina", "correct horse battery staple")
+	tok, err := e.svc.PasswordGrant(ctx, "r4", "nina", "correct horse battery staple", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	subj, err := e.svc.Verify(ctx, tok.AccessToken)
-	if err != nil || subj.ID != "u1" {
+	if err != nil || subj.ID != "u1" || strings.Join(subj.Scopes, " ") != authn.DefaultScope {
 		t.Fatalf("%+v %v", subj, err)
+	}
+	if _, err := e.svc.PasswordGrant(ctx, "r5", "nina", "correct horse battery staple", "user/*.frobnicate"); !errors.Is(err, authn.ErrInvalidScope) {
+		t.Fatalf("bad scope: %v", err)
+	}
+	tok, err = e.svc.PasswordGrant(ctx, "r6", "nina", "correct horse battery staple", "openid user/Observation.rs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subj, _ := e.svc.Verify(ctx, tok.AccessToken); strings.Join(subj.Scopes, " ") != "openid user/Observation.rs" {
+		t.Fatalf("requested scopes not carried: %v", subj.Scopes)
 	}
 	var logins []string
 	for _, r := range storetest.Records(t, e.st) {
@@ -203,7 +213,7 @@ func TestPasswordGrantIsAudited(t *testing.T) {
 			}
 		}
 	}
-	if len(logins) != 4 || !strings.HasPrefix(logins[0], "r1:u1:") || !strings.HasPrefix(logins[1], "r2::") || !strings.HasPrefix(logins[3], "r4:u1:") {
+	if len(logins) != 5 || !strings.HasPrefix(logins[0], "r1:u1:") || !strings.HasPrefix(logins[1], "r2::") || !strings.HasPrefix(logins[3], "r4:u1:") {
 		t.Fatalf("login records %v", logins)
 	}
 }

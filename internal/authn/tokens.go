@@ -40,7 +40,13 @@ var (
 	// ErrInvalidGrant: the username or password is wrong, or the user is
 	// disabled. The message never says which.
 	ErrInvalidGrant = errors.New("invalid username or password")
+	// ErrInvalidScope: the requested scope does not parse.
+	ErrInvalidScope = errors.New("invalid scope")
 )
+
+// DefaultScope is granted to a password login that asks for none: every
+// permission, so that the role alone decides.
+const DefaultScope = "user/*.cruds"
 
 // SigningKeyPurpose is the store.Key purpose of sealed signing keys.
 const SigningKeyPurpose = "jwt-signing"
@@ -310,7 +316,13 @@ func (s *Service) JWKS() map[string]any {
 
 // PasswordGrant checks a username and password and issues a token. Every
 // attempt, success or failure, is recorded in the ledger before the answer.
-func (s *Service) PasswordGrant(ctx context.Context, requestID, username, password string) (Token, error) {
+func (s *Service) PasswordGrant(ctx context.Context, requestID, username, password, scope string) (Token, error) {
+	if scope == "" {
+		scope = DefaultScope
+	}
+	if _, err := authz.ParseScopes(scope); err != nil {
+		return Token{}, fmt.Errorf("%w: %v", ErrInvalidScope, err)
+	}
 	now := s.o.Now().UTC()
 	u, err := s.st.UserByName(ctx, s.o.Tenant, username)
 	switch {
@@ -339,7 +351,7 @@ func (s *Service) PasswordGrant(ctx context.Context, requestID, username, passwo
 	if !valid {
 		return Token{}, ErrInvalidGrant
 	}
-	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role})
+	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
 	if err != nil {
 		return Token{}, err
 	}

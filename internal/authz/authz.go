@@ -4,10 +4,11 @@
 // rule permits is refused, any deny wins, and every Decision carries the
 // reasons that produced it so the ledger can record them.
 //
-// This is the first cut of the decision engine: tenant isolation and the
-// role table. SMART scopes, care relationships, consent, security labels and
-// break-the-glass are later rules in the same function; each can only narrow
-// what the role allows, except break-the-glass, which is audited apart.
+// Rules so far: tenant isolation, the role table, and SMART scopes (the
+// effective permission is role ∩ scopes). Care relationships, consent,
+// security labels and break-the-glass are later rules in the same function;
+// each can only narrow what the role allows, except break-the-glass, which
+// is audited apart.
 package authz
 
 import "slices"
@@ -36,8 +37,10 @@ func ParseRole(s string) (Role, bool) {
 type Subject struct {
 	Tenant string
 	// ID is the user or client id; never a name.
-	ID     string
-	Role   Role
+	ID   string
+	Role Role
+	// Scopes are the SMART scopes the token grants; a request needs a
+	// scope for its action and type on top of the role's permission.
 	Scopes []string
 }
 
@@ -102,12 +105,10 @@ func Decide(s Subject, a Action, t Target) Decision {
 	}
 	switch s.Role {
 	case RoleAdmin, RolePhysician:
-		return allow(ReasonRoleAllows)
 	case RoleNurse:
 		if a.IsWrite() && !slices.Contains(nurseWritable, t.Type) {
 			return deny(ReasonRoleNoWrite)
 		}
-		return allow(ReasonRoleAllows)
 	case RoleUser:
 		// A patient (or proxy) may see only their own compartment; that
 		// rule needs the patient link and compartment facts, which this
@@ -116,4 +117,8 @@ func Decide(s Subject, a Action, t Target) Decision {
 	default:
 		return deny(ReasonUnknownRole)
 	}
+	if ok, why := scopesAllow(s.Scopes, a, t.Type); !ok {
+		return deny(ReasonRoleAllows, why)
+	}
+	return allow(ReasonRoleAllows, ReasonScopeGrants)
 }

@@ -10,7 +10,9 @@ import (
 
 func TestDecideTable(t *testing.T) {
 	const tenant = "t1"
-	subj := func(role Role) Subject { return Subject{Tenant: tenant, ID: "u1", Role: role} }
+	subj := func(role Role) Subject {
+		return Subject{Tenant: tenant, ID: "u1", Role: role, Scopes: []string{"openid", "user/*.cruds"}}
+	}
 	// want[role][action] for a type a nurse may not write (Patient) and one
 	// she may (Observation).
 	type key struct {
@@ -44,7 +46,7 @@ func TestDecideDeniesAcrossTenantsForEveryRole(t *testing.T) {
 	for _, r := range Roles {
 		for _, a := range actions {
 			for _, target := range []string{"t2", "", "T1"} {
-				d := Decide(Subject{Tenant: "t1", ID: "u", Role: r}, a, Target{Tenant: target, Type: "Patient"})
+				d := Decide(Subject{Tenant: "t1", ID: "u", Role: r, Scopes: []string{"user/*.*"}}, a, Target{Tenant: target, Type: "Patient"})
 				if d.Allow || !slices.Contains(d.Reasons, ReasonTenant) {
 					t.Errorf("%s %s into tenant %q: %+v", r, a, target, d)
 				}
@@ -105,9 +107,125 @@ func TestAuthzImportsNoIO(t *testing.T) {
 }
 
 func BenchmarkDecide(b *testing.B) {
-	s := Subject{Tenant: "t", ID: "u", Role: RoleNurse}
+	s := Subject{Tenant: "t", ID: "u", Role: RoleNurse, Scopes: []string{"openid", "user/Observation.cruds"}}
 	tg := Target{Tenant: "t", Type: "Observation"}
 	for b.Loop() {
 		Decide(s, Update, tg)
 	}
+}
+
+func TestParseScope(t *testing.T) {
+	cases := []struct {
+		in                     string
+		ctx, typ, perms, query string
+		bad                    bool
+	}{
+		{in: "patient/Observation.read", ctx: "patient", typ: "Observation", perms: "rs"},
+		{in: "user/*.write", ctx: "user", typ: "*", perms: "cud"},
+		{in: "user/*.*", ctx: "user", typ: "*", perms: "cruds"},
+		{in: "system/Patient.rs", ctx: "system", typ: "Patient", perms: "rs"},
+		{in: "patient/Observation.rs?category=laboratory", ctx: "patient", typ: "Observation", perms: "rs", query: "category=laboratory"},
+		{in: "user/Patient.cruds", ctx: "user", typ: "Patient", perms: "cruds"},
+		{in: "user/Patient.c", ctx: "user", typ: "Patient", perms: "c"},
+		{in: "openid"}, {in: "fhirUser"}, {in: "launch/patient"}, {in: "offline_access"},
+		{in: "user/Patient.sr", bad: true}, // out of order
+		{in: "user/Patient.rr", bad: true},
+		{in: "user/Patient.x", bad: true},
+		{in: "user/Patient.", bad: true},
+		{in: "user/.read", bad: true},
+		{in: "user/patient.read", bad: true},
+		{in: "admin/Patient.read", bad: true},
+		{in: "user/Pat-ient.read", bad: true},
+		{in: "", bad: true},
+		{in: "user/Patient.read\x00", bad: true},
+		{in: "user/Patient.rs?category", bad: true},
+		{in: strings.Repeat("a", 300), bad: true},
+	}
+	for _, c := range cases {
+		sc, err := ParseScope(c.in)
+		if c.bad {
+			if err == nil {
+				t.Errorf("ParseScope(%q) accepted: %+v", c.in, sc)
+			}
+			continue
+		}
+		if err != nil || sc.Context != c.ctx || sc.Type != c.typ || sc.Perms != c.perms || sc.Query != c.query {
+			t.Errorf("ParseScope(%q) = %+v, %v", c.in, sc, err)
+		}
+	}
+	if _, err := ParseScopes("openid user/*.read  patient/Observation.rs"); err != nil {
+		t.Error(err)
+	}
+	if _, err := ParseScopes("openid user/*.frobnicate"); err == nil {
+		t.Error("a bad scope in a list was accepted")
+	}
+}
+
+// Role ∩ scopes: every (scope, action, type) case that matters.
+func TestScopesNarrowTheRole(t *testing.T) {
+	cases := []struct {
+		scopes []string
+		role   Role
+		a      Action
+		typ    string
+		allow  bool
+		why    string
+	}{
+		{[]string{"user/*.cruds"}, RolePhysician, Delete, "Patient", true, ReasonScopeGrants},
+		{[]string{"user/*.read"}, RolePhysician, Read, "Patient", true, ReasonScopeGrants},
+		{[]string{"user/*.read"}, RolePhysician, Search, "Patient", true, ReasonScopeGrants},
+		{[]string{"user/*.read"}, RolePhysician, History, "Patient", true, ReasonScopeGrants},
+		{[]string{"user/*.read"}, RolePhysician, Create, "Patient", false, ReasonNoScope},
+		{[]string{"user/*.read"}, RolePhysician, Update, "Patient", false, ReasonNoScope},
+		{[]string{"user/Observation.rs"}, RolePhysician, Read, "Patient", false, ReasonNoScope},
+		{[]string{"user/Observation.rs"}, RolePhysician, Read, "Observation", true, ReasonScopeGrants},
+		{[]string{"user/Observation.r"}, RolePhysician, Search, "Observation", false, ReasonNoScope},
+		{[]string{"user/Observation.s"}, RolePhysician, Read, "Observation", false, ReasonNoScope},
+		{[]string{"user/Observation.c"}, RolePhysician, Create, "Observation", true, ReasonScopeGrants},
+		{[]string{"user/Observation.u"}, RolePhysician, Update, "Observation", true, ReasonScopeGrants},
+		{[]string{"user/Observation.d"}, RolePhysician, Delete, "Observation", true, ReasonScopeGrants},
+		// The scope never adds to the role.
+		{[]string{"user/*.cruds"}, RoleNurse, Create, "Patient", false, ReasonRoleNoWrite},
+		{[]string{"user/*.cruds"}, RoleUser, Read, "Patient", false, ReasonNoPatientLink},
+		// Not enforceable yet: denied, with the reason.
+		{[]string{"patient/*.read"}, RolePhysician, Read, "Observation", false, ReasonScopeNeedsPatient},
+		{[]string{"user/Observation.rs?category=laboratory"}, RolePhysician, Read, "Observation", false, ReasonScopeConstrained},
+		{[]string{"system/*.read"}, RolePhysician, Read, "Observation", false, ReasonNoScope},
+		{[]string{"openid", "fhirUser"}, RolePhysician, Read, "Observation", false, ReasonNoScope},
+		{nil, RoleAdmin, Read, "Observation", false, ReasonNoScope},
+		{[]string{"user/*.*x"}, RoleAdmin, Read, "Observation", false, ReasonNoScope},
+		// One granting scope among others is enough.
+		{[]string{"patient/*.read", "user/Observation.read"}, RolePhysician, Read, "Observation", true, ReasonScopeGrants},
+	}
+	for _, c := range cases {
+		d := Decide(Subject{Tenant: "t", ID: "u", Role: c.role, Scopes: c.scopes}, c.a, Target{Tenant: "t", Type: c.typ})
+		if d.Allow != c.allow || !slices.Contains(d.Reasons, c.why) {
+			t.Errorf("%v %s %s %s: %+v, want allow=%v with %s", c.scopes, c.role, c.a, c.typ, d, c.allow, c.why)
+		}
+	}
+}
+
+func FuzzParseScope(f *testing.F) {
+	for _, s := range []string{"patient/Observation.read", "user/*.cruds", "system/Patient.rs?category=a&b=c", "launch/patient", "user/A.cr?x=", "//.", "user/*.?", "patient/*.*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, err := ParseScope(s)
+		if err != nil {
+			return
+		}
+		if sc.Raw != s {
+			t.Fatal("Raw not kept")
+		}
+		if sc.Context != "" {
+			if sc.Type == "" || sc.Perms == "" {
+				t.Fatalf("clinical scope without type or permissions: %+v", sc)
+			}
+			for _, c := range sc.Perms {
+				if !strings.ContainsRune("cruds", c) {
+					t.Fatalf("permission %q", c)
+				}
+			}
+		}
+	})
 }
