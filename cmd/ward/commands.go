@@ -216,6 +216,28 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return nil
 }
 
+func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		fmt.Fprintln(stderr, "usage: ward keys rotate [--data-dir D]")
+		return errUsage
+	}
+	cfg, _, err := flags("keys rotate", args[1:], stderr, append(dbSettings, "key-file"), nil)
+	if err != nil {
+		return err
+	}
+	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	kid, err := a.Tokens.Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "new signing key %s; earlier keys keep verifying their tokens; running servers sign with it within a minute\n", kid)
+	return nil
+}
+
 func runConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("config", args, stderr,
 		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level"}, nil)

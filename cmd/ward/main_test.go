@@ -417,3 +417,29 @@ func TestImport(t *testing.T) {
 		t.Fatalf("a line of the failed file was stored: %d", code)
 	}
 }
+
+func TestKeysRotate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if _, stderr, code := ward(t, "", "migrate", "--data-dir", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	for range 2 {
+		out, stderr, code := ward(t, "", "keys", "rotate", "--data-dir", dir)
+		if code != 0 || !strings.Contains(out, "new signing key") {
+			t.Fatalf("keys rotate: %d %s %s", code, out, stderr)
+		}
+	}
+	s := serve(t, dir)
+	resp, err := http.Get("http://" + s.addr + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jwks struct{ Keys []map[string]string }
+	json.NewDecoder(resp.Body).Decode(&jwks)
+	// The first command to open the database created a key; each rotation
+	// added one.
+	if len(jwks.Keys) != 3 {
+		t.Fatalf("%d keys in the JWKS, want 3", len(jwks.Keys))
+	}
+}

@@ -267,3 +267,36 @@ func newEnvB(b *testing.B) *env {
 	}
 	return &env{st: st, keys: km, svc: svc}
 }
+
+func TestRotate(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := context.Background()
+	subj := authz.Subject{Tenant: "default", ID: "u1", Role: authz.RoleNurse, Scopes: []string{authn.DefaultScope}}
+	before, _ := e.svc.Issue(subj)
+	kid, err := e.svc.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := e.svc.Issue(subj)
+	if kidOf(t, before.AccessToken) == kidOf(t, after.AccessToken) || kidOf(t, after.AccessToken) != kid {
+		t.Fatal("the new key does not sign")
+	}
+	for _, tok := range []string{before.AccessToken, after.AccessToken} {
+		if _, err := e.svc.Verify(ctx, tok); err != nil {
+			t.Fatalf("token no longer verifies after rotation: %v", err)
+		}
+	}
+	if n := len(e.svc.JWKS()["keys"].([]map[string]string)); n != 2 {
+		t.Fatalf("JWKS has %d keys, want 2", n)
+	}
+}
+
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := parsed.Header["kid"].(string)
+	return kid
+}

@@ -76,8 +76,9 @@ type Options struct {
 }
 
 type signingKey struct {
-	kid  string
-	priv *rsa.PrivateKey
+	kid     string
+	priv    *rsa.PrivateKey
+	created time.Time
 }
 
 // Service issues and verifies tokens.
@@ -95,6 +96,7 @@ type Service struct {
 	// another node created after this one started).
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	lastSigner time.Time
 }
 
 // New loads the signing keys, creating the first one if there is none.
@@ -108,7 +110,7 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	if o.Audience == "" {
 		o.Audience = "ward"
 	}
-	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}}
+	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now()}
 	s.cache.entries = map[string]cached{}
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
@@ -150,7 +152,7 @@ func (s *Service) loadKeys(ctx context.Context) error {
 			return fmt.Errorf("signing key %s is not RSA", k.ID)
 		}
 		public[k.ID] = &rk.PublicKey
-		newest = &signingKey{kid: k.ID, priv: rk} // keys come oldest first
+		newest = &signingKey{kid: k.ID, priv: rk, created: k.Created} // keys come oldest first
 	}
 	s.mu.Lock()
 	s.public = public
@@ -179,12 +181,37 @@ func (s *Service) createKey(ctx context.Context) error {
 		return fmt.Errorf("seal signing key: %w", err)
 	}
 	now := s.o.Now().UTC()
+	// The newest key signs: keep creation times strictly increasing even
+	// under a coarse or fixed clock.
+	s.mu.RLock()
+	if s.signer != nil && !now.After(s.signer.created) {
+		now = s.signer.created.Add(time.Microsecond)
+	}
+	s.mu.RUnlock()
 	return s.st.Commit(ctx, &store.Unit{
 		NewKey: &store.Key{ID: kid, Purpose: SigningKeyPurpose, Tenant: "", Wrapped: sealed, Created: now},
 		Audit: []*audit.Record{{Time: now, Actor: "system", Role: "system", Action: "signing-key-create",
 			Entities: []string{"signing-key/" + kid}}},
 	})
 }
+
+// Rotate creates a new signing key: it signs every token from now on (on
+// other nodes within signerRefresh), while the previous keys keep verifying
+// the tokens they signed.
+func (s *Service) Rotate(ctx context.Context) (kid string, err error) {
+	if err := s.createKey(ctx); err != nil {
+		return "", err
+	}
+	if err := s.loadKeys(ctx); err != nil {
+		return "", err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.signer.kid, nil
+}
+
+// signerRefresh is how often Issue looks for a newer signing key.
+const signerRefresh = time.Minute
 
 // Claims are the access token's claims.
 type Claims struct {
@@ -203,6 +230,15 @@ type Token struct {
 
 // Issue signs an access token for subject.
 func (s *Service) Issue(subj authz.Subject) (Token, error) {
+	s.reloadMu.Lock()
+	if time.Since(s.lastSigner) > signerRefresh {
+		s.lastSigner = time.Now()
+		if err := s.loadKeys(context.Background()); err != nil {
+			s.reloadMu.Unlock()
+			return Token{}, err
+		}
+	}
+	s.reloadMu.Unlock()
 	s.mu.RLock()
 	k := s.signer
 	s.mu.RUnlock()
