@@ -300,3 +300,72 @@ func kidOf(t *testing.T, tok string) string {
 	kid, _ := parsed.Header["kid"].(string)
 	return kid
 }
+
+func TestLockout(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := context.Background()
+	h, _ := authn.HashPassword("correct horse battery staple")
+	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
+	right, wrong := "correct horse battery staple", "wrong password here"
+	login := func(pw string) error { _, err := e.svc.PasswordGrant(ctx, "r", "nina", pw, ""); return err }
+	state := func() *store.User { u, _ := e.st.UserByName(ctx, "default", "nina"); return u }
+
+	// Failures below the threshold do not lock, and a success resets.
+	for range authn.LockoutThreshold - 1 {
+		if err := login(wrong); !errors.Is(err, authn.ErrInvalidGrant) {
+			t.Fatal(err)
+		}
+	}
+	if u := state(); u.FailedLogins != authn.LockoutThreshold-1 || !u.LockedUntil.IsZero() {
+		t.Fatalf("%+v", u)
+	}
+	if err := login(right); err != nil {
+		t.Fatalf("login below the threshold: %v", err)
+	}
+	if u := state(); u.FailedLogins != 0 {
+		t.Fatalf("success did not reset: %+v", u)
+	}
+	// The threshold locks; the right password is refused while locked.
+	for range authn.LockoutThreshold {
+		login(wrong)
+	}
+	u := state()
+	if want := e.now.Add(authn.LockoutBase); !u.LockedUntil.Equal(want.UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("locked until %v, want %v", u.LockedUntil, want)
+	}
+	if err := login(right); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatalf("locked account logged in: %v", err)
+	}
+	// Each further failure after the lock ends doubles it.
+	*e.now = e.now.Add(authn.LockoutBase + time.Second)
+	login(wrong)
+	if u := state(); !u.LockedUntil.Equal(e.now.Add(2 * authn.LockoutBase).UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("second lock until %v", u.LockedUntil)
+	}
+	// Capped.
+	for range 20 {
+		*e.now = e.now.Add(2 * authn.LockoutMax)
+		login(wrong)
+	}
+	// (Stored to the microsecond.)
+	if d := state().LockedUntil.Sub(*e.now); d > authn.LockoutMax || d < authn.LockoutMax-time.Microsecond {
+		t.Fatalf("lock not capped: %v", d)
+	}
+	// After the lock the right password works and resets everything.
+	*e.now = e.now.Add(authn.LockoutMax + time.Second)
+	if err := login(right); err != nil {
+		t.Fatal(err)
+	}
+	if u := state(); u.FailedLogins != 0 || !u.LockedUntil.IsZero() {
+		t.Fatalf("%+v", u)
+	}
+	var locked int
+	for _, r := range storetest.Records(t, e.st) {
+		if r.Action == "login" && r.Detail == "locked" {
+			locked++
+		}
+	}
+	if locked != 1 {
+		t.Fatalf("%d refusals while locked audited, want 1", locked)
+	}
+}

@@ -180,9 +180,9 @@ func (s *Service) createKey(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("seal signing key: %w", err)
 	}
-	now := s.o.Now().UTC()
-	// The newest key signs: keep creation times strictly increasing even
-	// under a coarse or fixed clock.
+	// The newest key signs: keep creation times strictly increasing, at
+	// the store's microsecond precision, even under a coarse or fixed clock.
+	now := s.o.Now().UTC().Truncate(time.Microsecond)
 	s.mu.RLock()
 	if s.signer != nil && !now.After(s.signer.created) {
 		now = s.signer.created.Add(time.Microsecond)
@@ -368,17 +368,32 @@ func (s *Service) PasswordGrant(ctx context.Context, requestID, username, passwo
 	case err != nil:
 		return Token{}, err
 	}
-	ok := u != nil && !u.Disabled && VerifyPassword(u.PasswordHash, password)
 	rec := &audit.Record{Time: now, Tenant: s.o.Tenant, RequestID: requestID, Action: "login"}
+	locked := u != nil && now.Before(u.LockedUntil)
+	ok := u != nil && !u.Disabled && !locked && VerifyPassword(u.PasswordHash, password)
+	if locked {
+		VerifyPassword(dummyHash, password) // same time as any other refusal
+	}
 	if !ok {
 		rec.Outcome = audit.OutcomeMinor
 		rec.Detail = "invalid-credentials"
+		unit := &store.Unit{Audit: []*audit.Record{rec}}
 		if u != nil {
 			// The attempt is attributed to the account by id, never by the
 			// typed username (which may be a mistyped password).
 			rec.Actor, rec.Role = u.ID, u.Role
+			if locked {
+				rec.Detail = "locked"
+			} else {
+				st := lockout(u.FailedLogins+1, now)
+				unit.Login = &st
+				unit.Login.UserID = u.ID
+				if !st.LockedUntil.IsZero() {
+					rec.Detail = "invalid-credentials;locked"
+				}
+			}
 		}
-		if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+		if err := s.st.Commit(ctx, unit); err != nil {
 			return Token{}, err
 		}
 		return Token{}, ErrInvalidGrant
@@ -392,10 +407,35 @@ func (s *Service) PasswordGrant(ctx context.Context, requestID, username, passwo
 		return Token{}, err
 	}
 	rec.Actor, rec.Role, rec.Detail = u.ID, u.Role, "token-issued"
-	if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+	unit := &store.Unit{Audit: []*audit.Record{rec}}
+	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() {
+		unit.Login = &store.LoginState{UserID: u.ID}
+	}
+	if err := s.st.Commit(ctx, unit); err != nil {
 		return Token{}, err
 	}
 	return tok, nil
+}
+
+// Lockout policy: after LockoutThreshold consecutive failures an account
+// refuses logins for LockoutBase, doubling with each further failure up to
+// LockoutMax. A success resets it.
+const (
+	LockoutThreshold = 5
+	LockoutBase      = 30 * time.Second
+	LockoutMax       = time.Hour
+)
+
+func lockout(failed int, now time.Time) store.LoginState {
+	st := store.LoginState{FailedLogins: failed}
+	if failed >= LockoutThreshold {
+		d := LockoutBase
+		for i := LockoutThreshold; i < failed && d < LockoutMax; i++ {
+			d *= 2
+		}
+		st.LockedUntil = now.Add(min(d, LockoutMax))
+	}
+	return st
 }
 
 // tokenCache maps verified tokens to their subject until they expire.

@@ -77,6 +77,17 @@ type User struct {
 	PasswordHash string
 	Created      time.Time
 	Disabled     bool
+	// FailedLogins counts consecutive failed logins; LockedUntil is when
+	// the account accepts logins again (zero: not locked).
+	FailedLogins int
+	LockedUntil  time.Time
+}
+
+// LoginState sets a user's failed-login counter and lock.
+type LoginState struct {
+	UserID       string
+	FailedLogins int
+	LockedUntil  time.Time
 }
 
 // Key is a wrapped or sealed key (a data key wrapped by the KEK, a signing
@@ -94,6 +105,8 @@ type Unit struct {
 	Writes  []Write
 	NewUser *User
 	NewKey  *Key
+	// Login updates a user's lockout state.
+	Login *LoginState
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail

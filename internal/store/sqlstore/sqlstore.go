@@ -283,6 +283,15 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 				return fmt.Errorf("insert user: %w", err)
 			}
 		}
+		if l := j.u.Login; l != nil {
+			var until int64
+			if !l.LockedUntil.IsZero() {
+				until = l.LockedUntil.UnixMicro()
+			}
+			if _, err = tx.ExecContext(ctx, q(`UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?`), l.FailedLogins, until, l.UserID); err != nil {
+				return fmt.Errorf("update login state: %w", err)
+			}
+		}
 		if k := j.u.NewKey; k != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`),
 				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro()); err != nil {
@@ -642,10 +651,10 @@ func (db *DB) queryVersions(ctx context.Context, tenant, query string, args []an
 // UserByName finds a user of a tenant.
 func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.User, error) {
 	u := &store.User{}
-	var created int64
+	var created, lockedUntil int64
 	var disabled int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled FROM users WHERE tenant = ? AND username = ?`), tenant, username).
-		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until FROM users WHERE tenant = ? AND username = ?`), tenant, username).
+		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &u.FailedLogins, &lockedUntil)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -654,6 +663,9 @@ func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.U
 	}
 	u.Created = time.UnixMicro(created).UTC()
 	u.Disabled = disabled != 0
+	if lockedUntil != 0 {
+		u.LockedUntil = time.UnixMicro(lockedUntil).UTC()
+	}
 	return u, nil
 }
 

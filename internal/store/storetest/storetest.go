@@ -281,6 +281,17 @@ func Run(t *testing.T, open Opener) {
 		if _, err := st.UserByName(ctx, "b", "alice"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("user visible in another tenant: %v", err)
 		}
+		until := t0.Add(time.Hour)
+		must(t, st.Commit(ctx, &store.Unit{Login: &store.LoginState{UserID: "u1", FailedLogins: 6, LockedUntil: until}}))
+		got, _ = st.UserByName(ctx, "a", "alice")
+		if got.FailedLogins != 6 || !got.LockedUntil.Equal(until) {
+			t.Fatalf("login state %+v", got)
+		}
+		must(t, st.Commit(ctx, &store.Unit{Login: &store.LoginState{UserID: "u1"}}))
+		got, _ = st.UserByName(ctx, "a", "alice")
+		if got.FailedLogins != 0 || !got.LockedUntil.IsZero() {
+			t.Fatalf("login state not reset %+v", got)
+		}
 		dup := *u
 		dup.ID = "u2"
 		if err := st.Commit(ctx, &store.Unit{NewUser: &dup}); !errors.Is(err, store.ErrConflict) {
