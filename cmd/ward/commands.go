@@ -126,8 +126,11 @@ func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 }
 
 func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "enroll-totp" {
+		return runEnrollTOTP(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, "usage: ward users add --username U --role admin|physician|nurse|user --password-stdin [--data-dir D]")
+		fmt.Fprintln(stderr, "usage: ward users add --username U --role admin|physician|nurse|user --password-stdin [--data-dir D]\n       ward users enroll-totp --username U [--data-dir D]")
 		return errUsage
 	}
 	var username, role string
@@ -179,6 +182,33 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	fmt.Fprintf(stdout, "user %s created (id %s, role %s)\n", username, u.ID, r)
+	return nil
+}
+
+// runEnrollTOTP gives a user a TOTP secret and prints the otpauth:// URI
+// once: the operator hands it to the user (as text or QR code).
+func runEnrollTOTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var username string
+	cfg, _, err := flags("users enroll-totp", args, stderr, append(dbSettings, "key-file", "tenant"), func(fs *flag.FlagSet) {
+		fs.StringVar(&username, "username", "", "the user to enroll")
+	})
+	if err != nil {
+		return err
+	}
+	if username == "" {
+		return errors.New("--username is required")
+	}
+	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	uri, err := a.Tokens.EnrollTOTP(ctx, username)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", uri)
+	fmt.Fprintln(stderr, "Give this URI (or its QR code) to the user once; from now on their password login also needs the current code (form field totp).")
 	return nil
 }
 

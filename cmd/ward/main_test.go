@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 	_ "modernc.org/sqlite"
 
 	"github.com/wardhealth/ward/internal/app/apptest"
@@ -441,5 +443,43 @@ func TestKeysRotate(t *testing.T) {
 	// added one.
 	if len(jwks.Keys) != 3 {
 		t.Fatalf("%d keys in the JWKS, want 3", len(jwks.Keys))
+	}
+}
+
+func TestEnrollTOTP(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	out, stderr, code := ward(t, "", "users", "enroll-totp", "--data-dir", dir, "--username", "smoke")
+	if code != 0 || !strings.HasPrefix(out, "otpauth://totp/") {
+		t.Fatalf("enroll-totp: %d %s %s", code, out, stderr)
+	}
+	key, err := otp.NewKeyFromURL(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"password"}, "username": {"smoke"}, "password": {pass}}
+	resp, err := http.PostForm("http://"+s.addr+"/oauth2/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("login without a code: %d", resp.StatusCode)
+	}
+	c, _ := totp.GenerateCode(key.Secret(), time.Now())
+	form.Set("totp", c)
+	resp, err = http.PostForm("http://"+s.addr+"/oauth2/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("login with the code: %d", resp.StatusCode)
+	}
+	if _, stderr, code := ward(t, "", "users", "enroll-totp", "--data-dir", dir, "--username", "nobody"); code == 0 || !strings.Contains(stderr, "no such user") {
+		t.Fatalf("unknown user: %d %s", code, stderr)
 	}
 }

@@ -37,7 +37,7 @@ type Options struct {
 // Tokens is what the API needs from authn.
 type Tokens interface {
 	Verify(ctx context.Context, token string) (authz.Subject, error)
-	PasswordGrant(ctx context.Context, requestID, username, password, scope string) (authn.Token, error)
+	PasswordGrant(ctx context.Context, pr authn.PasswordRequest) (authn.Token, error)
 	JWKS() map[string]any
 }
 
@@ -201,7 +201,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(http.StatusBadRequest, "invalid_request", "username and password are required")
 		return
 	}
-	tok, err := s.tokens.PasswordGrant(r.Context(), requestID(r.Context()), user, pass, r.PostForm.Get("scope"))
+	tok, err := s.tokens.PasswordGrant(r.Context(), authn.PasswordRequest{
+		RequestID: requestID(r.Context()), Username: user, Password: pass,
+		Scope: r.PostForm.Get("scope"), TOTP: r.PostForm.Get("totp"),
+	})
 	switch {
 	case errors.Is(err, authn.ErrInvalidScope):
 		oauthError(http.StatusBadRequest, "invalid_scope", "scope must be SMART scopes such as user/*.rs or user/Observation.read")

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
@@ -177,16 +179,16 @@ func TestPasswordGrantIsAudited(t *testing.T) {
 	h, _ := authn.HashPassword("correct horse battery staple")
 	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
 	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u2", Tenant: "default", Username: "gone", Role: "nurse", PasswordHash: h, Created: time.Now(), Disabled: true}}))
-	if _, err := e.svc.PasswordGrant(ctx, "r1", "nina", "wrong password here", ""); !errors.Is(err, authn.ErrInvalidGrant) {
+	if _, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r1", Username: "nina", Password: "wrong password here", Scope: ""}); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.PasswordGrant(ctx, "r2", "nobody", "wrong password here", ""); !errors.Is(err, authn.ErrInvalidGrant) {
+	if _, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r2", Username: "nobody", Password: "wrong password here", Scope: ""}); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.PasswordGrant(ctx, "r3", "gone", "correct horse battery staple", ""); !errors.Is(err, authn.ErrInvalidGrant) {
+	if _, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r3", Username: "gone", Password: "correct horse battery staple", Scope: ""}); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatalf("disabled user logged in: %v", err)
 	}
-	tok, err := e.svc.PasswordGrant(ctx, "r4", "nina", "correct horse battery staple", "")
+	tok, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r4", Username: "nina", Password: "correct horse battery staple", Scope: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,10 +196,10 @@ func TestPasswordGrantIsAudited(t *testing.T) {
 	if err != nil || subj.ID != "u1" || strings.Join(subj.Scopes, " ") != authn.DefaultScope {
 		t.Fatalf("%+v %v", subj, err)
 	}
-	if _, err := e.svc.PasswordGrant(ctx, "r5", "nina", "correct horse battery staple", "user/*.frobnicate"); !errors.Is(err, authn.ErrInvalidScope) {
+	if _, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r5", Username: "nina", Password: "correct horse battery staple", Scope: "user/*.frobnicate"}); !errors.Is(err, authn.ErrInvalidScope) {
 		t.Fatalf("bad scope: %v", err)
 	}
-	tok, err = e.svc.PasswordGrant(ctx, "r6", "nina", "correct horse battery staple", "openid user/Observation.rs")
+	tok, err = e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r6", Username: "nina", Password: "correct horse battery staple", Scope: "openid user/Observation.rs"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +309,10 @@ func TestLockout(t *testing.T) {
 	h, _ := authn.HashPassword("correct horse battery staple")
 	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
 	right, wrong := "correct horse battery staple", "wrong password here"
-	login := func(pw string) error { _, err := e.svc.PasswordGrant(ctx, "r", "nina", pw, ""); return err }
+	login := func(pw string) error {
+		_, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r", Username: "nina", Password: pw})
+		return err
+	}
 	state := func() *store.User { u, _ := e.st.UserByName(ctx, "default", "nina"); return u }
 
 	// Failures below the threshold do not lock, and a success resets.
@@ -367,5 +372,73 @@ func TestLockout(t *testing.T) {
 	}
 	if locked != 1 {
 		t.Fatalf("%d refusals while locked audited, want 1", locked)
+	}
+}
+
+func TestTOTP(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := context.Background()
+	h, _ := authn.HashPassword("correct horse battery staple")
+	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
+	if _, err := e.svc.EnrollTOTP(ctx, "nobody"); !errors.Is(err, authn.ErrUnknownUser) {
+		t.Fatalf("enroll unknown user: %v", err)
+	}
+	uri, err := e.svc.EnrollTOTP(ctx, "nina")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := otp.NewKeyFromURL(uri)
+	if err != nil || key.Issuer() != "Ward" || key.AccountName() != "nina" {
+		t.Fatalf("uri %q: %v", uri, err)
+	}
+	// The secret is stored sealed.
+	u, _ := e.st.UserByName(ctx, "default", "nina")
+	if bytes.Contains(u.TOTPSecret, []byte(key.Secret())) {
+		t.Fatal("TOTP secret stored in the clear")
+	}
+	*e.now = time.Unix(1_800_000_000, 0)
+	code := func(at time.Time) string {
+		c, err := totp.GenerateCode(key.Secret(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	grant := func(c string) error {
+		_, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r", Username: "nina", Password: "correct horse battery staple", TOTP: c})
+		return err
+	}
+	if err := grant(""); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatalf("no code: %v", err)
+	}
+	if err := grant("000000"); !errors.Is(err, authn.ErrInvalidGrant) && code(*e.now) != "000000" {
+		t.Fatalf("wrong code: %v", err)
+	}
+	if err := grant(code(e.now.Add(-90 * time.Second))); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatalf("code three steps old accepted: %v", err)
+	}
+	if err := grant(code(e.now.Add(-30 * time.Second))); err != nil {
+		t.Fatalf("code one step old (clock skew): %v", err)
+	}
+	if err := grant(code(*e.now)); err != nil {
+		t.Fatalf("current code: %v", err)
+	}
+	if err := grant(code(*e.now)); !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatalf("replayed code accepted: %v", err)
+	}
+	// A wrong password with a right code is still refused.
+	_, err = e.svc.PasswordGrant(ctx, authn.PasswordRequest{Username: "nina", Password: "wrong password here", TOTP: code(e.now.Add(30 * time.Second))})
+	if !errors.Is(err, authn.ErrInvalidGrant) {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, r := range storetest.Records(t, e.st) {
+		if r.Action == "login" || r.Action == "totp-enroll" {
+			details = append(details, r.Action+":"+r.Detail)
+		}
+	}
+	want := "totp-enroll: login:totp-required login:totp-invalid login:totp-invalid login:token-issued login:token-issued login:totp-invalid login:invalid-credentials"
+	if strings.Join(details, " ") != want {
+		t.Fatalf("ledger %v", details)
 	}
 }

@@ -352,7 +352,17 @@ func (s *Service) JWKS() map[string]any {
 
 // PasswordGrant checks a username and password and issues a token. Every
 // attempt, success or failure, is recorded in the ledger before the answer.
-func (s *Service) PasswordGrant(ctx context.Context, requestID, username, password, scope string) (Token, error) {
+// PasswordRequest is an OAuth2 password grant.
+type PasswordRequest struct {
+	RequestID string
+	Username  string
+	Password  string
+	Scope     string // empty: DefaultScope
+	TOTP      string // the current code, for users enrolled in TOTP
+}
+
+func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token, error) {
+	requestID, username, password, scope := pr.RequestID, pr.Username, pr.Password, pr.Scope
 	if scope == "" {
 		scope = DefaultScope
 	}
@@ -374,9 +384,18 @@ func (s *Service) PasswordGrant(ctx context.Context, requestID, username, passwo
 	if locked {
 		VerifyPassword(dummyHash, password) // same time as any other refusal
 	}
+	detail := "invalid-credentials"
+	var totpStep int64
+	if ok && u.TOTPSecret != nil {
+		var why string
+		totpStep, why = s.checkTOTP(u, pr.TOTP, now)
+		if why != "" {
+			ok, detail = false, why
+		}
+	}
 	if !ok {
 		rec.Outcome = audit.OutcomeMinor
-		rec.Detail = "invalid-credentials"
+		rec.Detail = detail
 		unit := &store.Unit{Audit: []*audit.Record{rec}}
 		if u != nil {
 			// The attempt is attributed to the account by id, never by the
@@ -389,7 +408,7 @@ func (s *Service) PasswordGrant(ctx context.Context, requestID, username, passwo
 				unit.Login = &st
 				unit.Login.UserID = u.ID
 				if !st.LockedUntil.IsZero() {
-					rec.Detail = "invalid-credentials;locked"
+					rec.Detail += ";locked"
 				}
 			}
 		}
@@ -408,8 +427,8 @@ func (s *Service) PasswordGrant(ctx context.Context, requestID, username, passwo
 	}
 	rec.Actor, rec.Role, rec.Detail = u.ID, u.Role, "token-issued"
 	unit := &store.Unit{Audit: []*audit.Record{rec}}
-	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() {
-		unit.Login = &store.LoginState{UserID: u.ID}
+	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() || totpStep != 0 {
+		unit.Login = &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep}
 	}
 	if err := s.st.Commit(ctx, unit); err != nil {
 		return Token{}, err

@@ -81,13 +81,26 @@ type User struct {
 	// the account accepts logins again (zero: not locked).
 	FailedLogins int
 	LockedUntil  time.Time
+	// TOTPSecret is the sealed TOTP secret (nil: not enrolled);
+	// TOTPLastStep the last time step accepted.
+	TOTPSecret   []byte
+	TOTPLastStep int64
 }
 
-// LoginState sets a user's failed-login counter and lock.
+// LoginState sets a user's failed-login counter and lock, and (when not
+// zero) the last TOTP time step accepted.
 type LoginState struct {
 	UserID       string
 	FailedLogins int
 	LockedUntil  time.Time
+	TOTPLastStep int64
+}
+
+// TOTPEnrollment sets (or, with a nil secret, removes) a user's sealed TOTP
+// secret.
+type TOTPEnrollment struct {
+	UserID string
+	Sealed []byte
 }
 
 // Key is a wrapped or sealed key (a data key wrapped by the KEK, a signing
@@ -107,6 +120,8 @@ type Unit struct {
 	NewKey  *Key
 	// Login updates a user's lockout state.
 	Login *LoginState
+	// TOTP enrolls a user in TOTP.
+	TOTP *TOTPEnrollment
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail

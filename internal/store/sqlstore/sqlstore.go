@@ -291,6 +291,20 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			if _, err = tx.ExecContext(ctx, q(`UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?`), l.FailedLogins, until, l.UserID); err != nil {
 				return fmt.Errorf("update login state: %w", err)
 			}
+			if l.TOTPLastStep != 0 {
+				if _, err = tx.ExecContext(ctx, q(`UPDATE users SET totp_last_step = ? WHERE id = ?`), l.TOTPLastStep, l.UserID); err != nil {
+					return fmt.Errorf("update login state: %w", err)
+				}
+			}
+		}
+		if e := j.u.TOTP; e != nil {
+			var secret any
+			if e.Sealed != nil {
+				secret = e.Sealed
+			}
+			if _, err = tx.ExecContext(ctx, q(`UPDATE users SET totp_secret = ?, totp_last_step = 0 WHERE id = ?`), secret, e.UserID); err != nil {
+				return fmt.Errorf("enroll TOTP: %w", err)
+			}
 		}
 		if k := j.u.NewKey; k != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`),
@@ -653,8 +667,8 @@ func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.U
 	u := &store.User{}
 	var created, lockedUntil int64
 	var disabled int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until FROM users WHERE tenant = ? AND username = ?`), tenant, username).
-		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &u.FailedLogins, &lockedUntil)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until, totp_secret, totp_last_step FROM users WHERE tenant = ? AND username = ?`), tenant, username).
+		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &u.FailedLogins, &lockedUntil, &u.TOTPSecret, &u.TOTPLastStep)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

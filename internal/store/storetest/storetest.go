@@ -292,6 +292,16 @@ func Run(t *testing.T, open Opener) {
 		if got.FailedLogins != 0 || !got.LockedUntil.IsZero() {
 			t.Fatalf("login state not reset %+v", got)
 		}
+		must(t, st.Commit(ctx, &store.Unit{TOTP: &store.TOTPEnrollment{UserID: "u1", Sealed: []byte{9, 9}}}))
+		must(t, st.Commit(ctx, &store.Unit{Login: &store.LoginState{UserID: "u1", TOTPLastStep: 1234}}))
+		got, _ = st.UserByName(ctx, "a", "alice")
+		if string(got.TOTPSecret) != "\x09\x09" || got.TOTPLastStep != 1234 {
+			t.Fatalf("TOTP state %+v", got)
+		}
+		must(t, st.Commit(ctx, &store.Unit{TOTP: &store.TOTPEnrollment{UserID: "u1"}}))
+		if got, _ = st.UserByName(ctx, "a", "alice"); got.TOTPSecret != nil || got.TOTPLastStep != 0 {
+			t.Fatalf("TOTP not removed %+v", got)
+		}
 		dup := *u
 		dup.ID = "u2"
 		if err := st.Commit(ctx, &store.Unit{NewUser: &dup}); !errors.Is(err, store.ErrConflict) {
