@@ -113,6 +113,25 @@ type Key struct {
 	Created time.Time
 }
 
+// Client is a SMART Backend Services client: it authenticates with a JWT
+// signed by a key in its JWKS (public keys only).
+type Client struct {
+	ID       string
+	Tenant   string
+	JWKS     string
+	Scope    string
+	Created  time.Time
+	Disabled bool
+}
+
+// JTI is one use of a client assertion id; a second use of the same id by
+// the same client is a conflict (replay).
+type JTI struct {
+	ClientID string
+	JTI      string
+	Expires  time.Time
+}
+
 // Unit is what one Commit writes, all or nothing.
 type Unit struct {
 	Writes  []Write
@@ -122,6 +141,11 @@ type Unit struct {
 	Login *LoginState
 	// TOTP enrolls a user in TOTP.
 	TOTP *TOTPEnrollment
+	// NewClient registers a client; a taken id is ErrConflict.
+	NewClient *Client
+	// UseJTI records a client assertion id; one seen before (and not yet
+	// expired) is ErrConflict. Expired ids are purged as a side effect.
+	UseJTI *JTI
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
@@ -161,6 +185,7 @@ type Store interface {
 	List(ctx context.Context, q ListQuery) ([]Version, error)
 
 	UserByName(ctx context.Context, tenant, username string) (*User, error)
+	ClientByID(ctx context.Context, id string) (*Client, error)
 	Keys(ctx context.Context, purpose string) ([]Key, error)
 
 	// AuditHead is the stored head of the ledger (seq 0 when empty).

@@ -306,6 +306,20 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 				return fmt.Errorf("enroll TOTP: %w", err)
 			}
 		}
+		if c := j.u.NewClient; c != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled) VALUES (?, ?, ?, ?, ?, ?)`),
+				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled)); err != nil {
+				return fmt.Errorf("insert client: %w", err)
+			}
+		}
+		if jt := j.u.UseJTI; jt != nil {
+			if _, err = tx.ExecContext(ctx, q(`DELETE FROM client_jtis WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("purge jtis: %w", err)
+			}
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO client_jtis (client_id, jti, expires) VALUES (?, ?, ?)`), jt.ClientID, jt.JTI, jt.Expires.UnixMicro()); err != nil {
+				return fmt.Errorf("insert jti: %w", err)
+			}
+		}
 		if k := j.u.NewKey; k != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`),
 				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro()); err != nil {
@@ -371,6 +385,26 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("check user: %w", err)
+		}
+	}
+	if c := u.NewClient; c != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM clients WHERE id = ?`), c.ID).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: client id already registered", store.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check client: %w", err)
+		}
+	}
+	if j := u.UseJTI; j != nil {
+		var exp int64
+		err := tx.QueryRowContext(ctx, q(`SELECT expires FROM client_jtis WHERE client_id = ? AND jti = ?`), j.ClientID, j.JTI).Scan(&exp)
+		if err == nil {
+			return fmt.Errorf("%w: client assertion id already used", store.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check jti: %w", err)
 		}
 	}
 	if u.NewKey != nil {
@@ -681,6 +715,24 @@ func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.U
 		u.LockedUntil = time.UnixMicro(lockedUntil).UTC()
 	}
 	return u, nil
+}
+
+// ClientByID finds a registered client.
+func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) {
+	c := &store.Client{}
+	var created int64
+	var disabled int
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled FROM clients WHERE id = ?`), id).
+		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read client: %v", store.ErrUnavailable, err)
+	}
+	c.Created = time.UnixMicro(created).UTC()
+	c.Disabled = disabled != 0
+	return c, nil
 }
 
 // Keys returns the keys with a purpose, oldest first.

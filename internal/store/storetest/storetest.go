@@ -319,6 +319,34 @@ func Run(t *testing.T, open Opener) {
 		VerifyLedger(t, st)
 	})
 
+	t.Run("ClientsAndAssertionReplay", func(t *testing.T) {
+		st := open(t)
+		c := &store.Client{ID: "backend-1", Tenant: "a", JWKS: `{"keys":[]}`, Scope: "system/Patient.rs", Created: t0}
+		must(t, st.Commit(ctx, &store.Unit{NewClient: c}))
+		if err := st.Commit(ctx, &store.Unit{NewClient: c}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate client: %v", err)
+		}
+		got, err := st.ClientByID(ctx, "backend-1")
+		if err != nil || got.Scope != c.Scope || got.JWKS != c.JWKS || got.Tenant != "a" {
+			t.Fatalf("%+v %v", got, err)
+		}
+		if _, err := st.ClientByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		jti := &store.JTI{ClientID: "backend-1", JTI: "j1", Expires: time.Now().Add(time.Minute)}
+		must(t, st.Commit(ctx, &store.Unit{UseJTI: jti, Audit: []*audit.Record{rec("a", "client-token")}}))
+		if err := st.Commit(ctx, &store.Unit{UseJTI: jti, Audit: []*audit.Record{rec("a", "client-token")}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("replayed jti: %v", err)
+		}
+		// The same jti from another client is not a replay; an expired
+		// one is purged and may be used again.
+		must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "other", JTI: "j1", Expires: time.Now().Add(time.Minute)}}))
+		must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "backend-1", JTI: "old", Expires: time.Now().Add(-time.Minute)}}))
+		must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "backend-1", JTI: "j2", Expires: time.Now().Add(time.Minute)}}))
+		must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "backend-1", JTI: "old", Expires: time.Now().Add(time.Minute)}}))
+		VerifyLedger(t, st)
+	})
+
 	t.Run("OneBadUnitDoesNotFailTheBatch", func(t *testing.T) {
 		st := open(t)
 		// A user whose id is taken passes the username check but fails at
