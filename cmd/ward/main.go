@@ -21,6 +21,7 @@ func commands() []command {
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"users", "manage users: users add --username U --role R --password-stdin", runUsers},
 		{"audit", "audit ledger tools: audit verify", runAudit},
+		{"clients", "backend-services clients: clients add --client-id C --jwks-file F --scope S", runClients},
 		{"keys", "key tools: keys rotate (a new token signing key)", runKeys},
 		{"import", "load FHIR Bundles and NDJSON: import [--data-dir D] FILE|DIR...", runImport},
 		{"bench", "HTTP load generator: bench --url U --token T --mix create|read|mixed", runBench},

@@ -483,3 +483,34 @@ func TestEnrollTOTP(t *testing.T) {
 		t.Fatalf("unknown user: %d %s", code, stderr)
 	}
 }
+
+func TestClientsAdd(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	good := filepath.Join(t.TempDir(), "jwks.json")
+	// The P-256 example key of RFC 7517, appendix A.1 (public, and in the
+	// second file with its private member d).
+	os.WriteFile(good, []byte(`{"keys":[{"kty":"EC","kid":"k1","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}`), 0o600)
+	private := filepath.Join(t.TempDir(), "private.json")
+	os.WriteFile(private, []byte(`{"keys":[{"kty":"EC","kid":"k1","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","d":"870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"}]}`), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--client-id", "b1", "--jwks-file", private, "--scope", "system/Patient.rs"}, "private"},
+		{[]string{"--client-id", "b1", "--jwks-file", good, "--scope", "user/Patient.rs"}, "not a system/ scope"},
+		{[]string{"--client-id", "b1", "--jwks-file", good, "--scope", "system/Patient.zz"}, "--scope"},
+		{[]string{"--jwks-file", good, "--scope", "system/Patient.rs"}, "--client-id"},
+	} {
+		_, stderr, code := ward(t, "", append([]string{"clients", "add", "--data-dir", dir}, c.args...)...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d %s", c.args, code, stderr)
+		}
+	}
+	out, stderr, code := ward(t, "", "clients", "add", "--data-dir", dir, "--client-id", "b1", "--jwks-file", good, "--scope", "system/Patient.rs system/Observation.rs")
+	if code != 0 || !strings.Contains(out, "registered") {
+		t.Fatalf("clients add: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code := ward(t, "", "clients", "add", "--data-dir", dir, "--client-id", "b1", "--jwks-file", good, "--scope", "system/Patient.rs"); code == 0 || !strings.Contains(stderr, "already registered") {
+		t.Fatalf("duplicate: %d %s", code, stderr)
+	}
+}

@@ -103,7 +103,8 @@ func TestAuthentication(t *testing.T) {
 		{"grant_type=password&username=physician-user&password=wrong%20password%20here", 400, "invalid_grant"},
 		{"grant_type=password&username=nobody&password=whatever%20whatever", 400, "invalid_grant"},
 		{"grant_type=password&username=physician-user", 400, "invalid_request"},
-		{"grant_type=client_credentials", 400, "unsupported_grant_type"},
+		{"grant_type=client_credentials", 401, "invalid_client"},
+		{"grant_type=authorization_code&code=x", 400, "unsupported_grant_type"},
 		{"", 400, "invalid_request"},
 	} {
 		resp, err := http.Post(w.Server.URL+"/oauth2/token", "application/x-www-form-urlencoded", strings.NewReader(c.form))

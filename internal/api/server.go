@@ -38,6 +38,7 @@ type Options struct {
 type Tokens interface {
 	Verify(ctx context.Context, token string) (authz.Subject, error)
 	PasswordGrant(ctx context.Context, pr authn.PasswordRequest) (authn.Token, error)
+	ClientCredentialsGrant(ctx context.Context, cr authn.ClientRequest) (authn.Token, error)
 	JWKS() map[string]any
 }
 
@@ -187,13 +188,35 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
 		return
 	}
+	var tok authn.Token
+	var err error
 	switch r.PostForm.Get("grant_type") {
 	case "password":
+	case "client_credentials":
+		tok, err = s.tokens.ClientCredentialsGrant(r.Context(), authn.ClientRequest{
+			RequestID:     requestID(r.Context()),
+			AssertionType: r.PostForm.Get("client_assertion_type"),
+			Assertion:     r.PostForm.Get("client_assertion"),
+			Scope:         r.PostForm.Get("scope"),
+			Audience:      strings.TrimSuffix(s.base(r), "/fhir") + "/oauth2/token",
+		})
+		switch {
+		case errors.Is(err, authn.ErrInvalidScope):
+			oauthError(http.StatusBadRequest, "invalid_scope", "scope must be system/ scopes the client is registered for")
+		case errors.Is(err, authn.ErrInvalidClient):
+			oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		case err != nil:
+			s.log.LogAttrs(r.Context(), slog.LevelError, "token endpoint", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+			oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
+		default:
+			writeToken(w, tok)
+		}
+		return
 	case "":
 		oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
 		return
 	default:
-		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password")
+		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password, client_credentials")
 		return
 	}
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
@@ -201,7 +224,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(http.StatusBadRequest, "invalid_request", "username and password are required")
 		return
 	}
-	tok, err := s.tokens.PasswordGrant(r.Context(), authn.PasswordRequest{
+	tok, err = s.tokens.PasswordGrant(r.Context(), authn.PasswordRequest{
 		RequestID: requestID(r.Context()), Username: user, Password: pass,
 		Scope: r.PostForm.Get("scope"), TOTP: r.PostForm.Get("totp"),
 	})
@@ -217,6 +240,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
 		return
 	}
+	writeToken(w, tok)
+}
+
+func writeToken(w http.ResponseWriter, tok authn.Token) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Pragma", "no-cache")
 	resp := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer", "expires_in": int(tok.ExpiresIn.Seconds())}

@@ -3,7 +3,14 @@ package authn_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"math/big"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -440,5 +447,44 @@ func TestTOTP(t *testing.T) {
 	want := "totp-enroll: login:totp-required login:totp-invalid login:totp-invalid login:token-issued login:token-issued login:totp-invalid login:invalid-credentials"
 	if strings.Join(details, " ") != want {
 		t.Fatalf("ledger %v", details)
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	enc := base64.RawURLEncoding.EncodeToString
+	pad := func(b []byte) []byte { return append(make([]byte, 32-len(b)), b...) }
+	rsaJWK := func(k *rsa.PublicKey) string {
+		return fmt.Sprintf(`{"kty":"RSA","kid":"r","n":%q,"e":"AQAB"}`, enc(k.N.Bytes()))
+	}
+	ecJWK := fmt.Sprintf(`{"kty":"EC","kid":"e","crv":"P-256","x":%q,"y":%q}`, enc(pad(ek.X.Bytes())), enc(pad(ek.Y.Bytes())))
+	offCurve := fmt.Sprintf(`{"kty":"EC","kid":"e","crv":"P-256","x":%q,"y":%q}`, enc(pad(ek.X.Bytes())), enc(pad(big.NewInt(5).Bytes())))
+	cases := []struct {
+		name, jwks string
+		keys       int
+		bad        string
+	}{
+		{"rsa and ec", `{"keys":[` + rsaJWK(&rk.PublicKey) + `,` + ecJWK + `]}`, 2, ""},
+		{"short rsa", `{"keys":[` + rsaJWK(&small.PublicKey) + `]}`, 0, "2048"},
+		{"private member", `{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB","d":"AQAB"}]}`, 0, "private"},
+		{"off the curve", `{"keys":[` + offCurve + `]}`, 0, "not a point"},
+		{"unknown curve", `{"keys":[{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}]}`, 0, "curve"},
+		{"symmetric", `{"keys":[{"kty":"oct","k":"AAAA"}]}`, 0, "kty"},
+		{"empty", `{"keys":[]}`, 0, "no keys"},
+		{"not json", `keys`, 0, "not JSON"},
+	}
+	for _, c := range cases {
+		keys, err := authn.ParseJWKS([]byte(c.jwks))
+		if c.bad == "" {
+			if err != nil || len(keys) != c.keys {
+				t.Errorf("%s: %d keys, %v", c.name, len(keys), err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.bad) {
+			t.Errorf("%s: %v, want error about %q", c.name, err, c.bad)
+		}
 	}
 }

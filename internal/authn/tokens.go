@@ -54,6 +54,7 @@ const SigningKeyPurpose = "jwt-signing"
 // Store is what authn needs from storage.
 type Store interface {
 	UserByName(ctx context.Context, tenant, username string) (*store.User, error)
+	ClientByID(ctx context.Context, id string) (*store.Client, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
 }
@@ -229,7 +230,9 @@ type Token struct {
 }
 
 // Issue signs an access token for subject.
-func (s *Service) Issue(subj authz.Subject) (Token, error) {
+func (s *Service) Issue(subj authz.Subject) (Token, error) { return s.issue(subj, s.o.TTL) }
+
+func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 	s.reloadMu.Lock()
 	if time.Since(s.lastSigner) > signerRefresh {
 		s.lastSigner = time.Now()
@@ -254,7 +257,7 @@ func (s *Service) Issue(subj authz.Subject) (Token, error) {
 			Audience:  jwt.ClaimStrings{s.o.Audience},
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
-			ExpiresAt: jwt.NewNumericDate(now.Add(s.o.TTL)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID:        hex.EncodeToString(jti),
 		},
 		Tenant: subj.Tenant,
@@ -267,7 +270,7 @@ func (s *Service) Issue(subj authz.Subject) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
-	return Token{AccessToken: signed, ExpiresIn: s.o.TTL, Scope: c.Scope}, nil
+	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope}, nil
 }
 
 // Verify checks a bearer token and returns its subject.
@@ -296,6 +299,9 @@ func (s *Service) Verify(ctx context.Context, token string) (authz.Subject, erro
 		return authz.Subject{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	role, ok := authz.ParseRole(c.Role)
+	if !ok && authz.Role(c.Role) == authz.RoleClient {
+		role, ok = authz.RoleClient, true
+	}
 	if !ok || c.Subject == "" || c.Tenant == "" {
 		return authz.Subject{}, fmt.Errorf("%w: missing subject, tenant or role", ErrInvalidToken)
 	}

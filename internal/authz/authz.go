@@ -24,7 +24,11 @@ const (
 	RoleUser      Role = "user"
 )
 
-// Roles lists the known roles, most privileged first.
+// RoleClient is the role of a SMART Backend Services client. It is not a
+// user role: a client's permissions are exactly its system/ scopes.
+const RoleClient Role = "client"
+
+// Roles lists the user roles, most privileged first.
 var Roles = []Role{RoleAdmin, RolePhysician, RoleNurse, RoleUser}
 
 // ParseRole returns the role named s, or false.
@@ -109,6 +113,8 @@ func Decide(s Subject, a Action, t Target) Decision {
 		if a.IsWrite() && !slices.Contains(nurseWritable, t.Type) {
 			return deny(ReasonRoleNoWrite)
 		}
+	case RoleClient:
+		// Decided by the system/ scopes below.
 	case RoleUser:
 		// A patient (or proxy) may see only their own compartment; that
 		// rule needs the patient link and compartment facts, which this
@@ -117,7 +123,7 @@ func Decide(s Subject, a Action, t Target) Decision {
 	default:
 		return deny(ReasonUnknownRole)
 	}
-	if ok, why := scopesAllow(s.Scopes, a, t.Type); !ok {
+	if ok, why := scopesAllow(s.Scopes, a, t.Type, s.Role == RoleClient); !ok {
 		return deny(ReasonRoleAllows, why)
 	}
 	return allow(ReasonRoleAllows, ReasonScopeGrants)

@@ -194,6 +194,13 @@ func TestScopesNarrowTheRole(t *testing.T) {
 		{[]string{"openid", "fhirUser"}, RolePhysician, Read, "Observation", false, ReasonNoScope},
 		{nil, RoleAdmin, Read, "Observation", false, ReasonNoScope},
 		{[]string{"user/*.*x"}, RoleAdmin, Read, "Observation", false, ReasonNoScope},
+		// Backend clients: system/ scopes only.
+		{[]string{"system/Patient.rs"}, RoleClient, Read, "Patient", true, ReasonScopeGrants},
+		{[]string{"system/Patient.rs"}, RoleClient, Search, "Patient", true, ReasonScopeGrants},
+		{[]string{"system/Patient.rs"}, RoleClient, Create, "Patient", false, ReasonNoScope},
+		{[]string{"system/Patient.rs"}, RoleClient, Read, "Observation", false, ReasonNoScope},
+		{[]string{"user/*.cruds"}, RoleClient, Read, "Patient", false, ReasonNoScope},
+		{[]string{"system/*.read"}, RoleClient, History, "Observation", true, ReasonScopeGrants},
 		// One granting scope among others is enough.
 		{[]string{"patient/*.read", "user/Observation.read"}, RolePhysician, Read, "Observation", true, ReasonScopeGrants},
 	}

@@ -131,9 +131,10 @@ const (
 	ReasonScopeConstrained  = "constrained-scopes-not-enforced"
 )
 
-// scopesAllow reports whether some scope grants a on typ to a user (a
-// person logged in, as opposed to a backend client), and why not.
-func scopesAllow(scopes []string, a Action, typ string) (bool, string) {
+// scopesAllow reports whether some scope grants a on typ, and why not.
+// user/ scopes grant to people logged in, system/ scopes to backend
+// clients, never the other way round.
+func scopesAllow(scopes []string, a Action, typ string, client bool) (bool, string) {
 	need := permOf(a)
 	why := ReasonNoScope
 	for _, raw := range scopes {
@@ -147,8 +148,8 @@ func scopesAllow(scopes []string, a Action, typ string) (bool, string) {
 		switch {
 		case sc.Context == "patient":
 			why = ReasonScopeNeedsPatient
-		case sc.Context == "system":
-			// system/ scopes are for backend services, not for users.
+		case (sc.Context == "system") != client:
+			// system/ scopes are for backend clients, user/ for people.
 		case sc.Query != "":
 			why = ReasonScopeConstrained
 		default:
