@@ -82,6 +82,9 @@ func TestAuthentication(t *testing.T) {
 	for _, sc := range []scenario{
 		{name: "health is open", method: "GET", path: "/health", status: 200, want: []string{`"ok"`}},
 		{name: "jwks is open", method: "GET", path: "/.well-known/jwks.json", status: 200, want: []string{`"kty":"RSA"`, `"alg":"RS256"`}},
+		{name: "smart configuration", method: "GET", path: "/.well-known/smart-configuration", status: 200,
+			want: []string{`"token_endpoint":"` + w.Server.URL + `/oauth2/token"`, `"private_key_jwt"`, `"client-confidential-asymmetric"`}, notWant: []string{"authorization_endpoint"}},
+		{name: "smart configuration under the FHIR base", method: "GET", path: "/fhir/.well-known/smart-configuration", status: 200, want: []string{`"token_endpoint"`}},
 		{name: "no token", method: "GET", path: "/fhir/Patient/" + id, status: 401, want: []string{`"OperationOutcome"`, "bearer token is required"}, notWant: []string{"Quillfeather"}, header: map[string]string{"WWW-Authenticate": "^Bearer"}},
 		{name: "no token on create", method: "POST", path: "/fhir/Patient", body: patient, status: 401, want: []string{`"OperationOutcome"`}},
 		{name: "no token on search", method: "GET", path: "/fhir/Patient", status: 401},

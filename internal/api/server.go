@@ -68,6 +68,8 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("POST /oauth2/token", s.handleToken)
+	mux.HandleFunc("GET /.well-known/smart-configuration", s.handleSMARTConfig)
+	mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.handleSMARTConfig)
 
 	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
 	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))
@@ -241,6 +243,27 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeToken(w, tok)
+}
+
+// handleSMARTConfig is SMART App Launch 2.0 discovery. It lists only what
+// Ward implements: the token endpoint with backend services
+// (client_credentials + private_key_jwt) and the password grant. Authorization
+// code with PKCE is not built yet, so no authorization_endpoint is claimed.
+func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
+	root := strings.TrimSuffix(s.base(r), "/fhir")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	json.NewEncoder(w).Encode(map[string]any{
+		"issuer":                                root,
+		"jwks_uri":                              root + "/.well-known/jwks.json",
+		"token_endpoint":                        root + "/oauth2/token",
+		"grant_types_supported":                 []string{"client_credentials", "password"},
+		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
+		"scopes_supported":         []string{"system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs", "system/*.read", "user/*.read", "user/*.write", "openid", "fhirUser"},
+		"response_types_supported": []string{},
+		"capabilities":             []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
+	})
 }
 
 func writeToken(w http.ResponseWriter, tok authn.Token) {
