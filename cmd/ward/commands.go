@@ -126,11 +126,22 @@ func runMigrate(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 }
 
 func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "enroll-totp" {
-		return runEnrollTOTP(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "enroll-totp":
+			return runEnrollTOTP(ctx, args[1:], stdout, stderr)
+		case "list":
+			return runUsersList(ctx, args[1:], stdout, stderr)
+		case "disable", "enable", "reset-password":
+			return runUsersUpdate(ctx, args[0], args[1:], stdin, stdout, stderr)
+		}
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, "usage: ward users add --username U --role admin|physician|nurse|user --password-stdin [--data-dir D]\n       ward users enroll-totp --username U [--data-dir D]")
+		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|physician|nurse|user --password-stdin [--data-dir D]
+       ward users list [--data-dir D]
+       ward users disable|enable --username U [--data-dir D]
+       ward users reset-password --username U --password-stdin [--data-dir D]
+       ward users enroll-totp --username U [--data-dir D]`)
 		return errUsage
 	}
 	var username, role string
@@ -182,6 +193,99 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	fmt.Fprintf(stdout, "user %s created (id %s, role %s)\n", username, u.ID, r)
+	return nil
+}
+
+func runUsersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := flags("users list", args, stderr, append(dbSettings, "tenant"), nil)
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	users, err := st.Users(ctx, cfg.Tenant)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-24s %-10s %-8s %-5s %-20s %s\n", "USERNAME", "ROLE", "STATE", "TOTP", "CREATED", "ID")
+	for _, u := range users {
+		state := "active"
+		switch {
+		case u.Disabled:
+			state = "disabled"
+		case time.Now().Before(u.LockedUntil):
+			state = "locked"
+		}
+		totp := "no"
+		if u.TOTPSecret != nil {
+			totp = "yes"
+		}
+		fmt.Fprintf(stdout, "%-24s %-10s %-8s %-5s %-20s %s\n", u.Username, u.Role, state, totp, u.Created.Format(time.RFC3339), u.ID)
+	}
+	return nil
+}
+
+// runUsersUpdate disables, enables or sets a new password for a user; each
+// change is audited.
+func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var username string
+	var passwordStdin bool
+	cfg, _, err := flags("users "+verb, args, stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
+		fs.StringVar(&username, "username", "", "the user")
+		if verb == "reset-password" {
+			fs.BoolVar(&passwordStdin, "password-stdin", false, "read the new password from standard input")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if username == "" {
+		return errors.New("--username is required")
+	}
+	up := &store.UserUpdate{}
+	switch verb {
+	case "disable", "enable":
+		d := verb == "disable"
+		up.Disabled = &d
+	case "reset-password":
+		if !passwordStdin {
+			return errors.New("--password-stdin is required (passwords are never taken from the command line)")
+		}
+		line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read password: %w", err)
+		}
+		password := strings.TrimRight(line, "\r\n")
+		if err := authn.CheckPassword(username, password); err != nil {
+			return err
+		}
+		if up.PasswordHash, err = authn.HashPassword(password); err != nil {
+			return err
+		}
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	u, err := st.UserByName(ctx, cfg.Tenant, username)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no user named %q", username)
+	}
+	if err != nil {
+		return err
+	}
+	up.UserID = u.ID
+	now := time.Now().UTC()
+	if err := st.Commit(ctx, &store.Unit{UpdateUser: up, Audit: []*audit.Record{{
+		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-" + verb, Entities: []string{"user/" + u.ID},
+	}}}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "user %s: %s done\n", username, verb)
 	return nil
 }
 

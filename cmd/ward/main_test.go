@@ -514,3 +514,52 @@ func TestClientsAdd(t *testing.T) {
 		t.Fatalf("duplicate: %d %s", code, stderr)
 	}
 }
+
+func TestUsersManagement(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "nurse", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	out, _, code := ward(t, "", "users", "list", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "smoke") || !strings.Contains(out, "active") || strings.Contains(out, "argon2") {
+		t.Fatalf("list: %s", out)
+	}
+	tryLogin := func(pw string) int {
+		resp, err := http.PostForm("http://"+s.addr+"/oauth2/token", url.Values{"grant_type": {"password"}, "username": {"smoke"}, "password": {pw}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if _, stderr, code := ward(t, "", "users", "disable", "--data-dir", dir, "--username", "smoke"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if out, _, _ := ward(t, "", "users", "list", "--data-dir", dir); !strings.Contains(out, "disabled") {
+		t.Fatalf("list after disable: %s", out)
+	}
+	if c := tryLogin(pass); c != 400 {
+		t.Fatalf("disabled user logged in: %d", c)
+	}
+	ward(t, "", "users", "enable", "--data-dir", dir, "--username", "smoke")
+	newPass := "another long passphrase 678"
+	if _, stderr, code := ward(t, newPass+"\n", "users", "reset-password", "--data-dir", dir, "--username", "smoke", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if c := tryLogin(pass); c != 400 {
+		t.Fatalf("old password still works: %d", c)
+	}
+	if c := tryLogin(newPass); c != 200 {
+		t.Fatalf("new password: %d", c)
+	}
+	if _, stderr, code := ward(t, "short\n", "users", "reset-password", "--data-dir", dir, "--username", "smoke", "--password-stdin"); code == 0 || !strings.Contains(stderr, "at least 12") {
+		t.Fatalf("weak reset: %s", stderr)
+	}
+	if _, stderr, code := ward(t, "", "users", "disable", "--data-dir", dir, "--username", "ghost"); code == 0 || !strings.Contains(stderr, "no user") {
+		t.Fatalf("unknown user: %s", stderr)
+	}
+	if _, stderr, code := ward(t, "", "audit", "verify", "--data-dir", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+}

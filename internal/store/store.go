@@ -96,6 +96,14 @@ type LoginState struct {
 	TOTPLastStep int64
 }
 
+// UserUpdate changes an existing user: enable or disable it, or set a new
+// password hash (which also clears any lockout).
+type UserUpdate struct {
+	UserID       string
+	Disabled     *bool
+	PasswordHash string
+}
+
 // TOTPEnrollment sets (or, with a nil secret, removes) a user's sealed TOTP
 // secret.
 type TOTPEnrollment struct {
@@ -141,6 +149,8 @@ type Unit struct {
 	Login *LoginState
 	// TOTP enrolls a user in TOTP.
 	TOTP *TOTPEnrollment
+	// UpdateUser changes a user; an unknown id is ErrConflict.
+	UpdateUser *UserUpdate
 	// NewClient registers a client; a taken id is ErrConflict.
 	NewClient *Client
 	// UseJTI records a client assertion id; one seen before (and not yet
@@ -186,6 +196,8 @@ type Store interface {
 
 	UserByName(ctx context.Context, tenant, username string) (*User, error)
 	ClientByID(ctx context.Context, id string) (*Client, error)
+	// Users lists a tenant's users by username.
+	Users(ctx context.Context, tenant string) ([]User, error)
 	Keys(ctx context.Context, purpose string) ([]Key, error)
 
 	// AuditHead is the stored head of the ledger (seq 0 when empty).

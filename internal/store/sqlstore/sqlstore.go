@@ -306,6 +306,18 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 				return fmt.Errorf("enroll TOTP: %w", err)
 			}
 		}
+		if up := j.u.UpdateUser; up != nil {
+			if up.Disabled != nil {
+				if _, err = tx.ExecContext(ctx, q(`UPDATE users SET disabled = ? WHERE id = ?`), boolInt(*up.Disabled), up.UserID); err != nil {
+					return fmt.Errorf("update user: %w", err)
+				}
+			}
+			if up.PasswordHash != "" {
+				if _, err = tx.ExecContext(ctx, q(`UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?`), up.PasswordHash, up.UserID); err != nil {
+					return fmt.Errorf("update user: %w", err)
+				}
+			}
+		}
 		if c := j.u.NewClient; c != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled) VALUES (?, ?, ?, ?, ?, ?)`),
 				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled)); err != nil {
@@ -395,6 +407,16 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("check client: %w", err)
+		}
+	}
+	if up := u.UpdateUser; up != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM users WHERE id = ?`), up.UserID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: no such user", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("check user: %w", err)
 		}
 	}
 	if j := u.UseJTI; j != nil {
@@ -715,6 +737,36 @@ func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.U
 		u.LockedUntil = time.UnixMicro(lockedUntil).UTC()
 	}
 	return u, nil
+}
+
+// Users lists a tenant's users by username (password hashes included: the
+// caller decides what to show).
+func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL FROM users WHERE tenant = ? ORDER BY username`), tenant)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list users: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []store.User
+	for rows.Next() {
+		var u store.User
+		var created, locked int64
+		var disabled int
+		var totp bool
+		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp); err != nil {
+			return nil, fmt.Errorf("%w: scan user: %v", store.ErrUnavailable, err)
+		}
+		u.Created = time.UnixMicro(created).UTC()
+		u.Disabled = disabled != 0
+		if locked != 0 {
+			u.LockedUntil = time.UnixMicro(locked).UTC()
+		}
+		if totp {
+			u.TOTPSecret = []byte{} // enrolled; the secret itself is not read here
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
 }
 
 // ClientByID finds a registered client.

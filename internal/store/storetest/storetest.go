@@ -302,6 +302,21 @@ func Run(t *testing.T, open Opener) {
 		if got, _ = st.UserByName(ctx, "a", "alice"); got.TOTPSecret != nil || got.TOTPLastStep != 0 {
 			t.Fatalf("TOTP not removed %+v", got)
 		}
+		yes := true
+		must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u1", Disabled: &yes, PasswordHash: "h2"}}))
+		if got, _ = st.UserByName(ctx, "a", "alice"); !got.Disabled || got.PasswordHash != "h2" {
+			t.Fatalf("update %+v", got)
+		}
+		if err := st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "nobody", Disabled: &yes}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("update of an unknown user: %v", err)
+		}
+		list, err := st.Users(ctx, "a")
+		if err != nil || len(list) != 1 || list[0].Username != "alice" || !list[0].Disabled {
+			t.Fatalf("users %+v %v", list, err)
+		}
+		if other, _ := st.Users(ctx, "b"); len(other) != 0 {
+			t.Fatal("users listed across tenants")
+		}
 		dup := *u
 		dup.ID = "u2"
 		if err := st.Commit(ctx, &store.Unit{NewUser: &dup}); !errors.Is(err, store.ErrConflict) {
