@@ -161,18 +161,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if !ok {
 		return fmt.Errorf("--role must be one of admin, physician, nurse, user")
 	}
-	if !passwordStdin {
-		return errors.New("--password-stdin is required (passwords are never taken from the command line)")
-	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read password: %w", err)
-	}
-	password := strings.TrimRight(line, "\r\n")
-	if err := authn.CheckPassword(username, password); err != nil {
-		return err
-	}
-	hash, err := authn.HashPassword(password)
+	hash, err := newPassword(stdin, username, passwordStdin)
 	if err != nil {
 		return err
 	}
@@ -194,6 +183,23 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	fmt.Fprintf(stdout, "user %s created (id %s, role %s)\n", username, u.ID, r)
 	return nil
+}
+
+// newPassword reads a new password from standard input (the only way Ward
+// takes one), checks the policy and returns its hash.
+func newPassword(stdin io.Reader, username string, passwordStdin bool) (string, error) {
+	if !passwordStdin {
+		return "", errors.New("--password-stdin is required (passwords are never taken from the command line)")
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if err := authn.CheckPassword(username, password); err != nil {
+		return "", err
+	}
+	return authn.HashPassword(password)
 }
 
 func runUsersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -251,18 +257,7 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 		d := verb == "disable"
 		up.Disabled = &d
 	case "reset-password":
-		if !passwordStdin {
-			return errors.New("--password-stdin is required (passwords are never taken from the command line)")
-		}
-		line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read password: %w", err)
-		}
-		password := strings.TrimRight(line, "\r\n")
-		if err := authn.CheckPassword(username, password); err != nil {
-			return err
-		}
-		if up.PasswordHash, err = authn.HashPassword(password); err != nil {
+		if up.PasswordHash, err = newPassword(stdin, username, passwordStdin); err != nil {
 			return err
 		}
 	}

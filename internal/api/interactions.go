@@ -47,13 +47,9 @@ func readBody(r *http.Request, wantType string) (*fhir.Resource, error) {
 	if err := checkContentType(r); err != nil {
 		return nil, err
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readRaw(r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, problem.New(problem.ErrTooLarge, "too-costly", fmt.Sprintf("the request body is larger than the limit of %d bytes", mbe.Limit))
-		}
-		return nil, problem.New(problem.ErrInvalid, "structure", "the request body could not be read")
+		return nil, err
 	}
 	res, err := fhir.Parse(body)
 	if err != nil {
@@ -64,6 +60,32 @@ func readBody(r *http.Request, wantType string) (*fhir.Resource, error) {
 			fmt.Sprintf("the body is a %s but the URL is for %s", res.Type, wantType))
 	}
 	return res, nil
+}
+
+// readRaw reads the request body within the configured limit.
+func readRaw(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, problem.New(problem.ErrTooLarge, "too-costly", fmt.Sprintf("the request body is larger than the limit of %d bytes", mbe.Limit))
+		}
+		return nil, problem.New(problem.ErrInvalid, "structure", "the request body could not be read")
+	}
+	return body, nil
+}
+
+// ifMatch reads an optional If-Match version.
+func ifMatch(r *http.Request) (*int64, error) {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return nil, nil
+	}
+	v, err := parseETag(h)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
@@ -182,13 +204,9 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 	if err != nil {
 		return err
 	}
-	var ifMatch *int64
-	if h := r.Header.Get("If-Match"); h != "" {
-		v, err := parseETag(h)
-		if err != nil {
-			return err
-		}
-		ifMatch = &v
+	match, err := ifMatch(r)
+	if err != nil {
+		return err
 	}
 	res, err := readBody(r, r.PathValue("type"))
 	if err != nil {
@@ -200,7 +218,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 	case res.ID != id:
 		return problem.At(problem.ErrInvalid, "invalid", res.Type+".id", "the id in the body does not match the id in the URL")
 	}
-	out, created, err := repo.Update(r.Context(), res, ifMatch)
+	out, created, err := repo.Update(r.Context(), res, match)
 	if err != nil {
 		return err
 	}
@@ -222,27 +240,19 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *recor
 	if mt != "application/json-patch+json" {
 		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)")
 	}
-	var ifMatch *int64
-	if h := r.Header.Get("If-Match"); h != "" {
-		v, err := parseETag(h)
-		if err != nil {
-			return err
-		}
-		ifMatch = &v
-	}
-	body, err := io.ReadAll(r.Body)
+	match, err := ifMatch(r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return problem.New(problem.ErrTooLarge, "too-costly", fmt.Sprintf("the request body is larger than the limit of %d bytes", mbe.Limit))
-		}
-		return problem.New(problem.ErrInvalid, "structure", "the request body could not be read")
+		return err
+	}
+	body, err := readRaw(r)
+	if err != nil {
+		return err
 	}
 	ops, err := jsonpatch.Parse(body)
 	if err != nil {
 		return problem.New(problem.ErrInvalid, "structure", err.Error())
 	}
-	out, err := repo.Patch(r.Context(), r.PathValue("type"), id, ops, ifMatch)
+	out, err := repo.Patch(r.Context(), r.PathValue("type"), id, ops, match)
 	if err != nil {
 		return err
 	}

@@ -252,17 +252,10 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed}
 		err = r.commitWrite(ctx, w, rec)
-		if errors.Is(err, problem.ErrConflict) {
-			if ifMatch != nil {
-				return nil, false, problem.New(problem.ErrPreconditionFailed, "conflict", "the resource was changed by another request")
-			}
-			if attempt < maxUpdateRetries {
-				rec = r.record("update", res.Type)
-				continue
-			}
-			return nil, false, problem.New(problem.ErrConflict, "conflict", "the resource is being changed by other requests; try again")
-		}
-		if err != nil {
+		if retry, err := lostRace(err, ifMatch, attempt); retry {
+			rec = r.record("update", res.Type)
+			continue
+		} else if err != nil {
 			return nil, false, err
 		}
 		return &Resource{Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, JSON: plain}, cur == 0, nil
@@ -332,17 +325,10 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Body: sealed}
 		err = r.commitWrite(ctx, w, rec)
-		if errors.Is(err, problem.ErrConflict) {
-			if ifMatch != nil {
-				return nil, problem.New(problem.ErrPreconditionFailed, "conflict", "the resource was changed by another request")
-			}
-			if attempt < maxUpdateRetries {
-				rec = r.record("patch", typ)
-				continue
-			}
-			return nil, problem.New(problem.ErrConflict, "conflict", "the resource is being changed by other requests; try again")
-		}
-		if err != nil {
+		if retry, err := lostRace(err, ifMatch, attempt); retry {
+			rec = r.record("patch", typ)
+			continue
+		} else if err != nil {
 			return nil, err
 		}
 		return &Resource{Type: typ, ID: id, Version: w.Version, LastUpdated: now, JSON: out}, nil
@@ -356,6 +342,23 @@ func hasErrors(issues []fhir.Issue) bool {
 		}
 	}
 	return false
+}
+
+// lostRace says what to do after a write commit: retry when it lost a race
+// to another writer and the client named no version (the write is then
+// redone on the new current version), or return the error: 412 when the
+// client's If-Match version was overtaken, 409 after too many retries.
+func lostRace(err error, ifMatch *int64, attempt int) (retry bool, _ error) {
+	switch {
+	case !errors.Is(err, problem.ErrConflict):
+		return false, err
+	case ifMatch != nil:
+		return false, problem.New(problem.ErrPreconditionFailed, "conflict", "the resource was changed by another request")
+	case attempt < maxUpdateRetries:
+		return true, nil
+	default:
+		return false, problem.New(problem.ErrConflict, "conflict", "the resource is being changed by other requests; try again")
+	}
 }
 
 // Delete marks a resource deleted; its versions stay in history. Deleting
