@@ -1,0 +1,49 @@
+package records
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+)
+
+// FuzzParseEntry: any JSON as a Bundle entry either parses into a
+// well-formed Entry or is refused with a classified 4xx problem.
+func FuzzParseEntry(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`,
+		`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"PUT","url":"Patient/x","ifMatch":"W/\"3\""},"resource":{"resourceType":"Patient","id":"x"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?identifier=a|b"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"GET","url":"//Patient/../x"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[1,"x",null,{}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := fhir.Parse(body)
+		if err != nil || b.Type != "Bundle" {
+			return
+		}
+		raw, _ := b.Doc["entry"].([]any)
+		for i, r := range raw {
+			e, err := ParseEntry(i, r)
+			if err != nil {
+				var pe *problem.Error
+				if !errors.As(err, &pe) || !errors.Is(err, problem.ErrInvalid) {
+					t.Fatalf("entry %d: unclassified error %v", i, err)
+				}
+				continue
+			}
+			if !fhir.IsResourceType(e.Type) || e.Index != i {
+				t.Fatalf("entry %d parsed to %+v", i, e)
+			}
+			if (e.Method == "POST" || e.Method == "PUT") != (e.Resource != nil) {
+				t.Fatalf("entry %d: method %s with resource %v", i, e.Method, e.Resource != nil)
+			}
+			if e.Method != "POST" && !fhir.IsID(e.ID) {
+				t.Fatalf("entry %d: %s without a valid id", i, e.Method)
+			}
+		}
+	})
+}
