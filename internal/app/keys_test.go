@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,5 +50,38 @@ func TestPostgresNeedsAnExplicitKey(t *testing.T) {
 	_, err := app.LoadKEK(cfg, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "WARD_KEY") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// WARD_KEY_FILE supplies the KEK from a file; a file others can read is
+// used but warned about.
+func TestKeyFile(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(t.TempDir(), "d")
+	cfg.KeyFile = keyFile
+	var warn bytes.Buffer
+	a, err := app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), &warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if warn.Len() != 0 {
+		t.Fatalf("unexpected warning: %s", warn.String())
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, app.KeyFileName)); err == nil {
+		t.Fatal("a development key was generated although WARD_KEY_FILE was set")
+	}
+	os.Chmod(keyFile, 0o644)
+	a, err = app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), &warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if !strings.Contains(warn.String(), "chmod 600") {
+		t.Fatalf("no warning about a readable key file: %q", warn.String())
 	}
 }
