@@ -528,3 +528,61 @@ func TestScopedTokens(t *testing.T) {
 		t.Fatalf("%d scope denials audited, want 2", scopeDenials)
 	}
 }
+
+func TestRevokeAndIntrospect(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	pid := w.Create(t, authz.RolePhysician, patient)
+	tok := w.Login(t, "nurse-user", apptest.Password)
+	form := func(tk string) []byte { return []byte(url.Values{"token": {tk}}.Encode()) }
+	ct := "Content-Type: application/x-www-form-urlencoded"
+	introspect := func(caller, tk string) map[string]any {
+		r := w.Do(t, "POST", "/oauth2/introspect", caller, form(tk), ct)
+		if r.Status != 200 {
+			t.Fatalf("introspect: %d %s", r.Status, r.Body)
+		}
+		return r.JSON(t)
+	}
+	admin := w.Tokens[authz.RoleAdmin]
+	if m := introspect(admin, tok); m["active"] != true || m["sub"] != w.UserIDs[authz.RoleNurse] || m["role"] != "nurse" || m["scope"] != "user/*.cruds" {
+		t.Fatalf("introspection of a live token: %v", m)
+	}
+	if m := introspect(admin, "garbage"); m["active"] != false || len(m) != 1 {
+		t.Fatalf("introspection of garbage: %v", m)
+	}
+	if r := w.Do(t, "POST", "/oauth2/introspect", "", form(tok), ct); r.Status != 401 {
+		t.Fatalf("unauthenticated introspection: %d", r.Status)
+	}
+	if r := w.Do(t, "POST", "/oauth2/introspect", w.Tokens[authz.RoleNurse], form(tok), ct); r.Status != 403 {
+		t.Fatalf("nurse introspection: %d", r.Status)
+	}
+	if r := w.Do(t, "GET", "/fhir/Patient/"+pid, tok, nil); r.Status != 200 {
+		t.Fatalf("before revocation: %d", r.Status)
+	}
+	if r := w.Do(t, "POST", "/oauth2/revoke", "", form(tok), ct); r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	if r := w.Do(t, "GET", "/fhir/Patient/"+pid, tok, nil); r.Status != 401 {
+		t.Fatalf("revoked token still works: %d", r.Status)
+	}
+	if m := introspect(admin, tok); m["active"] != false {
+		t.Fatalf("revoked token introspected active: %v", m)
+	}
+	// Revoking garbage or twice is fine (RFC 7009); other tokens live on.
+	for _, tk := range []string{"garbage", tok} {
+		if r := w.Do(t, "POST", "/oauth2/revoke", "", form(tk), ct); r.Status != 200 {
+			t.Fatalf("revoke %q: %d", tk, r.Status)
+		}
+	}
+	if r := w.Do(t, "GET", "/fhir/Patient/"+pid, w.Tokens[authz.RoleNurse], nil); r.Status != 200 {
+		t.Fatalf("another token of the same user: %d", r.Status)
+	}
+	var revokes int
+	for _, rec := range w.Ledger(t) {
+		if rec.Action == "token-revoke" {
+			revokes++
+		}
+	}
+	if revokes != 1 {
+		t.Fatalf("%d revocations audited, want 1", revokes)
+	}
+}

@@ -39,6 +39,8 @@ type Tokens interface {
 	Verify(ctx context.Context, token string) (authz.Subject, error)
 	PasswordGrant(ctx context.Context, pr authn.PasswordRequest) (authn.Token, error)
 	ClientCredentialsGrant(ctx context.Context, cr authn.ClientRequest) (authn.Token, error)
+	Revoke(ctx context.Context, requestID, token string) error
+	Introspect(ctx context.Context, token string) map[string]any
 	JWKS() map[string]any
 }
 
@@ -68,6 +70,8 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("POST /oauth2/token", s.handleToken)
+	mux.HandleFunc("POST /oauth2/revoke", s.handleRevoke)
+	mux.HandleFunc("POST /oauth2/introspect", s.handleIntrospect)
 	mux.HandleFunc("GET /.well-known/smart-configuration", s.handleSMARTConfig)
 	mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.handleSMARTConfig)
 
@@ -245,6 +249,47 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	writeToken(w, tok)
 }
 
+// handleRevoke is RFC 7009 token revocation: the token itself is the
+// credential, and the answer is 200 whether or not it was valid.
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"error":"invalid_request","error_description":"token is required"}`))
+		return
+	}
+	if err := s.tokens.Revoke(r.Context(), requestID(r.Context()), r.PostForm.Get("token")); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "revoke", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"temporarily_unavailable"}`))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// handleIntrospect is RFC 7662 token introspection, for admins and backend
+// clients (resource servers) only.
+func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	subj, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if subj.Role != authz.RoleAdmin && subj.Role != authz.RoleClient {
+		s.writeError(w, r, problem.New(problem.ErrForbidden, "forbidden", "introspection is for admins and backend clients"))
+		return
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"error":"invalid_request","error_description":"token is required"}`))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(s.tokens.Introspect(r.Context(), r.PostForm.Get("token")))
+}
+
 // handleSMARTConfig is SMART App Launch 2.0 discovery. It lists only what
 // Ward implements: the token endpoint with backend services
 // (client_credentials + private_key_jwt) and the password grant. Authorization
@@ -257,6 +302,8 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 		"issuer":                                root,
 		"jwks_uri":                              root + "/.well-known/jwks.json",
 		"token_endpoint":                        root + "/oauth2/token",
+		"revocation_endpoint":                   root + "/oauth2/revoke",
+		"introspection_endpoint":                root + "/oauth2/introspect",
 		"grant_types_supported":                 []string{"client_credentials", "password"},
 		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},

@@ -488,3 +488,28 @@ func TestParseJWKS(t *testing.T) {
 		}
 	}
 }
+
+func TestRevocationReachesOtherNodes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	a := newEnv(t, path)
+	ctx := context.Background()
+	tok, _ := a.svc.Issue(authz.Subject{Tenant: "default", ID: "u1", Role: authz.RoleNurse, Scopes: []string{authn.DefaultScope}})
+	if _, err := a.svc.Verify(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.svc.Revoke(ctx, "r", tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.svc.Verify(ctx, tok.AccessToken); !errors.Is(err, authn.ErrInvalidToken) {
+		t.Fatalf("revoked token accepted by the node that revoked it: %v", err)
+	}
+	// A second node on the same database (its revocation view is loaded
+	// on first use, then refreshed every few seconds).
+	b := newEnv(t, path)
+	if _, err := b.svc.Verify(ctx, tok.AccessToken); !errors.Is(err, authn.ErrInvalidToken) {
+		t.Fatalf("revoked token accepted by another node: %v", err)
+	}
+	if m := b.svc.Introspect(ctx, tok.AccessToken); m["active"] != false {
+		t.Fatalf("introspection: %v", m)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -55,6 +56,7 @@ const SigningKeyPurpose = "jwt-signing"
 type Store interface {
 	UserByName(ctx context.Context, tenant, username string) (*store.User, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
+	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
 }
@@ -98,6 +100,11 @@ type Service struct {
 	reloadMu   sync.Mutex
 	lastReload time.Time
 	lastSigner time.Time
+
+	revMu      sync.RWMutex
+	revokedSet map[string]struct{}
+	revokedAt  time.Time
+	revLoading atomic.Bool
 }
 
 // New loads the signing keys, creating the first one if there is none.
@@ -111,7 +118,7 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	if o.Audience == "" {
 		o.Audience = "ward"
 	}
-	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now()}
+	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(), revokedSet: map[string]struct{}{}}
 	s.cache.entries = map[string]cached{}
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
@@ -273,12 +280,33 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope}, nil
 }
 
-// Verify checks a bearer token and returns its subject.
+// Verify checks a bearer token and returns its subject. A revoked token is
+// refused (on other nodes within revocationRefresh of the revocation).
 func (s *Service) Verify(ctx context.Context, token string) (authz.Subject, error) {
-	now := s.o.Now()
-	if subj, ok := s.cache.get(token, now); ok {
-		return subj, nil
+	e, err := s.verify(ctx, token)
+	if err != nil {
+		return authz.Subject{}, err
 	}
+	return e.subj, nil
+}
+
+func (s *Service) verify(ctx context.Context, token string) (cached, error) {
+	now := s.o.Now()
+	e, ok := s.cache.get(token, now)
+	if !ok {
+		var err error
+		if e, err = s.parse(ctx, token); err != nil {
+			return cached{}, err
+		}
+		s.cache.put(token, e, now)
+	}
+	if s.revoked(ctx, e.jti) {
+		return cached{}, fmt.Errorf("%w: revoked", ErrInvalidToken)
+	}
+	return e, nil
+}
+
+func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 	var c Claims
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{"RS256"}),
@@ -296,21 +324,89 @@ func (s *Service) Verify(ctx context.Context, token string) (authz.Subject, erro
 		return nil, errors.New("unknown key id")
 	})
 	if err != nil {
-		return authz.Subject{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return cached{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	role, ok := authz.ParseRole(c.Role)
 	if !ok && authz.Role(c.Role) == authz.RoleClient {
 		role, ok = authz.RoleClient, true
 	}
-	if !ok || c.Subject == "" || c.Tenant == "" {
-		return authz.Subject{}, fmt.Errorf("%w: missing subject, tenant or role", ErrInvalidToken)
+	if !ok || c.Subject == "" || c.Tenant == "" || c.ID == "" {
+		return cached{}, fmt.Errorf("%w: missing subject, tenant, role or id", ErrInvalidToken)
 	}
 	subj := authz.Subject{Tenant: c.Tenant, ID: c.Subject, Role: role}
 	if c.Scope != "" {
 		subj.Scopes = strings.Fields(c.Scope)
 	}
-	s.cache.put(token, subj, c.ExpiresAt.Time, now)
-	return subj, nil
+	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
+}
+
+// revocationRefresh is how stale a node's view of revocations made on
+// other nodes may be.
+const revocationRefresh = 5 * time.Second
+
+// revoked reports whether jti was revoked, reloading the revocation list
+// from the store when it is older than revocationRefresh. If the reload
+// fails the token is refused: a revocation must not be missed.
+func (s *Service) revoked(ctx context.Context, jti string) bool {
+	s.revMu.RLock()
+	_, gone := s.revokedSet[jti]
+	stale := time.Since(s.revokedAt) > revocationRefresh
+	s.revMu.RUnlock()
+	if gone {
+		return true
+	}
+	if !stale || !s.revLoading.CompareAndSwap(false, true) {
+		return false
+	}
+	defer s.revLoading.Store(false)
+	ids, err := s.st.Revoked(ctx)
+	if err != nil {
+		return true
+	}
+	set := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		set[id] = struct{}{}
+	}
+	s.revMu.Lock()
+	s.revokedSet, s.revokedAt = set, time.Now()
+	s.revMu.Unlock()
+	_, gone = set[jti]
+	return gone
+}
+
+// Revoke revokes an access token (RFC 7009): presenting it is the proof of
+// possession. An invalid or unknown token is not an error (RFC 7009 2.2).
+func (s *Service) Revoke(ctx context.Context, requestID, token string) error {
+	e, err := s.verify(ctx, token)
+	if err != nil {
+		return nil
+	}
+	now := s.o.Now().UTC()
+	err = s.st.Commit(ctx, &store.Unit{
+		Revoke: &store.JTI{JTI: e.jti, Expires: e.exp},
+		Audit: []*audit.Record{{Time: now, Tenant: e.subj.Tenant, RequestID: requestID, Actor: e.subj.ID, Role: string(e.subj.Role),
+			Action: "token-revoke", Entities: []string{"token/" + e.jti}}},
+	})
+	if err != nil {
+		return err
+	}
+	s.revMu.Lock()
+	s.revokedSet[e.jti] = struct{}{}
+	s.revMu.Unlock()
+	return nil
+}
+
+// Introspect describes a token (RFC 7662): active with its claims, or
+// inactive (expired, revoked, malformed, or not Ward's) with nothing else.
+func (s *Service) Introspect(ctx context.Context, token string) map[string]any {
+	e, err := s.verify(ctx, token)
+	if err != nil {
+		return map[string]any{"active": false}
+	}
+	return map[string]any{
+		"active": true, "sub": e.subj.ID, "scope": strings.Join(e.subj.Scopes, " "), "exp": e.exp.Unix(), "iat": e.iat.Unix(),
+		"iss": s.o.Issuer, "aud": s.o.Audience, "token_type": "Bearer", "jti": e.jti, "tenant": e.subj.Tenant, "role": string(e.subj.Role),
+	}
 }
 
 func (s *Service) publicKey(ctx context.Context, kid string) *rsa.PublicKey {
@@ -470,23 +566,24 @@ type tokenCache struct {
 }
 
 type cached struct {
-	subj authz.Subject
-	exp  time.Time
+	subj     authz.Subject
+	exp, iat time.Time
+	jti      string
 }
 
 const maxCachedTokens = 100_000
 
-func (c *tokenCache) get(tok string, now time.Time) (authz.Subject, bool) {
+func (c *tokenCache) get(tok string, now time.Time) (cached, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[tok]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.exp) {
-		return authz.Subject{}, false
+		return cached{}, false
 	}
-	return e.subj, true
+	return e, true
 }
 
-func (c *tokenCache) put(tok string, subj authz.Subject, exp, now time.Time) {
+func (c *tokenCache) put(tok string, e cached, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxCachedTokens {
@@ -499,5 +596,5 @@ func (c *tokenCache) put(tok string, subj authz.Subject, exp, now time.Time) {
 			clear(c.entries)
 		}
 	}
-	c.entries[tok] = cached{subj: subj, exp: exp}
+	c.entries[tok] = e
 }

@@ -151,6 +151,9 @@ type Unit struct {
 	TOTP *TOTPEnrollment
 	// UpdateUser changes a user; an unknown id is ErrConflict.
 	UpdateUser *UserUpdate
+	// Revoke records a revoked access token (revoking twice is no
+	// conflict). Expired revocations are purged as a side effect.
+	Revoke *JTI
 	// NewClient registers a client; a taken id is ErrConflict.
 	NewClient *Client
 	// UseJTI records a client assertion id; one seen before (and not yet
@@ -196,6 +199,8 @@ type Store interface {
 
 	UserByName(ctx context.Context, tenant, username string) (*User, error)
 	ClientByID(ctx context.Context, id string) (*Client, error)
+	// Revoked lists the ids of revoked tokens that have not expired.
+	Revoked(ctx context.Context) ([]string, error)
 	// Users lists a tenant's users by username.
 	Users(ctx context.Context, tenant string) ([]User, error)
 	Keys(ctx context.Context, purpose string) ([]Key, error)

@@ -318,6 +318,14 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 				}
 			}
 		}
+		if rv := j.u.Revoke; rv != nil {
+			if _, err = tx.ExecContext(ctx, q(`DELETE FROM revoked_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("purge revocations: %w", err)
+			}
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO revoked_tokens (jti, expires) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING`), rv.JTI, rv.Expires.UnixMicro()); err != nil {
+				return fmt.Errorf("revoke token: %w", err)
+			}
+		}
 		if c := j.u.NewClient; c != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled) VALUES (?, ?, ?, ?, ?, ?)`),
 				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled)); err != nil {
@@ -765,6 +773,24 @@ func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
 			u.TOTPSecret = []byte{} // enrolled; the secret itself is not read here
 		}
 		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// Revoked lists unexpired revoked token ids.
+func (db *DB) Revoked(ctx context.Context) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT jti FROM revoked_tokens WHERE expires >= ?`), time.Now().UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("%w: list revocations: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var j string
+		if err := rows.Scan(&j); err != nil {
+			return nil, fmt.Errorf("%w: scan revocation: %v", store.ErrUnavailable, err)
+		}
+		out = append(out, j)
 	}
 	return out, rows.Err()
 }

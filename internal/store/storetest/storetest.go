@@ -362,6 +362,17 @@ func Run(t *testing.T, open Opener) {
 		VerifyLedger(t, st)
 	})
 
+	t.Run("RevokedTokens", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "t1", Expires: time.Now().Add(time.Hour)}}))
+		must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "t1", Expires: time.Now().Add(time.Hour)}}))
+		must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "old", Expires: time.Now().Add(-time.Hour)}}))
+		got, err := st.Revoked(ctx)
+		if err != nil || fmt.Sprint(got) != "[t1]" {
+			t.Fatalf("revoked %v %v", got, err)
+		}
+	})
+
 	t.Run("OneBadUnitDoesNotFailTheBatch", func(t *testing.T) {
 		st := open(t)
 		// A user whose id is taken passes the username check but fails at
