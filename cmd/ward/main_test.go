@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -375,7 +376,16 @@ func TestImport(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no Synthea test bundle")
 	}
-	out, err := exec.Command("gzip", "-dc", files[0]).Output()
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
 	if err != nil {
 		t.Fatal(err)
 	}
