@@ -586,3 +586,70 @@ func TestRevokeAndIntrospect(t *testing.T) {
 		t.Fatalf("%d revocations audited, want 1", revokes)
 	}
 }
+
+func TestRefreshTokens(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	ct := "Content-Type: application/x-www-form-urlencoded"
+	type tokenResp struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		Scope        string
+		Error        string
+	}
+	post := func(form url.Values) (int, tokenResp) {
+		r := w.Do(t, "POST", "/oauth2/token", "", []byte(form.Encode()), ct)
+		var tr tokenResp
+		json.Unmarshal(r.Body, &tr)
+		return r.Status, tr
+	}
+	login := url.Values{"grant_type": {"password"}, "username": {"physician-user"}, "password": {apptest.Password}}
+	if _, tr := post(login); tr.RefreshToken != "" {
+		t.Fatal("a refresh token without offline_access or online_access")
+	}
+	login.Set("scope", "user/*.rs offline_access")
+	status, first := post(login)
+	if status != 200 || first.RefreshToken == "" {
+		t.Fatalf("login with offline_access: %d %+v", status, first)
+	}
+	refresh := func(rt, scope string) (int, tokenResp) {
+		f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+		if scope != "" {
+			f.Set("scope", scope)
+		}
+		return post(f)
+	}
+	status, second := refresh(first.RefreshToken, "")
+	if status != 200 || second.AccessToken == "" || second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.Scope != "user/*.rs offline_access" {
+		t.Fatalf("refresh: %d %+v", status, second)
+	}
+	if r := w.Do(t, "GET", "/fhir/Patient", second.AccessToken, nil); r.Status != 200 {
+		t.Fatalf("refreshed access token: %d", r.Status)
+	}
+	if status, tr := refresh(second.RefreshToken, "user/Patient.write"); status != 400 || tr.Error != "invalid_scope" {
+		t.Fatalf("widening the scope: %d %+v", status, tr)
+	}
+	status, third := refresh(second.RefreshToken, "user/*.rs")
+	if status != 200 || third.Scope != "user/*.rs" {
+		t.Fatalf("narrowing the scope: %d %+v", status, third)
+	}
+	// Reusing the first (already rotated) token revokes the whole family,
+	// including the newest token.
+	if status, tr := refresh(first.RefreshToken, ""); status != 400 || tr.Error != "invalid_grant" {
+		t.Fatalf("reuse: %d %+v", status, tr)
+	}
+	if status, _ := refresh(third.RefreshToken, ""); status != 400 {
+		t.Fatalf("the family survived a reuse: %d", status)
+	}
+	if status, _ := refresh("not-a-refresh-token", ""); status != 400 {
+		t.Fatalf("garbage: %d", status)
+	}
+	var reuse int
+	for _, rec := range w.Ledger(t) {
+		if rec.Action == "token-refresh" && strings.HasPrefix(rec.Detail, "refresh-reuse") {
+			reuse++
+		}
+	}
+	if reuse != 1 {
+		t.Fatalf("%d reuse detections audited, want 1", reuse)
+	}
+}

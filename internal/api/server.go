@@ -39,6 +39,7 @@ type Tokens interface {
 	Verify(ctx context.Context, token string) (authz.Subject, error)
 	PasswordGrant(ctx context.Context, pr authn.PasswordRequest) (authn.Token, error)
 	ClientCredentialsGrant(ctx context.Context, cr authn.ClientRequest) (authn.Token, error)
+	RefreshGrant(ctx context.Context, rr authn.RefreshRequest) (authn.Token, error)
 	Revoke(ctx context.Context, requestID, token string) error
 	Introspect(ctx context.Context, token string) map[string]any
 	JWKS() map[string]any
@@ -198,6 +199,22 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch r.PostForm.Get("grant_type") {
 	case "password":
+	case "refresh_token":
+		tok, err = s.tokens.RefreshGrant(r.Context(), authn.RefreshRequest{
+			RequestID: requestID(r.Context()), RefreshToken: r.PostForm.Get("refresh_token"), Scope: r.PostForm.Get("scope"),
+		})
+		switch {
+		case errors.Is(err, authn.ErrInvalidScope):
+			oauthError(http.StatusBadRequest, "invalid_scope", "the requested scope was not granted to this refresh token")
+		case errors.Is(err, authn.ErrInvalidGrant):
+			oauthError(http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired, used or revoked")
+		case err != nil:
+			s.log.LogAttrs(r.Context(), slog.LevelError, "token endpoint", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+			oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
+		default:
+			writeToken(w, tok)
+		}
+		return
 	case "client_credentials":
 		tok, err = s.tokens.ClientCredentialsGrant(r.Context(), authn.ClientRequest{
 			RequestID:     requestID(r.Context()),
@@ -222,7 +239,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
 		return
 	default:
-		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password, client_credentials")
+		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password, client_credentials, refresh_token")
 		return
 	}
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
@@ -304,10 +321,10 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        root + "/oauth2/token",
 		"revocation_endpoint":                   root + "/oauth2/revoke",
 		"introspection_endpoint":                root + "/oauth2/introspect",
-		"grant_types_supported":                 []string{"client_credentials", "password"},
+		"grant_types_supported":                 []string{"client_credentials", "password", "refresh_token"},
 		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
-		"scopes_supported":         []string{"system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs", "system/*.read", "user/*.read", "user/*.write", "openid", "fhirUser"},
+		"scopes_supported":         []string{"system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs", "system/*.read", "user/*.read", "user/*.write", "openid", "fhirUser", "offline_access", "online_access"},
 		"response_types_supported": []string{},
 		"capabilities":             []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	})
@@ -319,6 +336,9 @@ func writeToken(w http.ResponseWriter, tok authn.Token) {
 	resp := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer", "expires_in": int(tok.ExpiresIn.Seconds())}
 	if tok.Scope != "" {
 		resp["scope"] = tok.Scope
+	}
+	if tok.RefreshToken != "" {
+		resp["refresh_token"] = tok.RefreshToken
 	}
 	json.NewEncoder(w).Encode(resp)
 }

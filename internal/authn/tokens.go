@@ -55,6 +55,8 @@ const SigningKeyPurpose = "jwt-signing"
 // Store is what authn needs from storage.
 type Store interface {
 	UserByName(ctx context.Context, tenant, username string) (*store.User, error)
+	UserByID(ctx context.Context, id string) (*store.User, error)
+	RefreshByID(ctx context.Context, id string) (*store.Refresh, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
 	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
@@ -229,11 +231,13 @@ type Claims struct {
 	Scope  string `json:"scope,omitempty"`
 }
 
-// Token is an issued access token.
+// Token is an issued access token, with a refresh token when the grant
+// asked for one (offline_access or online_access).
 type Token struct {
-	AccessToken string
-	ExpiresIn   time.Duration
-	Scope       string
+	AccessToken  string
+	ExpiresIn    time.Duration
+	Scope        string
+	RefreshToken string
 }
 
 // Issue signs an access token for subject.
@@ -531,6 +535,9 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 	unit := &store.Unit{Audit: []*audit.Record{rec}}
 	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() || totpStep != 0 {
 		unit.Login = &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep}
+	}
+	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", now); err != nil {
+		return Token{}, err
 	}
 	if err := s.st.Commit(ctx, unit); err != nil {
 		return Token{}, err

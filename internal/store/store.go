@@ -140,6 +140,18 @@ type JTI struct {
 	Expires  time.Time
 }
 
+// Refresh is a refresh token, known by the SHA-256 of its value.
+type Refresh struct {
+	ID      string // hex SHA-256 of the token
+	Family  string
+	UserID  string
+	Tenant  string
+	Scope   string
+	Expires time.Time
+	Used    bool
+	Revoked bool
+}
+
 // Unit is what one Commit writes, all or nothing.
 type Unit struct {
 	Writes  []Write
@@ -154,6 +166,13 @@ type Unit struct {
 	// Revoke records a revoked access token (revoking twice is no
 	// conflict). Expired revocations are purged as a side effect.
 	Revoke *JTI
+	// UseRefresh marks a refresh token used; one already used or revoked
+	// is ErrConflict.
+	UseRefresh string
+	// NewRefresh stores a refresh token.
+	NewRefresh *Refresh
+	// RevokeFamily revokes every refresh token of a family.
+	RevokeFamily string
 	// NewClient registers a client; a taken id is ErrConflict.
 	NewClient *Client
 	// UseJTI records a client assertion id; one seen before (and not yet
@@ -198,7 +217,10 @@ type Store interface {
 	List(ctx context.Context, q ListQuery) ([]Version, error)
 
 	UserByName(ctx context.Context, tenant, username string) (*User, error)
+	UserByID(ctx context.Context, id string) (*User, error)
 	ClientByID(ctx context.Context, id string) (*Client, error)
+	// RefreshByID finds a refresh token by the hash of its value.
+	RefreshByID(ctx context.Context, id string) (*Refresh, error)
 	// Revoked lists the ids of revoked tokens that have not expired.
 	Revoked(ctx context.Context) ([]string, error)
 	// Users lists a tenant's users by username.

@@ -318,6 +318,25 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 				}
 			}
 		}
+		if id := j.u.UseRefresh; id != "" {
+			if _, err = tx.ExecContext(ctx, q(`UPDATE refresh_tokens SET used = 1 WHERE id = ?`), id); err != nil {
+				return fmt.Errorf("use refresh token: %w", err)
+			}
+		}
+		if f := j.u.RevokeFamily; f != "" {
+			if _, err = tx.ExecContext(ctx, q(`UPDATE refresh_tokens SET revoked = 1 WHERE family = ?`), f); err != nil {
+				return fmt.Errorf("revoke refresh family: %w", err)
+			}
+		}
+		if rt := j.u.NewRefresh; rt != nil {
+			if _, err = tx.ExecContext(ctx, q(`DELETE FROM refresh_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("purge refresh tokens: %w", err)
+			}
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires) VALUES (?, ?, ?, ?, ?, ?)`),
+				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro()); err != nil {
+				return fmt.Errorf("store refresh token: %w", err)
+			}
+		}
 		if rv := j.u.Revoke; rv != nil {
 			if _, err = tx.ExecContext(ctx, q(`DELETE FROM revoked_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
 				return fmt.Errorf("purge revocations: %w", err)
@@ -425,6 +444,16 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		}
 		if err != nil {
 			return fmt.Errorf("check user: %w", err)
+		}
+	}
+	if u.UseRefresh != "" {
+		var used, revoked int
+		err := tx.QueryRowContext(ctx, q(`SELECT used, revoked FROM refresh_tokens WHERE id = ?`), u.UseRefresh).Scan(&used, &revoked)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || revoked != 0) {
+			return fmt.Errorf("%w: refresh token unknown, used or revoked", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("check refresh token: %w", err)
 		}
 	}
 	if j := u.UseJTI; j != nil {
@@ -728,10 +757,19 @@ func (db *DB) queryVersions(ctx context.Context, tenant, query string, args []an
 
 // UserByName finds a user of a tenant.
 func (db *DB) UserByName(ctx context.Context, tenant, username string) (*store.User, error) {
+	return db.user(ctx, `tenant = ? AND username = ?`, tenant, username)
+}
+
+// UserByID finds a user by id.
+func (db *DB) UserByID(ctx context.Context, id string) (*store.User, error) {
+	return db.user(ctx, `id = ?`, id)
+}
+
+func (db *DB) user(ctx context.Context, where string, args ...any) (*store.User, error) {
 	u := &store.User{}
 	var created, lockedUntil int64
 	var disabled int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until, totp_secret, totp_last_step FROM users WHERE tenant = ? AND username = ?`), tenant, username).
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until, totp_secret, totp_last_step FROM users WHERE `+where), args...).
 		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &u.FailedLogins, &lockedUntil, &u.TOTPSecret, &u.TOTPLastStep)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
@@ -775,6 +813,24 @@ func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+// RefreshByID finds a refresh token by the hash of its value.
+func (db *DB) RefreshByID(ctx context.Context, id string) (*store.Refresh, error) {
+	r := &store.Refresh{}
+	var exp int64
+	var used, revoked int
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked FROM refresh_tokens WHERE id = ?`), id).
+		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read refresh token: %v", store.ErrUnavailable, err)
+	}
+	r.Expires = time.UnixMicro(exp).UTC()
+	r.Used, r.Revoked = used != 0, revoked != 0
+	return r, nil
 }
 
 // Revoked lists unexpired revoked token ids.

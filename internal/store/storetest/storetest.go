@@ -278,6 +278,12 @@ func Run(t *testing.T, open Opener) {
 		if err != nil || got.ID != "u1" || got.Role != "nurse" || !got.Created.Equal(t0) {
 			t.Fatalf("%+v %v", got, err)
 		}
+		if byID, err := st.UserByID(ctx, "u1"); err != nil || byID.Username != "alice" {
+			t.Fatalf("by id: %+v %v", byID, err)
+		}
+		if _, err := st.UserByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
 		if _, err := st.UserByName(ctx, "b", "alice"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("user visible in another tenant: %v", err)
 		}
@@ -370,6 +376,31 @@ func Run(t *testing.T, open Opener) {
 		got, err := st.Revoked(ctx)
 		if err != nil || fmt.Sprint(got) != "[t1]" {
 			t.Fatalf("revoked %v %v", got, err)
+		}
+	})
+
+	t.Run("RefreshTokens", func(t *testing.T) {
+		st := open(t)
+		exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+		must(t, st.Commit(ctx, &store.Unit{NewRefresh: &store.Refresh{ID: "h1", Family: "f", UserID: "u1", Tenant: "a", Scope: "offline_access", Expires: exp}}))
+		got, err := st.RefreshByID(ctx, "h1")
+		if err != nil || got.Family != "f" || got.Used || !got.Expires.Equal(exp) {
+			t.Fatalf("%+v %v", got, err)
+		}
+		// Use and rotate in one unit; a second use conflicts.
+		must(t, st.Commit(ctx, &store.Unit{UseRefresh: "h1", NewRefresh: &store.Refresh{ID: "h2", Family: "f", UserID: "u1", Tenant: "a", Expires: exp}}))
+		if err := st.Commit(ctx, &store.Unit{UseRefresh: "h1", NewRefresh: &store.Refresh{ID: "h3", Family: "f", UserID: "u1", Tenant: "a", Expires: exp}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second use: %v", err)
+		}
+		if _, err := st.RefreshByID(ctx, "h3"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal("the refused rotation stored its new token")
+		}
+		must(t, st.Commit(ctx, &store.Unit{RevokeFamily: "f"}))
+		if got, _ := st.RefreshByID(ctx, "h2"); !got.Revoked {
+			t.Fatal("family not revoked")
+		}
+		if err := st.Commit(ctx, &store.Unit{UseRefresh: "h2"}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("use of a revoked token: %v", err)
 		}
 	})
 

@@ -1,0 +1,147 @@
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Refresh token lifetimes: offline_access for long-running apps,
+// online_access for the length of a working day.
+const (
+	OfflineRefreshTTL = 30 * 24 * time.Hour
+	OnlineRefreshTTL  = 12 * time.Hour
+)
+
+func refreshID(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// newRefresh makes a refresh token for a user when the scope asks for one
+// (offline_access or online_access), in family (a new family when empty).
+func newRefresh(u *store.User, scope, family string, now time.Time) (string, *store.Refresh, error) {
+	fields := strings.Fields(scope)
+	ttl := time.Duration(0)
+	switch {
+	case slices.Contains(fields, "offline_access"):
+		ttl = OfflineRefreshTTL
+	case slices.Contains(fields, "online_access"):
+		ttl = OnlineRefreshTTL
+	default:
+		return "", nil, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, err
+	}
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	if family == "" {
+		f := make([]byte, 16)
+		if _, err := rand.Read(f); err != nil {
+			return "", nil, err
+		}
+		family = hex.EncodeToString(f)
+	}
+	return tok, &store.Refresh{ID: refreshID(tok), Family: family, UserID: u.ID, Tenant: u.Tenant, Scope: scope, Expires: now.Add(ttl)}, nil
+}
+
+// RefreshRequest is a refresh_token grant.
+type RefreshRequest struct {
+	RequestID    string
+	RefreshToken string
+	Scope        string // empty: the scope of the original grant; else a subset
+}
+
+// RefreshGrant exchanges a refresh token for a new access token and a new
+// refresh token (rotation). A refresh token used a second time revokes its
+// whole family: every token descended from the same login stops working.
+func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, error) {
+	now := s.o.Now().UTC()
+	rec := &audit.Record{Time: now, RequestID: rr.RequestID, Action: "token-refresh"}
+	fail := func(detail string, unit *store.Unit) (Token, error) {
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
+		if unit == nil {
+			unit = &store.Unit{}
+		}
+		unit.Audit = []*audit.Record{rec}
+		if err := s.st.Commit(ctx, unit); err != nil {
+			return Token{}, err
+		}
+		return Token{}, ErrInvalidGrant
+	}
+	r, err := s.st.RefreshByID(ctx, refreshID(rr.RefreshToken))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fail("refresh-unknown", nil)
+	case err != nil:
+		return Token{}, err
+	}
+	rec.Tenant, rec.Actor = r.Tenant, r.UserID
+	rec.Entities = []string{"refresh-family/" + r.Family}
+	switch {
+	case r.Revoked:
+		return fail("refresh-revoked", nil)
+	case r.Used:
+		return fail("refresh-reuse;family-revoked", &store.Unit{RevokeFamily: r.Family})
+	case !now.Before(r.Expires):
+		return fail("refresh-expired", nil)
+	}
+	u, err := s.st.UserByID(ctx, r.UserID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && (u.Disabled || now.Before(u.LockedUntil)) {
+		return fail("user-unavailable", &store.Unit{RevokeFamily: r.Family})
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	role, ok := authz.ParseRole(u.Role)
+	if !ok {
+		return fail("user-unavailable", nil)
+	}
+	rec.Role = u.Role
+	scope := r.Scope
+	if rr.Scope != "" {
+		granted := strings.Fields(r.Scope)
+		for _, sc := range strings.Fields(rr.Scope) {
+			if !slices.Contains(granted, sc) {
+				rec.Outcome, rec.Detail = audit.OutcomeMinor, "scope-not-granted"
+				if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+					return Token{}, err
+				}
+				return Token{}, fmt.Errorf("%w: %s was not granted to this refresh token", ErrInvalidScope, sc)
+			}
+		}
+		scope = rr.Scope
+	}
+	next, nr, err := newRefresh(u, r.Scope, r.Family, now)
+	if err != nil {
+		return Token{}, err
+	}
+	rec.Detail = "token-issued"
+	err = s.st.Commit(ctx, &store.Unit{UseRefresh: r.ID, NewRefresh: nr, Audit: []*audit.Record{rec}})
+	if errors.Is(err, store.ErrConflict) {
+		// Used concurrently by someone else: the same as a reuse.
+		rec = &audit.Record{Time: now, Tenant: r.Tenant, RequestID: rr.RequestID, Actor: r.UserID, Role: u.Role, Action: "token-refresh", Entities: []string{"refresh-family/" + r.Family}}
+		return fail("refresh-reuse;family-revoked", &store.Unit{RevokeFamily: r.Family})
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
+	if err != nil {
+		return Token{}, err
+	}
+	tok.RefreshToken = next
+	return tok, nil
+}
