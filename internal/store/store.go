@@ -66,6 +66,62 @@ type Write struct {
 	LastUpdated time.Time
 	Deleted     bool
 	Body        []byte
+	// Index holds the search index rows of this version. They replace the
+	// resource's previous rows in the same transaction; a deletion (or a
+	// nil Index) leaves the resource with none.
+	Index *Index
+}
+
+// Index is the search index of one resource version, as computed by
+// internal/search. The store keeps the rows as given and joins them to the
+// resource's current row; it never interprets a hash.
+type Index struct {
+	// RefHash is the keyed hash of "Type/id" that references to this
+	// resource carry in TokenRow.H.
+	RefHash int64
+	Tokens  []TokenRow
+	Dates   []DateRow
+	Numbers []NumberRow
+	Strings []StringRow
+}
+
+// TokenRow is a keyed hash of a token, reference or blinded value (H),
+// with the keyed hash of a token's system (S, 0 if none), for parameter P.
+type TokenRow struct {
+	P int32
+	S int32
+	H int64
+}
+
+// DateRow is a closed range of Unix microseconds. K is 0, or for a
+// composite the hash of its leading components.
+type DateRow struct {
+	P      int32
+	K      int64
+	Lo, Hi int64
+}
+
+// NumberRow is a number or quantity (U: hash of the unit, 0 if none).
+type NumberRow struct {
+	P      int32
+	U      int32
+	K      int64
+	Lo, Hi float64
+}
+
+// StringRow is a normalized string kept in clear, for parameters whose
+// values are not identifying (see internal/search).
+type StringRow struct {
+	P int32
+	V string
+}
+
+// Reindex replaces the search index of a resource's current version
+// without creating a version (ward reindex). An unknown or deleted
+// resource is skipped.
+type Reindex struct {
+	Tenant, Type, ID string
+	Index            *Index
 }
 
 // User is a login account. Username is staff identity, not PHI.
@@ -178,6 +234,8 @@ type Unit struct {
 	// UseJTI records a client assertion id; one seen before (and not yet
 	// expired) is ErrConflict. Expired ids are purged as a side effect.
 	UseJTI *JTI
+	// Reindex rewrites search index rows.
+	Reindex []Reindex
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
@@ -205,6 +263,43 @@ type ListQuery struct {
 	Limit  int
 }
 
+// SearchQuery is a search as the search package translated it: SQL
+// conditions over the current row of a resource (alias r, columns of the
+// resources table, '?' placeholders), sort keys and a keyset cursor. The
+// store adds the tenant, type and not-deleted conditions itself, so no
+// query can reach another tenant's rows or a deleted resource.
+type SearchQuery struct {
+	Tenant string
+	// Types are the resource types searched (at least one).
+	Types []string
+	Where []string
+	Args  []any
+	// Order are the sort keys; the rid is always the last, ascending.
+	Order []Order
+	// After is the keyset cursor: the sort key values and rid of the last
+	// hit of the previous page (len(Order)+1 values), or nil.
+	After []any
+	Limit int
+}
+
+// Order is one sort key: a SQL expression over r that is never NULL.
+type Order struct {
+	Expr string
+	Args []any
+	Desc bool
+}
+
+// Hit is one search result: the current version, its rid and the values
+// of its sort keys (for the next page's cursor).
+type Hit struct {
+	Version
+	RID  int64
+	Keys []any
+}
+
+// Ref names a resource.
+type Ref struct{ Type, ID string }
+
 // Store is the storage contract.
 type Store interface {
 	// Commit writes u in one durable transaction, group-committed with
@@ -215,6 +310,18 @@ type Store interface {
 	Version(ctx context.Context, tenant, typ, id string, version int64) (*Version, error)
 	History(ctx context.Context, q HistoryQuery) ([]Version, error)
 	List(ctx context.Context, q ListQuery) ([]Version, error)
+
+	// Search returns the current, not deleted resources that match q, in
+	// q's order, at most q.Limit.
+	Search(ctx context.Context, q SearchQuery) ([]Hit, error)
+	// Count counts what Search would return without a limit or cursor.
+	Count(ctx context.Context, q SearchQuery) (int64, error)
+	// Refs returns the current, not deleted versions of the named
+	// resources of a tenant (any order, unknown ones left out).
+	Refs(ctx context.Context, tenant string, refs []Ref) ([]Version, error)
+	// Resources lists current, not deleted resources of every tenant and
+	// type in rid order after the rid given, for reindexing.
+	Resources(ctx context.Context, afterRID int64, limit int) ([]Hit, error)
 
 	UserByName(ctx context.Context, tenant, username string) (*User, error)
 	UserByID(ctx context.Context, id string) (*User, error)

@@ -235,7 +235,12 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			keys = append(keys, rkey{w.Tenant, w.Type, w.ID})
 		}
 	}
-	current, err := db.currentVersions(ctx, tx, keys)
+	for _, j := range batch {
+		for _, r := range j.u.Reindex {
+			keys = append(keys, rkey{r.Tenant, r.Type, r.ID})
+		}
+	}
+	current, rids, err := db.currentVersions(ctx, tx, keys)
 	if err != nil {
 		return err
 	}
@@ -249,9 +254,10 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		}
 	}
 	var (
-		writes []seqWrite
-		final  = map[rkey]seqWrite{}
-		order  []rkey
+		writes  []seqWrite
+		final   = map[rkey]seqWrite{}
+		order   []rkey
+		reindex []store.Reindex
 	)
 	for _, j := range batch {
 		j.err = db.check(ctx, tx, j.u, current)
@@ -273,10 +279,14 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 				order = append(order, k)
 			}
 			nextSeq++
-			sw := seqWrite{Write: w, seq: nextSeq}
+			if rids[k] == 0 {
+				rids[k] = nextSeq // a new resource's rid is its first seq
+			}
+			sw := seqWrite{Write: w, seq: nextSeq, rid: rids[k]}
 			final[k] = sw
 			writes = append(writes, sw)
 		}
+		reindex = append(reindex, j.u.Reindex...)
 		if u := j.u.NewUser; u != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO users (id, tenant, username, role, password_hash, created, disabled) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 				u.ID, u.Tenant, u.Username, u.Role, u.PasswordHash, u.Created.UnixMicro(), boolInt(u.Disabled)); err != nil {
@@ -371,6 +381,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		return err
 	}
 	if err = db.upsertCurrent(ctx, tx, order, final); err != nil {
+		return err
+	}
+	if err = db.writeIndex(ctx, tx, order, final, reindex, rids); err != nil {
 		return err
 	}
 
@@ -479,15 +492,16 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 	return nil
 }
 
-func (db *DB) currentVersions(ctx context.Context, tx *sql.Tx, keys []rkey) (map[rkey]int64, error) {
+func (db *DB) currentVersions(ctx context.Context, tx *sql.Tx, keys []rkey) (map[rkey]int64, map[rkey]int64, error) {
 	out := make(map[rkey]int64, len(keys))
+	rids := make(map[rkey]int64, len(keys))
 	const cols = 3
 	for len(keys) > 0 {
 		n := min(len(keys), db.d.MaxParams/cols)
 		chunk := keys[:n]
 		keys = keys[n:]
 		var b strings.Builder
-		b.WriteString(`SELECT tenant, type, id, version FROM resources WHERE (tenant, type, id) IN (VALUES `)
+		b.WriteString(`SELECT tenant, type, id, version, rid FROM resources WHERE (tenant, type, id) IN (VALUES `)
 		args := make([]any, 0, n*cols)
 		for i, k := range chunk {
 			if i > 0 {
@@ -499,25 +513,26 @@ func (db *DB) currentVersions(ctx context.Context, tx *sql.Tx, keys []rkey) (map
 		b.WriteString(")")
 		rows, err := tx.QueryContext(ctx, db.d.Placeholders(b.String()), args...)
 		if err != nil {
-			return nil, fmt.Errorf("read current versions: %w", err)
+			return nil, nil, fmt.Errorf("read current versions: %w", err)
 		}
 		for rows.Next() {
 			var k rkey
-			var v int64
-			if err := rows.Scan(&k.tenant, &k.typ, &k.id, &v); err != nil {
+			var v, rid int64
+			if err := rows.Scan(&k.tenant, &k.typ, &k.id, &v, &rid); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("scan current version: %w", err)
+				return nil, nil, fmt.Errorf("scan current version: %w", err)
 			}
 			out[k] = v
+			rids[k] = rid
 		}
 		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("read current versions: %w", err)
+			return nil, nil, fmt.Errorf("read current versions: %w", err)
 		}
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read current versions: %w", err)
+			return nil, nil, fmt.Errorf("read current versions: %w", err)
 		}
 	}
-	return out, nil
+	return out, rids, nil
 }
 
 // insertRows writes rows with multi-row INSERT statements, chunked to the
@@ -569,10 +584,15 @@ type insertSpec struct {
 
 var (
 	insertVersion = insertSpec{`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``, 8}
-	upsertCurrent = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq) VALUES `,
-		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq`, 7}
+	upsertCurrent = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq, rid, refh) VALUES `,
+		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq,
+		refh = CASE WHEN excluded.refh <> 0 THEN excluded.refh ELSE resources.refh END`, 9}
 	insertAuditRec = insertSpec{`INSERT INTO audit_log (seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash) VALUES `, ``, 15}
-	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec}
+	insertToken    = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
+	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
+	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
+	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
+	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString}
 )
 
 func tupleOf(cols int) string {
@@ -582,7 +602,7 @@ func tupleOf(cols int) string {
 // seqWrite is a write with its commit order number.
 type seqWrite struct {
 	store.Write
-	seq int64
+	seq, rid int64
 }
 
 func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) error {
@@ -603,10 +623,150 @@ func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) err
 func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite) error {
 	err := db.insertRows(ctx, tx, upsertCurrent, len(order), func(i int, a []any) []any {
 		w := final[order[i]]
-		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq)
+		var refh int64
+		if w.Index != nil {
+			refh = w.Index.RefHash
+		}
+		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh)
 	})
 	if err != nil {
 		return fmt.Errorf("upsert current versions: %w", err)
+	}
+	return nil
+}
+
+// searchTables are the index tables, each with an index on rid.
+var searchTables = []string{"search_token", "search_date", "search_number", "search_string"}
+
+// writeIndex replaces the index rows of every resource the batch wrote or
+// reindexed: the rows of resources that existed before are deleted, and
+// the rows of each resource's final version in the batch inserted.
+func (db *DB) writeIndex(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite, reindex []store.Reindex, rids map[rkey]int64) error {
+	type entry struct {
+		rid int64
+		ix  *store.Index
+	}
+	var (
+		stale   []int64
+		entries []entry
+		seen    = map[int64]int{}
+	)
+	add := func(rid int64, ix *store.Index, existed bool) {
+		if i, ok := seen[rid]; ok {
+			entries[i].ix = ix
+			return
+		}
+		if existed {
+			stale = append(stale, rid)
+		}
+		seen[rid] = len(entries)
+		entries = append(entries, entry{rid, ix})
+	}
+	for _, k := range order {
+		w := final[k]
+		ix := w.Index
+		if w.Deleted {
+			ix = nil
+		}
+		add(w.rid, ix, w.rid != w.seq || w.Version > 1)
+	}
+	q := db.d.Placeholders
+	for _, r := range reindex {
+		rid := rids[rkey{r.Tenant, r.Type, r.ID}]
+		if rid == 0 {
+			continue
+		}
+		if _, ok := seen[rid]; ok {
+			continue // written in this batch: its new rows win
+		}
+		var refh int64
+		if r.Index != nil {
+			refh = r.Index.RefHash
+		}
+		if _, err := tx.ExecContext(ctx, q(`UPDATE resources SET refh = ? WHERE rid = ? AND deleted = 0`), refh, rid); err != nil {
+			return fmt.Errorf("reindex: %w", err)
+		}
+		add(rid, r.Index, true)
+	}
+	for start := 0; start < len(stale); start += 500 {
+		chunk := stale[start:min(len(stale), start+500)]
+		args := make([]any, len(chunk))
+		for i, r := range chunk {
+			args[i] = r
+		}
+		in := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
+		for _, t := range searchTables {
+			if _, err := tx.ExecContext(ctx, q(`DELETE FROM `+t+` WHERE rid IN (`+in+`)`), args...); err != nil {
+				return fmt.Errorf("delete index rows: %w", err)
+			}
+		}
+	}
+	type tok struct {
+		rid int64
+		r   store.TokenRow
+	}
+	var (
+		toks []tok
+		dats []struct {
+			rid int64
+			r   store.DateRow
+		}
+		nums []struct {
+			rid int64
+			r   store.NumberRow
+		}
+		strs []struct {
+			rid int64
+			r   store.StringRow
+		}
+	)
+	for _, e := range entries {
+		if e.ix == nil {
+			continue
+		}
+		for _, r := range e.ix.Tokens {
+			toks = append(toks, tok{e.rid, r})
+		}
+		for _, r := range e.ix.Dates {
+			dats = append(dats, struct {
+				rid int64
+				r   store.DateRow
+			}{e.rid, r})
+		}
+		for _, r := range e.ix.Numbers {
+			nums = append(nums, struct {
+				rid int64
+				r   store.NumberRow
+			}{e.rid, r})
+		}
+		for _, r := range e.ix.Strings {
+			strs = append(strs, struct {
+				rid int64
+				r   store.StringRow
+			}{e.rid, r})
+		}
+	}
+	if err := db.insertRows(ctx, tx, insertToken, len(toks), func(i int, a []any) []any {
+		return append(a, toks[i].r.P, toks[i].r.H, toks[i].rid, toks[i].r.S)
+	}); err != nil {
+		return fmt.Errorf("insert token index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertDate, len(dats), func(i int, a []any) []any {
+		r := dats[i].r
+		return append(a, r.P, r.K, r.Lo, r.Hi, dats[i].rid)
+	}); err != nil {
+		return fmt.Errorf("insert date index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertNumber, len(nums), func(i int, a []any) []any {
+		r := nums[i].r
+		return append(a, r.P, r.K, r.Lo, r.Hi, nums[i].rid, r.U)
+	}); err != nil {
+		return fmt.Errorf("insert number index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertString, len(strs), func(i int, a []any) []any {
+		return append(a, strs[i].r.P, strs[i].r.V, strs[i].rid)
+	}); err != nil {
+		return fmt.Errorf("insert string index: %w", err)
 	}
 	return nil
 }
@@ -980,6 +1140,220 @@ func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// searchBase is the FROM and WHERE shared by Search and Count: the
+// tenant, type and not-deleted conditions come first and are always there.
+func searchBase(q store.SearchQuery) (string, []any, error) {
+	if q.Tenant == "" || len(q.Types) == 0 {
+		return "", nil, fmt.Errorf("%w: search without tenant or type", store.ErrUnavailable)
+	}
+	var b strings.Builder
+	args := []any{q.Tenant}
+	b.WriteString(` FROM resources r WHERE r.tenant = ? AND r.deleted = 0 AND r.type`)
+	if len(q.Types) == 1 {
+		b.WriteString(` = ?`)
+	} else {
+		b.WriteString(` IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(q.Types)), ", ") + `)`)
+	}
+	for _, t := range q.Types {
+		args = append(args, t)
+	}
+	for _, w := range q.Where {
+		b.WriteString(` AND (` + w + `)`)
+	}
+	return b.String(), append(args, q.Args...), nil
+}
+
+// Search runs a translated search. The keyset condition compares the sort
+// keys and the rid with the cursor's, so that a page starts exactly after
+// the previous one whatever was written in between.
+func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+	base, args, err := searchBase(q)
+	if err != nil {
+		return nil, err
+	}
+	var sel, ord strings.Builder
+	var selArgs, ordArgs, keyArgs []any
+	sel.WriteString(`SELECT r.rid`)
+	for _, o := range q.Order {
+		sel.WriteString(`, ` + o.Expr)
+		selArgs = append(selArgs, o.Args...)
+		if ord.Len() > 0 {
+			ord.WriteString(`, `)
+		}
+		ord.WriteString(o.Expr)
+		ordArgs = append(ordArgs, o.Args...)
+		if o.Desc {
+			ord.WriteString(` DESC`)
+		}
+	}
+	if ord.Len() > 0 {
+		ord.WriteString(`, `)
+	}
+	ord.WriteString(`r.rid`)
+	keyset := ""
+	if q.After != nil {
+		if len(q.After) != len(q.Order)+1 {
+			return nil, fmt.Errorf("%w: cursor does not fit the sort", store.ErrUnavailable)
+		}
+		// (k1 > a1) OR (k1 = a1 AND k2 > a2) OR ... OR (all equal AND rid > c)
+		var ors []string
+		for i := 0; i <= len(q.Order); i++ {
+			var ands []string
+			for j := 0; j < i; j++ {
+				ands = append(ands, q.Order[j].Expr+` = ?`)
+				keyArgs = append(keyArgs, q.Order[j].Args...)
+				keyArgs = append(keyArgs, q.After[j])
+			}
+			if i < len(q.Order) {
+				op := ` > ?`
+				if q.Order[i].Desc {
+					op = ` < ?`
+				}
+				ands = append(ands, q.Order[i].Expr+op)
+				keyArgs = append(keyArgs, q.Order[i].Args...)
+			} else {
+				ands = append(ands, `r.rid > ?`)
+			}
+			keyArgs = append(keyArgs, q.After[i])
+			ors = append(ors, `(`+strings.Join(ands, ` AND `)+`)`)
+		}
+		keyset = ` AND (` + strings.Join(ors, ` OR `) + `)`
+	}
+	inner := sel.String() + base + keyset + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
+	all := append(append(append(selArgs, args...), keyArgs...), ordArgs...)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(inner), all...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	var hits []store.Hit
+	for rows.Next() {
+		h := store.Hit{Keys: make([]any, len(q.Order))}
+		dst := []any{&h.RID}
+		for i := range h.Keys {
+			dst = append(dst, &h.Keys[i])
+		}
+		if err := rows.Scan(dst...); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
+		}
+		hits = append(hits, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	// The bodies of one page, by rid, in one query.
+	byRID := make(map[int64]*store.Hit, len(hits))
+	ridArgs := []any{q.Tenant}
+	for i := range hits {
+		byRID[hits[i].RID] = &hits[i]
+		ridArgs = append(ridArgs, hits[i].RID)
+	}
+	vq := `SELECT r.rid, v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq
+		WHERE r.tenant = ? AND r.rid IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(hits)), ", ") + `)`
+	vrows, err := db.read.QueryContext(ctx, db.d.Placeholders(vq), ridArgs...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
+	}
+	defer vrows.Close()
+	for vrows.Next() {
+		var rid, lu int64
+		var del int
+		v := store.Version{Tenant: q.Tenant}
+		if err := vrows.Scan(&rid, &v.Type, &v.ID, &v.Version, &lu, &del, &v.Body, &v.Seq); err != nil {
+			return nil, fmt.Errorf("%w: scan search bodies: %v", store.ErrUnavailable, err)
+		}
+		v.LastUpdated = time.UnixMicro(lu).UTC()
+		v.Deleted = del != 0
+		if h := byRID[rid]; h != nil {
+			h.Version = v
+		}
+	}
+	if err := vrows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
+	}
+	// A resource updated between the two queries keeps its place in the
+	// page with its newest body; one deleted in between has no body and
+	// is dropped.
+	out := hits[:0]
+	for _, h := range hits {
+		if h.Version.ID != "" {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// Count counts the matches of a translated search.
+func (db *DB) Count(ctx context.Context, q store.SearchQuery) (int64, error) {
+	base, args, err := searchBase(q)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT COUNT(*)`+base), args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("%w: count: %v", store.ErrUnavailable, err)
+	}
+	return n, nil
+}
+
+// Refs reads the current versions of named resources.
+func (db *DB) Refs(ctx context.Context, tenant string, refs []store.Ref) ([]store.Version, error) {
+	var out []store.Version
+	for start := 0; start < len(refs); start += 300 {
+		chunk := refs[start:min(len(refs), start+300)]
+		var b strings.Builder
+		args := []any{tenant}
+		b.WriteString(`SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
+			FROM resources r JOIN resource_versions v ON v.seq = r.seq
+			WHERE r.tenant = ? AND r.deleted = 0 AND (r.type, r.id) IN (VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(`, `)
+			}
+			b.WriteString(`(?, ?)`)
+			args = append(args, r.Type, r.ID)
+		}
+		b.WriteString(`)`)
+		vs, err := db.queryVersions(ctx, tenant, b.String(), args)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+	}
+	return out, nil
+}
+
+// Resources lists current resources of every tenant in rid order.
+func (db *DB) Resources(ctx context.Context, afterRID int64, n int) ([]store.Hit, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT r.rid, r.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq
+		WHERE r.rid > ? AND r.deleted = 0 ORDER BY r.rid LIMIT `+strconv.Itoa(limit(n))), afterRID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list resources: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []store.Hit
+	for rows.Next() {
+		var h store.Hit
+		var lu int64
+		var del int
+		if err := rows.Scan(&h.RID, &h.Tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &h.Body, &h.Seq); err != nil {
+			return nil, fmt.Errorf("%w: scan resources: %v", store.ErrUnavailable, err)
+		}
+		h.LastUpdated = time.UnixMicro(lu).UTC()
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: list resources: %v", store.ErrUnavailable, err)
 	}
 	return out, nil
 }
