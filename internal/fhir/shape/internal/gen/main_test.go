@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestEmbeddedTableUpToDate regenerates the table and compares it with the
+// committed one. The source files are not part of the repository, so the
+// test is skipped where they are absent.
+func TestEmbeddedTableUpToDate(t *testing.T) {
+	src := envOr("FHIR_R4_DIR", "/work/shared/fhir-r4")
+	if _, err := os.Stat(filepath.Join(src, "profiles-resources.json")); err != nil {
+		t.Skipf("FHIR R4 definitions not available in %s", src)
+	}
+	got, err := Generate(src, filepath.Join("..", "..", "..", "schema", "fhir.schema.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join("..", "..", "summary.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("summary.json.gz is stale: run go generate ./internal/fhir/shape")
+	}
+	again, err := Generate(src, filepath.Join("..", "..", "..", "schema", "fhir.schema.json.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, again) {
+		t.Error("generator output is not deterministic")
+	}
+}
