@@ -8,7 +8,7 @@ import (
 
 // richest returns the sample resource of type rt with the most top-level
 // elements, or with key present if key is not "".
-func richest(b *testing.B, rt, key string) map[string]any {
+func richest(b testing.TB, rt, key string) map[string]any {
 	var best map[string]any
 	for _, r := range loadSample(b) {
 		if r["resourceType"] != rt {

@@ -1,0 +1,148 @@
+package search
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/wardhealth/ward/internal/search/params"
+)
+
+// An alias is a parameter answered from other parameters' rows instead of
+// its own, because R4 defines it as their union (Observation combo-code is
+// code | component.code) or as one of them restricted to a target type
+// (Observation patient is subject.where(resolve() is Patient)). Not storing
+// the same values twice keeps an Observation's index under 1 KiB.
+type alias struct {
+	// Union lists the parameters whose rows, together, are this one's.
+	Union []*params.Param
+	// Ref and RefType: this parameter is Ref restricted to RefType.
+	Ref     *params.Param
+	RefType string
+}
+
+var aliases sync.Map // "Type.code" -> *alias (nil: not an alias)
+
+// aliasOf returns the alias of p for rt, or nil.
+func aliasOf(rt string, p *params.Param) *alias {
+	key := rt + "." + p.Code
+	if a, ok := aliases.Load(key); ok {
+		return a.(*alias)
+	}
+	a := findAlias(rt, p)
+	aliases.Store(key, a)
+	return a
+}
+
+func findAlias(rt string, p *params.Param) *alias {
+	expr := p.ExpressionFor(rt)
+	if expr == "" || strings.HasPrefix(p.Code, "_") {
+		return nil
+	}
+	// X.where(resolve() is T) with a parameter whose expression is X.
+	if p.Type == "reference" {
+		const w = ".where(resolve() is "
+		if i := strings.Index(expr, w); i > 0 && strings.HasSuffix(expr, ")") && !strings.Contains(expr, " | ") {
+			base, typ := expr[:i], strings.TrimSuffix(expr[i+len(w):], ")")
+			for _, q := range params.ForType(rt) {
+				if q != p && q.Type == "reference" && q.ExpressionFor(rt) == base && slices.Contains(q.Target, typ) {
+					return &alias{Ref: q, RefType: typ}
+				}
+			}
+		}
+		return nil
+	}
+	mine := branches(expr)
+	if len(mine) < 2 {
+		return nil
+	}
+	var cover []*params.Param
+	covered := map[string]bool{}
+	for _, q := range params.ForType(rt) {
+		if q == p || q.Type != p.Type || !sameComponents(p, q) {
+			continue
+		}
+		theirs := branches(q.ExpressionFor(rt))
+		if len(theirs) == 0 || len(theirs) >= len(mine) {
+			continue
+		}
+		sub := true
+		for _, b := range theirs {
+			if !slices.Contains(mine, b) {
+				sub = false
+				break
+			}
+		}
+		if !sub {
+			continue
+		}
+		cover = append(cover, q)
+		for _, b := range theirs {
+			covered[b] = true
+		}
+	}
+	if len(covered) != len(mine) {
+		return nil
+	}
+	return &alias{Union: cover}
+}
+
+func sameComponents(p, q *params.Param) bool {
+	if len(p.Components) != len(q.Components) {
+		return false
+	}
+	for i := range p.Components {
+		if p.Components[i].Expression != q.Components[i].Expression {
+			return false
+		}
+	}
+	return true
+}
+
+// branches splits an expression at top-level " | ", trimming the
+// parentheses around each branch.
+func branches(expr string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(expr); i++ {
+		switch expr[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case '\'':
+			for i++; i < len(expr) && expr[i] != '\''; i++ {
+			}
+		case '|':
+			if depth == 0 {
+				out = append(out, trimParens(expr[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return append(out, trimParens(expr[start:]))
+}
+
+func trimParens(s string) string {
+	s = strings.TrimSpace(s)
+	for len(s) > 1 && s[0] == '(' && s[len(s)-1] == ')' && balanced(s[1:len(s)-1]) {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	return s
+}
+
+func balanced(s string) bool {
+	d := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '(':
+			d++
+		case ')':
+			d--
+			if d < 0 {
+				return false
+			}
+		}
+	}
+	return d == 0
+}
