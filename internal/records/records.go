@@ -26,6 +26,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -34,6 +35,8 @@ type Keys interface {
 	DataKey(ctx context.Context, tenant string) (string, error)
 	Seal(keyID string, plaintext, aad []byte) ([]byte, error)
 	Open(envelope, aad []byte) ([]byte, error)
+	// Blinder is the tenant's blind index (keyed hash) for search.
+	Blinder(ctx context.Context, tenant string) (*seal.Blinder, error)
 }
 
 // Service holds what every Repo shares.
@@ -41,14 +44,18 @@ type Service struct {
 	st    store.Store
 	keys  Keys
 	val   *fhir.Validator
-	now   func() time.Time
-	newID func() string
+	now     func() time.Time
+	newID   func() string
+	indexer *search.Indexer
+	search  search.Options
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
 type Options struct {
 	Now   func() time.Time
 	NewID func() string
+	// Search tunes indexing and search (the leaky index opt-in).
+	Search search.Options
 }
 
 // New returns a Service.
@@ -59,7 +66,11 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.NewID == nil {
 		o.NewID = func() string { return uuid.Must(uuid.NewRandomFromReader(rand.Reader)).String() }
 	}
-	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID}
+	if o.Search.Now == nil {
+		o.Search.Now = o.Now
+	}
+	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
+		indexer: search.NewIndexer(o.Search), search: o.Search}
 }
 
 // Repo is the repository bound to one caller and one request.
@@ -148,22 +159,41 @@ func ref(typ, id string, version int64) string {
 }
 
 // seal stamps meta, serialises and seals a resource version.
-func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now time.Time) (plain, sealed []byte, err error) {
+// It also computes the version's search index from the same document, so
+// the rows committed with the version describe exactly what was sealed.
+func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now time.Time) (plain, sealed []byte, ix *store.Index, err error) {
 	res.Doc["id"] = res.ID
 	fhir.SetMeta(res.Doc, fmt.Sprint(version), now)
 	plain, err = fhir.Marshal(res.Doc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("serialise %s: %w", res.Type, err)
+		return nil, nil, nil, fmt.Errorf("serialise %s: %w", res.Type, err)
 	}
 	keyID, err := r.s.keys.DataKey(ctx, r.subj.Tenant)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+		return nil, nil, nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
 	}
 	sealed, err = r.s.keys.Seal(keyID, plain, seal.AAD(r.subj.Tenant, res.Type, res.ID, version))
 	if err != nil {
-		return nil, nil, fmt.Errorf("seal %s: %w", res.Type, err)
+		return nil, nil, nil, fmt.Errorf("seal %s: %w", res.Type, err)
 	}
-	return plain, sealed, nil
+	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ix, err = r.s.indexer.Index(res.Doc, k)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("index %s: %w", res.Type, err)
+	}
+	return plain, sealed, ix, nil
+}
+
+// keyer is the tenant's keyed hash for search rows and queries.
+func (s *Service) keyer(ctx context.Context, tenant string) (search.Keyer, error) {
+	b, err := s.keys.Blinder(ctx, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("%w: index key: %v", problem.ErrUnavailable, err)
+	}
+	return search.BlindKeyer{B: b}, nil
 }
 
 func (r *Repo) open(v *store.Version) ([]byte, error) {
@@ -204,11 +234,11 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	}
 	res.ID = r.s.newID()
 	now := r.s.now().UTC()
-	plain, sealed, err := r.seal(ctx, res, 1, now)
+	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
 	if err != nil {
 		return nil, err
 	}
-	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed}
+	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
 	if err := r.commitWrite(ctx, w, rec); err != nil {
 		return nil, err
 	}
@@ -245,12 +275,12 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, cur)))
 		}
 		now := r.s.now().UTC()
-		plain, sealed, err := r.seal(ctx, res, cur+1, now)
+		plain, sealed, ix, err := r.seal(ctx, res, cur+1, now)
 		if err != nil {
 			return nil, false, err
 		}
 		rec.Time = now
-		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed}
+		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
 		err = r.commitWrite(ctx, w, rec)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("update", res.Type)
@@ -318,12 +348,12 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 			return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrUnprocessable, Issues: issues})
 		}
 		now := r.s.now().UTC()
-		out, sealed, err := r.seal(ctx, res, v.Version+1, now)
+		out, sealed, ix, err := r.seal(ctx, res, v.Version+1, now)
 		if err != nil {
 			return nil, err
 		}
 		rec.Time = now
-		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Body: sealed}
+		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Body: sealed, Index: ix}
 		err = r.commitWrite(ctx, w, rec)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("patch", typ)

@@ -217,11 +217,11 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 				return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
 					problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, cur))))
 			}
-			plain, sealed, err := r.seal(ctx, e.Resource, cur+1, now)
+			plain, sealed, ix, err := r.seal(ctx, e.Resource, cur+1, now)
 			if err != nil {
 				return nil, entryError(e, err)
 			}
-			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Body: sealed}
+			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			unit.Audit = append(unit.Audit, rec)
