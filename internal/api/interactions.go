@@ -15,8 +15,11 @@ import (
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
+	"github.com/wardhealth/ward/internal/fhir/shape"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/search/query"
 )
 
 // paramName matches the search parameter names an OperationOutcome may echo.
@@ -282,7 +285,6 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, repo *reco
 // searchParams are the parameters the search and history endpoints read
 // (besides _format, which negotiation handles).
 var (
-	searchParams  = map[string]bool{"_id": true, "_count": true, "_cursor": true}
 	historyParams = map[string]bool{"_count": true, "_since": true, "_cursor": true}
 )
 
@@ -345,53 +347,132 @@ func (s *Server) count(q url.Values, def int) (int, error) {
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
-	q, err := queryParams(r, searchParams)
-	if err != nil {
-		return err
-	}
-	count, err := s.count(q, 20)
+	raw, err := searchValues(r)
 	if err != nil {
 		return err
 	}
 	typ := r.PathValue("type")
-	sq := records.SearchQuery{Type: typ, Count: count, After: q.Get("_cursor")}
-	for _, v := range q["_id"] {
-		for _, id := range strings.Split(v, ",") {
-			if !fhir.IsID(id) {
-				return problem.New(problem.ErrInvalid, "invalid", "_id: not a valid FHIR id")
-			}
-			sq.IDs = append(sq.IDs, id)
+	q, err := query.Parse(typ, raw, query.Options{Strict: preferStrict(r), DefaultCount: 20, MaxCount: s.opts.MaxCount,
+		Supported: search.Supported})
+	if err != nil {
+		var qe *query.Error
+		if errors.As(err, &qe) {
+			return problem.New(problem.ErrInvalid, "invalid", qe.Error())
+		}
+		return err
+	}
+	var after []any
+	if c := raw.Get("_cursor"); c != "" {
+		if after, err = records.DecodeCursor(c); err != nil {
+			return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
 		}
 	}
-	if sq.After != "" && !fhir.IsID(sq.After) {
-		return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
-	}
-	page, err := repo.Search(r.Context(), sq)
+	page, err := repo.Search(r.Context(), q, after)
 	if err != nil {
 		return err
 	}
 	base := s.base(r)
+	path := base
+	if typ != "" {
+		path += "/" + typ
+	}
 	b := &fhir.Bundle{Type: "searchset", Timestamp: time.Now().UTC()}
-	self := url.Values{}
-	for k, vs := range q {
-		if k != "_cursor" {
-			self[k] = vs
+	if page.Total != nil {
+		n := int(*page.Total)
+		b.Total = &n
+	}
+	self := path
+	if q.Self != "" {
+		self += "?" + q.Self
+	}
+	if c := raw.Get("_cursor"); c != "" {
+		self += sep(self) + "_cursor=" + url.QueryEscape(c)
+	}
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: self})
+	if page.NextKeys != nil {
+		c, err := records.EncodeCursor(page.NextKeys)
+		if err != nil {
+			return err
 		}
+		next := path + "?" + q.Self
+		b.Links = append(b.Links, fhir.BundleLink{Relation: "next", URL: next + sep(next) + "_cursor=" + c})
 	}
-	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: base + "/" + typ + queryString(q)})
-	if page.NextAfter != "" {
-		next := cloneValues(self)
-		next.Set("_cursor", page.NextAfter)
-		b.Links = append(b.Links, fhir.BundleLink{Relation: "next", URL: base + "/" + typ + queryString(next)})
-	}
-	for _, res := range page.Resources {
+	add := func(res records.Resource, mode string) error {
+		body := res.JSON
+		if q.Summary != "" && q.Summary != "false" || len(q.Elements) > 0 {
+			doc, err := fhir.Parse(body)
+			if err != nil {
+				return err
+			}
+			shaped := doc.Doc
+			if len(q.Elements) > 0 {
+				shaped, err = shape.Elements(shaped, q.Elements)
+			} else {
+				shaped, err = shape.Summary(shaped, q.Summary)
+			}
+			if err != nil {
+				return err
+			}
+			if body, err = fhir.Marshal(shaped); err != nil {
+				return err
+			}
+		}
 		b.Entries = append(b.Entries, fhir.BundleEntry{
 			FullURL:  base + "/" + res.Type + "/" + res.ID,
-			Resource: res.JSON,
-			Search:   &fhir.BundleSearch{Mode: "match"},
+			Resource: body,
+			Search:   &fhir.BundleSearch{Mode: mode},
 		})
+		return nil
+	}
+	for _, res := range page.Resources {
+		if err := add(res, "match"); err != nil {
+			return err
+		}
+	}
+	for _, res := range page.Included {
+		if err := add(res, "include"); err != nil {
+			return err
+		}
+	}
+	if len(q.Ignored) > 0 {
+		var issues []fhir.Issue
+		for _, name := range q.Ignored {
+			if !paramName.MatchString(name) {
+				name = "(unprintable)"
+			}
+			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "search parameter ignored: " + name})
+		}
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: fhir.OperationOutcome(issues...), Search: &fhir.BundleSearch{Mode: "outcome"}})
 	}
 	return writeBundle(w, b)
+}
+
+func sep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+// searchValues are the parameters of a search: the URL query, plus the
+// form body of POST _search.
+func searchValues(r *http.Request) (url.Values, error) {
+	if r.Method == http.MethodPost {
+		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			return nil, problem.New(problem.ErrUnsupportedMedia, "not-supported", "POST _search takes application/x-www-form-urlencoded")
+		}
+		if err := r.ParseForm(); err != nil {
+			return nil, problem.New(problem.ErrInvalid, "invalid", "the search form could not be parsed")
+		}
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, problem.New(problem.ErrInvalid, "invalid", "the query string could not be parsed")
+	}
+	for k, vs := range r.PostForm {
+		q[k] = append(q[k], vs...)
+	}
+	return q, nil
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {

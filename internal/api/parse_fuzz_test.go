@@ -52,11 +52,11 @@ func FuzzRequestHeaders(f *testing.F) {
 				t.Fatalf("etag round trip %d -> %q -> %d, %v", v, etag(v), back, err)
 			}
 		}
-		q, err := queryParams(r, searchParams)
+		q, err := queryParams(r, historyParams)
 		classified(err)
 		if err == nil {
 			for k := range q {
-				if !searchParams[k] {
+				if !historyParams[k] {
 					t.Fatalf("unknown parameter %q passed through", k)
 				}
 			}

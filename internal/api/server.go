@@ -79,6 +79,8 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
 	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))
 	mux.Handle("POST /fhir", s.fhir(s.handleBundle))
+	mux.Handle("GET /fhir", s.fhir(s.handleSearch))
+	mux.Handle("POST /fhir/_search", s.fhir(s.handleSearch))
 	mux.Handle("GET /fhir/{type}", s.fhir(s.handleSearch))
 	mux.Handle("POST /fhir/{type}/_search", s.fhir(s.handleSearch))
 	mux.Handle("POST /fhir/{type}", s.fhir(s.handleCreate))

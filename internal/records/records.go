@@ -41,9 +41,9 @@ type Keys interface {
 
 // Service holds what every Repo shares.
 type Service struct {
-	st    store.Store
-	keys  Keys
-	val   *fhir.Validator
+	st      store.Store
+	keys    Keys
+	val     *fhir.Validator
 	now     func() time.Time
 	newID   func() string
 	indexer *search.Indexer
@@ -499,6 +499,12 @@ type Page struct {
 	Resources  []Resource
 	NextBefore int64
 	NextAfter  string
+	// Search results only: resources added by _include and _revinclude,
+	// the cursor of the next page (nil: last page) and the total when
+	// known.
+	Included []Resource
+	NextKeys []any
+	Total    *int64
 }
 
 // History returns versions newest first.
@@ -526,35 +532,6 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 	if len(vs) > q.Count {
 		vs = vs[:q.Count]
 		page.NextBefore = vs[len(vs)-1].Seq
-	}
-	if err := r.disclose(rec, vs, page); err != nil {
-		return nil, err
-	}
-	return page, nil
-}
-
-// SearchQuery is the part of FHIR search this layer supports so far.
-type SearchQuery struct {
-	Type  string
-	IDs   []string
-	After string
-	Count int
-}
-
-// Search returns current resources of a type in id order.
-func (r *Repo) Search(ctx context.Context, q SearchQuery) (*Page, error) {
-	rec := r.record("search-type", q.Type)
-	if err := r.decide(authz.Search, rec); err != nil {
-		return nil, err
-	}
-	vs, err := r.s.st.List(ctx, store.ListQuery{Tenant: r.subj.Tenant, Type: q.Type, IDs: q.IDs, After: q.After, Limit: q.Count + 1})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
-	}
-	page := &Page{}
-	if len(vs) > q.Count {
-		vs = vs[:q.Count]
-		page.NextAfter = vs[len(vs)-1].ID
 	}
 	if err := r.disclose(rec, vs, page); err != nil {
 		return nil, err

@@ -715,4 +715,3 @@ func CompositeHash(k, h int64) int64 {
 	x ^= x >> 29
 	return int64(x)
 }
-

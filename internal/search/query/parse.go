@@ -183,10 +183,10 @@ func (p *parser) clause(k string, c *Clause, vs []string) error {
 		cl := *c
 		cl.Chain = slices.Clone(c.Chain)
 		if c.Modifier == "missing" {
-			b, err := strconv.ParseBool(v)
-			if err != nil || (v != "true" && v != "false") {
+			if v != "true" && v != "false" {
 				return &Error{Param: k, Msg: ":missing takes true or false, not " + quote(v)}
 			}
+			b := v == "true"
 			cl.Missing = &b
 		} else {
 			pieces := splitEscaped(v, ',')

@@ -71,6 +71,11 @@ type Clause struct {
 // Hop is one step of a chain: the reference parameter followed and the
 // type it must point to (from the :Type modifier, or the parameter's only
 // target, or "" when several targets are possible).
+//
+// With Type "", the next parameter has the same code and type on every
+// possible target, and the Param that follows (next Hop's or the Clause's)
+// is the definition on the first of them: match it by Code. The same holds
+// at system level with several _type types.
 type Hop struct {
 	Param *params.Param
 	Type  string
@@ -87,6 +92,7 @@ type Has struct {
 
 // Value is one search value, decoded according to the parameter type.
 type Value struct {
+	// Raw is this value as written: prefix and backslash escapes included.
 	Raw    string
 	Prefix value.Prefix // date, number, quantity; EQ when none
 
@@ -103,8 +109,10 @@ type Value struct {
 	SystemOnly   bool
 	// Quantity unit: value|system|code.
 	UnitSystem, UnitCode string
-	// Reference: a local reference Type/ID (Type may be "" for a bare
-	// id), or an absolute URL (URL set, Type/ID empty).
+	// Reference: a local reference Type/ID (Type is the :Type modifier or
+	// "" for a bare id), or an absolute URL (URL set; Type/ID too when it
+	// ends in Type/id, since it may name a local resource by full URL).
+	// _id values are in both ID and Code.
 	Type, ID, URL string
 	// String, uri and :text values, as written (unescaped).
 	Text string

@@ -1,0 +1,327 @@
+package records
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/search/params"
+	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Include bounds: _include and _revinclude add at most maxIncluded
+// resources to a page, following :iterate at most maxIterate times.
+const (
+	maxIncluded = 1000
+	maxIterate  = 3
+)
+
+// Search runs a parsed search: decide for every type it reads (searched
+// and included), translate, query, open, and make the audit record naming
+// every disclosed resource durable before returning. after is the decoded
+// cursor of the previous page, or nil.
+func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, error) {
+	action, typ := "search-type", q.Type
+	if typ == "" {
+		action = "search-system"
+	}
+	rec := r.record(action, typ)
+	types := q.Types
+	if typ != "" {
+		types = []string{typ}
+	}
+	if len(types) == 0 {
+		types = fhir.ResourceTypes()
+	}
+	for _, t := range types {
+		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: t}); !d.Allow {
+			rec.ResourceType = t
+			return nil, r.decide(authz.Search, rec)
+		}
+	}
+	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	sq, err := search.Plan(q, r.subj.Tenant, k, r.s.search)
+	if err != nil {
+		var qe *query.Error
+		if errors.As(err, &qe) {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "invalid-search", problem.New(problem.ErrInvalid, "invalid", qe.Error()))
+		}
+		return nil, err
+	}
+	sq.Types = types
+	page := &Page{}
+	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
+		n, err := r.s.st.Count(ctx, *sq)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		page.Total = &n
+		if q.Summary == "count" {
+			return page, r.commitAudit(rec)
+		}
+	}
+	sq.Limit = q.Count + 1
+	sq.After = after
+	hits, err := r.s.st.Search(ctx, *sq)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	if len(hits) > q.Count {
+		hits = hits[:q.Count]
+		last := hits[len(hits)-1]
+		page.NextKeys = append(append([]any(nil), last.Keys...), last.RID)
+	} else if page.Total == nil && after == nil && q.Total != "none" {
+		n := int64(len(hits))
+		page.Total = &n
+	}
+	vs := make([]store.Version, len(hits))
+	for i := range hits {
+		vs[i] = hits[i].Version
+	}
+	if err := r.open1(rec, vs, &page.Resources); err != nil {
+		return nil, err
+	}
+	if len(q.Include) > 0 || len(q.RevInclude) > 0 {
+		if err := r.includes(ctx, rec, q, k, page); err != nil {
+			return nil, err
+		}
+	}
+	return page, r.commitAudit(rec)
+}
+
+// open1 opens versions into out and names them in rec.
+func (r *Repo) open1(rec *audit.Record, vs []store.Version, out *[]Resource) error {
+	for i := range vs {
+		v := &vs[i]
+		plain, err := r.open(v)
+		if err != nil {
+			return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		}
+		*out = append(*out, Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain})
+		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
+	}
+	return nil
+}
+
+// includes adds _include and _revinclude resources. A type the caller may
+// not read is left out rather than failing the search: the match itself
+// was allowed.
+func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, k search.Keyer, page *Page) error {
+	seen := map[store.Ref]bool{}
+	for _, res := range page.Resources {
+		seen[store.Ref{Type: res.Type, ID: res.ID}] = true
+	}
+	allowed := func(t string) bool {
+		return authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}).Allow
+	}
+	frontier := page.Resources
+	for round := 0; round <= maxIterate && len(frontier) > 0 && len(page.Included) < maxIncluded; round++ {
+		var next []Resource
+		// _include: references found in the frontier's own documents.
+		var want []store.Ref
+		for _, inc := range q.Include {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			for _, res := range frontier {
+				if res.Type != inc.Source {
+					continue
+				}
+				refs, err := referencesOf(res, inc)
+				if err != nil {
+					return err
+				}
+				for _, rf := range refs {
+					if !seen[rf] && allowed(rf.Type) {
+						seen[rf] = true
+						want = append(want, rf)
+					}
+				}
+			}
+		}
+		if len(want) > 0 {
+			vs, err := r.s.st.Refs(ctx, r.subj.Tenant, want[:min(len(want), maxIncluded-len(page.Included))])
+			if err != nil {
+				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			}
+			var got []Resource
+			if err := r.open1(rec, vs, &got); err != nil {
+				return err
+			}
+			next = append(next, got...)
+		}
+		// _revinclude: resources whose reference parameter points at the
+		// frontier.
+		for _, inc := range q.RevInclude {
+			if (round > 0 && !inc.Iterate) || inc.Param == nil || !allowed(inc.Source) {
+				continue
+			}
+			var hs []any
+			for _, res := range frontier {
+				hs = append(hs, search.RefHash(k, res.Type, res.ID))
+			}
+			if len(hs) == 0 {
+				continue
+			}
+			pids := search.RefPIDs(inc.Source, inc.Param)
+			where := `r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (` + marks(len(pids)) + `) AND t.h IN (` + marks(len(hs)) + `))`
+			var args []any
+			for _, p := range pids {
+				args = append(args, p)
+			}
+			args = append(args, hs...)
+			hits, err := r.s.st.Search(ctx, store.SearchQuery{Tenant: r.subj.Tenant, Types: []string{inc.Source},
+				Where: []string{where}, Args: args, Limit: maxIncluded - len(page.Included)})
+			if err != nil {
+				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			}
+			var vs []store.Version
+			for _, h := range hits {
+				rf := store.Ref{Type: h.Type, ID: h.ID}
+				if !seen[rf] {
+					seen[rf] = true
+					vs = append(vs, h.Version)
+				}
+			}
+			var got []Resource
+			if err := r.open1(rec, vs, &got); err != nil {
+				return err
+			}
+			next = append(next, got...)
+		}
+		page.Included = append(page.Included, next...)
+		frontier = next
+	}
+	return nil
+}
+
+func marks(n int) string {
+	if n == 0 {
+		return ""
+	}
+	b := make([]byte, 0, 3*n)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, '?')
+	}
+	return string(b)
+}
+
+// referencesOf evaluates an _include's parameter on a resource (or every
+// reference parameter of the type for *), keeping local references to the
+// target type when one is given.
+func referencesOf(res Resource, inc query.Include) ([]store.Ref, error) {
+	doc, err := fhir.Parse(res.JSON)
+	if err != nil {
+		return nil, err
+	}
+	var ps []*params.Param
+	if inc.Param != nil {
+		ps = []*params.Param{inc.Param}
+	} else {
+		for _, p := range params.ForType(res.Type) {
+			if p.Type == "reference" {
+				ps = append(ps, p)
+			}
+		}
+	}
+	var out []store.Ref
+	for _, p := range ps {
+		refs, err := search.References(doc.Doc, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, rf := range refs {
+			if inc.Target == "" || rf.Type == inc.Target {
+				out = append(out, rf)
+			}
+		}
+	}
+	return out, nil
+}
+
+// EncodeCursor and DecodeCursor turn a page's next keys into the opaque
+// _cursor value and back. Values keep their SQL type (integer, real,
+// text) so that the keyset comparison is exact.
+func EncodeCursor(keys []any) (string, error) {
+	enc := make([]any, len(keys))
+	for i, k := range keys {
+		switch v := k.(type) {
+		case int64:
+			enc[i] = []any{"i", fmt.Sprint(v)}
+		case float64:
+			enc[i] = []any{"f", v}
+		case string:
+			enc[i] = []any{"s", v}
+		case []byte:
+			enc[i] = []any{"s", string(v)}
+		default:
+			return "", fmt.Errorf("cursor: unsupported key %T", k)
+		}
+	}
+	b, err := json.Marshal(enc)
+	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+// ErrCursor is returned for a cursor this server did not issue.
+var ErrCursor = errors.New("not a cursor this server issued")
+
+// DecodeCursor is the inverse of EncodeCursor.
+func DecodeCursor(s string) ([]any, error) {
+	if len(s) > 4096 {
+		return nil, ErrCursor
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, ErrCursor
+	}
+	var raw [][2]any
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 || len(raw) > 16 {
+		return nil, ErrCursor
+	}
+	out := make([]any, len(raw))
+	for i, kv := range raw {
+		tag, _ := kv[0].(string)
+		switch tag {
+		case "i":
+			str, _ := kv[1].(string)
+			n, err := strconv.ParseInt(str, 10, 64)
+			if err != nil {
+				return nil, ErrCursor
+			}
+			out[i] = n
+		case "f":
+			f, ok := kv[1].(float64)
+			if !ok {
+				return nil, ErrCursor
+			}
+			out[i] = f
+		case "s":
+			str, ok := kv[1].(string)
+			if !ok {
+				return nil, ErrCursor
+			}
+			out[i] = str
+		default:
+			return nil, ErrCursor
+		}
+	}
+	if _, ok := out[len(out)-1].(int64); !ok {
+		return nil, ErrCursor // the last key is always the rid
+	}
+	return out, nil
+}

@@ -1,0 +1,686 @@
+package search
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/wardhealth/ward/internal/search/params"
+	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/search/value"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Plan translates a parsed query into the store's SearchQuery for one
+// tenant: each clause becomes a condition on the resource row r, an
+// indexed subquery on the rid (or, for chains and _has, a join through the
+// reference hash). Every condition that can touch another resource row
+// repeats the tenant, so no join leaves the tenant even in theory.
+//
+// Errors are *query.Error (400): a search the index cannot answer, such as
+// :contains on a blinded name, says so and why.
+func Plan(q *query.Query, tenant string, k Keyer, o Options) (*store.SearchQuery, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := &builder{k: k, tenant: tenant, opts: o}
+	sq := &store.SearchQuery{Tenant: tenant, Limit: q.Count}
+	if q.Type != "" {
+		sq.Types = []string{q.Type}
+	} else {
+		sq.Types = q.Types
+	}
+	rt := q.Type
+	for _, c := range q.Clauses {
+		w, err := b.clause(rt, "r", c)
+		if err != nil {
+			return nil, err
+		}
+		sq.Where = append(sq.Where, w)
+	}
+	sq.Args = b.args
+	for _, s := range q.Sort {
+		o, err := b.order(rt, s)
+		if err != nil {
+			return nil, err
+		}
+		sq.Order = append(sq.Order, o)
+	}
+	return sq, nil
+}
+
+type builder struct {
+	k      Keyer
+	tenant string
+	opts   Options
+	n      int
+	args   []any
+}
+
+func (b *builder) alias() string {
+	b.n++
+	return fmt.Sprintf("x%d", b.n)
+}
+
+func qerr(p *params.Param, format string, a ...any) error {
+	name := "?"
+	if p != nil {
+		name = p.Code
+	}
+	return &query.Error{Param: name, Msg: fmt.Sprintf(format, a...)}
+}
+
+func (b *builder) clause(rt, a string, c query.Clause) (string, error) {
+	if c.Has != nil {
+		return b.has(rt, a, c.Has, c)
+	}
+	if len(c.Chain) > 0 {
+		return b.chain(rt, a, c.Chain, c)
+	}
+	return b.values(rt, a, c.Param, c)
+}
+
+// refPIDs are the parameter numbers whose token rows hold a reference
+// parameter's values (its own, or those of the parameters it aliases).
+func refPIDs(rt string, p *params.Param) []int32 {
+	if al := aliasOf(rt, p); al != nil {
+		if al.Ref != nil {
+			return []int32{PID(rt, al.Ref.Code)}
+		}
+		var out []int32
+		for _, u := range al.Union {
+			out = append(out, refPIDs(rt, u)...)
+		}
+		return out
+	}
+	return []int32{PID(rt, p.Code)}
+}
+
+func (b *builder) pidList(pids []int32) string {
+	for _, p := range pids {
+		b.args = append(b.args, p)
+	}
+	return placeholders(len(pids))
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// chain: a's reference parameter points at a resource of the hop's type
+// that satisfies the rest.
+func (b *builder) chain(rt, a string, hops []query.Hop, c query.Clause) (string, error) {
+	hop := hops[0]
+	if hop.Type == "" {
+		return "", qerr(hop.Param, "the chain needs the target type (%s:Type.param)", hop.Param.Code)
+	}
+	t, r2 := b.alias(), b.alias()
+	var sb strings.Builder
+	sb.WriteString(a + `.rid IN (SELECT ` + t + `.rid FROM search_token ` + t + ` JOIN resources ` + r2 + ` ON ` + r2 + `.refh = ` + t + `.h WHERE ` + t + `.p IN (`)
+	sb.WriteString(b.pidList(refPIDs(rt, hop.Param)))
+	sb.WriteString(`) AND ` + r2 + `.tenant = ? AND ` + r2 + `.type = ? AND ` + r2 + `.deleted = 0 AND `)
+	b.args = append(b.args, b.tenant, hop.Type)
+	var inner string
+	var err error
+	if len(hops) > 1 {
+		inner, err = b.chain(hop.Type, r2, hops[1:], c)
+	} else {
+		inner, err = b.values(hop.Type, r2, c.Param, c)
+	}
+	if err != nil {
+		return "", err
+	}
+	sb.WriteString(`(` + inner + `))`)
+	return sb.String(), nil
+}
+
+// has: some resource of h.Type refers to a through h.Ref and satisfies the
+// rest.
+func (b *builder) has(rt, a string, h *query.Has, c query.Clause) (string, error) {
+	t, r2 := b.alias(), b.alias()
+	var sb strings.Builder
+	sb.WriteString(a + `.refh IN (SELECT ` + t + `.h FROM search_token ` + t + ` JOIN resources ` + r2 + ` ON ` + r2 + `.rid = ` + t + `.rid WHERE ` + t + `.p IN (`)
+	sb.WriteString(b.pidList(refPIDs(h.Type, h.Ref)))
+	sb.WriteString(`) AND ` + r2 + `.tenant = ? AND ` + r2 + `.type = ? AND ` + r2 + `.deleted = 0 AND `)
+	b.args = append(b.args, b.tenant, h.Type)
+	var inner string
+	var err error
+	if h.Next != nil {
+		inner, err = b.has(h.Type, r2, h.Next, c)
+	} else {
+		inner, err = b.values(h.Type, r2, c.Param, c)
+	}
+	if err != nil {
+		return "", err
+	}
+	sb.WriteString(`(` + inner + `))`)
+	return sb.String(), nil
+}
+
+// values is the condition of one clause's parameter and ORed values on a.
+func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string, error) {
+	if al := aliasOf(rt, p); al != nil {
+		if al.Ref != nil {
+			c2 := c
+			if c2.Modifier == "" || c2.Modifier == al.RefType {
+				c2.Modifier = al.RefType
+			}
+			return b.values(rt, a, al.Ref, c2)
+		}
+		var ors []string
+		for _, u := range al.Union {
+			w, err := b.values(rt, a, u, c)
+			if err != nil {
+				return "", err
+			}
+			ors = append(ors, `(`+w+`)`)
+		}
+		return strings.Join(ors, ` OR `), nil
+	}
+	switch p.Code {
+	case "_id":
+		return b.ids(a, c)
+	case "_lastUpdated":
+		if c.Missing != nil {
+			return b.constant(!*c.Missing), nil
+		}
+		var ors []string
+		for _, v := range c.Values {
+			w, args := dateCond(a+".last_updated", a+".last_updated", v, b.opts.Now())
+			b.args = append(b.args, args...)
+			ors = append(ors, `(`+w+`)`)
+		}
+		return strings.Join(ors, ` OR `), nil
+	}
+	if !Indexed(rt, p) {
+		return "", qerr(p, "%s is not searchable on %s in Ward", p.Code, rt)
+	}
+	pid := PID(rt, p.Code)
+	if c.Missing != nil {
+		table := b.table(rt, p)
+		x := b.alias()
+		b.args = append(b.args, pid)
+		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ?)`
+		if *c.Missing {
+			w = `NOT ` + w
+		}
+		return w, nil
+	}
+	if c.Modifier == "not" {
+		var ors []string
+		x := b.alias()
+		b.args = append(b.args, pid)
+		for _, v := range c.Values {
+			w, err := b.tokenCond(x, v)
+			if err != nil {
+				return "", qerr(p, "%v", err)
+			}
+			ors = append(ors, `(`+w+`)`)
+		}
+		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + x + `.p = ? AND (` + strings.Join(ors, ` OR `) + `))`, nil
+	}
+	var ors []string
+	for _, v := range c.Values {
+		w, err := b.value(rt, a, p, pid, c.Modifier, v)
+		if err != nil {
+			return "", err
+		}
+		ors = append(ors, `(`+w+`)`)
+	}
+	if len(ors) == 0 {
+		return "", qerr(p, "no value")
+	}
+	return strings.Join(ors, ` OR `), nil
+}
+
+func (b *builder) constant(t bool) string {
+	if t {
+		return `1 = 1`
+	}
+	return `1 = 0`
+}
+
+func (b *builder) ids(a string, c query.Clause) (string, error) {
+	if c.Missing != nil {
+		return b.constant(!*c.Missing), nil
+	}
+	var ids []string
+	for _, v := range c.Values {
+		id := v.Code
+		if id == "" {
+			id = v.Text
+		}
+		if id == "" {
+			id = v.Raw
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		b.args = append(b.args, id)
+	}
+	w := a + `.id IN (` + placeholders(len(ids)) + `)`
+	if c.Modifier == "not" {
+		w = a + `.id NOT IN (` + placeholders(len(ids)) + `)`
+	}
+	return w, nil
+}
+
+// table is where a parameter's presence shows.
+func (b *builder) table(rt string, p *params.Param) string {
+	switch p.Type {
+	case "date":
+		return "search_date"
+	case "number", "quantity":
+		return "search_number"
+	case "string":
+		if b.blind(rt, p) {
+			return "search_token"
+		}
+		return "search_string"
+	case "composite":
+		switch byURL(p.Components[1].Definition).Type {
+		case "date":
+			return "search_date"
+		case "number", "quantity":
+			return "search_number"
+		}
+	}
+	return "search_token"
+}
+
+func (b *builder) blind(rt string, p *params.Param) bool {
+	return !b.opts.Leaky && Blinded(rt, p)
+}
+
+// in wraps a row condition: a's rid has a row of table with parameter pid
+// that satisfies cond (whose arguments follow pid).
+func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) string {
+	b.args = append(b.args, pid)
+	b.args = append(b.args, args...)
+	return a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
+}
+
+func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v query.Value) (string, error) {
+	x := b.alias()
+	switch p.Type {
+	case "token":
+		switch mod {
+		case "text":
+			n := value.Normalize(v.Text)
+			if n == "" {
+				return "", qerr(p, ":text needs letters or digits")
+			}
+			return b.in(a, "search_token", TextPID(pid), x, x+`.h = ?`, b.k.Key(kindExact, n)), nil
+		case "of-type":
+			return b.in(a, "search_token", PID(rt, p.Code+variantOfType), x, x+`.h = ?`,
+				b.k.Key(kindOfType, v.System+"|"+v.Code+"|"+v.Text)), nil
+		case "":
+		default:
+			return "", qerr(p, "modifier :%s is not supported on tokens", mod)
+		}
+		w, err := b.tokenCond(x, v)
+		if err != nil {
+			return "", qerr(p, "%v", err)
+		}
+		return b.inPrepared(a, "search_token", pid, x, w), nil
+	case "reference":
+		if mod == "identifier" {
+			w, err := b.tokenCond(x, v)
+			if err != nil {
+				return "", qerr(p, "%v", err)
+			}
+			return b.inPrepared(a, "search_token", PID(rt, p.Code+variantIdentifier), x, w), nil
+		}
+		hs, err := b.refHashes(rt, p, mod, v)
+		if err != nil {
+			return "", err
+		}
+		args := make([]any, len(hs))
+		for i, h := range hs {
+			args[i] = h
+		}
+		return b.in(a, "search_token", pid, x, x+`.h IN (`+placeholders(len(hs))+`)`, args...), nil
+	case "string":
+		return b.stringCond(rt, a, p, pid, x, mod, v)
+	case "uri":
+		switch mod {
+		case "":
+			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindURL, v.Text)), nil
+		case "below":
+			return b.in(a, "search_string", pid, x, x+`.v >= ? AND `+x+`.v < ?`, v.Text, v.Text+"\U0010FFFF"), nil
+		case "above":
+			var pre []any
+			for i := 1; i <= len(v.Text); i++ {
+				if i == len(v.Text) || v.Text[i] == '/' {
+					pre = append(pre, v.Text[:i])
+				}
+			}
+			return b.in(a, "search_string", pid, x, x+`.v IN (`+placeholders(len(pre))+`)`, pre...), nil
+		}
+		return "", qerr(p, "modifier :%s is not supported on uri", mod)
+	case "date":
+		return b.dateValue(rt, a, p, pid, x, 0, v)
+	case "number", "quantity":
+		w, args := b.numberArgs(x, v)
+		return b.in(a, "search_number", pid, x, x+`.k = 0 AND `+w, args...), nil
+	case "composite":
+		return b.composite(a, p, pid, x, v)
+	}
+	return "", qerr(p, "parameters of type %s are not supported", p.Type)
+}
+
+// inPrepared is in for a condition whose arguments are already appended
+// after a placeholder for pid (see tokenCond).
+func (b *builder) inPrepared(a, table string, pid int32, x, cond string) string {
+	// tokenCond appended its arguments; the pid must come before them.
+	n := strings.Count(cond, "?")
+	tail := append([]any(nil), b.args[len(b.args)-n:]...)
+	b.args = append(b.args[:len(b.args)-n], pid)
+	b.args = append(b.args, tail...)
+	return a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
+}
+
+// tokenCond is the row condition of a token value, arguments appended.
+func (b *builder) tokenCond(x string, v query.Value) (string, error) {
+	switch {
+	case v.SystemOnly:
+		b.args = append(b.args, SystemHash(b.k, v.System))
+		return x + `.s = ?`, nil
+	case v.Code == "":
+		return "", fmt.Errorf("a token needs a code")
+	case v.HasSystem && v.System != "":
+		b.args = append(b.args, b.k.Key(kindToken, v.Code), SystemHash(b.k, v.System))
+		return x + `.h = ? AND ` + x + `.s = ?`, nil
+	case v.HasSystem:
+		b.args = append(b.args, b.k.Key(kindToken, v.Code))
+		return x + `.h = ? AND ` + x + `.s = 0`, nil
+	default:
+		b.args = append(b.args, b.k.Key(kindToken, v.Code))
+		return x + `.h = ?`, nil
+	}
+}
+
+// refHashes are the hashes a reference value may be stored as.
+func (b *builder) refHashes(rt string, p *params.Param, mod string, v query.Value) ([]int64, error) {
+	if v.Type != "" && v.ID != "" {
+		if mod != "" && mod != v.Type {
+			return nil, qerr(p, "the value names %s but the modifier :%s", v.Type, mod)
+		}
+		return []int64{RefHash(b.k, v.Type, v.ID)}, nil
+	}
+	if v.URL != "" {
+		return []int64{b.k.Key(kindURL, v.URL)}, nil
+	}
+	if v.ID == "" {
+		return nil, qerr(p, "a reference needs Type/id, an id or a URL")
+	}
+	if mod != "" {
+		return []int64{RefHash(b.k, mod, v.ID)}, nil
+	}
+	targets := p.Target
+	if len(targets) == 0 {
+		return nil, qerr(p, "give the type: %s=Type/%s", p.Code, v.ID)
+	}
+	out := make([]int64, 0, len(targets))
+	for _, t := range targets {
+		out = append(out, RefHash(b.k, t, v.ID))
+	}
+	return out, nil
+}
+
+func (b *builder) stringCond(rt, a string, p *params.Param, pid int32, x, mod string, v query.Value) (string, error) {
+	if mod == "exact" {
+		return b.in(a, "search_token", PID(rt, p.Code+variantExact), x, x+`.h = ?`, b.k.Key(kindExact, v.Text)), nil
+	}
+	n := value.Normalize(v.Text)
+	if n == "" {
+		return "", qerr(p, "the value has no letters or digits")
+	}
+	if b.blind(rt, p) {
+		switch mod {
+		case "":
+			runes := utf8.RuneCountInString(n)
+			if runes < MinPrefix {
+				return "", qerr(p, "%s.%s is stored as blinded prefixes of %d or more characters: search with at least %d", rt, p.Code, MinPrefix, MinPrefix)
+			}
+			if runes > MaxPrefix {
+				n = string([]rune(n)[:MaxPrefix])
+			}
+			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindPrefix, n)), nil
+		case "contains":
+			return "", qerr(p, "%s.%s is stored only as blinded prefixes, which cannot answer :contains; use a prefix or :exact (or enable the leaky index, see docs/security.md)", rt, p.Code)
+		}
+		return "", qerr(p, "modifier :%s is not supported on strings", mod)
+	}
+	switch mod {
+	case "":
+		return b.in(a, "search_string", pid, x, x+`.v >= ? AND `+x+`.v < ?`, n, n+"\U0010FFFF"), nil
+	case "contains":
+		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(n)
+		return b.in(a, "search_string", pid, x, x+`.v LIKE ? ESCAPE '\'`, "%"+esc+"%"), nil
+	}
+	return "", qerr(p, "modifier :%s is not supported on strings", mod)
+}
+
+func (b *builder) dateValue(rt, a string, p *params.Param, pid int32, x string, k int64, v query.Value) (string, error) {
+	if b.blind(rt, p) {
+		if v.Prefix == value.EQ || v.Prefix == "" {
+			n := map[value.Precision]int{value.Year: 4, value.Month: 7, value.Day: 10}[v.Date.Precision]
+			if n == 0 {
+				return "", qerr(p, "%s.%s takes a date (YYYY, YYYY-MM or YYYY-MM-DD), not a time", rt, p.Code)
+			}
+			s := time.UnixMicro(v.Date.Lo).UTC().Format("2006-01-02")[:n]
+			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindDate, s)), nil
+		}
+		if v.Date.Precision != value.Year {
+			return "", qerr(p, "%s.%s is blinded: ranges work at year precision (e.g. ge1950); use a year, or enable the leaky index (docs/security.md)", rt, p.Code)
+		}
+	}
+	w, args := dateCond(x+".lo", x+".hi", v, b.opts.Now())
+	return b.in(a, "search_date", pid, x, x+`.k = ? AND `+w, append([]any{k}, args...)...), nil
+}
+
+// dateCond compares a stored range [lo, hi] with a search value's range
+// [ql, qh] as the R4 search page defines each prefix.
+func dateCond(lo, hi string, v query.Value, now time.Time) (string, []any) {
+	ql, qh := v.Date.Lo, v.Date.Hi
+	switch v.Prefix {
+	case value.NE:
+		return `(` + lo + ` < ? OR ` + hi + ` > ?)`, []any{ql, qh}
+	case value.GT:
+		return hi + ` > ?`, []any{qh}
+	case value.LT:
+		return lo + ` < ?`, []any{ql}
+	case value.GE:
+		return hi + ` >= ?`, []any{ql}
+	case value.LE:
+		return lo + ` <= ?`, []any{qh}
+	case value.SA:
+		return lo + ` > ?`, []any{qh}
+	case value.EB:
+		return hi + ` < ?`, []any{ql}
+	case value.AP:
+		// Approximately: within 10% of the distance between the value and
+		// now, at least a day.
+		d := now.UnixMicro() - (ql/2 + qh/2)
+		if d < 0 {
+			d = -d
+		}
+		d = max(d/10, int64(24*time.Hour/time.Microsecond))
+		return lo + ` <= ? AND ` + hi + ` >= ?`, []any{satAdd(qh, d), satAdd(ql, -d)}
+	default:
+		return lo + ` >= ? AND ` + hi + ` <= ?`, []any{ql, qh}
+	}
+}
+
+func satAdd(a, d int64) int64 {
+	s := a + d
+	if d > 0 && s < a {
+		return math.MaxInt64
+	}
+	if d < 0 && s > a {
+		return math.MinInt64
+	}
+	return s
+}
+
+// numberCond compares a stored number or range with a search value: eq
+// and ne use the precision the value was written with.
+func numberCond(x string, v query.Value) (string, []any) {
+	n := v.Number
+	var w string
+	var args []any
+	switch v.Prefix {
+	case value.NE:
+		w, args = `(`+x+`.lo < ? OR `+x+`.hi >= ?)`, []any{n.Lo, n.Hi}
+	case value.GT:
+		w, args = x+`.hi > ?`, []any{n.Value}
+	case value.LT:
+		w, args = x+`.lo < ?`, []any{n.Value}
+	case value.GE:
+		w, args = x+`.hi >= ?`, []any{n.Value}
+	case value.LE:
+		w, args = x+`.lo <= ?`, []any{n.Value}
+	case value.SA:
+		w, args = x+`.lo > ?`, []any{n.Value}
+	case value.EB:
+		w, args = x+`.hi < ?`, []any{n.Value}
+	case value.AP:
+		d := math.Abs(n.Value) * 0.1
+		w, args = x+`.lo <= ? AND `+x+`.hi >= ?`, []any{n.Value + d, n.Value - d}
+	default:
+		w, args = x+`.lo >= ? AND `+x+`.hi < ?`, []any{n.Lo, n.Hi}
+	}
+	if v.UnitCode != "" {
+		w += ` AND ` + x + `.u = ?`
+		args = append(args, int32(0)) // replaced by the caller's keyer below
+	}
+	return w, args
+}
+
+func (b *builder) composite(a string, p *params.Param, pid int32, x string, v query.Value) (string, error) {
+	if len(v.Components) != 2 {
+		return "", qerr(p, "a composite value has two parts separated by $")
+	}
+	first, second := v.Components[0], v.Components[1]
+	var k int64
+	switch {
+	case first.Type != "" && first.ID != "":
+		k = RefHash(b.k, first.Type, first.ID)
+	case first.Code != "":
+		k = b.k.Key(kindToken, first.Code)
+	default:
+		return "", qerr(p, "the first part of a composite value needs a code")
+	}
+	st := byURL(p.Components[1].Definition)
+	switch st.Type {
+	case "token":
+		if second.Code == "" {
+			return "", qerr(p, "the second part needs a code")
+		}
+		return b.in(a, "search_token", pid, x, x+`.h = ?`, CompositeHash(k, b.k.Key(kindToken, second.Code))), nil
+	case "reference":
+		if second.Type == "" || second.ID == "" {
+			return "", qerr(p, "the second part needs Type/id")
+		}
+		return b.in(a, "search_token", pid, x, x+`.h = ?`, CompositeHash(k, RefHash(b.k, second.Type, second.ID))), nil
+	case "string":
+		return b.in(a, "search_token", pid, x, x+`.h = ?`, CompositeHash(k, b.k.Key(kindExact, value.Normalize(second.Text)))), nil
+	case "date":
+		w, args := dateCond(x+".lo", x+".hi", second, b.opts.Now())
+		return b.in(a, "search_date", pid, x, x+`.k = ? AND `+w, append([]any{k}, args...)...), nil
+	case "number", "quantity":
+		w, args := b.numberArgs(x, second)
+		return b.in(a, "search_number", pid, x, x+`.k = ? AND `+w, append([]any{k}, args...)...), nil
+	}
+	return "", qerr(p, "composite of %s is not supported", st.Type)
+}
+
+// numberArgs is numberCond with the unit hashed by this tenant's keyer.
+func (b *builder) numberArgs(x string, v query.Value) (string, []any) {
+	w, args := numberCond(x, v)
+	if v.UnitCode != "" {
+		args[len(args)-1] = UnitHash(b.k, v.UnitCode)
+	}
+	return w, args
+}
+
+// order is the SQL of one sort key over r; missing values sort last.
+func (b *builder) order(rt string, s query.SortKey) (store.Order, error) {
+	switch s.Name {
+	case "_id":
+		return store.Order{Expr: "r.id", Desc: s.Descending}, nil
+	case "_lastUpdated":
+		return store.Order{Expr: "r.last_updated", Desc: s.Descending}, nil
+	}
+	p := s.Param
+	if p == nil || rt == "" {
+		return store.Order{}, qerr(p, "cannot sort by %s here", s.Name)
+	}
+	if !Indexed(rt, p) {
+		return store.Order{}, qerr(p, "cannot sort by %s: it is not indexed on its own", p.Code)
+	}
+	pid := PID(rt, p.Code)
+	agg, col, table := "MIN", "lo", ""
+	var missing any
+	switch p.Type {
+	case "date":
+		if b.blind(rt, p) {
+			return store.Order{}, qerr(p, "cannot sort by %s: it is blinded", p.Code)
+		}
+		table = "search_date"
+		missing = int64(math.MaxInt64)
+		if s.Descending {
+			agg, col, missing = "MAX", "hi", int64(math.MinInt64)
+		}
+	case "number", "quantity":
+		table = "search_number"
+		missing = math.MaxFloat64
+		if s.Descending {
+			agg, col, missing = "MAX", "hi", -math.MaxFloat64
+		}
+	case "string":
+		if b.blind(rt, p) {
+			return store.Order{}, qerr(p, "cannot sort by %s: names and other identifying strings are stored as blind indexes, which have no order", p.Code)
+		}
+		table, col = "search_string", "v"
+		missing = "\U0010FFFF"
+		if s.Descending {
+			agg, missing = "MAX", ""
+		}
+	default:
+		return store.Order{}, qerr(p, "cannot sort by %s: %s values are stored as keyed hashes, which have no order", p.Code, p.Type)
+	}
+	x := b.alias()
+	expr := `COALESCE((SELECT ` + agg + `(` + x + `.` + col + `) FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = r.rid AND ` + x + `.p = ?), ?)`
+	return store.Order{Expr: expr, Args: []any{pid, missing}, Desc: s.Descending}, nil
+}
+
+// RefPIDs are the parameter numbers holding a reference parameter's rows.
+func RefPIDs(rt string, p *params.Param) []int32 { return refPIDs(rt, p) }
+
+// Supported reports whether Ward can search a parameter with a modifier at
+// all (query.Options.Supported): not the parameters without an expression,
+// not three-part composites, not the token modifiers that need a
+// terminology server.
+func Supported(p *params.Param, modifier string) bool {
+	switch p.Code {
+	case "_text", "_content", "_query", "_list":
+		return false
+	}
+	switch p.Type {
+	case "special":
+		return false
+	case "composite":
+		if len(p.Components) != 2 {
+			return false
+		}
+	}
+	switch modifier {
+	case "in", "not-in", "above", "below":
+		return p.Type == "uri"
+	}
+	return true
+}
