@@ -578,9 +578,15 @@ func cloneValues(q url.Values) url.Values {
 var (
 	interactions       = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 	systemInteractions = []string{"transaction", "batch", "history-system"}
-	capSearchParams    = []fhir.SearchParamCap{
-		{Name: "_id", Type: "token", Doc: "logical id; comma-separated values are OR"},
-	}
+	capSearchParams    = func() map[string][]fhir.SearchParamCap {
+		out := map[string][]fhir.SearchParamCap{}
+		for rt, ps := range search.Capability(search.Options{}) {
+			for _, p := range ps {
+				out[rt] = append(out[rt], fhir.SearchParamCap{Name: p.Name, Type: p.Type, Doc: p.Doc})
+			}
+		}
+		return out
+	}()
 )
 
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
@@ -591,7 +597,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	base := strings.TrimSuffix(s.base(r), "/fhir")
 	out, err := fhir.CapabilityStatement(fhir.CapabilityOptions{
 		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: time.Now().UTC(),
-		Interactions: interactions, SystemInteractions: systemInteractions, SearchParams: capSearchParams,
+		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: capSearchParams,
 		Formats: []string{"application/fhir+json", "json"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/search/params"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/search/value"
@@ -683,4 +684,46 @@ func Supported(p *params.Param, modifier string) bool {
 		return p.Type == "uri"
 	}
 	return true
+}
+
+// Searchable reports whether a parameter of rt can be searched in Ward:
+// the same tables Plan uses (its own rows, an alias of other rows, or a
+// column of the resource row).
+func Searchable(rt string, p *params.Param) bool {
+	if !Supported(p, "") {
+		return false
+	}
+	switch p.Code {
+	case "_id", "_lastUpdated":
+		return true
+	}
+	return Indexed(rt, p) || aliasOf(rt, p) != nil
+}
+
+// Capability lists, per resource type, the parameters Searchable allows,
+// with a note where a parameter is blinded, for the CapabilityStatement.
+func Capability(o Options) map[string][]CapParam {
+	out := map[string][]CapParam{}
+	for _, rt := range fhir.ResourceTypes() {
+		for _, p := range params.ForType(rt) {
+			if !Searchable(rt, p) {
+				continue
+			}
+			c := CapParam{Name: p.Code, Type: p.Type}
+			if !o.Leaky && Blinded(rt, p) {
+				if p.Type == "string" {
+					c.Doc = "Blind index: starts-with (at least 2 characters) and :exact; no :contains, no sort."
+				} else {
+					c.Doc = "Blind index: equality at year, month or day; ranges at year precision, 90+ years capped."
+				}
+			}
+			out[rt] = append(out[rt], c)
+		}
+	}
+	return out
+}
+
+// CapParam is one supported parameter of one type.
+type CapParam struct {
+	Name, Type, Doc string
 }

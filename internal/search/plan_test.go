@@ -1,0 +1,95 @@
+package search
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/search/params"
+	"github.com/wardhealth/ward/internal/search/query"
+)
+
+// TestCapabilityMatchesPlanner: every parameter the CapabilityStatement
+// lists is one the planner answers (here with :missing, which every type
+// takes), and what it leaves out is refused.
+func TestCapabilityMatchesPlanner(t *testing.T) {
+	k := testKeyer(t)
+	caps := Capability(Options{})
+	n := 0
+	for rt, ps := range caps {
+		for _, c := range ps {
+			q, err := query.Parse(rt, url.Values{c.Name + ":missing": {"false"}}, query.Options{Strict: true, Supported: Supported})
+			if err != nil {
+				t.Errorf("%s.%s: parse: %v", rt, c.Name, err)
+				continue
+			}
+			if _, err := Plan(q, "t", k, Options{}); err != nil {
+				t.Errorf("%s.%s: plan: %v", rt, c.Name, err)
+			}
+			n++
+		}
+	}
+	if n < 1200 {
+		t.Errorf("only %d parameters listed", n)
+	}
+	has := func(rt, code string) bool {
+		for _, c := range caps[rt] {
+			if c.Name == code {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range [][2]string{{"Patient", "family"}, {"Patient", "birthdate"}, {"Observation", "code"}, {"Observation", "combo-code"}, {"Observation", "patient"}, {"Observation", "code-value-quantity"}, {"Patient", "_id"}, {"Patient", "_lastUpdated"}} {
+		if !has(want[0], want[1]) {
+			t.Errorf("%s.%s not listed", want[0], want[1])
+		}
+	}
+	for _, not := range [][2]string{{"Patient", "_text"}, {"Patient", "_content"}, {"MolecularSequence", "chromosome-variant-coordinate"}} {
+		if has(not[0], not[1]) {
+			t.Errorf("%s.%s listed but not searchable", not[0], not[1])
+		}
+	}
+	p, _ := params.Lookup("Patient", "family")
+	if !Blinded("Patient", p) {
+		t.Error("Patient.family is not blinded")
+	}
+}
+
+func BenchmarkIndexObservation(b *testing.B) {
+	r := richest(b, "Observation", "valueQuantity")
+	ix := NewIndexer(Options{})
+	k := testKeyer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ix.Index(r, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkIndexPatient(b *testing.B) {
+	r := richest(b, "Patient", "")
+	ix := NewIndexer(Options{})
+	k := testKeyer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ix.Index(r, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPlanObservationQuery(b *testing.B) {
+	v, _ := url.ParseQuery("patient=Patient/p1&code=http://loinc.org|8867-4&date=ge2020-01-01&_sort=-date&_count=10")
+	k := testKeyer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		q, err := query.Parse("Observation", v, query.Options{Supported: Supported})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Plan(q, "t", k, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
