@@ -23,6 +23,7 @@ func commands() []command {
 		{"audit", "audit ledger tools: audit verify", runAudit},
 		{"clients", "backend-services clients: clients add --client-id C --jwks-file F --scope S", runClients},
 		{"keys", "key tools: keys rotate (a new token signing key)", runKeys},
+		{"reindex", "rebuild every resource's search index rows", runReindex},
 		{"import", "load FHIR Bundles and NDJSON: import [--data-dir D] FILE|DIR...", runImport},
 		{"bench", "HTTP load generator: bench --url U --token T --mix create|read|mixed", runBench},
 		{"config", "print the effective configuration (secrets masked)", runConfig},
