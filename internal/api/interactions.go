@@ -293,20 +293,9 @@ var (
 // link may echo. Unknown parameters are ignored, or refused under
 // Prefer: handling=strict.
 func queryParams(r *http.Request, known map[string]bool) (url.Values, error) {
-	if r.Method == http.MethodPost {
-		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-			return nil, problem.New(problem.ErrUnsupportedMedia, "not-supported", "POST _search takes application/x-www-form-urlencoded")
-		}
-		if err := r.ParseForm(); err != nil {
-			return nil, problem.New(problem.ErrInvalid, "invalid", "the search form could not be parsed")
-		}
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	q, err := searchValues(r)
 	if err != nil {
-		return nil, problem.New(problem.ErrInvalid, "invalid", "the query string could not be parsed")
-	}
-	for k, vs := range r.PostForm {
-		q[k] = append(q[k], vs...)
+		return nil, err
 	}
 	used := url.Values{}
 	var unknown []string

@@ -495,7 +495,7 @@ func (s *scanner) pathString() string {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		if k := string(seg.key); isElementName(k) {
+		if k := string(seg.key); IsElementName(k) {
 			b.WriteString(k)
 		} else {
 			b.WriteByte('?')

@@ -71,7 +71,7 @@ func loadTypeTable() (typeTable, error) {
 	}
 	t := typeTable{set: make(map[string]struct{}, len(s.Discriminator.Mapping))}
 	for name, ref := range s.Discriminator.Mapping {
-		if ref != "#/definitions/"+name || !isElementName(name) {
+		if ref != "#/definitions/"+name || !IsElementName(name) {
 			return typeTable{}, fmt.Errorf("fhir: embedded schema: unexpected discriminator entry %q -> %q", name, ref)
 		}
 		t.names = append(t.names, name)
@@ -94,10 +94,10 @@ func IsResourceType(name string) bool {
 	return ok
 }
 
-// isElementName reports whether s is safe to echo in a message: it looks like
+// IsElementName reports whether s is safe to echo in a message: it looks like
 // a FHIR element or type name (^[A-Za-z_][A-Za-z0-9_]{0,63}$). Anything else
 // read from a request might carry PHI and is never quoted.
-func isElementName(s string) bool {
+func IsElementName(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}
@@ -131,7 +131,7 @@ func primitiveName(schemaLoc string) string {
 		}
 		name = name[:j]
 	}
-	if !isElementName(name) || name[0] < 'a' || name[0] > 'z' {
+	if !IsElementName(name) || name[0] < 'a' || name[0] > 'z' {
 		return ""
 	}
 	return name

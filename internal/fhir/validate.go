@@ -230,7 +230,7 @@ func (c *collector) leaf(e *jsonschema.ValidationError) {
 	case *kind.Required:
 		base := c.expression(e.InstanceLocation)
 		for _, name := range k.Missing {
-			if isElementName(name) { // names come from the schema; checked anyway
+			if IsElementName(name) { // names come from the schema; checked anyway
 				c.issues = append(c.issues, IssueFrom("required", base+"."+name, "missing required element '"+name+"'"))
 			} else {
 				c.issues = append(c.issues, IssueFrom("required", base, "missing required element"))
@@ -239,7 +239,7 @@ func (c *collector) leaf(e *jsonschema.ValidationError) {
 	case *kind.AdditionalProperties:
 		base := c.expression(e.InstanceLocation)
 		for _, name := range k.Properties {
-			if isElementName(name) {
+			if IsElementName(name) {
 				c.issues = append(c.issues, IssueFrom("structure", base+"."+name, "unknown element '"+name+"'"))
 			} else {
 				c.issues = append(c.issues, IssueFrom("structure", base, "unknown element"))
@@ -250,7 +250,7 @@ func (c *collector) leaf(e *jsonschema.ValidationError) {
 	case *kind.Enum:
 		c.add(e, "value", enumMessage(e.InstanceLocation, k.Want))
 	case *kind.Const:
-		if s, ok := k.Want.(string); ok && isElementName(s) {
+		if s, ok := k.Want.(string); ok && IsElementName(s) {
 			c.add(e, "value", "value must be '"+s+"'")
 		} else {
 			c.add(e, "value", "value is not the required constant")
@@ -318,7 +318,7 @@ func (c *collector) expression(loc []string) string {
 			b = append(b, ']')
 			cur = v[i]
 		case map[string]any:
-			if !isElementName(tok) {
+			if !IsElementName(tok) {
 				return string(b)
 			}
 			b = append(b, '.')

@@ -312,7 +312,7 @@ func (r *rows) tokensSide(pid int32, p *params.Param, node any, emit func(s int3
 		}
 		if v, ok := n["value"].(string); ok { // Identifier or ContactPoint
 			sys, _ := n["system"].(string)
-			if _, isContact := n["use"]; isContact && isContactSystem(sys) || isContactSystem(sys) {
+			if isContactSystem(sys) { // a ContactPoint: its system is a kind, not a namespace
 				emit(0, r.k.Key(kindToken, v))
 				return
 			}

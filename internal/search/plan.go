@@ -214,10 +214,11 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 		x := b.alias()
 		b.args = append(b.args, pid)
 		for _, v := range c.Values {
-			w, err := b.tokenCond(x, v)
+			w, args, err := b.tokenCond(x, v)
 			if err != nil {
 				return "", qerr(p, "%v", err)
 			}
+			b.args = append(b.args, args...)
 			ors = append(ors, `(`+w+`)`)
 		}
 		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + x + `.p = ? AND (` + strings.Join(ors, ` OR `) + `))`, nil
@@ -321,18 +322,18 @@ func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v 
 		default:
 			return "", qerr(p, "modifier :%s is not supported on tokens", mod)
 		}
-		w, err := b.tokenCond(x, v)
+		w, args, err := b.tokenCond(x, v)
 		if err != nil {
 			return "", qerr(p, "%v", err)
 		}
-		return b.inPrepared(a, "search_token", pid, x, w), nil
+		return b.in(a, "search_token", pid, x, w, args...), nil
 	case "reference":
 		if mod == "identifier" {
-			w, err := b.tokenCond(x, v)
+			w, args, err := b.tokenCond(x, v)
 			if err != nil {
 				return "", qerr(p, "%v", err)
 			}
-			return b.inPrepared(a, "search_token", PID(rt, p.Code+variantIdentifier), x, w), nil
+			return b.in(a, "search_token", PID(rt, p.Code+variantIdentifier), x, w, args...), nil
 		}
 		hs, err := b.refHashes(rt, p, mod, v)
 		if err != nil {
@@ -372,34 +373,19 @@ func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v 
 	return "", qerr(p, "parameters of type %s are not supported", p.Type)
 }
 
-// inPrepared is in for a condition whose arguments are already appended
-// after a placeholder for pid (see tokenCond).
-func (b *builder) inPrepared(a, table string, pid int32, x, cond string) string {
-	// tokenCond appended its arguments; the pid must come before them.
-	n := strings.Count(cond, "?")
-	tail := append([]any(nil), b.args[len(b.args)-n:]...)
-	b.args = append(b.args[:len(b.args)-n], pid)
-	b.args = append(b.args, tail...)
-	return a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
-}
-
-// tokenCond is the row condition of a token value, arguments appended.
-func (b *builder) tokenCond(x string, v query.Value) (string, error) {
+// tokenCond is the row condition of a token value and its arguments.
+func (b *builder) tokenCond(x string, v query.Value) (string, []any, error) {
 	switch {
 	case v.SystemOnly:
-		b.args = append(b.args, SystemHash(b.k, v.System))
-		return x + `.s = ?`, nil
+		return x + `.s = ?`, []any{SystemHash(b.k, v.System)}, nil
 	case v.Code == "":
-		return "", fmt.Errorf("a token needs a code")
+		return "", nil, fmt.Errorf("a token needs a code")
 	case v.HasSystem && v.System != "":
-		b.args = append(b.args, b.k.Key(kindToken, v.Code), SystemHash(b.k, v.System))
-		return x + `.h = ? AND ` + x + `.s = ?`, nil
+		return x + `.h = ? AND ` + x + `.s = ?`, []any{b.k.Key(kindToken, v.Code), SystemHash(b.k, v.System)}, nil
 	case v.HasSystem:
-		b.args = append(b.args, b.k.Key(kindToken, v.Code))
-		return x + `.h = ? AND ` + x + `.s = 0`, nil
+		return x + `.h = ? AND ` + x + `.s = 0`, []any{b.k.Key(kindToken, v.Code)}, nil
 	default:
-		b.args = append(b.args, b.k.Key(kindToken, v.Code))
-		return x + `.h = ?`, nil
+		return x + `.h = ?`, []any{b.k.Key(kindToken, v.Code)}, nil
 	}
 }
 
@@ -528,8 +514,9 @@ func satAdd(a, d int64) int64 {
 }
 
 // numberCond compares a stored number or range with a search value: eq
-// and ne use the precision the value was written with.
-func numberCond(x string, v query.Value) (string, []any) {
+// and ne use the precision the value was written with. unit is the
+// tenant's hash of the value's unit code (0: any unit).
+func numberCond(x string, v query.Value, unit int32) (string, []any) {
 	n := v.Number
 	var w string
 	var args []any
@@ -554,9 +541,9 @@ func numberCond(x string, v query.Value) (string, []any) {
 	default:
 		w, args = x+`.lo >= ? AND `+x+`.hi < ?`, []any{n.Lo, n.Hi}
 	}
-	if v.UnitCode != "" {
+	if unit != 0 {
 		w += ` AND ` + x + `.u = ?`
-		args = append(args, int32(0)) // replaced by the caller's keyer below
+		args = append(args, unit)
 	}
 	return w, args
 }
@@ -601,11 +588,7 @@ func (b *builder) composite(a string, p *params.Param, pid int32, x string, v qu
 
 // numberArgs is numberCond with the unit hashed by this tenant's keyer.
 func (b *builder) numberArgs(x string, v query.Value) (string, []any) {
-	w, args := numberCond(x, v)
-	if v.UnitCode != "" {
-		args[len(args)-1] = UnitHash(b.k, v.UnitCode)
-	}
-	return w, args
+	return numberCond(x, v, UnitHash(b.k, v.UnitCode))
 }
 
 // order is the SQL of one sort key over r; missing values sort last.

@@ -3,6 +3,8 @@ package shape
 import (
 	"errors"
 	"fmt"
+
+	"github.com/wardhealth/ward/internal/fhir"
 )
 
 // Errors returned by Summary and Elements; test with errors.Is.
@@ -49,7 +51,7 @@ func Summary(resource map[string]any, mode string) (map[string]any, error) {
 			}
 		}
 	default:
-		if isName(mode) {
+		if fhir.IsElementName(mode) {
 			return nil, fmt.Errorf("%w %q", ErrUnknownMode, mode)
 		}
 		return nil, ErrUnknownMode
@@ -85,7 +87,7 @@ func (t *table) resourcePart(resource map[string]any) (*part, error) {
 	rt, _ := resource["resourceType"].(string)
 	p := t.resources[rt]
 	if p == nil {
-		if isName(rt) {
+		if fhir.IsElementName(rt) {
 			return nil, fmt.Errorf("%w %q", ErrUnknownType, rt)
 		}
 		return nil, ErrUnknownType
@@ -245,22 +247,4 @@ func addSubsetted(out map[string]any) error {
 	}
 	meta["tag"] = append(tags, map[string]any{"system": SubsettedSystem, "code": SubsettedCode})
 	return nil
-}
-
-// isName reports whether s may be quoted in an error: it looks like a FHIR
-// name or mode, so it cannot carry PHI read from a request.
-func isName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c == '_':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
