@@ -16,13 +16,17 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "generate" {
+		return runBenchGenerate(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("ward bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	base := fs.String("url", "http://127.0.0.1:8080/fhir", "FHIR base URL of the server under load")
 	token := fs.String("token", "", "bearer token (or use --username and --password-stdin)")
 	username := fs.String("username", "", "log in as this user to get a token")
 	passwordStdin := fs.Bool("password-stdin", false, "read the password for --username from standard input")
-	mix := fs.String("mix", "create", "create, read or mixed")
+	mix := fs.String("mix", "create", "create, read, mixed or search")
+	paths := fs.String("paths", "", "search mix: file of query paths relative to --url, one per line (see 'ward bench generate')")
 	conc := fs.Int("concurrency", 64, "concurrent clients")
 	dur := fs.Duration("duration", 30*time.Second, "measured duration")
 	warm := fs.Duration("warmup", 3*time.Second, "unmeasured warm-up")
@@ -35,6 +39,15 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	m, err := loadgen.ParseMix(*mix)
 	if err != nil {
 		return err
+	}
+	var ps []string
+	if m == loadgen.MixSearch {
+		if *paths == "" {
+			return errors.New("--mix search needs --paths FILE")
+		}
+		if ps, err = loadgen.ReadPaths(*paths); err != nil {
+			return err
+		}
 	}
 	if *token == "" && *username != "" {
 		if !*passwordStdin {
@@ -54,7 +67,7 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	rep, err := loadgen.Run(ctx, loadgen.Options{
 		BaseURL: *base, Token: *token, Mix: m, Concurrency: *conc, Duration: *dur, Warmup: *warm,
-		Preload: *preload, ReadRatio: *ratio, Seed: 1,
+		Preload: *preload, ReadRatio: *ratio, Seed: 1, Paths: ps,
 	})
 	if rep == nil {
 		return err
@@ -104,4 +117,33 @@ func login(ctx context.Context, base, username, password string) (string, error)
 		return "", fmt.Errorf("login failed: %s", out.Error)
 	}
 	return out.AccessToken, nil
+}
+
+// runBenchGenerate writes the search data set (issue #4): Patients and
+// Observations as NDJSON for `ward import`, and query files for
+// `ward bench --mix search --paths`.
+func runBenchGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ward bench generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "directory to write (created)")
+	o := loadgen.DatasetOptions{}
+	fs.IntVar(&o.Patients, "patients", 100_000, "Patients")
+	fs.IntVar(&o.Observations, "observations", 1_000_000, "Observations, spread over the Patients")
+	fs.IntVar(&o.Files, "files", 8, "NDJSON files per type (import loads files in parallel)")
+	fs.IntVar(&o.Queries, "queries", 2000, "paths per query file")
+	fs.Int64Var(&o.Seed, "seed", 1, "random seed (same seed, same data)")
+	if err := fs.Parse(args); err != nil || *out == "" || fs.NArg() > 0 {
+		return errUsage
+	}
+	if o.Patients <= 0 || o.Observations < 0 || o.Files <= 0 || o.Queries <= 0 {
+		return errors.New("--patients, --files and --queries must be positive, --observations not negative")
+	}
+	start := time.Now()
+	sum, err := loadgen.GenerateDataset(*out, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %d Patients (%d bytes) and %d Observations (%d bytes) in %d files, and %d query files, to %s in %s\n",
+		sum.Patients, sum.PatientBytes, sum.Observations, sum.ObsBytes, len(sum.Files), len(loadgen.QueryKinds), *out, time.Since(start).Round(time.Millisecond))
+	return nil
 }

@@ -63,15 +63,16 @@ const (
 	MixCreate Mix = "create" // POST {base}/Patient
 	MixRead   Mix = "read"   // GET {base}/Patient/{id} of preloaded Patients
 	MixMixed  Mix = "mixed"  // per request: read with probability ReadRatio, else create
+	MixSearch Mix = "search" // GET {base}/{path} of a path drawn uniformly from Options.Paths
 )
 
 // ParseMix validates a workload name.
 func ParseMix(s string) (Mix, error) {
 	switch m := Mix(s); m {
-	case MixCreate, MixRead, MixMixed:
+	case MixCreate, MixRead, MixMixed, MixSearch:
 		return m, nil
 	}
-	return "", fmt.Errorf("loadgen: unknown mix %q (want create, read or mixed)", s)
+	return "", fmt.Errorf("loadgen: unknown mix %q (want create, read, mixed or search)", s)
 }
 
 // Defaults applied by Run to zero-valued Options fields.
@@ -104,6 +105,9 @@ type Options struct {
 	Preload     int           // read/mixed: Patients created first (default 1000); reads pick uniformly among them (also in mixed: Patients created while measuring are not read)
 	ReadRatio   float64       // mixed: fraction of reads in [0,1] (0 means default 0.8)
 	MaxRequests int64         // optional bound on requests issued in the measured phase (0 = none)
+	// Paths are the search mix's requests: paths relative to BaseURL
+	// (e.g. "Patient?family=ka"), each expected to answer 200.
+	Paths []string
 
 	// Client is the HTTP client to use. Default: a client whose Transport
 	// has no proxy, HTTP/1.1 only with keep-alive, MaxIdleConnsPerHost =
@@ -156,10 +160,24 @@ type Report struct {
 const (
 	opCreate = iota
 	opRead
+	opSearch
 	numOps
 )
 
-var opNames = [numOps]string{"create", "read"}
+var opNames = [numOps]string{"create", "read", "search"}
+
+// uses reports whether mix m issues operation op.
+func uses(m Mix, op int) bool {
+	switch m {
+	case MixCreate:
+		return op == opCreate
+	case MixRead:
+		return op == opRead
+	case MixSearch:
+		return op == opSearch
+	}
+	return op != opSearch
+}
 
 // errorSamples keeps the first few distinct error messages.
 type errorSamples struct {
@@ -198,6 +216,8 @@ func (e *errorSamples) list() []string {
 // runner holds the immutable state shared by all workers of a run.
 type runner struct {
 	client     *http.Client
+	base       string   // FHIR base without a trailing slash
+	paths      []string // search mix: paths relative to base
 	createURL  string
 	readPrefix string   // {base}/Patient/
 	auth       []string // Authorization header value, nil if no token
@@ -226,6 +246,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	base := strings.TrimRight(o.BaseURL, "/")
 	r := &runner{
 		client:     o.Client,
+		base:       base,
+		paths:      o.Paths,
 		createURL:  base + "/Patient",
 		readPrefix: base + "/Patient/",
 		bodies:     nil,
@@ -253,11 +275,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// Only as many bodies as can be used: preload creates plus, unless the
 	// mix is read-only, measured creates (bounded by MaxRequests if set).
 	preload := 0
-	if o.Mix != MixCreate {
+	if o.Mix == MixRead || o.Mix == MixMixed {
 		preload = o.Preload
 	}
 	pool := o.BodyPool
-	if o.Mix == MixRead {
+	if o.Mix == MixRead || o.Mix == MixSearch {
 		pool = min(pool, preload)
 	} else if o.MaxRequests > 0 && o.MaxRequests+int64(preload) < int64(pool) {
 		pool = int(o.MaxRequests) + preload
@@ -273,7 +295,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	rep := &Report{Mix: o.Mix, Concurrency: o.Concurrency}
-	if o.Mix != MixCreate {
+	if o.Mix == MixRead || o.Mix == MixMixed {
 		ids, err := r.preload(ctx, o.Preload)
 		if err != nil {
 			return nil, err
@@ -310,6 +332,9 @@ func (o *Options) normalize() error {
 	}
 	if _, err := ParseMix(string(o.Mix)); err != nil {
 		return err
+	}
+	if o.Mix == MixSearch && len(o.Paths) == 0 {
+		return errors.New("loadgen: the search mix needs Paths")
 	}
 	if o.Duration <= 0 {
 		return errors.New("loadgen: Duration must be > 0")
@@ -433,6 +458,8 @@ func (r *runner) loop(ctx context.Context, w *worker, record bool, maxReq int64,
 		switch r.mix {
 		case MixRead:
 			op = opRead
+		case MixSearch:
+			op = opSearch
 		case MixMixed:
 			if w.rng.Float64() < r.readRatio {
 				op = opRead
@@ -477,6 +504,9 @@ func (r *runner) do(ctx context.Context, w *worker, op int, wantMsg bool) (statu
 		}
 		req, err = r.newCreate(ctx, body)
 		want = http.StatusCreated
+	} else if op == opSearch {
+		req, err = r.newGet(ctx, r.base+"/"+r.paths[w.rng.IntN(len(r.paths))])
+		want = http.StatusOK
 	} else {
 		id := r.ids[w.rng.IntN(len(r.ids))]
 		req, err = r.newRead(ctx, id)
@@ -516,7 +546,11 @@ func (r *runner) newCreate(ctx context.Context, body []byte) (*http.Request, err
 }
 
 func (r *runner) newRead(ctx context.Context, id string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.readPrefix+url.PathEscape(id), nil)
+	return r.newGet(ctx, r.readPrefix+url.PathEscape(id))
+}
+
+func (r *runner) newGet(ctx context.Context, u string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -710,7 +744,7 @@ func (r *runner) fill(rep *Report, workers []*worker, elapsed time.Duration) {
 	var all []*recorder
 	rep.PerOp = make(map[string]OpStats)
 	for op := range numOps {
-		if (op == opCreate && r.mix == MixRead) || (op == opRead && r.mix == MixCreate) {
+		if !uses(r.mix, op) {
 			continue
 		}
 		recs := make([]*recorder, len(workers))

@@ -34,8 +34,15 @@ func Plan(q *query.Query, tenant string, k Keyer, o Options) (*store.SearchQuery
 		sq.Types = q.Types
 	}
 	rt := q.Type
-	for _, c := range q.Clauses {
+	drive := driver(rt, q.Clauses)
+	for i, c := range q.Clauses {
+		// One clause drives (its rows are listed by index); the others
+		// probe each candidate by rid. Without this SQLite materializes
+		// every IN list in full: a date range over a million rows to
+		// intersect with a patient's ten.
+		b.probe = drive >= 0 && i != drive
 		w, err := b.clause(rt, "r", c)
+		b.probe = false
 		if err != nil {
 			return nil, err
 		}
@@ -58,6 +65,60 @@ type builder struct {
 	opts   Options
 	n      int
 	args   []any
+	// probe makes in() test one candidate row's rid (a correlated
+	// EXISTS) instead of listing every matching rid.
+	probe bool
+}
+
+// Rank of a clause as the driver of a search: lower is more selective.
+const (
+	rankReference = iota // one resource's references: a handful of rows
+	rankToken            // a code, identifier or status
+	rankString           // a name prefix
+	rankRange            // dates, numbers, quantities, composites
+	rankJoin             // chains and _has keep their own join
+	rankNever            // :missing, :not, _id and _lastUpdated have no row list
+)
+
+// driver picks the clause whose index rows list the candidates: the most
+// selective by parameter type, the first among equals; -1 if none can.
+func driver(rt string, cs []query.Clause) int {
+	best, bestRank := -1, rankJoin
+	for i, c := range cs {
+		if r := clauseRank(rt, c); r < bestRank {
+			best, bestRank = i, r
+		}
+	}
+	return best
+}
+
+func clauseRank(rt string, c query.Clause) int {
+	switch {
+	case c.Has != nil || len(c.Chain) > 0:
+		return rankJoin
+	case c.Missing != nil || c.Modifier == "not" || c.Param == nil:
+		return rankNever
+	}
+	p := c.Param
+	if al := aliasOf(rt, p); al != nil {
+		if al.Ref != nil {
+			return rankReference
+		}
+		return rankString
+	}
+	switch p.Code {
+	case "_id", "_lastUpdated":
+		return rankNever
+	}
+	switch p.Type {
+	case "reference":
+		return rankReference
+	case "token":
+		return rankToken
+	case "string", "uri":
+		return rankString
+	}
+	return rankRange
 }
 
 func (b *builder) alias() string {
@@ -301,6 +362,9 @@ func (b *builder) blind(rt string, p *params.Param) bool {
 func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) string {
 	b.args = append(b.args, pid)
 	b.args = append(b.args, args...)
+	if b.probe {
+		return `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ? AND ` + cond + `)`
+	}
 	return a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
 }
 

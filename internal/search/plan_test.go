@@ -2,6 +2,7 @@ package search
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/search/params"
@@ -90,6 +91,51 @@ func BenchmarkPlanObservationQuery(b *testing.B) {
 		}
 		if _, err := Plan(q, "t", k, Options{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestOneClauseDrives: of several clauses, the most selective lists the
+// candidate rids and every other one probes a candidate by rid, so that no
+// database materializes a broad condition (a date range, a common code)
+// in full.
+func TestOneClauseDrives(t *testing.T) {
+	k := testKeyer(t)
+	cases := []struct {
+		rt, q string
+		drive string // the parameter whose clause drives; "" for none
+	}{
+		{"Observation", "patient=Patient/p1&code=http://loinc.org|8867-4&date=ge2020-01-01", "patient"},
+		{"Observation", "date=ge2020-01-01&code=http://loinc.org|8867-4&subject=Patient/p1", "subject"},
+		{"Observation", "date=ge2020-01-01&code=http://loinc.org|8867-4", "code"},
+		{"Observation", "value-quantity=gt5&date=ge2020-01-01", "date"},
+		{"Patient", "birthdate=1970&family=ka&identifier=http://x|1", "identifier"},
+		{"Patient", "family=ka&gender=female", "gender"},
+		{"Observation", "code:missing=false&date=ge2020", "date"},
+		{"Observation", "code:not=x", ""},
+		{"Observation", "code=x", "code"},
+	}
+	for _, c := range cases {
+		v, err := url.ParseQuery(c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := query.Parse(c.rt, v, query.Options{Supported: Supported})
+		if err != nil {
+			t.Fatalf("%s?%s: %v", c.rt, c.q, err)
+		}
+		sq, err := Plan(q, "t", k, Options{})
+		if err != nil {
+			t.Fatalf("%s?%s: %v", c.rt, c.q, err)
+		}
+		if len(sq.Where) != len(q.Clauses) {
+			t.Fatalf("%s?%s: %d conditions for %d clauses", c.rt, c.q, len(sq.Where), len(q.Clauses))
+		}
+		for i, w := range sq.Where {
+			drives := q.Clauses[i].Param.Code == c.drive && q.Clauses[i].Missing == nil
+			if lists := strings.Contains(w, "r.rid IN (SELECT"); lists != drives {
+				t.Errorf("%s?%s: %s lists rids = %v, want %v: %s", c.rt, c.q, q.Clauses[i].Param.Code, lists, drives, w)
+			}
 		}
 	}
 }

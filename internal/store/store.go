@@ -345,3 +345,22 @@ type Store interface {
 
 	Close() error
 }
+
+// Explainer is implemented by stores that can show the database's plan for
+// a translated search (both SQL stores do). Tests use it to check that the
+// benchmarked searches use indexes; `ward explain` shows it to operators.
+type Explainer interface {
+	// Explain returns the plan of q's page query (or of its count), one
+	// line per plan node.
+	Explain(ctx context.Context, q SearchQuery, o ExplainOptions) ([]string, error)
+}
+
+// ExplainOptions select what Explain shows.
+type ExplainOptions struct {
+	// Count explains the count query instead of the page query.
+	Count bool
+	// NoSeqScan asks a cost-based planner (PostgreSQL) to avoid sequential
+	// scans, so that a test on a small table can see whether an index
+	// could answer the query at all. SQLite ignores it.
+	NoSeqScan bool
+}

@@ -28,6 +28,8 @@ var Dialect = sqlstore.Dialect{
 	Placeholders: Rebind,
 	LockHead:     `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`,
 	MaxParams:    65535,
+	Explain:      `EXPLAIN `,
+	NoSeqScan:    `SET LOCAL enable_seqscan = off`,
 }
 
 // Rebind turns '?' placeholders into $1, $2, ... The shared SQL has no '?'

@@ -28,6 +28,7 @@ var Dialect = sqlstore.Dialect{
 	Placeholders: func(q string) string { return q },
 	LockHead:     `SELECT seq, hash FROM audit_head WHERE id = 1`,
 	MaxParams:    32766,
+	Explain:      `EXPLAIN QUERY PLAN `,
 	RowAtATime:   true,
 }
 

@@ -33,6 +33,11 @@ type Dialect struct {
 	// LockHead reads the ledger head and, where the database needs it,
 	// locks the row until the transaction ends.
 	LockHead string
+	// Explain is the prefix that makes a statement return its plan.
+	Explain string
+	// NoSeqScan, run in a transaction, makes the planner avoid sequential
+	// scans for the rest of it ("" where the planner has no such switch).
+	NoSeqScan string
 	// MaxParams bounds the parameters of one statement.
 	MaxParams int
 	// RowAtATime inserts rows with one prepared statement executed per
@@ -1167,13 +1172,14 @@ func searchBase(q store.SearchQuery) (string, []any, error) {
 	return b.String(), append(args, q.Args...), nil
 }
 
-// Search runs a translated search. The keyset condition compares the sort
-// keys and the rid with the cursor's, so that a page starts exactly after
-// the previous one whatever was written in between.
-func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+// searchSQL is the statement of one page of a search. The keyset
+// condition compares the sort keys and the rid with the cursor's, so that a
+// page starts exactly after the previous one whatever was written in
+// between.
+func searchSQL(q store.SearchQuery) (string, []any, error) {
 	base, args, err := searchBase(q)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var sel, ord strings.Builder
 	var selArgs, ordArgs, keyArgs []any
@@ -1197,7 +1203,7 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	keyset := ""
 	if q.After != nil {
 		if len(q.After) != len(q.Order)+1 {
-			return nil, fmt.Errorf("%w: cursor does not fit the sort", store.ErrUnavailable)
+			return "", nil, fmt.Errorf("%w: cursor does not fit the sort", store.ErrUnavailable)
 		}
 		// (k1 > a1) OR (k1 = a1 AND k2 > a2) OR ... OR (all equal AND rid > c)
 		var ors []string
@@ -1224,7 +1230,16 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 		keyset = ` AND (` + strings.Join(ors, ` OR `) + `)`
 	}
 	inner := sel.String() + base + keyset + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
-	all := append(append(append(selArgs, args...), keyArgs...), ordArgs...)
+	return inner, append(append(append(selArgs, args...), keyArgs...), ordArgs...), nil
+}
+
+// Search runs a translated search: one query for the page's rids and sort
+// keys, one for their bodies.
+func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+	inner, all, err := searchSQL(q)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(inner), all...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
@@ -1290,6 +1305,63 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 		}
 	}
 	return out, nil
+}
+
+// Explain returns the database's plan for the page query of q (or for its
+// count), one line per plan node, so that tests and operators can check
+// that a search uses the index.
+func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainOptions) ([]string, error) {
+	var stmt string
+	var args []any
+	var err error
+	if o.Count {
+		var base string
+		base, args, err = searchBase(q)
+		stmt = `SELECT COUNT(*)` + base
+	} else {
+		stmt, args, err = searchSQL(q)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	if o.NoSeqScan && db.d.NoSeqScan != "" {
+		if _, err := tx.ExecContext(ctx, db.d.NoSeqScan); err != nil {
+			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, db.d.Explain+db.d.Placeholders(stmt), args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+		}
+		// SQLite: id, parent, notused, detail; PostgreSQL: one text column.
+		last := vals[len(vals)-1]
+		if b, ok := last.([]byte); ok {
+			out = append(out, string(b))
+		} else {
+			out = append(out, fmt.Sprint(last))
+		}
+	}
+	return out, rows.Err()
 }
 
 // Count counts the matches of a translated search.

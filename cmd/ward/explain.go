@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/app"
+	"github.com/wardhealth/ward/internal/search/query"
+)
+
+// runExplain prints the database's plan for a search, translated exactly
+// as the server would translate it for the tenant.
+func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, fs, err := flags("explain", args, stderr, append(dbSettings, "key-file", "tenant"), nil)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: ward explain [--data-dir D] 'Type?param=value&...'")
+	}
+	typ, raw, _ := strings.Cut(strings.TrimPrefix(fs.Arg(0), "/"), "?")
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return fmt.Errorf("query string: %v", err)
+	}
+	q, err := query.Parse(typ, vals, query.Options{Strict: true, DefaultCount: 20})
+	if err != nil {
+		return err
+	}
+	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	lines, err := a.Records.Explain(ctx, cfg.Tenant, q, false)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
+}
