@@ -15,7 +15,7 @@ import (
 // runExplain prints the database's plan for a search, translated exactly
 // as the server would translate it for the tenant.
 func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	cfg, fs, err := flags("explain", args, stderr, append(dbSettings, "key-file", "tenant"), nil)
+	cfg, fs, err := flags("explain", args, stderr, append(dbSettings, "key-file", "tenant", "search-leaky-index"), nil)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ const ndjsonChunk = 500
 func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var workers int
 	var quiet bool
-	cfg, fs, err := flags("import", args, stderr, append(dbSettings, "key-file", "tenant"), func(fs *flag.FlagSet) {
+	cfg, fs, err := flags("import", args, stderr, append(dbSettings, "key-file", "tenant", "search-leaky-index"), func(fs *flag.FlagSet) {
 		fs.IntVar(&workers, "workers", 2, "files loaded concurrently (their commits share group-commit batches)")
 		fs.BoolVar(&quiet, "quiet", false, "no progress line")
 	})

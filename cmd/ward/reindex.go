@@ -11,7 +11,7 @@ import (
 
 // runReindex rebuilds the search index of every current resource.
 func runReindex(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	cfg, _, err := flags("reindex", args, stderr, append(dbSettings, "key-file"), nil)
+	cfg, _, err := flags("reindex", args, stderr, append(dbSettings, "key-file", "search-leaky-index"), nil)
 	if err != nil {
 		return err
 	}

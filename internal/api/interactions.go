@@ -567,16 +567,19 @@ func cloneValues(q url.Values) url.Values {
 var (
 	interactions       = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 	systemInteractions = []string{"transaction", "batch", "history-system"}
-	capSearchParams    = func() map[string][]fhir.SearchParamCap {
-		out := map[string][]fhir.SearchParamCap{}
-		for rt, ps := range search.Capability(search.Options{}) {
-			for _, p := range ps {
-				out[rt] = append(out[rt], fhir.SearchParamCap{Name: p.Name, Type: p.Type, Doc: p.Doc})
-			}
-		}
-		return out
-	}()
 )
+
+// capSearchParams lists, per type, the parameters the planner answers,
+// with the blind-index notes unless the leaky index is on.
+func capSearchParams(leaky bool) map[string][]fhir.SearchParamCap {
+	out := map[string][]fhir.SearchParamCap{}
+	for rt, ps := range search.Capability(search.Options{Leaky: leaky}) {
+		for _, p := range ps {
+			out[rt] = append(out[rt], fhir.SearchParamCap{Name: p.Name, Type: p.Type, Doc: p.Doc})
+		}
+	}
+	return out
+}
 
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	if err := negotiate(r); err != nil {
@@ -586,7 +589,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	base := strings.TrimSuffix(s.base(r), "/fhir")
 	out, err := fhir.CapabilityStatement(fhir.CapabilityOptions{
 		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: time.Now().UTC(),
-		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: capSearchParams,
+		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: s.capParams,
 		Formats: []string{"application/fhir+json", "json"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
 	})
 	if err != nil {

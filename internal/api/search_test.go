@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
 )
 
@@ -361,4 +365,63 @@ func TestSearchStaysInTenant(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The leaky index is an explicit opt-in (WARD_SEARCH_LEAKY_INDEX): off, a
+// search that a blind index cannot answer is refused with the reason; on,
+// the same search is answered, the CapabilityStatement drops the blind
+// notes, and the identifying value is then readable in the index (the
+// trade-off docs/security.md states).
+func TestLeakyIndexSetting(t *testing.T) {
+	leakyQueries := map[string][]string{
+		"family:contains=halmer":                        {"P1", "P3"},
+		"birthdate=ge1974-12-01&birthdate=le1974-12-31": {"P1"},
+		"_sort=family":                                  {"P1", "P3", "P2"}, // Chalmers, Chalmerson, Müller
+	}
+	for _, leaky := range []bool{false, true} {
+		for _, backend := range apptest.Backends {
+			t.Run(backend2(backend, leaky), func(t *testing.T) {
+				w := apptest.Start(t, backend, func(c *config.Config) { c.SearchLeakyIndex = leaky })
+				ids := searchFixture(t, w)
+				tok := w.Tokens[authz.RolePhysician]
+				for q, want := range leakyQueries {
+					r := w.Do(t, "GET", "/fhir/Patient?"+q, tok, nil)
+					if !leaky {
+						if r.Status != 400 || !strings.Contains(string(r.Body), "blind") && !strings.Contains(string(r.Body), "blinded") {
+							t.Errorf("%s without the leaky index: %d %.300s", q, r.Status, r.Body)
+						}
+						continue
+					}
+					if r.Status != 200 {
+						t.Fatalf("%s with the leaky index: %d %.300s", q, r.Status, r.Body)
+					}
+					if match, _, _ := bundleIDs(t, r.Body, ids); !slices.Equal(match, want) {
+						t.Errorf("%s with the leaky index: %v, want %v", q, match, want)
+					}
+				}
+				meta := w.Do(t, "GET", "/fhir/metadata", "", nil)
+				if got := strings.Contains(string(meta.Body), "Blind index"); got == leaky {
+					t.Errorf("leaky=%v: CapabilityStatement mentions the blind index: %v", leaky, got)
+				}
+				if backend == apptest.SQLite {
+					// The normalized family name, in the database file or its WAL.
+					var found bool
+					for _, f := range []string{"ward.db", "ward.db-wal"} {
+						b, _ := os.ReadFile(filepath.Join(w.Config.DataDir, f))
+						found = found || bytes.Contains(b, []byte("chalmers"))
+					}
+					if found != leaky {
+						t.Errorf("leaky=%v: the family name in clear in the database: %v", leaky, found)
+					}
+				}
+			})
+		}
+	}
+}
+
+func backend2(b apptest.Backend, leaky bool) string {
+	if leaky {
+		return string(b) + "/leaky"
+	}
+	return string(b) + "/blind"
 }

@@ -32,6 +32,9 @@ type Options struct {
 	Version      string
 	// MaxCount caps _count.
 	MaxCount int
+	// LeakyIndex says identifying values are also indexed in clear (the
+	// CapabilityStatement then lists no blind-index limits).
+	LeakyIndex bool
 }
 
 // Tokens is what the API needs from authn.
@@ -56,6 +59,9 @@ type Server struct {
 	tokens  Tokens
 	health  Health
 	handler http.Handler
+	// capParams are the CapabilityStatement's search parameters, computed
+	// once from the planner's tables.
+	capParams map[string][]fhir.SearchParamCap
 }
 
 // New builds the handler chain.
@@ -66,7 +72,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	if o.MaxCount <= 0 {
 		o.MaxCount = 1000
 	}
-	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health}
+	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)

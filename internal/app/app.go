@@ -22,6 +22,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/postgres"
 	"github.com/wardhealth/ward/internal/store/sqlite"
@@ -137,12 +138,13 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if err != nil {
 		return nil, fmt.Errorf("load FHIR schema: %w", err)
 	}
-	rec := records.New(st, km, val, records.Options{})
+	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}})
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)
 		return err
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version}, log, rec, tokens, health)
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex}, log, rec, tokens, health)
 	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Handler: h}, nil
 }
 

@@ -31,17 +31,23 @@ type Config struct {
 	TokenTTL     time.Duration
 	LogLevel     string
 	PprofAddr    string
+	// SearchLeakyIndex also indexes identifying strings and dates in
+	// clear (see docs/security.md); changing it needs `ward reindex`.
+	SearchLeakyIndex bool
+	// SearchMaxCount caps _count.
+	SearchMaxCount int
 }
 
 // Default returns the defaults.
 func Default() Config {
 	return Config{
-		Addr:         "127.0.0.1:8080",
-		DataDir:      "ward-data",
-		Tenant:       "default",
-		MaxBodyBytes: 16 << 20,
-		TokenTTL:     15 * time.Minute,
-		LogLevel:     "info",
+		Addr:           "127.0.0.1:8080",
+		DataDir:        "ward-data",
+		Tenant:         "default",
+		MaxBodyBytes:   16 << 20,
+		TokenTTL:       15 * time.Minute,
+		LogLevel:       "info",
+		SearchMaxCount: 1000,
 	}
 }
 
@@ -118,6 +124,24 @@ var settings = []setting{
 				return nil
 			}
 			return errors.New("must be debug, info, warn or error")
+		}},
+	{"WARD_SEARCH_LEAKY_INDEX", "search-leaky-index", "also index names, identifiers, telecom, addresses and birth dates in clear so that :contains and day-precision birth-date ranges work; weakens protection at rest (docs/security.md); run `ward reindex` after changing it", false,
+		func(c *Config) string { return strconv.FormatBool(c.SearchLeakyIndex) }, func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.SearchLeakyIndex = b
+			return nil
+		}},
+	{"WARD_SEARCH_MAX_COUNT", "search-max-count", "largest _count a search may ask for (a larger one is capped)", false,
+		func(c *Config) string { return strconv.Itoa(c.SearchMaxCount) }, func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				return errors.New("must be an integer between 1 and 10000")
+			}
+			c.SearchMaxCount = n
+			return nil
 		}},
 	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
 		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},
