@@ -30,6 +30,7 @@ var Dialect = sqlstore.Dialect{
 	MaxParams:    65535,
 	Explain:      `EXPLAIN `,
 	NoSeqScan:    `SET LOCAL enable_seqscan = off`,
+	Analyze:      `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
 }
 
 // Rebind turns '?' placeholders into $1, $2, ... The shared SQL has no '?'

@@ -2,7 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/postgres"
@@ -61,4 +65,60 @@ func BenchmarkLedgerAppend(b *testing.B) {
 	}
 	defer st.Close()
 	storetest.BenchmarkLedgerAppend(b, st)
+}
+
+// A bulk load refreshes the planner's statistics itself (here the test
+// database may run without autovacuum): after the first few thousand writes
+// the tables have been analyzed, and the current-version lookup by
+// (tenant, type, id) uses the primary key instead of walking the type.
+func TestStatisticsFollowBulkLoads(t *testing.T) {
+	u := pgtest.URL(t)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, u, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	for b := 0; b < 12; b++ {
+		var ws []store.Write
+		for i := range 500 {
+			ws = append(ws, store.Write{Tenant: "t", Type: "Observation", ID: fmt.Sprintf("o%d-%d", b, i), Version: 1, LastUpdated: now, Body: []byte("sealed")})
+		}
+		if err := st.Commit(ctx, &store.Unit{Writes: ws}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var analyzed bool
+	for range 100 {
+		if err := db.QueryRowContext(ctx, `SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'resources' AND schemaname = current_schema()`).Scan(&analyzed); err != nil {
+			t.Fatal(err)
+		}
+		if analyzed {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !analyzed {
+		t.Fatal("resources was never analyzed after 6,000 writes")
+	}
+	var plan []string
+	rows, err := db.QueryContext(ctx, `EXPLAIN SELECT v.version FROM resources r JOIN resource_versions v ON v.seq = r.seq WHERE r.tenant = 't' AND r.type = 'Observation' AND r.id = 'o3-7'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var l string
+		rows.Scan(&l)
+		plan = append(plan, l)
+	}
+	rows.Close()
+	if p := strings.Join(plan, "\n"); !strings.Contains(p, "resources_pkey") {
+		t.Errorf("the current-version lookup does not use the primary key:\n%s", p)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -33,6 +34,9 @@ type Dialect struct {
 	// LockHead reads the ledger head and, where the database needs it,
 	// locks the row until the transaction ends.
 	LockHead string
+	// Analyze refreshes the planner's statistics of the growing tables
+	// ("" where the planner needs none). See DB.maybeAnalyze.
+	Analyze string
 	// Explain is the prefix that makes a statement return its plan.
 	Explain string
 	// NoSeqScan, run in a transaction, makes the planner avoid sequential
@@ -73,6 +77,47 @@ type DB struct {
 	// rowStmts are the writer's prepared single-row inserts (RowAtATime);
 	// only the writer goroutine touches them.
 	rowStmts map[string]*sql.Stmt
+
+	// written counts versions committed by this process; nextAnalyze is
+	// the count at which statistics are refreshed next; analyzing is set
+	// while a refresh runs. Only the writer goroutine touches the first
+	// two.
+	written, nextAnalyze int64
+	analyzing            atomic.Bool
+	analyses             sync.WaitGroup
+}
+
+// firstAnalyze is how many versions a process writes before it first
+// refreshes the planner's statistics; each refresh doubles the next
+// threshold.
+const firstAnalyze = 5000
+
+// maybeAnalyze refreshes the planner's statistics (PostgreSQL) when this
+// process has written enough since the last refresh. A cost-based planner
+// whose statistics say a table is empty picks any index that matches a
+// prefix of the condition: with the statistics of an empty database a
+// current-version lookup by (tenant, type, id) walked every resource of the
+// type through (tenant, type, last_updated), making a bulk load quadratic.
+// Autovacuum does the same refresh, but it may be off, and a bulk load
+// outruns it; doubling thresholds keep the cost logarithmic in the writes.
+func (db *DB) maybeAnalyze(n int) {
+	if db.d.Analyze == "" {
+		return
+	}
+	db.written += int64(n)
+	if db.written < db.nextAnalyze || !db.analyzing.CompareAndSwap(false, true) {
+		return
+	}
+	db.nextAnalyze = 2 * db.written
+	db.analyses.Add(1)
+	go func() {
+		defer db.analyses.Done()
+		defer db.analyzing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		// Best effort: stale statistics make queries slower, never wrong.
+		_, _ = db.write.ExecContext(ctx, db.d.Analyze)
+	}()
 }
 
 type job struct {
@@ -90,7 +135,7 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = 15 * time.Second
 	}
-	db := &DB{d: d, write: write, read: read, opts: o,
+	db := &DB{d: d, write: write, read: read, opts: o, nextAnalyze: firstAnalyze,
 		queue: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}), closed: make(chan struct{})}
 	var err error
 	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT v.version, v.last_updated, v.deleted, v.body, v.seq
@@ -126,6 +171,7 @@ func (db *DB) Close() error {
 	db.once.Do(func() {
 		close(db.done)
 		<-db.closed
+		db.analyses.Wait()
 		db.qCurrent.Close()
 		db.qVersion.Close()
 		for _, st := range db.rowStmts {
@@ -198,6 +244,13 @@ func (db *DB) run() {
 // retried alone so that one bad unit cannot fail the others.
 func (db *DB) commitIsolated(batch []*job) {
 	err := db.commitBatch(batch)
+	if err == nil {
+		n := 0
+		for _, j := range batch {
+			n += len(j.u.Writes)
+		}
+		db.maybeAnalyze(n)
+	}
 	if err != nil && len(batch) > 1 {
 		for _, j := range batch {
 			db.commitIsolated([]*job{j})
