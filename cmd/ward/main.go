@@ -24,6 +24,7 @@ func commands() []command {
 		{"clients", "backend-services clients: clients add --client-id C --jwks-file F --scope S", runClients},
 		{"keys", "key tools: keys rotate (a new token signing key)", runKeys},
 		{"reindex", "rebuild every resource's search index rows", runReindex},
+		{"stats", "search index bytes per resource of a type: stats [--data-dir D] [--type T]", runStats},
 		{"explain", "show the database plan of a search: explain [--data-dir D] 'Type?params'", runExplain},
 		{"import", "load FHIR Bundles and NDJSON: import [--data-dir D] FILE|DIR...", runImport},
 		{"bench", "HTTP load generator: bench --url U --token T --mix create|read|mixed|search [--paths F]; bench generate --out DIR (search data set)", runBench},

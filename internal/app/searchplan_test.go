@@ -16,6 +16,7 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/loadgen"
 	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // loadDataset generates a small copy of the issue #4 search data set and
@@ -77,6 +78,26 @@ func TestBenchmarkedSearchesUseIndexes(t *testing.T) {
 			w := apptest.Start(t, backend)
 			dir := loadDataset(t, w, 60, 600)
 			ctx := context.Background()
+			tables, n, err := w.App.Store.(store.Sizer).IndexSize(ctx, "Observation")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 600 || len(tables) != 5 {
+				t.Fatalf("IndexSize: %d Observations, %d tables", n, len(tables))
+			}
+			for _, ts := range tables {
+				// Every Observation has token, date and number rows; none has
+				// clear strings; the resources table has one entry each.
+				if ts.Name == "search_string" {
+					if ts.RowsFor != 0 {
+						t.Errorf("%s: %d Observation rows", ts.Name, ts.RowsFor)
+					}
+					continue
+				}
+				if ts.RowsFor < 600 || ts.Bytes <= 0 || ts.Rows < ts.RowsFor {
+					t.Errorf("%s: %+v", ts.Name, ts)
+				}
+			}
 			for _, kind := range loadgen.QueryKinds {
 				paths, err := loadgen.ReadPaths(filepath.Join(dir, "queries", kind+".txt"))
 				if err != nil {

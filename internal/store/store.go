@@ -364,3 +364,20 @@ type ExplainOptions struct {
 	// could answer the query at all. SQLite ignores it.
 	NoSeqScan bool
 }
+
+// Sizer is implemented by stores that can tell how much space the search
+// index takes, for `ward stats` and the index-size benchmark.
+type Sizer interface {
+	// IndexSize returns, for every search index table, its bytes on disk
+	// (indexes included) and row count, and how many of its rows belong
+	// to current resources of type typ, with the number of such resources.
+	IndexSize(ctx context.Context, typ string) (tables []TableSize, resources int64, err error)
+}
+
+// TableSize is one table's share of the search index.
+type TableSize struct {
+	Name    string
+	Bytes   int64 // table and its indexes
+	Rows    int64 // all rows
+	RowsFor int64 // rows of resources of the asked type
+}

@@ -1482,3 +1482,49 @@ func (db *DB) Resources(ctx context.Context, afterRID int64, n int) ([]store.Hit
 	}
 	return out, nil
 }
+
+// IndexSize measures the search index (see store.Sizer). On SQLite the
+// bytes come from the dbstat table (pages in use, including their slack);
+// on PostgreSQL from pg_total_relation_size (heap, indexes and TOAST).
+func (db *DB) IndexSize(ctx context.Context, typ string) ([]store.TableSize, int64, error) {
+	var out []store.TableSize
+	for _, t := range searchTables {
+		ts := store.TableSize{Name: t}
+		var q string
+		if db.d.Name == "postgres" {
+			q = `SELECT pg_total_relation_size('` + t + `')`
+		} else {
+			q = `SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name = '` + t + `')`
+		}
+		if err := db.read.QueryRowContext(ctx, q).Scan(&ts.Bytes); err != nil {
+			return nil, 0, fmt.Errorf("%w: size of %s: %v", store.ErrUnavailable, t, err)
+		}
+		if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+t).Scan(&ts.Rows); err != nil {
+			return nil, 0, fmt.Errorf("%w: rows of %s: %v", store.ErrUnavailable, t, err)
+		}
+		if err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT COUNT(*) FROM `+t+` x JOIN resources r ON r.rid = x.rid WHERE r.type = ? AND r.deleted = 0`), typ).Scan(&ts.RowsFor); err != nil {
+			return nil, 0, fmt.Errorf("%w: rows of %s: %v", store.ErrUnavailable, t, err)
+		}
+		out = append(out, ts)
+	}
+	var n int64
+	if err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT COUNT(*) FROM resources WHERE type = ? AND deleted = 0`), typ).Scan(&n); err != nil {
+		return nil, 0, fmt.Errorf("%w: count %s: %v", store.ErrUnavailable, typ, err)
+	}
+	// The indexes that search added to the resources table: one entry per
+	// resource of any type.
+	ri := store.TableSize{Name: "resources (search indexes)", RowsFor: n}
+	var q string
+	if db.d.Name == "postgres" {
+		q = `SELECT COALESCE(SUM(pg_relation_size(indexrelid)), 0) FROM pg_index WHERE indexrelid::regclass::text IN ('resources_type', 'resources_updated', 'resources_refh', 'resources_rid')`
+	} else {
+		q = `SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ('resources_type', 'resources_updated', 'resources_refh')`
+	}
+	if err := db.read.QueryRowContext(ctx, q).Scan(&ri.Bytes); err != nil {
+		return nil, 0, fmt.Errorf("%w: size of resources indexes: %v", store.ErrUnavailable, err)
+	}
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM resources`).Scan(&ri.Rows); err != nil {
+		return nil, 0, fmt.Errorf("%w: count resources: %v", store.ErrUnavailable, err)
+	}
+	return append(out, ri), n, nil
+}
