@@ -166,6 +166,9 @@ func TestSearch(t *testing.T) {
 			// composite
 			{q: "Observation?code-value-quantity=http://loinc.org|8480-6$gt100", want: []string{"O2"}},
 			{q: "Observation?code-value-quantity=8480-6$gt130", want: []string{}},
+			{q: "Observation?code-value-quantity=8480-6$gt100,8867-4$lt80", want: []string{"O1", "O2"}},
+			{q: "Observation?code-value-quantity=http://other.org|8867-4$72", want: []string{}},
+			{q: "Observation?code-value-quantity:missing=true", want: []string{"O4"}},
 			{q: "Observation?combo-code-value-quantity=8480-6$gt140", want: []string{"O4"}},
 			// common parameters
 			{q: "Patient?_id={P1},{P2}", want: []string{"P1", "P2"}},

@@ -16,6 +16,12 @@ import (
 type alias struct {
 	// Union lists the parameters whose rows, together, are this one's.
 	Union []*params.Param
+	// Join: this composite's base is the resource itself, so a value
+	// matches when the resource matches each component's own parameter
+	// (Observation code-value-quantity is code and value-quantity on the
+	// same Observation): the same answer as the composite's own rows,
+	// which would be the cross product of those parameters' values.
+	Join []*params.Param
 	// Ref and RefType: this parameter is Ref restricted to RefType.
 	Ref     *params.Param
 	RefType string
@@ -51,6 +57,11 @@ func findAlias(rt string, p *params.Param) *alias {
 			}
 		}
 		return nil
+	}
+	if p.Type == "composite" {
+		if j := findJoin(rt, p, expr); j != nil {
+			return j
+		}
 	}
 	mine := branches(expr)
 	if len(mine) < 2 {
@@ -145,4 +156,22 @@ func balanced(s string) bool {
 		}
 	}
 	return d == 0
+}
+
+// findJoin makes a composite whose expression is the resource itself an
+// alias of its components' parameters, when each of those is indexed on
+// its own for rt.
+func findJoin(rt string, p *params.Param, expr string) *alias {
+	if expr != rt || len(p.Components) != 2 {
+		return nil
+	}
+	var join []*params.Param
+	for _, c := range p.Components {
+		q := byURL(c.Definition)
+		if q == nil || q.Type == "composite" || !slices.Contains(params.ForType(rt), q) || !Indexed(rt, q) || aliasOf(rt, q) != nil {
+			return nil
+		}
+		join = append(join, q)
+	}
+	return &alias{Join: join}
 }

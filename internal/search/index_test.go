@@ -98,6 +98,25 @@ func TestAliases(t *testing.T) {
 			t.Errorf("%s: alias %+v, want union of %v", code, a, want)
 		}
 	}
+	// Composites based on the resource itself are their components'
+	// parameters on the same resource; those on a backbone element keep
+	// their own rows, since their parts must come from one element.
+	for code, want := range map[string][]string{
+		"code-value-quantity": {"code", "value-quantity"},
+		"code-value-concept":  {"code", "value-concept"},
+		"code-value-date":     {"code", "value-date"},
+		"code-value-string":   {"code", "value-string"},
+	} {
+		a := aliasOf("Observation", obs(code))
+		if a == nil || len(a.Join) != 2 || a.Join[0].Code != want[0] || a.Join[1].Code != want[1] {
+			t.Errorf("%s: alias %+v, want the join of %v", code, a, want)
+		}
+	}
+	for _, code := range []string{"component-code-value-quantity", "component-code-value-concept"} {
+		if a := aliasOf("Observation", obs(code)); a != nil {
+			t.Errorf("%s must keep its own rows, got alias %+v", code, a)
+		}
+	}
 	if a := aliasOf("Observation", obs("patient")); a == nil || a.Ref.Code != "subject" || a.RefType != "Patient" {
 		t.Errorf("patient: alias %+v", a)
 	}

@@ -231,6 +231,9 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 			}
 			return b.values(rt, a, al.Ref, c2)
 		}
+		if al.Join != nil {
+			return b.join(rt, a, p, al.Join, c)
+		}
 		var ors []string
 		for _, u := range al.Union {
 			w, err := b.values(rt, a, u, c)
@@ -291,6 +294,52 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 			return "", err
 		}
 		ors = append(ors, `(`+w+`)`)
+	}
+	if len(ors) == 0 {
+		return "", qerr(p, "no value")
+	}
+	return strings.Join(ors, ` OR `), nil
+}
+
+// join is a composite answered by its components' own parameters on the
+// same resource (see alias.Join): each value needs both parts to match.
+func (b *builder) join(rt, a string, p *params.Param, parts []*params.Param, c query.Clause) (string, error) {
+	if c.Missing != nil {
+		var ws []string
+		for _, q := range parts {
+			x := b.alias()
+			b.args = append(b.args, PID(rt, q.Code))
+			ws = append(ws, `EXISTS (SELECT 1 FROM `+b.table(rt, q)+` `+x+` WHERE `+x+`.rid = `+a+`.rid AND `+x+`.p = ?)`)
+		}
+		w := strings.Join(ws, ` AND `)
+		if *c.Missing {
+			w = `NOT (` + w + `)`
+		}
+		return w, nil
+	}
+	if c.Modifier != "" {
+		return "", qerr(p, "modifier :%s is not supported on composites", c.Modifier)
+	}
+	var ors []string
+	for _, v := range c.Values {
+		if len(v.Components) != len(parts) {
+			return "", qerr(p, "a composite value has %d parts separated by $", len(parts))
+		}
+		var ands []string
+		probe := b.probe
+		for i, q := range parts {
+			w, err := b.value(rt, a, q, PID(rt, q.Code), "", v.Components[i])
+			if err != nil {
+				b.probe = probe
+				return "", err
+			}
+			ands = append(ands, `(`+w+`)`)
+			// The first part lists candidates (unless the whole clause
+			// probes); the others test them.
+			b.probe = true
+		}
+		b.probe = probe
+		ors = append(ors, `(`+strings.Join(ands, ` AND `)+`)`)
 	}
 	if len(ors) == 0 {
 		return "", qerr(p, "no value")

@@ -90,7 +90,7 @@ type DB struct {
 // firstAnalyze is how many versions a process writes before it first
 // refreshes the planner's statistics; each refresh doubles the next
 // threshold.
-const firstAnalyze = 5000
+const firstAnalyze = 1000
 
 // maybeAnalyze refreshes the planner's statistics (PostgreSQL) when this
 // process has written enough since the last refresh. A cost-based planner
