@@ -132,6 +132,18 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, repo *reco
 	if err != nil {
 		return err
 	}
+	if cond := r.Header.Get("If-None-Exist"); cond != "" {
+		out, created, err := repo.ConditionalCreate(r.Context(), res, cond)
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK // one match: the existing resource, nothing written
+		if created {
+			status = http.StatusCreated
+		}
+		s.writeResource(w, r, status, out, true)
+		return nil
+	}
 	out, err := repo.Create(r.Context(), res)
 	if err != nil {
 		return err

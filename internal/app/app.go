@@ -137,7 +137,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if err != nil {
 		return nil, fmt.Errorf("load FHIR schema: %w", err)
 	}
-	rec := records.New(st, km, val, records.Options{})
+	rec := records.New(st, km, val, records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax})
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)
 		return err

@@ -31,6 +31,9 @@ type Config struct {
 	TokenTTL     time.Duration
 	LogLevel     string
 	PprofAddr    string
+	// ConditionalDeleteMax caps the resources one conditional delete
+	// removes.
+	ConditionalDeleteMax int
 }
 
 // Default returns the defaults.
@@ -42,6 +45,8 @@ func Default() Config {
 		MaxBodyBytes: 16 << 20,
 		TokenTTL:     15 * time.Minute,
 		LogLevel:     "info",
+
+		ConditionalDeleteMax: 100,
 	}
 }
 
@@ -108,6 +113,15 @@ var settings = []setting{
 				return errors.New("must be a duration between 1m and 24h")
 			}
 			c.TokenTTL = d
+			return nil
+		}},
+	{"WARD_CONDITIONAL_DELETE_MAX", "conditional-delete-max", "most resources one conditional delete (DELETE [type]?search) may remove; more matches are refused with 412", false,
+		func(c *Config) string { return strconv.Itoa(c.ConditionalDeleteMax) }, func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100000 {
+				return errors.New("must be an integer between 1 and 100000")
+			}
+			c.ConditionalDeleteMax = n
 			return nil
 		}},
 	{"WARD_LOG_LEVEL", "log-level", "debug, info, warn or error", false,
