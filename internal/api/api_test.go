@@ -21,10 +21,10 @@ import (
 
 const patient = `{"resourceType":"Patient","name":[{"family":"Quillfeather","given":["Oriel"]}],"gender":"female","birthDate":"1961-07-14"}`
 
-func forEachBackend(t *testing.T, f func(t *testing.T, w *apptest.Ward)) {
+func forEachBackend(t *testing.T, f func(t *testing.T, w *apptest.Ward), mutate ...func(*config.Config)) {
 	for _, b := range apptest.Backends {
 		t.Run(string(b), func(t *testing.T) {
-			f(t, apptest.Start(t, b))
+			f(t, apptest.Start(t, b, mutate...))
 		})
 	}
 }
