@@ -367,3 +367,49 @@ func TestSyntheaSharedAndConditionalReferences(t *testing.T) {
 		t.Logf("%d conditional references checked", checked)
 	})
 }
+
+// A transaction that fails in the middle, at each of the places a
+// conditional or versioned entry can fail, leaves nothing behind: no
+// version, no search index row (the first entry's identifier finds
+// nothing), no successful write in the ledger.
+func TestTransactionAtomicUnderFailure(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		tok := w.Tokens[authz.RolePhysician]
+		existing := w.Create(t, authz.RolePhysician, patientWithID(idVal2, "male"))
+		w.Create(t, authz.RolePhysician, patientWithID(idVal2, "male"))
+		first := `{"fullUrl":"urn:uuid:0f0e0d0c-0000-4000-8000-0000000000aa","resource":` + patientWithID(idVal1, "female") + `,"request":{"method":"POST","url":"Patient"}}`
+		last := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0f0e0d0c-0000-4000-8000-0000000000aa"}},"request":{"method":"POST","url":"Observation"}}`
+		dup := url.QueryEscape(idSys + "|" + idVal2)
+		cases := []struct {
+			name, middle string
+			status       int
+		}{
+			{"stale If-Match", `{"resource":{"resourceType":"Patient","id":"` + existing + `","gender":"other"},"request":{"method":"PUT","url":"Patient/` + existing + `","ifMatch":"W/\"7\""}}`, 412},
+			{"conditional create with several matches", `{"resource":` + patientWithID(idVal2, "male") + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=` + dup + `"}}`, 412},
+			{"conditional update with several matches", `{"resource":` + patientWithID(idVal2, "male") + `,"request":{"method":"PUT","url":"Patient?identifier=` + dup + `"}}`, 412},
+			{"conditional delete over the cap", `{"request":{"method":"DELETE","url":"Patient?identifier=` + dup + `"}}`, 412},
+			{"conditional reference to nothing", `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"y"},"performer":[{"reference":"Practitioner?identifier=x|none"}]},"request":{"method":"POST","url":"Observation"}}`, 412},
+			{"invalid resource", `{"resource":{"resourceType":"Observation","status":"final"},"request":{"method":"POST","url":"Observation"}}`, 400},
+		}
+		for _, c := range cases {
+			before := countVersions(t, w)
+			ledgerBefore := len(w.Ledger(t))
+			body := `{"resourceType":"Bundle","type":"transaction","entry":[` + first + `,` + c.middle + `,` + last + `]}`
+			r := w.Do(t, "POST", "/fhir", tok, []byte(body))
+			if r.Status != c.status || !bytes.Contains(r.Body, []byte("Bundle.entry[1]")) {
+				t.Errorf("%s: %d %.400s, want %d naming Bundle.entry[1]", c.name, r.Status, r.Body, c.status)
+			}
+			if after := countVersions(t, w); after != before {
+				t.Errorf("%s: %d versions written", c.name, after-before)
+			}
+			if n := searchTotal(t, w, "/fhir/Patient?identifier="+url.QueryEscape(idSys+"|"+idVal1)); n != 0 {
+				t.Errorf("%s: the first entry's index rows are there (%d matches)", c.name, n)
+			}
+			for _, rec := range w.Ledger(t)[ledgerBefore:] {
+				if rec.Outcome == 0 && (rec.Action == "create" || rec.Action == "update" || rec.Action == "delete") {
+					t.Errorf("%s: the ledger records a successful %s: %+v", c.name, rec.Action, rec)
+				}
+			}
+		}
+	}, func(c *config.Config) { c.ConditionalDeleteMax = 1 })
+}
