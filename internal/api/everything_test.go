@@ -89,7 +89,9 @@ func TestPatientEverything(t *testing.T) {
 			if r := w.Do(t, "POST", "/fhir", tok, body); r.Status != 200 {
 				t.Fatalf("%s: %d", f, r.Status)
 			}
-			var b struct{ Entry []struct{ Resource struct{ ResourceType string } } }
+			var b struct {
+				Entry []struct{ Resource struct{ ResourceType string } }
+			}
 			json.Unmarshal(body, &b)
 			for _, e := range b.Entry {
 				loaded[e.Resource.ResourceType] = true
