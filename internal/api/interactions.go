@@ -252,12 +252,15 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *recor
 		return err
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/json-patch+json" {
-		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)")
-	}
 	match, err := ifMatch(r)
 	if err != nil {
 		return err
+	}
+	if mt == "application/fhir+json" || mt == "application/json" {
+		return s.fhirPathPatch(w, r, repo, id, match)
+	}
+	if mt != "application/json-patch+json" {
+		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json) or a FHIRPath Patch Parameters resource (Content-Type: application/fhir+json)")
 	}
 	body, err := readRaw(r)
 	if err != nil {
