@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"encoding/json"
 	"io"
 	"net/url"
@@ -412,4 +413,31 @@ func TestTransactionAtomicUnderFailure(t *testing.T) {
 			}
 		}
 	}, func(c *config.Config) { c.ConditionalDeleteMax = 1 })
+}
+
+// Two entries of one transaction conditionally creating the same thing
+// create it once; the second is answered with the first's resource, and
+// references to either fullUrl point at it.
+func TestSameConditionTwiceInOneTransaction(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	cond := "identifier=" + url.QueryEscape(idSys+"|"+idVal1)
+	entry := func(n int) string {
+		return fmt.Sprintf(`{"fullUrl":"urn:uuid:0f0e0d0c-0000-4000-8000-00000000000%d","resource":%s,"request":{"method":"POST","url":"Patient","ifNoneExist":"%s"}}`, n, patientWithID(idVal1, "female"), cond)
+	}
+	obs := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0f0e0d0c-0000-4000-8000-000000000002"}},"request":{"method":"POST","url":"Observation"}}`
+	r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RolePhysician], []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+entry(1)+`,`+entry(2)+`,`+obs+`]}`), "Prefer: return=representation")
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	out := decodeBundle(t, r)
+	if out.Entry[0].Response.Status != "201 Created" || out.Entry[1].Response.Status != "200 OK" || out.Entry[0].Response.Location != out.Entry[1].Response.Location {
+		t.Fatalf("entries: %+v / %+v", out.Entry[0].Response, out.Entry[1].Response)
+	}
+	pid := strings.Split(out.Entry[0].Response.Location, "/")[1]
+	if !bytes.Contains(out.Entry[2].Resource, []byte(`"reference":"Patient/`+pid+`"`)) {
+		t.Fatalf("reference to the second entry not rewritten to the one patient: %s", out.Entry[2].Resource)
+	}
+	if n := searchTotal(t, w, "/fhir/Patient?"+cond); n != 1 {
+		t.Fatalf("%d patients", n)
+	}
 }

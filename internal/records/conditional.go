@@ -124,16 +124,26 @@ type resolved struct {
 	existing map[int]*store.Version
 	// deletes: the resources a conditional delete removes.
 	deletes map[int][]store.Ref
+	// sameAs: conditional creates whose condition an earlier entry of
+	// the same transaction already creates (by position of that entry).
+	sameAs map[int]int
 }
 
 // resolveConditions evaluates the entries' own conditions (ifNoneExist,
 // conditional update and delete URLs) and assigns every POST and PUT
 // entry its id.
 func (r *Repo) resolveConditions(ctx context.Context, order []*Entry) (*resolved, error) {
-	out := &resolved{existing: map[int]*store.Version{}, deletes: map[int][]store.Ref{}}
+	out := &resolved{existing: map[int]*store.Version{}, deletes: map[int][]store.Ref{}, sameAs: map[int]int{}}
+	creating := map[string]*Entry{} // condition -> the entry that creates its match
 	for _, e := range order {
 		rec := r.record(entryAuditAction(e.Method), e.Type)
 		switch {
+		case e.Method == http.MethodPost && e.ifNoneExist != nil && creating[e.ifNoneExist.Type+"?"+e.ifNoneExist.Self] != nil:
+			// Two entries create "the" resource matching one condition:
+			// the first creates it, the second is answered with it.
+			first := creating[e.ifNoneExist.Type+"?"+e.ifNoneExist.Self]
+			e.ID = first.ID
+			out.sameAs[e.pos] = first.pos
 		case e.Method == http.MethodPost && e.ifNoneExist != nil:
 			hits, g, err := r.match(ctx, e.ifNoneExist, 2, rec)
 			if err != nil {
@@ -143,6 +153,7 @@ func (r *Repo) resolveConditions(ctx context.Context, order []*Entry) (*resolved
 			case 0:
 				e.ID = r.s.newID()
 				out.guards = append(out.guards, g)
+				creating[e.ifNoneExist.Type+"?"+e.ifNoneExist.Self] = e
 			case 1:
 				e.ID = hits[0].ID
 				out.existing[e.pos] = &hits[0].Version
@@ -215,6 +226,9 @@ func (r *Repo) resolveReferences(ctx context.Context, order []*Entry, res *resol
 		}
 		if _, exists := res.existing[e.pos]; exists {
 			continue // nothing is written for it
+		}
+		if _, alias := res.sameAs[e.pos]; alias {
+			continue
 		}
 		var failure error
 		walkReferences(e.Resource.Doc, e.Type, func(path, s string) (string, bool) {

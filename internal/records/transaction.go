@@ -158,6 +158,9 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 		if _, exists := res.existing[e.pos]; exists {
 			continue
 		}
+		if _, alias := res.sameAs[e.pos]; alias {
+			continue
+		}
 		if issues := r.s.val.Validate(e.Resource); hasErrors(issues) {
 			rec := r.record(entryAuditAction(e.Method), e.Type)
 			return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues}))
@@ -217,6 +220,16 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			}
 			unit.Audit = append(unit.Audit, rec)
 			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}}
+			continue
+		}
+		if first, ok := res.sameAs[e.pos]; ok {
+			created := results[first].Resource
+			rec := r.record("create", e.Type)
+			rec.Time = now
+			rec.Detail = "condition-matched-in-bundle"
+			rec.Entities = []string{ref(created.Type, created.ID, created.Version)}
+			unit.Audit = append(unit.Audit, rec)
+			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: created}
 			continue
 		}
 		if e.Method == http.MethodDelete && e.cond != nil {
