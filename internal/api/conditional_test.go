@@ -3,8 +3,8 @@ package api_test
 import (
 	"bytes"
 	"compress/gzip"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
