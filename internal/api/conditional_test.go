@@ -210,6 +210,17 @@ func TestConditionalReferences(t *testing.T) {
 				t.Errorf("%s: subject not %s: %s", c.name, c.want, out.Entry[1].Resource)
 			}
 		}
+		// In a batch each entry resolves its own conditional references,
+		// and one entry's failure leaves the others standing.
+		batch := `{"resourceType":"Bundle","type":"batch","entry":[` + obs(enc(idVal1)) + `,` + obs(enc(idVal2)) + `]}`
+		r := w.Do(t, "POST", "/fhir", tok, []byte(batch), "Prefer: return=representation")
+		out := decodeBundle(t, r)
+		if r.Status != 200 || len(out.Entry) != 2 || out.Entry[0].Response.Status != "201 Created" || out.Entry[1].Response.Status != "412 Precondition Failed" {
+			t.Fatalf("batch: %d %.500s", r.Status, r.Body)
+		}
+		if !bytes.Contains(out.Entry[0].Resource, []byte(`"reference":"Patient/`+one+`"`)) || !bytes.Contains(out.Entry[1].Response.Outcome, []byte("more than one")) {
+			t.Fatalf("batch entries: %s / %s", out.Entry[0].Resource, out.Entry[1].Response.Outcome)
+		}
 	})
 }
 
