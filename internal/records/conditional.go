@@ -190,15 +190,15 @@ func (r *Repo) resolveConditions(ctx context.Context, order []*Entry) (*resolved
 			}
 			out.guards = append(out.guards, g)
 		case e.Method == http.MethodDelete && e.cond != nil:
-			max := r.s.condDeleteMax
-			hits, g, err := r.match(ctx, e.cond, max+1, rec)
+			limit := r.s.condDeleteMax
+			hits, g, err := r.match(ctx, e.cond, limit+1, rec)
 			if err != nil {
 				return nil, entryError(e, err)
 			}
-			if len(hits) > max {
+			if len(hits) > limit {
 				return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
 					problem.New(problem.ErrPreconditionFailed, "too-costly",
-						fmt.Sprintf("the conditional delete's condition matches more than %d resources, the most one conditional delete may remove", max))))
+						fmt.Sprintf("the conditional delete's condition matches more than %d resources, the most one conditional delete may remove", limit))))
 			}
 			for _, h := range hits {
 				out.deletes[e.pos] = append(out.deletes[e.pos], store.Ref{Type: h.Type, ID: h.ID})
@@ -342,7 +342,8 @@ func cloneDoc(v any) any {
 // ErrPreconditionFailed.
 func (r *Repo) ConditionalCreate(ctx context.Context, res *fhir.Resource, condition string) (*Resource, bool, error) {
 	e := Entry{Index: -1, Method: http.MethodPost, Type: res.Type, Resource: res}
-	q, err := ParseCondition(res.Type, strings.TrimPrefix(condition, res.Type+"?"))
+	// The header is the query part; Type?query and ?query are accepted too.
+	q, err := ParseCondition(res.Type, strings.TrimPrefix(strings.TrimPrefix(condition, res.Type), "?"))
 	if err != nil {
 		return nil, false, err
 	}

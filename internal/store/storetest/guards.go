@@ -100,3 +100,41 @@ func runGuards(t *testing.T, open Opener) {
 			Guards: []store.Guard{{Query: store.SearchQuery{Tenant: "a", Types: []string{"Patient"}, Where: []string{"r.id = ?"}, Args: []any{"p1"}}}}}))
 	})
 }
+
+// GuardsAcrossWriters runs guarded "create only if none exists" units on
+// two stores over one database (two nodes, or the CLI beside the server):
+// exactly one commits.
+func GuardsAcrossWriters(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	noPatient := store.Guard{Query: store.SearchQuery{Tenant: "g", Types: []string{"Patient"}}}
+	const n = 16
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range n {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := st.Commit(ctx, &store.Unit{
+				Writes: []store.Write{write("g", "Patient", fmt.Sprintf("p%d", i), 1, "x")},
+				Guards: []store.Guard{noPatient},
+			})
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				t.Error(err)
+			}
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d guarded creates committed across two writers, want 1", wins)
+	}
+}
