@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -84,8 +85,13 @@ func TestPatientEverything(t *testing.T) {
 		// Only types that were loaded can be in a compartment: asking
 		// search about the others would only slow the test.
 		loaded := map[string]bool{"Patient": true, "Observation": true}
-		for _, f := range []string{"0-hospitalInformation1625911868739.json.gz", "0-practitionerInformation1625911868739.json.gz", "blaze-6c8f3e83-c351-ed33-c38d-6be101c275d2.json.gz"} {
-			body := gunzipFile(t, "testdata/synthea-blaze/"+f)
+		shared, _ := filepath.Glob("testdata/synthea-blaze/0-*.json.gz")
+		patients, _ := filepath.Glob("testdata/synthea-blaze/blaze-*.json.gz")
+		if len(shared) == 0 || len(patients) != 1 {
+			t.Fatal("testdata/synthea-blaze is incomplete")
+		}
+		for _, f := range append(shared, patients...) {
+			body := gunzipFile(t, f)
 			if r := w.Do(t, "POST", "/fhir", tok, body); r.Status != 200 {
 				t.Fatalf("%s: %d", f, r.Status)
 			}
