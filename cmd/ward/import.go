@@ -85,33 +85,39 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			}
 		}()
 	}
-	jobs := make(chan string)
-	var wg sync.WaitGroup
-	for range max(1, workers) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range jobs {
-				n, err := importFile(ctx, repo, f)
-				resources.Add(int64(n))
-				if err != nil {
-					failedFiles.Add(1)
-					mu.Lock()
-					failures = append(failures, fmt.Sprintf("%s: %v", f, err))
-					mu.Unlock()
+	// Directories load one after another (in sorted order), the files of
+	// one directory concurrently: a later directory may refer to what an
+	// earlier one created (the Synthea layout's 00-shared, resolved by
+	// conditional references from patients/).
+	for _, group := range groupByDir(files) {
+		jobs := make(chan string)
+		var wg sync.WaitGroup
+		for range max(1, workers) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for f := range jobs {
+					n, err := importFile(ctx, repo, f)
+					resources.Add(int64(n))
+					if err != nil {
+						failedFiles.Add(1)
+						mu.Lock()
+						failures = append(failures, fmt.Sprintf("%s: %v", f, err))
+						mu.Unlock()
+					}
+					done.Add(1)
 				}
-				done.Add(1)
-			}
-		}()
-	}
-	for _, f := range files {
-		select {
-		case jobs <- f:
-		case <-ctx.Done():
+			}()
 		}
+		for _, f := range group {
+			select {
+			case jobs <- f:
+			case <-ctx.Done():
+			}
+		}
+		close(jobs)
+		wg.Wait()
 	}
-	close(jobs)
-	wg.Wait()
 	close(stop)
 	progress.Wait()
 	el := time.Since(start)
@@ -128,6 +134,18 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return &exitError{code: 1, err: fmt.Errorf("%d files failed", failedFiles.Load())}
 	}
 	return ctx.Err()
+}
+
+// groupByDir splits files (in order) into runs of the same directory.
+func groupByDir(files []string) [][]string {
+	var out [][]string
+	for i, f := range files {
+		if i == 0 || filepath.Dir(f) != filepath.Dir(files[i-1]) {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], f)
+	}
+	return out
 }
 
 // importFiles expands directories (recursively, sorted, so 00-shared loads

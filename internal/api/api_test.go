@@ -21,10 +21,10 @@ import (
 
 const patient = `{"resourceType":"Patient","name":[{"family":"Quillfeather","given":["Oriel"]}],"gender":"female","birthDate":"1961-07-14"}`
 
-func forEachBackend(t *testing.T, f func(t *testing.T, w *apptest.Ward)) {
+func forEachBackend(t *testing.T, f func(t *testing.T, w *apptest.Ward), mutate ...func(*config.Config)) {
 	for _, b := range apptest.Backends {
 		t.Run(string(b), func(t *testing.T) {
-			f(t, apptest.Start(t, b))
+			f(t, apptest.Start(t, b, mutate...))
 		})
 	}
 }
@@ -462,7 +462,9 @@ func TestJSONPatch(t *testing.T) {
 			{name: "malformed patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
 				body: `{"op":"add"}`, status: 400, want: []string{"JSON array"}},
 			{name: "wrong content type", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
-				body: `[]`, status: 415},
+				headers: []string{"Content-Type: text/plain"}, body: `[]`, status: 415},
+			{name: "JSON Patch sent as FHIR JSON", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+				body: `[]`, status: 400, want: []string{"application/json-patch+json"}},
 			{name: "missing resource", method: "PATCH", path: "/fhir/Patient/nope", role: authz.RolePhysician, headers: []string{jp}, body: `[]`, status: 404},
 			{name: "nurse may not patch a patient", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleNurse, headers: []string{jp}, body: `[]`, status: 403},
 			{name: "read after patch", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{`"versionId":"2"`, "Maud"}},

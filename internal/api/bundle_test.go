@@ -224,14 +224,15 @@ func TestTransactionOrderAndBatch(t *testing.T) {
 	}
 
 	for _, sc := range []scenario{
-		{name: "conditional create not yet", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,
+		{name: "conditional create in a transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 200,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=x|1"}}]}`,
-			want: []string{"Bundle.entry[0].request.ifNoneExist", "search"}},
-		{name: "conditional url not yet", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,
-			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?identifier=x|1"}}]}`},
-		{name: "conditional reference not yet", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,
+			want: []string{`"201 Created"`}},
+		{name: "conditional delete of nothing", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 200,
+			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?identifier=x|no-such"}}]}`,
+			want: []string{`"204 No Content"`}},
+		{name: "conditional reference to nothing fails the transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 412,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"performer":[{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999"}]},"request":{"method":"POST","url":"Observation"}}]}`,
-			want: []string{"Bundle.entry[0]", "conditional references"}},
+			want: []string{"Bundle.entry[0]", "Observation.performer.reference", "matches no resource"}, notWant: []string{"9999"}},
 		{name: "not a transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,
 			body: `{"resourceType":"Bundle","type":"collection"}`, want: []string{"Bundle.type"}},
 		{name: "type mismatch", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,

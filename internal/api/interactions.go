@@ -132,6 +132,18 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, repo *reco
 	if err != nil {
 		return err
 	}
+	if cond := r.Header.Get("If-None-Exist"); cond != "" {
+		out, created, err := repo.ConditionalCreate(r.Context(), res, cond)
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK // one match: the existing resource, nothing written
+		if created {
+			status = http.StatusCreated
+		}
+		s.writeResource(w, r, status, out, true)
+		return nil
+	}
 	out, err := repo.Create(r.Context(), res)
 	if err != nil {
 		return err
@@ -240,12 +252,15 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *recor
 		return err
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/json-patch+json" {
-		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)")
-	}
 	match, err := ifMatch(r)
 	if err != nil {
 		return err
+	}
+	if mt == "application/fhir+json" || mt == "application/json" {
+		return s.fhirPathPatch(w, r, repo, id, match)
+	}
+	if mt != "application/json-patch+json" {
+		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json) or a FHIRPath Patch Parameters resource (Content-Type: application/fhir+json)")
 	}
 	body, err := readRaw(r)
 	if err != nil {

@@ -95,6 +95,11 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.Handle("PUT /fhir/{type}/{id}", s.fhir(s.handleUpdate))
 	mux.Handle("DELETE /fhir/{type}/{id}", s.fhir(s.handleDelete))
 	mux.Handle("PATCH /fhir/{type}/{id}", s.fhir(s.handlePatch))
+	// Conditional update and delete (Type?search), and $everything.
+	mux.Handle("PUT /fhir/{type}", s.fhir(s.handleConditionalUpdate))
+	mux.Handle("DELETE /fhir/{type}", s.fhir(s.handleConditionalDelete))
+	mux.Handle("GET /fhir/Patient/{id}/$everything", s.fhir(s.handleEverything))
+	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
 	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
 	mux.HandleFunc("/fhir/{rest...}", s.handleUnrouted)

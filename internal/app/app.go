@@ -138,7 +138,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if err != nil {
 		return nil, fmt.Errorf("load FHIR schema: %w", err)
 	}
-	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}})
+	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax})
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)
 		return err

@@ -36,6 +36,9 @@ type Config struct {
 	SearchLeakyIndex bool
 	// SearchMaxCount caps _count.
 	SearchMaxCount int
+	// ConditionalDeleteMax caps the resources one conditional delete
+	// removes.
+	ConditionalDeleteMax int
 }
 
 // Default returns the defaults.
@@ -48,6 +51,8 @@ func Default() Config {
 		TokenTTL:       15 * time.Minute,
 		LogLevel:       "info",
 		SearchMaxCount: 1000,
+
+		ConditionalDeleteMax: 100,
 	}
 }
 
@@ -114,6 +119,15 @@ var settings = []setting{
 				return errors.New("must be a duration between 1m and 24h")
 			}
 			c.TokenTTL = d
+			return nil
+		}},
+	{"WARD_CONDITIONAL_DELETE_MAX", "conditional-delete-max", "most resources one conditional delete (DELETE [type]?search) may remove; more matches are refused with 412", false,
+		func(c *Config) string { return strconv.Itoa(c.ConditionalDeleteMax) }, func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100000 {
+				return errors.New("must be an integer between 1 and 100000")
+			}
+			c.ConditionalDeleteMax = n
 			return nil
 		}},
 	{"WARD_LOG_LEVEL", "log-level", "debug, info, warn or error", false,

@@ -29,6 +29,9 @@ func TestFromEnv(t *testing.T) {
 		{"bad base url", []string{"WARD_BASE_URL=ftp://x"}, "WARD_BASE_URL", nil},
 		{"bad tenant", []string{"WARD_TENANT=A B"}, "WARD_TENANT", nil},
 		{"bad log level", []string{"WARD_LOG_LEVEL=loud"}, "WARD_LOG_LEVEL", nil},
+		{"conditional delete cap default", nil, "", func(c Config) bool { return c.ConditionalDeleteMax == 100 }},
+		{"conditional delete cap", []string{"WARD_CONDITIONAL_DELETE_MAX=7"}, "", func(c Config) bool { return c.ConditionalDeleteMax == 7 }},
+		{"bad conditional delete cap", []string{"WARD_CONDITIONAL_DELETE_MAX=0"}, "WARD_CONDITIONAL_DELETE_MAX", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -63,8 +63,8 @@ func optErr(format string, args ...any) error {
 // CapabilityStatement generates the server's R4 CapabilityStatement: one
 // rest[0].resource entry per type in ResourceTypes(), each with the same
 // interactions, versioning "versioned", readHistory and updateCreate true,
-// conditional create, update and delete not supported, and the search
-// parameters. The result validates against the schema's CapabilityStatement
+// conditional create and update, conditional delete of multiple matches,
+// the search parameters, and on Patient the $everything operation. The result validates against the schema's CapabilityStatement
 // definition (tested).
 func CapabilityStatement(o CapabilityOptions) ([]byte, error) {
 	if o.Software == "" {
@@ -111,9 +111,12 @@ func CapabilityStatement(o CapabilityOptions) ([]byte, error) {
 			"versioning":        "versioned",
 			"readHistory":       true,
 			"updateCreate":      true,
-			"conditionalCreate": false,
-			"conditionalUpdate": false,
-			"conditionalDelete": "not-supported",
+			"conditionalCreate": true,
+			"conditionalUpdate": true,
+			"conditionalDelete": "multiple",
+		}
+		if t == "Patient" {
+			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
 		}
 		if len(interactions) > 0 {
 			r["interaction"] = interactions

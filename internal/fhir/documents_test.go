@@ -261,8 +261,11 @@ func TestCapabilityStatement(t *testing.T) {
 			t.Fatalf("resource %d is %v, want %s", i, res["type"], types[i])
 		}
 		if res["versioning"] != "versioned" || res["readHistory"] != true || res["updateCreate"] != true ||
-			res["conditionalCreate"] != false || res["conditionalUpdate"] != false || res["conditionalDelete"] != "not-supported" {
+			res["conditionalCreate"] != true || res["conditionalUpdate"] != true || res["conditionalDelete"] != "multiple" {
 			t.Errorf("%s: flags %v", types[i], res)
+		}
+		if _, has := res["operation"]; has != (types[i] == "Patient") {
+			t.Errorf("%s: operation %v", types[i], res["operation"])
 		}
 		if n := len(res["interaction"].([]any)); n != 8 {
 			t.Errorf("%s: %d interactions", types[i], n)

@@ -31,10 +31,27 @@ func ParseEntry(i int, raw any) (Entry, error) {
 	if url == "" {
 		return e, at("request.url", "request.url is required")
 	}
-	for _, cond := range []string{"ifNoneExist", "ifNoneMatch", "ifModifiedSince"} {
+	for _, cond := range []string{"ifNoneMatch", "ifModifiedSince"} {
 		if _, has := req[cond]; has {
-			return e, at("request."+cond, "conditional interactions need search, which this server does not support yet")
+			return e, at("request."+cond, "conditional reads are not supported inside a Bundle")
 		}
+	}
+	if x, has := req["ifNoneExist"]; has {
+		s, ok := x.(string)
+		if !ok || e.Method != http.MethodPost {
+			return e, at("request.ifNoneExist", "ifNoneExist is a query string, and only for POST entries")
+		}
+		typ := strings.Trim(strings.SplitN(url, "?", 2)[0], "/")
+		// Some clients send Type?query; the query part is the condition.
+		if t, raw, ok := SplitConditional(s); ok && t == typ {
+			s = raw
+		}
+		s = strings.TrimPrefix(s, "?")
+		q, err := ParseCondition(typ, s)
+		if err != nil {
+			return e, at("request.ifNoneExist", problemText(err))
+		}
+		e.ifNoneExist = q
 	}
 	if h, has := req["ifMatch"].(string); has {
 		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(strings.TrimSpace(h), "W/"), `"`), 10, 64)
@@ -43,8 +60,29 @@ func ParseEntry(i int, raw any) (Entry, error) {
 		}
 		e.IfMatch = &v
 	}
+	if t, raw, ok := SplitConditional(strings.TrimPrefix(url, "/")); ok {
+		if e.Method != http.MethodPut && e.Method != http.MethodDelete {
+			return e, at("request.url", "a conditional request.url (Type?search) is only supported for PUT and DELETE entries")
+		}
+		q, err := ParseCondition(t, raw)
+		if err != nil {
+			return e, at("request.url", problemText(err))
+		}
+		e.Type, e.cond = t, q
+		if e.Method == http.MethodPut {
+			doc, ok := m["resource"].(map[string]any)
+			if !ok {
+				return e, at("resource", "POST and PUT entries need a resource")
+			}
+			if rt, _ := doc["resourceType"].(string); rt != e.Type {
+				return e, at("resource.resourceType", "the resource type does not match request.url")
+			}
+			e.Resource = &fhir.Resource{Type: e.Type, Doc: doc}
+		}
+		return e, nil
+	}
 	if strings.ContainsAny(url, "?#") || strings.Contains(url, "://") {
-		return e, at("request.url", "request.url must be Type or Type/id relative to the base; conditional and absolute URLs are not supported yet")
+		return e, at("request.url", "request.url must be Type, Type/id or Type?search relative to the base; absolute URLs are not supported")
 	}
 	parts := strings.Split(strings.Trim(url, "/"), "/")
 	e.Type = parts[0]

@@ -17,6 +17,11 @@ func FuzzParseEntry(f *testing.F) {
 		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?identifier=a|b"}}]}`,
 		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"GET","url":"//Patient/../x"}}]}`,
 		`{"resourceType":"Bundle","type":"transaction","entry":[1,"x",null,{}]}`,
+		// Conditional create, update and delete.
+		`{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Practitioner"},"request":{"method":"POST","url":"Practitioner","ifNoneExist":"identifier=http://hl7.org/fhir/sid/us-npi|9999999989"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient","ifNoneExist":"Patient?identifier=a|b&birthdate=ge2000"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"x"},"request":{"method":"PUT","url":"Patient?identifier=a%7Cb"}}]}`,
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PUT","url":"Patient?"}},{"request":{"method":"GET","url":"Patient?name=x"}},{"request":{"method":"POST","url":"Patient","ifNoneExist":7}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -41,8 +46,15 @@ func FuzzParseEntry(f *testing.F) {
 			if (e.Method == "POST" || e.Method == "PUT") != (e.Resource != nil) {
 				t.Fatalf("entry %d: method %s with resource %v", i, e.Method, e.Resource != nil)
 			}
-			if e.Method != "POST" && !fhir.IsID(e.ID) {
+			if e.cond != nil {
+				if (e.Method != "PUT" && e.Method != "DELETE") || e.ID != "" || len(e.cond.Clauses) == 0 || e.cond.Type != e.Type {
+					t.Fatalf("entry %d: conditional %s parsed to %+v", i, e.Method, e)
+				}
+			} else if e.Method != "POST" && !fhir.IsID(e.ID) {
 				t.Fatalf("entry %d: %s without a valid id", i, e.Method)
+			}
+			if e.ifNoneExist != nil && (e.Method != "POST" || len(e.ifNoneExist.Clauses) == 0) {
+				t.Fatalf("entry %d: ifNoneExist on %s", i, e.Method)
 			}
 		}
 	})

@@ -48,6 +48,8 @@ type Service struct {
 	newID   func() string
 	indexer *search.Indexer
 	search  search.Options
+	// condDeleteMax caps how many resources a conditional delete removes.
+	condDeleteMax int
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -56,6 +58,9 @@ type Options struct {
 	NewID func() string
 	// Search tunes indexing and search (the leaky index opt-in).
 	Search search.Options
+	// ConditionalDeleteMax caps how many resources one conditional delete
+	// may remove (0: DefaultConditionalDeleteMax).
+	ConditionalDeleteMax int
 }
 
 // New returns a Service.
@@ -69,8 +74,11 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.Search.Now == nil {
 		o.Search.Now = o.Now
 	}
+	if o.ConditionalDeleteMax <= 0 {
+		o.ConditionalDeleteMax = DefaultConditionalDeleteMax
+	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
-		indexer: search.NewIndexer(o.Search), search: o.Search}
+		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax}
 }
 
 // Repo is the repository bound to one caller and one request.

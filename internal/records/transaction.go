@@ -13,6 +13,7 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -29,6 +30,10 @@ type Entry struct {
 	Resource *fhir.Resource // POST and PUT
 	IfMatch  *int64
 
+	// ifNoneExist is a POST's condition (request.ifNoneExist, or the
+	// If-None-Exist header); cond a PUT's or DELETE's conditional URL.
+	ifNoneExist, cond *query.Query
+
 	pos int // position in the slice given to Transaction
 }
 
@@ -39,10 +44,16 @@ type EntryResult struct {
 	// Err is the entry's failure (batch only; a failed transaction
 	// returns one error for the whole Bundle).
 	Err error
+	// Deleted counts the resources a DELETE removed (a conditional delete
+	// may remove several).
+	Deleted int
 }
 
 // entryError names the failing entry of a transaction.
 func entryError(e *Entry, err error) error {
+	if e.Index < 0 {
+		return err // not from a Bundle: nothing to name
+	}
 	var pe *problem.Error
 	if errors.As(err, &pe) {
 		out := &problem.Error{Class: pe.Class}
@@ -92,16 +103,39 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 		}
 	}
 
-	// Server ids for POST entries, and the fullUrl -> Type/id map.
+	// Each attempt starts again from the entries as given: a retry may
+	// resolve conditions differently.
+	orig := make([]map[string]any, len(entries))
+	for i := range entries {
+		if entries[i].Resource != nil {
+			orig[i] = cloneDoc(entries[i].Resource.Doc).(map[string]any)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			for i := range entries {
+				if orig[i] != nil {
+					entries[i].Resource.Doc = cloneDoc(orig[i]).(map[string]any)
+				}
+			}
+		}
+		results, err := r.attemptTransaction(ctx, entries, order)
+		if errors.Is(err, problem.ErrConflict) && attempt < maxTransactionRetries {
+			continue
+		}
+		return results, err
+	}
+}
+
+// attemptTransaction resolves, rewrites, validates and commits once.
+func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []*Entry) ([]EntryResult, error) {
+	res, err := r.resolveConditions(ctx, order)
+	if err != nil {
+		return nil, err
+	}
+	// The fullUrl -> Type/id map.
 	refs := map[string]string{}
 	for _, e := range order {
-		switch e.Method {
-		case http.MethodPost:
-			e.ID = r.s.newID()
-			e.Resource.ID = e.ID
-		case http.MethodPut:
-			e.Resource.ID = e.ID
-		}
 		if e.FullURL != "" && e.Method != http.MethodGet && e.Method != http.MethodDelete {
 			if _, dup := refs[e.FullURL]; dup {
 				return nil, entryError(e, problem.New(problem.ErrInvalid, "invalid", "two entries have the same fullUrl"))
@@ -112,14 +146,19 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 	for _, e := range order {
 		if e.Resource != nil {
 			rewriteReferences(e.Resource.Doc, refs)
-			if hasConditionalReference(e.Resource.Doc) {
-				return nil, entryError(e, problem.New(problem.ErrInvalid, "not-supported",
-					"conditional references (Type?search) need search, which this server does not support yet"))
-			}
 		}
+	}
+	if err := r.resolveReferences(ctx, order, res); err != nil {
+		return nil, err
 	}
 	for _, e := range order {
 		if e.Resource == nil {
+			continue
+		}
+		if _, exists := res.existing[e.pos]; exists {
+			continue
+		}
+		if _, alias := res.sameAs[e.pos]; alias {
 			continue
 		}
 		if issues := r.s.val.Validate(e.Resource); hasErrors(issues) {
@@ -127,14 +166,7 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 			return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues}))
 		}
 	}
-
-	for attempt := 0; ; attempt++ {
-		results, err := r.commitTransaction(ctx, entries, order)
-		if errors.Is(err, problem.ErrConflict) && attempt < maxTransactionRetries {
-			continue
-		}
-		return results, err
-	}
+	return r.commitTransaction(ctx, entries, order, res)
 }
 
 func entryAction(method string) authz.Action {
@@ -166,13 +198,44 @@ func entryAuditAction(method string) string {
 // commitTransaction reads the current versions the writes depend on, seals
 // every version and commits one unit. A lost race is ErrConflict, and the
 // caller runs it again from fresh reads.
-func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry) ([]EntryResult, error) {
+func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved) ([]EntryResult, error) {
 	results := make([]EntryResult, len(entries))
-	unit := &store.Unit{}
+	unit := &store.Unit{Guards: res.guards}
 	now := r.s.now().UTC()
 	next := map[string]int64{} // Type/id -> version the next write creates
 	for _, e := range order {
 		if e.Method == http.MethodGet {
+			continue
+		}
+		if v, ok := res.existing[e.pos]; ok {
+			// A conditional create that matched: the existing resource is
+			// the answer, and disclosing it is audited with the unit.
+			rec := r.record("create", e.Type)
+			rec.Time = now
+			rec.Detail = "condition-matched"
+			rec.Entities = []string{ref(v.Type, v.ID, v.Version)}
+			plain, err := r.open(v)
+			if err != nil {
+				return nil, entryError(e, r.refuse(rec, audit.OutcomeSerious, "unsealable", err))
+			}
+			unit.Audit = append(unit.Audit, rec)
+			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}}
+			continue
+		}
+		if first, ok := res.sameAs[e.pos]; ok {
+			created := results[first].Resource
+			rec := r.record("create", e.Type)
+			rec.Time = now
+			rec.Detail = "condition-matched-in-bundle"
+			rec.Entities = []string{ref(created.Type, created.ID, created.Version)}
+			unit.Audit = append(unit.Audit, rec)
+			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: created}
+			continue
+		}
+		if e.Method == http.MethodDelete && e.cond != nil {
+			if err := r.deleteMatches(ctx, e, res.deletes[e.pos], now, next, unit, results); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		key := e.Type + "/" + e.ID
@@ -208,7 +271,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			unit.Audit = append(unit.Audit, rec)
 			next[key] = w.Version
-			results[e.pos] = EntryResult{Status: http.StatusNoContent, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
+			results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: 1, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
 		default: // POST, PUT
 			if cur < 0 {
 				cur = -cur
@@ -256,6 +319,42 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	return results, nil
 }
 
+// deleteMatches writes the deletions of a conditional delete: one audit
+// record naming every resource deleted.
+func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref, now time.Time, next map[string]int64, unit *store.Unit, results []EntryResult) error {
+	rec := r.record("delete", e.Type)
+	rec.Time = now
+	rec.Detail = "conditional"
+	n := 0
+	for _, t := range targets {
+		key := t.Type + "/" + t.ID
+		cur, seen := next[key]
+		if !seen {
+			v, err := r.s.st.Current(ctx, r.subj.Tenant, t.Type, t.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("%w: %s changed while deleting", problem.ErrConflict, t.Type)
+			case err != nil:
+				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			case v.Deleted:
+				continue
+			}
+			cur = v.Version
+		}
+		w := store.Write{Tenant: r.subj.Tenant, Type: t.Type, ID: t.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
+		unit.Writes = append(unit.Writes, w)
+		rec.Entities = append(rec.Entities, ref(t.Type, t.ID, w.Version))
+		next[key] = w.Version
+		n++
+	}
+	if n == 0 {
+		rec.Detail = "conditional:nothing-to-delete"
+	}
+	unit.Audit = append(unit.Audit, rec)
+	results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: n}
+	return nil
+}
+
 // Batch applies each entry on its own; one entry's failure is reported in
 // its result and does not stop the others. References to other entries'
 // fullUrls are not resolved (FHIR: a batch has no inter-entry
@@ -281,6 +380,15 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 }
 
 func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
+	if e.ifNoneExist != nil || e.cond != nil || (e.Resource != nil && hasConditionalReference(e.Resource.Doc)) {
+		// Conditions are resolved and committed atomically, exactly as in
+		// a transaction of this one entry.
+		out, err := r.Transaction(ctx, []Entry{*e})
+		if err != nil {
+			return EntryResult{Err: err}
+		}
+		return out[0]
+	}
 	switch e.Method {
 	case http.MethodPost:
 		res, err := r.Create(ctx, e.Resource)

@@ -236,11 +236,25 @@ type Unit struct {
 	UseJTI *JTI
 	// Reindex rewrites search index rows.
 	Reindex []Reindex
+	// Guards are search conditions re-checked inside the write
+	// transaction, against every unit committed before this one: if a
+	// guard's matches are not exactly its Match set, the unit fails with
+	// ErrConflict (and the caller decides again from fresh reads). This is
+	// what makes conditional create, update, delete and conditional
+	// references atomic with their search.
+	Guards []Guard
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
 	// is set to "conflict" when it was empty.
 	Audit []*audit.Record
+}
+
+// Guard is a search (Where and Args as in SearchQuery; Limit and cursor
+// are ignored) whose current, not deleted matches must be exactly Match.
+type Guard struct {
+	Query SearchQuery
+	Match []Ref
 }
 
 // HistoryQuery selects versions newest first. Empty Type means every type

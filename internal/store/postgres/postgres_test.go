@@ -42,6 +42,7 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	}
 	defer b.Close()
 	storetest.InterleavedWriters(t, a, b)
+	storetest.GuardsAcrossWriters(t, a, b)
 }
 
 func TestRebind(t *testing.T) {

@@ -211,18 +211,27 @@ func (db *DB) Commit(ctx context.Context, u *store.Unit) error {
 func (db *DB) run() {
 	defer close(db.closed)
 	batch := make([]*job, 0, db.opts.MaxBatch)
+	// A unit with guards always opens its batch, so that its guards see
+	// exactly what was committed before it (the units ahead of it in a
+	// batch are not yet written when the batch's checks run). pending is
+	// such a unit, taken from the queue while a batch was being filled.
+	var pending *job
 	for {
 		var first *job
-		select {
-		case first = <-db.queue:
-		case <-db.done:
-			// Drain what is queued, then stop.
-			for {
-				select {
-				case j := <-db.queue:
-					db.commitIsolated([]*job{j})
-				default:
-					return
+		if pending != nil {
+			first, pending = pending, nil
+		} else {
+			select {
+			case first = <-db.queue:
+			case <-db.done:
+				// Drain what is queued, then stop.
+				for {
+					select {
+					case j := <-db.queue:
+						db.commitIsolated([]*job{j})
+					default:
+						return
+					}
 				}
 			}
 		}
@@ -231,6 +240,10 @@ func (db *DB) run() {
 		for len(batch) < db.opts.MaxBatch {
 			select {
 			case j := <-db.queue:
+				if len(j.u.Guards) > 0 {
+					pending = j
+					break drain
+				}
 				batch = append(batch, j)
 			default:
 				break drain
@@ -317,8 +330,20 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		order   []rkey
 		reindex []store.Reindex
 	)
-	for _, j := range batch {
+	for i, j := range batch {
 		j.err = db.check(ctx, tx, j.u, current)
+		if j.err == nil && len(j.u.Guards) > 0 {
+			if i > 0 {
+				// run never puts a guarded unit after another; refuse
+				// rather than check against a half-written state.
+				j.err = fmt.Errorf("%w: guarded unit not first in its batch", store.ErrConflict)
+			} else {
+				j.err = db.checkGuards(ctx, tx, j.u.Guards)
+			}
+			if j.err != nil && !errors.Is(j.err, store.ErrConflict) {
+				return j.err
+			}
+		}
 		if j.err != nil {
 			for _, r := range j.u.Audit {
 				if r.Outcome < audit.OutcomeMinor {
@@ -545,6 +570,46 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("check key: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkGuards runs each guard's search inside the write transaction (after
+// the head lock, so after every earlier commit) and compares its matches
+// with the expected set.
+func (db *DB) checkGuards(ctx context.Context, tx *sql.Tx, guards []store.Guard) error {
+	for gi, g := range guards {
+		base, args, err := searchBase(g.Query)
+		if err != nil {
+			return err
+		}
+		want := make(map[store.Ref]bool, len(g.Match))
+		for _, m := range g.Match {
+			want[m] = true
+		}
+		rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT r.type, r.id`+base+` LIMIT `+strconv.Itoa(len(want)+1)), args...)
+		if err != nil {
+			return fmt.Errorf("check guard: %w", err)
+		}
+		n, extra := 0, false
+		for rows.Next() {
+			var ref store.Ref
+			if err := rows.Scan(&ref.Type, &ref.ID); err != nil {
+				rows.Close()
+				return fmt.Errorf("check guard: %w", err)
+			}
+			n++
+			if !want[ref] {
+				extra = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("check guard: %w", err)
+		}
+		if extra || n != len(want) {
+			return fmt.Errorf("%w: condition %d no longer matches what it matched when read", store.ErrConflict, gi)
 		}
 	}
 	return nil

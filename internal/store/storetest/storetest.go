@@ -54,6 +54,7 @@ func VerifyLedger(t *testing.T, st store.Store) int {
 // Run runs the suite.
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
+	runGuards(t, open)
 
 	t.Run("CreateReadVersions", func(t *testing.T) {
 		st := open(t)

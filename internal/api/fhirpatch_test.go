@@ -1,0 +1,39 @@
+package api_test
+
+import (
+	"testing"
+
+	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/authz"
+)
+
+func TestFHIRPathPatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		id := w.Create(t, authz.RolePhysician, patient)
+		path := "/fhir/Patient/" + id
+		replaceGender := func(code string) string {
+			return `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"` + code + `"}]}]}`
+		}
+		addMarital := `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"maritalStatus"},{"name":"value","valueCodeableConcept":{"text":"married"}}]}]}`
+		for _, sc := range []scenario{
+			{name: "replace with If-Match", method: "PATCH", path: path, role: authz.RolePhysician, body: replaceGender("male"),
+				headers: []string{`If-Match: W/"1"`}, status: 200, want: []string{`"gender":"male"`, `"versionId":"2"`, "Quillfeather"}, header: map[string]string{"ETag": `^W/"2"$`}},
+			{name: "stale If-Match", method: "PATCH", path: path, role: authz.RolePhysician, body: replaceGender("other"),
+				headers: []string{`If-Match: W/"1"`}, status: 412},
+			{name: "add complex", method: "PATCH", path: path, role: authz.RolePhysician, body: addMarital, status: 200, want: []string{`"maritalStatus":{"text":"married"}`, `"versionId":"3"`}},
+			{name: "validated after applying", method: "PATCH", path: path, role: authz.RolePhysician, body: replaceGender("banana"), status: 422,
+				want: []string{"Patient.gender"}, notWant: []string{"banana", "Quillfeather"}},
+			{name: "does not apply", method: "PATCH", path: path, role: authz.RolePhysician, body: addMarital, status: 422, want: []string{"already"}},
+			{name: "malformed", method: "PATCH", path: path, role: authz.RolePhysician, status: 400, want: []string{"type must be"},
+				body: `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"frob"},{"name":"path","valueString":"Patient"}]}]}`},
+			{name: "not Parameters", method: "PATCH", path: path, role: authz.RolePhysician, body: patient, status: 400, want: []string{"Parameters"}},
+			{name: "nurse may not", method: "PATCH", path: path, role: authz.RoleNurse, body: replaceGender("male"), status: 403},
+			{name: "unknown resource", method: "PATCH", path: "/fhir/Patient/nope", role: authz.RolePhysician, body: replaceGender("male"), status: 404},
+		} {
+			sc.run(t, w)
+		}
+		if g := w.Do(t, "GET", path, w.Tokens[authz.RolePhysician], nil); g.Header.Get("ETag") != `W/"3"` {
+			t.Fatalf("after the refused patches the resource is at %s, want version 3", g.Header.Get("ETag"))
+		}
+	})
+}

@@ -1,0 +1,159 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir/compartment"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/search/params"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// EverythingQuery selects Patient/$everything: one patient's compartment
+// (PatientID set) or every patient's (PatientID empty, the type-level
+// operation).
+type EverythingQuery struct {
+	PatientID string
+	// Since keeps resources last updated at or after it (zero: all).
+	Since time.Time
+	// Types limits the result to these compartment types (empty: all).
+	Types []string
+	Count int
+	// After is the decoded cursor of the previous page, or nil.
+	After []any
+}
+
+// Everything returns the Patient compartment as the official
+// CompartmentDefinition draws it (package compartment): the patient
+// itself and every current resource of a compartment type that refers to
+// the patient through one of the type's compartment parameters, in a
+// stable order, paged. Access is decided per type: types the caller may
+// not read are left out (the patient's own type must be readable, or the
+// operation is refused). The audit record names every resource disclosed.
+func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error) {
+	action := "everything-instance"
+	if q.PatientID == "" {
+		action = "everything-type"
+	}
+	rec := r.record(action, "Patient")
+	if err := r.decide(authz.Read, rec); err != nil {
+		return nil, err
+	}
+	types := compartment.PatientTypes()
+	if len(q.Types) > 0 {
+		for _, t := range q.Types {
+			if !compartment.InPatientCompartment(t) && t != "Patient" {
+				return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", problem.New(problem.ErrInvalid, "invalid",
+					"_type: "+t+" is not a type of the Patient compartment"))
+			}
+		}
+		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(q.Types, t) })
+	}
+	types = slices.DeleteFunc(types, func(t string) bool {
+		return !authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}).Allow
+	})
+	if q.PatientID != "" {
+		v, err := r.s.st.Current(ctx, r.subj.Tenant, "Patient", q.PatientID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
+				problem.New(problem.ErrNotFound, "not-found", "Patient/"+q.PatientID+" is not known"))
+		case err != nil:
+			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		case v.Deleted:
+			rec.Entities = []string{ref("Patient", q.PatientID, v.Version)}
+			return nil, r.refuse(rec, audit.OutcomeMinor, "deleted",
+				problem.New(problem.ErrGone, "deleted", "Patient/"+q.PatientID+" was deleted"))
+		}
+	}
+	page := &Page{}
+	if len(types) == 0 {
+		return page, r.commitAudit(rec)
+	}
+	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	where, args := compartmentWhere(types, q.PatientID, r.subj.Tenant, k)
+	sq := store.SearchQuery{Tenant: r.subj.Tenant, Types: types, Where: []string{where}, Args: args, Limit: q.Count + 1, After: q.After}
+	if !q.Since.IsZero() {
+		sq.Where = append(sq.Where, "r.last_updated >= ?")
+		sq.Args = append(sq.Args, q.Since.UnixMicro())
+	}
+	if q.After != nil && len(q.After) != 1 {
+		return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor of this operation"))
+	}
+	hits, err := r.s.st.Search(ctx, sq)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	if len(hits) > q.Count {
+		hits = hits[:q.Count]
+		page.NextKeys = []any{hits[len(hits)-1].RID}
+	}
+	vs := make([]store.Version, len(hits))
+	for i := range hits {
+		vs[i] = hits[i].Version
+	}
+	if err := r.open1(rec, vs, &page.Resources); err != nil {
+		return nil, err
+	}
+	return page, r.commitAudit(rec)
+}
+
+// compartmentWhere is the SQL condition "in the compartment of patient
+// id" (or, with id empty, of any current patient) over the given types:
+// for each type, a reference row of one of its compartment parameters
+// whose value is the patient's reference hash.
+func compartmentWhere(types []string, id, tenant string, k search.Keyer) (string, []any) {
+	var ors []string
+	var args []any
+	target := func() string {
+		if id != "" {
+			args = append(args, search.RefHash(k, "Patient", id))
+			return "t.h = ?"
+		}
+		args = append(args, tenant)
+		return "t.h IN (SELECT pt.refh FROM resources pt WHERE pt.tenant = ? AND pt.type = 'Patient' AND pt.deleted = 0)"
+	}
+	for _, typ := range types {
+		var pids []int32
+		for _, code := range compartment.PatientParams(typ) {
+			if p, ok := params.Lookup(typ, code); ok {
+				pids = append(pids, search.RefPIDs(typ, p)...)
+			}
+		}
+		var alts []string
+		args = append(args, typ)
+		if typ == "Patient" {
+			if id != "" {
+				alts = append(alts, "r.id = ?")
+				args = append(args, id)
+			} else {
+				alts = append(alts, "1 = 1")
+			}
+		}
+		if len(pids) > 0 {
+			var b strings.Builder
+			b.WriteString("r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (" + marks(len(pids)) + ") AND ")
+			for _, p := range pids {
+				args = append(args, p)
+			}
+			b.WriteString(target() + ")")
+			alts = append(alts, b.String())
+		}
+		if len(alts) == 0 {
+			alts = append(alts, "1 = 0")
+		}
+		ors = append(ors, "(r.type = ? AND ("+strings.Join(alts, " OR ")+"))")
+	}
+	return strings.Join(ors, " OR "), args
+}
