@@ -32,6 +32,8 @@ type Options struct {
 	Version      string
 	// MaxCount caps _count.
 	MaxCount int
+	// Directory backs the admin API (users, clients); nil disables it.
+	Directory authn.Directory
 }
 
 // Tokens is what the API needs from authn.
@@ -75,6 +77,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("POST /oauth2/introspect", s.handleIntrospect)
 	mux.HandleFunc("GET /.well-known/smart-configuration", s.handleSMARTConfig)
 	mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.handleSMARTConfig)
+	s.routeIdentity(mux)
 
 	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
 	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))

@@ -142,7 +142,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		_, err := st.AuditHead(ctx)
 		return err
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version}, log, rec, tokens, health)
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st}, log, rec, tokens, health)
 	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Handler: h}, nil
 }
 

@@ -228,3 +228,13 @@ func SetClientDisabled(ctx context.Context, d Directory, a Actor, tenant, client
 	return d.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: c.ID, Disabled: disabled}},
 		Audit: []*audit.Record{{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"client/" + c.ID}}}})
 }
+
+// RecordAdmin writes one ledger record for an administrative read or a
+// refused administrative request (outcome minor, with the reason).
+func RecordAdmin(ctx context.Context, d Directory, a Actor, tenant, action, refusal string) error {
+	rec := &audit.Record{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: action}
+	if refusal != "" {
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, refusal
+	}
+	return d.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}})
+}
