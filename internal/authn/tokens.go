@@ -456,8 +456,6 @@ func (s *Service) JWKS() map[string]any {
 	return map[string]any{"keys": keys}
 }
 
-// PasswordGrant checks a username and password and issues a token. Every
-// attempt, success or failure, is recorded in the ledger before the answer.
 // PasswordRequest is an OAuth2 password grant.
 type PasswordRequest struct {
 	RequestID string
@@ -465,36 +463,89 @@ type PasswordRequest struct {
 	Password  string
 	Scope     string // empty: DefaultScope
 	TOTP      string // the current code, for users enrolled in TOTP
+	Tenant    string // empty: the configured tenant of password logins
 }
 
+// PasswordGrant checks a username and password and issues a token. Every
+// attempt, success or failure, is recorded in the ledger before the answer.
 func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token, error) {
-	requestID, username, password, scope := pr.RequestID, pr.Username, pr.Password, pr.Scope
+	scope := pr.Scope
 	if scope == "" {
 		scope = DefaultScope
 	}
 	if _, err := authz.ParseScopes(scope); err != nil {
 		return Token{}, fmt.Errorf("%w: %v", ErrInvalidScope, err)
 	}
-	now := s.o.Now().UTC()
-	u, err := s.st.UserByName(ctx, s.o.Tenant, username)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		VerifyPassword(dummyHash, password)
-		u = nil
-	case err != nil:
+	u, unit, err := s.checkLogin(ctx, loginAttempt{RequestID: pr.RequestID, Tenant: pr.Tenant, Username: pr.Username, Password: pr.Password, TOTP: pr.TOTP})
+	if err != nil {
 		return Token{}, err
 	}
-	rec := &audit.Record{Time: now, Tenant: s.o.Tenant, RequestID: requestID, Action: "login"}
+	tok, err := s.Issue(subjectOf(u, scope))
+	if err != nil {
+		return Token{}, err
+	}
+	unit.Audit[0].Detail = "token-issued"
+	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", s.o.Now().UTC()); err != nil {
+		return Token{}, err
+	}
+	if err := s.st.Commit(ctx, unit); err != nil {
+		return Token{}, err
+	}
+	return tok, nil
+}
+
+// subjectOf is the subject of a token issued to a user: every grant that
+// issues a user token (password, authorization code, refresh) builds it
+// here, so that whatever a user carries into its tokens is added once.
+func subjectOf(u *store.User, scope string) authz.Subject {
+	role, _ := authz.ParseRole(u.Role)
+	return authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)}
+}
+
+// loginAttempt is a username, password and TOTP code typed into the
+// password grant or the login page.
+type loginAttempt struct {
+	RequestID, Tenant, Username, Password, TOTP string
+}
+
+// checkLogin checks a login attempt: tenant, password, account state,
+// lockout and TOTP. A failure is committed to the ledger (and the lockout
+// counter) here and returns ErrInvalidGrant. A success returns the user and
+// a unit holding the ledger record (action login, detail to be set by the
+// caller) and the reset of the lockout state, for the caller to commit
+// together with what it issues.
+func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User, *store.Unit, error) {
+	tenant := la.Tenant
+	if tenant == "" {
+		tenant = s.o.Tenant
+	}
+	now := s.o.Now().UTC()
+	var u *store.User
+	var err error
+	if TenantPattern.MatchString(tenant) {
+		u, err = s.st.UserByName(ctx, tenant, la.Username)
+	} else {
+		tenant, err = "", store.ErrNotFound
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		VerifyPassword(dummyHash, la.Password)
+		u = nil
+	case err != nil:
+		return nil, nil, err
+	}
+	rec := &audit.Record{Time: now, Tenant: tenant, RequestID: la.RequestID, Action: "login"}
 	locked := u != nil && now.Before(u.LockedUntil)
-	ok := u != nil && !u.Disabled && !locked && VerifyPassword(u.PasswordHash, password)
+	_, validRole := authz.ParseRole(roleOf(u))
+	ok := u != nil && !u.Disabled && !locked && validRole && VerifyPassword(u.PasswordHash, la.Password)
 	if locked {
-		VerifyPassword(dummyHash, password) // same time as any other refusal
+		VerifyPassword(dummyHash, la.Password) // same time as any other refusal
 	}
 	detail := "invalid-credentials"
 	var totpStep int64
 	if ok && u.TOTPSecret != nil {
 		var why string
-		totpStep, why = s.checkTOTP(u, pr.TOTP, now)
+		totpStep, why = s.checkTOTP(u, la.TOTP, now)
 		if why != "" {
 			ok, detail = false, why
 		}
@@ -519,30 +570,23 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 			}
 		}
 		if err := s.st.Commit(ctx, unit); err != nil {
-			return Token{}, err
+			return nil, nil, err
 		}
-		return Token{}, ErrInvalidGrant
+		return nil, nil, ErrInvalidGrant
 	}
-	role, valid := authz.ParseRole(u.Role)
-	if !valid {
-		return Token{}, ErrInvalidGrant
-	}
-	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
-	if err != nil {
-		return Token{}, err
-	}
-	rec.Actor, rec.Role, rec.Detail = u.ID, u.Role, "token-issued"
+	rec.Actor, rec.Role = u.ID, u.Role
 	unit := &store.Unit{Audit: []*audit.Record{rec}}
 	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() || totpStep != 0 {
 		unit.Login = &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep}
 	}
-	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", now); err != nil {
-		return Token{}, err
+	return u, unit, nil
+}
+
+func roleOf(u *store.User) string {
+	if u == nil {
+		return ""
 	}
-	if err := s.st.Commit(ctx, unit); err != nil {
-		return Token{}, err
-	}
-	return tok, nil
+	return u.Role
 }
 
 // Lockout policy: after LockoutThreshold consecutive failures an account
