@@ -58,6 +58,7 @@ type Store interface {
 	UserByID(ctx context.Context, id string) (*store.User, error)
 	RefreshByID(ctx context.Context, id string) (*store.Refresh, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
+	CodeByID(ctx context.Context, id string) (*store.Code, error)
 	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
@@ -238,6 +239,9 @@ type Token struct {
 	ExpiresIn    time.Duration
 	Scope        string
 	RefreshToken string
+	// IDToken is an OpenID Connect id_token, for an authorization code
+	// grant whose scope has openid.
+	IDToken string
 }
 
 // Issue signs an access token for subject.
@@ -282,6 +286,22 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
 	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope}, nil
+}
+
+// idToken signs an OpenID Connect id_token for a user and the app it was
+// issued to. It names the user by id only; fhirUser and profile claims are
+// not issued.
+func (s *Service) idToken(u *store.User, clientID string) (string, error) {
+	s.mu.RLock()
+	k := s.signer
+	s.mu.RUnlock()
+	now := s.o.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
+		Issuer: s.o.Issuer, Subject: u.ID, Audience: jwt.ClaimStrings{clientID},
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(s.o.TTL)),
+	})
+	t.Header["kid"] = k.kid
+	return t.SignedString(k.priv)
 }
 
 // Verify checks a bearer token and returns its subject. A revoked token is
