@@ -53,7 +53,7 @@ var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "oidc-issuers"}, nil)
 	if err != nil {
 		return err
 	}
@@ -554,7 +554,7 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 
 func runConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("config", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "oidc-issuers"}, nil)
 	if err != nil {
 		return err
 	}

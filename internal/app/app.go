@@ -129,7 +129,17 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if issuer == "" {
 		issuer = "ward"
 	}
-	tokens, err := authn.New(ctx, st, km, authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey})
+	var external []authn.IssuerConfig
+	if cfg.OIDCIssuers != "" {
+		b, err := os.ReadFile(cfg.OIDCIssuers)
+		if err != nil {
+			return nil, fmt.Errorf("WARD_OIDC_ISSUERS: %w", err)
+		}
+		if external, err = authn.ParseIssuers(b); err != nil {
+			return nil, fmt.Errorf("WARD_OIDC_ISSUERS: %w", err)
+		}
+	}
+	tokens, err := authn.New(ctx, st, km, authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external})
 	if err != nil {
 		return nil, err
 	}

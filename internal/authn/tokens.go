@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type Store interface {
 	RefreshByID(ctx context.Context, id string) (*store.Refresh, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
 	CodeByID(ctx context.Context, id string) (*store.Code, error)
+	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
@@ -79,6 +81,10 @@ type Options struct {
 	// SealKeyID is the keyring key that seals signing keys.
 	SealKeyID string
 	Now       func() time.Time
+	// External are the trusted external OpenID Connect issuers.
+	External []IssuerConfig
+	// HTTPClient fetches external issuers' keys (default: 5 s timeout).
+	HTTPClient *http.Client
 }
 
 type signingKey struct {
@@ -108,6 +114,8 @@ type Service struct {
 	revokedSet map[string]struct{}
 	revokedAt  time.Time
 	revLoading atomic.Bool
+
+	external []*external
 }
 
 // New loads the signing keys, creating the first one if there is none.
@@ -123,6 +131,12 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	}
 	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(), revokedSet: map[string]struct{}{}}
 	s.cache.entries = map[string]cached{}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	for _, c := range o.External {
+		s.external = append(s.external, newExternal(c, o.HTTPClient))
+	}
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
 	}
@@ -331,6 +345,9 @@ func (s *Service) verify(ctx context.Context, token string) (cached, error) {
 }
 
 func (s *Service) parse(ctx context.Context, token string) (cached, error) {
+	if x := s.externalIssuer(token); x != nil {
+		return s.parseExternal(ctx, x, token)
+	}
 	var c Claims
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{"RS256"}),
