@@ -138,10 +138,11 @@ func checkFetchURL(s string) error {
 // names an unknown kid (at most once per jwksMinRefresh), and when older
 // than jwksMaxAge.
 const (
-	jwksMinRefresh = 30 * time.Second
-	jwksMaxAge     = time.Hour
-	jwksMaxBytes   = 1 << 20
+	jwksMaxAge   = time.Hour
+	jwksMaxBytes = 1 << 20
 )
+
+var jwksMinRefresh = 30 * time.Second
 
 // external is one trusted issuer and its cached keys.
 type external struct {
