@@ -197,3 +197,47 @@ func TestAuthorizationCodeLifetimes(t *testing.T) {
 		t.Fatalf("expired form: %v", err)
 	}
 }
+
+// BenchmarkVerify measures bearer-token verification as a request sees
+// it: a Ward token already verified (the cache, the common case), and a
+// Ward token seen for the first time (RS256 signature, claims, revocation
+// check). Run with a fixed count, e.g. -benchtime 2000x, so that the
+// first-use tokens are issued once, outside the timing.
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	b.Run("ward-cached", func(b *testing.B) {
+		e := newEnvB(b)
+		tok, _ := e.svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RolePhysician})
+		for b.Loop() {
+			if _, err := e.svc.Verify(ctx, tok.AccessToken); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ward-first-use", func(b *testing.B) {
+		e := newEnvB(b)
+		toks := make([]string, 0, 4096)
+		for range cap(toks) {
+			tok, _ := e.svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}})
+			toks = append(toks, tok.AccessToken)
+		}
+		i := 0
+		for b.Loop() {
+			if i == len(toks) {
+				b.StopTimer()
+				e = newEnvB(b) // a fresh cache: every token is new again
+				toks = toks[:0]
+				for range cap(toks) {
+					tok, _ := e.svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}})
+					toks = append(toks, tok.AccessToken)
+				}
+				i = 0
+				b.StartTimer()
+			}
+			if _, err := e.svc.Verify(ctx, toks[i]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
