@@ -33,7 +33,7 @@ func FuzzAuthorize(f *testing.F) {
 	w := fuzzWard(f)
 	good := url.Values{"response_type": {"code"}, "client_id": {"app"}, "redirect_uri": {fuzzRedirect}, "scope": {"openid user/*.rs"},
 		"state": {"xyz"}, "code_challenge": {pkce(strings.Repeat("v", 43))}, "code_challenge_method": {"S256"}, "aud": {"http://example.com/fhir"}}
-	f.Add(good.Encode())                                     // a valid request (aud of httptest.NewRequest's host)
+	f.Add(good.Encode())                                      // a valid request (aud of httptest.NewRequest's host)
 	f.Add(strings.Replace(good.Encode(), "S256", "plain", 1)) // plain PKCE
 	f.Add("client_id=app&redirect_uri=https%3A%2F%2Fevil.example%2Fcb")
 	f.Add("client_id=app&client_id=app")
