@@ -41,7 +41,8 @@ func FuzzAuthorize(f *testing.F) {
 	f.Add("client_id=app&redirect_uri=" + url.QueryEscape(fuzzRedirect) + "&state=" + strings.Repeat("s", 2000))
 	f.Add("")
 	f.Fuzz(func(t *testing.T, query string) {
-		req := httptest.NewRequest("GET", "/oauth2/authorize?"+query, nil)
+		req := httptest.NewRequest("GET", "/oauth2/authorize", nil)
+		req.URL.RawQuery = query // as a server would receive it, spaces and all
 		rec := httptest.NewRecorder()
 		w.App.Handler.ServeHTTP(rec, req)
 		body := rec.Body.String()
