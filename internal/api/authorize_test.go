@@ -184,13 +184,25 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 		} {
 			sc.run(t, w)
 		}
-		// The code is single-use; the refresh token works.
+		// The refresh token works (and rotates).
+		refresh := func(rt string) *apptest.Response {
+			return w.Do(t, "POST", "/oauth2/token", "", []byte(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()), "Content-Type: application/x-www-form-urlencoded")
+		}
+		r := refresh(tok["refresh_token"].(string))
+		if r.Status != 200 {
+			t.Fatalf("refresh: %d %s", r.Status, r.Body)
+		}
+		rotated := r.JSON(t)["refresh_token"].(string)
+		// The code is single-use, and presenting it again revokes what it
+		// gave: the access token and the whole refresh family.
 		if status, m := app.exchange(code, verifier); status != 400 || m["error"] != "invalid_grant" {
 			t.Errorf("code reused: %d %v", status, m)
 		}
-		r := w.Do(t, "POST", "/oauth2/token", "", []byte(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}.Encode()), "Content-Type: application/x-www-form-urlencoded")
-		if r.Status != 200 {
-			t.Errorf("refresh: %d %s", r.Status, r.Body)
+		if r := w.Do(t, "GET", "/fhir/Patient/"+pid, access, nil); r.Status != 401 {
+			t.Errorf("access token of a replayed code still works: %d", r.Status)
+		}
+		if r := refresh(rotated); r.Status != 400 {
+			t.Errorf("refresh family of a replayed code still works: %d %s", r.Status, r.Body)
 		}
 
 		// A wrong verifier is refused and uses the code up.
@@ -281,7 +293,7 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 				t.Errorf("exchange record %+v", rec)
 			}
 		}
-		for _, k := range []string{"login:invalid-credentials", "login:code-issued", "code-exchange:token-issued", "code-exchange:code-reuse", "code-exchange:pkce-mismatch"} {
+		for _, k := range []string{"login:invalid-credentials", "login:code-issued", "code-exchange:token-issued", "code-exchange:code-reuse;tokens-revoked", "code-exchange:pkce-mismatch"} {
 			if !seen[k] {
 				t.Errorf("ledger lacks %s (has %v)", k, seen)
 			}

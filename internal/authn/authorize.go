@@ -324,11 +324,23 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	}
 	rec.Tenant, rec.Actor = c.Tenant, c.UserID
 	rec.Entities = []string{"client/" + c.ClientID}
-	burn := &store.Unit{IdentityChange: store.IdentityChange{UseCode: c.ID}}
+	burn := &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: c.ID}}}
 	sum := sha256.Sum256([]byte(cr.CodeVerifier))
+	if c.Used {
+		// A code presented twice was intercepted, or the app is broken:
+		// revoke what its first exchange issued (RFC 6749 4.1.2).
+		if c.TokenID == "" {
+			return fail("code-reuse", nil)
+		}
+		_, err := fail("code-reuse;tokens-revoked", &store.Unit{Revoke: &store.JTI{JTI: c.TokenID, Expires: c.TokenExpires}, RevokeFamily: c.Family})
+		if errors.Is(err, ErrInvalidGrant) {
+			s.revMu.Lock()
+			s.revokedSet[c.TokenID] = struct{}{}
+			s.revMu.Unlock()
+		}
+		return Token{}, err
+	}
 	switch {
-	case c.Used:
-		return fail("code-reuse", nil)
 	case !now.Before(c.Expires):
 		return fail("code-expired", nil)
 	case cr.ClientID != c.ClientID:
@@ -357,10 +369,19 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		return fail("user-unavailable", burn)
 	}
 	rec.Role, rec.Detail = u.Role, "token-issued"
-	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: c.ID}, Audit: []*audit.Record{rec}}
-	var refresh string
-	if refresh, unit.NewRefresh, err = newRefresh(u, c.Scope, "", now); err != nil {
+	// Signed first so that the code's row can name what it issued; if the
+	// commit fails the token is never handed out.
+	tok, err := s.Issue(subjectOf(u, c.Scope))
+	if err != nil {
 		return Token{}, err
+	}
+	use := &store.CodeUse{ID: c.ID, TokenID: tok.jti, TokenExpires: tok.expires}
+	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: use}, Audit: []*audit.Record{rec}}
+	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, c.Scope, "", now); err != nil {
+		return Token{}, err
+	}
+	if unit.NewRefresh != nil {
+		use.Family = unit.NewRefresh.Family
 	}
 	if err := s.st.Commit(ctx, unit); errors.Is(err, store.ErrConflict) {
 		// Exchanged concurrently, or expired in between: the second
@@ -369,11 +390,6 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	} else if err != nil {
 		return Token{}, err
 	}
-	tok, err := s.Issue(subjectOf(u, c.Scope))
-	if err != nil {
-		return Token{}, err
-	}
-	tok.RefreshToken = refresh
 	if slices.Contains(strings.Fields(c.Scope), "openid") {
 		if tok.IDToken, err = s.idToken(u, c.ClientID); err != nil {
 			return Token{}, err

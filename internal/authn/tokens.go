@@ -256,6 +256,9 @@ type Token struct {
 	// IDToken is an OpenID Connect id_token, for an authorization code
 	// grant whose scope has openid.
 	IDToken string
+
+	jti     string    // the access token's id
+	expires time.Time // and expiry
 }
 
 // Issue signs an access token for subject.
@@ -299,7 +302,7 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
-	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope}, nil
+	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope, jti: c.ID, expires: c.ExpiresAt.Time}, nil
 }
 
 // idToken signs an OpenID Connect id_token for a user and the app it was

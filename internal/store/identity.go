@@ -30,6 +30,19 @@ type Code struct {
 	Scope         string
 	Expires       time.Time
 	Used          bool
+	// What the code's exchange issued, so that a replay of the code can
+	// revoke it: the access token's id and expiry, the refresh family.
+	TokenID      string
+	TokenExpires time.Time
+	Family       string
+}
+
+// CodeUse marks a code used and records what its exchange issued.
+type CodeUse struct {
+	ID           string
+	TokenID      string
+	TokenExpires time.Time
+	Family       string
 }
 
 // IdentityChange is the part of a Unit that changes tenants, clients and
@@ -45,7 +58,7 @@ type IdentityChange struct {
 	NewCode *Code
 	// UseCode marks a code used; one unknown, already used or expired is
 	// ErrConflict.
-	UseCode string
+	UseCode *CodeUse
 }
 
 // IdentityReader reads tenants, clients and authorization codes.

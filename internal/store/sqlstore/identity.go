@@ -34,10 +34,10 @@ func (db *DB) checkIdentity(ctx context.Context, tx *sql.Tx, c *store.IdentityCh
 			return fmt.Errorf("check client: %w", err)
 		}
 	}
-	if c.UseCode != "" {
+	if c.UseCode != nil {
 		var used int
 		var exp int64
-		err := tx.QueryRowContext(ctx, q(`SELECT used, expires FROM auth_codes WHERE id = ?`), c.UseCode).Scan(&used, &exp)
+		err := tx.QueryRowContext(ctx, q(`SELECT used, expires FROM auth_codes WHERE id = ?`), c.UseCode.ID).Scan(&used, &exp)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || exp < time.Now().UnixMicro()) {
 			return fmt.Errorf("%w: authorization code unknown, used or expired", store.ErrConflict)
 		}
@@ -61,15 +61,20 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, c *store.IdentityCh
 			return fmt.Errorf("update client: %w", err)
 		}
 	}
-	if id := c.UseCode; id != "" {
-		if _, err := tx.ExecContext(ctx, q(`UPDATE auth_codes SET used = 1 WHERE id = ?`), id); err != nil {
+	if cu := c.UseCode; cu != nil {
+		var texp int64
+		if !cu.TokenExpires.IsZero() {
+			texp = cu.TokenExpires.UnixMicro()
+		}
+		if _, err := tx.ExecContext(ctx, q(`UPDATE auth_codes SET used = 1, token_id = ?, token_expires = ?, family = ? WHERE id = ?`), cu.TokenID, texp, cu.Family, cu.ID); err != nil {
 			return fmt.Errorf("use authorization code: %w", err)
 		}
 	}
 	if cd := c.NewCode; cd != nil {
-		// Codes live a minute; a used or expired one is kept for an hour so
-		// that a replay is recognised as one, then purged.
-		if _, err := tx.ExecContext(ctx, q(`DELETE FROM auth_codes WHERE expires < ?`), time.Now().Add(-time.Hour).UnixMicro()); err != nil {
+		// Codes live a minute; a used or expired one is kept for a day so
+		// that a replay is recognised as one (and revokes what the code
+		// gave), then purged.
+		if _, err := tx.ExecContext(ctx, q(`DELETE FROM auth_codes WHERE expires < ?`), time.Now().Add(-24*time.Hour).UnixMicro()); err != nil {
 			return fmt.Errorf("purge authorization codes: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, q(`INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -142,10 +147,10 @@ func (db *DB) Clients(ctx context.Context, tenant string) ([]store.Client, error
 // CodeByID finds an authorization code by the hash of its value.
 func (db *DB) CodeByID(ctx context.Context, id string) (*store.Code, error) {
 	c := &store.Code{}
-	var exp int64
+	var exp, texp int64
 	var used int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, used FROM auth_codes WHERE id = ?`), id).
-		Scan(&c.ID, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.UserID, &c.Tenant, &c.Scope, &exp, &used)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, used, token_id, token_expires, family FROM auth_codes WHERE id = ?`), id).
+		Scan(&c.ID, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.UserID, &c.Tenant, &c.Scope, &exp, &used, &c.TokenID, &texp, &c.Family)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -154,5 +159,8 @@ func (db *DB) CodeByID(ctx context.Context, id string) (*store.Code, error) {
 	}
 	c.Expires = time.UnixMicro(exp).UTC()
 	c.Used = used != 0
+	if texp != 0 {
+		c.TokenExpires = time.UnixMicro(texp).UTC()
+	}
 	return c, nil
 }

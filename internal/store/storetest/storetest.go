@@ -406,16 +406,16 @@ func Run(t *testing.T, open Opener) {
 		if err != nil || got.Used || got.CodeChallenge != "ch" || got.RedirectURI != code.RedirectURI || !got.Expires.Equal(exp) {
 			t.Fatalf("code: %+v %v", got, err)
 		}
-		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: "c1"}, Audit: []*audit.Record{rec("b", "code")}}))
-		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: "c1"}, Audit: []*audit.Record{rec("b", "code")}}); !errors.Is(err, store.ErrConflict) {
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "c1", TokenID: "j1", TokenExpires: exp, Family: "f1"}}, Audit: []*audit.Record{rec("b", "code")}}))
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "c1"}}, Audit: []*audit.Record{rec("b", "code")}}); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("second use of a code: %v", err)
 		}
 		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: &store.Code{ID: "old", ClientID: "app-1", Expires: time.Now().Add(-time.Second)}}}))
-		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: "old"}}); !errors.Is(err, store.ErrConflict) {
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "old"}}}); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("use of an expired code: %v", err)
 		}
-		if got, _ := st.CodeByID(ctx, "c1"); !got.Used {
-			t.Fatal("used code not marked")
+		if got, _ := st.CodeByID(ctx, "c1"); !got.Used || got.TokenID != "j1" || got.Family != "f1" || !got.TokenExpires.Equal(exp) {
+			t.Fatalf("used code: %+v", got)
 		}
 		VerifyLedger(t, st)
 	})

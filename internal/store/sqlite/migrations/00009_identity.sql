@@ -21,7 +21,11 @@ CREATE TABLE auth_codes (
     tenant         TEXT NOT NULL,
     scope          TEXT NOT NULL,
     expires        INTEGER NOT NULL,
-    used           INTEGER NOT NULL DEFAULT 0
+    used           INTEGER NOT NULL DEFAULT 0,
+    -- What the exchange issued, revoked if the code is presented again.
+    token_id       TEXT NOT NULL DEFAULT '',
+    token_expires  INTEGER NOT NULL DEFAULT 0,
+    family         TEXT NOT NULL DEFAULT ''
 );
 
 -- +goose Down
