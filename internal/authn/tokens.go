@@ -5,8 +5,12 @@
 // constant time; access tokens are RS256 JWTs signed by a key whose private
 // half is stored only sealed (seal.Keyring) in the database; Verify accepts
 // only RS256 tokens with Ward's issuer and audience, a known key id and an
-// unexpired lifetime. Verified tokens are cached until they expire, so the
-// RSA check runs once per token rather than once per request.
+// unexpired lifetime, or tokens of a configured trusted OpenID Connect
+// issuer checked the same way against that issuer's keys, audience and
+// allowed algorithms. Verified tokens are cached until they expire, so the
+// signature check runs once per token rather than once per request.
+// Authorization codes are stored only hashed, used once, and bound to the
+// client, redirect URI and PKCE S256 challenge they were issued for.
 package authn
 
 import (
