@@ -264,3 +264,52 @@ func startCPU() cpuMeter { return cpuMeter{cpuTime()} }
 func (c cpuMeter) report(b *testing.B) {
 	b.ReportMetric(float64(cpuTime()-c.start)/float64(b.N), "cpu-ns/op")
 }
+
+// With tenant_claim the tenant comes from the token and must exist; the
+// most privileged mapped role wins.
+func TestExternalIssuerTenantClaim(t *testing.T) {
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"keys":[{"kty":"RSA","kid":"k","n":%q,"e":%q}]}`,
+			base64.RawURLEncoding.EncodeToString(k.N.Bytes()), base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes()))
+	}))
+	defer srv.Close()
+	e := newEnvWith(t, authn.IssuerConfig{Issuer: "https://idp.example", Audience: "ward", JWKSURL: srv.URL, Algorithms: []string{"RS256"},
+		TenantClaim: "org", RoleClaim: "roles", Roles: map[string]string{"n": "nurse", "a": "admin", "d": "physician"}, Scope: authn.DefaultScope})
+	ctx := context.Background()
+	if err := authn.AddTenant(ctx, e.st, authn.Actor{ID: "t", Role: "system"}, "clinic-b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		org   any
+		roles any
+		want  authz.Role
+		wantT string
+	}{
+		{"clinic-b", []string{"n", "d"}, authz.RolePhysician, "clinic-b"},
+		{"default", []string{"x", "n", "a"}, authz.RoleAdmin, "default"},
+		{"nowhere", "n", "", ""},
+		{"Clinic B", "n", "", ""},
+		{nil, "n", "", ""},
+		{42, "n", "", ""},
+		{"clinic-b", []any{7, "x"}, "", ""},
+	} {
+		claims := jwt.MapClaims{"iss": "https://idp.example", "aud": "ward", "sub": "s", "roles": c.roles, "exp": time.Now().Add(time.Minute).Unix()}
+		if c.org != nil {
+			claims["org"] = c.org
+		}
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+		tok.Header["kid"] = "k"
+		s, _ := tok.SignedString(k)
+		subj, err := e.svc.Verify(ctx, s)
+		if c.want == "" {
+			if !errors.Is(err, authn.ErrInvalidToken) {
+				t.Errorf("org %v roles %v: %+v %v", c.org, c.roles, subj, err)
+			}
+			continue
+		}
+		if err != nil || subj.Role != c.want || subj.Tenant != c.wantT {
+			t.Errorf("org %v roles %v: %+v %v", c.org, c.roles, subj, err)
+		}
+	}
+}
