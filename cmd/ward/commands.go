@@ -22,6 +22,7 @@ import (
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -52,7 +53,7 @@ var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max", "oidc-issuers"}, nil)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|physician|nurse|user --password-stdin [--data-dir D]
+		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|physician|nurse|user [--tenant T] --password-stdin [--data-dir D]
        ward users list [--data-dir D]
        ward users disable|enable --username U [--data-dir D]
        ward users reset-password --username U --password-stdin [--data-dir D]
@@ -170,6 +171,11 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	defer st.Close()
+	if _, err := st.TenantByID(ctx, cfg.Tenant); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("--tenant: no tenant %q; create it first with ward tenants add --name %s", cfg.Tenant, cfg.Tenant)
+	} else if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now}
 	err = st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
@@ -345,18 +351,32 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return nil
 }
 
-// runClients registers a SMART Backend Services client: its public keys and
-// the system/ scopes it may be granted.
+// runClients registers, lists and disables clients: SMART Backend Services
+// clients (public keys and system/ scopes) and public apps (redirect URIs,
+// authorization code with PKCE).
 func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "list":
+			return runClientsList(ctx, args[1:], stdout, stderr)
+		case "disable", "enable":
+			return runClientsDisable(ctx, args[0], args[1:], stdout, stderr)
+		}
+	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--data-dir D]`)
+		fmt.Fprintln(stderr, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--tenant T] [--data-dir D]
+       ward clients add --client-id C --redirect-uri URI [--redirect-uri URI2] --scope "launch/patient openid fhirUser patient/*.rs" [--tenant T]
+       ward clients list [--tenant T] [--data-dir D]
+       ward clients disable|enable --client-id C [--tenant T] [--data-dir D]`)
 		return errUsage
 	}
 	var id, jwksFile, scope string
+	var redirects multiFlag
 	cfg, _, err := flags("clients add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
-		fs.StringVar(&id, "client-id", "", "the client id (the iss and sub of its assertions)")
-		fs.StringVar(&jwksFile, "jwks-file", "", "JSON Web Key Set file with the client's public keys")
-		fs.StringVar(&scope, "scope", "", "space-separated system/ scopes the client may be granted")
+		fs.StringVar(&id, "client-id", "", "the client id (the iss and sub of its assertions, or the client_id of a public app)")
+		fs.StringVar(&jwksFile, "jwks-file", "", "JSON Web Key Set file with a backend client's public keys")
+		fs.StringVar(&scope, "scope", "", "space-separated scopes the client may be granted")
+		fs.Var(&redirects, "redirect-uri", "a public app's redirect URI (repeatable; https, or http on a loopback host)")
 	})
 	if err != nil {
 		return err
@@ -364,39 +384,149 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n") {
 		return errors.New("--client-id is required: 1 to 128 characters, no spaces")
 	}
-	jwks, err := os.ReadFile(jwksFile)
-	if err != nil {
-		return fmt.Errorf("--jwks-file: %w", err)
-	}
-	if _, err := authn.ParseJWKS(jwks); err != nil {
-		return fmt.Errorf("--jwks-file: %w", err)
-	}
-	scopes, err := authz.ParseScopes(scope)
-	if err != nil || len(scopes) == 0 {
-		return fmt.Errorf("--scope: give system/ scopes such as system/Patient.rs (%v)", err)
-	}
-	for _, sc := range scopes {
-		if sc.Context != "system" {
-			return fmt.Errorf("--scope: %s is not a system/ scope; backend clients get system/ scopes only", sc.Raw)
+	var jwks []byte
+	switch {
+	case jwksFile != "" && len(redirects) > 0:
+		return errors.New("give --jwks-file (backend service) or --redirect-uri (public app), not both")
+	case jwksFile != "":
+		if jwks, err = os.ReadFile(jwksFile); err != nil {
+			return fmt.Errorf("--jwks-file: %w", err)
 		}
+	case len(redirects) == 0:
+		return errors.New("give --jwks-file (backend service) or --redirect-uri (public app)")
 	}
 	st, err := app.OpenStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	now := time.Now().UTC()
-	err = st.Commit(ctx, &store.Unit{
-		NewClient: &store.Client{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: strings.Join(strings.Fields(scope), " "), Created: now},
-		Audit:     []*audit.Record{{Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "client-add", Entities: []string{"client/" + id}}},
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("a client %q is already registered", id)
+	_, err = authn.AddClient(ctx, st, cliActor, authn.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects})
+	if err != nil {
+		return cliError(err)
 	}
+	kind := "backend client"
+	if len(redirects) > 0 {
+		kind = "public app"
+	}
+	fmt.Fprintf(stdout, "%s %s registered in tenant %s (scopes %s)\n", kind, id, cfg.Tenant, scope)
+	return nil
+}
+
+// cliActor makes command-line changes in the ledger.
+var cliActor = authn.Actor{ID: "cli", Role: "system"}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// cliError names the flag a validation error is about.
+func cliError(err error) error {
+	var pe *problem.Error
+	if !errors.As(err, &pe) || len(pe.Issues) == 0 {
+		return err
+	}
+	is := pe.Issues[0]
+	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri",
+		"username": "--username", "role": "--role", "password": "password"}
+	if f, ok := flagOf[is.Expression]; ok {
+		return fmt.Errorf("%s: %s", f, is.Diagnostics)
+	}
+	return errors.New(is.Diagnostics)
+}
+
+func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := flags("clients list", args, stderr, append(dbSettings, "tenant"), nil)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "client %s registered (scopes %s)\n", id, scope)
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cs, err := st.Clients(ctx, cfg.Tenant)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-32s %-8s %-8s %-20s %s\n", "CLIENT", "KIND", "STATE", "CREATED", "SCOPE")
+	for _, c := range cs {
+		kind, state := "backend", "active"
+		if len(c.RedirectURIs) > 0 {
+			kind = "app"
+		}
+		if c.Disabled {
+			state = "disabled"
+		}
+		fmt.Fprintf(stdout, "%-32s %-8s %-8s %-20s %s\n", c.ID, kind, state, c.Created.Format(time.RFC3339), c.Scope)
+	}
+	return nil
+}
+
+func runClientsDisable(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
+	var id string
+	cfg, _, err := flags("clients "+verb, args, stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
+		fs.StringVar(&id, "client-id", "", "the client")
+	})
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return errors.New("--client-id is required")
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := authn.SetClientDisabled(ctx, st, cliActor, cfg.Tenant, id, verb == "disable"); err != nil {
+		return cliError(err)
+	}
+	fmt.Fprintf(stdout, "client %s: %s done\n", id, verb)
+	return nil
+}
+
+// runTenants adds and lists tenants.
+func runTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "add" && args[0] != "list" {
+		fmt.Fprintln(stderr, `usage: ward tenants add --name T [--data-dir D]
+       ward tenants list [--data-dir D]`)
+		return errUsage
+	}
+	var name string
+	cfg, _, err := flags("tenants "+args[0], args[1:], stderr, dbSettings, func(fs *flag.FlagSet) {
+		if args[0] == "add" {
+			fs.StringVar(&name, "name", "", "the tenant id: lower-case letters, digits and '-'")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if args[0] == "add" {
+		if err := authn.AddTenant(ctx, st, cliActor, name); err != nil {
+			return cliError(err)
+		}
+		fmt.Fprintf(stdout, "tenant %s created\n", name)
+		return nil
+	}
+	ts, err := st.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-32s %s\n", "TENANT", "CREATED")
+	for _, t := range ts {
+		created := "(initial)"
+		if t.Created.Unix() > 0 {
+			created = t.Created.Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "%-32s %s\n", t.ID, created)
+	}
 	return nil
 }
 
@@ -424,7 +554,7 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 
 func runConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("config", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "oidc-issuers"}, nil)
 	if err != nil {
 		return err
 	}

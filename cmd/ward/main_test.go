@@ -724,3 +724,47 @@ func TestReindex(t *testing.T) {
 		t.Fatalf("ledger after reindex: %s", stderr)
 	}
 }
+
+// Tenants are created with ward tenants add; users and clients can only be
+// created in a tenant that exists; clients are listed and disabled.
+func TestTenantsAndClients(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		code  int
+		want  string
+	}{
+		{"", []string{"tenants", "list"}, 0, "default"},
+		{"", []string{"tenants", "add", "--name", "Clinic B"}, 1, "lower-case"},
+		{"", []string{"tenants", "add", "--name", "clinic-b"}, 0, "tenant clinic-b created"},
+		{"", []string{"tenants", "add", "--name", "clinic-b"}, 1, "already exists"},
+		{"", []string{"tenants", "list"}, 0, "clinic-b"},
+		{pass + "\n", []string{"users", "add", "--username", "nb", "--role", "nurse", "--tenant", "nowhere", "--password-stdin"}, 1, "no tenant"},
+		{pass + "\n", []string{"users", "add", "--username", "nb", "--role", "nurse", "--tenant", "clinic-b", "--password-stdin"}, 0, "created"},
+		{"", []string{"users", "list", "--tenant", "clinic-b"}, 0, "nb"},
+		{"", []string{"clients", "add", "--client-id", "app1", "--redirect-uri", "http://app.example/cb", "--scope", "openid launch/patient"}, 1, "--redirect-uri: a redirect URI must use https"},
+		{"", []string{"clients", "add", "--client-id", "app1", "--redirect-uri", "https://app.example/cb", "--scope", "system/Patient.rs"}, 1, "--scope"},
+		{"", []string{"clients", "add", "--client-id", "app1", "--redirect-uri", "https://app.example/cb", "--scope", "openid", "--tenant", "nowhere"}, 1, "no such tenant"},
+		{"", []string{"clients", "add", "--client-id", "app1", "--redirect-uri", "https://app.example/cb", "--redirect-uri", "http://127.0.0.1:7777/cb", "--scope", "openid launch/patient user/*.rs", "--tenant", "clinic-b"}, 0, "public app app1 registered in tenant clinic-b"},
+		{"", []string{"clients", "list", "--tenant", "clinic-b"}, 0, "app1"},
+		{"", []string{"clients", "list"}, 0, "CLIENT"},
+		{"", []string{"clients", "disable", "--client-id", "app1"}, 1, "no such client in this tenant"},
+		{"", []string{"clients", "disable", "--client-id", "app1", "--tenant", "clinic-b"}, 0, "disable done"},
+		{"", []string{"clients", "list", "--tenant", "clinic-b"}, 0, "disabled"},
+		{"", []string{"audit", "verify"}, 0, "ledger intact"},
+	} {
+		args := append(append([]string{}, c.args[:2]...), append([]string{"--data-dir", dir}, c.args[2:]...)...)
+		if c.args[1] == "list" && c.args[0] == "tenants" || c.args[0] == "audit" {
+			args = append(append([]string{}, c.args...), "--data-dir", dir)
+		}
+		out, stderr, code := ward(t, c.stdin, args...)
+		if code != c.code || !strings.Contains(out+stderr, c.want) {
+			t.Errorf("ward %v: exit %d, want %d with %q:\n%s%s", c.args, code, c.code, c.want, out, stderr)
+		}
+	}
+	// The app is not listed in the default tenant.
+	if out, _, _ := ward(t, "", "clients", "list", "--data-dir", dir); strings.Contains(out, "app1") {
+		t.Errorf("default tenant lists clinic-b's client:\n%s", out)
+	}
+}

@@ -35,6 +35,8 @@ type Options struct {
 	// LeakyIndex says identifying values are also indexed in clear (the
 	// CapabilityStatement then lists no blind-index limits).
 	LeakyIndex bool
+	// Directory backs the admin API (users, clients); nil disables it.
+	Directory authn.Directory
 }
 
 // Tokens is what the API needs from authn.
@@ -81,6 +83,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("POST /oauth2/introspect", s.handleIntrospect)
 	mux.HandleFunc("GET /.well-known/smart-configuration", s.handleSMARTConfig)
 	mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.handleSMARTConfig)
+	s.routeIdentity(mux)
 
 	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
 	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))
@@ -248,11 +251,34 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeToken(w, tok)
 		}
 		return
+	case "authorization_code":
+		az := s.authorizer()
+		if az == nil {
+			oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password, client_credentials, refresh_token")
+			return
+		}
+		f := r.PostForm
+		if f.Get("code") == "" || f.Get("client_id") == "" || f.Get("redirect_uri") == "" || f.Get("code_verifier") == "" {
+			oauthError(http.StatusBadRequest, "invalid_request", "code, client_id, redirect_uri and code_verifier are required")
+			return
+		}
+		tok, err = az.AuthorizationCodeGrant(r.Context(), authn.CodeRequest{RequestID: requestID(r.Context()),
+			Code: f.Get("code"), ClientID: f.Get("client_id"), RedirectURI: f.Get("redirect_uri"), CodeVerifier: f.Get("code_verifier")})
+		switch {
+		case errors.Is(err, authn.ErrInvalidGrant):
+			oauthError(http.StatusBadRequest, "invalid_grant", "the code is invalid, expired or used, or does not match the client, redirect_uri or code_verifier")
+		case err != nil:
+			s.log.LogAttrs(r.Context(), slog.LevelError, "token endpoint", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+			oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "try again later")
+		default:
+			writeToken(w, tok)
+		}
+		return
 	case "":
 		oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
 		return
 	default:
-		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: password, client_credentials, refresh_token")
+		oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types: authorization_code, password, client_credentials, refresh_token")
 		return
 	}
 	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
@@ -262,7 +288,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err = s.tokens.PasswordGrant(r.Context(), authn.PasswordRequest{
 		RequestID: requestID(r.Context()), Username: user, Password: pass,
-		Scope: r.PostForm.Get("scope"), TOTP: r.PostForm.Get("totp"),
+		Scope: r.PostForm.Get("scope"), TOTP: r.PostForm.Get("totp"), Tenant: r.PostForm.Get("tenant"),
 	})
 	switch {
 	case errors.Is(err, authn.ErrInvalidScope):
@@ -321,9 +347,9 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleSMARTConfig is SMART App Launch 2.0 discovery. It lists only what
-// Ward implements: the token endpoint with backend services
-// (client_credentials + private_key_jwt) and the password grant. Authorization
-// code with PKCE is not built yet, so no authorization_endpoint is claimed.
+// Ward implements: standalone launch of public apps (authorization code
+// with PKCE S256, launch/patient), backend services (client_credentials +
+// private_key_jwt), the password grant and refresh tokens.
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	root := strings.TrimSuffix(s.base(r), "/fhir")
 	w.Header().Set("Content-Type", "application/json")
@@ -331,15 +357,46 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{
 		"issuer":                                root,
 		"jwks_uri":                              root + "/.well-known/jwks.json",
+		"authorization_endpoint":                root + "/oauth2/authorize",
 		"token_endpoint":                        root + "/oauth2/token",
 		"revocation_endpoint":                   root + "/oauth2/revoke",
 		"introspection_endpoint":                root + "/oauth2/introspect",
-		"grant_types_supported":                 []string{"client_credentials", "password", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
+		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "password", "refresh_token"},
+		"token_endpoint_auth_methods_supported": []string{"private_key_jwt", "none"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
-		"scopes_supported":         []string{"system/*.cruds", "system/*.rs", "user/*.cruds", "user/*.rs", "system/*.read", "user/*.read", "user/*.write", "openid", "fhirUser", "offline_access", "online_access"},
-		"response_types_supported": []string{},
-		"capabilities":             []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
+		"scopes_supported":                 scopesSupported,
+		"response_types_supported":         []string{"code"},
+		"code_challenge_methods_supported": []string{"S256"},
+		"capabilities": []string{"launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
+			"sso-openid-connect", "permission-offline", "permission-online", "permission-user", "permission-v1", "permission-v2"},
+	})
+}
+
+var scopesSupported = []string{"openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+	"user/*.cruds", "user/*.rs", "user/*.read", "user/*.write", "patient/*.rs", "patient/*.read", "system/*.cruds", "system/*.rs", "system/*.read"}
+
+// handleOpenIDConfig is OpenID Connect discovery for the authorization
+// code flow: an id_token (RS256) is issued when the scope has openid.
+func (s *Server) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) {
+	root := strings.TrimSuffix(s.base(r), "/fhir")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	json.NewEncoder(w).Encode(map[string]any{
+		"issuer":                                root,
+		"authorization_endpoint":                root + "/oauth2/authorize",
+		"token_endpoint":                        root + "/oauth2/token",
+		"jwks_uri":                              root + "/.well-known/jwks.json",
+		"revocation_endpoint":                   root + "/oauth2/revoke",
+		"introspection_endpoint":                root + "/oauth2/introspect",
+		"response_types_supported":              []string{"code"},
+		"response_modes_supported":              []string{"query"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials", "password"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"token_endpoint_auth_methods_supported": []string{"none", "private_key_jwt"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"scopes_supported":                      scopesSupported,
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat"},
 	})
 }
 
@@ -352,6 +409,9 @@ func writeToken(w http.ResponseWriter, tok authn.Token) {
 	}
 	if tok.RefreshToken != "" {
 		resp["refresh_token"] = tok.RefreshToken
+	}
+	if tok.IDToken != "" {
+		resp["id_token"] = tok.IDToken
 	}
 	json.NewEncoder(w).Encode(resp)
 }

@@ -130,7 +130,17 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if issuer == "" {
 		issuer = "ward"
 	}
-	tokens, err := authn.New(ctx, st, km, authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey})
+	var external []authn.IssuerConfig
+	if cfg.OIDCIssuers != "" {
+		b, err := os.ReadFile(cfg.OIDCIssuers)
+		if err != nil {
+			return nil, fmt.Errorf("WARD_OIDC_ISSUERS: %w", err)
+		}
+		if external, err = authn.ParseIssuers(b); err != nil {
+			return nil, fmt.Errorf("WARD_OIDC_ISSUERS: %w", err)
+		}
+	}
+	tokens, err := authn.New(ctx, st, km, authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external})
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +153,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		_, err := st.AuditHead(ctx)
 		return err
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex}, log, rec, tokens, health)
 	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Handler: h}, nil
 }

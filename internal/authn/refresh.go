@@ -105,8 +105,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
-	role, ok := authz.ParseRole(u.Role)
-	if !ok {
+	if _, ok := authz.ParseRole(u.Role); !ok {
 		return fail("user-unavailable", nil)
 	}
 	rec.Role = u.Role
@@ -138,7 +137,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
-	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
+	tok, err := s.Issue(subjectOf(u, scope))
 	if err != nil {
 		return Token{}, err
 	}

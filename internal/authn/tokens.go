@@ -5,8 +5,12 @@
 // constant time; access tokens are RS256 JWTs signed by a key whose private
 // half is stored only sealed (seal.Keyring) in the database; Verify accepts
 // only RS256 tokens with Ward's issuer and audience, a known key id and an
-// unexpired lifetime. Verified tokens are cached until they expire, so the
-// RSA check runs once per token rather than once per request.
+// unexpired lifetime, or tokens of a configured trusted OpenID Connect
+// issuer checked the same way against that issuer's keys, audience and
+// allowed algorithms. Verified tokens are cached until they expire, so the
+// signature check runs once per token rather than once per request.
+// Authorization codes are stored only hashed, used once, and bound to the
+// client, redirect URI and PKCE S256 challenge they were issued for.
 package authn
 
 import (
@@ -20,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +63,8 @@ type Store interface {
 	UserByID(ctx context.Context, id string) (*store.User, error)
 	RefreshByID(ctx context.Context, id string) (*store.Refresh, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
+	CodeByID(ctx context.Context, id string) (*store.Code, error)
+	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
@@ -78,6 +85,10 @@ type Options struct {
 	// SealKeyID is the keyring key that seals signing keys.
 	SealKeyID string
 	Now       func() time.Time
+	// External are the trusted external OpenID Connect issuers.
+	External []IssuerConfig
+	// HTTPClient fetches external issuers' keys (default: 5 s timeout).
+	HTTPClient *http.Client
 }
 
 type signingKey struct {
@@ -107,6 +118,8 @@ type Service struct {
 	revokedSet map[string]struct{}
 	revokedAt  time.Time
 	revLoading atomic.Bool
+
+	external []*external
 }
 
 // New loads the signing keys, creating the first one if there is none.
@@ -122,6 +135,12 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	}
 	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(), revokedSet: map[string]struct{}{}}
 	s.cache.entries = map[string]cached{}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	for _, c := range o.External {
+		s.external = append(s.external, newExternal(c, o.HTTPClient))
+	}
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
 	}
@@ -238,6 +257,12 @@ type Token struct {
 	ExpiresIn    time.Duration
 	Scope        string
 	RefreshToken string
+	// IDToken is an OpenID Connect id_token, for an authorization code
+	// grant whose scope has openid.
+	IDToken string
+
+	jti     string    // the access token's id
+	expires time.Time // and expiry
 }
 
 // Issue signs an access token for subject.
@@ -281,7 +306,23 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
-	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope}, nil
+	return Token{AccessToken: signed, ExpiresIn: ttl, Scope: c.Scope, jti: c.ID, expires: c.ExpiresAt.Time}, nil
+}
+
+// idToken signs an OpenID Connect id_token for a user and the app it was
+// issued to. It names the user by id only; fhirUser and profile claims are
+// not issued.
+func (s *Service) idToken(u *store.User, clientID string) (string, error) {
+	s.mu.RLock()
+	k := s.signer
+	s.mu.RUnlock()
+	now := s.o.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
+		Issuer: s.o.Issuer, Subject: u.ID, Audience: jwt.ClaimStrings{clientID},
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(s.o.TTL)),
+	})
+	t.Header["kid"] = k.kid
+	return t.SignedString(k.priv)
 }
 
 // Verify checks a bearer token and returns its subject. A revoked token is
@@ -311,6 +352,9 @@ func (s *Service) verify(ctx context.Context, token string) (cached, error) {
 }
 
 func (s *Service) parse(ctx context.Context, token string) (cached, error) {
+	if x := s.externalIssuer(token); x != nil {
+		return s.parseExternal(ctx, x, token)
+	}
 	var c Claims
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{"RS256"}),
@@ -456,8 +500,6 @@ func (s *Service) JWKS() map[string]any {
 	return map[string]any{"keys": keys}
 }
 
-// PasswordGrant checks a username and password and issues a token. Every
-// attempt, success or failure, is recorded in the ledger before the answer.
 // PasswordRequest is an OAuth2 password grant.
 type PasswordRequest struct {
 	RequestID string
@@ -465,36 +507,89 @@ type PasswordRequest struct {
 	Password  string
 	Scope     string // empty: DefaultScope
 	TOTP      string // the current code, for users enrolled in TOTP
+	Tenant    string // empty: the configured tenant of password logins
 }
 
+// PasswordGrant checks a username and password and issues a token. Every
+// attempt, success or failure, is recorded in the ledger before the answer.
 func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token, error) {
-	requestID, username, password, scope := pr.RequestID, pr.Username, pr.Password, pr.Scope
+	scope := pr.Scope
 	if scope == "" {
 		scope = DefaultScope
 	}
 	if _, err := authz.ParseScopes(scope); err != nil {
 		return Token{}, fmt.Errorf("%w: %v", ErrInvalidScope, err)
 	}
-	now := s.o.Now().UTC()
-	u, err := s.st.UserByName(ctx, s.o.Tenant, username)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		VerifyPassword(dummyHash, password)
-		u = nil
-	case err != nil:
+	u, unit, err := s.checkLogin(ctx, loginAttempt{RequestID: pr.RequestID, Tenant: pr.Tenant, Username: pr.Username, Password: pr.Password, TOTP: pr.TOTP})
+	if err != nil {
 		return Token{}, err
 	}
-	rec := &audit.Record{Time: now, Tenant: s.o.Tenant, RequestID: requestID, Action: "login"}
+	tok, err := s.Issue(subjectOf(u, scope))
+	if err != nil {
+		return Token{}, err
+	}
+	unit.Audit[0].Detail = "token-issued"
+	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", s.o.Now().UTC()); err != nil {
+		return Token{}, err
+	}
+	if err := s.st.Commit(ctx, unit); err != nil {
+		return Token{}, err
+	}
+	return tok, nil
+}
+
+// subjectOf is the subject of a token issued to a user: every grant that
+// issues a user token (password, authorization code, refresh) builds it
+// here, so that whatever a user carries into its tokens is added once.
+func subjectOf(u *store.User, scope string) authz.Subject {
+	role, _ := authz.ParseRole(u.Role)
+	return authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)}
+}
+
+// loginAttempt is a username, password and TOTP code typed into the
+// password grant or the login page.
+type loginAttempt struct {
+	RequestID, Tenant, Username, Password, TOTP string
+}
+
+// checkLogin checks a login attempt: tenant, password, account state,
+// lockout and TOTP. A failure is committed to the ledger (and the lockout
+// counter) here and returns ErrInvalidGrant. A success returns the user and
+// a unit holding the ledger record (action login, detail to be set by the
+// caller) and the reset of the lockout state, for the caller to commit
+// together with what it issues.
+func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User, *store.Unit, error) {
+	tenant := la.Tenant
+	if tenant == "" {
+		tenant = s.o.Tenant
+	}
+	now := s.o.Now().UTC()
+	var u *store.User
+	var err error
+	if TenantPattern.MatchString(tenant) {
+		u, err = s.st.UserByName(ctx, tenant, la.Username)
+	} else {
+		tenant, err = "", store.ErrNotFound
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		VerifyPassword(dummyHash, la.Password)
+		u = nil
+	case err != nil:
+		return nil, nil, err
+	}
+	rec := &audit.Record{Time: now, Tenant: tenant, RequestID: la.RequestID, Action: "login"}
 	locked := u != nil && now.Before(u.LockedUntil)
-	ok := u != nil && !u.Disabled && !locked && VerifyPassword(u.PasswordHash, password)
+	_, validRole := authz.ParseRole(roleOf(u))
+	ok := u != nil && !u.Disabled && !locked && validRole && VerifyPassword(u.PasswordHash, la.Password)
 	if locked {
-		VerifyPassword(dummyHash, password) // same time as any other refusal
+		VerifyPassword(dummyHash, la.Password) // same time as any other refusal
 	}
 	detail := "invalid-credentials"
 	var totpStep int64
 	if ok && u.TOTPSecret != nil {
 		var why string
-		totpStep, why = s.checkTOTP(u, pr.TOTP, now)
+		totpStep, why = s.checkTOTP(u, la.TOTP, now)
 		if why != "" {
 			ok, detail = false, why
 		}
@@ -519,30 +614,23 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 			}
 		}
 		if err := s.st.Commit(ctx, unit); err != nil {
-			return Token{}, err
+			return nil, nil, err
 		}
-		return Token{}, ErrInvalidGrant
+		return nil, nil, ErrInvalidGrant
 	}
-	role, valid := authz.ParseRole(u.Role)
-	if !valid {
-		return Token{}, ErrInvalidGrant
-	}
-	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
-	if err != nil {
-		return Token{}, err
-	}
-	rec.Actor, rec.Role, rec.Detail = u.ID, u.Role, "token-issued"
+	rec.Actor, rec.Role = u.ID, u.Role
 	unit := &store.Unit{Audit: []*audit.Record{rec}}
 	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() || totpStep != 0 {
 		unit.Login = &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep}
 	}
-	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", now); err != nil {
-		return Token{}, err
+	return u, unit, nil
+}
+
+func roleOf(u *store.User) string {
+	if u == nil {
+		return ""
 	}
-	if err := s.st.Commit(ctx, unit); err != nil {
-		return Token{}, err
-	}
-	return tok, nil
+	return u.Role
 }
 
 // Lockout policy: after LockoutThreshold consecutive failures an account

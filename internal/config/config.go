@@ -39,6 +39,9 @@ type Config struct {
 	// ConditionalDeleteMax caps the resources one conditional delete
 	// removes.
 	ConditionalDeleteMax int
+	// OIDCIssuers is a JSON file listing trusted external OpenID Connect
+	// issuers (see authn.IssuerConfig); empty: none.
+	OIDCIssuers string
 }
 
 // Default returns the defaults.
@@ -157,6 +160,8 @@ var settings = []setting{
 			c.SearchMaxCount = n
 			return nil
 		}},
+	{"WARD_OIDC_ISSUERS", "oidc-issuers", "JSON file listing trusted external OpenID Connect issuers (issuer, audience, jwks_url or discovery, algorithms, tenant or tenant_claim, role_claim and roles, practitioner_claim, scope); empty: none", false,
+		func(c *Config) string { return c.OIDCIssuers }, func(c *Config, v string) error { c.OIDCIssuers = v; return nil }},
 	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
 		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},
 }

@@ -186,6 +186,9 @@ type Client struct {
 	Scope    string
 	Created  time.Time
 	Disabled bool
+	// RedirectURIs are the registered redirect URIs of a public app
+	// (authorization code + PKCE); empty for a backend-services client.
+	RedirectURIs []string
 }
 
 // JTI is one use of a client assertion id; a second use of the same id by
@@ -243,6 +246,9 @@ type Unit struct {
 	// what makes conditional create, update, delete and conditional
 	// references atomic with their search.
 	Guards []Guard
+	// Identity changes tenants, clients and authorization codes (see
+	// identity.go).
+	IdentityChange
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
@@ -347,6 +353,7 @@ type Store interface {
 	// Users lists a tenant's users by username.
 	Users(ctx context.Context, tenant string) ([]User, error)
 	Keys(ctx context.Context, purpose string) ([]Key, error)
+	IdentityReader
 
 	// AuditHead is the stored head of the ledger (seq 0 when empty).
 	AuditHead(ctx context.Context) (audit.Head, error)

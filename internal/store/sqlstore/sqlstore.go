@@ -439,8 +439,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			}
 		}
 		if c := j.u.NewClient; c != nil {
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled) VALUES (?, ?, ?, ?, ?, ?)`),
-				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled)); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " ")); err != nil {
 				return fmt.Errorf("insert client: %w", err)
 			}
 		}
@@ -451,6 +451,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO client_jtis (client_id, jti, expires) VALUES (?, ?, ?)`), jt.ClientID, jt.JTI, jt.Expires.UnixMicro()); err != nil {
 				return fmt.Errorf("insert jti: %w", err)
 			}
+		}
+		if err = db.applyIdentity(ctx, tx, &j.u.IdentityChange); err != nil {
+			return err
 		}
 		if k := j.u.NewKey; k != nil {
 			if _, err = tx.ExecContext(ctx, q(`INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`),
@@ -561,6 +564,9 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("check jti: %w", err)
 		}
+	}
+	if err := db.checkIdentity(ctx, tx, &u.IdentityChange); err != nil {
+		return err
 	}
 	if u.NewKey != nil {
 		var one int
@@ -1139,8 +1145,9 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 	c := &store.Client{}
 	var created int64
 	var disabled int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled FROM clients WHERE id = ?`), id).
-		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled)
+	var redirects string
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris FROM clients WHERE id = ?`), id).
+		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -1149,6 +1156,7 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 	}
 	c.Created = time.UnixMicro(created).UTC()
 	c.Disabled = disabled != 0
+	c.RedirectURIs = strings.Fields(redirects)
 	return c, nil
 }
 

@@ -369,6 +369,58 @@ func Run(t *testing.T, open Opener) {
 		VerifyLedger(t, st)
 	})
 
+	t.Run("TenantsClientsAndCodes", func(t *testing.T) {
+		st := open(t)
+		ts, err := st.Tenants(ctx)
+		if err != nil || len(ts) != 1 || ts[0].ID != "default" {
+			t.Fatalf("a new database has tenants %+v (%v), want only default", ts, err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: "b", Created: t0}}}))
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: "b", Created: t0}}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("duplicate tenant: %v", err)
+		}
+		if got, err := st.TenantByID(ctx, "b"); err != nil || got.ID != "b" || !got.Created.Equal(t0) {
+			t.Fatalf("tenant b: %+v %v", got, err)
+		}
+		if _, err := st.TenantByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown tenant: %v", err)
+		}
+		app := &store.Client{ID: "app-1", Tenant: "b", Scope: "launch/patient openid", Created: t0, RedirectURIs: []string{"https://app.example/cb", "http://127.0.0.1:9/cb"}}
+		must(t, st.Commit(ctx, &store.Unit{NewClient: app}))
+		must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "app-0", Tenant: "b", Scope: "x", Created: t0}}))
+		must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "other", Tenant: "default", Scope: "x", Created: t0}}))
+		cs, err := st.Clients(ctx, "b")
+		if err != nil || len(cs) != 2 || cs[0].ID != "app-0" || cs[1].ID != "app-1" || fmt.Sprint(cs[1].RedirectURIs) != fmt.Sprint(app.RedirectURIs) {
+			t.Fatalf("clients of b: %+v %v", cs, err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "app-1", Disabled: true}}}))
+		if got, _ := st.ClientByID(ctx, "app-1"); !got.Disabled || len(got.RedirectURIs) != 2 {
+			t.Fatalf("disabled client: %+v", got)
+		}
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "nope", Disabled: true}}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("disable unknown client: %v", err)
+		}
+		exp := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
+		code := &store.Code{ID: "c1", ClientID: "app-1", RedirectURI: "https://app.example/cb", CodeChallenge: "ch", UserID: "u1", Tenant: "b", Scope: "openid", Expires: exp}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: code}}))
+		got, err := st.CodeByID(ctx, "c1")
+		if err != nil || got.Used || got.CodeChallenge != "ch" || got.RedirectURI != code.RedirectURI || !got.Expires.Equal(exp) {
+			t.Fatalf("code: %+v %v", got, err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "c1", TokenID: "j1", TokenExpires: exp, Family: "f1"}}, Audit: []*audit.Record{rec("b", "code")}}))
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "c1"}}, Audit: []*audit.Record{rec("b", "code")}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second use of a code: %v", err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: &store.Code{ID: "old", ClientID: "app-1", Expires: time.Now().Add(-time.Second)}}}))
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "old"}}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("use of an expired code: %v", err)
+		}
+		if got, _ := st.CodeByID(ctx, "c1"); !got.Used || got.TokenID != "j1" || got.Family != "f1" || !got.TokenExpires.Equal(exp) {
+			t.Fatalf("used code: %+v", got)
+		}
+		VerifyLedger(t, st)
+	})
+
 	t.Run("RevokedTokens", func(t *testing.T) {
 		st := open(t)
 		must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "t1", Expires: time.Now().Add(time.Hour)}}))

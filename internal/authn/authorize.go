@@ -1,0 +1,399 @@
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Authorization code flow (RFC 6749 4.1) with PKCE (RFC 7636, S256 only),
+// as SMART App Launch uses it for standalone launches of public apps.
+const (
+	// CodeTTL is how long an authorization code may be exchanged.
+	CodeTTL = 60 * time.Second
+	// LoginFormTTL is how long a login form may be submitted.
+	LoginFormTTL = 10 * time.Minute
+	maxStateLen  = 1024
+)
+
+// AuthorizeRequest is the query of GET /oauth2/authorize.
+type AuthorizeRequest struct {
+	ResponseType, ClientID, RedirectURI, Scope, State string
+	CodeChallenge, CodeChallengeMethod, Aud, Launch   string
+	// Audience is the FHIR base URL that aud must name.
+	Audience string
+	// Binding is a random value the browser holds in a cookie; the login
+	// form is accepted only from a browser that presents it (CSRF).
+	Binding string
+}
+
+// AuthorizeError is an OAuth2 error sent back to the client's (registered,
+// checked) redirect URI (RFC 6749 4.1.2.1).
+type AuthorizeError struct {
+	RedirectURI, State, Code, Description string
+}
+
+func (e *AuthorizeError) Error() string { return e.Code + ": " + e.Description }
+
+// Redirect is the URL to send the browser to.
+func (e *AuthorizeError) Redirect() string {
+	v := url.Values{"error": {e.Code}, "error_description": {e.Description}}
+	if e.State != "" {
+		v.Set("state", e.State)
+	}
+	return withQuery(e.RedirectURI, v)
+}
+
+func withQuery(base string, v url.Values) string {
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + v.Encode()
+}
+
+// pendingLogin is what the login form carries, sealed: the checked
+// authorization request.
+type pendingLogin struct {
+	ClientID    string `json:"c"`
+	RedirectURI string `json:"r"`
+	Scope       string `json:"s"`
+	State       string `json:"st"`
+	Challenge   string `json:"pk"`
+	Tenant      string `json:"t"`
+	Binding     string `json:"b"` // SHA-256 of the cookie value
+	Expires     int64  `json:"e"`
+}
+
+// LoginPage is what the login page shows and carries.
+type LoginPage struct {
+	// Handle is the sealed authorization request, for a hidden field.
+	Handle   string
+	ClientID string
+	Tenant   string
+	Scopes   []string
+}
+
+func loginAAD() []byte { return []byte("ward/login-form/v1") }
+
+func bindingHash(b string) string {
+	sum := sha256.Sum256([]byte("ward/login-binding/v1\x00" + b))
+	return hex.EncodeToString(sum[:])
+}
+
+// validChallenge: an S256 challenge is the unpadded base64url of 32 bytes.
+func validChallenge(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == 32
+}
+
+// validVerifier: RFC 7636 4.1, 43 to 128 unreserved characters.
+func validVerifier(s string) bool {
+	if len(s) < 43 || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeCovers reports whether a registered scope covers a requested one:
+// the same string, or a clinical scope of the same context whose type is
+// the same or "*" and whose permissions include the requested ones.
+func scopeCovers(reg, req authz.Scope) bool {
+	if reg.Raw == req.Raw {
+		return true
+	}
+	if reg.Context == "" || req.Context != reg.Context || reg.Query != "" {
+		return false
+	}
+	if reg.Type != "*" && reg.Type != req.Type {
+		return false
+	}
+	for _, p := range req.Perms {
+		if !strings.ContainsRune(reg.Perms, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// StartAuthorize checks an authorization request and returns the login
+// page to show. Until the client and its redirect URI are known to match,
+// errors are problem errors shown to the user (never a redirect to an
+// unchecked URI); after that they are *AuthorizeError, for the client.
+func (s *Service) StartAuthorize(ctx context.Context, ar AuthorizeRequest) (LoginPage, error) {
+	if ar.ClientID == "" {
+		return LoginPage{}, problem.At(problem.ErrInvalid, "required", "client_id", "client_id is required")
+	}
+	c, err := s.st.ClientByID(ctx, ar.ClientID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && (c.Disabled || len(c.RedirectURIs) == 0) {
+		return LoginPage{}, problem.At(problem.ErrInvalid, "invalid", "client_id", "client_id does not name an enabled app registered for the authorization code flow")
+	}
+	if err != nil {
+		return LoginPage{}, err
+	}
+	if ar.RedirectURI == "" || !slices.Contains(c.RedirectURIs, ar.RedirectURI) {
+		return LoginPage{}, problem.At(problem.ErrInvalid, "invalid", "redirect_uri", "redirect_uri is required and must be one the app registered, exactly")
+	}
+	fail := func(code, desc string) (LoginPage, error) {
+		return LoginPage{}, &AuthorizeError{RedirectURI: ar.RedirectURI, State: ar.State, Code: code, Description: desc}
+	}
+	switch {
+	case len(ar.State) > maxStateLen:
+		return fail("invalid_request", fmt.Sprintf("state is longer than %d characters", maxStateLen))
+	case ar.ResponseType != "code":
+		return fail("unsupported_response_type", "response_type must be code")
+	case ar.CodeChallengeMethod != "S256":
+		return fail("invalid_request", "PKCE is required: code_challenge_method must be S256 (plain is not accepted)")
+	case !validChallenge(ar.CodeChallenge):
+		return fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code verifier (43 characters)")
+	case ar.Launch != "":
+		return fail("invalid_request", "EHR launch is not supported; launch the app standalone (launch/patient)")
+	case strings.TrimSuffix(ar.Aud, "/") != strings.TrimSuffix(ar.Audience, "/") || ar.Aud == "":
+		return fail("invalid_request", "aud must be this server's FHIR base URL")
+	}
+	scope := ar.Scope
+	if scope == "" {
+		scope = c.Scope
+	}
+	req, err := authz.ParseScopes(scope)
+	if err != nil || len(req) == 0 {
+		return fail("invalid_scope", "scope must be SMART scopes such as launch/patient patient/*.rs")
+	}
+	reg, _ := authz.ParseScopes(c.Scope)
+	for _, r := range req {
+		if r.Raw == "launch" {
+			return fail("invalid_scope", "EHR launch (scope launch) is not supported")
+		}
+		if !slices.ContainsFunc(reg, func(g authz.Scope) bool { return scopeCovers(g, r) }) {
+			return fail("invalid_scope", "the app is not registered for scope "+r.Raw)
+		}
+	}
+	if ar.Binding == "" {
+		return LoginPage{}, errors.New("authorize: no browser binding")
+	}
+	p := pendingLogin{ClientID: c.ID, RedirectURI: ar.RedirectURI, Scope: strings.Join(strings.Fields(scope), " "), State: ar.State,
+		Challenge: ar.CodeChallenge, Tenant: c.Tenant, Binding: bindingHash(ar.Binding), Expires: s.o.Now().Add(LoginFormTTL).Unix()}
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return LoginPage{}, err
+	}
+	sealed, err := s.sealer.Seal(s.o.SealKeyID, plain, loginAAD())
+	if err != nil {
+		return LoginPage{}, fmt.Errorf("seal login form: %w", err)
+	}
+	return LoginPage{Handle: base64.RawURLEncoding.EncodeToString(sealed), ClientID: c.ID, Tenant: c.Tenant, Scopes: strings.Fields(p.Scope)}, nil
+}
+
+// ErrLoginForm: the login form's handle is missing, malformed, expired,
+// or was not issued to this browser.
+var ErrLoginForm = errors.New("the login form has expired or was not opened in this browser; start again from the app")
+
+// LoginForm is a submitted login page.
+type LoginForm struct {
+	RequestID                string
+	Handle, Binding          string
+	Username, Password, TOTP string
+}
+
+// openLogin opens and checks a login form's handle.
+func (s *Service) openLogin(handle, binding string) (pendingLogin, error) {
+	var p pendingLogin
+	if handle == "" || len(handle) > 8192 || binding == "" {
+		return p, ErrLoginForm
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(handle)
+	if err != nil {
+		return p, ErrLoginForm
+	}
+	plain, err := s.sealer.Open(sealed, loginAAD())
+	if err != nil || json.Unmarshal(plain, &p) != nil {
+		return p, ErrLoginForm
+	}
+	if subtle.ConstantTimeCompare([]byte(p.Binding), []byte(bindingHash(binding))) != 1 || s.o.Now().Unix() > p.Expires {
+		return p, ErrLoginForm
+	}
+	return p, nil
+}
+
+// PageFor rebuilds the login page of a handle (to show it again after a
+// failed login).
+func (s *Service) PageFor(handle, binding string) (LoginPage, error) {
+	p, err := s.openLogin(handle, binding)
+	if err != nil {
+		return LoginPage{}, err
+	}
+	return LoginPage{Handle: handle, ClientID: p.ClientID, Tenant: p.Tenant, Scopes: strings.Fields(p.Scope)}, nil
+}
+
+// CompleteAuthorize checks the credentials typed into the login page (the
+// same checks, lockout and ledger records as the password grant) and
+// returns the redirect carrying a new authorization code and the state.
+// Wrong credentials are ErrInvalidGrant (show the page again).
+func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, error) {
+	p, err := s.openLogin(lf.Handle, lf.Binding)
+	if err != nil {
+		return "", err
+	}
+	c, err := s.st.ClientByID(ctx, p.ClientID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && c.Disabled {
+		return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "unauthorized_client", Description: "the app has been disabled"}).Redirect(), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	u, unit, err := s.checkLogin(ctx, loginAttempt{RequestID: lf.RequestID, Tenant: p.Tenant, Username: lf.Username, Password: lf.Password, TOTP: lf.TOTP})
+	if err != nil {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	code := base64.RawURLEncoding.EncodeToString(b)
+	now := s.o.Now().UTC()
+	unit.NewCode = &store.Code{ID: refreshID(code), ClientID: c.ID, RedirectURI: p.RedirectURI, CodeChallenge: p.Challenge,
+		UserID: u.ID, Tenant: u.Tenant, Scope: p.Scope, Expires: now.Add(CodeTTL)}
+	unit.Audit[0].Detail = "code-issued"
+	unit.Audit[0].Entities = []string{"client/" + c.ID}
+	if err := s.st.Commit(ctx, unit); err != nil {
+		return "", err
+	}
+	v := url.Values{"code": {code}}
+	if p.State != "" {
+		v.Set("state", p.State)
+	}
+	return withQuery(p.RedirectURI, v), nil
+}
+
+// CodeRequest is a grant_type=authorization_code token request from a
+// public app.
+type CodeRequest struct {
+	RequestID, Code, RedirectURI, ClientID, CodeVerifier string
+}
+
+// AuthorizationCodeGrant exchanges an authorization code for tokens. The
+// code must be unused, unexpired, issued to this client for this redirect
+// URI, and the verifier must hash to its PKCE challenge. Any failed
+// exchange of a known code uses the code up. Every attempt is audited.
+func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (Token, error) {
+	now := s.o.Now().UTC()
+	rec := &audit.Record{Time: now, RequestID: cr.RequestID, Action: "code-exchange"}
+	fail := func(detail string, unit *store.Unit) (Token, error) {
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
+		if unit == nil {
+			unit = &store.Unit{}
+		}
+		unit.Audit = []*audit.Record{rec}
+		if err := s.st.Commit(ctx, unit); err != nil && !errors.Is(err, store.ErrConflict) {
+			return Token{}, err
+		}
+		return Token{}, ErrInvalidGrant
+	}
+	if cr.Code == "" || len(cr.Code) > 256 {
+		return fail("code-malformed", nil)
+	}
+	c, err := s.st.CodeByID(ctx, refreshID(cr.Code))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fail("code-unknown", nil)
+	case err != nil:
+		return Token{}, err
+	}
+	rec.Tenant, rec.Actor = c.Tenant, c.UserID
+	rec.Entities = []string{"client/" + c.ClientID}
+	burn := &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: c.ID}}}
+	sum := sha256.Sum256([]byte(cr.CodeVerifier))
+	if c.Used {
+		// A code presented twice was intercepted, or the app is broken:
+		// revoke what its first exchange issued (RFC 6749 4.1.2).
+		if c.TokenID == "" {
+			return fail("code-reuse", nil)
+		}
+		_, err := fail("code-reuse;tokens-revoked", &store.Unit{Revoke: &store.JTI{JTI: c.TokenID, Expires: c.TokenExpires}, RevokeFamily: c.Family})
+		if errors.Is(err, ErrInvalidGrant) {
+			s.revMu.Lock()
+			s.revokedSet[c.TokenID] = struct{}{}
+			s.revMu.Unlock()
+		}
+		return Token{}, err
+	}
+	switch {
+	case !now.Before(c.Expires):
+		return fail("code-expired", nil)
+	case cr.ClientID != c.ClientID:
+		return fail("code-client-mismatch", burn)
+	case cr.RedirectURI != c.RedirectURI:
+		return fail("code-redirect-mismatch", burn)
+	case !validVerifier(cr.CodeVerifier) ||
+		subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.CodeChallenge)) != 1:
+		return fail("pkce-mismatch", burn)
+	}
+	cl, err := s.st.ClientByID(ctx, c.ClientID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && cl.Disabled {
+		return fail("client-disabled", burn)
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	u, err := s.st.UserByID(ctx, c.UserID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && (u.Disabled || now.Before(u.LockedUntil)) {
+		return fail("user-unavailable", burn)
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	if _, ok := authz.ParseRole(u.Role); !ok {
+		return fail("user-unavailable", burn)
+	}
+	rec.Role, rec.Detail = u.Role, "token-issued"
+	// Signed first so that the code's row can name what it issued; if the
+	// commit fails the token is never handed out.
+	tok, err := s.Issue(subjectOf(u, c.Scope))
+	if err != nil {
+		return Token{}, err
+	}
+	use := &store.CodeUse{ID: c.ID, TokenID: tok.jti, TokenExpires: tok.expires}
+	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: use}, Audit: []*audit.Record{rec}}
+	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, c.Scope, "", now); err != nil {
+		return Token{}, err
+	}
+	if unit.NewRefresh != nil {
+		use.Family = unit.NewRefresh.Family
+	}
+	if err := s.st.Commit(ctx, unit); errors.Is(err, store.ErrConflict) {
+		// Exchanged concurrently, or expired in between: the second
+		// exchange loses (its record is in the ledger as a conflict).
+		return Token{}, ErrInvalidGrant
+	} else if err != nil {
+		return Token{}, err
+	}
+	if slices.Contains(strings.Fields(c.Scope), "openid") {
+		if tok.IDToken, err = s.idToken(u, c.ClientID); err != nil {
+			return Token{}, err
+		}
+	}
+	return tok, nil
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Tenant is an isolated set of users, clients and data.
+type Tenant struct {
+	ID      string
+	Created time.Time
+}
+
+// ClientUpdate enables or disables a registered client.
+type ClientUpdate struct {
+	ClientID string
+	Disabled bool
+}
+
+// Code is an OAuth2 authorization code, known by the SHA-256 of its value.
+// It is bound to the client, the redirect URI and the PKCE S256 challenge
+// of the authorization request, and is used once.
+type Code struct {
+	ID            string // hex SHA-256 of the code
+	ClientID      string
+	RedirectURI   string
+	CodeChallenge string
+	UserID        string
+	Tenant        string
+	Scope         string
+	Expires       time.Time
+	Used          bool
+	// What the code's exchange issued, so that a replay of the code can
+	// revoke it: the access token's id and expiry, the refresh family.
+	TokenID      string
+	TokenExpires time.Time
+	Family       string
+}
+
+// CodeUse marks a code used and records what its exchange issued.
+type CodeUse struct {
+	ID           string
+	TokenID      string
+	TokenExpires time.Time
+	Family       string
+}
+
+// IdentityChange is the part of a Unit that changes tenants, clients and
+// authorization codes.
+type IdentityChange struct {
+	// NewTenant creates a tenant; a taken id is ErrConflict.
+	NewTenant *Tenant
+	// UpdateClient enables or disables a client; an unknown id is
+	// ErrConflict.
+	UpdateClient *ClientUpdate
+	// NewCode stores an authorization code. Expired codes are purged as a
+	// side effect.
+	NewCode *Code
+	// UseCode marks a code used; one unknown, already used or expired is
+	// ErrConflict.
+	UseCode *CodeUse
+}
+
+// IdentityReader reads tenants, clients and authorization codes.
+type IdentityReader interface {
+	// Tenants lists every tenant by id.
+	Tenants(ctx context.Context) ([]Tenant, error)
+	// TenantByID finds a tenant (ErrNotFound if none).
+	TenantByID(ctx context.Context, id string) (*Tenant, error)
+	// Clients lists a tenant's clients by id.
+	Clients(ctx context.Context, tenant string) ([]Client, error)
+	// CodeByID finds an authorization code by the hash of its value.
+	CodeByID(ctx context.Context, id string) (*Code, error)
+}
