@@ -25,7 +25,8 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	token := fs.String("token", "", "bearer token (or use --username and --password-stdin)")
 	username := fs.String("username", "", "log in as this user to get a token")
 	passwordStdin := fs.Bool("password-stdin", false, "read the password for --username from standard input")
-	mix := fs.String("mix", "create", "create, read, mixed or search")
+	mix := fs.String("mix", "create", "create, read, mixed, search or transaction")
+	entries := fs.Int("bundle-entries", 100, "transaction mix: entries per Bundle (a multiple of 4)")
 	paths := fs.String("paths", "", "search mix: file of query paths relative to --url, one per line (see 'ward bench generate')")
 	conc := fs.Int("concurrency", 64, "concurrent clients")
 	dur := fs.Duration("duration", 30*time.Second, "measured duration")
@@ -67,7 +68,7 @@ func runBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	rep, err := loadgen.Run(ctx, loadgen.Options{
 		BaseURL: *base, Token: *token, Mix: m, Concurrency: *conc, Duration: *dur, Warmup: *warm,
-		Preload: *preload, ReadRatio: *ratio, Seed: 1, Paths: ps,
+		Preload: *preload, ReadRatio: *ratio, Seed: 1, Paths: ps, BundleEntries: *entries,
 	})
 	if rep == nil {
 		return err

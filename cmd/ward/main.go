@@ -28,7 +28,7 @@ func commands() []command {
 		{"stats", "search index bytes per resource of a type: stats [--data-dir D] [--type T]", runStats},
 		{"explain", "show the database plan of a search: explain [--data-dir D] 'Type?params'", runExplain},
 		{"import", "load FHIR Bundles and NDJSON: import [--data-dir D] FILE|DIR...", runImport},
-		{"bench", "HTTP load generator: bench --url U --token T --mix create|read|mixed|search [--paths F]; bench generate --out DIR (search data set)", runBench},
+		{"bench", "HTTP load generator: bench --url U --token T --mix create|read|mixed|search|transaction [--paths F]; bench generate --out DIR (search data set)", runBench},
 		{"config", "print the effective configuration (secrets masked)", runConfig},
 		{"version", "print the version", runVersion},
 	}

@@ -3,7 +3,6 @@ package app_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -118,26 +117,6 @@ func BenchmarkReadPatient(b *testing.B) {
 	}
 }
 
-// transaction100 is a transaction Bundle of 100 POSTs (synthetic ~2.1 KiB
-// Patients and Observations referring to them by urn:uuid), as a loader
-// sends them.
-func transaction100(r *rand.Rand) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
-	for i := range 100 {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		if i%4 == 0 {
-			fmt.Fprintf(&b, `{"fullUrl":"urn:uuid:00000000-0000-4000-8000-%012d","resource":%s,"request":{"method":"POST","url":"Patient"}}`, i, loadgen.SyntheticPatient(r))
-			continue
-		}
-		fmt.Fprintf(&b, `{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"urn:uuid:00000000-0000-4000-8000-%012d"},"valueQuantity":{"value":%d,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}},"request":{"method":"POST","url":"Observation"}}`, i-i%4, 50+i)
-	}
-	b.WriteString(`]}`)
-	return b.Bytes()
-}
-
 // BenchmarkTransaction100 posts 100-entry transactions from 4 clients;
 // ns/op is per Bundle (divide 1e9 by it for Bundles/s).
 func BenchmarkTransaction100(b *testing.B) {
@@ -147,7 +126,7 @@ func BenchmarkTransaction100(b *testing.B) {
 			r := rand.New(rand.NewPCG(3, 4))
 			bundles := make([][]byte, 16)
 			for i := range bundles {
-				bundles[i] = transaction100(r)
+				bundles[i] = loadgen.SyntheticTransaction(r, 100)
 			}
 			var n atomic.Int64
 			b.SetParallelism(2) // 2 x GOMAXPROCS(2) = 4 clients

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/loadgen"
 )
 
 // Conditional interactions cost a search before the write and a guard
@@ -55,7 +56,7 @@ func BenchmarkConditionalCreate(b *testing.B) {
 	}
 }
 
-// BenchmarkTransactionConditionalRefs100: transaction100 with every
+// BenchmarkTransactionConditionalRefs100: loadgen.SyntheticTransaction(100) with every
 // Observation's performer a conditional reference to one of 4 shared
 // Practitioners (resolved once per distinct condition per Bundle), as the
 // Synthea patient Bundles are; ns/op is per Bundle.
@@ -69,7 +70,7 @@ func BenchmarkTransactionConditionalRefs100(b *testing.B) {
 			r := rand.New(rand.NewPCG(5, 6))
 			bundles := make([][]byte, 8)
 			for i := range bundles {
-				s := string(transaction100(r))
+				s := string(loadgen.SyntheticTransaction(r, 100))
 				for j := 0; strings.Contains(s, `"subject":{"reference":"urn:uuid:`); j++ {
 					s = strings.Replace(s, `"subject":{"reference":"urn:uuid:`,
 						fmt.Sprintf(`"performer":[{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|99999990%d"}],"subject":{"reference":"urn:uuid@`, j%4), 1)

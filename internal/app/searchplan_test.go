@@ -202,3 +202,25 @@ func TestSearchMix(t *testing.T) {
 		}
 	}
 }
+
+// `ward bench --mix transaction` posts transaction Bundles that the server
+// commits whole: every Patient of every Bundle is there afterwards.
+func TestTransactionMix(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	rep, err := loadgen.Run(context.Background(), loadgen.Options{
+		BaseURL: w.URL, Token: w.Tokens[authz.RolePhysician], Mix: loadgen.MixTransaction, BundleEntries: 20,
+		Concurrency: 2, Duration: time.Hour, MaxRequests: 6,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors != 0 || rep.PerOp["transaction"].Requests != 6 {
+		t.Fatalf("%d transactions, %d errors %v", rep.PerOp["transaction"].Requests, rep.Errors, rep.ErrorSamples)
+	}
+	for typ, want := range map[string]float64{"Patient": 30, "Observation": 90} {
+		r := w.Do(t, "GET", "/fhir/"+typ+"?_summary=count", w.Tokens[authz.RolePhysician], nil)
+		if got, _ := r.JSON(t)["total"].(float64); got != want {
+			t.Errorf("%s: %v after 6 Bundles of 20, want %v", typ, got, want)
+		}
+	}
+}

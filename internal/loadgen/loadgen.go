@@ -64,15 +64,19 @@ const (
 	MixRead   Mix = "read"   // GET {base}/Patient/{id} of preloaded Patients
 	MixMixed  Mix = "mixed"  // per request: read with probability ReadRatio, else create
 	MixSearch Mix = "search" // GET {base}/{path} of a path drawn uniformly from Options.Paths
+	// MixTransaction POSTs {base} a transaction Bundle of BundleEntries
+	// entries (a quarter Patients, the rest Observations referring to
+	// them by urn:uuid).
+	MixTransaction Mix = "transaction"
 )
 
 // ParseMix validates a workload name.
 func ParseMix(s string) (Mix, error) {
 	switch m := Mix(s); m {
-	case MixCreate, MixRead, MixMixed, MixSearch:
+	case MixCreate, MixRead, MixMixed, MixSearch, MixTransaction:
 		return m, nil
 	}
-	return "", fmt.Errorf("loadgen: unknown mix %q (want create, read, mixed or search)", s)
+	return "", fmt.Errorf("loadgen: unknown mix %q (want create, read, mixed, search or transaction)", s)
 }
 
 // Defaults applied by Run to zero-valued Options fields.
@@ -108,6 +112,9 @@ type Options struct {
 	// Paths are the search mix's requests: paths relative to BaseURL
 	// (e.g. "Patient?family=ka"), each expected to answer 200.
 	Paths []string
+	// BundleEntries is the transaction mix's Bundle size (a multiple of
+	// 4; default 100).
+	BundleEntries int
 
 	// Client is the HTTP client to use. Default: a client whose Transport
 	// has no proxy, HTTP/1.1 only with keep-alive, MaxIdleConnsPerHost =
@@ -161,10 +168,11 @@ const (
 	opCreate = iota
 	opRead
 	opSearch
+	opTransaction
 	numOps
 )
 
-var opNames = [numOps]string{"create", "read", "search"}
+var opNames = [numOps]string{"create", "read", "search", "transaction"}
 
 // uses reports whether mix m issues operation op.
 func uses(m Mix, op int) bool {
@@ -175,8 +183,10 @@ func uses(m Mix, op int) bool {
 		return op == opRead
 	case MixSearch:
 		return op == opSearch
+	case MixTransaction:
+		return op == opTransaction
 	}
-	return op != opSearch
+	return op == opCreate || op == opRead
 }
 
 // errorSamples keeps the first few distinct error messages.
@@ -287,9 +297,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	pool = max(pool, 1)
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x9e3779b97f4a7c15))
 	r.bodies = make([][]byte, pool)
+	if o.Mix == MixTransaction {
+		// Bundles are large: a small pool, reused (each POST creates new
+		// resources all the same).
+		pool = min(pool, 32)
+		r.bodies = r.bodies[:pool]
+	}
 	for i := range r.bodies {
 		if i%256 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if o.Mix == MixTransaction {
+			r.bodies[i] = SyntheticTransaction(rng, o.BundleEntries)
+			continue
 		}
 		r.bodies[i] = SyntheticPatient(rng)
 	}
@@ -332,6 +352,12 @@ func (o *Options) normalize() error {
 	}
 	if _, err := ParseMix(string(o.Mix)); err != nil {
 		return err
+	}
+	if o.BundleEntries == 0 {
+		o.BundleEntries = 100
+	}
+	if o.BundleEntries < 4 || o.BundleEntries%4 != 0 || o.BundleEntries > 10000 {
+		return errors.New("loadgen: BundleEntries must be a multiple of 4 between 4 and 10000")
 	}
 	if o.Mix == MixSearch && len(o.Paths) == 0 {
 		return errors.New("loadgen: the search mix needs Paths")
@@ -460,6 +486,8 @@ func (r *runner) loop(ctx context.Context, w *worker, record bool, maxReq int64,
 			op = opRead
 		case MixSearch:
 			op = opSearch
+		case MixTransaction:
+			op = opTransaction
 		case MixMixed:
 			if w.rng.Float64() < r.readRatio {
 				op = opRead
@@ -496,14 +524,18 @@ func (r *runner) do(ctx context.Context, w *worker, op int, wantMsg bool) (statu
 		req  *http.Request
 		err  error
 		want int
+		u    string
 	)
-	if op == opCreate {
+	if op == opCreate || op == opTransaction {
 		body := r.bodies[w.next]
 		if w.next++; w.next == len(r.bodies) {
 			w.next = 0
 		}
-		req, err = r.newCreate(ctx, body)
-		want = http.StatusCreated
+		u, want = r.createURL, http.StatusCreated
+		if op == opTransaction {
+			u, want = r.base, http.StatusOK
+		}
+		req, err = r.newPost(ctx, u, body)
 	} else if op == opSearch {
 		req, err = r.newGet(ctx, r.base+"/"+r.paths[w.rng.IntN(len(r.paths))])
 		want = http.StatusOK
@@ -534,7 +566,11 @@ func (r *runner) do(ctx context.Context, w *worker, op int, wantMsg bool) (statu
 }
 
 func (r *runner) newCreate(ctx context.Context, body []byte) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.createURL, bytes.NewReader(body))
+	return r.newPost(ctx, r.createURL, body)
+}
+
+func (r *runner) newPost(ctx context.Context, u string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

@@ -299,3 +299,27 @@ func encode(p *patient) []byte {
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n")
 }
+
+// SyntheticTransaction returns a transaction Bundle of n entries (n a
+// multiple of 4): each group of four is a SyntheticPatient posted with a
+// urn:uuid fullUrl and three heart-rate Observations that refer to it by
+// that urn, so the server must resolve and rewrite the references.
+func SyntheticTransaction(r *rand.Rand, n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+	var urn string
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if i%4 == 0 {
+			urn = "urn:uuid:" + uuidFrom(r)
+			fmt.Fprintf(&b, `{"fullUrl":%q,"resource":%s,"request":{"method":"POST","url":"Patient"}}`, urn, SyntheticPatient(r))
+			continue
+		}
+		fmt.Fprintf(&b, `{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},"subject":{"reference":%q},"effectiveDateTime":%q,"valueQuantity":{"value":%d,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}},"request":{"method":"POST","url":"Observation"}}`,
+			urn, date(r, 2016, 10), 45+r.IntN(90))
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
