@@ -138,7 +138,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
-	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
+	tok, err := s.Issue(UserSubject(u, role, scope))
 	if err != nil {
 		return Token{}, err
 	}

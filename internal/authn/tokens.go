@@ -229,6 +229,15 @@ type Claims struct {
 	Tenant string `json:"tenant"`
 	Role   string `json:"role"`
 	Scope  string `json:"scope,omitempty"`
+	// FHIRUser is the SMART fhirUser claim: Practitioner/<id> for a
+	// linked physician or nurse, Patient/<id> for a linked user.
+	FHIRUser string `json:"fhirUser,omitempty"`
+	// Patient is the SMART patient context: the linked patient of a
+	// user-role account.
+	Patient string `json:"patient,omitempty"`
+	// Clearance lists the security label codes the user may see,
+	// space-separated.
+	Clearance string `json:"clearance,omitempty"`
 }
 
 // Token is an issued access token, with a refresh token when the grant
@@ -271,9 +280,17 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID:        hex.EncodeToString(jti),
 		},
-		Tenant: subj.Tenant,
-		Role:   string(subj.Role),
-		Scope:  strings.Join(subj.Scopes, " "),
+		Tenant:    subj.Tenant,
+		Role:      string(subj.Role),
+		Scope:     strings.Join(subj.Scopes, " "),
+		Patient:   subj.Patient,
+		Clearance: strings.Join(subj.Clearances, " "),
+	}
+	switch {
+	case subj.Practitioner != "":
+		c.FHIRUser = "Practitioner/" + subj.Practitioner
+	case subj.Role == authz.RoleUser && subj.Patient != "":
+		c.FHIRUser = "Patient/" + subj.Patient
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
 	t.Header["kid"] = k.kid
@@ -341,6 +358,13 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 	if c.Scope != "" {
 		subj.Scopes = strings.Fields(c.Scope)
 	}
+	if typ, id, ok := strings.Cut(c.FHIRUser, "/"); ok && typ == "Practitioner" && fhirID(id) {
+		subj.Practitioner = id
+	}
+	if fhirID(c.Patient) {
+		subj.Patient = c.Patient
+	}
+	subj.Clearances = strings.Fields(c.Clearance)
 	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
 }
 
@@ -527,7 +551,7 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 	if !valid {
 		return Token{}, ErrInvalidGrant
 	}
-	tok, err := s.Issue(authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)})
+	tok, err := s.Issue(UserSubject(u, role, scope))
 	if err != nil {
 		return Token{}, err
 	}
@@ -604,4 +628,31 @@ func (c *tokenCache) put(tok string, e cached, now time.Time) {
 		}
 	}
 	c.entries[tok] = e
+}
+
+// UserSubject is the subject a token issued to user u carries: its role,
+// the granted scopes, and its links (the Practitioner it is, the Patient it
+// is or acts for) and clearances.
+func UserSubject(u *store.User, role authz.Role, scope string) authz.Subject {
+	s := authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope), Clearances: u.Clearances}
+	switch role {
+	case authz.RolePhysician, authz.RoleNurse:
+		s.Practitioner = u.Practitioner
+	case authz.RoleUser:
+		s.Patient = u.Patient
+	}
+	return s
+}
+
+// fhirID reports whether s is a FHIR resource id ([A-Za-z0-9-.]{1,64}).
+func fhirID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
