@@ -31,6 +31,13 @@ type Config struct {
 	TokenTTL     time.Duration
 	LogLevel     string
 	PprofAddr    string
+	// AdminPHIAccess lets admins read and write every patient of their
+	// tenant (issue #6; off: admins manage users, keys and the directory
+	// only).
+	AdminPHIAccess bool
+	// CareEncounterWindow is how far back an Encounter listing a
+	// clinician as participant makes a care relationship.
+	CareEncounterWindow time.Duration
 }
 
 // Default returns the defaults.
@@ -42,6 +49,9 @@ func Default() Config {
 		MaxBodyBytes: 16 << 20,
 		TokenTTL:     15 * time.Minute,
 		LogLevel:     "info",
+
+		AdminPHIAccess:      true,
+		CareEncounterWindow: 90 * 24 * time.Hour,
 	}
 }
 
@@ -118,6 +128,24 @@ var settings = []setting{
 				return nil
 			}
 			return errors.New("must be debug, info, warn or error")
+		}},
+	{"WARD_ADMIN_PHI_ACCESS", "admin-phi-access", "true: admins may read and write every patient of their tenant; false: admins reach only non-patient data (users, clients, keys, Practitioner, Organization, ...)", false,
+		func(c *Config) string { return strconv.FormatBool(c.AdminPHIAccess) }, func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.AdminPHIAccess = b
+			return nil
+		}},
+	{"WARD_CARE_ENCOUNTER_WINDOW", "care-encounter-window", "how long after an Encounter its participants keep a care relationship with the patient (Go duration, e.g. 2160h)", false,
+		func(c *Config) string { return c.CareEncounterWindow.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 10*365*24*time.Hour {
+				return errors.New("must be a duration between 0 and 87600h")
+			}
+			c.CareEncounterWindow = d
+			return nil
 		}},
 	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
 		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},

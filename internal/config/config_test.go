@@ -29,6 +29,11 @@ func TestFromEnv(t *testing.T) {
 		{"bad base url", []string{"WARD_BASE_URL=ftp://x"}, "WARD_BASE_URL", nil},
 		{"bad tenant", []string{"WARD_TENANT=A B"}, "WARD_TENANT", nil},
 		{"bad log level", []string{"WARD_LOG_LEVEL=loud"}, "WARD_LOG_LEVEL", nil},
+		{"admin PHI access on by default", nil, "", func(c Config) bool { return c.AdminPHIAccess && c.CareEncounterWindow == 90*24*time.Hour }},
+		{"admin PHI access off", []string{"WARD_ADMIN_PHI_ACCESS=false"}, "", func(c Config) bool { return !c.AdminPHIAccess }},
+		{"bad admin PHI access", []string{"WARD_ADMIN_PHI_ACCESS=sometimes"}, "WARD_ADMIN_PHI_ACCESS", nil},
+		{"encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=720h"}, "", func(c Config) bool { return c.CareEncounterWindow == 720*time.Hour }},
+		{"bad encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=-1h"}, "WARD_CARE_ENCOUNTER_WINDOW", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -128,6 +128,10 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 		}
 	}
 
+	if err := r.decideEntries(ctx, order); err != nil {
+		return nil, err
+	}
+
 	for attempt := 0; ; attempt++ {
 		results, err := r.commitTransaction(ctx, entries, order)
 		if errors.Is(err, problem.ErrConflict) && attempt < maxTransactionRetries {
@@ -362,4 +366,47 @@ func rewriteReferences(v any, refs map[string]string) {
 			rewriteReferences(x, refs)
 		}
 	}
+}
+
+// decideEntries makes the resource-level decision for every write of a
+// transaction before anything is written: on what each PUT or DELETE
+// replaces and on what each POST or PUT writes. Patients created by the
+// transaction count as the caller's (they have no record yet), so a
+// bundle that registers a patient with their first observations passes.
+func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
+	for _, e := range order {
+		if e.Method == http.MethodPost && e.Type == "Patient" {
+			r.acc.created = append(r.acc.created, e.ID)
+		}
+	}
+	for _, e := range order {
+		if e.Method == http.MethodGet {
+			continue // decided when read, after the writes
+		}
+		a := entryAction(e.Method)
+		rec := r.record(entryAuditAction(e.Method), e.Type)
+		if e.Method != http.MethodPost {
+			v, err := r.s.st.Current(ctx, r.subj.Tenant, e.Type, e.ID)
+			switch {
+			case err == nil && !v.Deleted:
+				if _, err := r.decideVersion(ctx, a, rec, v); err != nil {
+					return entryError(e, err)
+				}
+			case err == nil, errors.Is(err, store.ErrNotFound):
+				if e.Method == http.MethodDelete && r.hidesExistence(e.Type) {
+					return entryError(e, r.hidden(rec, "not-found"))
+				}
+			default:
+				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			}
+		}
+		if e.Resource != nil {
+			t := targetOf(r.subj.Tenant, e.Type, e.ID, e.Resource.Doc)
+			t.New = e.Type == "Patient" && slices.Contains(r.acc.created, e.ID)
+			if err := r.decideOn(ctx, a, rec, t); err != nil {
+				return entryError(e, err)
+			}
+		}
+	}
+	return nil
 }
