@@ -21,8 +21,8 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
-	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/store"
 )
 
