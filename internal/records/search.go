@@ -48,6 +48,7 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 			return nil, r.decide(authz.Search, rec)
 		}
 	}
+	rec.Purpose = authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: types[0]}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Purpose
 	k, err := r.s.keyer(ctx, r.subj.Tenant)
 	if err != nil {
 		return nil, err
