@@ -194,7 +194,7 @@ func TestServeOnAFreshDataDir(t *testing.T) {
 	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "root", "--password-stdin"); code == 0 || !strings.Contains(stderr, "--role") {
 		t.Fatalf("bad role: %d %s", code, stderr)
 	}
-	out, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin")
+	out, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin")
 	if code != 0 || !strings.Contains(out, "created") {
 		t.Fatalf("users add: %d %s %s", code, out, stderr)
 	}
@@ -248,7 +248,7 @@ func TestServeOnAFreshDataDir(t *testing.T) {
 func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ward-data")
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	tok := s.token(t, "smoke", pass)
@@ -278,7 +278,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	build := func(t *testing.T) string {
 		dir := filepath.Join(t.TempDir(), "ward-data")
 		s := serve(t, dir)
-		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 			t.Fatal(stderr)
 		}
 		tok := s.token(t, "smoke", pass)
@@ -418,7 +418,7 @@ func TestImport(t *testing.T) {
 	}
 	// NDJSON ids are kept; the data is served.
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	tok := s.token(t, "smoke", pass)
@@ -460,7 +460,7 @@ func TestKeysRotate(t *testing.T) {
 func TestEnrollTOTP(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ward-data")
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	out, stderr, code := ward(t, "", "users", "enroll-totp", "--data-dir", dir, "--username", "smoke")
@@ -581,7 +581,7 @@ func TestUsersManagement(t *testing.T) {
 func TestKill9DuringTransactions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ward-data")
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	tok := s.token(t, "smoke", pass)
@@ -722,5 +722,54 @@ func TestReindex(t *testing.T) {
 	}
 	if _, stderr, code := ward(t, "", "audit", "verify", "--data-dir", dir); code != 0 {
 		t.Fatalf("ledger after reindex: %s", stderr)
+	}
+}
+
+// ward users add links a clinician to a Practitioner and a patient account
+// to a Patient that exist in the tenant; the link reaches the token.
+func TestUsersAddLinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "boss", "--role", "admin", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	admin := s.token(t, "boss", pass)
+	_, prID := s.post(t, admin, "Practitioner", `{"resourceType":"Practitioner","active":true}`)
+	_, paID := s.post(t, admin, "Patient", `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/`+prID+`"}]}`)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "physician", "--practitioner", "nope"}, "there is no Practitioner/nope"},
+		{[]string{"--role", "physician", "--patient", paID}, "--patient links a user-role account"},
+		{[]string{"--role", "user"}, "needs --patient"},
+		{[]string{"--role", "admin", "--practitioner", prID}, "--practitioner links a physician or nurse"},
+		{[]string{"--role", "nurse", "--practitioner", prID, "--patient", paID}, "not both"},
+		{[]string{"--role", "nurse", "--practitioner", "a/b"}, "must be a FHIR id"},
+		{[]string{"--role", "physician", "--practitioner", prID, "--clearance", "HIV,TOPSECRET"}, "TOPSECRET"},
+	} {
+		args := append([]string{"users", "add", "--data-dir", dir, "--username", "linked", "--password-stdin"}, c.args...)
+		if _, stderr, code := ward(t, pass+"\n", args...); code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %s (want %q)", c.args, code, stderr, c.want)
+		}
+	}
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "dr", "--role", "physician", "--practitioner", prID, "--clearance", "HIV", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "pat", "--role", "user", "--patient", paID, "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	// The linked physician reads the patient naming them GP; the patient
+	// account reads itself; an unlinked physician reads neither.
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "locum", "--role", "physician", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, c := range []struct {
+		user string
+		want int
+	}{{"dr", 200}, {"pat", 200}, {"locum", 403}} {
+		if code, _ := s.get(t, s.token(t, c.user, pass), "/fhir/Patient/"+paID); code != c.want {
+			t.Errorf("%s reads the patient: %d, want %d", c.user, code, c.want)
+		}
 	}
 }
