@@ -338,8 +338,11 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) ExitCode() int { return e.code }
 
 func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "break-glass" {
+		return runAuditBreakGlass(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]")
+		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]\n       ward audit break-glass [--since D] [--data-dir D]")
 		return errUsage
 	}
 	cfg, _, err := flags("audit verify", args[1:], stderr, dbSettings, nil)

@@ -20,7 +20,7 @@ func commands() []command {
 		{"serve", "run the server", runServe},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"users", "manage users: users add --username U --role R --password-stdin", runUsers},
-		{"audit", "audit ledger tools: audit verify", runAudit},
+		{"audit", "audit ledger tools: audit verify, audit break-glass [--since D]", runAudit},
 		{"clients", "backend-services clients: clients add --client-id C --jwks-file F --scope S", runClients},
 		{"keys", "key tools: keys rotate (a new token signing key)", runKeys},
 		{"reindex", "rebuild every resource's search index rows", runReindex},

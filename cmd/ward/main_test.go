@@ -773,3 +773,71 @@ func TestUsersAddLinks(t *testing.T) {
 		}
 	}
 }
+
+// ward audit break-glass lists the emergency accesses from the ledger with
+// their reason codes, never the free-text reason.
+func TestAuditBreakGlassReport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	for _, u := range [][]string{{"boss", "admin"}, {"locum", "physician"}} {
+		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", u[0], "--role", u[1], "--password-stdin"); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	_, pid := s.post(t, s.token(t, "boss", pass), "Patient", `{"resourceType":"Patient","name":[{"family":"Glassbreaker"}]}`)
+	locum := s.token(t, "locum", pass)
+	read := func(reason string) int {
+		req, _ := http.NewRequest("GET", "http://"+s.addr+"/fhir/Patient/"+pid, nil)
+		req.Header.Set("Authorization", "Bearer "+locum)
+		if reason != "" {
+			req.Header.Set("X-Break-Glass", reason)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := read(""); got != 403 {
+		t.Fatalf("without break-glass: %d", got)
+	}
+	if got := read("etreat"); got != 200 {
+		t.Fatalf("break-glass ETREAT: %d", got)
+	}
+	if got := read("Glassbreaker collapsed in the lobby"); got != 200 {
+		t.Fatalf("break-glass free text: %d", got)
+	}
+	out, stderr, code := ward(t, "", "audit", "break-glass", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "2 emergency accesses") || !strings.Contains(out, "ETREAT") || !strings.Contains(out, "text-") ||
+		!strings.Contains(out, "Patient/"+pid) || !strings.Contains(out, "no-practitioner-link") || strings.Contains(out, "Glassbreaker") || strings.Contains(out, "lobby") {
+		t.Fatalf("report: %d %s %s", code, out, stderr)
+	}
+	for _, c := range []struct {
+		since, want string
+		ok          bool
+	}{
+		{"2000-01-01", "2 emergency accesses", true},
+		{"1h", "2 emergency accesses", true},
+		{time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "0 emergency accesses", true},
+		{"last tuesday", "--since", false},
+	} {
+		out, stderr, code := ward(t, "", "audit", "break-glass", "--data-dir", dir, "--since", c.since)
+		if (code == 0) != c.ok || !strings.Contains(out+stderr, c.want) {
+			t.Errorf("--since %s: %d %s %s", c.since, code, out, stderr)
+		}
+	}
+}
+
+func TestBreakGlassDetail(t *testing.T) {
+	for _, c := range []struct{ in, code, over string }{
+		{"break-glass:ETREAT:overrode:no-care-relationship", "ETREAT", "overrode no-care-relationship"},
+		{"deleted;break-glass:text-0011223344556677:overrode:consent-deny:c1", "text-0011223344556677", "overrode consent-deny,c1"},
+		{"break-glass:BTG", "BTG", ""},
+		{"", "-", ""},
+	} {
+		if code, over := breakGlassDetail(c.in); code != c.code || over != c.over {
+			t.Errorf("%q: %q %q", c.in, code, over)
+		}
+	}
+}
