@@ -344,3 +344,40 @@ func TestClearanceAndAdminPHIConfig(t *testing.T) {
 		sc.run(t, off)
 	}
 }
+
+// Facts are cached per node, and a write that changes them takes effect
+// on the next request: losing the relationship or a new deny consent
+// refuses at once.
+func TestAccessFactsFollowWrites(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	gp := `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`
+	pid := w.Create(t, authz.RoleAdmin, gp)
+	oid := w.Create(t, authz.RoleAdmin, obsFor(pid, ""))
+	read := func(path string) int { return w.Do(t, "GET", path, w.Tokens[authz.RolePhysician], nil).Status }
+	if s := read("/fhir/Observation/" + oid); s != 200 {
+		t.Fatalf("before: %d", s)
+	}
+	consent := `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
+		`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/` + pid + `"},` +
+		`"policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTOUT"}]},"provision":{"type":"deny"}}`
+	cid := w.Create(t, authz.RoleAdmin, consent)
+	if s := read("/fhir/Observation/" + oid); s != 403 {
+		t.Fatalf("after a deny consent: %d", s)
+	}
+	if r := w.Do(t, "DELETE", "/fhir/Consent/"+cid, w.Tokens[authz.RoleAdmin], nil); r.Status != 200 {
+		t.Fatalf("delete consent: %d", r.Status)
+	}
+	if s := read("/fhir/Observation/" + oid); s != 200 {
+		t.Fatalf("after the consent was withdrawn: %d", s)
+	}
+	noGP := strings.Replace(`{"resourceType":"Patient","id":"PID","gender":"female"}`, "PID", pid, 1)
+	if r := w.Do(t, "PUT", "/fhir/Patient/"+pid, w.Tokens[authz.RoleAdmin], []byte(noGP)); r.Status != 200 {
+		t.Fatalf("update: %d %s", r.Status, r.Body)
+	}
+	if s := read("/fhir/Observation/" + oid); s != 403 {
+		t.Fatalf("after the relationship ended: %d", s)
+	}
+	if r := w.Do(t, "GET", "/fhir/Observation?_total=accurate", w.Tokens[authz.RolePhysician], nil); !strings.Contains(string(r.Body), `"total":0`) {
+		t.Fatalf("search after the relationship ended: %.300s", r.Body)
+	}
+}

@@ -233,6 +233,11 @@ type consentResult struct {
 // (any deny wins); one whose is permit permits.
 func evalConsents(s Subject, a Action, t Target, f Facts, purpose string) consentResult {
 	var out consentResult
+	if t.Type == "Consent" {
+		// Consents do not govern consents: otherwise a deny-all would
+		// keep everyone, its author included, from withdrawing it.
+		return out
+	}
 	actors := subjectRefs(s, f)
 	for i := range f.Consents {
 		c := &f.Consents[i]

@@ -198,6 +198,7 @@ func TestDecideFixtures(t *testing.T) {
 		{"deny one resource, another", drA, Read, obsP1Lab, consentFacts(denyData), true, ReasonRelation, false},
 		{"deny wins over permit", drA, Read, obsP1, consentFacts(denyButDrA, denyObs), false, ReasonConsentDeny + ":deny-obs", false},
 		{"consent deny applies to writes", drA, Update, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
+		{"consents do not govern consents", admin, Delete, Target{Tenant: "t", Type: "Consent", ID: "deny-all", Instance: true, Patients: []string{"p1"}}, consentFacts(denyAll), true, ReasonAdminPHI, false},
 		{"consent deny applies to the nurse", rnB, Read, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
 		{"unrelated and denied", drA, Read, obsP2, Facts{Now: now, Consents: []Consent{denyOtherPat}}, false, ReasonConsentDeny + ":deny-p2", false},
 		{"unrelated and denied, break-glass", bg(drA), Read, obsP2, Facts{Now: now, Consents: []Consent{denyOtherPat}}, true, ReasonBreakGlass, true},

@@ -301,6 +301,13 @@ func (r *Repo) organizations(ctx context.Context) ([]string, error) {
 	if r.acc.orgsOK {
 		return r.acc.orgs, nil
 	}
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
+	if v, ok := getFact(c, c.orgs, c.relGen, key, now); ok {
+		r.acc.orgs, r.acc.orgsOK = v, true
+		return v, nil
+	}
+	gen := c.gen(c.relGen, r.subj.Tenant)
 	vs, err := r.factDocs(ctx, "PractitionerRole", url.Values{"practitioner": {"Practitioner/" + r.subj.Practitioner}}, 100)
 	if err != nil {
 		return nil, err
@@ -323,6 +330,7 @@ func (r *Repo) organizations(ctx context.Context) ([]string, error) {
 		}
 	}
 	r.acc.orgs, r.acc.orgsOK = orgs, true
+	putFact(c, c.orgs, key, gen, now, orgs)
 	return orgs, nil
 }
 
@@ -334,6 +342,20 @@ func (r *Repo) related(ctx context.Context, p string) (bool, error) {
 	if r.acc.careOK {
 		return slices.Contains(r.acc.careSet, p), nil
 	}
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, r.subj.Practitioner, p}
+	if v, ok := getFact(c, c.related, c.relGen, key, now); ok {
+		return v, nil
+	}
+	gen := c.gen(c.relGen, r.subj.Tenant)
+	ok, err := r.loadRelated(ctx, p)
+	if err == nil {
+		putFact(c, c.related, key, gen, now, ok)
+	}
+	return ok, err
+}
+
+func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
 	refs, err := r.actorRefs(ctx)
 	if err != nil {
 		return false, err
@@ -365,6 +387,13 @@ func (r *Repo) careSet(ctx context.Context) ([]string, error) {
 		r.acc.careOK = true
 		return nil, nil
 	}
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
+	if v, ok := getFact(c, c.careSets, c.relGen, key, now); ok && len(r.acc.created) == 0 {
+		r.acc.careSet, r.acc.careOK = v, true
+		return v, nil
+	}
+	gen := c.gen(c.relGen, r.subj.Tenant)
 	refs, err := r.actorRefs(ctx)
 	if err != nil {
 		return nil, err
@@ -412,6 +441,9 @@ func (r *Repo) careSet(ctx context.Context) ([]string, error) {
 		}
 	}
 	r.acc.careSet, r.acc.careOK = set, true
+	if len(r.acc.created) == 0 {
+		putFact(c, c.careSets, key, gen, now, set)
+	}
 	return set, nil
 }
 
@@ -419,32 +451,62 @@ func (r *Repo) careSet(ctx context.Context) ([]string, error) {
 // be applied counts as a deny of everything (fail closed; break-the-glass
 // can still override it).
 func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent, error) {
+	c, now := r.s.facts, r.s.now()
 	var out []authz.Consent
-	for start := 0; start < len(patients); start += consentChunk {
-		chunk := patients[start:min(len(patients), start+consentChunk)]
-		refs := make([]string, len(chunk))
-		for i, p := range chunk {
-			refs[i] = "Patient/" + p
+	var missing []string
+	for _, p := range patients {
+		if v, ok := getFact(c, c.consents, c.consentGen, relKey{r.subj.Tenant, "", p}, now); ok {
+			out = append(out, v...)
+		} else {
+			missing = append(missing, p)
 		}
-		vs, err := r.factDocs(ctx, "Consent", url.Values{"patient": {strings.Join(refs, ",")}, "status": {"active"}}, maxConsents)
+	}
+	gen := c.gen(c.consentGen, r.subj.Tenant)
+	for start := 0; start < len(missing); start += consentChunk {
+		chunk := missing[start:min(len(missing), start+consentChunk)]
+		loaded, err := r.loadConsents(ctx, chunk)
 		if err != nil {
 			return nil, err
 		}
-		for i := range vs {
-			doc, err := r.parsed(&vs[i])
-			if err != nil {
-				return nil, err
-			}
-			c, err := authz.ParseConsent(doc)
-			if err != nil {
-				var pid string
-				for _, p := range patientsOf("Consent", vs[i].ID, doc) {
-					pid = p
+		for _, p := range chunk {
+			var mine []authz.Consent
+			for _, cs := range loaded {
+				if cs.Patient == p || cs.Patient == "" {
+					mine = append(mine, cs)
 				}
-				c = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
 			}
-			out = append(out, c)
+			putFact(c, c.consents, relKey{r.subj.Tenant, "", p}, gen, now, mine)
+			out = append(out, mine...)
 		}
+	}
+	return out, nil
+}
+
+// loadConsents reads the active consents of a chunk of patients.
+func (r *Repo) loadConsents(ctx context.Context, chunk []string) ([]authz.Consent, error) {
+	refs := make([]string, len(chunk))
+	for i, p := range chunk {
+		refs[i] = "Patient/" + p
+	}
+	vs, err := r.factDocs(ctx, "Consent", url.Values{"patient": {strings.Join(refs, ",")}, "status": {"active"}}, maxConsents)
+	if err != nil {
+		return nil, err
+	}
+	var out []authz.Consent
+	for i := range vs {
+		doc, err := r.parsed(&vs[i])
+		if err != nil {
+			return nil, err
+		}
+		c, err := authz.ParseConsent(doc)
+		if err != nil {
+			var pid string
+			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
+				pid = p
+			}
+			c = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
+		}
+		out = append(out, c)
 	}
 	return out, nil
 }

@@ -52,6 +52,7 @@ type Service struct {
 
 	noAdminPHI bool
 	encWindow  time.Duration
+	facts      *factCache
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -83,7 +84,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 		o.EncounterWindow = defaultEncWindow
 	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
-		indexer: search.NewIndexer(o.Search), search: o.Search, noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow}
+		indexer: search.NewIndexer(o.Search), search: o.Search, noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache()}
 }
 
 // Repo is the repository bound to one caller and one request.
@@ -227,6 +228,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
+	r.s.facts.wrote(w.Tenant, w.Type) // also on failure: the outcome may be unknown
 	switch {
 	case err == nil:
 		return nil

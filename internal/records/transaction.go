@@ -239,7 +239,11 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	switch err := r.s.st.Commit(cctx, unit); {
+	err := r.s.st.Commit(cctx, unit)
+	for _, w := range unit.Writes {
+		r.s.facts.wrote(w.Tenant, w.Type)
+	}
+	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
 	case err != nil:
