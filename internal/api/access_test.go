@@ -238,7 +238,9 @@ func TestAccessByRole(t *testing.T) {
 			for _, id := range ids {
 				seen[id] = true
 			}
-			var b struct{ Link []struct{ Relation, URL string } }
+			var b struct {
+				Link []struct{ Relation, URL string }
+			}
 			json.Unmarshal(r.Body, &b)
 			next := ""
 			for _, l := range b.Link {
