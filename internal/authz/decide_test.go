@@ -396,3 +396,15 @@ func TestScopeConstraints(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecideInstance: one resource with a relationship, labels and
+// two consents to evaluate.
+func BenchmarkDecideInstance(b *testing.B) {
+	f := consentFacts(denyHIV, denyButDrA)
+	s := clear(drA, "HIV")
+	for b.Loop() {
+		if d := Decide(s, Read, obsP1HIV, f); d.Allow {
+			b.Fatal("allowed")
+		}
+	}
+}
