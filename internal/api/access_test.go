@@ -208,6 +208,8 @@ func TestAccessByRole(t *testing.T) {
 			{"patient's patients", U, "/fhir/Patient?_total=accurate", []string{"me"}, 1},
 			{"physician's conditions (consent)", P, "/fhir/Condition?_total=accurate", nil, 0},
 			{"admin's conditions", A, "/fhir/Condition?_total=accurate", []string{"condGP"}, 1},
+			{"patient's system search", U, "/fhir?_type=Observation,Patient&_total=accurate", []string{"obsMe", "me"}, 2},
+			{"physician's system search", P, "/fhir?_type=Patient,Condition&_total=accurate", []string{"gp", "enc"}, 2},
 		} {
 			r := w.Do(t, "GET", c.path, w.Tokens[c.role], nil)
 			if r.Status != 200 {
