@@ -385,3 +385,35 @@ func TestAccessFactsFollowWrites(t *testing.T) {
 		t.Fatalf("search after the relationship ended: %.300s", r.Body)
 	}
 }
+
+// Break-the-glass on a search lifts the relationship restriction for that
+// request only, and the search is an emergency in the ledger.
+func TestBreakGlassSearch(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	pid := w.Create(t, authz.RoleAdmin, patientNamed("Strangerson", ""))
+	oid := w.Create(t, authz.RoleAdmin, obsFor(pid, ""))
+	tok := w.Tokens[authz.RolePhysician]
+	if ids, total := searchIDs(t, w.Do(t, "GET", "/fhir/Observation?_total=accurate", tok, nil)); total != 0 || len(ids) != 0 {
+		t.Fatalf("without break-glass: %v %v", total, ids)
+	}
+	r := w.Do(t, "GET", "/fhir/Observation?subject=Patient/"+pid, tok, nil, "X-Break-Glass: ETREAT")
+	if ids, _ := searchIDs(t, r); r.Status != 200 || len(ids) != 1 || ids[0] != oid {
+		t.Fatalf("with break-glass: %d %v", r.Status, ids)
+	}
+	if ids, total := searchIDs(t, w.Do(t, "GET", "/fhir/Observation?_total=accurate", tok, nil)); total != 0 || len(ids) != 0 {
+		t.Fatalf("break-glass outlived its request: %v %v", total, ids)
+	}
+	recs := w.Ledger(t)
+	var found bool
+	for _, rec := range recs {
+		if rec.Action == "search-type" && rec.Emergency {
+			found = true
+			if !strings.Contains(rec.Detail, "break-glass:ETREAT") || len(rec.Entities) != 1 || !strings.HasPrefix(rec.Entities[0], "Observation/"+oid) {
+				t.Errorf("emergency search record %+v", rec)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the break-glass search is not an emergency in the ledger")
+	}
+}
