@@ -534,9 +534,13 @@ func TestTokenCarriesLinks(t *testing.T) {
 			authz.Subject{Tenant: "default", ID: "u3", Role: authz.RoleUser, Patient: "pa-1"}},
 		{"unlinked admin", &store.User{ID: "u4", Tenant: "default", Practitioner: "pr-9"}, authz.RoleAdmin,
 			authz.Subject{Tenant: "default", ID: "u4", Role: authz.RoleAdmin}},
+		{"researcher", &store.User{ID: "u5", Tenant: "default", Practitioner: "pr-5"}, authz.RolePhysician,
+			authz.Subject{Tenant: "default", ID: "u5", Role: authz.RolePhysician, Practitioner: "pr-5", Purpose: "HRESCH"}},
 	}
 	for _, c := range cases {
-		tok, err := e.svc.Issue(authn.UserSubject(c.in, c.role, "openid user/*.rs"))
+		subj := authn.UserSubject(c.in, c.role, "openid user/*.rs")
+		subj.Purpose = c.want.Purpose
+		tok, err := e.svc.Issue(subj)
 		must(t, err)
 		got, err := e.svc.Verify(ctx, tok.AccessToken)
 		must(t, err)

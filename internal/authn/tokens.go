@@ -238,6 +238,9 @@ type Claims struct {
 	// Clearance lists the security label codes the user may see,
 	// space-separated.
 	Clearance string `json:"clearance,omitempty"`
+	// PurposeOfUse is the v3 PurposeOfUse code the token was granted for
+	// (as in IHE IUA); the X-Purpose-Of-Use header may not contradict it.
+	PurposeOfUse string `json:"purpose_of_use,omitempty"`
 }
 
 // Token is an issued access token, with a refresh token when the grant
@@ -285,6 +288,8 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 		Scope:     strings.Join(subj.Scopes, " "),
 		Patient:   subj.Patient,
 		Clearance: strings.Join(subj.Clearances, " "),
+
+		PurposeOfUse: subj.Purpose,
 	}
 	switch {
 	case subj.Practitioner != "":
@@ -365,6 +370,7 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 		subj.Patient = c.Patient
 	}
 	subj.Clearances = strings.Fields(c.Clearance)
+	subj.Purpose = c.PurposeOfUse // an unknown code is refused by authz.Decide
 	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
 }
 
