@@ -368,6 +368,11 @@ func TestAccessFactsFollowWrites(t *testing.T) {
 	if s := read("/fhir/Observation/" + oid); s != 403 {
 		t.Fatalf("after a deny consent: %d", s)
 	}
+	// The admin, who reaches every patient, is bound by it too, and the
+	// search total does not count what it hides.
+	if r := w.Do(t, "GET", "/fhir/Observation?_total=accurate", w.Tokens[authz.RoleAdmin], nil); !strings.Contains(string(r.Body), `"total":0`) {
+		t.Fatalf("admin search under a deny consent: %.300s", r.Body)
+	}
 	if r := w.Do(t, "DELETE", "/fhir/Consent/"+cid, w.Tokens[authz.RoleAdmin], nil); r.Status != 200 {
 		t.Fatalf("delete consent: %d", r.Status)
 	}

@@ -349,6 +349,9 @@ type Restriction struct {
 	// ExcludeLabels: resources carrying any of these security labels are
 	// left out.
 	ExcludeLabels []string
+	// ExcludePatients: when All, resources in these patients'
+	// compartments are left out (their consents deny this type).
+	ExcludePatients []string
 }
 
 // Restrict computes the restriction of a search of typ by s, after a
@@ -374,12 +377,14 @@ func Restrict(s Subject, a Action, typ string, f Facts) Restriction {
 		return r
 	case RolePhysician, RoleNurse:
 	default:
-		// Admin (with PHI access) and backend clients: every patient,
-		// subject to consents checked per resource.
+		// Admin (with PHI access) and backend clients: every patient but
+		// those whose consents (f.Consents: the tenant's) deny this type.
 		r.All = true
+		r.ExcludePatients = consentDenied(s, a, typ, f)
 		return r
 	}
 	if s.Role == RolePhysician && s.BreakGlass != "" {
+		// Break-the-glass overrides relationship and consent denials.
 		r.All, r.Emergency = true, true
 		return r
 	}
@@ -390,4 +395,20 @@ func Restrict(s Subject, a Action, typ string, f Facts) Restriction {
 		}
 	}
 	return r
+}
+
+// consentDenied lists the patients among f.Consents' whose consents deny a
+// on typ to s (decided without a resource: type, purpose and actor).
+func consentDenied(s Subject, a Action, typ string, f Facts) []string {
+	var out []string
+	for _, c := range f.Consents {
+		if c.Patient == "" || slices.Contains(out, c.Patient) {
+			continue
+		}
+		d := Decide(s, a, Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{c.Patient}}, f)
+		if !d.Allow {
+			out = append(out, c.Patient)
+		}
+	}
+	return out
 }

@@ -366,6 +366,12 @@ func TestRestrict(t *testing.T) {
 			t.Errorf("%s: %+v", c.name, r)
 		}
 	}
+	if r := Restrict(admin, Search, "Observation", f); !r.All || !slices.Equal(r.ExcludePatients, []string{"p1"}) {
+		t.Errorf("admin: patients whose consents deny are excluded: %+v", r)
+	}
+	if r := Restrict(admin, Search, "Condition", f); !r.All || len(r.ExcludePatients) != 0 {
+		t.Errorf("admin: a consent denying Observations excludes no Conditions: %+v", r)
+	}
 	if r := Restrict(drA, Search, "Observation", f); !slices.Contains(r.ExcludeLabels, "HIV") || !slices.Contains(r.ExcludeLabels, "R") {
 		t.Errorf("uncleared labels not excluded: %v", r.ExcludeLabels)
 	}

@@ -580,6 +580,15 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 			needFacts = true
 		}
 	}
+	if (r.subj.Role == authz.RoleAdmin || r.subj.Role == authz.RoleClient) && slices.ContainsFunc(types, compartment.InPatientCompartment) {
+		// Callers who reach every patient: leave out in SQL the patients
+		// whose consents deny them, from the tenant's active consents.
+		cs, err := r.tenantConsents(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		f.Consents = cs
+	}
 	if needFacts && !(r.subj.Role == authz.RolePhysician && r.subj.BreakGlass != "") {
 		care, err := r.careSet(ctx)
 		if err != nil {
@@ -603,6 +612,10 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 		if !rest.All {
 			c, a := patientCond(t, rest.Patients, k)
 			conds = append(conds, c)
+			targs = append(targs, a...)
+		} else if len(rest.ExcludePatients) > 0 {
+			c, a := patientCond(t, rest.ExcludePatients, k)
+			conds = append(conds, `NOT (`+c+`)`)
 			targs = append(targs, a...)
 		}
 		if len(rest.ExcludeLabels) > 0 {
@@ -663,4 +676,38 @@ func patientCond(typ string, patients []string, k search.Keyer) (string, []any) 
 		return `1 = 0`, nil
 	}
 	return `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
+}
+
+// tenantConsents are the tenant's active consents (at most maxConsents;
+// beyond that the per-resource decision still applies them, but totals may
+// count what it leaves out).
+func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, error) {
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, "*", ""}
+	if v, ok := getFact(c, c.consents, c.consentGen, key, now); ok {
+		return v, nil
+	}
+	gen := c.gen(c.consentGen, r.subj.Tenant)
+	vs, err := r.factDocs(ctx, "Consent", url.Values{"status": {"active"}}, maxConsents)
+	if err != nil {
+		return nil, err
+	}
+	var out []authz.Consent
+	for i := range vs {
+		doc, err := r.parsed(&vs[i])
+		if err != nil {
+			return nil, err
+		}
+		cs, err := authz.ParseConsent(doc)
+		if err != nil {
+			var pid string
+			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
+				pid = p
+			}
+			cs = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
+		}
+		out = append(out, cs)
+	}
+	putFact(c, c.consents, key, gen, now, out)
+	return out, nil
 }
