@@ -22,6 +22,7 @@ import (
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -138,18 +139,21 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|physician|nurse|user [--tenant T] --password-stdin [--data-dir D]
+		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|physician|nurse|user [--practitioner ID | --patient ID] [--clearance R,HIV,...] [--tenant T] --password-stdin [--data-dir D]
        ward users list [--data-dir D]
        ward users disable|enable --username U [--data-dir D]
        ward users reset-password --username U --password-stdin [--data-dir D]
        ward users enroll-totp --username U [--data-dir D]`)
 		return errUsage
 	}
-	var username, role string
+	var username, role, practitioner, patient, clearance string
 	var passwordStdin bool
 	cfg, _, err := flags("users add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
 		fs.StringVar(&username, "username", "", "login name")
 		fs.StringVar(&role, "role", "", "admin, physician, nurse or user")
+		fs.StringVar(&practitioner, "practitioner", "", "id of the Practitioner a physician or nurse is")
+		fs.StringVar(&patient, "patient", "", "id of the Patient a user-role account is or acts for")
+		fs.StringVar(&clearance, "clearance", "", "comma-separated security label codes the user may see (R, V, HIV, PSY, ...)")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
 	})
 	if err != nil {
@@ -161,6 +165,14 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	r, ok := authz.ParseRole(role)
 	if !ok {
 		return fmt.Errorf("--role must be one of admin, physician, nurse, user")
+	}
+	linkType, linkID, err := userLink(r, practitioner, patient)
+	if err != nil {
+		return err
+	}
+	clearances, err := parseClearances(clearance)
+	if err != nil {
+		return err
 	}
 	hash, err := newPassword(stdin, username, passwordStdin)
 	if err != nil {
@@ -176,10 +188,16 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	} else if err != nil {
 		return err
 	}
+	if linkType != "" {
+		if v, err := st.Current(ctx, cfg.Tenant, linkType, linkID); err != nil || v.Deleted {
+			return fmt.Errorf("--%s: there is no %s/%s in tenant %s", strings.ToLower(linkType), linkType, linkID, cfg.Tenant)
+		}
+	}
 	now := time.Now().UTC()
-	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now}
+	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now,
+		Practitioner: practitioner, Patient: patient, Clearances: clearances}
 	err = st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
-		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: []string{"user/" + u.ID}, Detail: "role:" + string(r),
+		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: userEntities(u), Detail: "role:" + string(r),
 	}}})
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("a user named %q already exists", username)
@@ -326,8 +344,11 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) ExitCode() int { return e.code }
 
 func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "break-glass" {
+		return runAuditBreakGlass(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]")
+		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]\n       ward audit break-glass [--since D] [--data-dir D]")
 		return errUsage
 	}
 	cfg, _, err := flags("audit verify", args[1:], stderr, dbSettings, nil)
@@ -565,4 +586,55 @@ func runConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 func runVersion(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "ward", app.Version)
 	return nil
+}
+
+// userLink checks the FHIR resource a user is linked to: a physician or
+// nurse may be a Practitioner, a user-role account must be (or act for) a
+// Patient, an admin is linked to nothing.
+func userLink(r authz.Role, practitioner, patient string) (typ, id string, err error) {
+	switch {
+	case practitioner != "" && patient != "":
+		return "", "", errors.New("give --practitioner or --patient, not both")
+	case practitioner != "" && r != authz.RolePhysician && r != authz.RoleNurse:
+		return "", "", errors.New("--practitioner links a physician or nurse")
+	case patient != "" && r != authz.RoleUser:
+		return "", "", errors.New("--patient links a user-role account (a patient or their proxy)")
+	case r == authz.RoleUser && patient == "":
+		return "", "", errors.New("a user-role account needs --patient ID: the Patient it is or acts for")
+	case practitioner != "":
+		typ, id = "Practitioner", practitioner
+	case patient != "":
+		typ, id = "Patient", patient
+	default:
+		return "", "", nil
+	}
+	if !fhir.IsID(id) {
+		return "", "", fmt.Errorf("--%s must be a FHIR id (1 to 64 of A-Z a-z 0-9 - .)", strings.ToLower(typ))
+	}
+	return typ, id, nil
+}
+
+func parseClearances(s string) ([]string, error) {
+	var out []string
+	for _, c := range strings.Split(s, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		if !authz.NeedsClearance(c) {
+			return nil, fmt.Errorf("--clearance: %q is not a security label that needs a clearance (one of %s)", c, strings.Join(authz.ClearanceLabels(), ", "))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func userEntities(u *store.User) []string {
+	out := []string{"user/" + u.ID}
+	if u.Practitioner != "" {
+		out = append(out, "Practitioner/"+u.Practitioner)
+	}
+	if u.Patient != "" {
+		out = append(out, "Patient/"+u.Patient)
+	}
+	return out
 }

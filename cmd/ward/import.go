@@ -54,7 +54,11 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer a.Close()
-	repo := a.Records.For(authz.Subject{Tenant: cfg.Tenant, ID: "cli-import", Role: authz.RoleAdmin, Scopes: []string{authn.DefaultScope}}, "import-"+time.Now().UTC().Format("20060102T150405"))
+	// The operator's bulk load writes labelled records too: it is cleared
+	// for every label. Like any admin it needs WARD_ADMIN_PHI_ACCESS for
+	// patient data, and patients' consents apply to it.
+	repo := a.Records.For(authz.Subject{Tenant: cfg.Tenant, ID: "cli-import", Role: authz.RoleAdmin, Scopes: []string{authn.DefaultScope},
+		Clearances: authz.ClearanceLabels()}, "import-"+time.Now().UTC().Format("20060102T150405"))
 
 	var done, failedFiles atomic.Int64
 	var resources atomic.Int64

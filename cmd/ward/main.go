@@ -20,7 +20,7 @@ func commands() []command {
 		{"serve", "run the server", runServe},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"users", "manage users: users add --username U --role R --password-stdin", runUsers},
-		{"audit", "audit ledger tools: audit verify", runAudit},
+		{"audit", "audit ledger tools: audit verify, audit break-glass [--since D]", runAudit},
 		{"clients", "clients: clients add|list|disable|enable (backend services or public apps)", runClients},
 		{"tenants", "tenants: tenants add --name T, tenants list", runTenants},
 		{"keys", "key tools: keys rotate (a new token signing key)", runKeys},

@@ -194,7 +194,7 @@ func TestServeOnAFreshDataDir(t *testing.T) {
 	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "root", "--password-stdin"); code == 0 || !strings.Contains(stderr, "--role") {
 		t.Fatalf("bad role: %d %s", code, stderr)
 	}
-	out, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin")
+	out, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin")
 	if code != 0 || !strings.Contains(out, "created") {
 		t.Fatalf("users add: %d %s %s", code, out, stderr)
 	}
@@ -248,7 +248,7 @@ func TestServeOnAFreshDataDir(t *testing.T) {
 func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ward-data")
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	tok := s.token(t, "smoke", pass)
@@ -278,7 +278,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	build := func(t *testing.T) string {
 		dir := filepath.Join(t.TempDir(), "ward-data")
 		s := serve(t, dir)
-		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 			t.Fatal(stderr)
 		}
 		tok := s.token(t, "smoke", pass)
@@ -418,7 +418,7 @@ func TestImport(t *testing.T) {
 	}
 	// NDJSON ids are kept; the data is served.
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	tok := s.token(t, "smoke", pass)
@@ -460,7 +460,7 @@ func TestKeysRotate(t *testing.T) {
 func TestEnrollTOTP(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ward-data")
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	out, stderr, code := ward(t, "", "users", "enroll-totp", "--data-dir", dir, "--username", "smoke")
@@ -581,7 +581,7 @@ func TestUsersManagement(t *testing.T) {
 func TestKill9DuringTransactions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ward-data")
 	s := serve(t, dir)
-	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "physician", "--password-stdin"); code != 0 {
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
 	tok := s.token(t, "smoke", pass)
@@ -766,5 +766,122 @@ func TestTenantsAndClients(t *testing.T) {
 	// The app is not listed in the default tenant.
 	if out, _, _ := ward(t, "", "clients", "list", "--data-dir", dir); strings.Contains(out, "app1") {
 		t.Errorf("default tenant lists clinic-b's client:\n%s", out)
+	}
+}
+
+// ward users add links a clinician to a Practitioner and a patient account
+// to a Patient that exist in the tenant; the link reaches the token.
+func TestUsersAddLinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "boss", "--role", "admin", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	admin := s.token(t, "boss", pass)
+	_, prID := s.post(t, admin, "Practitioner", `{"resourceType":"Practitioner","active":true}`)
+	_, paID := s.post(t, admin, "Patient", `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/`+prID+`"}]}`)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "physician", "--practitioner", "nope"}, "there is no Practitioner/nope"},
+		{[]string{"--role", "physician", "--patient", paID}, "--patient links a user-role account"},
+		{[]string{"--role", "user"}, "needs --patient"},
+		{[]string{"--role", "admin", "--practitioner", prID}, "--practitioner links a physician or nurse"},
+		{[]string{"--role", "nurse", "--practitioner", prID, "--patient", paID}, "not both"},
+		{[]string{"--role", "nurse", "--practitioner", "a/b"}, "must be a FHIR id"},
+		{[]string{"--role", "physician", "--practitioner", prID, "--clearance", "HIV,TOPSECRET"}, "TOPSECRET"},
+	} {
+		args := append([]string{"users", "add", "--data-dir", dir, "--username", "linked", "--password-stdin"}, c.args...)
+		if _, stderr, code := ward(t, pass+"\n", args...); code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %s (want %q)", c.args, code, stderr, c.want)
+		}
+	}
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "dr", "--role", "physician", "--practitioner", prID, "--clearance", "HIV", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "pat", "--role", "user", "--patient", paID, "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	// The linked physician reads the patient naming them GP; the patient
+	// account reads itself; an unlinked physician reads neither.
+	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "locum", "--role", "physician", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, c := range []struct {
+		user string
+		want int
+	}{{"dr", 200}, {"pat", 200}, {"locum", 403}} {
+		if code, _ := s.get(t, s.token(t, c.user, pass), "/fhir/Patient/"+paID); code != c.want {
+			t.Errorf("%s reads the patient: %d, want %d", c.user, code, c.want)
+		}
+	}
+}
+
+// ward audit break-glass lists the emergency accesses from the ledger with
+// their reason codes, never the free-text reason.
+func TestAuditBreakGlassReport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ward-data")
+	s := serve(t, dir)
+	for _, u := range [][]string{{"boss", "admin"}, {"locum", "physician"}} {
+		if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", u[0], "--role", u[1], "--password-stdin"); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	_, pid := s.post(t, s.token(t, "boss", pass), "Patient", `{"resourceType":"Patient","name":[{"family":"Glassbreaker"}]}`)
+	locum := s.token(t, "locum", pass)
+	read := func(reason string) int {
+		req, _ := http.NewRequest("GET", "http://"+s.addr+"/fhir/Patient/"+pid, nil)
+		req.Header.Set("Authorization", "Bearer "+locum)
+		if reason != "" {
+			req.Header.Set("X-Break-Glass", reason)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := read(""); got != 403 {
+		t.Fatalf("without break-glass: %d", got)
+	}
+	if got := read("etreat"); got != 200 {
+		t.Fatalf("break-glass ETREAT: %d", got)
+	}
+	if got := read("Glassbreaker collapsed in the lobby"); got != 200 {
+		t.Fatalf("break-glass free text: %d", got)
+	}
+	out, stderr, code := ward(t, "", "audit", "break-glass", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "2 emergency accesses") || !strings.Contains(out, "ETREAT") || !strings.Contains(out, "text-") ||
+		!strings.Contains(out, "Patient/"+pid) || !strings.Contains(out, "no-practitioner-link") || strings.Contains(out, "Glassbreaker") || strings.Contains(out, "lobby") {
+		t.Fatalf("report: %d %s %s", code, out, stderr)
+	}
+	for _, c := range []struct {
+		since, want string
+		ok          bool
+	}{
+		{"2000-01-01", "2 emergency accesses", true},
+		{"1h", "2 emergency accesses", true},
+		{time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "0 emergency accesses", true},
+		{"last tuesday", "--since", false},
+	} {
+		out, stderr, code := ward(t, "", "audit", "break-glass", "--data-dir", dir, "--since", c.since)
+		if (code == 0) != c.ok || !strings.Contains(out+stderr, c.want) {
+			t.Errorf("--since %s: %d %s %s", c.since, code, out, stderr)
+		}
+	}
+}
+
+func TestBreakGlassDetail(t *testing.T) {
+	for _, c := range []struct{ in, code, over string }{
+		{"break-glass:ETREAT:overrode:no-care-relationship", "ETREAT", "overrode no-care-relationship"},
+		{"deleted;break-glass:text-0011223344556677:overrode:consent-deny:c1", "text-0011223344556677", "overrode consent-deny,c1"},
+		{"break-glass:BTG", "BTG", ""},
+		{"", "-", ""},
+	} {
+		if code, over := breakGlassDetail(c.in); code != c.code || over != c.over {
+			t.Errorf("%q: %q %q", c.in, code, over)
+		}
 	}
 }

@@ -19,7 +19,10 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 )
 
-const patient = `{"resourceType":"Patient","name":[{"family":"Quillfeather","given":["Oriel"]}],"gender":"female","birthDate":"1961-07-14"}`
+// patient names the test physician and nurse (apptest.Links) as general
+// practitioners: their care relationship with her (issue #6).
+const patient = `{"resourceType":"Patient","name":[{"family":"Quillfeather","given":["Oriel"]}],"gender":"female","birthDate":"1961-07-14",` +
+	`"generalPractitioner":[{"reference":"Practitioner/pract-physician"},{"reference":"Practitioner/pract-nurse"}]}`
 
 func forEachBackend(t *testing.T, f func(t *testing.T, w *apptest.Ward), mutate ...func(*config.Config)) {
 	for _, b := range apptest.Backends {
@@ -178,9 +181,13 @@ func tamper(tok string) string {
 	return parts[0] + "." + encodeSeg(payload) + "." + parts[2]
 }
 
+// TestCRUDAndHistory runs the FHIR interactions as an admin, who reaches
+// every record of the tenant (WARD_ADMIN_PHI_ACCESS default): 404 and 410
+// are answered as such. What clinicians and patients see instead is in
+// TestAccessByRole.
 func TestCRUDAndHistory(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		r := w.Do(t, "POST", "/fhir/Patient", tok, []byte(patient))
 		if r.Status != 201 {
 			t.Fatalf("create: %d %s", r.Status, r.Body)
@@ -198,52 +205,52 @@ func TestCRUDAndHistory(t *testing.T) {
 			t.Fatalf("headers %v", r.Header)
 		}
 		for _, sc := range []scenario{
-			{name: "read", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{`"id":"` + id + `"`, "Quillfeather"}, header: map[string]string{"ETag": `^W/"1"$`}},
-			{name: "read trailing slash", method: "GET", path: "/fhir/Patient/" + id + "/", role: authz.RolePhysician, status: 200, want: []string{"Quillfeather"}},
-			{name: "read double slash base", method: "GET", path: "/fhir//Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{"Quillfeather"}},
-			{name: "read missing", method: "GET", path: "/fhir/Patient/does-not-exist", role: authz.RolePhysician, status: 404, want: []string{"OperationOutcome", "not-found"}},
-			{name: "If-None-Match current", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{`If-None-Match: W/"1"`}, status: 304,
+			{name: "read", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, status: 200, want: []string{`"id":"` + id + `"`, "Quillfeather"}, header: map[string]string{"ETag": `^W/"1"$`}},
+			{name: "read trailing slash", method: "GET", path: "/fhir/Patient/" + id + "/", role: authz.RoleAdmin, status: 200, want: []string{"Quillfeather"}},
+			{name: "read double slash base", method: "GET", path: "/fhir//Patient/" + id, role: authz.RoleAdmin, status: 200, want: []string{"Quillfeather"}},
+			{name: "read missing", method: "GET", path: "/fhir/Patient/does-not-exist", role: authz.RoleAdmin, status: 404, want: []string{"OperationOutcome", "not-found"}},
+			{name: "If-None-Match current", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{`If-None-Match: W/"1"`}, status: 304,
 				notWant: []string{"Quillfeather"}, header: map[string]string{"ETag": `^W/"1"$`}},
-			{name: "If-None-Match list", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{`If-None-Match: W/"7", W/"1"`}, status: 304},
-			{name: "If-None-Match stale", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{`If-None-Match: W/"0"`}, status: 200, want: []string{"Quillfeather"}},
-			{name: "If-Modified-Since later", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{"If-Modified-Since: " + time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, status: 304},
-			{name: "If-Modified-Since earlier", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{"If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT"}, status: 200},
-			{name: "vread", method: "GET", path: "/fhir/Patient/" + id + "/_history/1", role: authz.RolePhysician, status: 200, want: []string{`"versionId":"1"`}},
-			{name: "vread missing version", method: "GET", path: "/fhir/Patient/" + id + "/_history/9", role: authz.RolePhysician, status: 404},
-			{name: "vread bad version", method: "GET", path: "/fhir/Patient/" + id + "/_history/x", role: authz.RolePhysician, status: 400},
-			{name: "update wrong If-Match", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+			{name: "If-None-Match list", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{`If-None-Match: W/"7", W/"1"`}, status: 304},
+			{name: "If-None-Match stale", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{`If-None-Match: W/"0"`}, status: 200, want: []string{"Quillfeather"}},
+			{name: "If-Modified-Since later", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{"If-Modified-Since: " + time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, status: 304},
+			{name: "If-Modified-Since earlier", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{"If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT"}, status: 200},
+			{name: "vread", method: "GET", path: "/fhir/Patient/" + id + "/_history/1", role: authz.RoleAdmin, status: 200, want: []string{`"versionId":"1"`}},
+			{name: "vread missing version", method: "GET", path: "/fhir/Patient/" + id + "/_history/9", role: authz.RoleAdmin, status: 404},
+			{name: "vread bad version", method: "GET", path: "/fhir/Patient/" + id + "/_history/x", role: authz.RoleAdmin, status: 400},
+			{name: "update wrong If-Match", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RoleAdmin,
 				body: withID(patient, id), headers: []string{`If-Match: W/"7"`}, status: 412, want: []string{"If-Match"}},
-			{name: "update", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+			{name: "update", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RoleAdmin,
 				body: strings.Replace(withID(patient, id), "Oriel", "Oriana", 1), headers: []string{`If-Match: W/"1"`}, status: 200,
 				want: []string{`"versionId":"2"`, "Oriana"}, header: map[string]string{"ETag": `^W/"2"$`}},
-			{name: "update without If-Match", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+			{name: "update without If-Match", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RoleAdmin,
 				body: withID(patient, id), status: 200, want: []string{`"versionId":"3"`}},
-			{name: "vread old version", method: "GET", path: "/fhir/Patient/" + id + "/_history/2", role: authz.RolePhysician, status: 200, want: []string{"Oriana"}},
-			{name: "update body id mismatch", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RolePhysician, body: withID(patient, "other"), status: 400, want: []string{"Patient.id"}},
-			{name: "update body without id", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RolePhysician, body: patient, status: 400, want: []string{"Patient.id"}},
-			{name: "update creates new id", method: "PUT", path: "/fhir/Patient/client-chosen-1", role: authz.RolePhysician, body: withID(patient, "client-chosen-1"), status: 201,
+			{name: "vread old version", method: "GET", path: "/fhir/Patient/" + id + "/_history/2", role: authz.RoleAdmin, status: 200, want: []string{"Oriana"}},
+			{name: "update body id mismatch", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, body: withID(patient, "other"), status: 400, want: []string{"Patient.id"}},
+			{name: "update body without id", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, body: patient, status: 400, want: []string{"Patient.id"}},
+			{name: "update creates new id", method: "PUT", path: "/fhir/Patient/client-chosen-1", role: authz.RoleAdmin, body: withID(patient, "client-chosen-1"), status: 201,
 				header: map[string]string{"Location": "/fhir/Patient/client-chosen-1/_history/1$"}},
-			{name: "prefer minimal", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: patient, headers: []string{"Prefer: return=minimal"}, status: 201, notWant: []string{"Quillfeather"},
+			{name: "prefer minimal", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: patient, headers: []string{"Prefer: return=minimal"}, status: 201, notWant: []string{"Quillfeather"},
 				header: map[string]string{"Location": "/fhir/Patient/.+/_history/1$"}},
-			{name: "prefer OperationOutcome", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: patient, headers: []string{"Prefer: return=OperationOutcome"}, status: 201,
+			{name: "prefer OperationOutcome", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: patient, headers: []string{"Prefer: return=OperationOutcome"}, status: 201,
 				want: []string{`"OperationOutcome"`}, notWant: []string{"Quillfeather"}},
-			{name: "history instance", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RolePhysician, status: 200,
+			{name: "history instance", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RoleAdmin, status: 200,
 				want: []string{`"type":"history"`, `"method":"POST"`, `"method":"PUT"`, `"versionId":"3"`, `"versionId":"1"`}},
-			{name: "delete", method: "DELETE", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{"deleted"}},
-			{name: "read deleted", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 410, want: []string{"OperationOutcome"}, notWant: []string{"Quillfeather"}},
-			{name: "delete again", method: "DELETE", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 200},
-			{name: "delete missing", method: "DELETE", path: "/fhir/Patient/never-was", role: authz.RolePhysician, status: 404},
-			{name: "vread before delete", method: "GET", path: "/fhir/Patient/" + id + "/_history/3", role: authz.RolePhysician, status: 200},
-			{name: "vread deletion", method: "GET", path: "/fhir/Patient/" + id + "/_history/4", role: authz.RolePhysician, status: 410},
-			{name: "history keeps deleted", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RolePhysician, status: 200, want: []string{`"method":"DELETE"`, `"versionId":"1"`}},
-			{name: "update resurrects", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RolePhysician, body: withID(patient, id), status: 200, want: []string{`"versionId":"5"`}},
-			{name: "history type", method: "GET", path: "/fhir/Patient/_history", role: authz.RolePhysician, status: 200, want: []string{`"type":"history"`, "client-chosen-1"}},
-			{name: "history system", method: "GET", path: "/fhir/_history", role: authz.RolePhysician, status: 200, want: []string{`"type":"history"`}},
-			{name: "search by _id", method: "GET", path: "/fhir/Patient?_id=" + id, role: authz.RolePhysician, status: 200, want: []string{`"type":"searchset"`, `"id":"` + id + `"`}, notWant: []string{"client-chosen-1"}},
-			{name: "search POST", method: "POST", path: "/fhir/Patient/_search", role: authz.RolePhysician, body: "", headers: []string{"Content-Type: application/x-www-form-urlencoded"}, status: 200, want: []string{`"type":"searchset"`}},
-			{name: "search unknown param lenient", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RolePhysician, status: 200, notWant: []string{"foo=bar"}},
-			{name: "search unknown param strict", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RolePhysician, headers: []string{"Prefer: handling=strict"}, status: 400, want: []string{"unknown search parameter foo"}},
-			{name: "search bad _count", method: "GET", path: "/fhir/Patient?_count=x", role: authz.RolePhysician, status: 400, want: []string{"_count"}},
+			{name: "delete", method: "DELETE", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, status: 200, want: []string{"deleted"}},
+			{name: "read deleted", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, status: 410, want: []string{"OperationOutcome"}, notWant: []string{"Quillfeather"}},
+			{name: "delete again", method: "DELETE", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, status: 200},
+			{name: "delete missing", method: "DELETE", path: "/fhir/Patient/never-was", role: authz.RoleAdmin, status: 404},
+			{name: "vread before delete", method: "GET", path: "/fhir/Patient/" + id + "/_history/3", role: authz.RoleAdmin, status: 200},
+			{name: "vread deletion", method: "GET", path: "/fhir/Patient/" + id + "/_history/4", role: authz.RoleAdmin, status: 410},
+			{name: "history keeps deleted", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RoleAdmin, status: 200, want: []string{`"method":"DELETE"`, `"versionId":"1"`}},
+			{name: "update resurrects", method: "PUT", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, body: withID(patient, id), status: 200, want: []string{`"versionId":"5"`}},
+			{name: "history type", method: "GET", path: "/fhir/Patient/_history", role: authz.RoleAdmin, status: 200, want: []string{`"type":"history"`, "client-chosen-1"}},
+			{name: "history system", method: "GET", path: "/fhir/_history", role: authz.RoleAdmin, status: 200, want: []string{`"type":"history"`}},
+			{name: "search by _id", method: "GET", path: "/fhir/Patient?_id=" + id, role: authz.RoleAdmin, status: 200, want: []string{`"type":"searchset"`, `"id":"` + id + `"`}, notWant: []string{"client-chosen-1"}},
+			{name: "search POST", method: "POST", path: "/fhir/Patient/_search", role: authz.RoleAdmin, body: "", headers: []string{"Content-Type: application/x-www-form-urlencoded"}, status: 200, want: []string{`"type":"searchset"`}},
+			{name: "search unknown param lenient", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RoleAdmin, status: 200, notWant: []string{"foo=bar"}},
+			{name: "search unknown param strict", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RoleAdmin, headers: []string{"Prefer: handling=strict"}, status: 400, want: []string{"unknown search parameter foo"}},
+			{name: "search bad _count", method: "GET", path: "/fhir/Patient?_count=x", role: authz.RoleAdmin, status: 400, want: []string{"_count"}},
 		} {
 			sc.run(t, w)
 		}
@@ -253,7 +260,7 @@ func TestCRUDAndHistory(t *testing.T) {
 func TestPagingFollowsNextLinks(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	for range 7 {
-		w.Create(t, authz.RolePhysician, patient)
+		w.Create(t, authz.RoleAdmin, patient)
 	}
 	for _, start := range []string{"/fhir/Patient?_count=3", "/fhir/Patient/_history?_count=3"} {
 		seen := map[string]bool{}
@@ -262,7 +269,7 @@ func TestPagingFollowsNextLinks(t *testing.T) {
 			if pages > 5 {
 				t.Fatal("paging does not end")
 			}
-			r := w.Do(t, "GET", next, w.Tokens[authz.RolePhysician], nil)
+			r := w.Do(t, "GET", next, w.Tokens[authz.RoleAdmin], nil)
 			if r.Status != 200 {
 				t.Fatalf("%s: %d %s", next, r.Status, r.Body)
 			}
@@ -292,7 +299,7 @@ func TestPagingFollowsNextLinks(t *testing.T) {
 
 func TestEveryResourceTypeIsServed(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	tok := w.Tokens[authz.RolePhysician]
+	tok := w.Tokens[authz.RoleAdmin]
 	types := fhir.ResourceTypes()
 	if len(types) != 146 {
 		t.Fatalf("%d resource types, want the 146 of R4", len(types))
@@ -356,34 +363,34 @@ func TestBadInput(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.MaxBodyBytes = 64 << 10 })
 	huge := `{"resourceType":"Patient","name":[{"family":"` + strings.Repeat("x", 70<<10) + `"}]}`
 	for _, sc := range []scenario{
-		{name: "banana gender", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Patient","gender":"banana"}`, status: 400,
+		{name: "banana gender", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Patient","gender":"banana"}`, status: 400,
 			want: []string{`"OperationOutcome"`, `"Patient.gender"`}, notWant: []string{"banana"}},
-		{name: "malformed JSON", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Patient",`, status: 400, want: []string{"OperationOutcome", "JSON"}},
-		{name: "not an object", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `[1,2]`, status: 400, want: []string{"OperationOutcome"}},
-		{name: "wrong type for URL", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, status: 400, want: []string{"Observation", "Patient"}},
-		{name: "unknown type in URL", method: "POST", path: "/fhir/Banana", role: authz.RolePhysician, body: `{"resourceType":"Banana"}`, status: 404, want: []string{"unknown resource type"}},
-		{name: "unknown type in body", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Banana"}`, status: 400},
-		{name: "unknown element", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Patient","favouriteColour":"blue"}`, status: 400, want: []string{"favouriteColour"}, notWant: []string{"blue"}},
-		{name: "wrong JSON type", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Patient","active":"yes"}`, status: 400, want: []string{"Patient.active"}},
-		{name: "bad date", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Patient","birthDate":"1961-13-45x"}`, status: 400, want: []string{"Patient.birthDate"}, notWant: []string{"1961-13-45x"}},
-		{name: "duplicate keys", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `{"resourceType":"Patient","gender":"male","gender":"female"}`, status: 400},
-		{name: "body too large", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: huge, status: 413, want: []string{"OperationOutcome", "limit"}},
-		{name: "xml body", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: `<Patient/>`, headers: []string{"Content-Type: application/fhir+xml"}, status: 415},
-		{name: "accept xml", method: "GET", path: "/fhir/Patient", role: authz.RolePhysician, headers: []string{"Accept: application/fhir+xml"}, status: 406, want: []string{"OperationOutcome"}},
-		{name: "format xml", method: "GET", path: "/fhir/Patient?_format=xml", role: authz.RolePhysician, status: 406},
-		{name: "format json", method: "GET", path: "/fhir/Patient?_format=json", role: authz.RolePhysician, status: 200},
-		{name: "accept json", method: "GET", path: "/fhir/Patient", role: authz.RolePhysician, headers: []string{"Accept: application/json"}, status: 200},
-		{name: "accept list", method: "GET", path: "/fhir/Patient", role: authz.RolePhysician, headers: []string{"Accept: application/fhir+xml;q=0.9, application/fhir+json"}, status: 200},
-		{name: "bad id in URL", method: "GET", path: "/fhir/Patient/" + strings.Repeat("a", 65), role: authz.RolePhysician, status: 400},
-		{name: "bad If-Match", method: "PUT", path: "/fhir/Patient/x1", role: authz.RolePhysician, body: withID(patient, "x1"), headers: []string{"If-Match: banana"}, status: 400},
-		{name: "unsupported method", method: "TRACE", path: "/fhir/Patient/x1", role: authz.RolePhysician, status: 405, want: []string{"OperationOutcome"}},
+		{name: "malformed JSON", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Patient",`, status: 400, want: []string{"OperationOutcome", "JSON"}},
+		{name: "not an object", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `[1,2]`, status: 400, want: []string{"OperationOutcome"}},
+		{name: "wrong type for URL", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, status: 400, want: []string{"Observation", "Patient"}},
+		{name: "unknown type in URL", method: "POST", path: "/fhir/Banana", role: authz.RoleAdmin, body: `{"resourceType":"Banana"}`, status: 404, want: []string{"unknown resource type"}},
+		{name: "unknown type in body", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Banana"}`, status: 400},
+		{name: "unknown element", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Patient","favouriteColour":"blue"}`, status: 400, want: []string{"favouriteColour"}, notWant: []string{"blue"}},
+		{name: "wrong JSON type", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Patient","active":"yes"}`, status: 400, want: []string{"Patient.active"}},
+		{name: "bad date", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Patient","birthDate":"1961-13-45x"}`, status: 400, want: []string{"Patient.birthDate"}, notWant: []string{"1961-13-45x"}},
+		{name: "duplicate keys", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `{"resourceType":"Patient","gender":"male","gender":"female"}`, status: 400},
+		{name: "body too large", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: huge, status: 413, want: []string{"OperationOutcome", "limit"}},
+		{name: "xml body", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: `<Patient/>`, headers: []string{"Content-Type: application/fhir+xml"}, status: 415},
+		{name: "accept xml", method: "GET", path: "/fhir/Patient", role: authz.RoleAdmin, headers: []string{"Accept: application/fhir+xml"}, status: 406, want: []string{"OperationOutcome"}},
+		{name: "format xml", method: "GET", path: "/fhir/Patient?_format=xml", role: authz.RoleAdmin, status: 406},
+		{name: "format json", method: "GET", path: "/fhir/Patient?_format=json", role: authz.RoleAdmin, status: 200},
+		{name: "accept json", method: "GET", path: "/fhir/Patient", role: authz.RoleAdmin, headers: []string{"Accept: application/json"}, status: 200},
+		{name: "accept list", method: "GET", path: "/fhir/Patient", role: authz.RoleAdmin, headers: []string{"Accept: application/fhir+xml;q=0.9, application/fhir+json"}, status: 200},
+		{name: "bad id in URL", method: "GET", path: "/fhir/Patient/" + strings.Repeat("a", 65), role: authz.RoleAdmin, status: 400},
+		{name: "bad If-Match", method: "PUT", path: "/fhir/Patient/x1", role: authz.RoleAdmin, body: withID(patient, "x1"), headers: []string{"If-Match: banana"}, status: 400},
+		{name: "unsupported method", method: "TRACE", path: "/fhir/Patient/x1", role: authz.RoleAdmin, status: 405, want: []string{"OperationOutcome"}},
 		{name: "unknown endpoint", method: "GET", path: "/nope", status: 404, want: []string{"OperationOutcome"}},
-		{name: "hostile string", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, body: "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\\u0000<script>'; DROP TABLE resources;--\"}]}", status: 201},
+		{name: "hostile string", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, body: "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\\u0000<script>'; DROP TABLE resources;--\"}]}", status: 201},
 	} {
 		sc.run(t, w)
 	}
 	// Nothing was half-written: only the one valid create exists.
-	r := w.Do(t, "GET", "/fhir/Patient/_history", w.Tokens[authz.RolePhysician], nil)
+	r := w.Do(t, "GET", "/fhir/Patient/_history", w.Tokens[authz.RoleAdmin], nil)
 	var b struct{ Entry []any }
 	json.Unmarshal(r.Body, &b)
 	if len(b.Entry) != 1 {
@@ -421,13 +428,13 @@ func TestChunkedBody(t *testing.T) {
 func TestRolesAreEnforced(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	id := w.Create(t, authz.RolePhysician, patient)
-	obs := `{"resourceType":"Observation","status":"final","code":{"text":"pulse"}}`
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/` + id + `"}}`
 	for _, sc := range []scenario{
 		{name: "nurse reads", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleNurse, status: 200},
 		{name: "nurse records an observation", method: "POST", path: "/fhir/Observation", role: authz.RoleNurse, body: obs, status: 201},
 		{name: "nurse may not create a patient", method: "POST", path: "/fhir/Patient", role: authz.RoleNurse, body: patient, status: 403, notWant: []string{"Quillfeather"}},
 		{name: "nurse may not delete", method: "DELETE", path: "/fhir/Patient/" + id, role: authz.RoleNurse, status: 403},
-		{name: "patient user denied (no compartment rule yet)", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleUser, status: 403, notWant: []string{"Quillfeather"}},
+		{name: "patient user may not read another patient", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleUser, status: 403, notWant: []string{"Quillfeather"}},
 		{name: "denial does not reveal existence", method: "GET", path: "/fhir/Patient/no-such-id", role: authz.RoleUser, status: 403},
 		{name: "admin reads", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, status: 200},
 	} {
@@ -453,30 +460,30 @@ func encodeSeg(b []byte) string          { return base64.RawURLEncoding.EncodeTo
 
 func TestJSONPatch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		id := w.Create(t, authz.RolePhysician, patient)
+		id := w.Create(t, authz.RoleAdmin, patient)
 		jp := "Content-Type: application/json-patch+json"
 		for _, sc := range []scenario{
-			{name: "patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp, `If-Match: W/"1"`},
+			{name: "patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{jp, `If-Match: W/"1"`},
 				body:   `[{"op":"test","path":"/name/0/family","value":"Quillfeather"},{"op":"add","path":"/name/0/given/-","value":"Maud"},{"op":"replace","path":"/gender","value":"other"}]`,
 				status: 200, want: []string{`"versionId":"2"`, "Maud", `"gender":"other"`}, header: map[string]string{"ETag": `^W/"2"$`}},
-			{name: "stale If-Match", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp, `If-Match: W/"1"`},
+			{name: "stale If-Match", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{jp, `If-Match: W/"1"`},
 				body: `[{"op":"remove","path":"/gender"}]`, status: 412},
-			{name: "failed test op", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+			{name: "failed test op", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{jp},
 				body: `[{"op":"test","path":"/gender","value":"female"}]`, status: 422, notWant: []string{"other", "female"}},
-			{name: "result invalid", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+			{name: "result invalid", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{jp},
 				body: `[{"op":"replace","path":"/gender","value":"banana"}]`, status: 422, want: []string{"Patient.gender"}, notWant: []string{"banana"}},
-			{name: "changes the id", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+			{name: "changes the id", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{jp},
 				body: `[{"op":"replace","path":"/id","value":"other"}]`, status: 422},
-			{name: "malformed patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician, headers: []string{jp},
+			{name: "malformed patch", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, headers: []string{jp},
 				body: `{"op":"add"}`, status: 400, want: []string{"JSON array"}},
-			{name: "wrong content type", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+			{name: "wrong content type", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin,
 				headers: []string{"Content-Type: text/plain"}, body: `[]`, status: 415},
-			{name: "JSON Patch sent as FHIR JSON", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RolePhysician,
+			{name: "JSON Patch sent as FHIR JSON", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleAdmin,
 				body: `[]`, status: 400, want: []string{"application/json-patch+json"}},
-			{name: "missing resource", method: "PATCH", path: "/fhir/Patient/nope", role: authz.RolePhysician, headers: []string{jp}, body: `[]`, status: 404},
+			{name: "missing resource", method: "PATCH", path: "/fhir/Patient/nope", role: authz.RoleAdmin, headers: []string{jp}, body: `[]`, status: 404},
 			{name: "nurse may not patch a patient", method: "PATCH", path: "/fhir/Patient/" + id, role: authz.RoleNurse, headers: []string{jp}, body: `[]`, status: 403},
-			{name: "read after patch", method: "GET", path: "/fhir/Patient/" + id, role: authz.RolePhysician, status: 200, want: []string{`"versionId":"2"`, "Maud"}},
-			{name: "history shows both", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RolePhysician, status: 200, want: []string{`"versionId":"1"`, `"versionId":"2"`}},
+			{name: "read after patch", method: "GET", path: "/fhir/Patient/" + id, role: authz.RoleAdmin, status: 200, want: []string{`"versionId":"2"`, "Maud"}},
+			{name: "history shows both", method: "GET", path: "/fhir/Patient/" + id + "/_history", role: authz.RoleAdmin, status: 200, want: []string{`"versionId":"1"`, `"versionId":"2"`}},
 		} {
 			sc.run(t, w)
 		}
@@ -501,7 +508,7 @@ func TestJSONPatch(t *testing.T) {
 func TestScopedTokens(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	pid := w.Create(t, authz.RolePhysician, patient)
-	obs := `{"resourceType":"Observation","status":"final","code":{"text":"pulse"}}`
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/` + pid + `"}}`
 	oid := w.Create(t, authz.RolePhysician, obs)
 	login := func(scope string) *apptest.Response {
 		form := "grant_type=password&username=physician-user&password=" + url.QueryEscape(apptest.Password) + "&scope=" + url.QueryEscape(scope)

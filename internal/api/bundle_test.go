@@ -58,7 +58,7 @@ func decodeBundle(t *testing.T, r *apptest.Response) bundleOut {
 }
 
 func countVersions(t *testing.T, w *apptest.Ward) int {
-	r := w.Do(t, "GET", "/fhir/_history?_count=1000", w.Tokens[authz.RolePhysician], nil)
+	r := w.Do(t, "GET", "/fhir/_history?_count=1000", w.Tokens[authz.RoleAdmin], nil)
 	return strings.Count(string(r.Body), `"fullUrl"`)
 }
 
@@ -72,7 +72,7 @@ func TestTransactionLoadsSyntheaBundle(t *testing.T) {
 			}
 		}
 		json.Unmarshal(body, &in)
-		r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RolePhysician], body)
+		r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RoleAdmin], body)
 		if r.Status != 200 {
 			t.Fatalf("transaction: %d %.500s", r.Status, r.Body)
 		}
@@ -80,7 +80,7 @@ func TestTransactionLoadsSyntheaBundle(t *testing.T) {
 		if out.Type != "transaction-response" || len(out.Entry) != len(in.Entry) {
 			t.Fatalf("response: type %s, %d entries for %d", out.Type, len(out.Entry), len(in.Entry))
 		}
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		ids := map[string]string{} // fullUrl -> Type/id
 		for i, e := range out.Entry {
 			if e.Response.Status != "201 Created" || e.Response.Etag != `W/"1"` || !strings.HasSuffix(e.Response.Location, "/_history/1") {
@@ -152,7 +152,7 @@ func TestTransactionIsAtomic(t *testing.T) {
 	broken, _ := json.Marshal(b)
 	before := countVersions(t, w)
 	ledgerBefore := len(w.Ledger(t))
-	r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RolePhysician], broken)
+	r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RoleAdmin], broken)
 	if r.Status != 400 || !strings.Contains(string(r.Body), fmt.Sprintf("Bundle.entry[%d]", bad)) {
 		t.Fatalf("broken transaction: %d %.500s", r.Status, r.Body)
 	}
@@ -170,8 +170,8 @@ func TestTransactionIsAtomic(t *testing.T) {
 
 func TestTransactionOrderAndBatch(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	tok := w.Tokens[authz.RolePhysician]
-	old := w.Create(t, authz.RolePhysician, patient)
+	tok := w.Tokens[authz.RoleAdmin]
+	old := w.Create(t, authz.RoleAdmin, patient)
 	// Listed GET first, PUT second, DELETE last: processed DELETE, PUT, GET.
 	tx := `{"resourceType":"Bundle","type":"transaction","entry":[
 	  {"request":{"method":"GET","url":"Patient/p-tx"}},
@@ -224,23 +224,23 @@ func TestTransactionOrderAndBatch(t *testing.T) {
 	}
 
 	for _, sc := range []scenario{
-		{name: "conditional create in a transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 200,
+		{name: "conditional create in a transaction", method: "POST", path: "/fhir", role: authz.RoleAdmin, status: 200,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=x|1"}}]}`,
 			want: []string{`"201 Created"`}},
-		{name: "conditional delete of nothing", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 200,
+		{name: "conditional delete of nothing", method: "POST", path: "/fhir", role: authz.RoleAdmin, status: 200,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?identifier=x|no-such"}}]}`,
 			want: []string{`"204 No Content"`}},
-		{name: "conditional reference to nothing fails the transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 412,
+		{name: "conditional reference to nothing fails the transaction", method: "POST", path: "/fhir", role: authz.RoleAdmin, status: 412,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"performer":[{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999"}]},"request":{"method":"POST","url":"Observation"}}]}`,
 			want: []string{"Bundle.entry[0]", "Observation.performer.reference", "matches no resource"}, notWant: []string{"9999"}},
-		{name: "not a transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,
+		{name: "not a transaction", method: "POST", path: "/fhir", role: authz.RoleAdmin, status: 400,
 			body: `{"resourceType":"Bundle","type":"collection"}`, want: []string{"Bundle.type"}},
-		{name: "type mismatch", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 400,
+		{name: "type mismatch", method: "POST", path: "/fhir", role: authz.RoleAdmin, status: 400,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation"},"request":{"method":"POST","url":"Patient"}}]}`,
 			want: []string{"Bundle.entry[0].resource.resourceType"}},
 		{name: "nurse may not create patients in a transaction", method: "POST", path: "/fhir", role: authz.RoleNurse, status: 403,
 			body: `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}},{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`},
-		{name: "empty transaction", method: "POST", path: "/fhir", role: authz.RolePhysician, status: 200,
+		{name: "empty transaction", method: "POST", path: "/fhir", role: authz.RoleAdmin, status: 200,
 			body: `{"resourceType":"Bundle","type":"transaction"}`, want: []string{`"transaction-response"`}},
 		{name: "no token", method: "POST", path: "/fhir", status: 401, body: `{"resourceType":"Bundle","type":"transaction"}`},
 	} {

@@ -39,7 +39,7 @@ func TestRealClientFhirKit(t *testing.T) {
 		}
 	}
 	w := apptest.Start(t, apptest.SQLite)
-	cmd := exec.Command(node, "fhir-kit-client.mjs", w.URL+"/", w.Tokens[authz.RolePhysician])
+	cmd := exec.Command(node, "fhir-kit-client.mjs", w.URL+"/", w.Tokens[authz.RoleAdmin])
 	cmd.Dir = dir
 	out, err := cmd.Output()
 	if err != nil {

@@ -196,15 +196,6 @@ func minus(a, b []string) []string {
 	return out
 }
 
-func contains(s []string, x string) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
 func union(a, b []string) []string {
 	set := map[string]bool{}
 	for _, x := range append(append([]string(nil), a...), b...) {

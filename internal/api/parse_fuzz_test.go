@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/problem"
 )
 
@@ -44,6 +46,21 @@ func FuzzRequestHeaders(f *testing.F) {
 			t.Fatalf("preferReturn = %q", p)
 		}
 		preferStrict(r)
+		// The access headers: refused with a classified 4xx, and never
+		// echoed (the break-glass reason may be PHI).
+		r.Header.Set(headerPurpose, prefer)
+		r.Header.Set(headerBreakGlass, accept)
+		subj, err := accessHeaders(r, authz.Subject{ID: "u"})
+		classified(err)
+		if err != nil {
+			var pe *problem.Error
+			errors.As(err, &pe)
+			if accept != "" && len(accept) > 3 && strings.Contains(pe.Issues[0].Diagnostics, accept) {
+				t.Fatalf("break-glass reason echoed in %q", pe.Issues[0].Diagnostics)
+			}
+		} else if subj.Purpose != "" && !authz.KnownPurpose(subj.Purpose) {
+			t.Fatalf("unknown purpose %q accepted", subj.Purpose)
+		}
 		v, err := parseETag(etagH)
 		classified(err)
 		if err == nil {

@@ -26,7 +26,7 @@ func searchFixture(t *testing.T, w *apptest.Ward) map[string]string {
 		for k, v := range ids {
 			body = strings.ReplaceAll(body, "{"+k+"}", v)
 		}
-		ids[name] = w.Create(t, authz.RolePhysician, body)
+		ids[name] = w.Create(t, authz.RoleAdmin, body)
 	}
 	mk("ORG", `{"resourceType":"Organization","name":"Acme Health Clinic","identifier":[{"system":"urn:org","value":"A1"}]}`)
 	mk("P1", `{"resourceType":"Patient","name":[{"family":"Chalmers","given":["Peter","James"]}],"gender":"male","birthDate":"1974-12-25",
@@ -88,7 +88,7 @@ func bundleIDs(t *testing.T, body []byte, names map[string]string) (match, inclu
 func TestSearch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		ids := searchFixture(t, w)
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		type c struct {
 			q       string
 			want    []string // match names; nil with status 400
@@ -281,7 +281,7 @@ func linkOf(b map[string]any, rel string) string {
 func TestSearchPagingIsStable(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		ids := searchFixture(t, w)
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		next := "/fhir/Observation?_sort=-date&_count=1"
 		var seen []string
 		for i := 0; next != "" && i < 10; i++ {
@@ -294,7 +294,7 @@ func TestSearchPagingIsStable(t *testing.T) {
 			if i == 0 {
 				// A new, later observation after the first page must not
 				// shift the pages that follow.
-				w.Create(t, authz.RolePhysician, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"2000-01-01"}`)
+				w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"2000-01-01"}`)
 			}
 			next = linkOf(b, "next")
 			if next != "" {
@@ -314,7 +314,7 @@ func TestSearchPagingIsStable(t *testing.T) {
 func TestSearchStaysInTenant(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		ids := searchFixture(t, w)
-		other := w.App.Records.For(authz.Subject{Tenant: "other-tenant", ID: "intruder", Role: authz.RolePhysician, Scopes: []string{"user/*.*"}}, "test")
+		other := w.App.Records.For(authz.Subject{Tenant: "other-tenant", ID: "intruder", Role: authz.RoleAdmin, Scopes: []string{"user/*.*"}}, "test")
 		ctx := context.Background()
 		put := func(body string) {
 			for k, v := range ids {
@@ -333,7 +333,7 @@ func TestSearchStaysInTenant(t *testing.T) {
 		put(`{"resourceType":"Patient","id":"{P1}","name":[{"family":"Chalmers"}],"gender":"female","identifier":[{"system":"http://acme.org/mrn","value":"67890"}]}`)
 		put(`{"resourceType":"Observation","id":"intruder-obs","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/{P1}"},"effectiveDateTime":"2020-06-01"}`)
 		put(`{"resourceType":"Observation","id":"intruder-obs2","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"9999-9"}]},"subject":{"reference":"Patient/{P2}"}}`)
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		for q, want := range map[string]int{
 			"Observation?code=8867-4":                                          2,
 			"Observation?code=9999-9":                                          0,

@@ -128,6 +128,10 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if subj, err = accessHeaders(r, subj); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		if err := negotiate(r); err != nil {
 			s.writeError(w, r, err)
 			return

@@ -148,7 +148,12 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if err != nil {
 		return nil, fmt.Errorf("load FHIR schema: %w", err)
 	}
-	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax})
+	window := cfg.CareEncounterWindow
+	if window == 0 {
+		window = -1 // Encounters make no care relationship
+	}
+	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
+		NoAdminPHI: !cfg.AdminPHIAccess, EncounterWindow: window})
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)
 		return err

@@ -45,14 +45,14 @@ func do(b *testing.B, c *http.Client, req *http.Request, want int) []byte {
 
 func createReq(w *apptest.Ward, body []byte) *http.Request {
 	req, _ := http.NewRequest("POST", w.URL+"/Patient", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RolePhysician])
+	req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RoleAdmin])
 	req.Header.Set("Content-Type", "application/fhir+json")
 	return req
 }
 
 func readReq(w *apptest.Ward, id string) *http.Request {
 	req, _ := http.NewRequest("GET", w.URL+"/Patient/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RolePhysician])
+	req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RoleAdmin])
 	return req
 }
 
@@ -134,7 +134,7 @@ func BenchmarkTransaction100(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					req, _ := http.NewRequest("POST", w.URL, bytes.NewReader(bundles[n.Add(1)%int64(len(bundles))]))
-					req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RolePhysician])
+					req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RoleAdmin])
 					req.Header.Set("Content-Type", "application/fhir+json")
 					do(b, c, req, 200)
 				}

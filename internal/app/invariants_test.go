@@ -45,8 +45,8 @@ const phiPatient = `{
 // exercise writes, updates, reads, searches and deletes the PHI patient,
 // so that every code path that touches it has run.
 func exercise(t *testing.T, w *apptest.Ward) {
-	tok := w.Tokens[authz.RolePhysician]
-	id := w.Create(t, authz.RolePhysician, phiPatient)
+	tok := w.Tokens[authz.RoleAdmin]
+	id := w.Create(t, authz.RoleAdmin, phiPatient)
 	up := strings.Replace(phiPatient, `"resourceType": "Patient",`, `"resourceType": "Patient", "id": "`+id+`",`, 1)
 	if r := w.Do(t, "PUT", "/fhir/Patient/"+id, tok, []byte(up)); r.Status != 200 {
 		t.Fatalf("update: %d %s", r.Status, r.Body)
@@ -143,7 +143,7 @@ func TestNoPlaintextPHIAtRestPostgres(t *testing.T) {
 // The log names a request id on every line and never the query string.
 func TestLogsCarryRequestIDs(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	w.Do(t, "GET", "/fhir/Patient?name=Xanthippe", w.Tokens[authz.RolePhysician], nil, "X-Request-Id: trace-0123456789")
+	w.Do(t, "GET", "/fhir/Patient?name=Xanthippe", w.Tokens[authz.RoleAdmin], nil, "X-Request-Id: trace-0123456789")
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(w.Log.String()), "\n") {
 		if !strings.Contains(line, `"request_id"`) {
@@ -197,8 +197,8 @@ func TestLedgerFailureDisclosesNothing(t *testing.T) {
 				pgtest.BaseURL(t)
 			}
 			w := apptest.Start(t, b)
-			tok := w.Tokens[authz.RolePhysician]
-			id := w.Create(t, authz.RolePhysician, phiPatient)
+			tok := w.Tokens[authz.RoleAdmin]
+			id := w.Create(t, authz.RoleAdmin, phiPatient)
 			before := len(w.Ledger(t))
 			restore := breakLedger(t, w)
 			for _, c := range []struct{ method, path, body string }{
@@ -241,7 +241,9 @@ func TestLedgerFailureDisclosesNothing(t *testing.T) {
 func TestEveryPHIRequestIsAudited(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	tok := w.Tokens[authz.RoleNurse]
-	id := w.Create(t, authz.RolePhysician, phiPatient)
+	// The nurse is her general practitioner: a care relationship.
+	id := w.Create(t, authz.RoleAdmin, strings.Replace(phiPatient, `"resourceType": "Patient",`,
+		`"resourceType": "Patient", "generalPractitioner": [{"reference": "Practitioner/pract-nurse"}],`, 1))
 	start := len(w.Ledger(t))
 	w.Do(t, "GET", "/fhir/Patient/"+id, tok, nil, "X-Request-Id: audit-check-0001")
 	w.Do(t, "GET", "/fhir/Patient/"+id+"/_history/1", tok, nil, "X-Request-Id: audit-check-0002")
@@ -277,9 +279,9 @@ func TestEveryPHIRequestIsAudited(t *testing.T) {
 // fails without disclosing either body, and the failure is in the ledger.
 func TestMovedCiphertextDoesNotOpen(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	tok := w.Tokens[authz.RolePhysician]
-	a := w.Create(t, authz.RolePhysician, phiPatient)
-	b := w.Create(t, authz.RolePhysician, patientB)
+	tok := w.Tokens[authz.RoleAdmin]
+	a := w.Create(t, authz.RoleAdmin, phiPatient)
+	b := w.Create(t, authz.RoleAdmin, patientB)
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(w.Config.DataDir, "ward.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)

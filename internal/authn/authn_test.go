@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -511,5 +512,55 @@ func TestRevocationReachesOtherNodes(t *testing.T) {
 	}
 	if m := b.svc.Introspect(ctx, tok.AccessToken); m["active"] != false {
 		t.Fatalf("introspection: %v", m)
+	}
+}
+
+// The user's links and clearances travel in the token as SMART claims and
+// come back as the Subject's fields.
+func TestTokenCarriesLinks(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		in   *store.User
+		role authz.Role
+		want authz.Subject
+	}{
+		{"physician", &store.User{ID: "u1", Tenant: "default", Practitioner: "pr-1", Patient: "ignored", Clearances: []string{"R", "HIV"}}, authz.RolePhysician,
+			authz.Subject{Tenant: "default", ID: "u1", Role: authz.RolePhysician, Practitioner: "pr-1", Clearances: []string{"R", "HIV"}}},
+		{"nurse", &store.User{ID: "u2", Tenant: "default", Practitioner: "pr-2"}, authz.RoleNurse,
+			authz.Subject{Tenant: "default", ID: "u2", Role: authz.RoleNurse, Practitioner: "pr-2"}},
+		{"patient", &store.User{ID: "u3", Tenant: "default", Patient: "pa-1", Practitioner: "ignored"}, authz.RoleUser,
+			authz.Subject{Tenant: "default", ID: "u3", Role: authz.RoleUser, Patient: "pa-1"}},
+		{"unlinked admin", &store.User{ID: "u4", Tenant: "default", Practitioner: "pr-9"}, authz.RoleAdmin,
+			authz.Subject{Tenant: "default", ID: "u4", Role: authz.RoleAdmin}},
+		{"researcher", &store.User{ID: "u5", Tenant: "default", Practitioner: "pr-5"}, authz.RolePhysician,
+			authz.Subject{Tenant: "default", ID: "u5", Role: authz.RolePhysician, Practitioner: "pr-5", Purpose: "HRESCH"}},
+	}
+	for _, c := range cases {
+		subj := authn.UserSubject(c.in, c.role, "openid user/*.rs")
+		subj.Purpose = c.want.Purpose
+		tok, err := e.svc.Issue(subj)
+		must(t, err)
+		got, err := e.svc.Verify(ctx, tok.AccessToken)
+		must(t, err)
+		c.want.Scopes = []string{"openid", "user/*.rs"}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+		var claims map[string]any
+		parts := strings.Split(tok.AccessToken, ".")
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		must(t, json.Unmarshal(raw, &claims))
+		switch c.role {
+		case authz.RolePhysician, authz.RoleNurse:
+			if claims["fhirUser"] != "Practitioner/"+c.in.Practitioner || claims["patient"] != nil {
+				t.Errorf("%s: claims %v", c.name, claims)
+			}
+		case authz.RoleUser:
+			if claims["fhirUser"] != "Patient/"+c.in.Patient || claims["patient"] != c.in.Patient {
+				t.Errorf("%s: claims %v", c.name, claims)
+			}
+		}
 	}
 }

@@ -248,6 +248,18 @@ type Claims struct {
 	Tenant string `json:"tenant"`
 	Role   string `json:"role"`
 	Scope  string `json:"scope,omitempty"`
+	// FHIRUser is the SMART fhirUser claim: Practitioner/<id> for a
+	// linked physician or nurse, Patient/<id> for a linked user.
+	FHIRUser string `json:"fhirUser,omitempty"`
+	// Patient is the SMART patient context: the linked patient of a
+	// user-role account.
+	Patient string `json:"patient,omitempty"`
+	// Clearance lists the security label codes the user may see,
+	// space-separated.
+	Clearance string `json:"clearance,omitempty"`
+	// PurposeOfUse is the v3 PurposeOfUse code the token was granted for
+	// (as in IHE IUA); the X-Purpose-Of-Use header may not contradict it.
+	PurposeOfUse string `json:"purpose_of_use,omitempty"`
 }
 
 // Token is an issued access token, with a refresh token when the grant
@@ -296,9 +308,19 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID:        hex.EncodeToString(jti),
 		},
-		Tenant: subj.Tenant,
-		Role:   string(subj.Role),
-		Scope:  strings.Join(subj.Scopes, " "),
+		Tenant:    subj.Tenant,
+		Role:      string(subj.Role),
+		Scope:     strings.Join(subj.Scopes, " "),
+		Patient:   subj.Patient,
+		Clearance: strings.Join(subj.Clearances, " "),
+
+		PurposeOfUse: subj.Purpose,
+	}
+	switch {
+	case subj.Practitioner != "":
+		c.FHIRUser = "Practitioner/" + subj.Practitioner
+	case subj.Role == authz.RoleUser && subj.Patient != "":
+		c.FHIRUser = "Patient/" + subj.Patient
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
 	t.Header["kid"] = k.kid
@@ -385,6 +407,14 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 	if c.Scope != "" {
 		subj.Scopes = strings.Fields(c.Scope)
 	}
+	if typ, id, ok := strings.Cut(c.FHIRUser, "/"); ok && typ == "Practitioner" && fhirID.MatchString(id) {
+		subj.Practitioner = id
+	}
+	if fhirID.MatchString(c.Patient) {
+		subj.Patient = c.Patient
+	}
+	subj.Clearances = strings.Fields(c.Clearance)
+	subj.Purpose = c.PurposeOfUse // an unknown code is refused by authz.Decide
 	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
 }
 
@@ -542,8 +572,9 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 // issues a user token (password, authorization code, refresh) builds it
 // here, so that whatever a user carries into its tokens is added once.
 func subjectOf(u *store.User, scope string) authz.Subject {
+	// An unknown stored role parses as "", which every decision refuses.
 	role, _ := authz.ParseRole(u.Role)
-	return authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope)}
+	return UserSubject(u, role, scope)
 }
 
 // loginAttempt is a username, password and TOTP code typed into the
@@ -692,4 +723,18 @@ func (c *tokenCache) put(tok string, e cached, now time.Time) {
 		}
 	}
 	c.entries[tok] = e
+}
+
+// UserSubject is the subject a token issued to user u carries: its role,
+// the granted scopes, and its links (the Practitioner it is, the Patient it
+// is or acts for) and clearances.
+func UserSubject(u *store.User, role authz.Role, scope string) authz.Subject {
+	s := authz.Subject{Tenant: u.Tenant, ID: u.ID, Role: role, Scopes: strings.Fields(scope), Clearances: u.Clearances}
+	switch role {
+	case authz.RolePhysician, authz.RoleNurse:
+		s.Practitioner = u.Practitioner
+	case authz.RoleUser:
+		s.Patient = u.Patient
+	}
+	return s
 }

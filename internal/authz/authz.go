@@ -1,17 +1,28 @@
 // Package authz is the one place where Ward decides whether a request may
 // touch data. Decide is a pure function over values: no I/O, no database, no
-// HTTP (a test forbids those imports). Deny by default: a request that no
-// rule permits is refused, any deny wins, and every Decision carries the
-// reasons that produced it so the ledger can record them.
+// HTTP (a test forbids those imports). Facts it needs about the data (which
+// patients a resource belongs to, its security labels, the caller's care
+// relationships, the patients' consents) are loaded by the caller before and
+// passed in as values. Deny by default: a request that no rule permits is
+// refused, any deny wins, and every Decision carries the reasons that
+// produced it so the ledger can record them.
 //
-// Rules so far: tenant isolation, the role table, and SMART scopes (the
-// effective permission is role ∩ scopes). Care relationships, consent,
-// security labels and break-the-glass are later rules in the same function;
-// each can only narrow what the role allows, except break-the-glass, which
-// is audited apart.
+// The effective permission is role ∩ scopes ∩ relationship ∩ consent ∩
+// labels. Break-the-glass lets a physician override relationship and
+// consent denials (never role, scope, tenant or label denials) for one
+// request; the Decision then says Emergency so the ledger marks it.
+//
+// Deciding and masking are separate: Decide says yes or no for one
+// resource (or one type, for a type-level check); what a search returns is
+// restricted by the caller from the same facts (AccessiblePatients).
 package authz
 
-import "slices"
+import (
+	"slices"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir/compartment"
+)
 
 // Role is a user's role. The hierarchy is admin > physician > nurse > user.
 type Role string
@@ -37,7 +48,8 @@ func ParseRole(s string) (Role, bool) {
 	return r, slices.Contains(Roles, r)
 }
 
-// Subject is the authenticated caller, as authn established it.
+// Subject is the authenticated caller, as authn established it, with the
+// per-request values the HTTP edge read (purpose of use, break-the-glass).
 type Subject struct {
 	Tenant string
 	// ID is the user or client id; never a name.
@@ -46,6 +58,22 @@ type Subject struct {
 	// Scopes are the SMART scopes the token grants; a request needs a
 	// scope for its action and type on top of the role's permission.
 	Scopes []string
+	// Practitioner is the id of the Practitioner a physician or nurse is
+	// (the fhirUser claim Practitioner/<id>); "" when not linked.
+	Practitioner string
+	// Patient is the id of the Patient a user-role subject is or acts for
+	// (the SMART patient claim); "" when not linked.
+	Patient string
+	// Purpose is the v3 PurposeOfUse code of this request ("" : the role's
+	// default, see DefaultPurpose).
+	Purpose string
+	// BreakGlass is the reason a physician gave to override relationship
+	// and consent denials for this request ("" : no override asked). It
+	// may be free text; Decide only tests it for emptiness.
+	BreakGlass string
+	// Clearances are the security label codes (R, V, HIV, PSY, ...) the
+	// subject is cleared to see.
+	Clearances []string
 }
 
 // Action is a FHIR interaction, as the access rules see it.
@@ -64,11 +92,48 @@ const (
 // IsWrite reports whether a changes data.
 func (a Action) IsWrite() bool { return a == Create || a == Update || a == Delete }
 
-// Target is what the action is about.
+// Target is what the action is about: a resource type (a type-level
+// check, Instance false) or one resource with its facts (Instance true).
 type Target struct {
 	Tenant string
 	// Type is the resource type; empty for system-level interactions.
 	Type string
+	// Instance says the fields below describe one resource. A type-level
+	// check decides role, scope and purpose only; the caller must then
+	// decide each resource or restrict the query (AccessiblePatients).
+	Instance bool
+	// ID is the resource id (for Consent data references).
+	ID string
+	// Patients are the ids of the patients in whose compartment the
+	// resource is (for a Patient, its own id); empty when none.
+	Patients []string
+	// Labels are the codes of the resource's meta.security.
+	Labels []string
+	// Categories are the codes of the resource's category element, for
+	// SMART v2 scope constraints (?category=).
+	Categories []string
+	// New marks the creation of a Patient, which has no record yet to
+	// protect: the relationship rule does not apply to it.
+	New bool
+}
+
+// Facts are what the caller loaded about the subject and the target's
+// patients before deciding.
+type Facts struct {
+	// Now is the time consents and their periods are evaluated at.
+	Now time.Time
+	// CareOf are the target's patients with whom the subject (a
+	// clinician) has a care relationship.
+	CareOf []string
+	// Organizations are the subject's organizations (from PractitionerRole),
+	// which consent actors may name.
+	Organizations []string
+	// Consents are the consents of the target's patients (any status: only
+	// active ones count).
+	Consents []Consent
+	// AdminPHI says an admin may read and write patient data of its tenant
+	// (configuration, default true).
+	AdminPHI bool
 }
 
 // Reason codes. They name rules, never data, and go into the ledger.
@@ -79,25 +144,56 @@ const (
 	ReasonNoSubject     = "no-subject"
 	ReasonRoleAllows    = "role-allows"
 	ReasonRoleNoWrite   = "role-may-not-write-type"
-	ReasonNoPatientLink = "patient-access-needs-compartment-rule"
+	ReasonRoleNoRead    = "role-may-not-read-type"
+	ReasonUnknownPurp   = "unknown-purpose-of-use"
+	ReasonNoPatientLink = "no-patient-link"
+	ReasonNotOwn        = "not-in-own-compartment"
+	ReasonNoPractLink   = "no-practitioner-link"
+	ReasonNoRelation    = "no-care-relationship"
+	ReasonRelation      = "care-relationship"
+	ReasonAdminNoPHI    = "admin-phi-access-disabled"
+	ReasonAdminPHI      = "admin-phi-access"
+	ReasonLabel         = "security-label-needs-clearance"
+	ReasonConsentDeny   = "consent-deny"
+	ReasonConsentPermit = "consent-permit"
+	ReasonResearch      = "research-needs-permitting-consent"
+	ReasonBreakGlass    = "break-glass"
+	ReasonBGNotAllowed  = "break-glass-not-permitted-for-role"
+	ReasonOwnRecord     = "own-record"
 )
 
 // Decision is the outcome of Decide.
 type Decision struct {
 	Allow   bool
 	Reasons []string
+	// Emergency says break-the-glass overrode a denial: the access must
+	// be marked as an emergency in the ledger.
+	Emergency bool
+	// Purpose is the purpose of use the decision was made for.
+	Purpose string
 }
 
-func deny(reasons ...string) Decision  { return Decision{Allow: false, Reasons: reasons} }
-func allow(reasons ...string) Decision { return Decision{Allow: true, Reasons: reasons} }
+func deny(reasons ...string) Decision { return Decision{Allow: false, Reasons: reasons} }
 
-// nurseWritable are the types a nurse records at the bedside.
+// nurseWritable are the types a nurse records at the bedside (vital signs
+// are Observations).
 var nurseWritable = []string{"Observation", "Immunization"}
+
+// directoryTypes describe people and places of care, not patients: an
+// admin maintains them (even with PHI access off), everyone may read them.
+var directoryTypes = []string{"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Endpoint"}
+
+// userReadable are the types outside the patient compartment that a
+// patient (user role) may read: who treats them, where, and with what.
+var userReadable = []string{"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Medication", "Substance"}
 
 var actions = []Action{Read, Search, History, Create, Update, Delete}
 
-// Decide says whether s may perform a on t.
-func Decide(s Subject, a Action, t Target) Decision {
+// IsDirectory reports whether typ is a care-directory type (no PHI).
+func IsDirectory(typ string) bool { return slices.Contains(directoryTypes, typ) }
+
+// Decide says whether s may perform a on t, given facts f.
+func Decide(s Subject, a Action, t Target, f Facts) Decision {
 	if s.ID == "" {
 		return deny(ReasonNoSubject)
 	}
@@ -107,24 +203,212 @@ func Decide(s Subject, a Action, t Target) Decision {
 	if !slices.Contains(actions, a) {
 		return deny(ReasonUnknownAction)
 	}
+	purpose := s.Purpose
+	if purpose == "" {
+		purpose = DefaultPurpose(s.Role)
+	}
+	if !KnownPurpose(purpose) {
+		return deny(ReasonUnknownPurp)
+	}
+	// 1. Role.
+	if why := roleDenies(s.Role, a, t.Type); why != "" {
+		return Decision{Reasons: []string{why}, Purpose: purpose}
+	}
+	// 2. Scopes (role ∩ scopes).
+	if ok, why := scopesAllow(s, a, t); !ok {
+		return Decision{Reasons: []string{ReasonRoleAllows, why}, Purpose: purpose}
+	}
+	d := Decision{Allow: true, Reasons: []string{ReasonRoleAllows, ReasonScopeGrants}, Purpose: purpose}
+	if compartment.InPatientCompartment(t.Type) {
+		// Rules that need no facts about the resource hold at type level.
+		switch {
+		case s.Role == RoleUser && s.Patient == "":
+			return Decision{Reasons: []string{ReasonNoPatientLink}, Purpose: purpose}
+		case s.Role == RoleAdmin && !f.AdminPHI:
+			return Decision{Reasons: []string{ReasonAdminNoPHI}, Purpose: purpose}
+		}
+	}
+	if !t.Instance || !compartment.InPatientCompartment(t.Type) {
+		// Type level, or not patient data: role and scope decide.
+		return d
+	}
+	// 3. Compartment and care relationship; 4. labels; 5. consent. Hard
+	// denials are final; soft ones (relationship, consent) can be
+	// overridden by a physician's break-the-glass.
+	var hard, soft []string
 	switch s.Role {
-	case RoleAdmin, RolePhysician:
-	case RoleNurse:
-		if a.IsWrite() && !slices.Contains(nurseWritable, t.Type) {
-			return deny(ReasonRoleNoWrite)
+	case RoleUser:
+		switch {
+		case s.Patient == "":
+			hard = append(hard, ReasonNoPatientLink)
+		case !slices.Contains(t.Patients, s.Patient):
+			hard = append(hard, ReasonNotOwn)
+		default:
+			d.Reasons = append(d.Reasons, ReasonOwnRecord)
+		}
+	case RoleAdmin:
+		if !f.AdminPHI {
+			hard = append(hard, ReasonAdminNoPHI)
+		} else {
+			d.Reasons = append(d.Reasons, ReasonAdminPHI)
+		}
+	case RolePhysician, RoleNurse:
+		switch {
+		case t.New && t.Type == "Patient":
+		case s.Practitioner == "":
+			soft = append(soft, ReasonNoPractLink)
+		case !intersects(t.Patients, f.CareOf):
+			soft = append(soft, ReasonNoRelation)
+		default:
+			d.Reasons = append(d.Reasons, ReasonRelation)
 		}
 	case RoleClient:
-		// Decided by the system/ scopes below.
-	case RoleUser:
-		// A patient (or proxy) may see only their own compartment; that
-		// rule needs the patient link and compartment facts, which this
-		// engine does not have yet. Until then: refused.
-		return deny(ReasonNoPatientLink)
+		// Backend services: the system/ scopes are the whole grant.
+	}
+	for _, l := range t.Labels {
+		if NeedsClearance(l) && !cleared(s, l) {
+			hard = append(hard, ReasonLabel+":"+l)
+		}
+	}
+	if s.Role != RoleUser {
+		// A patient's own consents govern others, not the patient.
+		c := evalConsents(s, a, t, f, purpose)
+		soft = append(soft, c.deny...)
+		d.Reasons = append(d.Reasons, c.permit...)
+		if purpose == PurposeResearch && len(c.research) == 0 {
+			hard = append(hard, ReasonResearch)
+		}
+	}
+	switch {
+	case len(hard) > 0:
+		return Decision{Reasons: append(append(d.Reasons[:0:0], hard...), soft...), Purpose: purpose}
+	case len(soft) == 0:
+		return d
+	case s.BreakGlass != "" && s.Role == RolePhysician:
+		d.Reasons = append(append(d.Reasons, soft...), ReasonBreakGlass)
+		d.Emergency = true
+		return d
+	case s.BreakGlass != "":
+		return Decision{Reasons: append(soft, ReasonBGNotAllowed), Purpose: purpose}
 	default:
-		return deny(ReasonUnknownRole)
+		return Decision{Reasons: soft, Purpose: purpose}
 	}
-	if ok, why := scopesAllow(s.Scopes, a, t.Type, s.Role == RoleClient); !ok {
-		return deny(ReasonRoleAllows, why)
+}
+
+// roleDenies returns why the role may not perform a on typ, or "".
+func roleDenies(r Role, a Action, typ string) string {
+	switch r {
+	case RoleAdmin, RoleClient:
+		return ""
+	case RolePhysician:
+		if a.IsWrite() && IsDirectory(typ) {
+			return ReasonRoleNoWrite
+		}
+	case RoleNurse:
+		if a.IsWrite() && !slices.Contains(nurseWritable, typ) {
+			return ReasonRoleNoWrite
+		}
+	case RoleUser:
+		if a.IsWrite() {
+			return ReasonRoleNoWrite
+		}
+		if !compartment.InPatientCompartment(typ) && !slices.Contains(userReadable, typ) {
+			return ReasonRoleNoRead
+		}
+	default:
+		return ReasonUnknownRole
 	}
-	return allow(ReasonRoleAllows, ReasonScopeGrants)
+	return ""
+}
+
+// NeedsRelationship reports whether s reaches patient data of typ only
+// through care relationships (so searches must be restricted to them).
+func NeedsRelationship(s Subject, typ string) bool {
+	return (s.Role == RolePhysician || s.Role == RoleNurse) && compartment.InPatientCompartment(typ)
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// Restriction is what a search of one type may return, for the caller to
+// turn into SQL so that paging and totals never count what is withheld.
+type Restriction struct {
+	// All: no restriction by patient.
+	All bool
+	// Patients: when not All, only resources in these patients'
+	// compartments (for Patient, these Patients) may be returned.
+	Patients []string
+	// Emergency: the restriction was lifted by break-the-glass.
+	Emergency bool
+	// ExcludeLabels: resources carrying any of these security labels are
+	// left out.
+	ExcludeLabels []string
+	// ExcludePatients: when All, resources in these patients'
+	// compartments are left out (their consents deny this type).
+	ExcludePatients []string
+}
+
+// Restrict computes the restriction of a search of typ by s, after a
+// type-level Decide allowed it. For a clinician, f.CareOf must be every
+// patient the clinician has a care relationship with and f.Consents their
+// consents; a patient whose consents deny this type (and purpose) to the
+// subject is left out. A resource returned under the restriction must
+// still pass Decide (label- and data-specific consent provisions).
+func Restrict(s Subject, a Action, typ string, f Facts) Restriction {
+	var r Restriction
+	for _, l := range clearanceLabels {
+		if !cleared(s, l) {
+			r.ExcludeLabels = append(r.ExcludeLabels, l)
+		}
+	}
+	if !compartment.InPatientCompartment(typ) {
+		r.All = true
+		return r
+	}
+	switch s.Role {
+	case RoleUser:
+		r.Patients = []string{s.Patient}
+		return r
+	case RolePhysician, RoleNurse:
+	default:
+		// Admin (with PHI access) and backend clients: every patient but
+		// those whose consents (f.Consents: the tenant's) deny this type.
+		r.All = true
+		r.ExcludePatients = consentDenied(s, a, typ, f)
+		return r
+	}
+	if s.Role == RolePhysician && s.BreakGlass != "" {
+		// Break-the-glass overrides relationship and consent denials.
+		r.All, r.Emergency = true, true
+		return r
+	}
+	for _, p := range f.CareOf {
+		d := Decide(s, a, Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{p}}, f)
+		if d.Allow {
+			r.Patients = append(r.Patients, p)
+		}
+	}
+	return r
+}
+
+// consentDenied lists the patients among f.Consents' whose consents deny a
+// on typ to s (decided without a resource: type, purpose and actor).
+func consentDenied(s Subject, a Action, typ string, f Facts) []string {
+	var out []string
+	for _, c := range f.Consents {
+		if c.Patient == "" || slices.Contains(out, c.Patient) {
+			continue
+		}
+		d := Decide(s, a, Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{c.Patient}}, f)
+		if !d.Allow {
+			out = append(out, c.Patient)
+		}
+	}
+	return out
 }

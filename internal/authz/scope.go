@@ -3,8 +3,13 @@ package authz
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/wardhealth/ward/internal/fhir/compartment"
 )
+
+func compartmentType(t string) bool { return compartment.InPatientCompartment(t) }
 
 // Scope is one SMART on FHIR clinical scope, v1 (patient/Observation.read)
 // or v2 (patient/Observation.rs?category=...). Non-clinical scopes (openid,
@@ -127,34 +132,107 @@ func permOf(a Action) byte {
 const (
 	ReasonScopeGrants       = "scope-grants"
 	ReasonNoScope           = "no-scope-grants-this"
-	ReasonScopeNeedsPatient = "patient-scopes-need-compartment-rule"
-	ReasonScopeConstrained  = "constrained-scopes-not-enforced"
+	ReasonScopeNeedsPatient = "patient-scope-needs-patient-context"
+	ReasonScopeOutside      = "patient-scope-outside-patient-context"
+	ReasonScopeConstrained  = "scope-constraint-not-met"
 )
 
-// scopesAllow reports whether some scope grants a on typ, and why not.
+// scopesAllow reports whether some scope grants a on t, and why not.
 // user/ scopes grant to people logged in, system/ scopes to backend
-// clients, never the other way round.
-func scopesAllow(scopes []string, a Action, typ string, client bool) (bool, string) {
+// clients, never the other way round; patient/ scopes grant within the
+// subject's patient context (the patient claim) only. A v2 constraint
+// (?category=...) grants only on resources that meet it; at type level it
+// grants, and the caller restricts the search (ScopeConstraints).
+func scopesAllow(s Subject, a Action, t Target) (bool, string) {
 	need := permOf(a)
+	client := s.Role == RoleClient
 	why := ReasonNoScope
-	for _, raw := range scopes {
+	for _, raw := range s.Scopes {
 		sc, err := ParseScope(raw)
 		if err != nil || sc.Context == "" {
+			continue
+		}
+		if sc.Type != "*" && sc.Type != t.Type || !strings.ContainsRune(sc.Perms, rune(need)) {
+			continue
+		}
+		switch {
+		case (sc.Context == "system") != client:
+			// system/ scopes are for backend clients, user/ and patient/
+			// for people.
+			continue
+		case sc.Context == "patient" && s.Patient == "":
+			why = ReasonScopeNeedsPatient
+			continue
+		case sc.Context == "patient" && t.Instance && compartmentType(t.Type) && !slices.Contains(t.Patients, s.Patient):
+			why = ReasonScopeOutside
+			continue
+		case sc.Context == "patient" && !compartmentType(t.Type) && !IsDirectory(t.Type) && t.Type != "Medication" && t.Type != "Substance":
+			// Outside the compartment a patient/ scope reaches only the
+			// care directory and medication definitions.
+			continue
+		}
+		if sc.Query != "" {
+			if !t.Instance {
+				if _, ok := constraint(sc.Query); ok {
+					return true, ReasonScopeGrants
+				}
+				why = ReasonScopeConstrained
+				continue
+			}
+			if meets(sc.Query, t) {
+				return true, ReasonScopeGrants
+			}
+			why = ReasonScopeConstrained
+			continue
+		}
+		return true, ReasonScopeGrants
+	}
+	return false, why
+}
+
+// constraint reads a v2 scope constraint Ward can enforce: category=code
+// (or category=system|code). Others are not understood and grant nothing.
+func constraint(q string) (code string, ok bool) {
+	name, val, _ := strings.Cut(q, "=")
+	if name != "category" || val == "" || strings.ContainsAny(val, "&,") {
+		return "", false
+	}
+	if _, c, found := strings.Cut(val, "|"); found {
+		val = c
+	}
+	return val, val != ""
+}
+
+func meets(q string, t Target) bool {
+	code, ok := constraint(q)
+	return ok && slices.Contains(t.Categories, code)
+}
+
+// ScopeConstraints says how the scopes that grant a on typ restrict a
+// search: all false means some scope grants it unconstrained; otherwise
+// categories are the category codes one of which a result must have (the
+// caller adds them to the query). It is only meaningful after a type-level
+// Decide allowed.
+func ScopeConstraints(s Subject, a Action, typ string) (constrained bool, categories []string) {
+	need := permOf(a)
+	client := s.Role == RoleClient
+	for _, raw := range s.Scopes {
+		sc, err := ParseScope(raw)
+		if err != nil || sc.Context == "" || (sc.Context == "system") != client {
 			continue
 		}
 		if sc.Type != "*" && sc.Type != typ || !strings.ContainsRune(sc.Perms, rune(need)) {
 			continue
 		}
-		switch {
-		case sc.Context == "patient":
-			why = ReasonScopeNeedsPatient
-		case (sc.Context == "system") != client:
-			// system/ scopes are for backend clients, user/ for people.
-		case sc.Query != "":
-			why = ReasonScopeConstrained
-		default:
-			return true, ReasonScopeGrants
+		if sc.Context == "patient" && s.Patient == "" {
+			continue
+		}
+		if sc.Query == "" {
+			return false, nil
+		}
+		if code, ok := constraint(sc.Query); ok && !slices.Contains(categories, code) {
+			categories = append(categories, code)
 		}
 	}
-	return false, why
+	return len(categories) > 0, categories
 }

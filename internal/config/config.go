@@ -42,6 +42,13 @@ type Config struct {
 	// OIDCIssuers is a JSON file listing trusted external OpenID Connect
 	// issuers (see authn.IssuerConfig); empty: none.
 	OIDCIssuers string
+	// AdminPHIAccess lets admins read and write every patient of their
+	// tenant (issue #6; off: admins manage users, keys and the directory
+	// only).
+	AdminPHIAccess bool
+	// CareEncounterWindow is how far back an Encounter listing a
+	// clinician as participant makes a care relationship.
+	CareEncounterWindow time.Duration
 }
 
 // Default returns the defaults.
@@ -56,6 +63,9 @@ func Default() Config {
 		SearchMaxCount: 1000,
 
 		ConditionalDeleteMax: 100,
+
+		AdminPHIAccess:      true,
+		CareEncounterWindow: 90 * 24 * time.Hour,
 	}
 }
 
@@ -158,6 +168,24 @@ var settings = []setting{
 				return errors.New("must be an integer between 1 and 10000")
 			}
 			c.SearchMaxCount = n
+			return nil
+		}},
+	{"WARD_ADMIN_PHI_ACCESS", "admin-phi-access", "true: admins may read and write every patient of their tenant; false: admins reach only non-patient data (users, clients, keys, Practitioner, Organization, ...)", false,
+		func(c *Config) string { return strconv.FormatBool(c.AdminPHIAccess) }, func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.AdminPHIAccess = b
+			return nil
+		}},
+	{"WARD_CARE_ENCOUNTER_WINDOW", "care-encounter-window", "how long after an Encounter its participants keep a care relationship with the patient (Go duration, e.g. 2160h)", false,
+		func(c *Config) string { return c.CareEncounterWindow.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 10*365*24*time.Hour {
+				return errors.New("must be a duration between 0 and 87600h")
+			}
+			c.CareEncounterWindow = d
 			return nil
 		}},
 	{"WARD_OIDC_ISSUERS", "oidc-issuers", "JSON file listing trusted external OpenID Connect issuers (issuer, audience, jwks_url or discovery, algorithms, tenant or tenant_claim, role_claim and roles, practitioner_claim, scope); empty: none", false,

@@ -32,6 +32,11 @@ func TestFromEnv(t *testing.T) {
 		{"conditional delete cap default", nil, "", func(c Config) bool { return c.ConditionalDeleteMax == 100 }},
 		{"conditional delete cap", []string{"WARD_CONDITIONAL_DELETE_MAX=7"}, "", func(c Config) bool { return c.ConditionalDeleteMax == 7 }},
 		{"bad conditional delete cap", []string{"WARD_CONDITIONAL_DELETE_MAX=0"}, "WARD_CONDITIONAL_DELETE_MAX", nil},
+		{"admin PHI access on by default", nil, "", func(c Config) bool { return c.AdminPHIAccess && c.CareEncounterWindow == 90*24*time.Hour }},
+		{"admin PHI access off", []string{"WARD_ADMIN_PHI_ACCESS=false"}, "", func(c Config) bool { return !c.AdminPHIAccess }},
+		{"bad admin PHI access", []string{"WARD_ADMIN_PHI_ACCESS=sometimes"}, "WARD_ADMIN_PHI_ACCESS", nil},
+		{"encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=720h"}, "", func(c Config) bool { return c.CareEncounterWindow == 720*time.Hour }},
+		{"bad encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=-1h"}, "WARD_CARE_ENCOUNTER_WINDOW", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

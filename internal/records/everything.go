@@ -58,7 +58,7 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(q.Types, t) })
 	}
 	types = slices.DeleteFunc(types, func(t string) bool {
-		return !authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}).Allow
+		return !authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
 	})
 	if q.PatientID != "" {
 		v, err := r.s.st.Current(ctx, r.subj.Tenant, "Patient", q.PatientID)
@@ -84,6 +84,16 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	}
 	where, args := compartmentWhere(types, q.PatientID, r.subj.Tenant, k)
 	sq := store.SearchQuery{Tenant: r.subj.Tenant, Types: types, Where: []string{where}, Args: args, Limit: q.Count + 1, After: q.After}
+	// The same restriction as a search: only patients, labels and
+	// categories the caller may see, in SQL, so that paging never leaks.
+	rw, rargs, err := r.restriction(ctx, types, k)
+	if err != nil {
+		return nil, err
+	}
+	if rw != "" {
+		sq.Where = append(sq.Where, rw)
+		sq.Args = append(sq.Args, rargs...)
+	}
 	if !q.Since.IsZero() {
 		sq.Where = append(sq.Where, "r.last_updated >= ?")
 		sq.Args = append(sq.Args, q.Since.UnixMicro())
@@ -103,7 +113,7 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	for i := range hits {
 		vs[i] = hits[i].Version
 	}
-	if err := r.open1(rec, vs, &page.Resources); err != nil {
+	if err := r.openAllowed(ctx, rec, vs, &page.Resources); err != nil {
 		return nil, err
 	}
 	return page, r.commitAudit(rec)

@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
@@ -50,6 +51,10 @@ type Service struct {
 	search  search.Options
 	// condDeleteMax caps how many resources a conditional delete removes.
 	condDeleteMax int
+
+	noAdminPHI bool
+	encWindow  time.Duration
+	facts      *factCache
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -61,6 +66,12 @@ type Options struct {
 	// ConditionalDeleteMax caps how many resources one conditional delete
 	// may remove (0: DefaultConditionalDeleteMax).
 	ConditionalDeleteMax int
+	// NoAdminPHI keeps admins out of patient data
+	// (WARD_ADMIN_PHI_ACCESS=false).
+	NoAdminPHI bool
+	// EncounterWindow is how far back an Encounter makes a care
+	// relationship (0: 90 days; negative: Encounters make none).
+	EncounterWindow time.Duration
 }
 
 // New returns a Service.
@@ -77,8 +88,12 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.ConditionalDeleteMax <= 0 {
 		o.ConditionalDeleteMax = DefaultConditionalDeleteMax
 	}
+	if o.EncounterWindow == 0 {
+		o.EncounterWindow = defaultEncWindow
+	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
-		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax}
+		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
+		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache()}
 }
 
 // Repo is the repository bound to one caller and one request.
@@ -86,6 +101,7 @@ type Repo struct {
 	s         *Service
 	subj      authz.Subject
 	requestID string
+	acc       access
 }
 
 // For binds the repository to a caller.
@@ -141,17 +157,17 @@ func (r *Repo) refuse(rec *audit.Record, outcome audit.Outcome, detail string, e
 	return err
 }
 
-// decide runs the access decision and audits a refusal.
+// decide runs the type-level access decision (role, scopes, purpose: no
+// facts about any resource, so before the store is touched) and audits a
+// refusal. The resource-level decision (decideOn) follows once the
+// resource is known.
 func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
-	d := authz.Decide(r.subj, a, authz.Target{Tenant: r.subj.Tenant, Type: rec.ResourceType})
+	d := authz.Decide(r.subj, a, authz.Target{Tenant: r.subj.Tenant, Type: rec.ResourceType}, authz.Facts{AdminPHI: !r.s.noAdminPHI})
+	rec.Purpose = d.Purpose
 	if d.Allow {
 		return nil
 	}
-	detail := "denied"
-	for _, why := range d.Reasons {
-		detail += ":" + why
-	}
-	return r.refuse(rec, audit.OutcomeMinor, detail,
+	return r.refuse(rec, audit.OutcomeMinor, denial(d),
 		problem.New(problem.ErrForbidden, "forbidden", "access denied by policy"))
 }
 
@@ -221,6 +237,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
+	r.s.facts.wrote(w.Tenant, w.Type) // also on failure: the outcome may be unknown
 	switch {
 	case err == nil:
 		return nil
@@ -241,6 +258,11 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	res.ID = r.s.newID()
+	t := targetOf(r.subj.Tenant, res.Type, res.ID, res.Doc)
+	t.New = res.Type == "Patient"
+	if err := r.decideOn(ctx, authz.Create, rec, t); err != nil {
+		return nil, err
+	}
 	now := r.s.now().UTC()
 	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
 	if err != nil {
@@ -277,6 +299,20 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		case errors.Is(err, store.ErrNotFound):
 		default:
 			return nil, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		if attempt == 0 {
+			// The caller must be allowed to change what is there and to
+			// write what it sends.
+			if cur > 0 && !v.Deleted {
+				if _, err := r.decideVersion(ctx, authz.Update, rec, v); err != nil {
+					return nil, false, err
+				}
+			}
+			t := targetOf(r.subj.Tenant, res.Type, res.ID, res.Doc)
+			t.New = res.Type == "Patient" && cur == 0
+			if err := r.decideOn(ctx, authz.Update, rec, t); err != nil {
+				return nil, false, err
+			}
 		}
 		if ifMatch != nil && *ifMatch != cur {
 			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
@@ -315,6 +351,8 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 	for attempt := 0; ; attempt++ {
 		v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
 		switch {
+		case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
+			return nil, r.hidden(rec, "not-found")
 		case errors.Is(err, store.ErrNotFound):
 			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
 				problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id)))
@@ -322,6 +360,9 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 		}
 		rec.Entities = []string{ref(typ, id, v.Version)}
+		if v.Deleted && r.hidesExistence(typ) {
+			return nil, r.hidden(rec, "deleted")
+		}
 		if v.Deleted {
 			return nil, r.refuse(rec, audit.OutcomeMinor, "deleted",
 				problem.New(problem.ErrGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id)))
@@ -330,9 +371,9 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 			return nil, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
 				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, v.Version)))
 		}
-		plain, err := r.open(v)
+		plain, err := r.decideVersion(ctx, authz.Update, rec, v)
 		if err != nil {
-			return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+			return nil, err
 		}
 		cur, err := fhir.Parse(plain)
 		if err != nil {
@@ -354,6 +395,9 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 		res := &fhir.Resource{Type: typ, ID: id, Doc: doc}
 		if issues := r.s.val.Validate(res); hasErrors(issues) {
 			return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrUnprocessable, Issues: issues})
+		}
+		if err := r.decideOn(ctx, authz.Update, rec, targetOf(r.subj.Tenant, typ, id, doc)); err != nil {
+			return nil, err
 		}
 		now := r.s.now().UTC()
 		out, sealed, ix, err := r.seal(ctx, res, v.Version+1, now)
@@ -409,11 +453,21 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 	for attempt := 0; ; attempt++ {
 		v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
 		switch {
+		case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
+			return nil, r.hidden(rec, "not-found")
 		case errors.Is(err, store.ErrNotFound):
 			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
 				problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id)))
 		case err != nil:
 			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		if v.Deleted && r.hidesExistence(typ) {
+			return nil, r.hidden(rec, "deleted")
+		}
+		if !v.Deleted && attempt == 0 {
+			if _, err := r.decideVersion(ctx, authz.Delete, rec, v); err != nil {
+				return nil, err
+			}
 		}
 		if v.Deleted {
 			rec.Entities = []string{ref(typ, id, v.Version)}
@@ -461,6 +515,8 @@ func (r *Repo) read(ctx context.Context, action, typ, id string, version int64) 
 		v, err = r.s.st.Version(ctx, r.subj.Tenant, typ, id, version)
 	}
 	switch {
+	case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
+		return nil, r.hidden(rec, "not-found")
 	case errors.Is(err, store.ErrNotFound):
 		what := typ + "/" + id
 		if version != 0 {
@@ -473,7 +529,20 @@ func (r *Repo) read(ctx context.Context, action, typ, id string, version int64) 
 	}
 	rec.Entities = []string{ref(typ, id, v.Version)}
 	if v.Deleted {
-		// The fact of deletion is disclosed: audit it like a read.
+		// The fact of deletion is disclosed: only to a caller who could
+		// read the resource before it was deleted.
+		if r.hidesExistence(typ) || compartment.InPatientCompartment(typ) {
+			live, err := r.lastLive(ctx, v)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return nil, r.hidden(rec, "deleted")
+			case err != nil:
+				return nil, err
+			}
+			if _, err := r.decideVersion(ctx, authz.Read, rec, live); err != nil {
+				return nil, err
+			}
+		}
 		rec.Detail = "deleted"
 		if err := r.commitAudit(rec); err != nil {
 			return nil, err
@@ -481,9 +550,9 @@ func (r *Repo) read(ctx context.Context, action, typ, id string, version int64) 
 		return &Resource{Type: typ, ID: id, Version: v.Version, LastUpdated: v.LastUpdated, Deleted: true},
 			problem.New(problem.ErrGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id))
 	}
-	plain, err := r.open(v)
+	plain, err := r.decideVersion(ctx, authz.Read, rec, v)
 	if err != nil {
-		return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		return nil, err
 	}
 	if err := r.commitAudit(rec); err != nil {
 		return nil, err
@@ -528,11 +597,19 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 	if err := r.decide(authz.History, rec); err != nil {
 		return nil, err
 	}
+	if q.ID == "" && r.hidesExistence(q.Type) {
+		// Type and system history cannot be restricted to the caller's
+		// patients in SQL yet: refused for callers who need that.
+		return nil, r.hidden(rec, "history-needs-an-instance")
+	}
 	vs, err := r.s.st.History(ctx, store.HistoryQuery{Tenant: r.subj.Tenant, Type: q.Type, ID: q.ID, Since: q.Since, Before: q.Before, Limit: q.Count + 1})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 	}
 	if q.ID != "" && len(vs) == 0 && q.Before == 0 && q.Since.IsZero() {
+		if r.hidesExistence(q.Type) {
+			return nil, r.hidden(rec, "not-found")
+		}
 		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
 			problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", q.Type, q.ID)))
 	}
@@ -541,15 +618,17 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 		vs = vs[:q.Count]
 		page.NextBefore = vs[len(vs)-1].Seq
 	}
-	if err := r.disclose(rec, vs, page); err != nil {
+	if err := r.disclose(ctx, rec, vs, page, q.ID != ""); err != nil {
 		return nil, err
 	}
 	return page, nil
 }
 
-// disclose opens versions into page and makes the audit record naming
-// every one of them durable.
-func (r *Repo) disclose(rec *audit.Record, vs []store.Version, page *Page) error {
+// disclose opens versions into page, deciding each, and makes the audit
+// record naming every one of them durable. For one resource's history
+// (strict) a refused version refuses the whole request; otherwise refused
+// versions are left out of the page.
+func (r *Repo) disclose(ctx context.Context, rec *audit.Record, vs []store.Version, page *Page, strict bool) error {
 	page.Resources = make([]Resource, 0, len(vs))
 	for i := range vs {
 		v := &vs[i]
@@ -558,6 +637,18 @@ func (r *Repo) disclose(rec *audit.Record, vs []store.Version, page *Page) error
 			plain, err := r.open(v)
 			if err != nil {
 				return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+			}
+			doc, err := fhir.Parse(plain)
+			if err != nil {
+				return fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+			}
+			t := targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc)
+			if strict {
+				if err := r.decideOn(ctx, authz.Read, rec, t); err != nil {
+					return err
+				}
+			} else if !r.allowed(ctx, authz.Read, t, rec) {
+				continue
 			}
 			out.JSON = plain
 		}

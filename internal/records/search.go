@@ -43,11 +43,12 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		types = fhir.ResourceTypes()
 	}
 	for _, t := range types {
-		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: t}); !d.Allow {
+		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
 			rec.ResourceType = t
 			return nil, r.decide(authz.Search, rec)
 		}
 	}
+	rec.Purpose = authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: types[0]}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Purpose
 	k, err := r.s.keyer(ctx, r.subj.Tenant)
 	if err != nil {
 		return nil, err
@@ -61,6 +62,16 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		return nil, err
 	}
 	sq.Types = types
+	// Restrict in SQL to what the caller may see, so that paging and
+	// _total count only that.
+	where, args, err := r.restriction(ctx, types, k)
+	if err != nil {
+		return nil, err
+	}
+	if where != "" {
+		sq.Where = append(sq.Where, where)
+		sq.Args = append(sq.Args, args...)
+	}
 	page := &Page{}
 	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
 		n, err := r.s.st.Count(ctx, *sq)
@@ -90,7 +101,7 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	for i := range hits {
 		vs[i] = hits[i].Version
 	}
-	if err := r.open1(rec, vs, &page.Resources); err != nil {
+	if err := r.openAllowed(ctx, rec, vs, &page.Resources); err != nil {
 		return nil, err
 	}
 	if len(q.Include) > 0 || len(q.RevInclude) > 0 {
@@ -101,13 +112,23 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	return page, r.commitAudit(rec)
 }
 
-// open1 opens versions into out and names them in rec.
-func (r *Repo) open1(rec *audit.Record, vs []store.Version, out *[]Resource) error {
+// openAllowed opens versions into out and names them in rec, leaving out
+// any the caller may not read (the SQL restriction already left out what
+// it can; this is the resource-level decision on what remains: label- and
+// data-specific consent provisions).
+func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
 	for i := range vs {
 		v := &vs[i]
 		plain, err := r.open(v)
 		if err != nil {
 			return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		}
+		doc, err := fhir.Parse(plain)
+		if err != nil {
+			return fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+		}
+		if !r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec) {
+			continue
 		}
 		*out = append(*out, Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain})
 		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
@@ -124,7 +145,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		seen[store.Ref{Type: res.Type, ID: res.ID}] = true
 	}
 	allowed := func(t string) bool {
-		return authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}).Allow
+		return authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
 	}
 	frontier := page.Resources
 	for round := 0; round <= maxIterate && len(frontier) > 0 && len(page.Included) < maxIncluded; round++ {
@@ -157,7 +178,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 			}
 			var got []Resource
-			if err := r.open1(rec, vs, &got); err != nil {
+			if err := r.openAllowed(ctx, rec, vs, &got); err != nil {
 				return err
 			}
 			next = append(next, got...)
@@ -196,7 +217,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 				}
 			}
 			var got []Resource
-			if err := r.open1(rec, vs, &got); err != nil {
+			if err := r.openAllowed(ctx, rec, vs, &got); err != nil {
 				return err
 			}
 			next = append(next, got...)

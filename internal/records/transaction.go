@@ -166,6 +166,12 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 			return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues}))
 		}
 	}
+	// Decide every entry on what it touches (the current version and the
+	// new one) after conditions resolved their ids and before anything is
+	// written.
+	if err := r.decideEntries(ctx, order); err != nil {
+		return nil, err
+	}
 	return r.commitTransaction(ctx, entries, order, res)
 }
 
@@ -214,9 +220,12 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			rec.Time = now
 			rec.Detail = "condition-matched"
 			rec.Entities = []string{ref(v.Type, v.ID, v.Version)}
-			plain, err := r.open(v)
+			// Answering with the match discloses it: the caller must be
+			// allowed to read it (a refusal is audited and says nothing
+			// about the match).
+			plain, err := r.decideVersion(ctx, authz.Read, rec, v)
 			if err != nil {
-				return nil, entryError(e, r.refuse(rec, audit.OutcomeSerious, "unsealable", err))
+				return nil, entryError(e, err)
 			}
 			unit.Audit = append(unit.Audit, rec)
 			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}}
@@ -298,7 +307,11 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	switch err := r.s.st.Commit(cctx, unit); {
+	err := r.s.st.Commit(cctx, unit)
+	for _, w := range unit.Writes {
+		r.s.facts.wrote(w.Tenant, w.Type)
+	}
+	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
 	case err != nil:
@@ -470,4 +483,47 @@ func rewriteReferences(v any, refs map[string]string) {
 			rewriteReferences(x, refs)
 		}
 	}
+}
+
+// decideEntries makes the resource-level decision for every write of a
+// transaction before anything is written: on what each PUT or DELETE
+// replaces and on what each POST or PUT writes. Patients created by the
+// transaction count as the caller's (they have no record yet), so a
+// bundle that registers a patient with their first observations passes.
+func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
+	for _, e := range order {
+		if e.Method == http.MethodPost && e.Type == "Patient" {
+			r.acc.created = append(r.acc.created, e.ID)
+		}
+	}
+	for _, e := range order {
+		if e.Method == http.MethodGet {
+			continue // decided when read, after the writes
+		}
+		a := entryAction(e.Method)
+		rec := r.record(entryAuditAction(e.Method), e.Type)
+		if e.Method != http.MethodPost {
+			v, err := r.s.st.Current(ctx, r.subj.Tenant, e.Type, e.ID)
+			switch {
+			case err == nil && !v.Deleted:
+				if _, err := r.decideVersion(ctx, a, rec, v); err != nil {
+					return entryError(e, err)
+				}
+			case err == nil, errors.Is(err, store.ErrNotFound):
+				if e.Method == http.MethodDelete && r.hidesExistence(e.Type) {
+					return entryError(e, r.hidden(rec, "not-found"))
+				}
+			default:
+				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			}
+		}
+		if e.Resource != nil {
+			t := targetOf(r.subj.Tenant, e.Type, e.ID, e.Resource.Doc)
+			t.New = e.Type == "Patient" && slices.Contains(r.acc.created, e.ID)
+			if err := r.decideOn(ctx, a, rec, t); err != nil {
+				return entryError(e, err)
+			}
+		}
+	}
+	return nil
 }

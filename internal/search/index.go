@@ -715,3 +715,8 @@ func CompositeHash(k, h int64) int64 {
 	x ^= x >> 29
 	return int64(x)
 }
+
+// TokenHash is the keyed hash a token code is stored under (any system),
+// for conditions built outside the planner (access restrictions on
+// security labels and categories).
+func TokenHash(k Keyer, code string) int64 { return k.Key(kindToken, code) }

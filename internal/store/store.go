@@ -141,6 +141,13 @@ type User struct {
 	// TOTPLastStep the last time step accepted.
 	TOTPSecret   []byte
 	TOTPLastStep int64
+	// Practitioner is the id of the Practitioner a physician or nurse is;
+	// Patient the id of the Patient a user-role account is or acts for
+	// ("" : not linked). Clearances are the security label codes the user
+	// may see.
+	Practitioner string
+	Patient      string
+	Clearances   []string
 }
 
 // LoginState sets a user's failed-login counter and lock, and (when not

@@ -112,10 +112,25 @@ func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward 
 	})
 	for _, role := range authz.Roles {
 		name := string(role) + "-user"
-		w.UserIDs[role] = AddUser(t, a.Store, cfg.Tenant, name, role)
+		u := &store.User{Practitioner: Links[role].Practitioner, Patient: Links[role].Patient}
+		w.UserIDs[role] = AddLinkedUser(t, a.Store, cfg.Tenant, name, role, u)
 		w.Tokens[role] = w.Login(t, name, Password)
 	}
 	return w
+}
+
+// Link is the FHIR resource a test user is.
+type Link struct{ Practitioner, Patient string }
+
+// Links are the links of the users Start creates: the physician and the
+// nurse are Practitioners, the user-role account is a Patient. The
+// resources themselves are not created; a test that needs a care
+// relationship writes it (e.g. a Patient naming the Practitioner as
+// generalPractitioner).
+var Links = map[authz.Role]Link{
+	authz.RolePhysician: {Practitioner: "pract-physician"},
+	authz.RoleNurse:     {Practitioner: "pract-nurse"},
+	authz.RoleUser:      {Patient: "patient-user"},
 }
 
 // hashOnce caches the argon2id hash of Password: hashing costs ~50 ms.
@@ -124,11 +139,19 @@ var hashOnce = sync.OnceValues(func() (string, error) { return authn.HashPasswor
 // AddUser creates a user with Password, as `ward users add` does.
 func AddUser(t testing.TB, st store.Store, tenant, username string, role authz.Role) string {
 	t.Helper()
+	return AddLinkedUser(t, st, tenant, username, role, &store.User{})
+}
+
+// AddLinkedUser creates a user with Password and the links and clearances
+// of tmpl (as `ward users add --practitioner/--patient/--clearance`).
+func AddLinkedUser(t testing.TB, st store.Store, tenant, username string, role authz.Role, tmpl *store.User) string {
+	t.Helper()
 	h, err := hashOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &store.User{ID: uuid.NewString(), Tenant: tenant, Username: username, Role: string(role), PasswordHash: h, Created: time.Now().UTC()}
+	u := &store.User{ID: uuid.NewString(), Tenant: tenant, Username: username, Role: string(role), PasswordHash: h, Created: time.Now().UTC(),
+		Practitioner: tmpl.Practitioner, Patient: tmpl.Patient, Clearances: tmpl.Clearances}
 	if err := st.Commit(context.Background(), &store.Unit{NewUser: u, Audit: []*audit.Record{{Time: u.Created, Tenant: tenant, Actor: "test", Role: "system", Action: "user-add", Entities: []string{"user/" + u.ID}}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -371,8 +371,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		}
 		reindex = append(reindex, j.u.Reindex...)
 		if u := j.u.NewUser; u != nil {
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO users (id, tenant, username, role, password_hash, created, disabled) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-				u.ID, u.Tenant, u.Username, u.Role, u.PasswordHash, u.Created.UnixMicro(), boolInt(u.Disabled)); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO users (id, tenant, username, role, password_hash, created, disabled, practitioner, patient, clearances) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				u.ID, u.Tenant, u.Username, u.Role, u.PasswordHash, u.Created.UnixMicro(), boolInt(u.Disabled), u.Practitioner, u.Patient, strings.Join(u.Clearances, ",")); err != nil {
 				return fmt.Errorf("insert user: %w", err)
 			}
 		}
@@ -1058,8 +1058,9 @@ func (db *DB) user(ctx context.Context, where string, args ...any) (*store.User,
 	u := &store.User{}
 	var created, lockedUntil int64
 	var disabled int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until, totp_secret, totp_last_step FROM users WHERE `+where), args...).
-		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &u.FailedLogins, &lockedUntil, &u.TOTPSecret, &u.TOTPLastStep)
+	var clearances string
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, password_hash, created, disabled, failed_logins, locked_until, totp_secret, totp_last_step, practitioner, patient, clearances FROM users WHERE `+where), args...).
+		Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &u.FailedLogins, &lockedUntil, &u.TOTPSecret, &u.TOTPLastStep, &u.Practitioner, &u.Patient, &clearances)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -1068,6 +1069,9 @@ func (db *DB) user(ctx context.Context, where string, args ...any) (*store.User,
 	}
 	u.Created = time.UnixMicro(created).UTC()
 	u.Disabled = disabled != 0
+	if clearances != "" {
+		u.Clearances = strings.Split(clearances, ",")
+	}
 	if lockedUntil != 0 {
 		u.LockedUntil = time.UnixMicro(lockedUntil).UTC()
 	}
@@ -1077,7 +1081,7 @@ func (db *DB) user(ctx context.Context, where string, args ...any) (*store.User,
 // Users lists a tenant's users by username (password hashes included: the
 // caller decides what to show).
 func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL FROM users WHERE tenant = ? ORDER BY username`), tenant)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL, practitioner, patient FROM users WHERE tenant = ? ORDER BY username`), tenant)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list users: %v", store.ErrUnavailable, err)
 	}
@@ -1088,7 +1092,7 @@ func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
 		var created, locked int64
 		var disabled int
 		var totp bool
-		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp); err != nil {
+		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp, &u.Practitioner, &u.Patient); err != nil {
 			return nil, fmt.Errorf("%w: scan user: %v", store.ErrUnavailable, err)
 		}
 		u.Created = time.UnixMicro(created).UTC()

@@ -285,6 +285,21 @@ func Run(t *testing.T, open Opener) {
 		if _, err := st.UserByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatal(err)
 		}
+		// Links to FHIR resources and clearances round-trip (issue #6).
+		linked := []*store.User{
+			{ID: "u2", Tenant: "c", Username: "dr", Role: "physician", PasswordHash: "h", Created: t0, Practitioner: "pr-1", Clearances: []string{"R", "HIV"}},
+			{ID: "u3", Tenant: "c", Username: "pat", Role: "user", PasswordHash: "h", Created: t0, Patient: "pa-1"},
+		}
+		for _, lu := range linked {
+			must(t, st.Commit(ctx, &store.Unit{NewUser: lu, Audit: []*audit.Record{rec("c", "user-add")}}))
+			got, err := st.UserByID(ctx, lu.ID)
+			if err != nil || got.Practitioner != lu.Practitioner || got.Patient != lu.Patient || fmt.Sprint(got.Clearances) != fmt.Sprint(lu.Clearances) {
+				t.Fatalf("links: %+v %v", got, err)
+			}
+		}
+		if us, err := st.Users(ctx, "c"); err != nil || len(us) != 2 || us[0].Practitioner != "pr-1" || us[1].Patient != "pa-1" {
+			t.Fatalf("users list links: %+v %v", us, err)
+		}
 		if _, err := st.UserByName(ctx, "b", "alice"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("user visible in another tenant: %v", err)
 		}

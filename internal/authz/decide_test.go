@@ -1,0 +1,416 @@
+package authz
+
+import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Named fixtures. p1 is the patient in a care relationship with dr-a and
+// rn-b; p2 is nobody's patient.
+var (
+	now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+	scopesAll = []string{"openid", "fhirUser", "user/*.cruds"}
+
+	admin      = Subject{Tenant: "t", ID: "u-admin", Role: RoleAdmin, Scopes: scopesAll}
+	drA        = Subject{Tenant: "t", ID: "u-dra", Role: RolePhysician, Scopes: scopesAll, Practitioner: "dr-a"}
+	drUnlinked = Subject{Tenant: "t", ID: "u-drx", Role: RolePhysician, Scopes: scopesAll}
+	rnB        = Subject{Tenant: "t", ID: "u-rnb", Role: RoleNurse, Scopes: scopesAll, Practitioner: "rn-b"}
+	pat1       = Subject{Tenant: "t", ID: "u-p1", Role: RoleUser, Scopes: []string{"openid", "patient/*.rs"}, Patient: "p1"}
+	patNoLink  = Subject{Tenant: "t", ID: "u-p0", Role: RoleUser, Scopes: []string{"openid", "patient/*.rs"}}
+	client     = Subject{Tenant: "t", ID: "client/c", Role: RoleClient, Scopes: []string{"system/*.rs"}}
+
+	obsP1      = Target{Tenant: "t", Type: "Observation", ID: "o1", Instance: true, Patients: []string{"p1"}, Categories: []string{"vital-signs"}}
+	obsP1Lab   = Target{Tenant: "t", Type: "Observation", ID: "o4", Instance: true, Patients: []string{"p1"}, Categories: []string{"laboratory"}}
+	obsP1HIV   = Target{Tenant: "t", Type: "Observation", ID: "o2", Instance: true, Patients: []string{"p1"}, Labels: []string{"HIV"}}
+	obsP1R     = Target{Tenant: "t", Type: "Observation", ID: "o3", Instance: true, Patients: []string{"p1"}, Labels: []string{"R"}}
+	obsP1V     = Target{Tenant: "t", Type: "Observation", ID: "o5", Instance: true, Patients: []string{"p1"}, Labels: []string{"V"}}
+	obsP1N     = Target{Tenant: "t", Type: "Observation", ID: "o6", Instance: true, Patients: []string{"p1"}, Labels: []string{"N"}}
+	obsP2      = Target{Tenant: "t", Type: "Observation", ID: "o9", Instance: true, Patients: []string{"p2"}}
+	obsNone    = Target{Tenant: "t", Type: "Observation", ID: "o0", Instance: true}
+	condP1     = Target{Tenant: "t", Type: "Condition", ID: "c1", Instance: true, Patients: []string{"p1"}}
+	patientP1  = Target{Tenant: "t", Type: "Patient", ID: "p1", Instance: true, Patients: []string{"p1"}}
+	patientP2  = Target{Tenant: "t", Type: "Patient", ID: "p2", Instance: true, Patients: []string{"p2"}}
+	newPatient = Target{Tenant: "t", Type: "Patient", ID: "p3", Instance: true, Patients: []string{"p3"}, New: true}
+	practDrA   = Target{Tenant: "t", Type: "Practitioner", ID: "dr-a", Instance: true}
+	orgX       = Target{Tenant: "t", Type: "Organization", ID: "org-x", Instance: true}
+	medication = Target{Tenant: "t", Type: "Medication", ID: "m1", Instance: true}
+	plan       = Target{Tenant: "t", Type: "PlanDefinition", ID: "pd1", Instance: true}
+
+	related   = Facts{Now: now, CareOf: []string{"p1"}, AdminPHI: true}
+	unrelated = Facts{Now: now, AdminPHI: true}
+)
+
+func consentFacts(cs ...Consent) Facts {
+	f := related
+	f.Consents = cs
+	return f
+}
+
+func privacy(id string, p *Provision) Consent {
+	return Consent{ID: id, Patient: "p1", Active: true, Privacy: true, Provision: p}
+}
+
+var (
+	denyAll        = privacy("deny-all", &Provision{Type: "deny"})
+	denyDrA        = privacy("deny-dra", &Provision{Type: "permit", Provisions: []*Provision{{Type: "deny", Actors: []string{"Practitioner/dr-a"}}}})
+	denyObs        = privacy("deny-obs", &Provision{Type: "permit", Provisions: []*Provision{{Type: "deny", Classes: []string{"Observation"}}}})
+	denyHIV        = privacy("deny-hiv", &Provision{Type: "permit", Provisions: []*Provision{{Type: "deny", Labels: []string{"HIV"}}}})
+	denyExpired    = privacy("deny-old", &Provision{Type: "deny", End: now.AddDate(-1, 0, 0)})
+	denyFuture     = privacy("deny-future", &Provision{Type: "deny", Start: now.AddDate(0, 0, 1)})
+	denyDraft      = Consent{ID: "deny-draft", Patient: "p1", Active: false, Privacy: true, Provision: &Provision{Type: "deny"}}
+	denyOtherPat   = Consent{ID: "deny-p2", Patient: "p2", Active: true, Privacy: true, Provision: &Provision{Type: "deny"}}
+	denyButDrA     = privacy("deny-but-dra", &Provision{Type: "deny", Provisions: []*Provision{{Type: "permit", Actors: []string{"Practitioner/dr-a"}}}})
+	denyOrgX       = privacy("deny-orgx", &Provision{Type: "permit", Provisions: []*Provision{{Type: "deny", Actors: []string{"Organization/org-x"}}}})
+	denyResearch   = privacy("deny-resch", &Provision{Type: "permit", Provisions: []*Provision{{Type: "deny", Purposes: []string{PurposeResearch}}}})
+	denyData       = privacy("deny-o1", &Provision{Type: "permit", Provisions: []*Provision{{Type: "deny", Data: []string{"Observation/o1"}}}})
+	permitResearch = Consent{ID: "resch", Patient: "p1", Active: true, Privacy: true, Research: true,
+		Provision: &Provision{Type: "deny", Provisions: []*Provision{{Type: "permit", Purposes: []string{PurposeResearch}, Classes: []string{"Observation"}}}}}
+	treatmentOnly = Consent{ID: "treat", Patient: "p1", Active: true, Privacy: false, Provision: &Provision{Type: "deny"}}
+)
+
+func with(s Subject, mod func(*Subject)) Subject { mod(&s); return s }
+
+func bg(s Subject) Subject { return with(s, func(s *Subject) { s.BreakGlass = "unconscious in ED" }) }
+func purpose(s Subject, p string) Subject {
+	return with(s, func(s *Subject) { s.Purpose = p })
+}
+func clear(s Subject, l ...string) Subject {
+	return with(s, func(s *Subject) { s.Clearances = l })
+}
+
+// TestDecideFixtures: role × interaction × relationship × consent × label
+// × purpose × break-glass, every combination that changes the outcome, with
+// the reason that must be recorded.
+func TestDecideFixtures(t *testing.T) {
+	cases := []struct {
+		name      string
+		s         Subject
+		a         Action
+		t         Target
+		f         Facts
+		allow     bool
+		why       string
+		emergency bool
+	}{
+		// Admin: PHI access by configuration.
+		{"admin reads patient data", admin, Read, obsP1, unrelated, true, ReasonAdminPHI, false},
+		{"admin writes patient data", admin, Update, patientP2, unrelated, true, ReasonAdminPHI, false},
+		{"admin without PHI access", admin, Read, obsP1, Facts{Now: now}, false, ReasonAdminNoPHI, false},
+		{"admin without PHI access, type level", admin, Search, Target{Tenant: "t", Type: "Observation"}, Facts{Now: now}, false, ReasonAdminNoPHI, false},
+		{"admin without PHI access writes a Practitioner", admin, Update, practDrA, Facts{Now: now}, true, ReasonScopeGrants, false},
+		{"admin without PHI access writes an Organization", admin, Create, orgX, Facts{Now: now}, true, ReasonScopeGrants, false},
+		{"admin is bound by a deny consent", admin, Read, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
+		{"admin needs clearance", admin, Read, obsP1HIV, unrelated, false, ReasonLabel + ":HIV", false},
+		{"admin break-glass does nothing", bg(admin), Read, obsP1, consentFacts(denyAll), false, ReasonBGNotAllowed, false},
+
+		// Physician: relationship.
+		{"physician reads related", drA, Read, obsP1, related, true, ReasonRelation, false},
+		{"physician writes related", drA, Create, condP1, related, true, ReasonRelation, false},
+		{"physician updates related patient", drA, Update, patientP1, related, true, ReasonRelation, false},
+		{"physician reads unrelated", drA, Read, obsP2, related, false, ReasonNoRelation, false},
+		{"physician reads unrelated patient", drA, Read, patientP2, related, false, ReasonNoRelation, false},
+		{"physician without relationships", drA, Read, obsP1, unrelated, false, ReasonNoRelation, false},
+		{"physician not linked to a Practitioner", drUnlinked, Read, obsP1, related, false, ReasonNoPractLink, false},
+		{"physician registers a new patient", drA, Create, newPatient, unrelated, true, ReasonScopeGrants, false},
+		{"observation in no compartment", drA, Read, obsNone, related, false, ReasonNoRelation, false},
+		{"physician reads a Practitioner", drA, Read, practDrA, unrelated, true, ReasonScopeGrants, false},
+		{"physician may not write a Practitioner", drA, Update, practDrA, unrelated, false, ReasonRoleNoWrite, false},
+		{"physician may not write an Organization", drA, Create, orgX, unrelated, false, ReasonRoleNoWrite, false},
+		{"physician writes a PlanDefinition", drA, Create, plan, unrelated, true, ReasonScopeGrants, false},
+		{"physician type-level search", drA, Search, Target{Tenant: "t", Type: "Observation"}, unrelated, true, ReasonScopeGrants, false},
+
+		// Break-the-glass.
+		{"break-glass overrides no relationship", bg(drA), Read, obsP2, related, true, ReasonBreakGlass, true},
+		{"break-glass overrides missing link", bg(drUnlinked), Read, obsP1, related, true, ReasonBreakGlass, true},
+		{"break-glass overrides a deny consent", bg(drA), Read, obsP1, consentFacts(denyDrA), true, ReasonBreakGlass, true},
+		{"break-glass with access is no emergency", bg(drA), Read, obsP1, related, true, ReasonRelation, false},
+		{"break-glass does not override labels", bg(drA), Read, obsP1HIV, related, false, ReasonLabel + ":HIV", false},
+		{"break-glass does not override role", bg(drA), Delete, practDrA, related, false, ReasonRoleNoWrite, false},
+		{"break-glass does not override scopes", with(bg(drA), func(s *Subject) { s.Scopes = []string{"user/Patient.rs"} }), Read, obsP2, related, false, ReasonNoScope, false},
+		{"break-glass does not override tenant", bg(drA), Read, with2(obsP2, "t2"), related, false, ReasonTenant, false},
+		{"break-glass does not make research legal", purpose(bg(drA), PurposeResearch), Read, obsP1, related, false, ReasonResearch, false},
+		{"nurse may not break the glass", bg(rnB), Read, obsP2, related, false, ReasonBGNotAllowed, false},
+
+		// Nurse.
+		{"nurse reads related", rnB, Read, condP1, related, true, ReasonRelation, false},
+		{"nurse writes an Observation", rnB, Create, obsP1, related, true, ReasonRelation, false},
+		{"nurse writes an Immunization", rnB, Update, Target{Tenant: "t", Type: "Immunization", ID: "i", Instance: true, Patients: []string{"p1"}}, related, true, ReasonRelation, false},
+		{"nurse may not write a Condition", rnB, Create, condP1, related, false, ReasonRoleNoWrite, false},
+		{"nurse may not write a Patient", rnB, Update, patientP1, related, false, ReasonRoleNoWrite, false},
+		{"nurse reads unrelated", rnB, Read, obsP2, related, false, ReasonNoRelation, false},
+		{"nurse writes for unrelated", rnB, Create, obsP2, related, false, ReasonNoRelation, false},
+
+		// Patient (user role).
+		{"patient reads own Patient", pat1, Read, patientP1, unrelated, true, ReasonOwnRecord, false},
+		{"patient reads own Observation", pat1, Read, obsP1, unrelated, true, ReasonOwnRecord, false},
+		{"patient searches own compartment", pat1, Search, Target{Tenant: "t", Type: "Observation"}, unrelated, true, ReasonScopeGrants, false},
+		{"patient reads another Patient", pat1, Read, patientP2, unrelated, false, ReasonScopeOutside, false},
+		{"patient with user scope reads another Patient", with(pat1, func(s *Subject) { s.Scopes = scopesAll }), Read, patientP2, unrelated, false, ReasonNotOwn, false},
+		{"patient reads another's Observation", with(pat1, func(s *Subject) { s.Scopes = scopesAll }), Read, obsP2, unrelated, false, ReasonNotOwn, false},
+		{"patient may not write", with(pat1, func(s *Subject) { s.Scopes = scopesAll }), Create, obsP1, unrelated, false, ReasonRoleNoWrite, false},
+		{"patient reads a Practitioner", pat1, Read, practDrA, unrelated, true, ReasonScopeGrants, false},
+		{"patient reads a Medication", pat1, Read, medication, unrelated, true, ReasonScopeGrants, false},
+		{"patient may not read a PlanDefinition", pat1, Read, plan, unrelated, false, ReasonRoleNoRead, false},
+		{"patient without a link", patNoLink, Read, patientP1, unrelated, false, ReasonScopeNeedsPatient, false},
+		{"patient without a link, user scopes", with(patNoLink, func(s *Subject) { s.Scopes = scopesAll }), Read, patientP1, unrelated, false, ReasonNoPatientLink, false},
+		{"patient without a link, type level", with(patNoLink, func(s *Subject) { s.Scopes = scopesAll }), Search, Target{Tenant: "t", Type: "Observation"}, unrelated, false, ReasonNoPatientLink, false},
+		{"patient sees own HIV result", pat1, Read, obsP1HIV, unrelated, true, ReasonOwnRecord, false},
+		{"patient needs clearance for V", pat1, Read, obsP1V, unrelated, false, ReasonLabel + ":V", false},
+		{"patient's own deny consent does not hide the record from them", pat1, Read, obsP1, consentFacts(denyAll), true, ReasonOwnRecord, false},
+		{"patient break-glass does nothing", bg(pat1), Read, obsP2, unrelated, false, ReasonScopeOutside, false},
+
+		// Security labels.
+		{"HIV without clearance", drA, Read, obsP1HIV, related, false, ReasonLabel + ":HIV", false},
+		{"HIV with clearance", clear(drA, "HIV"), Read, obsP1HIV, related, true, ReasonRelation, false},
+		{"HIV with another clearance", clear(drA, "PSY"), Read, obsP1HIV, related, false, ReasonLabel + ":HIV", false},
+		{"restricted without clearance", drA, Read, obsP1R, related, false, ReasonLabel + ":R", false},
+		{"restricted with clearance", clear(drA, "R"), Read, obsP1R, related, true, ReasonRelation, false},
+		{"very restricted with R clearance", clear(drA, "R"), Read, obsP1V, related, false, ReasonLabel + ":V", false},
+		{"normal label needs nothing", drA, Read, obsP1N, related, true, ReasonRelation, false},
+		{"cleared but unrelated", clear(drA, "HIV"), Read, obsP1HIV, unrelated, false, ReasonNoRelation, false},
+		{"backend client needs clearance", client, Read, obsP1HIV, unrelated, false, ReasonLabel + ":HIV", false},
+
+		// Consents.
+		{"deny all", drA, Read, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
+		{"deny this actor", drA, Read, obsP1, consentFacts(denyDrA), false, ReasonConsentDeny + ":deny-dra", false},
+		{"deny another actor", rnB, Read, obsP1, consentFacts(denyDrA), true, ReasonConsentPermit + ":deny-dra", false},
+		{"deny a class", drA, Read, obsP1, consentFacts(denyObs), false, ReasonConsentDeny + ":deny-obs", false},
+		{"deny a class, other class", drA, Read, condP1, consentFacts(denyObs), true, ReasonRelation, false},
+		{"deny a label", clear(drA, "HIV"), Read, obsP1HIV, consentFacts(denyHIV), false, ReasonConsentDeny + ":deny-hiv", false},
+		{"deny a label, unlabelled resource", drA, Read, obsP1, consentFacts(denyHIV), true, ReasonRelation, false},
+		{"expired deny", drA, Read, obsP1, consentFacts(denyExpired), true, ReasonRelation, false},
+		{"future deny", drA, Read, obsP1, consentFacts(denyFuture), true, ReasonRelation, false},
+		{"draft deny", drA, Read, obsP1, consentFacts(denyDraft), true, ReasonRelation, false},
+		{"another patient's deny", drA, Read, obsP1, consentFacts(denyOtherPat), true, ReasonRelation, false},
+		{"non-privacy consent", drA, Read, obsP1, consentFacts(treatmentOnly), true, ReasonRelation, false},
+		{"deny except this actor", drA, Read, obsP1, consentFacts(denyButDrA), true, ReasonConsentPermit + ":deny-but-dra", false},
+		{"deny except another actor", rnB, Read, obsP1, consentFacts(denyButDrA), false, ReasonConsentDeny + ":deny-but-dra", false},
+		{"deny by organization", drA, Read, obsP1, func() Facts { f := consentFacts(denyOrgX); f.Organizations = []string{"org-x"}; return f }(), false, ReasonConsentDeny + ":deny-orgx", false},
+		{"deny by another organization", drA, Read, obsP1, consentFacts(denyOrgX), true, ReasonRelation, false},
+		{"deny one resource", drA, Read, obsP1, consentFacts(denyData), false, ReasonConsentDeny + ":deny-o1", false},
+		{"deny one resource, another", drA, Read, obsP1Lab, consentFacts(denyData), true, ReasonRelation, false},
+		{"deny wins over permit", drA, Read, obsP1, consentFacts(denyButDrA, denyObs), false, ReasonConsentDeny + ":deny-obs", false},
+		{"consent deny applies to writes", drA, Update, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
+		{"consents do not govern consents", admin, Delete, Target{Tenant: "t", Type: "Consent", ID: "deny-all", Instance: true, Patients: []string{"p1"}}, consentFacts(denyAll), true, ReasonAdminPHI, false},
+		{"consent deny applies to the nurse", rnB, Read, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
+		{"unrelated and denied", drA, Read, obsP2, Facts{Now: now, Consents: []Consent{denyOtherPat}}, false, ReasonConsentDeny + ":deny-p2", false},
+		{"unrelated and denied, break-glass", bg(drA), Read, obsP2, Facts{Now: now, Consents: []Consent{denyOtherPat}}, true, ReasonBreakGlass, true},
+
+		// Purpose of use.
+		{"treatment by default", drA, Read, obsP1, related, true, ReasonRelation, false},
+		{"research without consent", purpose(drA, PurposeResearch), Read, obsP1, related, false, ReasonResearch, false},
+		{"research with a permitting consent", purpose(drA, PurposeResearch), Read, obsP1, consentFacts(permitResearch), true, ReasonConsentPermit + ":resch", false},
+		{"research consent covers another class only", purpose(drA, PurposeResearch), Read, condP1, consentFacts(permitResearch), false, ReasonConsentDeny + ":resch", false},
+		{"research consent is no treatment consent", drA, Read, obsP1, consentFacts(permitResearch), false, ReasonConsentDeny + ":resch", false},
+		{"research denied by privacy consent", purpose(drA, PurposeResearch), Read, obsP1, consentFacts(permitResearch, denyResearch), false, ReasonConsentDeny + ":deny-resch", false},
+		{"admin research without consent", purpose(admin, PurposeResearch), Read, obsP1, unrelated, false, ReasonResearch, false},
+		{"unknown purpose", purpose(drA, "SNOOP"), Read, obsP1, related, false, ReasonUnknownPurp, false},
+		{"research outside the compartment needs nothing", purpose(drA, PurposeResearch), Read, plan, unrelated, true, ReasonScopeGrants, false},
+
+		// SMART scopes on resources.
+		{"patient scope in context", with(drA, func(s *Subject) { s.Patient = "p1"; s.Scopes = []string{"patient/Observation.rs"} }), Read, obsP1, related, true, ReasonRelation, false},
+		{"patient scope out of context", with(drA, func(s *Subject) { s.Patient = "p1"; s.Scopes = []string{"patient/Observation.rs"} }), Read, obsP2, Facts{Now: now, CareOf: []string{"p2"}}, false, ReasonScopeOutside, false},
+		{"category constraint met", with(drA, func(s *Subject) { s.Scopes = []string{"user/Observation.rs?category=vital-signs"} }), Read, obsP1, related, true, ReasonRelation, false},
+		{"category constraint with system met", with(drA, func(s *Subject) {
+			s.Scopes = []string{"user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"}
+		}), Read, obsP1, related, true, ReasonRelation, false},
+		{"category constraint not met", with(drA, func(s *Subject) { s.Scopes = []string{"user/Observation.rs?category=vital-signs"} }), Read, obsP1Lab, related, false, ReasonScopeConstrained, false},
+		{"patient category scope", with(pat1, func(s *Subject) { s.Scopes = []string{"patient/Observation.rs?category=laboratory"} }), Read, obsP1Lab, unrelated, true, ReasonOwnRecord, false},
+		{"patient category scope not met", with(pat1, func(s *Subject) { s.Scopes = []string{"patient/Observation.rs?category=laboratory"} }), Read, obsP1, unrelated, false, ReasonScopeConstrained, false},
+
+		// Backend clients.
+		{"client reads by system scope", client, Read, obsP2, unrelated, true, ReasonScopeGrants, false},
+		{"client bound by consent", client, Read, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
+	}
+	seen := map[string]bool{}
+	for _, c := range cases {
+		if seen[c.name] {
+			t.Fatalf("duplicate case name %q", c.name)
+		}
+		seen[c.name] = true
+		d := Decide(c.s, c.a, c.t, c.f)
+		if d.Allow != c.allow || !slices.Contains(d.Reasons, c.why) || d.Emergency != c.emergency {
+			t.Errorf("%s: %+v, want allow=%v emergency=%v with %s", c.name, d, c.allow, c.emergency, c.why)
+		}
+	}
+}
+
+func with2(t Target, tenant string) Target { t.Tenant = tenant; return t }
+
+// TestDecideProperties runs every combination of the fixtures and checks
+// what must hold for all of them.
+func TestDecideProperties(t *testing.T) {
+	subjects := []Subject{admin, drA, drUnlinked, rnB, pat1, patNoLink, client, clear(drA, "HIV", "R"), purpose(drA, PurposeResearch), purpose(pat1, "BOGUS")}
+	targets := []Target{obsP1, obsP1Lab, obsP1HIV, obsP1R, obsP1V, obsP2, obsNone, condP1, patientP1, patientP2, newPatient, practDrA, orgX, medication, plan, {Tenant: "t", Type: "Observation"}, {Tenant: "t", Type: "Patient"}}
+	consents := [][]Consent{nil, {denyAll}, {denyDrA}, {denyObs}, {denyHIV}, {denyButDrA}, {permitResearch}, {denyExpired}, {denyData}, {permitResearch, denyResearch}}
+	careOf := [][]string{nil, {"p1"}, {"p1", "p2"}}
+	n := 0
+	for _, s0 := range subjects {
+		for _, bgOn := range []bool{false, true} {
+			s := s0
+			if bgOn {
+				s = bg(s)
+			}
+			for _, tg := range targets {
+				for _, a := range actions {
+					for _, cs := range consents {
+						for _, co := range careOf {
+							for _, phi := range []bool{false, true} {
+								f := Facts{Now: now, CareOf: co, Consents: cs, AdminPHI: phi}
+								d := Decide(s, a, tg, f)
+								n++
+								name := func() string {
+									return string(s.Role) + "/" + s.ID + " bg=" + strconv.FormatBool(bgOn) + " " + string(a) + " " + tg.Type + "/" + tg.ID
+								}
+								if len(d.Reasons) == 0 {
+									t.Fatalf("%s: a decision without reasons", name())
+								}
+								if d.Emergency && (!d.Allow || s.Role != RolePhysician || s.BreakGlass == "") {
+									t.Fatalf("%s: emergency %+v", name(), d)
+								}
+								if d.Allow && slices.ContainsFunc(d.Reasons, func(r string) bool {
+									return strings.HasPrefix(r, ReasonLabel) || r == ReasonNoRelation && !d.Emergency || r == ReasonTenant
+								}) {
+									t.Fatalf("%s: allowed with a denying reason: %+v", name(), d)
+								}
+								// Break-glass only ever adds, and only marks
+								// what it overrode.
+								plain := Decide(s0, a, tg, f)
+								if plain.Allow && !d.Allow {
+									t.Fatalf("%s: break-glass took access away: %+v", name(), d)
+								}
+								if !plain.Allow && d.Allow && !d.Emergency {
+									t.Fatalf("%s: break-glass allowed without marking an emergency: %+v", name(), d)
+								}
+								// Monotone in facts: more relationships never
+								// deny, another deny consent never allows.
+								if d.Allow && len(co) < 2 {
+									f2 := f
+									f2.CareOf = []string{"p1", "p2"}
+									if !Decide(s, a, tg, f2).Allow {
+										t.Fatalf("%s: a further relationship denied", name())
+									}
+								}
+								if !d.Allow {
+									f2 := f
+									f2.Consents = append(slices.Clone(cs), denyAll)
+									if Decide(s, a, tg, f2).Allow && !bgOn {
+										t.Fatalf("%s: a deny consent allowed", name())
+									}
+								}
+								// Another tenant: always denied.
+								if Decide(s, a, with2(tg, "t2"), f).Allow {
+									t.Fatalf("%s: allowed across tenants", name())
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d combinations", n)
+}
+
+// The compartment table authz imports must itself stay free of I/O: the
+// import rule covers what authz pulls in, not just its own files.
+func TestCompartmentImportsNoIO(t *testing.T) {
+	files, err := filepath.Glob("../fhir/compartment/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("compartment sources not found: %v", err)
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); p != "sort" && p != "slices" {
+				t.Errorf("%s imports %s; authz may only depend on data", name, p)
+			}
+		}
+	}
+}
+
+func TestRestrict(t *testing.T) {
+	f := Facts{Now: now, CareOf: []string{"p1", "p2"}, Consents: []Consent{denyObs}, AdminPHI: true}
+	cases := []struct {
+		name      string
+		s         Subject
+		typ       string
+		all       bool
+		patients  []string
+		emergency bool
+	}{
+		{"physician, consent hides p1's observations", drA, "Observation", false, []string{"p2"}, false},
+		{"physician, conditions of both", drA, "Condition", false, []string{"p1", "p2"}, false},
+		{"nurse", rnB, "Observation", false, []string{"p2"}, false},
+		{"physician break-glass", bg(drA), "Observation", true, nil, true},
+		{"patient", pat1, "Observation", false, []string{"p1"}, false},
+		{"admin", admin, "Observation", true, nil, false},
+		{"directory", drA, "Practitioner", true, nil, false},
+	}
+	for _, c := range cases {
+		r := Restrict(c.s, Search, c.typ, f)
+		if r.All != c.all || !slices.Equal(r.Patients, c.patients) || r.Emergency != c.emergency {
+			t.Errorf("%s: %+v", c.name, r)
+		}
+	}
+	if r := Restrict(admin, Search, "Observation", f); !r.All || !slices.Equal(r.ExcludePatients, []string{"p1"}) {
+		t.Errorf("admin: patients whose consents deny are excluded: %+v", r)
+	}
+	if r := Restrict(admin, Search, "Condition", f); !r.All || len(r.ExcludePatients) != 0 {
+		t.Errorf("admin: a consent denying Observations excludes no Conditions: %+v", r)
+	}
+	if r := Restrict(drA, Search, "Observation", f); !slices.Contains(r.ExcludeLabels, "HIV") || !slices.Contains(r.ExcludeLabels, "R") {
+		t.Errorf("uncleared labels not excluded: %v", r.ExcludeLabels)
+	}
+	if r := Restrict(clear(drA, "HIV"), Search, "Observation", f); slices.Contains(r.ExcludeLabels, "HIV") {
+		t.Errorf("cleared label excluded: %v", r.ExcludeLabels)
+	}
+	if r := Restrict(pat1, Search, "Observation", f); !slices.Equal(r.ExcludeLabels, []string{"V"}) {
+		t.Errorf("patient's own labels: %v", r.ExcludeLabels)
+	}
+}
+
+func TestScopeConstraints(t *testing.T) {
+	cases := []struct {
+		scopes      []string
+		constrained bool
+		cats        []string
+	}{
+		{[]string{"user/Observation.rs"}, false, nil},
+		{[]string{"user/Observation.rs?category=laboratory"}, true, []string{"laboratory"}},
+		{[]string{"user/Observation.rs?category=laboratory", "user/Observation.rs?category=vital-signs"}, true, []string{"laboratory", "vital-signs"}},
+		{[]string{"user/Observation.rs?category=laboratory", "user/*.rs"}, false, nil},
+		{[]string{"user/Observation.rs?code=x"}, false, nil},
+	}
+	for _, c := range cases {
+		got, cats := ScopeConstraints(with(drA, func(s *Subject) { s.Scopes = c.scopes }), Search, "Observation")
+		if got != c.constrained || !slices.Equal(cats, c.cats) {
+			t.Errorf("%v: %v %v", c.scopes, got, cats)
+		}
+	}
+}
+
+// BenchmarkDecideInstance: one resource with a relationship, labels and
+// two consents to evaluate.
+func BenchmarkDecideInstance(b *testing.B) {
+	f := consentFacts(denyHIV, denyButDrA)
+	s := clear(drA, "HIV")
+	for b.Loop() {
+		if d := Decide(s, Read, obsP1HIV, f); d.Allow {
+			b.Fatal("allowed")
+		}
+	}
+}

@@ -1,0 +1,713 @@
+package records
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/compartment"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/search/params"
+	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Bounds of fact loading. A clinician's care set larger than maxCareSet
+// is cut (which only narrows what they see); consents are read in chunks.
+const (
+	maxCareSet       = 10000
+	maxConsents      = 1000
+	consentChunk     = 100
+	defaultEncWindow = 90 * 24 * time.Hour
+)
+
+// access holds the facts loaded for one Repo (one request), so that a
+// search or transaction loads each at most once.
+type access struct {
+	orgs    []string
+	orgsOK  bool
+	careSet []string
+	careOK  bool
+	// created are the patients created earlier in this transaction: the
+	// subject is registering them, they have no record to protect yet.
+	created []string
+}
+
+// targetOf describes one resource version for the decision: its type and
+// id, the patients whose compartment it is in, its security labels and
+// categories.
+func targetOf(tenant, typ, id string, doc map[string]any) authz.Target {
+	t := authz.Target{Tenant: tenant, Type: typ, ID: id, Instance: true}
+	t.Patients = patientsOf(typ, id, doc)
+	if meta, ok := doc["meta"].(map[string]any); ok {
+		if sec, ok := meta["security"].([]any); ok {
+			for _, c := range sec {
+				cm, _ := c.(map[string]any)
+				if code, _ := cm["code"].(string); code != "" {
+					t.Labels = append(t.Labels, code)
+				}
+			}
+		}
+	}
+	t.Categories = conceptCodes(doc["category"])
+	return t
+}
+
+// patientsOf returns the ids of the patients whose compartment the
+// resource is in, by the official compartment definition's parameters.
+func patientsOf(typ, id string, doc map[string]any) []string {
+	if typ == "Patient" {
+		return []string{id}
+	}
+	var out []string
+	for _, code := range compartment.PatientParams(typ) {
+		p, ok := params.Lookup(typ, code)
+		if !ok {
+			continue
+		}
+		refs, err := search.References(doc, p)
+		if err != nil {
+			continue
+		}
+		for _, rf := range refs {
+			if rf.Type == "Patient" && !slices.Contains(out, rf.ID) {
+				out = append(out, rf.ID)
+			}
+		}
+	}
+	return out
+}
+
+func conceptCodes(v any) []string {
+	var list []any
+	switch x := v.(type) {
+	case []any:
+		list = x
+	case map[string]any:
+		list = []any{x}
+	}
+	var out []string
+	for _, cc := range list {
+		m, _ := cc.(map[string]any)
+		cs, _ := m["coding"].([]any)
+		for _, c := range cs {
+			cm, _ := c.(map[string]any)
+			if code, _ := cm["code"].(string); code != "" {
+				out = append(out, code)
+			}
+		}
+	}
+	return out
+}
+
+func (r *Repo) clinician() bool {
+	return r.subj.Role == authz.RolePhysician || r.subj.Role == authz.RoleNurse
+}
+
+// hidesExistence says a refused read must not reveal whether the resource
+// exists: a subject whose access to typ depends on the record (clinicians
+// and patients on patient data) gets 403 for an unknown or deleted id too.
+func (r *Repo) hidesExistence(typ string) bool {
+	return (r.clinician() || r.subj.Role == authz.RoleUser) && (typ == "" || compartment.InPatientCompartment(typ))
+}
+
+// facts loads what Decide needs about t: the subject's care relationship
+// with t's patients, their organizations, and the patients' consents.
+func (r *Repo) facts(ctx context.Context, t authz.Target) (authz.Facts, error) {
+	f := authz.Facts{Now: r.s.now().UTC(), AdminPHI: !r.s.noAdminPHI}
+	if !compartment.InPatientCompartment(t.Type) || len(t.Patients) == 0 {
+		return f, nil
+	}
+	if r.clinician() && r.subj.Practitioner != "" {
+		orgs, err := r.organizations(ctx)
+		if err != nil {
+			return f, err
+		}
+		f.Organizations = orgs
+		for _, p := range t.Patients {
+			ok := slices.Contains(r.acc.created, p)
+			if !ok {
+				if ok, err = r.related(ctx, p); err != nil {
+					return f, err
+				}
+			}
+			if ok {
+				f.CareOf = append(f.CareOf, p)
+			}
+		}
+	}
+	if r.subj.Role != authz.RoleUser {
+		cs, err := r.consents(ctx, t.Patients)
+		if err != nil {
+			return f, err
+		}
+		f.Consents = cs
+	}
+	return f, nil
+}
+
+// decideOn decides a on one resource and audits a refusal. On success it
+// marks rec with the purpose of use and, for a break-the-glass override,
+// as an emergency with the reason code (never the free text).
+func (r *Repo) decideOn(ctx context.Context, a authz.Action, rec *audit.Record, t authz.Target) error {
+	f, err := r.facts(ctx, t)
+	if err != nil {
+		return err
+	}
+	d := authz.Decide(r.subj, a, t, f)
+	rec.Purpose = d.Purpose
+	if !d.Allow {
+		return r.refuse(rec, audit.OutcomeMinor, denial(d),
+			problem.New(problem.ErrForbidden, "forbidden", "access denied by policy"))
+	}
+	if d.Emergency {
+		r.markEmergency(ctx, rec, d)
+	}
+	return nil
+}
+
+func denial(d authz.Decision) string {
+	return "denied:" + strings.Join(d.Reasons, ":")
+}
+
+// markEmergency marks an access that break-the-glass allowed: Emergency,
+// and in Detail the reason code and the rules it overrode.
+func (r *Repo) markEmergency(ctx context.Context, rec *audit.Record, d authz.Decision) {
+	rec.Emergency = true
+	var overrode []string
+	for _, why := range d.Reasons {
+		if why == authz.ReasonNoRelation || why == authz.ReasonNoPractLink || strings.HasPrefix(why, authz.ReasonConsentDeny) {
+			overrode = append(overrode, why)
+		}
+	}
+	detail := "break-glass:" + r.breakGlassCode(ctx)
+	if len(overrode) > 0 {
+		detail += ":overrode:" + strings.Join(overrode, ":")
+	}
+	if !strings.Contains(rec.Detail, detail) {
+		if rec.Detail != "" {
+			rec.Detail += ";"
+		}
+		rec.Detail += detail
+	}
+}
+
+// breakGlassCodes are reasons a client may send as a code; they are
+// stored as given. Any other reason is free text that may name the
+// patient or their condition: the ledger keeps only a keyed hash of it
+// (the tenant's blind-index key), so a reviewer holding the text the
+// clinician wrote elsewhere can match it, and nobody can read it back.
+var breakGlassCodes = []string{"ETREAT", "BTG", "ERTREAT", "EMERGENCY", "UNCONSCIOUS", "CARDIAC-ARREST", "TRAUMA", "POISONING", "OVERDOSE", "STROKE"}
+
+func (r *Repo) breakGlassCode(ctx context.Context) string {
+	reason := strings.TrimSpace(r.subj.BreakGlass)
+	if c := strings.ToUpper(reason); slices.Contains(breakGlassCodes, c) {
+		return c
+	}
+	b, err := r.s.keys.Blinder(ctx, r.subj.Tenant)
+	if err != nil {
+		return "text"
+	}
+	sum := b.Index("break-glass-reason", reason)
+	return "text-" + hex.EncodeToString(sum[:8])
+}
+
+// factQuery plans a search the access layer runs for itself (never
+// disclosed, never audited as a disclosure).
+func (r *Repo) factQuery(ctx context.Context, typ string, q url.Values, limit int) (*store.SearchQuery, error) {
+	pq, err := query.Parse(typ, q, query.Options{DefaultCount: limit, MaxCount: limit})
+	if err != nil {
+		return nil, fmt.Errorf("access facts: %w", err)
+	}
+	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	sq, err := search.Plan(pq, r.subj.Tenant, k, r.s.search)
+	if err != nil {
+		return nil, fmt.Errorf("access facts: %w", err)
+	}
+	sq.Types = []string{typ}
+	sq.Limit = limit
+	return sq, nil
+}
+
+func (r *Repo) factCount(ctx context.Context, typ string, q url.Values) (bool, error) {
+	sq, err := r.factQuery(ctx, typ, q, 1)
+	if err != nil {
+		return false, err
+	}
+	hits, err := r.s.st.Search(ctx, *sq)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	return len(hits) > 0, nil
+}
+
+func (r *Repo) factDocs(ctx context.Context, typ string, q url.Values, limit int) ([]store.Version, error) {
+	sq, err := r.factQuery(ctx, typ, q, limit)
+	if err != nil {
+		return nil, err
+	}
+	hits, err := r.s.st.Search(ctx, *sq)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	out := make([]store.Version, len(hits))
+	for i := range hits {
+		out[i] = hits[i].Version
+	}
+	return out, nil
+}
+
+func (r *Repo) parsed(v *store.Version) (map[string]any, error) {
+	plain, err := r.open(v)
+	if err != nil {
+		return nil, err
+	}
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+	}
+	return res.Doc, nil
+}
+
+// actorRefs are the references that name the subject as a member of care:
+// its Practitioner and its organizations.
+func (r *Repo) actorRefs(ctx context.Context) ([]string, error) {
+	orgs, err := r.organizations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{"Practitioner/" + r.subj.Practitioner}
+	for _, o := range orgs {
+		out = append(out, "Organization/"+o)
+	}
+	return out, nil
+}
+
+// organizations are the organizations of the subject's active
+// PractitionerRoles.
+func (r *Repo) organizations(ctx context.Context) ([]string, error) {
+	if r.acc.orgsOK {
+		return r.acc.orgs, nil
+	}
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
+	if v, ok := getFact(c, c.orgs, c.relGen, key, now); ok {
+		r.acc.orgs, r.acc.orgsOK = v, true
+		return v, nil
+	}
+	gen := c.gen(c.relGen, r.subj.Tenant)
+	vs, err := r.factDocs(ctx, "PractitionerRole", url.Values{"practitioner": {"Practitioner/" + r.subj.Practitioner}}, 100)
+	if err != nil {
+		return nil, err
+	}
+	var orgs []string
+	p, _ := params.Lookup("PractitionerRole", "organization")
+	for i := range vs {
+		doc, err := r.parsed(&vs[i])
+		if err != nil {
+			return nil, err
+		}
+		if active, ok := doc["active"].(bool); ok && !active {
+			continue
+		}
+		refs, _ := search.References(doc, p)
+		for _, rf := range refs {
+			if rf.Type == "Organization" && !slices.Contains(orgs, rf.ID) {
+				orgs = append(orgs, rf.ID)
+			}
+		}
+	}
+	r.acc.orgs, r.acc.orgsOK = orgs, true
+	putFact(c, c.orgs, key, gen, now, orgs)
+	return orgs, nil
+}
+
+// related reports whether the subject (a linked clinician) has a care
+// relationship with patient p: the Patient names them or their
+// organization as generalPractitioner, an active CareTeam of p includes
+// them, or an Encounter of p within the window lists them as participant.
+func (r *Repo) related(ctx context.Context, p string) (bool, error) {
+	if r.acc.careOK {
+		return slices.Contains(r.acc.careSet, p), nil
+	}
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, r.subj.Practitioner, p}
+	if v, ok := getFact(c, c.related, c.relGen, key, now); ok {
+		return v, nil
+	}
+	gen := c.gen(c.relGen, r.subj.Tenant)
+	ok, err := r.loadRelated(ctx, p)
+	if err == nil {
+		putFact(c, c.related, key, gen, now, ok)
+	}
+	return ok, err
+}
+
+func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
+	refs, err := r.actorRefs(ctx)
+	if err != nil {
+		return false, err
+	}
+	actors := strings.Join(refs, ",")
+	if ok, err := r.factCount(ctx, "Patient", url.Values{"_id": {p}, "general-practitioner": {actors}}); ok || err != nil {
+		return ok, err
+	}
+	if ok, err := r.factCount(ctx, "CareTeam", url.Values{"patient": {"Patient/" + p}, "participant": {actors}, "status": {"active"}}); ok || err != nil {
+		return ok, err
+	}
+	if r.s.encWindow < 0 {
+		return false, nil
+	}
+	return r.factCount(ctx, "Encounter", url.Values{"patient": {"Patient/" + p}, "participant": {"Practitioner/" + r.subj.Practitioner}, "date": {"ge" + r.windowStart()}})
+}
+
+func (r *Repo) windowStart() string {
+	return r.s.now().UTC().Add(-r.s.encWindow).Format("2006-01-02T15:04:05Z")
+}
+
+// careSet is every patient the subject has a care relationship with (at
+// most maxCareSet), for restricting searches.
+func (r *Repo) careSet(ctx context.Context) ([]string, error) {
+	if r.acc.careOK {
+		return r.acc.careSet, nil
+	}
+	if r.subj.Practitioner == "" {
+		r.acc.careOK = true
+		return nil, nil
+	}
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
+	if v, ok := getFact(c, c.careSets, c.relGen, key, now); ok && len(r.acc.created) == 0 {
+		r.acc.careSet, r.acc.careOK = v, true
+		return v, nil
+	}
+	gen := c.gen(c.relGen, r.subj.Tenant)
+	refs, err := r.actorRefs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	actors := strings.Join(refs, ",")
+	set := slices.Clone(r.acc.created)
+	add := func(id string) {
+		if len(set) < maxCareSet && !slices.Contains(set, id) {
+			set = append(set, id)
+		}
+	}
+	vs, err := r.factDocs(ctx, "Patient", url.Values{"general-practitioner": {actors}}, maxCareSet)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		add(v.ID)
+	}
+	from := func(typ string, q url.Values, param string) error {
+		vs, err := r.factDocs(ctx, typ, q, maxCareSet)
+		if err != nil {
+			return err
+		}
+		p, _ := params.Lookup(typ, param)
+		for i := range vs {
+			doc, err := r.parsed(&vs[i])
+			if err != nil {
+				return err
+			}
+			rs, _ := search.References(doc, p)
+			for _, rf := range rs {
+				if rf.Type == "Patient" {
+					add(rf.ID)
+				}
+			}
+		}
+		return nil
+	}
+	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}}, "patient"); err != nil {
+		return nil, err
+	}
+	if r.s.encWindow >= 0 {
+		if err := from("Encounter", url.Values{"participant": {"Practitioner/" + r.subj.Practitioner}, "date": {"ge" + r.windowStart()}}, "patient"); err != nil {
+			return nil, err
+		}
+	}
+	r.acc.careSet, r.acc.careOK = set, true
+	if len(r.acc.created) == 0 {
+		putFact(c, c.careSets, key, gen, now, set)
+	}
+	return set, nil
+}
+
+// consents loads the active consents of patients. A consent that cannot
+// be applied counts as a deny of everything (fail closed; break-the-glass
+// can still override it).
+func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent, error) {
+	c, now := r.s.facts, r.s.now()
+	var out []authz.Consent
+	var missing []string
+	for _, p := range patients {
+		if v, ok := getFact(c, c.consents, c.consentGen, relKey{r.subj.Tenant, "", p}, now); ok {
+			out = append(out, v...)
+		} else {
+			missing = append(missing, p)
+		}
+	}
+	gen := c.gen(c.consentGen, r.subj.Tenant)
+	for start := 0; start < len(missing); start += consentChunk {
+		chunk := missing[start:min(len(missing), start+consentChunk)]
+		loaded, err := r.loadConsents(ctx, chunk)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range chunk {
+			var mine []authz.Consent
+			for _, cs := range loaded {
+				if cs.Patient == p || cs.Patient == "" {
+					mine = append(mine, cs)
+				}
+			}
+			putFact(c, c.consents, relKey{r.subj.Tenant, "", p}, gen, now, mine)
+			out = append(out, mine...)
+		}
+	}
+	return out, nil
+}
+
+// loadConsents reads the active consents of a chunk of patients.
+func (r *Repo) loadConsents(ctx context.Context, chunk []string) ([]authz.Consent, error) {
+	refs := make([]string, len(chunk))
+	for i, p := range chunk {
+		refs[i] = "Patient/" + p
+	}
+	vs, err := r.factDocs(ctx, "Consent", url.Values{"patient": {strings.Join(refs, ",")}, "status": {"active"}}, maxConsents)
+	if err != nil {
+		return nil, err
+	}
+	var out []authz.Consent
+	for i := range vs {
+		doc, err := r.parsed(&vs[i])
+		if err != nil {
+			return nil, err
+		}
+		c, err := authz.ParseConsent(doc)
+		if err != nil {
+			var pid string
+			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
+				pid = p
+			}
+			c = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// decideVersion decides a on a stored version: open, describe, decide.
+// The caller has done the type-level decision.
+func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) ([]byte, error) {
+	plain, err := r.open(v)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+	}
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+	}
+	if err := r.decideOn(ctx, a, rec, targetOf(r.subj.Tenant, v.Type, v.ID, res.Doc)); err != nil {
+		return nil, err
+	}
+	return plain, nil
+}
+
+// hidden refuses like a policy denial, for a subject that must not learn
+// whether typ/id exists (what is recorded says what happened).
+func (r *Repo) hidden(rec *audit.Record, what string) error {
+	return r.refuse(rec, audit.OutcomeMinor, "denied:"+what,
+		problem.New(problem.ErrForbidden, "forbidden", "access denied by policy"))
+}
+
+// lastLive returns the last version of a deleted resource that has a
+// body, to decide whether the caller may learn of the deletion.
+func (r *Repo) lastLive(ctx context.Context, v *store.Version) (*store.Version, error) {
+	for n := v.Version - 1; n > 0; n-- {
+		pv, err := r.s.st.Version(ctx, v.Tenant, v.Type, v.ID, n)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		if !pv.Deleted {
+			return pv, nil
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+// allowed decides one resource of a list (search, _include, history) the
+// caller is shown or not: a refused one is silently left out, an
+// emergency one marks the record. A fact-loading failure leaves it out.
+func (r *Repo) allowed(ctx context.Context, a authz.Action, t authz.Target, rec *audit.Record) bool {
+	f, err := r.facts(ctx, t)
+	if err != nil {
+		return false
+	}
+	d := authz.Decide(r.subj, a, t, f)
+	if d.Allow && d.Emergency {
+		r.markEmergency(ctx, rec, d)
+	}
+	return d.Allow
+}
+
+// restriction is the SQL condition (over alias r) that keeps a search of
+// types to what the caller may see: for each type, the patients whose
+// compartment it may reach, no security label it is not cleared for, and
+// the categories its scopes are constrained to. "" means no restriction.
+func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) (string, []any, error) {
+	f := authz.Facts{Now: r.s.now().UTC(), AdminPHI: !r.s.noAdminPHI}
+	needFacts := false
+	for _, t := range types {
+		if authz.NeedsRelationship(r.subj, t) {
+			needFacts = true
+		}
+	}
+	if (r.subj.Role == authz.RoleAdmin || r.subj.Role == authz.RoleClient) && slices.ContainsFunc(types, compartment.InPatientCompartment) {
+		// Callers who reach every patient: leave out in SQL the patients
+		// whose consents deny them, from the tenant's active consents.
+		cs, err := r.tenantConsents(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		f.Consents = cs
+	}
+	if needFacts && !(r.subj.Role == authz.RolePhysician && r.subj.BreakGlass != "") {
+		care, err := r.careSet(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		f.CareOf = care
+		if f.Organizations, err = r.organizations(ctx); err != nil && r.subj.Practitioner != "" {
+			return "", nil, err
+		}
+		if f.Consents, err = r.consents(ctx, care); err != nil {
+			return "", nil, err
+		}
+	}
+	var free []string
+	var ors []string
+	var args []any
+	for _, t := range types {
+		rest := authz.Restrict(r.subj, authz.Search, t, f)
+		var conds []string
+		targs := []any{t}
+		if !rest.All {
+			c, a := patientCond(t, rest.Patients, k)
+			conds = append(conds, c)
+			targs = append(targs, a...)
+		} else if len(rest.ExcludePatients) > 0 {
+			c, a := patientCond(t, rest.ExcludePatients, k)
+			conds = append(conds, `NOT (`+c+`)`)
+			targs = append(targs, a...)
+		}
+		if len(rest.ExcludeLabels) > 0 {
+			targs = append(targs, search.PID(t, "_security"))
+			for _, l := range rest.ExcludeLabels {
+				targs = append(targs, search.TokenHash(k, l))
+			}
+			conds = append(conds, `r.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
+		}
+		if constrained, cats := authz.ScopeConstraints(r.subj, authz.Search, t); constrained {
+			targs = append(targs, search.PID(t, "category"))
+			for _, c := range cats {
+				targs = append(targs, search.TokenHash(k, c))
+			}
+			conds = append(conds, `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
+		}
+		if len(conds) == 0 {
+			free = append(free, t)
+			continue
+		}
+		ors = append(ors, `(r.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
+		args = append(args, targs...)
+	}
+	if len(ors) == 0 {
+		return "", nil, nil
+	}
+	var head []any
+	if len(free) > 0 {
+		ors = append([]string{`r.type IN (` + marks(len(free)) + `)`}, ors...)
+		for _, t := range free {
+			head = append(head, t)
+		}
+	}
+	return strings.Join(ors, ` OR `), append(head, args...), nil
+}
+
+// patientCond keeps resources of typ in the compartments of patients.
+func patientCond(typ string, patients []string, k search.Keyer) (string, []any) {
+	if len(patients) == 0 {
+		return `1 = 0`, nil
+	}
+	hs := make([]any, len(patients))
+	for i, p := range patients {
+		hs[i] = search.RefHash(k, "Patient", p)
+	}
+	if typ == "Patient" {
+		return `r.refh IN (` + marks(len(hs)) + `)`, hs
+	}
+	var pids []any
+	for _, code := range compartment.PatientParams(typ) {
+		if p, ok := params.Lookup(typ, code); ok {
+			for _, pid := range search.RefPIDs(typ, p) {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		return `1 = 0`, nil
+	}
+	return `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
+}
+
+// tenantConsents are the tenant's active consents (at most maxConsents;
+// beyond that the per-resource decision still applies them, but totals may
+// count what it leaves out).
+func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, error) {
+	c, now := r.s.facts, r.s.now()
+	key := relKey{r.subj.Tenant, "*", ""}
+	if v, ok := getFact(c, c.consents, c.consentGen, key, now); ok {
+		return v, nil
+	}
+	gen := c.gen(c.consentGen, r.subj.Tenant)
+	vs, err := r.factDocs(ctx, "Consent", url.Values{"status": {"active"}}, maxConsents)
+	if err != nil {
+		return nil, err
+	}
+	var out []authz.Consent
+	for i := range vs {
+		doc, err := r.parsed(&vs[i])
+		if err != nil {
+			return nil, err
+		}
+		cs, err := authz.ParseConsent(doc)
+		if err != nil {
+			var pid string
+			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
+				pid = p
+			}
+			cs = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
+		}
+		out = append(out, cs)
+	}
+	putFact(c, c.consents, key, gen, now, out)
+	return out, nil
+}

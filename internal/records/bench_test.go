@@ -1,0 +1,103 @@
+package records_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/authz"
+)
+
+// BenchmarkReadDecision measures what the access decision adds to a read
+// (p50 and p90 over the iterations, in µs): describing the resource,
+// loading the facts through the search index (care relationship,
+// organizations, consents) and Decide. It also reports a whole Read
+// (store read, open, decision, audit commit) for scale. Run with
+//
+//	go test ./internal/records/ -run '^$' -bench BenchmarkReadDecision -benchtime 2000x
+func BenchmarkReadDecision(b *testing.B) {
+	w := apptest.Start(b, apptest.SQLite)
+	pid := w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
+	eid := w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"male"}`)
+	w.Create(b, authz.RoleAdmin, `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/`+eid+`"},`+
+		`"participant":[{"individual":{"reference":"Practitioner/pract-physician"}}],"period":{"start":"`+time.Now().Add(-48*time.Hour).UTC().Format(time.RFC3339)+`"}}`)
+	obs := func(p string) string {
+		return w.Create(b, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/`+p+`"}}`)
+	}
+	gpObs, encObs := obs(pid), obs(eid)
+	// Some unrelated load in the index.
+	for range 200 {
+		obs(w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"other"}`))
+	}
+	ctx := context.Background()
+	subj := map[string]authz.Subject{
+		"admin":                 {Tenant: "default", ID: "a", Role: authz.RoleAdmin, Scopes: []string{"user/*.cruds"}},
+		"physician-gp":          {Tenant: "default", ID: "p", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}, Practitioner: "pract-physician"},
+		"physician-encounter":   {Tenant: "default", ID: "p", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}, Practitioner: "pract-physician"},
+		"physician-unrelated":   {Tenant: "default", ID: "p", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}, Practitioner: "pract-nobody"},
+		"patient-own-compartm.": {Tenant: "default", ID: "u", Role: authz.RoleUser, Scopes: []string{"patient/*.rs"}, Patient: pid},
+	}
+	target := map[string]string{"physician-encounter": encObs}
+	for _, name := range []string{"admin", "physician-gp", "physician-encounter", "physician-unrelated", "patient-own-compartm."} {
+		id := gpObs
+		if t, ok := target[name]; ok {
+			id = t
+		}
+		s := subj[name]
+		plain, err := w.App.Records.For(subj["admin"], "bench").Read(ctx, "Observation", id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("decision/"+name, func(b *testing.B) {
+			var ds []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				d, err := w.App.Records.For(s, "bench").DecisionOnly(ctx, "Observation", plain.JSON, id)
+				ds = append(ds, time.Since(start))
+				if err != nil || d.Allow == strings.HasSuffix(name, "unrelated") {
+					b.Fatalf("%+v %v", d, err)
+				}
+			}
+			report(b, ds)
+		})
+		b.Run("decision-cold/"+name, func(b *testing.B) {
+			// Every iteration after a write: the facts are loaded from
+			// the search index again.
+			var ds []time.Duration
+			for b.Loop() {
+				w.App.Records.ForgetFacts("default")
+				start := time.Now()
+				_, err := w.App.Records.For(s, "bench").DecisionOnly(ctx, "Observation", plain.JSON, id)
+				ds = append(ds, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b, ds)
+		})
+		b.Run("read/"+name, func(b *testing.B) {
+			var ds []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				_, err := w.App.Records.For(s, "bench").Read(ctx, "Observation", id)
+				ds = append(ds, time.Since(start))
+				if (err == nil) == strings.HasSuffix(name, "unrelated") {
+					b.Fatal(err)
+				}
+			}
+			report(b, ds)
+		})
+	}
+}
+
+func report(b *testing.B, ds []time.Duration) {
+	slices.Sort(ds)
+	if len(ds) == 0 {
+		return
+	}
+	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(ds[len(ds)*9/10].Nanoseconds())/1e3, "p90-µs")
+}

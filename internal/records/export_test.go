@@ -1,0 +1,27 @@
+package records
+
+import (
+	"context"
+
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+)
+
+// DecisionOnly runs what a read adds for access control, after the store
+// read and before the audit record: describe the resource, load the facts,
+// decide. For the benchmark of the decision's cost.
+func (r *Repo) DecisionOnly(ctx context.Context, typ string, plain []byte, id string) (authz.Decision, error) {
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	t := targetOf(r.subj.Tenant, typ, id, res.Doc)
+	f, err := r.facts(ctx, t)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	return authz.Decide(r.subj, authz.Read, t, f), nil
+}
+
+// ForgetFacts empties the fact cache of tenant, as a write would.
+func (s *Service) ForgetFacts(tenant string) { s.facts.wrote(tenant, "Patient", "Consent") }
