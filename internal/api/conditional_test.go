@@ -33,7 +33,7 @@ func patientWithID(val, gender string) string {
 
 func searchTotal(t *testing.T, w *apptest.Ward, path string) int {
 	t.Helper()
-	r := w.Do(t, "GET", path, w.Tokens[authz.RolePhysician], nil)
+	r := w.Do(t, "GET", path, w.Tokens[authz.RoleAdmin], nil)
 	if r.Status != 200 {
 		t.Fatalf("search %s: %d %.300s", path, r.Status, r.Body)
 	}
@@ -43,7 +43,7 @@ func searchTotal(t *testing.T, w *apptest.Ward, path string) int {
 
 func TestConditionalCreateUpdateDelete(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		cond := "identifier=" + url.QueryEscape(idSys+"|"+idVal1)
 
 		// Conditional create: none -> 201, one -> 200 with it, no write.
@@ -85,28 +85,28 @@ func TestConditionalCreateUpdateDelete(t *testing.T) {
 
 		bySystem := "identifier=" + url.QueryEscape(idSys+"|") // matches id and id2
 		for _, sc := range []scenario{
-			{name: "create: several matches", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, status: 412,
+			{name: "create: several matches", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, status: 412,
 				body: patient, headers: []string{"If-None-Exist: identifier=" + idSys + "|"}, want: []string{"more than one"}},
-			{name: "update: body id differs from the match", method: "PUT", path: "/fhir/Patient?" + cond, role: authz.RolePhysician, status: 400,
+			{name: "update: body id differs from the match", method: "PUT", path: "/fhir/Patient?" + cond, role: authz.RoleAdmin, status: 400,
 				body: withID(patient, id2), want: []string{"Patient.id"}, notWant: []string{idVal1}},
-			{name: "update: several matches", method: "PUT", path: "/fhir/Patient?identifier=" + url.QueryEscape(idSys+"|"), role: authz.RolePhysician, status: 412,
+			{name: "update: several matches", method: "PUT", path: "/fhir/Patient?identifier=" + url.QueryEscape(idSys+"|"), role: authz.RoleAdmin, status: 412,
 				body: patient, want: []string{"more than one"}},
-			{name: "update: If-Match honoured", method: "PUT", path: "/fhir/Patient?" + cond, role: authz.RolePhysician, status: 412,
+			{name: "update: If-Match honoured", method: "PUT", path: "/fhir/Patient?" + cond, role: authz.RoleAdmin, status: 412,
 				body: patientWithID(idVal1, "female"), headers: []string{`If-Match: W/"1"`}, want: []string{"If-Match"}},
-			{name: "update: no condition", method: "PUT", path: "/fhir/Patient", role: authz.RolePhysician, status: 400,
+			{name: "update: no condition", method: "PUT", path: "/fhir/Patient", role: authz.RoleAdmin, status: 400,
 				body: patient, want: []string{"condition"}},
-			{name: "update: unknown parameter is refused, not ignored", method: "PUT", path: "/fhir/Patient?nonsense=1", role: authz.RolePhysician, status: 400,
+			{name: "update: unknown parameter is refused, not ignored", method: "PUT", path: "/fhir/Patient?nonsense=1", role: authz.RoleAdmin, status: 400,
 				body: patient, want: []string{"nonsense"}},
-			{name: "update: result parameters refused", method: "PUT", path: "/fhir/Patient?" + cond + "&_count=1", role: authz.RolePhysician, status: 400,
+			{name: "update: result parameters refused", method: "PUT", path: "/fhir/Patient?" + cond + "&_count=1", role: authz.RoleAdmin, status: 400,
 				body: patient, want: []string{"_count"}, notWant: []string{idVal1}},
-			{name: "create: malformed condition", method: "POST", path: "/fhir/Patient", role: authz.RolePhysician, status: 400,
+			{name: "create: malformed condition", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, status: 400,
 				body: patient, headers: []string{"If-None-Exist: birthdate=notadate"}, want: []string{"birthdate"}},
-			{name: "delete: no condition", method: "DELETE", path: "/fhir/Patient", role: authz.RolePhysician, status: 400},
-			{name: "delete: over the cap deletes nothing", method: "DELETE", path: "/fhir/Patient?" + bySystem, role: authz.RolePhysician, status: 412,
+			{name: "delete: no condition", method: "DELETE", path: "/fhir/Patient", role: authz.RoleAdmin, status: 400},
+			{name: "delete: over the cap deletes nothing", method: "DELETE", path: "/fhir/Patient?" + bySystem, role: authz.RoleAdmin, status: 412,
 				want: []string{"more than 1 resources"}},
 			{name: "delete: nurse may not", method: "DELETE", path: "/fhir/Patient?" + cond, role: authz.RoleNurse, status: 403},
-			{name: "delete: no match", method: "DELETE", path: "/fhir/Patient?identifier=x|absent", role: authz.RolePhysician, status: 204},
-			{name: "delete: one match", method: "DELETE", path: "/fhir/Patient?" + cond2, role: authz.RolePhysician, status: 200, want: []string{"1 Patient resources deleted"}},
+			{name: "delete: no match", method: "DELETE", path: "/fhir/Patient?identifier=x|absent", role: authz.RoleAdmin, status: 204},
+			{name: "delete: one match", method: "DELETE", path: "/fhir/Patient?" + cond2, role: authz.RoleAdmin, status: 200, want: []string{"1 Patient resources deleted"}},
 		} {
 			sc.run(t, w)
 		}
@@ -126,7 +126,7 @@ func TestConditionalCreateUpdateDelete(t *testing.T) {
 // creates it, every other gets it back.
 func TestConcurrentConditionalCreates(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		cond := "identifier=" + url.QueryEscape(idSys+"|"+idVal1)
 		const n = 12
 		var wg sync.WaitGroup
@@ -161,10 +161,10 @@ func TestConcurrentConditionalCreates(t *testing.T) {
 // whole transaction naming the entry and element, and write nothing.
 func TestConditionalReferences(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
-		one := w.Create(t, authz.RolePhysician, patientWithID(idVal1, "female"))
-		w.Create(t, authz.RolePhysician, patientWithID(idVal2, "male"))
-		w.Create(t, authz.RolePhysician, patientWithID(idVal2, "male"))
+		tok := w.Tokens[authz.RoleAdmin]
+		one := w.Create(t, authz.RoleAdmin, patientWithID(idVal1, "female"))
+		w.Create(t, authz.RoleAdmin, patientWithID(idVal2, "male"))
+		w.Create(t, authz.RoleAdmin, patientWithID(idVal2, "male"))
 		obs := func(ref string) string {
 			return `{"fullUrl":"urn:uuid:0f0e0d0c-0000-4000-8000-000000000001","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + ref + `"}},"request":{"method":"POST","url":"Observation"}}`
 		}
@@ -230,7 +230,7 @@ func TestConditionalReferences(t *testing.T) {
 // refusal is audited.
 func TestConditionalNeedsSearchPermission(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	w.Create(t, authz.RolePhysician, patientWithID(idVal1, "female"))
+	w.Create(t, authz.RoleAdmin, patientWithID(idVal1, "female"))
 	form := "grant_type=password&username=physician-user&password=" + url.QueryEscape(apptest.Password) + "&scope=" + url.QueryEscape("user/Patient.c user/Observation.c")
 	r := w.Do(t, "POST", "/oauth2/token", "", []byte(form), "Content-Type: application/x-www-form-urlencoded")
 	var tok struct {
@@ -284,7 +284,7 @@ func gunzipFile(t *testing.T, path string) []byte {
 // conditional. Expectations come from the files themselves.
 func TestSyntheaSharedAndConditionalReferences(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		shared, _ := filepath.Glob("testdata/synthea-blaze/0-*.json.gz")
 		patients, _ := filepath.Glob("testdata/synthea-blaze/blaze-*.json.gz")
 		if len(shared) != 2 || len(patients) != 1 {
@@ -386,9 +386,9 @@ func TestSyntheaSharedAndConditionalReferences(t *testing.T) {
 // nothing), no successful write in the ledger.
 func TestTransactionAtomicUnderFailure(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
-		existing := w.Create(t, authz.RolePhysician, patientWithID(idVal2, "male"))
-		w.Create(t, authz.RolePhysician, patientWithID(idVal2, "male"))
+		tok := w.Tokens[authz.RoleAdmin]
+		existing := w.Create(t, authz.RoleAdmin, patientWithID(idVal2, "male"))
+		w.Create(t, authz.RoleAdmin, patientWithID(idVal2, "male"))
 		first := `{"fullUrl":"urn:uuid:0f0e0d0c-0000-4000-8000-0000000000aa","resource":` + patientWithID(idVal1, "female") + `,"request":{"method":"POST","url":"Patient"}}`
 		last := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0f0e0d0c-0000-4000-8000-0000000000aa"}},"request":{"method":"POST","url":"Observation"}}`
 		dup := url.QueryEscape(idSys + "|" + idVal2)
@@ -436,7 +436,7 @@ func TestSameConditionTwiceInOneTransaction(t *testing.T) {
 		return fmt.Sprintf(`{"fullUrl":"urn:uuid:0f0e0d0c-0000-4000-8000-00000000000%d","resource":%s,"request":{"method":"POST","url":"Patient","ifNoneExist":"%s"}}`, n, patientWithID(idVal1, "female"), cond)
 	}
 	obs := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:0f0e0d0c-0000-4000-8000-000000000002"}},"request":{"method":"POST","url":"Observation"}}`
-	r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RolePhysician], []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+entry(1)+`,`+entry(2)+`,`+obs+`]}`), "Prefer: return=representation")
+	r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RoleAdmin], []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+entry(1)+`,`+entry(2)+`,`+obs+`]}`), "Prefer: return=representation")
 	if r.Status != 200 {
 		t.Fatalf("%d %s", r.Status, r.Body)
 	}

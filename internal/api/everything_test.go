@@ -81,7 +81,7 @@ func expectedCompartment(t *testing.T, w *apptest.Ward, tok, pid string, types [
 
 func TestPatientEverything(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		// Only types that were loaded can be in a compartment: asking
 		// search about the others would only slow the test.
 		loaded := map[string]bool{"Patient": true, "Observation": true}
@@ -116,10 +116,10 @@ func TestPatientEverything(t *testing.T) {
 		pid := strings.TrimPrefix(pids[0], "Patient/")
 		// A second patient with resources of its own, and one resource
 		// referring to both (in both compartments).
-		other := w.Create(t, authz.RolePhysician, patient)
-		w.Create(t, authz.RolePhysician, `{"resourceType":"Observation","status":"final","code":{"text":"other"},"subject":{"reference":"Patient/`+other+`"}}`)
+		other := w.Create(t, authz.RoleAdmin, patient)
+		w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"other"},"subject":{"reference":"Patient/`+other+`"}}`)
 		time.Sleep(5 * time.Millisecond)
-		both := w.Create(t, authz.RolePhysician, `{"resourceType":"Observation","status":"final","code":{"text":"both"},"subject":{"reference":"Patient/`+pid+`"},"performer":[{"reference":"Patient/`+other+`"}]}`)
+		both := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"both"},"subject":{"reference":"Patient/`+pid+`"},"performer":[{"reference":"Patient/`+other+`"}]}`)
 
 		want := expectedCompartment(t, w, tok, pid, types)
 		got, pages := collect(t, w, tok, "/fhir/Patient/"+pid+"/$everything?_count=37")
@@ -170,11 +170,11 @@ func TestPatientEverything(t *testing.T) {
 		}
 
 		for _, sc := range []scenario{
-			{name: "unknown patient", method: "GET", path: "/fhir/Patient/nope/$everything", role: authz.RolePhysician, status: 404},
-			{name: "type outside the compartment", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Organization", role: authz.RolePhysician, status: 400, want: []string{"_type"}},
-			{name: "not a type", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Nonsense", role: authz.RolePhysician, status: 400},
-			{name: "bad _since", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_since=yesterday", role: authz.RolePhysician, status: 400},
-			{name: "bad cursor", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_cursor=x", role: authz.RolePhysician, status: 400},
+			{name: "unknown patient", method: "GET", path: "/fhir/Patient/nope/$everything", role: authz.RoleAdmin, status: 404},
+			{name: "type outside the compartment", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Organization", role: authz.RoleAdmin, status: 400, want: []string{"_type"}},
+			{name: "not a type", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Nonsense", role: authz.RoleAdmin, status: 400},
+			{name: "bad _since", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_since=yesterday", role: authz.RoleAdmin, status: 400},
+			{name: "bad cursor", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_cursor=x", role: authz.RoleAdmin, status: 400},
 			{name: "no token", method: "GET", path: "/fhir/Patient/" + pid + "/$everything", status: 401},
 		} {
 			sc.run(t, w)
@@ -182,7 +182,7 @@ func TestPatientEverything(t *testing.T) {
 		if g := w.Do(t, "DELETE", "/fhir/Patient/"+other, tok, nil); g.Status != 200 {
 			t.Fatal(g.Status)
 		}
-		(scenario{name: "deleted patient", method: "GET", path: "/fhir/Patient/" + other + "/$everything", role: authz.RolePhysician, status: 410}).run(t, w)
+		(scenario{name: "deleted patient", method: "GET", path: "/fhir/Patient/" + other + "/$everything", role: authz.RoleAdmin, status: 410}).run(t, w)
 	})
 }
 

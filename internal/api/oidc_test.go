@@ -82,13 +82,19 @@ func TestExternalIssuerTokens(t *testing.T) {
 	os.WriteFile(file, []byte(fmt.Sprintf(`[{"issuer":%q,"audience":"ward-api","tenant":"default","role_claim":"groups",
 		"roles":{"doctors":"physician","nurses":"nurse"},"practitioner_claim":"practitioner"}]`, ti.srv.URL)), 0o600)
 	forEachBackendWith(t, func(c *config.Config) { c.OIDCIssuers = file }, func(t *testing.T, w *apptest.Ward) {
-		pid := w.Create(t, authz.RolePhysician, patient)
+		// The external clinician is Practitioner pract-physician (their
+		// token's practitioner claim), whom the patient names as general
+		// practitioner: a care relationship. Without the claim there is
+		// none.
+		pid := w.Create(t, authz.RoleAdmin, patient)
 		other, _ := rsa.GenerateKey(rand.Reader, 2048)
-		good := ti.token(t, ti.key, "k1", nil)
+		good := ti.token(t, ti.key, "k1", jwt.MapClaims{"practitioner": "Practitioner/pract-physician"})
+		unlinked := ti.token(t, ti.key, "k1", nil)
 		nurse := ti.token(t, ti.key, "k1", jwt.MapClaims{"groups": "nurses", "sub": "bob"})
 		for _, sc := range []scenario{
 			{name: "accepted as physician", method: "GET", path: "/fhir/Patient/" + pid, token: good, status: 200, want: []string{"Quillfeather"}},
 			{name: "again, from the cache", method: "GET", path: "/fhir/Patient/" + pid, token: good, status: 200},
+			{name: "a physician without the practitioner claim has no care relationship", method: "GET", path: "/fhir/Patient/" + pid, token: unlinked, status: 403, notWant: []string{"Quillfeather"}},
 			{name: "a physician writes", method: "POST", path: "/fhir/Patient", token: good, body: patient, status: 201},
 			{name: "a nurse may not write a Patient", method: "POST", path: "/fhir/Patient", token: nurse, body: patient, status: 403},
 			{name: "wrong audience", method: "GET", path: "/fhir/Patient/" + pid, token: ti.token(t, ti.key, "k1", jwt.MapClaims{"aud": "other-api"}), status: 401, want: []string{"OperationOutcome"}, notWant: []string{"Quillfeather"}},

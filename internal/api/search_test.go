@@ -386,7 +386,7 @@ func TestLeakyIndexSetting(t *testing.T) {
 			t.Run(backend2(backend, leaky), func(t *testing.T) {
 				w := apptest.Start(t, backend, func(c *config.Config) { c.SearchLeakyIndex = leaky })
 				ids := searchFixture(t, w)
-				tok := w.Tokens[authz.RolePhysician]
+				tok := w.Tokens[authz.RoleAdmin]
 				for q, want := range leakyQueries {
 					r := w.Do(t, "GET", "/fhir/Patient?"+q, tok, nil)
 					if !leaky {

@@ -41,7 +41,7 @@ func loadDataset(t *testing.T, w *apptest.Ward, patients, observations int) stri
 				return
 			}
 			body := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
-			if r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RolePhysician], []byte(body)); r.Status != 200 {
+			if r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RoleAdmin], []byte(body)); r.Status != 200 {
 				t.Fatalf("load %s: %d %.300s", f, r.Status, r.Body)
 			}
 			entries = entries[:0]
@@ -126,7 +126,7 @@ func TestBenchmarkedSearchesUseIndexes(t *testing.T) {
 							break
 						}
 					}
-					r := w.Do(t, "GET", "/fhir/"+p, w.Tokens[authz.RolePhysician], nil)
+					r := w.Do(t, "GET", "/fhir/"+p, w.Tokens[authz.RoleAdmin], nil)
 					if r.Status != 200 {
 						t.Fatalf("GET %s: %d %.300s", p, r.Status, r.Body)
 					}
@@ -191,7 +191,7 @@ func TestSearchMix(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep, err := loadgen.Run(context.Background(), loadgen.Options{
-			BaseURL: w.URL, Token: w.Tokens[authz.RolePhysician], Mix: loadgen.MixSearch, Paths: paths,
+			BaseURL: w.URL, Token: w.Tokens[authz.RoleAdmin], Mix: loadgen.MixSearch, Paths: paths,
 			Concurrency: 2, Duration: time.Hour, MaxRequests: 40,
 		})
 		if err != nil {
@@ -208,7 +208,7 @@ func TestSearchMix(t *testing.T) {
 func TestTransactionMix(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	rep, err := loadgen.Run(context.Background(), loadgen.Options{
-		BaseURL: w.URL, Token: w.Tokens[authz.RolePhysician], Mix: loadgen.MixTransaction, BundleEntries: 20,
+		BaseURL: w.URL, Token: w.Tokens[authz.RoleAdmin], Mix: loadgen.MixTransaction, BundleEntries: 20,
 		Concurrency: 2, Duration: time.Hour, MaxRequests: 6,
 	})
 	if err != nil {
@@ -218,7 +218,7 @@ func TestTransactionMix(t *testing.T) {
 		t.Fatalf("%d transactions, %d errors %v", rep.PerOp["transaction"].Requests, rep.Errors, rep.ErrorSamples)
 	}
 	for typ, want := range map[string]float64{"Patient": 30, "Observation": 90} {
-		r := w.Do(t, "GET", "/fhir/"+typ+"?_summary=count", w.Tokens[authz.RolePhysician], nil)
+		r := w.Do(t, "GET", "/fhir/"+typ+"?_summary=count", w.Tokens[authz.RoleAdmin], nil)
 		if got, _ := r.JSON(t)["total"].(float64); got != want {
 			t.Errorf("%s: %v after 6 Bundles of 20, want %v", typ, got, want)
 		}

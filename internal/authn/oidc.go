@@ -362,9 +362,12 @@ func (s *Service) parseExternal(ctx context.Context, x *external, token string) 
 		return cached{}, err
 	}
 	rec.Tenant = tenant
+	var practitioner string
 	if x.cfg.PractitionerClaim != "" {
 		if p, present := claims[x.cfg.PractitionerClaim]; present {
-			if ps, _ := p.(string); !fhirID.MatchString(strings.TrimPrefix(ps, "Practitioner/")) {
+			ps, _ := p.(string)
+			practitioner = strings.TrimPrefix(ps, "Practitioner/")
+			if !fhirID.MatchString(practitioner) {
 				return refuse("bad-practitioner-claim", errors.New("the practitioner claim is not a FHIR id"))
 			}
 		}
@@ -373,6 +376,11 @@ func (s *Service) parseExternal(ctx context.Context, x *external, token string) 
 	iat, _ := claims.GetIssuedAt()
 	e := cached{subj: authz.Subject{Tenant: tenant, ID: rec.Actor, Role: role, Scopes: strings.Fields(x.cfg.Scope)},
 		exp: exp.Time, jti: "ext-" + hex.EncodeToString(sum[:16])}
+	if role == authz.RolePhysician || role == authz.RoleNurse {
+		// The care relationship rules need to know which Practitioner
+		// the clinician is.
+		e.subj.Practitioner = practitioner
+	}
 	if iat != nil {
 		e.iat = iat.Time
 	}
