@@ -273,3 +273,6 @@ func (r *Repo) AuditExport(ctx context.Context, action, jobID string) error {
 
 // ExportRef is the ledger reference of an exported version.
 func ExportRef(res Resource) string { return ref(res.Type, res.ID, res.Version) }
+
+// Subject is the caller the repository is bound to.
+func (r *Repo) Subject() authz.Subject { return r.subj }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 )
@@ -186,4 +188,17 @@ func StoredCount(results []EntryResult) int {
 		}
 	}
 	return n
+}
+
+// ImportAllowed decides a bulk import ($import) for the caller: admins and
+// physicians only, on top of the per-resource decision every line gets. A
+// refusal is audited.
+func (r *Repo) ImportAllowed(ctx context.Context) error {
+	rec := r.record("import", "")
+	switch r.subj.Role {
+	case authz.RoleAdmin, authz.RolePhysician:
+		return nil
+	}
+	return r.refuse(rec, audit.OutcomeMinor, "denied:role-may-not-bulk-import",
+		problem.New(problem.ErrForbidden, "forbidden", "bulk import is for admins and physicians"))
 }
