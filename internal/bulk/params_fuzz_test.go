@@ -21,15 +21,15 @@ func FuzzParseKickoff(f *testing.F) {
 		strict             bool
 	}{
 		{records.ExportSystem, "", "_type=Patient,Observation&_since=2024-01-31T12:00:00Z&_outputFormat=application/fhir+ndjson", false}, // everything valid
-		{records.ExportPatient, "", "_type=Patient&_type=Patient,Encounter", true},                                                         // repeated _type, duplicates
-		{records.ExportGroup, "g-1", "_since=2024-01-31T12:00:00+02:00", false},                                                           // '+' decoded to a space
-		{records.ExportGroup, "bad id!", "", false},                                                                                        // bad group id
-		{records.ExportSystem, "", "_typeFilter=Patient%3Factive%3Dtrue", true},                                                            // unsupported, strict
-		{records.ExportSystem, "", "_typeFilter=x&patient=Patient/1", false},                                                               // unsupported, lenient
-		{records.ExportSystem, "", "_type=,Patient", false},                                                                                // empty item
-		{records.ExportSystem, "", "_since=2024-13-01", false},                                                                             // bad date, no zone
-		{records.ExportSystem, "", "_outputFormat=text%2Fcsv&_outputFormat=ndjson", false},                                                // repeated, bad
-		{records.ExportSystem, "", "%ff%fe=1&_type=%00Patient", true},                                                                      // unprintable
+		{records.ExportPatient, "", "_type=Patient&_type=Patient,Encounter", true},                                                       // repeated _type, duplicates
+		{records.ExportGroup, "g-1", "_since=2024-01-31T12:00:00+02:00", false},                                                          // '+' decoded to a space
+		{records.ExportGroup, "bad id!", "", false},                                                                                      // bad group id
+		{records.ExportSystem, "", "_typeFilter=Patient%3Factive%3Dtrue", true},                                                          // unsupported, strict
+		{records.ExportSystem, "", "_typeFilter=x&patient=Patient/1", false},                                                             // unsupported, lenient
+		{records.ExportSystem, "", "_type=,Patient", false},                                                                              // empty item
+		{records.ExportSystem, "", "_since=2024-13-01", false},                                                                           // bad date, no zone
+		{records.ExportSystem, "", "_outputFormat=text%2Fcsv&_outputFormat=ndjson", false},                                               // repeated, bad
+		{records.ExportSystem, "", "%ff%fe=1&_type=%00Patient", true},                                                                    // unprintable
 	} {
 		f.Add(s.kind, s.group, s.query, s.strict)
 	}
