@@ -450,3 +450,58 @@ func TestImportEndpoint(t *testing.T) {
 		}
 	})
 }
+
+// TestPagingByLinkHeader: a generic loader that pages by the HTTP Link
+// header gets the same pages as one that follows Bundle.link next.
+func TestPagingByLinkHeader(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		for range 3 {
+			w.Create(t, authz.RolePhysician, patient)
+		}
+		tok := w.Tokens[authz.RolePhysician]
+		for _, start := range []string{"/fhir/Patient?_count=1", "/fhir/Patient/_history?_count=1"} {
+			seen := map[string]bool{}
+			path := start
+			for pages := 0; path != ""; pages++ {
+				if pages > 5 {
+					t.Fatalf("%s: paging does not end", start)
+				}
+				r := w.Do(t, "GET", path, tok, nil)
+				if r.Status != 200 {
+					t.Fatalf("%s: %d %s", path, r.Status, r.Body)
+				}
+				var b struct {
+					Link  []struct{ Relation, URL string }
+					Entry []struct {
+						Resource struct{ ID string }
+					}
+				}
+				json.Unmarshal(r.Body, &b)
+				for _, e := range b.Entry {
+					seen[e.Resource.ID] = true
+				}
+				bundleNext := ""
+				for _, l := range b.Link {
+					if l.Relation == "next" {
+						bundleNext = l.URL
+					}
+				}
+				header := r.Header.Get("Link")
+				path = ""
+				if bundleNext == "" {
+					if header != "" {
+						t.Fatalf("%s: Link header %q on the last page", start, header)
+					}
+					continue
+				}
+				if header != "<"+bundleNext+`>; rel="next"` {
+					t.Fatalf("%s: Link header %q, Bundle next %q", start, header, bundleNext)
+				}
+				path = strings.TrimPrefix(bundleNext, w.Server.URL)
+			}
+			if len(seen) != 3 {
+				t.Fatalf("%s: %d resources over the pages, want 3", start, len(seen))
+			}
+		}
+	})
+}
