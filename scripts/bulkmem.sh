@@ -24,7 +24,7 @@ export_all() { # data dir, port, output dir
   local dir=$1 port=$2 out=$3
   "$work/ward" serve --addr "127.0.0.1:$port" --data-dir "$dir" >"$work/serve-$port.out" 2>"$work/serve-$port.err" &
   local pid=$!
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
   printf '%s\n' "$pw" | "$work/ward" users add --data-dir "$dir" --username exporter --role admin --password-stdin >/dev/null 2>&1 || true
   local tok
   tok=$(curl -fsS -X POST "http://127.0.0.1:$port/oauth2/token" -d grant_type=password -d username=exporter --data-urlencode "password=$pw" | jq -r .access_token)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/bulk"
@@ -160,6 +161,10 @@ func TestBulkExportRoundTrip(t *testing.T) {
 
 		// At rest the output is ciphertext.
 		assertNoPlaintextExport(t, w, plantedFamily)
+		// The ledger with the (large) download records still verifies.
+		if _, _, err := app.VerifyLedger(context.Background(), w.App.Store); err != nil {
+			t.Fatalf("ledger: %v", err)
+		}
 
 		// Re-imported into an empty server, the output round-trips.
 		empty := apptest.Start(t, w.Backend)
