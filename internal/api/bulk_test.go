@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
@@ -509,4 +514,68 @@ func TestPagingByLinkHeader(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBulkExportBackendClient: the usual Bulk Data client, a SMART Backend
+// Services client, exports what its system/ scopes grant: without _type
+// exactly those types, a named type outside them is refused.
+func TestBulkExportBackendClient(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	seedExport(t, w)
+	w.Create(t, authz.RolePhysician, `{"resourceType":"Condition","subject":{"reference":"Patient/x"}}`)
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"r1","n":%q,"e":%q}]}`, b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
+	if err := w.App.Store.Commit(context.Background(), &store.Unit{NewClient: &store.Client{
+		ID: "bulk-client", Tenant: "default", JWKS: jwks, Scope: "system/Patient.rs system/Observation.rs", Created: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	a := jwt.NewWithClaims(jwt.SigningMethodRS384, jwt.RegisteredClaims{Issuer: "bulk-client", Subject: "bulk-client",
+		Audience: jwt.ClaimStrings{w.Server.URL + "/oauth2/token"}, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute)), ID: "bulk-jti-1"})
+	a.Header["kid"] = "r1"
+	signed, err := a.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {signed}}
+	r := w.Do(t, "POST", "/oauth2/token", "", []byte(form.Encode()), "Content-Type: application/x-www-form-urlencoded")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if json.Unmarshal(r.Body, &tok); r.Status != 200 || tok.AccessToken == "" {
+		t.Fatalf("client token: %d %s", r.Status, r.Body)
+	}
+	async := "Prefer: respond-async"
+	if r := w.Do(t, "GET", "/fhir/$export?_type=Condition", tok.AccessToken, nil, async); r.Status != 403 {
+		t.Fatalf("export of a type outside the scopes: %d %s", r.Status, r.Body)
+	}
+	r = w.Do(t, "GET", "/fhir/$export", tok.AccessToken, nil, async)
+	if r.Status != 202 {
+		t.Fatalf("kick-off: %d %s", r.Status, r.Body)
+	}
+	status := strings.TrimPrefix(r.Header.Get("Content-Location"), w.Server.URL)
+	var m exportManifest
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r = w.Do(t, "GET", status, tok.AccessToken, nil)
+		if r.Status == 200 {
+			json.Unmarshal(r.Body, &m)
+			break
+		}
+		if r.Status != 202 || time.Now().After(deadline) {
+			t.Fatalf("status: %d %s", r.Status, r.Body)
+		}
+	}
+	got := map[string]int{}
+	for _, o := range m.Output {
+		got[o.Type] += o.Count
+		if r := w.Do(t, "GET", strings.TrimPrefix(o.URL, w.Server.URL), tok.AccessToken, nil); r.Status != 200 || bytes.Count(r.Body, []byte("\n")) != o.Count {
+			t.Fatalf("download %s: %d", o.URL, r.Status)
+		}
+		// A user of the same tenant is not the requester.
+		if r := w.Do(t, "GET", strings.TrimPrefix(o.URL, w.Server.URL), w.Tokens[authz.RoleAdmin], nil); r.Status != 404 {
+			t.Fatalf("admin downloads the client's file: %d", r.Status)
+		}
+	}
+	if fmt.Sprint(got) != "map[Observation:6 Patient:3]" {
+		t.Fatalf("client export: %v", got)
+	}
 }

@@ -116,3 +116,46 @@ func BenchmarkExport(b *testing.B) {
 	}
 	b.ReportMetric(float64(2*n*b.N)/time.Since(start).Seconds(), "resources/s")
 }
+
+// TestOneNodeClaimsAJob: nodes racing for a queued job (as several ward
+// serve processes on one database do) never both get it.
+func TestOneNodeClaimsAJob(t *testing.T) {
+	for _, b := range apptest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			w := apptest.Start(t, b)
+			w.App.Bulk.Stop()
+			ctx := context.Background()
+			js := w.App.Store.(bulk.Store)
+			for round := range 5 {
+				if _, err := w.App.Bulk.Kickoff(ctx, admin(w), bulk.Request{Kind: records.ExportSystem, Types: []string{"Patient"}}); err != nil {
+					t.Fatal(err)
+				}
+				const nodes = 4
+				got := make(chan string, nodes)
+				for n := range nodes {
+					go func() {
+						now := time.Now()
+						j, err := js.ClaimExportJob(ctx, fmt.Sprintf("node-%d", n), now, now.Add(time.Minute))
+						switch {
+						case err != nil:
+							got <- "error: " + err.Error()
+						case j != nil:
+							got <- j.Owner
+						default:
+							got <- ""
+						}
+					}()
+				}
+				var owners []string
+				for range nodes {
+					if o := <-got; o != "" {
+						owners = append(owners, o)
+					}
+				}
+				if len(owners) != 1 || !strings.HasPrefix(owners[0], "node-") {
+					t.Fatalf("round %d: claims %q, want exactly one owner", round, owners)
+				}
+			}
+		})
+	}
+}
