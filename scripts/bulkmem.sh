@@ -3,7 +3,7 @@
 #   1. ward import of the shared Synthea set (00-shared + the self-contained
 #      smart-* patient bundles) into a fresh SQLite data dir;
 #   2. a Bulk Data export of everything ($export through ward serve);
-#   3. ndjsoncopies makes COPIES (default 10) copies of that export with new
+#   3. ndjsoncopies makes COPIES (default 34) copies of that export with new
 #      ids (references rewritten);
 #   4. ward import of the copies into a fresh data dir under /usr/bin/time -v
 #      (peak RSS of the importer);
@@ -12,7 +12,7 @@
 # Usage: scripts/bulkmem.sh   (COPIES=N, DATA=path to the Synthea set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COPIES=${COPIES:-10}
+COPIES=${COPIES:-34} # 34 x the 3,035 resources that load ~ 10x the whole shared set (10,148)
 DATA=${DATA:-/work/shared/synthea-r4}
 work=${WORK:-$(mktemp -d)}
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT
