@@ -54,7 +54,7 @@ var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl"}, nil)
 	if err != nil {
 		return err
 	}
@@ -82,6 +82,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	defer a.Close()
+	a.StartWorkers()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,9 +21,6 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/records"
 )
-
-// ndjsonChunk is how many NDJSON lines go into one transaction.
-const ndjsonChunk = 500
 
 // runImport loads FHIR Bundles (.json: transaction, batch, or a single
 // resource) and NDJSON files (.ndjson: one resource per line, ids kept)
@@ -233,65 +228,31 @@ func importFile(ctx context.Context, repo *records.Repo, path string) (int, erro
 	return 0, fmt.Errorf("a Bundle of type %q cannot be imported (transaction or batch)", kind)
 }
 
-func stored(results []records.EntryResult) int {
-	n := 0
-	for _, r := range results {
-		if r.Err == nil && (r.Status == http.StatusCreated || r.Status == http.StatusOK) && r.Resource != nil && !r.Resource.Deleted {
-			n++
-		}
-	}
-	return n
-}
+func stored(results []records.EntryResult) int { return records.StoredCount(results) }
 
-// importNDJSON loads one resource per line, keeping ids (PUT), in
-// transactions of ndjsonChunk lines.
+// importNDJSON loads one resource per line, keeping ids, through the
+// same streaming core as POST /fhir/$import (records.ImportNDJSON): the
+// good lines are stored, the bad ones named by line number.
 func importNDJSON(ctx context.Context, repo *records.Repo, path string) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	var chunk []records.Entry
-	n, line := 0, 0
-	flush := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		results, err := repo.Transaction(ctx, chunk)
-		if err != nil {
-			return fmt.Errorf("lines %d-%d: %w", chunk[0].Index+1, chunk[len(chunk)-1].Index+1, err)
-		}
-		n += stored(results)
-		chunk = chunk[:0]
-		return nil
+	rep, err := repo.ImportNDJSON(ctx, f, nil)
+	if err != nil {
+		return rep.Stored, err
 	}
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
+	if rep.Failed > 0 {
+		var lines []string
+		for _, lf := range rep.Failures[:min(len(rep.Failures), 5)] {
+			lines = append(lines, fmt.Sprintf("line %d: %v", lf.Line, lf.Err))
 		}
-		res, err := fhir.Parse([]byte(text))
-		if err != nil {
-			return n, fmt.Errorf("line %d: %w", line, err)
+		more := ""
+		if rep.Failed > len(lines) {
+			more = fmt.Sprintf("; and %d more", rep.Failed-len(lines))
 		}
-		e := records.Entry{Index: line - 1, Type: res.Type, Resource: res}
-		if res.ID != "" {
-			e.Method, e.ID = http.MethodPut, res.ID
-		} else {
-			e.Method = http.MethodPost
-		}
-		chunk = append(chunk, e)
-		if len(chunk) == ndjsonChunk {
-			if err := flush(); err != nil {
-				return n, err
-			}
-		}
+		return rep.Stored, fmt.Errorf("%d of %d lines failed (the others were stored): %s%s", rep.Failed, rep.Lines, strings.Join(lines, "; "), more)
 	}
-	if err := sc.Err(); err != nil {
-		return n, fmt.Errorf("line %d: %w", line+1, err)
-	}
-	return n, flush()
+	return rep.Stored, nil
 }

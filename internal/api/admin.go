@@ -94,12 +94,6 @@ func decodeAdmin(r *http.Request, v any) error {
 	return nil
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
 type adminUser struct {
 	ID       string `json:"id"`
 	Tenant   string `json:"tenant"`

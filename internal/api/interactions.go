@@ -557,6 +557,7 @@ func writeBundle(w http.ResponseWriter, b *fhir.Bundle) error {
 		return fmt.Errorf("serialise bundle: %w", err)
 	}
 	w.Header().Set("Content-Type", contentFHIR)
+	setLinkHeader(w, b.Links)
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 	return nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
@@ -37,6 +38,8 @@ type Options struct {
 	LeakyIndex bool
 	// Directory backs the admin API (users, clients); nil disables it.
 	Directory authn.Directory
+	// Bulk runs Bulk Data exports; nil: no $export or $import routes.
+	Bulk *bulk.Service
 }
 
 // Tokens is what the API needs from authn.
@@ -105,6 +108,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
 	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
+	s.routeBulk(mux)
 	mux.HandleFunc("/fhir/{rest...}", s.handleUnrouted)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir"})

@@ -17,6 +17,7 @@ import (
 	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/keys"
@@ -96,6 +97,9 @@ type App struct {
 	Keys    *keys.Manager
 	Tokens  *authn.Service
 	Records *records.Service
+	// Bulk runs Bulk Data export jobs; serve starts its worker
+	// (StartWorkers), one-shot commands do not.
+	Bulk    *bulk.Service
 	Handler *api.Server
 }
 
@@ -158,13 +162,30 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		_, err := st.AuditHead(ctx)
 		return err
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st,
+	var bs *bulk.Service
+	if js, ok := st.(bulk.Store); ok {
+		bs = bulk.New(js, rec, km, bulk.Options{TTL: cfg.ExportTTL, Log: log})
+	}
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Handler: h}, nil
+	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h}, nil
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// StartWorkers starts the background work of a serving node: the Bulk
+// Data export worker and its sweeper of expired files. Close stops it.
+func (a *App) StartWorkers() {
+	if a.Bulk != nil {
+		a.Bulk.Start()
+	}
+}
+
+// Close stops the workers and releases the store.
+func (a *App) Close() error {
+	if a.Bulk != nil {
+		a.Bulk.Stop()
+	}
+	return a.Store.Close()
+}
 
 // NewLogger returns the JSON logger at the configured level.
 func NewLogger(w io.Writer, level string) *slog.Logger {

@@ -49,6 +49,9 @@ type Config struct {
 	// CareEncounterWindow is how far back an Encounter listing a
 	// clinician as participant makes a care relationship.
 	CareEncounterWindow time.Duration
+	// ExportTTL is how long Bulk Data export files are kept after the
+	// export finishes.
+	ExportTTL time.Duration
 }
 
 // Default returns the defaults.
@@ -66,6 +69,8 @@ func Default() Config {
 
 		AdminPHIAccess:      true,
 		CareEncounterWindow: 90 * 24 * time.Hour,
+
+		ExportTTL: 24 * time.Hour,
 	}
 }
 
@@ -192,6 +197,15 @@ var settings = []setting{
 		func(c *Config) string { return c.OIDCIssuers }, func(c *Config, v string) error { c.OIDCIssuers = v; return nil }},
 	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
 		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},
+	{"WARD_EXPORT_TTL", "export-ttl", "how long Bulk Data export files are kept after the export finishes (Go duration, 1m to 720h)", false,
+		func(c *Config) string { return c.ExportTTL.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Minute || d > 720*time.Hour {
+				return errors.New("must be a duration between 1m and 720h")
+			}
+			c.ExportTTL = d
+			return nil
+		}},
 }
 
 // FromEnv applies WARD_* variables from environ (os.Environ() form) to c.

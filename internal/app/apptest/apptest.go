@@ -104,6 +104,7 @@ func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward 
 	if err != nil {
 		t.Fatalf("start ward: %v", err)
 	}
+	a.StartWorkers()
 	srv := httptest.NewServer(a.Handler)
 	w := &Ward{App: a, Server: srv, URL: srv.URL + "/fhir", Config: cfg, Tokens: map[authz.Role]string{}, UserIDs: map[authz.Role]string{}, Log: logs, Backend: backend}
 	t.Cleanup(func() {
