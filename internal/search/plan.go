@@ -412,7 +412,12 @@ func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) st
 	b.args = append(b.args, pid)
 	b.args = append(b.args, args...)
 	if b.probe {
-		return `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ? AND ` + cond + `)`
+		// A scalar subquery, not EXISTS: PostgreSQL turns EXISTS into a
+		// join it may reorder, and with a keyed hash's frequency unknown to
+		// its statistics it then drove a patient's search from a code
+		// shared by a million Observations. A scalar subquery stays a
+		// per-candidate probe on both databases.
+		return `(SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ? AND ` + cond + ` LIMIT 1) IS NOT NULL`
 	}
 	return a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
 }
