@@ -123,29 +123,29 @@ const plantedFamily = "Zzyzxquillon"
 
 func seedExport(t *testing.T, w *apptest.Ward) (patients, observations []string) {
 	for i := range 3 {
-		patients = append(patients, w.Create(t, authz.RolePhysician, fmt.Sprintf(
+		patients = append(patients, w.Create(t, authz.RoleAdmin, fmt.Sprintf(
 			`{"resourceType":"Patient","name":[{"family":"%s","given":["P%d"]}],"birthDate":"1970-01-0%d"}`, plantedFamily, i, i+1)))
 	}
 	for i, p := range patients {
 		for j := range 2 {
-			observations = append(observations, w.Create(t, authz.RolePhysician, fmt.Sprintf(
+			observations = append(observations, w.Create(t, authz.RoleAdmin, fmt.Sprintf(
 				`{"resourceType":"Observation","status":"final","code":{"text":"obs %d-%d"},"subject":{"reference":"Patient/%s"},"valueQuantity":{"value":%d,"unit":"mg"}}`, i, j, p, i*10+j)))
 		}
 	}
-	w.Create(t, authz.RolePhysician, `{"resourceType":"Organization","name":"Clinic"}`)
+	w.Create(t, authz.RoleAdmin, `{"resourceType":"Organization","name":"Clinic"}`)
 	return patients, observations
 }
 
 func TestBulkExportRoundTrip(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		patients, observations := seedExport(t, w)
-		status := kickoff(t, w, authz.RolePhysician, "/fhir/$export?_type=Patient,Observation,Organization&_outputFormat=application%2Ffhir%2Bndjson")
-		m := awaitManifest(t, w, authz.RolePhysician, status)
+		status := kickoff(t, w, authz.RoleAdmin, "/fhir/$export?_type=Patient,Observation,Organization&_outputFormat=application%2Ffhir%2Bndjson")
+		m := awaitManifest(t, w, authz.RoleAdmin, status)
 		if !m.RequiresAccessToken || m.TransactionTime == "" || m.Error == nil ||
 			m.Request != w.URL+"/$export?_type=Patient%2CObservation%2COrganization" {
 			t.Fatalf("manifest fields: %+v", m)
 		}
-		lines := download(t, w, authz.RolePhysician, m)
+		lines := download(t, w, authz.RoleAdmin, m)
 		if len(lines["Patient"]) != 3 || len(lines["Observation"]) != 6 || len(lines["Organization"]) != 1 {
 			t.Fatalf("lines per type: %d %d %d", len(lines["Patient"]), len(lines["Observation"]), len(lines["Organization"]))
 		}
@@ -154,7 +154,7 @@ func TestBulkExportRoundTrip(t *testing.T) {
 		// download record.
 		var named []string
 		for _, rec := range w.Ledger(t) {
-			if rec.Action == "export-download" && rec.Actor == w.UserIDs[authz.RolePhysician] {
+			if rec.Action == "export-download" && rec.Actor == w.UserIDs[authz.RoleAdmin] {
 				named = append(named, rec.Entities...)
 			}
 		}
@@ -184,7 +184,7 @@ func TestBulkExportRoundTrip(t *testing.T) {
 		for _, line := range all {
 			var probe struct{ ResourceType, ID string }
 			json.Unmarshal([]byte(line), &probe)
-			got := empty.Do(t, "GET", "/fhir/"+probe.ResourceType+"/"+probe.ID, empty.Tokens[authz.RolePhysician], nil)
+			got := empty.Do(t, "GET", "/fhir/"+probe.ResourceType+"/"+probe.ID, empty.Tokens[authz.RoleAdmin], nil)
 			if got.Status != 200 || canonical(t, got.Body) != canonical(t, []byte(line)) {
 				t.Fatalf("round trip of %s/%s: %d\n got %s\nwant %s", probe.ResourceType, probe.ID, got.Status, canonical(t, got.Body), canonical(t, []byte(line)))
 			}
@@ -243,8 +243,8 @@ func TestBulkExportFilters(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		since := time.Now().UTC()
 		time.Sleep(5 * time.Millisecond)
-		late := w.Create(t, authz.RolePhysician, fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"late"},"subject":{"reference":"Patient/%s"}}`, patients[0]))
-		group := w.Create(t, authz.RolePhysician, fmt.Sprintf(`{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/%s"}}]}`, patients[1]))
+		late := w.Create(t, authz.RoleAdmin, fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"late"},"subject":{"reference":"Patient/%s"}}`, patients[0]))
+		group := w.Create(t, authz.RoleAdmin, fmt.Sprintf(`{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/%s"}}]}`, patients[1]))
 
 		count := func(lines map[string][]string) map[string]int {
 			out := map[string]int{}
@@ -268,8 +268,8 @@ func TestBulkExportFilters(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				m := awaitManifest(t, w, authz.RolePhysician, kickoff(t, w, authz.RolePhysician, tc.path))
-				lines := download(t, w, authz.RolePhysician, m)
+				m := awaitManifest(t, w, authz.RoleAdmin, kickoff(t, w, authz.RoleAdmin, tc.path))
+				lines := download(t, w, authz.RoleAdmin, m)
 				if got := count(lines); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 					t.Fatalf("got %v, want %v", got, tc.want)
 				}
@@ -284,39 +284,39 @@ func TestBulkExportFilters(t *testing.T) {
 func TestBulkExportRefusals(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		seedExport(t, w)
-		status := kickoff(t, w, authz.RolePhysician, "/fhir/$export?_type=Patient")
-		m := awaitManifest(t, w, authz.RolePhysician, status)
+		status := kickoff(t, w, authz.RoleAdmin, "/fhir/$export?_type=Patient")
+		m := awaitManifest(t, w, authz.RoleAdmin, status)
 		file := strings.TrimPrefix(m.Output[0].URL, w.Server.URL)
 		apptest.AddUser(t, w.App.Store, w.Config.Tenant, "other-physician", authz.RolePhysician)
 		other := w.Login(t, "other-physician", apptest.Password)
 		async := "Prefer: respond-async"
 		for _, sc := range []scenario{
-			{name: "no Prefer: respond-async", method: "GET", path: "/fhir/$export", role: authz.RolePhysician, status: 400, want: []string{"Prefer: respond-async"}},
-			{name: "bad _outputFormat", method: "GET", path: "/fhir/$export?_outputFormat=text/csv", role: authz.RolePhysician, headers: []string{async}, status: 400, want: []string{"_outputFormat"}},
-			{name: "unknown _type", method: "GET", path: "/fhir/$export?_type=Patient,Nope", role: authz.RolePhysician, headers: []string{async}, status: 400, want: []string{`\"Nope\" is not an R4 resource type`}},
-			{name: "bad _since", method: "GET", path: "/fhir/$export?_since=yesterday", role: authz.RolePhysician, headers: []string{async}, status: 400, want: []string{"_since must be a FHIR instant"}},
-			{name: "unknown parameter, strict", method: "GET", path: "/fhir/$export?_typeFilter=Patient%3Factive%3Dtrue", role: authz.RolePhysician, headers: []string{"Prefer: respond-async, handling=strict"}, status: 400, want: []string{"_typeFilter"}},
-			{name: "unknown parameter, lenient", method: "GET", path: "/fhir/$export?_typeFilter=x&_type=Patient", role: authz.RolePhysician, headers: []string{async}, status: 202, want: []string{"parameter ignored: _typeFilter"}},
-			{name: "non-compartment type at patient level", method: "GET", path: "/fhir/Patient/$export?_type=Organization", role: authz.RolePhysician, headers: []string{async}, status: 400, want: []string{"not in the Patient compartment"}},
-			{name: "unknown group", method: "GET", path: "/fhir/Group/nope/$export", role: authz.RolePhysician, headers: []string{async}, status: 404},
-			{name: "patient role refused", method: "GET", path: "/fhir/$export?_type=Patient", role: authz.RoleUser, headers: []string{async}, status: 403},
+			{name: "no Prefer: respond-async", method: "GET", path: "/fhir/$export", role: authz.RoleAdmin, status: 400, want: []string{"Prefer: respond-async"}},
+			{name: "bad _outputFormat", method: "GET", path: "/fhir/$export?_outputFormat=text/csv", role: authz.RoleAdmin, headers: []string{async}, status: 400, want: []string{"_outputFormat"}},
+			{name: "unknown _type", method: "GET", path: "/fhir/$export?_type=Patient,Nope", role: authz.RoleAdmin, headers: []string{async}, status: 400, want: []string{`\"Nope\" is not an R4 resource type`}},
+			{name: "bad _since", method: "GET", path: "/fhir/$export?_since=yesterday", role: authz.RoleAdmin, headers: []string{async}, status: 400, want: []string{"_since must be a FHIR instant"}},
+			{name: "unknown parameter, strict", method: "GET", path: "/fhir/$export?_typeFilter=Patient%3Factive%3Dtrue", role: authz.RoleAdmin, headers: []string{"Prefer: respond-async, handling=strict"}, status: 400, want: []string{"_typeFilter"}},
+			{name: "unknown parameter, lenient", method: "GET", path: "/fhir/$export?_typeFilter=x&_type=Patient", role: authz.RoleAdmin, headers: []string{async}, status: 202, want: []string{"parameter ignored: _typeFilter"}},
+			{name: "non-compartment type at patient level", method: "GET", path: "/fhir/Patient/$export?_type=Organization", role: authz.RoleAdmin, headers: []string{async}, status: 400, want: []string{"not in the Patient compartment"}},
+			{name: "unknown group", method: "GET", path: "/fhir/Group/nope/$export", role: authz.RoleAdmin, headers: []string{async}, status: 404},
+			{name: "a patient may export (what each resource's decision lets them read: their own compartment)", method: "GET", path: "/fhir/$export?_type=Patient", role: authz.RoleUser, headers: []string{async}, status: 202},
 			{name: "no token", method: "GET", path: "/fhir/$export", headers: []string{async}, status: 401},
 			{name: "status: another user", method: "GET", path: status, token: other, status: 404, notWant: []string{"Patient"}},
 			{name: "file: another user", method: "GET", path: file, token: other, status: 404, notWant: []string{plantedFamily}},
 			{name: "file: no token", method: "GET", path: file, status: 401, notWant: []string{plantedFamily}},
 			{name: "cancel: another user", method: "DELETE", path: status, token: other, status: 404},
-			{name: "file: unknown part", method: "GET", path: strings.Replace(file, "/0.ndjson", "/7.ndjson", 1), role: authz.RolePhysician, status: 404},
-			{name: "file: malformed name", method: "GET", path: strings.Replace(file, "/0.ndjson", "/..%2F..%2Fetc", 1), role: authz.RolePhysician, status: 404},
-			{name: "status: malformed job", method: "GET", path: "/bulk/export/not-a-job", role: authz.RolePhysician, status: 404},
+			{name: "file: unknown part", method: "GET", path: strings.Replace(file, "/0.ndjson", "/7.ndjson", 1), role: authz.RoleAdmin, status: 404},
+			{name: "file: malformed name", method: "GET", path: strings.Replace(file, "/0.ndjson", "/..%2F..%2Fetc", 1), role: authz.RoleAdmin, status: 404},
+			{name: "status: malformed job", method: "GET", path: "/bulk/export/not-a-job", role: authz.RoleAdmin, status: 404},
 			// The owner still can.
-			{name: "file: requester", method: "GET", path: file, role: authz.RolePhysician, status: 200, want: []string{plantedFamily}},
+			{name: "file: requester", method: "GET", path: file, role: authz.RoleAdmin, status: 200, want: []string{plantedFamily}},
 		} {
 			sc.run(t, w)
 		}
 		// The other user's attempts disclosed nothing: no download record
 		// of theirs.
 		for _, rec := range w.Ledger(t) {
-			if rec.Action == "export-download" && rec.Actor != w.UserIDs[authz.RolePhysician] {
+			if rec.Action == "export-download" && rec.Actor != w.UserIDs[authz.RoleAdmin] {
 				t.Fatalf("download recorded for another actor: %+v", rec)
 			}
 		}
@@ -330,8 +330,8 @@ func TestBulkExportCancelAndExpiry(t *testing.T) {
 		ctx := context.Background()
 		for _, how := range []string{"cancel", "expire"} {
 			t.Run(how, func(t *testing.T) {
-				status := kickoff(t, w, authz.RolePhysician, "/fhir/$export?_type=Patient,Observation")
-				m := awaitManifest(t, w, authz.RolePhysician, status)
+				status := kickoff(t, w, authz.RoleAdmin, "/fhir/$export?_type=Patient,Observation")
+				m := awaitManifest(t, w, authz.RoleAdmin, status)
 				file := strings.TrimPrefix(m.Output[0].URL, w.Server.URL)
 				job := strings.TrimPrefix(status, "/bulk/export/")
 				if _, err := js.ExportChunk(ctx, job, 0, 0); err != nil {
@@ -339,7 +339,7 @@ func TestBulkExportCancelAndExpiry(t *testing.T) {
 				}
 				switch how {
 				case "cancel":
-					if r := w.Do(t, "DELETE", status, w.Tokens[authz.RolePhysician], nil); r.Status != 202 {
+					if r := w.Do(t, "DELETE", status, w.Tokens[authz.RoleAdmin], nil); r.Status != 202 {
 						t.Fatalf("cancel: %d %s", r.Status, r.Body)
 					}
 				case "expire":
@@ -350,7 +350,7 @@ func TestBulkExportCancelAndExpiry(t *testing.T) {
 					}
 				}
 				for _, p := range []string{status, file} {
-					if r := w.Do(t, "GET", p, w.Tokens[authz.RolePhysician], nil); r.Status != 404 {
+					if r := w.Do(t, "GET", p, w.Tokens[authz.RoleAdmin], nil); r.Status != 404 {
 						t.Fatalf("%s after %s: %d", p, how, r.Status)
 					}
 				}
@@ -376,7 +376,7 @@ func TestBulkExportRestart(t *testing.T) {
 		w.App.Bulk.Stop()
 
 		// Interrupted once: resumed by a live node.
-		status := kickoff(t, w, authz.RolePhysician, "/fhir/$export?_type=Patient,Observation")
+		status := kickoff(t, w, authz.RoleAdmin, "/fhir/$export?_type=Patient,Observation")
 		past := time.Now().Add(-time.Second)
 		dead, err := js.ClaimExportJob(ctx, "dead-node", time.Now(), time.Now().Add(time.Hour))
 		if err != nil || dead == nil {
@@ -386,19 +386,19 @@ func TestBulkExportRestart(t *testing.T) {
 		if err := js.AddExportChunk(ctx, dead.ID, "dead-node", past, 0, 0, []byte("garbage")); err != nil {
 			t.Fatal(err)
 		}
-		if r := w.Do(t, "GET", status, w.Tokens[authz.RolePhysician], nil); r.Status != 202 || r.Header.Get("X-Progress") == "" {
+		if r := w.Do(t, "GET", status, w.Tokens[authz.RoleAdmin], nil); r.Status != 202 || r.Header.Get("X-Progress") == "" {
 			t.Fatalf("running job status: %d %v", r.Status, r.Header)
 		}
 		w.App.Bulk.Start()
-		m := awaitManifest(t, w, authz.RolePhysician, status)
-		lines := download(t, w, authz.RolePhysician, m)
+		m := awaitManifest(t, w, authz.RoleAdmin, status)
+		lines := download(t, w, authz.RoleAdmin, m)
 		if len(lines["Patient"]) != 3 || len(lines["Observation"]) != 6 {
 			t.Fatalf("restarted job output: %d %d", len(lines["Patient"]), len(lines["Observation"]))
 		}
 
 		// Interrupted on every attempt: failed, 500 with an OperationOutcome.
 		w.App.Bulk.Stop()
-		status = kickoff(t, w, authz.RolePhysician, "/fhir/$export?_type=Patient")
+		status = kickoff(t, w, authz.RoleAdmin, "/fhir/$export?_type=Patient")
 		for range 3 {
 			j, err := js.ClaimExportJob(ctx, "dead-node", time.Now(), past)
 			if err != nil || j == nil {
@@ -408,7 +408,7 @@ func TestBulkExportRestart(t *testing.T) {
 		w.App.Bulk.Start()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			r := w.Do(t, "GET", status, w.Tokens[authz.RolePhysician], nil)
+			r := w.Do(t, "GET", status, w.Tokens[authz.RoleAdmin], nil)
 			if r.Status == 500 {
 				if !bytes.Contains(r.Body, []byte("OperationOutcome")) || !bytes.Contains(r.Body, []byte("interrupted")) {
 					t.Fatalf("failed job: %s", r.Body)
@@ -438,13 +438,13 @@ func TestImportEndpoint(t *testing.T) {
 			{name: "wrong content type", method: "POST", path: "/fhir/$import", role: authz.RoleAdmin, body: body, status: 415},
 			{name: "nurse refused", method: "POST", path: "/fhir/$import", role: authz.RoleNurse, body: body, headers: []string{nd}, status: 403},
 			{name: "no token", method: "POST", path: "/fhir/$import", body: body, headers: []string{nd}, status: 401},
-			{name: "bad lines named, good lines stored", method: "POST", path: "/fhir/$import", role: authz.RolePhysician, body: body, headers: []string{nd}, status: 422,
+			{name: "bad lines named, good lines stored", method: "POST", path: "/fhir/$import", role: authz.RoleAdmin, body: body, headers: []string{nd}, status: 422,
 				want:    []string{"5 lines read, 3 resources stored, 2 lines failed", "line 2: ", "line 3: ", "Patient.gender"},
 				notWant: []string{"not-a-gender", "line 1:", "line 5:", "line 6:"}},
 		} {
 			sc.run(t, w)
 		}
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		for id, want := range map[string]int{"Patient/imp-1": 200, "Patient/imp-2": 404, "Patient/imp-3": 404, "Observation/imp-4": 200} {
 			if r := w.Do(t, "GET", "/fhir/"+id, tok, nil); r.Status != want {
 				t.Errorf("%s: %d, want %d", id, r.Status, want)
@@ -466,9 +466,9 @@ func TestImportEndpoint(t *testing.T) {
 func TestPagingByLinkHeader(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		for range 3 {
-			w.Create(t, authz.RolePhysician, patient)
+			w.Create(t, authz.RoleAdmin, patient)
 		}
-		tok := w.Tokens[authz.RolePhysician]
+		tok := w.Tokens[authz.RoleAdmin]
 		for _, start := range []string{"/fhir/Patient?_count=1", "/fhir/Patient/_history?_count=1"} {
 			seen := map[string]bool{}
 			path := start
@@ -522,7 +522,7 @@ func TestPagingByLinkHeader(t *testing.T) {
 func TestBulkExportBackendClient(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	seedExport(t, w)
-	w.Create(t, authz.RolePhysician, `{"resourceType":"Condition","subject":{"reference":"Patient/x"}}`)
+	w.Create(t, authz.RoleAdmin, `{"resourceType":"Condition","subject":{"reference":"Patient/x"}}`)
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	jwks := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"r1","n":%q,"e":%q}]}`, b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
 	if err := w.App.Store.Commit(context.Background(), &store.Unit{NewClient: &store.Client{

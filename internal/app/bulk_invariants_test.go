@@ -19,7 +19,7 @@ import (
 // paths (relative to the server root).
 func exportAll(t *testing.T, w *apptest.Ward) []string {
 	t.Helper()
-	tok := w.Tokens[authz.RolePhysician]
+	tok := w.Tokens[authz.RoleAdmin]
 	r := w.Do(t, "GET", "/fhir/$export?_type=Patient", tok, nil, "Prefer: respond-async")
 	if r.Status != 202 {
 		t.Fatalf("kick-off: %d %s", r.Status, r.Body)
@@ -52,9 +52,9 @@ func TestBulkExportNoPHIAtRest(t *testing.T) {
 	for _, b := range apptest.Backends {
 		t.Run(string(b), func(t *testing.T) {
 			w := apptest.Start(t, b)
-			w.Create(t, authz.RolePhysician, phiPatient)
+			w.Create(t, authz.RoleAdmin, phiPatient)
 			files := exportAll(t, w)
-			if r := w.Do(t, "GET", files[0], w.Tokens[authz.RolePhysician], nil); r.Status != 200 || !bytes.Contains(r.Body, []byte(phi[0])) {
+			if r := w.Do(t, "GET", files[0], w.Tokens[authz.RoleAdmin], nil); r.Status != 200 || !bytes.Contains(r.Body, []byte(phi[0])) {
 				t.Fatalf("control: the download holds the PHI: %d", r.Status)
 			}
 			if b == apptest.SQLite {
@@ -95,9 +95,9 @@ func TestBulkLedgerFailureDisclosesNothing(t *testing.T) {
 	for _, b := range apptest.Backends {
 		t.Run(string(b), func(t *testing.T) {
 			w := apptest.Start(t, b)
-			w.Create(t, authz.RolePhysician, phiPatient)
+			w.Create(t, authz.RoleAdmin, phiPatient)
 			files := exportAll(t, w)
-			tok := w.Tokens[authz.RolePhysician]
+			tok := w.Tokens[authz.RoleAdmin]
 			before := len(w.Ledger(t))
 			restore := breakLedger(t, w)
 			line := strings.Join(strings.Fields(strings.Replace(phiPatient, `"resourceType": "Patient",`, `"resourceType": "Patient", "id": "while-down",`, 1)), " ")
