@@ -341,6 +341,28 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 // resource, so patching needs both read and update permission. ifMatch,
 // when not nil, is the version the patch was written against.
 func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, ifMatch *int64) (*Resource, error) {
+	return r.patchWith(ctx, typ, id, ifMatch, func(doc map[string]any) (map[string]any, error) {
+		patched, err := jsonpatch.Apply(doc, ops)
+		if err != nil {
+			class := problem.ErrUnprocessable
+			if errors.Is(err, jsonpatch.ErrInvalid) {
+				class = problem.ErrInvalid
+			}
+			return nil, problem.New(class, "processing", err.Error())
+		}
+		out, ok := patched.(map[string]any)
+		if !ok {
+			return nil, problem.New(problem.ErrUnprocessable, "processing", "the patched document must stay a JSON object")
+		}
+		return out, nil
+	})
+}
+
+// patchWith is the patch interaction for any patch format: apply returns
+// the patched document or a *problem.Error. Both the current version and
+// the patched document are decided (read and update), so a patch can
+// neither reach a record the caller may not see nor move one elsewhere.
+func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, apply func(map[string]any) (map[string]any, error)) (*Resource, error) {
 	rec := r.record("patch", typ)
 	if err := r.decide(authz.Read, rec); err != nil {
 		return nil, err
@@ -379,16 +401,11 @@ func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, if
 		if err != nil {
 			return nil, fmt.Errorf("stored %s/%s does not parse: %w", typ, id, err)
 		}
-		patched, err := jsonpatch.Apply(map[string]any(cur.Doc), ops)
+		doc, err := apply(cur.Doc)
 		if err != nil {
-			class := problem.ErrUnprocessable
-			if errors.Is(err, jsonpatch.ErrInvalid) {
-				class = problem.ErrInvalid
-			}
-			return nil, r.refuse(rec, audit.OutcomeMinor, "patch-failed", problem.New(class, "processing", err.Error()))
+			return nil, r.refuse(rec, audit.OutcomeMinor, "patch-failed", err)
 		}
-		doc, ok := patched.(map[string]any)
-		if !ok || doc["resourceType"] != typ || doc["id"] != id {
+		if doc["resourceType"] != typ || doc["id"] != id {
 			return nil, r.refuse(rec, audit.OutcomeMinor, "patch-failed", problem.New(problem.ErrUnprocessable, "processing",
 				"the patched document must stay a "+typ+" with id "+id))
 		}
