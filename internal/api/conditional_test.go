@@ -452,3 +452,27 @@ func TestSameConditionTwiceInOneTransaction(t *testing.T) {
 		t.Fatalf("%d patients", n)
 	}
 }
+
+// A condition sees only what the caller could search: a physician's
+// conditional create answers with a match only in their care (otherwise it
+// creates), and a physician's conditional delete never removes a record
+// outside their care.
+func TestConditionsStayInCare(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		other := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"male","identifier":[{"system":"urn:mrn","value":"out-1"}]}`)
+		outside := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/`+other+`"}}`)
+		r := w.Do(t, "DELETE", "/fhir/Observation?code=http://loinc.org|8867-4", w.Tokens[authz.RolePhysician], nil)
+		if r.Status >= 500 {
+			t.Fatalf("conditional delete: %d %s", r.Status, r.Body)
+		}
+		if g := w.Do(t, "GET", "/fhir/Observation/"+outside, w.Tokens[authz.RoleAdmin], nil); g.Status != 200 {
+			t.Errorf("the Observation outside the physician's care: %d, want 200 (untouched)", g.Status)
+		}
+		// The conditional create does not disclose the patient outside
+		// the physician's care: it does not answer 200 with it.
+		c := w.Do(t, "POST", "/fhir/Patient", w.Tokens[authz.RolePhysician], []byte(`{"resourceType":"Patient","gender":"male"}`), "If-None-Exist: identifier=urn:mrn|out-1")
+		if c.Status == 200 || strings.Contains(string(c.Body), other) {
+			t.Errorf("conditional create answered with a patient outside the physician's care: %d %s", c.Status, c.Body)
+		}
+	})
+}

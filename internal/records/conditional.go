@@ -106,6 +106,17 @@ func (r *Repo) match(ctx context.Context, q *query.Query, limit int, rec *audit.
 	}
 	sq.Types = []string{q.Type}
 	sq.Order, sq.After, sq.Limit = nil, nil, limit
+	// A condition sees what a search by the caller sees: a conditional
+	// delete or update never reaches, and a conditional create never
+	// answers with, a record outside the caller's care or consent.
+	where, args, err := r.restriction(ctx, sq.Types, k)
+	if err != nil {
+		return nil, store.Guard{}, err
+	}
+	if where != "" {
+		sq.Where = append(sq.Where, where)
+		sq.Args = append(sq.Args, args...)
+	}
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
 		return nil, store.Guard{}, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
