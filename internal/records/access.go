@@ -492,23 +492,7 @@ func (r *Repo) loadConsents(ctx context.Context, chunk []string) ([]authz.Consen
 	if err != nil {
 		return nil, err
 	}
-	var out []authz.Consent
-	for i := range vs {
-		doc, err := r.parsed(&vs[i])
-		if err != nil {
-			return nil, err
-		}
-		c, err := authz.ParseConsent(doc)
-		if err != nil {
-			var pid string
-			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
-				pid = p
-			}
-			c = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return r.consentsOf(vs)
 }
 
 // decideVersion decides a on a stored version: open, describe, decide.
@@ -692,22 +676,32 @@ func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := r.consentsOf(vs)
+	if err != nil {
+		return nil, err
+	}
+	putFact(c, c.consents, key, gen, now, out)
+	return out, nil
+}
+
+// consentsOf parses stored Consents for the decision. One that does not
+// parse counts as an active deny-all of its patient: fail closed.
+func (r *Repo) consentsOf(vs []store.Version) ([]authz.Consent, error) {
 	var out []authz.Consent
 	for i := range vs {
 		doc, err := r.parsed(&vs[i])
 		if err != nil {
 			return nil, err
 		}
-		cs, err := authz.ParseConsent(doc)
+		c, err := authz.ParseConsent(doc)
 		if err != nil {
 			var pid string
 			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
 				pid = p
 			}
-			cs = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
+			c = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
 		}
-		out = append(out, cs)
+		out = append(out, c)
 	}
-	putFact(c, c.consents, key, gen, now, out)
 	return out, nil
 }
