@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -421,4 +422,63 @@ func TestBreakGlassSearch(t *testing.T) {
 	if !found {
 		t.Fatal("the break-glass search is not an emergency in the ledger")
 	}
+}
+
+// TestTotalsCountOnlyWhatIsShown: where a patient's consent decides per
+// resource (a provision naming one resource, or a security label), or the
+// purpose of use is research, the search total and _summary=count still
+// count only the matches the caller is shown, for an admin and for a
+// physician, on both databases.
+func TestTotalsCountOnlyWhatIsShown(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		A, P := authz.RoleAdmin, authz.RolePhysician
+		gp := `,"generalPractitioner":[{"reference":"Practitioner/pract-physician"}]`
+		if r := w.Do(t, "PUT", "/fhir/Practitioner/pract-physician", w.Tokens[A], []byte(`{"resourceType":"Practitioner","id":"pract-physician"}`)); r.Status != 201 && r.Status != 200 {
+			t.Fatalf("practitioner: %d", r.Status)
+		}
+		withData := w.Create(t, A, patientNamed("Dataconsent", gp))
+		hidden := w.Create(t, A, obsFor(withData, ""))
+		shown := w.Create(t, A, obsFor(withData, ""))
+		researchOK := w.Create(t, A, patientNamed("Researchyes", gp))
+		noConsent := w.Create(t, A, patientNamed("Researchno", gp))
+		inStudy := w.Create(t, A, obsFor(researchOK, ""))
+		w.Create(t, A, obsFor(noConsent, ""))
+		privacy := `"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
+			`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}]`
+		w.Create(t, A, `{"resourceType":"Consent","status":"active",`+privacy+`,"patient":{"reference":"Patient/`+withData+`"},`+
+			`"provision":{"type":"permit","provision":[{"type":"deny","data":[{"meaning":"instance","reference":{"reference":"Observation/`+hidden+`"}}]}]}}`)
+		w.Create(t, A, `{"resourceType":"Consent","status":"active",`+
+			`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},`+
+			`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/`+researchOK+`"},`+
+			`"provision":{"type":"deny","provision":[{"type":"permit","purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"HRESCH"}]}]}}`)
+		for _, c := range []struct {
+			name   string
+			role   authz.Role
+			path   string
+			header string
+			want   []string
+		}{
+			{"admin, a consent hiding one resource", A, "/fhir/Observation?patient=" + withData, "", []string{shown}},
+			{"physician, a consent hiding one resource", P, "/fhir/Observation?patient=" + withData, "", []string{shown}},
+			{"admin, research", A, "/fhir/Observation?patient=" + researchOK + "," + noConsent, "X-Purpose-Of-Use: HRESCH", []string{inStudy}},
+			{"physician, research", P, "/fhir/Observation?patient=" + researchOK + "," + noConsent, "X-Purpose-Of-Use: HRESCH", []string{inStudy}},
+		} {
+			var hs []string
+			if c.header != "" {
+				hs = append(hs, c.header)
+			}
+			r := w.Do(t, "GET", c.path+"&_total=accurate", w.Tokens[c.role], nil, hs...)
+			if r.Status != 200 {
+				t.Fatalf("%s: %d %s", c.name, r.Status, r.Body)
+			}
+			ids, total := searchIDs(t, r)
+			if !slices.Equal(ids, c.want) || total != float64(len(c.want)) {
+				t.Errorf("%s: shown %v, total %v; want %v", c.name, ids, total, c.want)
+			}
+			r = w.Do(t, "GET", c.path+"&_summary=count", w.Tokens[c.role], nil, hs...)
+			if _, total := searchIDs(t, r); r.Status != 200 || total != float64(len(c.want)) {
+				t.Errorf("%s: _summary=count %d %v, want %d", c.name, r.Status, total, len(c.want))
+			}
+		}
+	})
 }

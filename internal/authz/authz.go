@@ -134,6 +134,9 @@ type Facts struct {
 	// AdminPHI says an admin may read and write patient data of its tenant
 	// (configuration, default true).
 	AdminPHI bool
+	// AllConsents says Consents holds every active consent of the tenant
+	// (for Restrict: only then can it say a restriction is exact).
+	AllConsents bool
 }
 
 // Reason codes. They name rules, never data, and go into the ledger.
@@ -228,8 +231,21 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 			return Decision{Reasons: []string{ReasonAdminNoPHI}, Purpose: purpose}
 		}
 	}
-	if !t.Instance || !compartment.InPatientCompartment(t.Type) {
-		// Type level, or not patient data: role and scope decide.
+	if !t.Instance {
+		return d
+	}
+	if !compartment.InPatientCompartment(t.Type) {
+		// Not patient data: role, scope and labels decide (a label needs
+		// its clearance on any resource, as searches exclude it in SQL).
+		var hard []string
+		for _, l := range t.Labels {
+			if NeedsClearance(l) && !cleared(s, l) {
+				hard = append(hard, ReasonLabel+":"+l)
+			}
+		}
+		if len(hard) > 0 {
+			return Decision{Reasons: hard, Purpose: purpose}
+		}
 		return d
 	}
 	// 3. Compartment and care relationship; 4. labels; 5. consent. Hard
@@ -349,17 +365,31 @@ type Restriction struct {
 	// ExcludeLabels: resources carrying any of these security labels are
 	// left out.
 	ExcludeLabels []string
-	// ExcludePatients: when All, resources in these patients'
-	// compartments are left out (their consents deny this type).
+	// ExcludePatients: resources in these patients' compartments are left
+	// out (their consents deny this type to the subject).
 	ExcludePatients []string
+	// Partial are the patients with a consent whose provisions test a
+	// resource's own labels or identity: whether one of their resources
+	// may be seen depends on that resource, so the restriction keeps their
+	// compartments and the caller must decide each resource in them.
+	Partial []string
+	// Exact says every resource the restriction keeps, outside the
+	// compartments of Partial, passes Decide: the caller may skip the
+	// per-resource decision for it, and a count under the restriction
+	// counts only what would be shown. Never exact under break-the-glass
+	// (each overriding access must be marked), when the subject holds
+	// patient/ scopes without being the patient (the scope's patient is
+	// not a compartment the restriction expresses), or when Facts did not
+	// hold every consent of the tenant.
+	Exact bool
 }
 
 // Restrict computes the restriction of a search of typ by s, after a
 // type-level Decide allowed it. For a clinician, f.CareOf must be every
-// patient the clinician has a care relationship with and f.Consents their
-// consents; a patient whose consents deny this type (and purpose) to the
-// subject is left out. A resource returned under the restriction must
-// still pass Decide (label- and data-specific consent provisions).
+// patient the clinician has a care relationship with; for everyone but a
+// patient, f.Consents the tenant's active consents (f.AllConsents when
+// that is all of them; otherwise at least those of f.CareOf, and the
+// restriction is not exact).
 func Restrict(s Subject, a Action, typ string, f Facts) Restriction {
 	var r Restriction
 	for _, l := range clearanceLabels {
@@ -368,47 +398,121 @@ func Restrict(s Subject, a Action, typ string, f Facts) Restriction {
 		}
 	}
 	if !compartment.InPatientCompartment(typ) {
-		r.All = true
+		// Decide on such a resource is its type-level decision.
+		r.All, r.Exact = true, true
 		return r
 	}
-	switch s.Role {
-	case RoleUser:
-		r.Patients = []string{s.Patient}
-		return r
-	case RolePhysician, RoleNurse:
-	default:
-		// Admin (with PHI access) and backend clients: every patient but
-		// those whose consents (f.Consents: the tenant's) deny this type.
-		r.All = true
-		r.ExcludePatients = consentDenied(s, a, typ, f)
+	if s.Role == RoleUser {
+		// A patient's own consents do not govern them; the compartment and
+		// the labels are the whole rule.
+		r.Patients, r.Exact = []string{s.Patient}, true
 		return r
 	}
+	r.Partial = dataDependent(f.Consents)
+	r.Exact = f.AllConsents && !patientScoped(s)
 	if s.Role == RolePhysician && s.BreakGlass != "" {
 		// Break-the-glass overrides relationship and consent denials.
-		r.All, r.Emergency = true, true
+		r.All, r.Emergency, r.Exact = true, true, false
 		return r
 	}
-	for _, p := range f.CareOf {
-		d := Decide(s, a, Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{p}}, f)
-		if d.Allow {
-			r.Patients = append(r.Patients, p)
+	// The patients whose consents alone decide the type: allowed or denied
+	// the same for each of their resources. A resource in the compartments
+	// of several patients is denied when any of their consents denies.
+	holders := consentHolders(f.Consents)
+	// A resource of p that meets the scopes' category constraints (the
+	// caller applies those in SQL too).
+	_, cats := ScopeConstraints(s, a, typ)
+	partial := map[string]bool{}
+	for _, p := range r.Partial {
+		partial[p] = true
+	}
+	// Each patient's decision reads only their own consents.
+	byPatient := map[string][]Consent{}
+	for _, c := range f.Consents {
+		byPatient[c.Patient] = append(byPatient[c.Patient], c)
+	}
+	of := func(p string) Facts {
+		g := f
+		g.Consents = byPatient[p]
+		return g
+	}
+	typeLevel := func(p string) Decision {
+		return Decide(s, a, Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{p}, Categories: cats}, of(p))
+	}
+	purpose := s.Purpose
+	if purpose == "" {
+		purpose = DefaultPurpose(s.Role)
+	}
+	for _, p := range holders {
+		if partial[p] {
+			continue
+		}
+		t := Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{p}}
+		if len(evalConsents(s, a, t, of(p), purpose).deny) > 0 {
+			r.ExcludePatients = append(r.ExcludePatients, p)
+		}
+	}
+	switch s.Role {
+	case RolePhysician, RoleNurse:
+		for _, p := range f.CareOf {
+			if partial[p] || typeLevel(p).Allow {
+				r.Patients = append(r.Patients, p)
+			}
+		}
+	default:
+		// Admin (with PHI access) and backend clients reach every patient,
+		// but research reaches only those whose consents permit it.
+		if purpose != PurposeResearch {
+			r.All = true
+			return r
+		}
+		for _, p := range holders {
+			if partial[p] || typeLevel(p).Allow {
+				r.Patients = append(r.Patients, p)
+			}
 		}
 	}
 	return r
 }
 
-// consentDenied lists the patients among f.Consents' whose consents deny a
-// on typ to s (decided without a resource: type, purpose and actor).
-func consentDenied(s Subject, a Action, typ string, f Facts) []string {
+// consentHolders are the patients with an active privacy consent.
+func consentHolders(cs []Consent) []string {
 	var out []string
-	for _, c := range f.Consents {
-		if c.Patient == "" || slices.Contains(out, c.Patient) {
-			continue
-		}
-		d := Decide(s, a, Target{Tenant: s.Tenant, Type: typ, Instance: true, Patients: []string{c.Patient}}, f)
-		if !d.Allow {
+	for _, c := range cs {
+		if c.Active && c.Privacy && c.Patient != "" && !slices.Contains(out, c.Patient) {
 			out = append(out, c.Patient)
 		}
 	}
 	return out
+}
+
+// dataDependent are the patients with an active privacy consent whose
+// provisions test a resource's labels or identity.
+func dataDependent(cs []Consent) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Active && c.Privacy && c.Patient != "" && c.Provision != nil && c.Provision.dataDependent() && !slices.Contains(out, c.Patient) {
+			out = append(out, c.Patient)
+		}
+	}
+	return out
+}
+
+func (p *Provision) dataDependent() bool {
+	if len(p.Labels) > 0 || len(p.Data) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(p.Provisions, (*Provision).dataDependent)
+}
+
+// patientScoped says s holds a patient/ scope without being a patient: the
+// scope reaches only its patient's compartment, per resource.
+func patientScoped(s Subject) bool {
+	if s.Role == RoleUser {
+		return false
+	}
+	return slices.ContainsFunc(s.Scopes, func(raw string) bool {
+		sc, err := ParseScope(raw)
+		return err == nil && sc.Context == "patient"
+	})
 }

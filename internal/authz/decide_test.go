@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"fmt"
 	"go/parser"
 	"go/token"
 	"path/filepath"
@@ -75,6 +76,8 @@ var (
 	treatmentOnly = Consent{ID: "treat", Patient: "p1", Active: true, Privacy: false, Provision: &Provision{Type: "deny"}}
 )
 
+func withLabels(t Target, l ...string) Target { t.Labels = l; return t }
+
 func with(s Subject, mod func(*Subject)) Subject { mod(&s); return s }
 
 func bg(s Subject) Subject { return with(s, func(s *Subject) { s.BreakGlass = "unconscious in ED" }) }
@@ -121,6 +124,8 @@ func TestDecideFixtures(t *testing.T) {
 		{"physician registers a new patient", drA, Create, newPatient, unrelated, true, ReasonScopeGrants, false},
 		{"observation in no compartment", drA, Read, obsNone, related, false, ReasonNoRelation, false},
 		{"physician reads a Practitioner", drA, Read, practDrA, unrelated, true, ReasonScopeGrants, false},
+		{"a restricted label needs clearance outside patient data too", drA, Read, withLabels(practDrA, "R"), unrelated, false, ReasonLabel + ":R", false},
+		{"cleared for a restricted Practitioner", clear(drA, "R"), Read, withLabels(practDrA, "R"), unrelated, true, ReasonScopeGrants, false},
 		{"physician may not write a Practitioner", drA, Update, practDrA, unrelated, false, ReasonRoleNoWrite, false},
 		{"physician may not write an Organization", drA, Create, orgX, unrelated, false, ReasonRoleNoWrite, false},
 		{"physician writes a PlanDefinition", drA, Create, plan, unrelated, true, ReasonScopeGrants, false},
@@ -413,4 +418,100 @@ func BenchmarkDecideInstance(b *testing.B) {
 			b.Fatal("allowed")
 		}
 	}
+}
+
+// TestRestrictIsExact checks the promise that lets a search skip the
+// per-resource decision: under every combination of the fixtures, a
+// resource that the restriction keeps (evaluated here as the SQL does),
+// outside the compartments of Partial, passes Decide when Exact; and for a
+// resource of one patient the restriction keeps exactly what Decide allows.
+func TestRestrictIsExact(t *testing.T) {
+	scoped := func(s Subject, scopes ...string) Subject { return with(s, func(s *Subject) { s.Scopes = scopes }) }
+	subjects := []Subject{admin, drA, rnB, pat1, client, clear(drA, "HIV", "R"), purpose(drA, PurposeResearch),
+		purpose(admin, PurposeResearch), purpose(client, PurposeResearch), bg(drA), bg(rnB),
+		scoped(drA, "user/Observation.rs?category=laboratory", "user/Patient.rs", "user/Condition.rs"),
+		with(scoped(drA, "launch/patient", "patient/*.rs"), func(s *Subject) { s.Patient = "p1" }),
+		with(scoped(admin, "launch/patient", "patient/*.rs"), func(s *Subject) { s.Patient = "p1" }),
+		scoped(pat1, "patient/Observation.rs?category=laboratory", "patient/Patient.rs")}
+	on := func(c Consent, p string) Consent { c.Patient = p; c.ID += "-" + p; return c }
+	consents := [][]Consent{nil, {denyAll}, {denyDrA}, {denyObs}, {denyHIV}, {denyButDrA}, {permitResearch}, {denyExpired},
+		{denyData}, {permitResearch, denyResearch}, {denyOtherPat}, {on(denyObs, "p2"), on(permitResearch, "p3")},
+		{on(denyHIV, "p2"), permitResearch}, {on(denyAll, "p3"), denyDrA}, {denyDraft}, {treatmentOnly}, {denyOrgX}}
+	careOf := [][]string{nil, {"p1"}, {"p1", "p2"}, {"p2", "p3"}}
+	patientSets := [][]string{{"p1"}, {"p2"}, {"p3"}, {"p1", "p2"}, {"p2", "p3"}, nil}
+	labelSets := [][]string{nil, {"HIV"}, {"R"}, {"V"}, {"N"}}
+	catSets := [][]string{nil, {"laboratory"}, {"vital-signs"}}
+	n, exact := 0, 0
+	for _, typ := range []string{"Observation", "Condition", "Patient", "Practitioner"} {
+		var resources []Target
+		for i, ps := range patientSets {
+			for j, ls := range labelSets {
+				for k, cs := range catSets {
+					id := "o" + strconv.Itoa(i) + strconv.Itoa(j) + strconv.Itoa(k)
+					if typ == "Patient" {
+						if len(ps) != 1 {
+							continue
+						}
+						id = ps[0]
+					}
+					if typ == "Practitioner" {
+						ps = nil
+					}
+					if i == 0 && j == 0 && k == 0 && typ != "Patient" {
+						id = "o1" // the id denyData names
+					}
+					resources = append(resources, Target{Tenant: "t", Type: typ, ID: id, Instance: true, Patients: ps, Labels: ls, Categories: cs})
+				}
+			}
+		}
+		for _, s := range subjects {
+			for _, cs := range consents {
+				for _, co := range careOf {
+					for _, all := range []bool{true, false} {
+						f := Facts{Now: now, CareOf: co, Consents: cs, AdminPHI: true, AllConsents: all}
+						if !Decide(s, Search, Target{Tenant: "t", Type: typ}, f).Allow {
+							continue
+						}
+						r := Restrict(s, Search, typ, f)
+						constrained, cats := ScopeConstraints(s, Search, typ)
+						for _, res := range resources {
+							n++
+							kept := (r.All || intersects(res.Patients, r.Patients)) && !intersects(res.Patients, r.ExcludePatients) &&
+								!intersects(res.Labels, r.ExcludeLabels) && (!constrained || intersects(res.Categories, cats))
+							if !r.Exact || intersects(res.Patients, r.Partial) {
+								continue
+							}
+							exact++
+							d := Decide(s, Read, res, f)
+							name := func() string {
+								return fmt.Sprintf("%s/%s purpose=%q bg=%v care=%v consents=%v: %s %v labels=%v cats=%v: restriction %+v",
+									s.Role, s.ID, s.Purpose, s.BreakGlass != "", co, consentIDs(cs), typ, res.Patients, res.Labels, res.Categories, r)
+							}
+							if kept && !d.Allow {
+								t.Fatalf("%s keeps a resource Decide refuses: %v", name(), d.Reasons)
+							}
+							if kept && d.Emergency {
+								t.Fatalf("%s: exact, but the access must be marked as an emergency", name())
+							}
+							if len(res.Patients) <= 1 && !kept && d.Allow {
+								t.Fatalf("%s leaves out a resource Decide allows", name())
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if exact < n/4 {
+		t.Fatalf("only %d of %d combinations exact: the fast path would rarely apply", exact, n)
+	}
+	t.Logf("%d combinations, %d exact", n, exact)
+}
+
+func consentIDs(cs []Consent) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
 }

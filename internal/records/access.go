@@ -557,6 +557,34 @@ func (r *Repo) allowed(ctx context.Context, a authz.Action, t authz.Target, rec 
 // compartment it may reach, no security label it is not cleared for, and
 // the categories its scopes are constrained to. "" means no restriction.
 func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) (string, []any, error) {
+	res, err := r.restrict(ctx, types, k)
+	if err != nil {
+		return "", nil, err
+	}
+	return res.where, res.args, nil
+}
+
+// restricted is a search's restriction in SQL, and what it promises.
+type restricted struct {
+	where string
+	args  []any
+	// exact: every resource kept outside the compartments of the partial
+	// patients passes the per-resource decision (authz.Restriction.Exact,
+	// for every type searched).
+	exact bool
+	// partial is the SQL condition (over alias r) that holds for the
+	// resources in the compartments of patients whose consents decide per
+	// resource; "" when there are none.
+	partial     string
+	partialArgs []any
+}
+
+// skipsDecision says the per-resource decision may be skipped for every
+// resource the restriction keeps.
+func (x restricted) skipsDecision() bool { return x.exact && x.partial == "" }
+
+func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer) (restricted, error) {
+	var out restricted
 	f := authz.Facts{Now: r.s.now().UTC(), AdminPHI: !r.s.noAdminPHI}
 	needFacts := false
 	for _, t := range types {
@@ -564,40 +592,50 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 			needFacts = true
 		}
 	}
-	if (r.subj.Role == authz.RoleAdmin || r.subj.Role == authz.RoleClient) && slices.ContainsFunc(types, compartment.InPatientCompartment) {
-		// Callers who reach every patient: leave out in SQL the patients
-		// whose consents deny them, from the tenant's active consents.
-		cs, err := r.tenantConsents(ctx)
+	if r.subj.Role != authz.RoleUser && slices.ContainsFunc(types, compartment.InPatientCompartment) {
+		// Everyone but a patient is bound by patients' consents: the
+		// tenant's active ones, when there are few enough to hold.
+		cs, complete, err := r.tenantConsents(ctx)
 		if err != nil {
-			return "", nil, err
+			return out, err
 		}
-		f.Consents = cs
+		f.Consents, f.AllConsents = cs, complete
 	}
 	if needFacts && !(r.subj.Role == authz.RolePhysician && r.subj.BreakGlass != "") {
 		care, err := r.careSet(ctx)
 		if err != nil {
-			return "", nil, err
+			return out, err
 		}
 		f.CareOf = care
 		if f.Organizations, err = r.organizations(ctx); err != nil && r.subj.Practitioner != "" {
-			return "", nil, err
+			return out, err
 		}
-		if f.Consents, err = r.consents(ctx, care); err != nil {
-			return "", nil, err
+		if !f.AllConsents {
+			if f.Consents, err = r.consents(ctx, care); err != nil {
+				return out, err
+			}
 		}
 	}
+	out.exact = true
 	var free []string
-	var ors []string
+	var ors, partial []string
 	var args []any
 	for _, t := range types {
 		rest := authz.Restrict(r.subj, authz.Search, t, f)
+		out.exact = out.exact && rest.Exact
+		if len(rest.Partial) > 0 {
+			c, a := patientCond(t, rest.Partial, k)
+			partial = append(partial, `(r.type = ? AND `+c+`)`)
+			out.partialArgs = append(append(out.partialArgs, t), a...)
+		}
 		var conds []string
 		targs := []any{t}
 		if !rest.All {
 			c, a := patientCond(t, rest.Patients, k)
 			conds = append(conds, c)
 			targs = append(targs, a...)
-		} else if len(rest.ExcludePatients) > 0 {
+		}
+		if len(rest.ExcludePatients) > 0 {
 			c, a := patientCond(t, rest.ExcludePatients, k)
 			conds = append(conds, `NOT (`+c+`)`)
 			targs = append(targs, a...)
@@ -623,8 +661,11 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 		ors = append(ors, `(r.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
 		args = append(args, targs...)
 	}
+	if len(partial) > 0 {
+		out.partial = strings.Join(partial, ` OR `)
+	}
 	if len(ors) == 0 {
-		return "", nil, nil
+		return out, nil
 	}
 	var head []any
 	if len(free) > 0 {
@@ -633,7 +674,8 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 			head = append(head, t)
 		}
 	}
-	return strings.Join(ors, ` OR `), append(head, args...), nil
+	out.where, out.args = strings.Join(ors, ` OR `), append(head, args...)
+	return out, nil
 }
 
 // patientCond keeps resources of typ in the compartments of patients.
@@ -662,26 +704,26 @@ func patientCond(typ string, patients []string, k search.Keyer) (string, []any) 
 	return `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
 }
 
-// tenantConsents are the tenant's active consents (at most maxConsents;
-// beyond that the per-resource decision still applies them, but totals may
-// count what it leaves out).
-func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, error) {
+// tenantConsents are the tenant's active consents, at most maxConsents;
+// complete says that is all of them (beyond that, searches decide every
+// resource and are not exact).
+func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, bool, error) {
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, "*", ""}
 	if v, ok := getFact(c, c.consents, c.consentGen, key, now); ok {
-		return v, nil
+		return v, len(v) < maxConsents, nil
 	}
 	gen := c.gen(c.consentGen, r.subj.Tenant)
 	vs, err := r.factDocs(ctx, "Consent", url.Values{"status": {"active"}}, maxConsents)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out, err := r.consentsOf(vs)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	putFact(c, c.consents, key, gen, now, out)
-	return out, nil
+	return out, len(out) < maxConsents, nil
 }
 
 // consentsOf parses stored Consents for the decision. One that does not

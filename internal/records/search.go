@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -64,19 +65,19 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	sq.Types = types
 	// Restrict in SQL to what the caller may see, so that paging and
 	// _total count only that.
-	where, args, err := r.restriction(ctx, types, k)
+	res, err := r.restrict(ctx, types, k)
 	if err != nil {
 		return nil, err
 	}
-	if where != "" {
-		sq.Where = append(sq.Where, where)
-		sq.Args = append(sq.Args, args...)
+	if res.where != "" {
+		sq.Where = append(sq.Where, res.where)
+		sq.Args = append(sq.Args, res.args...)
 	}
 	page := &Page{}
 	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
-		n, err := r.s.st.Count(ctx, *sq)
+		n, err := r.count(ctx, rec, *sq, res)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return nil, err
 		}
 		page.Total = &n
 		if q.Summary == "count" {
@@ -101,7 +102,11 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	for i := range hits {
 		vs[i] = hits[i].Version
 	}
-	if err := r.openAllowed(ctx, rec, vs, &page.Resources); err != nil {
+	open := r.openAllowed
+	if res.skipsDecision() {
+		open = r.openKept
+	}
+	if err := open(ctx, rec, vs, &page.Resources); err != nil {
 		return nil, err
 	}
 	if len(q.Include) > 0 || len(q.RevInclude) > 0 {
@@ -134,6 +139,84 @@ func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Ve
 		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
 	}
 	return nil
+}
+
+// openKept opens versions into out and names them in rec, for a search
+// whose restriction is exact: the SQL kept only what the caller may see.
+func (r *Repo) openKept(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
+	for i := range vs {
+		v := &vs[i]
+		plain, err := r.open(v)
+		if err != nil {
+			return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		}
+		*out = append(*out, Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain})
+		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
+	}
+	return nil
+}
+
+// maxDecidedCount bounds how many matches a count decides one by one:
+// those in the compartments of patients whose consents decide per
+// resource, or all of them when the restriction is not exact.
+const maxDecidedCount = 10000
+
+// count counts the matches of sq the caller would be shown. Under an exact
+// restriction SQL counts them, except in the compartments of partial
+// patients, whose matches are decided one by one. Beyond maxDecidedCount
+// of those the SQL count stands for them, which may count a match the
+// caller would not be shown.
+func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuery, res restricted) (int64, error) {
+	if res.skipsDecision() {
+		n, err := r.s.st.Count(ctx, sq)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		return n, nil
+	}
+	var base int64
+	decided := sq
+	if res.exact {
+		outside := sq
+		outside.Where = append(slices.Clip(sq.Where), `NOT (`+res.partial+`)`)
+		outside.Args = append(slices.Clip(sq.Args), res.partialArgs...)
+		n, err := r.s.st.Count(ctx, outside)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		base = n
+		decided.Where = append(slices.Clip(sq.Where), `(`+res.partial+`)`)
+		decided.Args = append(slices.Clip(sq.Args), res.partialArgs...)
+	}
+	decided.Order, decided.After, decided.Limit = nil, nil, maxDecidedCount+1
+	hits, err := r.s.st.Search(ctx, decided)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	if len(hits) > maxDecidedCount {
+		n, err := r.s.st.Count(ctx, decided)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		return base + n, nil
+	}
+	// Decide as the page would; a break-the-glass override counted marks
+	// the record as an emergency, though no resource is disclosed.
+	for i := range hits {
+		v := &hits[i].Version
+		plain, err := r.open(v)
+		if err != nil {
+			return 0, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		}
+		doc, err := fhir.Parse(plain)
+		if err != nil {
+			return 0, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+		}
+		if r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec) {
+			base++
+		}
+	}
+	return base, nil
 }
 
 // includes adds _include and _revinclude resources. A type the caller may
