@@ -30,6 +30,7 @@ var Dialect = sqlstore.Dialect{
 	MaxParams:    32766,
 	Explain:      `EXPLAIN QUERY PLAN `,
 	RowAtATime:   true,
+	StmtCache:    256,
 }
 
 func dsn(path string, readOnly bool) string {

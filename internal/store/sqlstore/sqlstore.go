@@ -48,6 +48,9 @@ type Dialect struct {
 	// row instead of multi-row statements. Right for an embedded database,
 	// where a statement costs no round trip but parsing a long one does.
 	RowAtATime bool
+	// StmtCache is how many read statements to keep prepared by text (0:
+	// none, for a driver that caches its own).
+	StmtCache int
 }
 
 // Options tune the writer.
@@ -73,6 +76,7 @@ type DB struct {
 	hasher audit.Hasher
 
 	qCurrent, qVersion *sql.Stmt
+	stmts              *stmtCache
 	onClose            []func()
 	// rowStmts are the writer's prepared single-row inserts (RowAtATime);
 	// only the writer goroutine touches them.
@@ -161,6 +165,9 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		}
 	}
 	go db.run()
+	if d.StmtCache > 0 {
+		db.stmts = newStmtCache(read, d.StmtCache)
+	}
 	return db, nil
 }
 
@@ -174,6 +181,9 @@ func (db *DB) Close() error {
 		db.analyses.Wait()
 		db.qCurrent.Close()
 		db.qVersion.Close()
+		if db.stmts != nil {
+			db.stmts.close()
+		}
 		for _, st := range db.rowStmts {
 			st.Close()
 		}
@@ -1021,7 +1031,7 @@ func limit(n int) int {
 }
 
 func (db *DB) queryVersions(ctx context.Context, tenant, query string, args []any) ([]store.Version, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(query), args...)
+	rows, err := db.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: query versions: %v", store.ErrUnavailable, err)
 	}
@@ -1370,7 +1380,7 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(inner), all...)
+	rows, err := db.query(ctx, inner, all...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
 	}
@@ -1405,7 +1415,7 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	// SQLite's planner walked the tenant's whole (tenant, ...) index and
 	// filtered it by the list (hundreds of milliseconds at a million
 	// resources). The tenant is still checked, on every row returned.
-	vrows, err := db.read.QueryContext(ctx, db.d.Placeholders(bodiesSQL(len(hits))), ridArgs...)
+	vrows, err := db.query(ctx, bodiesSQL(len(hits)), ridArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
 	}
@@ -1518,7 +1528,7 @@ func (db *DB) Count(ctx context.Context, q store.SearchQuery) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	if err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT COUNT(*)`+base), args...).Scan(&n); err != nil {
+	if err := db.queryRow(ctx, `SELECT COUNT(*)`+base, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("%w: count: %v", store.ErrUnavailable, err)
 	}
 	return n, nil
