@@ -557,6 +557,12 @@ func (r *Repo) allowed(ctx context.Context, a authz.Action, t authz.Target, rec 
 // compartment it may reach, no security label it is not cleared for, and
 // the categories its scopes are constrained to. "" means no restriction.
 func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) (string, []any, error) {
+	return r.restrictionOn(ctx, types, k, "r")
+}
+
+// restrictionOn is restriction over the resources row of alias a (a chain
+// hop or _has subquery of a search, see searchOptions).
+func (r *Repo) restrictionOn(ctx context.Context, types []string, k search.Keyer, a string) (string, []any, error) {
 	f := authz.Facts{Now: r.s.now().UTC(), AdminPHI: !r.s.noAdminPHI}
 	needFacts := false
 	for _, t := range types {
@@ -594,33 +600,33 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 		var conds []string
 		targs := []any{t}
 		if !rest.All {
-			c, a := patientCond(t, rest.Patients, k)
+			c, ca := patientCond(a, t, rest.Patients, k)
 			conds = append(conds, c)
-			targs = append(targs, a...)
+			targs = append(targs, ca...)
 		} else if len(rest.ExcludePatients) > 0 {
-			c, a := patientCond(t, rest.ExcludePatients, k)
+			c, ca := patientCond(a, t, rest.ExcludePatients, k)
 			conds = append(conds, `NOT (`+c+`)`)
-			targs = append(targs, a...)
+			targs = append(targs, ca...)
 		}
 		if len(rest.ExcludeLabels) > 0 {
 			targs = append(targs, search.PID(t, "_security"))
 			for _, l := range rest.ExcludeLabels {
 				targs = append(targs, search.TokenHash(k, l))
 			}
-			conds = append(conds, `r.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
+			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
 		}
 		if constrained, cats := authz.ScopeConstraints(r.subj, authz.Search, t); constrained {
 			targs = append(targs, search.PID(t, "category"))
 			for _, c := range cats {
 				targs = append(targs, search.TokenHash(k, c))
 			}
-			conds = append(conds, `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
+			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
 		}
 		if len(conds) == 0 {
 			free = append(free, t)
 			continue
 		}
-		ors = append(ors, `(r.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
+		ors = append(ors, `(`+a+`.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
 		args = append(args, targs...)
 	}
 	if len(ors) == 0 {
@@ -628,7 +634,7 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 	}
 	var head []any
 	if len(free) > 0 {
-		ors = append([]string{`r.type IN (` + marks(len(free)) + `)`}, ors...)
+		ors = append([]string{a + `.type IN (` + marks(len(free)) + `)`}, ors...)
 		for _, t := range free {
 			head = append(head, t)
 		}
@@ -636,8 +642,9 @@ func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) 
 	return strings.Join(ors, ` OR `), append(head, args...), nil
 }
 
-// patientCond keeps resources of typ in the compartments of patients.
-func patientCond(typ string, patients []string, k search.Keyer) (string, []any) {
+// patientCond keeps resources of typ (alias a) in the compartments of
+// patients.
+func patientCond(a, typ string, patients []string, k search.Keyer) (string, []any) {
 	if len(patients) == 0 {
 		return `1 = 0`, nil
 	}
@@ -646,7 +653,7 @@ func patientCond(typ string, patients []string, k search.Keyer) (string, []any) 
 		hs[i] = search.RefHash(k, "Patient", p)
 	}
 	if typ == "Patient" {
-		return `r.refh IN (` + marks(len(hs)) + `)`, hs
+		return a + `.refh IN (` + marks(len(hs)) + `)`, hs
 	}
 	var pids []any
 	for _, code := range compartment.PatientParams(typ) {
@@ -659,7 +666,7 @@ func patientCond(typ string, patients []string, k search.Keyer) (string, []any) 
 	if len(pids) == 0 {
 		return `1 = 0`, nil
 	}
-	return `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
+	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
 }
 
 // tenantConsents are the tenant's active consents (at most maxConsents;
@@ -682,6 +689,21 @@ func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, error) {
 	}
 	putFact(c, c.consents, key, gen, now, out)
 	return out, nil
+}
+
+// searchOptions are the search options of the caller's searches: every
+// chain hop and _has subquery is restricted like a search of its type, so
+// a chain or _has never matches through a resource the caller may not see
+// (a hop through a type the caller may not search matches nothing).
+func (r *Repo) searchOptions(ctx context.Context, k search.Keyer) search.Options {
+	o := r.s.search
+	o.Restrict = func(typ, alias string) (string, []any, error) {
+		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: typ}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
+			return `1 = 0`, nil, nil
+		}
+		return r.restrictionOn(ctx, []string{typ}, k, alias)
+	}
+	return o
 }
 
 // consentsOf parses stored Consents for the decision. One that does not

@@ -53,7 +53,7 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	if err != nil {
 		return nil, err
 	}
-	sq, err := search.Plan(q, r.subj.Tenant, k, r.s.search)
+	sq, err := search.Plan(q, r.subj.Tenant, k, r.searchOptions(ctx, k))
 	if err != nil {
 		var qe *query.Error
 		if errors.As(err, &qe) {
