@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -69,6 +70,147 @@ func TestChainsAndHasStayInCare(t *testing.T) {
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: %v, want %v (%s)", c.name, got, want, strings.Join(c.want, ", "))
+			}
+		}
+	})
+}
+
+// historyEntries returns a history Bundle's entries as "id@version"
+// ("id@version-deleted" for a deletion) and its next link.
+func historyEntries(t *testing.T, r *apptest.Response) (entries []string, next string) {
+	t.Helper()
+	var b struct {
+		Link  []struct{ Relation, URL string }
+		Entry []struct {
+			FullURL  string
+			Request  struct{ Method string }
+			Response struct{ Etag string }
+		}
+	}
+	if err := json.Unmarshal(r.Body, &b); err != nil {
+		t.Fatalf("%v: %.300s", err, r.Body)
+	}
+	for _, e := range b.Entry {
+		id := e.FullURL[strings.LastIndex(e.FullURL, "/")+1:]
+		v := strings.TrimSuffix(strings.TrimPrefix(e.Response.Etag, `W/"`), `"`)
+		s := id + "@" + v
+		if e.Request.Method == "DELETE" {
+			s += "-deleted"
+		}
+		entries = append(entries, s)
+	}
+	for _, l := range b.Link {
+		if l.Relation == "next" {
+			next = l.URL
+		}
+	}
+	return entries, next
+}
+
+// TestTypeAndSystemHistoryStayInCare: type and system history list, for
+// each role, only versions of resources the caller may see, each decided
+// on its own body (a record moved between patients shows only the
+// versions about one the caller may see), deletions only when the version
+// before them is visible; paging walks only that; an admin's history is
+// unchanged. On both databases.
+func TestTypeAndSystemHistoryStayInCare(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		x := setupAccess(t, w).ids
+		A := w.Tokens[authz.RoleAdmin]
+		mk := func(name, body string) { x[name] = w.Create(t, authz.RoleAdmin, body) }
+		put := func(name, pid string) {
+			body := strings.Replace(obsFor(pid, ""), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"`+x[name]+`",`, 1)
+			if r := w.Do(t, "PUT", "/fhir/Observation/"+x[name], A, []byte(body)); r.Status != 200 {
+				t.Fatalf("update %s: %d %s", name, r.Status, r.Body)
+			}
+		}
+		del := func(name string) {
+			if r := w.Do(t, "DELETE", "/fhir/Observation/"+x[name], A, nil); r.Status != 204 && r.Status != 200 {
+				t.Fatalf("delete %s: %d %s", name, r.Status, r.Body)
+			}
+		}
+		mk("moveIn", obsFor(x["other"], "")) // v1 about other, v2 about gp
+		put("moveIn", x["gp"])
+		mk("moveOut", obsFor(x["gp"], "")) // v1 about gp, v2 about other
+		put("moveOut", x["other"])
+		mk("delGP", obsFor(x["gp"], ""))
+		del("delGP")
+		mk("delOther", obsFor(x["other"], ""))
+		del("delOther")
+		v := func(name, version string) string { return x[name] + "@" + version }
+		for _, c := range []struct {
+			name string
+			role authz.Role
+			path string
+			want []string
+			not  []string
+		}{
+			{"physician: observation history", authz.RolePhysician, "/fhir/Observation/_history?_count=100",
+				[]string{v("obsGP", "1"), v("obsEnc", "1"), v("moveIn", "2"), v("delGP", "1"), v("delGP", "2-deleted")},
+				[]string{x["obsOther"], x["obsGPHIV"], x["obsTeam"], x["obsMe"], v("moveIn", "1"), x["moveOut"], x["delOther"]}},
+			{"physician: patient history", authz.RolePhysician, "/fhir/Patient/_history?_count=100",
+				[]string{v("gp", "1"), v("enc", "1")}, []string{x["other"], x["team"], x["oldEnc"], "patient-user"}},
+			{"physician: system history", authz.RolePhysician, "/fhir/_history?_count=200",
+				[]string{v("gp", "1"), v("obsGP", "1"), v("encounter", "1"), "pract-physician@1", v("moveIn", "2")},
+				[]string{x["other"], x["obsOther"], x["obsGPHIV"], x["team"], x["obsTeam"], v("moveIn", "1"), x["moveOut"], x["delOther"], x["careTeam"]}},
+			{"nurse: observation history", authz.RoleNurse, "/fhir/Observation/_history?_count=100",
+				[]string{v("obsTeam", "1")}, []string{x["obsGP"], x["obsOther"], x["obsMe"], x["moveIn"], x["delGP"], x["delOther"]}},
+			{"nurse: system history", authz.RoleNurse, "/fhir/_history?_count=200",
+				[]string{v("team", "1"), v("obsTeam", "1"), v("careTeam", "1")}, []string{x["gp"], x["obsGP"], x["other"], x["obsOther"]}},
+			{"patient: observation history", authz.RoleUser, "/fhir/Observation/_history?_count=100",
+				[]string{v("obsMe", "1")}, []string{x["obsGP"], x["obsOther"], x["obsTeam"], x["moveIn"], x["delGP"]}},
+			{"patient: patient history", authz.RoleUser, "/fhir/Patient/_history?_count=100",
+				[]string{"patient-user@1"}, []string{x["gp"], x["other"]}},
+			{"admin: observation history", authz.RoleAdmin, "/fhir/Observation/_history?_count=100",
+				[]string{v("obsGP", "1"), v("obsOther", "1"), v("moveIn", "1"), v("moveIn", "2"), v("moveOut", "1"), v("moveOut", "2"), v("delOther", "1"), v("delOther", "2-deleted"), v("obsMe", "1")},
+				[]string{x["obsGPHIV"]}},
+		} {
+			r := w.Do(t, "GET", c.path, w.Tokens[c.role], nil)
+			if r.Status != 200 {
+				t.Errorf("%s: %d %.300s", c.name, r.Status, r.Body)
+				continue
+			}
+			got, _ := historyEntries(t, r)
+			for _, s := range c.want {
+				if !slices.Contains(got, s) {
+					t.Errorf("%s: %s missing from %v", c.name, s, got)
+				}
+			}
+			for _, s := range c.not {
+				if slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, s) }) {
+					t.Errorf("%s: %s leaked: %v", c.name, s, got)
+				}
+			}
+		}
+		// A patient's system history stays refused by role (like a system
+		// search without _type: the role does not read every type).
+		if r := w.Do(t, "GET", "/fhir/_history", w.Tokens[authz.RoleUser], nil); r.Status != 403 {
+			t.Errorf("patient: system history: %d %.300s", r.Status, r.Body)
+		}
+		// Paging one version at a time walks exactly what one page shows.
+		P := w.Tokens[authz.RolePhysician]
+		all, _ := historyEntries(t, w.Do(t, "GET", "/fhir/Observation/_history?_count=100", P, nil))
+		var walked []string
+		r := w.Do(t, "GET", "/fhir/Observation/_history?_count=1", P, nil)
+		for pages := 0; r.Status == 200 && pages < 50; pages++ {
+			got, next := historyEntries(t, r)
+			walked = append(walked, got...)
+			if next == "" {
+				break
+			}
+			r = w.Do(t, "GET", strings.TrimPrefix(next, w.Server.URL), P, nil)
+		}
+		if !slices.Equal(walked, all) {
+			t.Errorf("paging walked %v, one page holds %v", walked, all)
+		}
+		// The ledger names only what was shown.
+		for _, rec := range w.Ledger(t) {
+			if rec.Actor == w.UserIDs[authz.RolePhysician] && strings.HasPrefix(rec.Action, "history") {
+				for _, e := range rec.Entities {
+					if strings.Contains(e, x["obsOther"]) || strings.Contains(e, x["other"]) || strings.Contains(e, x["delOther"]) {
+						t.Errorf("ledger of %s names %s", rec.Action, e)
+					}
+				}
 			}
 		}
 	})
