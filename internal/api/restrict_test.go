@@ -2,12 +2,15 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 )
 
 // TestChainsAndHasStayInCare: a chain hop or a _has subquery matches only
@@ -71,6 +74,12 @@ func TestChainsAndHasStayInCare(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: %v, want %v (%s)", c.name, got, want, strings.Join(c.want, ", "))
 			}
+		}
+		// Conditions are searched the same way: the physician's
+		// If-None-Exist does not match through the patient outside care.
+		r := w.Do(t, "POST", "/fhir/Observation", P, []byte(obsFor(x["gp"], "")), "If-None-Exist: focus:Patient.name=Otherby")
+		if r.Status != 201 || strings.Contains(string(r.Body), x["gpFocusOther"]) {
+			t.Errorf("conditional create through a chain: %d %.300s", r.Status, r.Body)
 		}
 	})
 }
@@ -214,4 +223,121 @@ func TestTypeAndSystemHistoryStayInCare(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestClinicianConditionalDelete: a clinician's conditional delete removes
+// only the matches they may delete (care, labels, consent down to the one
+// resource) and names only those; the others are neither deleted nor
+// revealed. The cap counts the matches the caller may see. Break-the-glass
+// deletes outside care as an audited emergency. On both databases.
+func TestClinicianConditionalDelete(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		x := setupAccess(t, w).ids
+		A := w.Tokens[authz.RoleAdmin]
+		clearedAdmin := w.Login(t, "cleared-admin", apptest.Password)
+		batch := func(n string) string { return `,"identifier":[{"system":"urn:cd","value":"` + n + `"}]` }
+		mk := func(name, tok, body string) {
+			r := w.Do(t, "POST", "/fhir/Observation", tok, []byte(body))
+			if r.Status != 201 {
+				t.Fatalf("create %s: %d %s", name, r.Status, r.Body)
+			}
+			x[name] = r.JSON(t)["id"].(string)
+		}
+		mk("cdGP", A, obsFor(x["gp"], batch("one")))
+		mk("cdEnc", A, obsFor(x["enc"], batch("one")))
+		mk("cdEncDenied", A, obsFor(x["enc"], batch("one")))
+		mk("cdOther", A, obsFor(x["other"], batch("one")))
+		mk("cdTeam", A, obsFor(x["team"], batch("one")))
+		mk("cdMe", A, obsFor("patient-user", batch("one")))
+		mk("cdGPHIV", clearedAdmin, obsFor(x["gp"], batch("one")+`,"meta":{"security":[{"code":"HIV"}]}`))
+		// enc's consent denies the physician that one Observation: the SQL
+		// restriction keeps enc, the decision on the resource refuses it.
+		w.Create(t, authz.RoleAdmin, `{"resourceType":"Consent","status":"active",`+
+			`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},`+
+			`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/`+x["enc"]+`"},`+
+			`"policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]},`+
+			`"provision":{"type":"permit","provision":[{"type":"deny","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"PRCP"}]},"reference":{"reference":"Practitioner/pract-physician"}}],`+
+			`"data":[{"meaning":"instance","reference":{"reference":"Observation/`+x["cdEncDenied"]+`"}}]}]}}`)
+		alive := func(name string, want int) {
+			t.Helper()
+			tok := A
+			if name == "cdGPHIV" {
+				tok = clearedAdmin
+			}
+			if r := w.Do(t, "GET", "/fhir/Observation/"+x[name], tok, nil); r.Status != want {
+				t.Errorf("%s reads %d, want %d", name, r.Status, want)
+			}
+		}
+		others := []string{x["cdOther"], x["cdTeam"], x["cdMe"], x["cdGPHIV"], x["cdEncDenied"]}
+		one := "/fhir/Observation?identifier=" + url.QueryEscape("urn:cd|one")
+
+		// Seven match in the tenant, three in the physician's search (the
+		// cap is 3): the two he may delete are deleted.
+		r := w.Do(t, "DELETE", one, w.Tokens[authz.RolePhysician], nil)
+		if r.Status != 200 || !strings.Contains(string(r.Body), "2 Observation resources deleted") {
+			t.Fatalf("physician's conditional delete: %d %s", r.Status, r.Body)
+		}
+		for _, id := range others {
+			if strings.Contains(string(r.Body), id) {
+				t.Errorf("the answer names %s: %s", id, r.Body)
+			}
+		}
+		alive("cdGP", 410)
+		alive("cdEnc", 410)
+		for _, n := range []string{"cdEncDenied", "cdOther", "cdTeam", "cdMe", "cdGPHIV"} {
+			alive(n, 200)
+		}
+		// Nothing left he may delete: nothing deleted, nothing said.
+		if r := w.Do(t, "DELETE", one, w.Tokens[authz.RolePhysician], nil); r.Status != 204 || len(r.Body) != 0 {
+			t.Errorf("physician's second conditional delete: %d %s", r.Status, r.Body)
+		}
+		alive("cdEncDenied", 200)
+		// The nurse deletes her CareTeam patient's one.
+		if r := w.Do(t, "DELETE", one, w.Tokens[authz.RoleNurse], nil); r.Status != 200 || !strings.Contains(string(r.Body), "1 Observation resources deleted") {
+			t.Errorf("nurse's conditional delete: %d %s", r.Status, r.Body)
+		}
+		alive("cdTeam", 410)
+		alive("cdOther", 200)
+		// More matches in care than the cap: 412, nothing deleted.
+		for _, n := range []string{"cdGP2", "cdGP3", "cdEnc2", "cdGP4"} {
+			pid := x["gp"]
+			if n == "cdEnc2" {
+				pid = x["enc"]
+			}
+			mk(n, A, obsFor(pid, batch("two")))
+		}
+		if r := w.Do(t, "DELETE", "/fhir/Observation?identifier="+url.QueryEscape("urn:cd|two"), w.Tokens[authz.RolePhysician], nil); r.Status != 412 {
+			t.Errorf("over the cap: %d %s", r.Status, r.Body)
+		}
+		for _, n := range []string{"cdGP2", "cdGP3", "cdEnc2", "cdGP4"} {
+			alive(n, 200)
+		}
+		// Break-the-glass: outside care and the consent are overridden (the
+		// label is not), recorded as an emergency.
+		if r := w.Do(t, "DELETE", one, w.Tokens[authz.RolePhysician], nil, "X-Break-Glass: ETREAT"); r.Status != 200 || !strings.Contains(string(r.Body), "3 Observation resources deleted") {
+			t.Errorf("break-glass conditional delete: %d %s", r.Status, r.Body)
+		}
+		for _, n := range []string{"cdEncDenied", "cdOther", "cdMe"} {
+			alive(n, 410)
+		}
+		alive("cdGPHIV", 200)
+		// The ledger: each delete names what it deleted, nothing else.
+		var deletes []string
+		for _, rec := range w.Ledger(t) {
+			if rec.Action != "delete" || !strings.HasPrefix(rec.Detail, "conditional") {
+				continue
+			}
+			ents := strings.Join(rec.Entities, " ")
+			deletes = append(deletes, fmt.Sprintf("%s %v %d", rec.Role, rec.Emergency, len(rec.Entities)))
+			if rec.Role == "physician" && !rec.Emergency && (strings.Contains(ents, x["cdOther"]) || strings.Contains(ents, x["cdEncDenied"]) || strings.Contains(ents, x["cdGPHIV"])) {
+				t.Errorf("the physician's delete record names what it did not delete: %v", rec.Entities)
+			}
+			if rec.Emergency && !strings.Contains(rec.Detail, "break-glass:ETREAT") {
+				t.Errorf("emergency delete record: %+v", rec)
+			}
+		}
+		if want := []string{"physician false 2", "physician false 0", "nurse false 1", "physician true 3"}; !slices.Equal(deletes, want) {
+			t.Errorf("conditional delete records %v, want %v", deletes, want)
+		}
+	}, func(c *config.Config) { c.ConditionalDeleteMax = 3 })
 }
