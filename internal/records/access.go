@@ -557,7 +557,13 @@ func (r *Repo) allowed(ctx context.Context, a authz.Action, t authz.Target, rec 
 // compartment it may reach, no security label it is not cleared for, and
 // the categories its scopes are constrained to. "" means no restriction.
 func (r *Repo) restriction(ctx context.Context, types []string, k search.Keyer) (string, []any, error) {
-	res, err := r.restrict(ctx, types, k)
+	return r.restrictionOn(ctx, types, k, "r")
+}
+
+// restrictionOn is restriction over the resources row of alias a (a chain
+// hop or _has subquery of a search, see searchOptions).
+func (r *Repo) restrictionOn(ctx context.Context, types []string, k search.Keyer, a string) (string, []any, error) {
+	res, err := r.restrict(ctx, types, k, a)
 	if err != nil {
 		return "", nil, err
 	}
@@ -572,9 +578,9 @@ type restricted struct {
 	// patients passes the per-resource decision (authz.Restriction.Exact,
 	// for every type searched).
 	exact bool
-	// partial is the SQL condition (over alias r) that holds for the
-	// resources in the compartments of patients whose consents decide per
-	// resource; "" when there are none.
+	// partial is the SQL condition (over the same alias) that holds for
+	// the resources in the compartments of patients whose consents decide
+	// per resource; "" when there are none.
 	partial     string
 	partialArgs []any
 }
@@ -583,7 +589,9 @@ type restricted struct {
 // resource the restriction keeps.
 func (x restricted) skipsDecision() bool { return x.exact && x.partial == "" }
 
-func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer) (restricted, error) {
+// restrict is the restriction of a search of types over the resources row
+// of alias a.
+func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a string) (restricted, error) {
 	var out restricted
 	f := authz.Facts{Now: r.s.now().UTC(), AdminPHI: !r.s.noAdminPHI}
 	needFacts := false
@@ -624,41 +632,41 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer) (re
 		rest := authz.Restrict(r.subj, authz.Search, t, f)
 		out.exact = out.exact && rest.Exact
 		if len(rest.Partial) > 0 {
-			c, a := patientCond(t, rest.Partial, k)
-			partial = append(partial, `(r.type = ? AND `+c+`)`)
-			out.partialArgs = append(append(out.partialArgs, t), a...)
+			c, ca := patientCond(a, t, rest.Partial, k)
+			partial = append(partial, `(`+a+`.type = ? AND `+c+`)`)
+			out.partialArgs = append(append(out.partialArgs, t), ca...)
 		}
 		var conds []string
 		targs := []any{t}
 		if !rest.All {
-			c, a := patientCond(t, rest.Patients, k)
+			c, ca := patientCond(a, t, rest.Patients, k)
 			conds = append(conds, c)
-			targs = append(targs, a...)
+			targs = append(targs, ca...)
 		}
 		if len(rest.ExcludePatients) > 0 {
-			c, a := patientCond(t, rest.ExcludePatients, k)
+			c, ca := patientCond(a, t, rest.ExcludePatients, k)
 			conds = append(conds, `NOT (`+c+`)`)
-			targs = append(targs, a...)
+			targs = append(targs, ca...)
 		}
 		if len(rest.ExcludeLabels) > 0 {
 			targs = append(targs, search.PID(t, "_security"))
 			for _, l := range rest.ExcludeLabels {
 				targs = append(targs, search.TokenHash(k, l))
 			}
-			conds = append(conds, `r.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
+			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
 		}
 		if constrained, cats := authz.ScopeConstraints(r.subj, authz.Search, t); constrained {
 			targs = append(targs, search.PID(t, "category"))
 			for _, c := range cats {
 				targs = append(targs, search.TokenHash(k, c))
 			}
-			conds = append(conds, `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
+			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
 		}
 		if len(conds) == 0 {
 			free = append(free, t)
 			continue
 		}
-		ors = append(ors, `(r.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
+		ors = append(ors, `(`+a+`.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
 		args = append(args, targs...)
 	}
 	if len(partial) > 0 {
@@ -669,7 +677,7 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer) (re
 	}
 	var head []any
 	if len(free) > 0 {
-		ors = append([]string{`r.type IN (` + marks(len(free)) + `)`}, ors...)
+		ors = append([]string{a + `.type IN (` + marks(len(free)) + `)`}, ors...)
 		for _, t := range free {
 			head = append(head, t)
 		}
@@ -678,8 +686,9 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer) (re
 	return out, nil
 }
 
-// patientCond keeps resources of typ in the compartments of patients.
-func patientCond(typ string, patients []string, k search.Keyer) (string, []any) {
+// patientCond keeps resources of typ (alias a) in the compartments of
+// patients.
+func patientCond(a, typ string, patients []string, k search.Keyer) (string, []any) {
 	if len(patients) == 0 {
 		return `1 = 0`, nil
 	}
@@ -688,7 +697,7 @@ func patientCond(typ string, patients []string, k search.Keyer) (string, []any) 
 		hs[i] = search.RefHash(k, "Patient", p)
 	}
 	if typ == "Patient" {
-		return `r.refh IN (` + marks(len(hs)) + `)`, hs
+		return a + `.refh IN (` + marks(len(hs)) + `)`, hs
 	}
 	var pids []any
 	for _, code := range compartment.PatientParams(typ) {
@@ -701,7 +710,7 @@ func patientCond(typ string, patients []string, k search.Keyer) (string, []any) 
 	if len(pids) == 0 {
 		return `1 = 0`, nil
 	}
-	return `r.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
+	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
 }
 
 // tenantConsents are the tenant's active consents, at most maxConsents;
@@ -724,6 +733,21 @@ func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, bool, error
 	}
 	putFact(c, c.consents, key, gen, now, out)
 	return out, len(out) < maxConsents, nil
+}
+
+// searchOptions are the search options of the caller's searches: every
+// chain hop and _has subquery is restricted like a search of its type, so
+// a chain or _has never matches through a resource the caller may not see
+// (a hop through a type the caller may not search matches nothing).
+func (r *Repo) searchOptions(ctx context.Context, k search.Keyer) search.Options {
+	o := r.s.search
+	o.Restrict = func(typ, alias string) (string, []any, error) {
+		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: typ}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
+			return `1 = 0`, nil, nil
+		}
+		return r.restrictionOn(ctx, []string{typ}, k, alias)
+	}
+	return o
 }
 
 // consentsOf parses stored Consents for the decision. One that does not

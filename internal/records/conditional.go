@@ -96,7 +96,7 @@ func (r *Repo) match(ctx context.Context, q *query.Query, limit int, rec *audit.
 	if err != nil {
 		return nil, store.Guard{}, err
 	}
-	sq, err := search.Plan(q, r.subj.Tenant, k, r.s.search)
+	sq, err := search.Plan(q, r.subj.Tenant, k, r.searchOptions(ctx, k))
 	if err != nil {
 		var qe *query.Error
 		if errors.As(err, &qe) {

@@ -614,12 +614,20 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 	if err := r.decide(authz.History, rec); err != nil {
 		return nil, err
 	}
-	if q.ID == "" && r.hidesExistence(q.Type) {
-		// Type and system history cannot be restricted to the caller's
-		// patients in SQL yet: refused for callers who need that.
-		return nil, r.hidden(rec, "history-needs-an-instance")
+	hq := store.HistoryQuery{Tenant: r.subj.Tenant, Type: q.Type, ID: q.ID, Since: q.Since, Before: q.Before, Limit: q.Count + 1}
+	if q.ID == "" {
+		// Type and system history: restricted in SQL like a search, so a
+		// page walks only what the caller may see; each version is then
+		// decided on its own body (disclose).
+		where, args, err := r.historyRestriction(ctx, q.Type)
+		if err != nil {
+			return nil, err
+		}
+		if where != "" {
+			hq.Where, hq.Args = []string{where}, args
+		}
 	}
-	vs, err := r.s.st.History(ctx, store.HistoryQuery{Tenant: r.subj.Tenant, Type: q.Type, ID: q.ID, Since: q.Since, Before: q.Before, Limit: q.Count + 1})
+	vs, err := r.s.st.History(ctx, hq)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 	}
@@ -641,15 +649,67 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 	return page, nil
 }
 
+// historyRestriction is the SQL condition (over the current row r of each
+// version's resource) of a type (typ) or system (typ "") history: the
+// types the caller may read the history of, and of those, the resources a
+// search by the caller would reach, or deleted ones (a deletion keeps no
+// index rows; its versions are decided one by one by disclose). Versions
+// of a resource whose current version the caller may not see are not
+// listed, even where an older version was about a patient the caller may
+// see (as instance history refuses such a resource). "" means none.
+func (r *Repo) historyRestriction(ctx context.Context, typ string) (string, []any, error) {
+	types, all := []string{typ}, true
+	if typ == "" {
+		types = nil
+		for _, t := range fhir.ResourceTypes() {
+			if authz.Decide(r.subj, authz.History, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow {
+				types = append(types, t)
+			} else {
+				all = false
+			}
+		}
+		if len(types) == 0 {
+			return `1 = 0`, nil, nil
+		}
+	}
+	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	if err != nil {
+		return "", nil, err
+	}
+	where, args, err := r.restriction(ctx, types, k)
+	if err != nil || (where == "" && all) {
+		return "", nil, err
+	}
+	in := `r.type IN (` + marks(len(types)) + `)`
+	targs := make([]any, len(types))
+	for i, t := range types {
+		targs[i] = t
+	}
+	if where == "" {
+		return in, targs, nil
+	}
+	return `(r.deleted <> 0 AND ` + in + `) OR (` + where + `)`, append(targs, args...), nil
+}
+
 // disclose opens versions into page, deciding each, and makes the audit
 // record naming every one of them durable. For one resource's history
 // (strict) a refused version refuses the whole request; otherwise refused
-// versions are left out of the page.
+// versions are left out of the page, and a deletion (which has no body) is
+// listed only when the caller may read the last version before it.
 func (r *Repo) disclose(ctx context.Context, rec *audit.Record, vs []store.Version, page *Page, strict bool) error {
 	page.Resources = make([]Resource, 0, len(vs))
 	for i := range vs {
 		v := &vs[i]
 		out := Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, Deleted: v.Deleted}
+		if v.Deleted && !strict {
+			ok, err := r.mayLearnDeletion(ctx, rec, v)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
 		if !v.Deleted {
 			plain, err := r.open(v)
 			if err != nil {
@@ -673,4 +733,26 @@ func (r *Repo) disclose(ctx context.Context, rec *audit.Record, vs []store.Versi
 		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
 	}
 	return r.commitAudit(rec)
+}
+
+// mayLearnDeletion decides whether a deletion version may be listed: the
+// caller must be allowed to read the last version before it that has a
+// body (a deletion without one is never listed).
+func (r *Repo) mayLearnDeletion(ctx context.Context, rec *audit.Record, v *store.Version) (bool, error) {
+	live, err := r.lastLive(ctx, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	plain, err := r.open(live)
+	if err != nil {
+		return false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+	}
+	doc, err := fhir.Parse(plain)
+	if err != nil {
+		return false, fmt.Errorf("stored %s/%s does not parse: %w", live.Type, live.ID, err)
+	}
+	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, live.Type, live.ID, doc.Doc), rec), nil
 }

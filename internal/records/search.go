@@ -54,7 +54,7 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	if err != nil {
 		return nil, err
 	}
-	sq, err := search.Plan(q, r.subj.Tenant, k, r.s.search)
+	sq, err := search.Plan(q, r.subj.Tenant, k, r.searchOptions(ctx, k))
 	if err != nil {
 		var qe *query.Error
 		if errors.As(err, &qe) {
@@ -65,7 +65,7 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	sq.Types = types
 	// Restrict in SQL to what the caller may see, so that paging and
 	// _total count only that.
-	res, err := r.restrict(ctx, types, k)
+	res, err := r.restrict(ctx, types, k, "r")
 	if err != nil {
 		return nil, err
 	}

@@ -333,7 +333,10 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 }
 
 // deleteMatches writes the deletions of a conditional delete: one audit
-// record naming every resource deleted.
+// record naming every resource deleted. The matches were searched with the
+// caller's restriction; each is also decided on its current version, and
+// one the caller may not delete is left alone and not named (like a search
+// leaves out what it refuses).
 func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref, now time.Time, next map[string]int64, unit *store.Unit, results []EntryResult) error {
 	rec := r.record("delete", e.Type)
 	rec.Time = now
@@ -350,6 +353,13 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 			case err != nil:
 				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 			case v.Deleted:
+				continue
+			}
+			ok, err := r.mayDelete(ctx, rec, v)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				continue
 			}
 			cur = v.Version
@@ -500,6 +510,9 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 		if e.Method == http.MethodGet {
 			continue // decided when read, after the writes
 		}
+		if e.Method == http.MethodDelete && e.cond != nil {
+			continue // each match is decided when its deletion is written (deleteMatches)
+		}
 		a := entryAction(e.Method)
 		rec := r.record(entryAuditAction(e.Method), e.Type)
 		if e.Method != http.MethodPost {
@@ -526,4 +539,18 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 		}
 	}
 	return nil
+}
+
+// mayDelete decides a conditional delete's match (its current version)
+// without auditing a refusal: the caller is not told of it.
+func (r *Repo) mayDelete(ctx context.Context, rec *audit.Record, v *store.Version) (bool, error) {
+	plain, err := r.open(v)
+	if err != nil {
+		return false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+	}
+	doc, err := fhir.Parse(plain)
+	if err != nil {
+		return false, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+	}
+	return r.allowed(ctx, authz.Delete, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec), nil
 }

@@ -111,6 +111,12 @@ type Options struct {
 	Leaky bool
 	// Now is the clock for the birth-year cap (90+).
 	Now func() time.Time
+	// Restrict, when set, is asked by Plan for the condition that keeps
+	// each resource row a chain hop or a _has subquery joins (alias, of
+	// type typ) to what the caller may see, with its arguments; "" means
+	// no restriction. Without it, chains and _has match over every
+	// resource of the tenant. Its errors end the planning unchanged.
+	Restrict func(typ, alias string) (string, []any, error)
 }
 
 // Indexer computes index rows.

@@ -18,7 +18,9 @@ import (
 // tenant: each clause becomes a condition on the resource row r, an
 // indexed subquery on the rid (or, for chains and _has, a join through the
 // reference hash). Every condition that can touch another resource row
-// repeats the tenant, so no join leaves the tenant even in theory.
+// repeats the tenant, so no join leaves the tenant even in theory, and
+// carries o.Restrict's condition for that row, so a chain or _has matches
+// only through resources the caller may see.
 //
 // Errors are *query.Error (400): a search the index cannot answer, such as
 // :contains on a blinded name, says so and why.
@@ -184,6 +186,9 @@ func (b *builder) chain(rt, a string, hops []query.Hop, c query.Clause) (string,
 	sb.WriteString(b.pidList(refPIDs(rt, hop.Param)))
 	sb.WriteString(`) AND ` + r2 + `.tenant = ? AND ` + r2 + `.type = ? AND ` + r2 + `.deleted = 0 AND `)
 	b.args = append(b.args, b.tenant, hop.Type)
+	if err := b.restrict(&sb, hop.Type, r2); err != nil {
+		return "", err
+	}
 	var inner string
 	var err error
 	if len(hops) > 1 {
@@ -207,6 +212,9 @@ func (b *builder) has(rt, a string, h *query.Has, c query.Clause) (string, error
 	sb.WriteString(b.pidList(refPIDs(h.Type, h.Ref)))
 	sb.WriteString(`) AND ` + r2 + `.tenant = ? AND ` + r2 + `.type = ? AND ` + r2 + `.deleted = 0 AND `)
 	b.args = append(b.args, b.tenant, h.Type)
+	if err := b.restrict(&sb, h.Type, r2); err != nil {
+		return "", err
+	}
 	var inner string
 	var err error
 	if h.Next != nil {
@@ -219,6 +227,21 @@ func (b *builder) has(rt, a string, h *query.Has, c query.Clause) (string, error
 	}
 	sb.WriteString(`(` + inner + `))`)
 	return sb.String(), nil
+}
+
+// restrict writes the caller's restriction of the joined row r2 (of type
+// typ), if Options.Restrict gives one, followed by AND.
+func (b *builder) restrict(sb *strings.Builder, typ, r2 string) error {
+	if b.opts.Restrict == nil {
+		return nil
+	}
+	w, args, err := b.opts.Restrict(typ, r2)
+	if err != nil || w == "" {
+		return err
+	}
+	sb.WriteString(`(` + w + `) AND `)
+	b.args = append(b.args, args...)
+	return nil
 }
 
 // values is the condition of one clause's parameter and ORed values on a.

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -137,5 +138,66 @@ func TestOneClauseDrives(t *testing.T) {
 				t.Errorf("%s?%s: %s lists rids = %v, want %v: %s", c.rt, c.q, q.Clauses[i].Param.Code, lists, drives, w)
 			}
 		}
+	}
+}
+
+// TestPlanRestrictsJoins: every chain hop and _has subquery asks
+// Options.Restrict for its row's condition, with the row's type and
+// alias, and the condition's arguments sit where its placeholders are.
+func TestPlanRestrictsJoins(t *testing.T) {
+	k := testKeyer(t)
+	for _, c := range []struct {
+		rt, query string
+		types     []string
+	}{
+		{"Observation", "subject:Patient.general-practitioner:Practitioner.name=ab", []string{"Patient", "Practitioner"}},
+		{"Patient", "_has:Observation:subject:_has:Provenance:target:agent=Practitioner/x", []string{"Observation", "Provenance"}},
+		{"Observation", "code=1234-5&subject:Patient.gender=female", []string{"Patient"}},
+	} {
+		vals, err := url.ParseQuery(c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := query.Parse(c.rt, vals, query.Options{Strict: true, Supported: Supported})
+		if err != nil {
+			t.Fatalf("%s?%s: %v", c.rt, c.query, err)
+		}
+		var asked []string
+		o := Options{Restrict: func(typ, alias string) (string, []any, error) {
+			asked = append(asked, typ)
+			return alias + `.id <> ?`, []any{"mark-" + typ + "-" + alias}, nil
+		}}
+		sq, err := Plan(q, "t", k, o)
+		if err != nil {
+			t.Fatalf("%s?%s: %v", c.rt, c.query, err)
+		}
+		if strings.Join(asked, ",") != strings.Join(c.types, ",") {
+			t.Errorf("%s?%s: restricted %v, want %v", c.rt, c.query, asked, c.types)
+		}
+		sql := strings.Join(sq.Where, " AND ")
+		if n := strings.Count(sql, "?"); n != len(sq.Args) {
+			t.Fatalf("%s?%s: %d placeholders, %d arguments", c.rt, c.query, n, len(sq.Args))
+		}
+		for i, a := range sq.Args {
+			s, ok := a.(string)
+			if !ok || !strings.HasPrefix(s, "mark-") {
+				continue
+			}
+			alias := s[strings.LastIndex(s, "-")+1:]
+			at := strings.Index(sql, alias+`.id <> ?`)
+			if at < 0 {
+				t.Errorf("%s?%s: no condition on %s", c.rt, c.query, alias)
+				continue
+			}
+			if n := strings.Count(sql[:at], "?"); n != i {
+				t.Errorf("%s?%s: the argument of %s's condition is #%d, its placeholder #%d", c.rt, c.query, alias, i, n)
+			}
+		}
+	}
+	// The hook's errors end the planning.
+	errBoom := errors.New("boom")
+	q, _ := query.Parse("Observation", url.Values{"subject:Patient.gender": {"female"}}, query.Options{})
+	if _, err := Plan(q, "t", k, Options{Restrict: func(string, string) (string, []any, error) { return "", nil, errBoom }}); !errors.Is(err, errBoom) {
+		t.Errorf("hook error: %v", err)
 	}
 }

@@ -279,6 +279,13 @@ type HistoryQuery struct {
 	Since  time.Time // zero: no lower bound
 	Before int64     // Seq cursor, exclusive; 0: from the newest
 	Limit  int
+	// Where are SQL conditions, ANDed, over the current row of each
+	// version's resource (alias r, columns of the resources table, '?'
+	// placeholders, as in SearchQuery), with their Args: a version is
+	// listed when its resource's current row satisfies them. The tenant
+	// and the other fields still apply.
+	Where []string
+	Args  []any
 }
 
 // ListQuery selects current, not deleted resources of one type in id order.

@@ -981,24 +981,33 @@ func (db *DB) Version(ctx context.Context, tenant, typ, id string, version int64
 func (db *DB) History(ctx context.Context, hq store.HistoryQuery) ([]store.Version, error) {
 	var b strings.Builder
 	args := []any{hq.Tenant}
-	b.WriteString(`SELECT type, id, version, last_updated, deleted, body, seq FROM resource_versions WHERE tenant = ?`)
+	b.WriteString(`SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq FROM resource_versions v`)
+	if len(hq.Where) > 0 {
+		// The conditions are over the resource's current row.
+		b.WriteString(` JOIN resources r ON r.tenant = v.tenant AND r.type = v.type AND r.id = v.id`)
+	}
+	b.WriteString(` WHERE v.tenant = ?`)
 	if hq.Type != "" {
-		b.WriteString(` AND type = ?`)
+		b.WriteString(` AND v.type = ?`)
 		args = append(args, hq.Type)
 	}
 	if hq.ID != "" {
-		b.WriteString(` AND id = ?`)
+		b.WriteString(` AND v.id = ?`)
 		args = append(args, hq.ID)
 	}
 	if !hq.Since.IsZero() {
-		b.WriteString(` AND last_updated >= ?`)
+		b.WriteString(` AND v.last_updated >= ?`)
 		args = append(args, hq.Since.UnixMicro())
 	}
 	if hq.Before > 0 {
-		b.WriteString(` AND seq < ?`)
+		b.WriteString(` AND v.seq < ?`)
 		args = append(args, hq.Before)
 	}
-	b.WriteString(` ORDER BY seq DESC LIMIT ` + strconv.Itoa(limit(hq.Limit)))
+	for _, w := range hq.Where {
+		b.WriteString(` AND (` + w + `)`)
+	}
+	args = append(args, hq.Args...)
+	b.WriteString(` ORDER BY v.seq DESC LIMIT ` + strconv.Itoa(limit(hq.Limit)))
 	return db.queryVersions(ctx, hq.Tenant, b.String(), args)
 }
 

@@ -251,6 +251,29 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("HistoryWhereOnCurrentRow", func(t *testing.T) {
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Observation", "o1", 1, "x"), write("a", "Observation", "o2", 1, "x"), write("b", "Observation", "o1", 1, "x")}}))
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Observation", "o1", 2, "x")}}))
+		// Every version of the resources whose current row satisfies the
+		// conditions, newest first, in the tenant only; paging still works.
+		q := store.HistoryQuery{Tenant: "a", Where: []string{"r.id = ?", "r.version >= ?"}, Args: []any{"o1", 1}}
+		vs, err := st.History(ctx, q)
+		if err != nil || len(vs) != 2 || vs[0].ID != "o1" || vs[0].Version != 2 || vs[1].Version != 1 {
+			t.Fatalf("where: %v %v", ids(vs), err)
+		}
+		q.Type, q.Before, q.Limit = "Observation", vs[0].Seq, 5
+		if vs, err := st.History(ctx, q); err != nil || len(vs) != 1 || vs[0].Version != 1 {
+			t.Fatalf("where with type and cursor: %v %v", ids(vs), err)
+		}
+		// The condition is on the current row: o1's version 1 is listed by
+		// its current version 2.
+		q = store.HistoryQuery{Tenant: "a", Type: "Observation", Where: []string{"r.version = ?"}, Args: []any{2}}
+		if vs, err := st.History(ctx, q); err != nil || len(vs) != 2 || vs[0].ID != "o1" || vs[1].ID != "o1" {
+			t.Fatalf("current row: %v %v", ids(vs), err)
+		}
+	})
+
 	t.Run("ListByIDAndCursor", func(t *testing.T) {
 		st := open(t)
 		for _, id := range []string{"c", "a", "e", "b", "d"} {
