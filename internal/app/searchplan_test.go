@@ -21,7 +21,7 @@ import (
 
 // loadDataset generates a small copy of the issue #4 search data set and
 // loads it through the FHIR API as transaction Bundles of PUTs (ids kept).
-func loadDataset(t *testing.T, w *apptest.Ward, patients, observations int) string {
+func loadDataset(t testing.TB, w *apptest.Ward, patients, observations int) string {
 	t.Helper()
 	dir := t.TempDir()
 	sum, err := loadgen.GenerateDataset(dir, loadgen.DatasetOptions{Patients: patients, Observations: observations, Files: 1, Queries: 20, Seed: 7})
