@@ -15,6 +15,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/params"
 	"github.com/wardhealth/ward/internal/search/query"
@@ -651,7 +652,7 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a s
 		if len(rest.ExcludeLabels) > 0 {
 			targs = append(targs, search.PID(t, "_security"))
 			for _, l := range rest.ExcludeLabels {
-				targs = append(targs, search.TokenHash(k, l))
+				targs = append(targs, r.s.labelHash(k, l))
 			}
 			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
 		}
@@ -770,4 +771,27 @@ func (r *Repo) consentsOf(vs []store.Version) ([]authz.Consent, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// labelKey names a security label's token hash under one index key.
+type labelKey struct {
+	b     *seal.Blinder
+	label string
+}
+
+// labelHash is search.TokenHash(k, label), remembered per index key: a
+// search excludes every label its caller is not cleared for, so the same
+// few hashes would otherwise be computed on every search.
+func (s *Service) labelHash(k search.Keyer, label string) int64 {
+	bk, ok := k.(search.BlindKeyer)
+	if !ok {
+		return search.TokenHash(k, label)
+	}
+	key := labelKey{bk.B, label}
+	if h, ok := s.labels.Load(key); ok {
+		return h.(int64)
+	}
+	h := search.TokenHash(k, label)
+	s.labels.Store(key, h)
+	return h
 }

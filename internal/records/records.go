@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,6 +43,8 @@ type Keys interface {
 
 // Service holds what every Repo shares.
 type Service struct {
+	// labels remembers security labels' token hashes (labelHash).
+	labels  sync.Map
 	st      store.Store
 	keys    Keys
 	val     *fhir.Validator

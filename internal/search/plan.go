@@ -3,6 +3,7 @@ package search
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -43,10 +44,19 @@ func Plan(q *query.Query, tenant string, k Keyer, o Options) (*store.SearchQuery
 		// every IN list in full: a date range over a million rows to
 		// intersect with a patient's ten.
 		b.probe = drive >= 0 && i != drive
+		start := len(b.args)
+		b.listed, b.listing = nil, false
 		w, err := b.clause(rt, "r", c)
 		b.probe = false
 		if err != nil {
 			return nil, err
+		}
+		if l := b.listed; i == drive && l != nil && (w == l.sql || w == "("+l.sql+")") && strings.Count(l.cond, "?") == len(b.args)-start {
+			// The driver is one index lookup: hand it to the store as
+			// such, so that it can stream it.
+			sq.Drive = &store.Drive{Table: l.table, Alias: l.alias, Cond: l.cond, Args: slices.Clone(b.args[start:])}
+			b.args = b.args[:start]
+			continue
 		}
 		sq.Where = append(sq.Where, w)
 	}
@@ -70,6 +80,15 @@ type builder struct {
 	// probe makes in() test one candidate row's rid (a correlated
 	// EXISTS) instead of listing every matching rid.
 	probe bool
+	// listed is the last index lookup in() listed for the row r, or nil
+	// when the clause made more than one.
+	listed  *listing
+	listing bool
+}
+
+// listing is one rid list of an index table over the resource row r.
+type listing struct {
+	sql, table, alias, cond string
 }
 
 // Rank of a clause as the driver of a search: lower is more selective.
@@ -442,7 +461,16 @@ func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) st
 		// per-candidate probe on both databases.
 		return `(SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ? AND ` + cond + ` LIMIT 1) IS NOT NULL`
 	}
-	return a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
+	sql := a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
+	if a == "r" {
+		if b.listing {
+			b.listed = nil // a second list: not one lookup
+		} else {
+			b.listed = &listing{sql: sql, table: table, alias: x, cond: x + `.p = ? AND ` + cond}
+		}
+		b.listing = true
+	}
+	return sql
 }
 
 func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v query.Value) (string, error) {

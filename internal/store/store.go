@@ -314,6 +314,19 @@ type SearchQuery struct {
 	// hit of the previous page (len(Order)+1 values), or nil.
 	After []any
 	Limit int
+	// Drive, when set, is the one condition whose index rows list the
+	// candidates (the others test each candidate). The store either joins
+	// it, so that a page in rid order streams from the index and stops at
+	// the limit, or tests it like a Where condition, as
+	// r.rid IN (SELECT <Alias>.rid FROM <Table> <Alias> WHERE <Cond>).
+	Drive *Drive
+}
+
+// Drive is an index table's rows, by a condition over its alias, that name
+// a search's candidates by rid.
+type Drive struct {
+	Table, Alias, Cond string
+	Args               []any
 }
 
 // Order is one sort key: a SQL expression over r that is never NULL.

@@ -31,6 +31,7 @@ var Dialect = sqlstore.Dialect{
 	Explain:      `EXPLAIN QUERY PLAN `,
 	RowAtATime:   true,
 	StmtCache:    256,
+	JoinDrive:    true,
 }
 
 func dsn(path string, readOnly bool) string {

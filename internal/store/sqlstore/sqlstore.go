@@ -48,6 +48,9 @@ type Dialect struct {
 	// row instead of multi-row statements. Right for an embedded database,
 	// where a statement costs no round trip but parsing a long one does.
 	RowAtATime bool
+	// JoinDrive joins a search's driving index rows (store.Drive) for a
+	// page in rid order, where the index lists them in rid order.
+	JoinDrive bool
 	// StmtCache is how many read statements to keep prepared by text (0:
 	// none, for a driver that caches its own).
 	StmtCache int
@@ -1301,12 +1304,26 @@ func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]
 // searchBase is the FROM and WHERE shared by Search and Count: the
 // tenant, type and not-deleted conditions come first and are always there.
 func searchBase(q store.SearchQuery) (string, []any, error) {
+	return searchFrom(q, false)
+}
+
+// searchFrom is the FROM and WHERE of a search; join makes q.Drive the
+// first table of the FROM instead of a condition.
+func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 	if q.Tenant == "" || len(q.Types) == 0 {
 		return "", nil, fmt.Errorf("%w: search without tenant or type", store.ErrUnavailable)
 	}
 	var b strings.Builder
-	args := []any{q.Tenant}
-	b.WriteString(` FROM resources r WHERE r.tenant = ? AND r.deleted = 0 AND r.type`)
+	var args []any
+	d := q.Drive
+	if join {
+		b.WriteString(` FROM ` + d.Table + ` ` + d.Alias + ` JOIN resources r ON r.rid = ` + d.Alias + `.rid WHERE (` + d.Cond + `) AND`)
+		args = append(args, d.Args...)
+	} else {
+		b.WriteString(` FROM resources r WHERE`)
+	}
+	args = append(args, q.Tenant)
+	b.WriteString(` r.tenant = ? AND r.deleted = 0 AND r.type`)
 	if len(q.Types) == 1 {
 		b.WriteString(` = ?`)
 	} else {
@@ -1314,6 +1331,10 @@ func searchBase(q store.SearchQuery) (string, []any, error) {
 	}
 	for _, t := range q.Types {
 		args = append(args, t)
+	}
+	if d != nil && !join {
+		b.WriteString(` AND r.rid IN (SELECT ` + d.Alias + `.rid FROM ` + d.Table + ` ` + d.Alias + ` WHERE ` + d.Cond + `)`)
+		args = append(args, d.Args...)
 	}
 	for _, w := range q.Where {
 		b.WriteString(` AND (` + w + `)`)
@@ -1324,11 +1345,19 @@ func searchBase(q store.SearchQuery) (string, []any, error) {
 // searchSQL is the statement of one page of a search. The keyset
 // condition compares the sort keys and the rid with the cursor's, so that a
 // page starts exactly after the previous one whatever was written in
-// between.
-func searchSQL(q store.SearchQuery) (string, []any, error) {
-	base, args, err := searchBase(q)
+// between. joinDrive lets a page in rid order (no sort keys) join its
+// driving index rows: they come in rid order, so the page stops at its
+// limit instead of listing every candidate first.
+func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
+	join := joinDrive && q.Drive != nil && len(q.Order) == 0
+	base, args, err := searchFrom(q, join)
 	if err != nil {
 		return "", nil, err
+	}
+	rid := `r.rid`
+	if join {
+		// The index's own rid column, so that the cursor seeks in it.
+		rid = q.Drive.Alias + `.rid`
 	}
 	var sel, ord strings.Builder
 	var selArgs, ordArgs, keyArgs []any
@@ -1348,7 +1377,7 @@ func searchSQL(q store.SearchQuery) (string, []any, error) {
 	if ord.Len() > 0 {
 		ord.WriteString(`, `)
 	}
-	ord.WriteString(`r.rid`)
+	ord.WriteString(rid)
 	keyset := ""
 	if q.After != nil {
 		if len(q.After) != len(q.Order)+1 {
@@ -1371,21 +1400,27 @@ func searchSQL(q store.SearchQuery) (string, []any, error) {
 				ands = append(ands, q.Order[i].Expr+op)
 				keyArgs = append(keyArgs, q.Order[i].Args...)
 			} else {
-				ands = append(ands, `r.rid > ?`)
+				ands = append(ands, rid+` > ?`)
 			}
 			keyArgs = append(keyArgs, q.After[i])
 			ors = append(ors, `(`+strings.Join(ands, ` AND `)+`)`)
 		}
 		keyset = ` AND (` + strings.Join(ors, ` OR `) + `)`
 	}
-	inner := sel.String() + base + keyset + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
+	group := ""
+	if join {
+		// An index row per matching value: one resource may have several
+		// (the same code in two systems).
+		group = ` GROUP BY ` + rid
+	}
+	inner := sel.String() + base + keyset + group + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
 	return inner, append(append(append(selArgs, args...), keyArgs...), ordArgs...), nil
 }
 
 // Search runs a translated search: one query for the page's rids and sort
 // keys, one for their bodies.
 func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
-	inner, all, err := searchSQL(q)
+	inner, all, err := searchSQL(q, db.d.JoinDrive)
 	if err != nil {
 		return nil, err
 	}
@@ -1485,7 +1520,7 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 		base, args, err = searchBase(q)
 		stmt = `SELECT COUNT(*)` + base
 	} else {
-		stmt, args, err = searchSQL(q)
+		stmt, args, err = searchSQL(q, db.d.JoinDrive)
 	}
 	if err != nil {
 		return nil, err
