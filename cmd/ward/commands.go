@@ -376,7 +376,7 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 // runClients registers, lists and disables clients: SMART Backend Services
 // clients (public keys and system/ scopes) and public apps (redirect URIs,
 // authorization code with PKCE).
-func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "list":
@@ -388,17 +388,21 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if len(args) == 0 || args[0] != "add" {
 		fmt.Fprintln(stderr, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--tenant T] [--data-dir D]
        ward clients add --client-id C --redirect-uri URI [--redirect-uri URI2] --scope "launch/patient openid fhirUser patient/*.rs" [--tenant T]
+                        [--confidential | --secret-stdin | --jwks-file F]   (a confidential app)
        ward clients list [--tenant T] [--data-dir D]
        ward clients disable|enable --client-id C [--tenant T] [--data-dir D]`)
 		return errUsage
 	}
 	var id, jwksFile, scope string
 	var redirects multiFlag
+	var confidential, secretStdin bool
 	cfg, _, err := flags("clients add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "client-id", "", "the client id (the iss and sub of its assertions, or the client_id of a public app)")
 		fs.StringVar(&jwksFile, "jwks-file", "", "JSON Web Key Set file with a backend client's public keys")
 		fs.StringVar(&scope, "scope", "", "space-separated scopes the client may be granted")
-		fs.Var(&redirects, "redirect-uri", "a public app's redirect URI (repeatable; https, or http on a loopback host)")
+		fs.Var(&redirects, "redirect-uri", "an app's redirect URI (repeatable; https, or http on a loopback host)")
+		fs.BoolVar(&confidential, "confidential", false, "a confidential app: generate a client secret (printed once, stored only hashed)")
+		fs.BoolVar(&secretStdin, "secret-stdin", false, "a confidential app: read its client secret (32 characters or more) from standard input")
 	})
 	if err != nil {
 		return err
@@ -407,9 +411,25 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return errors.New("--client-id is required: 1 to 128 characters, no spaces")
 	}
 	var jwks []byte
+	secret, generated := "", false
 	switch {
-	case jwksFile != "" && len(redirects) > 0:
-		return errors.New("give --jwks-file (backend service) or --redirect-uri (public app), not both")
+	case (confidential || secretStdin) && len(redirects) == 0:
+		return errors.New("--confidential and --secret-stdin are for apps: give --redirect-uri")
+	case confidential && secretStdin || (confidential || secretStdin) && jwksFile != "":
+		return errors.New("a confidential app authenticates with one of --confidential (a generated secret), --secret-stdin or --jwks-file (keys)")
+	case secretStdin:
+		line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read client secret: %w", err)
+		}
+		secret = strings.TrimRight(line, "\r\n")
+	case confidential:
+		if secret, err = authn.GenerateClientSecret(); err != nil {
+			return err
+		}
+		generated = true
+	}
+	switch {
 	case jwksFile != "":
 		if jwks, err = os.ReadFile(jwksFile); err != nil {
 			return fmt.Errorf("--jwks-file: %w", err)
@@ -422,15 +442,21 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return err
 	}
 	defer st.Close()
-	_, err = authn.AddClient(ctx, st, cliActor, authn.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects})
+	c, err := authn.AddClient(ctx, st, cliActor, authn.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects, Secret: secret})
 	if err != nil {
 		return cliError(err)
 	}
 	kind := "backend client"
-	if len(redirects) > 0 {
+	switch {
+	case len(redirects) > 0 && authn.AppAuthMethod(c) != authn.AuthNone:
+		kind = "confidential app (" + authn.AppAuthMethod(c) + ")"
+	case len(redirects) > 0:
 		kind = "public app"
 	}
 	fmt.Fprintf(stdout, "%s %s registered in tenant %s (scopes %s)\n", kind, id, cfg.Tenant, scope)
+	if generated {
+		fmt.Fprintf(stdout, "client secret (shown once, stored only hashed): %s\n", secret)
+	}
 	return nil
 }
 
@@ -450,7 +476,7 @@ func cliError(err error) error {
 		return err
 	}
 	is := pe.Issues[0]
-	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri",
+	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri", "client_secret": "--secret-stdin",
 		"username": "--username", "role": "--role", "password": "password"}
 	if f, ok := flagOf[is.Expression]; ok {
 		return fmt.Errorf("%s: %s", f, is.Diagnostics)

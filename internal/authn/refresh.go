@@ -127,6 +127,9 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
+	if nr != nil {
+		nr.Patient, nr.Encounter = r.Patient, r.Encounter
+	}
 	rec.Detail = "token-issued"
 	err = s.st.Commit(ctx, &store.Unit{UseRefresh: r.ID, NewRefresh: nr, Audit: []*audit.Record{rec}})
 	if errors.Is(err, store.ErrConflict) {
@@ -137,10 +140,15 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
-	tok, err := s.Issue(subjectOf(u, scope))
+	subj := subjectOf(u, scope)
+	if r.Patient != "" {
+		subj.Patient = r.Patient // the EHR launch's patient context
+	}
+	tok, err := s.Issue(subj)
 	if err != nil {
 		return Token{}, err
 	}
+	tok.Patient, tok.Encounter = r.Patient, r.Encounter
 	tok.RefreshToken = next
 	return tok, nil
 }

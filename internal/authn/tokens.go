@@ -64,6 +64,7 @@ type Store interface {
 	RefreshByID(ctx context.Context, id string) (*store.Refresh, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
 	CodeByID(ctx context.Context, id string) (*store.Code, error)
+	LaunchByID(ctx context.Context, id string) (*store.Launch, error)
 	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
@@ -271,7 +272,10 @@ type Token struct {
 	RefreshToken string
 	// IDToken is an OpenID Connect id_token, for an authorization code
 	// grant whose scope has openid.
-	IDToken string
+ 	IDToken string
+	// Patient and Encounter are the launch context of an EHR launch, for
+	// the token response.
+	Patient, Encounter string
 
 	jti     string    // the access token's id
 	expires time.Time // and expiry

@@ -425,8 +425,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			if _, err = tx.ExecContext(ctx, q(`DELETE FROM refresh_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
 				return fmt.Errorf("purge refresh tokens: %w", err)
 			}
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires) VALUES (?, ?, ?, ?, ?, ?)`),
-				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro()); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires, patient, encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro(), rt.Patient, rt.Encounter); err != nil {
 				return fmt.Errorf("store refresh token: %w", err)
 			}
 		}
@@ -439,8 +439,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			}
 		}
 		if c := j.u.NewClient; c != nil {
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " ")); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " "), c.SecretHash); err != nil {
 				return fmt.Errorf("insert client: %w", err)
 			}
 		}
@@ -1113,8 +1113,8 @@ func (db *DB) RefreshByID(ctx context.Context, id string) (*store.Refresh, error
 	r := &store.Refresh{}
 	var exp int64
 	var used, revoked int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked FROM refresh_tokens WHERE id = ?`), id).
-		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked, patient, encounter FROM refresh_tokens WHERE id = ?`), id).
+		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked, &r.Patient, &r.Encounter)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -1150,8 +1150,8 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 	var created int64
 	var disabled int
 	var redirects string
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris FROM clients WHERE id = ?`), id).
-		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash FROM clients WHERE id = ?`), id).
+		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects, &c.SecretHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
