@@ -92,7 +92,10 @@ func TestEHRLaunch(t *testing.T) {
 		// The app, opened with iss and launch, authorizes with them.
 		verifier := strings.Repeat("ehr-launch-", 5)
 		withLaunch := func(l string) func(url.Values) {
-			return func(q url.Values) { q.Set("scope", "launch openid fhirUser patient/*.rs offline_access"); q.Set("launch", l) }
+			return func(q url.Values) {
+				q.Set("scope", "launch openid fhirUser patient/*.rs offline_access")
+				q.Set("launch", l)
+			}
 		}
 		code, got := app.codeFor(withLaunch(launch), verifier, "physician-user")
 		if code == "" {

@@ -272,7 +272,7 @@ type Token struct {
 	RefreshToken string
 	// IDToken is an OpenID Connect id_token, for an authorization code
 	// grant whose scope has openid.
- 	IDToken string
+	IDToken string
 	// Patient and Encounter are the launch context of an EHR launch, for
 	// the token response.
 	Patient, Encounter string
