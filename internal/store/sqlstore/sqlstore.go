@@ -1081,7 +1081,7 @@ func (db *DB) user(ctx context.Context, where string, args ...any) (*store.User,
 // Users lists a tenant's users by username (password hashes included: the
 // caller decides what to show).
 func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL, practitioner, patient FROM users WHERE tenant = ? ORDER BY username`), tenant)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL, practitioner, patient, clearances FROM users WHERE tenant = ? ORDER BY username`), tenant)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list users: %v", store.ErrUnavailable, err)
 	}
@@ -1092,8 +1092,12 @@ func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
 		var created, locked int64
 		var disabled int
 		var totp bool
-		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp, &u.Practitioner, &u.Patient); err != nil {
+		var clearances string
+		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp, &u.Practitioner, &u.Patient, &clearances); err != nil {
 			return nil, fmt.Errorf("%w: scan user: %v", store.ErrUnavailable, err)
+		}
+		if clearances != "" {
+			u.Clearances = strings.Split(clearances, ",")
 		}
 		u.Created = time.UnixMicro(created).UTC()
 		u.Disabled = disabled != 0
