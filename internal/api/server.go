@@ -376,9 +376,11 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleSMARTConfig is SMART App Launch 2.0 discovery. It lists only what
-// Ward implements: standalone launch of public apps (authorization code
-// with PKCE S256, launch/patient), backend services (client_credentials +
-// private_key_jwt), the password grant and refresh tokens.
+// Ward implements: standalone and EHR launch (authorization code with PKCE
+// S256; launch/patient, launch with patient and encounter context) of
+// public and confidential apps (client secret or private_key_jwt), backend
+// services (client_credentials + private_key_jwt), the password grant and
+// refresh tokens.
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	root := strings.TrimSuffix(s.base(r), "/fhir")
 	w.Header().Set("Content-Type", "application/json")

@@ -10,7 +10,10 @@
 // allowed algorithms. Verified tokens are cached until they expire, so the
 // signature check runs once per token rather than once per request.
 // Authorization codes are stored only hashed, used once, and bound to the
-// client, redirect URI and PKCE S256 challenge they were issued for.
+// client, redirect URI and PKCE S256 challenge they were issued for. EHR
+// launch values are stored only hashed, used once, and bound to the tenant,
+// the user who created them and one app. Client secrets of confidential
+// apps are stored only as argon2id hashes and compared in constant time.
 package authn
 
 import (
