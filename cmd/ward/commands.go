@@ -22,7 +22,6 @@ import (
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
-	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -198,7 +197,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now,
 		Practitioner: practitioner, Patient: patient, Clearances: clearances}
 	err = st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
-		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: userEntities(u), Detail: "role:" + string(r),
+		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: authn.UserEntities(u), Detail: "role:" + string(r),
 	}}})
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("a user named %q already exists", username)
@@ -477,7 +476,8 @@ func cliError(err error) error {
 	}
 	is := pe.Issues[0]
 	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri", "client_secret": "--secret-stdin",
-		"username": "--username", "role": "--role", "password": "password"}
+		"username": "--username", "role": "--role", "password": "password",
+		"practitioner": "--practitioner", "patient": "--patient", "clearance": "--clearance"}
 	if f, ok := flagOf[is.Expression]; ok {
 		return fmt.Errorf("%s: %s", f, is.Diagnostics)
 	}
@@ -615,28 +615,12 @@ func runVersion(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	return nil
 }
 
-// userLink checks the FHIR resource a user is linked to: a physician or
-// nurse may be a Practitioner, a user-role account must be (or act for) a
-// Patient, an admin is linked to nothing.
+// userLink checks the FHIR resource a user is linked to, by the rules the
+// admin API applies too (authn.CheckUserLink).
 func userLink(r authz.Role, practitioner, patient string) (typ, id string, err error) {
-	switch {
-	case practitioner != "" && patient != "":
-		return "", "", errors.New("give --practitioner or --patient, not both")
-	case practitioner != "" && r != authz.RolePhysician && r != authz.RoleNurse:
-		return "", "", errors.New("--practitioner links a physician or nurse")
-	case patient != "" && r != authz.RoleUser:
-		return "", "", errors.New("--patient links a user-role account (a patient or their proxy)")
-	case r == authz.RoleUser && patient == "":
-		return "", "", errors.New("a user-role account needs --patient ID: the Patient it is or acts for")
-	case practitioner != "":
-		typ, id = "Practitioner", practitioner
-	case patient != "":
-		typ, id = "Patient", patient
-	default:
-		return "", "", nil
-	}
-	if !fhir.IsID(id) {
-		return "", "", fmt.Errorf("--%s must be a FHIR id (1 to 64 of A-Z a-z 0-9 - .)", strings.ToLower(typ))
+	typ, id, err = authn.CheckUserLink(r, practitioner, patient)
+	if err != nil {
+		return "", "", cliError(err)
 	}
 	return typ, id, nil
 }
@@ -644,24 +628,12 @@ func userLink(r authz.Role, practitioner, patient string) (typ, id string, err e
 func parseClearances(s string) ([]string, error) {
 	var out []string
 	for _, c := range strings.Split(s, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
+		if c = strings.TrimSpace(c); c != "" {
+			out = append(out, c)
 		}
-		if !authz.NeedsClearance(c) {
-			return nil, fmt.Errorf("--clearance: %q is not a security label that needs a clearance (one of %s)", c, strings.Join(authz.ClearanceLabels(), ", "))
-		}
-		out = append(out, c)
+	}
+	if err := authn.CheckClearances(out); err != nil {
+		return nil, cliError(err)
 	}
 	return out, nil
-}
-
-func userEntities(u *store.User) []string {
-	out := []string{"user/" + u.ID}
-	if u.Practitioner != "" {
-		out = append(out, "Practitioner/"+u.Practitioner)
-	}
-	if u.Patient != "" {
-		out = append(out, "Patient/"+u.Patient)
-	}
-	return out
 }

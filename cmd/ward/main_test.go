@@ -789,12 +789,12 @@ func TestUsersAddLinks(t *testing.T) {
 		want string
 	}{
 		{[]string{"--role", "physician", "--practitioner", "nope"}, "there is no Practitioner/nope"},
-		{[]string{"--role", "physician", "--patient", paID}, "--patient links a user-role account"},
-		{[]string{"--role", "user"}, "needs --patient"},
-		{[]string{"--role", "admin", "--practitioner", prID}, "--practitioner links a physician or nurse"},
+		{[]string{"--role", "physician", "--patient", paID}, "--patient: patient links a user-role account"},
+		{[]string{"--role", "user"}, "--patient: a user-role account needs patient"},
+		{[]string{"--role", "admin", "--practitioner", prID}, "--practitioner: practitioner links a physician or nurse"},
 		{[]string{"--role", "nurse", "--practitioner", prID, "--patient", paID}, "not both"},
-		{[]string{"--role", "nurse", "--practitioner", "a/b"}, "must be a FHIR id"},
-		{[]string{"--role", "physician", "--practitioner", prID, "--clearance", "HIV,TOPSECRET"}, "TOPSECRET"},
+		{[]string{"--role", "nurse", "--practitioner", "a/b"}, "--practitioner: practitioner must be a FHIR id"},
+		{[]string{"--role", "physician", "--practitioner", prID, "--clearance", "HIV,TOPSECRET"}, "--clearance: \"TOPSECRET\" is not a security label"},
 	} {
 		args := append([]string{"users", "add", "--data-dir", dir, "--username", "linked", "--password-stdin"}, c.args...)
 		if _, stderr, code := ward(t, pass+"\n", args...); code == 0 || !strings.Contains(stderr, c.want) {
