@@ -71,7 +71,7 @@ func TestConfidentialApps(t *testing.T) {
 		pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
 		admin := w.Tokens[authz.RoleAdmin]
 		js := "Content-Type: application/json"
-		scope := "openid user/*.rs"
+		scope := "openid user/*.rs offline_access"
 		mod := func(q url.Values) { q.Set("scope", scope) }
 		verifier := strings.Repeat("confidential-", 4)
 
@@ -124,6 +124,21 @@ func TestConfidentialApps(t *testing.T) {
 		}
 		if r := w.Do(t, "GET", "/fhir/Patient/"+pid, tok["access_token"].(string), nil); r.Status != 200 {
 			t.Fatalf("read with the app's token: %d", r.Status)
+		}
+		// Its refresh token is usable only with the app's credentials
+		// (RFC 6749 6); failed attempts do not use it up.
+		rf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}
+		if status, _, body := tokenCall(t, w, rf, nil); status != 401 || body["error"] != "invalid_client" {
+			t.Errorf("refresh without credentials: %d %v", status, body)
+		}
+		if status, h, body := tokenCall(t, w, rf, []string{"secret-app", secret + "x"}); status != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("refresh with a wrong secret: %d %v", status, body)
+		}
+		if status, _, body := tokenCall(t, w, with(rf, "client_id", "key-app", "client_secret", secret), nil); status != 400 || body["error"] != "invalid_grant" {
+			t.Errorf("refresh as another client: %d %v", status, body)
+		}
+		if status, _, body := tokenCall(t, w, rf, []string{"secret-app", secret}); status != 200 || body["refresh_token"] == nil {
+			t.Fatalf("refresh with client_secret_basic: %d %v", status, body)
 		}
 		// client_secret_post, and PKCE still checked.
 		code, _ = sapp.codeFor(mod, verifier, "physician-user")
@@ -179,8 +194,16 @@ func TestConfidentialApps(t *testing.T) {
 			}
 		}
 		good := assertion(key, "j-1")
-		if status, _, body := tokenCall(t, w, kform(code, good), nil); status != 200 || body["access_token"] == nil {
-			t.Fatalf("private_key_jwt: %d %v", status, body)
+		status, _, ktok := tokenCall(t, w, kform(code, good), nil)
+		if status != 200 || ktok["access_token"] == nil {
+			t.Fatalf("private_key_jwt: %d %v", status, ktok)
+		}
+		krf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ktok["refresh_token"].(string)}}
+		if status, _, body := tokenCall(t, w, krf, nil); status != 401 {
+			t.Errorf("key app refresh without an assertion: %d %v", status, body)
+		}
+		if status, _, body := tokenCall(t, w, with(krf, "client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion", assertion(key, "j-refresh")), nil); status != 200 {
+			t.Errorf("key app refresh with an assertion: %d %v", status, body)
 		}
 		// The same assertion again (with a new code) is a replay.
 		code, _ = kapp.codeFor(mod, verifier, "physician-user")

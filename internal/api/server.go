@@ -225,10 +225,21 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("grant_type") {
 	case "password":
 	case "refresh_token":
+		ca, basic, ok := s.clientAuth(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			oauthError(http.StatusUnauthorized, "invalid_client", "use one client authentication method: HTTP Basic with the form-urlencoded client_id and secret")
+			return
+		}
 		tok, err = s.tokens.RefreshGrant(r.Context(), authn.RefreshRequest{
-			RequestID: requestID(r.Context()), RefreshToken: r.PostForm.Get("refresh_token"), Scope: r.PostForm.Get("scope"),
+			RequestID: requestID(r.Context()), RefreshToken: r.PostForm.Get("refresh_token"), Scope: r.PostForm.Get("scope"), Client: ca,
 		})
 		switch {
+		case errors.Is(err, authn.ErrInvalidClient):
+			if basic {
+				w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			}
+			oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		case errors.Is(err, authn.ErrInvalidScope):
 			oauthError(http.StatusBadRequest, "invalid_scope", "the requested scope was not granted to this refresh token")
 		case errors.Is(err, authn.ErrInvalidGrant):
@@ -267,22 +278,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f := r.PostForm
-		cr := authn.CodeRequest{RequestID: requestID(r.Context()), Code: f.Get("code"), ClientID: f.Get("client_id"), RedirectURI: f.Get("redirect_uri"),
-			CodeVerifier: f.Get("code_verifier"), ClientSecret: f.Get("client_secret"),
-			AssertionType: f.Get("client_assertion_type"), Assertion: f.Get("client_assertion"),
-			Audience: strings.TrimSuffix(s.base(r), "/fhir") + "/oauth2/token"}
-		basic := r.Header.Get("Authorization") != ""
-		if basic {
-			// client_secret_basic (RFC 6749 2.3.1): id and secret are
-			// form-urlencoded, then joined by a colon.
-			id, secret, ok := basicCredentials(r)
-			if !ok || cr.ClientSecret != "" || cr.Assertion != "" || cr.ClientID != "" && cr.ClientID != id {
-				w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
-				oauthError(http.StatusUnauthorized, "invalid_client", "use one client authentication method: HTTP Basic with the form-urlencoded client_id and secret")
-				return
-			}
-			cr.ClientID, cr.ClientSecret = id, secret
+		ca, basic, ok := s.clientAuth(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			oauthError(http.StatusUnauthorized, "invalid_client", "use one client authentication method: HTTP Basic with the form-urlencoded client_id and secret")
+			return
 		}
+		cr := authn.CodeRequest{RequestID: ca.RequestID, Code: f.Get("code"), ClientID: ca.ClientID, RedirectURI: f.Get("redirect_uri"),
+			CodeVerifier: f.Get("code_verifier"), ClientSecret: ca.ClientSecret, AssertionType: ca.AssertionType, Assertion: ca.Assertion, Audience: ca.Audience}
 		if cr.Code == "" || cr.ClientID == "" && cr.Assertion == "" || cr.RedirectURI == "" || cr.CodeVerifier == "" {
 			oauthError(http.StatusBadRequest, "invalid_request", "code, client_id, redirect_uri and code_verifier are required")
 			return
@@ -435,6 +438,28 @@ func (s *Server) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                      scopesSupported,
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat"},
 	})
+}
+
+// clientAuth reads a token request's client authentication: HTTP Basic
+// (client_secret_basic), client_id and client_secret in the form
+// (client_secret_post), or a client assertion (private_key_jwt). basic
+// says an Authorization header was sent; ok is false when it is not valid
+// HTTP Basic or is combined with credentials in the form, or names
+// another client_id than the form's.
+func (s *Server) clientAuth(r *http.Request) (ca authn.ClientAuth, basic, ok bool) {
+	f := r.PostForm
+	ca = authn.ClientAuth{RequestID: requestID(r.Context()), ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"),
+		AssertionType: f.Get("client_assertion_type"), Assertion: f.Get("client_assertion"),
+		Audience: strings.TrimSuffix(s.base(r), "/fhir") + "/oauth2/token"}
+	if r.Header.Get("Authorization") == "" {
+		return ca, false, true
+	}
+	id, secret, ok := basicCredentials(r)
+	if !ok || ca.ClientSecret != "" || ca.Assertion != "" || ca.ClientID != "" && ca.ClientID != id {
+		return ca, true, false
+	}
+	ca.ClientID, ca.ClientSecret = id, secret
+	return ca, true, true
 }
 
 // basicCredentials reads HTTP Basic client credentials, whose parts are

@@ -391,7 +391,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	}
 	// The client authenticates before the code is looked at: a client that
 	// fails does not use the code up.
-	if detail, err := s.authenticateApp(ctx, cr, rec); err != nil {
+	if detail, err := s.authenticateApp(ctx, cr.clientAuth(), rec); err != nil {
 		if detail == "" {
 			return Token{}, err
 		}
@@ -474,6 +474,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	}
 	if unit.NewRefresh != nil {
 		unit.NewRefresh.Patient, unit.NewRefresh.Encounter = c.Patient, c.Encounter
+		unit.NewRefresh.ClientID = c.ClientID
 	}
 	if unit.NewRefresh != nil {
 		use.Family = unit.NewRefresh.Family

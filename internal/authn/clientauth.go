@@ -61,13 +61,36 @@ func CheckClientSecret(secret string) error {
 	return nil
 }
 
-// authenticateApp authenticates the app of an authorization code request
-// as its registration requires: a public app sends no credentials; an app
-// with a secret must send it; an app with keys must send a private_key_jwt
+// ClientAuth is the client authentication of a token request.
+type ClientAuth struct {
+	RequestID string
+	// ClientID is the app's id (from the form or HTTP Basic).
+	ClientID string
+	// ClientSecret is the secret of client_secret_basic or
+	// client_secret_post ("" : none sent).
+	ClientSecret string
+	// AssertionType and Assertion are private_key_jwt's.
+	AssertionType, Assertion string
+	// Audience is this server's token endpoint URL (an assertion's aud).
+	Audience string
+}
+
+func (cr CodeRequest) clientAuth() ClientAuth {
+	return ClientAuth{RequestID: cr.RequestID, ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AssertionType: cr.AssertionType, Assertion: cr.Assertion, Audience: cr.Audience}
+}
+
+// sent reports whether any credentials were sent.
+func (cr ClientAuth) sent() bool {
+	return cr.ClientSecret != "" || cr.Assertion != "" || cr.AssertionType != ""
+}
+
+// authenticateApp authenticates an app at the token endpoint as its
+// registration requires: a public app sends no credentials; an app with a
+// secret must send it; an app with keys must send a private_key_jwt
 // assertion, whose jti is recorded (a replay is refused). It returns a
 // ledger detail and ErrInvalidClient on failure (detail "" : a storage
 // error to pass on). rec gets the client's tenant for the ledger.
-func (s *Service) authenticateApp(ctx context.Context, cr CodeRequest, rec *audit.Record) (string, error) {
+func (s *Service) authenticateApp(ctx context.Context, cr ClientAuth, rec *audit.Record) (string, error) {
 	if cr.AssertionType != "" || cr.Assertion != "" {
 		if cr.AssertionType != ClientAssertionType || cr.Assertion == "" {
 			return "client-auth-bad-assertion-type", fmt.Errorf("%w: client_assertion_type must be %s", ErrInvalidClient, ClientAssertionType)

@@ -222,6 +222,9 @@ type Refresh struct {
 	// Patient and Encounter are the EHR launch context of the grant the
 	// family descends from ("" : none).
 	Patient, Encounter string
+	// ClientID is the app the family was issued to ("" : the password
+	// grant).
+	ClientID string
 }
 
 // Unit is what one Commit writes, all or nothing.

@@ -425,8 +425,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			if _, err = tx.ExecContext(ctx, q(`DELETE FROM refresh_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
 				return fmt.Errorf("purge refresh tokens: %w", err)
 			}
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires, patient, encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro(), rt.Patient, rt.Encounter); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires, patient, encounter, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro(), rt.Patient, rt.Encounter, rt.ClientID); err != nil {
 				return fmt.Errorf("store refresh token: %w", err)
 			}
 		}
@@ -1117,8 +1117,8 @@ func (db *DB) RefreshByID(ctx context.Context, id string) (*store.Refresh, error
 	r := &store.Refresh{}
 	var exp int64
 	var used, revoked int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked, patient, encounter FROM refresh_tokens WHERE id = ?`), id).
-		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked, &r.Patient, &r.Encounter)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked, patient, encounter, client_id FROM refresh_tokens WHERE id = ?`), id).
+		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked, &r.Patient, &r.Encounter, &r.ClientID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

@@ -440,8 +440,8 @@ func Run(t *testing.T, open Opener) {
 		if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" {
 			t.Fatalf("code with a launch context: %+v %v", got, err)
 		}
-		must(t, st.Commit(ctx, &store.Unit{NewRefresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1"}}))
-		if got, err := st.RefreshByID(ctx, "r-launch"); err != nil || got.Patient != "p1" || got.Encounter != "e1" {
+		must(t, st.Commit(ctx, &store.Unit{NewRefresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1", ClientID: "app-1"}}))
+		if got, err := st.RefreshByID(ctx, "r-launch"); err != nil || got.Patient != "p1" || got.Encounter != "e1" || got.ClientID != "app-1" {
 			t.Fatalf("refresh with a launch context: %+v %v", got, err)
 		}
 		l := &store.Launch{ID: "l1", Tenant: "b", UserID: "u1", ClientID: "app-1", Patient: "p1", Encounter: "e1", Expires: exp}

@@ -21,8 +21,12 @@ ALTER TABLE auth_codes ADD COLUMN patient TEXT NOT NULL DEFAULT '';
 ALTER TABLE auth_codes ADD COLUMN encounter TEXT NOT NULL DEFAULT '';
 ALTER TABLE refresh_tokens ADD COLUMN patient TEXT NOT NULL DEFAULT '';
 ALTER TABLE refresh_tokens ADD COLUMN encounter TEXT NOT NULL DEFAULT '';
+-- The app a refresh token was issued to ('' : the password grant), so
+-- that a confidential app authenticates to refresh.
+ALTER TABLE refresh_tokens ADD COLUMN client_id TEXT NOT NULL DEFAULT '';
 
 -- +goose Down
+ALTER TABLE refresh_tokens DROP COLUMN client_id;
 ALTER TABLE refresh_tokens DROP COLUMN encounter;
 ALTER TABLE refresh_tokens DROP COLUMN patient;
 ALTER TABLE auth_codes DROP COLUMN encounter;
