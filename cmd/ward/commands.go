@@ -498,16 +498,17 @@ func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%-32s %-8s %-8s %-20s %s\n", "CLIENT", "KIND", "STATE", "CREATED", "SCOPE")
-	for _, c := range cs {
-		kind, state := "backend", "active"
+	fmt.Fprintf(stdout, "%-32s %-8s %-20s %-8s %-20s %s\n", "CLIENT", "KIND", "AUTH", "STATE", "CREATED", "SCOPE")
+	for i := range cs {
+		c := &cs[i]
+		kind, auth, state := "backend", authn.AuthPrivateKeyJWT, "active"
 		if len(c.RedirectURIs) > 0 {
-			kind = "app"
+			kind, auth = "app", authn.AppAuthMethod(c)
 		}
 		if c.Disabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(stdout, "%-32s %-8s %-8s %-20s %s\n", c.ID, kind, state, c.Created.Format(time.RFC3339), c.Scope)
+		fmt.Fprintf(stdout, "%-32s %-8s %-20s %-8s %-20s %s\n", c.ID, kind, auth, state, c.Created.Format(time.RFC3339), c.Scope)
 	}
 	return nil
 }

@@ -927,6 +927,11 @@ func TestClientsAddConfidential(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "confidential app (private_key_jwt) c3") {
 		t.Fatalf("--jwks-file with --redirect-uri: %d %s %s", code, out, stderr)
 	}
+	out, _, code = ward(t, "", "clients", "list", "--data-dir", dir)
+	if code != 0 || !regexp.MustCompile(`c1 +app +client_secret_basic`).MatchString(out) || !regexp.MustCompile(`c3 +app +private_key_jwt`).MatchString(out) ||
+		strings.Contains(out, generated) || strings.Contains(out, "argon2") {
+		t.Errorf("clients list:\n%s", out)
+	}
 	// Only hashes are stored.
 	cfg := config.Default()
 	cfg.DataDir = dir
