@@ -22,7 +22,6 @@ import (
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
-	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -198,7 +197,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now,
 		Practitioner: practitioner, Patient: patient, Clearances: clearances}
 	err = st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
-		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: userEntities(u), Detail: "role:" + string(r),
+		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: authn.UserEntities(u), Detail: "role:" + string(r),
 	}}})
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("a user named %q already exists", username)
@@ -376,7 +375,7 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 // runClients registers, lists and disables clients: SMART Backend Services
 // clients (public keys and system/ scopes) and public apps (redirect URIs,
 // authorization code with PKCE).
-func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "list":
@@ -388,17 +387,21 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if len(args) == 0 || args[0] != "add" {
 		fmt.Fprintln(stderr, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--tenant T] [--data-dir D]
        ward clients add --client-id C --redirect-uri URI [--redirect-uri URI2] --scope "launch/patient openid fhirUser patient/*.rs" [--tenant T]
+                        [--confidential | --secret-stdin | --jwks-file F]   (a confidential app)
        ward clients list [--tenant T] [--data-dir D]
        ward clients disable|enable --client-id C [--tenant T] [--data-dir D]`)
 		return errUsage
 	}
 	var id, jwksFile, scope string
 	var redirects multiFlag
+	var confidential, secretStdin bool
 	cfg, _, err := flags("clients add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "client-id", "", "the client id (the iss and sub of its assertions, or the client_id of a public app)")
 		fs.StringVar(&jwksFile, "jwks-file", "", "JSON Web Key Set file with a backend client's public keys")
 		fs.StringVar(&scope, "scope", "", "space-separated scopes the client may be granted")
-		fs.Var(&redirects, "redirect-uri", "a public app's redirect URI (repeatable; https, or http on a loopback host)")
+		fs.Var(&redirects, "redirect-uri", "an app's redirect URI (repeatable; https, or http on a loopback host)")
+		fs.BoolVar(&confidential, "confidential", false, "a confidential app: generate a client secret (printed once, stored only hashed)")
+		fs.BoolVar(&secretStdin, "secret-stdin", false, "a confidential app: read its client secret (32 characters or more) from standard input")
 	})
 	if err != nil {
 		return err
@@ -407,9 +410,25 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return errors.New("--client-id is required: 1 to 128 characters, no spaces")
 	}
 	var jwks []byte
+	secret, generated := "", false
 	switch {
-	case jwksFile != "" && len(redirects) > 0:
-		return errors.New("give --jwks-file (backend service) or --redirect-uri (public app), not both")
+	case (confidential || secretStdin) && len(redirects) == 0:
+		return errors.New("--confidential and --secret-stdin are for apps: give --redirect-uri")
+	case confidential && secretStdin || (confidential || secretStdin) && jwksFile != "":
+		return errors.New("a confidential app authenticates with one of --confidential (a generated secret), --secret-stdin or --jwks-file (keys)")
+	case secretStdin:
+		line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read client secret: %w", err)
+		}
+		secret = strings.TrimRight(line, "\r\n")
+	case confidential:
+		if secret, err = authn.GenerateClientSecret(); err != nil {
+			return err
+		}
+		generated = true
+	}
+	switch {
 	case jwksFile != "":
 		if jwks, err = os.ReadFile(jwksFile); err != nil {
 			return fmt.Errorf("--jwks-file: %w", err)
@@ -422,15 +441,21 @@ func runClients(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return err
 	}
 	defer st.Close()
-	_, err = authn.AddClient(ctx, st, cliActor, authn.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects})
+	c, err := authn.AddClient(ctx, st, cliActor, authn.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects, Secret: secret})
 	if err != nil {
 		return cliError(err)
 	}
 	kind := "backend client"
-	if len(redirects) > 0 {
+	switch {
+	case len(redirects) > 0 && authn.AppAuthMethod(c) != authn.AuthNone:
+		kind = "confidential app (" + authn.AppAuthMethod(c) + ")"
+	case len(redirects) > 0:
 		kind = "public app"
 	}
 	fmt.Fprintf(stdout, "%s %s registered in tenant %s (scopes %s)\n", kind, id, cfg.Tenant, scope)
+	if generated {
+		fmt.Fprintf(stdout, "client secret (shown once, stored only hashed): %s\n", secret)
+	}
 	return nil
 }
 
@@ -450,8 +475,9 @@ func cliError(err error) error {
 		return err
 	}
 	is := pe.Issues[0]
-	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri",
-		"username": "--username", "role": "--role", "password": "password"}
+	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri", "client_secret": "--secret-stdin",
+		"username": "--username", "role": "--role", "password": "password",
+		"practitioner": "--practitioner", "patient": "--patient", "clearance": "--clearance"}
 	if f, ok := flagOf[is.Expression]; ok {
 		return fmt.Errorf("%s: %s", f, is.Diagnostics)
 	}
@@ -472,16 +498,17 @@ func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%-32s %-8s %-8s %-20s %s\n", "CLIENT", "KIND", "STATE", "CREATED", "SCOPE")
-	for _, c := range cs {
-		kind, state := "backend", "active"
+	fmt.Fprintf(stdout, "%-32s %-8s %-20s %-8s %-20s %s\n", "CLIENT", "KIND", "AUTH", "STATE", "CREATED", "SCOPE")
+	for i := range cs {
+		c := &cs[i]
+		kind, auth, state := "backend", authn.AuthPrivateKeyJWT, "active"
 		if len(c.RedirectURIs) > 0 {
-			kind = "app"
+			kind, auth = "app", authn.AppAuthMethod(c)
 		}
 		if c.Disabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(stdout, "%-32s %-8s %-8s %-20s %s\n", c.ID, kind, state, c.Created.Format(time.RFC3339), c.Scope)
+		fmt.Fprintf(stdout, "%-32s %-8s %-20s %-8s %-20s %s\n", c.ID, kind, auth, state, c.Created.Format(time.RFC3339), c.Scope)
 	}
 	return nil
 }
@@ -589,28 +616,12 @@ func runVersion(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	return nil
 }
 
-// userLink checks the FHIR resource a user is linked to: a physician or
-// nurse may be a Practitioner, a user-role account must be (or act for) a
-// Patient, an admin is linked to nothing.
+// userLink checks the FHIR resource a user is linked to, by the rules the
+// admin API applies too (authn.CheckUserLink).
 func userLink(r authz.Role, practitioner, patient string) (typ, id string, err error) {
-	switch {
-	case practitioner != "" && patient != "":
-		return "", "", errors.New("give --practitioner or --patient, not both")
-	case practitioner != "" && r != authz.RolePhysician && r != authz.RoleNurse:
-		return "", "", errors.New("--practitioner links a physician or nurse")
-	case patient != "" && r != authz.RoleUser:
-		return "", "", errors.New("--patient links a user-role account (a patient or their proxy)")
-	case r == authz.RoleUser && patient == "":
-		return "", "", errors.New("a user-role account needs --patient ID: the Patient it is or acts for")
-	case practitioner != "":
-		typ, id = "Practitioner", practitioner
-	case patient != "":
-		typ, id = "Patient", patient
-	default:
-		return "", "", nil
-	}
-	if !fhir.IsID(id) {
-		return "", "", fmt.Errorf("--%s must be a FHIR id (1 to 64 of A-Z a-z 0-9 - .)", strings.ToLower(typ))
+	typ, id, err = authn.CheckUserLink(r, practitioner, patient)
+	if err != nil {
+		return "", "", cliError(err)
 	}
 	return typ, id, nil
 }
@@ -618,24 +629,12 @@ func userLink(r authz.Role, practitioner, patient string) (typ, id string, err e
 func parseClearances(s string) ([]string, error) {
 	var out []string
 	for _, c := range strings.Split(s, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
+		if c = strings.TrimSpace(c); c != "" {
+			out = append(out, c)
 		}
-		if !authz.NeedsClearance(c) {
-			return nil, fmt.Errorf("--clearance: %q is not a security label that needs a clearance (one of %s)", c, strings.Join(authz.ClearanceLabels(), ", "))
-		}
-		out = append(out, c)
+	}
+	if err := authn.CheckClearances(out); err != nil {
+		return nil, cliError(err)
 	}
 	return out, nil
-}
-
-func userEntities(u *store.User) []string {
-	out := []string{"user/" + u.ID}
-	if u.Practitioner != "" {
-		out = append(out, "Practitioner/"+u.Practitioner)
-	}
-	if u.Patient != "" {
-		out = append(out, "Patient/"+u.Patient)
-	}
-	return out
 }

@@ -26,7 +26,10 @@ import (
 	"github.com/pquerna/otp/totp"
 	_ "modernc.org/sqlite"
 
+	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/config"
 )
 
 var wardBin string
@@ -786,12 +789,12 @@ func TestUsersAddLinks(t *testing.T) {
 		want string
 	}{
 		{[]string{"--role", "physician", "--practitioner", "nope"}, "there is no Practitioner/nope"},
-		{[]string{"--role", "physician", "--patient", paID}, "--patient links a user-role account"},
-		{[]string{"--role", "user"}, "needs --patient"},
-		{[]string{"--role", "admin", "--practitioner", prID}, "--practitioner links a physician or nurse"},
+		{[]string{"--role", "physician", "--patient", paID}, "--patient: patient links a user-role account"},
+		{[]string{"--role", "user"}, "--patient: a user-role account needs patient"},
+		{[]string{"--role", "admin", "--practitioner", prID}, "--practitioner: practitioner links a physician or nurse"},
 		{[]string{"--role", "nurse", "--practitioner", prID, "--patient", paID}, "not both"},
-		{[]string{"--role", "nurse", "--practitioner", "a/b"}, "must be a FHIR id"},
-		{[]string{"--role", "physician", "--practitioner", prID, "--clearance", "HIV,TOPSECRET"}, "TOPSECRET"},
+		{[]string{"--role", "nurse", "--practitioner", "a/b"}, "--practitioner: practitioner must be a FHIR id"},
+		{[]string{"--role", "physician", "--practitioner", prID, "--clearance", "HIV,TOPSECRET"}, "--clearance: \"TOPSECRET\" is not a security label"},
 	} {
 		args := append([]string{"users", "add", "--data-dir", dir, "--username", "linked", "--password-stdin"}, c.args...)
 		if _, stderr, code := ward(t, pass+"\n", args...); code == 0 || !strings.Contains(stderr, c.want) {
@@ -883,6 +886,64 @@ func TestBreakGlassDetail(t *testing.T) {
 	} {
 		if code, over := breakGlassDetail(c.in); code != c.code || over != c.over {
 			t.Errorf("%q: %q %q", c.in, code, over)
+		}
+	}
+}
+
+// ward clients add registers confidential apps: --confidential prints a
+// generated secret once (stored only hashed), --secret-stdin reads one,
+// --jwks-file with --redirect-uri registers keys (private_key_jwt).
+func TestClientsAddConfidential(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	os.WriteFile(jwks, []byte(`{"keys":[{"kty":"EC","kid":"k1","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}`), 0o600)
+	appArgs := []string{"--redirect-uri", "https://app.example/cb", "--scope", "openid launch user/*.rs"}
+	secret := strings.Repeat("k", 40)
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"", []string{"--client-id", "c0", "--confidential", "--scope", "system/*.rs", "--jwks-file", jwks}, "are for apps"},
+		{"", append([]string{"--client-id", "c0", "--confidential", "--secret-stdin"}, appArgs...), "one of"},
+		{"", append([]string{"--client-id", "c0", "--confidential", "--jwks-file", jwks}, appArgs...), "one of"},
+		{"short\n", append([]string{"--client-id", "c0", "--secret-stdin"}, appArgs...), "--secret-stdin: a client secret has 32 to 512"},
+	} {
+		_, stderr, code := ward(t, c.stdin, append([]string{"clients", "add", "--data-dir", dir}, c.args...)...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d %s", c.args, code, stderr)
+		}
+	}
+	out, stderr, code := ward(t, "", append([]string{"clients", "add", "--data-dir", dir, "--client-id", "c1", "--confidential"}, appArgs...)...)
+	if code != 0 || !strings.Contains(out, "confidential app (client_secret_basic) c1 registered") || !strings.Contains(out, "client secret (shown once") {
+		t.Fatalf("--confidential: %d %s %s", code, out, stderr)
+	}
+	generated := strings.TrimSpace(out[strings.LastIndex(out, ": ")+2:])
+	out, stderr, code = ward(t, secret+"\n", append([]string{"clients", "add", "--data-dir", dir, "--client-id", "c2", "--secret-stdin"}, appArgs...)...)
+	if code != 0 || !strings.Contains(out, "confidential app (client_secret_basic) c2") || strings.Contains(out, secret) {
+		t.Fatalf("--secret-stdin: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = ward(t, "", append([]string{"clients", "add", "--data-dir", dir, "--client-id", "c3", "--jwks-file", jwks}, appArgs...)...)
+	if code != 0 || !strings.Contains(out, "confidential app (private_key_jwt) c3") {
+		t.Fatalf("--jwks-file with --redirect-uri: %d %s %s", code, out, stderr)
+	}
+	out, _, code = ward(t, "", "clients", "list", "--data-dir", dir)
+	if code != 0 || !regexp.MustCompile(`c1 +app +client_secret_basic`).MatchString(out) || !regexp.MustCompile(`c3 +app +private_key_jwt`).MatchString(out) ||
+		strings.Contains(out, generated) || strings.Contains(out, "argon2") {
+		t.Errorf("clients list:\n%s", out)
+	}
+	// Only hashes are stored.
+	cfg := config.Default()
+	cfg.DataDir = dir
+	st, err := app.OpenStore(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for id, plain := range map[string]string{"c1": generated, "c2": secret} {
+		c, err := st.ClientByID(context.Background(), id)
+		if err != nil || !strings.HasPrefix(c.SecretHash, "$argon2id$") || strings.Contains(c.SecretHash, plain) || !authn.VerifyPassword(c.SecretHash, plain) {
+			t.Errorf("%s: stored %+v %v", id, c, err)
 		}
 	}
 }

@@ -12,15 +12,18 @@ import (
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // The admin API (JSON, admin role only, scoped to the admin's tenant):
 //
 //	GET  /admin/users                  list users (never password hashes or TOTP secrets)
-//	POST /admin/users                  {"username","role","password"}
+//	POST /admin/users                  {"username","role","password"[,"practitioner"|"patient"][,"clearance":[...]]}
 //	POST /admin/users/{id}/disable     also /enable
-//	GET  /admin/clients                list clients (public keys and scopes, no secrets exist)
-//	POST /admin/clients                {"client_id","scope","jwks"} or {"client_id","scope","redirect_uris"}
+//	GET  /admin/clients                list clients (public keys and scopes; never secrets or their hashes)
+//	POST /admin/clients                {"client_id","scope","jwks"} (backend service),
+//	                                   {"client_id","scope","redirect_uris"} (public app),
+//	                                   {...,"redirect_uris","confidential":true | "client_secret" | "jwks"} (confidential app)
 //	POST /admin/clients/{id}/disable   also /enable
 //
 // Every change, listing and refusal is in the ledger.
@@ -102,6 +105,11 @@ type adminUser struct {
 	State    string `json:"state"`
 	TOTP     bool   `json:"totp"`
 	Created  string `json:"created"`
+	// The user's links: the Practitioner a physician or nurse is, the
+	// Patient a user-role account is or acts for, the clearances.
+	Practitioner string   `json:"practitioner,omitempty"`
+	Patient      string   `json:"patient,omitempty"`
+	Clearance    []string `json:"clearance,omitempty"`
 }
 
 func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, subj authz.Subject, a authn.Actor) error {
@@ -122,7 +130,8 @@ func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, subj a
 		case now.Before(u.LockedUntil):
 			state = "locked"
 		}
-		out = append(out, adminUser{ID: u.ID, Tenant: u.Tenant, Username: u.Username, Role: u.Role, State: state, TOTP: u.TOTPSecret != nil, Created: u.Created.Format(time.RFC3339)})
+		out = append(out, adminUser{ID: u.ID, Tenant: u.Tenant, Username: u.Username, Role: u.Role, State: state, TOTP: u.TOTPSecret != nil, Created: u.Created.Format(time.RFC3339),
+			Practitioner: u.Practitioner, Patient: u.Patient, Clearance: u.Clearances})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out})
 	return nil
@@ -130,18 +139,23 @@ func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, subj a
 
 func (s *Server) handleAdminAddUser(w http.ResponseWriter, r *http.Request, subj authz.Subject, a authn.Actor) error {
 	var in struct {
-		Username string `json:"username"`
-		Role     string `json:"role"`
-		Password string `json:"password"`
+		Username     string   `json:"username"`
+		Role         string   `json:"role"`
+		Password     string   `json:"password"`
+		Practitioner string   `json:"practitioner"`
+		Patient      string   `json:"patient"`
+		Clearance    []string `json:"clearance"`
 	}
 	if err := decodeAdmin(r, &in); err != nil {
 		return err
 	}
-	u, err := authn.AddUser(r.Context(), s.opts.Directory, a, authn.NewUser{Tenant: subj.Tenant, Username: in.Username, Role: in.Role, Password: in.Password})
+	u, err := authn.AddUser(r.Context(), s.opts.Directory, a, authn.NewUser{Tenant: subj.Tenant, Username: in.Username, Role: in.Role, Password: in.Password,
+		Practitioner: in.Practitioner, Patient: in.Patient, Clearances: in.Clearance})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, adminUser{ID: u.ID, Tenant: u.Tenant, Username: u.Username, Role: u.Role, State: "active", Created: u.Created.Format(time.RFC3339)})
+	writeJSON(w, http.StatusCreated, adminUser{ID: u.ID, Tenant: u.Tenant, Username: u.Username, Role: u.Role, State: "active", Created: u.Created.Format(time.RFC3339),
+		Practitioner: u.Practitioner, Patient: u.Patient, Clearance: u.Clearances})
 	return nil
 }
 
@@ -176,6 +190,23 @@ type adminClient struct {
 	JWKS         json.RawMessage `json:"jwks,omitempty"`
 	Disabled     bool            `json:"disabled"`
 	Created      string          `json:"created"`
+	// AuthMethod is how an app authenticates at the token endpoint: none
+	// (public), client_secret_basic (or _post) or private_key_jwt.
+	AuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// ClientSecret is a generated secret, shown once in the answer to its
+	// registration and never again (only its hash is stored).
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+func adminClientOf(c *store.Client) adminClient {
+	ac := adminClient{ClientID: c.ID, Tenant: c.Tenant, Kind: "backend", Scope: c.Scope, Disabled: c.Disabled, Created: c.Created.Format(time.RFC3339)}
+	if len(c.RedirectURIs) > 0 {
+		ac.Kind, ac.RedirectURIs, ac.AuthMethod = "app", c.RedirectURIs, authn.AppAuthMethod(c)
+	}
+	if c.JWKS != "" && json.Valid([]byte(c.JWKS)) {
+		ac.JWKS = json.RawMessage(c.JWKS) // public keys only (private ones are refused at registration)
+	}
+	return ac
 }
 
 func (s *Server) handleAdminClients(w http.ResponseWriter, r *http.Request, subj authz.Subject, a authn.Actor) error {
@@ -187,15 +218,8 @@ func (s *Server) handleAdminClients(w http.ResponseWriter, r *http.Request, subj
 		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 	}
 	out := make([]adminClient, 0, len(cs))
-	for _, c := range cs {
-		ac := adminClient{ClientID: c.ID, Tenant: c.Tenant, Kind: "backend", Scope: c.Scope, Disabled: c.Disabled, Created: c.Created.Format(time.RFC3339)}
-		if len(c.RedirectURIs) > 0 {
-			ac.Kind, ac.RedirectURIs = "app", c.RedirectURIs
-		}
-		if c.JWKS != "" && json.Valid([]byte(c.JWKS)) {
-			ac.JWKS = json.RawMessage(c.JWKS) // public keys only (private ones are refused at registration)
-		}
-		out = append(out, ac)
+	for i := range cs {
+		out = append(out, adminClientOf(&cs[i]))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"clients": out})
 	return nil
@@ -207,6 +231,10 @@ func (s *Server) handleAdminAddClient(w http.ResponseWriter, r *http.Request, su
 		Scope        string          `json:"scope"`
 		JWKS         json.RawMessage `json:"jwks"`
 		RedirectURIs []string        `json:"redirect_uris"`
+		// Confidential asks Ward to generate a client secret (returned
+		// once); ClientSecret registers one chosen by the operator.
+		Confidential bool   `json:"confidential"`
+		ClientSecret string `json:"client_secret"`
 	}
 	if err := decodeAdmin(r, &in); err != nil {
 		return err
@@ -215,13 +243,22 @@ func (s *Server) handleAdminAddClient(w http.ResponseWriter, r *http.Request, su
 	if len(in.JWKS) > 0 && string(in.JWKS) != "null" {
 		jwks = string(in.JWKS)
 	}
-	c, err := authn.AddClient(r.Context(), s.opts.Directory, a, authn.NewClient{ID: in.ClientID, Tenant: subj.Tenant, JWKS: jwks, Scope: in.Scope, RedirectURIs: in.RedirectURIs})
+	secret, generated := in.ClientSecret, false
+	if in.Confidential && secret == "" && jwks == "" {
+		var err error
+		if secret, err = authn.GenerateClientSecret(); err != nil {
+			return err
+		}
+		generated = true
+	}
+	c, err := authn.AddClient(r.Context(), s.opts.Directory, a, authn.NewClient{ID: in.ClientID, Tenant: subj.Tenant, JWKS: jwks, Scope: in.Scope, RedirectURIs: in.RedirectURIs, Secret: secret})
 	if err != nil {
 		return err
 	}
-	ac := adminClient{ClientID: c.ID, Tenant: c.Tenant, Kind: "backend", Scope: c.Scope, Created: c.Created.Format(time.RFC3339)}
-	if len(c.RedirectURIs) > 0 {
-		ac.Kind, ac.RedirectURIs = "app", c.RedirectURIs
+	ac := adminClientOf(c)
+	if generated {
+		ac.ClientSecret = secret
+		w.Header().Set("Cache-Control", "no-store")
 	}
 	writeJSON(w, http.StatusCreated, ac)
 	return nil

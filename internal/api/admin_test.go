@@ -99,3 +99,72 @@ func TestAdminAPI(t *testing.T) {
 		}
 	})
 }
+
+// POST /admin/users takes the links `ward users add` takes (practitioner,
+// patient, clearance) with the same rules, GET shows them, and a
+// physician created over REST with a Practitioner link gets that
+// Practitioner's care relationships.
+func TestAdminUserLinks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		admin := w.Tokens[authz.RoleAdmin]
+		put := func(path, body string) {
+			if r := w.Do(t, "PUT", "/fhir/"+path, admin, []byte(body)); r.Status != 201 && r.Status != 200 {
+				t.Fatalf("put %s: %d %s", path, r.Status, r.Body)
+			}
+		}
+		put("Practitioner/pract-rest", `{"resourceType":"Practitioner","id":"pract-rest","active":true}`)
+		mine := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-rest"}]}`)
+		theirs := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"male","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
+		js := []string{"Content-Type: application/json"}
+		pw := `"password":"a long enough password"`
+		for _, sc := range []scenario{
+			{name: "practitioner for a user-role account", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"user","practitioner":"pract-rest","patient":"` + mine + `",` + pw + `}`, want: []string{"OperationOutcome", "not both"}},
+			{name: "user-role account without a patient", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"user",` + pw + `}`, want: []string{"needs patient"}},
+			{name: "patient for a nurse", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"nurse","patient":"` + mine + `",` + pw + `}`, want: []string{"patient links a user-role account"}},
+			{name: "practitioner for an admin", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"admin","practitioner":"pract-rest",` + pw + `}`, want: []string{"practitioner links a physician or nurse"}},
+			{name: "malformed practitioner id", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"physician","practitioner":"a/b",` + pw + `}`, want: []string{"must be a FHIR id"}},
+			{name: "unknown practitioner", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"physician","practitioner":"nobody",` + pw + `}`, want: []string{"no Practitioner with this id"}},
+			{name: "unknown clearance", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 400,
+				body: `{"username":"u1","role":"physician","clearance":["TOPSECRET"],` + pw + `}`, want: []string{"needs a clearance"}},
+			{name: "linked physician", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 201,
+				body: `{"username":"rest-doc","role":"physician","practitioner":"pract-rest","clearance":["HIV"],` + pw + `}`,
+				want: []string{`"practitioner":"pract-rest"`, `"clearance":["HIV"]`}},
+			{name: "linked patient account", method: "POST", path: "/admin/users", role: authz.RoleAdmin, headers: js, status: 201,
+				body: `{"username":"rest-patient","role":"user","patient":"` + mine + `",` + pw + `}`, want: []string{`"patient":"` + mine + `"`}},
+			{name: "listed with links", method: "GET", path: "/admin/users", role: authz.RoleAdmin, status: 200,
+				want: []string{`"username":"rest-doc"`, `"practitioner":"pract-rest"`, `"clearance":["HIV"]`, `"patient":"` + mine + `"`}},
+		} {
+			sc.run(t, w)
+		}
+		doc := w.Login(t, "rest-doc", "a long enough password")
+		if s := w.Do(t, "GET", "/fhir/Patient/"+mine, doc, nil).Status; s != 200 {
+			t.Errorf("REST-created physician reads the patient naming their Practitioner: %d", s)
+		}
+		if s := w.Do(t, "GET", "/fhir/Patient/"+theirs, doc, nil).Status; s != 403 {
+			t.Errorf("REST-created physician reads another's patient: %d", s)
+		}
+		pat := w.Login(t, "rest-patient", "a long enough password")
+		if s := w.Do(t, "GET", "/fhir/Patient/"+mine, pat, nil).Status; s != 200 {
+			t.Errorf("REST-created patient account reads its patient: %d", s)
+		}
+		if s := w.Do(t, "GET", "/fhir/Patient/"+theirs, pat, nil).Status; s != 403 {
+			t.Errorf("REST-created patient account reads another patient: %d", s)
+		}
+		// The ledger names the linked resources by id.
+		found := false
+		for _, rec := range w.Ledger(t) {
+			if rec.Action == "user-add" && rec.Actor == w.UserIDs[authz.RoleAdmin] && strings.Contains(strings.Join(rec.Entities, " "), "Practitioner/pract-rest") {
+				found = true
+			}
+		}
+		if !found {
+			t.Error("ledger lacks the link of the REST-created user")
+		}
+	})
+}

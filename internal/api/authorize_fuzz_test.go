@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/authz"
 )
 
 const fuzzRedirect = "https://app.example/cb"
@@ -19,7 +20,7 @@ const fuzzRedirect = "https://app.example/cb"
 func fuzzWard(f *testing.F) *apptest.Ward {
 	w := apptest.Start(f, apptest.SQLite)
 	if _, err := authn.AddClient(context.Background(), w.App.Store, authn.Actor{ID: "fuzz", Role: "system"},
-		authn.NewClient{ID: "app", Tenant: "default", Scope: "openid launch/patient user/*.rs offline_access", RedirectURIs: []string{fuzzRedirect}}); err != nil {
+		authn.NewClient{ID: "app", Tenant: "default", Scope: "openid launch launch/patient user/*.rs patient/*.rs offline_access", RedirectURIs: []string{fuzzRedirect}}); err != nil {
 		f.Fatal(err)
 	}
 	return w
@@ -40,6 +41,29 @@ func FuzzAuthorize(f *testing.F) {
 	f.Add("%zz&;;==&client_id=%00")
 	f.Add("client_id=app&redirect_uri=" + url.QueryEscape(fuzzRedirect) + "&state=" + strings.Repeat("s", 2000))
 	f.Add("")
+	// EHR launches: a real launch, a made-up one, one
+	// without scope launch, scope launch without one, a huge one, two.
+	pid := w.Create(f, authz.RoleAdmin, `{"resourceType":"Patient","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
+	r := w.Do(f, "POST", "/oauth2/launch", w.Tokens[authz.RolePhysician], []byte(`{"client_id":"app","patient":"`+pid+`"}`), "Content-Type: application/json")
+	launch, _ := r.JSON(f)["launch"].(string)
+	if r.Status != 201 || launch == "" {
+		f.Fatalf("launch: %d %s", r.Status, r.Body)
+	}
+	withLaunch := func(scope, l string) string {
+		q := url.Values{}
+		for k, v := range good {
+			q[k] = v
+		}
+		q.Set("scope", scope)
+		q.Set("launch", l)
+		return q.Encode()
+	}
+	f.Add(withLaunch("launch patient/*.rs", launch))
+	f.Add(withLaunch("launch patient/*.rs", "made-up"))
+	f.Add(withLaunch("patient/*.rs", launch))
+	f.Add(strings.Replace(withLaunch("launch patient/*.rs", launch), "&launch="+launch, "", 1))
+	f.Add(withLaunch("launch", strings.Repeat("L", 5000)))
+	f.Add(withLaunch("launch", launch) + "&launch=" + launch)
 	f.Fuzz(func(t *testing.T, query string) {
 		req := httptest.NewRequest("GET", "/oauth2/authorize", nil)
 		req.URL.RawQuery = query // as a server would receive it, spaces and all

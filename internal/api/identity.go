@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 )
 
@@ -20,6 +23,7 @@ func (s *Server) routeIdentity(mux *http.ServeMux) {
 	s.routeAdmin(mux)
 	mux.HandleFunc("GET /oauth2/authorize", s.handleAuthorize)
 	mux.HandleFunc("POST /oauth2/authorize", s.handleLogin)
+	mux.HandleFunc("POST /oauth2/launch", s.handleLaunch)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleOpenIDConfig)
 	mux.HandleFunc("GET /fhir/.well-known/openid-configuration", s.handleOpenIDConfig)
 }
@@ -30,6 +34,7 @@ type Authorizer interface {
 	PageFor(handle, binding string) (authn.LoginPage, error)
 	CompleteAuthorize(ctx context.Context, lf authn.LoginForm) (string, error)
 	AuthorizationCodeGrant(ctx context.Context, cr authn.CodeRequest) (authn.Token, error)
+	CreateLaunch(ctx context.Context, subj authz.Subject, nl authn.NewLaunch) (authn.CreatedLaunch, error)
 }
 
 // loginCookie holds the random value that binds a login form to the
@@ -140,6 +145,81 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/oauth2/authorize", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, to, http.StatusSeeOther)
 	}
+}
+
+// handleLaunch creates a SMART EHR launch context: a signed-in user asks
+// to open app client_id for a patient (and optionally an encounter of
+// that patient). The patient (and encounter) must be readable by the user
+// — the records repository decides, and audits the read — and the answer
+// carries the opaque, single-use launch value and iss for the app's
+// launch URL.
+//
+//	POST /oauth2/launch {"client_id","patient"[,"encounter"]}
+//	→ 201 {"launch","iss","client_id","expires_in"}
+func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
+	az := s.authorizer()
+	if az == nil {
+		s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "the authorization code flow is not enabled"))
+		return
+	}
+	subj, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// No break-the-glass or purpose headers: a launch needs an ordinary
+	// right to read the patient.
+	var in struct {
+		ClientID  string `json:"client_id"`
+		Patient   string `json:"patient"`
+		Encounter string `json:"encounter"`
+	}
+	if err := decodeAdmin(r, &in); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if subj.Role == authz.RoleClient {
+		s.writeError(w, r, problem.New(problem.ErrForbidden, "forbidden", "an EHR launch is created by a user signed in to Ward"))
+		return
+	}
+	if !fhir.IsID(in.Patient) {
+		s.writeError(w, r, problem.At(problem.ErrInvalid, "invalid", "patient", "patient must be a Patient id"))
+		return
+	}
+	if in.Encounter != "" && !fhir.IsID(in.Encounter) {
+		s.writeError(w, r, problem.At(problem.ErrInvalid, "invalid", "encounter", "encounter must be an Encounter id"))
+		return
+	}
+	// The launching user must be allowed to read the patient: the same
+	// decision (role, scopes, care relationship, consent) as a FHIR read.
+	repo := s.records.For(subj, requestID(r.Context()))
+	if _, err := repo.Read(r.Context(), "Patient", in.Patient); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if in.Encounter != "" {
+		enc, err := repo.Read(r.Context(), "Encounter", in.Encounter)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var e struct {
+			Subject struct {
+				Reference string `json:"reference"`
+			} `json:"subject"`
+		}
+		if json.Unmarshal(enc.JSON, &e) != nil || e.Subject.Reference != "Patient/"+in.Patient {
+			s.writeError(w, r, problem.At(problem.ErrInvalid, "invalid", "encounter", "the encounter is not one of this patient"))
+			return
+		}
+	}
+	l, err := az.CreateLaunch(r.Context(), subj, authn.NewLaunch{RequestID: requestID(r.Context()), ClientID: in.ClientID, Patient: in.Patient, Encounter: in.Encounter})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]any{"launch": l.Launch, "iss": s.base(r), "client_id": in.ClientID, "expires_in": int(authn.LaunchTTL.Seconds())})
 }
 
 var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>

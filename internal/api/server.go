@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/authn"
@@ -224,10 +225,21 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("grant_type") {
 	case "password":
 	case "refresh_token":
+		ca, basic, ok := s.clientAuth(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			oauthError(http.StatusUnauthorized, "invalid_client", "use one client authentication method: HTTP Basic with the form-urlencoded client_id and secret")
+			return
+		}
 		tok, err = s.tokens.RefreshGrant(r.Context(), authn.RefreshRequest{
-			RequestID: requestID(r.Context()), RefreshToken: r.PostForm.Get("refresh_token"), Scope: r.PostForm.Get("scope"),
+			RequestID: requestID(r.Context()), RefreshToken: r.PostForm.Get("refresh_token"), Scope: r.PostForm.Get("scope"), Client: ca,
 		})
 		switch {
+		case errors.Is(err, authn.ErrInvalidClient):
+			if basic {
+				w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			}
+			oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		case errors.Is(err, authn.ErrInvalidScope):
 			oauthError(http.StatusBadRequest, "invalid_scope", "the requested scope was not granted to this refresh token")
 		case errors.Is(err, authn.ErrInvalidGrant):
@@ -266,13 +278,25 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f := r.PostForm
-		if f.Get("code") == "" || f.Get("client_id") == "" || f.Get("redirect_uri") == "" || f.Get("code_verifier") == "" {
+		ca, basic, ok := s.clientAuth(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			oauthError(http.StatusUnauthorized, "invalid_client", "use one client authentication method: HTTP Basic with the form-urlencoded client_id and secret")
+			return
+		}
+		cr := authn.CodeRequest{RequestID: ca.RequestID, Code: f.Get("code"), ClientID: ca.ClientID, RedirectURI: f.Get("redirect_uri"),
+			CodeVerifier: f.Get("code_verifier"), ClientSecret: ca.ClientSecret, AssertionType: ca.AssertionType, Assertion: ca.Assertion, Audience: ca.Audience}
+		if cr.Code == "" || cr.ClientID == "" && cr.Assertion == "" || cr.RedirectURI == "" || cr.CodeVerifier == "" {
 			oauthError(http.StatusBadRequest, "invalid_request", "code, client_id, redirect_uri and code_verifier are required")
 			return
 		}
-		tok, err = az.AuthorizationCodeGrant(r.Context(), authn.CodeRequest{RequestID: requestID(r.Context()),
-			Code: f.Get("code"), ClientID: f.Get("client_id"), RedirectURI: f.Get("redirect_uri"), CodeVerifier: f.Get("code_verifier")})
+		tok, err = az.AuthorizationCodeGrant(r.Context(), cr)
 		switch {
+		case errors.Is(err, authn.ErrInvalidClient):
+			if basic {
+				w.Header().Set("WWW-Authenticate", `Basic realm="ward", charset="UTF-8"`)
+			}
+			oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		case errors.Is(err, authn.ErrInvalidGrant):
 			oauthError(http.StatusBadRequest, "invalid_grant", "the code is invalid, expired or used, or does not match the client, redirect_uri or code_verifier")
 		case err != nil:
@@ -355,9 +379,11 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleSMARTConfig is SMART App Launch 2.0 discovery. It lists only what
-// Ward implements: standalone launch of public apps (authorization code
-// with PKCE S256, launch/patient), backend services (client_credentials +
-// private_key_jwt), the password grant and refresh tokens.
+// Ward implements: standalone and EHR launch (authorization code with PKCE
+// S256; launch/patient, launch with patient and encounter context) of
+// public and confidential apps (client secret or private_key_jwt), backend
+// services (client_credentials + private_key_jwt), the password grant and
+// refresh tokens.
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	root := strings.TrimSuffix(s.base(r), "/fhir")
 	w.Header().Set("Content-Type", "application/json")
@@ -370,17 +396,23 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 		"revocation_endpoint":                   root + "/oauth2/revoke",
 		"introspection_endpoint":                root + "/oauth2/introspect",
 		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "password", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"private_key_jwt", "none"},
-		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384"},
+		"token_endpoint_auth_methods_supported": authMethodsSupported,
+		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384", "RS256", "ES256"},
 		"scopes_supported":                 scopesSupported,
 		"response_types_supported":         []string{"code"},
 		"code_challenge_methods_supported": []string{"S256"},
-		"capabilities": []string{"launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
+		"capabilities": []string{"launch-standalone", "launch-ehr", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+			"context-standalone-patient", "context-ehr-patient", "context-ehr-encounter",
 			"sso-openid-connect", "permission-offline", "permission-online", "permission-user", "permission-v1", "permission-v2"},
 	})
 }
 
-var scopesSupported = []string{"openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+// authMethodsSupported are the token endpoint's client authentication
+// methods: public apps (none), confidential apps with a secret (Basic or
+// in the form) or keys, backend services (keys).
+var authMethodsSupported = []string{"none", "client_secret_basic", "client_secret_post", "private_key_jwt"}
+
+var scopesSupported = []string{"openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
 	"user/*.cruds", "user/*.rs", "user/*.read", "user/*.write", "patient/*.rs", "patient/*.read", "system/*.cruds", "system/*.rs", "system/*.read"}
 
 // handleOpenIDConfig is OpenID Connect discovery for the authorization
@@ -401,11 +433,48 @@ func (s *Server) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) {
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials", "password"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"token_endpoint_auth_methods_supported": []string{"none", "private_key_jwt"},
+		"token_endpoint_auth_methods_supported": authMethodsSupported,
 		"code_challenge_methods_supported":      []string{"S256"},
 		"scopes_supported":                      scopesSupported,
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat"},
 	})
+}
+
+// clientAuth reads a token request's client authentication: HTTP Basic
+// (client_secret_basic), client_id and client_secret in the form
+// (client_secret_post), or a client assertion (private_key_jwt). basic
+// says an Authorization header was sent; ok is false when it is not valid
+// HTTP Basic or is combined with credentials in the form, or names
+// another client_id than the form's.
+func (s *Server) clientAuth(r *http.Request) (ca authn.ClientAuth, basic, ok bool) {
+	f := r.PostForm
+	ca = authn.ClientAuth{RequestID: requestID(r.Context()), ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"),
+		AssertionType: f.Get("client_assertion_type"), Assertion: f.Get("client_assertion"),
+		Audience: strings.TrimSuffix(s.base(r), "/fhir") + "/oauth2/token"}
+	if r.Header.Get("Authorization") == "" {
+		return ca, false, true
+	}
+	id, secret, ok := basicCredentials(r)
+	if !ok || ca.ClientSecret != "" || ca.Assertion != "" || ca.ClientID != "" && ca.ClientID != id {
+		return ca, true, false
+	}
+	ca.ClientID, ca.ClientSecret = id, secret
+	return ca, true, true
+}
+
+// basicCredentials reads HTTP Basic client credentials, whose parts are
+// form-urlencoded (RFC 6749 2.3.1).
+func basicCredentials(r *http.Request) (id, secret string, ok bool) {
+	rawID, rawSecret, ok := r.BasicAuth()
+	if !ok || len(rawID) > 512 || len(rawSecret) > 2048 {
+		return "", "", false
+	}
+	id, err1 := url.QueryUnescape(rawID)
+	secret, err2 := url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil || id == "" || secret == "" {
+		return "", "", false
+	}
+	return id, secret, true
 }
 
 func writeToken(w http.ResponseWriter, tok authn.Token) {
@@ -420,6 +489,13 @@ func writeToken(w http.ResponseWriter, tok authn.Token) {
 	}
 	if tok.IDToken != "" {
 		resp["id_token"] = tok.IDToken
+	}
+	if tok.Patient != "" {
+		// SMART launch context of an EHR launch.
+		resp["patient"] = tok.Patient
+	}
+	if tok.Encounter != "" {
+		resp["encounter"] = tok.Encounter
 	}
 	json.NewEncoder(w).Encode(resp)
 }

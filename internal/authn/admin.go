@@ -64,6 +64,56 @@ func requireTenant(ctx context.Context, d Directory, tenant string) error {
 // NewUser is a user to create.
 type NewUser struct {
 	Tenant, Username, Role, Password string
+	// Practitioner is the Practitioner a physician or nurse is; Patient
+	// the Patient a user-role account is or acts for (required for that
+	// role). Both are ids of existing resources of the tenant.
+	Practitioner, Patient string
+	// Clearances are security label codes the user may see.
+	Clearances []string
+}
+
+// ResourceChecker finds the current version of a resource; AddUser uses it
+// to refuse a link to a resource that does not exist in the tenant.
+type ResourceChecker interface {
+	Current(ctx context.Context, tenant, typ, id string) (*store.Version, error)
+}
+
+// CheckUserLink checks the FHIR resource a user of role r is linked to: a
+// physician or nurse may be a Practitioner, a user-role account must be
+// (or act for) a Patient, an admin is linked to nothing. It returns the
+// linked type and id ("" when none), or a problem naming the field
+// (practitioner or patient).
+func CheckUserLink(r authz.Role, practitioner, patient string) (typ, id string, err error) {
+	switch {
+	case practitioner != "" && patient != "":
+		return "", "", problem.New(problem.ErrInvalid, "invalid", "give practitioner or patient, not both")
+	case practitioner != "" && r != authz.RolePhysician && r != authz.RoleNurse:
+		return "", "", problem.At(problem.ErrInvalid, "invalid", "practitioner", "practitioner links a physician or nurse")
+	case patient != "" && r != authz.RoleUser:
+		return "", "", problem.At(problem.ErrInvalid, "invalid", "patient", "patient links a user-role account (a patient or their proxy)")
+	case r == authz.RoleUser && patient == "":
+		return "", "", problem.At(problem.ErrInvalid, "required", "patient", "a user-role account needs patient: the id of the Patient it is or acts for")
+	case practitioner != "":
+		typ, id = "Practitioner", practitioner
+	case patient != "":
+		typ, id = "Patient", patient
+	default:
+		return "", "", nil
+	}
+	if !fhirID.MatchString(id) {
+		return "", "", problem.At(problem.ErrInvalid, "invalid", strings.ToLower(typ), strings.ToLower(typ)+" must be a FHIR id (1 to 64 of A-Z a-z 0-9 - .)")
+	}
+	return typ, id, nil
+}
+
+// CheckClearances checks security label codes a user is cleared for.
+func CheckClearances(codes []string) error {
+	for _, c := range codes {
+		if !authz.NeedsClearance(c) {
+			return problem.At(problem.ErrInvalid, "invalid", "clearance", fmt.Sprintf("%q is not a security label that needs a clearance (one of %s)", c, strings.Join(authz.ClearanceLabels(), ", ")))
+		}
+	}
+	return nil
 }
 
 // CheckUsername is the rule for usernames: staff login names, 1 to 128
@@ -85,20 +135,39 @@ func AddUser(ctx context.Context, d Directory, a Actor, nu NewUser) (*store.User
 	if !ok {
 		return nil, problem.At(problem.ErrInvalid, "invalid", "role", "role must be one of admin, physician, nurse, user")
 	}
+	linkType, linkID, err := CheckUserLink(role, nu.Practitioner, nu.Patient)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckClearances(nu.Clearances); err != nil {
+		return nil, err
+	}
 	if err := CheckPassword(nu.Username, nu.Password); err != nil {
 		return nil, problem.At(problem.ErrInvalid, "invalid", "password", err.Error())
 	}
 	if err := requireTenant(ctx, d, nu.Tenant); err != nil {
 		return nil, err
 	}
+	if linkType != "" {
+		rc, ok := d.(ResourceChecker)
+		if !ok {
+			return nil, errors.New("add user: the directory cannot check linked resources")
+		}
+		if v, err := rc.Current(ctx, nu.Tenant, linkType, linkID); errors.Is(err, store.ErrNotFound) || err == nil && v.Deleted {
+			return nil, problem.At(problem.ErrInvalid, "invalid", strings.ToLower(linkType), fmt.Sprintf("there is no %s with this id in the tenant", linkType))
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	hash, err := HashPassword(nu.Password)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC()
-	u := &store.User{ID: uuid.NewString(), Tenant: nu.Tenant, Username: nu.Username, Role: string(role), PasswordHash: hash, Created: now}
+	u := &store.User{ID: uuid.NewString(), Tenant: nu.Tenant, Username: nu.Username, Role: string(role), PasswordHash: hash, Created: now,
+		Practitioner: nu.Practitioner, Patient: nu.Patient, Clearances: nu.Clearances}
 	err = d.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
-		Time: now, Tenant: nu.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "user-add", Entities: []string{"user/" + u.ID}, Detail: "role:" + string(role),
+		Time: now, Tenant: nu.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "user-add", Entities: UserEntities(u), Detail: "role:" + string(role),
 	}}})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, problem.At(problem.ErrConflict, "duplicate", "username", "a user with this username already exists in the tenant")
@@ -107,6 +176,19 @@ func AddUser(ctx context.Context, d Directory, a Actor, nu NewUser) (*store.User
 		return nil, err
 	}
 	return u, nil
+}
+
+// UserEntities are the ledger entities of a user record: its id and the
+// resource it is linked to.
+func UserEntities(u *store.User) []string {
+	out := []string{"user/" + u.ID}
+	if u.Practitioner != "" {
+		out = append(out, "Practitioner/"+u.Practitioner)
+	}
+	if u.Patient != "" {
+		out = append(out, "Patient/"+u.Patient)
+	}
+	return out
 }
 
 // SetUserDisabled disables or enables a user of tenant (a user of another
@@ -132,9 +214,16 @@ func SetUserDisabled(ctx context.Context, d Directory, a Actor, tenant, userID s
 // JWKS of public keys and system/ scopes) or a public app using the
 // authorization code flow with PKCE (redirect URIs and user/, patient/,
 // launch and identity scopes).
+//
+// An app is confidential when it is registered with a client secret
+// (Secret: stored only as its argon2id hash) or a JWKS (private_key_jwt);
+// it then authenticates at the token endpoint.
 type NewClient struct {
 	ID, Tenant, JWKS, Scope string
 	RedirectURIs            []string
+	// Secret is a confidential app's client secret (see
+	// GenerateClientSecret, CheckClientSecret); "" : none.
+	Secret string
 }
 
 // CheckRedirectURI accepts an absolute https URI, or http on a loopback
@@ -166,8 +255,24 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 		return nil, problem.At(problem.ErrInvalid, "invalid", "scope", fmt.Sprintf("give the scopes the client may be granted, such as system/Patient.rs (%v)", err))
 	}
 	switch {
+	case nc.Secret != "" && len(nc.RedirectURIs) == 0:
+		return nil, problem.At(problem.ErrInvalid, "invalid", "client_secret", "a client secret is for an app of the authorization code flow (give redirect URIs); backend services authenticate with keys")
+	case nc.Secret != "" && nc.JWKS != "":
+		return nil, problem.New(problem.ErrInvalid, "invalid", "a confidential app authenticates with a client secret or with keys (a JWKS), not both")
+	case nc.Secret != "":
+		if err := CheckClientSecret(nc.Secret); err != nil {
+			return nil, problem.At(problem.ErrInvalid, "invalid", "client_secret", err.Error())
+		}
+	}
+	switch {
 	case nc.JWKS != "" && len(nc.RedirectURIs) > 0:
-		return nil, problem.New(problem.ErrInvalid, "invalid", "a client is either a backend service (a JWKS) or a public app (redirect URIs), not both")
+		// A confidential app with keys (private_key_jwt).
+		if _, err := ParseJWKS([]byte(nc.JWKS)); err != nil {
+			return nil, problem.At(problem.ErrInvalid, "invalid", "jwks", err.Error())
+		}
+		if err := checkAppRegistration(nc.RedirectURIs, scopes); err != nil {
+			return nil, err
+		}
 	case nc.JWKS != "":
 		if _, err := ParseJWKS([]byte(nc.JWKS)); err != nil {
 			return nil, problem.At(problem.ErrInvalid, "invalid", "jwks", err.Error())
@@ -178,18 +283,8 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 			}
 		}
 	case len(nc.RedirectURIs) > 0:
-		if len(nc.RedirectURIs) > 10 {
-			return nil, problem.At(problem.ErrInvalid, "invalid", "redirect_uris", "at most 10 redirect URIs")
-		}
-		for _, r := range nc.RedirectURIs {
-			if err := CheckRedirectURI(r); err != nil {
-				return nil, problem.At(problem.ErrInvalid, "invalid", "redirect_uris", err.Error())
-			}
-		}
-		for _, sc := range scopes {
-			if sc.Context == "system" {
-				return nil, problem.At(problem.ErrInvalid, "invalid", "scope", sc.Raw+" is a system/ scope; a public app acts for a user and gets user/, patient/, launch and identity scopes")
-			}
+		if err := checkAppRegistration(nc.RedirectURIs, scopes); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, problem.New(problem.ErrInvalid, "invalid", "give a JWKS (backend service) or redirect URIs (public app)")
@@ -199,6 +294,11 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 	}
 	now := time.Now().UTC()
 	c := &store.Client{ID: nc.ID, Tenant: nc.Tenant, JWKS: nc.JWKS, Scope: strings.Join(strings.Fields(nc.Scope), " "), Created: now, RedirectURIs: nc.RedirectURIs}
+	if nc.Secret != "" {
+		if c.SecretHash, err = HashPassword(nc.Secret); err != nil {
+			return nil, err
+		}
+	}
 	err = d.Commit(ctx, &store.Unit{NewClient: c,
 		Audit: []*audit.Record{{Time: now, Tenant: nc.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "client-add", Entities: []string{"client/" + nc.ID}}}})
 	if errors.Is(err, store.ErrConflict) {
@@ -208,6 +308,24 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkAppRegistration checks an app's redirect URIs and scopes.
+func checkAppRegistration(redirects []string, scopes []authz.Scope) error {
+	if len(redirects) > 10 {
+		return problem.At(problem.ErrInvalid, "invalid", "redirect_uris", "at most 10 redirect URIs")
+	}
+	for _, r := range redirects {
+		if err := CheckRedirectURI(r); err != nil {
+			return problem.At(problem.ErrInvalid, "invalid", "redirect_uris", err.Error())
+		}
+	}
+	for _, sc := range scopes {
+		if sc.Context == "system" {
+			return problem.At(problem.ErrInvalid, "invalid", "scope", sc.Raw+" is a system/ scope; an app acts for a user and gets user/, patient/, launch and identity scopes")
+		}
+	}
+	return nil
 }
 
 // SetClientDisabled disables or enables a client of tenant. A disabled

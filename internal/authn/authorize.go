@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/problem"
@@ -78,6 +80,8 @@ type pendingLogin struct {
 	Tenant      string `json:"t"`
 	Binding     string `json:"b"` // SHA-256 of the cookie value
 	Expires     int64  `json:"e"`
+	// Launch is the stored id (hash) of the EHR launch context, if any.
+	Launch string `json:"l,omitempty"`
 }
 
 // LoginPage is what the login page shows and carries.
@@ -169,8 +173,6 @@ func (s *Service) StartAuthorize(ctx context.Context, ar AuthorizeRequest) (Logi
 		return fail("invalid_request", "PKCE is required: code_challenge_method must be S256 (plain is not accepted)")
 	case !validChallenge(ar.CodeChallenge):
 		return fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code verifier (43 characters)")
-	case ar.Launch != "":
-		return fail("invalid_request", "EHR launch is not supported; launch the app standalone (launch/patient)")
 	case strings.TrimSuffix(ar.Aud, "/") != strings.TrimSuffix(ar.Audience, "/") || ar.Aud == "":
 		return fail("invalid_request", "aud must be this server's FHIR base URL")
 	}
@@ -183,18 +185,35 @@ func (s *Service) StartAuthorize(ctx context.Context, ar AuthorizeRequest) (Logi
 		return fail("invalid_scope", "scope must be SMART scopes such as launch/patient patient/*.rs")
 	}
 	reg, _ := authz.ParseScopes(c.Scope)
+	askedLaunch := false
 	for _, r := range req {
 		if r.Raw == "launch" {
-			return fail("invalid_scope", "EHR launch (scope launch) is not supported")
+			askedLaunch = true
 		}
 		if !slices.ContainsFunc(reg, func(g authz.Scope) bool { return scopeCovers(g, r) }) {
 			return fail("invalid_scope", "the app is not registered for scope "+r.Raw)
 		}
 	}
+	launchID := ""
+	switch {
+	case askedLaunch && ar.Launch == "":
+		return fail("invalid_request", "scope launch is for an EHR launch: send the launch parameter the app was opened with")
+	case ar.Launch != "" && !askedLaunch:
+		return fail("invalid_scope", "an EHR launch (the launch parameter) asks for scope launch")
+	case ar.Launch != "":
+		l, why, err := s.checkLaunch(ctx, c, ar.Launch)
+		if err != nil {
+			return LoginPage{}, err
+		}
+		if l == nil {
+			return fail("invalid_request", why)
+		}
+		launchID = l.ID
+	}
 	if ar.Binding == "" {
 		return LoginPage{}, errors.New("authorize: no browser binding")
 	}
-	p := pendingLogin{ClientID: c.ID, RedirectURI: ar.RedirectURI, Scope: strings.Join(strings.Fields(scope), " "), State: ar.State,
+	p := pendingLogin{Launch: launchID, ClientID: c.ID, RedirectURI: ar.RedirectURI, Scope: strings.Join(strings.Fields(scope), " "), State: ar.State,
 		Challenge: ar.CodeChallenge, Tenant: c.Tenant, Binding: bindingHash(ar.Binding), Expires: s.o.Now().Add(LoginFormTTL).Unix()}
 	plain, err := json.Marshal(p)
 	if err != nil {
@@ -268,6 +287,36 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 	if err != nil {
 		return "", err
 	}
+	var launch *store.Launch
+	if p.Launch != "" {
+		// The launch context is the user's who created it: another user
+		// signing in does not get its patient.
+		l, err := s.st.LaunchByID(ctx, p.Launch)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", err
+		}
+		why := ""
+		switch {
+		case l == nil || l.Used || !s.o.Now().Before(l.Expires) || l.Tenant != u.Tenant || l.ClientID != c.ID:
+			why = "launch-unusable"
+		case l.UserID != u.ID:
+			why = "launch-user-mismatch"
+		}
+		if why != "" {
+			unit.Audit[0].Outcome, unit.Audit[0].Detail = audit.OutcomeMinor, why
+			unit.Audit[0].Entities = []string{"client/" + c.ID}
+			if err := s.st.Commit(ctx, unit); err != nil {
+				return "", err
+			}
+			desc := "the launch has expired or was used; launch the app again from Ward"
+			if why == "launch-user-mismatch" {
+				desc = "the launch was created by another user"
+			}
+			return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "access_denied", Description: desc}).Redirect(), nil
+		}
+		launch = l
+		unit.UseLaunch = l.ID
+	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -278,7 +327,15 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 		UserID: u.ID, Tenant: u.Tenant, Scope: p.Scope, Expires: now.Add(CodeTTL)}
 	unit.Audit[0].Detail = "code-issued"
 	unit.Audit[0].Entities = []string{"client/" + c.ID}
-	if err := s.st.Commit(ctx, unit); err != nil {
+	if launch != nil {
+		unit.NewCode.Patient, unit.NewCode.Encounter = launch.Patient, launch.Encounter
+		unit.Audit[0].Detail = "code-issued;ehr-launch"
+		unit.Audit[0].Entities = append(unit.Audit[0].Entities, "Patient/"+launch.Patient)
+	}
+	if err := s.st.Commit(ctx, unit); errors.Is(err, store.ErrConflict) && launch != nil {
+		// The launch was used concurrently (or expired in between).
+		return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "access_denied", Description: "the launch has expired or was used; launch the app again from Ward"}).Redirect(), nil
+	} else if err != nil {
 		return "", err
 	}
 	v := url.Values{"code": {code}}
@@ -288,10 +345,19 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 	return withQuery(p.RedirectURI, v), nil
 }
 
-// CodeRequest is a grant_type=authorization_code token request from a
-// public app.
+// CodeRequest is a grant_type=authorization_code token request. A public
+// app sends only its client_id; a confidential app authenticates with its
+// secret (HTTP Basic or the form's client_secret) or a private_key_jwt
+// assertion.
 type CodeRequest struct {
 	RequestID, Code, RedirectURI, ClientID, CodeVerifier string
+	// ClientSecret is the secret of client_secret_basic or
+	// client_secret_post ("" : none sent).
+	ClientSecret string
+	// AssertionType and Assertion are private_key_jwt's.
+	AssertionType, Assertion string
+	// Audience is this server's token endpoint URL (an assertion's aud).
+	Audience string
 }
 
 // AuthorizationCodeGrant exchanges an authorization code for tokens. The
@@ -312,8 +378,28 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		}
 		return Token{}, ErrInvalidGrant
 	}
+	if cr.ClientID == "" && cr.Assertion != "" {
+		// RFC 7523 3: with an assertion, client_id may be left out; the
+		// assertion's issuer names the client (and is verified below).
+		var unverified jwt.RegisteredClaims
+		if _, _, err := jwt.NewParser().ParseUnverified(cr.Assertion, &unverified); err == nil {
+			cr.ClientID = unverified.Issuer
+		}
+	}
 	if cr.Code == "" || len(cr.Code) > 256 {
 		return fail("code-malformed", nil)
+	}
+	// The client authenticates before the code is looked at: a client that
+	// fails does not use the code up.
+	if detail, err := s.authenticateApp(ctx, cr.clientAuth(), rec); err != nil {
+		if detail == "" {
+			return Token{}, err
+		}
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
+		if cerr := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); cerr != nil {
+			return Token{}, cerr
+		}
+		return Token{}, err
 	}
 	c, err := s.st.CodeByID(ctx, refreshID(cr.Code))
 	switch {
@@ -371,14 +457,24 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	rec.Role, rec.Detail = u.Role, "token-issued"
 	// Signed first so that the code's row can name what it issued; if the
 	// commit fails the token is never handed out.
-	tok, err := s.Issue(subjectOf(u, c.Scope))
+	subj := subjectOf(u, c.Scope)
+	if c.Patient != "" {
+		// An EHR launch: its patient is the token's patient context.
+		subj.Patient = c.Patient
+	}
+	tok, err := s.Issue(subj)
 	if err != nil {
 		return Token{}, err
 	}
+	tok.Patient, tok.Encounter = c.Patient, c.Encounter
 	use := &store.CodeUse{ID: c.ID, TokenID: tok.jti, TokenExpires: tok.expires}
 	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: use}, Audit: []*audit.Record{rec}}
 	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, c.Scope, "", now); err != nil {
 		return Token{}, err
+	}
+	if unit.NewRefresh != nil {
+		unit.NewRefresh.Patient, unit.NewRefresh.Encounter = c.Patient, c.Encounter
+		unit.NewRefresh.ClientID = c.ClientID
 	}
 	if unit.NewRefresh != nil {
 		use.Family = unit.NewRefresh.Family

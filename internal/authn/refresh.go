@@ -62,6 +62,10 @@ type RefreshRequest struct {
 	RequestID    string
 	RefreshToken string
 	Scope        string // empty: the scope of the original grant; else a subset
+	// Client is the client authentication sent with the request: a
+	// confidential app must authenticate to use its refresh tokens
+	// (RFC 6749 6); others send none.
+	Client ClientAuth
 }
 
 // RefreshGrant exchanges a refresh token for a new access token and a new
@@ -90,6 +94,30 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	}
 	rec.Tenant, rec.Actor = r.Tenant, r.UserID
 	rec.Entities = []string{"refresh-family/" + r.Family}
+	// The client first: a failed authentication changes nothing.
+	ca := rr.Client
+	switch {
+	case r.ClientID != "" && ca.ClientID != "" && ca.ClientID != r.ClientID:
+		return fail("refresh-client-mismatch", nil)
+	case r.ClientID == "" && ca.sent():
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, "client-auth-no-client"
+		if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+			return Token{}, err
+		}
+		return Token{}, fmt.Errorf("%w: this refresh token was not issued to a client", ErrInvalidClient)
+	case r.ClientID != "":
+		ca.ClientID = r.ClientID
+		if detail, err := s.authenticateApp(ctx, ca, rec); err != nil {
+			if detail == "" {
+				return Token{}, err
+			}
+			rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
+			if cerr := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); cerr != nil {
+				return Token{}, cerr
+			}
+			return Token{}, err
+		}
+	}
 	switch {
 	case r.Revoked:
 		return fail("refresh-revoked", nil)
@@ -127,6 +155,9 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
+	if nr != nil {
+		nr.Patient, nr.Encounter, nr.ClientID = r.Patient, r.Encounter, r.ClientID
+	}
 	rec.Detail = "token-issued"
 	err = s.st.Commit(ctx, &store.Unit{UseRefresh: r.ID, NewRefresh: nr, Audit: []*audit.Record{rec}})
 	if errors.Is(err, store.ErrConflict) {
@@ -137,10 +168,15 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
-	tok, err := s.Issue(subjectOf(u, scope))
+	subj := subjectOf(u, scope)
+	if r.Patient != "" {
+		subj.Patient = r.Patient // the EHR launch's patient context
+	}
+	tok, err := s.Issue(subj)
 	if err != nil {
 		return Token{}, err
 	}
+	tok.Patient, tok.Encounter = r.Patient, r.Encounter
 	tok.RefreshToken = next
 	return tok, nil
 }

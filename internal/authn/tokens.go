@@ -10,7 +10,10 @@
 // allowed algorithms. Verified tokens are cached until they expire, so the
 // signature check runs once per token rather than once per request.
 // Authorization codes are stored only hashed, used once, and bound to the
-// client, redirect URI and PKCE S256 challenge they were issued for.
+// client, redirect URI and PKCE S256 challenge they were issued for. EHR
+// launch values are stored only hashed, used once, and bound to the tenant,
+// the user who created them and one app. Client secrets of confidential
+// apps are stored only as argon2id hashes and compared in constant time.
 package authn
 
 import (
@@ -64,6 +67,7 @@ type Store interface {
 	RefreshByID(ctx context.Context, id string) (*store.Refresh, error)
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
 	CodeByID(ctx context.Context, id string) (*store.Code, error)
+	LaunchByID(ctx context.Context, id string) (*store.Launch, error)
 	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
@@ -272,6 +276,9 @@ type Token struct {
 	// IDToken is an OpenID Connect id_token, for an authorization code
 	// grant whose scope has openid.
 	IDToken string
+	// Patient and Encounter are the launch context of an EHR launch, for
+	// the token response.
+	Patient, Encounter string
 
 	jti     string    // the access token's id
 	expires time.Time // and expiry

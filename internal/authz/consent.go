@@ -262,7 +262,9 @@ func subjectRefs(s Subject, f Facts) []string {
 	if s.Practitioner != "" {
 		out = append(out, "Practitioner/"+s.Practitioner)
 	}
-	if s.Patient != "" {
+	if s.Patient != "" && s.Role == RoleUser {
+		// A clinician's patient context (EHR launch) is who they act on,
+		// not who they are.
 		out = append(out, "Patient/"+s.Patient)
 	}
 	for _, o := range f.Organizations {

@@ -109,3 +109,30 @@ func FuzzParseConsent(f *testing.F) {
 		Decide(drA, Read, obsP1, Facts{Now: now, CareOf: []string{"p1"}, Consents: []Consent{c}})
 	})
 }
+
+// A clinician's patient context (an EHR launch for Patient/p9) is not who
+// the clinician is: a consent naming actor Patient/p9 does not apply to
+// them, while it applies to the user-role account that is Patient/p9.
+func TestConsentActorIsNotTheLaunchPatient(t *testing.T) {
+	doc := map[string]any{}
+	if err := json.Unmarshal([]byte(`{"resourceType":"Consent","id":"c9","status":"active",
+	  "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},
+	  "category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],
+	  "patient":{"reference":"Patient/p1"},
+	  "provision":{"type":"permit","provision":[{"type":"deny","actor":[{"reference":{"reference":"Patient/p9"}}]}]}}`), &doc); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConsent(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Facts{Now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC), CareOf: []string{"p1"}, Consents: []Consent{c}}
+	tg := Target{Tenant: "t", Type: "Observation", ID: "o1", Instance: true, Patients: []string{"p1"}}
+	doctor := Subject{Tenant: "t", ID: "u1", Role: RolePhysician, Practitioner: "dr", Patient: "p9", Scopes: []string{"user/*.rs"}}
+	if d := Decide(doctor, Read, tg, f); !d.Allow {
+		t.Fatalf("a physician in the context of p9 is not actor Patient/p9: %v", d.Reasons)
+	}
+	if got := subjectRefs(Subject{Role: RoleUser, Patient: "p9"}, Facts{}); !slices.Equal(got, []string{"Patient/p9"}) {
+		t.Fatalf("a user-role account is its patient: %v", got)
+	}
+}

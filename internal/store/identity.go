@@ -35,6 +35,22 @@ type Code struct {
 	TokenID      string
 	TokenExpires time.Time
 	Family       string
+	// Patient and Encounter are the EHR launch context the code carries
+	// ("" : none).
+	Patient, Encounter string
+}
+
+// Launch is a SMART EHR launch context, known by the SHA-256 of its
+// opaque launch value: created by a user for one app, used once.
+type Launch struct {
+	ID        string // hex SHA-256 of the launch value
+	Tenant    string
+	UserID    string
+	ClientID  string
+	Patient   string
+	Encounter string
+	Expires   time.Time
+	Used      bool
 }
 
 // CodeUse marks a code used and records what its exchange issued.
@@ -59,6 +75,12 @@ type IdentityChange struct {
 	// UseCode marks a code used; one unknown, already used or expired is
 	// ErrConflict.
 	UseCode *CodeUse
+	// NewLaunch stores an EHR launch context. Expired ones are purged as a
+	// side effect.
+	NewLaunch *Launch
+	// UseLaunch marks the launch context with this id used; one unknown,
+	// already used or expired is ErrConflict.
+	UseLaunch string
 }
 
 // IdentityReader reads tenants, clients and authorization codes.
@@ -71,4 +93,6 @@ type IdentityReader interface {
 	Clients(ctx context.Context, tenant string) ([]Client, error)
 	// CodeByID finds an authorization code by the hash of its value.
 	CodeByID(ctx context.Context, id string) (*Code, error)
+	// LaunchByID finds an EHR launch context by the hash of its value.
+	LaunchByID(ctx context.Context, id string) (*Launch, error)
 }

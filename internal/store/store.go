@@ -196,6 +196,9 @@ type Client struct {
 	// RedirectURIs are the registered redirect URIs of a public app
 	// (authorization code + PKCE); empty for a backend-services client.
 	RedirectURIs []string
+	// SecretHash is the argon2id hash of a confidential app's client
+	// secret; empty for public apps and key-authenticated clients.
+	SecretHash string
 }
 
 // JTI is one use of a client assertion id; a second use of the same id by
@@ -216,6 +219,12 @@ type Refresh struct {
 	Expires time.Time
 	Used    bool
 	Revoked bool
+	// Patient and Encounter are the EHR launch context of the grant the
+	// family descends from ("" : none).
+	Patient, Encounter string
+	// ClientID is the app the family was issued to ("" : the password
+	// grant).
+	ClientID string
 }
 
 // Unit is what one Commit writes, all or nothing.

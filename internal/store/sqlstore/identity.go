@@ -45,6 +45,17 @@ func (db *DB) checkIdentity(ctx context.Context, tx *sql.Tx, c *store.IdentityCh
 			return fmt.Errorf("check authorization code: %w", err)
 		}
 	}
+	if id := c.UseLaunch; id != "" {
+		var used int
+		var exp int64
+		err := tx.QueryRowContext(ctx, q(`SELECT used, expires FROM launch_contexts WHERE id = ?`), id).Scan(&used, &exp)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || exp < time.Now().UnixMicro()) {
+			return fmt.Errorf("%w: launch context unknown, used or expired", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("check launch context: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -70,6 +81,20 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, c *store.IdentityCh
 			return fmt.Errorf("use authorization code: %w", err)
 		}
 	}
+	if id := c.UseLaunch; id != "" {
+		if _, err := tx.ExecContext(ctx, q(`UPDATE launch_contexts SET used = 1 WHERE id = ?`), id); err != nil {
+			return fmt.Errorf("use launch context: %w", err)
+		}
+	}
+	if l := c.NewLaunch; l != nil {
+		if _, err := tx.ExecContext(ctx, q(`DELETE FROM launch_contexts WHERE expires < ?`), time.Now().Add(-24*time.Hour).UnixMicro()); err != nil {
+			return fmt.Errorf("purge launch contexts: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, q(`INSERT INTO launch_contexts (id, tenant, user_id, client_id, patient, encounter, expires) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+			l.ID, l.Tenant, l.UserID, l.ClientID, l.Patient, l.Encounter, l.Expires.UnixMicro()); err != nil {
+			return fmt.Errorf("store launch context: %w", err)
+		}
+	}
 	if cd := c.NewCode; cd != nil {
 		// Codes live a minute; a used or expired one is kept for a day so
 		// that a replay is recognised as one (and revokes what the code
@@ -77,8 +102,8 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, c *store.IdentityCh
 		if _, err := tx.ExecContext(ctx, q(`DELETE FROM auth_codes WHERE expires < ?`), time.Now().Add(-24*time.Hour).UnixMicro()); err != nil {
 			return fmt.Errorf("purge authorization codes: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, q(`INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro()); err != nil {
+		if _, err := tx.ExecContext(ctx, q(`INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, patient, encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter); err != nil {
 			return fmt.Errorf("store authorization code: %w", err)
 		}
 	}
@@ -122,7 +147,7 @@ func (db *DB) TenantByID(ctx context.Context, id string) (*store.Tenant, error) 
 
 // Clients lists a tenant's clients by id.
 func (db *DB) Clients(ctx context.Context, tenant string) ([]store.Client, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris FROM clients WHERE tenant = ? ORDER BY id`), tenant)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash FROM clients WHERE tenant = ? ORDER BY id`), tenant)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list clients: %v", store.ErrUnavailable, err)
 	}
@@ -133,7 +158,7 @@ func (db *DB) Clients(ctx context.Context, tenant string) ([]store.Client, error
 		var created int64
 		var disabled int
 		var redirects string
-		if err := rows.Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects); err != nil {
+		if err := rows.Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects, &c.SecretHash); err != nil {
 			return nil, fmt.Errorf("%w: scan client: %v", store.ErrUnavailable, err)
 		}
 		c.Created = time.UnixMicro(created).UTC()
@@ -149,8 +174,8 @@ func (db *DB) CodeByID(ctx context.Context, id string) (*store.Code, error) {
 	c := &store.Code{}
 	var exp, texp int64
 	var used int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, used, token_id, token_expires, family FROM auth_codes WHERE id = ?`), id).
-		Scan(&c.ID, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.UserID, &c.Tenant, &c.Scope, &exp, &used, &c.TokenID, &texp, &c.Family)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, used, token_id, token_expires, family, patient, encounter FROM auth_codes WHERE id = ?`), id).
+		Scan(&c.ID, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.UserID, &c.Tenant, &c.Scope, &exp, &used, &c.TokenID, &texp, &c.Family, &c.Patient, &c.Encounter)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -163,4 +188,22 @@ func (db *DB) CodeByID(ctx context.Context, id string) (*store.Code, error) {
 		c.TokenExpires = time.UnixMicro(texp).UTC()
 	}
 	return c, nil
+}
+
+// LaunchByID finds an EHR launch context by the hash of its value.
+func (db *DB) LaunchByID(ctx context.Context, id string) (*store.Launch, error) {
+	l := &store.Launch{}
+	var exp int64
+	var used int
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, user_id, client_id, patient, encounter, expires, used FROM launch_contexts WHERE id = ?`), id).
+		Scan(&l.ID, &l.Tenant, &l.UserID, &l.ClientID, &l.Patient, &l.Encounter, &exp, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read launch context: %v", store.ErrUnavailable, err)
+	}
+	l.Expires = time.UnixMicro(exp).UTC()
+	l.Used = used != 0
+	return l, nil
 }

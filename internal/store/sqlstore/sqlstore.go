@@ -438,8 +438,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			if _, err = tx.ExecContext(ctx, q(`DELETE FROM refresh_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
 				return fmt.Errorf("purge refresh tokens: %w", err)
 			}
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires) VALUES (?, ?, ?, ?, ?, ?)`),
-				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro()); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires, patient, encounter, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro(), rt.Patient, rt.Encounter, rt.ClientID); err != nil {
 				return fmt.Errorf("store refresh token: %w", err)
 			}
 		}
@@ -452,8 +452,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			}
 		}
 		if c := j.u.NewClient; c != nil {
-			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " ")); err != nil {
+			if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+				c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " "), c.SecretHash); err != nil {
 				return fmt.Errorf("insert client: %w", err)
 			}
 		}
@@ -1103,7 +1103,7 @@ func (db *DB) user(ctx context.Context, where string, args ...any) (*store.User,
 // Users lists a tenant's users by username (password hashes included: the
 // caller decides what to show).
 func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL, practitioner, patient FROM users WHERE tenant = ? ORDER BY username`), tenant)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, tenant, username, role, created, disabled, failed_logins, locked_until, totp_secret IS NOT NULL, practitioner, patient, clearances FROM users WHERE tenant = ? ORDER BY username`), tenant)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list users: %v", store.ErrUnavailable, err)
 	}
@@ -1114,8 +1114,12 @@ func (db *DB) Users(ctx context.Context, tenant string) ([]store.User, error) {
 		var created, locked int64
 		var disabled int
 		var totp bool
-		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp, &u.Practitioner, &u.Patient); err != nil {
+		var clearances string
+		if err := rows.Scan(&u.ID, &u.Tenant, &u.Username, &u.Role, &created, &disabled, &u.FailedLogins, &locked, &totp, &u.Practitioner, &u.Patient, &clearances); err != nil {
 			return nil, fmt.Errorf("%w: scan user: %v", store.ErrUnavailable, err)
+		}
+		if clearances != "" {
+			u.Clearances = strings.Split(clearances, ",")
 		}
 		u.Created = time.UnixMicro(created).UTC()
 		u.Disabled = disabled != 0
@@ -1135,8 +1139,8 @@ func (db *DB) RefreshByID(ctx context.Context, id string) (*store.Refresh, error
 	r := &store.Refresh{}
 	var exp int64
 	var used, revoked int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked FROM refresh_tokens WHERE id = ?`), id).
-		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, family, user_id, tenant, scope, expires, used, revoked, patient, encounter, client_id FROM refresh_tokens WHERE id = ?`), id).
+		Scan(&r.ID, &r.Family, &r.UserID, &r.Tenant, &r.Scope, &exp, &used, &revoked, &r.Patient, &r.Encounter, &r.ClientID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -1172,8 +1176,8 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 	var created int64
 	var disabled int
 	var redirects string
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris FROM clients WHERE id = ?`), id).
-		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash FROM clients WHERE id = ?`), id).
+		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects, &c.SecretHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

@@ -456,6 +456,40 @@ func Run(t *testing.T, open Opener) {
 		if got, _ := st.CodeByID(ctx, "c1"); !got.Used || got.TokenID != "j1" || got.Family != "f1" || !got.TokenExpires.Equal(exp) {
 			t.Fatalf("used code: %+v", got)
 		}
+		// A code and a refresh token carry an EHR launch's context; a
+		// launch context is used once, and not when expired; a client
+		// keeps its secret's hash.
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1"}}}))
+		if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" {
+			t.Fatalf("code with a launch context: %+v %v", got, err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{NewRefresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1", ClientID: "app-1"}}))
+		if got, err := st.RefreshByID(ctx, "r-launch"); err != nil || got.Patient != "p1" || got.Encounter != "e1" || got.ClientID != "app-1" {
+			t.Fatalf("refresh with a launch context: %+v %v", got, err)
+		}
+		l := &store.Launch{ID: "l1", Tenant: "b", UserID: "u1", ClientID: "app-1", Patient: "p1", Encounter: "e1", Expires: exp}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewLaunch: l}}))
+		if got, err := st.LaunchByID(ctx, "l1"); err != nil || got.Used || *got != *l {
+			t.Fatalf("launch: %+v %v", got, err)
+		}
+		if _, err := st.LaunchByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown launch: %v", err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseLaunch: "l1"}}))
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseLaunch: "l1"}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second use of a launch: %v", err)
+		}
+		if got, _ := st.LaunchByID(ctx, "l1"); !got.Used {
+			t.Fatalf("used launch: %+v", got)
+		}
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewLaunch: &store.Launch{ID: "l-old", Tenant: "b", Expires: time.Now().Add(-time.Second)}}}))
+		if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseLaunch: "l-old"}}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("use of an expired launch: %v", err)
+		}
+		must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "conf-1", Tenant: "b", Scope: "openid", Created: t0, RedirectURIs: []string{"https://app.example/cb"}, SecretHash: "$argon2id$x"}}))
+		if got, err := st.ClientByID(ctx, "conf-1"); err != nil || got.SecretHash != "$argon2id$x" {
+			t.Fatalf("confidential client: %+v %v", got, err)
+		}
 		VerifyLedger(t, st)
 	})
 
