@@ -4,7 +4,8 @@
 # path (validated, sealed, indexed, audited), then the six benchmarked
 # searches at 8 concurrent clients (ward bench --mix search) against
 # ward serve on 127.0.0.1, with each search's query plan (ward explain) and
-# the index size per Observation (ward stats). SQLite always; PostgreSQL too
+# the index size per Observation (ward stats), as an admin user (admins reach
+# every patient; a clinician is restricted to their care set). SQLite always; PostgreSQL too
 # when DB_URL is set. Usage:
 #   scripts/searchrun.sh
 #   DB_URL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable scripts/searchrun.sh
@@ -40,7 +41,7 @@ run() { # name, port, then env assignments for every ward command
     rm -rf "$data" "$data.loaded"
     env "$@" $timer "$ward" import --quiet --workers 2 --data-dir "$data" "$ds" 2>"$OUT/$name-import.err" | tee "$OUT/$name-import.out"
     grep -E 'Maximum resident|Elapsed' "$OUT/$name-import.err" || true
-    printf '%s\n' "$pw" | env "$@" "$ward" users add --data-dir "$data" --username bench --role physician --password-stdin >/dev/null
+    printf '%s\n' "$pw" | env "$@" "$ward" users add --data-dir "$data" --username bench --role admin --password-stdin >/dev/null
     touch "$data.loaded"
   fi
   echo "== $name: index size"
