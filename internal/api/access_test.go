@@ -452,6 +452,18 @@ func TestTotalsCountOnlyWhatIsShown(t *testing.T) {
 			`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},`+
 			`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/`+researchOK+`"},`+
 			`"provision":{"type":"deny","provision":[{"type":"permit","purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"HRESCH"}]}]}}`)
+		// A chain or _has never passes through a resource that only the
+		// per-resource decision could refuse.
+		for _, role := range []authz.Role{A, P} {
+			r := w.Do(t, "GET", "/fhir/Patient?_id="+withData+"&_has:Observation:patient:_id="+hidden, w.Tokens[role], nil)
+			if ids, _ := searchIDs(t, r); r.Status != 200 || len(ids) != 0 {
+				t.Errorf("%s: _has through the consent-hidden Observation: %d %v", role, r.Status, ids)
+			}
+			r = w.Do(t, "GET", "/fhir/Observation?_id="+hidden+"&subject:Patient._id="+withData, w.Tokens[role], nil)
+			if ids, _ := searchIDs(t, r); r.Status != 200 || len(ids) != 0 {
+				t.Errorf("%s: the consent-hidden Observation itself: %d %v", role, r.Status, ids)
+			}
+		}
 		for _, c := range []struct {
 			name   string
 			role   authz.Role

@@ -748,7 +748,18 @@ func (r *Repo) searchOptions(ctx context.Context, k search.Keyer) search.Options
 		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: typ}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
 			return `1 = 0`, nil, nil
 		}
-		return r.restrictionOn(ctx, []string{typ}, k, alias)
+		res, err := r.restrict(ctx, []string{typ}, k, alias)
+		if err != nil || res.partial == "" {
+			return res.where, res.args, err
+		}
+		// A hop's rows are never decided one by one: the compartments of
+		// patients whose consents decide per resource are left out of it
+		// (stricter than the decision, never looser).
+		cond := `NOT (` + res.partial + `)`
+		if res.where != "" {
+			cond = `(` + res.where + `) AND ` + cond
+		}
+		return cond, append(slices.Clone(res.args), res.partialArgs...), nil
 	}
 	return o
 }
