@@ -4,10 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/search/params"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/postgres"
 	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
@@ -121,5 +127,35 @@ func TestStatisticsFollowBulkLoads(t *testing.T) {
 	rows.Close()
 	if p := strings.Join(plan, "\n"); !strings.Contains(p, "resources_pkey") {
 		t.Errorf("the current-version lookup does not use the primary key:\n%s", p)
+	}
+}
+
+// TestNameIndexParameters: the partial index of migration 00014 covers
+// exactly the name parameters of the people types, by the parameter
+// numbers search computes (a renumbering would silently drop the index).
+func TestNameIndexParameters(t *testing.T) {
+	b, err := os.ReadFile("migrations/00014_name_search_index.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`WHERE p IN \(([0-9, ]+)\)`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("no WHERE p IN (...) in the migration")
+	}
+	var got, want []string
+	for _, f := range strings.Split(m[1], ",") {
+		got = append(got, strings.TrimSpace(f))
+	}
+	for _, typ := range []string{"Patient", "Practitioner", "RelatedPerson", "Person"} {
+		for _, code := range []string{"family", "given", "name"} {
+			if _, ok := params.Lookup(typ, code); ok {
+				want = append(want, strconv.Itoa(int(search.PID(typ, code))))
+			}
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("migration lists %v, the name parameters are %v", got, want)
 	}
 }
