@@ -1365,7 +1365,7 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 	}
 	var sel, ord strings.Builder
 	var selArgs, ordArgs, keyArgs []any
-	sel.WriteString(`SELECT r.rid`)
+	sel.WriteString(`SELECT r.rid, r.seq`)
 	for _, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr)
 		selArgs = append(selArgs, o.Args...)
@@ -1433,9 +1433,11 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
 	}
 	var hits []store.Hit
+	var seqs []int64
 	for rows.Next() {
 		h := store.Hit{Keys: make([]any, len(q.Order))}
-		dst := []any{&h.RID}
+		var seq int64
+		dst := []any{&h.RID, &seq}
 		for i := range h.Keys {
 			dst = append(dst, &h.Keys[i])
 		}
@@ -1444,6 +1446,7 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
 		}
 		hits = append(hits, h)
+		seqs = append(seqs, seq)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -1452,45 +1455,46 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	if len(hits) == 0 {
 		return nil, nil
 	}
-	// The bodies of one page, by rid, in one query.
-	byRID := make(map[int64]*store.Hit, len(hits))
-	ridArgs := make([]any, 0, len(hits))
+	// The bodies of one page, in one query, by the version each hit was
+	// current at when the page was selected: straight to resource_versions
+	// by its primary key, without going through resources again (every
+	// B-tree page a read touches is read from the OS again after a
+	// commit, and each search commits its ledger record). The tenant is
+	// checked on every row returned.
+	bySeq := make(map[int64]*store.Hit, len(hits))
+	seqArgs := make([]any, 0, len(hits))
 	for i := range hits {
-		byRID[hits[i].RID] = &hits[i]
-		ridArgs = append(ridArgs, hits[i].RID)
+		bySeq[seqs[i]] = &hits[i]
+		seqArgs = append(seqArgs, seqs[i])
 	}
-	// Selected by rid alone: with "r.tenant = ?" in the WHERE clause
-	// SQLite's planner walked the tenant's whole (tenant, ...) index and
-	// filtered it by the list (hundreds of milliseconds at a million
-	// resources). The tenant is still checked, on every row returned.
-	vrows, err := db.query(ctx, bodiesSQL(len(hits)), ridArgs...)
+	vrows, err := db.query(ctx, bodiesSQL(len(hits)), seqArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
 	}
 	defer vrows.Close()
 	for vrows.Next() {
-		var rid, lu int64
+		var lu int64
 		var del int
 		var tenant string
 		v := store.Version{Tenant: q.Tenant}
-		if err := vrows.Scan(&rid, &tenant, &v.Type, &v.ID, &v.Version, &lu, &del, &v.Body, &v.Seq); err != nil {
+		if err := vrows.Scan(&v.Seq, &tenant, &v.Type, &v.ID, &v.Version, &lu, &del, &v.Body); err != nil {
 			return nil, fmt.Errorf("%w: scan search bodies: %v", store.ErrUnavailable, err)
 		}
 		if tenant != q.Tenant {
-			return nil, fmt.Errorf("%w: search bodies: rid %d is not in the tenant searched", store.ErrUnavailable, rid)
+			return nil, fmt.Errorf("%w: search bodies: version %d is not in the tenant searched", store.ErrUnavailable, v.Seq)
 		}
 		v.LastUpdated = time.UnixMicro(lu).UTC()
 		v.Deleted = del != 0
-		if h := byRID[rid]; h != nil {
+		if h := bySeq[v.Seq]; h != nil {
 			h.Version = v
 		}
 	}
 	if err := vrows.Err(); err != nil {
 		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
 	}
-	// A resource updated between the two queries keeps its place in the
-	// page with its newest body; one deleted in between has no body and
-	// is dropped.
+	// A version without a body row (it cannot happen: versions are never
+	// deleted) would leave its hit empty; drop such a hit rather than
+	// serve it.
 	out := hits[:0]
 	for _, h := range hits {
 		if h.Version.ID != "" {
@@ -1500,11 +1504,11 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	return out, nil
 }
 
-// bodiesSQL reads the current versions of n resources by rid.
+// bodiesSQL reads n versions by their seq.
 func bodiesSQL(n int) string {
-	return `SELECT r.rid, r.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
-		FROM resources r JOIN resource_versions v ON v.seq = r.seq
-		WHERE r.rid IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
+	return `SELECT v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body
+		FROM resource_versions v
+		WHERE v.seq IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
 }
 
 // Explain returns the database's plan for the page query of q (or for its
