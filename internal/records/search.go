@@ -124,21 +124,30 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
 	for i := range vs {
 		v := &vs[i]
-		plain, err := r.open(v)
+		plain, ok, err := r.openDecided(ctx, rec, v)
 		if err != nil {
-			return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+			return err
 		}
-		doc, err := fhir.Parse(plain)
-		if err != nil {
-			return fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
-		}
-		if !r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec) {
+		if !ok {
 			continue
 		}
 		*out = append(*out, Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain})
 		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
 	}
 	return nil
+}
+
+// openDecided opens v and decides whether the caller may read it.
+func (r *Repo) openDecided(ctx context.Context, rec *audit.Record, v *store.Version) ([]byte, bool, error) {
+	plain, err := r.open(v)
+	if err != nil {
+		return nil, false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+	}
+	doc, err := fhir.Parse(plain)
+	if err != nil {
+		return nil, false, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+	}
+	return plain, r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec), nil
 }
 
 // openKept opens versions into out and names them in rec, for a search
@@ -203,16 +212,11 @@ func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuer
 	// Decide as the page would; a break-the-glass override counted marks
 	// the record as an emergency, though no resource is disclosed.
 	for i := range hits {
-		v := &hits[i].Version
-		plain, err := r.open(v)
+		_, ok, err := r.openDecided(ctx, rec, &hits[i].Version)
 		if err != nil {
-			return 0, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+			return 0, err
 		}
-		doc, err := fhir.Parse(plain)
-		if err != nil {
-			return 0, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
-		}
-		if r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec) {
+		if ok {
 			base++
 		}
 	}
