@@ -242,25 +242,15 @@ func (r *Repo) factQuery(ctx context.Context, typ string, q url.Values, limit in
 	return sq, nil
 }
 
-func (r *Repo) factCount(ctx context.Context, typ string, q url.Values) (bool, error) {
-	sq, err := r.factQuery(ctx, typ, q, 1)
-	if err != nil {
-		return false, err
-	}
-	// A count, not a page: one query, and no bodies read. The conditions
-	// name one patient, so it counts a handful of rows.
-	n, err := r.s.st.Count(ctx, *sq)
-	if err != nil {
-		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
-	}
-	return n > 0, nil
-}
-
 func (r *Repo) factDocs(ctx context.Context, typ string, q url.Values, limit int) ([]store.Version, error) {
 	sq, err := r.factQuery(ctx, typ, q, limit)
 	if err != nil {
 		return nil, err
 	}
+	return r.factSearch(ctx, sq)
+}
+
+func (r *Repo) factSearch(ctx context.Context, sq *store.SearchQuery) ([]store.Version, error) {
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
@@ -306,11 +296,11 @@ func (r *Repo) organizations(ctx context.Context) ([]string, error) {
 	}
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
-	if v, ok := getFact(c, c.orgs, c.relGen, key, now); ok {
+	if v, ok := getFact(c, c.orgs, c.orgGen, key, now); ok {
 		r.acc.orgs, r.acc.orgsOK = v, true
 		return v, nil
 	}
-	gen := c.gen(c.relGen, r.subj.Tenant)
+	gen := c.gen(c.orgGen, r.subj.Tenant)
 	vs, err := r.factDocs(ctx, "PractitionerRole", url.Values{"practitioner": {"Practitioner/" + r.subj.Practitioner}}, 100)
 	if err != nil {
 		return nil, err
@@ -364,20 +354,44 @@ func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
 		return false, err
 	}
 	actors := strings.Join(refs, ",")
-	if ok, err := r.factCount(ctx, "Patient", url.Values{"_id": {p}, "general-practitioner": {actors}}); ok || err != nil {
-		return ok, err
+	x := r.s.factPlans.sentinel
+	// The three ways a care relationship arises, asked as one statement of
+	// memoized plans: a cold decision pays one round trip and no planning.
+	type ask struct {
+		memo, typ string
+		q         url.Values
 	}
-	if ok, err := r.factCount(ctx, "CareTeam", url.Values{"patient": {"Patient/" + p}, "participant": {actors}, "status": {"active"}}); ok || err != nil {
-		return ok, err
+	asks := []ask{
+		{"gp\x00" + actors, "Patient", url.Values{"_id": {x}, "general-practitioner": {actors}}},
+		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "participant": {actors}, "status": {"active"}}},
 	}
-	if r.s.encWindow < 0 {
-		return false, nil
+	if r.s.encWindow >= 0 {
+		from := r.windowStart()
+		asks = append(asks, ask{"encounter\x00" + r.subj.Practitioner + "\x00" + from, "Encounter",
+			url.Values{"patient": {"Patient/" + x}, "participant": {"Practitioner/" + r.subj.Practitioner}, "date": {"ge" + from}}})
 	}
-	return r.factCount(ctx, "Encounter", url.Values{"patient": {"Patient/" + p}, "participant": {"Practitioner/" + r.subj.Practitioner}, "date": {"ge" + r.windowStart()}})
+	qs := make([]store.SearchQuery, len(asks))
+	for i, a := range asks {
+		if qs[i], err = r.patientFactQuery(ctx, a.memo, a.typ, a.q, 1, p); err != nil {
+			return false, err
+		}
+	}
+	ok, err := r.s.st.Exists(ctx, qs...)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	return ok, nil
 }
 
+// windowStart is where the Encounter window begins, rounded up to the
+// minute: a little narrower than configured (never wider), so that the
+// plan of the Encounter question can be reused for a minute.
 func (r *Repo) windowStart() string {
-	return r.s.now().UTC().Add(-r.s.encWindow).Format("2006-01-02T15:04:05Z")
+	t := r.s.now().UTC().Add(-r.s.encWindow)
+	if c := t.Truncate(time.Minute); !c.Equal(t) {
+		t = c.Add(time.Minute)
+	}
+	return t.Format("2006-01-02T15:04:05Z")
 }
 
 // careSet is every patient the subject has a care relationship with (at
@@ -487,19 +501,32 @@ func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent
 
 // loadConsents reads the active consents of a chunk of patients.
 func (r *Repo) loadConsents(ctx context.Context, chunk []string) ([]authz.Consent, error) {
-	refs := make([]string, len(chunk))
-	for i, p := range chunk {
-		refs[i] = "Patient/" + p
+	var sq *store.SearchQuery
+	if len(chunk) == 1 {
+		// The question of a single decision: a memoized plan.
+		q, err := r.patientFactQuery(ctx, "consents", "Consent", url.Values{"patient": {"Patient/" + r.s.factPlans.sentinel}, "status": {"active"}}, maxConsents, chunk[0])
+		if err != nil {
+			return nil, err
+		}
+		sq = &q
+	} else {
+		refs := make([]string, len(chunk))
+		for i, p := range chunk {
+			refs[i] = "Patient/" + p
+		}
+		q, err := r.factQuery(ctx, "Consent", url.Values{"patient": {strings.Join(refs, ",")}, "status": {"active"}}, maxConsents)
+		if err != nil {
+			return nil, err
+		}
+		sq = q
 	}
-	vs, err := r.factDocs(ctx, "Consent", url.Values{"patient": {strings.Join(refs, ",")}, "status": {"active"}}, maxConsents)
+	vs, err := r.factSearch(ctx, sq)
 	if err != nil {
 		return nil, err
 	}
 	return r.consentsOf(vs)
 }
 
-// decideVersion decides a on a stored version: open, describe, decide.
-// The caller has done the type-level decision.
 func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) ([]byte, error) {
 	plain, err := r.open(v)
 	if err != nil {

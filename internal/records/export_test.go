@@ -2,9 +2,11 @@ package records
 
 import (
 	"context"
+	"net/url"
 
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // DecisionOnly runs what a read adds for access control, after the store
@@ -25,3 +27,18 @@ func (r *Repo) DecisionOnly(ctx context.Context, typ string, plain []byte, id st
 
 // ForgetFacts empties the fact cache of tenant, as a write would.
 func (s *Service) ForgetFacts(tenant string) { s.facts.wrote(tenant, "Patient", "Consent") }
+
+// BoundAndPlanned returns, for patient p, the memoized fact plan bound to
+// p and the plan made directly for p, which must be the same query. q
+// builds the question for a patient id.
+func (r *Repo) BoundAndPlanned(ctx context.Context, memo, typ string, q func(patient string) url.Values, limit int, p string) (bound, direct store.SearchQuery, err error) {
+	bound, err = r.patientFactQuery(ctx, memo, typ, q(r.s.factPlans.sentinel), limit, p)
+	if err != nil {
+		return bound, direct, err
+	}
+	d, err := r.factQuery(ctx, typ, q(p), limit)
+	if err != nil {
+		return bound, direct, err
+	}
+	return bound, *d, nil
+}

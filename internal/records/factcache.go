@@ -25,6 +25,7 @@ var relationshipTypes = map[string]bool{"Patient": true, "CareTeam": true, "Enco
 type factCache struct {
 	mu         sync.Mutex
 	relGen     map[string]uint64 // tenant -> generation of relationship facts
+	orgGen     map[string]uint64 // tenant -> generation of PractitionerRoles (organizations)
 	consentGen map[string]uint64 // tenant -> generation of consents
 	related    map[relKey]cached[bool]
 	orgs       map[relKey]cached[[]string]
@@ -41,7 +42,7 @@ type cached[T any] struct {
 }
 
 func newFactCache() *factCache {
-	return &factCache{relGen: map[string]uint64{}, consentGen: map[string]uint64{},
+	return &factCache{relGen: map[string]uint64{}, orgGen: map[string]uint64{}, consentGen: map[string]uint64{},
 		related: map[relKey]cached[bool]{}, orgs: map[relKey]cached[[]string]{},
 		careSets: map[relKey]cached[[]string]{}, consents: map[relKey]cached[[]authz.Consent]{}}
 }
@@ -54,6 +55,12 @@ func (c *factCache) wrote(tenant string, types ...string) {
 		switch {
 		case relationshipTypes[t]:
 			c.relGen[tenant]++
+			if t == "PractitionerRole" {
+				// A clinician's organizations come from PractitionerRoles
+				// alone: other relationship writes (an Encounter, a
+				// CareTeam) leave them cached.
+				c.orgGen[tenant]++
+			}
 		case t == "Consent":
 			c.consentGen[tenant]++
 		}

@@ -58,6 +58,7 @@ type Service struct {
 	noAdminPHI bool
 	encWindow  time.Duration
 	facts      *factCache
+	factPlans  *factPlans
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -96,7 +97,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
-		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache()}
+		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache(), factPlans: newFactPlans()}
 }
 
 // Repo is the repository bound to one caller and one request.

@@ -1586,6 +1586,34 @@ func (db *DB) Count(ctx context.Context, q store.SearchQuery) (int64, error) {
 	return n, nil
 }
 
+// Exists answers every query in one statement, so that alternatives cost
+// one round trip; each EXISTS stops at its first row.
+func (db *DB) Exists(ctx context.Context, qs ...store.SearchQuery) (bool, error) {
+	if len(qs) == 0 {
+		return false, nil
+	}
+	var b strings.Builder
+	var args []any
+	b.WriteString(`SELECT CASE WHEN `)
+	for i, q := range qs {
+		base, a, err := searchBase(q)
+		if err != nil {
+			return false, err
+		}
+		if i > 0 {
+			b.WriteString(` OR `)
+		}
+		b.WriteString(`EXISTS (SELECT 1` + base + `)`)
+		args = append(args, a...)
+	}
+	b.WriteString(` THEN 1 ELSE 0 END`)
+	var n int64
+	if err := db.queryRow(ctx, b.String(), args...).Scan(&n); err != nil {
+		return false, fmt.Errorf("%w: exists: %v", store.ErrUnavailable, err)
+	}
+	return n == 1, nil
+}
+
 // Refs reads the current versions of named resources.
 func (db *DB) Refs(ctx context.Context, tenant string, refs []store.Ref) ([]store.Version, error) {
 	var out []store.Version

@@ -274,6 +274,44 @@ func Run(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("ExistsAnswersAlternativesInOneCall", func(t *testing.T) {
+		st := open(t)
+		tok := func(tenant, typ, id string, p int32, h int64) store.Write {
+			w := write(tenant, typ, id, 1, "x")
+			w.Index = &store.Index{Tokens: []store.TokenRow{{P: p, H: h}}}
+			return w
+		}
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{
+			tok("a", "CareTeam", "ct", 7, 70), tok("b", "Encounter", "e", 9, 90),
+		}}))
+		has := func(tenant, typ string, p int32, h int64) store.SearchQuery {
+			return store.SearchQuery{Tenant: tenant, Types: []string{typ},
+				Where: []string{"EXISTS (SELECT 1 FROM search_token t WHERE t.rid = r.rid AND t.p = ? AND t.h = ?)"}, Args: []any{p, h}}
+		}
+		for _, c := range []struct {
+			name string
+			qs   []store.SearchQuery
+			want bool
+		}{
+			{"none asked", nil, false},
+			{"one that matches", []store.SearchQuery{has("a", "CareTeam", 7, 70)}, true},
+			{"matches after misses", []store.SearchQuery{has("a", "Patient", 7, 70), has("a", "CareTeam", 7, 71), has("a", "CareTeam", 7, 70)}, true},
+			{"all miss", []store.SearchQuery{has("a", "Patient", 7, 70), has("a", "CareTeam", 7, 71)}, false},
+			// Another tenant's row never answers, nor does another type.
+			{"other tenant", []store.SearchQuery{has("a", "Encounter", 9, 90)}, false},
+			{"other type", []store.SearchQuery{has("b", "CareTeam", 9, 90)}, false},
+		} {
+			got, err := st.Exists(ctx, c.qs...)
+			if err != nil || got != c.want {
+				t.Errorf("%s: %v %v, want %v", c.name, got, err, c.want)
+			}
+		}
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "CareTeam", ID: "ct", Version: 2, LastUpdated: t0.Add(time.Hour), Deleted: true}}}))
+		if got, err := st.Exists(ctx, has("a", "CareTeam", 7, 70)); err != nil || got {
+			t.Errorf("deleted resource: %v %v", got, err)
+		}
+	})
+
 	t.Run("ListByIDAndCursor", func(t *testing.T) {
 		st := open(t)
 		for _, id := range []string{"c", "a", "e", "b", "d"} {

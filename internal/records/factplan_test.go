@@ -1,0 +1,59 @@
+package records_test
+
+import (
+	"context"
+	"net/url"
+	"reflect"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/authz"
+)
+
+// TestFactPlansBindLikeDirectPlans: a memoized fact question, bound to a
+// patient, is exactly the query planning it for that patient gives (same
+// SQL, same arguments in the same places), for every question the access
+// layer asks, for patients whose ids look like other arguments, and per
+// tenant.
+func TestFactPlansBindLikeDirectPlans(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	ctx := context.Background()
+	actors := "Practitioner/pr-1,Organization/org-1"
+	questions := []struct {
+		memo, typ string
+		limit     int
+		q         func(p string) url.Values
+	}{
+		{"gp", "Patient", 1, func(p string) url.Values {
+			return url.Values{"_id": {p}, "general-practitioner": {actors}}
+		}},
+		{"careteam", "CareTeam", 1, func(p string) url.Values {
+			return url.Values{"patient": {"Patient/" + p}, "participant": {actors}, "status": {"active"}}
+		}},
+		{"encounter", "Encounter", 1, func(p string) url.Values {
+			return url.Values{"patient": {"Patient/" + p}, "participant": {"Practitioner/pr-1"}, "date": {"ge2026-09-01T10:00:00Z"}}
+		}},
+		{"consents", "Consent", 1000, func(p string) url.Values {
+			return url.Values{"patient": {"Patient/" + p}, "status": {"active"}}
+		}},
+	}
+	// Ids equal to other arguments of the questions, or to each other.
+	patients := []string{"p1", "pr-1", "org-1", "active", "Patient", "a-b.c", "p1"}
+	for _, tenant := range []string{"default", "other-tenant"} {
+		r := w.App.Records.For(authz.Subject{Tenant: tenant, ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"}, "test")
+		for _, qu := range questions {
+			for _, p := range patients {
+				bound, direct, err := r.BoundAndPlanned(ctx, qu.memo, qu.typ, qu.q, qu.limit, p)
+				if err != nil {
+					t.Fatalf("%s %s %s: %v", tenant, qu.memo, p, err)
+				}
+				if !reflect.DeepEqual(bound, direct) {
+					t.Errorf("%s %s for %s:\nbound  %+v %v\ndirect %+v %v", tenant, qu.memo, p, bound, bound.Drive, direct, direct.Drive)
+				}
+				if bound.Tenant != tenant {
+					t.Errorf("%s %s: bound for tenant %q", tenant, qu.memo, bound.Tenant)
+				}
+			}
+		}
+	}
+}
