@@ -492,6 +492,75 @@ func TestTotalsCountOnlyWhatIsShown(t *testing.T) {
 			if _, total := searchIDs(t, r); r.Status != 200 || total != float64(len(c.want)) {
 				t.Errorf("%s: _summary=count %d %v, want %d", c.name, r.Status, total, len(c.want))
 			}
+			// Without _total, the only page's total is what it shows.
+			r = w.Do(t, "GET", c.path, w.Tokens[c.role], nil, hs...)
+			if ids, total := searchIDs(t, r); r.Status != 200 || !slices.Equal(ids, c.want) || total != float64(len(c.want)) {
+				t.Errorf("%s: default total %d %v %v, want %v", c.name, r.Status, ids, total, c.want)
+			}
 		}
 	})
+}
+
+// TestTotalLeftOutBeyondDecisionBound: a total that would need more
+// matches decided one by one than WARD_SEARCH_MAX_DECIDED allows is left
+// out with a too-costly warning, never replaced by a SQL count that
+// includes what the caller may not see; within the bound it is exact.
+func TestTotalLeftOutBeyondDecisionBound(t *testing.T) {
+	for _, bound := range []int{1, 2} {
+		t.Run(fmt.Sprint("bound ", bound), func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+				A, P := authz.RoleAdmin, authz.RolePhysician
+				if r := w.Do(t, "PUT", "/fhir/Practitioner/pract-physician", w.Tokens[A], []byte(`{"resourceType":"Practitioner","id":"pract-physician"}`)); r.Status != 201 && r.Status != 200 {
+					t.Fatalf("practitioner: %d", r.Status)
+				}
+				pid := w.Create(t, A, patientNamed("Boundary", `,"generalPractitioner":[{"reference":"Practitioner/pract-physician"}]`))
+				hidden := w.Create(t, A, obsFor(pid, ""))
+				shown := w.Create(t, A, obsFor(pid, ""))
+				w.Create(t, A, `{"resourceType":"Consent","status":"active",`+
+					`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},`+
+					`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/`+pid+`"},`+
+					`"provision":{"type":"permit","provision":[{"type":"deny","data":[{"meaning":"instance","reference":{"reference":"Observation/`+hidden+`"}}]}]}}`)
+				// _count=1: not the only page, whose total would be what it
+				// shows.
+				for _, q := range []string{"&_total=accurate&_count=1", "&_summary=count"} {
+					r := w.Do(t, "GET", "/fhir/Observation?patient="+pid+q, w.Tokens[P], nil)
+					if r.Status != 200 {
+						t.Fatalf("%s: %d %s", q, r.Status, r.Body)
+					}
+					var b struct {
+						Total *int
+						Entry []struct {
+							Resource struct {
+								ID    string
+								Issue []struct{ Severity, Code string }
+							}
+							Search struct{ Mode string }
+						}
+					}
+					if err := json.Unmarshal(r.Body, &b); err != nil {
+						t.Fatal(err)
+					}
+					var ids []string
+					warned := false
+					for _, e := range b.Entry {
+						switch e.Search.Mode {
+						case "match":
+							ids = append(ids, e.Resource.ID)
+						case "outcome":
+							warned = len(e.Resource.Issue) == 1 && e.Resource.Issue[0].Code == "too-costly" && e.Resource.Issue[0].Severity == "warning"
+						}
+					}
+					if len(ids) > 1 || len(ids) == 1 && ids[0] != shown {
+						t.Errorf("%s: shown %v, want at most %v", q, ids, []string{shown})
+					}
+					switch {
+					case bound < 2 && (b.Total != nil || !warned):
+						t.Errorf("%s, bound %d: total %v, warned %v; want no total and a warning", q, bound, b.Total, warned)
+					case bound >= 2 && (b.Total == nil || *b.Total != 1 || warned):
+						t.Errorf("%s, bound %d: total %v, warned %v; want 1 and no warning", q, bound, b.Total, warned)
+					}
+				}
+			}, func(c *config.Config) { c.SearchMaxDecided = bound })
+		})
+	}
 }

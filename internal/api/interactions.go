@@ -438,13 +438,16 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 			return err
 		}
 	}
-	if len(q.Ignored) > 0 {
+	if len(q.Ignored) > 0 || len(page.Notes) > 0 {
 		var issues []fhir.Issue
 		for _, name := range q.Ignored {
 			if !paramName.MatchString(name) {
 				name = "(unprintable)"
 			}
 			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "search parameter ignored: " + name})
+		}
+		for _, n := range page.Notes {
+			issues = append(issues, fhir.Issue{Severity: "warning", Code: "too-costly", Diagnostics: n})
 		}
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: fhir.OperationOutcome(issues...), Search: &fhir.BundleSearch{Mode: "outcome"}})
 	}

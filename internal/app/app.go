@@ -157,7 +157,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		window = -1 // Encounters make no care relationship
 	}
 	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
-		NoAdminPHI: !cfg.AdminPHIAccess, EncounterWindow: window})
+		NoAdminPHI: !cfg.AdminPHIAccess, EncounterWindow: window, MaxDecidedCount: cfg.SearchMaxDecided})
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)
 		return err

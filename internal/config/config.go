@@ -36,6 +36,10 @@ type Config struct {
 	SearchLeakyIndex bool
 	// SearchMaxCount caps _count.
 	SearchMaxCount int
+	// SearchMaxDecided bounds how many matches a total may decide one by
+	// one (matches whose access depends on the resource itself); beyond it
+	// the total is left out.
+	SearchMaxDecided int
 	// ConditionalDeleteMax caps the resources one conditional delete
 	// removes.
 	ConditionalDeleteMax int
@@ -64,6 +68,8 @@ func Default() Config {
 		TokenTTL:       15 * time.Minute,
 		LogLevel:       "info",
 		SearchMaxCount: 1000,
+
+		SearchMaxDecided: 100000,
 
 		ConditionalDeleteMax: 100,
 
@@ -173,6 +179,15 @@ var settings = []setting{
 				return errors.New("must be an integer between 1 and 10000")
 			}
 			c.SearchMaxCount = n
+			return nil
+		}},
+	{"WARD_SEARCH_MAX_DECIDED", "search-max-decided", "most matches a search total (`_total`, `_summary=count`) may decide one by one for a caller whose access depends on each resource (consents on labels or named resources); beyond it the total is left out with a warning, never estimated", false,
+		func(c *Config) string { return strconv.Itoa(c.SearchMaxDecided) }, func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000000 {
+				return errors.New("must be an integer between 1 and 10000000")
+			}
+			c.SearchMaxDecided = n
 			return nil
 		}},
 	{"WARD_ADMIN_PHI_ACCESS", "admin-phi-access", "true: admins may read and write every patient of their tenant; false: admins reach only non-patient data (users, clients, keys, Practitioner, Organization, ...)", false,

@@ -42,3 +42,11 @@ func (r *Repo) BoundAndPlanned(ctx context.Context, memo, typ string, q func(pat
 	}
 	return bound, *d, nil
 }
+
+// SetDecideChunk sets how many matches a count decides at a time, for the
+// test of chunking; it returns the function that restores it.
+func SetDecideChunk(n int) (restore func()) {
+	old := decideChunk
+	decideChunk = n
+	return func() { decideChunk = old }
+}

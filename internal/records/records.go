@@ -57,6 +57,7 @@ type Service struct {
 
 	noAdminPHI bool
 	encWindow  time.Duration
+	maxDecided int
 	facts      *factCache
 	factPlans  *factPlans
 }
@@ -76,6 +77,9 @@ type Options struct {
 	// EncounterWindow is how far back an Encounter makes a care
 	// relationship (0: 90 days; negative: Encounters make none).
 	EncounterWindow time.Duration
+	// MaxDecidedCount bounds how many matches a search total decides one
+	// by one (0: DefaultMaxDecidedCount); beyond it the total is left out.
+	MaxDecidedCount int
 }
 
 // New returns a Service.
@@ -95,9 +99,12 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.EncounterWindow == 0 {
 		o.EncounterWindow = defaultEncWindow
 	}
+	if o.MaxDecidedCount <= 0 {
+		o.MaxDecidedCount = DefaultMaxDecidedCount
+	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
-		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache(), factPlans: newFactPlans()}
+		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount, facts: newFactCache(), factPlans: newFactPlans()}
 }
 
 // Repo is the repository bound to one caller and one request.
@@ -603,6 +610,9 @@ type Page struct {
 	Included []Resource
 	NextKeys []any
 	Total    *int64
+	// Notes are warnings for the caller about the search itself (never
+	// PHI), such as a total left out.
+	Notes []string
 }
 
 // History returns versions newest first.

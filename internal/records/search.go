@@ -75,11 +75,15 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	}
 	page := &Page{}
 	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
-		n, err := r.count(ctx, rec, *sq, res)
+		n, known, err := r.count(ctx, rec, *sq, res)
 		if err != nil {
 			return nil, err
 		}
-		page.Total = &n
+		if known {
+			page.Total = &n
+		} else {
+			page.Notes = append(page.Notes, TotalTooCostly)
+		}
 		if q.Summary == "count" {
 			return page, r.commitAudit(rec)
 		}
@@ -94,10 +98,10 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		hits = hits[:q.Count]
 		last := hits[len(hits)-1]
 		page.NextKeys = append(append([]any(nil), last.Keys...), last.RID)
-	} else if page.Total == nil && after == nil && q.Total != "none" {
-		n := int64(len(hits))
-		page.Total = &n
 	}
+	// The only page: its total is what it shows, counted after the
+	// per-resource decisions (a match they leave out is not counted).
+	only := page.NextKeys == nil && page.Total == nil && after == nil && q.Total != "none" && q.Summary != "count"
 	vs := make([]store.Version, len(hits))
 	for i := range hits {
 		vs[i] = hits[i].Version
@@ -108,6 +112,11 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	}
 	if err := open(ctx, rec, vs, &page.Resources); err != nil {
 		return nil, err
+	}
+	if only {
+		n := int64(len(page.Resources))
+		page.Total = &n
+		page.Notes = slices.DeleteFunc(page.Notes, func(s string) bool { return s == TotalTooCostly })
 	}
 	if len(q.Include) > 0 || len(q.RevInclude) > 0 {
 		if err := r.includes(ctx, rec, q, k, page); err != nil {
@@ -165,23 +174,29 @@ func (r *Repo) openKept(ctx context.Context, rec *audit.Record, vs []store.Versi
 	return nil
 }
 
-// maxDecidedCount bounds how many matches a count decides one by one:
-// those in the compartments of patients whose consents decide per
-// resource, or all of them when the restriction is not exact.
-const maxDecidedCount = 10000
+// DefaultMaxDecidedCount bounds how many matches a count decides one by
+// one (Options.MaxDecidedCount): those in the compartments of patients
+// whose consents decide per resource, or all of them when the restriction
+// is not exact. They are read and decided decideChunk at a time.
+const DefaultMaxDecidedCount = 100000
+
+var decideChunk = 1000 // a variable for the test of chunking
+
+// TotalTooCostly is the note of a search whose total was left out.
+const TotalTooCostly = "the total is left out: counting what this caller may see would decide too many matches one by one (WARD_SEARCH_MAX_DECIDED); narrow the search"
 
 // count counts the matches of sq the caller would be shown. Under an exact
 // restriction SQL counts them, except in the compartments of partial
-// patients, whose matches are decided one by one. Beyond maxDecidedCount
-// of those the SQL count stands for them, which may count a match the
-// caller would not be shown.
-func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuery, res restricted) (int64, error) {
+// patients, whose matches are decided one by one. known is false when
+// more than the bound would have to be decided: a count of what the
+// caller may not see is never given in its place.
+func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuery, res restricted) (n int64, known bool, err error) {
 	if res.skipsDecision() {
 		n, err := r.s.st.Count(ctx, sq)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 		}
-		return n, nil
+		return n, true, nil
 	}
 	var base int64
 	decided := sq
@@ -191,36 +206,39 @@ func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuer
 		outside.Args = append(slices.Clip(sq.Args), res.partialArgs...)
 		n, err := r.s.st.Count(ctx, outside)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 		}
 		base = n
 		decided.Where = append(slices.Clip(sq.Where), `(`+res.partial+`)`)
 		decided.Args = append(slices.Clip(sq.Args), res.partialArgs...)
 	}
-	decided.Order, decided.After, decided.Limit = nil, nil, maxDecidedCount+1
-	hits, err := r.s.st.Search(ctx, decided)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
-	}
-	if len(hits) > maxDecidedCount {
-		n, err := r.s.st.Count(ctx, decided)
+	// In rid order, a chunk at a time, deciding as the page would; a
+	// break-the-glass override counted marks the record as an emergency,
+	// though no resource is disclosed.
+	decided.Order, decided.After, decided.Limit = nil, nil, decideChunk
+	seen := 0
+	for {
+		hits, err := r.s.st.Search(ctx, decided)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 		}
-		return base + n, nil
+		if seen += len(hits); seen > r.s.maxDecided {
+			return 0, false, nil
+		}
+		for i := range hits {
+			_, ok, err := r.openDecided(ctx, rec, &hits[i].Version)
+			if err != nil {
+				return 0, false, err
+			}
+			if ok {
+				base++
+			}
+		}
+		if len(hits) < decideChunk {
+			return base, true, nil
+		}
+		decided.After = []any{hits[len(hits)-1].RID}
 	}
-	// Decide as the page would; a break-the-glass override counted marks
-	// the record as an emergency, though no resource is disclosed.
-	for i := range hits {
-		_, ok, err := r.openDecided(ctx, rec, &hits[i].Version)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			base++
-		}
-	}
-	return base, nil
 }
 
 // includes adds _include and _revinclude resources. A type the caller may
