@@ -25,8 +25,13 @@ func (r *Repo) DecisionOnly(ctx context.Context, typ string, plain []byte, id st
 	return authz.Decide(r.subj, authz.Read, t, f), nil
 }
 
-// ForgetFacts empties the fact cache of tenant, as a write would.
+// ForgetFacts empties the fact cache of tenant, as a write of a Patient
+// and a Consent would (a clinician's organizations stay cached).
 func (s *Service) ForgetFacts(tenant string) { s.facts.wrote(tenant, "Patient", "Consent") }
+
+// ForgetAllFacts empties every fact of tenant, as a write of a
+// PractitionerRole and a Consent would.
+func (s *Service) ForgetAllFacts(tenant string) { s.facts.wrote(tenant, "PractitionerRole", "Consent") }
 
 // BoundAndPlanned returns, for patient p, the memoized fact plan bound to
 // p and the plan made directly for p, which must be the same query. q
