@@ -393,6 +393,64 @@ func TestAccessFactsFollowWrites(t *testing.T) {
 	}
 }
 
+// TestAccessFactsFollowMoves: cached facts follow creates of the one
+// patient concerned and updates that move a relationship or a consent from
+// one patient to another, at once, on both databases, through every write
+// path (create, update, transaction).
+func TestAccessFactsFollowMoves(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		A, P := authz.RoleAdmin, authz.RolePhysician
+		if r := w.Do(t, "PUT", "/fhir/Practitioner/pract-physician", w.Tokens[A], []byte(`{"resourceType":"Practitioner","id":"pract-physician"}`)); r.Status != 201 && r.Status != 200 {
+			t.Fatalf("practitioner: %d", r.Status)
+		}
+		pa, pb := w.Create(t, A, patientNamed("Movera", "")), w.Create(t, A, patientNamed("Moverb", ""))
+		oa, ob := w.Create(t, A, obsFor(pa, "")), w.Create(t, A, obsFor(pb, ""))
+		expect := func(step string, a, b int) {
+			t.Helper()
+			// Twice: the second read is answered from the cache.
+			for range 2 {
+				ga := w.Do(t, "GET", "/fhir/Observation/"+oa, w.Tokens[P], nil).Status
+				gb := w.Do(t, "GET", "/fhir/Observation/"+ob, w.Tokens[P], nil).Status
+				if ga != a || gb != b {
+					t.Fatalf("%s: patient a %d (want %d), patient b %d (want %d)", step, ga, a, gb, b)
+				}
+			}
+		}
+		expect("no relationship", 403, 403)
+		team := func(pid string) string {
+			return `{"resourceType":"CareTeam","status":"active","subject":{"reference":"Patient/` + pid + `"},` +
+				`"participant":[{"member":{"reference":"Practitioner/pract-physician"}}]}`
+		}
+		ct := w.Create(t, A, team(pa))
+		expect("a CareTeam of a created", 200, 403)
+		body := strings.Replace(team(pb), `{"resourceType":"CareTeam",`, `{"resourceType":"CareTeam","id":"`+ct+`",`, 1)
+		if r := w.Do(t, "PUT", "/fhir/CareTeam/"+ct, w.Tokens[A], []byte(body)); r.Status != 200 {
+			t.Fatalf("move the CareTeam: %d %s", r.Status, r.Body)
+		}
+		expect("the CareTeam moved to b", 403, 200)
+		// An Encounter created in a transaction relates a too.
+		enc := `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/` + pa + `"},` +
+			`"participant":[{"individual":{"reference":"Practitioner/pract-physician"}}],"period":{"start":"` + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `"}}`
+		tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:6f1c2a8e-0b7d-4e0a-9a43-1d2f3e4a5b6c","resource":` + enc + `,"request":{"method":"POST","url":"Encounter"}}]}`
+		if r := w.Do(t, "POST", "/fhir", w.Tokens[A], []byte(tx)); r.Status != 200 {
+			t.Fatalf("transaction: %d %s", r.Status, r.Body)
+		}
+		expect("an Encounter of a", 200, 200)
+		consent := func(pid string) string {
+			return `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
+				`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/` + pid + `"},` +
+				`"provision":{"type":"deny"}}`
+		}
+		cid := w.Create(t, A, consent(pb))
+		expect("b denies", 200, 403)
+		body = strings.Replace(consent(pa), `{"resourceType":"Consent",`, `{"resourceType":"Consent","id":"`+cid+`",`, 1)
+		if r := w.Do(t, "PUT", "/fhir/Consent/"+cid, w.Tokens[A], []byte(body)); r.Status != 200 {
+			t.Fatalf("move the consent: %d %s", r.Status, r.Body)
+		}
+		expect("the consent moved to a", 403, 200)
+	})
+}
+
 // Break-the-glass on a search lifts the relationship restriction for that
 // request only, and the search is an emergency in the ledger.
 func TestBreakGlassSearch(t *testing.T) {

@@ -296,11 +296,11 @@ func (r *Repo) organizations(ctx context.Context) ([]string, error) {
 	}
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
-	if v, ok := getFact(c, c.orgs, c.orgGen, key, now); ok {
+	if v, ok := getFact(c, c.orgs, factOrgs, key, now); ok {
 		r.acc.orgs, r.acc.orgsOK = v, true
 		return v, nil
 	}
-	gen := c.gen(c.orgGen, r.subj.Tenant)
+	gen := c.stampOf(factOrgs, key)
 	vs, err := r.factDocs(ctx, "PractitionerRole", url.Values{"practitioner": {"Practitioner/" + r.subj.Practitioner}}, 100)
 	if err != nil {
 		return nil, err
@@ -337,10 +337,10 @@ func (r *Repo) related(ctx context.Context, p string) (bool, error) {
 	}
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, r.subj.Practitioner, p}
-	if v, ok := getFact(c, c.related, c.relGen, key, now); ok {
+	if v, ok := getFact(c, c.related, factRelated, key, now); ok {
 		return v, nil
 	}
-	gen := c.gen(c.relGen, r.subj.Tenant)
+	gen := c.stampOf(factRelated, key)
 	ok, err := r.loadRelated(ctx, p)
 	if err == nil {
 		putFact(c, c.related, key, gen, now, ok)
@@ -406,11 +406,11 @@ func (r *Repo) careSet(ctx context.Context) ([]string, error) {
 	}
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
-	if v, ok := getFact(c, c.careSets, c.relGen, key, now); ok && len(r.acc.created) == 0 {
+	if v, ok := getFact(c, c.careSets, factCareSet, key, now); ok && len(r.acc.created) == 0 {
 		r.acc.careSet, r.acc.careOK = v, true
 		return v, nil
 	}
-	gen := c.gen(c.relGen, r.subj.Tenant)
+	gen := c.stampOf(factCareSet, key)
 	refs, err := r.actorRefs(ctx)
 	if err != nil {
 		return nil, err
@@ -472,13 +472,16 @@ func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent
 	var out []authz.Consent
 	var missing []string
 	for _, p := range patients {
-		if v, ok := getFact(c, c.consents, c.consentGen, relKey{r.subj.Tenant, "", p}, now); ok {
+		if v, ok := getFact(c, c.consents, factConsents, relKey{r.subj.Tenant, "", p}, now); ok {
 			out = append(out, v...)
 		} else {
 			missing = append(missing, p)
 		}
 	}
-	gen := c.gen(c.consentGen, r.subj.Tenant)
+	stamps := make(map[string]stamp, len(missing))
+	for _, p := range missing {
+		stamps[p] = c.stampOf(factConsents, relKey{r.subj.Tenant, "", p})
+	}
 	for start := 0; start < len(missing); start += consentChunk {
 		chunk := missing[start:min(len(missing), start+consentChunk)]
 		loaded, err := r.loadConsents(ctx, chunk)
@@ -492,7 +495,7 @@ func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent
 					mine = append(mine, cs)
 				}
 			}
-			putFact(c, c.consents, relKey{r.subj.Tenant, "", p}, gen, now, mine)
+			putFact(c, c.consents, relKey{r.subj.Tenant, "", p}, stamps[p], now, mine)
 			out = append(out, mine...)
 		}
 	}
@@ -749,10 +752,10 @@ func patientCond(a, typ string, patients []string, k search.Keyer) (string, []an
 func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, bool, error) {
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, "*", ""}
-	if v, ok := getFact(c, c.consents, c.consentGen, key, now); ok {
+	if v, ok := getFact(c, c.consents, factTenantConsents, key, now); ok {
 		return v, len(v) < maxConsents, nil
 	}
-	gen := c.gen(c.consentGen, r.subj.Tenant)
+	gen := c.stampOf(factTenantConsents, key)
 	vs, err := r.factDocs(ctx, "Consent", url.Values{"status": {"active"}}, maxConsents)
 	if err != nil {
 		return nil, false, err

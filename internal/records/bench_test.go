@@ -20,8 +20,16 @@ import (
 // (store read, open, decision, audit commit) for scale. Run with
 //
 //	go test ./internal/records/ -run '^$' -bench BenchmarkReadDecision -benchtime 2000x
+//
+// on SQLite and on PostgreSQL (skipped when it is not reachable).
 func BenchmarkReadDecision(b *testing.B) {
-	w := apptest.Start(b, apptest.SQLite)
+	for _, be := range apptest.Backends {
+		b.Run(string(be), func(b *testing.B) { benchReadDecision(b, be) })
+	}
+}
+
+func benchReadDecision(b *testing.B, be apptest.Backend) {
+	w := apptest.Start(b, be)
 	pid := w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
 	eid := w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"male"}`)
 	w.Create(b, authz.RoleAdmin, `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/`+eid+`"},`+

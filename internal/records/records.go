@@ -222,6 +222,19 @@ func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now 
 	return plain, sealed, ix, nil
 }
 
+// invalidate forgets the cached facts that write w can change. A first
+// version (a create) changes the facts of the patients of doc alone; any
+// other version may also have moved the resource away from the patients
+// its previous version named, which only the tenant-wide generation
+// covers.
+func (s *Service) invalidate(w store.Write, doc map[string]any) {
+	if w.Version == 1 && !w.Deleted && doc != nil {
+		s.facts.created(w.Tenant, w.Type, patientsOf(w.Type, w.ID, doc))
+		return
+	}
+	s.facts.wrote(w.Tenant, w.Type)
+}
+
 // keyer is the tenant's keyed hash for search rows and queries.
 func (s *Service) keyer(ctx context.Context, tenant string) (search.Keyer, error) {
 	b, err := s.keys.Blinder(ctx, tenant)
@@ -242,13 +255,15 @@ func (r *Repo) open(v *store.Version) ([]byte, error) {
 }
 
 // commitWrite commits one write with its audit record and maps the store's
-// answer to a problem class.
-func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record) error {
+// answer to a problem class. doc is the resource written (nil for a
+// delete): when w creates it, the cached facts of its patients alone are
+// invalidated.
+func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record, doc map[string]any) error {
 	rec.Entities = []string{ref(w.Type, w.ID, w.Version)}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
-	r.s.facts.wrote(w.Tenant, w.Type) // also on failure: the outcome may be unknown
+	r.s.invalidate(w, doc) // also on failure: the outcome may be unknown
 	switch {
 	case err == nil:
 		return nil
@@ -280,7 +295,7 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
-	if err := r.commitWrite(ctx, w, rec); err != nil {
+	if err := r.commitWrite(ctx, w, rec, res.Doc); err != nil {
 		return nil, err
 	}
 	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
@@ -336,7 +351,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		}
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
-		err = r.commitWrite(ctx, w, rec)
+		err = r.commitWrite(ctx, w, rec, res.Doc)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("update", res.Type)
 			continue
@@ -434,7 +449,7 @@ func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, ap
 		}
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Body: sealed, Index: ix}
-		err = r.commitWrite(ctx, w, rec)
+		err = r.commitWrite(ctx, w, rec, res.Doc)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("patch", typ)
 			continue
@@ -508,7 +523,7 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 		now := r.s.now().UTC()
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Deleted: true}
-		err = r.commitWrite(ctx, w, rec)
+		err = r.commitWrite(ctx, w, rec, nil)
 		if errors.Is(err, problem.ErrConflict) && attempt < maxUpdateRetries {
 			rec = r.record("delete", typ)
 			continue

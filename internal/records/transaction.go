@@ -207,6 +207,7 @@ func entryAuditAction(method string) string {
 func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved) ([]EntryResult, error) {
 	results := make([]EntryResult, len(entries))
 	unit := &store.Unit{Guards: res.guards}
+	docs := map[int]map[string]any{} // index in unit.Writes -> resource written
 	now := r.s.now().UTC()
 	next := map[string]int64{} // Type/id -> version the next write creates
 	for _, e := range order {
@@ -294,6 +295,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 				return nil, entryError(e, err)
 			}
 			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
+			docs[len(unit.Writes)] = e.Resource.Doc
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			unit.Audit = append(unit.Audit, rec)
@@ -308,8 +310,8 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, unit)
-	for _, w := range unit.Writes {
-		r.s.facts.wrote(w.Tenant, w.Type)
+	for i, w := range unit.Writes {
+		r.s.invalidate(w, docs[i])
 	}
 	switch {
 	case errors.Is(err, store.ErrConflict):

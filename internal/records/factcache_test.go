@@ -1,0 +1,87 @@
+package records
+
+import (
+	"testing"
+	"time"
+)
+
+// TestFactCacheInvalidation: which cached facts each kind of write leaves
+// valid. A create invalidates the facts of its own patients and the
+// tenant-wide sets only; every other write, the tenant's facts of the
+// kinds it can change; nothing crosses tenants; an entry is never valid
+// again after the generations it was checked against are forgotten.
+func TestFactCacheInvalidation(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	type entry struct {
+		name string
+		kind factKind
+		key  relKey
+	}
+	entries := []entry{
+		{"related a", factRelated, relKey{"t", "pr", "a"}},
+		{"related b", factRelated, relKey{"t", "pr", "b"}},
+		{"orgs", factOrgs, relKey{"t", "pr", ""}},
+		{"care set", factCareSet, relKey{"t", "pr", ""}},
+		{"consents a", factConsents, relKey{"t", "", "a"}},
+		{"consents b", factConsents, relKey{"t", "", "b"}},
+		{"tenant consents", factTenantConsents, relKey{"t", "*", ""}},
+		{"other tenant related a", factRelated, relKey{"u", "pr", "a"}},
+		{"other tenant consents a", factConsents, relKey{"u", "", "a"}},
+	}
+	for _, c := range []struct {
+		name  string
+		write func(c *factCache)
+		stale []string
+	}{
+		{"nothing", func(*factCache) {}, nil},
+		{"an Observation", func(c *factCache) { c.wrote("t", "Observation"); c.created("t", "Observation", []string{"a"}) }, nil},
+		{"an Encounter of a created", func(c *factCache) { c.created("t", "Encounter", []string{"a"}) }, []string{"related a", "care set"}},
+		{"a Patient created", func(c *factCache) { c.created("t", "Patient", []string{"b"}) }, []string{"related b", "care set"}},
+		{"a CareTeam updated", func(c *factCache) { c.wrote("t", "CareTeam") }, []string{"related a", "related b", "care set"}},
+		{"a created CareTeam without patients", func(c *factCache) { c.created("t", "CareTeam", nil) }, []string{"related a", "related b", "care set"}},
+		{"a PractitionerRole created", func(c *factCache) { c.created("t", "PractitionerRole", nil) }, []string{"related a", "related b", "orgs", "care set"}},
+		{"a Consent of b created", func(c *factCache) { c.created("t", "Consent", []string{"b"}) }, []string{"consents b", "tenant consents"}},
+		{"a Consent updated", func(c *factCache) { c.wrote("t", "Consent") }, []string{"consents a", "consents b", "tenant consents"}},
+		{"the other tenant's Encounter of a", func(c *factCache) { c.created("u", "Encounter", []string{"a"}) }, []string{"other tenant related a"}},
+		{"patient generations forgotten", func(c *factCache) {
+			for i := range maxCachedFacts + 1 {
+				c.created("v", "Encounter", []string{string(rune('a'+i%26)) + time.Duration(i).String()})
+			}
+			// A new epoch: every entry of every tenant.
+		}, []string{"related a", "related b", "orgs", "care set", "consents a", "consents b", "tenant consents", "other tenant related a", "other tenant consents a"}},
+	} {
+		fc := newFactCache()
+		for _, e := range entries {
+			putFact(fc, fc.related, e.key, fc.stampOf(e.kind, e.key), now, true)
+		}
+		c.write(fc)
+		for _, e := range entries {
+			_, ok := getFact(fc, fc.related, e.kind, e.key, now)
+			want := true
+			for _, s := range c.stale {
+				if s == e.name {
+					want = false
+				}
+			}
+			if ok != want {
+				t.Errorf("%s: %s valid %v, want %v", c.name, e.name, ok, want)
+			}
+		}
+	}
+	// Time: an entry older than factTTL, or from the future, is stale.
+	fc := newFactCache()
+	k := relKey{"t", "pr", "a"}
+	putFact(fc, fc.related, k, fc.stampOf(factRelated, k), now, true)
+	for d, want := range map[time.Duration]bool{0: true, factTTL: true, factTTL + 1: false, -1: false} {
+		if _, ok := getFact(fc, fc.related, factRelated, k, now.Add(d)); ok != want {
+			t.Errorf("after %v: valid %v, want %v", d, ok, want)
+		}
+	}
+	// A load that raced a write stays stale: its stamp was taken before.
+	st := fc.stampOf(factRelated, k)
+	fc.created("t", "Encounter", []string{"a"})
+	putFact(fc, fc.related, k, st, now, true)
+	if _, ok := getFact(fc, fc.related, factRelated, k, now); ok {
+		t.Error("a fact loaded across a write is valid")
+	}
+}
