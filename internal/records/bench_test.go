@@ -2,6 +2,7 @@ package records_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
 )
 
 // BenchmarkReadDecision measures what the access decision adds to a read
@@ -39,10 +41,51 @@ func benchReadDecision(b *testing.B, be apptest.Backend) {
 	}
 	gpObs, encObs := obs(pid), obs(eid)
 	// Some unrelated load in the index.
+	var others, otherObs []string
 	for range 200 {
-		obs(w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"other"}`))
+		p := w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"other"}`)
+		others, otherObs = append(others, p), append(otherObs, obs(p))
 	}
 	ctx := context.Background()
+	b.Run("decision-writes-1-in-10/physician", func(b *testing.B) {
+		// A clinic's mix: reads of 200 patients' Observations in random
+		// order by a physician, and after every tenth an Encounter created
+		// for a random patient (not timed). Only the patient written loses
+		// its cached facts.
+		s := authz.Subject{Tenant: "default", ID: "p", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}, Practitioner: "pract-physician"}
+		admin := authz.Subject{Tenant: "default", ID: "a", Role: authz.RoleAdmin, Scopes: []string{"user/*.cruds"}}
+		rng := rand.New(rand.NewPCG(1, 2))
+		plains := make([][]byte, len(otherObs))
+		for i, id := range otherObs {
+			v, err := w.App.Records.For(admin, "bench").Read(ctx, "Observation", id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			plains[i] = v.JSON
+		}
+		var ds []time.Duration
+		i := 0
+		for b.Loop() {
+			n := rng.IntN(len(otherObs))
+			start := time.Now()
+			_, err := w.App.Records.For(s, "bench").DecisionOnly(ctx, "Observation", plains[n], otherObs[n])
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i++; i%10 == 0 {
+				enc := `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/` + others[rng.IntN(len(others))] + `"}}`
+				res, err := fhir.Parse([]byte(enc))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := w.App.Records.For(admin, "bench").Create(ctx, res); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		report(b, ds)
+	})
 	subj := map[string]authz.Subject{
 		"admin":                 {Tenant: "default", ID: "a", Role: authz.RoleAdmin, Scopes: []string{"user/*.cruds"}},
 		"physician-gp":          {Tenant: "default", ID: "p", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}, Practitioner: "pract-physician"},
