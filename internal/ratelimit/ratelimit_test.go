@@ -326,7 +326,7 @@ func TestSharedLeasesStayWithinTheLimit(t *testing.T) {
 		}
 	}
 	// A takes 4, B takes 4, both spend them, A takes the last 2: exactly
-	// the burst here; never more in any order.
+	// the burst, as all requests fall in one instant of a slow refill.
 	if got != 10 {
 		t.Fatalf("%d allowed over two leasing nodes, want the burst of 10", got)
 	}

@@ -20,11 +20,12 @@ import (
 // With a Lease above 1, one round trip takes up to Lease requests of the
 // key's shared budget at once and this node spends them locally: the API
 // limit then costs a round trip every Lease requests instead of every
-// request. A lease lasts as long as its requests take to refill (Lease
-// intervals), so leased requests are never spent later than a bucket would
-// have allowed them; the price is that a node's unspent lease is lost to
-// the other nodes until it ends (a client spread over n nodes may get up
-// to (n-1)*Lease fewer requests in a burst, never more).
+// request. A lease ends after Lease intervals (the time its requests take
+// to refill), so a node spends a leased request at most that long after
+// Redis counted it: over any window a key may get up to Lease requests
+// per node beyond the limit, and a lease a node does not spend is lost to
+// the other nodes until it ends. Lease is kept small against the burst
+// (Ward: a twentieth) to bound both.
 //
 // When Redis cannot be reached the local answer stands: each node then
 // limits on its own (never unlimited, never refusing because Redis is
