@@ -191,6 +191,16 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, limits: lim}, nil
 }
 
+// go-redis logs each failed dial on its own, unstructured, through a
+// package-wide logger; Ward logs the change of state once instead
+// (ratelimit.Shared). Set in init, before any client exists, because the
+// logger is a global that go-redis reads without a lock.
+func init() { redis.SetLogger(quietRedis{}) }
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 // limits are the two rate limits and the Redis they may share.
 type limits struct {
 	auth, api api.Limiter
@@ -218,8 +228,10 @@ func openLimits(ctx context.Context, cfg config.Config, log *slog.Logger) (*limi
 		// A limit check is on the path of every request: Redis answers
 		// in well under a millisecond or is treated as unreachable (and
 		// the node limits on its own) instead of holding requests.
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = 500*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
-		opt.MaxRetries = -1
+		// One dial attempt, no command retries: a request that probes a
+		// dead Redis waits at most DialTimeout.
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
+		opt.MaxRetries, opt.DialerRetries = -1, 1
 		l.redis = redis.NewClient(opt)
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err = l.redis.Ping(pctx).Err()
