@@ -60,10 +60,10 @@ func (s *Server) limitAuth(oauth bool, h http.HandlerFunc) http.HandlerFunc {
 			if oauth {
 				w.Header().Set("Retry-After", retryAfter(retry))
 				writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable",
-					"too many requests from this address; retry after "+retryAfter(retry)+" seconds")
+					"too many requests from this address; retry after "+retryAfter(retry)+" s")
 				return
 			}
-			s.writeError(w, r, throttled(retry, "too many sign-in attempts from this address; retry after "+retryAfter(retry)+" seconds"))
+			s.writeError(w, r, throttled(retry, "too many sign-in attempts from this address; retry after "+retryAfter(retry)+" s"))
 			return
 		}
 		h(w, r)
@@ -80,7 +80,7 @@ func (s *Server) limitSubject(r *http.Request, subj authz.Subject) error {
 	case err != nil:
 		return problem.ErrUnavailable
 	case !ok:
-		return throttled(retry, "too many requests for this user or client; retry after "+retryAfter(retry)+" seconds")
+		return throttled(retry, "too many requests for this user or client; retry after "+retryAfter(retry)+" s")
 	}
 	return nil
 }
