@@ -259,7 +259,8 @@ func openLimits(ctx context.Context, cfg config.Config, log *slog.Logger) (*limi
 	var err error
 	// Authentication requests are few and each is worth counting exactly:
 	// one round trip each. API requests take a twentieth of the burst per
-	// round trip (20 of the default 400), see ratelimit.Shared.
+	// round trip (20 of the default 400) and spend it within a second (the
+	// default lease TTL), see ratelimit.Shared.
 	if l.auth, err = build("auth", cfg.AuthRate, cfg.AuthBurst, 1); err == nil {
 		l.api, err = build("api", cfg.APIRate, cfg.APIBurst, max(1, cfg.APIBurst/20))
 	}

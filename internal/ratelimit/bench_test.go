@@ -72,11 +72,10 @@ func BenchmarkShared(b *testing.B) {
 }
 
 // SharedLease is Shared taking 20 requests per round trip, as Ward's API
-// limit does by default (a twentieth of its burst of 400). A lease lasts
-// as long as its requests take to refill, so it pays off for a subject
-// that sends its next requests soon: "busy-subject" is one subject per
-// client goroutine sending back to back (the case the lease is for);
-// "1024-subjects" cycles over many, whose leases mostly end unspent.
+// limit does by default (a twentieth of its burst of 400); a lease may be
+// spent for a second. "busy-subject" is one subject per client goroutine
+// sending back to back; "1024-subjects" cycles over many subjects, each
+// coming back within the second its lease lasts.
 func BenchmarkSharedLease(b *testing.B) {
 	url := redistest.URL(b)
 	local, _ := ratelimit.NewLocal(benchLimit, ratelimit.LocalOptions{})

@@ -332,6 +332,38 @@ func TestSharedLeasesStayWithinTheLimit(t *testing.T) {
 	}
 }
 
+// A lease ends after its TTL: the node asks Redis again instead of
+// spending requests counted long ago.
+func TestSharedLeaseExpires(t *testing.T) {
+	url := redistest.URL(t)
+	prefix := redistest.Prefix(t, url)
+	rc := redistest.Client(t, url)
+	c := &clock{t: start}
+	limit := ratelimit.Limit{Rate: 1, Burst: 10}
+	local, _ := ratelimit.NewLocal(limit, ratelimit.LocalOptions{Now: c.Now})
+	remote, _ := ratelimit.NewRedis(rc, limit, ratelimit.RedisOptions{Prefix: prefix, Now: c.Now})
+	s := ratelimit.NewShared(local, remote, ratelimit.SharedOptions{Name: "test", Lease: 5, LeaseTTL: time.Second, Now: c.Now})
+	ctx := context.Background()
+	tat := func() int64 { v, _ := rc.Get(ctx, prefix+"k").Int64(); return v }
+	s.Allow(ctx, "k") // takes 5 from Redis, spends 1
+	before := tat()
+	for range 2 {
+		if ok, _, _ := s.Allow(ctx, "k"); !ok {
+			t.Fatal("leased request refused")
+		}
+	}
+	if tat() != before {
+		t.Fatal("spending a lease went to Redis")
+	}
+	c.Set(start.Add(2 * time.Second)) // 2 of the lease are left, but it has ended
+	if ok, _, _ := s.Allow(ctx, "k"); !ok {
+		t.Fatal("refused after the lease ended")
+	}
+	if tat() == before {
+		t.Fatal("after its TTL the node spent the old lease instead of asking Redis")
+	}
+}
+
 // When Redis goes away the limiter keeps deciding with the node's own
 // state: it neither lets everything through nor refuses everything, and it
 // logs each transition once.

@@ -20,12 +20,14 @@ import (
 // With a Lease above 1, one round trip takes up to Lease requests of the
 // key's shared budget at once and this node spends them locally: the API
 // limit then costs a round trip every Lease requests instead of every
-// request. A lease ends after Lease intervals (the time its requests take
-// to refill), so a node spends a leased request at most that long after
-// Redis counted it: over any window a key may get up to Lease requests
-// per node beyond the limit, and a lease a node does not spend is lost to
-// the other nodes until it ends. Lease is kept small against the burst
-// (Ward: a twentieth) to bound both.
+// request. Redis counts leased requests when they are taken, so a node
+// holds at most Lease-1 requests that Redis counted earlier: over any
+// window a key may get up to Lease-1 requests per node beyond the limit,
+// never more, and a lease a node does not spend is lost to the other nodes
+// until it ends. A lease ends after LeaseTTL (default one second, or the
+// time its requests take to refill if longer), so a node does not hold
+// requests counted long ago. Lease is kept small against the burst (Ward:
+// a twentieth) to bound both.
 //
 // When Redis cannot be reached the local answer stands: each node then
 // limits on its own (never unlimited, never refusing because Redis is
@@ -63,6 +65,9 @@ type SharedOptions struct {
 	// Lease is how many requests one round trip may take for this node
 	// (default 1: every request asks Redis).
 	Lease int
+	// LeaseTTL is how long a lease may be spent (default: one second or
+	// Lease intervals, whichever is longer).
+	LeaseTTL time.Duration
 	// MaxKeys bounds the leases kept (default DefaultMaxKeys).
 	MaxKeys int
 }
@@ -81,7 +86,10 @@ func NewShared(local *Local, remote *Redis, o SharedOptions) *Shared {
 	}
 	s := &Shared{name: o.Name, local: local, remote: remote, log: o.Log, now: o.Now, probe: o.ProbeInterval, lease: max(1, o.Lease)}
 	if s.lease > 1 {
-		s.leaseTTL = int64(remote.Interval()) * int64(s.lease)
+		s.leaseTTL = int64(o.LeaseTTL)
+		if s.leaseTTL <= 0 {
+			s.leaseTTL = max(int64(time.Second), int64(remote.Interval())*int64(s.lease))
+		}
 		s.leases = newLeases(o.MaxKeys)
 	}
 	return s
