@@ -18,7 +18,10 @@ import (
 // instead of memory.
 type Local struct {
 	interval, tolerance int64 // nanoseconds
-	now                 func() time.Time
+	// nanos is the clock in nanoseconds: monotonic time since the limiter
+	// was made (a wall clock stepped back by NTP would otherwise hold
+	// every key refused until it caught up), or the injected clock.
+	nanos func() int64
 	perShard            int
 	seed                maphash.Seed
 	shards              [localShards]localShard
@@ -56,11 +59,13 @@ func NewLocal(l Limit, o LocalOptions) (*Local, error) {
 	if o.MaxKeys <= 0 {
 		o.MaxKeys = DefaultMaxKeys
 	}
+	nanos := func() int64 { return o.Now().UnixNano() }
 	if o.Now == nil {
-		o.Now = time.Now
+		epoch := time.Now()
+		nanos = func() int64 { return int64(time.Since(epoch)) }
 	}
 	iv := l.interval(time.Nanosecond)
-	lc := &Local{interval: iv, tolerance: iv * int64(l.Burst), now: o.Now,
+	lc := &Local{interval: iv, tolerance: iv * int64(l.Burst), nanos: nanos,
 		perShard: max(1, (o.MaxKeys+localShards-1)/localShards), seed: maphash.MakeSeed()}
 	for i := range lc.shards {
 		lc.shards[i].tat = make(map[string]int64)
@@ -72,9 +77,12 @@ var _ Limiter = (*Local)(nil)
 
 // Allow decides one request under key. It never returns an error.
 func (lc *Local) Allow(_ context.Context, key string) (bool, time.Duration, error) {
-	now := lc.now().UnixNano()
 	sh := &lc.shards[maphash.String(lc.seed, key)%localShards]
 	sh.mu.Lock()
+	// Read under the lock: a time read before it could be older than the
+	// one another request just stored, and with a small tolerance a
+	// request that waited for the lock would be refused for it.
+	now := lc.nanos()
 	tat, kept := sh.tat[key]
 	newTAT, ok, retry := gcra(tat, now, lc.interval, lc.tolerance)
 	if ok {

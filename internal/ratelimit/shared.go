@@ -39,7 +39,7 @@ type Shared struct {
 	local  *Local
 	remote *Redis
 	log    *slog.Logger
-	now    func() time.Time
+	nanos  func() int64 // monotonic unless a clock is injected, as in Local
 	probe  time.Duration
 
 	lease    int
@@ -47,7 +47,7 @@ type Shared struct {
 	leases   *leases
 
 	down    atomic.Bool
-	retryAt atomic.Int64 // unix nanoseconds before which Redis is not tried
+	retryAt atomic.Int64 // nanos() before which Redis is not tried
 }
 
 // SharedOptions tune a Shared limiter.
@@ -81,10 +81,12 @@ func NewShared(local *Local, remote *Redis, o SharedOptions) *Shared {
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = time.Second
 	}
+	nanos := func() int64 { return o.Now().UnixNano() }
 	if o.Now == nil {
-		o.Now = time.Now
+		epoch := time.Now()
+		nanos = func() int64 { return int64(time.Since(epoch)) }
 	}
-	s := &Shared{name: o.Name, local: local, remote: remote, log: o.Log, now: o.Now, probe: o.ProbeInterval, lease: max(1, o.Lease)}
+	s := &Shared{name: o.Name, local: local, remote: remote, log: o.Log, nanos: nanos, probe: o.ProbeInterval, lease: max(1, o.Lease)}
 	if s.lease > 1 {
 		s.leaseTTL = int64(o.LeaseTTL)
 		if s.leaseTTL <= 0 {
@@ -103,11 +105,11 @@ func (s *Shared) Allow(ctx context.Context, key string) (bool, time.Duration, er
 	if !ok {
 		return false, retry, nil
 	}
-	if s.leases != nil && s.leases.spend(key, s.now().UnixNano()) {
+	if s.leases != nil && s.leases.spend(key, s.nanos()) {
 		return true, 0, nil
 	}
 	if s.down.Load() {
-		now := s.now().UnixNano()
+		now := s.nanos()
 		at := s.retryAt.Load()
 		// One request per interval probes; the CAS picks it.
 		if now < at || !s.retryAt.CompareAndSwap(at, now+int64(s.probe)) {
@@ -120,7 +122,7 @@ func (s *Shared) Allow(ctx context.Context, key string) (bool, time.Duration, er
 			// The client went away; that says nothing about Redis.
 			return true, 0, nil
 		}
-		s.retryAt.Store(s.now().UnixNano() + int64(s.probe))
+		s.retryAt.Store(s.nanos() + int64(s.probe))
 		if s.down.CompareAndSwap(false, true) {
 			// The error names the server address and the failure, nothing
 			// of the request.
@@ -133,7 +135,7 @@ func (s *Shared) Allow(ctx context.Context, key string) (bool, time.Duration, er
 		s.log.LogAttrs(ctx, slog.LevelInfo, "rate limit store reachable again; limits are shared", slog.String("limit", s.name))
 	}
 	if n > 1 {
-		s.leases.put(key, n-1, s.now().UnixNano()+s.leaseTTL)
+		s.leases.put(key, n-1, s.nanos()+s.leaseTTL)
 	}
 	return n > 0, retry, nil
 }
@@ -151,7 +153,7 @@ type leases struct {
 
 type lease struct {
 	left int
-	exp  int64 // unix nanoseconds
+	exp  int64 // Shared.nanos() time
 }
 
 type leaseShard struct {
