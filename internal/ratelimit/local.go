@@ -21,10 +21,10 @@ type Local struct {
 	// nanos is the clock in nanoseconds: monotonic time since the limiter
 	// was made (a wall clock stepped back by NTP would otherwise hold
 	// every key refused until it caught up), or the injected clock.
-	nanos func() int64
-	perShard            int
-	seed                maphash.Seed
-	shards              [localShards]localShard
+	nanos    func() int64
+	perShard int
+	seed     maphash.Seed
+	shards   [localShards]localShard
 }
 
 // localShards spreads keys over independently locked maps so that
