@@ -175,7 +175,10 @@ func TestRedisKeysHoldNoPHI(t *testing.T) {
 	rc := redistest.Client(t, rurl)
 	keys := redistest.Keys(t, rc, prefix)
 	want := map[string]bool{prefix + "auth:ip:127.0.0.1": false, prefix + "api:default/" + id: false}
-	forbidden := []string{"ada", "lovelace", "grace", "hopper", "margaret", "hamilton", "Tr0ub4dor", "apollo", apptest.Password, "Quixotezebulon", "Dulcinea", "1961"}
+	// Each has a letter beyond a-f or a dash, so that no id (hex) or time
+	// (digits) can contain it by chance.
+	forbidden := []string{"ada.lovelace.1815", "lovelace", "grace.hopper.typo", "hopper", "margaret.hamilton", "hamilton", "Tr0ub4dor", "apollo", apptest.Password,
+		"Quixotezebulon", "Dulcinea", "1961-04-12"}
 	for _, k := range keys {
 		if _, ok := want[k]; ok {
 			want[k] = true
