@@ -34,11 +34,11 @@ func post(t *testing.T, w *apptest.Ward, path, from string, form url.Values) (in
 }
 
 // slowAuth is the default burst (20) with a refill slow enough (one per
-// 10 s) that the test's timing cannot let a 21st request through; the
+// 100 s) that the test's timing cannot let a 21st request through; the
 // proxy on loopback is trusted so that each test request names its client
 // address.
 func slowAuth(c *config.Config) {
-	c.AuthRate = 0.1
+	c.AuthRate = 0.01
 	c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 }
 
@@ -69,8 +69,8 @@ func TestAuthEndpointsAreLimitedPerAddress(t *testing.T) {
 		if status != 429 || json.Unmarshal(body, &oauth) != nil || oauth["error"] != "temporarily_unavailable" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
 			t.Fatalf("21st request: %d %q %s", status, h.Get("Content-Type"), body)
 		}
-		if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 10 {
-			t.Fatalf("Retry-After %q, want 1..10 seconds (one request per 10 s)", h.Get("Retry-After"))
+		if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 || ra > 100 {
+			t.Fatalf("Retry-After %q, want 1..100 seconds (one request per 100 s)", h.Get("Retry-After"))
 		}
 		// The other OAuth endpoints share the address's limit.
 		if status, _, body := post(t, w, "/oauth2/revoke", attacker, url.Values{"token": {"x"}}); status != 429 {
@@ -118,7 +118,7 @@ func TestAuthEndpointsAreLimitedPerAddress(t *testing.T) {
 // ignored: a client cannot give itself a fresh limit by making up
 // addresses.
 func TestForwardedForIsBelievedOnlyFromTrustedProxies(t *testing.T) {
-	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.AuthRate = 0.1 })
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.AuthRate = 0.01 })
 	// Start signed one user per role in from 127.0.0.1.
 	for i := range 20 - len(authz.Roles) {
 		if status, _, body := post(t, w, "/oauth2/token", "203.0.113."+strconv.Itoa(i), url.Values{}); status != 400 {
@@ -149,7 +149,7 @@ func TestAPIIsLimitedPerSubject(t *testing.T) {
 		if m["resourceType"] != "OperationOutcome" || len(issues) != 1 || issues[0].(map[string]any)["code"] != "throttled" {
 			t.Fatalf("over the limit: %s", r.Body)
 		}
-		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 10 {
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 100 {
 			t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
 		}
 		// Every bearer endpoint shares the subject's limit.
@@ -163,7 +163,7 @@ func TestAPIIsLimitedPerSubject(t *testing.T) {
 		if r := w.Do(t, "GET", "/fhir/metadata", "", nil); r.Status != 200 {
 			t.Fatalf("metadata: %d", r.Status)
 		}
-	}, func(c *config.Config) { c.APIRate, c.APIBurst = 0.1, 3 })
+	}, func(c *config.Config) { c.APIRate, c.APIBurst = 0.01, 3 })
 }
 
 // With the defaults, what tests and clients normally do is not limited,
