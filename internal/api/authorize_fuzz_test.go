@@ -17,8 +17,11 @@ import (
 
 const fuzzRedirect = "https://app.example/cb"
 
+// fuzzWard has no per-address limit on the OAuth endpoints: every fuzz
+// input comes from httptest.NewRequest's one address, and after the burst
+// the fuzzer would explore nothing but 429s.
 func fuzzWard(f *testing.F) *apptest.Ward {
-	w := apptest.Start(f, apptest.SQLite)
+	w := apptest.Start(f, apptest.SQLite, noAuthLimit)
 	if _, err := authn.AddClient(context.Background(), w.App.Store, authn.Actor{ID: "fuzz", Role: "system"},
 		authn.NewClient{ID: "app", Tenant: "default", Scope: "openid launch launch/patient user/*.rs patient/*.rs offline_access", RedirectURIs: []string{fuzzRedirect}}); err != nil {
 		f.Fatal(err)

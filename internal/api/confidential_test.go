@@ -20,6 +20,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 )
 
 // newRegisteredApp is a SMART app whose registration is done by register
@@ -66,6 +67,12 @@ func tokenCall(t *testing.T, w *apptest.Ward, form url.Values, basic []string) (
 // client_secret_post, private_key_jwt); failures are invalid_client (401,
 // WWW-Authenticate for Basic) and do not use the code up; PKCE is still
 // required.
+//
+// The test makes about 35 calls to the OAuth endpoints from one address
+// within a second or two, more than the default per-address burst (20)
+// allows a client; its Ward has a larger burst so that what is tested is
+// client authentication. Rate limits have their own tests
+// (ratelimit_test.go).
 func TestConfidentialApps(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
@@ -253,7 +260,7 @@ func TestConfidentialApps(t *testing.T) {
 				t.Errorf("ledger lacks %s (has %v)", k, seen)
 			}
 		}
-	})
+	}, func(c *config.Config) { c.AuthBurst = 100 })
 }
 
 // Registration rules of confidential apps over the admin API.

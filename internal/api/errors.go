@@ -29,6 +29,7 @@ var statusOf = []struct {
 	{problem.ErrTooLarge, http.StatusRequestEntityTooLarge, "too-costly"},
 	{problem.ErrUnsupportedMedia, http.StatusUnsupportedMediaType, "not-supported"},
 	{problem.ErrUnprocessable, http.StatusUnprocessableEntity, "processing"},
+	{problem.ErrThrottled, http.StatusTooManyRequests, "throttled"},
 	{problem.ErrUnavailable, http.StatusServiceUnavailable, "transient"},
 }
 
@@ -66,6 +67,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, issues := s.classify(r, err)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ward"`)
+	}
+	var te *throttledError
+	if errors.As(err, &te) {
+		w.Header().Set("Retry-After", retryAfter(te.retry))
 	}
 	writeOutcome(w, status, issues...)
 }

@@ -22,7 +22,7 @@ import (
 func (s *Server) routeIdentity(mux *http.ServeMux) {
 	s.routeAdmin(mux)
 	mux.HandleFunc("GET /oauth2/authorize", s.handleAuthorize)
-	mux.HandleFunc("POST /oauth2/authorize", s.handleLogin)
+	mux.HandleFunc("POST /oauth2/authorize", s.limitAuth(false, s.handleLogin))
 	mux.HandleFunc("POST /oauth2/launch", s.handleLaunch)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleOpenIDConfig)
 	mux.HandleFunc("GET /fhir/.well-known/openid-configuration", s.handleOpenIDConfig)

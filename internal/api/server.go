@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -41,6 +42,18 @@ type Options struct {
 	Directory authn.Directory
 	// Bulk runs Bulk Data exports; nil: no $export or $import routes.
 	Bulk *bulk.Service
+	// AuthLimit limits the OAuth endpoints (token, login form,
+	// introspect, revoke) per client address; nil: no limit.
+	AuthLimit Limiter
+	// APILimit limits requests with a bearer token per subject (tenant
+	// and user or client id); nil: no limit.
+	APILimit Limiter
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client address; empty: the connection's address is the client's.
+	TrustedProxies []netip.Prefix
+	// AddressTag names a client address in the ledger by a keyed hash
+	// (the address itself is never recorded); nil: not named.
+	AddressTag func(addr string) string
 }
 
 // Tokens is what the API needs from authn.
@@ -68,6 +81,9 @@ type Server struct {
 	// capParams are the CapabilityStatement's search parameters, computed
 	// once from the planner's tables.
 	capParams map[string][]fhir.SearchParamCap
+	// throttleAudit keeps the ledger records of throttled authentication
+	// attempts to one per address per minute, and a few per second in all.
+	throttleAudit throttleAudit
 }
 
 // New builds the handler chain.
@@ -78,13 +94,13 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	if o.MaxCount <= 0 {
 		o.MaxCount = 1000
 	}
-	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex)}
+	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
-	mux.HandleFunc("POST /oauth2/token", s.handleToken)
-	mux.HandleFunc("POST /oauth2/revoke", s.handleRevoke)
-	mux.HandleFunc("POST /oauth2/introspect", s.handleIntrospect)
+	mux.HandleFunc("POST /oauth2/token", s.limitAuth(true, s.handleToken))
+	mux.HandleFunc("POST /oauth2/revoke", s.limitAuth(true, s.handleRevoke))
+	mux.HandleFunc("POST /oauth2/introspect", s.limitAuth(true, s.handleIntrospect))
 	mux.HandleFunc("GET /.well-known/smart-configuration", s.handleSMARTConfig)
 	mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.handleSMARTConfig)
 	s.routeIdentity(mux)
@@ -160,6 +176,9 @@ func (s *Server) authenticate(r *http.Request) (authz.Subject, error) {
 	subj, err := s.tokens.Verify(r.Context(), strings.TrimSpace(tok))
 	if err != nil {
 		return authz.Subject{}, problem.New(problem.ErrUnauthorized, "login", "the bearer token is invalid or expired")
+	}
+	if err := s.limitSubject(r, subj); err != nil {
+		return authz.Subject{}, err
 	}
 	return subj, nil
 }

@@ -10,13 +10,14 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/config"
 )
 
 // FuzzTokenEndpoint sends hostile form values to /oauth2/token through the
 // real handler chain: never a panic or a 5xx, always an OAuth2 JSON answer,
 // and a token only for the real password.
 func FuzzTokenEndpoint(f *testing.F) {
-	w := apptest.Start(f, apptest.SQLite)
+	w := apptest.Start(f, apptest.SQLite, noAuthLimit) // see fuzzWard
 	f.Add("password", "physician-user", "wrong", "", "", "")
 	f.Add("client_credentials", "", "", "user/*.rs", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")
 	f.Add("client_credentials", "", "", "", "x", "a.b.c")
@@ -53,7 +54,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 // answer, never a token (no code is valid), and a 401 for a Basic header
 // always names the Basic scheme.
 func FuzzTokenClientAuth(f *testing.F) {
-	w := apptest.Start(f, apptest.SQLite)
+	w := apptest.Start(f, apptest.SQLite, noAuthLimit) // see fuzzWard
 	if _, err := authn.AddClient(context.Background(), w.App.Store, authn.Actor{ID: "test", Role: "system"}, authn.NewClient{ID: "conf-app", Tenant: "default",
 		Scope: "openid user/*.rs", RedirectURIs: []string{"https://app.example/cb"}, Secret: strings.Repeat("s", 40)}); err != nil {
 		f.Fatal(err)
@@ -97,3 +98,7 @@ func FuzzTokenClientAuth(f *testing.F) {
 		}
 	})
 }
+
+// noAuthLimit turns the per-address OAuth limit off (fuzzing only: see
+// fuzzWard).
+func noAuthLimit(c *config.Config) { c.AuthRate = 0 }

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
@@ -21,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/search"
@@ -101,6 +106,7 @@ type App struct {
 	// (StartWorkers), one-shot commands do not.
 	Bulk    *bulk.Service
 	Handler *api.Server
+	limits  *limits
 }
 
 // Open builds the application.
@@ -166,9 +172,103 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if js, ok := st.(bulk.Store); ok {
 		bs = bulk.New(js, rec, km, bulk.Options{TTL: cfg.ExportTTL, Log: log})
 	}
+	lim, err := openLimits(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	sysBlind, err := km.Blinder(ctx, keys.SystemTenant)
+	if err != nil {
+		lim.close()
+		return nil, err
+	}
+	addressTag := func(addr string) string {
+		b := sysBlind.Index("client-address", addr)
+		return hex.EncodeToString(b[:8])
+	}
 	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st, Bulk: bs,
-		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h}, nil
+		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
+		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag}, log, rec, tokens, health)
+	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, limits: lim}, nil
+}
+
+// go-redis logs each failed dial on its own, unstructured, through a
+// package-wide logger; Ward logs the change of state once instead
+// (ratelimit.Shared). Set in init, before any client exists, because the
+// logger is a global that go-redis reads without a lock.
+func init() { redis.SetLogger(quietRedis{}) }
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+// limits are the two rate limits and the Redis they may share.
+type limits struct {
+	auth, api api.Limiter
+	redis     *redis.Client
+}
+
+func (l *limits) close() {
+	if l != nil && l.redis != nil {
+		l.redis.Close()
+	}
+}
+
+// openLimits builds the rate limits: per node, or shared through Redis
+// when WARD_REDIS_URL is set. A Redis that is configured but does not
+// answer stops Ward here: an operator who asked for shared limits must not
+// get per-node ones without knowing. Once running, Shared falls back to
+// per-node limits by itself and logs it.
+func openLimits(ctx context.Context, cfg config.Config, log *slog.Logger) (*limits, error) {
+	l := &limits{}
+	if cfg.RedisURL != "" && (cfg.AuthRate > 0 || cfg.APIRate > 0) {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("WARD_REDIS_URL: %w", err)
+		}
+		// A limit check is on the path of every request: Redis answers
+		// in well under a millisecond or is treated as unreachable (and
+		// the node limits on its own) instead of holding requests.
+		// One dial attempt, no command retries: a request that probes a
+		// dead Redis waits at most DialTimeout.
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
+		opt.MaxRetries, opt.DialerRetries = -1, 1
+		l.redis = redis.NewClient(opt)
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err = l.redis.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			l.redis.Close()
+			return nil, fmt.Errorf("WARD_REDIS_URL: Redis at %s does not answer (%v); Ward will not start with shared rate limits it cannot reach", opt.Addr, err)
+		}
+	}
+	build := func(name string, rate float64, burst, lease int) (api.Limiter, error) {
+		if rate == 0 {
+			return nil, nil
+		}
+		limit := ratelimit.Limit{Rate: rate, Burst: burst}
+		local, err := ratelimit.NewLocal(limit, ratelimit.LocalOptions{})
+		if err != nil || l.redis == nil {
+			return local, err
+		}
+		remote, err := ratelimit.NewRedis(l.redis, limit, ratelimit.RedisOptions{Prefix: cfg.RedisKeyPrefix + name + ":"})
+		if err != nil {
+			return nil, err
+		}
+		return ratelimit.NewShared(local, remote, ratelimit.SharedOptions{Name: name, Log: log, Lease: lease}), nil
+	}
+	var err error
+	// Authentication requests are few and each is worth counting exactly:
+	// one round trip each. API requests take a twentieth of the burst per
+	// round trip (20 of the default 400) and spend it within a second (the
+	// default lease TTL), see ratelimit.Shared.
+	if l.auth, err = build("auth", cfg.AuthRate, cfg.AuthBurst, 1); err == nil {
+		l.api, err = build("api", cfg.APIRate, cfg.APIBurst, max(1, cfg.APIBurst/20))
+	}
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("rate limits: %w", err)
+	}
+	return l, nil
 }
 
 // StartWorkers starts the background work of a serving node: the Bulk
@@ -184,6 +284,7 @@ func (a *App) Close() error {
 	if a.Bulk != nil {
 		a.Bulk.Stop()
 	}
+	a.limits.close()
 	return a.Store.Close()
 }
 

@@ -11,7 +11,10 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/loadgen"
+	"github.com/wardhealth/ward/internal/ratelimit"
+	"github.com/wardhealth/ward/internal/ratelimit/redistest"
 )
 
 // The full stack: HTTP over loopback, token check, access decision, schema
@@ -19,8 +22,16 @@ import (
 // Sequential runs show one request's latency; parallel runs (32 clients)
 // show what group commit does for throughput.
 
-func benchServer(b *testing.B, backend apptest.Backend) (*apptest.Ward, *http.Client, [][]byte) {
-	w := apptest.Start(b, backend)
+// benchLimits keeps the per-subject rate limit on the request path at a
+// rate a benchmark never reaches: one admin token sends thousands of
+// requests a second, far beyond the default of 200/s, and a 429 would end
+// the benchmark. The burst stays the default 400, so with Redis a lease is
+// the default 20 requests. BenchmarkReadPatientRateLimit compares it with
+// no limit and with the shared one.
+func benchLimits(c *config.Config) { c.APIRate = ratelimit.MaxRate }
+
+func benchServer(b *testing.B, backend apptest.Backend, mutate ...func(*config.Config)) (*apptest.Ward, *http.Client, [][]byte) {
+	w := apptest.Start(b, backend, append([]func(*config.Config){benchLimits}, mutate...)...)
 	r := rand.New(rand.NewPCG(1, 2))
 	bodies := make([][]byte, 512)
 	for i := range bodies {
@@ -77,8 +88,8 @@ func benchCreate(b *testing.B, backend apptest.Backend, parallel bool) {
 	})
 }
 
-func benchRead(b *testing.B, backend apptest.Backend, parallel bool) {
-	w, c, bodies := benchServer(b, backend)
+func benchRead(b *testing.B, backend apptest.Backend, parallel bool, mutate ...func(*config.Config)) {
+	w, c, bodies := benchServer(b, backend, mutate...)
 	ids := make([]string, 256)
 	for i := range ids {
 		var m struct{ ID string }
@@ -114,6 +125,32 @@ func BenchmarkReadPatient(b *testing.B) {
 	for _, be := range apptest.Backends {
 		b.Run(string(be), func(b *testing.B) { benchRead(b, be, false) })
 		b.Run(string(be)+"/parallel32", func(b *testing.B) { benchRead(b, be, true) })
+	}
+}
+
+// BenchmarkReadPatientRateLimit is BenchmarkReadPatient on SQLite with the
+// per-subject limit off, in process (what benchServer runs) and shared
+// through the Redis at WARD_TEST_REDIS. The rate is far above what the
+// benchmark reaches, so every request is allowed and pays the check; the
+// burst is the default 400, so "redis" takes the default lease of 20
+// requests per round trip. BenchmarkShared and BenchmarkSharedLease in
+// internal/ratelimit time one check.
+func BenchmarkReadPatientRateLimit(b *testing.B) {
+	variants := []struct {
+		name   string
+		mutate func(b *testing.B) func(*config.Config)
+	}{
+		{"off", func(*testing.B) func(*config.Config) { return func(c *config.Config) { c.APIRate = 0 } }},
+		{"local", func(*testing.B) func(*config.Config) { return func(*config.Config) {} }},
+		{"redis", func(b *testing.B) func(*config.Config) {
+			url := redistest.URL(b)
+			prefix := redistest.Prefix(b, url)
+			return func(c *config.Config) { c.RedisURL, c.RedisKeyPrefix = url, prefix }
+		}},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) { benchRead(b, apptest.SQLite, false, v.mutate(b)) })
+		b.Run(v.name+"/parallel32", func(b *testing.B) { benchRead(b, apptest.SQLite, true, v.mutate(b)) })
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 func BenchmarkSearch(b *testing.B) {
 	for _, be := range apptest.Backends {
 		b.Run(string(be), func(b *testing.B) {
-			w := apptest.Start(b, be)
+			w := apptest.Start(b, be, benchLimits)
 			dir := loadDataset(b, w, 1000, 10000)
 			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 			for _, kind := range loadgen.QueryKinds {

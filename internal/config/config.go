@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -56,6 +57,22 @@ type Config struct {
 	// ExportTTL is how long Bulk Data export files are kept after the
 	// export finishes.
 	ExportTTL time.Duration
+	// RedisURL names the Redis that holds the rate limits shared by every
+	// node; empty: each node limits on its own.
+	RedisURL string
+	// RedisKeyPrefix goes in front of every key Ward writes to Redis.
+	RedisKeyPrefix string
+	// AuthRate and AuthBurst limit the OAuth endpoints per client address
+	// (requests per second, burst); AuthRate 0: no limit.
+	AuthRate  float64
+	AuthBurst int
+	// APIRate and APIBurst limit bearer-token requests per subject (tenant
+	// and user or client id); APIRate 0: no limit.
+	APIRate  float64
+	APIBurst int
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed
+	// when finding a client's address; empty: RemoteAddr only.
+	TrustedProxies []netip.Prefix
 }
 
 // Default returns the defaults.
@@ -77,6 +94,12 @@ func Default() Config {
 		CareEncounterWindow: 90 * 24 * time.Hour,
 
 		ExportTTL: 24 * time.Hour,
+
+		RedisKeyPrefix: "ward:rl:",
+		AuthRate:       10,
+		AuthBurst:      20,
+		APIRate:        200,
+		APIBurst:       400,
 	}
 }
 
@@ -221,6 +244,85 @@ var settings = []setting{
 			c.ExportTTL = d
 			return nil
 		}},
+	{"WARD_REDIS_URL", "redis-url", "redis://[:password@]host:port/db (or rediss://) of the Redis holding rate limits shared by all nodes; Ward refuses to start if it is set and unreachable; empty: each node limits on its own", true,
+		func(c *Config) string { return c.RedisURL }, func(c *Config, v string) error {
+			if v == "" {
+				c.RedisURL = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
+				return errors.New("must be a redis://, rediss:// or unix:// URL")
+			}
+			c.RedisURL = v
+			return nil
+		}},
+	{"WARD_REDIS_KEY_PREFIX", "redis-key-prefix", "prefix of every key Ward writes to Redis (1-64 printable characters, no spaces), so that several Wards can share one Redis", false,
+		func(c *Config) string { return c.RedisKeyPrefix }, func(c *Config, v string) error {
+			if len(v) < 1 || len(v) > 64 || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) {
+				return errors.New("must be 1 to 64 printable ASCII characters without spaces")
+			}
+			c.RedisKeyPrefix = v
+			return nil
+		}},
+	{"WARD_AUTH_RATE_LIMIT", "auth-rate-limit", "requests per second one client address may make to /oauth2/token, the login form (POST /oauth2/authorize), /oauth2/introspect and /oauth2/revoke, after a burst of WARD_AUTH_RATE_BURST; 0: no limit", false,
+		func(c *Config) string { return formatRate(c.AuthRate) }, func(c *Config, v string) error { return parseRate(v, &c.AuthRate) }},
+	{"WARD_AUTH_RATE_BURST", "auth-rate-burst", "requests one client address may make to the OAuth endpoints at once", false,
+		func(c *Config) string { return strconv.Itoa(c.AuthBurst) }, func(c *Config, v string) error { return parseBurst(v, &c.AuthBurst) }},
+	{"WARD_API_RATE_LIMIT", "api-rate-limit", "requests per second one subject (a user or client of a tenant) may make with its bearer token (/fhir, /admin, /bulk, /oauth2/launch), after a burst of WARD_API_RATE_BURST; 0: no limit", false,
+		func(c *Config) string { return formatRate(c.APIRate) }, func(c *Config, v string) error { return parseRate(v, &c.APIRate) }},
+	{"WARD_API_RATE_BURST", "api-rate-burst", "requests one subject may make at once", false,
+		func(c *Config) string { return strconv.Itoa(c.APIBurst) }, func(c *Config, v string) error { return parseBurst(v, &c.APIBurst) }},
+	{"WARD_TRUSTED_PROXIES", "trusted-proxies", "comma-separated addresses or CIDR prefixes of reverse proxies (load balancers) whose X-Forwarded-For names the client address for rate limits; empty: the connection's address is the client's", false,
+		func(c *Config) string {
+			var parts []string
+			for _, p := range c.TrustedProxies {
+				parts = append(parts, p.String())
+			}
+			return strings.Join(parts, ",")
+		}, func(c *Config, v string) error {
+			var out []netip.Prefix
+			for _, f := range strings.Split(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(f)
+				if err != nil {
+					a, aerr := netip.ParseAddr(f)
+					if aerr != nil || a.Zone() != "" {
+						return fmt.Errorf("%q is not an IP address or CIDR prefix", f)
+					}
+					p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+				}
+				out = append(out, p.Masked())
+			}
+			c.TrustedProxies = out
+			return nil
+		}},
+}
+
+// maxRate matches ratelimit.MaxRate (config imports nothing of Ward).
+const maxRate = 1e6
+
+func parseRate(v string, dst *float64) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > maxRate || f != f {
+		return errors.New("must be a number of requests per second between 0 (no limit) and 1000000")
+	}
+	*dst = f
+	return nil
+}
+
+func formatRate(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func parseBurst(v string, dst *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1_000_000 {
+		return errors.New("must be an integer between 1 and 1000000")
+	}
+	*dst = n
+	return nil
 }
 
 // FromEnv applies WARD_* variables from environ (os.Environ() form) to c.
@@ -291,7 +393,7 @@ func (c *Config) Print(w io.Writer) {
 }
 
 func mask(env, v string) string {
-	if env == "WARD_DATABASE_URL" {
+	if env == "WARD_DATABASE_URL" || env == "WARD_REDIS_URL" {
 		if u, err := url.Parse(v); err == nil {
 			if _, has := u.User.Password(); has {
 				u.User = url.UserPassword(u.User.Username(), "xxxxx")

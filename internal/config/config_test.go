@@ -37,6 +37,23 @@ func TestFromEnv(t *testing.T) {
 		{"bad admin PHI access", []string{"WARD_ADMIN_PHI_ACCESS=sometimes"}, "WARD_ADMIN_PHI_ACCESS", nil},
 		{"encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=720h"}, "", func(c Config) bool { return c.CareEncounterWindow == 720*time.Hour }},
 		{"bad encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=-1h"}, "WARD_CARE_ENCOUNTER_WINDOW", nil},
+		{"rate limit defaults", nil, "", func(c Config) bool {
+			return c.AuthRate == 10 && c.AuthBurst == 20 && c.APIRate == 200 && c.APIBurst == 400 && c.RedisURL == "" && c.RedisKeyPrefix == "ward:rl:" && len(c.TrustedProxies) == 0
+		}},
+		{"rate limits", []string{"WARD_AUTH_RATE_LIMIT=0.5", "WARD_AUTH_RATE_BURST=3", "WARD_API_RATE_LIMIT=0", "WARD_API_RATE_BURST=1"}, "", func(c Config) bool {
+			return c.AuthRate == 0.5 && c.AuthBurst == 3 && c.APIRate == 0 && c.APIBurst == 1
+		}},
+		{"bad rate", []string{"WARD_AUTH_RATE_LIMIT=-1"}, "WARD_AUTH_RATE_LIMIT", nil},
+		{"bad rate NaN", []string{"WARD_API_RATE_LIMIT=NaN"}, "WARD_API_RATE_LIMIT", nil},
+		{"bad rate too high", []string{"WARD_API_RATE_LIMIT=2e6"}, "WARD_API_RATE_LIMIT", nil},
+		{"bad burst", []string{"WARD_API_RATE_BURST=0"}, "WARD_API_RATE_BURST", nil},
+		{"redis url", []string{"WARD_REDIS_URL=redis://:pw@cache:6379/2"}, "", func(c Config) bool { return c.RedisURL == "redis://:pw@cache:6379/2" }},
+		{"bad redis url", []string{"WARD_REDIS_URL=http://cache"}, "WARD_REDIS_URL", nil},
+		{"bad redis prefix", []string{"WARD_REDIS_KEY_PREFIX=a b"}, "WARD_REDIS_KEY_PREFIX", nil},
+		{"trusted proxies", []string{"WARD_TRUSTED_PROXIES=10.0.0.0/8, 192.0.2.7,2001:db8::/32"}, "", func(c Config) bool {
+			return len(c.TrustedProxies) == 3 && c.TrustedProxies[1].String() == "192.0.2.7/32" && c.TrustedProxies[2].String() == "2001:db8::/32"
+		}},
+		{"bad trusted proxy", []string{"WARD_TRUSTED_PROXIES=10.0.0.0/8,proxy.local"}, "WARD_TRUSTED_PROXIES", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,10 +94,11 @@ func TestPrintMasksSecrets(t *testing.T) {
 	c := Default()
 	c.Key = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW0="
 	c.DatabaseURL = "postgres://ward:hunter2hunter2@db:5432/ward"
+	c.RedisURL = "redis://:redispass123@cache:6379/0"
 	var b bytes.Buffer
 	c.Print(&b)
 	out := b.String()
-	for _, secret := range []string{c.Key, "hunter2hunter2"} {
+	for _, secret := range []string{c.Key, "hunter2hunter2", "redispass123"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("printed config contains a secret: %s", out)
 		}

@@ -24,6 +24,7 @@ var (
 	ErrTooLarge           = errors.New("too large")           // 413
 	ErrUnsupportedMedia   = errors.New("unsupported media")   // 415
 	ErrUnprocessable      = errors.New("unprocessable")       // 422
+	ErrThrottled          = errors.New("throttled")           // 429
 	ErrUnavailable        = errors.New("unavailable")         // 503
 )
 
