@@ -53,7 +53,7 @@ var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl", "nats-url", "nats-prefix"}, nil)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,6 +75,28 @@ type Store interface {
 	Commit(ctx context.Context, u *store.Unit) error
 }
 
+// Change is what a commit on one node changed in what every node caches:
+// a revoked access token, or the signing keys.
+type Change struct {
+	// Tenant and JTI name a revoked access token; an empty JTI asks the
+	// receiver to reload every revocation from the store.
+	Tenant, JTI string
+	// Keys: the signing keys changed (a rotation).
+	Keys bool
+}
+
+// Publisher tells the other nodes of a cluster what this node changed,
+// after the commit.
+type Publisher interface {
+	TokensChanged(Change)
+}
+
+// Live reports whether the revocations this node holds are complete: false
+// while it may have missed another node's revocation.
+type Live interface {
+	Live() bool
+}
+
 // Sealer seals the signing keys at rest.
 type Sealer interface {
 	Seal(keyID string, plaintext, aad []byte) ([]byte, error)
@@ -93,6 +116,14 @@ type Options struct {
 	External []IssuerConfig
 	// HTTPClient fetches external issuers' keys (default: 5 s timeout).
 	HTTPClient *http.Client
+	// RevocationRefresh is how often the revocations are reloaded from
+	// the store (0: 5 s): the safety net under Peers.
+	RevocationRefresh time.Duration
+	// Peers, when set, is told of every revocation and rotation, for the
+	// other nodes; Live, when set, makes every Verify check the store
+	// while revocations may be missed. Both nil: a single node.
+	Peers Publisher
+	Live  Live
 }
 
 type signingKey struct {
@@ -112,16 +143,23 @@ type Service struct {
 	public map[string]*rsa.PublicKey
 
 	cache tokenCache
-	// reloadMu rate-limits reloading keys for an unknown kid (a key that
-	// another node created after this one started).
+	// reloadMu guards the signer refresh of Issue.
 	reloadMu   sync.Mutex
-	lastReload time.Time
 	lastSigner time.Time
+	// kidMu coalesces reloading keys for an unknown kid (a key that
+	// another node created after this one loaded its keys).
+	kidMu      sync.Mutex
+	lastReload time.Time
 
 	revMu      sync.RWMutex
 	revokedSet map[string]struct{}
 	revokedAt  time.Time
 	revLoading atomic.Bool
+	// marked collects revocations marked while a reload runs (reloads >
+	// 0), so that replacing the set with what the store said before
+	// their commit cannot drop them.
+	marked  map[string]struct{}
+	reloads int
 
 	external []*external
 }
@@ -136,6 +174,9 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	}
 	if o.Audience == "" {
 		o.Audience = "ward"
+	}
+	if o.RevocationRefresh <= 0 {
+		o.RevocationRefresh = defaultRevocationRefresh
 	}
 	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(), revokedSet: map[string]struct{}{}}
 	s.cache.entries = map[string]cached{}
@@ -238,9 +279,82 @@ func (s *Service) Rotate(ctx context.Context) (kid string, err error) {
 	if err := s.loadKeys(ctx); err != nil {
 		return "", err
 	}
+	if s.o.Peers != nil {
+		s.o.Peers.TokensChanged(Change{Keys: true})
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.signer.kid, nil
+}
+
+// TokensChanged applies another node's change: a revoked token is refused
+// from now on; new signing keys are loaded and the newest signs.
+func (s *Service) TokensChanged(c Change) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c.Keys {
+		s.reloadMu.Lock()
+		if err := s.loadKeys(ctx); err == nil {
+			s.lastSigner = time.Now()
+		}
+		s.reloadMu.Unlock()
+	}
+	if c.Tenant == "" {
+		return
+	}
+	if c.JTI != "" {
+		s.markRevoked(c.JTI)
+		return
+	}
+	s.reloadRevoked(ctx)
+}
+
+// ResetCaches reloads what other nodes could have changed unnoticed (the
+// revocations and the signing keys): their messages may have been lost.
+func (s *Service) ResetCaches() {
+	s.TokensChanged(Change{Keys: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.reloadRevoked(ctx)
+}
+
+func (s *Service) markRevoked(jti string) {
+	s.revMu.Lock()
+	s.revokedSet[jti] = struct{}{}
+	if s.marked != nil {
+		s.marked[jti] = struct{}{}
+	}
+	s.revMu.Unlock()
+}
+
+// reloadRevoked replaces the revocation set from the store; if that fails
+// the set is marked stale, so the next Verify loads it (and refuses the
+// token if it cannot).
+func (s *Service) reloadRevoked(ctx context.Context) error {
+	s.revMu.Lock()
+	if s.reloads++; s.marked == nil {
+		s.marked = map[string]struct{}{}
+	}
+	s.revMu.Unlock()
+	ids, err := s.st.Revoked(ctx)
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	set := make(map[string]struct{}, len(ids)+len(s.marked))
+	for id := range s.marked {
+		set[id] = struct{}{}
+	}
+	if s.reloads--; s.reloads == 0 {
+		s.marked = nil
+	}
+	if err != nil {
+		s.revokedAt = time.Time{}
+		return err
+	}
+	for _, id := range ids {
+		set[id] = struct{}{}
+	}
+	s.revokedSet, s.revokedAt = set, time.Now()
+	return nil
 }
 
 // signerRefresh is how often Issue looks for a newer signing key.
@@ -355,7 +469,8 @@ func (s *Service) idToken(u *store.User, clientID string) (string, error) {
 }
 
 // Verify checks a bearer token and returns its subject. A revoked token is
-// refused (on other nodes within revocationRefresh of the revocation).
+// refused: on this node at once; on other nodes at once when they share an
+// invalidation bus (Options.Peers and Live), else within RevocationRefresh.
 func (s *Service) Verify(ctx context.Context, token string) (authz.Subject, error) {
 	e, err := s.verify(ctx, token)
 	if err != nil {
@@ -425,37 +540,37 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
 }
 
-// revocationRefresh is how stale a node's view of revocations made on
-// other nodes may be.
-const revocationRefresh = 5 * time.Second
+// defaultRevocationRefresh is how stale a node's view of revocations made
+// on other nodes may be without an invalidation bus.
+const defaultRevocationRefresh = 5 * time.Second
 
 // revoked reports whether jti was revoked, reloading the revocation list
-// from the store when it is older than revocationRefresh. If the reload
-// fails the token is refused: a revocation must not be missed.
+// from the store when it is older than RevocationRefresh, and asking the
+// store every time while Live says revocations may have been missed. If
+// the store cannot answer the token is refused: a revocation must not be
+// missed.
 func (s *Service) revoked(ctx context.Context, jti string) bool {
 	s.revMu.RLock()
 	_, gone := s.revokedSet[jti]
-	stale := time.Since(s.revokedAt) > revocationRefresh
+	stale := time.Since(s.revokedAt) > s.o.RevocationRefresh
 	s.revMu.RUnlock()
 	if gone {
 		return true
+	}
+	if s.o.Live != nil && !s.o.Live.Live() {
+		ids, err := s.st.Revoked(ctx)
+		return err != nil || slices.Contains(ids, jti)
 	}
 	if !stale || !s.revLoading.CompareAndSwap(false, true) {
 		return false
 	}
 	defer s.revLoading.Store(false)
-	ids, err := s.st.Revoked(ctx)
-	if err != nil {
+	if err := s.reloadRevoked(ctx); err != nil {
 		return true
 	}
-	set := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		set[id] = struct{}{}
-	}
-	s.revMu.Lock()
-	s.revokedSet, s.revokedAt = set, time.Now()
-	s.revMu.Unlock()
-	_, gone = set[jti]
+	s.revMu.RLock()
+	_, gone = s.revokedSet[jti]
+	s.revMu.RUnlock()
 	return gone
 }
 
@@ -475,9 +590,10 @@ func (s *Service) Revoke(ctx context.Context, requestID, token string) error {
 	if err != nil {
 		return err
 	}
-	s.revMu.Lock()
-	s.revokedSet[e.jti] = struct{}{}
-	s.revMu.Unlock()
+	s.markRevoked(e.jti)
+	if s.o.Peers != nil {
+		s.o.Peers.TokensChanged(Change{Tenant: e.subj.Tenant, JTI: e.jti})
+	}
 	return nil
 }
 
@@ -494,6 +610,11 @@ func (s *Service) Introspect(ctx context.Context, token string) map[string]any {
 	}
 }
 
+// keyReloadInterval is the least time between two reloads of the signing
+// keys for unknown kids, so that tokens with made-up kids cost the store at
+// most one read per interval.
+const keyReloadInterval = time.Second
+
 func (s *Service) publicKey(ctx context.Context, kid string) *rsa.PublicKey {
 	s.mu.RLock()
 	pk := s.public[kid]
@@ -502,14 +623,27 @@ func (s *Service) publicKey(ctx context.Context, kid string) *rsa.PublicKey {
 		return pk
 	}
 	// Another node may have created a key after this one loaded its keys.
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	if time.Since(s.lastReload) < 10*time.Second {
-		return nil
-	}
-	s.lastReload = time.Now()
-	if err := s.loadKeys(ctx); err != nil {
-		return nil
+	// A token signed by it was issued after its commit, so a reload that
+	// starts after the token arrived finds it: wait for one (they are
+	// coalesced and spaced by keyReloadInterval) rather than refuse a good
+	// token because a reload ran a moment ago.
+	arrived := time.Now()
+	s.kidMu.Lock()
+	defer s.kidMu.Unlock()
+	if s.lastReload.Before(arrived) {
+		if wait := keyReloadInterval - time.Since(s.lastReload); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+		}
+		s.lastReload = time.Now()
+		if err := s.loadKeys(ctx); err != nil {
+			return nil
+		}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -37,6 +37,13 @@ func TestFromEnv(t *testing.T) {
 		{"bad admin PHI access", []string{"WARD_ADMIN_PHI_ACCESS=sometimes"}, "WARD_ADMIN_PHI_ACCESS", nil},
 		{"encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=720h"}, "", func(c Config) bool { return c.CareEncounterWindow == 720*time.Hour }},
 		{"bad encounter window", []string{"WARD_CARE_ENCOUNTER_WINDOW=-1h"}, "WARD_CARE_ENCOUNTER_WINDOW", nil},
+		{"single node by default", nil, "", func(c Config) bool { return c.NATSURL == "" && c.NATSPrefix == "ward" }},
+		{"nats url", []string{"WARD_NATS_URL=nats://a:4222,nats://b:4222"}, "", func(c Config) bool { return c.NATSURL == "nats://a:4222,nats://b:4222" }},
+		{"bad nats url", []string{"WARD_NATS_URL=http://a:4222"}, "WARD_NATS_URL", nil},
+		{"nats url without host", []string{"WARD_NATS_URL=nats://"}, "WARD_NATS_URL", nil},
+		{"nats prefix", []string{"WARD_NATS_PREFIX=prod.ward-1"}, "", func(c Config) bool { return c.NATSPrefix == "prod.ward-1" }},
+		{"bad nats prefix", []string{"WARD_NATS_PREFIX=ward.>"}, "WARD_NATS_PREFIX", nil},
+		{"empty nats prefix", []string{"WARD_NATS_PREFIX="}, "WARD_NATS_PREFIX", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,10 +84,14 @@ func TestPrintMasksSecrets(t *testing.T) {
 	c := Default()
 	c.Key = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW0="
 	c.DatabaseURL = "postgres://ward:hunter2hunter2@db:5432/ward"
+	c.NATSURL = "nats://bus:natsecret99@nats1:4222,nats://tok3nsecret@nats2:4222"
 	var b bytes.Buffer
 	c.Print(&b)
 	out := b.String()
-	for _, secret := range []string{c.Key, "hunter2hunter2"} {
+	if !strings.Contains(out, "nats1:4222") || !strings.Contains(out, "nats2:4222") {
+		t.Errorf("NATS hosts should remain visible: %s", out)
+	}
+	for _, secret := range []string{c.Key, "hunter2hunter2", "natsecret99", "tok3nsecret"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("printed config contains a secret: %s", out)
 		}

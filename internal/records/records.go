@@ -41,6 +41,19 @@ type Keys interface {
 	Blinder(ctx context.Context, tenant string) (*seal.Blinder, error)
 }
 
+// Publisher tells the other nodes of a cluster which facts of a tenant a
+// commit on this node may have changed. It is called after the commit
+// (and after a commit whose outcome is unknown), never before.
+type Publisher interface {
+	FactsChanged(tenant string, f Facts)
+}
+
+// Live reports whether cached facts may be used now: false while this
+// node may have missed another node's invalidation.
+type Live interface {
+	Live() bool
+}
+
 // Service holds what every Repo shares.
 type Service struct {
 	// labels remembers security labels' token hashes (labelHash).
@@ -58,6 +71,7 @@ type Service struct {
 	noAdminPHI bool
 	encWindow  time.Duration
 	facts      *factCache
+	peers      Publisher
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -75,6 +89,14 @@ type Options struct {
 	// EncounterWindow is how far back an Encounter makes a care
 	// relationship (0: 90 days; negative: Encounters make none).
 	EncounterWindow time.Duration
+	// FactTTL bounds how long a cached fact is used without an
+	// invalidation (0: 5 s): the safety net under Peers.
+	FactTTL time.Duration
+	// Peers, when set, is told what every commit may have invalidated,
+	// for the other nodes; Live, when set, keeps the caches out of use
+	// while invalidations may be missed. Both nil: a single node.
+	Peers Publisher
+	Live  Live
 }
 
 // New returns a Service.
@@ -94,9 +116,27 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.EncounterWindow == 0 {
 		o.EncounterWindow = defaultEncWindow
 	}
+	if o.FactTTL <= 0 {
+		o.FactTTL = defaultFactTTL
+	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
-		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache()}
+		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, facts: newFactCache(o.FactTTL, o.Live), peers: o.Peers}
+}
+
+// FactsChanged drops the cached facts f of tenant: another node committed
+// a write that may have changed them.
+func (s *Service) FactsChanged(tenant string, f Facts) { s.facts.invalidate(tenant, f) }
+
+// ResetFacts drops every cached fact (invalidations may have been lost).
+func (s *Service) ResetFacts() { s.facts.reset() }
+
+// wrote invalidates what a commit of writes of these types may have
+// changed, here and (through Peers) on the other nodes.
+func (s *Service) wrote(tenant string, types ...string) {
+	if f := s.facts.wrote(tenant, types...); f != 0 && s.peers != nil {
+		s.peers.FactsChanged(tenant, f)
+	}
 }
 
 // Repo is the repository bound to one caller and one request.
@@ -240,7 +280,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
-	r.s.facts.wrote(w.Tenant, w.Type) // also on failure: the outcome may be unknown
+	r.s.wrote(w.Tenant, w.Type) // also on failure: the outcome may be unknown
 	switch {
 	case err == nil:
 		return nil

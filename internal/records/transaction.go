@@ -308,9 +308,11 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, unit)
-	for _, w := range unit.Writes {
-		r.s.facts.wrote(w.Tenant, w.Type)
+	types := make([]string, len(unit.Writes))
+	for i, w := range unit.Writes {
+		types[i] = w.Type // every write of a unit is of the caller's tenant
 	}
+	r.s.wrote(r.subj.Tenant, types...)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
