@@ -49,10 +49,6 @@ type Bus struct {
 	// live is true while this node is subscribed and has reset its
 	// caches since the last time it could have missed a message.
 	live atomic.Bool
-	// resetAt is the connection's reconnect count when the caches were
-	// last reset: a reconnect whose callback has not run yet must not
-	// count as live.
-	resetAt atomic.Uint64
 }
 
 // Connect connects to NATS. It fails (naming the server, never its
@@ -77,6 +73,14 @@ func Connect(o Options) (*Bus, error) {
 		nats.PingInterval(o.PingInterval),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(b.disconnected),
+		// Runs synchronously before every reconnect attempt, so live is
+		// false before the connection can be CONNECTED again (the
+		// disconnect callback runs asynchronously and may come later);
+		// nil lets the client choose the server as usual.
+		nats.ReconnectToServer(func([]nats.Server, nats.ServerInfo) (*nats.Server, time.Duration) {
+			b.live.Store(false)
+			return nil, 0
+		}),
 		nats.ReconnectHandler(b.reconnected),
 		nats.ClosedHandler(func(*nats.Conn) { b.live.Store(false) }),
 		nats.ErrorHandler(b.asyncError),
@@ -104,7 +108,6 @@ func (b *Bus) Subscribe(h Handler) error {
 	if err := b.nc.FlushTimeout(3 * time.Second); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", b.subject, err)
 	}
-	b.resetAt.Store(b.nc.Stats().Reconnects)
 	h.Reset()
 	b.live.Store(b.nc.IsConnected())
 	return nil
@@ -114,11 +117,11 @@ func (b *Bus) Subscribe(h Handler) error {
 // reset has been, or will be, delivered to this node: it is subscribed and
 // connected. While it is false, callers must not trust their caches.
 //
-// The status and the reconnect count are read from the connection too,
-// not only kept by the callbacks, because callbacks run asynchronously:
-// the connection may be lost, or lost and re-established, before they run.
+// live is cleared synchronously before any reconnect attempt and set again
+// only after the reset that follows it; the status is read from the
+// connection too because a loss is noticed there before any callback runs.
 func (b *Bus) Live() bool {
-	return b.live.Load() && b.nc.Status() == nats.CONNECTED && b.nc.Stats().Reconnects == b.resetAt.Load()
+	return b.live.Load() && b.nc.Status() == nats.CONNECTED
 }
 
 // Publish tells the other nodes. It does not wait: the client sends it
@@ -187,7 +190,6 @@ func (b *Bus) reconnected(nc *nats.Conn) {
 	b.mu.Lock()
 	h := b.handler
 	if h != nil {
-		b.resetAt.Store(nc.Stats().Reconnects)
 		h.Reset()
 		b.live.Store(true)
 	}

@@ -133,3 +133,23 @@ func TestConnectFailsWhenUnreachable(t *testing.T) {
 		t.Fatalf("the error shows the password: %v", err)
 	}
 }
+
+// BenchmarkLive is the check a cached read makes on a cluster node.
+func BenchmarkLive(b *testing.B) {
+	bus, err := invalidation.Connect(invalidation.Options{URL: natstest.URL(b), Prefix: natstest.Prefix()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	var r recorder
+	if err := bus.Subscribe(&r); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !bus.Live() {
+				b.Fatal("not live")
+			}
+		}
+	})
+}
