@@ -597,7 +597,11 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "new signing key %s; earlier keys keep verifying their tokens; running servers sign with it within a minute\n", kid)
+	msg := "running servers sign with it within a minute"
+	if a.Bus != nil {
+		msg = "running servers on the bus (WARD_NATS_URL) sign with it at once, others within a minute"
+	}
+	fmt.Fprintf(stdout, "new signing key %s; earlier keys keep verifying their tokens; %s\n", kid, msg)
 	return nil
 }
 

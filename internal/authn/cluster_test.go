@@ -14,6 +14,8 @@ import (
 
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/invalidation"
+	"github.com/wardhealth/ward/internal/invalidation/natstest"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store/sqlite"
@@ -163,4 +165,42 @@ func TestKeyRotatedOnAnotherNode(t *testing.T) {
 	if kidOf(t, tb.AccessToken) != kidOf(t, tok.AccessToken) {
 		t.Fatal("b still signs with the old key after the keys invalidation")
 	}
+}
+
+// BenchmarkVerifyCachedOnBus is BenchmarkVerifyCached on a node whose
+// revocation checks ask a connected invalidation bus whether it is live.
+func BenchmarkVerifyCachedOnBus(b *testing.B) {
+	bus, err := invalidation.Connect(invalidation.Options{URL: natstest.URL(b), Prefix: natstest.Prefix()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	e := newEnvB(b)
+	ctx := context.Background()
+	svc, err := authn.New(ctx, e.st, e.keys, authn.Options{Issuer: "w", Tenant: "default", SealKeyID: mustSys(b, e.keys), Live: bus})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bus.Subscribe(nopHandler{}); err != nil {
+		b.Fatal(err)
+	}
+	tok, _ := svc.Issue(authz.Subject{Tenant: "default", ID: "u", Role: authz.RolePhysician})
+	for b.Loop() {
+		if _, err := svc.Verify(ctx, tok.AccessToken); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type nopHandler struct{}
+
+func (nopHandler) Invalidated(invalidation.Message) {}
+func (nopHandler) Reset()                           {}
+
+func mustSys(b *testing.B, km *keys.Manager) string {
+	sys, err := km.DataKey(context.Background(), keys.SystemTenant)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sys
 }
