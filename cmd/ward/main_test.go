@@ -52,8 +52,14 @@ func TestMain(m *testing.M) {
 // ward runs the binary with the environment cleared of WARD_ settings.
 func ward(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return wardWith(t, nil, stdin, args...)
+}
+
+// wardWith is ward with extra environment variables (NAME=value).
+func wardWith(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(wardBin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -95,9 +101,15 @@ type server struct {
 
 func serve(t *testing.T, dataDir string) *server {
 	t.Helper()
+	return serveWith(t, dataDir, nil)
+}
+
+// serveWith is serve with extra environment variables (NAME=value).
+func serveWith(t *testing.T, dataDir string, env []string) *server {
+	t.Helper()
 	addr := freePort(t)
 	cmd := exec.Command(wardBin, "serve", "--addr", addr, "--data-dir", dataDir)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	s := &server{cmd: cmd, addr: addr, stdout: &apptest.SyncBuffer{}, stderr: &apptest.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	if err := cmd.Start(); err != nil {
