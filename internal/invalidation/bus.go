@@ -175,8 +175,11 @@ func (b *Bus) reset() {
 	}
 }
 
-func (b *Bus) disconnected(_ *nats.Conn, err error) {
+func (b *Bus) disconnected(nc *nats.Conn, err error) {
 	b.live.Store(false)
+	if nc.IsClosed() {
+		return // Close: this node is stopping, nothing to warn about
+	}
 	reason := "closed"
 	if err != nil {
 		reason = err.Error()
