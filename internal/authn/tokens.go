@@ -8,7 +8,12 @@
 // unexpired lifetime, or tokens of a configured trusted OpenID Connect
 // issuer checked the same way against that issuer's keys, audience and
 // allowed algorithms. Verified tokens are cached until they expire, so the
-// signature check runs once per token rather than once per request.
+// signature check runs once per token rather than once per request. A
+// revoked token is refused by the node that revoked it at once; on a node
+// given Options.Peers and Live (the invalidation bus) it is refused by every
+// node as soon as the revocation arrives, and while Live is false every
+// Verify checks the store; without them other nodes reload revocations
+// every RevocationRefresh.
 // Authorization codes are stored only hashed, used once, and bound to the
 // client, redirect URI and PKCE S256 challenge they were issued for. EHR
 // launch values are stored only hashed, used once, and bound to the tenant,

@@ -9,6 +9,11 @@
 // is returned to the caller until its audit record is durable; if the ledger
 // cannot be written the call fails with problem.ErrUnavailable and returns
 // no data. Refusals are audited too.
+//
+// The facts decisions need are cached per node and dropped by every write
+// that may change them; with Options.Peers and Live (the invalidation bus)
+// also by the other nodes' writes, and never used while this node may have
+// missed one of those.
 package records
 
 import (
