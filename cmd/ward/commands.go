@@ -304,6 +304,11 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 	}}}); err != nil {
 		return err
 	}
+	if verb != "reset-password" {
+		if err := app.AnnounceSubjectsChanged(cfg, cfg.Tenant); err != nil {
+			return fmt.Errorf("user %s: %s done, but the running servers were not told (they see it within 5 s): %w", username, verb, err)
+		}
+	}
 	fmt.Fprintf(stdout, "user %s: %s done\n", username, verb)
 	return nil
 }
@@ -531,6 +536,9 @@ func runClientsDisable(ctx context.Context, verb string, args []string, stdout, 
 	defer st.Close()
 	if err := authn.SetClientDisabled(ctx, st, cliActor, cfg.Tenant, id, verb == "disable"); err != nil {
 		return cliError(err)
+	}
+	if err := app.AnnounceSubjectsChanged(cfg, cfg.Tenant); err != nil {
+		return fmt.Errorf("client %s: %s done, but the running servers were not told (they see it within 5 s): %w", id, verb, err)
 	}
 	fmt.Fprintf(stdout, "client %s: %s done\n", id, verb)
 	return nil

@@ -1,9 +1,11 @@
 package app
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/invalidation"
 	"github.com/wardhealth/ward/internal/records"
 )
@@ -63,4 +65,21 @@ func (a applier) Invalidated(m invalidation.Message) {
 func (a applier) Reset() {
 	a.records.ResetFacts()
 	a.tokens.ResetCaches()
+}
+
+// AnnounceSubjectsChanged tells the nodes on the bus (cfg.NATSURL; nothing
+// to do when it is empty) that users or clients of tenant were disabled or
+// enabled by a command that changed the store itself, so that they reload
+// their disabled subjects at once rather than within their refresh.
+func AnnounceSubjectsChanged(cfg config.Config, tenant string) error {
+	if cfg.NATSURL == "" {
+		return nil
+	}
+	bus, err := invalidation.Connect(invalidation.Options{URL: cfg.NATSURL, Prefix: cfg.NATSPrefix})
+	if err != nil {
+		return fmt.Errorf("WARD_NATS_URL: %w", err)
+	}
+	defer bus.Close() // flushes the message
+	tokenPeers{bus}.TokensChanged(authn.Change{Tenant: tenant})
+	return nil
 }

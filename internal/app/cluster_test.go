@@ -18,6 +18,7 @@ import (
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/invalidation"
 	"github.com/wardhealth/ward/internal/invalidation/natstest"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // Every cluster test makes the caches' own lifetime an hour: only the
@@ -139,6 +140,32 @@ func TestClusterInvalidation(t *testing.T) {
 		if s := status(t, c, obs, tok); s != 200 {
 			t.Fatalf("control: c (off the bus) answered %d", s)
 		}
+	})
+
+	t.Run("user disabled on another node", func(t *testing.T) {
+		pid := a.Create(t, admin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
+		obs := "/fhir/Observation/" + a.Create(t, admin, observation(pid))
+		uid := apptest.AddLinkedUser(t, a.App.Store, "default", "locum", phys, &store.User{Practitioner: "pract-physician"})
+		tok := a.Login(t, "locum", apptest.Password)
+		for _, w := range []*apptest.Ward{a, b, c} {
+			if s := status(t, w, obs, tok); s != 200 {
+				t.Fatalf("before disabling: %d", s)
+			}
+		}
+		if r := a.Do(t, "POST", "/admin/users/"+uid+"/disable", a.Tokens[admin], nil); r.Status != 200 {
+			t.Fatalf("disable: %d %s", r.Status, r.Body)
+		}
+		if s := status(t, a, obs, tok); s != 401 {
+			t.Fatalf("a, which disabled the user, answered %d", s)
+		}
+		within(t, b, obs, tok, 401, "b after a disabled the user")
+		if s := status(t, c, obs, tok); s != 200 {
+			t.Fatalf("control: c (off the bus) answered %d", s)
+		}
+		if r := a.Do(t, "POST", "/admin/users/"+uid+"/enable", a.Tokens[admin], nil); r.Status != 200 {
+			t.Fatalf("enable: %d %s", r.Status, r.Body)
+		}
+		within(t, b, obs, tok, 200, "b after a enabled the user again")
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/wardhealth/ward/internal/invalidation/natstest"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/sqlite"
 	"github.com/wardhealth/ward/internal/store/sqlstore"
 )
@@ -203,4 +204,67 @@ func mustSys(b *testing.B, km *keys.Manager) string {
 		b.Fatal(err)
 	}
 	return sys
+}
+
+// A disabled user's and a disabled client's tokens are refused: by the
+// node that disabled them at once (SubjectsChanged), on another node when
+// the change arrives or, while that node is not live, from the store;
+// enabling them again accepts their tokens again.
+func TestDisabledSubjectsAcrossNodes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.db")
+	var pub changes
+	var live liveFlag
+	a := node(t, path, func(o *authn.Options) { o.Peers = &pub })
+	b := node(t, path, func(o *authn.Options) { o.Live = &live })
+	st, err := sqlite.Open(context.Background(), path, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	must(t, st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: "h", Created: now}}))
+	must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "c1", Tenant: "default", Scope: "system/*.rs", Created: now}}))
+	user, _ := a.Issue(nurse)
+	client, _ := a.Issue(authz.Subject{Tenant: "default", ID: "client/c1", Role: authz.RoleClient, Scopes: []string{"system/*.rs"}})
+	for _, tok := range []string{user.AccessToken, client.AccessToken} {
+		if _, err := b.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yes, no := true, false
+	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u1", Disabled: &yes}}))
+	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "c1", Disabled: true}}}))
+	a.SubjectsChanged(ctx, "default")
+	if len(pub.got) != 1 || pub.got[0] != (authn.Change{Tenant: "default"}) {
+		t.Fatalf("published %+v, want a reload for the tenant", pub.got)
+	}
+	for name, tok := range map[string]string{"user": user.AccessToken, "client": client.AccessToken} {
+		if _, err := a.Verify(ctx, tok); err == nil {
+			t.Errorf("a accepts the disabled %s's token", name)
+		}
+		if _, err := b.Verify(ctx, tok); err != nil {
+			t.Errorf("b, not told yet (hour-long refresh), refuses the %s's token: %v", name, err)
+		}
+		live.down.Store(true)
+		if _, err := b.Verify(ctx, tok); err == nil {
+			t.Errorf("b, not live, accepts the disabled %s's token", name)
+		}
+		live.down.Store(false)
+	}
+	b.TokensChanged(pub.got[0])
+	for name, tok := range map[string]string{"user": user.AccessToken, "client": client.AccessToken} {
+		if _, err := b.Verify(ctx, tok); err == nil {
+			t.Errorf("b accepts the disabled %s's token after the change arrived", name)
+		}
+	}
+	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u1", Disabled: &no}}))
+	a.SubjectsChanged(ctx, "default")
+	b.TokensChanged(authn.Change{Tenant: "default"})
+	if _, err := b.Verify(ctx, user.AccessToken); err != nil {
+		t.Fatalf("enabled again, the user's token is refused: %v", err)
+	}
+	if _, err := b.Verify(ctx, client.AccessToken); err == nil {
+		t.Fatal("the still disabled client's token is accepted")
+	}
 }

@@ -76,15 +76,18 @@ type Store interface {
 	LaunchByID(ctx context.Context, id string) (*store.Launch, error)
 	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
+	DisabledSubjects(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
 }
 
 // Change is what a commit on one node changed in what every node caches:
-// a revoked access token, or the signing keys.
+// a revoked access token, a disabled or enabled user or client, or the
+// signing keys.
 type Change struct {
 	// Tenant and JTI name a revoked access token; an empty JTI asks the
-	// receiver to reload every revocation from the store.
+	// receiver to reload every revocation and disabled subject from the
+	// store.
 	Tenant, JTI string
 	// Keys: the signing keys changed (a rotation).
 	Keys bool
@@ -158,8 +161,14 @@ type Service struct {
 
 	revMu      sync.RWMutex
 	revokedSet map[string]struct{}
-	revokedAt  time.Time
-	revLoading atomic.Bool
+	// disabledSet holds the subjects (user ids, "client/"+id) whose
+	// tokens are refused because the user or client is disabled.
+	disabledSet map[string]struct{}
+	revokedAt   time.Time
+	revLoading  atomic.Bool
+	// revSeq numbers reloads as they start; a reload replaces the sets
+	// only if none that started after it has done so already.
+	revSeq, revApplied uint64
 	// marked collects revocations marked while a reload runs (reloads >
 	// 0), so that replacing the set with what the store said before
 	// their commit cannot drop them.
@@ -183,7 +192,8 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	if o.RevocationRefresh <= 0 {
 		o.RevocationRefresh = defaultRevocationRefresh
 	}
-	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(), revokedSet: map[string]struct{}{}}
+	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(),
+		revokedSet: map[string]struct{}{}, disabledSet: map[string]struct{}{}}
 	s.cache.entries = map[string]cached{}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 5 * time.Second}
@@ -194,6 +204,9 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
 	}
+	// Loaded before the first request, so that concurrent first requests
+	// (which do not wait for a reload in progress) see them.
+	s.reloadRevoked(ctx)
 	if s.signer == nil {
 		if err := s.createKey(ctx); err != nil {
 			return nil, err
@@ -293,7 +306,8 @@ func (s *Service) Rotate(ctx context.Context) (kid string, err error) {
 }
 
 // TokensChanged applies another node's change: a revoked token is refused
-// from now on; new signing keys are loaded and the newest signs.
+// from now on, a change without a token id reloads the revocations and the
+// disabled subjects; new signing keys are loaded and the newest signs.
 func (s *Service) TokensChanged(c Change) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -332,16 +346,32 @@ func (s *Service) markRevoked(jti string) {
 	s.revMu.Unlock()
 }
 
-// reloadRevoked replaces the revocation set from the store; if that fails
-// the set is marked stale, so the next Verify loads it (and refuses the
-// token if it cannot).
+// SubjectsChanged is called after a user or client of tenant was disabled
+// or enabled: this node reloads the disabled subjects at once, and the
+// other nodes (through Peers) too.
+func (s *Service) SubjectsChanged(ctx context.Context, tenant string) {
+	s.reloadRevoked(ctx)
+	if s.o.Peers != nil {
+		s.o.Peers.TokensChanged(Change{Tenant: tenant})
+	}
+}
+
+// reloadRevoked replaces the revocation set and the disabled subjects from
+// the store; if that fails they are marked stale, so the next Verify
+// loads them (and refuses the token if it cannot).
 func (s *Service) reloadRevoked(ctx context.Context) error {
 	s.revMu.Lock()
 	if s.reloads++; s.marked == nil {
 		s.marked = map[string]struct{}{}
 	}
+	s.revSeq++
+	seq := s.revSeq
 	s.revMu.Unlock()
 	ids, err := s.st.Revoked(ctx)
+	var subjects []string
+	if err == nil {
+		subjects, err = s.st.DisabledSubjects(ctx)
+	}
 	s.revMu.Lock()
 	defer s.revMu.Unlock()
 	set := make(map[string]struct{}, len(ids)+len(s.marked))
@@ -355,10 +385,17 @@ func (s *Service) reloadRevoked(ctx context.Context) error {
 		s.revokedAt = time.Time{}
 		return err
 	}
+	if seq < s.revApplied {
+		return nil // a reload that started later has applied fresher sets
+	}
 	for _, id := range ids {
 		set[id] = struct{}{}
 	}
-	s.revokedSet, s.revokedAt = set, time.Now()
+	disabled := make(map[string]struct{}, len(subjects))
+	for _, id := range subjects {
+		disabled[id] = struct{}{}
+	}
+	s.revokedSet, s.disabledSet, s.revokedAt, s.revApplied = set, disabled, time.Now(), seq
 	return nil
 }
 
@@ -494,7 +531,7 @@ func (s *Service) verify(ctx context.Context, token string) (cached, error) {
 		}
 		s.cache.put(token, e, now)
 	}
-	if s.revoked(ctx, e.jti) {
+	if s.revoked(ctx, e.jti, e.subj.ID) {
 		return cached{}, fmt.Errorf("%w: revoked", ErrInvalidToken)
 	}
 	return e, nil
@@ -549,14 +586,14 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 // on other nodes may be without an invalidation bus.
 const defaultRevocationRefresh = 5 * time.Second
 
-// revoked reports whether jti was revoked, reloading the revocation list
-// from the store when it is older than RevocationRefresh, and asking the
-// store every time while Live says revocations may have been missed. If
-// the store cannot answer the token is refused: a revocation must not be
-// missed.
-func (s *Service) revoked(ctx context.Context, jti string) bool {
+// revoked reports whether token jti was revoked or its subject (a user id
+// or "client/"+id) is disabled, reloading both lists from the store when
+// they are older than RevocationRefresh, and asking the store every time
+// while Live says changes may have been missed. If the store cannot answer
+// the token is refused: a revocation must not be missed.
+func (s *Service) revoked(ctx context.Context, jti, subject string) bool {
 	s.revMu.RLock()
-	_, gone := s.revokedSet[jti]
+	gone := s.refusedLocked(jti, subject)
 	stale := time.Since(s.revokedAt) > s.o.RevocationRefresh
 	s.revMu.RUnlock()
 	if gone {
@@ -564,7 +601,11 @@ func (s *Service) revoked(ctx context.Context, jti string) bool {
 	}
 	if s.o.Live != nil && !s.o.Live.Live() {
 		ids, err := s.st.Revoked(ctx)
-		return err != nil || slices.Contains(ids, jti)
+		if err != nil || slices.Contains(ids, jti) {
+			return true
+		}
+		subjects, err := s.st.DisabledSubjects(ctx)
+		return err != nil || slices.Contains(subjects, subject)
 	}
 	if !stale || !s.revLoading.CompareAndSwap(false, true) {
 		return false
@@ -574,9 +615,14 @@ func (s *Service) revoked(ctx context.Context, jti string) bool {
 		return true
 	}
 	s.revMu.RLock()
-	_, gone = s.revokedSet[jti]
-	s.revMu.RUnlock()
-	return gone
+	defer s.revMu.RUnlock()
+	return s.refusedLocked(jti, subject)
+}
+
+func (s *Service) refusedLocked(jti, subject string) bool {
+	_, gone := s.revokedSet[jti]
+	_, disabled := s.disabledSet[subject]
+	return gone || disabled
 }
 
 // Revoke revokes an access token (RFC 7009): presenting it is the proof of
