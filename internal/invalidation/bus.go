@@ -46,9 +46,29 @@ type Bus struct {
 
 	mu      sync.Mutex // orders Subscribe against the connection callbacks
 	handler Handler
-	// live is true while this node is subscribed and has reset its
-	// caches since the last time it could have missed a message.
-	live atomic.Bool
+	// state is the loss generation (state >> 1), bumped whenever this
+	// node could start missing messages, and a live bit (state & 1): set
+	// only by a reset that began in the current generation, so a loss
+	// during the reset keeps the bus not live.
+	state atomic.Uint64
+}
+
+// lost records that messages may be missed from now on.
+func (b *Bus) lost() {
+	for {
+		old := b.state.Load()
+		if b.state.CompareAndSwap(old, (old>>1+1)<<1) {
+			return
+		}
+	}
+}
+
+// resetAndGoLive resets h and then sets live, unless a loss happened
+// since the reset began.
+func (b *Bus) resetAndGoLive(h Handler) {
+	gen := b.state.Load() >> 1
+	h.Reset()
+	b.state.CompareAndSwap(gen<<1, gen<<1|1)
 }
 
 // Connect connects to NATS. It fails (naming the server, never its
@@ -73,16 +93,16 @@ func Connect(o Options) (*Bus, error) {
 		nats.PingInterval(o.PingInterval),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(b.disconnected),
-		// Runs synchronously before every reconnect attempt, so live is
-		// false before the connection can be CONNECTED again (the
+		// Runs synchronously before every reconnect attempt, so the bus
+		// is not live before the connection can be CONNECTED again (the
 		// disconnect callback runs asynchronously and may come later);
 		// nil lets the client choose the server as usual.
 		nats.ReconnectToServer(func([]nats.Server, nats.ServerInfo) (*nats.Server, time.Duration) {
-			b.live.Store(false)
+			b.lost()
 			return nil, 0
 		}),
 		nats.ReconnectHandler(b.reconnected),
-		nats.ClosedHandler(func(*nats.Conn) { b.live.Store(false) }),
+		nats.ClosedHandler(func(*nats.Conn) { b.lost() }),
 		nats.ErrorHandler(b.asyncError),
 	)
 	if err != nil {
@@ -108,8 +128,7 @@ func (b *Bus) Subscribe(h Handler) error {
 	if err := b.nc.FlushTimeout(3 * time.Second); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", b.subject, err)
 	}
-	h.Reset()
-	b.live.Store(b.nc.IsConnected())
+	b.resetAndGoLive(h)
 	return nil
 }
 
@@ -117,11 +136,12 @@ func (b *Bus) Subscribe(h Handler) error {
 // reset has been, or will be, delivered to this node: it is subscribed and
 // connected. While it is false, callers must not trust their caches.
 //
-// live is cleared synchronously before any reconnect attempt and set again
-// only after the reset that follows it; the status is read from the
-// connection too because a loss is noticed there before any callback runs.
+// The live bit is cleared synchronously before any reconnect attempt and
+// set again only by a reset that no loss interrupted; the status is read
+// from the connection too because a loss is noticed there before any
+// callback runs.
 func (b *Bus) Live() bool {
-	return b.live.Load() && b.nc.Status() == nats.CONNECTED
+	return b.state.Load()&1 == 1 && b.nc.Status() == nats.CONNECTED
 }
 
 // Publish tells the other nodes. It does not wait: the client sends it
@@ -142,7 +162,7 @@ func (b *Bus) Publish(m Message) {
 // Close drains nothing: an invalidation still in flight matters only to a
 // node that keeps running, and those reset their caches on lost messages.
 func (b *Bus) Close() {
-	b.live.Store(false)
+	b.lost()
 	b.nc.Close()
 }
 
@@ -176,7 +196,7 @@ func (b *Bus) reset() {
 }
 
 func (b *Bus) disconnected(nc *nats.Conn, err error) {
-	b.live.Store(false)
+	b.lost()
 	if nc.IsClosed() {
 		return // Close: this node is stopping, nothing to warn about
 	}
@@ -193,8 +213,7 @@ func (b *Bus) reconnected(nc *nats.Conn) {
 	b.mu.Lock()
 	h := b.handler
 	if h != nil {
-		h.Reset()
-		b.live.Store(true)
+		b.resetAndGoLive(h)
 	}
 	b.mu.Unlock()
 	b.log.Info("cluster bus reconnected; caches reset", "node", b.node, "server", redact(nc.ConnectedUrl()))
