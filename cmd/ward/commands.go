@@ -53,8 +53,8 @@ var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl",
-			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies"}, nil)
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl",
+			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix"}, nil)
 	if err != nil {
 		return err
 	}
@@ -305,6 +305,11 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 	}}}); err != nil {
 		return err
 	}
+	if verb != "reset-password" {
+		if err := app.AnnounceSubjectsChanged(cfg, cfg.Tenant); err != nil {
+			return fmt.Errorf("user %s: %s done, but the running servers were not told (they see it within 5 s): %w", username, verb, err)
+		}
+	}
 	fmt.Fprintf(stdout, "user %s: %s done\n", username, verb)
 	return nil
 }
@@ -533,6 +538,9 @@ func runClientsDisable(ctx context.Context, verb string, args []string, stdout, 
 	if err := authn.SetClientDisabled(ctx, st, cliActor, cfg.Tenant, id, verb == "disable"); err != nil {
 		return cliError(err)
 	}
+	if err := app.AnnounceSubjectsChanged(cfg, cfg.Tenant); err != nil {
+		return fmt.Errorf("client %s: %s done, but the running servers were not told (they see it within 5 s): %w", id, verb, err)
+	}
 	fmt.Fprintf(stdout, "client %s: %s done\n", id, verb)
 	return nil
 }
@@ -598,7 +606,11 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "new signing key %s; earlier keys keep verifying their tokens; running servers sign with it within a minute\n", kid)
+	msg := "running servers sign with it within a minute"
+	if a.Bus != nil {
+		msg = "running servers on the bus (WARD_NATS_URL) sign with it at once, others within a minute"
+	}
+	fmt.Fprintf(stdout, "new signing key %s; earlier keys keep verifying their tokens; %s\n", kid, msg)
 	return nil
 }
 

@@ -52,8 +52,14 @@ func TestMain(m *testing.M) {
 // ward runs the binary with the environment cleared of WARD_ settings.
 func ward(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return wardWith(t, nil, stdin, args...)
+}
+
+// wardWith is ward with extra environment variables (NAME=value).
+func wardWith(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(wardBin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -95,6 +101,12 @@ type server struct {
 
 // serve runs ward serve on dataDir; env adds WARD_* settings.
 func serve(t *testing.T, dataDir string, env ...string) *server {
+	t.Helper()
+	return serveWith(t, dataDir, nil)
+}
+
+// serveWith is serve with extra environment variables (NAME=value).
+func serveWith(t *testing.T, dataDir string, env []string) *server {
 	t.Helper()
 	addr := freePort(t)
 	cmd := exec.Command(wardBin, "serve", "--addr", addr, "--data-dir", dataDir)

@@ -177,6 +177,7 @@ func (s *Server) handleAdminUserState(w http.ResponseWriter, r *http.Request, su
 	if err := authn.SetUserDisabled(r.Context(), s.opts.Directory, a, subj.Tenant, r.PathValue("id"), disabled); err != nil {
 		return err
 	}
+	s.tokens.SubjectsChanged(r.Context(), subj.Tenant)
 	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "disabled": disabled})
 	return nil
 }
@@ -272,6 +273,7 @@ func (s *Server) handleAdminClientState(w http.ResponseWriter, r *http.Request, 
 	if err := authn.SetClientDisabled(r.Context(), s.opts.Directory, a, subj.Tenant, r.PathValue("id"), disabled); err != nil {
 		return err
 	}
+	s.tokens.SubjectsChanged(r.Context(), subj.Tenant)
 	writeJSON(w, http.StatusOK, map[string]any{"client_id": r.PathValue("id"), "disabled": disabled})
 	return nil
 }

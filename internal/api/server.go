@@ -63,6 +63,10 @@ type Tokens interface {
 	ClientCredentialsGrant(ctx context.Context, cr authn.ClientRequest) (authn.Token, error)
 	RefreshGrant(ctx context.Context, rr authn.RefreshRequest) (authn.Token, error)
 	Revoke(ctx context.Context, requestID, token string) error
+	// SubjectsChanged is called after a user or client of tenant was
+	// disabled or enabled, so that its tokens are refused (or accepted
+	// again) at once, here and on the other nodes.
+	SubjectsChanged(ctx context.Context, tenant string)
 	Introspect(ctx context.Context, token string) map[string]any
 	JWKS() map[string]any
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/invalidation"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
@@ -107,27 +108,59 @@ type App struct {
 	Bulk    *bulk.Service
 	Handler *api.Server
 	limits  *limits
+	// Bus carries cache invalidations to and from the other nodes
+	// (WARD_NATS_URL); nil on a single node.
+	Bus *invalidation.Bus
 }
 
-// Open builds the application.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger, warn io.Writer) (*App, error) {
+// Option tunes Open beyond the configuration (tests).
+type Option func(*options)
+
+type options struct {
+	cacheTTL time.Duration
+}
+
+// WithCacheTTL sets how long cached access facts and the revocation list
+// are trusted without an invalidation (default 5 s). Tests make it long so
+// that only the invalidation bus can make a node see another's change.
+func WithCacheTTL(d time.Duration) Option { return func(o *options) { o.cacheTTL = d } }
+
+// Open builds the application. With WARD_NATS_URL set it connects to NATS
+// first and fails if no server answers.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, warn io.Writer, opts ...Option) (*App, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	kek, err := LoadKEK(cfg, warn)
 	if err != nil {
 		return nil, err
 	}
+	var bus *invalidation.Bus
+	if cfg.NATSURL != "" {
+		if bus, err = invalidation.Connect(invalidation.Options{URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Log: log}); err != nil {
+			return nil, fmt.Errorf("WARD_NATS_URL: %w", err)
+		}
+	}
 	st, err := OpenStore(ctx, cfg)
 	if err != nil {
+		if bus != nil {
+			bus.Close()
+		}
 		return nil, err
 	}
-	a, err := build(ctx, cfg, log, kek, st)
+	a, err := build(ctx, cfg, log, kek, st, bus, o)
 	if err != nil {
+		if bus != nil {
+			bus.Close()
+		}
 		st.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.KEK, st store.Store) (*App, error) {
+func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.KEK, st store.Store, bus *invalidation.Bus, o options) (*App, error) {
 	km, err := keys.New(ctx, st, kek, nil)
 	if err != nil {
 		return nil, err
@@ -150,7 +183,14 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 			return nil, fmt.Errorf("WARD_OIDC_ISSUERS: %w", err)
 		}
 	}
-	tokens, err := authn.New(ctx, st, km, authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external})
+	to := authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external, RevocationRefresh: o.cacheTTL}
+	ro := records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
+		NoAdminPHI: !cfg.AdminPHIAccess, FactTTL: o.cacheTTL}
+	if bus != nil {
+		to.Peers, to.Live = tokenPeers{bus}, bus
+		ro.Peers, ro.Live = factPeers{bus}, bus
+	}
+	tokens, err := authn.New(ctx, st, km, to)
 	if err != nil {
 		return nil, err
 	}
@@ -162,8 +202,15 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if window == 0 {
 		window = -1 // Encounters make no care relationship
 	}
-	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
-		NoAdminPHI: !cfg.AdminPHIAccess, EncounterWindow: window, MaxDecidedCount: cfg.SearchMaxDecided})
+	ro.EncounterWindow, ro.MaxDecidedCount = window, cfg.SearchMaxDecided
+	rec := records.New(st, km, val, ro)
+	if bus != nil {
+		// Subscribed only now that there is something to invalidate;
+		// until it returns the caches are not trusted (Bus.Live).
+		if err := bus.Subscribe(applier{records: rec, tokens: tokens, log: log}); err != nil {
+			return nil, fmt.Errorf("WARD_NATS_URL: %w", err)
+		}
+	}
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)
 		return err
@@ -188,7 +235,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, limits: lim}, nil
+	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim}, nil
 }
 
 // go-redis logs each failed dial on its own, unstructured, through a
@@ -285,6 +332,9 @@ func (a *App) Close() error {
 		a.Bulk.Stop()
 	}
 	a.limits.close()
+	if a.Bus != nil {
+		a.Bus.Close() // flushes what this node published
+	}
 	return a.Store.Close()
 }
 

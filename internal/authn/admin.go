@@ -192,7 +192,9 @@ func UserEntities(u *store.User) []string {
 }
 
 // SetUserDisabled disables or enables a user of tenant (a user of another
-// tenant is not found). Audited.
+// tenant is not found). The user's tokens are refused once the token
+// service reloads its disabled subjects (Service.SubjectsChanged, or within
+// its RevocationRefresh). Audited.
 func SetUserDisabled(ctx context.Context, d Directory, a Actor, tenant, userID string, disabled bool) error {
 	u, err := d.UserByID(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && u.Tenant != tenant {
@@ -329,8 +331,9 @@ func checkAppRegistration(redirects []string, scopes []authz.Scope) error {
 }
 
 // SetClientDisabled disables or enables a client of tenant. A disabled
-// client gets no new tokens; tokens it holds expire within 5 minutes
-// (backend services) or the access-token lifetime. Audited.
+// client gets no new tokens, and the tokens it holds are refused once the
+// token service reloads its disabled subjects (Service.SubjectsChanged, or
+// within its RevocationRefresh). Audited.
 func SetClientDisabled(ctx context.Context, d Directory, a Actor, tenant, clientID string, disabled bool) error {
 	c, err := d.ClientByID(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && c.Tenant != tenant {

@@ -420,9 +420,10 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		}
 		_, err := fail("code-reuse;tokens-revoked", &store.Unit{Revoke: &store.JTI{JTI: c.TokenID, Expires: c.TokenExpires}, RevokeFamily: c.Family})
 		if errors.Is(err, ErrInvalidGrant) {
-			s.revMu.Lock()
-			s.revokedSet[c.TokenID] = struct{}{}
-			s.revMu.Unlock()
+			s.markRevoked(c.TokenID)
+			if s.o.Peers != nil {
+				s.o.Peers.TokensChanged(Change{Tenant: c.Tenant, JTI: c.TokenID})
+			}
 		}
 		return Token{}, err
 	}

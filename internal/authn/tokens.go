@@ -8,7 +8,12 @@
 // unexpired lifetime, or tokens of a configured trusted OpenID Connect
 // issuer checked the same way against that issuer's keys, audience and
 // allowed algorithms. Verified tokens are cached until they expire, so the
-// signature check runs once per token rather than once per request.
+// signature check runs once per token rather than once per request. A
+// revoked token is refused by the node that revoked it at once; on a node
+// given Options.Peers and Live (the invalidation bus) it is refused by every
+// node as soon as the revocation arrives, and while Live is false every
+// Verify checks the store; without them other nodes reload revocations
+// every RevocationRefresh.
 // Authorization codes are stored only hashed, used once, and bound to the
 // client, redirect URI and PKCE S256 challenge they were issued for. EHR
 // launch values are stored only hashed, used once, and bound to the tenant,
@@ -28,6 +33,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -70,8 +76,33 @@ type Store interface {
 	LaunchByID(ctx context.Context, id string) (*store.Launch, error)
 	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
+	DisabledSubjects(ctx context.Context) ([]string, error)
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
+}
+
+// Change is what a commit on one node changed in what every node caches:
+// a revoked access token, a disabled or enabled user or client, or the
+// signing keys.
+type Change struct {
+	// Tenant and JTI name a revoked access token; an empty JTI asks the
+	// receiver to reload every revocation and disabled subject from the
+	// store.
+	Tenant, JTI string
+	// Keys: the signing keys changed (a rotation).
+	Keys bool
+}
+
+// Publisher tells the other nodes of a cluster what this node changed,
+// after the commit.
+type Publisher interface {
+	TokensChanged(Change)
+}
+
+// Live reports whether the revocations this node holds are complete: false
+// while it may have missed another node's revocation.
+type Live interface {
+	Live() bool
 }
 
 // Sealer seals the signing keys at rest.
@@ -93,6 +124,14 @@ type Options struct {
 	External []IssuerConfig
 	// HTTPClient fetches external issuers' keys (default: 5 s timeout).
 	HTTPClient *http.Client
+	// RevocationRefresh is how often the revocations are reloaded from
+	// the store (0: 5 s): the safety net under Peers.
+	RevocationRefresh time.Duration
+	// Peers, when set, is told of every revocation and rotation, for the
+	// other nodes; Live, when set, makes every Verify check the store
+	// while revocations may be missed. Both nil: a single node.
+	Peers Publisher
+	Live  Live
 }
 
 type signingKey struct {
@@ -112,16 +151,29 @@ type Service struct {
 	public map[string]*rsa.PublicKey
 
 	cache tokenCache
-	// reloadMu rate-limits reloading keys for an unknown kid (a key that
-	// another node created after this one started).
+	// reloadMu guards the signer refresh of Issue.
 	reloadMu   sync.Mutex
-	lastReload time.Time
 	lastSigner time.Time
+	// kidMu coalesces reloading keys for an unknown kid (a key that
+	// another node created after this one loaded its keys).
+	kidMu      sync.Mutex
+	lastReload time.Time
 
 	revMu      sync.RWMutex
 	revokedSet map[string]struct{}
-	revokedAt  time.Time
-	revLoading atomic.Bool
+	// disabledSet holds the subjects (user ids, "client/"+id) whose
+	// tokens are refused because the user or client is disabled.
+	disabledSet map[string]struct{}
+	revokedAt   time.Time
+	revLoading  atomic.Bool
+	// revSeq numbers reloads as they start; a reload replaces the sets
+	// only if none that started after it has done so already.
+	revSeq, revApplied uint64
+	// marked collects revocations marked while a reload runs (reloads >
+	// 0), so that replacing the set with what the store said before
+	// their commit cannot drop them.
+	marked  map[string]struct{}
+	reloads int
 
 	external []*external
 }
@@ -137,7 +189,11 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	if o.Audience == "" {
 		o.Audience = "ward"
 	}
-	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(), revokedSet: map[string]struct{}{}}
+	if o.RevocationRefresh <= 0 {
+		o.RevocationRefresh = defaultRevocationRefresh
+	}
+	s := &Service{o: o, st: st, sealer: sealer, public: map[string]*rsa.PublicKey{}, lastSigner: time.Now(),
+		revokedSet: map[string]struct{}{}, disabledSet: map[string]struct{}{}}
 	s.cache.entries = map[string]cached{}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 5 * time.Second}
@@ -148,6 +204,9 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
 	}
+	// Loaded before the first request, so that concurrent first requests
+	// (which do not wait for a reload in progress) see them.
+	s.reloadRevoked(ctx)
 	if s.signer == nil {
 		if err := s.createKey(ctx); err != nil {
 			return nil, err
@@ -238,9 +297,106 @@ func (s *Service) Rotate(ctx context.Context) (kid string, err error) {
 	if err := s.loadKeys(ctx); err != nil {
 		return "", err
 	}
+	if s.o.Peers != nil {
+		s.o.Peers.TokensChanged(Change{Keys: true})
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.signer.kid, nil
+}
+
+// TokensChanged applies another node's change: a revoked token is refused
+// from now on, a change without a token id reloads the revocations and the
+// disabled subjects; new signing keys are loaded and the newest signs.
+func (s *Service) TokensChanged(c Change) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c.Keys {
+		s.reloadMu.Lock()
+		if err := s.loadKeys(ctx); err == nil {
+			s.lastSigner = time.Now()
+		}
+		s.reloadMu.Unlock()
+	}
+	if c.Tenant == "" {
+		return
+	}
+	if c.JTI != "" {
+		s.markRevoked(c.JTI)
+		return
+	}
+	s.reloadRevoked(ctx)
+}
+
+// ResetCaches reloads what other nodes could have changed unnoticed (the
+// revocations and the signing keys): their messages may have been lost.
+func (s *Service) ResetCaches() {
+	s.TokensChanged(Change{Keys: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.reloadRevoked(ctx)
+}
+
+func (s *Service) markRevoked(jti string) {
+	s.revMu.Lock()
+	s.revokedSet[jti] = struct{}{}
+	if s.marked != nil {
+		s.marked[jti] = struct{}{}
+	}
+	s.revMu.Unlock()
+}
+
+// SubjectsChanged is called after a user or client of tenant was disabled
+// or enabled: this node reloads the disabled subjects at once, and the
+// other nodes (through Peers) too.
+func (s *Service) SubjectsChanged(ctx context.Context, tenant string) {
+	s.reloadRevoked(ctx)
+	if s.o.Peers != nil {
+		s.o.Peers.TokensChanged(Change{Tenant: tenant})
+	}
+}
+
+// reloadRevoked replaces the revocation set and the disabled subjects from
+// the store; if that fails they are marked stale, so the next Verify
+// loads them (and refuses the token if it cannot).
+func (s *Service) reloadRevoked(ctx context.Context) error {
+	s.revMu.Lock()
+	if s.reloads++; s.marked == nil {
+		s.marked = map[string]struct{}{}
+	}
+	s.revSeq++
+	seq := s.revSeq
+	s.revMu.Unlock()
+	ids, err := s.st.Revoked(ctx)
+	var subjects []string
+	if err == nil {
+		subjects, err = s.st.DisabledSubjects(ctx)
+	}
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	set := make(map[string]struct{}, len(ids)+len(s.marked))
+	for id := range s.marked {
+		set[id] = struct{}{}
+	}
+	if s.reloads--; s.reloads == 0 {
+		s.marked = nil
+	}
+	if err != nil {
+		s.revokedAt = time.Time{}
+		return err
+	}
+	if seq < s.revApplied {
+		return nil // a reload that started later has applied fresher sets
+	}
+	for _, id := range ids {
+		set[id] = struct{}{}
+	}
+	disabled := make(map[string]struct{}, len(subjects))
+	for _, id := range subjects {
+		disabled[id] = struct{}{}
+	}
+	s.revokedSet, s.disabledSet, s.revokedAt, s.revApplied = set, disabled, time.Now(), seq
+	return nil
 }
 
 // signerRefresh is how often Issue looks for a newer signing key.
@@ -355,7 +511,8 @@ func (s *Service) idToken(u *store.User, clientID string) (string, error) {
 }
 
 // Verify checks a bearer token and returns its subject. A revoked token is
-// refused (on other nodes within revocationRefresh of the revocation).
+// refused: on this node at once; on other nodes at once when they share an
+// invalidation bus (Options.Peers and Live), else within RevocationRefresh.
 func (s *Service) Verify(ctx context.Context, token string) (authz.Subject, error) {
 	e, err := s.verify(ctx, token)
 	if err != nil {
@@ -374,7 +531,7 @@ func (s *Service) verify(ctx context.Context, token string) (cached, error) {
 		}
 		s.cache.put(token, e, now)
 	}
-	if s.revoked(ctx, e.jti) {
+	if s.revoked(ctx, e.jti, e.subj.ID) {
 		return cached{}, fmt.Errorf("%w: revoked", ErrInvalidToken)
 	}
 	return e, nil
@@ -425,38 +582,47 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
 }
 
-// revocationRefresh is how stale a node's view of revocations made on
-// other nodes may be.
-const revocationRefresh = 5 * time.Second
+// defaultRevocationRefresh is how stale a node's view of revocations made
+// on other nodes may be without an invalidation bus.
+const defaultRevocationRefresh = 5 * time.Second
 
-// revoked reports whether jti was revoked, reloading the revocation list
-// from the store when it is older than revocationRefresh. If the reload
-// fails the token is refused: a revocation must not be missed.
-func (s *Service) revoked(ctx context.Context, jti string) bool {
+// revoked reports whether token jti was revoked or its subject (a user id
+// or "client/"+id) is disabled, reloading both lists from the store when
+// they are older than RevocationRefresh, and asking the store every time
+// while Live says changes may have been missed. If the store cannot answer
+// the token is refused: a revocation must not be missed.
+func (s *Service) revoked(ctx context.Context, jti, subject string) bool {
 	s.revMu.RLock()
-	_, gone := s.revokedSet[jti]
-	stale := time.Since(s.revokedAt) > revocationRefresh
+	gone := s.refusedLocked(jti, subject)
+	stale := time.Since(s.revokedAt) > s.o.RevocationRefresh
 	s.revMu.RUnlock()
 	if gone {
 		return true
+	}
+	if s.o.Live != nil && !s.o.Live.Live() {
+		ids, err := s.st.Revoked(ctx)
+		if err != nil || slices.Contains(ids, jti) {
+			return true
+		}
+		subjects, err := s.st.DisabledSubjects(ctx)
+		return err != nil || slices.Contains(subjects, subject)
 	}
 	if !stale || !s.revLoading.CompareAndSwap(false, true) {
 		return false
 	}
 	defer s.revLoading.Store(false)
-	ids, err := s.st.Revoked(ctx)
-	if err != nil {
+	if err := s.reloadRevoked(ctx); err != nil {
 		return true
 	}
-	set := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		set[id] = struct{}{}
-	}
-	s.revMu.Lock()
-	s.revokedSet, s.revokedAt = set, time.Now()
-	s.revMu.Unlock()
-	_, gone = set[jti]
-	return gone
+	s.revMu.RLock()
+	defer s.revMu.RUnlock()
+	return s.refusedLocked(jti, subject)
+}
+
+func (s *Service) refusedLocked(jti, subject string) bool {
+	_, gone := s.revokedSet[jti]
+	_, disabled := s.disabledSet[subject]
+	return gone || disabled
 }
 
 // Revoke revokes an access token (RFC 7009): presenting it is the proof of
@@ -475,9 +641,10 @@ func (s *Service) Revoke(ctx context.Context, requestID, token string) error {
 	if err != nil {
 		return err
 	}
-	s.revMu.Lock()
-	s.revokedSet[e.jti] = struct{}{}
-	s.revMu.Unlock()
+	s.markRevoked(e.jti)
+	if s.o.Peers != nil {
+		s.o.Peers.TokensChanged(Change{Tenant: e.subj.Tenant, JTI: e.jti})
+	}
 	return nil
 }
 
@@ -494,6 +661,11 @@ func (s *Service) Introspect(ctx context.Context, token string) map[string]any {
 	}
 }
 
+// keyReloadInterval is the least time between two reloads of the signing
+// keys for unknown kids, so that tokens with made-up kids cost the store at
+// most one read per interval.
+const keyReloadInterval = time.Second
+
 func (s *Service) publicKey(ctx context.Context, kid string) *rsa.PublicKey {
 	s.mu.RLock()
 	pk := s.public[kid]
@@ -502,14 +674,27 @@ func (s *Service) publicKey(ctx context.Context, kid string) *rsa.PublicKey {
 		return pk
 	}
 	// Another node may have created a key after this one loaded its keys.
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	if time.Since(s.lastReload) < 10*time.Second {
-		return nil
-	}
-	s.lastReload = time.Now()
-	if err := s.loadKeys(ctx); err != nil {
-		return nil
+	// A token signed by it was issued after its commit, so a reload that
+	// starts after the token arrived finds it: wait for one (they are
+	// coalesced and spaced by keyReloadInterval) rather than refuse a good
+	// token because a reload ran a moment ago.
+	arrived := time.Now()
+	s.kidMu.Lock()
+	defer s.kidMu.Unlock()
+	if s.lastReload.Before(arrived) {
+		if wait := keyReloadInterval - time.Since(s.lastReload); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+		}
+		s.lastReload = time.Now()
+		if err := s.loadKeys(ctx); err != nil {
+			return nil
+		}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -73,6 +73,12 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed
 	// when finding a client's address; empty: RemoteAddr only.
 	TrustedProxies []netip.Prefix
+	// NATSURL is the NATS server(s) carrying cache invalidations between
+	// nodes; empty: a single node.
+	NATSURL string
+	// NATSPrefix is the first part of the invalidation subject
+	// (<prefix>.invalidate): nodes with one prefix are one cluster.
+	NATSPrefix string
 }
 
 // Default returns the defaults.
@@ -100,6 +106,7 @@ func Default() Config {
 		AuthBurst:      20,
 		APIRate:        200,
 		APIBurst:       400,
+		NATSPrefix:     "ward",
 	}
 }
 
@@ -110,7 +117,10 @@ type setting struct {
 	set            func(*Config, string) error
 }
 
-var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+var (
+	tenantPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	subjectPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
 
 var settings = []setting{
 	{"WARD_ADDR", "addr", "address to listen on (host:port)", false,
@@ -235,6 +245,28 @@ var settings = []setting{
 		func(c *Config) string { return c.OIDCIssuers }, func(c *Config, v string) error { c.OIDCIssuers = v; return nil }},
 	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
 		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},
+	{"WARD_NATS_URL", "nats-url", "NATS server(s) for cache invalidations between nodes (nats://host:4222, comma-separated for a cluster); every node of one database must use it; empty: a single node", true,
+		func(c *Config) string { return c.NATSURL }, func(c *Config, v string) error {
+			for _, part := range strings.Split(v, ",") {
+				if v == "" {
+					break
+				}
+				u, err := url.Parse(strings.TrimSpace(part))
+				if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+					return errors.New("must be nats:// or tls:// URLs, comma-separated")
+				}
+			}
+			c.NATSURL = v
+			return nil
+		}},
+	{"WARD_NATS_PREFIX", "nats-prefix", "subject prefix of the invalidations (<prefix>.invalidate); nodes sharing a database must share it", false,
+		func(c *Config) string { return c.NATSPrefix }, func(c *Config, v string) error {
+			if len(v) > 64 || !subjectPattern.MatchString(v) {
+				return errors.New("must be NATS subject tokens (letters, digits, _ and -) separated by dots, at most 64 characters")
+			}
+			c.NATSPrefix = v
+			return nil
+		}},
 	{"WARD_EXPORT_TTL", "export-ttl", "how long Bulk Data export files are kept after the export finishes (Go duration, 1m to 720h)", false,
 		func(c *Config) string { return c.ExportTTL.String() }, func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
@@ -393,6 +425,20 @@ func (c *Config) Print(w io.Writer) {
 }
 
 func mask(env, v string) string {
+	if env == "WARD_NATS_URL" {
+		var out []string
+		for _, part := range strings.Split(v, ",") {
+			u, err := url.Parse(strings.TrimSpace(part))
+			if err != nil {
+				return "(set, hidden)"
+			}
+			if u.User != nil {
+				u.User = url.User("xxxxx")
+			}
+			out = append(out, u.Redacted())
+		}
+		return strings.Join(out, ",")
+	}
 	if env == "WARD_DATABASE_URL" || env == "WARD_REDIS_URL" {
 		if u, err := url.Parse(v); err == nil {
 			if _, has := u.User.Password(); has {

@@ -54,6 +54,13 @@ func TestFromEnv(t *testing.T) {
 			return len(c.TrustedProxies) == 3 && c.TrustedProxies[1].String() == "192.0.2.7/32" && c.TrustedProxies[2].String() == "2001:db8::/32"
 		}},
 		{"bad trusted proxy", []string{"WARD_TRUSTED_PROXIES=10.0.0.0/8,proxy.local"}, "WARD_TRUSTED_PROXIES", nil},
+		{"single node by default", nil, "", func(c Config) bool { return c.NATSURL == "" && c.NATSPrefix == "ward" }},
+		{"nats url", []string{"WARD_NATS_URL=nats://a:4222,nats://b:4222"}, "", func(c Config) bool { return c.NATSURL == "nats://a:4222,nats://b:4222" }},
+		{"bad nats url", []string{"WARD_NATS_URL=http://a:4222"}, "WARD_NATS_URL", nil},
+		{"nats url without host", []string{"WARD_NATS_URL=nats://"}, "WARD_NATS_URL", nil},
+		{"nats prefix", []string{"WARD_NATS_PREFIX=prod.ward-1"}, "", func(c Config) bool { return c.NATSPrefix == "prod.ward-1" }},
+		{"bad nats prefix", []string{"WARD_NATS_PREFIX=ward.>"}, "WARD_NATS_PREFIX", nil},
+		{"empty nats prefix", []string{"WARD_NATS_PREFIX="}, "WARD_NATS_PREFIX", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,10 +102,14 @@ func TestPrintMasksSecrets(t *testing.T) {
 	c.Key = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW0="
 	c.DatabaseURL = "postgres://ward:hunter2hunter2@db:5432/ward"
 	c.RedisURL = "redis://:redispass123@cache:6379/0"
+	c.NATSURL = "nats://bus:natsecret99@nats1:4222,nats://tok3nsecret@nats2:4222"
 	var b bytes.Buffer
 	c.Print(&b)
 	out := b.String()
-	for _, secret := range []string{c.Key, "hunter2hunter2", "redispass123"} {
+	if !strings.Contains(out, "nats1:4222") || !strings.Contains(out, "nats2:4222") {
+		t.Errorf("NATS hosts should remain visible: %s", out)
+	}
+	for _, secret := range []string{c.Key, "hunter2hunter2", "redispass123", "natsecret99", "tok3nsecret"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("printed config contains a secret: %s", out)
 		}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/invalidation/natstest"
 )
 
 // BenchmarkReadDecision measures what the access decision adds to a read
@@ -168,4 +170,44 @@ func report(b *testing.B, ds []time.Duration) {
 	}
 	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(ds[len(ds)*9/10].Nanoseconds())/1e3, "p90-µs")
+}
+
+// BenchmarkCachedDecisionOnBus compares a decision from cached facts on a
+// single node with the same decision on a node connected to the
+// invalidation bus (which must check, on every cached fact, that the bus
+// is live). The difference is what the bus adds to a cached read. Run with
+//
+//	go test ./internal/records/ -run '^$' -bench BenchmarkCachedDecisionOnBus -benchtime 20000x -count 5
+func BenchmarkCachedDecisionOnBus(b *testing.B) {
+	natsURL := natstest.URL(b)
+	for _, mode := range []string{"single-node", "bus-connected"} {
+		w := apptest.Start(b, apptest.SQLite, func(c *config.Config) {
+			if mode == "bus-connected" {
+				c.NATSURL, c.NATSPrefix = natsURL, natstest.Prefix()
+			}
+		})
+		if (w.App.Bus != nil) != (mode == "bus-connected") || (w.App.Bus != nil && !w.App.Bus.Live()) {
+			b.Fatalf("%s: bus %v", mode, w.App.Bus)
+		}
+		pid := w.Create(b, authz.RoleAdmin, `{"resourceType":"Patient","gender":"female","generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
+		id := w.Create(b, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/`+pid+`"}}`)
+		ctx := context.Background()
+		plain, err := w.App.Records.For(authz.Subject{Tenant: "default", ID: "a", Role: authz.RoleAdmin, Scopes: []string{"user/*.cruds"}}, "bench").Read(ctx, "Observation", id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := authz.Subject{Tenant: "default", ID: "p", Role: authz.RolePhysician, Scopes: []string{"user/*.cruds"}, Practitioner: "pract-physician"}
+		b.Run("decision/"+mode, func(b *testing.B) {
+			var ds []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				d, err := w.App.Records.For(s, "bench").DecisionOnly(ctx, "Observation", plain.JSON, id)
+				ds = append(ds, time.Since(start))
+				if err != nil || !d.Allow {
+					b.Fatalf("%+v %v", d, err)
+				}
+			}
+			report(b, ds)
+		})
+	}
 }

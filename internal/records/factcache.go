@@ -7,10 +7,12 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 )
 
-// factTTL bounds how stale a cached fact may be: a write on this node
-// invalidates at once; a write on another node (or time moving an
-// Encounter out of the window) is seen within factTTL.
-const factTTL = 5 * time.Second
+// defaultFactTTL bounds how stale a cached fact may be: a write on this
+// node invalidates at once, and so does a write on another node when the
+// nodes share an invalidation bus (Options.Peers); without one (or when
+// the writing node is cut off from it), and for time moving an Encounter
+// out of the window, a change is seen within the TTL.
+const defaultFactTTL = 5 * time.Second
 
 // maxCachedFacts bounds each cache map; a full map is cleared.
 const maxCachedFacts = 100000
@@ -18,6 +20,29 @@ const maxCachedFacts = 100000
 // relationshipTypes are the types whose writes can change a care
 // relationship.
 var relationshipTypes = map[string]bool{"Patient": true, "CareTeam": true, "Encounter": true, "PractitionerRole": true}
+
+// Facts names kinds of facts as other nodes hear of them, as a set.
+type Facts uint8
+
+// The kinds of facts.
+const (
+	// Relationships: care relationships, a clinician's organizations and
+	// care sets (written by Patient, CareTeam, Encounter, PractitionerRole).
+	Relationships Facts = 1 << iota
+	// Consents: patients' Consents.
+	Consents
+)
+
+// factsOf is what writes of type t can change.
+func factsOf(t string) Facts {
+	switch {
+	case relationshipTypes[t]:
+		return Relationships
+	case t == "Consent":
+		return Consents
+	}
+	return 0
+}
 
 // The kinds of cached fact, each invalidated by its own generations.
 type factKind int
@@ -39,9 +64,15 @@ const (
 // are tenant-wide because the version they replace may have named other
 // patients.
 type factCache struct {
+	ttl time.Duration
+	// live, when set, says whether the cache may be used now (a cluster
+	// node that may have missed an invalidation must not).
+	live Live
+
 	mu sync.Mutex
-	// epoch changes when the per-patient generations are cleared, so that
-	// no entry outlives the generation it was checked against.
+	// epoch changes when the per-patient generations are cleared or the
+	// cache is reset, so that no entry outlives the generation it was
+	// checked against.
 	epoch uint64
 	// tenant -> generation, per kind
 	tenantGen [5]map[string]uint64
@@ -64,8 +95,8 @@ type cached[T any] struct {
 	v  T
 }
 
-func newFactCache() *factCache {
-	c := &factCache{patientGen: map[relKey]uint64{},
+func newFactCache(ttl time.Duration, live Live) *factCache {
+	c := &factCache{ttl: ttl, live: live, patientGen: map[relKey]uint64{},
 		related: map[relKey]cached[bool]{}, orgs: map[relKey]cached[[]string]{},
 		careSets: map[relKey]cached[[]string]{}, consents: map[relKey]cached[[]authz.Consent]{}}
 	for i := range c.tenantGen {
@@ -90,28 +121,55 @@ func kindsOf(typ string) []factKind {
 // perPatient reports whether a kind is cached per patient.
 func perPatient(k factKind) bool { return k == factRelated || k == factConsents }
 
-// wrote invalidates, tenant-wide, what writes of these types can change.
-func (c *factCache) wrote(tenant string, types ...string) {
+// wrote invalidates, tenant-wide, what writes of these types can change,
+// and returns it.
+func (c *factCache) wrote(tenant string, types ...string) Facts {
+	var f Facts
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, t := range types {
+		f |= factsOf(t)
 		for _, k := range kindsOf(t) {
 			c.tenantGen[k][tenant]++
 		}
 	}
+	return f
+}
+
+// invalidate bumps, tenant-wide, the generations of every kind of fact in
+// f (another node's write, whose patients this node does not know).
+func (c *factCache) invalidate(tenant string, f Facts) {
+	var types []string
+	if f&Relationships != 0 {
+		types = append(types, "PractitionerRole") // every relationship kind
+	}
+	if f&Consents != 0 {
+		types = append(types, "Consent")
+	}
+	c.wrote(tenant, types...)
+}
+
+// reset invalidates every fact of every tenant.
+func (c *factCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	clear(c.related)
+	clear(c.orgs)
+	clear(c.careSets)
+	clear(c.consents)
 }
 
 // created invalidates what creating a resource of typ in the compartments
 // of patients can change: those patients' facts and the tenant-wide sets.
-// Without patients it is wrote.
-func (c *factCache) created(tenant, typ string, patients []string) {
+// Without patients it is wrote. It returns what other nodes must forget.
+func (c *factCache) created(tenant, typ string, patients []string) Facts {
 	kinds := kindsOf(typ)
 	if len(kinds) == 0 {
-		return
+		return 0
 	}
 	if len(patients) == 0 || typ == "PractitionerRole" {
-		c.wrote(tenant, typ)
-		return
+		return c.wrote(tenant, typ)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -130,6 +188,7 @@ func (c *factCache) created(tenant, typ string, patients []string) {
 			c.tenantGen[k][tenant]++
 		}
 	}
+	return factsOf(typ)
 }
 
 func kindName(k factKind) string {
@@ -157,11 +216,14 @@ func (c *factCache) stampLocked(kind factKind, k relKey) stamp {
 }
 
 func getFact[T any](c *factCache, m map[relKey]cached[T], kind factKind, k relKey, now time.Time) (T, bool) {
+	var zero T
+	if c.live != nil && !c.live.Live() {
+		return zero, false // an invalidation may have been missed: load afresh
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := m[k]
-	if !ok || e.st != c.stampLocked(kind, k) || now.Sub(e.at) > factTTL || now.Before(e.at) {
-		var zero T
+	if !ok || e.st != c.stampLocked(kind, k) || now.Sub(e.at) > c.ttl || now.Before(e.at) {
 		return zero, false
 	}
 	return e.v, true

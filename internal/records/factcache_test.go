@@ -50,7 +50,7 @@ func TestFactCacheInvalidation(t *testing.T) {
 			// A new epoch: every entry of every tenant.
 		}, []string{"related a", "related b", "orgs", "care set", "consents a", "consents b", "tenant consents", "other tenant related a", "other tenant consents a"}},
 	} {
-		fc := newFactCache()
+		fc := newFactCache(defaultFactTTL, nil)
 		for _, e := range entries {
 			putFact(fc, fc.related, e.key, fc.stampOf(e.kind, e.key), now, true)
 		}
@@ -68,11 +68,11 @@ func TestFactCacheInvalidation(t *testing.T) {
 			}
 		}
 	}
-	// Time: an entry older than factTTL, or from the future, is stale.
-	fc := newFactCache()
+	// Time: an entry older than the TTL, or from the future, is stale.
+	fc := newFactCache(defaultFactTTL, nil)
 	k := relKey{"t", "pr", "a"}
 	putFact(fc, fc.related, k, fc.stampOf(factRelated, k), now, true)
-	for d, want := range map[time.Duration]bool{0: true, factTTL: true, factTTL + 1: false, -1: false} {
+	for d, want := range map[time.Duration]bool{0: true, defaultFactTTL: true, defaultFactTTL + 1: false, -1: false} {
 		if _, ok := getFact(fc, fc.related, factRelated, k, now.Add(d)); ok != want {
 			t.Errorf("after %v: valid %v, want %v", d, ok, want)
 		}
@@ -83,5 +83,60 @@ func TestFactCacheInvalidation(t *testing.T) {
 	putFact(fc, fc.related, k, st, now, true)
 	if _, ok := getFact(fc, fc.related, factRelated, k, now); ok {
 		t.Error("a fact loaded across a write is valid")
+	}
+}
+
+type liveFlag bool
+
+func (l *liveFlag) Live() bool { return bool(*l) }
+
+// A fact loaded before an invalidation from another node, a reset or while
+// the bus is down is never served as if it were current.
+func TestFactCacheLiveAndReset(t *testing.T) {
+	now := time.Now()
+	live := liveFlag(true)
+	c := newFactCache(time.Hour, &live)
+	k := relKey{"t1", "pr", "p"}
+	put := func(st stamp) { putFact(c, c.related, k, st, now, true) }
+	cachedNow := func() bool { _, ok := getFact(c, c.related, factRelated, k, now); return ok }
+
+	put(c.stampOf(factRelated, k))
+	if !cachedNow() {
+		t.Fatal("a fresh entry is not served")
+	}
+	live = false
+	if cachedNow() {
+		t.Fatal("served from the cache while invalidations may be missed")
+	}
+	live = true
+
+	c.invalidate("t2", Relationships)
+	c.invalidate("t1", Consents)
+	if !cachedNow() {
+		t.Fatal("another tenant's or another kind's invalidation dropped the entry")
+	}
+	c.invalidate("t1", Relationships)
+	if cachedNow() {
+		t.Fatal("served after the tenant's relationships were invalidated by another node")
+	}
+
+	// A load that took its stamp before a reset stores an entry that is
+	// stale at once, even for a tenant never invalidated before.
+	k = relKey{"t3", "pr", "p"}
+	st := c.stampOf(factRelated, k)
+	c.reset()
+	put(st)
+	if cachedNow() {
+		t.Fatal("an entry loaded across a reset is served")
+	}
+	put(c.stampOf(factRelated, k))
+	if !cachedNow() {
+		t.Fatal("an entry loaded after the reset is not served")
+	}
+	if f := c.wrote("t3", "Observation", "Consent", "CareTeam"); f != Relationships|Consents {
+		t.Fatalf("wrote = %b", f)
+	}
+	if f := c.created("t3", "Encounter", []string{"p"}); f != Relationships {
+		t.Fatalf("created = %b", f)
 	}
 }

@@ -9,6 +9,11 @@
 // is returned to the caller until its audit record is durable; if the ledger
 // cannot be written the call fails with problem.ErrUnavailable and returns
 // no data. Refusals are audited too.
+//
+// The facts decisions need are cached per node and dropped by every write
+// that may change them; with Options.Peers and Live (the invalidation bus)
+// also by the other nodes' writes, and never used while this node may have
+// missed one of those.
 package records
 
 import (
@@ -41,6 +46,19 @@ type Keys interface {
 	Blinder(ctx context.Context, tenant string) (*seal.Blinder, error)
 }
 
+// Publisher tells the other nodes of a cluster which facts of a tenant a
+// commit on this node may have changed. It is called after the commit
+// (and after a commit whose outcome is unknown), never before.
+type Publisher interface {
+	FactsChanged(tenant string, f Facts)
+}
+
+// Live reports whether cached facts may be used now: false while this
+// node may have missed another node's invalidation.
+type Live interface {
+	Live() bool
+}
+
 // Service holds what every Repo shares.
 type Service struct {
 	// labels remembers security labels' token hashes (labelHash).
@@ -60,6 +78,7 @@ type Service struct {
 	maxDecided int
 	facts      *factCache
 	factPlans  *factPlans
+	peers      Publisher
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -80,6 +99,14 @@ type Options struct {
 	// MaxDecidedCount bounds how many matches a search total decides one
 	// by one (0: DefaultMaxDecidedCount); beyond it the total is left out.
 	MaxDecidedCount int
+	// FactTTL bounds how long a cached fact is used without an
+	// invalidation (0: 5 s): the safety net under Peers.
+	FactTTL time.Duration
+	// Peers, when set, is told what every commit may have invalidated,
+	// for the other nodes; Live, when set, keeps the caches out of use
+	// while invalidations may be missed. Both nil: a single node.
+	Peers Publisher
+	Live  Live
 }
 
 // New returns a Service.
@@ -102,9 +129,28 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.MaxDecidedCount <= 0 {
 		o.MaxDecidedCount = DefaultMaxDecidedCount
 	}
+	if o.FactTTL <= 0 {
+		o.FactTTL = defaultFactTTL
+	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
-		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount, facts: newFactCache(), factPlans: newFactPlans()}
+		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
+		facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
+}
+
+// FactsChanged drops the cached facts f of tenant: another node committed
+// a write that may have changed them.
+func (s *Service) FactsChanged(tenant string, f Facts) { s.facts.invalidate(tenant, f) }
+
+// ResetFacts drops every cached fact (invalidations may have been lost).
+func (s *Service) ResetFacts() { s.facts.reset() }
+
+// publish tells the other nodes (through Peers) what a commit may have
+// changed. They forget it tenant-wide: the message carries no patients.
+func (s *Service) publish(tenant string, f Facts) {
+	if f != 0 && s.peers != nil {
+		s.peers.FactsChanged(tenant, f)
+	}
 }
 
 // Repo is the repository bound to one caller and one request.
@@ -227,12 +273,12 @@ func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now 
 // other version may also have moved the resource away from the patients
 // its previous version named, which only the tenant-wide generation
 // covers.
-func (s *Service) invalidate(w store.Write, doc map[string]any) {
+// It returns what other nodes must forget.
+func (s *Service) invalidate(w store.Write, doc map[string]any) Facts {
 	if w.Version == 1 && !w.Deleted && doc != nil {
-		s.facts.created(w.Tenant, w.Type, patientsOf(w.Type, w.ID, doc))
-		return
+		return s.facts.created(w.Tenant, w.Type, patientsOf(w.Type, w.ID, doc))
 	}
-	s.facts.wrote(w.Tenant, w.Type)
+	return s.facts.wrote(w.Tenant, w.Type)
 }
 
 // keyer is the tenant's keyed hash for search rows and queries.
@@ -263,7 +309,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
-	r.s.invalidate(w, doc) // also on failure: the outcome may be unknown
+	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
 	switch {
 	case err == nil:
 		return nil

@@ -310,9 +310,11 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, unit)
+	var f Facts
 	for i, w := range unit.Writes {
-		r.s.invalidate(w, docs[i])
+		f |= r.s.invalidate(w, docs[i]) // every write of a unit is of the caller's tenant
 	}
+	r.s.publish(r.subj.Tenant, f)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)

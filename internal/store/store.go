@@ -390,6 +390,9 @@ type Store interface {
 	RefreshByID(ctx context.Context, id string) (*Refresh, error)
 	// Revoked lists the ids of revoked tokens that have not expired.
 	Revoked(ctx context.Context) ([]string, error)
+	// DisabledSubjects lists the token subjects that are disabled: the
+	// ids of disabled users and "client/" + the id of disabled clients.
+	DisabledSubjects(ctx context.Context) ([]string, error)
 	// Users lists a tenant's users by username.
 	Users(ctx context.Context, tenant string) ([]User, error)
 	Keys(ctx context.Context, purpose string) ([]Key, error)

@@ -84,6 +84,12 @@ var TestKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 // pgtest decides) with users of every role.
 func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward {
 	t.Helper()
+	return StartWith(t, backend, nil, mutate...)
+}
+
+// StartWith is Start with app options (e.g. app.WithCacheTTL).
+func StartWith(t testing.TB, backend Backend, opts []app.Option, mutate ...func(*config.Config)) *Ward {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(t.TempDir(), "ward-data")
 	if backend == Postgres {
@@ -93,6 +99,39 @@ func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward 
 	for _, m := range mutate {
 		m(&cfg)
 	}
+	w := run(t, backend, cfg, opts)
+	for _, role := range authz.Roles {
+		name := string(role) + "-user"
+		u := &store.User{Practitioner: Links[role].Practitioner, Patient: Links[role].Patient}
+		w.UserIDs[role] = AddLinkedUser(t, w.App.Store, cfg.Tenant, name, role, u)
+		w.Tokens[role] = w.Login(t, name, Password)
+	}
+	return w
+}
+
+// Join runs another node of first's cluster: the same database and key
+// (first's configuration, then mutate), its own process state and
+// listener, and first's users, logged in on this node.
+func Join(t testing.TB, first *Ward, opts []app.Option, mutate ...func(*config.Config)) *Ward {
+	t.Helper()
+	if first.Backend != Postgres {
+		t.Fatal("apptest.Join: nodes share a database only on PostgreSQL")
+	}
+	cfg := first.Config
+	cfg.DataDir = filepath.Join(t.TempDir(), "ward-data")
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	w := run(t, first.Backend, cfg, opts)
+	for role, id := range first.UserIDs {
+		w.UserIDs[role] = id
+		w.Tokens[role] = w.Login(t, string(role)+"-user", Password)
+	}
+	return w
+}
+
+func run(t testing.TB, backend Backend, cfg config.Config, opts []app.Option) *Ward {
+	t.Helper()
 	logs := &SyncBuffer{}
 	var sink io.Writer = logs
 	if _, bench := t.(*testing.B); bench {
@@ -100,7 +139,7 @@ func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward 
 		sink = io.Discard
 	}
 	ctx := context.Background()
-	a, err := app.Open(ctx, cfg, slog.New(slog.NewJSONHandler(sink, nil)), io.Discard)
+	a, err := app.Open(ctx, cfg, slog.New(slog.NewJSONHandler(sink, nil)), io.Discard, opts...)
 	if err != nil {
 		t.Fatalf("start ward: %v", err)
 	}
@@ -111,12 +150,6 @@ func Start(t testing.TB, backend Backend, mutate ...func(*config.Config)) *Ward 
 		srv.Close()
 		a.Close()
 	})
-	for _, role := range authz.Roles {
-		name := string(role) + "-user"
-		u := &store.User{Practitioner: Links[role].Practitioner, Patient: Links[role].Patient}
-		w.UserIDs[role] = AddLinkedUser(t, a.Store, cfg.Tenant, name, role, u)
-		w.Tokens[role] = w.Login(t, name, Password)
-	}
 	return w
 }
 

@@ -1170,6 +1170,25 @@ func (db *DB) Revoked(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
+// DisabledSubjects lists disabled users' ids and "client/"+id of disabled
+// clients (the subjects of their tokens).
+func (db *DB) DisabledSubjects(ctx context.Context) ([]string, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id FROM users WHERE disabled <> 0 UNION ALL SELECT 'client/' || id FROM clients WHERE disabled <> 0`)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list disabled subjects: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("%w: scan disabled subject: %v", store.ErrUnavailable, err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 // ClientByID finds a registered client.
 func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) {
 	c := &store.Client{}

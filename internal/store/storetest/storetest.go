@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -539,6 +540,38 @@ func Run(t *testing.T, open Opener) {
 		got, err := st.Revoked(ctx)
 		if err != nil || fmt.Sprint(got) != "[t1]" {
 			t.Fatalf("revoked %v %v", got, err)
+		}
+	})
+
+	t.Run("DisabledSubjects", func(t *testing.T) {
+		st := open(t)
+		t0 := time.Now().UTC().Truncate(time.Microsecond)
+		for _, id := range []string{"u1", "u2"} {
+			must(t, st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: id, Tenant: "a", Username: id, Role: "nurse", PasswordHash: "h", Created: t0}}))
+		}
+		for _, id := range []string{"c1", "c2"} {
+			must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: id, Tenant: "a", Scope: "x", Created: t0}}))
+		}
+		list := func() string {
+			got, err := st.DisabledSubjects(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			return fmt.Sprint(got)
+		}
+		if got := list(); got != "[]" {
+			t.Fatalf("nothing disabled: %s", got)
+		}
+		yes, no := true, false
+		must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u2", Disabled: &yes}}))
+		must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "c1", Disabled: true}}}))
+		if got := list(); got != "[client/c1 u2]" {
+			t.Fatalf("disabled: %s", got)
+		}
+		must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u2", Disabled: &no}}))
+		if got := list(); got != "[client/c1]" {
+			t.Fatalf("after enabling u2: %s", got)
 		}
 	})
 

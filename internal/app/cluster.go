@@ -1,0 +1,85 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/wardhealth/ward/internal/authn"
+	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/invalidation"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// factPeers publishes the records' invalidations on the bus.
+type factPeers struct{ bus *invalidation.Bus }
+
+func (p factPeers) FactsChanged(tenant string, f records.Facts) {
+	if f&records.Relationships != 0 {
+		p.bus.Publish(invalidation.Message{Tenant: tenant, Kind: invalidation.Relationships})
+	}
+	if f&records.Consents != 0 {
+		p.bus.Publish(invalidation.Message{Tenant: tenant, Kind: invalidation.Consents})
+	}
+}
+
+// tokenPeers publishes revocations and key rotations on the bus.
+type tokenPeers struct{ bus *invalidation.Bus }
+
+func (p tokenPeers) TokensChanged(c authn.Change) {
+	if c.Keys {
+		p.bus.Publish(invalidation.Message{Kind: invalidation.Keys})
+	}
+	if c.Tenant == "" {
+		return
+	}
+	m := invalidation.Message{Tenant: c.Tenant, Kind: invalidation.Revocation, JTI: c.JTI}
+	if !invalidation.ValidJTI(c.JTI) {
+		// An external issuer's token id may be any text: it does not
+		// travel; the receivers reload every revocation instead.
+		m.JTI = ""
+	}
+	p.bus.Publish(m)
+}
+
+// applier applies other nodes' invalidations to this node's caches.
+type applier struct {
+	records *records.Service
+	tokens  *authn.Service
+	log     *slog.Logger
+}
+
+func (a applier) Invalidated(m invalidation.Message) {
+	switch m.Kind {
+	case invalidation.Relationships:
+		a.records.FactsChanged(m.Tenant, records.Relationships)
+	case invalidation.Consents:
+		a.records.FactsChanged(m.Tenant, records.Consents)
+	case invalidation.Revocation:
+		a.tokens.TokensChanged(authn.Change{Tenant: m.Tenant, JTI: m.JTI})
+	case invalidation.Keys:
+		a.tokens.TokensChanged(authn.Change{Keys: true})
+	}
+	a.log.Debug("cluster invalidation applied", "kind", m.Kind.String(), "from", m.Node)
+}
+
+func (a applier) Reset() {
+	a.records.ResetFacts()
+	a.tokens.ResetCaches()
+}
+
+// AnnounceSubjectsChanged tells the nodes on the bus (cfg.NATSURL; nothing
+// to do when it is empty) that users or clients of tenant were disabled or
+// enabled by a command that changed the store itself, so that they reload
+// their disabled subjects at once rather than within their refresh.
+func AnnounceSubjectsChanged(cfg config.Config, tenant string) error {
+	if cfg.NATSURL == "" {
+		return nil
+	}
+	bus, err := invalidation.Connect(invalidation.Options{URL: cfg.NATSURL, Prefix: cfg.NATSPrefix})
+	if err != nil {
+		return fmt.Errorf("WARD_NATS_URL: %w", err)
+	}
+	defer bus.Close() // flushes the message
+	tokenPeers{bus}.TokensChanged(authn.Change{Tenant: tenant})
+	return nil
+}
