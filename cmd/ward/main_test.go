@@ -102,7 +102,7 @@ type server struct {
 // serve runs ward serve on dataDir; env adds WARD_* settings.
 func serve(t *testing.T, dataDir string, env ...string) *server {
 	t.Helper()
-	return serveWith(t, dataDir, nil)
+	return serveWith(t, dataDir, env)
 }
 
 // serveWith is serve with extra environment variables (NAME=value).
