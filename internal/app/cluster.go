@@ -13,12 +13,21 @@ import (
 // factPeers publishes the records' invalidations on the bus.
 type factPeers struct{ bus *invalidation.Bus }
 
-func (p factPeers) FactsChanged(tenant string, f records.Facts) {
-	if f&records.Relationships != 0 {
-		p.bus.Publish(invalidation.Message{Tenant: tenant, Kind: invalidation.Relationships})
-	}
-	if f&records.Consents != 0 {
-		p.bus.Publish(invalidation.Message{Tenant: tenant, Kind: invalidation.Consents})
+func (p factPeers) FactsChanged(tenant string, f records.Facts, patients []string) {
+	for _, k := range []struct {
+		f    records.Facts
+		kind invalidation.Kind
+	}{{records.Relationships, invalidation.Relationships}, {records.Consents, invalidation.Consents}} {
+		if f&k.f == 0 {
+			continue
+		}
+		if len(patients) == 0 {
+			p.bus.Publish(invalidation.Message{Tenant: tenant, Kind: k.kind})
+			continue
+		}
+		for _, pid := range patients {
+			p.bus.Publish(invalidation.Message{Tenant: tenant, Kind: k.kind, Patient: pid})
+		}
 	}
 }
 
@@ -50,10 +59,16 @@ type applier struct {
 
 func (a applier) Invalidated(m invalidation.Message) {
 	switch m.Kind {
-	case invalidation.Relationships:
-		a.records.FactsChanged(m.Tenant, records.Relationships)
-	case invalidation.Consents:
-		a.records.FactsChanged(m.Tenant, records.Consents)
+	case invalidation.Relationships, invalidation.Consents:
+		f := records.Relationships
+		if m.Kind == invalidation.Consents {
+			f = records.Consents
+		}
+		var patients []string
+		if m.Patient != "" {
+			patients = []string{m.Patient}
+		}
+		a.records.FactsChanged(m.Tenant, f, patients)
 	case invalidation.Revocation:
 		a.tokens.TokensChanged(authn.Change{Tenant: m.Tenant, JTI: m.JTI})
 	case invalidation.Keys:

@@ -3,8 +3,9 @@
 // revocation committed on one node is honoured on every other node at
 // once instead of after its cache lifetime.
 //
-// Guarantees: a message holds only a node id, a tenant id, a kind and (for
-// a revoked Ward token) the token's random id; Encode and Decode refuse
+// Guarantees: a message holds only a node id, a tenant id, a kind, (for
+// a revoked Ward token) the token's random id and (for facts that changed
+// for one patient alone) that patient's resource id; Encode and Decode refuse
 // anything else, so no PHI can travel on the subject. A node ignores its own
 // messages. Live reports false from the moment the connection is lost until
 // it is re-established and the caches have been reset, so a node that may
@@ -58,6 +59,9 @@ type Message struct {
 	Tenant string
 	Kind   Kind
 	JTI    string // Revocation only: the revoked token's id
+	// Patient, for Relationships and Consents, names the one patient whose
+	// facts changed (a create in their compartment); empty: the tenant's.
+	Patient string
 }
 
 // Version is the first byte of every encoded message.
@@ -72,6 +76,7 @@ var (
 	nodePattern   = regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)
 	tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`) // as authn.TenantPattern
 	jtiPattern    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+	idPattern     = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`) // a FHIR resource id
 )
 
 // ValidJTI reports whether a token id may travel in a message: Ward's own
@@ -99,18 +104,22 @@ func (m Message) Validate() error {
 	if m.JTI != "" && (m.Kind != Revocation || !jtiPattern.MatchString(m.JTI)) {
 		return fmt.Errorf("%w: token id", ErrInvalid)
 	}
+	if m.Patient != "" && (m.Kind != Relationships && m.Kind != Consents || !idPattern.MatchString(m.Patient)) {
+		return fmt.Errorf("%w: patient id", ErrInvalid)
+	}
 	return nil
 }
 
 // Encode returns the wire form: the version byte, the kind byte, then the
-// node, the tenant and the token id, each as one length byte and its bytes.
+// node, the tenant, the token id and the patient id, each as one length
+// byte and its bytes.
 func Encode(m Message) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 5+len(m.Node)+len(m.Tenant)+len(m.JTI))
+	b := make([]byte, 0, 6+len(m.Node)+len(m.Tenant)+len(m.JTI)+len(m.Patient))
 	b = append(b, Version, byte(m.Kind))
-	for _, f := range []string{m.Node, m.Tenant, m.JTI} {
+	for _, f := range []string{m.Node, m.Tenant, m.JTI, m.Patient} {
 		b = append(b, byte(len(f)))
 		b = append(b, f...)
 	}
@@ -125,7 +134,7 @@ func Decode(b []byte) (Message, error) {
 	}
 	m := Message{Kind: Kind(b[1])}
 	rest := b[2:]
-	for _, f := range []*string{&m.Node, &m.Tenant, &m.JTI} {
+	for _, f := range []*string{&m.Node, &m.Tenant, &m.JTI, &m.Patient} {
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return Message{}, fmt.Errorf("%w: truncated", ErrInvalid)
 		}

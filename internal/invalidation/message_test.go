@@ -11,6 +11,8 @@ func TestEncodeDecode(t *testing.T) {
 	good := []Message{
 		{Node: "n1", Tenant: "default", Kind: Relationships},
 		{Node: "n1", Tenant: "clinic-2", Kind: Consents},
+		{Node: "n1", Tenant: "default", Kind: Relationships, Patient: "a1b2-c3.d4"},
+		{Node: "n1", Tenant: "default", Kind: Consents, Patient: "p1"},
 		{Node: "n1", Tenant: "default", Kind: Revocation, JTI: "0123456789abcdef0123456789abcdef"},
 		{Node: "n1", Tenant: "default", Kind: Revocation}, // reload every revocation
 		{Node: "n1", Kind: Keys},
@@ -39,6 +41,10 @@ func TestEncodeDecode(t *testing.T) {
 		{"jti with text", Message{Node: "n", Tenant: "default", Kind: Revocation, JTI: "Ada Lovelace 1970-01-01"}},
 		{"jti too long", Message{Node: "n", Tenant: "default", Kind: Revocation, JTI: strings.Repeat("a", 129)}},
 		{"unknown kind", Message{Node: "n", Tenant: "default", Kind: 9}},
+		{"patient on a revocation", Message{Node: "n", Tenant: "default", Kind: Revocation, Patient: "p1"}},
+		{"patient on keys", Message{Node: "n", Kind: Keys, Patient: "p1"}},
+		{"patient as name", Message{Node: "n", Tenant: "default", Kind: Consents, Patient: "Ada Lovelace"}},
+		{"patient too long", Message{Node: "n", Tenant: "default", Kind: Consents, Patient: strings.Repeat("a", 65)}},
 	}
 	for _, c := range bad {
 		if _, err := Encode(c.m); !errors.Is(err, ErrInvalid) {

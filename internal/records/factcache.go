@@ -162,15 +162,36 @@ func (c *factCache) reset() {
 
 // created invalidates what creating a resource of typ in the compartments
 // of patients can change: those patients' facts and the tenant-wide sets.
-// Without patients it is wrote. It returns what other nodes must forget.
-func (c *factCache) created(tenant, typ string, patients []string) Facts {
+// Without patients it is wrote. It returns what other nodes must forget,
+// and whether that is of these patients alone.
+func (c *factCache) created(tenant, typ string, patients []string) (f Facts, perPatient bool) {
 	kinds := kindsOf(typ)
 	if len(kinds) == 0 {
-		return 0
+		return 0, false
 	}
 	if len(patients) == 0 || typ == "PractitionerRole" {
-		return c.wrote(tenant, typ)
+		return c.wrote(tenant, typ), false
 	}
+	c.bump(tenant, kinds, patients)
+	return factsOf(typ), true
+}
+
+// patientsChanged is created for another node's create: the facts f of
+// patients changed.
+func (c *factCache) patientsChanged(tenant string, f Facts, patients []string) {
+	var kinds []factKind
+	if f&Relationships != 0 {
+		kinds = append(kinds, kindsOf("Encounter")...) // a patient's relationships and the care sets
+	}
+	if f&Consents != 0 {
+		kinds = append(kinds, kindsOf("Consent")...)
+	}
+	c.bump(tenant, kinds, patients)
+}
+
+// bump raises the generations of kinds: per patient for the per-patient
+// kinds, tenant-wide for the others.
+func (c *factCache) bump(tenant string, kinds []factKind, patients []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.patientGen)+len(patients) > maxCachedFacts {
@@ -188,7 +209,6 @@ func (c *factCache) created(tenant, typ string, patients []string) Facts {
 			c.tenantGen[k][tenant]++
 		}
 	}
-	return factsOf(typ)
 }
 
 func kindName(k factKind) string {

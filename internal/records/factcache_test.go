@@ -42,6 +42,9 @@ func TestFactCacheInvalidation(t *testing.T) {
 		{"a PractitionerRole created", func(c *factCache) { c.created("t", "PractitionerRole", nil) }, []string{"related a", "related b", "orgs", "care set"}},
 		{"a Consent of b created", func(c *factCache) { c.created("t", "Consent", []string{"b"}) }, []string{"consents b", "tenant consents"}},
 		{"a Consent updated", func(c *factCache) { c.wrote("t", "Consent") }, []string{"consents a", "consents b", "tenant consents"}},
+		{"another node's Encounter of a", func(c *factCache) { c.patientsChanged("t", Relationships, []string{"a"}) }, []string{"related a", "care set"}},
+		{"another node's Consent of b", func(c *factCache) { c.patientsChanged("t", Consents, []string{"b"}) }, []string{"consents b", "tenant consents"}},
+		{"another node's tenant-wide change", func(c *factCache) { c.invalidate("t", Relationships|Consents) }, []string{"related a", "related b", "orgs", "care set", "consents a", "consents b", "tenant consents"}},
 		{"the other tenant's Encounter of a", func(c *factCache) { c.created("u", "Encounter", []string{"a"}) }, []string{"other tenant related a"}},
 		{"patient generations forgotten", func(c *factCache) {
 			for i := range maxCachedFacts + 1 {
@@ -136,7 +139,10 @@ func TestFactCacheLiveAndReset(t *testing.T) {
 	if f := c.wrote("t3", "Observation", "Consent", "CareTeam"); f != Relationships|Consents {
 		t.Fatalf("wrote = %b", f)
 	}
-	if f := c.created("t3", "Encounter", []string{"p"}); f != Relationships {
-		t.Fatalf("created = %b", f)
+	if f, per := c.created("t3", "Encounter", []string{"p"}); f != Relationships || !per {
+		t.Fatalf("created = %b, %v", f, per)
+	}
+	if f, per := c.created("t3", "PractitionerRole", nil); f != Relationships || per {
+		t.Fatalf("created a PractitionerRole = %b, %v", f, per)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,7 +51,9 @@ type Keys interface {
 // commit on this node may have changed. It is called after the commit
 // (and after a commit whose outcome is unknown), never before.
 type Publisher interface {
-	FactsChanged(tenant string, f Facts)
+	// FactsChanged: the facts f of tenant changed, for the named patients
+	// alone (a create in their compartments) or, with none, tenant-wide.
+	FactsChanged(tenant string, f Facts, patients []string)
 }
 
 // Live reports whether cached facts may be used now: false while this
@@ -138,18 +141,48 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 		facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
 }
 
-// FactsChanged drops the cached facts f of tenant: another node committed
-// a write that may have changed them.
-func (s *Service) FactsChanged(tenant string, f Facts) { s.facts.invalidate(tenant, f) }
+// FactsChanged drops the cached facts f of tenant, of the named patients
+// alone or, with none, tenant-wide: another node committed a write that
+// may have changed them.
+func (s *Service) FactsChanged(tenant string, f Facts, patients []string) {
+	if len(patients) > 0 {
+		s.facts.patientsChanged(tenant, f, patients)
+		return
+	}
+	s.facts.invalidate(tenant, f)
+}
 
 // ResetFacts drops every cached fact (invalidations may have been lost).
 func (s *Service) ResetFacts() { s.facts.reset() }
 
 // publish tells the other nodes (through Peers) what a commit may have
-// changed. They forget it tenant-wide: the message carries no patients.
-func (s *Service) publish(tenant string, f Facts) {
-	if f != 0 && s.peers != nil {
-		s.peers.FactsChanged(tenant, f)
+// changed: c.patients' facts of the kinds c.perPatient, and every fact of
+// the kinds c.tenant.
+func (s *Service) publish(tenant string, c change) {
+	if s.peers == nil {
+		return
+	}
+	if c.tenant != 0 {
+		s.peers.FactsChanged(tenant, c.tenant, nil)
+	}
+	if f := c.perPatient &^ c.tenant; f != 0 && len(c.patients) > 0 {
+		s.peers.FactsChanged(tenant, f, c.patients)
+	}
+}
+
+// change is what one or more writes invalidated, for publish.
+type change struct {
+	tenant, perPatient Facts
+	patients           []string
+}
+
+func (c *change) add(o change) {
+	c.tenant |= o.tenant
+	c.perPatient |= o.perPatient
+	for _, p := range o.patients {
+		if !slices.Contains(c.patients, p) {
+			c.patients = append(c.patients, p)
+		}
 	}
 }
 
@@ -274,11 +307,16 @@ func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now 
 // its previous version named, which only the tenant-wide generation
 // covers.
 // It returns what other nodes must forget.
-func (s *Service) invalidate(w store.Write, doc map[string]any) Facts {
+func (s *Service) invalidate(w store.Write, doc map[string]any) change {
 	if w.Version == 1 && !w.Deleted && doc != nil {
-		return s.facts.created(w.Tenant, w.Type, patientsOf(w.Type, w.ID, doc))
+		ps := patientsOf(w.Type, w.ID, doc)
+		if f, perPatient := s.facts.created(w.Tenant, w.Type, ps); perPatient {
+			return change{perPatient: f, patients: ps}
+		} else {
+			return change{tenant: f}
+		}
 	}
-	return s.facts.wrote(w.Tenant, w.Type)
+	return change{tenant: s.facts.wrote(w.Tenant, w.Type)}
 }
 
 // keyer is the tenant's keyed hash for search rows and queries.

@@ -310,11 +310,11 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	err := r.s.st.Commit(cctx, unit)
-	var f Facts
+	var c change
 	for i, w := range unit.Writes {
-		f |= r.s.invalidate(w, docs[i]) // every write of a unit is of the caller's tenant
+		c.add(r.s.invalidate(w, docs[i])) // every write of a unit is of the caller's tenant
 	}
-	r.s.publish(r.subj.Tenant, f)
+	r.s.publish(r.subj.Tenant, c)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
