@@ -41,6 +41,8 @@ type access struct {
 	// created are the patients created earlier in this transaction: the
 	// subject is registering them, they have no record to protect yet.
 	created []string
+	// pre is what prefetch learnt, until this Repo writes.
+	pre *prefetched
 }
 
 // targetOf describes one resource version for the decision: its type and
@@ -134,6 +136,11 @@ func (r *Repo) facts(ctx context.Context, t authz.Target) (authz.Facts, error) {
 			return f, err
 		}
 		f.Organizations = orgs
+		if len(t.Patients) == 1 && r.subj.Role != authz.RoleUser && !r.acc.careOK && !slices.Contains(r.acc.created, t.Patients[0]) {
+			if err := r.prefetch(ctx, t.Patients[0]); err != nil {
+				return f, err
+			}
+		}
 		for _, p := range t.Patients {
 			ok := slices.Contains(r.acc.created, p)
 			if !ok {
@@ -335,6 +342,9 @@ func (r *Repo) related(ctx context.Context, p string) (bool, error) {
 	if r.acc.careOK {
 		return slices.Contains(r.acc.careSet, p), nil
 	}
+	if r.acc.pre != nil && r.acc.pre.patient == p {
+		return r.acc.pre.related, nil
+	}
 	c, now := r.s.facts, r.s.now()
 	key := relKey{r.subj.Tenant, r.subj.Practitioner, p}
 	if v, ok := getFact(c, c.related, factRelated, key, now); ok {
@@ -349,14 +359,27 @@ func (r *Repo) related(ctx context.Context, p string) (bool, error) {
 }
 
 func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
-	refs, err := r.actorRefs(ctx)
+	qs, err := r.relationQueries(ctx, p)
 	if err != nil {
 		return false, err
 	}
+	ok, err := r.s.st.Exists(ctx, qs)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	return ok[0], nil
+}
+
+// relationQueries are the three ways a care relationship with p arises,
+// as memoized plans to ask in one statement: a cold decision pays one
+// round trip and no planning.
+func (r *Repo) relationQueries(ctx context.Context, p string) ([]store.SearchQuery, error) {
+	refs, err := r.actorRefs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	actors := strings.Join(refs, ",")
 	x := r.s.factPlans.sentinel
-	// The three ways a care relationship arises, asked as one statement of
-	// memoized plans: a cold decision pays one round trip and no planning.
 	type ask struct {
 		memo, typ string
 		q         url.Values
@@ -373,14 +396,56 @@ func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
 	qs := make([]store.SearchQuery, len(asks))
 	for i, a := range asks {
 		if qs[i], err = r.patientFactQuery(ctx, a.memo, a.typ, a.q, 1, p); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
-	ok, err := r.s.st.Exists(ctx, qs...)
-	if err != nil {
-		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	return qs, nil
+}
+
+// consentQuery is the question of p's active consents, memoized.
+func (r *Repo) consentQuery(ctx context.Context, p string) (store.SearchQuery, error) {
+	return r.patientFactQuery(ctx, "consents", "Consent", url.Values{"patient": {"Patient/" + r.s.factPlans.sentinel}, "status": {"active"}}, maxConsents, p)
+}
+
+// prefetch answers, in one statement, both questions a clinician's cold
+// decision about one patient p asks: is p in their care, and has p any
+// active consent. It caches both answers (a patient without consents
+// needs no second query) and does nothing when either is cached already.
+func (r *Repo) prefetch(ctx context.Context, p string) error {
+	c, now := r.s.facts, r.s.now()
+	rk, ck := relKey{r.subj.Tenant, r.subj.Practitioner, p}, relKey{r.subj.Tenant, "", p}
+	if _, ok := getFact(c, c.related, factRelated, rk, now); ok {
+		return nil
 	}
-	return ok, nil
+	if _, ok := getFact(c, c.consents, factConsents, ck, now); ok {
+		return nil
+	}
+	rs, cs := c.stampOf(factRelated, rk), c.stampOf(factConsents, ck)
+	rel, err := r.relationQueries(ctx, p)
+	if err != nil {
+		return err
+	}
+	cq, err := r.consentQuery(ctx, p)
+	if err != nil {
+		return err
+	}
+	got, err := r.s.st.Exists(ctx, rel, []store.SearchQuery{cq})
+	if err != nil {
+		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	r.acc.pre = &prefetched{patient: p, related: got[0], consents: got[1]}
+	putFact(c, c.related, rk, rs, now, got[0])
+	if !got[1] {
+		putFact(c, c.consents, ck, cs, now, []authz.Consent(nil))
+	}
+	return nil
+}
+
+// prefetched is what prefetch learnt for this request, used even when the
+// cache may not be (a node cut off from the invalidation bus).
+type prefetched struct {
+	patient           string
+	related, consents bool
 }
 
 // windowStart is where the Encounter window begins, rounded up to the
@@ -472,6 +537,9 @@ func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent
 	var out []authz.Consent
 	var missing []string
 	for _, p := range patients {
+		if r.acc.pre != nil && r.acc.pre.patient == p && !r.acc.pre.consents {
+			continue // none, as prefetch found
+		}
 		if v, ok := getFact(c, c.consents, factConsents, relKey{r.subj.Tenant, "", p}, now); ok {
 			out = append(out, v...)
 		} else {
@@ -507,7 +575,7 @@ func (r *Repo) loadConsents(ctx context.Context, chunk []string) ([]authz.Consen
 	var sq *store.SearchQuery
 	if len(chunk) == 1 {
 		// The question of a single decision: a memoized plan.
-		q, err := r.patientFactQuery(ctx, "consents", "Consent", url.Values{"patient": {"Patient/" + r.s.factPlans.sentinel}, "status": {"active"}}, maxConsents, chunk[0])
+		q, err := r.consentQuery(ctx, chunk[0])
 		if err != nil {
 			return nil, err
 		}

@@ -315,6 +315,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 		c.add(r.s.invalidate(w, docs[i])) // every write of a unit is of the caller's tenant
 	}
 	r.s.publish(r.subj.Tenant, c)
+	r.acc.pre = nil
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
@@ -397,7 +398,11 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; done <- struct{}{} }()
-			results[i] = r.batchEntry(ctx, e)
+			// Each entry on a Repo of its own: what one entry learns
+			// about access (r.acc) is not shared with entries that run
+			// at the same time.
+			er := &Repo{s: r.s, subj: r.subj, requestID: r.requestID}
+			results[i] = er.batchEntry(ctx, e)
 		}()
 	}
 	for range entries {

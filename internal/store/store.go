@@ -372,10 +372,11 @@ type Store interface {
 	Search(ctx context.Context, q SearchQuery) ([]Hit, error)
 	// Count counts what Search would return without a limit or cursor.
 	Count(ctx context.Context, q SearchQuery) (int64, error)
-	// Exists reports whether any of qs would return a resource, in one
-	// statement (the access layer asks several alternative questions
-	// about one patient at once). Limits, orders and cursors are ignored.
-	Exists(ctx context.Context, qs ...SearchQuery) (bool, error)
+	// Exists reports, for each group of queries, whether any of them would
+	// return a resource, all in one statement (the access layer asks
+	// several questions about one patient at once). Limits, orders and
+	// cursors are ignored.
+	Exists(ctx context.Context, groups ...[]SearchQuery) ([]bool, error)
 	// Refs returns the current, not deleted versions of the named
 	// resources of a tenant (any order, unknown ones left out).
 	Refs(ctx context.Context, tenant string, refs []Ref) ([]Version, error)

@@ -1605,32 +1605,50 @@ func (db *DB) Count(ctx context.Context, q store.SearchQuery) (int64, error) {
 	return n, nil
 }
 
-// Exists answers every query in one statement, so that alternatives cost
-// one round trip; each EXISTS stops at its first row.
-func (db *DB) Exists(ctx context.Context, qs ...store.SearchQuery) (bool, error) {
-	if len(qs) == 0 {
-		return false, nil
-	}
+// Exists answers every group in one statement, one column a group, so
+// that several questions cost one round trip; each EXISTS stops at its
+// first row.
+func (db *DB) Exists(ctx context.Context, groups ...[]store.SearchQuery) ([]bool, error) {
+	out := make([]bool, len(groups))
 	var b strings.Builder
 	var args []any
-	b.WriteString(`SELECT CASE WHEN `)
-	for i, q := range qs {
-		base, a, err := searchBase(q)
-		if err != nil {
-			return false, err
+	b.WriteString(`SELECT `)
+	for g, qs := range groups {
+		if g > 0 {
+			b.WriteString(`, `)
 		}
-		if i > 0 {
-			b.WriteString(` OR `)
+		b.WriteString(`CASE WHEN `)
+		if len(qs) == 0 {
+			b.WriteString(`1 = 0`)
 		}
-		b.WriteString(`EXISTS (SELECT 1` + base + `)`)
-		args = append(args, a...)
+		for i, q := range qs {
+			base, a, err := searchBase(q)
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 {
+				b.WriteString(` OR `)
+			}
+			b.WriteString(`EXISTS (SELECT 1` + base + `)`)
+			args = append(args, a...)
+		}
+		b.WriteString(` THEN 1 ELSE 0 END`)
 	}
-	b.WriteString(` THEN 1 ELSE 0 END`)
-	var n int64
-	if err := db.queryRow(ctx, b.String(), args...).Scan(&n); err != nil {
-		return false, fmt.Errorf("%w: exists: %v", store.ErrUnavailable, err)
+	if len(groups) == 0 {
+		return out, nil
 	}
-	return n == 1, nil
+	ns := make([]int64, len(groups))
+	dest := make([]any, len(groups))
+	for i := range ns {
+		dest[i] = &ns[i]
+	}
+	if err := db.queryRow(ctx, b.String(), args...).Scan(dest...); err != nil {
+		return nil, fmt.Errorf("%w: exists: %v", store.ErrUnavailable, err)
+	}
+	for i, n := range ns {
+		out[i] = n == 1
+	}
+	return out, nil
 }
 
 // Refs reads the current versions of named resources.

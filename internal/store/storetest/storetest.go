@@ -302,13 +302,22 @@ func Run(t *testing.T, open Opener) {
 			{"other tenant", []store.SearchQuery{has("a", "Encounter", 9, 90)}, false},
 			{"other type", []store.SearchQuery{has("b", "CareTeam", 9, 90)}, false},
 		} {
-			got, err := st.Exists(ctx, c.qs...)
-			if err != nil || got != c.want {
+			got, err := st.Exists(ctx, c.qs)
+			if err != nil || len(got) != 1 || got[0] != c.want {
 				t.Errorf("%s: %v %v, want %v", c.name, got, err, c.want)
 			}
 		}
+		// Several groups in one call, each answered on its own.
+		got, err := st.Exists(ctx, []store.SearchQuery{has("a", "CareTeam", 7, 71)}, nil,
+			[]store.SearchQuery{has("a", "Patient", 7, 70), has("a", "CareTeam", 7, 70)}, []store.SearchQuery{has("b", "Encounter", 9, 90)})
+		if err != nil || fmt.Sprint(got) != "[false false true true]" {
+			t.Errorf("groups: %v %v", got, err)
+		}
+		if got, err := st.Exists(ctx); err != nil || len(got) != 0 {
+			t.Errorf("no groups: %v %v", got, err)
+		}
 		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "CareTeam", ID: "ct", Version: 2, LastUpdated: t0.Add(time.Hour), Deleted: true}}}))
-		if got, err := st.Exists(ctx, has("a", "CareTeam", 7, 70)); err != nil || got {
+		if got, err := st.Exists(ctx, []store.SearchQuery{has("a", "CareTeam", 7, 70)}); err != nil || got[0] {
 			t.Errorf("deleted resource: %v %v", got, err)
 		}
 	})
