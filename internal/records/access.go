@@ -399,7 +399,26 @@ func (r *Repo) relationQueries(ctx context.Context, p string) ([]store.SearchQue
 			return nil, err
 		}
 	}
+	// The planner drives the Patient question by its generalPractitioner
+	// rows (_id has no index rows to list): every patient of the
+	// clinician's panel would be listed to find p. p's own row is one
+	// lookup, so its practitioner rows are probed instead.
+	qs[0] = probeDriver(qs[0])
 	return qs, nil
+}
+
+// probeDriver turns q's driving index lookup into a probe of each
+// candidate row, for a query whose other conditions already pin a handful
+// of rows.
+func probeDriver(q store.SearchQuery) store.SearchQuery {
+	d := q.Drive
+	if d == nil {
+		return q
+	}
+	q.Drive = nil
+	q.Where = append([]string{`(SELECT 1 FROM ` + d.Table + ` ` + d.Alias + ` WHERE ` + d.Alias + `.rid = r.rid AND (` + d.Cond + `) LIMIT 1) IS NOT NULL`}, q.Where...)
+	q.Args = append(slices.Clone(d.Args), q.Args...)
+	return q
 }
 
 // consentQuery is the question of p's active consents, memoized.

@@ -55,3 +55,8 @@ func SetDecideChunk(n int) (restore func()) {
 	decideChunk = n
 	return func() { decideChunk = old }
 }
+
+// RelationQueries are the questions of a care relationship with p.
+func (r *Repo) RelationQueries(ctx context.Context, p string) ([]store.SearchQuery, error) {
+	return r.relationQueries(ctx, p)
+}

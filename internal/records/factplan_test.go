@@ -57,3 +57,23 @@ func TestFactPlansBindLikeDirectPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestRelationQueriesPinThePatient: no relationship question lists the
+// clinician's whole panel: the Patient question probes the practitioner
+// rows of p's own row, the others are driven by p's reference.
+func TestRelationQueriesPinThePatient(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	r := w.App.Records.For(authz.Subject{Tenant: "default", ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"}, "test")
+	qs, err := r.RelationQueries(context.Background(), "p1")
+	if err != nil || len(qs) != 3 {
+		t.Fatalf("%d %v", len(qs), err)
+	}
+	if qs[0].Drive != nil || len(qs[0].Where) != 2 || qs[0].Where[1] != "r.id IN (?)" || qs[0].Args[len(qs[0].Args)-1] != "p1" {
+		t.Errorf("Patient question: drive %+v where %v args %v", qs[0].Drive, qs[0].Where, qs[0].Args)
+	}
+	for _, q := range qs[1:] {
+		if q.Drive == nil || len(q.Drive.Args) != 2 {
+			t.Errorf("%v question not driven by the patient: %+v", q.Types, q.Drive)
+		}
+	}
+}

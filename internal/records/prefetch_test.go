@@ -46,3 +46,4 @@ func TestDecisionsFollowTheRepoOwnWrites(t *testing.T) {
 		})
 	}
 }
+
