@@ -46,4 +46,3 @@ func TestDecisionsFollowTheRepoOwnWrites(t *testing.T) {
 		})
 	}
 }
-
