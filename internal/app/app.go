@@ -156,7 +156,12 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if window == 0 {
 		window = -1 // Encounters make no care relationship
 	}
-	rec := records.New(st, km, val, records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
+	// PostgreSQL caches generic plans of Ward's prepared statements (see
+	// postgres.Open): probes are written so that such a plan still reads
+	// them by rid.
+	d, _ := st.(interface{ Dialect() string })
+	so := search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: d != nil && d.Dialect() == "postgres"}
+	rec := records.New(st, km, val, records.Options{Search: so, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
 		NoAdminPHI: !cfg.AdminPHIAccess, EncounterWindow: window})
 	health := func(ctx context.Context) error {
 		_, err := st.AuditHead(ctx)

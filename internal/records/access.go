@@ -652,18 +652,16 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a s
 			targs = append(targs, ca...)
 		}
 		if len(rest.ExcludeLabels) > 0 {
-			targs = append(targs, search.PID(t, "_security"))
 			for _, l := range rest.ExcludeLabels {
 				targs = append(targs, r.s.labelHash(k, l))
 			}
-			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
+			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = `+search.PIDSQL(search.PID(t, "_security"))+` AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
 		}
 		if constrained, cats := authz.ScopeConstraints(r.subj, authz.Search, t); constrained {
-			targs = append(targs, search.PID(t, "category"))
 			for _, c := range cats {
 				targs = append(targs, search.TokenHash(k, c))
 			}
-			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
+			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = `+search.PIDSQL(search.PID(t, "category"))+` AND x.h IN (`+marks(len(cats))+`))`)
 		}
 		if len(conds) == 0 {
 			free = append(free, t)
@@ -702,18 +700,16 @@ func patientCond(a, typ string, patients []string, k search.Keyer) (string, []an
 	if typ == "Patient" {
 		return a + `.refh IN (` + marks(len(hs)) + `)`, hs
 	}
-	var pids []any
+	var pids []int32
 	for _, code := range compartment.PatientParams(typ) {
 		if p, ok := params.Lookup(typ, code); ok {
-			for _, pid := range search.RefPIDs(typ, p) {
-				pids = append(pids, pid)
-			}
+			pids = append(pids, search.RefPIDs(typ, p)...)
 		}
 	}
 	if len(pids) == 0 {
 		return `1 = 0`, nil
 	}
-	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
+	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + search.PIDListSQL(pids) + `) AND x.h IN (` + marks(len(hs)) + `))`, hs
 }
 
 // tenantConsents are the tenant's active consents, at most maxConsents;

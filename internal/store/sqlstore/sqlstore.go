@@ -42,6 +42,10 @@ type Dialect struct {
 	// NoSeqScan, run in a transaction, makes the planner avoid sequential
 	// scans for the rest of it ("" where the planner has no such switch).
 	NoSeqScan string
+	// GenericPlan, run in a transaction, makes the planner plan prepared
+	// statements without their values ("" where plans do not depend on
+	// the values).
+	GenericPlan string
 	// MaxParams bounds the parameters of one statement.
 	MaxParams int
 	// RowAtATime inserts rows with one prepared statement executed per
@@ -1543,7 +1547,35 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, db.d.Explain+db.d.Placeholders(stmt), args...)
+	explain, explainArgs := db.d.Explain+db.d.Placeholders(stmt), args
+	if o.Generic && db.d.GenericPlan != "" {
+		// PostgreSQL 15 has no EXPLAIN (GENERIC_PLAN): prepare the
+		// statement, force its generic plan, and explain an EXECUTE of
+		// it with the values written as literals.
+		// A prepared statement outlives the transaction: a name of its
+		// own, deallocated on the same connection before the rollback.
+		name := "ward_explain_" + strconv.FormatInt(explains.Add(1), 10)
+		if _, err := tx.ExecContext(ctx, `PREPARE `+name+` AS `+db.d.Placeholders(stmt)); err != nil {
+			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+		}
+		defer tx.ExecContext(context.WithoutCancel(ctx), `DEALLOCATE `+name) //nolint:errcheck // best effort; it holds no lock
+		if _, err := tx.ExecContext(ctx, db.d.GenericPlan); err != nil {
+			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+		}
+		lits := make([]string, len(args))
+		for i, a := range args {
+			l, err := sqlLiteral(a)
+			if err != nil {
+				return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+			}
+			lits[i] = l
+		}
+		explain, explainArgs = db.d.Explain+`EXECUTE `+name, nil
+		if len(lits) > 0 {
+			explain += `(` + strings.Join(lits, `, `) + `)`
+		}
+	}
+	rows, err := tx.QueryContext(ctx, explain, explainArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
 	}
@@ -1571,6 +1603,27 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 		}
 	}
 	return out, rows.Err()
+}
+
+// explains names the statements Explain prepares.
+var explains atomic.Int64
+
+// sqlLiteral writes a search argument as an SQL literal (Explain with
+// Generic only: the statement is never run with it).
+func sqlLiteral(a any) (string, error) {
+	switch v := a.(type) {
+	case int:
+		return strconv.Itoa(v), nil
+	case int32:
+		return strconv.FormatInt(int64(v), 10), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64), nil
+	case string:
+		return `'` + strings.ReplaceAll(v, `'`, `''`) + `'`, nil
+	}
+	return "", fmt.Errorf("no literal for an argument of type %T", a)
 }
 
 // Count counts the matches of a translated search.
