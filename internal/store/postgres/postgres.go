@@ -32,7 +32,9 @@ var Dialect = sqlstore.Dialect{
 	Explain:      `EXPLAIN `,
 	NoSeqScan:    `SET LOCAL enable_seqscan = off`,
 	GenericPlan:  `SET LOCAL plan_cache_mode = force_generic_plan`,
-	Analyze:      `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
+	// One round trip and one statement per search page instead of two.
+	PageWithBodies: true,
+	Analyze:        `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
 }
 
 // Rebind turns '?' placeholders into $1, $2, ... The shared SQL has no '?'

@@ -58,6 +58,10 @@ type Dialect struct {
 	// StmtCache is how many read statements to keep prepared by text (0:
 	// none, for a driver that caches its own).
 	StmtCache int
+	// PageWithBodies reads a search page and its bodies in one statement
+	// (pageSQL) instead of two: right where every statement is a round
+	// trip to a server.
+	PageWithBodies bool
 }
 
 // Options tune the writer.
@@ -1368,16 +1372,17 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 		rid = q.Drive.Alias + `.rid`
 	}
 	var sel, ord strings.Builder
-	var selArgs, ordArgs, keyArgs []any
+	var selArgs, keyArgs []any
 	sel.WriteString(`SELECT r.rid, r.seq`)
-	for _, o := range q.Order {
-		sel.WriteString(`, ` + o.Expr)
+	for i, o := range q.Order {
+		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
 		if ord.Len() > 0 {
 			ord.WriteString(`, `)
 		}
-		ord.WriteString(o.Expr)
-		ordArgs = append(ordArgs, o.Args...)
+		// By the selected column's name: the expression (a subquery per
+		// candidate) is then evaluated once per row, not again to sort.
+		ord.WriteString(`k` + strconv.Itoa(i))
 		if o.Desc {
 			ord.WriteString(` DESC`)
 		}
@@ -1422,12 +1427,78 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 		group = ` GROUP BY ` + rid
 	}
 	inner := sel.String() + base + keyset + group + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
-	return inner, append(append(append(selArgs, args...), keyArgs...), ordArgs...), nil
+	return inner, append(append(selArgs, args...), keyArgs...), nil
+}
+
+// pageSQL is the statement of one page of a search with its bodies: the
+// page (searchSQL) joined to resource_versions by the version each hit was
+// current at, in the page's order. Its columns are the rid, the sort keys,
+// then the version as bodiesSQL reads it.
+func pageSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
+	inner, args, err := searchSQL(q, joinDrive)
+	if err != nil {
+		return "", nil, err
+	}
+	var sel, ord strings.Builder
+	sel.WriteString(`SELECT p.rid`)
+	for i, o := range q.Order {
+		k := `p.k` + strconv.Itoa(i)
+		sel.WriteString(`, ` + k)
+		ord.WriteString(k)
+		if o.Desc {
+			ord.WriteString(` DESC`)
+		}
+		ord.WriteString(`, `)
+	}
+	ord.WriteString(`p.rid`)
+	return sel.String() + `, v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body FROM (` + inner +
+		`) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + ord.String(), args, nil
+}
+
+// searchPage runs pageSQL: one statement for the page and its bodies.
+func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+	stmt, args, err := pageSQL(q, db.d.JoinDrive)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.query(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var hits []store.Hit
+	for rows.Next() {
+		h := store.Hit{Keys: make([]any, len(q.Order)), Version: store.Version{Tenant: q.Tenant}}
+		var lu int64
+		var del int
+		var tenant string
+		dst := []any{&h.RID}
+		for i := range h.Keys {
+			dst = append(dst, &h.Keys[i])
+		}
+		dst = append(dst, &h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &h.Body)
+		if err := rows.Scan(dst...); err != nil {
+			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
+		}
+		if tenant != q.Tenant {
+			return nil, fmt.Errorf("%w: search: version %d is not in the tenant searched", store.ErrUnavailable, h.Seq)
+		}
+		h.LastUpdated = time.UnixMicro(lu).UTC()
+		h.Deleted = del != 0
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	return hits, nil
 }
 
 // Search runs a translated search: one query for the page's rids and sort
-// keys, one for their bodies.
+// keys, one for their bodies (or both in one, Dialect.PageWithBodies).
 func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+	if db.d.PageWithBodies {
+		return db.searchPage(ctx, q)
+	}
 	inner, all, err := searchSQL(q, db.d.JoinDrive)
 	if err != nil {
 		return nil, err
@@ -1522,7 +1593,10 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 	var stmt string
 	var args []any
 	var err error
-	if o.Bodies {
+	if o.Bodies && db.d.PageWithBodies {
+		// The bodies are read by the page's own statement.
+		stmt, args, err = pageSQL(q, db.d.JoinDrive)
+	} else if o.Bodies {
 		stmt = bodiesSQL(20)
 		for i := range 20 {
 			args = append(args, int64(i+1))
@@ -1531,6 +1605,8 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 		var base string
 		base, args, err = searchBase(q)
 		stmt = `SELECT COUNT(*)` + base
+	} else if db.d.PageWithBodies {
+		stmt, args, err = pageSQL(q, db.d.JoinDrive)
 	} else {
 		stmt, args, err = searchSQL(q, db.d.JoinDrive)
 	}
