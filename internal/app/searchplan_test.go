@@ -3,6 +3,7 @@ package app_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver, for ANALYZE
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
@@ -79,6 +82,20 @@ func TestBenchmarkedSearchesUseIndexes(t *testing.T) {
 			w := apptest.Start(t, backend)
 			dir := loadDataset(t, w, 60, 600)
 			ctx := context.Background()
+			if backend == apptest.Postgres {
+				// Statistics, as the writer's periodic ANALYZE (and
+				// autovacuum) keep them on real data: without any, the
+				// planner takes every table for one row and joins in
+				// orders no loaded database would see.
+				db, err := sql.Open("pgx", w.Config.DatabaseURL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.ExecContext(ctx, `ANALYZE`); err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+			}
 			tables, n, err := w.App.Store.(store.Sizer).IndexSize(ctx, "Observation")
 			if err != nil {
 				t.Fatal(err)
@@ -101,14 +118,17 @@ func TestBenchmarkedSearchesUseIndexes(t *testing.T) {
 			}
 			// A page's bodies are read by version (seq), never by walking a tenant's
 			// resources (which is what SQLite chose when the tenant was in
-			// the WHERE clause: invisible on small data, seconds at 1M).
-			bodies, err := w.App.Store.(store.Explainer).Explain(ctx, store.SearchQuery{Tenant: w.Config.Tenant, Types: []string{"Patient"}}, store.ExplainOptions{Bodies: true, NoSeqScan: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if plan := strings.Join(bodies, "\n"); backend == apptest.SQLite && !strings.Contains(plan, "SEARCH v USING INTEGER PRIMARY KEY") ||
-				backend == apptest.Postgres && (strings.Contains(plan, "Seq Scan") || !readsBodiesBySeq(plan)) {
-				t.Errorf("the bodies of a page are not read by version:\n%s", plan)
+			// the WHERE clause: invisible on small data, seconds at 1M). On
+			// PostgreSQL the bodies are read by the page's own statement:
+			// checkPlan checks that for every benchmarked search.
+			if backend == apptest.SQLite {
+				bodies, err := w.App.Store.(store.Explainer).Explain(ctx, store.SearchQuery{Tenant: w.Config.Tenant, Types: []string{"Patient"}}, store.ExplainOptions{Bodies: true, NoSeqScan: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if plan := strings.Join(bodies, "\n"); !strings.Contains(plan, "SEARCH v USING INTEGER PRIMARY KEY") {
+					t.Errorf("the bodies of a page are not read by version:\n%s", plan)
+				}
 			}
 			for _, kind := range loadgen.QueryKinds {
 				paths, err := loadgen.ReadPaths(filepath.Join(dir, "queries", kind+".txt"))
@@ -167,7 +187,7 @@ func checkPlan(t *testing.T, backend apptest.Backend, kind, what string, plan []
 			t.Errorf("%s (%s): the %splan scans a whole table:\n%s", kind, backend, what, joined)
 			break
 		}
-		if strings.Contains(line, "Filter:") && strings.Contains(line, "rid = r.rid") {
+		if strings.Contains(line, "Filter:") && regexp.MustCompile(`rid = (r|x\d+)\.rid`).MatchString(line) {
 			// A probe of one candidate must seek its rows by rid, not
 			// seek a value and filter by rid (every Observation with a
 			// common code, for each candidate).
@@ -193,6 +213,12 @@ func checkPlan(t *testing.T, backend apptest.Backend, kind, what string, plan []
 		// use that partial index only because the parameter number is a
 		// literal in the SQL.
 		t.Errorf("family (postgres): the %splan does not use the name index:\n%s", what, joined)
+	}
+	if backend == apptest.Postgres && kind == loadgen.QueryFamily && (!strings.Contains(joined, "Unique") || strings.Contains(joined, "HashAggregate")) {
+		// The page joins the name index rows in rid order and stops at
+		// its limit (DISTINCT ON), instead of listing every match, as a
+		// generic plan that takes a prefix for a row or two would do.
+		t.Errorf("family (postgres): the %spage does not stream from the name index:\n%s", what, joined)
 	}
 }
 

@@ -34,7 +34,14 @@ var Dialect = sqlstore.Dialect{
 	GenericPlan:  `SET LOCAL plan_cache_mode = force_generic_plan`,
 	// One round trip and one statement per search page instead of two.
 	PageWithBodies: true,
-	Analyze:        `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
+	// A page in rid order joins its driving index rows, so that a name
+	// prefix shared by thousands streams from search_token_names (rid in
+	// its key) and stops at the page's limit, whatever the plan's
+	// estimate: a generic plan estimates any keyed hash at a row or two
+	// and would list and sort every match of an IN (...) instead.
+	JoinDrive:  true,
+	DistinctOn: true,
+	Analyze:    `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
 }
 
 // Rebind turns '?' placeholders into $1, $2, ... The shared SQL has no '?'

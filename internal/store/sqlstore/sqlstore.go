@@ -52,6 +52,10 @@ type Dialect struct {
 	// row instead of multi-row statements. Right for an embedded database,
 	// where a statement costs no round trip but parsing a long one does.
 	RowAtATime bool
+	// DistinctOn lists a joined driver's resources once with DISTINCT ON
+	// (rid) rather than GROUP BY rid, which PostgreSQL allows only over
+	// the selected columns; it streams a page from an index in rid order.
+	DistinctOn bool
 	// JoinDrive joins a search's driving index rows (store.Drive) for a
 	// page in rid order, where the index lists them in rid order.
 	JoinDrive bool
@@ -1360,8 +1364,8 @@ func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 // between. joinDrive lets a page in rid order (no sort keys) join its
 // driving index rows: they come in rid order, so the page stops at its
 // limit instead of listing every candidate first.
-func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
-	join := joinDrive && q.Drive != nil && len(q.Order) == 0
+func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
+	join := d.JoinDrive && q.Drive != nil && len(q.Order) == 0
 	base, args, err := searchFrom(q, join)
 	if err != nil {
 		return "", nil, err
@@ -1373,7 +1377,11 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 	}
 	var sel, ord strings.Builder
 	var selArgs, keyArgs []any
-	sel.WriteString(`SELECT r.rid, r.seq`)
+	sel.WriteString(`SELECT `)
+	if join && d.DistinctOn {
+		sel.WriteString(`DISTINCT ON (` + rid + `) `)
+	}
+	sel.WriteString(`r.rid, r.seq`)
 	for i, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
@@ -1421,7 +1429,7 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 		keyset = ` AND (` + strings.Join(ors, ` OR `) + `)`
 	}
 	group := ""
-	if join {
+	if join && !d.DistinctOn {
 		// An index row per matching value: one resource may have several
 		// (the same code in two systems).
 		group = ` GROUP BY ` + rid
@@ -1434,8 +1442,8 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 // page (searchSQL) joined to resource_versions by the version each hit was
 // current at, in the page's order. Its columns are the rid, the sort keys,
 // then the version as bodiesSQL reads it.
-func pageSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
-	inner, args, err := searchSQL(q, joinDrive)
+func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
+	inner, args, err := searchSQL(q, d)
 	if err != nil {
 		return "", nil, err
 	}
@@ -1457,7 +1465,7 @@ func pageSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 
 // searchPage runs pageSQL: one statement for the page and its bodies.
 func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
-	stmt, args, err := pageSQL(q, db.d.JoinDrive)
+	stmt, args, err := pageSQL(q, db.d)
 	if err != nil {
 		return nil, err
 	}
@@ -1499,7 +1507,7 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	if db.d.PageWithBodies {
 		return db.searchPage(ctx, q)
 	}
-	inner, all, err := searchSQL(q, db.d.JoinDrive)
+	inner, all, err := searchSQL(q, db.d)
 	if err != nil {
 		return nil, err
 	}
@@ -1595,7 +1603,7 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 	var err error
 	if o.Bodies && db.d.PageWithBodies {
 		// The bodies are read by the page's own statement.
-		stmt, args, err = pageSQL(q, db.d.JoinDrive)
+		stmt, args, err = pageSQL(q, db.d)
 	} else if o.Bodies {
 		stmt = bodiesSQL(20)
 		for i := range 20 {
@@ -1606,9 +1614,9 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 		base, args, err = searchBase(q)
 		stmt = `SELECT COUNT(*)` + base
 	} else if db.d.PageWithBodies {
-		stmt, args, err = pageSQL(q, db.d.JoinDrive)
+		stmt, args, err = pageSQL(q, db.d)
 	} else {
-		stmt, args, err = searchSQL(q, db.d.JoinDrive)
+		stmt, args, err = searchSQL(q, db.d)
 	}
 	if err != nil {
 		return nil, err
