@@ -68,20 +68,10 @@ func Rebind(q string) string {
 // Open connects to url, applies the embedded migrations (under an advisory
 // lock, so nodes starting together do not race) and starts the writer.
 func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, error) {
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := connConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, err
 	}
-	// pgx prepares and caches every statement, and after five runs
-	// PostgreSQL may keep a generic plan of it (plan_cache_mode auto, the
-	// server's default) instead of planning it again for each run's
-	// values. Planning was most of the database's work per search
-	// (0.84 ms to plan an identifier search that ran in 0.08 ms) and per
-	// imported resource, so Ward no longer forces custom plans: its
-	// search SQL is written to plan well without the values (parameter
-	// numbers are literals, probes read by rid: search.Options.ProbeByRID),
-	// which TestBenchmarkedSearchesUseIndexes checks on generic plans. A
-	// plan_cache_mode given in the URL still wins.
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
@@ -100,6 +90,32 @@ func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, er
 	}
 	s.OnClose(func() { db.Close() })
 	return s, nil
+}
+
+// connConfig is the pgx configuration of url, with Ward's session settings.
+//
+// pgx prepares and caches every statement. Ward asks PostgreSQL to plan
+// each once, without its values, and reuse that generic plan
+// (plan_cache_mode = force_generic_plan). Planning was most of the
+// database's work per search: 0.84 ms to plan an identifier search that
+// ran in 0.08 ms, and with the server's default (auto) PostgreSQL kept
+// re-planning the family, birthdate and patient-obs searches, whose custom
+// plans it estimated cheaper. Ward's search SQL is written to plan well
+// without the values (parameter numbers are literals, probes read by rid,
+// pages in rid order join their driver: search.Options.ProbeByRID,
+// sqlstore.Dialect.JoinDrive), and TestBenchmarkedSearchesUseIndexes checks
+// the generic plans. Until 2026-12 Ward forced the opposite (a custom plan
+// every time), when probes were EXISTS joins that a generic plan reordered.
+// A plan_cache_mode given in the URL wins.
+func connConfig(url string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if _, set := cfg.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
+	return cfg, nil
 }
 
 // Migrate applies the embedded migrations.
