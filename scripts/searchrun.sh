@@ -58,6 +58,11 @@ run() { # name, port, then env assignments for every ward command
     q=$(head -1 "$ds/queries/$kind.txt")
     echo "-- $kind: ${q%%\?*}?..."
     env "$@" "$ward" explain --data-dir "$data" "$q" | sed 's/^/   /'
+    if [ "$name" = postgres ]; then
+      # Ward's sessions reuse generic plans: this is the plan that runs.
+      echo "   (generic plan)"
+      env "$@" "$ward" explain --generic --data-dir "$data" "$q" | sed 's/^/   /'
+    fi
   done
   env "$@" "$ward" serve --addr "127.0.0.1:$port" --data-dir "$data" --log-level warn >"$OUT/$name.serve.out" 2>&1 &
   local spid=$!

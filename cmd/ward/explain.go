@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -10,12 +11,16 @@ import (
 
 	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // runExplain prints the database's plan for a search, translated exactly
 // as the server would translate it for the tenant.
 func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	cfg, fs, err := flags("explain", args, stderr, append(dbSettings, "key-file", "tenant", "search-leaky-index"), nil)
+	var generic bool
+	cfg, fs, err := flags("explain", args, stderr, append(dbSettings, "key-file", "tenant", "search-leaky-index"), func(fs *flag.FlagSet) {
+		fs.BoolVar(&generic, "generic", false, "PostgreSQL: the generic plan, the one cached and reused for any values")
+	})
 	if err != nil {
 		return err
 	}
@@ -36,7 +41,7 @@ func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return err
 	}
 	defer a.Close()
-	lines, err := a.Records.Explain(ctx, cfg.Tenant, q, false)
+	lines, err := a.Records.Explain(ctx, cfg.Tenant, q, store.ExplainOptions{Generic: generic})
 	if err != nil {
 		return err
 	}

@@ -202,6 +202,11 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	if window == 0 {
 		window = -1 // Encounters make no care relationship
 	}
+	// PostgreSQL caches generic plans of Ward's prepared statements (see
+	// postgres.Open): probes are written so that such a plan still reads
+	// them by rid.
+	d, _ := st.(interface{ Dialect() string })
+	ro.Search = search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: d != nil && d.Dialect() == "postgres"}
 	ro.EncounterWindow, ro.MaxDecidedCount = window, cfg.SearchMaxDecided
 	rec := records.New(st, km, val, ro)
 	if bus != nil {

@@ -372,7 +372,10 @@ func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
 
 // relationQueries are the three ways a care relationship with p arises,
 // as memoized plans to ask in one statement: a cold decision pays one
-// round trip and no planning.
+// round trip and no planning. Each is driven by p (p's own row, or the
+// index rows of references to p, a handful) and probes the clinician's
+// part (their generalPractitioner, participant rows), so that its cost
+// does not grow with the clinician's panel.
 func (r *Repo) relationQueries(ctx context.Context, p string) ([]store.SearchQuery, error) {
 	refs, err := r.actorRefs(ctx)
 	if err != nil {
@@ -382,43 +385,46 @@ func (r *Repo) relationQueries(ctx context.Context, p string) ([]store.SearchQue
 	x := r.s.factPlans.sentinel
 	type ask struct {
 		memo, typ string
-		q         url.Values
+		pinned    url.Values // the patient's part (and what narrows it)
+		probed    url.Values // the clinician's part
 	}
 	asks := []ask{
-		{"gp\x00" + actors, "Patient", url.Values{"_id": {x}, "general-practitioner": {actors}}},
-		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "participant": {actors}, "status": {"active"}}},
+		{"gp\x00" + actors, "Patient", url.Values{"_id": {x}}, url.Values{"general-practitioner": {actors}}},
+		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}}, url.Values{"participant": {actors}}},
 	}
 	if r.s.encWindow >= 0 {
 		from := r.windowStart()
 		asks = append(asks, ask{"encounter\x00" + r.subj.Practitioner + "\x00" + from, "Encounter",
-			url.Values{"patient": {"Patient/" + x}, "participant": {"Practitioner/" + r.subj.Practitioner}, "date": {"ge" + from}}})
+			url.Values{"patient": {"Patient/" + x}, "date": {"ge" + from}}, url.Values{"participant": {"Practitioner/" + r.subj.Practitioner}}})
 	}
 	qs := make([]store.SearchQuery, len(asks))
 	for i, a := range asks {
-		if qs[i], err = r.patientFactQuery(ctx, a.memo, a.typ, a.q, 1, p); err != nil {
+		if qs[i], err = r.patientFactQuery(ctx, a.memo+"\x00pinned", a.typ, a.pinned, 1, p); err != nil {
 			return nil, err
 		}
+		where, args, ok, err := r.probeFactQuery(ctx, a.memo+"\x00probed", a.typ, a.probed)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			// Not the shape expected: the whole question as the planner
+			// would ask it.
+			whole := url.Values{}
+			for k, v := range a.pinned {
+				whole[k] = v
+			}
+			for k, v := range a.probed {
+				whole[k] = v
+			}
+			if qs[i], err = r.patientFactQuery(ctx, a.memo, a.typ, whole, 1, p); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		qs[i].Where = append(slices.Clip(qs[i].Where), where...)
+		qs[i].Args = append(slices.Clip(qs[i].Args), args...)
 	}
-	// The planner drives the Patient question by its generalPractitioner
-	// rows (_id has no index rows to list): every patient of the
-	// clinician's panel would be listed to find p. p's own row is one
-	// lookup, so its practitioner rows are probed instead.
-	qs[0] = probeDriver(qs[0])
 	return qs, nil
-}
-
-// probeDriver turns q's driving index lookup into a probe of each
-// candidate row, for a query whose other conditions already pin a handful
-// of rows.
-func probeDriver(q store.SearchQuery) store.SearchQuery {
-	d := q.Drive
-	if d == nil {
-		return q
-	}
-	q.Drive = nil
-	q.Where = append([]string{`(SELECT 1 FROM ` + d.Table + ` ` + d.Alias + ` WHERE ` + d.Alias + `.rid = r.rid AND (` + d.Cond + `) LIMIT 1) IS NOT NULL`}, q.Where...)
-	q.Args = append(slices.Clone(d.Args), q.Args...)
-	return q
 }
 
 // consentQuery is the question of p's active consents, memoized.
@@ -769,18 +775,16 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a s
 			targs = append(targs, ca...)
 		}
 		if len(rest.ExcludeLabels) > 0 {
-			targs = append(targs, search.PID(t, "_security"))
 			for _, l := range rest.ExcludeLabels {
 				targs = append(targs, r.s.labelHash(k, l))
 			}
-			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
+			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = `+search.PIDSQL(search.PID(t, "_security"))+` AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
 		}
 		if constrained, cats := authz.ScopeConstraints(r.subj, authz.Search, t); constrained {
-			targs = append(targs, search.PID(t, "category"))
 			for _, c := range cats {
 				targs = append(targs, search.TokenHash(k, c))
 			}
-			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = ? AND x.h IN (`+marks(len(cats))+`))`)
+			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = `+search.PIDSQL(search.PID(t, "category"))+` AND x.h IN (`+marks(len(cats))+`))`)
 		}
 		if len(conds) == 0 {
 			free = append(free, t)
@@ -819,18 +823,16 @@ func patientCond(a, typ string, patients []string, k search.Keyer) (string, []an
 	if typ == "Patient" {
 		return a + `.refh IN (` + marks(len(hs)) + `)`, hs
 	}
-	var pids []any
+	var pids []int32
 	for _, code := range compartment.PatientParams(typ) {
 		if p, ok := params.Lookup(typ, code); ok {
-			for _, pid := range search.RefPIDs(typ, p) {
-				pids = append(pids, pid)
-			}
+			pids = append(pids, search.RefPIDs(typ, p)...)
 		}
 	}
 	if len(pids) == 0 {
 		return `1 = 0`, nil
 	}
-	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + marks(len(pids)) + `) AND x.h IN (` + marks(len(hs)) + `))`, append(pids, hs...)
+	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + search.PIDListSQL(pids) + `) AND x.h IN (` + marks(len(hs)) + `))`, hs
 }
 
 // tenantConsents are the tenant's active consents, at most maxConsents;

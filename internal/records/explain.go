@@ -13,10 +13,10 @@ import (
 
 // Explain translates q for tenant exactly as a search would and returns the
 // database's plan for it (for the count if q asks for _summary=count;
-// noSeqScan: see store.ExplainOptions). It
+// o's other options: see store.ExplainOptions). It
 // reads no resource and discloses nothing but the plan, so it is not a PHI
 // access; it is for operators and for the tests that check index use.
-func (s *Service) Explain(ctx context.Context, tenant string, q *query.Query, noSeqScan bool) ([]string, error) {
+func (s *Service) Explain(ctx context.Context, tenant string, q *query.Query, o store.ExplainOptions) ([]string, error) {
 	ex, ok := s.st.(store.Explainer)
 	if !ok {
 		return nil, fmt.Errorf("%w: this store cannot explain queries", problem.ErrUnavailable)
@@ -38,5 +38,6 @@ func (s *Service) Explain(ctx context.Context, tenant string, q *query.Query, no
 		sq.Types = q.Types
 	}
 	sq.Limit = q.Count + 1
-	return ex.Explain(ctx, *sq, store.ExplainOptions{Count: q.Summary == "count", NoSeqScan: noSeqScan})
+	o.Count = q.Summary == "count"
+	return ex.Explain(ctx, *sq, o)
 }

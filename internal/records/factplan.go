@@ -96,9 +96,30 @@ func positions(args []any, id string, rh int64) (ids, hashes []int) {
 // memo, which must name typ, q and limit completely (it is cheaper to
 // build than encoding q).
 func (r *Repo) patientFactQuery(ctx context.Context, memo, typ string, q url.Values, limit int, p string) (store.SearchQuery, error) {
-	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	fp, k, err := r.memoPlan(ctx, memo, typ, q, limit, true)
 	if err != nil {
 		return store.SearchQuery{}, err
+	}
+	return fp.bind(k, p), nil
+}
+
+// probeFactQuery is the memoized plan of a question about no patient in
+// particular, as conditions that probe a candidate row r (for adding to a
+// question that pins its patient): its driving lookup becomes a probe.
+// ok is false when the plan has another shape.
+func (r *Repo) probeFactQuery(ctx context.Context, memo, typ string, q url.Values) (where []string, args []any, ok bool, err error) {
+	fp, _, err := r.memoPlan(ctx, memo, typ, q, 1, false)
+	if err != nil || fp.sq.Drive == nil || len(fp.sq.Where) > 0 {
+		return nil, nil, false, err
+	}
+	pq := probeDriver(fp.sq)
+	return pq.Where, pq.Args, true, nil
+}
+
+func (r *Repo) memoPlan(ctx context.Context, memo, typ string, q url.Values, limit int, pinned bool) (*factPlan, search.Keyer, error) {
+	k, err := r.s.keyer(ctx, r.subj.Tenant)
+	if err != nil {
+		return nil, nil, err
 	}
 	key := r.subj.Tenant + "\x00" + memo
 	fps := r.s.factPlans
@@ -106,8 +127,8 @@ func (r *Repo) patientFactQuery(ctx context.Context, memo, typ string, q url.Val
 	fp := fps.m[key]
 	fps.mu.Unlock()
 	if fp == nil {
-		if fp, err = r.planFact(ctx, typ, q, limit, k, fps.sentinel); err != nil {
-			return store.SearchQuery{}, err
+		if fp, err = r.planFact(ctx, typ, q, limit, k, fps.sentinel, pinned); err != nil {
+			return nil, nil, err
 		}
 		fps.mu.Lock()
 		if len(fps.m) >= maxFactPlans {
@@ -116,10 +137,10 @@ func (r *Repo) patientFactQuery(ctx context.Context, memo, typ string, q url.Val
 		fps.m[key] = fp
 		fps.mu.Unlock()
 	}
-	return fp.bind(k, p), nil
+	return fp, k, nil
 }
 
-func (r *Repo) planFact(ctx context.Context, typ string, q url.Values, limit int, k search.Keyer, sentinel string) (*factPlan, error) {
+func (r *Repo) planFact(ctx context.Context, typ string, q url.Values, limit int, k search.Keyer, sentinel string, pinned bool) (*factPlan, error) {
 	sq, err := r.factQuery(ctx, typ, q, limit)
 	if err != nil {
 		return nil, err
@@ -135,8 +156,22 @@ func (r *Repo) planFact(ctx context.Context, typ string, q url.Values, limit int
 	if sq.Drive != nil {
 		text += sq.Drive.Cond
 	}
-	if strings.Contains(text, sentinel) || len(fp.whereID)+len(fp.whereHash)+len(fp.driveID)+len(fp.driveHash) == 0 {
+	if strings.Contains(text, sentinel) || pinned && len(fp.whereID)+len(fp.whereHash)+len(fp.driveID)+len(fp.driveHash) == 0 {
 		return nil, fmt.Errorf("access facts: plan of %s?%s does not bind its patient", typ, q.Encode())
 	}
 	return fp, nil
+}
+
+// probeDriver turns q's driving index lookup into a probe of each
+// candidate row r, for adding to a question whose own conditions already
+// pin a handful of rows.
+func probeDriver(q store.SearchQuery) store.SearchQuery {
+	d := q.Drive
+	if d == nil {
+		return q
+	}
+	q.Drive = nil
+	q.Where = append([]string{`(SELECT 1 FROM ` + d.Table + ` ` + d.Alias + ` WHERE ` + d.Alias + `.rid = r.rid AND (` + d.Cond + `) LIMIT 1) IS NOT NULL`}, q.Where...)
+	q.Args = append(slices.Clone(d.Args), q.Args...)
+	return q
 }

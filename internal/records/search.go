@@ -302,12 +302,8 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 				continue
 			}
 			pids := search.RefPIDs(inc.Source, inc.Param)
-			where := `r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (` + marks(len(pids)) + `) AND t.h IN (` + marks(len(hs)) + `))`
-			var args []any
-			for _, p := range pids {
-				args = append(args, p)
-			}
-			args = append(args, hs...)
+			where := `r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (` + search.PIDListSQL(pids) + `) AND t.h IN (` + marks(len(hs)) + `))`
+			args := hs
 			hits, err := r.s.st.Search(ctx, store.SearchQuery{Tenant: r.subj.Tenant, Types: []string{inc.Source},
 				Where: []string{where}, Args: args, Limit: maxIncluded - len(page.Included)})
 			if err != nil {

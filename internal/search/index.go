@@ -117,6 +117,12 @@ type Options struct {
 	// no restriction. Without it, chains and _has match over every
 	// resource of the tenant. Its errors end the planning unchanged.
 	Restrict func(typ, alias string) (string, []any, error)
+	// ProbeByRID writes every per-candidate probe (a clause that does not
+	// drive, a sort key) so that only the index on rid can answer it. For
+	// a planner that may plan a statement once without its values and
+	// reuse the plan (PostgreSQL's generic plans), which would otherwise
+	// seek a probe through the value index and filter by rid.
+	ProbeByRID bool
 }
 
 // Indexer computes index rows.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -181,12 +182,30 @@ func refPIDs(rt string, p *params.Param) []int32 {
 	return []int32{PID(rt, p.Code)}
 }
 
+// pidList is a list of parameter numbers as SQL literals (see pidSQL).
 func (b *builder) pidList(pids []int32) string {
-	for _, p := range pids {
-		b.args = append(b.args, p)
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = pidSQL(p)
 	}
-	return placeholders(len(pids))
+	return strings.Join(s, ", ")
 }
+
+// pidSQL is a parameter number as an SQL literal. Parameter numbers are
+// Ward's own constants (search.PID), never input, so they are written into
+// the statement instead of bound: a plan made without the bound values
+// (PostgreSQL's cached generic plans) still knows which parameter it
+// reads, so it can estimate it from the column statistics and prove the
+// predicate of a partial index on some parameters (search_token_names).
+func pidSQL(p int32) string { return strconv.FormatInt(int64(p), 10) }
+
+// PIDSQL is a parameter number as an SQL literal, for conditions on index
+// rows written outside Plan (the access restriction, _revinclude): see
+// pidSQL.
+func PIDSQL(p int32) string { return pidSQL(p) }
+
+// PIDListSQL is a list of parameter numbers as SQL literals.
+func PIDListSQL(ps []int32) string { return (&builder{}).pidList(ps) }
 
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
@@ -308,8 +327,7 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	if c.Missing != nil {
 		table := b.table(rt, p)
 		x := b.alias()
-		b.args = append(b.args, pid)
-		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ?)`
+		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ` + pidSQL(pid) + `)`
 		if *c.Missing {
 			w = `NOT ` + w
 		}
@@ -318,7 +336,6 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	if c.Modifier == "not" {
 		var ors []string
 		x := b.alias()
-		b.args = append(b.args, pid)
 		for _, v := range c.Values {
 			w, args, err := b.tokenCond(x, v)
 			if err != nil {
@@ -327,7 +344,7 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 			b.args = append(b.args, args...)
 			ors = append(ors, `(`+w+`)`)
 		}
-		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + x + `.p = ? AND (` + strings.Join(ors, ` OR `) + `))`, nil
+		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + x + `.p = ` + pidSQL(pid) + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
 	}
 	var ors []string
 	for _, v := range c.Values {
@@ -350,8 +367,7 @@ func (b *builder) join(rt, a string, p *params.Param, parts []*params.Param, c q
 		var ws []string
 		for _, q := range parts {
 			x := b.alias()
-			b.args = append(b.args, PID(rt, q.Code))
-			ws = append(ws, `EXISTS (SELECT 1 FROM `+b.table(rt, q)+` `+x+` WHERE `+x+`.rid = `+a+`.rid AND `+x+`.p = ?)`)
+			ws = append(ws, `EXISTS (SELECT 1 FROM `+b.table(rt, q)+` `+x+` WHERE `+x+`.rid = `+a+`.rid AND `+x+`.p = `+pidSQL(PID(rt, q.Code))+`)`)
 		}
 		w := strings.Join(ws, ` AND `)
 		if *c.Missing {
@@ -449,9 +465,8 @@ func (b *builder) blind(rt string, p *params.Param) bool {
 }
 
 // in wraps a row condition: a's rid has a row of table with parameter pid
-// that satisfies cond (whose arguments follow pid).
+// that satisfies cond (whose arguments follow).
 func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) string {
-	b.args = append(b.args, pid)
 	b.args = append(b.args, args...)
 	if b.probe {
 		// A scalar subquery, not EXISTS: PostgreSQL turns EXISTS into a
@@ -459,14 +474,24 @@ func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) st
 		// its statistics it then drove a patient's search from a code
 		// shared by a million Observations. A scalar subquery stays a
 		// per-candidate probe on both databases.
-		return `(SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ? AND ` + cond + ` LIMIT 1) IS NOT NULL`
+		p := x + `.p = ` + pidSQL(pid)
+		if b.opts.ProbeByRID {
+			// Only the rid index may answer a probe: a plan made without
+			// the values (a cached generic plan) estimates any keyed hash
+			// at a row or two and would otherwise seek the value index
+			// and filter it by rid, reading every row of a common code
+			// for each candidate. p + 0 is no index key.
+			p = x + `.p + 0 = ` + pidSQL(pid)
+		}
+		return `(SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + p + ` AND ` + cond + ` LIMIT 1) IS NOT NULL`
 	}
-	sql := a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + x + `.p = ? AND ` + cond + `)`
+	lcond := x + `.p = ` + pidSQL(pid) + ` AND ` + cond
+	sql := a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + lcond + `)`
 	if a == "r" {
 		if b.listing {
 			b.listed = nil // a second list: not one lookup
 		} else {
-			b.listed = &listing{sql: sql, table: table, alias: x, cond: x + `.p = ? AND ` + cond}
+			b.listed = &listing{sql: sql, table: table, alias: x, cond: lcond}
 		}
 		b.listing = true
 	}
@@ -807,8 +832,12 @@ func (b *builder) order(rt string, s query.SortKey) (store.Order, error) {
 		return store.Order{}, qerr(p, "cannot sort by %s: %s values are stored as keyed hashes, which have no order", p.Code, p.Type)
 	}
 	x := b.alias()
-	expr := `COALESCE((SELECT ` + agg + `(` + x + `.` + col + `) FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = r.rid AND ` + x + `.p = ?), ?)`
-	return store.Order{Expr: expr, Args: []any{pid, missing}, Desc: s.Descending}, nil
+	pc := x + `.p = ` + pidSQL(pid)
+	if b.opts.ProbeByRID {
+		pc = x + `.p + 0 = ` + pidSQL(pid) // by the rid index only, as in()
+	}
+	expr := `COALESCE((SELECT ` + agg + `(` + x + `.` + col + `) FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = r.rid AND ` + pc + `), ?)`
+	return store.Order{Expr: expr, Args: []any{missing}, Desc: s.Descending}, nil
 }
 
 // RefPIDs are the parameter numbers holding a reference parameter's rows.

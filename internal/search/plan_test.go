@@ -3,6 +3,7 @@ package search
 import (
 	"errors"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -138,7 +139,7 @@ func TestOneClauseDrives(t *testing.T) {
 			if i < 0 {
 				t.Fatalf("%s?%s: a Drive, but %q should not drive", c.rt, c.q, c.drive)
 			}
-			if !strings.HasPrefix(sq.Drive.Cond, sq.Drive.Alias+".p = ?") || strings.Count(sq.Drive.Cond, "?") != len(sq.Drive.Args) {
+			if !regexp.MustCompile(`^`+sq.Drive.Alias+`\.p = \d+ AND `).MatchString(sq.Drive.Cond) || strings.Count(sq.Drive.Cond, "?") != len(sq.Drive.Args) {
 				t.Errorf("%s?%s: drive %+v", c.rt, c.q, sq.Drive)
 			}
 			clauses = slices.Delete(slices.Clone(clauses), i, i+1)
@@ -216,5 +217,63 @@ func TestPlanRestrictsJoins(t *testing.T) {
 	q, _ := query.Parse("Observation", url.Values{"subject:Patient.gender": {"female"}}, query.Options{})
 	if _, err := Plan(q, "t", k, Options{Restrict: func(string, string) (string, []any, error) { return "", nil, errBoom }}); !errors.Is(err, errBoom) {
 		t.Errorf("hook error: %v", err)
+	}
+}
+
+// TestParameterNumbersAreLiterals: a plan made without the bound values
+// (PostgreSQL's cached generic plans) must still see which parameter a
+// condition reads, or it cannot use the partial index of the name
+// parameters (search_token_names) nor the statistics of p. So no
+// parameter number is ever a placeholder, and with ProbeByRID no probe
+// names p where a value index could seek it.
+func TestParameterNumbersAreLiterals(t *testing.T) {
+	k := testKeyer(t)
+	for _, c := range []struct{ rt, q string }{
+		{"Observation", "patient=Patient/p1&code=http://loinc.org|8867-4&date=ge2020-01-01&_sort=-date&_count=10"},
+		{"Observation", "code=http://loinc.org|8867-4&_sort=date,value-quantity"},
+		{"Patient", "family=she"},
+		{"Patient", "family=she&gender=female&birthdate=1970&identifier:missing=false&name:exact=x&_sort=-_lastUpdated"},
+		{"Observation", "subject:Patient.identifier=http://x|1&code:not=x&status=final"},
+		{"Patient", "_has:Observation:subject:code=1234-5"},
+		{"Observation", "code-value-quantity=http://loinc.org|8867-4$gt5&combo-code-value-quantity:missing=true"},
+	} {
+		v, err := url.ParseQuery(c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := query.Parse(c.rt, v, query.Options{Supported: Supported})
+		if err != nil {
+			t.Fatalf("%s?%s: %v", c.rt, c.q, err)
+		}
+		for _, byRID := range []bool{false, true} {
+			sq, err := Plan(q, "t", k, Options{ProbeByRID: byRID})
+			if err != nil {
+				t.Fatalf("%s?%s: %v", c.rt, c.q, err)
+			}
+			sql := strings.Join(sq.Where, " AND ")
+			if sq.Drive != nil {
+				sql += " AND " + sq.Drive.Cond
+			}
+			for _, o := range sq.Order {
+				sql += " ORDER " + o.Expr
+			}
+			if strings.Contains(sql, ".p = ?") || strings.Contains(sql, ".p IN (?") {
+				t.Errorf("%s?%s: a parameter number is bound: %s", c.rt, c.q, sql)
+			}
+			// A probe (a scalar subquery per candidate: a clause that does
+			// not drive, a sort key) is a correlated lookup by rid.
+			probes := regexp.MustCompile(`(EXISTS )?(\(SELECT 1|\(SELECT M[AI][XN]\(x\d+\.\w+\)) FROM \w+ x\d+ WHERE x\d+\.rid = (?:r|x\d+)\.rid AND x\d+\.p( \+ 0)? = \d+`).FindAllStringSubmatch(sql, -1)
+			if single := !strings.Contains(c.q, "&") && !strings.Contains(c.q, "_sort"); len(probes) == 0 && !single {
+				t.Errorf("%s?%s: no probe found in %s", c.rt, c.q, sql)
+			}
+			for _, m := range probes {
+				if m[1] != "" {
+					continue // :missing: EXISTS, not a probe of a value
+				}
+				if (m[3] != "") != byRID {
+					t.Errorf("%s?%s (ProbeByRID %v): probe %q", c.rt, c.q, byRID, m[0])
+				}
+			}
+		}
 	}
 }

@@ -430,6 +430,11 @@ type ExplainOptions struct {
 	// scans, so that a test on a small table can see whether an index
 	// could answer the query at all. SQLite ignores it.
 	NoSeqScan bool
+	// Generic explains the plan made without the statement's values, the
+	// one a database that caches plans of prepared statements may reuse
+	// for any values (PostgreSQL's generic plan). SQLite, which plans
+	// every statement the same way whatever its values, ignores it.
+	Generic bool
 }
 
 // Sizer is implemented by stores that can tell how much space the search

@@ -42,18 +42,30 @@ type Dialect struct {
 	// NoSeqScan, run in a transaction, makes the planner avoid sequential
 	// scans for the rest of it ("" where the planner has no such switch).
 	NoSeqScan string
+	// GenericPlan, run in a transaction, makes the planner plan prepared
+	// statements without their values ("" where plans do not depend on
+	// the values).
+	GenericPlan string
 	// MaxParams bounds the parameters of one statement.
 	MaxParams int
 	// RowAtATime inserts rows with one prepared statement executed per
 	// row instead of multi-row statements. Right for an embedded database,
 	// where a statement costs no round trip but parsing a long one does.
 	RowAtATime bool
+	// DistinctOn lists a joined driver's resources once with DISTINCT ON
+	// (rid) rather than GROUP BY rid, which PostgreSQL allows only over
+	// the selected columns; it streams a page from an index in rid order.
+	DistinctOn bool
 	// JoinDrive joins a search's driving index rows (store.Drive) for a
 	// page in rid order, where the index lists them in rid order.
 	JoinDrive bool
 	// StmtCache is how many read statements to keep prepared by text (0:
 	// none, for a driver that caches its own).
 	StmtCache int
+	// PageWithBodies reads a search page and its bodies in one statement
+	// (pageSQL) instead of two: right where every statement is a round
+	// trip to a server.
+	PageWithBodies bool
 }
 
 // Options tune the writer.
@@ -1371,8 +1383,8 @@ func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 // between. joinDrive lets a page in rid order (no sort keys) join its
 // driving index rows: they come in rid order, so the page stops at its
 // limit instead of listing every candidate first.
-func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
-	join := joinDrive && q.Drive != nil && len(q.Order) == 0
+func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
+	join := d.JoinDrive && q.Drive != nil && len(q.Order) == 0
 	base, args, err := searchFrom(q, join)
 	if err != nil {
 		return "", nil, err
@@ -1383,16 +1395,21 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 		rid = q.Drive.Alias + `.rid`
 	}
 	var sel, ord strings.Builder
-	var selArgs, ordArgs, keyArgs []any
-	sel.WriteString(`SELECT r.rid, r.seq`)
-	for _, o := range q.Order {
-		sel.WriteString(`, ` + o.Expr)
+	var selArgs, keyArgs []any
+	sel.WriteString(`SELECT `)
+	if join && d.DistinctOn {
+		sel.WriteString(`DISTINCT ON (` + rid + `) `)
+	}
+	sel.WriteString(`r.rid, r.seq`)
+	for i, o := range q.Order {
+		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
 		if ord.Len() > 0 {
 			ord.WriteString(`, `)
 		}
-		ord.WriteString(o.Expr)
-		ordArgs = append(ordArgs, o.Args...)
+		// By the selected column's name: the expression (a subquery per
+		// candidate) is then evaluated once per row, not again to sort.
+		ord.WriteString(`k` + strconv.Itoa(i))
 		if o.Desc {
 			ord.WriteString(` DESC`)
 		}
@@ -1431,19 +1448,85 @@ func searchSQL(q store.SearchQuery, joinDrive bool) (string, []any, error) {
 		keyset = ` AND (` + strings.Join(ors, ` OR `) + `)`
 	}
 	group := ""
-	if join {
+	if join && !d.DistinctOn {
 		// An index row per matching value: one resource may have several
 		// (the same code in two systems).
 		group = ` GROUP BY ` + rid
 	}
 	inner := sel.String() + base + keyset + group + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
-	return inner, append(append(append(selArgs, args...), keyArgs...), ordArgs...), nil
+	return inner, append(append(selArgs, args...), keyArgs...), nil
+}
+
+// pageSQL is the statement of one page of a search with its bodies: the
+// page (searchSQL) joined to resource_versions by the version each hit was
+// current at, in the page's order. Its columns are the rid, the sort keys,
+// then the version as bodiesSQL reads it.
+func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
+	inner, args, err := searchSQL(q, d)
+	if err != nil {
+		return "", nil, err
+	}
+	var sel, ord strings.Builder
+	sel.WriteString(`SELECT p.rid`)
+	for i, o := range q.Order {
+		k := `p.k` + strconv.Itoa(i)
+		sel.WriteString(`, ` + k)
+		ord.WriteString(k)
+		if o.Desc {
+			ord.WriteString(` DESC`)
+		}
+		ord.WriteString(`, `)
+	}
+	ord.WriteString(`p.rid`)
+	return sel.String() + `, v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body FROM (` + inner +
+		`) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + ord.String(), args, nil
+}
+
+// searchPage runs pageSQL: one statement for the page and its bodies.
+func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+	stmt, args, err := pageSQL(q, db.d)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.query(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var hits []store.Hit
+	for rows.Next() {
+		h := store.Hit{Keys: make([]any, len(q.Order)), Version: store.Version{Tenant: q.Tenant}}
+		var lu int64
+		var del int
+		var tenant string
+		dst := []any{&h.RID}
+		for i := range h.Keys {
+			dst = append(dst, &h.Keys[i])
+		}
+		dst = append(dst, &h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &h.Body)
+		if err := rows.Scan(dst...); err != nil {
+			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
+		}
+		if tenant != q.Tenant {
+			return nil, fmt.Errorf("%w: search: version %d is not in the tenant searched", store.ErrUnavailable, h.Seq)
+		}
+		h.LastUpdated = time.UnixMicro(lu).UTC()
+		h.Deleted = del != 0
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	return hits, nil
 }
 
 // Search runs a translated search: one query for the page's rids and sort
-// keys, one for their bodies.
+// keys, one for their bodies (or both in one, Dialect.PageWithBodies).
 func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
-	inner, all, err := searchSQL(q, db.d.JoinDrive)
+	if db.d.PageWithBodies {
+		return db.searchPage(ctx, q)
+	}
+	inner, all, err := searchSQL(q, db.d)
 	if err != nil {
 		return nil, err
 	}
@@ -1537,7 +1620,10 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 	var stmt string
 	var args []any
 	var err error
-	if o.Bodies {
+	if o.Bodies && db.d.PageWithBodies {
+		// The bodies are read by the page's own statement.
+		stmt, args, err = pageSQL(q, db.d)
+	} else if o.Bodies {
 		stmt = bodiesSQL(20)
 		for i := range 20 {
 			args = append(args, int64(i+1))
@@ -1546,8 +1632,10 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 		var base string
 		base, args, err = searchBase(q)
 		stmt = `SELECT COUNT(*)` + base
+	} else if db.d.PageWithBodies {
+		stmt, args, err = pageSQL(q, db.d)
 	} else {
-		stmt, args, err = searchSQL(q, db.d.JoinDrive)
+		stmt, args, err = searchSQL(q, db.d)
 	}
 	if err != nil {
 		return nil, err
@@ -1562,7 +1650,35 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, db.d.Explain+db.d.Placeholders(stmt), args...)
+	explain, explainArgs := db.d.Explain+db.d.Placeholders(stmt), args
+	if o.Generic && db.d.GenericPlan != "" {
+		// PostgreSQL 15 has no EXPLAIN (GENERIC_PLAN): prepare the
+		// statement, force its generic plan, and explain an EXECUTE of
+		// it with the values written as literals.
+		// A prepared statement outlives the transaction: a name of its
+		// own, deallocated on the same connection before the rollback.
+		name := "ward_explain_" + strconv.FormatInt(explains.Add(1), 10)
+		if _, err := tx.ExecContext(ctx, `PREPARE `+name+` AS `+db.d.Placeholders(stmt)); err != nil {
+			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+		}
+		defer tx.ExecContext(context.WithoutCancel(ctx), `DEALLOCATE `+name) //nolint:errcheck // best effort; it holds no lock
+		if _, err := tx.ExecContext(ctx, db.d.GenericPlan); err != nil {
+			return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+		}
+		lits := make([]string, len(args))
+		for i, a := range args {
+			l, err := sqlLiteral(a)
+			if err != nil {
+				return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
+			}
+			lits[i] = l
+		}
+		explain, explainArgs = db.d.Explain+`EXECUTE `+name, nil
+		if len(lits) > 0 {
+			explain += `(` + strings.Join(lits, `, `) + `)`
+		}
+	}
+	rows, err := tx.QueryContext(ctx, explain, explainArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: explain: %v", store.ErrUnavailable, err)
 	}
@@ -1590,6 +1706,27 @@ func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainO
 		}
 	}
 	return out, rows.Err()
+}
+
+// explains names the statements Explain prepares.
+var explains atomic.Int64
+
+// sqlLiteral writes a search argument as an SQL literal (Explain with
+// Generic only: the statement is never run with it).
+func sqlLiteral(a any) (string, error) {
+	switch v := a.(type) {
+	case int:
+		return strconv.Itoa(v), nil
+	case int32:
+		return strconv.FormatInt(int64(v), 10), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64), nil
+	case string:
+		return `'` + strings.ReplaceAll(v, `'`, `''`) + `'`, nil
+	}
+	return "", fmt.Errorf("no literal for an argument of type %T", a)
 }
 
 // Count counts the matches of a translated search.
