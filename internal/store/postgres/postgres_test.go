@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"regexp"
 	"slices"
@@ -157,5 +158,61 @@ func TestNameIndexParameters(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("migration lists %v, the name parameters are %v", got, want)
+	}
+}
+
+// TestBodiesStayInline: a sealed body of a few KB (a Patient) is kept in
+// its row, not moved to TOAST (migration 00015); a body too large for a
+// page still goes out of line, and both read back intact.
+func TestBodiesStayInline(t *testing.T) {
+	u := pgtest.URL(t)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, u, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var toast string
+	if err := db.QueryRowContext(ctx, `SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'resource_versions'::regclass`).Scan(&toast); err != nil {
+		t.Fatal(err)
+	}
+	chunks := func() int {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+toast).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	rng := rand.NewChaCha8([32]byte{1})
+	body := func(n int) []byte {
+		b := make([]byte, n) // random bytes: as incompressible as ciphertext
+		rng.Read(b)
+		return b
+	}
+	now := time.Now().UTC()
+	small, large := body(3000), body(20000)
+	write := func(id string, b []byte) {
+		if err := st.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "t", Type: "Patient", ID: id, Version: 1, LastUpdated: now, Body: b}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("small", small)
+	if n := chunks(); n != 0 {
+		t.Errorf("a 3,000-byte body went to TOAST (%d chunks)", n)
+	}
+	write("large", large)
+	if n := chunks(); n == 0 {
+		t.Error("a 20,000-byte body stayed in the row")
+	}
+	for id, want := range map[string][]byte{"small": small, "large": large} {
+		v, err := st.Current(ctx, "t", "Patient", id)
+		if err != nil || string(v.Body) != string(want) {
+			t.Errorf("%s: read back %d bytes, %v", id, len(v.Body), err)
+		}
 	}
 }
