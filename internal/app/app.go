@@ -184,8 +184,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		}
 	}
 	to := authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external, RevocationRefresh: o.cacheTTL}
-	ro := records.Options{Search: search.Options{Leaky: cfg.SearchLeakyIndex}, ConditionalDeleteMax: cfg.ConditionalDeleteMax,
-		NoAdminPHI: !cfg.AdminPHIAccess, FactTTL: o.cacheTTL}
+	ro := records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax, NoAdminPHI: !cfg.AdminPHIAccess,
+		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL}
 	if bus != nil {
 		to.Peers, to.Live = tokenPeers{bus}, bus
 		ro.Peers, ro.Live = factPeers{bus}, bus
@@ -207,7 +207,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	// them by rid.
 	d, _ := st.(interface{ Dialect() string })
 	ro.Search = search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: d != nil && d.Dialect() == "postgres"}
-	ro.EncounterWindow, ro.MaxDecidedCount = window, cfg.SearchMaxDecided
+	ro.EncounterWindow = window
 	rec := records.New(st, km, val, ro)
 	if bus != nil {
 		// Subscribed only now that there is something to invalidate;

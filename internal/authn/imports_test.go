@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/deptest"
@@ -11,10 +10,6 @@ import (
 // one-method interfaces; the transport (NATS, internal/invalidation) is
 // wired in internal/app and stays out of here.
 func TestImportsNoBus(t *testing.T) {
-	deptest.Check(t, func(path string) string {
-		if strings.HasPrefix(path, "github.com/nats-io/") || path == "github.com/wardhealth/ward/internal/invalidation" {
-			return "the invalidation transport is wired in internal/app"
-		}
-		return ""
-	})
+	deptest.Forbid(t, "the invalidation transport is wired in internal/app",
+		"github.com/nats-io/", "github.com/wardhealth/ward/internal/invalidation")
 }

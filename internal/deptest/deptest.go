@@ -48,3 +48,17 @@ func Check(t testing.TB, reject func(path string) (reason string)) {
 		t.Fatal("no Go files found: the check would pass vacuously")
 	}
 }
+
+// Forbid fails the test for every import of the package under test that
+// is one of paths or lies below one ending in "/", giving reason.
+func Forbid(t testing.TB, reason string, paths ...string) {
+	t.Helper()
+	Check(t, func(path string) string {
+		for _, p := range paths {
+			if path == p || strings.HasSuffix(p, "/") && strings.HasPrefix(path, p) {
+				return reason
+			}
+		}
+		return ""
+	})
+}
