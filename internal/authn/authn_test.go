@@ -97,7 +97,9 @@ type env struct {
 	now  *time.Time
 }
 
-func newEnv(t *testing.T, path string) *env {
+// openKeyed opens a SQLite store at path with its key manager and the
+// system data key id, closed when the test ends.
+func openKeyed(t *testing.T, path string) (store.Store, *keys.Manager, string) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, path, sqlstore.Options{})
@@ -114,6 +116,14 @@ func newEnv(t *testing.T, path string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, km, sys
+}
+
+func newEnv(t *testing.T, path string) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, km, sys := openKeyed(t, path)
+	var err error
 	now := time.Now()
 	e := &env{st: st, keys: km, now: &now}
 	e.svc, err = authn.New(ctx, st, km, authn.Options{Issuer: "https://ward.test", TTL: 15 * time.Minute, Tenant: "default", SealKeyID: sys, Now: func() time.Time { return *e.now }})

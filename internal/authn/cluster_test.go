@@ -1,7 +1,6 @@
 package authn_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -17,7 +16,6 @@ import (
 	"github.com/wardhealth/ward/internal/invalidation"
 	"github.com/wardhealth/ward/internal/invalidation/natstest"
 	"github.com/wardhealth/ward/internal/keys"
-	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/sqlite"
 	"github.com/wardhealth/ward/internal/store/sqlstore"
@@ -39,20 +37,7 @@ func (c *changes) TokensChanged(ch authn.Change) { c.got = append(c.got, ch) }
 func node(t *testing.T, path string, tune func(*authn.Options)) *authn.Service {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, path, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	kek, _ := seal.NewKEK(bytes.Repeat([]byte{9}, 32))
-	km, err := keys.New(ctx, st, kek, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys, err := km.DataKey(ctx, keys.SystemTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, km, sys := openKeyed(t, path)
 	o := authn.Options{Issuer: "https://ward.test", Tenant: "default", SealKeyID: sys, RevocationRefresh: time.Hour}
 	if tune != nil {
 		tune(&o)
