@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -39,9 +40,58 @@ var Dialect = sqlstore.Dialect{
 	// its key) and stops at the page's limit, whatever the plan's
 	// estimate: a generic plan estimates any keyed hash at a row or two
 	// and would list and sort every match of an IN (...) instead.
-	JoinDrive:  true,
-	DistinctOn: true,
-	Analyze:    `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
+	JoinDrive:   true,
+	DistinctOn:  true,
+	Analyze:     `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
+	AppendAudit: appendAuditSQL,
+}
+
+// auditTypes are the SQL types of sqlstore.AuditColumns. appendAuditSQL
+// selects its rows from VALUES, where a parameter's type is not taken
+// from the target column as in INSERT ... VALUES, so each is cast.
+var auditTypes = [...]string{"bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "smallint", "text", "smallint", "text", "bytea", "bytea"}
+
+// appendStatements memoizes appendAuditSQL by record count.
+var appendStatements sync.Map
+
+// appendAuditSQL is the writer's one-statement ledger append
+// (sqlstore.Dialect.AppendAudit). The UPDATE of the head row takes the
+// row's lock and matches only while the head is at the expected seq ($3);
+// the records are inserted joined to its RETURNING row, so when the head
+// has moved none is inserted. Under READ COMMITTED a concurrent writer's
+// update makes PostgreSQL re-check the condition against the row that
+// writer committed, so two writers that expected the same seq cannot both
+// append.
+func appendAuditSQL(n int) string {
+	if q, ok := appendStatements.Load(n); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`WITH head AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 RETURNING id) INSERT INTO audit_log (`)
+	b.WriteString(sqlstore.AuditColumns)
+	b.WriteString(`) SELECT v.* FROM head, (VALUES `)
+	p := 4
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c, typ := range auditTypes {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(p))
+			b.WriteString("::")
+			b.WriteString(typ)
+			p++
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(`) AS v`)
+	q := b.String()
+	appendStatements.Store(n, q)
+	return q
 }
 
 // Rebind turns '?' placeholders into $1, $2, ... The shared SQL has no '?'

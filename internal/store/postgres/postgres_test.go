@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/params"
 	"github.com/wardhealth/ward/internal/store"
@@ -50,6 +51,77 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	defer b.Close()
 	storetest.InterleavedWriters(t, a, b)
 	storetest.GuardsAcrossWriters(t, a, b)
+	storetest.InterleavedLedgerAppends(t, a, b)
+}
+
+// A batch of ledger records alone (what reads and searches commit) is one
+// statement once the writer knows the head; anything else, a head moved by
+// another node, or a head not known yet, goes through the transaction, and
+// the chain stays whole either way.
+func TestLedgerAppendPaths(t *testing.T) {
+	u := pgtest.URL(t)
+	ctx := context.Background()
+	a, err := postgres.Open(ctx, u, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := postgres.Open(ctx, u, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	read := func(st store.Store) {
+		t.Helper()
+		r := &audit.Record{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "physician", Action: "read", ResourceType: "Patient", Entities: []string{"Patient/p1"}}
+		if err := st.Commit(ctx, &store.Unit{Audit: []*audit.Record{r}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func(db *sqlstore.DB) [2]int64 {
+		one, tx := db.LedgerCommits()
+		return [2]int64{one, tx}
+	}
+	steps := []struct {
+		name string
+		run  func()
+		node *sqlstore.DB
+		want [2]int64 // one-statement and transaction commits the step adds
+	}{
+		{"first read: head not known", func() { read(a) }, a, [2]int64{0, 1}},
+		{"reads after it", func() {
+			for range 20 {
+				read(a)
+			}
+		}, a, [2]int64{20, 0}},
+		{"a revocation with its record", func() {
+			r := &audit.Record{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "admin", Action: "revoke"}
+			if err := a.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "j1", Expires: time.Now().Add(time.Hour)}, Audit: []*audit.Record{r}}); err != nil {
+				t.Fatal(err)
+			}
+		}, a, [2]int64{0, 1}},
+		{"the other node reads (its first)", func() { read(b) }, b, [2]int64{0, 1}},
+		{"a read after the other node moved the head", func() { read(a) }, a, [2]int64{0, 1}},
+		{"and one after that", func() { read(a) }, a, [2]int64{1, 0}},
+		{"a write", func() {
+			if err := a.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "Patient", ID: "p1", Version: 1, LastUpdated: time.Now(), Body: []byte("x")}},
+				Audit: []*audit.Record{{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "physician", Action: "create"}}}); err != nil {
+				t.Fatal(err)
+			}
+		}, a, [2]int64{0, 1}},
+		{"a read after the write", func() { read(a) }, a, [2]int64{1, 0}},
+	}
+	for _, s := range steps {
+		before := counts(s.node)
+		s.run()
+		after := counts(s.node)
+		if got := [2]int64{after[0] - before[0], after[1] - before[1]}; got != s.want {
+			t.Errorf("%s: committed %d by one statement and %d by transaction, want %v", s.name, got[0], got[1], s.want)
+		}
+	}
+	if n := storetest.VerifyLedger(t, a); n != 27 {
+		t.Fatalf("ledger holds %d records, want 27", n)
+	}
 }
 
 func TestRebind(t *testing.T) {

@@ -727,6 +727,40 @@ func InterleavedWriters(t *testing.T, a, b store.Store) {
 	}
 }
 
+// InterleavedLedgerAppends has two stores on one database (two nodes)
+// append ledger records alone, as reads do, concurrently and interleaved
+// with the other's, then checks the ledger is one unbroken chain holding
+// every record once: a node whose idea of the head is stale must not append
+// after it.
+func InterleavedLedgerAppends(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	before := VerifyLedger(t, a)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for j, st := range []store.Store{a, b} {
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n / 4 {
+					errs <- st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec("a", "read", fmt.Sprintf("Patient/p%d-%d", j, i))}})
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := VerifyLedger(t, a); got != before+2*n {
+		t.Fatalf("%d records, want %d", got, before+2*n)
+	}
+}
+
 // BenchmarkLedgerAppend measures one audit record made durable through
 // Commit: sequentially (one record per transaction, the latency a lone
 // request sees) and from 32 goroutines (group commit at work).
