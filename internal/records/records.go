@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -269,7 +270,8 @@ func (r *Repo) validate(res *fhir.Resource, rec *audit.Record) error {
 }
 
 func ref(typ, id string, version int64) string {
-	return fmt.Sprintf("%s/%s/_history/%d", typ, id, version)
+	// Called for every resource disclosed: concatenation, not fmt.
+	return typ + "/" + id + "/_history/" + strconv.FormatInt(version, 10)
 }
 
 // seal stamps meta, serialises and seals a resource version.

@@ -1050,8 +1050,40 @@ func encodeEntities(es []string) string {
 	if len(es) == 0 {
 		return "[]"
 	}
-	b, _ := json.Marshal(es)
-	return string(b)
+	// Entity references are plain ASCII: write them directly, exactly as
+	// json.Marshal would, and leave anything else to it.
+	n := 1
+	for _, e := range es {
+		if !plainJSON(e) {
+			b, _ := json.Marshal(es)
+			return string(b)
+		}
+		n += len(e) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range es {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, e...)
+		b = append(b, '"')
+	}
+	return string(append(b, ']'))
+}
+
+// plainJSON says json.Marshal writes s unchanged between its quotes: no
+// byte it escapes (quote, backslash, control characters, and <, >, & for
+// HTML) and nothing outside ASCII.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func decodeEntities(s string) ([]string, error) {
