@@ -34,21 +34,25 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// twoNodes opens two stores (two Ward processes) on one fresh database.
+func twoNodes(t *testing.T) (a, b *sqlstore.DB) {
+	t.Helper()
+	u := pgtest.URL(t)
+	for _, p := range []**sqlstore.DB{&a, &b} {
+		st, err := postgres.Open(context.Background(), u, sqlstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		*p = st
+	}
+	return a, b
+}
+
 // Two nodes on one database keep one chain: their batches serialise on the
 // audit head row.
 func TestTwoNodesOneDatabase(t *testing.T) {
-	u := pgtest.URL(t)
-	ctx := context.Background()
-	a, err := postgres.Open(ctx, u, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := postgres.Open(ctx, u, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoNodes(t)
 	storetest.InterleavedWriters(t, a, b)
 	storetest.GuardsAcrossWriters(t, a, b)
 	storetest.InterleavedLedgerAppends(t, a, b)
@@ -59,18 +63,8 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 // another node, or a head not known yet, goes through the transaction, and
 // the chain stays whole either way.
 func TestLedgerAppendPaths(t *testing.T) {
-	u := pgtest.URL(t)
 	ctx := context.Background()
-	a, err := postgres.Open(ctx, u, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := postgres.Open(ctx, u, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoNodes(t)
 	read := func(st store.Store) {
 		t.Helper()
 		r := &audit.Record{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "physician", Action: "read", ResourceType: "Patient", Entities: []string{"Patient/p1"}}
