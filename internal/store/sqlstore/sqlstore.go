@@ -5,8 +5,12 @@
 // units queued while the previous transaction was committing and writes them
 // as one transaction: resource versions, users, keys and the audit records
 // with their hash chain. The audit head row is read (and on PostgreSQL
-// locked) first in every batch, so writers in several processes serialise on
-// it and the ledger stays one chain in commit order.
+// locked) first in every batch transaction, so writers in several processes
+// serialise on it and the ledger stays one chain in commit order. A batch
+// of ledger records alone (reads, searches) may instead be one statement
+// that advances the head only from the seq this writer last committed
+// (Dialect.AppendAudit, DB.appendAudit); a head moved by another process
+// sends the batch through the transaction.
 package sqlstore
 
 import (
