@@ -6,7 +6,8 @@
 //   - Local: in this process, sharded maps with a bound on the number of
 //     keys. Each node limits on its own.
 //   - Redis: in Redis, one Lua script per decision (one round trip, atomic),
-//     keys that expire by themselves once they are back to a full bucket.
+//     keys that expire by themselves once they are back to a full bucket
+//     (and at least a second after their last change).
 //     Every node sharing the Redis limits as one.
 //   - Shared: Local as a per-node pre-check in front of Redis, and the
 //     fallback when Redis cannot be reached.

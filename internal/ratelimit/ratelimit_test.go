@@ -174,6 +174,34 @@ func TestRedisAlgorithm(t *testing.T) {
 	}
 }
 
+// A key outlives a moment of real time between two requests that the
+// caller's clock puts 5 ms apart: its state must not expire, by Redis's
+// clock, before the second request is decided. (A key that lived only
+// until its bucket was full, 10 ms here, made the table above fail on a
+// loaded machine.)
+func TestRedisKeyOutlivesAPause(t *testing.T) {
+	url := redistest.URL(t)
+	rc := redistest.Client(t, url)
+	c := &clock{}
+	l, err := ratelimit.NewRedis(rc, ratelimit.Limit{Rate: 100, Burst: 1}, ratelimit.RedisOptions{Prefix: redistest.Prefix(t, url), Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Set(start)
+	if ok, _, err := l.Allow(context.Background(), "a"); !ok || err != nil {
+		t.Fatalf("first request: ok=%v err=%v", ok, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.Set(start.Add(5 * time.Millisecond))
+	ok, retry, err := l.Allow(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok || retry != 5*time.Millisecond {
+		t.Fatalf("second request 5 ms later by the caller's clock: ok=%v retry=%v, want refused with retry 5ms", ok, retry)
+	}
+}
+
 func TestBadLimits(t *testing.T) {
 	for _, l := range []ratelimit.Limit{{0, 1}, {-1, 1}, {1, 0}, {ratelimit.MaxRate * 2, 1}, {1, 2_000_000}} {
 		if _, err := ratelimit.NewLocal(l, ratelimit.LocalOptions{}); err == nil {

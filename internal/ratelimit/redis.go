@@ -43,6 +43,12 @@ type RedisOptions struct {
 //
 // The new time is written with %.0f: Redis would otherwise format a Lua
 // number with too few digits for a 16-digit integer.
+//
+// A key lives until its bucket is full again, but at least a second: a
+// time already past counts as no key at all (tat < now), so keeping one
+// longer changes no decision, while a lifetime of a few milliseconds could
+// end, by Redis's clock, before a request that the caller's clock (ARGV[3])
+// places inside it.
 var gcraScript = redis.NewScript(`
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
@@ -64,7 +70,7 @@ if fit > most then
   fit = most
 end
 local new = tat + fit * interval
-redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.max(1000, math.ceil((new - now) / 1000)))
 return {fit, 0}
 `)
 
