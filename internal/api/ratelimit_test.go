@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -14,24 +12,6 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
 )
-
-// post sends a form to path from client address from (through the
-// trusted loopback proxy, as X-Forwarded-For) and returns the answer.
-func post(t *testing.T, w *apptest.Ward, path, from string, form url.Values) (int, http.Header, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", w.Server.URL+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if from != "" {
-		req.Header.Set("X-Forwarded-For", from)
-	}
-	resp, err := w.Server.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
-}
 
 // slowAuth is the default burst (20) with a refill slow enough (one per
 // 100 s) that the test's timing cannot let a 21st request through; the
@@ -60,11 +40,11 @@ func TestAuthEndpointsAreLimitedPerAddress(t *testing.T) {
 			if i < 3 {
 				form = wrong // a few real guesses, then cheap ones
 			}
-			if status, _, body := post(t, w, "/oauth2/token", attacker, form); status != 400 {
+			if status, _, body := w.PostForm(t, "/oauth2/token", attacker, form); status != 400 {
 				t.Fatalf("request %d within the burst: %d %s", i+1, status, body)
 			}
 		}
-		status, h, body := post(t, w, "/oauth2/token", attacker, wrong)
+		status, h, body := w.PostForm(t, "/oauth2/token", attacker, wrong)
 		var oauth map[string]string
 		if status != 429 || json.Unmarshal(body, &oauth) != nil || oauth["error"] != "temporarily_unavailable" || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
 			t.Fatalf("21st request: %d %q %s", status, h.Get("Content-Type"), body)
@@ -73,22 +53,22 @@ func TestAuthEndpointsAreLimitedPerAddress(t *testing.T) {
 			t.Fatalf("Retry-After %q, want 1..100 seconds (one request per 100 s)", h.Get("Retry-After"))
 		}
 		// The other OAuth endpoints share the address's limit.
-		if status, _, body := post(t, w, "/oauth2/revoke", attacker, url.Values{"token": {"x"}}); status != 429 {
+		if status, _, body := w.PostForm(t, "/oauth2/revoke", attacker, url.Values{"token": {"x"}}); status != 429 {
 			t.Errorf("revoke from the throttled address: %d %s", status, body)
 		}
-		if status, _, body := post(t, w, "/oauth2/introspect", attacker, url.Values{"token": {"x"}}); status != 429 {
+		if status, _, body := w.PostForm(t, "/oauth2/introspect", attacker, url.Values{"token": {"x"}}); status != 429 {
 			t.Errorf("introspect from the throttled address: %d %s", status, body)
 		}
-		status, h, body = post(t, w, "/oauth2/authorize", attacker, url.Values{"handle": {"h"}, "username": {"physician-user"}, "password": {"guess"}})
+		status, h, body = w.PostForm(t, "/oauth2/authorize", attacker, url.Values{"handle": {"h"}, "username": {"physician-user"}, "password": {"guess"}})
 		if status != 429 || !strings.Contains(string(body), `"OperationOutcome"`) || !strings.Contains(string(body), `"throttled"`) || h.Get("Retry-After") == "" {
 			t.Errorf("login form from the throttled address: %d %s", status, body)
 		}
 		// Another address is not affected, and the real user still signs
 		// in from there.
-		if status, _, body := post(t, w, "/oauth2/token", other, cheap); status != 400 {
+		if status, _, body := w.PostForm(t, "/oauth2/token", other, cheap); status != 400 {
 			t.Fatalf("another address: %d %s", status, body)
 		}
-		if status, _, body := post(t, w, "/oauth2/token", other, url.Values{"grant_type": {"password"}, "username": {"nurse-user"}, "password": {apptest.Password}}); status != 200 {
+		if status, _, body := w.PostForm(t, "/oauth2/token", other, url.Values{"grant_type": {"password"}, "username": {"nurse-user"}, "password": {apptest.Password}}); status != 200 {
 			t.Fatalf("login from another address: %d %s", status, body)
 		}
 		// Five throttled requests, one ledger record, naming neither the
@@ -121,11 +101,11 @@ func TestForwardedForIsBelievedOnlyFromTrustedProxies(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.AuthRate = 0.01 })
 	// Start signed one user per role in from 127.0.0.1.
 	for i := range 20 - len(authz.Roles) {
-		if status, _, body := post(t, w, "/oauth2/token", "203.0.113."+strconv.Itoa(i), url.Values{}); status != 400 {
+		if status, _, body := w.PostForm(t, "/oauth2/token", "203.0.113."+strconv.Itoa(i), url.Values{}); status != 400 {
 			t.Fatalf("request %d: %d %s", i, status, body)
 		}
 	}
-	if status, _, _ := post(t, w, "/oauth2/token", "203.0.113.99", url.Values{}); status != 429 {
+	if status, _, _ := w.PostForm(t, "/oauth2/token", "203.0.113.99", url.Values{}); status != 429 {
 		t.Fatalf("a made-up X-Forwarded-For escaped the limit: %d", status)
 	}
 }
@@ -171,7 +151,7 @@ func TestAPIIsLimitedPerSubject(t *testing.T) {
 func TestRateLimitsOff(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.AuthRate, c.APIRate, c.APIBurst = 0, 0, 1 })
 	for i := range 30 {
-		if status, _, _ := post(t, w, "/oauth2/token", "", url.Values{}); status != 400 {
+		if status, _, _ := w.PostForm(t, "/oauth2/token", "", url.Values{}); status != 400 {
 			t.Fatalf("auth limit 0, request %d: %d", i, status)
 		}
 	}

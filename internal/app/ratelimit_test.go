@@ -25,18 +25,8 @@ import (
 // (named in X-Forwarded-For by the trusted loopback proxy).
 func tokenFrom(t *testing.T, w *apptest.Ward, from string, form url.Values) int {
 	t.Helper()
-	req, _ := http.NewRequest("POST", w.Server.URL+"/oauth2/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if from != "" {
-		req.Header.Set("X-Forwarded-For", from)
-	}
-	resp, err := w.Server.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _, _ := w.PostForm(t, "/oauth2/token", from, form)
+	return status
 }
 
 func sharedRedis(redisURL, prefix string) func(*config.Config) {

@@ -284,3 +284,22 @@ func (w *Ward) Ledger(t testing.TB) []*audit.Record {
 	t.Helper()
 	return storetest.Records(t, w.App.Store)
 }
+
+// PostForm sends a form to path as the client address from (named in
+// X-Forwarded-For, as the trusted loopback proxy would; "" sends none) and
+// returns the answer.
+func (w *Ward) PostForm(t testing.TB, path, from string, form url.Values) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", w.Server.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if from != "" {
+		req.Header.Set("X-Forwarded-For", from)
+	}
+	resp, err := w.Server.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}

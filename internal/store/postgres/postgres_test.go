@@ -24,29 +24,25 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		st, err := postgres.Open(context.Background(), pgtest.URL(t), sqlstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	})
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t, pgtest.URL(t)) })
+}
+
+// open opens a store on the database at u, closed when t ends.
+func open(t *testing.T, u string) *sqlstore.DB {
+	t.Helper()
+	st, err := postgres.Open(context.Background(), u, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // twoNodes opens two stores (two Ward processes) on one fresh database.
 func twoNodes(t *testing.T) (a, b *sqlstore.DB) {
 	t.Helper()
 	u := pgtest.URL(t)
-	for _, p := range []**sqlstore.DB{&a, &b} {
-		st, err := postgres.Open(context.Background(), u, sqlstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		*p = st
-	}
-	return a, b
+	return open(t, u), open(t, u)
 }
 
 // Two nodes on one database keep one chain: their batches serialise on the
@@ -148,11 +144,7 @@ func BenchmarkLedgerAppend(b *testing.B) {
 func TestStatisticsFollowBulkLoads(t *testing.T) {
 	u := pgtest.URL(t)
 	ctx := context.Background()
-	st, err := postgres.Open(ctx, u, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := open(t, u)
 	now := time.Now().UTC()
 	for b := 0; b < 12; b++ {
 		var ws []store.Write
@@ -233,11 +225,7 @@ func TestNameIndexParameters(t *testing.T) {
 func TestBodiesStayInline(t *testing.T) {
 	u := pgtest.URL(t)
 	ctx := context.Background()
-	st, err := postgres.Open(ctx, u, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := open(t, u)
 	db, err := sql.Open("pgx", u)
 	if err != nil {
 		t.Fatal(err)
