@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -533,5 +535,34 @@ func TestJSON(t *testing.T) {
 	}
 	if !strings.Contains(string(data), `"p99": 44`) {
 		t.Fatalf("json latency: %s", data)
+	}
+}
+
+// TestRunSearchReadsWholeBodies: a search page is read to its end, and a
+// page cut short by the server is an error, not a success.
+func TestRunSearchReadsWholeBodies(t *testing.T) {
+	page := append(append([]byte(`{"resourceType":"Bundle","type":"searchset","x":"`), bytes.Repeat([]byte("a"), 3*readBufferSize)...), `"}`...)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /fhir/Patient", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(page)))
+		if r.URL.Query().Get("cut") != "" {
+			w.Write(page[:len(page)/2]) // then the handler returns: the connection is closed mid-body
+			return
+		}
+		w.Write(page)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	rep := run(t, Options{BaseURL: srv.URL + "/fhir", Mix: MixSearch, Paths: []string{"Patient?family=a"}, Concurrency: 2, Duration: 5 * time.Second, MaxRequests: 20})
+	if rep.Requests != 20 || rep.Errors != 0 {
+		t.Fatalf("whole pages: requests %d errors %d (%q)", rep.Requests, rep.Errors, rep.ErrorSamples)
+	}
+	rep = run(t, Options{BaseURL: srv.URL + "/fhir", Mix: MixSearch, Paths: []string{"Patient?family=a&cut=1"}, Concurrency: 2, Duration: 5 * time.Second, MaxRequests: 20})
+	if rep.Requests != 20 || rep.Errors != 20 {
+		t.Fatalf("cut pages: requests %d errors %d, want every one an error", rep.Requests, rep.Errors)
+	}
+	if len(rep.ErrorSamples) == 0 || !strings.Contains(rep.ErrorSamples[0], "reading response body") {
+		t.Fatalf("cut pages: error samples %q", rep.ErrorSamples)
 	}
 }
