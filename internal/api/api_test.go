@@ -426,6 +426,39 @@ func TestChunkedBody(t *testing.T) {
 	}
 }
 
+// TestResponsesAreSized: a resource and a search page larger than
+// net/http's chunking threshold (2 KB) go out with a Content-Length that
+// matches the body, not chunked.
+func TestResponsesAreSized(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	tok := w.Tokens[authz.RolePhysician]
+	big := strings.Replace(patient, `"resourceType":"Patient"`, `"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">`+strings.Repeat("x", 3000)+`</div>"}`, 1)
+	created := w.Do(t, "POST", "/fhir/Patient", tok, []byte(big))
+	if created.Status != 201 {
+		t.Fatalf("create: %d %s", created.Status, created.Body)
+	}
+	var p struct{ ID string }
+	if err := json.Unmarshal(created.Body, &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/Patient/" + p.ID, "/Patient?_id=" + p.ID, "/Patient"} {
+		req, _ := http.NewRequest("GET", w.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) < 3000 {
+			t.Fatalf("%s: %d, %d bytes", path, resp.StatusCode, len(b))
+		}
+		if len(resp.TransferEncoding) != 0 || resp.ContentLength != int64(len(b)) {
+			t.Fatalf("%s: transfer encoding %v, content length %d for %d bytes", path, resp.TransferEncoding, resp.ContentLength, len(b))
+		}
+	}
+}
+
 func TestRolesAreEnforced(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	id := w.Create(t, authz.RolePhysician, patient)

@@ -122,6 +122,7 @@ func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, status in
 			Diagnostics: fmt.Sprintf("%s/%s version %d", res.Type, res.ID, res.Version)})
 	default:
 		h.Set("Content-Type", contentFHIR)
+		h.Set("Content-Length", strconv.Itoa(len(res.JSON)))
 		w.WriteHeader(status)
 		w.Write(res.JSON)
 	}
@@ -560,6 +561,9 @@ func writeBundle(w http.ResponseWriter, b *fhir.Bundle) error {
 		return fmt.Errorf("serialise bundle: %w", err)
 	}
 	w.Header().Set("Content-Type", contentFHIR)
+	// Sized, not chunked: the page is whole before the first byte goes
+	// out, and a client sees a truncated one as such.
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	setLinkHeader(w, b.Links)
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
