@@ -117,30 +117,47 @@ func Rebind(q string) string {
 
 // Open connects to url, applies the embedded migrations (under an advisory
 // lock, so nodes starting together do not race) and starts the writer.
+//
+// The writer has connections of its own (writeConns), apart from the pool
+// every read draws from (readConns). Every request commits a ledger record
+// before it answers, so a writer that waited for a pool connection behind
+// slow reads (counts, exports) would stall every request with them.
 func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, error) {
 	cfg, err := connConfig(url)
 	if err != nil {
 		return nil, err
 	}
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(16)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	w := stdlib.OpenDB(*cfg)
+	w.SetMaxOpenConns(writeConns)
+	w.SetMaxIdleConns(writeConns)
+	r := stdlib.OpenDB(*cfg)
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	closeAll := func() { r.Close(); w.Close() }
+	if err := w.PingContext(ctx); err != nil {
+		closeAll()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	if err := Migrate(ctx, db); err != nil {
-		db.Close()
+	if err := Migrate(ctx, w); err != nil {
+		closeAll()
 		return nil, err
 	}
-	s, err := sqlstore.New(Dialect, db, db, o)
+	s, err := sqlstore.New(Dialect, w, r, o)
 	if err != nil {
-		db.Close()
+		closeAll()
 		return nil, err
 	}
-	s.OnClose(func() { db.Close() })
+	s.OnClose(closeAll)
 	return s, nil
 }
+
+// Connections per process. The writer's batches take one at a time;
+// the others serve the statistics refresh (sqlstore's maybeAnalyze) and
+// export bookkeeping, which also go through the write pool.
+const (
+	writeConns = 4
+	readConns  = 16
+)
 
 // connConfig is the pgx configuration of url, with Ward's session settings.
 //

@@ -270,3 +270,54 @@ func TestBodiesStayInline(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerCommitsWhileReadsHoldEveryConnection: slow reads that hold
+// every read connection (and queue for more) do not hold up the ledger,
+// on which every request waits before it answers.
+func TestLedgerCommitsWhileReadsHoldEveryConnection(t *testing.T) {
+	ctx := context.Background()
+	u := pgtest.URL(t)
+	st := open(t, u)
+	const slow = 3 * time.Second
+	const readers = 24 // more than the read pool holds
+	errs := make(chan error, readers)
+	for range readers {
+		go func() {
+			_, err := st.Search(ctx, store.SearchQuery{Tenant: "a", Types: []string{"Patient"}, Limit: 1,
+				Where: []string{fmt.Sprintf("(SELECT pg_sleep(%g)) IS NOT NULL", slow.Seconds())}})
+			errs <- err
+		}()
+	}
+	mon, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	deadline := time.Now().Add(slow / 2)
+	for {
+		var n int
+		if err := mon.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n >= 16 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d slow reads running", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	r := &audit.Record{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "physician", Action: "read", ResourceType: "Patient", Entities: []string{"Patient/p1"}}
+	if err := st.Commit(ctx, &store.Unit{Audit: []*audit.Record{r}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > slow/3 {
+		t.Errorf("the ledger record took %v to commit behind the slow reads", d)
+	}
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

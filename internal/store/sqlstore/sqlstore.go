@@ -166,7 +166,8 @@ type job struct {
 }
 
 // New starts the writer. write is used by the writer goroutine only; read
-// serves every read (it may be the same pool on PostgreSQL).
+// serves every read (on PostgreSQL a pool of its own, so that slow reads
+// never keep the writer waiting for a connection).
 func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
