@@ -165,7 +165,8 @@ type job struct {
 	ok  chan struct{}
 }
 
-// New starts the writer. write is used by the writer goroutine only; read
+// New starts the writer. write is used by the writer goroutine, the
+// statistics refresh and export bookkeeping; read
 // serves every read (on PostgreSQL a pool of its own, so that slow reads
 // never keep the writer waiting for a connection).
 func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
