@@ -404,11 +404,11 @@ func (o *Options) normalize() error {
 	return nil
 }
 
-// readBufferSize is how much of a response the client reads per system
-// call: a search page of 20 Patients is about 40 KB, which io.Discard's
-// 8 KB copies and the Transport's default 4 KB buffer read in many calls.
-// The load generator shares the machine with the server it measures, so
-// its own cost per request is kept low.
+// readBufferSize is how much of a response the client asks for per read:
+// a search page of 20 Patients is about 40 KB, which io.Discard's 8 KB
+// copies and the Transport's default 4 KB buffer take in many reads. On
+// the 2-core machine of docs/benchmarks.md this made no measurable
+// difference to the load generator's CPU per request.
 const readBufferSize = 64 << 10
 
 // discardBody reads body to its end through buf.

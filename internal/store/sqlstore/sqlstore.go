@@ -166,9 +166,9 @@ type job struct {
 }
 
 // New starts the writer. write is used by the writer goroutine, the
-// statistics refresh and export bookkeeping; read
-// serves every read (on PostgreSQL a pool of its own, so that slow reads
-// never keep the writer waiting for a connection).
+// statistics refresh and export bookkeeping; read serves every read (on
+// PostgreSQL a pool of its own, so that slow reads never keep the writer
+// waiting for a connection).
 func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
