@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -456,6 +457,74 @@ func TestResponsesAreSized(t *testing.T) {
 		if len(resp.TransferEncoding) != 0 || resp.ContentLength != int64(len(b)) {
 			t.Fatalf("%s: transfer encoding %v, content length %d for %d bytes", path, resp.TransferEncoding, resp.ContentLength, len(b))
 		}
+	}
+}
+
+// Bundles are serialised into reused buffers (writeBundle): responses
+// written at the same time must each carry their own page, whole. Under
+// -race (CI runs it) a buffer reused while still being written is a
+// reported race even when the pages happen not to mix.
+func TestConcurrentBundlesDoNotMix(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	tok := w.Tokens[authz.RolePhysician]
+	ids := map[string]string{} // id -> marker in its narrative
+	for i := range 6 {
+		marker := fmt.Sprintf("marker%d", i)
+		text := strings.Repeat(marker, 1+i*900) // up to about 35 KB
+		body := strings.Replace(patient, `"resourceType":"Patient"`, `"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">`+text+`</div>"}`, 1)
+		created := w.Do(t, "POST", "/fhir/Patient", tok, []byte(body))
+		var p struct{ ID string }
+		if created.Status != 201 || json.Unmarshal(created.Body, &p) != nil {
+			t.Fatalf("create: %d %s", created.Status, created.Body)
+		}
+		ids[p.ID] = marker
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for id, marker := range ids {
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 25 {
+					req, _ := http.NewRequest("GET", w.URL+"/Patient?_id="+id, nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						errs <- err
+						return
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					var page struct {
+						Entry []struct{ Resource struct{ ID string } }
+					}
+					if err != nil || resp.StatusCode != 200 || json.Unmarshal(b, &page) != nil {
+						errs <- fmt.Errorf("%s: %d, %v, %.200s", id, resp.StatusCode, err, b)
+						return
+					}
+					if len(page.Entry) != 1 || page.Entry[0].Resource.ID != id {
+						errs <- fmt.Errorf("%s: page holds %+v", id, page.Entry)
+						return
+					}
+					for other, m := range ids {
+						if other != id && strings.Contains(string(b), m) {
+							errs <- fmt.Errorf("%s: page holds the narrative of %s", id, other)
+							return
+						}
+					}
+					if !strings.Contains(string(b), marker) {
+						errs <- fmt.Errorf("%s: its own narrative is missing", id)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
@@ -555,11 +556,29 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *rec
 	return writeBundle(w, b)
 }
 
+// bundleBufs are the buffers Bundles are serialised into. A search page is
+// tens of kilobytes: a fresh buffer per response was a sixth of what a
+// search allocated, and the garbage collector's work grows with that.
+// Write does not keep the slice it is given (io.Writer), so a buffer is
+// free again once the response is written; none over maxPooledBundle is
+// kept, so one huge Bundle cannot pin its memory.
+var bundleBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledBundle = 1 << 20
+
 func writeBundle(w http.ResponseWriter, b *fhir.Bundle) error {
-	out, err := b.MarshalJSON()
+	buf := bundleBufs.Get().(*[]byte)
+	out, err := b.AppendJSON((*buf)[:0])
 	if err != nil {
+		bundleBufs.Put(buf)
 		return fmt.Errorf("serialise bundle: %w", err)
 	}
+	defer func() {
+		if cap(out) <= maxPooledBundle {
+			*buf = out[:0]
+			bundleBufs.Put(buf)
+		}
+	}()
 	w.Header().Set("Content-Type", contentFHIR)
 	// Sized, not chunked: the page is whole before the first byte goes
 	// out, and a client sees a truncated one as such.

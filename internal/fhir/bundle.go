@@ -67,11 +67,20 @@ var ErrBundleResource = errors.New("fhir: bundle entry resource is not a JSON ob
 // WriteTo) directly: json.Marshal(b) would re-validate the output and
 // HTML-escape it ("<" in narratives becomes \u003c).
 func (b *Bundle) MarshalJSON() ([]byte, error) {
+	return b.AppendJSON(nil)
+}
+
+// AppendJSON is MarshalJSON appending to dst, which it grows at most once:
+// a server can then write its Bundles from a reused buffer.
+func (b *Bundle) AppendJSON(dst []byte) ([]byte, error) {
 	n := 256
 	for i := range b.Entries {
 		n += len(b.Entries[i].Resource) + len(b.Entries[i].FullURL) + 96
 	}
-	return b.appendJSON(make([]byte, 0, n))
+	if cap(dst)-len(dst) < n {
+		dst = append(make([]byte, 0, len(dst)+n), dst...)
+	}
+	return b.appendJSON(dst)
 }
 
 // WriteTo writes the Bundle's JSON to w. It builds the document in memory

@@ -96,6 +96,15 @@ func TestBundleSearchset(t *testing.T) {
 	if r.Doc["total"] != json.Number("1") || r.Doc["timestamp"] != "2026-11-23T12:00:00.000005Z" || r.ID != "b-1" {
 		t.Errorf("bundle = %v", r.Doc)
 	}
+	// AppendJSON writes the same document after what dst holds, into a
+	// reused buffer too small or big enough alike.
+	for _, dst := range [][]byte{[]byte("prefix"), make([]byte, 3, 1<<16)} {
+		prefix := string(dst)
+		got, err := b.AppendJSON(dst)
+		if err != nil || string(got) != prefix+string(out) {
+			t.Fatalf("AppendJSON after %q: %v, %.80q", prefix, err, got)
+		}
+	}
 	entries := r.Doc["entry"].([]any)
 	if len(entries) != 2 || !bytes.Contains(out, praw) {
 		t.Errorf("entries not written verbatim")

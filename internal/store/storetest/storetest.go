@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -340,6 +341,46 @@ func Run(t *testing.T, open Opener) {
 		if fmt.Sprint(ids(vs)) != "[a e]" {
 			t.Fatalf("%v", ids(vs))
 		}
+	})
+
+	t.Run("BodiesOfOneReadAreIndependent", func(t *testing.T) {
+		// The bodies a read returns may share memory (sqlstore copies a
+		// page's into one arena); each must still be its own value, also
+		// past a chunk's end (the 100 KB body).
+		st := open(t)
+		want := map[string]string{}
+		for i, id := range []string{"a", "b", "c", "d", "e"} {
+			body := strings.Repeat(string(rune('p'+i)), 1+i*700)
+			if id == "c" {
+				body = strings.Repeat("c", 100<<10)
+			}
+			want[id] = body
+			must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", id, 1, body)}}))
+		}
+		check := func(what string, vs []store.Version) {
+			t.Helper()
+			if len(vs) != len(want) {
+				t.Fatalf("%s: %d versions, want %d", what, len(vs), len(want))
+			}
+			for i := range vs {
+				_ = append(vs[i].Body, "overwritten"...)
+			}
+			for _, v := range vs {
+				if string(v.Body) != want[v.ID] {
+					t.Fatalf("%s: body of %s changed or wrong (%d bytes, want %d)", what, v.ID, len(v.Body), len(want[v.ID]))
+				}
+			}
+		}
+		vs, err := st.List(ctx, store.ListQuery{Tenant: "a", Type: "Patient", Limit: 10})
+		must(t, err)
+		check("List", vs)
+		hits, err := st.Search(ctx, store.SearchQuery{Tenant: "a", Types: []string{"Patient"}, Limit: 10})
+		must(t, err)
+		vs = vs[:0]
+		for _, h := range hits {
+			vs = append(vs, h.Version)
+		}
+		check("Search", vs)
 	})
 
 	t.Run("UsersAndKeys", func(t *testing.T) {
