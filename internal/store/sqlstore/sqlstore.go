@@ -71,6 +71,14 @@ type Dialect struct {
 	// (pageSQL) instead of two: right where every statement is a round
 	// trip to a server.
 	PageWithBodies bool
+	// CurrentBodies keeps a copy of each current version's body in
+	// resources (NULL once deleted), written by the statement that makes
+	// the version current, so that a page read by pageSQL takes its
+	// bodies from the resources rows it has found instead of probing
+	// resource_versions by seq for each: right where every index probe
+	// and heap fetch of a page is the database's work per request. Only
+	// with PageWithBodies.
+	CurrentBodies bool
 	// AppendAudit, where set, is one statement that appends n ledger
 	// records only if the head is still where this writer left it, and
 	// advances the head with them (see DB.appendAudit). Its parameters are
@@ -847,6 +855,10 @@ var (
 	upsertCurrent = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq, rid, refh) VALUES `,
 		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq,
 		refh = CASE WHEN excluded.refh <> 0 THEN excluded.refh ELSE resources.refh END`, 9}
+	// upsertCurrentBody is upsertCurrent with the body (Dialect.CurrentBodies).
+	upsertCurrentBody = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq, rid, refh, body) VALUES `,
+		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq,
+		refh = CASE WHEN excluded.refh <> 0 THEN excluded.refh ELSE resources.refh END, body = excluded.body`, 10}
 	insertAuditRec = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
 	insertToken    = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
 	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
@@ -881,13 +893,25 @@ func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) err
 }
 
 func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite) error {
-	err := db.insertRows(ctx, tx, upsertCurrent, len(order), func(i int, a []any) []any {
+	spec := upsertCurrent
+	if db.d.CurrentBodies {
+		spec = upsertCurrentBody
+	}
+	err := db.insertRows(ctx, tx, spec, len(order), func(i int, a []any) []any {
 		w := final[order[i]]
 		var refh int64
 		if w.Index != nil {
 			refh = w.Index.RefHash
 		}
-		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh)
+		a = append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh)
+		if db.d.CurrentBodies {
+			var body any = w.Body
+			if w.Deleted {
+				body = nil
+			}
+			a = append(a, body)
+		}
+		return a
 	})
 	if err != nil {
 		return fmt.Errorf("upsert current versions: %w", err)
@@ -1549,6 +1573,10 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		sel.WriteString(`DISTINCT ON (` + rid + `) `)
 	}
 	sel.WriteString(`r.rid, r.seq`)
+	if currentBodies(d) {
+		// pageSQL's columns of each version, from the row found.
+		sel.WriteString(`, r.tenant AS vt, r.type AS vty, r.id AS vid, r.version AS vv, r.last_updated AS vlu, r.deleted AS vd, r.body AS vb`)
+	}
 	for i, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
@@ -1626,9 +1654,17 @@ func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		ord.WriteString(`, `)
 	}
 	ord.WriteString(`p.rid`)
+	if currentBodies(d) {
+		return sel.String() + `, p.seq, p.vt, p.vty, p.vid, p.vv, p.vlu, p.vd, p.vb FROM (` + inner +
+			`) p ORDER BY ` + ord.String(), args, nil
+	}
 	return sel.String() + `, v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body FROM (` + inner +
 		`) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + ord.String(), args, nil
 }
+
+// currentBodies says a page reads its bodies from resources (see
+// Dialect.CurrentBodies).
+func currentBodies(d Dialect) bool { return d.PageWithBodies && d.CurrentBodies }
 
 // searchPage runs pageSQL: one statement for the page and its bodies.
 func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {

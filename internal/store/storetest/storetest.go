@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -381,6 +382,46 @@ func Run(t *testing.T, open Opener) {
 			vs = append(vs, h.Version)
 		}
 		check("Search", vs)
+	})
+
+	t.Run("SearchReturnsTheCurrentBody", func(t *testing.T) {
+		// A page's bodies may come from a copy kept with the current row
+		// (PostgreSQL, Dialect.CurrentBodies): every write must replace
+		// it, also the last of several versions of one batch, and a
+		// delete must take the resource out of the page.
+		st := open(t)
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 1, "p1"), write("a", "Patient", "gone", 1, "g1")}}))
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 2, "p2")}}))
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "q", 1, "q1"), write("a", "Patient", "q", 2, "q2"), write("a", "Patient", "q", 3, "q3")}}))
+		del := write("a", "Patient", "gone", 2, "")
+		del.Deleted, del.Body = true, nil
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{del}}))
+		// A write after a delete brings the resource back with its body.
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "back", 1, "b1")}}))
+		del = write("a", "Patient", "back", 2, "")
+		del.Deleted, del.Body = true, nil
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{del}}))
+		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "back", 3, "b3")}}))
+		want := map[string]string{"p": "p2", "q": "q3", "back": "b3"}
+		for _, order := range [][]store.Order{nil, {{Expr: "r.last_updated", Desc: true}}} {
+			hits, err := st.Search(ctx, store.SearchQuery{Tenant: "a", Types: []string{"Patient"}, Order: order, Limit: 10})
+			must(t, err)
+			got := map[string]string{}
+			for _, h := range hits {
+				if h.Tenant != "a" || h.Type != "Patient" || h.Deleted {
+					t.Fatalf("sorted %v: hit %+v", order != nil, h.Version)
+				}
+				cur, err := st.Current(ctx, "a", "Patient", h.ID)
+				must(t, err)
+				if h.Version.Version != cur.Version || h.Seq != cur.Seq || !h.LastUpdated.Equal(cur.LastUpdated) {
+					t.Fatalf("sorted %v: %s is version %d (seq %d), current is %d (seq %d)", order != nil, h.ID, h.Version.Version, h.Seq, cur.Version, cur.Seq)
+				}
+				got[h.ID] = string(h.Body)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("sorted %v: page bodies %v, want %v", order != nil, got, want)
+			}
+		}
 	})
 
 	t.Run("UsersAndKeys", func(t *testing.T) {
