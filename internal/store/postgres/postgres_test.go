@@ -38,6 +38,20 @@ func open(t *testing.T, u string) *sqlstore.DB {
 	return st
 }
 
+// storeAndSQL opens a store on a fresh database, and a plain connection
+// pool to look at its tables; both closed when t ends.
+func storeAndSQL(t *testing.T) (string, *sqlstore.DB, *sql.DB) {
+	t.Helper()
+	u := pgtest.URL(t)
+	st := open(t, u)
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return u, st, db
+}
+
 // twoNodes opens two stores (two Ward processes) on one fresh database.
 func twoNodes(t *testing.T) (a, b *sqlstore.DB) {
 	t.Helper()
@@ -223,14 +237,8 @@ func TestNameIndexParameters(t *testing.T) {
 // its row, not moved to TOAST (migration 00015); a body too large for a
 // page still goes out of line, and both read back intact.
 func TestBodiesStayInline(t *testing.T) {
-	u := pgtest.URL(t)
+	_, st, db := storeAndSQL(t)
 	ctx := context.Background()
-	st := open(t, u)
-	db, err := sql.Open("pgx", u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	// Both tables that hold bodies: the versions, and the copy of the
 	// current one in resources (00016).
 	var toasts []string
@@ -339,14 +347,8 @@ func TestLedgerCommitsWhileReadsHoldEveryConnection(t *testing.T) {
 // resource), and the writes after it keep the copy equal to the current
 // version's body.
 func TestCurrentBodiesMigration(t *testing.T) {
-	u := pgtest.URL(t)
+	u, st, db := storeAndSQL(t)
 	ctx := context.Background()
-	st := open(t, u)
-	db, err := sql.Open("pgx", u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	now := time.Now().UTC()
 	commit := func(ws ...store.Write) {
 		t.Helper()
