@@ -77,7 +77,7 @@ type Dialect struct {
 	// bodies from the resources rows it has found instead of probing
 	// resource_versions by seq for each: right where every index probe
 	// and heap fetch of a page is the database's work per request. Only
-	// with PageWithBodies.
+	// with PageWithBodies, and not with RowAtATime (New refuses both).
 	CurrentBodies bool
 	// AppendAudit, where set, is one statement that appends n ledger
 	// records only if the head is still where this writer left it, and
@@ -178,6 +178,9 @@ type job struct {
 // PostgreSQL a pool of its own, so that slow reads never keep the writer
 // waiting for a connection).
 func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
+	if d.CurrentBodies && (!d.PageWithBodies || d.RowAtATime) {
+		return nil, fmt.Errorf("dialect %s: CurrentBodies needs PageWithBodies and multi-row inserts", d.Name)
+	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
 	}
