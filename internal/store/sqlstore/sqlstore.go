@@ -847,6 +847,13 @@ func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, spec insertSpec, n int
 // AuditColumns are the ledger's columns in the order of auditArgs.
 const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash`
 
+// The current row's columns, and what a new version replaces in it.
+const (
+	currentCols     = `tenant, type, id, version, last_updated, deleted, seq, rid, refh`
+	currentConflict = ` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq,
+		refh = CASE WHEN excluded.refh <> 0 THEN excluded.refh ELSE resources.refh END`
+)
+
 // The writer's inserts: prefix, suffix and column count.
 type insertSpec struct {
 	prefix, suffix string
@@ -855,19 +862,15 @@ type insertSpec struct {
 
 var (
 	insertVersion = insertSpec{`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``, 8}
-	upsertCurrent = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq, rid, refh) VALUES `,
-		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq,
-		refh = CASE WHEN excluded.refh <> 0 THEN excluded.refh ELSE resources.refh END`, 9}
+	upsertCurrent = insertSpec{`INSERT INTO resources (` + currentCols + `) VALUES `, currentConflict, 9}
 	// upsertCurrentBody is upsertCurrent with the body (Dialect.CurrentBodies).
-	upsertCurrentBody = insertSpec{`INSERT INTO resources (tenant, type, id, version, last_updated, deleted, seq, rid, refh, body) VALUES `,
-		` ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted, seq = excluded.seq,
-		refh = CASE WHEN excluded.refh <> 0 THEN excluded.refh ELSE resources.refh END, body = excluded.body`, 10}
-	insertAuditRec = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
-	insertToken    = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
-	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
-	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
-	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
-	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString}
+	upsertCurrentBody = insertSpec{`INSERT INTO resources (` + currentCols + `, body) VALUES `, currentConflict + `, body = excluded.body`, 10}
+	insertAuditRec    = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
+	insertToken       = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
+	insertDate        = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
+	insertNumber      = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
+	insertString      = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
+	insertSpecs       = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString}
 )
 
 func tupleOf(cols int) string {
@@ -883,16 +886,20 @@ type seqWrite struct {
 func (db *DB) insertVersions(ctx context.Context, tx *sql.Tx, ws []seqWrite) error {
 	err := db.insertRows(ctx, tx, insertVersion, len(ws), func(i int, a []any) []any {
 		w := ws[i]
-		var body any = w.Body
-		if w.Deleted {
-			body = nil
-		}
-		return append(a, w.seq, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), body)
+		return append(a, w.seq, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), storedBody(w))
 	})
 	if err != nil {
 		return fmt.Errorf("insert versions: %w", err)
 	}
 	return nil
+}
+
+// storedBody is the body column of w: NULL for a delete.
+func storedBody(w seqWrite) any {
+	if w.Deleted {
+		return nil
+	}
+	return w.Body
 }
 
 func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite) error {
@@ -908,11 +915,7 @@ func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final
 		}
 		a = append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh)
 		if db.d.CurrentBodies {
-			var body any = w.Body
-			if w.Deleted {
-				body = nil
-			}
-			a = append(a, body)
+			a = append(a, storedBody(w))
 		}
 		return a
 	})
@@ -1576,7 +1579,7 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		sel.WriteString(`DISTINCT ON (` + rid + `) `)
 	}
 	sel.WriteString(`r.rid, r.seq`)
-	if currentBodies(d) {
+	if d.CurrentBodies {
 		// pageSQL's columns of each version, from the row found.
 		sel.WriteString(`, r.tenant AS vt, r.type AS vty, r.id AS vid, r.version AS vv, r.last_updated AS vlu, r.deleted AS vd, r.body AS vb`)
 	}
@@ -1657,17 +1660,13 @@ func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		ord.WriteString(`, `)
 	}
 	ord.WriteString(`p.rid`)
-	if currentBodies(d) {
+	if d.CurrentBodies {
 		return sel.String() + `, p.seq, p.vt, p.vty, p.vid, p.vv, p.vlu, p.vd, p.vb FROM (` + inner +
 			`) p ORDER BY ` + ord.String(), args, nil
 	}
 	return sel.String() + `, v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body FROM (` + inner +
 		`) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + ord.String(), args, nil
 }
-
-// currentBodies says a page reads its bodies from resources (see
-// Dialect.CurrentBodies).
-func currentBodies(d Dialect) bool { return d.PageWithBodies && d.CurrentBodies }
 
 // searchPage runs pageSQL: one statement for the page and its bodies.
 func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
