@@ -77,7 +77,7 @@ type Dialect struct {
 	// bodies from the resources rows it has found instead of probing
 	// resource_versions by seq for each: right where every index probe
 	// and heap fetch of a page is the database's work per request. Only
-	// with PageWithBodies, and not with RowAtATime (New refuses both).
+	// with PageWithBodies (New refuses it without).
 	CurrentBodies bool
 	// AppendAudit, where set, is one statement that appends n ledger
 	// records only if the head is still where this writer left it, and
@@ -178,8 +178,8 @@ type job struct {
 // PostgreSQL a pool of its own, so that slow reads never keep the writer
 // waiting for a connection).
 func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
-	if d.CurrentBodies && (!d.PageWithBodies || d.RowAtATime) {
-		return nil, fmt.Errorf("dialect %s: CurrentBodies needs PageWithBodies and multi-row inserts", d.Name)
+	if d.CurrentBodies && !d.PageWithBodies {
+		return nil, fmt.Errorf("dialect %s: CurrentBodies needs PageWithBodies", d.Name)
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
@@ -203,7 +203,11 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		// Prepared before the writer starts: inside a batch the write
 		// pool's only connection belongs to the transaction.
 		db.rowStmts = map[string]*sql.Stmt{}
-		for _, spec := range insertSpecs {
+		specs := insertSpecs[:len(insertSpecs):len(insertSpecs)]
+		if d.CurrentBodies {
+			specs = append(specs, upsertCurrentBody)
+		}
+		for _, spec := range specs {
 			q := spec.prefix + tupleOf(spec.cols) + spec.suffix
 			st, err := write.Prepare(d.Placeholders(q))
 			if err != nil {
@@ -1642,11 +1646,14 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 // pageSQL is the statement of one page of a search with its bodies: the
 // page (searchSQL) joined to resource_versions by the version each hit was
 // current at, in the page's order. Its columns are the rid, the sort keys,
-// then the version as bodiesSQL reads it.
+// then the version as bodiesSQL reads it. With Dialect.CurrentBodies it is
+// searchSQL itself, whose rows carry their versions already (columns: rid,
+// the version, then the sort keys): an outer query would only copy the
+// page, bodies and all, to sort it again by the same keys.
 func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	inner, args, err := searchSQL(q, d)
-	if err != nil {
-		return "", nil, err
+	if err != nil || d.CurrentBodies {
+		return inner, args, err
 	}
 	var sel, ord strings.Builder
 	sel.WriteString(`SELECT p.rid`)
@@ -1660,10 +1667,6 @@ func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		ord.WriteString(`, `)
 	}
 	ord.WriteString(`p.rid`)
-	if d.CurrentBodies {
-		return sel.String() + `, p.seq, p.vt, p.vty, p.vid, p.vv, p.vlu, p.vd, p.vb FROM (` + inner +
-			`) p ORDER BY ` + ord.String(), args, nil
-	}
 	return sel.String() + `, v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body FROM (` + inner +
 		`) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + ord.String(), args, nil
 }
@@ -1689,11 +1692,17 @@ func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit,
 		var del int
 		var tenant string
 		var body sql.RawBytes
+		version := []any{&h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &body}
 		dst := []any{&h.RID}
+		if db.d.CurrentBodies {
+			dst = append(dst, version...) // pageSQL's column order
+		}
 		for i := range h.Keys {
 			dst = append(dst, &h.Keys[i])
 		}
-		dst = append(dst, &h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &body)
+		if !db.d.CurrentBodies {
+			dst = append(dst, version...)
+		}
 		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
 		}
