@@ -207,11 +207,14 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		if d.CurrentBodies {
 			specs = append(specs, upsertCurrentBody)
 		}
+		qs := []string{d.LockHead, advanceHead}
 		for _, spec := range specs {
-			q := spec.prefix + tupleOf(spec.cols) + spec.suffix
+			qs = append(qs, spec.prefix+tupleOf(spec.cols)+spec.suffix)
+		}
+		for _, q := range qs {
 			st, err := write.Prepare(d.Placeholders(q))
 			if err != nil {
-				return nil, fmt.Errorf("prepare insert: %w", err)
+				return nil, fmt.Errorf("prepare writer statement: %w", err)
 			}
 			db.rowStmts[q] = st
 		}
@@ -417,6 +420,27 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 	return false, fmt.Errorf("append audit records: %d rows for %d records", n, len(recs))
 }
 
+// advanceHead moves the stored ledger head in a batch's transaction.
+const advanceHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+
+// txQueryRow and txExec run one of the writer's fixed statements in tx:
+// prepared once where the writer prepares its statements (RowAtATime:
+// parsing them again was a twentieth of a ledger commit on SQLite), by
+// text otherwise. A transaction's statements close with it.
+func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	if st, ok := db.rowStmts[q]; ok {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, db.d.Placeholders(q), args...)
+}
+
+func (db *DB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st, ok := db.rowStmts[q]; ok {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, db.d.Placeholders(q), args...)
+}
+
 func (db *DB) commitBatch(batch []*job) (err error) {
 	if ok, err := db.appendAudit(batch); ok || err != nil {
 		return err
@@ -435,7 +459,7 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 	}()
 	q := db.d.Placeholders
 
-	head, err := readHead(tx.QueryRowContext(ctx, db.d.LockHead))
+	head, err := readHead(db.txQueryRow(ctx, tx, db.d.LockHead))
 	if err != nil {
 		return err
 	}
@@ -630,7 +654,7 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		if err = db.insertAudit(ctx, tx, recs); err != nil {
 			return err
 		}
-		if _, err = tx.ExecContext(ctx, q(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), head.Seq, head.Hash[:]); err != nil {
+		if _, err = db.txExec(ctx, tx, advanceHead, head.Seq, head.Hash[:]); err != nil {
 			return fmt.Errorf("advance audit head: %w", err)
 		}
 	}
