@@ -3,9 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,17 +98,7 @@ func TestCurrentBodiesMigration(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `ALTER TABLE resources DROP COLUMN body`); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.ReadFile("migrations/00016_current_bodies.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, _, ok := strings.Cut(string(src), "-- +goose Down")
-	if !ok {
-		t.Fatal("no Down section in 00016")
-	}
-	if _, err := db.ExecContext(ctx, up); err != nil {
-		t.Fatal(err)
-	}
+	storetest.MigrateUp(t, db, "migrations/00016_current_bodies.sql")
 	if n, bodies := differ(); n != 0 || bodies != 2 {
 		t.Fatalf("after the migration: %d rows differ from their current version, %d bodies (want 0 and 2)", n, bodies)
 	}

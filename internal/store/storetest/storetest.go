@@ -5,9 +5,11 @@ package storetest
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -869,4 +871,23 @@ func BenchmarkLedgerAppend(b *testing.B, st store.Store) {
 			}
 		})
 	})
+}
+
+// MigrateUp runs the Up section of a goose SQL migration file (a path
+// relative to the calling test's package) on db, as goose would: for
+// tests that write rows under the schema before a migration and check
+// what the migration makes of them.
+func MigrateUp(t *testing.T, db *sql.DB, file string) {
+	t.Helper()
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, _, ok := strings.Cut(string(src), "-- +goose Down")
+	if !ok {
+		t.Fatalf("%s: no Down section", file)
+	}
+	if _, err := db.ExecContext(context.Background(), up); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
 }
