@@ -112,7 +112,8 @@ type DB struct {
 	qCurrent, qVersion *sql.Stmt
 	stmts              *stmtCache
 	onClose            []func()
-	// rowStmts are the writer's prepared single-row inserts (RowAtATime);
+	// rowStmts are the writer's prepared statements (RowAtATime): its
+	// single-row inserts and the ledger head's read and update, by text;
 	// only the writer goroutine touches them.
 	rowStmts map[string]*sql.Stmt
 
@@ -1716,16 +1717,16 @@ func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit,
 		var del int
 		var tenant string
 		var body sql.RawBytes
-		version := []any{&h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &body}
-		dst := []any{&h.RID}
-		if db.d.CurrentBodies {
-			dst = append(dst, version...) // pageSQL's column order
-		}
-		for i := range h.Keys {
-			dst = append(dst, &h.Keys[i])
-		}
+		// pageSQL's column order: with CurrentBodies the version comes
+		// before the sort keys, otherwise after them.
+		dst := make([]any, 1, 9+len(h.Keys))
+		dst[0] = &h.RID
 		if !db.d.CurrentBodies {
-			dst = append(dst, version...)
+			dst = appendKeyDst(dst, h.Keys)
+		}
+		dst = append(dst, &h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &body)
+		if db.d.CurrentBodies {
+			dst = appendKeyDst(dst, h.Keys)
 		}
 		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
@@ -1742,6 +1743,14 @@ func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit,
 		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
 	}
 	return hits, nil
+}
+
+// appendKeyDst appends a scan destination for each sort key.
+func appendKeyDst(dst []any, keys []any) []any {
+	for i := range keys {
+		dst = append(dst, &keys[i])
+	}
+	return dst
 }
 
 // Search runs a translated search: one query for the page's rids and sort
