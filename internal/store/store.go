@@ -424,8 +424,6 @@ type Explainer interface {
 type ExplainOptions struct {
 	// Count explains the count query instead of the page query.
 	Count bool
-	// Bodies explains the read of a page's bodies (by rid) instead.
-	Bodies bool
 	// NoSeqScan asks a cost-based planner (PostgreSQL) to avoid sequential
 	// scans, so that a test on a small table can see whether an index
 	// could answer the query at all. SQLite ignores it.

@@ -33,12 +33,6 @@ var Dialect = sqlstore.Dialect{
 	Explain:      `EXPLAIN `,
 	NoSeqScan:    `SET LOCAL enable_seqscan = off`,
 	GenericPlan:  `SET LOCAL plan_cache_mode = force_generic_plan`,
-	// One round trip and one statement per search page instead of two.
-	PageWithBodies: true,
-	// ... and takes the bodies from the resources rows it found (migration
-	// 00016): a family-name page of 20 Patients made one index probe and
-	// one heap fetch per hit fewer.
-	CurrentBodies: true,
 	// A page in rid order joins its driving index rows, so that a name
 	// prefix shared by thousands streams from search_token_names (rid in
 	// its key) and stops at the page's limit, whatever the plan's

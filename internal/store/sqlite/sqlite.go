@@ -32,13 +32,6 @@ var Dialect = sqlstore.Dialect{
 	RowAtATime:   true,
 	StmtCache:    256,
 	JoinDrive:    true,
-	// A search page and its bodies in one statement, the bodies taken from
-	// the resources rows the page has found (migration 00016): every
-	// commit, and each search commits its ledger record, makes the readers
-	// read their B-tree pages from the OS again, and a second statement
-	// probing resource_versions by seq read about one page per hit more.
-	PageWithBodies: true,
-	CurrentBodies:  true,
 }
 
 func dsn(path string, readOnly bool) string {

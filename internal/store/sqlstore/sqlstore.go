@@ -67,18 +67,6 @@ type Dialect struct {
 	// StmtCache is how many read statements to keep prepared by text (0:
 	// none, for a driver that caches its own).
 	StmtCache int
-	// PageWithBodies reads a search page and its bodies in one statement
-	// (pageSQL) instead of two: right where every statement is a round
-	// trip to a server.
-	PageWithBodies bool
-	// CurrentBodies keeps a copy of each current version's body in
-	// resources (NULL once deleted), written by the statement that makes
-	// the version current, so that a page read by pageSQL takes its
-	// bodies from the resources rows it has found instead of probing
-	// resource_versions by seq for each: right where every index probe
-	// and heap fetch of a page is the database's work per request. Only
-	// with PageWithBodies (New refuses it without).
-	CurrentBodies bool
 	// AppendAudit, where set, is one statement that appends n ledger
 	// records only if the head is still where this writer left it, and
 	// advances the head with them (see DB.appendAudit). Its parameters are
@@ -179,9 +167,6 @@ type job struct {
 // PostgreSQL a pool of its own, so that slow reads never keep the writer
 // waiting for a connection).
 func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
-	if d.CurrentBodies && !d.PageWithBodies {
-		return nil, fmt.Errorf("dialect %s: CurrentBodies needs PageWithBodies", d.Name)
-	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
 	}
@@ -204,12 +189,8 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		// Prepared before the writer starts: inside a batch the write
 		// pool's only connection belongs to the transaction.
 		db.rowStmts = map[string]*sql.Stmt{}
-		specs := insertSpecs[:len(insertSpecs):len(insertSpecs)]
-		if d.CurrentBodies {
-			specs = append(specs, upsertCurrentBody)
-		}
 		qs := []string{d.LockHead, advanceHead}
-		for _, spec := range specs {
+		for _, spec := range insertSpecs {
 			qs = append(qs, spec.prefix+tupleOf(spec.cols)+spec.suffix)
 		}
 		for _, q := range qs {
@@ -891,15 +872,16 @@ type insertSpec struct {
 
 var (
 	insertVersion = insertSpec{`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``, 8}
-	upsertCurrent = insertSpec{`INSERT INTO resources (` + currentCols + `) VALUES `, currentConflict, 9}
-	// upsertCurrentBody is upsertCurrent with the body (Dialect.CurrentBodies).
-	upsertCurrentBody = insertSpec{`INSERT INTO resources (` + currentCols + `, body) VALUES `, currentConflict + `, body = excluded.body`, 10}
-	insertAuditRec    = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
-	insertToken       = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
-	insertDate        = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
-	insertNumber      = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
-	insertString      = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
-	insertSpecs       = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString}
+	// The current version with a copy of its body (NULL once deleted), so
+	// that a search page and a read take their bodies from the resources
+	// row they find instead of probing resource_versions for each.
+	upsertCurrent  = insertSpec{`INSERT INTO resources (` + currentCols + `, body) VALUES `, currentConflict + `, body = excluded.body`, 10}
+	insertAuditRec = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
+	insertToken    = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
+	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
+	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
+	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
+	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString}
 )
 
 func tupleOf(cols int) string {
@@ -932,21 +914,13 @@ func storedBody(w seqWrite) any {
 }
 
 func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite) error {
-	spec := upsertCurrent
-	if db.d.CurrentBodies {
-		spec = upsertCurrentBody
-	}
-	err := db.insertRows(ctx, tx, spec, len(order), func(i int, a []any) []any {
+	err := db.insertRows(ctx, tx, upsertCurrent, len(order), func(i int, a []any) []any {
 		w := final[order[i]]
 		var refh int64
 		if w.Index != nil {
 			refh = w.Index.RefHash
 		}
-		a = append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh)
-		if db.d.CurrentBodies {
-			a = append(a, storedBody(w))
-		}
-		return a
+		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh, storedBody(w))
 	})
 	if err != nil {
 		return fmt.Errorf("upsert current versions: %w", err)
@@ -1584,7 +1558,13 @@ func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 	return b.String(), append(args, q.Args...), nil
 }
 
-// searchSQL is the statement of one page of a search. The keyset
+// searchSQL is the statement of one page of a search with its bodies:
+// each row is the rid, the version the resources row holds (its body
+// included), then the sort keys. One statement, not a page and then its
+// bodies: on PostgreSQL a round trip fewer; on both databases no index
+// probe and heap or B-tree page per hit in resource_versions (measured on
+// the family-name page of docs/benchmarks.md: on SQLite the second
+// statement cost more than the page itself). The keyset
 // condition compares the sort keys and the rid with the cursor's, so that a
 // page starts exactly after the previous one whatever was written in
 // between. joinDrive lets a page in rid order (no sort keys) join its
@@ -1607,11 +1587,7 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	if join && d.DistinctOn {
 		sel.WriteString(`DISTINCT ON (` + rid + `) `)
 	}
-	sel.WriteString(`r.rid, r.seq`)
-	if d.CurrentBodies {
-		// pageSQL's columns of each version, from the row found.
-		sel.WriteString(`, r.tenant AS vt, r.type AS vty, r.id AS vid, r.version AS vv, r.last_updated AS vlu, r.deleted AS vd, r.body AS vb`)
-	}
+	sel.WriteString(`r.rid, r.seq, r.tenant AS vt, r.type AS vty, r.id AS vid, r.version AS vv, r.last_updated AS vlu, r.deleted AS vd, r.body AS vb`)
 	for i, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
@@ -1668,37 +1644,10 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	return inner, append(append(selArgs, args...), keyArgs...), nil
 }
 
-// pageSQL is the statement of one page of a search with its bodies: the
-// page (searchSQL) joined to resource_versions by the version each hit was
-// current at, in the page's order. Its columns are the rid, the sort keys,
-// then the version as bodiesSQL reads it. With Dialect.CurrentBodies it is
-// searchSQL itself, whose rows carry their versions already (columns: rid,
-// the version, then the sort keys): an outer query would only copy the
-// page, bodies and all, to sort it again by the same keys.
-func pageSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
-	inner, args, err := searchSQL(q, d)
-	if err != nil || d.CurrentBodies {
-		return inner, args, err
-	}
-	var sel, ord strings.Builder
-	sel.WriteString(`SELECT p.rid`)
-	for i, o := range q.Order {
-		k := `p.k` + strconv.Itoa(i)
-		sel.WriteString(`, ` + k)
-		ord.WriteString(k)
-		if o.Desc {
-			ord.WriteString(` DESC`)
-		}
-		ord.WriteString(`, `)
-	}
-	ord.WriteString(`p.rid`)
-	return sel.String() + `, v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body FROM (` + inner +
-		`) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + ord.String(), args, nil
-}
-
-// searchPage runs pageSQL: one statement for the page and its bodies.
-func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
-	stmt, args, err := pageSQL(q, db.d)
+// Search runs a translated search: one statement (searchSQL) for the page
+// and its bodies.
+func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
+	stmt, args, err := searchSQL(q, db.d)
 	if err != nil {
 		return nil, err
 	}
@@ -1717,16 +1666,10 @@ func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit,
 		var del int
 		var tenant string
 		var body sql.RawBytes
-		// pageSQL's column order: with CurrentBodies the version comes
-		// before the sort keys, otherwise after them.
-		dst := make([]any, 1, 9+len(h.Keys))
-		dst[0] = &h.RID
-		if !db.d.CurrentBodies {
-			dst = appendKeyDst(dst, h.Keys)
-		}
-		dst = append(dst, &h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &body)
-		if db.d.CurrentBodies {
-			dst = appendKeyDst(dst, h.Keys)
+		// searchSQL's column order: the rid, the version, the sort keys.
+		dst := append(make([]any, 0, 9+len(h.Keys)), &h.RID, &h.Seq, &tenant, &h.Type, &h.ID, &h.Version.Version, &lu, &del, &body)
+		for i := range h.Keys {
+			dst = append(dst, &h.Keys[i])
 		}
 		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
@@ -1743,103 +1686,6 @@ func (db *DB) searchPage(ctx context.Context, q store.SearchQuery) ([]store.Hit,
 		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
 	}
 	return hits, nil
-}
-
-// appendKeyDst appends a scan destination for each sort key.
-func appendKeyDst(dst []any, keys []any) []any {
-	for i := range keys {
-		dst = append(dst, &keys[i])
-	}
-	return dst
-}
-
-// Search runs a translated search: one query for the page's rids and sort
-// keys, one for their bodies (or both in one, Dialect.PageWithBodies).
-func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, error) {
-	if db.d.PageWithBodies {
-		return db.searchPage(ctx, q)
-	}
-	inner, all, err := searchSQL(q, db.d)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.query(ctx, inner, all...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
-	}
-	var hits []store.Hit
-	var seqs []int64
-	for rows.Next() {
-		h := store.Hit{Keys: make([]any, len(q.Order))}
-		var seq int64
-		dst := []any{&h.RID, &seq}
-		for i := range h.Keys {
-			dst = append(dst, &h.Keys[i])
-		}
-		if err := rows.Scan(dst...); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("%w: scan search: %v", store.ErrUnavailable, err)
-		}
-		hits = append(hits, h)
-		seqs = append(seqs, seq)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
-	}
-	if len(hits) == 0 {
-		return nil, nil
-	}
-	// The bodies of one page, in one query, by the version each hit was
-	// current at when the page was selected: straight to resource_versions
-	// by its primary key, without going through resources again (every
-	// B-tree page a read touches is read from the OS again after a
-	// commit, and each search commits its ledger record). The tenant is
-	// checked on every row returned.
-	bySeq := make(map[int64]*store.Hit, len(hits))
-	seqArgs := make([]any, 0, len(hits))
-	for i := range hits {
-		bySeq[seqs[i]] = &hits[i]
-		seqArgs = append(seqArgs, seqs[i])
-	}
-	vrows, err := db.query(ctx, bodiesSQL(len(hits)), seqArgs...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
-	}
-	defer vrows.Close()
-	var bodies arena
-	for vrows.Next() {
-		var lu int64
-		var del int
-		var tenant string
-		var body sql.RawBytes
-		v := store.Version{Tenant: q.Tenant}
-		if err := vrows.Scan(&v.Seq, &tenant, &v.Type, &v.ID, &v.Version, &lu, &del, &body); err != nil {
-			return nil, fmt.Errorf("%w: scan search bodies: %v", store.ErrUnavailable, err)
-		}
-		v.Body = bodies.copy(body)
-		if tenant != q.Tenant {
-			return nil, fmt.Errorf("%w: search bodies: version %d is not in the tenant searched", store.ErrUnavailable, v.Seq)
-		}
-		v.LastUpdated = time.UnixMicro(lu).UTC()
-		v.Deleted = del != 0
-		if h := bySeq[v.Seq]; h != nil {
-			h.Version = v
-		}
-	}
-	if err := vrows.Err(); err != nil {
-		return nil, fmt.Errorf("%w: search bodies: %v", store.ErrUnavailable, err)
-	}
-	// A version without a body row (it cannot happen: versions are never
-	// deleted) would leave its hit empty; drop such a hit rather than
-	// serve it.
-	out := hits[:0]
-	for _, h := range hits {
-		if h.Version.ID != "" {
-			out = append(out, h)
-		}
-	}
-	return out, nil
 }
 
 // arena holds the sealed bodies that one read returns. database/sql copies
@@ -1863,34 +1709,17 @@ func (a *arena) copy(b sql.RawBytes) []byte {
 	return a.buf[start:len(a.buf):len(a.buf)]
 }
 
-// bodiesSQL reads n versions by their seq.
-func bodiesSQL(n int) string {
-	return `SELECT v.seq, v.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body
-		FROM resource_versions v
-		WHERE v.seq IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
-}
-
 // Explain returns the database's plan for the page query of q (or for its
-// count, or for the read of a page's bodies), one line per plan node, so
+// count), one line per plan node, so
 // that tests and operators can check that a search uses the index.
 func (db *DB) Explain(ctx context.Context, q store.SearchQuery, o store.ExplainOptions) ([]string, error) {
 	var stmt string
 	var args []any
 	var err error
-	if o.Bodies && db.d.PageWithBodies {
-		// The bodies are read by the page's own statement.
-		stmt, args, err = pageSQL(q, db.d)
-	} else if o.Bodies {
-		stmt = bodiesSQL(20)
-		for i := range 20 {
-			args = append(args, int64(i+1))
-		}
-	} else if o.Count {
+	if o.Count {
 		var base string
 		base, args, err = searchBase(q)
 		stmt = `SELECT COUNT(*)` + base
-	} else if db.d.PageWithBodies {
-		stmt, args, err = pageSQL(q, db.d)
 	} else {
 		stmt, args, err = searchSQL(q, db.d)
 	}

@@ -387,8 +387,8 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("SearchReturnsTheCurrentBody", func(t *testing.T) {
-		// A page's bodies may come from a copy kept with the current row
-		// (PostgreSQL, Dialect.CurrentBodies): every write must replace
+		// A page's bodies come from a copy kept with the current row:
+		// every write must replace
 		// it, also the last of several versions of one batch, and a
 		// delete must take the resource out of the page.
 		st := open(t)
