@@ -176,9 +176,8 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 	db := &DB{d: d, write: write, read: read, opts: o, nextAnalyze: firstAnalyze,
 		queue: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}), closed: make(chan struct{})}
 	var err error
-	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT v.version, v.last_updated, v.deleted, v.body, v.seq
-		FROM resources r JOIN resource_versions v ON v.seq = r.seq
-		WHERE r.tenant = ? AND r.type = ? AND r.id = ?`)); err != nil {
+	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT version, last_updated, deleted, body, seq
+		FROM resources WHERE tenant = ? AND type = ? AND id = ?`)); err != nil {
 		return nil, fmt.Errorf("prepare current: %w", err)
 	}
 	if db.qVersion, err = read.Prepare(d.Placeholders(`SELECT version, last_updated, deleted, body, seq
@@ -873,8 +872,9 @@ type insertSpec struct {
 var (
 	insertVersion = insertSpec{`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``, 8}
 	// The current version with a copy of its body (NULL once deleted), so
-	// that a search page and a read take their bodies from the resources
-	// row they find instead of probing resource_versions for each.
+	// that a read, a search page, a list, a read of references and the
+	// export take their bodies from the resources row they find instead
+	// of probing resource_versions for each.
 	upsertCurrent  = insertSpec{`INSERT INTO resources (` + currentCols + `, body) VALUES `, currentConflict + `, body = excluded.body`, 10}
 	insertAuditRec = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
 	insertToken    = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
@@ -1208,9 +1208,8 @@ func (db *DB) History(ctx context.Context, hq store.HistoryQuery) ([]store.Versi
 func (db *DB) List(ctx context.Context, lq store.ListQuery) ([]store.Version, error) {
 	var b strings.Builder
 	args := []any{lq.Tenant, lq.Type}
-	b.WriteString(`SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
-		FROM resources r JOIN resource_versions v ON v.seq = r.seq
-		WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0`)
+	b.WriteString(`SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.seq
+		FROM resources r WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0`)
 	if len(lq.IDs) > 0 {
 		b.WriteString(` AND r.id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(lq.IDs)), ", ") + `)`)
 		for _, id := range lq.IDs {
@@ -1881,9 +1880,8 @@ func (db *DB) Refs(ctx context.Context, tenant string, refs []store.Ref) ([]stor
 		chunk := refs[start:min(len(refs), start+300)]
 		var b strings.Builder
 		args := []any{tenant}
-		b.WriteString(`SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
-			FROM resources r JOIN resource_versions v ON v.seq = r.seq
-			WHERE r.tenant = ? AND r.deleted = 0 AND (r.type, r.id) IN (VALUES `)
+		b.WriteString(`SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.seq
+			FROM resources r WHERE r.tenant = ? AND r.deleted = 0 AND (r.type, r.id) IN (VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
 				b.WriteString(`, `)
@@ -1903,9 +1901,8 @@ func (db *DB) Refs(ctx context.Context, tenant string, refs []store.Ref) ([]stor
 
 // Resources lists current resources of every tenant in rid order.
 func (db *DB) Resources(ctx context.Context, afterRID int64, n int) ([]store.Hit, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT r.rid, r.tenant, v.type, v.id, v.version, v.last_updated, v.deleted, v.body, v.seq
-		FROM resources r JOIN resource_versions v ON v.seq = r.seq
-		WHERE r.rid > ? AND r.deleted = 0 ORDER BY r.rid LIMIT `+strconv.Itoa(limit(n))), afterRID)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT r.rid, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.seq
+		FROM resources r WHERE r.rid > ? AND r.deleted = 0 ORDER BY r.rid LIMIT `+strconv.Itoa(limit(n))), afterRID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list resources: %v", store.ErrUnavailable, err)
 	}

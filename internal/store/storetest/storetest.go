@@ -386,11 +386,11 @@ func Run(t *testing.T, open Opener) {
 		check("Search", vs)
 	})
 
-	t.Run("SearchReturnsTheCurrentBody", func(t *testing.T) {
-		// A page's bodies come from a copy kept with the current row:
-		// every write must replace
-		// it, also the last of several versions of one batch, and a
-		// delete must take the resource out of the page.
+	t.Run("ReadsReturnTheCurrentBody", func(t *testing.T) {
+		// Reads, search pages, lists, references and the export take their
+		// bodies from a copy kept with the current row: every write must
+		// replace it, also the last of several versions of one batch, and
+		// a delete must take the resource out of them.
 		st := open(t)
 		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 1, "p1"), write("a", "Patient", "gone", 1, "g1")}}))
 		must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", "p", 2, "p2")}}))
@@ -424,6 +424,42 @@ func Run(t *testing.T, open Opener) {
 				t.Fatalf("sorted %v: page bodies %v, want %v", order != nil, got, want)
 			}
 		}
+		bodies := func(what string, vs []store.Version) {
+			t.Helper()
+			got := map[string]string{}
+			for _, v := range vs {
+				if v.Deleted {
+					t.Fatalf("%s: deleted %s", what, v.ID)
+				}
+				got[v.ID] = string(v.Body)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: bodies %v, want %v", what, got, want)
+			}
+		}
+		var cur []store.Version
+		for id := range want {
+			v, err := st.Current(ctx, "a", "Patient", id)
+			must(t, err)
+			cur = append(cur, *v)
+		}
+		bodies("Current", cur)
+		if v, err := st.Current(ctx, "a", "Patient", "gone"); err != nil || !v.Deleted || v.Body != nil || v.Version != 2 {
+			t.Fatalf("Current of a deleted resource: %+v, %v", v, err)
+		}
+		vs, err := st.List(ctx, store.ListQuery{Tenant: "a", Type: "Patient", Limit: 10})
+		must(t, err)
+		bodies("List", vs)
+		vs, err = st.Refs(ctx, "a", []store.Ref{{Type: "Patient", ID: "p"}, {Type: "Patient", ID: "q"}, {Type: "Patient", ID: "back"}, {Type: "Patient", ID: "gone"}})
+		must(t, err)
+		bodies("Refs", vs)
+		hits, err := st.Resources(ctx, 0, 100)
+		must(t, err)
+		vs = vs[:0]
+		for _, h := range hits {
+			vs = append(vs, h.Version)
+		}
+		bodies("Resources", vs)
 	})
 
 	t.Run("UsersAndKeys", func(t *testing.T) {
