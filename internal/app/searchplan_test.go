@@ -199,8 +199,9 @@ func checkPlan(t *testing.T, backend apptest.Backend, kind, what string, plan []
 	}
 	if strings.Contains(joined, "resource_versions") || regexp.MustCompile(`(?m)^\s*SEARCH v `).MatchString(joined) {
 		// The page and its bodies are one statement, and the bodies come
-		// with the resources rows the page found: no probe of the versions per hit. (SQLite names tables by
-		// alias: v is resource_versions.)
+		// with the resources rows the page found: no probe of the
+		// versions per hit. (SQLite names tables by alias: v is
+		// resource_versions.)
 		t.Errorf("%s (%s): the %splan reads resource_versions:\n%s", kind, backend, what, joined)
 	}
 	if backend == apptest.Postgres && kind == loadgen.QueryFamily && !strings.Contains(joined, "search_token_names") {

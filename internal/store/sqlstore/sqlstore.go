@@ -1586,7 +1586,7 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	if join && d.DistinctOn {
 		sel.WriteString(`DISTINCT ON (` + rid + `) `)
 	}
-	sel.WriteString(`r.rid, r.seq, r.tenant AS vt, r.type AS vty, r.id AS vid, r.version AS vv, r.last_updated AS vlu, r.deleted AS vd, r.body AS vb`)
+	sel.WriteString(`r.rid, r.seq, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted, r.body`)
 	for i, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
