@@ -15,13 +15,7 @@
 # databases). Loading the full set takes tens of minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-bench-out/search}
-PATIENTS=${PATIENTS:-100000}
-OBSERVATIONS=${OBSERVATIONS:-1000000}
-CONCURRENCY=${CONCURRENCY:-8}
-DURATION=${DURATION:-20s}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+. scripts/searchsettings.sh
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 go build -o "$OUT/ward" ./cmd/ward
 ward="$OUT/ward"

@@ -14,13 +14,8 @@
 # the page-cache read).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-bench-out/search}
-PATIENTS=${PATIENTS:-100000}
-OBSERVATIONS=${OBSERVATIONS:-1000000}
-CONCURRENCY=${CONCURRENCY:-8}
-DURATION=${DURATION:-20s}
+. scripts/searchsettings.sh
 ROUNDS=${ROUNDS:-3}
-OUT=$(cd "$OUT" && pwd)
 ds="$OUT/ds-$PATIENTS-$OBSERVATIONS"
 sqdata="$OUT/sqlite-$PATIENTS-$OBSERVATIONS"
 [ -f "$sqdata.loaded" ] || { echo "no loaded SQLite database in $OUT: run scripts/searchrun.sh first" >&2; exit 1; }
