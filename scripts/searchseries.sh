@@ -51,7 +51,7 @@ fi
 
 if [ "${WARM:-1}" = 1 ]; then
   echo "WARM start $(date -u +%H:%M:%S) cache=$(cache)MiB"
-  for d in "${warmdirs[@]}"; do find "$d" -maxdepth 1 -type f -exec cat {} + >/dev/null; done
+  for d in "${warmdirs[@]}"; do find -H "$d" -maxdepth 1 -type f -exec cat {} + >/dev/null; done
   echo "WARM end $(date -u +%H:%M:%S) cache=$(cache)MiB"
 fi
 
