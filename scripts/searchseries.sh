@@ -22,8 +22,6 @@ sqdata="$OUT/sqlite-$PATIENTS-$OBSERVATIONS"
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 go build -o "$OUT/ward" ./cmd/ward
 ward="$OUT/ward"
-pw='search run passphrase 123456'
-export WARD_API_RATE_LIMIT=1000000 WARD_API_RATE_BURST=1000000
 
 cache() { awk '/^Cached:/{printf "%d", $2/1024}' /proc/meminfo; }
 cpu() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $6, $9}' /proc/stat; } # total, iowait, steal
@@ -39,8 +37,6 @@ dbs=(sq:18190)
 serve 18190 "$sqdata"
 warmdirs=("$sqdata")
 if [ -n "${DB_URL:-}" ]; then
-  db="ward_search_${PATIENTS}_${OBSERVATIONS}"
-  PGDB="${DB_URL/\/postgres\?/\/$db?}"
   pgdata="$OUT/postgres-$PATIENTS-$OBSERVATIONS"
   [ -f "$pgdata.loaded" ] || { echo "no loaded PostgreSQL database in $OUT: run scripts/searchrun.sh first" >&2; exit 1; }
   serve 18191 "$pgdata" WARD_DATABASE_URL="$PGDB" WARD_KEY_FILE="$OUT/postgres.key"
@@ -58,7 +54,7 @@ fi
 for r in $(seq 1 "$ROUNDS"); do
   for entry in "${dbs[@]}"; do
     name=${entry%%:*} port=${entry##*:}
-    for kind in family identifier birthdate patient-obs code-count chain; do
+    for kind in $kinds; do
       echo "== round $r $name $kind"
       c0=$(cache); read -r t0 io0 st0 < <(cpu)
       printf '%s\n' "$pw" | "$ward" bench --url "http://127.0.0.1:$port/fhir" --username bench --password-stdin \
