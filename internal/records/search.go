@@ -136,6 +136,9 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 // data-specific consent provisions).
 func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
 	for i := range vs {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+		}
 		v := &vs[i]
 		plain, ok, err := r.openDecided(ctx, rec, v)
 		if err != nil {
@@ -270,7 +273,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		}
 		if len(page.Included) >= maxIncluded {
 			// Only an :iterate would have added more.
-			cut = iterates(q)
+			cut = cut || iterates(q)
 			break
 		}
 		var next []Resource
