@@ -528,14 +528,21 @@ func (s *scanner) array(depth int) error {
 	}
 }
 
-// rootTypeOf is the resourceType value v as scanned (a string token
-// without escapes; anything else is no type, and Parse refuses it later).
+// rootTypeOf is the resourceType value v as scanned, decoded (nil when
+// it is not a string; Parse refuses it later).
 func rootTypeOf(v []byte) []byte {
 	v = bytes.TrimLeft(v, " \t\r\n")
-	if len(v) < 2 || v[0] != '"' || bytes.IndexByte(v[1:len(v)-1], '\\') >= 0 {
+	if len(v) < 2 || v[0] != '"' {
 		return nil
 	}
-	return v[1 : len(v)-1]
+	if raw := v[1 : len(v)-1]; bytes.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	var t string
+	if json.Unmarshal(v, &t) != nil {
+		return nil
+	}
+	return []byte(t)
 }
 
 // unescapeKey decodes a key that contains escapes exactly as encoding/json
