@@ -305,10 +305,14 @@ type sizer struct {
 
 // grow admits an operation at index i that adds the value v (or the
 // anonymous parts of one) and removes one of removed values, to a list
-// that then has items values (0: not a list).
+// that then has items values (0: not a list; 1: a list it creates, one
+// more value).
 func (z *sizer) grow(i int, v any, removed, items int) error {
 	if z.lim.ArrayItems > 0 && items > z.lim.ArrayItems {
 		return tooCostly(i, "a list would have more than %d items (%s)", z.lim.ArrayItems, SettingArrayItems)
+	}
+	if items == 1 {
+		removed-- // the new list itself
 	}
 	budget := -1
 	if z.lim.Elements > 0 {
