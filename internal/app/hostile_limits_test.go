@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
@@ -255,4 +256,31 @@ func TestHostileLimitsSmall(t *testing.T) {
 		c.Limits.SearchParams = 5
 		c.Limits.SearchValues = 5
 	})
+}
+
+// TestHostileRequestTimeout: a request whose time is up stops its work
+// and answers 503 naming the limit; a batch runs none of its entries.
+func TestHostileRequestTimeout(t *testing.T) {
+	var ledger int
+	runHostile(t, []hostileCase{
+		{name: "search", method: "GET", path: "/fhir/Patient?gender=male", role: authz.RoleAdmin,
+			want: 503, check: func(t *testing.T, w *apptest.Ward, r *apptest.Response) {
+				assertOutcome(t, r, "timeout", "WARD_REQUEST_TIMEOUT")
+			}},
+		{name: "batch", method: "POST", path: "/fhir", role: authz.RoleAdmin, bodyFn: bundleOf("batch", 50),
+			setup: func(t *testing.T, w *apptest.Ward) map[string]string {
+				ledger = len(w.Ledger(t))
+				return nil
+			},
+			want: 200, check: func(t *testing.T, w *apptest.Ward, r *apptest.Response) {
+				if strings.Contains(string(r.Body), `"201 Created"`) || !strings.Contains(string(r.Body), "WARD_REQUEST_TIMEOUT") {
+					t.Errorf("entries ran after the time was up: %.500s", r.Body)
+				}
+				for _, rec := range w.Ledger(t)[ledger:] {
+					if rec.Action == "create" {
+						t.Errorf("a create was audited after the time was up: %+v", rec)
+					}
+				}
+			}},
+	}, func(c *config.Config) { c.Limits.RequestTimeout = time.Nanosecond })
 }
