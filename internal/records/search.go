@@ -359,8 +359,16 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		page.Included = append(page.Included, next...)
 		frontier = next
 	}
+	if len(frontier) > 0 && !cut && iterates(q) {
+		// Stopped by the depth bound with resources still to follow.
+		page.Notes = append(page.Notes, IterateCut)
+	}
 	return nil
 }
+
+// IterateCut is the note of a search page whose :iterate includes were
+// followed to the depth bound with resources still to follow from.
+var IterateCut = fmt.Sprintf("_include:iterate and _revinclude:iterate were followed %d levels deep; resources further along, if any, are not on this page", maxIterate+1)
 
 func iterates(q *query.Query) bool {
 	for _, inc := range q.Include {
