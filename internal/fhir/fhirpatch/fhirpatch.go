@@ -86,10 +86,10 @@ func failed(i int, format string, args ...any) error {
 // at most 1000 operations.
 func Parse(doc map[string]any) ([]Op, error) { return ParseLimited(doc, maxOps) }
 
-// ParseLimited is Parse with at most maxOps operations (0, or more than
-// 1000: 1000), counted before any is read.
+// ParseLimited is Parse with at most limit operations (0: 1000), counted
+// before any is read.
 func ParseLimited(doc map[string]any, limit int) ([]Op, error) {
-	if limit <= 0 || limit > maxOps {
+	if limit <= 0 {
 		limit = maxOps
 	}
 	if rt, _ := doc["resourceType"].(string); rt != "Parameters" {

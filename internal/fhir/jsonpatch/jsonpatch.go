@@ -82,7 +82,7 @@ func Parse(doc []byte) ([]Op, error) { return ParseLimited(doc, MaxOps) }
 // ParseLimited reads a patch document of at most maxOps operations
 // (0: MaxOps). The operations are counted before any of them is decoded.
 func ParseLimited(doc []byte, maxOps int) ([]Op, error) {
-	if maxOps <= 0 || maxOps > MaxOps {
+	if maxOps <= 0 {
 		maxOps = MaxOps
 	}
 	dec := json.NewDecoder(bytes.NewReader(doc))
