@@ -37,6 +37,10 @@ func flags(name string, args []string, stderr io.Writer, settings []string, extr
 	fs := flag.NewFlagSet("ward "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.Flags(fs, settings...)
+	if name == "serve" || name == "import" {
+		// Bounded work (issue #22): every limit of a request.
+		cfg.Flags(fs, config.LimitFlags()...)
+	}
 	if extra != nil {
 		extra(fs)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/records"
 )
@@ -96,7 +97,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			go func() {
 				defer wg.Done()
 				for f := range jobs {
-					n, err := importFile(ctx, repo, f)
+					n, err := importFile(ctx, repo, f, cfg.Limits)
 					resources.Add(int64(n))
 					if err != nil {
 						failedFiles.Add(1)
@@ -177,7 +178,10 @@ func importFiles(args []string) ([]string, error) {
 }
 
 // importFile loads one file and returns how many resources it stored.
-func importFile(ctx context.Context, repo *records.Repo, path string) (int, error) {
+// A Bundle file is parsed within the limits of a request (array items,
+// elements, Bundle entries), so that a file the server would refuse is
+// refused here too, before any of it is stored.
+func importFile(ctx context.Context, repo *records.Repo, path string, lim config.Limits) (int, error) {
 	if strings.HasSuffix(path, ".ndjson") {
 		return importNDJSON(ctx, repo, path)
 	}
@@ -185,7 +189,7 @@ func importFile(ctx context.Context, repo *records.Repo, path string) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	res, err := fhir.Parse(body)
+	res, err := fhir.ParseLimited(body, fhir.Limits{ArrayItems: lim.ArrayItems, Elements: lim.Elements, BundleEntries: lim.BundleEntries})
 	if err != nil {
 		return 0, err
 	}

@@ -195,7 +195,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, repo *reco
 	if err := repo.ImportAllowed(r.Context()); err != nil {
 		return err
 	}
-	rep, err := repo.ImportNDJSON(r.Context(), r.Body, nil)
+	rep, err := repo.ImportNDJSONAtMost(r.Context(), r.Body, s.opts.Limits.Parse.BundleEntries, nil)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

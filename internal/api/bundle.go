@@ -12,7 +12,7 @@ import (
 
 // handleBundle is POST [base]: a batch or transaction Bundle.
 func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
-	b, err := readBody(r, "Bundle")
+	b, err := s.readBody(r, "Bundle")
 	if err != nil {
 		return err
 	}

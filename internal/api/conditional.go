@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -20,7 +21,7 @@ func (s *Server) handleConditionalUpdate(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	res, err := readBody(r, r.PathValue("type"))
+	res, err := s.readBody(r, r.PathValue("type"))
 	if err != nil {
 		return err
 	}
@@ -64,12 +65,15 @@ func (s *Server) fhirPathPatch(w http.ResponseWriter, r *http.Request, repo *rec
 	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '[' {
 		return problem.New(problem.ErrInvalid, "structure", "a JSON Patch document needs Content-Type: application/json-patch+json; application/fhir+json takes a FHIRPath Patch Parameters resource")
 	}
-	doc, err := fhir.Parse(body)
+	doc, err := s.parseBody(body)
 	if err != nil {
-		return problem.New(problem.ErrInvalid, "structure", err.Error())
+		return err
 	}
-	ops, err := fhirpatch.Parse(doc.Doc)
+	ops, err := fhirpatch.ParseLimited(doc.Doc, s.opts.Limits.PatchOps)
 	if err != nil {
+		if errors.Is(err, fhirpatch.ErrTooCostly) {
+			return problem.New(problem.ErrTooLarge, "too-costly", err.Error())
+		}
 		return problem.New(problem.ErrInvalid, "invalid", err.Error())
 	}
 	out, err := repo.PatchFHIRPath(r.Context(), r.PathValue("type"), id, ops, match)

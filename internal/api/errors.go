@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -47,6 +49,14 @@ func (s *Server) classify(r *http.Request, err error) (int, []fhir.Issue) {
 	var pe *problem.Error
 	if errors.As(err, &pe) && status < 500 {
 		issues = pe.Issues
+	}
+	if errors.Is(r.Context().Err(), context.DeadlineExceeded) && (status >= 500 || errors.Is(err, context.DeadlineExceeded)) {
+		// The work was stopped by the request timeout, whatever error
+		// that surfaced as.
+		status, code = http.StatusServiceUnavailable, "timeout"
+		issues = []fhir.Issue{{Severity: "error", Code: code, Diagnostics: fmt.Sprintf("the request was stopped after the time limit of %s (WARD_REQUEST_TIMEOUT); nothing was disclosed", s.opts.Limits.RequestTimeout)}}
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "request timeout", slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+		return status, issues
 	}
 	switch {
 	case status == http.StatusServiceUnavailable:

@@ -46,8 +46,9 @@ func (s *Server) base(r *http.Request) string {
 	return scheme + "://" + r.Host + "/fhir"
 }
 
-// readBody reads and parses a FHIR resource body of the URL's type.
-func readBody(r *http.Request, wantType string) (*fhir.Resource, error) {
+// readBody reads and parses a FHIR resource body of the URL's type,
+// within the parse limits.
+func (s *Server) readBody(r *http.Request, wantType string) (*fhir.Resource, error) {
 	if err := checkContentType(r); err != nil {
 		return nil, err
 	}
@@ -55,13 +56,28 @@ func readBody(r *http.Request, wantType string) (*fhir.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := fhir.Parse(body)
+	res, err := s.parseBody(body)
 	if err != nil {
-		return nil, problem.New(problem.ErrInvalid, "structure", err.Error())
+		return nil, err
 	}
 	if res.Type != wantType {
 		return nil, problem.At(problem.ErrInvalid, "invalid", "resourceType",
 			fmt.Sprintf("the body is a %s but the URL is for %s", res.Type, wantType))
+	}
+	return res, nil
+}
+
+// parseBody parses a resource from a client within the parse limits: a
+// body over one is 413 with the ParseError's message, which names the
+// limit and its setting.
+func (s *Server) parseBody(body []byte) (*fhir.Resource, error) {
+	res, err := fhir.ParseLimited(body, s.opts.Limits.Parse)
+	if err != nil {
+		var pe *fhir.ParseError
+		if errors.As(err, &pe) && pe.Code == "too-costly" {
+			return nil, problem.New(problem.ErrTooLarge, "too-costly", err.Error())
+		}
+		return nil, problem.New(problem.ErrInvalid, "structure", err.Error())
 	}
 	return res, nil
 }
@@ -130,7 +146,7 @@ func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, status in
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
-	res, err := readBody(r, r.PathValue("type"))
+	res, err := s.readBody(r, r.PathValue("type"))
 	if err != nil {
 		return err
 	}
@@ -225,7 +241,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 	if err != nil {
 		return err
 	}
-	res, err := readBody(r, r.PathValue("type"))
+	res, err := s.readBody(r, r.PathValue("type"))
 	if err != nil {
 		return err
 	}
@@ -268,8 +284,11 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *recor
 	if err != nil {
 		return err
 	}
-	ops, err := jsonpatch.Parse(body)
+	ops, err := jsonpatch.ParseLimited(body, s.opts.Limits.PatchOps)
 	if err != nil {
+		if errors.Is(err, jsonpatch.ErrTooCostly) {
+			return problem.New(problem.ErrTooLarge, "too-costly", err.Error())
+		}
 		return problem.New(problem.ErrInvalid, "structure", err.Error())
 	}
 	out, err := repo.Patch(r.Context(), r.PathValue("type"), id, ops, match)
@@ -359,6 +378,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 	}
 	typ := r.PathValue("type")
 	q, err := query.Parse(typ, raw, query.Options{Strict: preferStrict(r), DefaultCount: 20, MaxCount: s.opts.MaxCount,
+		MaxParams: s.opts.Limits.SearchParams, MaxValues: s.opts.Limits.SearchValues,
 		Supported: search.Supported})
 	if err != nil {
 		var qe *query.Error
@@ -527,6 +547,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *rec
 	}
 	path += "/_history"
 	b := &fhir.Bundle{Type: "history", Timestamp: time.Now().UTC()}
+	if page.Total != nil {
+		n := int(*page.Total)
+		b.Total = &n
+	}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: path + queryString(q)})
 	if page.NextBefore != 0 {
 		next := cloneValues(q)

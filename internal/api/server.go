@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
@@ -54,6 +55,24 @@ type Options struct {
 	// AddressTag names a client address in the ledger by a keyed hash
 	// (the address itself is never recorded); nil: not named.
 	AddressTag func(addr string) string
+	// Limits bound the work of one request (issue #22).
+	Limits Limits
+}
+
+// Limits bound the work of one request; a zero field is no bound.
+type Limits struct {
+	// Parse bounds every resource and Bundle body (array items,
+	// elements, Bundle entries); Parse.BundleEntries also bounds the
+	// resource lines of one $import.
+	Parse fhir.Limits
+	// PatchOps caps the operations of one JSON Patch or FHIRPath Patch.
+	PatchOps int
+	// SearchParams and SearchValues bound one search's parameters and
+	// each parameter's values.
+	SearchParams, SearchValues int
+	// RequestTimeout bounds the time one FHIR interaction may work;
+	// Bulk Data file downloads are not bounded by it.
+	RequestTimeout time.Duration
 }
 
 // Tokens is what the API needs from authn.
@@ -164,6 +183,14 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 		if t := r.PathValue("type"); t != "" && !fhir.IsResourceType(t) {
 			s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "unknown resource type in the URL: not an R4 resource type"))
 			return
+		}
+		if d := s.opts.Limits.RequestTimeout; d > 0 {
+			// The interaction's work stops when the request times out
+			// (or the client goes away); the audit write has a context
+			// of its own.
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
 		}
 		if err := h(w, r, s.records.For(subj, requestID(r.Context()))); err != nil {
 			s.writeError(w, r, err)

@@ -186,6 +186,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	to := authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external, RevocationRefresh: o.cacheTTL}
 	ro := records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax, NoAdminPHI: !cfg.AdminPHIAccess,
 		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL}
+	parseLimits := fhir.Limits{ArrayItems: cfg.Limits.ArrayItems, Elements: cfg.Limits.Elements, BundleEntries: cfg.Limits.BundleEntries}
+	ro.Limits = records.Limits{PatchElements: cfg.Limits.PatchElements, ArrayItems: cfg.Limits.ArrayItems,
+		Includes: cfg.Limits.SearchIncludes, Parse: parseLimits}
 	if bus != nil {
 		to.Peers, to.Live = tokenPeers{bus}, bus
 		ro.Peers, ro.Live = factPeers{bus}, bus
@@ -239,7 +242,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	}
 	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
-		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag}, log, rec, tokens, health)
+		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
+		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
+			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout}}, log, rec, tokens, health)
 	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim}, nil
 }
 

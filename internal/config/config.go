@@ -79,6 +79,38 @@ type Config struct {
 	// NATSPrefix is the first part of the invalidation subject
 	// (<prefix>.invalidate): nodes with one prefix are one cluster.
 	NATSPrefix string
+
+	// Bounded work (issue #22): what one request may cost. Each limit is
+	// refused with a 4xx OperationOutcome naming its setting.
+	Limits Limits
+}
+
+// Limits bound the work of one request.
+type Limits struct {
+	// ArrayItems caps the items of one JSON array in a submitted body.
+	ArrayItems int
+	// Elements caps the JSON values (objects, arrays, primitives) of one
+	// submitted body, a Bundle included.
+	Elements int
+	// BundleEntries caps the entries of one Bundle (batch, transaction,
+	// stored Bundle, $import).
+	BundleEntries int
+	// PatchOps caps the operations of one JSON Patch or FHIRPath Patch.
+	PatchOps int
+	// PatchElements caps the JSON values of a document being patched,
+	// checked after each operation.
+	PatchElements int
+	// SearchIncludes caps the resources _include and _revinclude add to
+	// one search page; a cut page says so in an OperationOutcome entry.
+	SearchIncludes int
+	// SearchParams caps the parameters of one search (each occurrence;
+	// a chain or _has counts once per hop).
+	SearchParams int
+	// SearchValues caps the comma-separated values of one parameter.
+	SearchValues int
+	// RequestTimeout bounds the time one API request may work (not the
+	// download of Bulk Data files).
+	RequestTimeout time.Duration
 }
 
 // Default returns the defaults.
@@ -107,6 +139,18 @@ func Default() Config {
 		APIRate:        200,
 		APIBurst:       400,
 		NATSPrefix:     "ward",
+
+		Limits: Limits{
+			ArrayItems:     10000,
+			Elements:       1000000,
+			BundleEntries:  10000,
+			PatchOps:       1000,
+			PatchElements:  100000,
+			SearchIncludes: 1000,
+			SearchParams:   100,
+			SearchValues:   100,
+			RequestTimeout: 60 * time.Second,
+		},
 	}
 }
 
@@ -332,6 +376,55 @@ var settings = []setting{
 			c.TrustedProxies = out
 			return nil
 		}},
+
+	// Bounded work (issue #22): what one request may cost. Each is refused
+	// with a 4xx OperationOutcome naming the setting, before the work.
+	intSetting("WARD_RESOURCE_MAX_ARRAY_ITEMS", "resource-max-array-items", "most items in one JSON array of a submitted resource or Bundle (checked while parsing, before decoding)", 10, 10000000,
+		func(c *Config) *int { return &c.Limits.ArrayItems }),
+	intSetting("WARD_RESOURCE_MAX_ELEMENTS", "resource-max-elements", "most JSON values (objects, arrays, primitives) in one submitted body, a Bundle included (checked while parsing, before decoding)", 100, 100000000,
+		func(c *Config) *int { return &c.Limits.Elements }),
+	intSetting("WARD_BUNDLE_MAX_ENTRIES", "bundle-max-entries", "most entries in one Bundle (batch, transaction, a stored Bundle, one $import or `ward import` file), refused before any entry is processed", 1, 1000000,
+		func(c *Config) *int { return &c.Limits.BundleEntries }),
+	intSetting("WARD_PATCH_MAX_OPS", "patch-max-ops", "most operations in one JSON Patch or FHIRPath Patch", 1, 100000,
+		func(c *Config) *int { return &c.Limits.PatchOps }),
+	intSetting("WARD_PATCH_MAX_ELEMENTS", "patch-max-elements", "most JSON values a resource may have after each operation of a patch (a patch that grows it past this is refused at that operation)", 100, 100000000,
+		func(c *Config) *int { return &c.Limits.PatchElements }),
+	intSetting("WARD_SEARCH_MAX_INCLUDES", "search-max-includes", "most resources _include and _revinclude add to one search page; a page cut short carries an OperationOutcome entry saying so", 1, 100000,
+		func(c *Config) *int { return &c.Limits.SearchIncludes }),
+	intSetting("WARD_SEARCH_MAX_PARAMS", "search-max-params", "most parameters in one search (each occurrence; each hop of a chain or _has counts once more)", 1, 10000,
+		func(c *Config) *int { return &c.Limits.SearchParams }),
+	intSetting("WARD_SEARCH_MAX_VALUES", "search-max-values", "most comma-separated values (ORs) in one search parameter, _type, _elements and _sort", 1, 10000,
+		func(c *Config) *int { return &c.Limits.SearchValues }),
+	{"WARD_REQUEST_TIMEOUT", "request-timeout", "longest time one API request may work before it is stopped with 503 (Go duration, 1s to 1h; Bulk Data file downloads and $export runs are not bounded by it)", false,
+		func(c *Config) string { return c.Limits.RequestTimeout.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Second || d > time.Hour {
+				return errors.New("must be a duration between 1s and 1h")
+			}
+			c.Limits.RequestTimeout = d
+			return nil
+		}},
+}
+
+// LimitFlags are the flag names of the bounded-work settings, for the
+// subcommands that serve or load data.
+func LimitFlags() []string {
+	return []string{"resource-max-array-items", "resource-max-elements", "bundle-max-entries", "patch-max-ops",
+		"patch-max-elements", "search-max-includes", "search-max-params", "search-max-values", "request-timeout"}
+}
+
+// intSetting declares an integer setting between lo and hi.
+func intSetting(env, flag, doc string, lo, hi int, field func(*Config) *int) setting {
+	return setting{env: env, flag: flag, doc: doc,
+		get: func(c *Config) string { return strconv.Itoa(*field(c)) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < lo || n > hi {
+				return fmt.Errorf("must be an integer between %d and %d", lo, hi)
+			}
+			*field(c) = n
+			return nil
+		}}
 }
 
 // maxRate matches ratelimit.MaxRate (config imports nothing of Ward).

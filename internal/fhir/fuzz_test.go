@@ -112,9 +112,61 @@ func refShape(body []byte) (object, dup bool, depth int) {
 	}
 }
 
+// fuzzLimits are small limits for the fuzzers' ParseLimited property.
+var fuzzLimits = Limits{ArrayItems: 3, Elements: 40, BundleEntries: 2}
+
+// checkLimited asserts ParseLimited's property: it refuses what Parse
+// refuses; what Parse accepts it either accepts the same or refuses as
+// too-costly, and what it accepts is within the limits.
+func checkLimited(t *testing.T, body []byte, r *Resource, perr error) {
+	lr, err := ParseLimited(body, fuzzLimits)
+	switch {
+	case perr != nil:
+		if err == nil {
+			t.Fatalf("ParseLimited accepted what Parse refused (%v)", perr)
+		}
+		return
+	case err != nil:
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.Code != "too-costly" {
+			t.Fatalf("ParseLimited refused what Parse accepted, not as too-costly: %v", err)
+		}
+		return
+	}
+	if !reflect.DeepEqual(lr.Doc, r.Doc) {
+		t.Fatal("ParseLimited and Parse disagree")
+	}
+	n := 0
+	var walk func(v any, bundleEntry bool)
+	walk = func(v any, bundleEntry bool) {
+		n++
+		switch c := v.(type) {
+		case map[string]any:
+			for _, x := range c {
+				walk(x, false)
+			}
+		case []any:
+			if bundleEntry && len(c) > fuzzLimits.BundleEntries || !bundleEntry && len(c) > fuzzLimits.ArrayItems {
+				t.Fatalf("accepted an array of %d items", len(c))
+			}
+			for _, x := range c {
+				walk(x, false)
+			}
+		}
+	}
+	// The resource object itself is not counted.
+	for k, x := range r.Doc {
+		walk(x, k == "entry" && r.Type == "Bundle")
+	}
+	if n > fuzzLimits.Elements {
+		t.Fatalf("accepted %d elements", n)
+	}
+}
+
 // checkParse asserts the properties of Parse that hold for every input.
 func checkParse(t *testing.T, body []byte) *Resource {
 	r, err := Parse(body)
+	checkLimited(t, body, r, err)
 	object, dup, depth := refShape(body)
 	structural := !object || dup || depth > MaxDepth
 	if err != nil {

@@ -57,9 +57,40 @@ func parseErr(code string, offset int, msg string) *ParseError {
 // rules); it does not check the resource against the schema (see Validator).
 // Callers bound the body size before calling.
 func Parse(body []byte) (*Resource, error) {
+	return ParseLimited(body, Limits{})
+}
+
+// Limits bound what ParseLimited accepts, so that a body that would cost
+// too much to decode is refused by the allocation-free scan, before it is
+// decoded. A zero field is no bound. Stored resources are parsed without
+// limits (a limit lowered later must not make them unreadable).
+type Limits struct {
+	// ArrayItems caps the items of any one array, except a Bundle's
+	// entry (bounded by BundleEntries).
+	ArrayItems int
+	// Elements caps the JSON values of the whole body (every object,
+	// array and primitive, a Bundle's entries included).
+	Elements int
+	// BundleEntries caps Bundle.entry.
+	BundleEntries int
+}
+
+// The settings that configure Limits, named in the errors so that a
+// client or operator knows which limit was met (internal/config declares
+// them).
+const (
+	SettingArrayItems    = "WARD_RESOURCE_MAX_ARRAY_ITEMS"
+	SettingElements      = "WARD_RESOURCE_MAX_ELEMENTS"
+	SettingBundleEntries = "WARD_BUNDLE_MAX_ENTRIES"
+)
+
+// ParseLimited is Parse for a body from a client: beyond Parse's rules it
+// refuses, with a ParseError of code "too-costly", a body over lim.
+func ParseLimited(body []byte, lim Limits) (*Resource, error) {
 	// Pass 1: a token-level scan for what json.Decoder does not report
-	// (duplicate keys, depth, exact offsets without echoing input).
-	if err := scanResource(body); err != nil {
+	// (duplicate keys, depth, exact offsets without echoing input) and
+	// the limits, without allocating per value.
+	if err := scanResource(body, lim); err != nil {
 		return nil, err
 	}
 	// Pass 2: decode. The scan accepted exactly one valid JSON object, so an
@@ -123,6 +154,14 @@ type scanner struct {
 	b    []byte
 	i    int
 	path []pathSeg
+
+	lim      Limits
+	elements int // values seen so far
+	// rootType is the top-level resourceType once seen (raw, unescaped
+	// only if it had no escapes); entries the items of the top-level
+	// entry array, judged at the end when the type is known.
+	rootType []byte
+	entries  int
 }
 
 // pathSeg is one step to the current value: an object key (decoded) or an
@@ -136,7 +175,7 @@ type pathSeg struct {
 // comparing with every earlier key; larger objects use a map.
 const smallObject = 32
 
-func scanResource(body []byte) error {
+func scanResource(body []byte, lim Limits) error {
 	if len(body) == 0 {
 		return parseErr("structure", -1, "empty body")
 	}
@@ -147,7 +186,7 @@ func scanResource(body []byte) error {
 		return parseErr("structure", 0, "invalid JSON: byte order mark")
 	}
 	var pathBuf [32]pathSeg // enough for real resources without allocating
-	s := scanner{b: body, path: pathBuf[:0]}
+	s := scanner{b: body, path: pathBuf[:0], lim: lim}
 	s.skipSpace()
 	if s.i == len(body) {
 		return parseErr("structure", -1, "empty body")
@@ -165,6 +204,13 @@ func scanResource(body []byte) error {
 	s.skipSpace()
 	if s.i != len(body) {
 		return parseErr("structure", s.i, "trailing data after the resource")
+	}
+	if string(s.rootType) == "Bundle" {
+		if lim.BundleEntries > 0 && s.entries > lim.BundleEntries {
+			return parseErr("too-costly", -1, "the Bundle has more than "+strconv.Itoa(lim.BundleEntries)+" entries ("+SettingBundleEntries+")")
+		}
+	} else if lim.ArrayItems > 0 && s.entries > lim.ArrayItems {
+		return parseErr("too-costly", -1, "more than "+strconv.Itoa(lim.ArrayItems)+" items in one array at entry ("+SettingArrayItems+")")
 	}
 	return nil
 }
@@ -214,6 +260,10 @@ func (s *scanner) syntax(msg string) error {
 }
 
 func (s *scanner) value(depth int) error {
+	s.elements++
+	if s.lim.Elements > 0 && s.elements > s.lim.Elements {
+		return parseErr("too-costly", -1, "more than "+strconv.Itoa(s.lim.Elements)+" elements in the body ("+SettingElements+")")
+	}
 	s.skipSpace()
 	if s.i >= len(s.b) {
 		return s.syntax("")
@@ -408,8 +458,12 @@ func (s *scanner) object(depth int) error {
 			return s.syntax("expected ':' after key")
 		}
 		s.i++
+		valueOff := s.i
 		if err := s.value(depth + 1); err != nil {
 			return err
+		}
+		if depth == 1 && string(key) == "resourceType" {
+			s.rootType = rootTypeOf(s.b[valueOff:s.i])
 		}
 		s.skipSpace()
 		if s.i >= len(s.b) {
@@ -438,8 +492,21 @@ func (s *scanner) array(depth int) error {
 		s.i++
 		return nil
 	}
+	// The top-level entry array is a Bundle's entries (bounded by
+	// BundleEntries) or, in any other resource, an array like any other;
+	// which one is known only once resourceType is seen, so its items
+	// are counted and judged at the end.
+	topEntry := depth == 2 && len(s.path) == 1 && string(s.path[0].key) == "entry"
 	s.path = append(s.path, pathSeg{index: 0})
+	items := 0
 	for {
+		items++
+		if topEntry {
+			s.entries = items
+		} else if s.lim.ArrayItems > 0 && items > s.lim.ArrayItems {
+			s.path = s.path[:len(s.path)-1]
+			return parseErr("too-costly", -1, "more than "+strconv.Itoa(s.lim.ArrayItems)+" items in one array at "+s.pathString()+" ("+SettingArrayItems+")")
+		}
 		if err := s.value(depth + 1); err != nil {
 			return err
 		}
@@ -459,6 +526,23 @@ func (s *scanner) array(depth int) error {
 			return s.syntax("expected ',' or ']' in array")
 		}
 	}
+}
+
+// rootTypeOf is the resourceType value v as scanned, decoded (nil when
+// it is not a string; Parse refuses it later).
+func rootTypeOf(v []byte) []byte {
+	v = bytes.TrimLeft(v, " \t\r\n")
+	if len(v) < 2 || v[0] != '"' {
+		return nil
+	}
+	if raw := v[1 : len(v)-1]; bytes.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	var t string
+	if json.Unmarshal(v, &t) != nil {
+		return nil
+	}
+	return []byte(t)
 }
 
 // unescapeKey decodes a key that contains escapes exactly as encoding/json

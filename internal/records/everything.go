@@ -106,8 +106,10 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 	}
 	if len(hits) > q.Count {
-		hits = hits[:q.Count]
-		page.NextKeys = []any{hits[len(hits)-1].RID}
+		hits = hits[:max(q.Count, 0)]
+		if len(hits) > 0 {
+			page.NextKeys = []any{hits[len(hits)-1].RID}
+		}
 	}
 	vs := make([]store.Version, len(hits))
 	for i := range hits {

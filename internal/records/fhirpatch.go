@@ -14,13 +14,16 @@ import (
 // permission, If-Match, audit of refusals.
 func (r *Repo) PatchFHIRPath(ctx context.Context, typ, id string, ops []fhirpatch.Op, ifMatch *int64) (*Resource, error) {
 	return r.patchWith(ctx, typ, id, ifMatch, func(doc map[string]any) (map[string]any, error) {
-		out, err := fhirpatch.Apply(doc, ops)
+		out, err := fhirpatch.ApplyLimited(doc, ops, fhirpatch.Limits{Elements: r.s.limits.PatchElements, ArrayItems: r.s.limits.ArrayItems})
 		if err != nil {
-			class := problem.ErrUnprocessable
-			if errors.Is(err, fhirpatch.ErrInvalid) {
+			class, code := problem.ErrUnprocessable, "processing"
+			switch {
+			case errors.Is(err, fhirpatch.ErrInvalid):
 				class = problem.ErrInvalid
+			case errors.Is(err, fhirpatch.ErrTooCostly):
+				class, code = problem.ErrTooLarge, "too-costly"
 			}
-			return nil, problem.New(class, "processing", err.Error())
+			return nil, problem.New(class, code, err.Error())
 		}
 		return out, nil
 	})

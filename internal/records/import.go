@@ -59,6 +59,18 @@ func (rep *ImportReport) fail(line int, err error) {
 // so far. The error is for what stops the whole import: the context, an
 // unreadable stream, an unavailable database.
 func (r *Repo) ImportNDJSON(ctx context.Context, rd io.Reader, progress func(stored int)) (ImportReport, error) {
+	return r.ImportNDJSONAtMost(ctx, rd, 0, progress)
+}
+
+// ErrImportTooLong is returned (wrapped, with the report so far) when an
+// import has more resource lines than its bound.
+var ErrImportTooLong = errors.New("import has too many resources")
+
+// ImportNDJSONAtMost is ImportNDJSON of at most maxLines resource lines
+// (0: no bound): a longer stream stops at the first line past the bound,
+// before it is parsed, with an error wrapping problem.ErrTooLarge and
+// ErrImportTooLong (the lines before it are stored or reported as usual).
+func (r *Repo) ImportNDJSONAtMost(ctx context.Context, rd io.Reader, maxLines int, progress func(stored int)) (ImportReport, error) {
 	var rep ImportReport
 	br := bufio.NewReaderSize(rd, 1<<20)
 	chunk := make([]Entry, 0, ImportChunk)
@@ -118,10 +130,22 @@ func (r *Repo) ImportNDJSON(ctx context.Context, rd io.Reader, progress func(sto
 		if len(text) == 0 {
 			continue
 		}
+		if maxLines > 0 && rep.Lines >= maxLines {
+			if err := flush(); err != nil {
+				return rep, err
+			}
+			return rep, fmt.Errorf("%w: %w", ErrImportTooLong, problem.New(problem.ErrTooLarge, "too-costly",
+				fmt.Sprintf("the import has more than %d resources (WARD_BUNDLE_MAX_ENTRIES); the %d lines before were read and %d resources stored", maxLines, rep.Lines, rep.Stored)))
+		}
 		rep.Lines++
-		res, err := fhir.Parse(text)
+		res, err := fhir.ParseLimited(text, r.s.limits.Parse)
 		if err != nil {
-			rep.fail(line, problem.New(problem.ErrInvalid, "structure", err.Error()))
+			class, code := problem.ErrInvalid, "structure"
+			var pe *fhir.ParseError
+			if errors.As(err, &pe) && pe.Code == "too-costly" {
+				class, code = problem.ErrTooLarge, pe.Code
+			}
+			rep.fail(line, problem.New(class, code, err.Error()))
 			continue
 		}
 		e := Entry{Index: line - 1, Type: res.Type, Resource: res}

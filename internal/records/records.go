@@ -80,6 +80,7 @@ type Service struct {
 	noAdminPHI bool
 	encWindow  time.Duration
 	maxDecided int
+	limits     Limits
 	facts      *factCache
 	factPlans  *factPlans
 	peers      Publisher
@@ -103,6 +104,8 @@ type Options struct {
 	// MaxDecidedCount bounds how many matches a search total decides one
 	// by one (0: DefaultMaxDecidedCount); beyond it the total is left out.
 	MaxDecidedCount int
+	// Limits bound the work of one request (issue #22).
+	Limits Limits
 	// FactTTL bounds how long a cached fact is used without an
 	// invalidation (0: 5 s): the safety net under Peers.
 	FactTTL time.Duration
@@ -136,10 +139,13 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.FactTTL <= 0 {
 		o.FactTTL = defaultFactTTL
 	}
+	if o.Limits.Includes <= 0 {
+		o.Limits.Includes = DefaultMaxIncluded
+	}
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
-		facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
+		limits: o.Limits, facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
 }
 
 // FactsChanged drops the cached facts f of tenant, of the named patients
@@ -449,19 +455,38 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 	}
 }
 
+// Limits bound the work of one request; a zero field is no bound (but
+// Includes, whose zero means DefaultMaxIncluded).
+type Limits struct {
+	// PatchElements caps the JSON values of a patched resource after
+	// each operation (WARD_PATCH_MAX_ELEMENTS).
+	PatchElements int
+	// ArrayItems caps the items of an array a patch adds to
+	// (WARD_RESOURCE_MAX_ARRAY_ITEMS).
+	ArrayItems int
+	// Includes caps the resources _include and _revinclude add to one
+	// search page (WARD_SEARCH_MAX_INCLUDES).
+	Includes int
+	// Parse bounds each resource line of an import.
+	Parse fhir.Limits
+}
+
 // Patch applies a JSON Patch to the current version and stores the result
 // as a new version, validated like any write. The caller sees the patched
 // resource, so patching needs both read and update permission. ifMatch,
 // when not nil, is the version the patch was written against.
 func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, ifMatch *int64) (*Resource, error) {
 	return r.patchWith(ctx, typ, id, ifMatch, func(doc map[string]any) (map[string]any, error) {
-		patched, err := jsonpatch.Apply(doc, ops)
+		patched, err := jsonpatch.ApplyLimited(doc, ops, jsonpatch.Limits{Elements: r.s.limits.PatchElements, ArrayItems: r.s.limits.ArrayItems})
 		if err != nil {
-			class := problem.ErrUnprocessable
-			if errors.Is(err, jsonpatch.ErrInvalid) {
+			class, code := problem.ErrUnprocessable, "processing"
+			switch {
+			case errors.Is(err, jsonpatch.ErrInvalid):
 				class = problem.ErrInvalid
+			case errors.Is(err, jsonpatch.ErrTooCostly):
+				class, code = problem.ErrTooLarge, "too-costly"
 			}
-			return nil, problem.New(class, "processing", err.Error())
+			return nil, problem.New(class, code, err.Error())
 		}
 		out, ok := patched.(map[string]any)
 		if !ok {
@@ -754,6 +779,11 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
 			problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", q.Type, q.ID)))
 	}
+	if q.Count <= 0 {
+		// _count=0 asks for the total alone (FHIR search.html#count;
+		// history takes _count with the same meaning).
+		return r.historyTotal(ctx, rec, hq, q.ID != "")
+	}
 	page := &Page{}
 	if len(vs) > q.Count {
 		vs = vs[:q.Count]
@@ -813,6 +843,56 @@ func (r *Repo) historyRestriction(ctx context.Context, typ string) (string, []an
 // versions are left out of the page, and a deletion (which has no body) is
 // listed only when the caller may read the last version before it.
 func (r *Repo) disclose(ctx context.Context, rec *audit.Record, vs []store.Version, page *Page, strict bool) error {
+	if err := r.decideVersions(ctx, rec, vs, page, strict); err != nil {
+		return err
+	}
+	return r.commitAudit(rec)
+}
+
+// historyTotal counts the versions of hq the caller would be shown, a
+// chunk at a time, deciding each as a page would; beyond the bound of
+// decisions (WARD_SEARCH_MAX_DECIDED) the total is left out. No version
+// is disclosed, so none is named in the audit record.
+func (r *Repo) historyTotal(ctx context.Context, rec *audit.Record, hq store.HistoryQuery, strict bool) (*Page, error) {
+	hq.Limit = decideChunk
+	var n int64
+	seen := 0
+	known := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		vs, err := r.s.st.History(ctx, hq)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		}
+		if seen += len(vs); seen > r.s.maxDecided {
+			known = false
+			break
+		}
+		var scratch Page
+		if err := r.decideVersions(ctx, rec, vs, &scratch, strict); err != nil {
+			return nil, err
+		}
+		n += int64(len(scratch.Resources))
+		if len(vs) < hq.Limit {
+			break
+		}
+		hq.Before = vs[len(vs)-1].Seq
+	}
+	rec.Entities = nil
+	page := &Page{}
+	if known {
+		page.Total = &n
+	} else {
+		page.Notes = append(page.Notes, TotalTooCostly)
+	}
+	return page, r.commitAudit(rec)
+}
+
+// decideVersions puts into page what of vs the caller may see (strict:
+// refusing the whole request if any is denied), naming each in rec.
+func (r *Repo) decideVersions(ctx context.Context, rec *audit.Record, vs []store.Version, page *Page, strict bool) error {
 	page.Resources = make([]Resource, 0, len(vs))
 	for i := range vs {
 		v := &vs[i]
@@ -848,7 +928,7 @@ func (r *Repo) disclose(ctx context.Context, rec *audit.Record, vs []store.Versi
 		page.Resources = append(page.Resources, out)
 		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
 	}
-	return r.commitAudit(rec)
+	return nil
 }
 
 // mayLearnDeletion decides whether a deletion version may be listed: the

@@ -19,11 +19,12 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Include bounds: _include and _revinclude add at most maxIncluded
-// resources to a page, following :iterate at most maxIterate times.
+// Include bounds: _include and _revinclude add at most Limits.Includes
+// (DefaultMaxIncluded) resources to a page, following :iterate at most
+// maxIterate times; a page cut short says so (IncludesCut).
 const (
-	maxIncluded = 1000
-	maxIterate  = 3
+	DefaultMaxIncluded = 1000
+	maxIterate         = 3
 )
 
 // Search runs a parsed search: decide for every type it reads (searched
@@ -74,7 +75,10 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		sq.Args = append(sq.Args, res.args...)
 	}
 	page := &Page{}
-	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" {
+	// _count=0 asks for the total alone (FHIR search.html#count), as
+	// _summary=count does; _total=none leaves even that out.
+	countOnly := q.Summary == "count" || q.Count <= 0
+	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" || q.Count <= 0 && q.Total != "none" {
 		n, known, err := r.count(ctx, rec, *sq, res)
 		if err != nil {
 			return nil, err
@@ -84,9 +88,9 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		} else {
 			page.Notes = append(page.Notes, TotalTooCostly)
 		}
-		if q.Summary == "count" {
-			return page, r.commitAudit(rec)
-		}
+	}
+	if countOnly {
+		return page, r.commitAudit(rec)
 	}
 	sq.Limit = q.Count + 1
 	sq.After = after
@@ -132,6 +136,9 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 // data-specific consent provisions).
 func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
 	for i := range vs {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+		}
 		v := &vs[i]
 		plain, ok, err := r.openDecided(ctx, rec, v)
 		if err != nil {
@@ -252,8 +259,23 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 	allowed := func(t string) bool {
 		return authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
 	}
+	maxIncluded := r.s.limits.Includes
+	cut := false
+	defer func() {
+		if cut {
+			page.Notes = append(page.Notes, IncludesCut(maxIncluded))
+		}
+	}()
 	frontier := page.Resources
-	for round := 0; round <= maxIterate && len(frontier) > 0 && len(page.Included) < maxIncluded; round++ {
+	for round := 0; round <= maxIterate && len(frontier) > 0; round++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(page.Included) >= maxIncluded {
+			// Only an :iterate would have added more.
+			cut = cut || iterates(q)
+			break
+		}
 		var next []Resource
 		// _include: references found in the frontier's own documents.
 		var want []store.Ref
@@ -277,8 +299,11 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 				}
 			}
 		}
+		if room := maxIncluded - len(page.Included) - len(next); len(want) > room {
+			want, cut = want[:max(room, 0)], true
+		}
 		if len(want) > 0 {
-			vs, err := r.s.st.Refs(ctx, r.subj.Tenant, want[:min(len(want), maxIncluded-len(page.Included))])
+			vs, err := r.s.st.Refs(ctx, r.subj.Tenant, want)
 			if err != nil {
 				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 			}
@@ -301,13 +326,21 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 			if len(hs) == 0 {
 				continue
 			}
+			room := maxIncluded - len(page.Included) - len(next)
+			if room <= 0 {
+				cut = true
+				break
+			}
 			pids := search.RefPIDs(inc.Source, inc.Param)
 			where := `r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (` + search.PIDListSQL(pids) + `) AND t.h IN (` + marks(len(hs)) + `))`
 			args := hs
 			hits, err := r.s.st.Search(ctx, store.SearchQuery{Tenant: r.subj.Tenant, Types: []string{inc.Source},
-				Where: []string{where}, Args: args, Limit: maxIncluded - len(page.Included)})
+				Where: []string{where}, Args: args, Limit: room + 1})
 			if err != nil {
 				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			}
+			if len(hits) > room {
+				hits, cut = hits[:room], true
 			}
 			var vs []store.Version
 			for _, h := range hits {
@@ -326,7 +359,35 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		page.Included = append(page.Included, next...)
 		frontier = next
 	}
+	if len(frontier) > 0 && !cut && iterates(q) {
+		// Stopped by the depth bound with resources still to follow.
+		page.Notes = append(page.Notes, IterateCut)
+	}
 	return nil
+}
+
+// IterateCut is the note of a search page whose :iterate includes were
+// followed to the depth bound with resources still to follow from.
+var IterateCut = fmt.Sprintf("_include:iterate and _revinclude:iterate were followed %d levels deep; resources further along, if any, are not on this page", maxIterate+1)
+
+func iterates(q *query.Query) bool {
+	for _, inc := range q.Include {
+		if inc.Iterate {
+			return true
+		}
+	}
+	for _, inc := range q.RevInclude {
+		if inc.Iterate {
+			return true
+		}
+	}
+	return false
+}
+
+// IncludesCut is the note of a search page whose _include and
+// _revinclude resources were cut at max.
+func IncludesCut(max int) string {
+	return fmt.Sprintf("_include and _revinclude results on this page were cut at %d resources (WARD_SEARCH_MAX_INCLUDES); some included resources are missing: page with a smaller _count", max)
 }
 
 func marks(n int) string {

@@ -152,6 +152,9 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 		return nil, err
 	}
 	for _, e := range order {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+		}
 		if e.Resource == nil {
 			continue
 		}
@@ -396,6 +399,14 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 	for i := range entries {
 		e := &entries[i]
 		sem <- struct{}{}
+		if err := ctx.Err(); err != nil {
+			// The request was cancelled or timed out: the entries not
+			// yet started are not run.
+			results[i] = EntryResult{Err: fmt.Errorf("%w: %w", problem.ErrUnavailable, err)}
+			<-sem
+			done <- struct{}{}
+			continue
+		}
 		go func() {
 			defer func() { <-sem; done <- struct{}{} }()
 			// Each entry on a Repo of its own: what one entry learns

@@ -29,7 +29,30 @@ import (
 var (
 	ErrInvalid = errors.New("invalid FHIRPath Patch")
 	ErrFailed  = errors.New("FHIRPath Patch does not apply")
+	// ErrTooCostly: more operations than allowed, or an operation that
+	// would grow the resource past its limit.
+	ErrTooCostly = errors.New("FHIRPath Patch too costly")
 )
+
+// The settings that configure the limits, named in the errors.
+const (
+	SettingOps        = "WARD_PATCH_MAX_OPS"
+	SettingElements   = "WARD_PATCH_MAX_ELEMENTS"
+	SettingArrayItems = "WARD_RESOURCE_MAX_ARRAY_ITEMS"
+)
+
+// Limits bound what a patch may do; a zero field is no bound.
+type Limits struct {
+	// Elements caps the JSON values (objects, arrays, primitives) of the
+	// patched resource after each operation.
+	Elements int
+	// ArrayItems caps the items of a list an operation adds to.
+	ArrayItems int
+}
+
+func tooCostly(i int, format string, args ...any) error {
+	return fmt.Errorf("%w: operation %d: %s", ErrTooCostly, i+1, fmt.Sprintf(format, args...))
+}
 
 // Bounds on untrusted input.
 const (
@@ -59,8 +82,16 @@ func failed(i int, format string, args ...any) error {
 	return fmt.Errorf("%w: operation %d: %s", ErrFailed, i+1, fmt.Sprintf(format, args...))
 }
 
-// Parse reads a Parameters resource (decoded as fhir.Parse decodes it).
-func Parse(doc map[string]any) ([]Op, error) {
+// Parse reads a Parameters resource (decoded as fhir.Parse decodes it) of
+// at most 1000 operations.
+func Parse(doc map[string]any) ([]Op, error) { return ParseLimited(doc, maxOps) }
+
+// ParseLimited is Parse with at most limit operations (0: 1000), counted
+// before any is read.
+func ParseLimited(doc map[string]any, limit int) ([]Op, error) {
+	if limit <= 0 {
+		limit = maxOps
+	}
 	if rt, _ := doc["resourceType"].(string); rt != "Parameters" {
 		return nil, fmt.Errorf("%w: the body must be a Parameters resource", ErrInvalid)
 	}
@@ -68,8 +99,8 @@ func Parse(doc map[string]any) ([]Op, error) {
 	if _, has := doc["parameter"]; has && raw == nil {
 		return nil, fmt.Errorf("%w: Parameters.parameter must be an array", ErrInvalid)
 	}
-	if len(raw) > maxOps {
-		return nil, fmt.Errorf("%w: more than %d operations", ErrInvalid, maxOps)
+	if len(raw) > limit {
+		return nil, fmt.Errorf("%w: the FHIRPath Patch has more than %d operations (%s)", ErrTooCostly, limit, SettingOps)
 	}
 	ops := make([]Op, 0, len(raw))
 	for i, p := range raw {
@@ -248,17 +279,91 @@ func anonymous(parts []any, typ string, path []string, depth int) (map[string]an
 
 // Apply applies ops to a copy of resource, in order, and returns the copy.
 func Apply(resource map[string]any, ops []Op) (map[string]any, error) {
+	return ApplyLimited(resource, ops, Limits{})
+}
+
+// ApplyLimited is Apply within lim: the resource's size is tracked as
+// operations add and remove values, and an operation that would grow it
+// past lim is refused before its value is copied in.
+func ApplyLimited(resource map[string]any, ops []Op, lim Limits) (map[string]any, error) {
 	typ, _ := resource["resourceType"].(string)
 	doc := deepCopy(resource).(map[string]any)
+	sz := &sizer{lim: lim, size: count(doc, -1)}
 	for i := range ops {
-		if err := apply(doc, typ, i, &ops[i]); err != nil {
+		if err := apply(doc, typ, i, &ops[i], sz); err != nil {
 			return nil, err
 		}
 	}
 	return doc, nil
 }
 
-func apply(doc map[string]any, typ string, i int, op *Op) error {
+// sizer keeps the size of the document being patched within lim.
+type sizer struct {
+	lim  Limits
+	size int
+}
+
+// grow admits an operation at index i that adds the value v (or the
+// anonymous parts of one) and removes one of removed values, to a list
+// that then has items values (0: not a list; 1: a list it creates, one
+// more value).
+func (z *sizer) grow(i int, v any, removed, items int) error {
+	if z.lim.ArrayItems > 0 && items > z.lim.ArrayItems {
+		return tooCostly(i, "a list would have more than %d items (%s)", z.lim.ArrayItems, SettingArrayItems)
+	}
+	if items == 1 {
+		removed-- // the new list itself
+	}
+	budget := -1
+	if z.lim.Elements > 0 {
+		budget = max(z.lim.Elements-z.size+removed, 0)
+	}
+	n := count(v, budget)
+	if budget >= 0 && n > budget {
+		return tooCostly(i, "the patched resource would have more than %d elements (%s)", z.lim.Elements, SettingElements)
+	}
+	z.size += n - removed
+	return nil
+}
+
+// count is the number of JSON values in v; counting stops once it
+// exceeds max (max < 0: no bound).
+func count(v any, max int) int {
+	n := 0
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		n++
+		if max >= 0 && n > max {
+			return false
+		}
+		switch c := v.(type) {
+		case map[string]any:
+			for _, x := range c {
+				if !walk(x) {
+					return false
+				}
+			}
+		case []any:
+			for _, x := range c {
+				if !walk(x) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	walk(v)
+	return n
+}
+
+func (op *Op) sized() any {
+	if op.valueParts != nil {
+		return op.valueParts
+	}
+	return op.Value
+}
+
+func apply(doc map[string]any, typ string, i int, op *Op, sz *sizer) error {
 	if op.Path == nil {
 		return invalid(i, "no path")
 	}
@@ -293,6 +398,16 @@ func apply(doc map[string]any, typ string, i int, op *Op) error {
 		if !known {
 			return failed(i, "%s has no element %s", strings.Join(op.Path.elements(), "."), op.Name)
 		}
+		items := 0
+		if list {
+			arr, _ := parent[op.Name].([]any)
+			items = len(arr) + 1
+		} else if _, exists := parent[op.Name]; exists {
+			return failed(i, "add: element %s already has a value (use replace)", op.Name)
+		}
+		if err := sz.grow(i, op.sized(), 0, items); err != nil {
+			return err
+		}
 		v, err := value(elem)
 		if err != nil {
 			return err
@@ -301,9 +416,6 @@ func apply(doc map[string]any, typ string, i int, op *Op) error {
 			arr, _ := parent[op.Name].([]any)
 			parent[op.Name] = append(arr, v)
 			return nil
-		}
-		if _, exists := parent[op.Name]; exists {
-			return failed(i, "add: element %s already has a value (use replace)", op.Name)
 		}
 		parent[op.Name] = v
 	case "insert", "move":
@@ -318,6 +430,9 @@ func apply(doc map[string]any, typ string, i int, op *Op) error {
 		if op.Type == "insert" {
 			if op.Index > len(arr) {
 				return failed(i, "index %d is past the end of a list of %d", op.Index, len(arr))
+			}
+			if err := sz.grow(i, op.sized(), 0, len(arr)+1); err != nil {
+				return err
 			}
 			v, err := value(op.Path.elements())
 			if err != nil {
@@ -345,6 +460,7 @@ func apply(doc map[string]any, typ string, i int, op *Op) error {
 			if locs[0].parent == nil {
 				return failed(i, "the resource itself cannot be deleted")
 			}
+			sz.size -= count(locs[0].get(), -1)
 			locs[0].remove()
 		default:
 			return failed(i, "delete needs a path to at most one element; it matches %d", len(locs))
@@ -356,6 +472,9 @@ func apply(doc map[string]any, typ string, i int, op *Op) error {
 		}
 		if len(locs) != 1 || locs[0].parent == nil {
 			return failed(i, "replace needs a path to exactly one element; it matches %d", len(locs))
+		}
+		if err := sz.grow(i, op.sized(), count(locs[0].get(), -1), 0); err != nil {
+			return err
 		}
 		v, err := value(op.Path.elements())
 		if err != nil {

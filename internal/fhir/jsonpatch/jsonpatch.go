@@ -35,7 +35,26 @@ var (
 	// ErrFailed: a well-formed operation cannot be applied (path missing,
 	// index out of range, test not equal).
 	ErrFailed = errors.New("JSON Patch operation failed")
+	// ErrTooCostly: the document has more operations than allowed, or an
+	// operation would grow the patched document past its limit.
+	ErrTooCostly = errors.New("JSON Patch too costly")
 )
+
+// The settings that configure the limits, named in the errors.
+const (
+	SettingOps        = "WARD_PATCH_MAX_OPS"
+	SettingElements   = "WARD_PATCH_MAX_ELEMENTS"
+	SettingArrayItems = "WARD_RESOURCE_MAX_ARRAY_ITEMS"
+)
+
+// Limits bound what a patch may do; a zero field is no bound.
+type Limits struct {
+	// Elements caps the JSON values (objects, arrays, primitives) of the
+	// patched document after each operation.
+	Elements int
+	// ArrayItems caps the items of an array an operation adds to.
+	ArrayItems int
+}
 
 // Error locates a failure in the patch document.
 type Error struct {
@@ -53,22 +72,36 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Kind }
 
-// MaxOps bounds the operations of one document.
+// MaxOps bounds the operations of one document when Parse is given no
+// smaller bound.
 const MaxOps = 10000
 
-// Parse reads a patch document.
-func Parse(doc []byte) ([]Op, error) {
+// Parse reads a patch document of at most MaxOps operations.
+func Parse(doc []byte) ([]Op, error) { return ParseLimited(doc, MaxOps) }
+
+// ParseLimited reads a patch document of at most maxOps operations
+// (0: MaxOps). The operations are counted before any of them is decoded.
+func ParseLimited(doc []byte, maxOps int) ([]Op, error) {
+	if maxOps <= 0 {
+		maxOps = MaxOps
+	}
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
-	var raw []map[string]json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
+	var elems []json.RawMessage
+	if err := dec.Decode(&elems); err != nil {
 		return nil, &Error{Kind: ErrInvalid, Index: -1, Msg: "a JSON Patch document must be a JSON array of operation objects"}
 	}
 	if dec.More() {
 		return nil, &Error{Kind: ErrInvalid, Index: -1, Msg: "trailing data after the JSON Patch array"}
 	}
-	if len(raw) > MaxOps {
-		return nil, &Error{Kind: ErrInvalid, Index: -1, Msg: fmt.Sprintf("more than %d operations", MaxOps)}
+	if len(elems) > maxOps {
+		return nil, &Error{Kind: ErrTooCostly, Index: -1, Msg: fmt.Sprintf("the JSON Patch has more than %d operations (%s)", maxOps, SettingOps)}
+	}
+	raw := make([]map[string]json.RawMessage, len(elems))
+	for i, e := range elems {
+		if err := json.Unmarshal(e, &raw[i]); err != nil || raw[i] == nil {
+			return nil, &Error{Kind: ErrInvalid, Index: -1, Msg: "a JSON Patch document must be a JSON array of operation objects"}
+		}
 	}
 	ops := make([]Op, 0, len(raw))
 	for i, m := range raw {
@@ -154,16 +187,143 @@ func splitPointer(p string) ([]string, error) {
 }
 
 // Apply returns a patched deep copy of doc.
-func Apply(doc any, ops []Op) (any, error) {
+func Apply(doc any, ops []Op) (any, error) { return ApplyLimited(doc, ops, Limits{}) }
+
+// ApplyLimited is Apply within lim. The document's size is tracked as
+// operations add and remove values, and a value is measured (counting,
+// without copying, up to what the limit still allows) before it is
+// copied in, so an operation that would grow the document past the
+// limit is refused before it allocates: a chain of copies that doubles
+// the document costs at most the limit, not 2^n.
+func ApplyLimited(doc any, ops []Op, lim Limits) (any, error) {
 	out := deepCopy(doc)
+	size := count(out, -1)
 	for i, op := range ops {
 		var err error
-		out, err = apply(out, op)
+		out, err = applySized(out, op, lim, &size)
 		if err != nil {
-			return nil, &Error{Kind: ErrFailed, Index: i, Msg: fmt.Sprintf("%s at %s: %v", op.Op, printable(op.Path), err)}
+			kind := ErrFailed
+			var le *limitError
+			if errors.As(err, &le) {
+				kind = ErrTooCostly
+			}
+			return nil, &Error{Kind: kind, Index: i, Msg: fmt.Sprintf("%s at %s: %v", op.Op, printable(op.Path), err)}
 		}
 	}
 	return out, nil
+}
+
+// limitError is an operation refused by a limit.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+// count is the number of JSON values in v, counting stops once it
+// exceeds max (max < 0: no bound).
+func count(v any, max int) int {
+	n := 0
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		n++
+		if max >= 0 && n > max {
+			return false
+		}
+		switch c := v.(type) {
+		case map[string]any:
+			for _, x := range c {
+				if !walk(x) {
+					return false
+				}
+			}
+		case []any:
+			for _, x := range c {
+				if !walk(x) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	walk(v)
+	return n
+}
+
+// applySized applies op, keeping *size (the values of doc) and refusing
+// an operation that would make it exceed lim.
+func applySized(doc any, op Op, lim Limits, size *int) (any, error) {
+	path, _ := splitPointer(op.Path)
+	var added any // the value op puts at path (nil: none)
+	switch op.Op {
+	case "add", "replace":
+		added = op.Value
+	case "copy":
+		from, _ := splitPointer(op.From)
+		v, err := get(doc, from)
+		if err != nil {
+			return nil, fmt.Errorf("from: %w", err)
+		}
+		added = v
+	default:
+		// remove, move and test never grow the document.
+		before := 0
+		if op.Op == "remove" {
+			if v, err := get(doc, path); err == nil {
+				before = count(v, -1)
+			}
+		}
+		out, err := apply(doc, op)
+		if err == nil {
+			*size -= before
+		}
+		return out, err
+	}
+	// What the value at path replaces (a member or the root), if any.
+	replaced := 0
+	if old, ok := replacedAt(doc, path, op.Op == "replace"); ok {
+		replaced = count(old, -1)
+	}
+	if lim.Elements > 0 {
+		budget := lim.Elements - *size + replaced
+		if n := count(added, max(budget, 0)); n > budget {
+			return nil, &limitError{fmt.Sprintf("the patched resource would have more than %d elements (%s)", lim.Elements, SettingElements)}
+		}
+	}
+	if lim.ArrayItems > 0 && op.Op != "replace" && len(path) > 0 {
+		if parent, err := get(doc, path[:len(path)-1]); err == nil {
+			if a, ok := parent.([]any); ok && len(a) >= lim.ArrayItems {
+				return nil, &limitError{fmt.Sprintf("an array would have more than %d items (%s)", lim.ArrayItems, SettingArrayItems)}
+			}
+		}
+	}
+	out, err := apply(doc, op)
+	if err != nil {
+		return nil, err
+	}
+	*size += count(added, -1) - replaced
+	return out, nil
+}
+
+// replacedAt is the value an add or replace at path overwrites: the
+// whole document for the root, an existing object member; never an
+// array item unless replacing (add inserts).
+func replacedAt(doc any, path []string, replace bool) (any, bool) {
+	if len(path) == 0 {
+		return doc, true
+	}
+	parent, err := get(doc, path[:len(path)-1])
+	if err != nil {
+		return nil, false
+	}
+	switch c := parent.(type) {
+	case map[string]any:
+		v, ok := c[path[len(path)-1]]
+		return v, ok
+	case []any:
+		if i, err := index(path[len(path)-1], len(c), false); replace && err == nil {
+			return c[i], true
+		}
+	}
+	return nil, false
 }
 
 // printable keeps a pointer in an error only if it looks like element

@@ -114,6 +114,12 @@ func FuzzApply(f *testing.F) {
 	f.Add(`{"~":{"/":1}}`, `[{"op":"copy","from":"/~0/~1","path":"/x"},{"op":"remove","path":"/~0"}]`)
 	f.Add(`[]`, `[{"op":"add","path":"/0","value":1}]`)
 	f.Add(`{"a":1}`, `[{"op":"replace","path":"","value":[]},{"op":"add","path":"/-","value":{}}]`)
+	// Growth: doubling by copy, through the root, and replace/remove
+	// accounting (ApplyLimited).
+	f.Add(`{"name":[{"family":"x"}]}`, strings.Repeat(`[{"op":"copy","from":"/name","path":"/name/-"},`, 1)+
+		`{"op":"copy","from":"/name","path":"/name/-"},{"op":"copy","from":"/name","path":"/name/-"},{"op":"copy","from":"/name","path":"/name/-"}]`)
+	f.Add(`{"a":[]}`, `[{"op":"copy","from":"","path":"/a/-"},{"op":"copy","from":"","path":"/a/-"},{"op":"copy","from":"","path":"/a/-"},{"op":"copy","from":"","path":"/a/-"}]`)
+	f.Add(`{"a":[1,2,3]}`, `[{"op":"replace","path":"/a/0","value":[1,2]},{"op":"move","from":"/a/0","path":"/b"},{"op":"remove","path":"/a"},{"op":"add","path":"/a","value":{}}]`)
 	f.Fuzz(func(t *testing.T, doc, patch string) {
 		d := json.NewDecoder(strings.NewReader(doc))
 		d.UseNumber()
@@ -128,6 +134,15 @@ func FuzzApply(f *testing.F) {
 		}
 		if _, err := Apply(v, ops); err != nil && !errors.Is(err, ErrFailed) {
 			t.Fatalf("unclassified error %v", err)
+		}
+		// Within limits: refused as too costly, or a result within them.
+		lim := Limits{Elements: 30, ArrayItems: 4}
+		out, err := ApplyLimited(v, ops, lim)
+		switch {
+		case err != nil && !errors.Is(err, ErrFailed) && !errors.Is(err, ErrTooCostly):
+			t.Fatalf("ApplyLimited: unclassified error %v", err)
+		case err == nil && count(out, -1) > max(lim.Elements, count(v, -1)):
+			t.Fatalf("ApplyLimited grew the document to %d values", count(out, -1))
 		}
 		after, _ := json.Marshal(v)
 		if !bytes.Equal(before, after) {

@@ -15,9 +15,9 @@ import (
 // Guard rails: a search request is untrusted input, and every loop below is
 // bounded by one of these.
 const (
-	maxClauses  = 100 // search parameter occurrences, ignored ones included
+	maxClauses  = 100 // search parameter occurrences, ignored ones included (Options.MaxParams)
 	maxIncludes = 100 // _include and _revinclude occurrences together
-	maxValues   = 100 // comma-separated values in one occurrence
+	maxValues   = 100 // comma-separated values in one occurrence (Options.MaxValues)
 	maxHops     = 10
 	maxHasDepth = 4
 	maxKeyLen   = 200
@@ -119,8 +119,8 @@ func (p *parser) key(k string, vs []string) error {
 		return p.result(k, vs[0])
 	}
 	p.clauses += len(vs)
-	if p.clauses > maxClauses {
-		return &Error{Param: k, Msg: "too many search parameters (at most " + strconv.Itoa(maxClauses) + ")"}
+	if p.clauses > p.maxParams() {
+		return p.tooManyParams(k)
 	}
 	if unsupported[base] {
 		return p.skip(k, base+" is not supported")
@@ -144,7 +144,40 @@ func (p *parser) key(k string, vs []string) error {
 	if skip != "" {
 		return p.skip(k, skip)
 	}
+	// Each hop of a chain or _has is one more join per value: it costs
+	// like one more parameter.
+	hops := len(c.Chain)
+	for h := c.Has; h != nil; h = h.Next {
+		hops++
+	}
+	p.clauses += hops * len(vs)
+	if p.clauses > p.maxParams() {
+		return p.tooManyParams(k)
+	}
 	return p.clause(k, c, vs)
+}
+
+func (p *parser) maxParams() int {
+	if p.opt.MaxParams > 0 {
+		return p.opt.MaxParams
+	}
+	return maxClauses
+}
+
+func (p *parser) maxValues() int {
+	if p.opt.MaxValues > 0 {
+		return p.opt.MaxValues
+	}
+	return maxValues
+}
+
+func (p *parser) tooManyParams(k string) *Error {
+	return &Error{Param: k, Msg: "too many search parameters (at most " + strconv.Itoa(p.maxParams()) +
+		", each hop of a chain or _has counting as one more; " + SettingParams + ")"}
+}
+
+func (p *parser) tooManyValues(k, what string) *Error {
+	return &Error{Param: k, Msg: "too many " + what + " (at most " + strconv.Itoa(p.maxValues()) + "; " + SettingValues + ")"}
 }
 
 // skip handles a parameter Ward cannot honour: an error if the client asked
@@ -190,8 +223,8 @@ func (p *parser) clause(k string, c *Clause, vs []string) error {
 			cl.Missing = &b
 		} else {
 			pieces := splitEscaped(v, ',')
-			if len(pieces) > maxValues {
-				return &Error{Param: k, Msg: "too many values (at most " + strconv.Itoa(maxValues) + ")"}
+			if len(pieces) > p.maxValues() {
+				return p.tooManyValues(k, "values")
 			}
 			cl.Values = make([]Value, 0, len(pieces))
 			for _, piece := range pieces {
@@ -437,8 +470,8 @@ func (p *parser) types(vs []string) error {
 		return &Error{Param: "_type", Msg: "may appear only once"}
 	}
 	names := strings.Split(vs[0], ",")
-	if len(names) > maxValues {
-		return &Error{Param: "_type", Msg: "too many types (at most " + strconv.Itoa(maxValues) + ")"}
+	if len(names) > p.maxValues() {
+		return p.tooManyValues("_type", "types")
 	}
 	for _, t := range names {
 		if !fhir.IsResourceType(t) {
@@ -497,8 +530,8 @@ func (p *parser) result(k, v string) error {
 		}
 	case "_elements":
 		names := strings.Split(v, ",")
-		if len(names) > maxValues {
-			return bad("too many elements (at most " + strconv.Itoa(maxValues) + ")")
+		if len(names) > p.maxValues() {
+			return p.tooManyValues(k, "elements")
 		}
 		for _, n := range names {
 			if !isElementPath(n) {
@@ -508,8 +541,8 @@ func (p *parser) result(k, v string) error {
 		p.q.Elements = names
 	case "_sort":
 		keys := strings.Split(v, ",")
-		if len(keys) > maxValues {
-			return bad("too many sort keys (at most " + strconv.Itoa(maxValues) + ")")
+		if len(keys) > p.maxValues() {
+			return p.tooManyValues(k, "sort keys")
 		}
 		for _, s := range keys {
 			sk := SortKey{Name: s}

@@ -143,10 +143,21 @@ type Options struct {
 	Strict bool
 	// DefaultCount and MaxCount bound _count (defaults 20 and 1000).
 	DefaultCount, MaxCount int
+	// MaxParams bounds the parameters of one search, each hop of a chain
+	// or _has counting as one more (default 100); MaxValues the
+	// comma-separated values of one parameter, _type, _elements and
+	// _sort (default 100).
+	MaxParams, MaxValues int
 	// Supported reports whether a parameter can be searched at all (the
 	// search package's tables); nil means every parameter is.
 	Supported func(p *params.Param, modifier string) bool
 }
+
+// The settings that configure MaxParams and MaxValues, named in errors.
+const (
+	SettingParams = "WARD_SEARCH_MAX_PARAMS"
+	SettingValues = "WARD_SEARCH_MAX_VALUES"
+)
 
 // Error is a search request error: 400 with an OperationOutcome naming
 // Param.
