@@ -49,6 +49,11 @@ func patientOf(t *testing.T, w *apptest.Ward, id, gp string) {
 	put(t, w, authz.RoleAdmin, "Patient", id, body+`}`)
 }
 
+// obsBody is an Observation of pid with code text, extra inserted first.
+func obsBody(id, pid, text, extra string) string {
+	return `{"resourceType":"Observation","id":"` + id + `",` + extra + `"status":"final","code":{"text":"` + text + `"},"subject":{"reference":"Patient/` + pid + `"}}`
+}
+
 func observationOf(t *testing.T, w *apptest.Ward, pid string) string {
 	t.Helper()
 	return w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/`+pid+`"}}`)
@@ -247,6 +252,32 @@ func TestHostileAccess(t *testing.T) {
 		patientOf(t, w, other, physicianRef)
 		return map[string]string{"mine": mine, "other": other}
 	}, nil))
+
+	// Security labels: only the roles that manage them remove one; a
+	// privacy officer changes labels and nothing else.
+	labelled := func(t *testing.T, w *apptest.Ward) map[string]string {
+		pid, oid := uniq("labelled"), uniq("obs")
+		patientOf(t, w, pid, physicianRef)
+		put(t, w, A, "Observation", oid, obsBody(oid, pid, "pulse", `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"N"}]},`))
+		return map[string]string{"pid": pid, "obs": oid}
+	}
+	cases = append(cases,
+		hostileWithVars(hostileCase{name: "physician removes a security label", method: "PUT", path: "/fhir/Observation/{{obs}}", role: P,
+			body: obsBody("{{obs}}", "{{pid}}", "pulse", ""), want: 403, code: "forbidden"}, labelled, nil),
+		hostileWithVars(hostileCase{name: "privacy officer removes a security label", method: "PUT", path: "/fhir/Observation/{{obs}}", role: authz.RolePrivacyOfficer,
+			body: obsBody("{{obs}}", "{{pid}}", "pulse", ""), want: 200}, labelled,
+			func(t *testing.T, w *apptest.Ward, _ *apptest.Response, vars map[string]string) {
+				ledgerHas(t, w, "label-change", "Observation", vars["obs"])
+			}),
+		hostileWithVars(hostileCase{name: "privacy officer changes clinical content", method: "PUT", path: "/fhir/Observation/{{obs}}", role: authz.RolePrivacyOfficer,
+			body: obsBody("{{obs}}", "{{pid}}", "temperature", ""), want: 403, code: "forbidden"}, labelled, nil),
+		hostileWithVars(hostileCase{name: "physician adds himself to his patient's care team, a careteam-change", method: "POST", path: "/fhir/CareTeam", role: P,
+			body: `{"resourceType":"CareTeam","status":"active","subject":{"reference":"Patient/{{mine}}"},"participant":[{"member":{"reference":"` + physicianRef + `"}}]}`,
+			want: 201}, inCare, func(t *testing.T, w *apptest.Ward, r *apptest.Response, vars map[string]string) {
+			id, _ := r.JSON(t)["id"].(string)
+			ledgerHas(t, w, "careteam-change", "CareTeam", id)
+		}),
+	)
 
 	// 4. An id that records already name is not a new patient.
 	orphan := func(t *testing.T, w *apptest.Ward) map[string]string {

@@ -129,6 +129,10 @@ type Target struct {
 	// LabelsOnly says the write changes nothing but meta.security (and
 	// the meta the server stamps): a privacy officer's relabelling.
 	LabelsOnly bool
+	// Replaced marks the current version an update replaces: decided for
+	// reach (its patients, labels, consents), while what the change may
+	// be (LabelsOnly, RemovedLabels) is decided on the new content.
+	Replaced bool
 }
 
 // Facts are what the caller loaded about the subject and the target's
@@ -372,7 +376,7 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 // may change.
 func writeDenies(s Subject, a Action, t Target) []string {
 	var out []string
-	if s.Role == RolePrivacyOfficer && !slices.Contains(privacyOfficerWritable, t.Type) && !(a == Update && t.LabelsOnly) {
+	if s.Role == RolePrivacyOfficer && !slices.Contains(privacyOfficerWritable, t.Type) && !(a == Update && (t.LabelsOnly || t.Replaced)) {
 		out = append(out, ReasonRoleNoWrite)
 	}
 	if len(t.RemovedLabels) > 0 && !managesLabels(s.Role) {

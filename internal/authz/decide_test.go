@@ -295,6 +295,7 @@ func TestDecideFixtures(t *testing.T) {
 		{"privacy officer may not write an Encounter", officer, Create, encounterP1, unrelated, false, ReasonRoleNoWrite, false},
 		{"privacy officer may not write an Observation", officer, Update, obsP1, unrelated, false, ReasonRoleNoWrite, false},
 		{"privacy officer may not create an Observation", officer, Create, Target{Tenant: "t", Type: "Observation"}, unrelated, false, ReasonRoleNoWrite, false},
+		{"privacy officer may replace an Observation it relabels", officer, Update, with4(obsP1), unrelated, true, ReasonPrivacyOff, false},
 		{"privacy officer relabels an Observation", officer, Update, relabelled(unlabelled(obsP1HIV, "R")), unrelated, false, ReasonLabel + ":HIV", false},
 		{"cleared privacy officer relabels an Observation", clear(officer, "HIV"), Update, relabelled(unlabelled(obsP1HIV, "R")), unrelated, true, ReasonPrivacyOff, false},
 		{"privacy officer reads patient data", officer, Read, obsP2, unrelated, true, ReasonPrivacyOff, false},
@@ -328,6 +329,9 @@ func TestDecideFixtures(t *testing.T) {
 }
 
 func with2(t Target, tenant string) Target { t.Tenant = tenant; return t }
+
+// with4 marks t the version a write replaces.
+func with4(t Target) Target { t.Replaced = true; return t }
 
 // with3 marks t a new Patient (an id nothing refers to yet).
 func with3(t Target) Target { t.New = true; return t }

@@ -632,7 +632,11 @@ func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Rec
 	if err != nil {
 		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 	}
-	if err := r.decideOn(ctx, a, rec, targetOf(r.subj.Tenant, v.Type, v.ID, res.Doc)); err != nil {
+	t := targetOf(r.subj.Tenant, v.Type, v.ID, res.Doc)
+	// An update's new content is decided too (writeTarget): this is what
+	// it replaces.
+	t.Replaced = a == authz.Update
+	if err := r.decideOn(ctx, a, rec, t); err != nil {
 		return nil, err
 	}
 	return plain, nil
