@@ -236,6 +236,10 @@ func TestHostileAccess(t *testing.T) {
 		cases = append(cases, hostileWithVars(c, inCare, notInOther))
 	}
 	cases = append(cases, hostileWithVars(hostileCase{
+		name: "physician links his patient to another patient", method: "PUT", path: "/fhir/Patient/{{mine}}", role: P, want: 403,
+		body: `{"resourceType":"Patient","id":"{{mine}}","generalPractitioner":[{"reference":"` + physicianRef + `"}],"link":[{"other":{"reference":"Patient/{{other}}"},"type":"seealso"}]}`,
+	}, inCare, notInOther))
+	cases = append(cases, hostileWithVars(hostileCase{
 		name: "physician patches a performer of another patient into his patient's Observation", method: "PATCH", path: "/fhir/Observation/{{obs}}", role: P,
 		headers: []string{jsonPatch}, body: `[{"op":"add","path":"/performer","value":[{"reference":"Patient/{{other}}"}]}]`, want: 403,
 	}, func(t *testing.T, w *apptest.Ward) map[string]string {

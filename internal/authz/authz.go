@@ -318,7 +318,9 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 		d.Reasons = append(d.Reasons, ReasonPrivacyOff)
 	case RolePhysician, RoleNurse:
 		switch {
-		case t.New && t.Type == "Patient":
+		case t.New && t.Type == "Patient" && subset(slices.DeleteFunc(slices.Clone(t.Patients), func(p string) bool { return p == t.ID }), f.CareOf):
+			// A new Patient has no record to protect; one it links to
+			// (Patient.link) must be in the writer's care.
 		case s.Practitioner == "":
 			soft = append(soft, ReasonNoPractLink)
 		case !intersects(t.Patients, f.CareOf):

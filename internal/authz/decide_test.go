@@ -284,6 +284,9 @@ func TestDecideFixtures(t *testing.T) {
 		{"break-glass does not write an Encounter", bg(drA), Create, encounterP2, related, false, ReasonGoverns, false},
 		{"break-glass does not name oneself general practitioner", bg(drA), Update, patientP2, related, false, ReasonGoverns, false},
 		{"break-glass does not claim an orphaned id", bg(drA), Update, claimedP6, related, false, ReasonGoverns, false},
+		{"physician registers a patient linked to one of his", drA, Create, linked(newPatient, "p1"), related, true, ReasonScopeGrants, false},
+		{"physician registers a patient linked to an unrelated one", drA, Create, linked(newPatient, "p2"), related, false, ReasonGoverns, false},
+		{"physician links his patient to an unrelated one", drA, Update, linked(patientP1, "p2"), related, false, ReasonGoverns, false},
 		{"physician claims an orphaned id", drA, Update, claimedP6, related, false, ReasonNoRelation, false},
 		{"physician registers a patient under a new id", drA, Update, with3(claimedP6), unrelated, true, ReasonScopeGrants, false},
 		{"physician writes an Encounter of a patient in care", drA, Create, encounterP1, related, true, ReasonRelation, false},
@@ -329,6 +332,12 @@ func TestDecideFixtures(t *testing.T) {
 }
 
 func with2(t Target, tenant string) Target { t.Tenant = tenant; return t }
+
+// linked adds the patients a Patient links to.
+func linked(t Target, ps ...string) Target {
+	t.Patients = append(slices.Clone(t.Patients), ps...)
+	return t
+}
 
 // with4 marks t the version a write replaces.
 func with4(t Target) Target { t.Replaced = true; return t }

@@ -633,8 +633,11 @@ func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Rec
 		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 	}
 	t := targetOf(r.subj.Tenant, v.Type, v.ID, res.Doc)
-	// An update's new content is decided too (writeTarget): this is what
-	// it replaces.
+	if a.IsWrite() {
+		// An update's new content is decided too (writeTarget): this is
+		// what it replaces, or deletes, in every compartment it is in.
+		t.Patients = linkedPatients(v.Type, res.Doc, t.Patients)
+	}
 	t.Replaced = a == authz.Update
 	if err := r.decideOn(ctx, a, rec, t); err != nil {
 		return nil, err

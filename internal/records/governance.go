@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
@@ -21,6 +22,7 @@ import (
 // nothing but labels.
 func writeTarget(tenant, typ, id string, old, doc map[string]any) authz.Target {
 	t := targetOf(tenant, typ, id, doc)
+	t.Patients = linkedPatients(typ, doc, t.Patients)
 	if old == nil {
 		return t
 	}
@@ -31,6 +33,26 @@ func writeTarget(tenant, typ, id string, old, doc map[string]any) authz.Target {
 	}
 	t.LabelsOnly = sameContent(old, doc)
 	return t
+}
+
+// linkedPatients adds to patients, for a Patient, the Patients it links
+// to (Patient.link, the compartment parameter of the Patient type): the
+// resource is in their compartments too, so a write of it is decided on
+// them. (A read is decided on the Patient itself.)
+func linkedPatients(typ string, doc map[string]any, patients []string) []string {
+	if typ != "Patient" {
+		return patients
+	}
+	links, _ := doc["link"].([]any)
+	for _, l := range links {
+		lm, _ := l.(map[string]any)
+		other, _ := lm["other"].(map[string]any)
+		ref, _ := other["reference"].(string)
+		if id, ok := strings.CutPrefix(ref, "Patient/"); ok && id != "" && !slices.Contains(patients, id) {
+			patients = append(slices.Clip(patients), id)
+		}
+	}
+	return patients
 }
 
 func labelsOf(doc map[string]any) []string {
