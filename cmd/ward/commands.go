@@ -144,7 +144,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|physician|nurse|user [--practitioner ID | --patient ID] [--clearance R,HIV,...] [--tenant T] --password-stdin [--data-dir D]
+		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|privacy-officer|physician|nurse|user [--practitioner ID | --patient ID] [--clearance R,HIV,...] [--tenant T] --password-stdin [--data-dir D]
        ward users list [--data-dir D]
        ward users disable|enable --username U [--data-dir D]
        ward users reset-password --username U --password-stdin [--data-dir D]
@@ -155,7 +155,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var passwordStdin bool
 	cfg, _, err := flags("users add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
 		fs.StringVar(&username, "username", "", "login name")
-		fs.StringVar(&role, "role", "", "admin, physician, nurse or user")
+		fs.StringVar(&role, "role", "", "admin, privacy-officer, physician, nurse or user")
 		fs.StringVar(&practitioner, "practitioner", "", "id of the Practitioner a physician or nurse is")
 		fs.StringVar(&patient, "patient", "", "id of the Patient a user-role account is or acts for")
 		fs.StringVar(&clearance, "clearance", "", "comma-separated security label codes the user may see (R, V, HIV, PSY, ...)")
@@ -169,7 +169,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	r, ok := authz.ParseRole(role)
 	if !ok {
-		return fmt.Errorf("--role must be one of admin, physician, nurse, user")
+		return fmt.Errorf("--role must be one of admin, privacy-officer, physician, nurse, user")
 	}
 	linkType, linkID, err := userLink(r, practitioner, patient)
 	if err != nil {
@@ -357,8 +357,11 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if len(args) > 0 && args[0] == "break-glass" {
 		return runAuditBreakGlass(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "governance" {
+		return runAuditGovernance(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]\n       ward audit break-glass [--since D] [--data-dir D]")
+		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]\n       ward audit break-glass [--since D] [--data-dir D]\n       ward audit governance [--since D] [--data-dir D]")
 		return errUsage
 	}
 	cfg, _, err := flags("audit verify", args[1:], stderr, dbSettings, nil)

@@ -125,6 +125,11 @@ func (s *Server) handleExportStatus(w http.ResponseWriter, r *http.Request, repo
 		w.Header().Set("Expires", job.Expires.UTC().Format(http.TimeFormat))
 		writeJSON(w, http.StatusOK, m)
 	case store.ExportFailed:
+		if job.Error == bulk.ReasonRefused {
+			// The requester's access, not the server, ended the job.
+			writeOutcome(w, http.StatusForbidden, fhir.Issue{Severity: "error", Code: "forbidden", Diagnostics: job.Error})
+			break
+		}
 		writeOutcome(w, http.StatusInternalServerError, fhir.Issue{Severity: "error", Code: "exception", Diagnostics: job.Error})
 	default:
 		w.Header().Set("X-Progress", job.Progress)

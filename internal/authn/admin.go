@@ -133,7 +133,7 @@ func AddUser(ctx context.Context, d Directory, a Actor, nu NewUser) (*store.User
 	}
 	role, ok := authz.ParseRole(nu.Role)
 	if !ok {
-		return nil, problem.At(problem.ErrInvalid, "invalid", "role", "role must be one of admin, physician, nurse, user")
+		return nil, problem.At(problem.ErrInvalid, "invalid", "role", "role must be one of admin, privacy-officer, physician, nurse, user")
 	}
 	linkType, linkID, err := CheckUserLink(role, nu.Practitioner, nu.Patient)
 	if err != nil {

@@ -110,7 +110,7 @@ func ParseIssuers(b []byte) ([]IssuerConfig, error) {
 		}
 		for v, r := range c.Roles {
 			if _, ok := authz.ParseRole(r); !ok {
-				return nil, fmt.Errorf("%s: roles[%q] = %q is not admin, physician, nurse or user", where, v, r)
+				return nil, fmt.Errorf("%s: roles[%q] = %q is not admin, privacy-officer, physician, nurse or user", where, v, r)
 			}
 		}
 		if c.Scope == "" {

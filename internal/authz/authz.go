@@ -24,15 +24,19 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/compartment"
 )
 
-// Role is a user's role. The hierarchy is admin > physician > nurse > user.
+// Role is a user's role. The hierarchy is admin > physician > nurse > user;
+// privacy-officer stands beside it: it reads every patient's record and
+// manages what governs access to it (consents, care teams, practitioner
+// roles, security labels), and writes nothing else.
 type Role string
 
 // The roles.
 const (
-	RoleAdmin     Role = "admin"
-	RolePhysician Role = "physician"
-	RoleNurse     Role = "nurse"
-	RoleUser      Role = "user"
+	RoleAdmin          Role = "admin"
+	RolePrivacyOfficer Role = "privacy-officer"
+	RolePhysician      Role = "physician"
+	RoleNurse          Role = "nurse"
+	RoleUser           Role = "user"
 )
 
 // RoleClient is the role of a SMART Backend Services client. It is not a
@@ -40,7 +44,7 @@ const (
 const RoleClient Role = "client"
 
 // Roles lists the user roles, most privileged first.
-var Roles = []Role{RoleAdmin, RolePhysician, RoleNurse, RoleUser}
+var Roles = []Role{RoleAdmin, RolePrivacyOfficer, RolePhysician, RoleNurse, RoleUser}
 
 // ParseRole returns the role named s, or false.
 func ParseRole(s string) (Role, bool) {
@@ -113,8 +117,22 @@ type Target struct {
 	// SMART v2 scope constraints (?category=).
 	Categories []string
 	// New marks the creation of a Patient, which has no record yet to
-	// protect: the relationship rule does not apply to it.
+	// protect: the relationship rule does not apply to it. A Patient id
+	// that other resources already name is not new: creating it writes
+	// into their compartment.
 	New bool
+	// RemovedLabels, for a write that replaces a version (update, patch),
+	// are the security labels of the replaced version the new one no
+	// longer carries: removing one lifts a protection, which only the
+	// roles that manage labels may do.
+	RemovedLabels []string
+	// LabelsOnly says the write changes nothing but meta.security (and
+	// the meta the server stamps): a privacy officer's relabelling.
+	LabelsOnly bool
+	// Replaced marks the current version an update replaces: decided for
+	// reach (its patients, labels, consents), while what the change may
+	// be (LabelsOnly, RemovedLabels) is decided on the new content.
+	Replaced bool
 }
 
 // Facts are what the caller loaded about the subject and the target's
@@ -163,6 +181,19 @@ const (
 	ReasonBreakGlass    = "break-glass"
 	ReasonBGNotAllowed  = "break-glass-not-permitted-for-role"
 	ReasonOwnRecord     = "own-record"
+	ReasonPrivacyOff    = "privacy-officer"
+	// ReasonNotEvery: a write must reach every patient whose compartment
+	// its content is in; this one names a patient the caller may not write
+	// for (a user) or has no care relationship with (a clinician).
+	ReasonNotEvery = "not-every-patient-writable"
+	// ReasonGoverns: the write changes what governs access (a Consent, a
+	// CareTeam, an Encounter, a PractitionerRole, a Patient's
+	// generalPractitioner) and break-the-glass cannot make it: a
+	// relationship or consent denial of such a write is final.
+	ReasonGoverns = "governs-access"
+	// ReasonLabelRemoval: removing a security label needs a role that
+	// manages labels (admin, privacy-officer, backend client).
+	ReasonLabelRemoval = "label-removal-needs-privacy-officer"
 )
 
 // Decision is the outcome of Decide.
@@ -191,6 +222,19 @@ var directoryTypes = []string{"Practitioner", "PractitionerRole", "Organization"
 var userReadable = []string{"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Medication", "Substance"}
 
 var actions = []Action{Read, Search, History, Create, Update, Delete}
+
+// governing are the types whose content decides who reaches a patient's
+// record: consents, care teams, encounters (participants), practitioner
+// roles (organizations) and the Patient itself (generalPractitioner).
+var governing = []string{"Consent", "CareTeam", "Encounter", "PractitionerRole", "Patient"}
+
+// GovernsAccess reports whether writes of typ change who may access
+// patient data.
+func GovernsAccess(typ string) bool { return slices.Contains(governing, typ) }
+
+// privacyOfficerWritable are the types a privacy officer manages; of any
+// other type it may change only the security labels (Target.LabelsOnly).
+var privacyOfficerWritable = []string{"Consent", "CareTeam", "PractitionerRole"}
 
 // IsDirectory reports whether typ is a care-directory type (no PHI).
 func IsDirectory(typ string) bool { return slices.Contains(directoryTypes, typ) }
@@ -259,6 +303,8 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 			hard = append(hard, ReasonNoPatientLink)
 		case !slices.Contains(t.Patients, s.Patient):
 			hard = append(hard, ReasonNotOwn)
+		case a.IsWrite() && !subset(t.Patients, []string{s.Patient}):
+			hard = append(hard, ReasonNotOwn, ReasonNotEvery)
 		default:
 			d.Reasons = append(d.Reasons, ReasonOwnRecord)
 		}
@@ -268,13 +314,21 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 		} else {
 			d.Reasons = append(d.Reasons, ReasonAdminPHI)
 		}
+	case RolePrivacyOfficer:
+		d.Reasons = append(d.Reasons, ReasonPrivacyOff)
 	case RolePhysician, RoleNurse:
 		switch {
-		case t.New && t.Type == "Patient":
+		case t.New && t.Type == "Patient" && subset(slices.DeleteFunc(slices.Clone(t.Patients), func(p string) bool { return p == t.ID }), f.CareOf):
+			// A new Patient has no record to protect; one it links to
+			// (Patient.link) must be in the writer's care.
 		case s.Practitioner == "":
 			soft = append(soft, ReasonNoPractLink)
 		case !intersects(t.Patients, f.CareOf):
 			soft = append(soft, ReasonNoRelation)
+		case a.IsWrite() && !subset(t.Patients, f.CareOf):
+			// A write reaches every compartment it is in: each of its
+			// patients must be in the writer's care.
+			soft = append(soft, ReasonNoRelation, ReasonNotEvery)
 		default:
 			d.Reasons = append(d.Reasons, ReasonRelation)
 		}
@@ -295,6 +349,14 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 			hard = append(hard, ReasonResearch)
 		}
 	}
+	if a.IsWrite() {
+		hard = append(hard, writeDenies(s, a, t)...)
+		if len(soft) > 0 && GovernsAccess(t.Type) {
+			// Break-the-glass is for reading and recording in an
+			// emergency, never for granting oneself lasting access.
+			hard = append(hard, ReasonGoverns)
+		}
+	}
 	switch {
 	case len(hard) > 0:
 		return Decision{Reasons: append(append(d.Reasons[:0:0], hard...), soft...), Purpose: purpose}
@@ -311,13 +373,41 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 	}
 }
 
+// writeDenies are the final denials of a write that depend on what it
+// changes: the governing types and labels only the roles that manage them
+// may change.
+func writeDenies(s Subject, a Action, t Target) []string {
+	var out []string
+	if s.Role == RolePrivacyOfficer && !slices.Contains(privacyOfficerWritable, t.Type) && !(a == Update && (t.LabelsOnly || t.Replaced)) {
+		out = append(out, ReasonRoleNoWrite)
+	}
+	if len(t.RemovedLabels) > 0 && !managesLabels(s.Role) {
+		out = append(out, ReasonLabelRemoval)
+	}
+	return out
+}
+
+// managesLabels says the role may remove security labels.
+func managesLabels(r Role) bool {
+	return r == RoleAdmin || r == RolePrivacyOfficer || r == RoleClient
+}
+
 // roleDenies returns why the role may not perform a on typ, or "".
 func roleDenies(r Role, a Action, typ string) string {
 	switch r {
 	case RoleAdmin, RoleClient:
 		return ""
+	case RolePrivacyOfficer:
+		// Updates of any type are decided per resource (a relabelling,
+		// writeDenies); creating and deleting only of the managed types.
+		if (a == Create || a == Delete) && !slices.Contains(privacyOfficerWritable, typ) {
+			return ReasonRoleNoWrite
+		}
 	case RolePhysician:
-		if a.IsWrite() && IsDirectory(typ) {
+		if a.IsWrite() && (IsDirectory(typ) || typ == "Consent") {
+			// Consents are the patient's, managed for them by an admin
+			// or a privacy officer: a clinician never changes one, not
+			// even one that denies them, not even under break-the-glass.
 			return ReasonRoleNoWrite
 		}
 	case RoleNurse:
@@ -325,7 +415,8 @@ func roleDenies(r Role, a Action, typ string) string {
 			return ReasonRoleNoWrite
 		}
 	case RoleUser:
-		if a.IsWrite() {
+		// A patient (or their delegate) writes only their own Consents.
+		if a.IsWrite() && typ != "Consent" {
 			return ReasonRoleNoWrite
 		}
 		if !compartment.InPatientCompartment(typ) && !slices.Contains(userReadable, typ) {
@@ -341,6 +432,16 @@ func roleDenies(r Role, a Action, typ string) string {
 // through care relationships (so searches must be restricted to them).
 func NeedsRelationship(s Subject, typ string) bool {
 	return (s.Role == RolePhysician || s.Role == RoleNurse) && compartment.InPatientCompartment(typ)
+}
+
+// subset says every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 func intersects(a, b []string) bool {

@@ -26,6 +26,8 @@ var (
 	pat1       = Subject{Tenant: "t", ID: "u-p1", Role: RoleUser, Scopes: []string{"openid", "patient/*.rs"}, Patient: "p1"}
 	patNoLink  = Subject{Tenant: "t", ID: "u-p0", Role: RoleUser, Scopes: []string{"openid", "patient/*.rs"}}
 	client     = Subject{Tenant: "t", ID: "client/c", Role: RoleClient, Scopes: []string{"system/*.rs"}}
+	officer    = Subject{Tenant: "t", ID: "u-po", Role: RolePrivacyOfficer, Scopes: scopesAll}
+	pat1Writes = with(pat1, func(s *Subject) { s.Scopes = scopesAll })
 
 	obsP1      = Target{Tenant: "t", Type: "Observation", ID: "o1", Instance: true, Patients: []string{"p1"}, Categories: []string{"vital-signs"}}
 	obsP1Lab   = Target{Tenant: "t", Type: "Observation", ID: "o4", Instance: true, Patients: []string{"p1"}, Categories: []string{"laboratory"}}
@@ -43,6 +45,21 @@ var (
 	orgX       = Target{Tenant: "t", Type: "Organization", ID: "org-x", Instance: true}
 	medication = Target{Tenant: "t", Type: "Medication", ID: "m1", Instance: true}
 	plan       = Target{Tenant: "t", Type: "PlanDefinition", ID: "pd1", Instance: true}
+
+	// Writes that reach two compartments, and the resources that govern
+	// access.
+	obsP1P2      = Target{Tenant: "t", Type: "Observation", ID: "o7", Instance: true, Patients: []string{"p1", "p2"}}
+	consentP1    = Target{Tenant: "t", Type: "Consent", ID: "deny-dra", Instance: true, Patients: []string{"p1"}}
+	consentP2    = Target{Tenant: "t", Type: "Consent", ID: "k2", Instance: true, Patients: []string{"p2"}}
+	careTeamP1   = Target{Tenant: "t", Type: "CareTeam", ID: "ct1", Instance: true, Patients: []string{"p1"}}
+	careTeamP1P2 = Target{Tenant: "t", Type: "CareTeam", ID: "ct2", Instance: true, Patients: []string{"p1", "p2"}}
+	careTeamP2   = Target{Tenant: "t", Type: "CareTeam", ID: "ct3", Instance: true, Patients: []string{"p2"}}
+	encounterP2  = Target{Tenant: "t", Type: "Encounter", ID: "e2", Instance: true, Patients: []string{"p2"}}
+	encounterP1  = Target{Tenant: "t", Type: "Encounter", ID: "e1", Instance: true, Patients: []string{"p1"}}
+	claimedP6    = Target{Tenant: "t", Type: "Patient", ID: "p6", Instance: true, Patients: []string{"p6"}}
+	practRoleX   = Target{Tenant: "t", Type: "PractitionerRole", ID: "pr1", Instance: true}
+	unlabelled   = func(t Target, l ...string) Target { t.RemovedLabels = l; return t }
+	relabelled   = func(t Target) Target { t.LabelsOnly = true; return t }
 
 	related   = Facts{Now: now, CareOf: []string{"p1"}, AdminPHI: true}
 	unrelated = Facts{Now: now, AdminPHI: true}
@@ -230,6 +247,73 @@ func TestDecideFixtures(t *testing.T) {
 		{"patient category scope", with(pat1, func(s *Subject) { s.Scopes = []string{"patient/Observation.rs?category=laboratory"} }), Read, obsP1Lab, unrelated, true, ReasonOwnRecord, false},
 		{"patient category scope not met", with(pat1, func(s *Subject) { s.Scopes = []string{"patient/Observation.rs?category=laboratory"} }), Read, obsP1, unrelated, false, ReasonScopeConstrained, false},
 
+		// Writes reach every compartment they are in (both patients of
+		// the content, each decided; the old content is decided too).
+		{"physician writes into a second, unrelated compartment", drA, Create, obsP1P2, related, false, ReasonNotEvery, false},
+		{"physician updates into a second, unrelated compartment", drA, Update, obsP1P2, related, false, ReasonNoRelation, false},
+		{"physician writes into two compartments in care", drA, Create, obsP1P2, Facts{Now: now, CareOf: []string{"p1", "p2"}}, true, ReasonRelation, false},
+		{"physician reads what is in one compartment in care", drA, Read, obsP1P2, related, true, ReasonRelation, false},
+		{"break-glass writes into a second compartment, marked", bg(drA), Create, obsP1P2, related, true, ReasonBreakGlass, true},
+		{"nurse writes into a second, unrelated compartment", rnB, Create, obsP1P2, related, false, ReasonNotEvery, false},
+		{"patient writes a Consent naming another patient too", pat1Writes, Create, Target{Tenant: "t", Type: "Consent", ID: "k", Instance: true, Patients: []string{"p1", "p2"}}, unrelated, false, ReasonNotEvery, false},
+
+		// Consents: the patient, an admin, a privacy officer; never a
+		// clinician.
+		{"patient writes own Consent", pat1Writes, Create, consentP1, unrelated, true, ReasonOwnRecord, false},
+		{"patient withdraws own Consent", pat1Writes, Delete, consentP1, unrelated, true, ReasonOwnRecord, false},
+		{"patient writes another's Consent", pat1Writes, Update, consentP2, unrelated, false, ReasonNotOwn, false},
+		{"patient with read scopes may not write own Consent", pat1, Create, consentP1, unrelated, false, ReasonNoScope, false},
+		{"patient still writes nothing else", pat1Writes, Update, patientP1, unrelated, false, ReasonRoleNoWrite, false},
+		{"physician may not withdraw a Consent that denies him", drA, Delete, consentP1, consentFacts(denyDrA), false, ReasonRoleNoWrite, false},
+		{"physician may not update a Consent, even in care", drA, Update, consentP1, related, false, ReasonRoleNoWrite, false},
+		{"physician may not weaken a Consent under break-glass", bg(drA), Update, consentP1, consentFacts(denyDrA), false, ReasonRoleNoWrite, false},
+		{"physician may not create a Consent", drA, Create, consentP1, related, false, ReasonRoleNoWrite, false},
+		{"physician may not write a Consent, type level", drA, Update, Target{Tenant: "t", Type: "Consent"}, related, false, ReasonRoleNoWrite, false},
+		{"nurse may not write a Consent", rnB, Delete, consentP1, related, false, ReasonRoleNoWrite, false},
+		{"privacy officer writes a Consent", officer, Update, consentP1, unrelated, true, ReasonPrivacyOff, false},
+		{"privacy officer deletes a Consent", officer, Delete, consentP2, consentFacts(denyAll), true, ReasonPrivacyOff, false},
+		{"admin writes a Consent", admin, Update, consentP1, unrelated, true, ReasonAdminPHI, false},
+		{"admin without PHI access may not write a Consent", admin, Update, consentP1, Facts{Now: now}, false, ReasonAdminNoPHI, false},
+
+		// CareTeam, Encounter, Patient: clinicians within their reach,
+		// never by break-the-glass.
+		{"physician writes a CareTeam of a patient in care", drA, Update, careTeamP1, related, true, ReasonRelation, false},
+		{"physician adds an unrelated patient to a CareTeam", drA, Update, careTeamP1P2, related, false, ReasonGoverns, false},
+		{"physician creates a CareTeam for an unrelated patient", drA, Create, careTeamP2, related, false, ReasonNoRelation, false},
+		{"break-glass does not write a CareTeam", bg(drA), Create, careTeamP2, related, false, ReasonGoverns, false},
+		{"break-glass does not write an Encounter", bg(drA), Create, encounterP2, related, false, ReasonGoverns, false},
+		{"break-glass does not name oneself general practitioner", bg(drA), Update, patientP2, related, false, ReasonGoverns, false},
+		{"break-glass does not claim an orphaned id", bg(drA), Update, claimedP6, related, false, ReasonGoverns, false},
+		{"physician registers a patient linked to one of his", drA, Create, linked(newPatient, "p1"), related, true, ReasonScopeGrants, false},
+		{"physician registers a patient linked to an unrelated one", drA, Create, linked(newPatient, "p2"), related, false, ReasonGoverns, false},
+		{"physician links his patient to an unrelated one", drA, Update, linked(patientP1, "p2"), related, false, ReasonGoverns, false},
+		{"physician claims an orphaned id", drA, Update, claimedP6, related, false, ReasonNoRelation, false},
+		{"physician registers a patient under a new id", drA, Update, with3(claimedP6), unrelated, true, ReasonScopeGrants, false},
+		{"physician writes an Encounter of a patient in care", drA, Create, encounterP1, related, true, ReasonRelation, false},
+		{"consent-denied physician may not write a CareTeam", drA, Update, careTeamP1, consentFacts(denyDrA), false, ReasonGoverns, false},
+		{"consent-denied physician may not write one under break-glass", bg(drA), Update, careTeamP1, consentFacts(denyDrA), false, ReasonGoverns, false},
+		{"break-glass still writes an Observation", bg(drA), Create, obsP2, related, true, ReasonBreakGlass, true},
+		{"privacy officer writes a CareTeam", officer, Update, careTeamP1P2, unrelated, true, ReasonPrivacyOff, false},
+		{"privacy officer writes a PractitionerRole", officer, Create, practRoleX, unrelated, true, ReasonScopeGrants, false},
+		{"privacy officer may not write an Encounter", officer, Create, encounterP1, unrelated, false, ReasonRoleNoWrite, false},
+		{"privacy officer may not write an Observation", officer, Update, obsP1, unrelated, false, ReasonRoleNoWrite, false},
+		{"privacy officer may not create an Observation", officer, Create, Target{Tenant: "t", Type: "Observation"}, unrelated, false, ReasonRoleNoWrite, false},
+		{"privacy officer may replace an Observation it relabels", officer, Update, with4(obsP1), unrelated, true, ReasonPrivacyOff, false},
+		{"privacy officer relabels an Observation", officer, Update, relabelled(unlabelled(obsP1HIV, "R")), unrelated, false, ReasonLabel + ":HIV", false},
+		{"cleared privacy officer relabels an Observation", clear(officer, "HIV"), Update, relabelled(unlabelled(obsP1HIV, "R")), unrelated, true, ReasonPrivacyOff, false},
+		{"privacy officer reads patient data", officer, Read, obsP2, unrelated, true, ReasonPrivacyOff, false},
+		{"privacy officer reads without admin PHI access", officer, Read, obsP2, Facts{Now: now}, true, ReasonPrivacyOff, false},
+		{"privacy officer may not break the glass", bg(officer), Read, obsP1, consentFacts(denyAll), false, ReasonBGNotAllowed, false},
+
+		// Security labels: removing one is the privacy officer's (or an
+		// admin's, a client's).
+		{"physician removes a label", clear(drA, "R"), Update, unlabelled(obsP1, "R"), related, false, ReasonLabelRemoval, false},
+		{"physician removes a label under break-glass", clear(bg(drA), "R"), Update, unlabelled(obsP1, "R"), related, false, ReasonLabelRemoval, false},
+		{"physician adds a label he is cleared for", clear(drA, "R"), Update, obsP1R, related, true, ReasonRelation, false},
+		{"nurse removes a label", rnB, Update, unlabelled(obsP1, "N"), related, false, ReasonLabelRemoval, false},
+		{"admin removes a label", admin, Update, unlabelled(obsP1, "R"), unrelated, true, ReasonAdminPHI, false},
+		{"client removes a label", with(client, func(s *Subject) { s.Scopes = []string{"system/*.cruds"} }), Update, unlabelled(obsP1, "R"), unrelated, true, ReasonScopeGrants, false},
+
 		// Backend clients.
 		{"client reads by system scope", client, Read, obsP2, unrelated, true, ReasonScopeGrants, false},
 		{"client bound by consent", client, Read, obsP1, consentFacts(denyAll), false, ReasonConsentDeny + ":deny-all", false},
@@ -249,11 +333,24 @@ func TestDecideFixtures(t *testing.T) {
 
 func with2(t Target, tenant string) Target { t.Tenant = tenant; return t }
 
+// linked adds the patients a Patient links to.
+func linked(t Target, ps ...string) Target {
+	t.Patients = append(slices.Clone(t.Patients), ps...)
+	return t
+}
+
+// with4 marks t the version a write replaces.
+func with4(t Target) Target { t.Replaced = true; return t }
+
+// with3 marks t a new Patient (an id nothing refers to yet).
+func with3(t Target) Target { t.New = true; return t }
+
 // TestDecideProperties runs every combination of the fixtures and checks
 // what must hold for all of them.
 func TestDecideProperties(t *testing.T) {
-	subjects := []Subject{admin, drA, drUnlinked, rnB, pat1, patNoLink, client, clear(drA, "HIV", "R"), purpose(drA, PurposeResearch), purpose(pat1, "BOGUS")}
-	targets := []Target{obsP1, obsP1Lab, obsP1HIV, obsP1R, obsP1V, obsP2, obsNone, condP1, patientP1, patientP2, newPatient, practDrA, orgX, medication, plan, {Tenant: "t", Type: "Observation"}, {Tenant: "t", Type: "Patient"}}
+	subjects := []Subject{admin, drA, drUnlinked, rnB, pat1, pat1Writes, patNoLink, client, officer, clear(drA, "HIV", "R"), purpose(drA, PurposeResearch), purpose(pat1, "BOGUS")}
+	targets := []Target{obsP1, obsP1Lab, obsP1HIV, obsP1R, obsP1V, obsP2, obsNone, condP1, patientP1, patientP2, newPatient, practDrA, orgX, medication, plan, {Tenant: "t", Type: "Observation"}, {Tenant: "t", Type: "Patient"},
+		obsP1P2, consentP1, consentP2, careTeamP1P2, encounterP2, claimedP6, unlabelled(obsP1R, "HIV"), relabelled(obsP2)}
 	consents := [][]Consent{nil, {denyAll}, {denyDrA}, {denyObs}, {denyHIV}, {denyButDrA}, {permitResearch}, {denyExpired}, {denyData}, {permitResearch, denyResearch}}
 	careOf := [][]string{nil, {"p1"}, {"p1", "p2"}}
 	n := 0
@@ -308,6 +405,20 @@ func TestDecideProperties(t *testing.T) {
 									f2.Consents = append(slices.Clone(cs), denyAll)
 									if Decide(s, a, tg, f2).Allow && !bgOn {
 										t.Fatalf("%s: a deny consent allowed", name())
+									}
+								}
+								// A write reaches every compartment: a
+								// clinician's allowed write (not an
+								// emergency) is in the care of every patient
+								// it names, and no clinician ever changes a
+								// Consent, nor a governing resource by
+								// break-the-glass, nor removes a label.
+								if d.Allow && a.IsWrite() && (s.Role == RolePhysician || s.Role == RoleNurse) {
+									if !d.Emergency && !tg.New && tg.Instance && !subset(tg.Patients, co) && len(tg.Patients) > 0 {
+										t.Fatalf("%s: a write outside the care of one of its patients: %+v", name(), d)
+									}
+									if tg.Type == "Consent" || d.Emergency && GovernsAccess(tg.Type) || len(tg.RemovedLabels) > 0 {
+										t.Fatalf("%s: a clinician changed what governs access: %+v", name(), d)
 									}
 								}
 								// Another tenant: always denied.

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -364,6 +365,7 @@ func (s *Service) RunOnce(ctx context.Context) (bool, error) {
 	// another node after a stall) stops the run.
 	progress := make(chan string, 1)
 	hbDone := make(chan struct{})
+	var lost atomic.Bool // the lease was lost: cancelled or claimed elsewhere
 	go func() {
 		defer close(hbDone)
 		t := time.NewTicker(s.o.Lease / 3)
@@ -378,6 +380,7 @@ func (s *Service) RunOnce(ctx context.Context) (bool, error) {
 			}
 			if err := s.st.RenewExportJob(jctx, j.ID, s.owner, s.o.Now().Add(s.o.Lease), text); err != nil {
 				if errors.Is(err, store.ErrConflict) {
+					lost.Store(true)
 					cancel()
 					return
 				}
@@ -396,7 +399,10 @@ func (s *Service) RunOnce(ctx context.Context) (bool, error) {
 	case err == nil:
 		log.Info("export job completed")
 		return true, s.finish(j, store.ExportCompleted, "")
-	case errors.Is(err, store.ErrConflict) || ctx.Err() == nil && jctx.Err() != nil:
+	case errors.Is(err, store.ErrConflict) || ctx.Err() == nil && lost.Load():
+		// (jctx itself is always done here: cancel ran above. Telling a
+		// failure from a lost lease by it made every failed run "given
+		// up", and the job ran again until its attempts were used up.)
 		// Cancelled or taken over: nothing more to do here.
 		log.Info("export job given up", "why", "cancelled or claimed elsewhere")
 		return true, nil
@@ -406,7 +412,7 @@ func (s *Service) RunOnce(ctx context.Context) (bool, error) {
 		log.Error("export job failed", "error", err.Error())
 		reason := "the export failed on the server"
 		if errors.Is(err, problem.ErrForbidden) {
-			reason = "access to a requested type was refused when the export ran"
+			reason = ReasonRefused
 		}
 		return true, s.finish(j, store.ExportFailed, reason)
 	}
@@ -428,9 +434,16 @@ func (s *Service) run(ctx context.Context, j *store.ExportJob, progress func(str
 	if err := s.st.ResetExportJob(ctx, j.ID, s.owner, lease()); err != nil {
 		return err
 	}
-	subj := authz.Subject{Tenant: j.Tenant, ID: j.Requester, Role: authz.Role(j.Role), Scopes: j.Scopes}
+	subj, err := s.subject(ctx, j)
+	if err != nil {
+		return err
+	}
 	repo := s.rec.For(subj, "export-"+j.ID)
 	var members []string
+	if j.Kind == records.ExportPatient && subj.Role == authz.RoleUser {
+		// A patient's Patient-level export is their own compartment.
+		members = []string{subj.Patient}
+	}
 	if j.Kind == records.ExportGroup {
 		var err error
 		if members, err = repo.GroupMembers(ctx, j.GroupID); err != nil {
@@ -457,6 +470,41 @@ func (s *Service) run(ctx context.Context, j *store.ExportJob, progress func(str
 		}
 	}
 	return nil
+}
+
+// ReasonRefused is the failure reason of a job whose requester was refused
+// access when it ran (the status URL answers it with 403, not 500).
+const ReasonRefused = "access to a requested type was refused when the export ran"
+
+// userStore is the job store's optional capability to look up the
+// requester's account.
+type userStore interface {
+	UserByID(ctx context.Context, id string) (*store.User, error)
+}
+
+// subject is the export's requester as the decisions see it: role and
+// scopes as at kick-off, and the account's links (the Practitioner a
+// clinician is, the Patient a patient user is) and clearances as they are
+// now, without which every clinician and patient decision refuses.
+func (s *Service) subject(ctx context.Context, j *store.ExportJob) (authz.Subject, error) {
+	subj := authz.Subject{Tenant: j.Tenant, ID: j.Requester, Role: authz.Role(j.Role), Scopes: j.Scopes}
+	us, ok := s.st.(userStore)
+	if !ok || subj.Role == authz.RoleClient {
+		return subj, nil
+	}
+	u, err := us.UserByID(ctx, j.Requester)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Not a local account (an external identity): no links are known,
+		// and the decisions refuse what needs them.
+		return subj, nil
+	case err != nil:
+		return subj, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	case u.Disabled || u.Tenant != j.Tenant:
+		return subj, problem.New(problem.ErrForbidden, "forbidden", "access denied by policy")
+	}
+	subj.Practitioner, subj.Patient, subj.Clearances = u.Practitioner, u.Patient, u.Clearances
+	return subj, nil
 }
 
 // partWriter cuts a type's resources into files of bounded size and each

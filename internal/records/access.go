@@ -632,7 +632,14 @@ func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Rec
 	if err != nil {
 		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 	}
-	if err := r.decideOn(ctx, a, rec, targetOf(r.subj.Tenant, v.Type, v.ID, res.Doc)); err != nil {
+	t := targetOf(r.subj.Tenant, v.Type, v.ID, res.Doc)
+	if a.IsWrite() {
+		// An update's new content is decided too (writeTarget): this is
+		// what it replaces, or deletes, in every compartment it is in.
+		t.Patients = linkedPatients(v.Type, res.Doc, t.Patients)
+	}
+	t.Replaced = a == authz.Update
+	if err := r.decideOn(ctx, a, rec, t); err != nil {
 		return nil, err
 	}
 	return plain, nil

@@ -60,7 +60,14 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	types = slices.DeleteFunc(types, func(t string) bool {
 		return !authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
 	})
-	if q.PatientID != "" {
+	if q.PatientID != "" && r.hidesExistence("Patient") {
+		// Answer as a read of the Patient does: an unknown, deleted or
+		// unreadable patient alike is a refusal (no existence oracle).
+		if err := r.guardInstance(ctx, rec, authz.Read, "Patient", q.PatientID, false); err != nil {
+			return nil, err
+		}
+		rec.Entities = nil
+	} else if q.PatientID != "" {
 		v, err := r.s.st.Current(ctx, r.subj.Tenant, "Patient", q.PatientID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):

@@ -13,8 +13,10 @@ import (
 
 // TestDecisionsFollowTheRepoOwnWrites: what one Repo learnt about a
 // patient (in care, no consents) is not used after that Repo wrote: a
-// physician who stores a denying consent for the patient is refused the
-// next read through the same Repo, on both databases.
+// physician who hands the patient over to another practitioner is refused the
+// next read through the same Repo, on both databases. (It stored a
+// denying consent until consents became the patient's to write; now it
+// hands the patient over to another general practitioner.)
 func TestDecisionsFollowTheRepoOwnWrites(t *testing.T) {
 	for _, be := range apptest.Backends {
 		t.Run(string(be), func(t *testing.T) {
@@ -31,17 +33,18 @@ func TestDecisionsFollowTheRepoOwnWrites(t *testing.T) {
 			if _, err := repo.Read(ctx, "Observation", oid); err != nil {
 				t.Fatalf("first read: %v", err)
 			}
-			consent, err := fhir.Parse([]byte(`{"resourceType":"Consent","status":"active",` +
-				`"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
-				`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/` + pid + `"},"provision":{"type":"deny"}}`))
+			// A physician no longer writes consents (they are the
+			// patient's); he hands the patient over instead, which ends
+			// his care relationship.
+			handover, err := fhir.Parse([]byte(`{"resourceType":"Patient","id":"` + pid + `","gender":"other","generalPractitioner":[{"reference":"Practitioner/pr-2"}]}`))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := repo.Create(ctx, consent); err != nil {
-				t.Fatalf("consent: %v", err)
+			if _, _, err := repo.Update(ctx, handover, nil); err != nil {
+				t.Fatalf("hand-over: %v", err)
 			}
 			if _, err := repo.Read(ctx, "Observation", oid); !errors.Is(err, problem.ErrForbidden) {
-				t.Fatalf("read after the consent: %v, want forbidden", err)
+				t.Fatalf("read after the hand-over: %v, want forbidden", err)
 			}
 		})
 	}

@@ -349,12 +349,18 @@ func (r *Repo) open(v *store.Version) ([]byte, error) {
 // commitWrite commits one write with its audit record and maps the store's
 // answer to a problem class. doc is the resource written (nil for a
 // delete): when w creates it, the cached facts of its patients alone are
-// invalidated.
-func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record, doc map[string]any) error {
+// invalidated. old is the content replaced (nil: none): a write that
+// changes what governs access commits a second record saying so
+// (governanceRecord).
+func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record, old, doc map[string]any) error {
 	rec.Entities = []string{ref(w.Type, w.ID, w.Version)}
+	recs := []*audit.Record{rec}
+	if g := governanceRecord(rec, w.Type, old, doc); g != nil {
+		recs = append(recs, g)
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: []*audit.Record{rec}})
+	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: recs})
 	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
 	r.acc.pre = nil
 	switch {
@@ -388,7 +394,7 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
-	if err := r.commitWrite(ctx, w, rec, res.Doc); err != nil {
+	if err := r.commitWrite(ctx, w, rec, nil, res.Doc); err != nil {
 		return nil, err
 	}
 	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
@@ -419,17 +425,32 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		default:
 			return nil, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 		}
+		var old map[string]any
 		if attempt == 0 {
 			// The caller must be allowed to change what is there and to
-			// write what it sends.
+			// write what it sends: every patient of both.
 			if cur > 0 && !v.Deleted {
-				if _, err := r.decideVersion(ctx, authz.Update, rec, v); err != nil {
+				plain, err := r.decideVersion(ctx, authz.Update, rec, v)
+				if err != nil {
+					return nil, false, err
+				}
+				if old, err = docOf(v, plain); err != nil {
 					return nil, false, err
 				}
 			}
-			t := targetOf(r.subj.Tenant, res.Type, res.ID, res.Doc)
-			t.New = res.Type == "Patient" && cur == 0
+			t := writeTarget(r.subj.Tenant, res.Type, res.ID, old, res.Doc)
+			if cur == 0 {
+				// A Patient id that records already name is theirs: creating
+				// it writes into their compartment.
+				if t.New, err = r.newPatient(ctx, res.Type, res.ID); err != nil {
+					return nil, false, err
+				}
+			}
 			if err := r.decideOn(ctx, authz.Update, rec, t); err != nil {
+				return nil, false, err
+			}
+		} else if cur > 0 {
+			if old, err = r.currentDoc(v); err != nil {
 				return nil, false, err
 			}
 		}
@@ -444,7 +465,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		}
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
-		err = r.commitWrite(ctx, w, rec, res.Doc)
+		err = r.commitWrite(ctx, w, rec, old, res.Doc)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("update", res.Type)
 			continue
@@ -527,17 +548,23 @@ func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, ap
 			return nil, r.refuse(rec, audit.OutcomeMinor, "deleted",
 				problem.New(problem.ErrGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id)))
 		}
-		if ifMatch != nil && *ifMatch != v.Version {
-			return nil, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
-				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, v.Version)))
-		}
 		plain, err := r.decideVersion(ctx, authz.Update, rec, v)
 		if err != nil {
 			return nil, err
 		}
+		// After the decision: a precondition answer must not tell a caller
+		// who may not touch the resource that it exists.
+		if ifMatch != nil && *ifMatch != v.Version {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, v.Version)))
+		}
 		cur, err := fhir.Parse(plain)
 		if err != nil {
 			return nil, fmt.Errorf("stored %s/%s does not parse: %w", typ, id, err)
+		}
+		old, err := docOf(v, plain)
+		if err != nil {
+			return nil, err
 		}
 		doc, err := apply(cur.Doc)
 		if err != nil {
@@ -551,7 +578,7 @@ func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, ap
 		if issues := r.s.val.Validate(res); hasErrors(issues) {
 			return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrUnprocessable, Issues: issues})
 		}
-		if err := r.decideOn(ctx, authz.Update, rec, targetOf(r.subj.Tenant, typ, id, doc)); err != nil {
+		if err := r.decideOn(ctx, authz.Update, rec, writeTarget(r.subj.Tenant, typ, id, old, doc)); err != nil {
 			return nil, err
 		}
 		now := r.s.now().UTC()
@@ -561,7 +588,7 @@ func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, ap
 		}
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Body: sealed, Index: ix}
-		err = r.commitWrite(ctx, w, rec, res.Doc)
+		err = r.commitWrite(ctx, w, rec, old, res.Doc)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("patch", typ)
 			continue
@@ -619,8 +646,18 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 		if v.Deleted && r.hidesExistence(typ) {
 			return nil, r.hidden(rec, "deleted")
 		}
-		if !v.Deleted && attempt == 0 {
-			if _, err := r.decideVersion(ctx, authz.Delete, rec, v); err != nil {
+		var old map[string]any
+		if !v.Deleted {
+			var plain []byte
+			if attempt == 0 {
+				plain, err = r.decideVersion(ctx, authz.Delete, rec, v)
+			} else {
+				plain, err = r.open(v)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if old, err = docOf(v, plain); err != nil {
 				return nil, err
 			}
 		}
@@ -635,7 +672,7 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 		now := r.s.now().UTC()
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: typ, ID: id, Version: v.Version + 1, LastUpdated: now, Deleted: true}
-		err = r.commitWrite(ctx, w, rec, nil)
+		err = r.commitWrite(ctx, w, rec, old, nil)
 		if errors.Is(err, problem.ErrConflict) && attempt < maxUpdateRetries {
 			rec = r.record("delete", typ)
 			continue
@@ -754,6 +791,14 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 	rec := r.record(action, q.Type)
 	if err := r.decide(authz.History, rec); err != nil {
 		return nil, err
+	}
+	if q.ID != "" {
+		// Whatever _since and the cursor select, the answer must not say
+		// whether the resource exists to a caller who may not read it.
+		if err := r.guardInstance(ctx, rec, authz.History, q.Type, q.ID, true); err != nil {
+			return nil, err
+		}
+		rec.Entities = nil
 	}
 	hq := store.HistoryQuery{Tenant: r.subj.Tenant, Type: q.Type, ID: q.ID, Since: q.Since, Before: q.Before, Limit: q.Count + 1}
 	if q.ID == "" {

@@ -35,6 +35,9 @@ type Entry struct {
 	ifNoneExist, cond *query.Query
 
 	pos int // position in the slice given to Transaction
+	// old is the content a PUT or DELETE replaces, as decided
+	// (decideEntries), for the ledger record of a governing change.
+	old map[string]any
 }
 
 // EntryResult is what the response Bundle says of one entry.
@@ -283,6 +286,9 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			unit.Audit = append(unit.Audit, rec)
+			if g := governanceRecord(rec, e.Type, e.old, nil); g != nil {
+				unit.Audit = append(unit.Audit, g)
+			}
 			next[key] = w.Version
 			results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: 1, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
 		default: // POST, PUT
@@ -302,6 +308,9 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			unit.Audit = append(unit.Audit, rec)
+			if g := governanceRecord(rec, e.Type, e.old, e.Resource.Doc); g != nil {
+				unit.Audit = append(unit.Audit, g)
+			}
 			next[key] = w.Version
 			status := http.StatusOK
 			if cur == 0 {
@@ -350,6 +359,7 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 	rec.Time = now
 	rec.Detail = "conditional"
 	n := 0
+	var gov []*audit.Record
 	for _, t := range targets {
 		key := t.Type + "/" + t.ID
 		cur, seen := next[key]
@@ -363,7 +373,7 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 			case v.Deleted:
 				continue
 			}
-			ok, err := r.mayDelete(ctx, rec, v)
+			old, ok, err := r.mayDelete(ctx, rec, v)
 			if err != nil {
 				return err
 			}
@@ -371,6 +381,12 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 				continue
 			}
 			cur = v.Version
+			one := *rec
+			one.Entities = []string{ref(t.Type, t.ID, cur+1)}
+			if g := governanceRecord(&one, t.Type, old, nil); g != nil {
+				g.Detail = "delete:conditional"
+				gov = append(gov, g)
+			}
 		}
 		w := store.Write{Tenant: r.subj.Tenant, Type: t.Type, ID: t.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
 		unit.Writes = append(unit.Writes, w)
@@ -381,7 +397,7 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 	if n == 0 {
 		rec.Detail = "conditional:nothing-to-delete"
 	}
-	unit.Audit = append(unit.Audit, rec)
+	unit.Audit = append(append(unit.Audit, rec), gov...)
 	results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: n}
 	return nil
 }
@@ -535,12 +551,17 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 		}
 		a := entryAction(e.Method)
 		rec := r.record(entryAuditAction(e.Method), e.Type)
+		e.old = nil
 		if e.Method != http.MethodPost {
 			v, err := r.s.st.Current(ctx, r.subj.Tenant, e.Type, e.ID)
 			switch {
 			case err == nil && !v.Deleted:
-				if _, err := r.decideVersion(ctx, a, rec, v); err != nil {
+				plain, err := r.decideVersion(ctx, a, rec, v)
+				if err != nil {
 					return entryError(e, err)
+				}
+				if e.old, err = docOf(v, plain); err != nil {
+					return err
 				}
 			case err == nil, errors.Is(err, store.ErrNotFound):
 				if e.Method == http.MethodDelete && r.hidesExistence(e.Type) {
@@ -551,7 +572,7 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 			}
 		}
 		if e.Resource != nil {
-			t := targetOf(r.subj.Tenant, e.Type, e.ID, e.Resource.Doc)
+			t := writeTarget(r.subj.Tenant, e.Type, e.ID, e.old, e.Resource.Doc)
 			t.New = e.Type == "Patient" && slices.Contains(r.acc.created, e.ID)
 			if err := r.decideOn(ctx, a, rec, t); err != nil {
 				return entryError(e, err)
@@ -563,14 +584,15 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 
 // mayDelete decides a conditional delete's match (its current version)
 // without auditing a refusal: the caller is not told of it.
-func (r *Repo) mayDelete(ctx context.Context, rec *audit.Record, v *store.Version) (bool, error) {
+// It returns the content to be deleted.
+func (r *Repo) mayDelete(ctx context.Context, rec *audit.Record, v *store.Version) (map[string]any, bool, error) {
 	plain, err := r.open(v)
 	if err != nil {
-		return false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+		return nil, false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}
 	doc, err := fhir.Parse(plain)
 	if err != nil {
-		return false, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+		return nil, false, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 	}
-	return r.allowed(ctx, authz.Delete, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec), nil
+	return doc.Doc, r.allowed(ctx, authz.Delete, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec), nil
 }
