@@ -25,7 +25,6 @@ func uniq(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)
 
 const (
 	physicianRef = "Practitioner/pract-physician"
-	jsonPatch    = "Content-Type: application/json-patch+json"
 	privacyScope = `"scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},` +
 		`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}]`
 )

@@ -15,8 +15,6 @@ import (
 	"github.com/wardhealth/ward/internal/config"
 )
 
-const jsonPatch = "Content-Type: application/json-patch+json"
-
 // repeatJSON joins n copies of item into a JSON array.
 func repeatJSON(item string, n int) string {
 	var b strings.Builder

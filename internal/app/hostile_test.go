@@ -51,6 +51,9 @@ type hostileCase struct {
 
 const defaultMaxAlloc = 64 << 20
 
+// jsonPatch is the Content-Type header of a JSON Patch body.
+const jsonPatch = "Content-Type: application/json-patch+json"
+
 // runHostile runs cases on both databases, each against one server per
 // database (cases must not depend on each other's state).
 func runHostile(t *testing.T, cases []hostileCase, mutate ...func(*config.Config)) {
