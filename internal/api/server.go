@@ -54,6 +54,14 @@ type Options struct {
 	// AddressTag names a client address in the ledger by a keyed hash
 	// (the address itself is never recorded); nil: not named.
 	AddressTag func(addr string) string
+	// CORSOrigins are the exact origins whose browser pages may call the
+	// FHIR API, the token, revoke and introspect endpoints and
+	// /.well-known; empty: no CORS headers.
+	CORSOrigins []string
+	// MaxHeaderBytes bounds a request's header block; larger is a 431
+	// OperationOutcome (the http.Server's own limit must be higher, see
+	// app.NewHTTPServer).
+	MaxHeaderBytes int
 }
 
 // Tokens is what the API needs from authn.
@@ -97,6 +105,9 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	}
 	if o.MaxCount <= 0 {
 		o.MaxCount = 1000
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 64 << 10
 	}
 	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit()}
 	mux := http.NewServeMux()
