@@ -112,6 +112,13 @@ func (s *Server) edge(next http.Handler) http.Handler {
 			}
 			r.URL.Path, r.URL.RawPath = p, ""
 		}
+		if hasDotSegment(r.URL.EscapedPath()) {
+			// The standard mux would answer with a plain redirect to the
+			// cleaned path; no Ward URL has such segments.
+			s.logEdge(r, id, http.StatusBadRequest, start)
+			writeOutcome(sw, http.StatusBadRequest, fhir.Issue{Severity: "error", Code: "invalid", Diagnostics: "the URL path has a . or .. segment"})
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(sw, r.Body, s.opts.MaxBodyBytes)
 		}
@@ -148,6 +155,15 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
+}
+
+func hasDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // logEdge logs a request the edge answered itself.

@@ -208,16 +208,15 @@ func (s *Server) handleUnrouted(w http.ResponseWriter, r *http.Request) {
 	writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such FHIR endpoint or resource type"})
 }
 
+// sanitizeMethod names a request's method for a message or the log only
+// when it is one HTTP defines: any other word is the client's text.
 func sanitizeMethod(m string) string {
-	for _, c := range m {
-		if c < 'A' || c > 'Z' {
-			return "(unknown)"
-		}
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
 	}
-	if len(m) > 10 {
-		return "(unknown)"
-	}
-	return m
+	return "(unknown)"
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
