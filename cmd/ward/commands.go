@@ -415,7 +415,6 @@ is then whole and ends at the (new) head. Detecting that needs signed
 checkpoints held outside the database (issue #26).
 `
 
-
 // runClients registers, lists and disables clients: SMART Backend Services
 // clients (public keys and system/ scopes) and public apps (redirect URIs,
 // authorization code with PKCE).
