@@ -432,7 +432,7 @@ func parseOrigin(s string) (string, error) {
 // CheckTLS reports a contradictory TLS setting: a certificate without its
 // key (or the reverse), or a certificate together with the self-signed
 // mode.
-func (c *Config) CheckTLS() error {
+func (c Config) CheckTLS() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("WARD_TLS_CERT and WARD_TLS_KEY (--tls-cert, --tls-key) must be set together")
 	}
@@ -443,7 +443,7 @@ func (c *Config) CheckTLS() error {
 }
 
 // TLS says serve speaks HTTPS.
-func (c *Config) TLS() bool { return c.TLSCert != "" || c.TLSSelfSigned }
+func (c Config) TLS() bool { return c.TLSCert != "" || c.TLSSelfSigned }
 
 // maxRate matches ratelimit.MaxRate (config imports nothing of Ward).
 const maxRate = 1e6
