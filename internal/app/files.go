@@ -34,7 +34,7 @@ func checkKeyFile(cfg config.Config, path string, warn io.Writer) error {
 		fmt.Fprintf(warn, "WARNING: %v; starting anyway because WARD_ALLOW_INSECURE_KEY_FILE (--allow-insecure-key-file) is set: anyone who can read this file can read every record; fix it with: chmod 600 %s\n", err, path)
 		return nil
 	}
-	return fmt.Errorf("%w: %s may be read by group or others (it opens every record); fix it with: chmod 600 %s (or, DANGEROUS, start with --allow-insecure-key-file)", ErrInsecureKeyFile, path, path)
+	return fmt.Errorf("%w: %s may be read by group or others (it opens every record); fix it with: chmod 600 %s (or, DANGEROUS, set WARD_ALLOW_INSECURE_KEY_FILE=true or ward serve --allow-insecure-key-file)", ErrInsecureKeyFile, path, path)
 }
 
 // secureDataDir creates dir 0700, or tightens an existing one to 0700,
