@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -58,8 +59,12 @@ var dbSettings = []string{"data-dir", "database-url"}
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
 		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl",
-			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix"}, nil)
+			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix",
+			"tls-cert", "tls-key", "tls-self-signed", "cors-origins", "allow-insecure-key-file", "max-header-bytes"}, nil)
 	if err != nil {
+		return err
+	}
+	if err := cfg.CheckTLS(); err != nil {
 		return err
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel)
@@ -87,27 +92,35 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	defer a.Close()
 	a.StartWorkers()
-	ln, err := net.Listen("tcp", cfg.Addr)
+	srv, err := app.NewHTTPServer(cfg, a.Handler, stderr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+	// net/http's own messages (TLS handshake failures) go to the JSON log.
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
 	}
 	where := "SQLite in " + cfg.DataDir
 	dataFlag := "--data-dir " + cfg.DataDir
 	if cfg.DatabaseURL != "" {
 		where, dataFlag = "PostgreSQL", "(with WARD_DATABASE_URL set)"
 	}
-	fmt.Fprintf(stdout, "Ward %s listening on http://%s (FHIR base http://%s/fhir, storage: %s)\n", app.Version, ln.Addr(), ln.Addr(), where)
+	scheme := "http"
+	if srv.TLSConfig != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "Ward %s listening on %s://%s (FHIR base %s://%s/fhir, storage: %s)\n", app.Version, scheme, ln.Addr(), scheme, ln.Addr(), where)
 	fmt.Fprintf(stdout, "Create the first admin: ward users add %s --username admin --role admin --password-stdin\n", dataFlag)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -364,16 +377,19 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]\n       ward audit break-glass [--since D] [--data-dir D]\n       ward audit governance [--since D] [--data-dir D]")
 		return errUsage
 	}
-	cfg, _, err := flags("audit verify", args[1:], stderr, dbSettings, nil)
+	cfg, fs, err := flags("audit verify", args[1:], stderr, dbSettings, nil)
 	if err != nil {
+		if fs != nil && errors.Is(err, errUsage) {
+			fmt.Fprint(stderr, auditVerifyLimit)
+		}
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := app.OpenExistingStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	n, head, err := app.VerifyLedger(ctx, st)
+	sum, err := app.VerifyLedgerSummary(ctx, st)
 	if err != nil {
 		var be *audit.BreakError
 		if errors.As(err, &be) {
@@ -381,9 +397,33 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "ledger intact: %d records, head seq %d hash %x\n", n, head.Seq, head.Hash)
+	fmt.Fprintf(stdout, "ledger intact: %d records, head seq %d hash %x\n", sum.Count, sum.Head.Seq, sum.Head.Hash)
+	if sum.Count == 0 {
+		fmt.Fprintln(stdout, "  the ledger is EMPTY: if this server has ever served a request, records were removed")
+	} else {
+		fmt.Fprintf(stdout, "  first record: seq %d at %s\n", sum.First, sum.FirstTime.UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(stdout, "  last record:  seq %d at %s (the head)\n", sum.Last, sum.LastTime.UTC().Format(time.RFC3339Nano))
+	}
+	fmt.Fprintln(stdout, "  compare these with what you expect: records cut off the end together with a rewritten head are not detected (see ward audit verify -h)")
 	return nil
 }
+
+// auditVerifyLimit is what a verification can and cannot prove; printed
+// with ward audit verify -h and kept in step with docs/security.md.
+const auditVerifyLimit = `
+audit verify recomputes every record's hash and its link to the record
+before it, from sequence 1 (genesis) to the stored head, and exits 0 only if
+the chain is whole; 3 when it is broken (naming the first bad sequence
+number); 1 when there is no database at --data-dir.
+
+It reports the record count, the first and last sequence numbers and the
+time of the head record. Compare them with what you expect (the last
+sequence number and time you noted, the time of the last request you know
+of): what the chain alone cannot show is a cut of its newest records (or of
+all of them) together with a rewritten head row, since the remaining chain
+is then whole and ends at the (new) head. Detecting that needs signed
+checkpoints held outside the database (issue #26).
+`
 
 // runClients registers, lists and disables clients: SMART Backend Services
 // clients (public keys and system/ scopes) and public apps (redirect URIs,

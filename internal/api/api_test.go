@@ -251,7 +251,7 @@ func TestCRUDAndHistory(t *testing.T) {
 			{name: "search by _id", method: "GET", path: "/fhir/Patient?_id=" + id, role: authz.RoleAdmin, status: 200, want: []string{`"type":"searchset"`, `"id":"` + id + `"`}, notWant: []string{"client-chosen-1"}},
 			{name: "search POST", method: "POST", path: "/fhir/Patient/_search", role: authz.RoleAdmin, body: "", headers: []string{"Content-Type: application/x-www-form-urlencoded"}, status: 200, want: []string{`"type":"searchset"`}},
 			{name: "search unknown param lenient", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RoleAdmin, status: 200, notWant: []string{"foo=bar"}},
-			{name: "search unknown param strict", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RoleAdmin, headers: []string{"Prefer: handling=strict"}, status: 400, want: []string{"unknown search parameter foo"}},
+			{name: "search unknown param strict", method: "GET", path: "/fhir/Patient?foo=bar", role: authz.RoleAdmin, headers: []string{"Prefer: handling=strict"}, status: 400, want: []string{"unknown search parameter for Patient"}, notWant: []string{"foo"}},
 			{name: "search bad _count", method: "GET", path: "/fhir/Patient?_count=x", role: authz.RoleAdmin, status: 400, want: []string{"_count"}},
 		} {
 			sc.run(t, w)

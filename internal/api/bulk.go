@@ -83,11 +83,7 @@ func (s *Server) kickoff(kind string) fhirHandler {
 		w.Header().Set("Content-Location", s.root(r)+"/bulk/export/"+job.ID)
 		issues := []fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: "export job queued; poll the Content-Location URL"}}
 		for _, k := range req.Ignored {
-			name := k
-			if !paramName.MatchString(k) {
-				name = "(unprintable)"
-			}
-			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "parameter ignored: " + name})
+			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "parameter ignored: " + bulk.ParamName(k)})
 		}
 		writeOutcome(w, http.StatusAccepted, issues...)
 		return nil

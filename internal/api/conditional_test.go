@@ -96,7 +96,7 @@ func TestConditionalCreateUpdateDelete(t *testing.T) {
 			{name: "update: no condition", method: "PUT", path: "/fhir/Patient", role: authz.RoleAdmin, status: 400,
 				body: patient, want: []string{"condition"}},
 			{name: "update: unknown parameter is refused, not ignored", method: "PUT", path: "/fhir/Patient?nonsense=1", role: authz.RoleAdmin, status: 400,
-				body: patient, want: []string{"nonsense"}},
+				body: patient, want: []string{"unknown search parameter for Patient"}, notWant: []string{"nonsense"}},
 			{name: "update: result parameters refused", method: "PUT", path: "/fhir/Patient?" + cond + "&_count=1", role: authz.RoleAdmin, status: 400,
 				body: patient, want: []string{"_count"}, notWant: []string{idVal1}},
 			{name: "create: malformed condition", method: "POST", path: "/fhir/Patient", role: authz.RoleAdmin, status: 400,
@@ -180,7 +180,7 @@ func TestConditionalReferences(t *testing.T) {
 			{"one match, unescaped", "Patient?identifier=" + idSys + "|" + idVal1, 200, "Patient/" + one, false},
 			{"no match", enc("MRN-0000"), 412, "matches no resource", true},
 			{"several matches", enc(idVal2), 412, "matches more than one resource", true},
-			{"unknown parameter", "Patient?shoe-size=9", 400, "shoe-size", true},
+			{"unknown parameter", "Patient?shoe-size=9", 400, "unknown search parameter for Patient", true},
 			{"empty condition", "Patient?", 400, "at least one search parameter", true},
 			{"plain reference untouched", "Patient/" + one, 200, "Patient/" + one, false},
 		}

@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +22,10 @@ import (
 	"github.com/wardhealth/ward/internal/search/query"
 )
 
-// paramName matches the search parameter names an OperationOutcome may echo.
-var paramName = regexp.MustCompile(`^[A-Za-z0-9_:.\-]{1,64}$`)
+// paramName is how an OperationOutcome names a parameter the client sent:
+// by its name when FHIR defines it, never a name the client made up (it may
+// carry what the client typed).
+func paramName(k string) string { return query.DisplayName(k) }
 
 func pathID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
@@ -348,11 +349,7 @@ func queryParams(r *http.Request, known map[string]bool) (url.Values, error) {
 		sort.Strings(unknown)
 		var issues []fhir.Issue
 		for _, k := range unknown {
-			name := k
-			if !paramName.MatchString(k) {
-				name = "(unprintable)"
-			}
-			issues = append(issues, fhir.Issue{Severity: "error", Code: "not-supported", Diagnostics: "unknown or unsupported search parameter: " + name})
+			issues = append(issues, fhir.Issue{Severity: "error", Code: "not-supported", Diagnostics: "unknown or unsupported search parameter: " + paramName(k)})
 		}
 		return nil, &problem.Error{Class: problem.ErrInvalid, Issues: issues}
 	}
@@ -463,10 +460,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 	if len(q.Ignored) > 0 || len(page.Notes) > 0 {
 		var issues []fhir.Issue
 		for _, name := range q.Ignored {
-			if !paramName.MatchString(name) {
-				name = "(unprintable)"
-			}
-			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "search parameter ignored: " + name})
+			issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "search parameter ignored: " + paramName(name)})
 		}
 		for _, n := range page.Notes {
 			issues = append(issues, fhir.Issue{Severity: "warning", Code: "too-costly", Diagnostics: n})

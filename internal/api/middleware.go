@@ -2,12 +2,13 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/wardhealth/ward/internal/fhir"
 )
@@ -21,25 +22,22 @@ func requestID(ctx context.Context) string {
 	return id
 }
 
-// validRequestID accepts a client's X-Request-Id only if it cannot carry
-// anything but an id (it is logged and audited).
-func validRequestID(s string) bool {
-	if len(s) < 8 || len(s) > 64 {
-		return false
+// clientRequestID returns a client's X-Request-Id if it is a UUID in its
+// canonical 36-character form (lower-cased), else "". Anything else could
+// carry what the client typed (a name, a record number) into the ledger
+// and the log, so it is dropped: not stored, logged or echoed.
+func clientRequestID(s string) string {
+	if len(s) != 36 {
+		return ""
 	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return ""
 	}
-	return true
+	return u.String()
 }
 
-func newRequestID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func newRequestID() string { return uuid.NewString() }
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -72,10 +70,11 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Server) edge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
+		id := clientRequestID(r.Header.Get("X-Request-Id"))
+		if id == "" {
 			id = newRequestID()
 		}
+		r.Header.Del("X-Request-Id")
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
 		h := w.Header()
 		h.Set("X-Request-Id", id)
@@ -84,7 +83,21 @@ func (s *Server) edge(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		if r.TLS != nil {
+			// Served over TLS: browsers must never fall back to http.
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
 		sw := &statusWriter{ResponseWriter: w}
+		if n := headerBytes(r); n > s.opts.MaxHeaderBytes {
+			s.logEdge(r, id, http.StatusRequestHeaderFieldsTooLarge, start)
+			writeOutcome(sw, http.StatusRequestHeaderFieldsTooLarge, fhir.Issue{Severity: "error", Code: "too-costly",
+				Diagnostics: "the request headers are larger than the limit of " + strconv.Itoa(s.opts.MaxHeaderBytes) + " bytes (WARD_MAX_HEADER_BYTES)"})
+			return
+		}
+		if s.cors(sw, r) {
+			s.logEdge(r, id, sw.status, start)
+			return
+		}
 
 		// Clients configured with a base URL ending in '/' send '//'; the
 		// standard mux would answer those with a redirect, which breaks
@@ -98,6 +111,13 @@ func (s *Server) edge(next http.Handler) http.Handler {
 				p = strings.TrimSuffix(p, "/")
 			}
 			r.URL.Path, r.URL.RawPath = p, ""
+		}
+		if hasDotSegment(r.URL.EscapedPath()) {
+			// The standard mux would answer with a plain redirect to the
+			// cleaned path; no Ward URL has such segments.
+			s.logEdge(r, id, http.StatusBadRequest, start)
+			writeOutcome(sw, http.StatusBadRequest, fhir.Issue{Severity: "error", Code: "invalid", Diagnostics: "the URL path has a . or .. segment"})
+			return
 		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(sw, r.Body, s.opts.MaxBodyBytes)
@@ -115,7 +135,7 @@ func (s *Server) edge(next http.Handler) http.Handler {
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("request_id", id),
-				slog.String("method", r.Method),
+				slog.String("method", sanitizeMethod(r.Method)),
 				slog.String("route", routeOf(r)),
 				slog.Int("status", sw.status),
 				slog.Int("bytes", sw.bytes),
@@ -123,6 +143,37 @@ func (s *Server) edge(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// headerBytes counts a request's header block as it came on the wire
+// (name, ": ", value, CRLF per field; Host included).
+func headerBytes(r *http.Request) int {
+	n := len(r.Host) + 8
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+func hasDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// logEdge logs a request the edge answered itself.
+func (s *Server) logEdge(r *http.Request, id string, status int, start time.Time) {
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("request_id", id),
+		slog.String("method", sanitizeMethod(r.Method)),
+		slog.String("route", "edge"),
+		slog.Int("status", status),
+		slog.Float64("ms", float64(time.Since(start).Microseconds())/1000))
 }
 
 func routeOf(r *http.Request) string {

@@ -57,6 +57,14 @@ type Options struct {
 	AddressTag func(addr string) string
 	// Limits bound the work of one request (issue #22).
 	Limits Limits
+	// CORSOrigins are the exact origins whose browser pages may call the
+	// FHIR API, the token, revoke and introspect endpoints and
+	// /.well-known; empty: no CORS headers.
+	CORSOrigins []string
+	// MaxHeaderBytes bounds a request's header block; larger is a 431
+	// OperationOutcome (the http.Server's own limit must be higher, see
+	// app.NewHTTPServer).
+	MaxHeaderBytes int
 }
 
 // Limits bound the work of one request; a zero field is no bound.
@@ -116,6 +124,9 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	}
 	if o.MaxCount <= 0 {
 		o.MaxCount = 1000
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 64 << 10
 	}
 	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit()}
 	mux := http.NewServeMux()
@@ -224,16 +235,15 @@ func (s *Server) handleUnrouted(w http.ResponseWriter, r *http.Request) {
 	writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such FHIR endpoint or resource type"})
 }
 
+// sanitizeMethod names a request's method for a message or the log only
+// when it is one HTTP defines: any other word is the client's text.
 func sanitizeMethod(m string) string {
-	for _, c := range m {
-		if c < 'A' || c > 'Z' {
-			return "(unknown)"
-		}
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
 	}
-	if len(m) > 10 {
-		return "(unknown)"
-	}
-	return m
+	return "(unknown)"
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

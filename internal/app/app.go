@@ -39,15 +39,42 @@ import (
 // Version is Ward's version, set at build time with -ldflags.
 var Version = "0.1.0-dev"
 
-// OpenStore opens the configured database and applies migrations.
+// OpenStore opens the configured database and applies migrations. The
+// embedded database's directory is created 0700 and its files 0600 (looser
+// existing ones are tightened, with a warning on standard error).
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	return openStore(ctx, cfg, os.Stderr)
+}
+
+// DatabaseFileName is the embedded SQLite database inside the data
+// directory.
+const DatabaseFileName = "ward.db"
+
+// ErrNoDatabase is returned by OpenExistingStore when the data directory
+// holds no database.
+var ErrNoDatabase = errors.New("no database")
+
+// OpenExistingStore is OpenStore for tools that inspect a database (audit
+// verify): it never creates one, so a mistyped --data-dir is an error
+// (ErrNoDatabase) instead of a new, empty and "intact" database.
+func OpenExistingStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if cfg.DatabaseURL == "" {
+		path := filepath.Join(cfg.DataDir, DatabaseFileName)
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("%w at %s (check --data-dir or WARD_DATA_DIR): %v", ErrNoDatabase, path, err)
+		}
+	}
+	return OpenStore(ctx, cfg)
+}
+
+func openStore(ctx context.Context, cfg config.Config, warn io.Writer) (store.Store, error) {
 	if cfg.DatabaseURL != "" {
 		return postgres.Open(ctx, cfg.DatabaseURL, sqlstore.Options{})
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if err := secureDataDir(cfg.DataDir, warn); err != nil {
+		return nil, err
 	}
-	return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "ward.db"), sqlstore.Options{})
+	return sqlite.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFileName), sqlstore.Options{})
 }
 
 // KeyFileName is the generated development key inside the data directory.
@@ -61,15 +88,15 @@ func LoadKEK(cfg config.Config, warn io.Writer) (*seal.KEK, error) {
 	case cfg.Key != "":
 		return seal.ParseKEK(cfg.Key)
 	case cfg.KeyFile != "":
-		if err := seal.CheckKeyFileMode(cfg.KeyFile); err != nil {
-			fmt.Fprintf(warn, "WARNING: %v: the key file should be readable by its owner only (chmod 600)\n", err)
+		if err := checkKeyFile(cfg, cfg.KeyFile, warn); err != nil {
+			return nil, err
 		}
 		return seal.LoadKEKFile(cfg.KeyFile)
 	case cfg.DatabaseURL != "":
 		return nil, errors.New("with WARD_DATABASE_URL, set WARD_KEY or WARD_KEY_FILE: a production database needs a key kept outside it")
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if err := secureDataDir(cfg.DataDir, warn); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(cfg.DataDir, KeyFileName)
 	k, err := seal.LoadKEKFile(path)
@@ -91,8 +118,8 @@ func LoadKEK(cfg config.Config, warn io.Writer) (*seal.KEK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
 	}
-	if err := seal.CheckKeyFileMode(path); err != nil {
-		fmt.Fprintf(warn, "WARNING: %v: chmod 600 %s\n", err, path)
+	if err := checkKeyFile(cfg, path, warn); err != nil {
+		return nil, err
 	}
 	return k, nil
 }
@@ -142,7 +169,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, warn io.Writ
 			return nil, fmt.Errorf("WARD_NATS_URL: %w", err)
 		}
 	}
-	st, err := OpenStore(ctx, cfg)
+	st, err := openStore(ctx, cfg, warn)
 	if err != nil {
 		if bus != nil {
 			bus.Close()
@@ -244,7 +271,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
-			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout}}, log, rec, tokens, health)
+			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
+		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes}, log, rec, tokens, health)
 	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim}, nil
 }
 
@@ -359,11 +387,37 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 // read snapshot. It returns the number of records and the head, or a
 // *audit.BreakError naming the first bad sequence number.
 func VerifyLedger(ctx context.Context, st store.Store) (n int64, head audit.Head, err error) {
+	sum, err := VerifyLedgerSummary(ctx, st)
+	return sum.Count, sum.Head, err
+}
+
+// LedgerSummary is what a verification read: enough for an operator to
+// compare with what they expect (a chain that verifies proves nothing
+// about records cut off its end together with a rewritten head; see
+// docs/security.md, "What verify cannot see").
+type LedgerSummary struct {
+	Count int64
+	// First and Last are the first and last sequence numbers read (0 when
+	// the ledger is empty); FirstTime and LastTime their times.
+	First, Last         int64
+	FirstTime, LastTime time.Time
+	Head                audit.Head
+}
+
+// VerifyLedgerSummary is VerifyLedger with the first and last records'
+// sequence numbers and times.
+func VerifyLedgerSummary(ctx context.Context, st store.Store) (sum LedgerSummary, err error) {
 	err = st.AuditScan(ctx, 0, func(h audit.Head, recs iter.Seq2[*audit.Record, error]) error {
-		head = h
+		sum.Head = h
 		counted := func(yield func(*audit.Record, error) bool) {
 			for r, err := range recs {
-				n++
+				if r != nil {
+					sum.Count++
+					if sum.First == 0 {
+						sum.First, sum.FirstTime = r.Seq, r.Time
+					}
+					sum.Last, sum.LastTime = r.Seq, r.Time
+				}
 				if !yield(r, err) {
 					return
 				}
@@ -371,5 +425,5 @@ func VerifyLedger(ctx context.Context, st store.Store) (n int64, head audit.Head
 		}
 		return audit.Verify(counted, &h)
 	})
-	return n, head, err
+	return sum, err
 }

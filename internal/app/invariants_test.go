@@ -143,13 +143,13 @@ func TestNoPlaintextPHIAtRestPostgres(t *testing.T) {
 // The log names a request id on every line and never the query string.
 func TestLogsCarryRequestIDs(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	w.Do(t, "GET", "/fhir/Patient?name=Xanthippe", w.Tokens[authz.RoleAdmin], nil, "X-Request-Id: trace-0123456789")
+	w.Do(t, "GET", "/fhir/Patient?name=Xanthippe", w.Tokens[authz.RoleAdmin], nil, "X-Request-Id: 7f1c2a9e-3b4d-4e5f-8a6b-0c1d2e3f4a5b")
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(w.Log.String()), "\n") {
 		if !strings.Contains(line, `"request_id"`) {
 			t.Errorf("log line without request id: %s", line)
 		}
-		if strings.Contains(line, "trace-0123456789") {
+		if strings.Contains(line, "7f1c2a9e-3b4d-4e5f-8a6b-0c1d2e3f4a5b") {
 			found = true
 		}
 	}
@@ -245,16 +245,16 @@ func TestEveryPHIRequestIsAudited(t *testing.T) {
 	id := w.Create(t, authz.RoleAdmin, strings.Replace(phiPatient, `"resourceType": "Patient",`,
 		`"resourceType": "Patient", "generalPractitioner": [{"reference": "Practitioner/pract-nurse"}],`, 1))
 	start := len(w.Ledger(t))
-	w.Do(t, "GET", "/fhir/Patient/"+id, tok, nil, "X-Request-Id: audit-check-0001")
-	w.Do(t, "GET", "/fhir/Patient/"+id+"/_history/1", tok, nil, "X-Request-Id: audit-check-0002")
-	w.Do(t, "GET", "/fhir/Patient?_id="+id, tok, nil, "X-Request-Id: audit-check-0003")
-	w.Do(t, "DELETE", "/fhir/Patient/"+id, tok, nil, "X-Request-Id: audit-check-0004") // refused
+	w.Do(t, "GET", "/fhir/Patient/"+id, tok, nil, "X-Request-Id: 00000000-0000-4000-8000-000000000001")
+	w.Do(t, "GET", "/fhir/Patient/"+id+"/_history/1", tok, nil, "X-Request-Id: 00000000-0000-4000-8000-000000000002")
+	w.Do(t, "GET", "/fhir/Patient?_id="+id, tok, nil, "X-Request-Id: 00000000-0000-4000-8000-000000000003")
+	w.Do(t, "DELETE", "/fhir/Patient/"+id, tok, nil, "X-Request-Id: 00000000-0000-4000-8000-000000000004") // refused
 	recs := w.Ledger(t)[start:]
 	want := []struct{ action, reqID, entity, detailPrefix string }{
-		{"read", "audit-check-0001", "Patient/" + id + "/_history/1", ""},
-		{"vread", "audit-check-0002", "Patient/" + id + "/_history/1", ""},
-		{"search-type", "audit-check-0003", "Patient/" + id + "/_history/1", ""},
-		{"delete", "audit-check-0004", "", "denied"},
+		{"read", "00000000-0000-4000-8000-000000000001", "Patient/" + id + "/_history/1", ""},
+		{"vread", "00000000-0000-4000-8000-000000000002", "Patient/" + id + "/_history/1", ""},
+		{"search-type", "00000000-0000-4000-8000-000000000003", "Patient/" + id + "/_history/1", ""},
+		{"delete", "00000000-0000-4000-8000-000000000004", "", "denied"},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("%d records, want %d", len(recs), len(want))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -75,7 +76,14 @@ func TestKeyFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, app.KeyFileName)); err == nil {
 		t.Fatal("a development key was generated although WARD_KEY_FILE was set")
 	}
+	// A key file others can read is refused (issue #22), unless the
+	// dangerous override is set: then it is used, with a warning.
 	os.Chmod(keyFile, 0o644)
+	if _, err = app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), &warn); !errors.Is(err, app.ErrInsecureKeyFile) ||
+		!strings.Contains(err.Error(), keyFile) || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a key file readable by others: %v", err)
+	}
+	cfg.AllowInsecureKeyFile = true
 	a, err = app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), &warn)
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func CheckUserLink(r authz.Role, practitioner, patient string) (typ, id string, 
 func CheckClearances(codes []string) error {
 	for _, c := range codes {
 		if !authz.NeedsClearance(c) {
-			return problem.At(problem.ErrInvalid, "invalid", "clearance", fmt.Sprintf("%q is not a security label that needs a clearance (one of %s)", c, strings.Join(authz.ClearanceLabels(), ", ")))
+			return problem.At(problem.ErrInvalid, "invalid", "clearance", "a listed code is not a security label that needs a clearance (one of "+strings.Join(authz.ClearanceLabels(), ", ")+")")
 		}
 	}
 	return nil

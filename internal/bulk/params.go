@@ -39,8 +39,8 @@ const maxTypes = 200
 var known = map[string]bool{"_outputFormat": true, "_type": true, "_since": true, "_format": true}
 
 // ParseKickoff reads the query of a kick-off request of kind (groupID for a
-// Group export). Errors are *problem.Error (400) naming the parameter and
-// never echoing more than a short, printable piece of the input. With
+// Group export). Errors are *problem.Error (400) naming the parameter (when
+// the specification defines it) and the rule, never echoing the input. With
 // strict (Prefer: handling=strict) an unknown or unsupported parameter
 // (_typeFilter, _elements, patient, includeAssociatedData, ...) is an
 // error; otherwise it is ignored and named in Request.Ignored.
@@ -58,7 +58,7 @@ func ParseKickoff(kind, groupID string, q url.Values, strict bool) (Request, err
 		vs := q[k]
 		if !known[k] {
 			if strict {
-				return req, invalid("", "unknown or unsupported kick-off parameter "+quote(k)+" (Prefer: handling=strict)")
+				return req, invalid("", "unknown or unsupported kick-off parameter "+ParamName(k)+" (Prefer: handling=strict)")
 			}
 			req.Ignored = append(req.Ignored, k)
 			continue
@@ -78,7 +78,7 @@ func ParseKickoff(kind, groupID string, q url.Values, strict bool) (Request, err
 				return req, invalid("_type", "_type lists resource types separated by commas, without empty items")
 			}
 			if !fhir.IsResourceType(t) {
-				return req, invalid("_type", quote(t)+" is not an R4 resource type")
+				return req, invalid("_type", "a listed type is not an R4 resource type")
 			}
 			if !seen[t] {
 				seen[t] = true
@@ -148,16 +148,16 @@ func invalid(param, msg string) error {
 	return problem.At(problem.ErrInvalid, "invalid", param, msg)
 }
 
-// quote echoes a short, printable piece of input, or says it is not.
-func quote(s string) string {
-	const maxEcho = 40
-	for _, c := range s {
-		if c < 0x20 || c > 0x7e {
-			return "(unprintable)"
-		}
+// specParams are the kick-off parameters the Bulk Data specification
+// defines (Ward honours those in known).
+var specParams = map[string]bool{"_outputFormat": true, "_type": true, "_since": true, "_until": true, "_format": true,
+	"_typeFilter": true, "_elements": true, "patient": true, "includeAssociatedData": true, "organizeOutputBy": true, "allowPartialManifests": true}
+
+// ParamName is how a message names a kick-off parameter: by its name when
+// the specification defines it, never a name the client made up.
+func ParamName(k string) string {
+	if specParams[k] {
+		return k
 	}
-	if len(s) > maxEcho {
-		return `"` + s[:maxEcho] + `..."`
-	}
-	return `"` + s + `"`
+	return "(a name the Bulk Data specification does not define)"
 }

@@ -83,6 +83,24 @@ type Config struct {
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
 	Limits Limits
+
+	// --- Edges (issue #22: HTTPS, CORS, key and header limits) ---
+
+	// TLSCert and TLSKey are PEM files: with both set, serve speaks
+	// HTTPS (TLS 1.2+, HTTP/2, HSTS) instead of HTTP.
+	TLSCert, TLSKey string
+	// TLSSelfSigned generates (once, in DataDir) and serves a self-signed
+	// certificate: for development only.
+	TLSSelfSigned bool
+	// CORSOrigins are the exact origins (scheme://host[:port]) whose
+	// browser pages may call Ward; empty: no CORS headers at all.
+	CORSOrigins []string
+	// AllowInsecureKeyFile lets Ward start with a key file that group or
+	// others may read. Dangerous.
+	AllowInsecureKeyFile bool
+	// MaxHeaderBytes bounds a request's header block (names and values);
+	// beyond it the answer is a 431 OperationOutcome.
+	MaxHeaderBytes int
 }
 
 // Limits bound the work of one request.
@@ -151,6 +169,7 @@ func Default() Config {
 			SearchValues:   100,
 			RequestTimeout: 60 * time.Second,
 		},
+		MaxHeaderBytes: 64 << 10,
 	}
 }
 
@@ -427,6 +446,97 @@ func intSetting(env, flag, doc string, lo, hi int, field func(*Config) *int) set
 		}}
 }
 
+// --- Edges (issue #22: HTTPS, CORS, key and header limits) ---
+
+// edgeSettings are the settings of the HTTP edge and of the files Ward
+// keeps; they join settings in init.
+var edgeSettings = []setting{
+	{"WARD_TLS_CERT", "tls-cert", "PEM certificate (chain) file: with WARD_TLS_KEY, serve HTTPS (TLS 1.2+, HTTP/2, Strict-Transport-Security) instead of HTTP", false,
+		func(c *Config) string { return c.TLSCert }, func(c *Config, v string) error { c.TLSCert = v; return nil }},
+	{"WARD_TLS_KEY", "tls-key", "PEM private key file of WARD_TLS_CERT (readable by its owner only)", false,
+		func(c *Config) string { return c.TLSKey }, func(c *Config, v string) error { c.TLSKey = v; return nil }},
+	{"WARD_TLS_SELF_SIGNED", "tls-self-signed", "DEVELOPMENT ONLY: serve HTTPS with a self-signed certificate generated once into the data directory (tls-cert.pem, tls-key.pem) for localhost, 127.0.0.1, ::1 and the host of WARD_BASE_URL", false,
+		func(c *Config) string { return strconv.FormatBool(c.TLSSelfSigned) }, func(c *Config, v string) error { return parseBool(v, &c.TLSSelfSigned) }},
+	{"WARD_CORS_ORIGINS", "cors-origins", "comma-separated exact origins (https://app.example.org, http://localhost:3000) whose browser apps may call /fhir, /oauth2/token, /oauth2/revoke, /oauth2/introspect and /.well-known; empty: no CORS headers", false,
+		func(c *Config) string { return strings.Join(c.CORSOrigins, ",") }, func(c *Config, v string) error {
+			var out []string
+			for _, f := range strings.Split(v, ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				o, err := parseOrigin(f)
+				if err != nil {
+					return err
+				}
+				out = append(out, o)
+			}
+			c.CORSOrigins = out
+			return nil
+		}},
+	{"WARD_ALLOW_INSECURE_KEY_FILE", "allow-insecure-key-file", "DANGEROUS: start even when the key file (WARD_KEY_FILE or the generated one) or the data directory may be read by group or others", false,
+		func(c *Config) string { return strconv.FormatBool(c.AllowInsecureKeyFile) }, func(c *Config, v string) error { return parseBool(v, &c.AllowInsecureKeyFile) }},
+	{"WARD_MAX_HEADER_BYTES", "max-header-bytes", "largest accepted request header block in bytes (names and values); larger is a 431 OperationOutcome", false,
+		func(c *Config) string { return strconv.Itoa(c.MaxHeaderBytes) }, func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 4096 || n > 1<<20 {
+				return errors.New("must be an integer between 4096 and 1048576")
+			}
+			c.MaxHeaderBytes = n
+			return nil
+		}},
+}
+
+// boolFlags are the settings given as bare flags (--tls-self-signed).
+var boolFlags = map[string]bool{"tls-self-signed": true, "allow-insecure-key-file": true}
+
+func init() { settings = append(settings, edgeSettings...) }
+
+func parseBool(v string, dst *bool) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("must be true or false")
+	}
+	*dst = b
+	return nil
+}
+
+// parseOrigin accepts a browser origin as browsers send it: scheme, host
+// and a port only when it is not the scheme's default; nothing else.
+func parseOrigin(s string) (string, error) {
+	bad := errors.New("each origin must be http(s)://host[:port] exactly as a browser sends it (no path, no trailing slash, no wildcard, lower case)")
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.ContainsAny(s, "*?#") {
+		return "", bad
+	}
+	if strings.ToLower(s) != s || u.Scheme+"://"+u.Host != s {
+		return "", bad
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			return "", bad
+		}
+	}
+	return s, nil
+}
+
+// CheckTLS reports a contradictory TLS setting: a certificate without its
+// key (or the reverse), or a certificate together with the self-signed
+// mode.
+func (c Config) CheckTLS() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("WARD_TLS_CERT and WARD_TLS_KEY (--tls-cert, --tls-key) must be set together")
+	}
+	if c.TLSSelfSigned && c.TLSCert != "" {
+		return errors.New("WARD_TLS_SELF_SIGNED (--tls-self-signed) and WARD_TLS_CERT/WARD_TLS_KEY exclude each other")
+	}
+	return nil
+}
+
+// TLS says serve speaks HTTPS.
+func (c Config) TLS() bool { return c.TLSCert != "" || c.TLSSelfSigned }
+
 // maxRate matches ratelimit.MaxRate (config imports nothing of Ward).
 const maxRate = 1e6
 
@@ -492,7 +602,9 @@ func (c *Config) Flags(fs *flag.FlagSet, names ...string) {
 			continue
 		}
 		for _, n := range names {
-			if n == s.flag {
+			if n == s.flag && boolFlags[s.flag] {
+				fs.BoolFunc(s.flag, s.doc+" ("+s.env+")", func(v string) error { return s.set(c, v) })
+			} else if n == s.flag {
 				fs.Func(s.flag, s.doc+" ("+s.env+")", func(v string) error { return s.set(c, v) })
 			}
 		}

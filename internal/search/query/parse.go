@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/search/params"
@@ -22,7 +21,6 @@ const (
 	maxHasDepth = 4
 	maxKeyLen   = 200
 	maxValueLen = 2000
-	maxEcho     = 40 // longest piece of input quoted back in a message
 
 	defaultCount = 20
 	maxCount     = 1000
@@ -41,7 +39,7 @@ var unsupported = map[string]bool{
 // allowed).
 func Parse(rt string, q url.Values, o Options) (*Query, error) {
 	if rt != "" && !fhir.IsResourceType(rt) {
-		return nil, &Error{Param: "_type", Msg: quote(rt) + " is not an R4 resource type"}
+		return nil, &Error{Param: "_type", Msg: "the resource type is not an R4 resource type"}
 	}
 	p := &parser{rt: rt, opt: o, q: &Query{Type: rt}, self: make(map[string][]string)}
 	if err := p.parse(q); err != nil {
@@ -69,7 +67,7 @@ func (p *parser) parse(q url.Values) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if len(k) > maxKeyLen {
-			return &Error{Param: truncate(k), Msg: "parameter name longer than " + strconv.Itoa(maxKeyLen) + " characters"}
+			return &Error{Param: k, Msg: "a parameter name is longer than " + strconv.Itoa(maxKeyLen) + " characters"}
 		}
 		for _, v := range q[k] {
 			if len(v) > maxValueLen {
@@ -209,7 +207,7 @@ func (p *parser) clause(k string, c *Clause, vs []string) error {
 			ok = ok && s(h.Ref, "")
 		}
 		if !ok {
-			return p.skip(k, "search parameter "+k+" is not supported")
+			return p.skip(k, "this search parameter (or a parameter of its chain) is not supported")
 		}
 	}
 	for _, v := range vs {
@@ -217,7 +215,7 @@ func (p *parser) clause(k string, c *Clause, vs []string) error {
 		cl.Chain = slices.Clone(c.Chain)
 		if c.Modifier == "missing" {
 			if v != "true" && v != "false" {
-				return &Error{Param: k, Msg: ":missing takes true or false, not " + quote(v)}
+				return &Error{Param: k, Msg: ":missing takes true or false"}
 			}
 			b := v == "true"
 			cl.Missing = &b
@@ -300,19 +298,19 @@ func (p *parser) resolveChain(k string) (c *Clause, skip string, err *Error) {
 	code, mod, _ := strings.Cut(segs[0], ":")
 	defs := p.lookupScope(code)
 	if defs == nil {
-		return nil, "unknown search parameter " + truncate(code) + " for " + p.scopeName(), nil
+		return nil, "unknown search parameter for " + p.scopeName(), nil
 	}
 	c = &Clause{}
 	for i := 0; i < len(segs)-1; i++ {
 		for _, d := range defs {
 			if d.Type != "reference" {
-				return nil, "", &Error{Param: k, Msg: truncate(code) + " is not a reference parameter, so it cannot be chained"}
+				return nil, "", &Error{Param: k, Msg: code + " is not a reference parameter, so it cannot be chained"}
 			}
 		}
 		targets := unionTargets(defs)
 		if mod != "" {
 			if !fhir.IsResourceType(mod) || !slices.Contains(targets, mod) {
-				return nil, "", &Error{Param: k, Msg: truncate(code) + " cannot refer to " + quote(mod)}
+				return nil, "", &Error{Param: k, Msg: code + " cannot refer to the type after ':' (not an R4 resource type among its targets: " + strings.Join(targets, ", ") + ")"}
 			}
 			targets = []string{mod}
 		}
@@ -331,14 +329,14 @@ func (p *parser) resolveChain(k string) (c *Clause, skip string, err *Error) {
 		hop := Hop{Param: defs[0]}
 		switch {
 		case len(hits) == 0:
-			return nil, "", &Error{Param: k, Msg: quote(next) + " is not a search parameter of " + describeTargets(targets)}
+			return nil, "", &Error{Param: k, Msg: "a name in the chain is not a search parameter of " + describeTargets(targets)}
 		case len(targets) == 1 || len(hits) == 1:
 			hop.Type = hits[0]
 			hitDefs = hitDefs[:1]
 		case len(hits) == len(targets) && sameType(hitDefs):
 			// Every possible target has it, so the type need not be known.
 		default:
-			return nil, "", &Error{Param: k, Msg: truncate(code) + " may refer to several types: specify the type with :Type"}
+			return nil, "", &Error{Param: k, Msg: code + " may refer to several types: specify the type with :Type"}
 		}
 		c.Chain = append(c.Chain, hop)
 		defs, code, mod = hitDefs, next, nextMod
@@ -396,11 +394,11 @@ func (p *parser) resolveHas(k string) (*Clause, string, *Error) {
 		}
 		t, refCode := parts[0], parts[1]
 		if !fhir.IsResourceType(t) {
-			return nil, "", &Error{Param: k, Msg: quote(t) + " is not an R4 resource type"}
+			return nil, "", &Error{Param: k, Msg: "the type in _has is not an R4 resource type"}
 		}
 		ref, ok := params.Lookup(t, refCode)
 		if !ok || ref.Type != "reference" {
-			return nil, "", &Error{Param: k, Msg: quote(refCode) + " is not a reference parameter of " + t}
+			return nil, "", &Error{Param: k, Msg: "the reference parameter in _has is not a reference parameter of " + t}
 		}
 		if len(ref.Target) > 0 && !slices.Contains(ref.Target, cur) {
 			return nil, "", &Error{Param: k, Msg: t + "." + refCode + " cannot refer to " + cur}
@@ -419,7 +417,7 @@ func (p *parser) resolveHas(k string) (*Clause, string, *Error) {
 	code, mod, _ := strings.Cut(rest, ":")
 	pr, ok := params.Lookup(cur, code)
 	if !ok {
-		return nil, "", &Error{Param: k, Msg: quote(code) + " is not a search parameter of " + cur}
+		return nil, "", &Error{Param: k, Msg: "the parameter at the end of _has is not a search parameter of " + cur}
 	}
 	return &Clause{Param: pr, Modifier: mod, Has: head}, "", nil
 }
@@ -451,7 +449,7 @@ func checkModifier(pr *params.Param, mod string) (bad string, unsupported bool) 
 		ok = mod == "below" || mod == "above"
 	}
 	if !ok {
-		return "modifier :" + truncate(mod) + " is not valid for " + pr.Code + " (a " + pr.Type + " parameter)", false
+		return "the modifier is not valid for " + pr.Code + " (a " + pr.Type + " parameter)", false
 	}
 	return "", false
 }
@@ -475,7 +473,7 @@ func (p *parser) types(vs []string) error {
 	}
 	for _, t := range names {
 		if !fhir.IsResourceType(t) {
-			return &Error{Param: "_type", Msg: quote(t) + " is not an R4 resource type"}
+			return &Error{Param: "_type", Msg: "a value is not an R4 resource type"}
 		}
 		if !slices.Contains(p.q.Types, t) {
 			p.q.Types = append(p.q.Types, t)
@@ -507,7 +505,7 @@ func (p *parser) result(k, v string) error {
 	case "_count":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || strings.HasPrefix(v, "+") {
-			return bad("expected a non-negative integer, not " + quote(v))
+			return bad("expected a non-negative integer")
 		}
 		p.q.Count, p.countSeen = min(n, p.maxCount()), true
 		return nil // Self always carries _count; parse adds it.
@@ -519,14 +517,14 @@ func (p *parser) result(k, v string) error {
 		case "none", "estimate", "accurate":
 			p.q.Total = v
 		default:
-			return bad("expected none, estimate or accurate, not " + quote(v))
+			return bad("expected none, estimate or accurate")
 		}
 	case "_summary":
 		switch v {
 		case "true", "false", "text", "data", "count":
 			p.q.Summary = v
 		default:
-			return bad("expected true, false, text, data or count, not " + quote(v))
+			return bad("expected true, false, text, data or count")
 		}
 	case "_elements":
 		names := strings.Split(v, ",")
@@ -535,7 +533,7 @@ func (p *parser) result(k, v string) error {
 		}
 		for _, n := range names {
 			if !isElementPath(n) {
-				return bad(quote(n) + " is not an element name")
+				return bad("a value is not an element name")
 			}
 		}
 		p.q.Elements = names
@@ -556,7 +554,7 @@ func (p *parser) result(k, v string) error {
 			default:
 				defs := p.lookupScope(sk.Name)
 				if defs == nil {
-					return bad("unknown search parameter " + quote(sk.Name) + " for " + p.scopeName())
+					return bad("a value is not a search parameter of " + p.scopeName())
 				}
 				switch defs[0].Type {
 				case "string", "date", "number", "quantity", "token", "reference", "uri":
@@ -623,11 +621,11 @@ func (p *parser) parseInclude(forward, iterate bool, v string) (Include, string)
 	}
 	parts := strings.Split(v, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return inc, "expected Source:parameter or Source:parameter:Target, not " + quote(v)
+		return inc, "expected Source:parameter or Source:parameter:Target"
 	}
 	inc.Source = parts[0]
 	if !fhir.IsResourceType(inc.Source) {
-		return inc, quote(inc.Source) + " is not an R4 resource type"
+		return inc, "the source type is not an R4 resource type"
 	}
 	if forward && !iterate {
 		switch {
@@ -642,13 +640,13 @@ func (p *parser) parseInclude(forward, iterate bool, v string) (Include, string)
 	}
 	ref, ok := params.Lookup(inc.Source, parts[1])
 	if !ok || ref.Type != "reference" {
-		return inc, quote(parts[1]) + " is not a reference parameter of " + inc.Source
+		return inc, "the parameter is not a reference parameter of " + inc.Source
 	}
 	inc.Param = ref
 	if len(parts) == 3 {
 		inc.Target = parts[2]
 		if !fhir.IsResourceType(inc.Target) || len(ref.Target) > 0 && !slices.Contains(ref.Target, inc.Target) {
-			return inc, inc.Source + "." + ref.Code + " cannot refer to " + quote(inc.Target)
+			return inc, inc.Source + "." + ref.Code + " cannot refer to the target type given"
 		}
 	}
 	return inc, ""
@@ -692,19 +690,4 @@ func escapeTo(b *strings.Builder, s string) {
 			b.WriteByte(hex[c&15])
 		}
 	}
-}
-
-// quote quotes a piece of the request for a message, cut short: values may
-// be long and may carry PHI, so no more is echoed than needed to find it.
-func quote(s string) string { return strconv.Quote(truncate(s)) }
-
-func truncate(s string) string {
-	if len(s) <= maxEcho {
-		return s
-	}
-	i := maxEcho
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
 }

@@ -11,6 +11,10 @@
 package query
 
 import (
+	"strings"
+	"sync"
+
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/search/params"
 	"github.com/wardhealth/ward/internal/search/value"
 )
@@ -166,4 +170,39 @@ type Error struct {
 	Msg   string
 }
 
-func (e *Error) Error() string { return "search parameter " + e.Param + ": " + e.Msg }
+// Error names the parameter only when every part of its name (codes,
+// modifiers, types, separated by ':' and '.') is a name FHIR or Ward
+// defines: a name the client made up may carry what it typed (a patient's
+// name), so it is not echoed. Messages never quote values.
+func (e *Error) Error() string { return "search parameter " + DisplayName(e.Param) + ": " + e.Msg }
+
+// DisplayName returns name when each of its parts is a known search
+// parameter code, modifier, resource type or framework parameter, else
+// "(a name that is not a known search parameter)".
+func DisplayName(name string) string {
+	if name == "" || len(name) > maxKeyLen {
+		return "(a name that is not a known search parameter)"
+	}
+	for part := range strings.FieldsFuncSeq(name, func(r rune) bool { return r == ':' || r == '.' }) {
+		if !knownNames()[part] && !fhir.IsResourceType(part) {
+			return "(a name that is not a known search parameter)"
+		}
+	}
+	return name
+}
+
+var knownNames = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range params.All() {
+		m[p.Code] = true
+	}
+	for _, n := range []string{"_count", "_sort", "_total", "_summary", "_elements", "_cursor", "_include", "_revinclude",
+		"_type", "_has", "_format", "_pretty", "iterate", "recurse",
+		"missing", "exact", "contains", "text", "not", "above", "below", "in", "not-in", "of-type", "identifier", "type"} {
+		m[n] = true
+	}
+	for n := range unsupported {
+		m[n] = true
+	}
+	return m
+})

@@ -71,7 +71,7 @@ func parseValue(pr *params.Param, mod, raw string) (v Value, msg string) {
 			v.Code = unescape(raw)
 			v.ID = v.Code
 			if !isID(v.ID) {
-				return v, quote(v.ID) + " is not a valid id (1-64 of A-Z a-z 0-9 - .)"
+				return v, "a value is not a valid id (1-64 of A-Z a-z 0-9 - .)"
 			}
 		case mod == "of-type":
 			return parseOfType(v)
@@ -103,11 +103,11 @@ func parseOrdered(typ string, v Value) (Value, string) {
 	switch typ {
 	case "date":
 		if v.Date, err = value.ParseDate(rest); err != nil {
-			return v, "bad date " + quote(rest) + ": " + dateWhy(err)
+			return v, "a value is not a valid date: " + dateWhy(err)
 		}
 	case "number":
 		if v.Number, err = value.ParseNumber(rest); err != nil {
-			return v, "bad number " + quote(rest)
+			return v, "a value is not a valid number"
 		}
 	case "quantity":
 		parts := splitEscaped(rest, '|')
@@ -122,7 +122,7 @@ func parseOrdered(typ string, v Value) (Value, string) {
 			return v, "expected number, number|system|code or number||code"
 		}
 		if v.Number, err = value.ParseNumber(parts[0]); err != nil {
-			return v, "bad number " + quote(parts[0])
+			return v, "a value is not a valid number (number, number|system|code or number||code)"
 		}
 	}
 	return v, ""
@@ -210,22 +210,22 @@ func parseReference(pr *params.Param, mod string, v Value) (Value, string) {
 		v.Type, v.ID = mod, segs[0]
 	case 4:
 		if segs[2] != "_history" || !isID(segs[3]) {
-			return v, "expected Type/id, id, Type/id/_history/version or an absolute URL, not " + quote(s)
+			return v, "a value is not a reference: expected Type/id, id, Type/id/_history/version or an absolute URL"
 		}
 		fallthrough
 	case 2:
 		v.Type, v.ID = segs[0], segs[1]
 		if !fhir.IsResourceType(v.Type) {
-			return v, quote(v.Type) + " is not an R4 resource type"
+			return v, "the type of a reference value is not an R4 resource type"
 		}
 		if !allowed(v.Type) || mod != "" && v.Type != mod {
 			return v, pr.Code + " cannot refer to " + v.Type
 		}
 	default:
-		return v, "expected Type/id, id, Type/id/_history/version or an absolute URL, not " + quote(s)
+		return v, "a value is not a reference: expected Type/id, id, Type/id/_history/version or an absolute URL"
 	}
 	if !isID(v.ID) {
-		return v, quote(v.ID) + " is not a valid id (1-64 of A-Z a-z 0-9 - .)"
+		return v, "the id of a reference value is not a valid id (1-64 of A-Z a-z 0-9 - .)"
 	}
 	return v, ""
 }

@@ -220,7 +220,7 @@ func SplitPrefix(s string) (Prefix, string, error) {
 		case EQ, NE, GT, LT, GE, LE, SA, EB, AP:
 			return p, s[2:], nil
 		default:
-			return "", "", fmt.Errorf("unknown prefix %q (use eq, ne, gt, lt, ge, le, sa, eb or ap)", s[:2])
+			return "", "", errors.New("a value starts with two letters that are not a prefix (use eq, ne, gt, lt, ge, le, sa, eb or ap)")
 		}
 	}
 	return EQ, s, nil
@@ -254,11 +254,11 @@ func ParseNumber(s string) (Number, error) {
 	}
 	body := strings.TrimLeft(mant, "+-")
 	if body == "" || strings.Count(body, ".") > 1 || strings.Trim(body, "0123456789.") != "" || body == "." {
-		return Number{}, fmt.Errorf("%w: %q", ErrNumber, s)
+		return Number{}, ErrNumber
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-		return Number{}, fmt.Errorf("%w: %q", ErrNumber, s)
+		return Number{}, ErrNumber
 	}
 	decimals := 0
 	if i := strings.IndexByte(body, '.'); i >= 0 {

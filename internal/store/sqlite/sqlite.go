@@ -8,9 +8,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 
 	"github.com/pressly/goose/v3"
@@ -57,6 +59,14 @@ func dsn(path string, readOnly bool) string {
 // Open opens (creating if needed) the database at path and applies the
 // embedded migrations.
 func Open(ctx context.Context, path string, o sqlstore.Options) (*sqlstore.DB, error) {
+	// SQLite creates the -wal and -shm files with the database file's
+	// mode: a new database is created here, owner-only, before SQLite
+	// would create it with the umask's 0644.
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create sqlite %s: %w", path, err)
+	}
 	w, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
