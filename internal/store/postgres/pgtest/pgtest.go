@@ -32,10 +32,14 @@ import (
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // TestPool is postgres.Pool in every test binary that imports pgtest. A
-// store holds at most 2+4 connections (the read pool stays above one so
-// that reads that overlap, as the server's do, are still tested), and a
-// connection refused for want of a slot is retried for a minute.
-var TestPool = postgres.PoolOptions{Write: 2, Read: 4, ConnectWait: time.Minute}
+// store holds at most 1+4 connections, and a connection refused for want
+// of a slot is tried again for a minute. One write connection, as on
+// SQLite: the writer, the statistics refresh and export bookkeeping take
+// turns on it, and the one Open dialled serves the whole test, so a
+// request never waits for the server to free a slot for the writer. The
+// read pool stays above one so that reads that overlap, as the server's
+// do, are still tested.
+var TestPool = postgres.PoolOptions{Write: 1, Read: 4, ConnectWait: time.Minute}
 
 func init() { postgres.Pool = TestPool }
 
