@@ -5,7 +5,10 @@
 #
 # Each connection is a psql session running SELECT pg_sleep(SECONDS), named
 # ward_pgbusy in pg_stat_activity. They end by themselves after SECONDS,
-# and at once when this script exits (Ctrl-C, kill, or the end of SECONDS).
+# and within a second when this script exits (Ctrl-C, kill, or the end of
+# SECONDS): the sessions check every second that their client is still
+# there (client_connection_check_interval, PostgreSQL 14+), which matters
+# because a full server has no slot left to terminate them from.
 #
 # Usage: scripts/pgbusy.sh [N] [SECONDS]   (defaults: 88 connections, 900 s)
 #   PGBUSY_URL  server to hold (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
@@ -20,20 +23,21 @@ pids=()
 stop() {
   trap - EXIT INT TERM
   [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
-  # A session whose client went away ends its pg_sleep too; end them at once.
+  # The sessions notice their client is gone within a second; when the
+  # server has a slot, end them at once (and any left by an older run).
   psql "$url" -qAtc "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'ward_pgbusy' AND pid <> pg_backend_pid()" >/dev/null 2>&1 || true
   wait 2>/dev/null || true
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-export PGAPPNAME=ward_pgbusy
+export PGAPPNAME=ward_pgbusy PGOPTIONS="-c client_connection_check_interval=1000"
 for _ in $(seq 1 "$n"); do
   psql "$url" -qAtc "SELECT pg_sleep($secs)" >/dev/null 2>&1 &
   pids+=($!)
 done
 
-held() { PGAPPNAME=ward_pgbusy_count psql "$url" -qAtc "SELECT count(*) FILTER (WHERE application_name = 'ward_pgbusy'), current_setting('max_connections') FROM pg_stat_activity"; }
+held() { PGAPPNAME=ward_pgbusy_count PGOPTIONS= psql "$url" -qAtc "SELECT count(*) FILTER (WHERE application_name = 'ward_pgbusy'), current_setting('max_connections') FROM pg_stat_activity"; }
 for _ in $(seq 1 300); do
   IFS='|' read -r have max < <(held) || true
   [ "${have:-0}" -ge "$n" ] && break
