@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -26,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
 )
 
 // exportManifest is the Bulk Data manifest as a client reads it.
@@ -213,11 +213,7 @@ func assertNoPlaintextExport(t *testing.T, w *apptest.Ward, planted string) {
 		}
 		return
 	}
-	db, err := sql.Open("pgx", w.Config.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := pgtest.DB(t, w.Config.DatabaseURL, 1)
 	rows, err := db.Query(`SELECT body FROM export_chunks`)
 	if err != nil {
 		t.Fatal(err)

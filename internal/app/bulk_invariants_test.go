@@ -3,9 +3,7 @@ package app_test
 import (
 	"bytes"
 	"encoding/json"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
 )
 
 // exportAll runs a Patient export as the physician and returns the file
@@ -69,15 +68,8 @@ func TestBulkExportNoPHIAtRest(t *testing.T) {
 					}
 				}
 			} else {
-				u, _ := url.Parse(w.Config.DatabaseURL)
-				schema := u.Query().Get("search_path")
-				q := u.Query()
-				q.Del("search_path")
-				u.RawQuery = q.Encode()
-				out, err := exec.Command("pg_dump", "--data-only", "--schema="+schema, u.String()).CombinedOutput()
-				if err != nil {
-					t.Fatalf("pg_dump: %v: %s", err, out)
-				}
+				schema := pgtest.Schema(t, w.Config.DatabaseURL)
+				out := pgtest.Dump(t, w.Config.DatabaseURL)
 				if !bytes.Contains(out, []byte("COPY "+schema+".export_chunks")) {
 					t.Fatalf("dump lacks the export chunks: %.300s", out)
 				}

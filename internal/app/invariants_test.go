@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,21 +117,8 @@ func TestNoPlaintextPHIAtRestSQLite(t *testing.T) {
 func TestNoPlaintextPHIAtRestPostgres(t *testing.T) {
 	w := apptest.Start(t, apptest.Postgres)
 	exercise(t, w)
-	u, err := url.Parse(w.Config.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := u.Query().Get("search_path")
-	q := u.Query()
-	q.Del("search_path")
-	u.RawQuery = q.Encode()
-	if _, err := exec.LookPath("pg_dump"); err != nil {
-		t.Fatalf("pg_dump is needed for this test: %v", err)
-	}
-	out, err := exec.Command("pg_dump", "--data-only", "--schema="+schema, u.String()).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pg_dump: %v: %s", err, out)
-	}
+	schema := pgtest.Schema(t, w.Config.DatabaseURL)
+	out := pgtest.Dump(t, w.Config.DatabaseURL)
 	if !bytes.Contains(out, []byte("COPY "+schema+".resource_versions")) {
 		t.Fatalf("dump does not contain the resource table: %.500s", out)
 	}
@@ -167,7 +153,7 @@ func breakLedger(t *testing.T, w *apptest.Ward) (restore func()) {
 	var err error
 	var create, drop string
 	if w.Backend == apptest.Postgres {
-		db, err = sql.Open("pgx", w.Config.DatabaseURL)
+		db = pgtest.DB(t, w.Config.DatabaseURL, 1)
 		create = `CREATE FUNCTION ward_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'ledger unavailable'; END $$;
 			CREATE TRIGGER ward_test_fail BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION ward_test_fail()`
 		drop = `DROP TRIGGER ward_test_fail ON audit_log; DROP FUNCTION ward_test_fail()`

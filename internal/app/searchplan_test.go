@@ -3,7 +3,6 @@ package app_test
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"github.com/wardhealth/ward/internal/loadgen"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
 )
 
 // loadDataset generates a small copy of the issue #4 search data set and
@@ -87,10 +87,7 @@ func TestBenchmarkedSearchesUseIndexes(t *testing.T) {
 				// autovacuum) keep them on real data: without any, the
 				// planner takes every table for one row and joins in
 				// orders no loaded database would see.
-				db, err := sql.Open("pgx", w.Config.DatabaseURL)
-				if err != nil {
-					t.Fatal(err)
-				}
+				db := pgtest.DB(t, w.Config.DatabaseURL, 1)
 				if _, err := db.ExecContext(ctx, `ANALYZE`); err != nil {
 					t.Fatal(err)
 				}

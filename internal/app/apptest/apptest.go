@@ -205,9 +205,22 @@ func (w *Ward) Login(t testing.TB, username, password string) string {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || json.Unmarshal(body, &out) != nil || out.AccessToken == "" {
-		t.Fatalf("login %s: %d %s", username, resp.StatusCode, body)
+		t.Fatalf("login %s: %d %s%s", username, resp.StatusCode, body, w.errorLines())
 	}
 	return out.AccessToken
+}
+
+// errorLines are the server's error log lines so far, for a failure
+// message.
+func (w *Ward) errorLines() string {
+	var b strings.Builder
+	for _, l := range strings.Split(w.Log.String(), "\n") {
+		if strings.Contains(l, `"level":"ERROR"`) {
+			b.WriteString("\n\t")
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
 
 // Response is a finished HTTP exchange.

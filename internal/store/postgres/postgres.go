@@ -6,14 +6,18 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -116,8 +120,8 @@ func Rebind(q string) string {
 // Open connects to url, applies the embedded migrations (under an advisory
 // lock, so nodes starting together do not race) and starts the writer.
 //
-// The writer has connections of its own (writeConns), apart from the pool
-// every read draws from (readConns). Every request commits a ledger record
+// The writer has connections of its own (Pool.Write), apart from the pool
+// every read draws from (Pool.Read). Every request commits a ledger record
 // before it answers, so a writer that waited for a pool connection behind
 // slow reads (counts, exports) would stall every request with them.
 func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, error) {
@@ -125,12 +129,9 @@ func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, er
 	if err != nil {
 		return nil, err
 	}
-	w := stdlib.OpenDB(*cfg)
-	w.SetMaxOpenConns(writeConns)
-	w.SetMaxIdleConns(writeConns)
-	r := stdlib.OpenDB(*cfg)
-	r.SetMaxOpenConns(readConns)
-	r.SetMaxIdleConns(readConns)
+	p := Pool
+	w := openDB(cfg, p.Write, p.ConnectWait)
+	r := openDB(cfg, p.Read, p.ConnectWait)
 	closeAll := func() { r.Close(); w.Close() }
 	if err := w.PingContext(ctx); err != nil {
 		closeAll()
@@ -149,13 +150,80 @@ func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, er
 	return s, nil
 }
 
-// Connections per process. The writer's batches take one at a time;
-// the others serve the statistics refresh (sqlstore's maybeAnalyze) and
-// export bookkeeping, which also go through the write pool.
-const (
-	writeConns = 4
-	readConns  = 16
-)
+// PoolOptions size a process's connections to PostgreSQL.
+type PoolOptions struct {
+	// Write is the writer's pool. Its batches take one connection at a
+	// time; the others serve the statistics refresh (sqlstore's
+	// maybeAnalyze) and export bookkeeping, which also go through it.
+	Write int
+	// Read is the pool every read draws from.
+	Read int
+	// ConnectWait is how long opening a connection keeps trying while the
+	// server refuses it for want of a slot (SQLSTATE 53300, too many
+	// clients) or because it is starting up (57P03), bounded also by the
+	// caller's context: a node started with its database, or beside a
+	// burst of other clients, waits for a slot instead of failing.
+	ConnectWait time.Duration
+}
+
+// Pool sizes every store Open opens afterwards: a store holds at most
+// Write+Read connections. Test binaries make it small (pgtest does, for
+// every package that imports it), so that a whole test run fits beside
+// the server's other clients.
+var Pool = PoolOptions{Write: 4, Read: 16, ConnectWait: 10 * time.Second}
+
+// OpenDB opens a pool of at most n connections to url with Ward's session
+// settings, whose new connections wait for a server slot as a store's do
+// (PoolOptions.ConnectWait): for tests and tools that look at a store's
+// tables beside it.
+func OpenDB(url string, n int) (*sql.DB, error) {
+	cfg, err := connConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return openDB(cfg, n, Pool.ConnectWait), nil
+}
+
+func openDB(cfg *pgx.ConnConfig, n int, wait time.Duration) *sql.DB {
+	db := sql.OpenDB(waitingConnector{stdlib.GetConnector(*cfg), wait})
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	return db
+}
+
+// waitingConnector retries, with backoff and for up to wait, a connection
+// the server refused for want of a slot or while starting up (Busy).
+type waitingConnector struct {
+	driver.Connector
+	wait time.Duration
+}
+
+func (c waitingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	deadline := time.Now().Add(c.wait)
+	backoff := 20 * time.Millisecond
+	for {
+		conn, err := c.Connector.Connect(ctx)
+		if err == nil || !Busy(err) || time.Now().Add(backoff).After(deadline) {
+			return conn, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Busy reports whether err is the server refusing a connection that a
+// later attempt may get: too many clients (SQLSTATE 53300) or the
+// database starting up (57P03).
+func Busy(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "53300" || pe.Code == "57P03")
+}
 
 // connConfig is the pgx configuration of url, with Ward's session settings.
 //

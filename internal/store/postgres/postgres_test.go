@@ -44,12 +44,7 @@ func storeAndSQL(t *testing.T) (string, *sqlstore.DB, *sql.DB) {
 	t.Helper()
 	u := pgtest.URL(t)
 	st := open(t, u)
-	db, err := sql.Open("pgx", u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return u, st, db
+	return u, st, pgtest.DB(t, u, 2)
 }
 
 // twoNodes opens two stores (two Ward processes) on one fresh database.
@@ -169,11 +164,7 @@ func TestStatisticsFollowBulkLoads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err := sql.Open("pgx", u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := pgtest.DB(t, u, 2)
 	var analyzed bool
 	for range 100 {
 		if err := db.QueryRowContext(ctx, `SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'resources' AND schemaname = current_schema()`).Scan(&analyzed); err != nil {
@@ -294,47 +285,74 @@ func TestBodiesStayInline(t *testing.T) {
 // TestLedgerCommitsWhileReadsHoldEveryConnection: slow reads that hold
 // every read connection (and queue for more) do not hold up the ledger,
 // on which every request waits before it answers.
+//
+// The reads block on an advisory lock the test holds until the ledger
+// record has committed, so the record commits while every read
+// connection is busy or it never does: no wall-clock bound, however
+// loaded the machine or the server.
 func TestLedgerCommitsWhileReadsHoldEveryConnection(t *testing.T) {
 	ctx := context.Background()
 	u := pgtest.URL(t)
 	st := open(t, u)
-	const slow = 3 * time.Second
-	const readers = 24 // more than the read pool holds
+	mon := pgtest.DB(t, u, 2)
+	gate, err := mon.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	key := rand.Int64()
+	if _, err := gate.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			if _, err := gate.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer release()
+	pool := postgres.Pool.Read
+	readers := pool + 8 // more than the read pool holds
 	errs := make(chan error, readers)
 	for range readers {
 		go func() {
 			_, err := st.Search(ctx, store.SearchQuery{Tenant: "a", Types: []string{"Patient"}, Limit: 1,
-				Where: []string{fmt.Sprintf("(SELECT pg_sleep(%g)) IS NOT NULL", slow.Seconds())}})
+				Where: []string{fmt.Sprintf("(SELECT pg_advisory_xact_lock_shared(%d)) IS NOT NULL", key)}})
 			errs <- err
 		}()
 	}
-	mon, err := sql.Open("pgx", u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	deadline := time.Now().Add(slow / 2)
-	for {
+	// Every read connection is waiting on the lock (the sessions of this
+	// test's schema only, whatever else runs on the server).
+	waiting := func() int {
 		var n int
-		if err := mon.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+		if err := mon.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock_shared%'`,
+			pgtest.Schema(t, u)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n >= 16 {
-			break
-		}
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for n := waiting(); n < pool; n = waiting() {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d slow reads running", n)
+			t.Fatalf("after a minute only %d of the %d read connections hold a slow read", n, pool)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	start := time.Now()
+	// Generous: on a stalled writer this fails, on a slow machine it waits.
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	r := &audit.Record{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "physician", Action: "read", ResourceType: "Patient", Entities: []string{"Patient/p1"}}
-	if err := st.Commit(ctx, &store.Unit{Audit: []*audit.Record{r}}); err != nil {
-		t.Fatal(err)
+	if err := st.Commit(cctx, &store.Unit{Audit: []*audit.Record{r}}); err != nil {
+		t.Fatalf("the ledger record did not commit while the reads held every read connection: %v", err)
 	}
-	if d := time.Since(start); d > slow/3 {
-		t.Errorf("the ledger record took %v to commit behind the slow reads", d)
+	if n := waiting(); n < pool {
+		t.Fatalf("%d read connections waiting when the record committed, want %d: the reads were not holding them all", n, pool)
 	}
+	release()
 	for range readers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
