@@ -5,52 +5,31 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/facts"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/search"
-	"github.com/wardhealth/ward/internal/search/params"
-	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Bounds of fact loading. A clinician's care set larger than maxCareSet
-// is cut (which only narrows what they see); consents are read in chunks.
-const (
-	maxCareSet       = 10000
-	maxConsents      = 1000
-	consentChunk     = 100
-	defaultEncWindow = 90 * 24 * time.Hour
-)
-
-// access holds the facts loaded for one Repo (one request), so that a
-// search or transaction loads each at most once.
-type access struct {
-	orgs    []string
-	orgsOK  bool
-	careSet []string
-	careOK  bool
-	// created are the patients created earlier in this transaction: the
-	// subject is registering them, they have no record to protect yet.
-	created []string
-	// pre is what prefetch learnt, until this Repo writes.
-	pre *prefetched
-}
+// defaultEncWindow is how far back an Encounter makes a care relationship
+// unless configured.
+const defaultEncWindow = 90 * 24 * time.Hour
 
 // targetOf describes one resource version for the decision: its type and
 // id, the patients whose compartment it is in, its security labels and
 // categories.
 func targetOf(tenant, typ, id string, doc map[string]any) authz.Target {
 	t := authz.Target{Tenant: tenant, Type: typ, ID: id, Instance: true}
-	t.Patients = patientsOf(typ, id, doc)
+	t.Patients = facts.PatientsOf(typ, id, doc)
 	if meta, ok := doc["meta"].(map[string]any); ok {
 		if sec, ok := meta["security"].([]any); ok {
 			for _, c := range sec {
@@ -63,31 +42,6 @@ func targetOf(tenant, typ, id string, doc map[string]any) authz.Target {
 	}
 	t.Categories = conceptCodes(doc["category"])
 	return t
-}
-
-// patientsOf returns the ids of the patients whose compartment the
-// resource is in, by the official compartment definition's parameters.
-func patientsOf(typ, id string, doc map[string]any) []string {
-	if typ == "Patient" {
-		return []string{id}
-	}
-	var out []string
-	for _, code := range compartment.PatientParams(typ) {
-		p, ok := params.Lookup(typ, code)
-		if !ok {
-			continue
-		}
-		refs, err := search.References(doc, p)
-		if err != nil {
-			continue
-		}
-		for _, rf := range refs {
-			if rf.Type == "Patient" && !slices.Contains(out, rf.ID) {
-				out = append(out, rf.ID)
-			}
-		}
-	}
-	return out
 }
 
 func conceptCodes(v any) []string {
@@ -112,6 +66,12 @@ func conceptCodes(v any) []string {
 	return out
 }
 
+// decideType is the type-level decision of a on typ: whether the caller's
+// role and scopes allow a on typ at all, before any resource is loaded.
+func (r *Repo) decideType(a authz.Action, typ string) authz.Decision {
+	return authz.Decide(r.subj, a, authz.Target{Tenant: r.subj.Tenant, Type: typ}, authz.Facts{AdminPHI: !r.s.noAdminPHI})
+}
+
 func (r *Repo) clinician() bool {
 	return r.subj.Role == authz.RolePhysician || r.subj.Role == authz.RoleNurse
 }
@@ -123,51 +83,11 @@ func (r *Repo) hidesExistence(typ string) bool {
 	return (r.clinician() || r.subj.Role == authz.RoleUser) && (typ == "" || compartment.InPatientCompartment(typ))
 }
 
-// facts loads what Decide needs about t: the subject's care relationship
-// with t's patients, their organizations, and the patients' consents.
-func (r *Repo) facts(ctx context.Context, t authz.Target) (authz.Facts, error) {
-	f := authz.Facts{Now: r.s.now().UTC(), AdminPHI: !r.s.noAdminPHI}
-	if !compartment.InPatientCompartment(t.Type) || len(t.Patients) == 0 {
-		return f, nil
-	}
-	if r.clinician() && r.subj.Practitioner != "" {
-		orgs, err := r.organizations(ctx)
-		if err != nil {
-			return f, err
-		}
-		f.Organizations = orgs
-		if len(t.Patients) == 1 && r.subj.Role != authz.RoleUser && !r.acc.careOK && !slices.Contains(r.acc.created, t.Patients[0]) {
-			if err := r.prefetch(ctx, t.Patients[0]); err != nil {
-				return f, err
-			}
-		}
-		for _, p := range t.Patients {
-			ok := slices.Contains(r.acc.created, p)
-			if !ok {
-				if ok, err = r.related(ctx, p); err != nil {
-					return f, err
-				}
-			}
-			if ok {
-				f.CareOf = append(f.CareOf, p)
-			}
-		}
-	}
-	if r.subj.Role != authz.RoleUser {
-		cs, err := r.consents(ctx, t.Patients)
-		if err != nil {
-			return f, err
-		}
-		f.Consents = cs
-	}
-	return f, nil
-}
-
 // decideOn decides a on one resource and audits a refusal. On success it
 // marks rec with the purpose of use and, for a break-the-glass override,
 // as an emergency with the reason code (never the free text).
 func (r *Repo) decideOn(ctx context.Context, a authz.Action, rec *audit.Record, t authz.Target) error {
-	f, err := r.facts(ctx, t)
+	f, err := r.facts.Load(ctx, t)
 	if err != nil {
 		return err
 	}
@@ -229,400 +149,6 @@ func (r *Repo) breakGlassCode(ctx context.Context) string {
 	return "text-" + hex.EncodeToString(sum[:8])
 }
 
-// factQuery plans a search the access layer runs for itself (never
-// disclosed, never audited as a disclosure).
-func (r *Repo) factQuery(ctx context.Context, typ string, q url.Values, limit int) (*store.SearchQuery, error) {
-	pq, err := query.Parse(typ, q, query.Options{DefaultCount: limit, MaxCount: limit})
-	if err != nil {
-		return nil, fmt.Errorf("access facts: %w", err)
-	}
-	k, err := r.s.keyer(ctx, r.subj.Tenant)
-	if err != nil {
-		return nil, err
-	}
-	sq, err := search.Plan(pq, r.subj.Tenant, k, r.s.search)
-	if err != nil {
-		return nil, fmt.Errorf("access facts: %w", err)
-	}
-	sq.Types = []string{typ}
-	sq.Limit = limit
-	return sq, nil
-}
-
-func (r *Repo) factDocs(ctx context.Context, typ string, q url.Values, limit int) ([]store.Version, error) {
-	sq, err := r.factQuery(ctx, typ, q, limit)
-	if err != nil {
-		return nil, err
-	}
-	return r.factSearch(ctx, sq)
-}
-
-func (r *Repo) factSearch(ctx context.Context, sq *store.SearchQuery) ([]store.Version, error) {
-	hits, err := r.s.st.Search(ctx, *sq)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
-	}
-	out := make([]store.Version, len(hits))
-	for i := range hits {
-		out[i] = hits[i].Version
-	}
-	return out, nil
-}
-
-func (r *Repo) parsed(v *store.Version) (map[string]any, error) {
-	plain, err := r.open(v)
-	if err != nil {
-		return nil, err
-	}
-	res, err := fhir.Parse(plain)
-	if err != nil {
-		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
-	}
-	return res.Doc, nil
-}
-
-// actorRefs are the references that name the subject as a member of care:
-// its Practitioner and its organizations.
-func (r *Repo) actorRefs(ctx context.Context) ([]string, error) {
-	orgs, err := r.organizations(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := []string{"Practitioner/" + r.subj.Practitioner}
-	for _, o := range orgs {
-		out = append(out, "Organization/"+o)
-	}
-	return out, nil
-}
-
-// organizations are the organizations of the subject's active
-// PractitionerRoles.
-func (r *Repo) organizations(ctx context.Context) ([]string, error) {
-	if r.acc.orgsOK {
-		return r.acc.orgs, nil
-	}
-	c, now := r.s.facts, r.s.now()
-	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
-	if v, ok := getFact(c, c.orgs, factOrgs, key, now); ok {
-		r.acc.orgs, r.acc.orgsOK = v, true
-		return v, nil
-	}
-	gen := c.stampOf(factOrgs, key)
-	vs, err := r.factDocs(ctx, "PractitionerRole", url.Values{"practitioner": {"Practitioner/" + r.subj.Practitioner}}, 100)
-	if err != nil {
-		return nil, err
-	}
-	var orgs []string
-	p, _ := params.Lookup("PractitionerRole", "organization")
-	for i := range vs {
-		doc, err := r.parsed(&vs[i])
-		if err != nil {
-			return nil, err
-		}
-		if active, ok := doc["active"].(bool); ok && !active {
-			continue
-		}
-		refs, _ := search.References(doc, p)
-		for _, rf := range refs {
-			if rf.Type == "Organization" && !slices.Contains(orgs, rf.ID) {
-				orgs = append(orgs, rf.ID)
-			}
-		}
-	}
-	r.acc.orgs, r.acc.orgsOK = orgs, true
-	putFact(c, c.orgs, key, gen, now, orgs)
-	return orgs, nil
-}
-
-// related reports whether the subject (a linked clinician) has a care
-// relationship with patient p: the Patient names them or their
-// organization as generalPractitioner, an active CareTeam of p includes
-// them, or an Encounter of p within the window lists them as participant.
-func (r *Repo) related(ctx context.Context, p string) (bool, error) {
-	if r.acc.careOK {
-		return slices.Contains(r.acc.careSet, p), nil
-	}
-	if r.acc.pre != nil && r.acc.pre.patient == p {
-		return r.acc.pre.related, nil
-	}
-	c, now := r.s.facts, r.s.now()
-	key := relKey{r.subj.Tenant, r.subj.Practitioner, p}
-	if v, ok := getFact(c, c.related, factRelated, key, now); ok {
-		return v, nil
-	}
-	gen := c.stampOf(factRelated, key)
-	ok, err := r.loadRelated(ctx, p)
-	if err == nil {
-		putFact(c, c.related, key, gen, now, ok)
-	}
-	return ok, err
-}
-
-func (r *Repo) loadRelated(ctx context.Context, p string) (bool, error) {
-	qs, err := r.relationQueries(ctx, p)
-	if err != nil {
-		return false, err
-	}
-	ok, err := r.s.st.Exists(ctx, qs)
-	if err != nil {
-		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
-	}
-	return ok[0], nil
-}
-
-// relationQueries are the three ways a care relationship with p arises,
-// as memoized plans to ask in one statement: a cold decision pays one
-// round trip and no planning. Each is driven by p (p's own row, or the
-// index rows of references to p, a handful) and probes the clinician's
-// part (their generalPractitioner, participant rows), so that its cost
-// does not grow with the clinician's panel.
-func (r *Repo) relationQueries(ctx context.Context, p string) ([]store.SearchQuery, error) {
-	refs, err := r.actorRefs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	actors := strings.Join(refs, ",")
-	x := r.s.factPlans.sentinel
-	type ask struct {
-		memo, typ string
-		pinned    url.Values // the patient's part (and what narrows it)
-		probed    url.Values // the clinician's part
-	}
-	asks := []ask{
-		{"gp\x00" + actors, "Patient", url.Values{"_id": {x}}, url.Values{"general-practitioner": {actors}}},
-		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}}, url.Values{"participant": {actors}}},
-	}
-	if r.s.encWindow >= 0 {
-		from := r.windowStart()
-		asks = append(asks, ask{"encounter\x00" + r.subj.Practitioner + "\x00" + from, "Encounter",
-			url.Values{"patient": {"Patient/" + x}, "date": {"ge" + from}}, url.Values{"participant": {"Practitioner/" + r.subj.Practitioner}}})
-	}
-	qs := make([]store.SearchQuery, len(asks))
-	for i, a := range asks {
-		if qs[i], err = r.patientFactQuery(ctx, a.memo+"\x00pinned", a.typ, a.pinned, 1, p); err != nil {
-			return nil, err
-		}
-		where, args, ok, err := r.probeFactQuery(ctx, a.memo+"\x00probed", a.typ, a.probed)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			// Not the shape expected: the whole question as the planner
-			// would ask it.
-			whole := url.Values{}
-			for k, v := range a.pinned {
-				whole[k] = v
-			}
-			for k, v := range a.probed {
-				whole[k] = v
-			}
-			if qs[i], err = r.patientFactQuery(ctx, a.memo, a.typ, whole, 1, p); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		qs[i].Where = append(slices.Clip(qs[i].Where), where...)
-		qs[i].Args = append(slices.Clip(qs[i].Args), args...)
-	}
-	return qs, nil
-}
-
-// consentQuery is the question of p's active consents, memoized.
-func (r *Repo) consentQuery(ctx context.Context, p string) (store.SearchQuery, error) {
-	return r.patientFactQuery(ctx, "consents", "Consent", url.Values{"patient": {"Patient/" + r.s.factPlans.sentinel}, "status": {"active"}}, maxConsents, p)
-}
-
-// prefetch answers, in one statement, both questions a clinician's cold
-// decision about one patient p asks: is p in their care, and has p any
-// active consent. It caches both answers (a patient without consents
-// needs no second query) and does nothing when either is cached already.
-func (r *Repo) prefetch(ctx context.Context, p string) error {
-	c, now := r.s.facts, r.s.now()
-	rk, ck := relKey{r.subj.Tenant, r.subj.Practitioner, p}, relKey{r.subj.Tenant, "", p}
-	if _, ok := getFact(c, c.related, factRelated, rk, now); ok {
-		return nil
-	}
-	if _, ok := getFact(c, c.consents, factConsents, ck, now); ok {
-		return nil
-	}
-	rs, cs := c.stampOf(factRelated, rk), c.stampOf(factConsents, ck)
-	rel, err := r.relationQueries(ctx, p)
-	if err != nil {
-		return err
-	}
-	cq, err := r.consentQuery(ctx, p)
-	if err != nil {
-		return err
-	}
-	got, err := r.s.st.Exists(ctx, rel, []store.SearchQuery{cq})
-	if err != nil {
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
-	}
-	r.acc.pre = &prefetched{patient: p, related: got[0], consents: got[1]}
-	putFact(c, c.related, rk, rs, now, got[0])
-	if !got[1] {
-		putFact(c, c.consents, ck, cs, now, []authz.Consent(nil))
-	}
-	return nil
-}
-
-// prefetched is what prefetch learnt for this request, used even when the
-// cache may not be (a node cut off from the invalidation bus).
-type prefetched struct {
-	patient           string
-	related, consents bool
-}
-
-// windowStart is where the Encounter window begins, rounded up to the
-// minute: a little narrower than configured (never wider), so that the
-// plan of the Encounter question can be reused for a minute.
-func (r *Repo) windowStart() string {
-	t := r.s.now().UTC().Add(-r.s.encWindow)
-	if c := t.Truncate(time.Minute); !c.Equal(t) {
-		t = c.Add(time.Minute)
-	}
-	return t.Format("2006-01-02T15:04:05Z")
-}
-
-// careSet is every patient the subject has a care relationship with (at
-// most maxCareSet), for restricting searches.
-func (r *Repo) careSet(ctx context.Context) ([]string, error) {
-	if r.acc.careOK {
-		return r.acc.careSet, nil
-	}
-	if r.subj.Practitioner == "" {
-		r.acc.careOK = true
-		return nil, nil
-	}
-	c, now := r.s.facts, r.s.now()
-	key := relKey{r.subj.Tenant, r.subj.Practitioner, ""}
-	if v, ok := getFact(c, c.careSets, factCareSet, key, now); ok && len(r.acc.created) == 0 {
-		r.acc.careSet, r.acc.careOK = v, true
-		return v, nil
-	}
-	gen := c.stampOf(factCareSet, key)
-	refs, err := r.actorRefs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	actors := strings.Join(refs, ",")
-	set := slices.Clone(r.acc.created)
-	add := func(id string) {
-		if len(set) < maxCareSet && !slices.Contains(set, id) {
-			set = append(set, id)
-		}
-	}
-	vs, err := r.factDocs(ctx, "Patient", url.Values{"general-practitioner": {actors}}, maxCareSet)
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range vs {
-		add(v.ID)
-	}
-	from := func(typ string, q url.Values, param string) error {
-		vs, err := r.factDocs(ctx, typ, q, maxCareSet)
-		if err != nil {
-			return err
-		}
-		p, _ := params.Lookup(typ, param)
-		for i := range vs {
-			doc, err := r.parsed(&vs[i])
-			if err != nil {
-				return err
-			}
-			rs, _ := search.References(doc, p)
-			for _, rf := range rs {
-				if rf.Type == "Patient" {
-					add(rf.ID)
-				}
-			}
-		}
-		return nil
-	}
-	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}}, "patient"); err != nil {
-		return nil, err
-	}
-	if r.s.encWindow >= 0 {
-		if err := from("Encounter", url.Values{"participant": {"Practitioner/" + r.subj.Practitioner}, "date": {"ge" + r.windowStart()}}, "patient"); err != nil {
-			return nil, err
-		}
-	}
-	r.acc.careSet, r.acc.careOK = set, true
-	if len(r.acc.created) == 0 {
-		putFact(c, c.careSets, key, gen, now, set)
-	}
-	return set, nil
-}
-
-// consents loads the active consents of patients. A consent that cannot
-// be applied counts as a deny of everything (fail closed; break-the-glass
-// can still override it).
-func (r *Repo) consents(ctx context.Context, patients []string) ([]authz.Consent, error) {
-	c, now := r.s.facts, r.s.now()
-	var out []authz.Consent
-	var missing []string
-	for _, p := range patients {
-		if r.acc.pre != nil && r.acc.pre.patient == p && !r.acc.pre.consents {
-			continue // none, as prefetch found
-		}
-		if v, ok := getFact(c, c.consents, factConsents, relKey{r.subj.Tenant, "", p}, now); ok {
-			out = append(out, v...)
-		} else {
-			missing = append(missing, p)
-		}
-	}
-	stamps := make(map[string]stamp, len(missing))
-	for _, p := range missing {
-		stamps[p] = c.stampOf(factConsents, relKey{r.subj.Tenant, "", p})
-	}
-	for start := 0; start < len(missing); start += consentChunk {
-		chunk := missing[start:min(len(missing), start+consentChunk)]
-		loaded, err := r.loadConsents(ctx, chunk)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range chunk {
-			var mine []authz.Consent
-			for _, cs := range loaded {
-				if cs.Patient == p || cs.Patient == "" {
-					mine = append(mine, cs)
-				}
-			}
-			putFact(c, c.consents, relKey{r.subj.Tenant, "", p}, stamps[p], now, mine)
-			out = append(out, mine...)
-		}
-	}
-	return out, nil
-}
-
-// loadConsents reads the active consents of a chunk of patients.
-func (r *Repo) loadConsents(ctx context.Context, chunk []string) ([]authz.Consent, error) {
-	var sq *store.SearchQuery
-	if len(chunk) == 1 {
-		// The question of a single decision: a memoized plan.
-		q, err := r.consentQuery(ctx, chunk[0])
-		if err != nil {
-			return nil, err
-		}
-		sq = &q
-	} else {
-		refs := make([]string, len(chunk))
-		for i, p := range chunk {
-			refs[i] = "Patient/" + p
-		}
-		q, err := r.factQuery(ctx, "Consent", url.Values{"patient": {strings.Join(refs, ",")}, "status": {"active"}}, maxConsents)
-		if err != nil {
-			return nil, err
-		}
-		sq = q
-	}
-	vs, err := r.factSearch(ctx, sq)
-	if err != nil {
-		return nil, err
-	}
-	return r.consentsOf(vs)
-}
-
 func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) ([]byte, error) {
 	plain, err := r.open(v)
 	if err != nil {
@@ -652,6 +178,51 @@ func (r *Repo) hidden(rec *audit.Record, what string) error {
 		problem.New(problem.ErrForbidden, "forbidden", "access denied by policy"))
 }
 
+// instance loads version n of typ/id (0: the current one) for the
+// interaction recorded in rec. An unknown one is refused: like a policy
+// denial (403) for a caller from whom its existence is hidden
+// (hidesExistence), else as not found (404). A deletion is returned, for
+// the caller to decide on (decideDeleted).
+func (r *Repo) instance(ctx context.Context, rec *audit.Record, typ, id string, n int64) (*store.Version, error) {
+	var v *store.Version
+	var err error
+	if n == 0 {
+		v, err = r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+	} else {
+		v, err = r.s.st.Version(ctx, r.subj.Tenant, typ, id, n)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
+		return nil, r.hidden(rec, "not-found")
+	case errors.Is(err, store.ErrNotFound):
+		what := typ + "/" + id
+		if n != 0 {
+			what += fmt.Sprintf(" version %d", n)
+		}
+		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
+			problem.New(problem.ErrNotFound, "not-found", what+" is not known"))
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	}
+	return v, nil
+}
+
+// decideDeleted decides a on deleted v as on the last version before its
+// deletion: the fact of deletion is disclosed only to a caller who could
+// have acted on the resource before. Without such a version it is
+// refused as if unknown (403).
+func (r *Repo) decideDeleted(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) error {
+	live, err := r.lastLive(ctx, v)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return r.hidden(rec, "deleted")
+	case err != nil:
+		return err
+	}
+	_, err = r.decideVersion(ctx, a, rec, live)
+	return err
+}
+
 // lastLive returns the last version of a deleted resource that has a
 // body, to decide whether the caller may learn of the deletion.
 func (r *Repo) lastLive(ctx context.Context, v *store.Version) (*store.Version, error) {
@@ -674,7 +245,7 @@ func (r *Repo) lastLive(ctx context.Context, v *store.Version) (*store.Version, 
 // caller is shown or not: a refused one is silently left out, an
 // emergency one marks the record. A fact-loading failure leaves it out.
 func (r *Repo) allowed(ctx context.Context, a authz.Action, t authz.Target, rec *audit.Record) bool {
-	f, err := r.facts(ctx, t)
+	f, err := r.facts.Load(ctx, t)
 	if err != nil {
 		return false
 	}
@@ -736,23 +307,23 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a s
 	if r.subj.Role != authz.RoleUser && slices.ContainsFunc(types, compartment.InPatientCompartment) {
 		// Everyone but a patient is bound by patients' consents: the
 		// tenant's active ones, when there are few enough to hold.
-		cs, complete, err := r.tenantConsents(ctx)
+		cs, complete, err := r.facts.TenantConsents(ctx)
 		if err != nil {
 			return out, err
 		}
 		f.Consents, f.AllConsents = cs, complete
 	}
 	if needFacts && !(r.subj.Role == authz.RolePhysician && r.subj.BreakGlass != "") {
-		care, err := r.careSet(ctx)
+		care, err := r.facts.CareSet(ctx)
 		if err != nil {
 			return out, err
 		}
 		f.CareOf = care
-		if f.Organizations, err = r.organizations(ctx); err != nil && r.subj.Practitioner != "" {
+		if f.Organizations, err = r.facts.Organizations(ctx); err != nil && r.subj.Practitioner != "" {
 			return out, err
 		}
 		if !f.AllConsents {
-			if f.Consents, err = r.consents(ctx, care); err != nil {
+			if f.Consents, err = r.facts.Consents(ctx, care); err != nil {
 				return out, err
 			}
 		}
@@ -766,7 +337,7 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a s
 		out.exact = out.exact && rest.Exact
 		if len(rest.Partial) > 0 {
 			c, ca := patientCond(a, t, rest.Partial, k)
-			partial = append(partial, `(`+a+`.type = ? AND `+c+`)`)
+			partial = append(partial, search.OfType(a, c))
 			out.partialArgs = append(append(out.partialArgs, t), ca...)
 		}
 		var conds []string
@@ -778,90 +349,60 @@ func (r *Repo) restrict(ctx context.Context, types []string, k search.Keyer, a s
 		}
 		if len(rest.ExcludePatients) > 0 {
 			c, ca := patientCond(a, t, rest.ExcludePatients, k)
-			conds = append(conds, `NOT (`+c+`)`)
+			conds = append(conds, search.Not(c))
 			targs = append(targs, ca...)
 		}
 		if len(rest.ExcludeLabels) > 0 {
 			for _, l := range rest.ExcludeLabels {
 				targs = append(targs, r.s.labelHash(k, l))
 			}
-			conds = append(conds, a+`.rid NOT IN (SELECT x.rid FROM search_token x WHERE x.p = `+search.PIDSQL(search.PID(t, "_security"))+` AND x.h IN (`+marks(len(rest.ExcludeLabels))+`))`)
+			conds = append(conds, search.WithoutLabels(a, t, len(rest.ExcludeLabels)))
 		}
 		if constrained, cats := authz.ScopeConstraints(r.subj, authz.Search, t); constrained {
 			for _, c := range cats {
 				targs = append(targs, search.TokenHash(k, c))
 			}
-			conds = append(conds, a+`.rid IN (SELECT x.rid FROM search_token x WHERE x.p = `+search.PIDSQL(search.PID(t, "category"))+` AND x.h IN (`+marks(len(cats))+`))`)
+			conds = append(conds, search.InCategories(a, t, len(cats)))
 		}
 		if len(conds) == 0 {
 			free = append(free, t)
 			continue
 		}
-		ors = append(ors, `(`+a+`.type = ? AND `+strings.Join(conds, ` AND `)+`)`)
+		ors = append(ors, search.OfType(a, conds...))
 		args = append(args, targs...)
 	}
 	if len(partial) > 0 {
-		out.partial = strings.Join(partial, ` OR `)
+		out.partial = search.AnyOf(partial)
 	}
 	if len(ors) == 0 {
 		return out, nil
 	}
 	var head []any
 	if len(free) > 0 {
-		ors = append([]string{a + `.type IN (` + marks(len(free)) + `)`}, ors...)
+		ors = append([]string{search.TypesIn(a, len(free))}, ors...)
 		for _, t := range free {
 			head = append(head, t)
 		}
 	}
-	out.where, out.args = strings.Join(ors, ` OR `), append(head, args...)
+	out.where, out.args = search.AnyOf(ors), append(head, args...)
 	return out, nil
 }
 
 // patientCond keeps resources of typ (alias a) in the compartments of
 // patients.
 func patientCond(a, typ string, patients []string, k search.Keyer) (string, []any) {
-	if len(patients) == 0 {
-		return `1 = 0`, nil
-	}
 	hs := make([]any, len(patients))
 	for i, p := range patients {
 		hs[i] = search.RefHash(k, "Patient", p)
 	}
-	if typ == "Patient" {
-		return a + `.refh IN (` + marks(len(hs)) + `)`, hs
-	}
 	var pids []int32
-	for _, code := range compartment.PatientParams(typ) {
-		if p, ok := params.Lookup(typ, code); ok {
-			pids = append(pids, search.RefPIDs(typ, p)...)
-		}
+	if typ != "Patient" && len(patients) > 0 {
+		pids = compartmentPIDs(typ)
 	}
-	if len(pids) == 0 {
-		return `1 = 0`, nil
+	if cond := search.InCompartments(a, typ == "Patient", pids, len(hs)); cond != search.NoRows {
+		return cond, hs
 	}
-	return a + `.rid IN (SELECT x.rid FROM search_token x WHERE x.p IN (` + search.PIDListSQL(pids) + `) AND x.h IN (` + marks(len(hs)) + `))`, hs
-}
-
-// tenantConsents are the tenant's active consents, at most maxConsents;
-// complete says that is all of them (beyond that, searches decide every
-// resource and are not exact).
-func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, bool, error) {
-	c, now := r.s.facts, r.s.now()
-	key := relKey{r.subj.Tenant, "*", ""}
-	if v, ok := getFact(c, c.consents, factTenantConsents, key, now); ok {
-		return v, len(v) < maxConsents, nil
-	}
-	gen := c.stampOf(factTenantConsents, key)
-	vs, err := r.factDocs(ctx, "Consent", url.Values{"status": {"active"}}, maxConsents)
-	if err != nil {
-		return nil, false, err
-	}
-	out, err := r.consentsOf(vs)
-	if err != nil {
-		return nil, false, err
-	}
-	putFact(c, c.consents, key, gen, now, out)
-	return out, len(out) < maxConsents, nil
+	return search.NoRows, nil
 }
 
 // searchOptions are the search options of the caller's searches: every
@@ -871,8 +412,8 @@ func (r *Repo) tenantConsents(ctx context.Context) ([]authz.Consent, bool, error
 func (r *Repo) searchOptions(ctx context.Context, k search.Keyer) search.Options {
 	o := r.s.search
 	o.Restrict = func(typ, alias string) (string, []any, error) {
-		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: typ}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
-			return `1 = 0`, nil, nil
+		if d := r.decideType(authz.Search, typ); !d.Allow {
+			return search.NoRows, nil, nil
 		}
 		res, err := r.restrict(ctx, []string{typ}, k, alias)
 		if err != nil || res.partial == "" {
@@ -881,35 +422,13 @@ func (r *Repo) searchOptions(ctx context.Context, k search.Keyer) search.Options
 		// A hop's rows are never decided one by one: the compartments of
 		// patients whose consents decide per resource are left out of it
 		// (stricter than the decision, never looser).
-		cond := `NOT (` + res.partial + `)`
+		cond := search.Not(res.partial)
 		if res.where != "" {
-			cond = `(` + res.where + `) AND ` + cond
+			cond = search.Paren(res.where) + ` AND ` + cond
 		}
 		return cond, append(slices.Clone(res.args), res.partialArgs...), nil
 	}
 	return o
-}
-
-// consentsOf parses stored Consents for the decision. One that does not
-// parse counts as an active deny-all of its patient: fail closed.
-func (r *Repo) consentsOf(vs []store.Version) ([]authz.Consent, error) {
-	var out []authz.Consent
-	for i := range vs {
-		doc, err := r.parsed(&vs[i])
-		if err != nil {
-			return nil, err
-		}
-		c, err := authz.ParseConsent(doc)
-		if err != nil {
-			var pid string
-			for _, p := range patientsOf("Consent", vs[i].ID, doc) {
-				pid = p
-			}
-			c = authz.Consent{ID: vs[i].ID, Patient: pid, Active: true, Privacy: true, Provision: &authz.Provision{Type: "deny"}}
-		}
-		out = append(out, c)
-	}
-	return out, nil
 }
 
 // labelKey names a security label's token hash under one index key.
@@ -933,4 +452,16 @@ func (s *Service) labelHash(k search.Keyer, label string) int64 {
 	h := search.TokenHash(k, label)
 	s.labels.Store(key, h)
 	return h
+}
+
+func (r *Repo) parsed(v *store.Version) (map[string]any, error) {
+	plain, err := r.open(v)
+	if err != nil {
+		return nil, err
+	}
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return nil, fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
+	}
+	return res.Doc, nil
 }

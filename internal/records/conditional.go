@@ -89,7 +89,7 @@ func SplitConditional(s string) (typ, raw string, ok bool) {
 // and the guard that re-checks them at commit. Searching needs search
 // permission on the type; a refusal is audited under rec.
 func (r *Repo) match(ctx context.Context, q *query.Query, limit int, rec *audit.Record) ([]store.Hit, store.Guard, error) {
-	if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: q.Type}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
+	if d := r.decideType(authz.Search, q.Type); !d.Allow {
 		return nil, store.Guard{}, r.decide(authz.Search, r.record(rec.Action, q.Type))
 	}
 	k, err := r.s.keyer(ctx, r.subj.Tenant)

@@ -2,10 +2,8 @@ package records
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -58,7 +56,7 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(q.Types, t) })
 	}
 	types = slices.DeleteFunc(types, func(t string) bool {
-		return !authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
+		return !r.decideType(authz.Read, t).Allow
 	})
 	if q.PatientID != "" && r.hidesExistence("Patient") {
 		// Answer as a read of the Patient does: an unknown, deleted or
@@ -68,13 +66,10 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 		}
 		rec.Entities = nil
 	} else if q.PatientID != "" {
-		v, err := r.s.st.Current(ctx, r.subj.Tenant, "Patient", q.PatientID)
+		v, err := r.instance(ctx, rec, "Patient", q.PatientID, 0)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
-				problem.New(problem.ErrNotFound, "not-found", "Patient/"+q.PatientID+" is not known"))
 		case err != nil:
-			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return nil, err
 		case v.Deleted:
 			rec.Entities = []string{ref("Patient", q.PatientID, v.Version)}
 			return nil, r.refuse(rec, audit.OutcomeMinor, "deleted",
@@ -89,7 +84,7 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	if err != nil {
 		return nil, err
 	}
-	where, args := compartmentWhere(types, q.PatientID, r.subj.Tenant, k)
+	where, args := search.InCompartmentOf(types, compartmentPIDs, q.PatientID, r.subj.Tenant, k)
 	sq := store.SearchQuery{Tenant: r.subj.Tenant, Types: types, Where: []string{where}, Args: args, Limit: q.Count + 1, After: q.After}
 	// The same restriction as a search: only patients, labels and
 	// categories the caller may see, in SQL, so that paging never leaks.
@@ -128,51 +123,14 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	return page, r.commitAudit(rec)
 }
 
-// compartmentWhere is the SQL condition "in the compartment of patient
-// id" (or, with id empty, of any current patient) over the given types:
-// for each type, a reference row of one of its compartment parameters
-// whose value is the patient's reference hash.
-func compartmentWhere(types []string, id, tenant string, k search.Keyer) (string, []any) {
-	var ors []string
-	var args []any
-	target := func() string {
-		if id != "" {
-			args = append(args, search.RefHash(k, "Patient", id))
-			return "t.h = ?"
+// compartmentPIDs are the index parameters of typ's patient compartment
+// references.
+func compartmentPIDs(typ string) []int32 {
+	var pids []int32
+	for _, code := range compartment.PatientParams(typ) {
+		if p, ok := params.Lookup(typ, code); ok {
+			pids = append(pids, search.RefPIDs(typ, p)...)
 		}
-		args = append(args, tenant)
-		return "t.h IN (SELECT pt.refh FROM resources pt WHERE pt.tenant = ? AND pt.type = 'Patient' AND pt.deleted = 0)"
 	}
-	for _, typ := range types {
-		var pids []int32
-		for _, code := range compartment.PatientParams(typ) {
-			if p, ok := params.Lookup(typ, code); ok {
-				pids = append(pids, search.RefPIDs(typ, p)...)
-			}
-		}
-		var alts []string
-		args = append(args, typ)
-		if typ == "Patient" {
-			if id != "" {
-				alts = append(alts, "r.id = ?")
-				args = append(args, id)
-			} else {
-				alts = append(alts, "1 = 1")
-			}
-		}
-		if len(pids) > 0 {
-			var b strings.Builder
-			b.WriteString("r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (" + marks(len(pids)) + ") AND ")
-			for _, p := range pids {
-				args = append(args, p)
-			}
-			b.WriteString(target() + ")")
-			alts = append(alts, b.String())
-		}
-		if len(alts) == 0 {
-			alts = append(alts, "1 = 0")
-		}
-		ors = append(ors, "(r.type = ? AND ("+strings.Join(alts, " OR ")+"))")
-	}
-	return strings.Join(ors, " OR "), args
+	return pids
 }

@@ -49,7 +49,7 @@ func (r *Repo) ExportKickoff(ctx context.Context, jobID, kind, groupID string, t
 	rec := r.record("export-kickoff", "")
 	rec.Detail = "job:" + jobID + ":" + kind
 	allowed := func(t string) bool {
-		return authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
+		return r.decideType(authz.Search, t).Allow
 	}
 	var out []string
 	if len(types) > 0 {

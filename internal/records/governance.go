@@ -2,7 +2,6 @@ package records
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -179,7 +179,7 @@ func (r *Repo) referenced(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	where, args := compartmentWhere(types, id, r.subj.Tenant, k)
+	where, args := search.InCompartmentOf(types, compartmentPIDs, id, r.subj.Tenant, k)
 	ok, err := r.s.st.Exists(ctx, []store.SearchQuery{{Tenant: r.subj.Tenant, Types: types, Where: []string{where}, Args: args, Limit: 1}})
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
@@ -207,22 +207,12 @@ func (r *Repo) guardInstance(ctx context.Context, rec *audit.Record, a authz.Act
 	if !r.hidesExistence(typ) {
 		return nil
 	}
-	v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return r.hidden(rec, "not-found")
-	case err != nil:
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	v, err := r.instance(ctx, rec, typ, id, 0)
+	if err != nil {
+		return err
 	}
 	if v.Deleted {
-		live, err := r.lastLive(ctx, v)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return r.hidden(rec, "deleted")
-		case err != nil:
-			return err
-		}
-		if _, err := r.decideVersion(ctx, a, rec, live); err != nil || deletedOK {
+		if err := r.decideDeleted(ctx, a, rec, v); err != nil || deletedOK {
 			return err
 		}
 		rec.Entities = []string{ref(typ, id, v.Version)}

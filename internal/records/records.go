@@ -10,10 +10,11 @@
 // cannot be written the call fails with problem.ErrUnavailable and returns
 // no data. Refusals are audited too.
 //
-// The facts decisions need are cached per node and dropped by every write
-// that may change them; with Options.Peers and Live (the invalidation bus)
-// also by the other nodes' writes, and never used while this node may have
-// missed one of those.
+// The facts decisions need are loaded by internal/facts, cached per node
+// and dropped by every write that may change them; with Options.Peers and
+// Live (the invalidation bus) also by the other nodes' writes, and never
+// used while this node may have missed one of those. Records writes no
+// SQL: what a caller may see is handed to internal/search as values.
 package records
 
 import (
@@ -30,6 +31,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/facts"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
@@ -59,9 +61,16 @@ type Publisher interface {
 
 // Live reports whether cached facts may be used now: false while this
 // node may have missed another node's invalidation.
-type Live interface {
-	Live() bool
-}
+type Live = facts.Live
+
+// Facts names kinds of facts as other nodes hear of them, as a set.
+type Facts = facts.Kinds
+
+// The kinds of facts.
+const (
+	Relationships = facts.Relationships
+	Consents      = facts.Consents
+)
 
 // Service holds what every Repo shares.
 type Service struct {
@@ -81,8 +90,7 @@ type Service struct {
 	encWindow  time.Duration
 	maxDecided int
 	limits     Limits
-	facts      *factCache
-	factPlans  *factPlans
+	facts      *facts.Source
 	peers      Publisher
 }
 
@@ -136,31 +144,30 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.MaxDecidedCount <= 0 {
 		o.MaxDecidedCount = DefaultMaxDecidedCount
 	}
-	if o.FactTTL <= 0 {
-		o.FactTTL = defaultFactTTL
-	}
 	if o.Limits.Includes <= 0 {
 		o.Limits.Includes = DefaultMaxIncluded
 	}
-	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
+	s := &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
-		limits: o.Limits, facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
+		limits: o.Limits, peers: o.Peers}
+	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
+		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
+	return s
 }
 
 // FactsChanged drops the cached facts f of tenant, of the named patients
 // alone or, with none, tenant-wide: another node committed a write that
 // may have changed them.
 func (s *Service) FactsChanged(tenant string, f Facts, patients []string) {
-	if len(patients) > 0 {
-		s.facts.patientsChanged(tenant, f, patients)
-		return
-	}
-	s.facts.invalidate(tenant, f)
+	s.facts.Changed(tenant, f, patients)
 }
 
+// FactSource is where the Service loads the facts of its decisions.
+func (s *Service) FactSource() *facts.Source { return s.facts }
+
 // ResetFacts drops every cached fact (invalidations may have been lost).
-func (s *Service) ResetFacts() { s.facts.reset() }
+func (s *Service) ResetFacts() { s.facts.Reset() }
 
 // publish tells the other nodes (through Peers) what a commit may have
 // changed: c.patients' facts of the kinds c.perPatient, and every fact of
@@ -198,12 +205,12 @@ type Repo struct {
 	s         *Service
 	subj      authz.Subject
 	requestID string
-	acc       access
+	facts     *facts.Loader
 }
 
 // For binds the repository to a caller.
 func (s *Service) For(subj authz.Subject, requestID string) *Repo {
-	return &Repo{s: s, subj: subj, requestID: requestID}
+	return &Repo{s: s, subj: subj, requestID: requestID, facts: s.facts.For(subj)}
 }
 
 // Resource is a resource version as the caller sees it.
@@ -259,7 +266,7 @@ func (r *Repo) refuse(rec *audit.Record, outcome audit.Outcome, detail string, e
 // refusal. The resource-level decision (decideOn) follows once the
 // resource is known.
 func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
-	d := authz.Decide(r.subj, a, authz.Target{Tenant: r.subj.Tenant, Type: rec.ResourceType}, authz.Facts{AdminPHI: !r.s.noAdminPHI})
+	d := r.decideType(a, rec.ResourceType)
 	rec.Purpose = d.Purpose
 	if d.Allow {
 		return nil
@@ -317,14 +324,14 @@ func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now 
 // It returns what other nodes must forget.
 func (s *Service) invalidate(w store.Write, doc map[string]any) change {
 	if w.Version == 1 && !w.Deleted && doc != nil {
-		ps := patientsOf(w.Type, w.ID, doc)
-		if f, perPatient := s.facts.created(w.Tenant, w.Type, ps); perPatient {
+		ps := facts.PatientsOf(w.Type, w.ID, doc)
+		if f, perPatient := s.facts.Created(w.Tenant, w.Type, ps); perPatient {
 			return change{perPatient: f, patients: ps}
 		} else {
 			return change{tenant: f}
 		}
 	}
-	return change{tenant: s.facts.wrote(w.Tenant, w.Type)}
+	return change{tenant: s.facts.Wrote(w.Tenant, w.Type)}
 }
 
 // keyer is the tenant's keyed hash for search rows and queries.
@@ -336,8 +343,10 @@ func (s *Service) keyer(ctx context.Context, tenant string) (search.Keyer, error
 	return search.BlindKeyer{B: b}, nil
 }
 
-func (r *Repo) open(v *store.Version) ([]byte, error) {
-	plain, err := r.s.keys.Open(v.Body, seal.AAD(v.Tenant, v.Type, v.ID, v.Version))
+func (r *Repo) open(v *store.Version) ([]byte, error) { return r.s.open(v) }
+
+func (s *Service) open(v *store.Version) ([]byte, error) {
+	plain, err := s.keys.Open(v.Body, seal.AAD(v.Tenant, v.Type, v.ID, v.Version))
 	if err != nil {
 		// A body that does not open is tampering or a lost key: never
 		// serve it, never say more than that to the client.
@@ -362,7 +371,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	defer cancel()
 	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: recs})
 	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
-	r.acc.pre = nil
+	r.facts.Wrote()
 	switch {
 	case err == nil:
 		return nil
@@ -530,15 +539,9 @@ func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, ap
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
-		switch {
-		case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
-			return nil, r.hidden(rec, "not-found")
-		case errors.Is(err, store.ErrNotFound):
-			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
-				problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id)))
-		case err != nil:
-			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		v, err := r.instance(ctx, rec, typ, id, 0)
+		if err != nil {
+			return nil, err
 		}
 		rec.Entities = []string{ref(typ, id, v.Version)}
 		if v.Deleted && r.hidesExistence(typ) {
@@ -633,15 +636,9 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
-		switch {
-		case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
-			return nil, r.hidden(rec, "not-found")
-		case errors.Is(err, store.ErrNotFound):
-			return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
-				problem.New(problem.ErrNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id)))
-		case err != nil:
-			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		v, err := r.instance(ctx, rec, typ, id, 0)
+		if err != nil {
+			return nil, err
 		}
 		if v.Deleted && r.hidesExistence(typ) {
 			return nil, r.hidden(rec, "deleted")
@@ -699,39 +696,16 @@ func (r *Repo) read(ctx context.Context, action, typ, id string, version int64) 
 	if err := r.decide(authz.Read, rec); err != nil {
 		return nil, err
 	}
-	var v *store.Version
-	var err error
-	if version == 0 {
-		v, err = r.s.st.Current(ctx, r.subj.Tenant, typ, id)
-	} else {
-		v, err = r.s.st.Version(ctx, r.subj.Tenant, typ, id, version)
-	}
-	switch {
-	case errors.Is(err, store.ErrNotFound) && r.hidesExistence(typ):
-		return nil, r.hidden(rec, "not-found")
-	case errors.Is(err, store.ErrNotFound):
-		what := typ + "/" + id
-		if version != 0 {
-			what += fmt.Sprintf(" version %d", version)
-		}
-		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
-			problem.New(problem.ErrNotFound, "not-found", what+" is not known"))
-	case err != nil:
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+	v, err := r.instance(ctx, rec, typ, id, version)
+	if err != nil {
+		return nil, err
 	}
 	rec.Entities = []string{ref(typ, id, v.Version)}
 	if v.Deleted {
 		// The fact of deletion is disclosed: only to a caller who could
 		// read the resource before it was deleted.
 		if r.hidesExistence(typ) || compartment.InPatientCompartment(typ) {
-			live, err := r.lastLive(ctx, v)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return nil, r.hidden(rec, "deleted")
-			case err != nil:
-				return nil, err
-			}
-			if _, err := r.decideVersion(ctx, authz.Read, rec, live); err != nil {
+			if err := r.decideDeleted(ctx, authz.Read, rec, v); err != nil {
 				return nil, err
 			}
 		}
@@ -853,14 +827,14 @@ func (r *Repo) historyRestriction(ctx context.Context, typ string) (string, []an
 	if typ == "" {
 		types = nil
 		for _, t := range fhir.ResourceTypes() {
-			if authz.Decide(r.subj, authz.History, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow {
+			if r.decideType(authz.History, t).Allow {
 				types = append(types, t)
 			} else {
 				all = false
 			}
 		}
 		if len(types) == 0 {
-			return `1 = 0`, nil, nil
+			return search.NoRows, nil, nil
 		}
 	}
 	k, err := r.s.keyer(ctx, r.subj.Tenant)
@@ -871,15 +845,14 @@ func (r *Repo) historyRestriction(ctx context.Context, typ string) (string, []an
 	if err != nil || (where == "" && all) {
 		return "", nil, err
 	}
-	in := `r.type IN (` + marks(len(types)) + `)`
 	targs := make([]any, len(types))
 	for i, t := range types {
 		targs[i] = t
 	}
 	if where == "" {
-		return in, targs, nil
+		return search.TypesIn("r", len(types)), targs, nil
 	}
-	return `(r.deleted <> 0 AND ` + in + `) OR (` + where + `)`, append(targs, args...), nil
+	return search.DeletedOrKept(len(types), where), append(targs, args...), nil
 }
 
 // disclose opens versions into page, deciding each, and makes the audit

@@ -45,12 +45,12 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		types = fhir.ResourceTypes()
 	}
 	for _, t := range types {
-		if d := authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}); !d.Allow {
+		if d := r.decideType(authz.Search, t); !d.Allow {
 			rec.ResourceType = t
 			return nil, r.decide(authz.Search, rec)
 		}
 	}
-	rec.Purpose = authz.Decide(r.subj, authz.Search, authz.Target{Tenant: r.subj.Tenant, Type: types[0]}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Purpose
+	rec.Purpose = r.decideType(authz.Search, types[0]).Purpose
 	k, err := r.s.keyer(ctx, r.subj.Tenant)
 	if err != nil {
 		return nil, err
@@ -209,14 +209,14 @@ func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuer
 	decided := sq
 	if res.exact {
 		outside := sq
-		outside.Where = append(slices.Clip(sq.Where), `NOT (`+res.partial+`)`)
+		outside.Where = append(slices.Clip(sq.Where), search.Not(res.partial))
 		outside.Args = append(slices.Clip(sq.Args), res.partialArgs...)
 		n, err := r.s.st.Count(ctx, outside)
 		if err != nil {
 			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 		}
 		base = n
-		decided.Where = append(slices.Clip(sq.Where), `(`+res.partial+`)`)
+		decided.Where = append(slices.Clip(sq.Where), search.Paren(res.partial))
 		decided.Args = append(slices.Clip(sq.Args), res.partialArgs...)
 	}
 	// In rid order, a chunk at a time, deciding as the page would; a
@@ -257,7 +257,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		seen[store.Ref{Type: res.Type, ID: res.ID}] = true
 	}
 	allowed := func(t string) bool {
-		return authz.Decide(r.subj, authz.Read, authz.Target{Tenant: r.subj.Tenant, Type: t}, authz.Facts{AdminPHI: !r.s.noAdminPHI}).Allow
+		return r.decideType(authz.Read, t).Allow
 	}
 	maxIncluded := r.s.limits.Includes
 	cut := false
@@ -332,7 +332,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 				break
 			}
 			pids := search.RefPIDs(inc.Source, inc.Param)
-			where := `r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (` + search.PIDListSQL(pids) + `) AND t.h IN (` + marks(len(hs)) + `))`
+			where := search.ReferringTo(pids, len(hs))
 			args := hs
 			hits, err := r.s.st.Search(ctx, store.SearchQuery{Tenant: r.subj.Tenant, Types: []string{inc.Source},
 				Where: []string{where}, Args: args, Limit: room + 1})
@@ -388,20 +388,6 @@ func iterates(q *query.Query) bool {
 // _revinclude resources were cut at max.
 func IncludesCut(max int) string {
 	return fmt.Sprintf("_include and _revinclude results on this page were cut at %d resources (WARD_SEARCH_MAX_INCLUDES); some included resources are missing: page with a smaller _count", max)
-}
-
-func marks(n int) string {
-	if n == 0 {
-		return ""
-	}
-	b := make([]byte, 0, 3*n)
-	for i := range n {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, '?')
-	}
-	return string(b)
 }
 
 // referencesOf evaluates an _include's parameter on a resource (or every

@@ -327,7 +327,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 		c.add(r.s.invalidate(w, docs[i])) // every write of a unit is of the caller's tenant
 	}
 	r.s.publish(r.subj.Tenant, c)
-	r.acc.pre = nil
+	r.facts.Wrote()
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
@@ -426,9 +426,9 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 		go func() {
 			defer func() { <-sem; done <- struct{}{} }()
 			// Each entry on a Repo of its own: what one entry learns
-			// about access (r.acc) is not shared with entries that run
+			// about access (r.facts) is not shared with entries that run
 			// at the same time.
-			er := &Repo{s: r.s, subj: r.subj, requestID: r.requestID}
+			er := r.s.For(r.subj, r.requestID)
 			results[i] = er.batchEntry(ctx, e)
 		}()
 	}
@@ -539,7 +539,7 @@ func rewriteReferences(v any, refs map[string]string) {
 func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 	for _, e := range order {
 		if e.Method == http.MethodPost && e.Type == "Patient" {
-			r.acc.created = append(r.acc.created, e.ID)
+			r.facts.Register(e.ID)
 		}
 	}
 	for _, e := range order {
@@ -573,7 +573,7 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 		}
 		if e.Resource != nil {
 			t := writeTarget(r.subj.Tenant, e.Type, e.ID, e.old, e.Resource.Doc)
-			t.New = e.Type == "Patient" && slices.Contains(r.acc.created, e.ID)
+			t.New = e.Type == "Patient" && r.facts.Registered(e.ID)
 			if err := r.decideOn(ctx, a, rec, t); err != nil {
 				return entryError(e, err)
 			}

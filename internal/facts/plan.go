@@ -1,4 +1,4 @@
-package records
+package facts
 
 import (
 	"context"
@@ -95,7 +95,7 @@ func positions(args []any, id string, rh int64) (ids, hashes []int) {
 // reference "Patient/"+sentinel). The plan is memoized per tenant and
 // memo, which must name typ, q and limit completely (it is cheaper to
 // build than encoding q).
-func (r *Repo) patientFactQuery(ctx context.Context, memo, typ string, q url.Values, limit int, p string) (store.SearchQuery, error) {
+func (r *Loader) patientFactQuery(ctx context.Context, memo, typ string, q url.Values, limit int, p string) (store.SearchQuery, error) {
 	fp, k, err := r.memoPlan(ctx, memo, typ, q, limit, true)
 	if err != nil {
 		return store.SearchQuery{}, err
@@ -107,16 +107,16 @@ func (r *Repo) patientFactQuery(ctx context.Context, memo, typ string, q url.Val
 // particular, as conditions that probe a candidate row r (for adding to a
 // question that pins its patient): its driving lookup becomes a probe.
 // ok is false when the plan has another shape.
-func (r *Repo) probeFactQuery(ctx context.Context, memo, typ string, q url.Values) (where []string, args []any, ok bool, err error) {
+func (r *Loader) probeFactQuery(ctx context.Context, memo, typ string, q url.Values) (where []string, args []any, ok bool, err error) {
 	fp, _, err := r.memoPlan(ctx, memo, typ, q, 1, false)
 	if err != nil || fp.sq.Drive == nil || len(fp.sq.Where) > 0 {
 		return nil, nil, false, err
 	}
-	pq := probeDriver(fp.sq)
+	pq := search.ProbeDriver(fp.sq)
 	return pq.Where, pq.Args, true, nil
 }
 
-func (r *Repo) memoPlan(ctx context.Context, memo, typ string, q url.Values, limit int, pinned bool) (*factPlan, search.Keyer, error) {
+func (r *Loader) memoPlan(ctx context.Context, memo, typ string, q url.Values, limit int, pinned bool) (*factPlan, search.Keyer, error) {
 	k, err := r.s.keyer(ctx, r.subj.Tenant)
 	if err != nil {
 		return nil, nil, err
@@ -140,7 +140,7 @@ func (r *Repo) memoPlan(ctx context.Context, memo, typ string, q url.Values, lim
 	return fp, k, nil
 }
 
-func (r *Repo) planFact(ctx context.Context, typ string, q url.Values, limit int, k search.Keyer, sentinel string, pinned bool) (*factPlan, error) {
+func (r *Loader) planFact(ctx context.Context, typ string, q url.Values, limit int, k search.Keyer, sentinel string, pinned bool) (*factPlan, error) {
 	sq, err := r.factQuery(ctx, typ, q, limit)
 	if err != nil {
 		return nil, err
@@ -160,18 +160,4 @@ func (r *Repo) planFact(ctx context.Context, typ string, q url.Values, limit int
 		return nil, fmt.Errorf("access facts: plan of %s?%s does not bind its patient", typ, q.Encode())
 	}
 	return fp, nil
-}
-
-// probeDriver turns q's driving index lookup into a probe of each
-// candidate row r, for adding to a question whose own conditions already
-// pin a handful of rows.
-func probeDriver(q store.SearchQuery) store.SearchQuery {
-	d := q.Drive
-	if d == nil {
-		return q
-	}
-	q.Drive = nil
-	q.Where = append([]string{`(SELECT 1 FROM ` + d.Table + ` ` + d.Alias + ` WHERE ` + d.Alias + `.rid = r.rid AND (` + d.Cond + `) LIMIT 1) IS NOT NULL`}, q.Where...)
-	q.Args = append(slices.Clone(d.Args), q.Args...)
-	return q
 }

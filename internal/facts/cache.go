@@ -1,4 +1,4 @@
-package records
+package facts
 
 import (
 	"sync"
@@ -9,7 +9,7 @@ import (
 
 // defaultFactTTL bounds how stale a cached fact may be: a write on this
 // node invalidates at once, and so does a write on another node when the
-// nodes share an invalidation bus (Options.Peers); without one (or when
+// nodes share an invalidation bus (records.Options.Peers); without one (or when
 // the writing node is cut off from it), and for time moving an Encounter
 // out of the window, a change is seen within the TTL.
 const defaultFactTTL = 5 * time.Second
@@ -21,20 +21,20 @@ const maxCachedFacts = 100000
 // relationship.
 var relationshipTypes = map[string]bool{"Patient": true, "CareTeam": true, "Encounter": true, "PractitionerRole": true}
 
-// Facts names kinds of facts as other nodes hear of them, as a set.
-type Facts uint8
+// Kinds names kinds of facts as other nodes hear of them, as a set.
+type Kinds uint8
 
 // The kinds of facts.
 const (
 	// Relationships: care relationships, a clinician's organizations and
 	// care sets (written by Patient, CareTeam, Encounter, PractitionerRole).
-	Relationships Facts = 1 << iota
+	Relationships Kinds = 1 << iota
 	// Consents: patients' Consents.
 	Consents
 )
 
 // factsOf is what writes of type t can change.
-func factsOf(t string) Facts {
+func factsOf(t string) Kinds {
 	switch {
 	case relationshipTypes[t]:
 		return Relationships
@@ -123,8 +123,8 @@ func perPatient(k factKind) bool { return k == factRelated || k == factConsents 
 
 // wrote invalidates, tenant-wide, what writes of these types can change,
 // and returns it.
-func (c *factCache) wrote(tenant string, types ...string) Facts {
-	var f Facts
+func (c *factCache) wrote(tenant string, types ...string) Kinds {
+	var f Kinds
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, t := range types {
@@ -138,7 +138,7 @@ func (c *factCache) wrote(tenant string, types ...string) Facts {
 
 // invalidate bumps, tenant-wide, the generations of every kind of fact in
 // f (another node's write, whose patients this node does not know).
-func (c *factCache) invalidate(tenant string, f Facts) {
+func (c *factCache) invalidate(tenant string, f Kinds) {
 	var types []string
 	if f&Relationships != 0 {
 		types = append(types, "PractitionerRole") // every relationship kind
@@ -164,7 +164,7 @@ func (c *factCache) reset() {
 // of patients can change: those patients' facts and the tenant-wide sets.
 // Without patients it is wrote. It returns what other nodes must forget,
 // and whether that is of these patients alone.
-func (c *factCache) created(tenant, typ string, patients []string) (f Facts, perPatient bool) {
+func (c *factCache) created(tenant, typ string, patients []string) (f Kinds, perPatient bool) {
 	kinds := kindsOf(typ)
 	if len(kinds) == 0 {
 		return 0, false
@@ -178,7 +178,7 @@ func (c *factCache) created(tenant, typ string, patients []string) (f Facts, per
 
 // patientsChanged is created for another node's create: the facts f of
 // patients changed.
-func (c *factCache) patientsChanged(tenant string, f Facts, patients []string) {
+func (c *factCache) patientsChanged(tenant string, f Kinds, patients []string) {
 	var kinds []factKind
 	if f&Relationships != 0 {
 		kinds = append(kinds, kindsOf("Encounter")...) // a patient's relationships and the care sets

@@ -1,4 +1,4 @@
-package records_test
+package facts_test
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func TestFactPlansBindLikeDirectPlans(t *testing.T) {
 	// Ids equal to other arguments of the questions, or to each other.
 	patients := []string{"p1", "pr-1", "org-1", "active", "Patient", "a-b.c", "p1"}
 	for _, tenant := range []string{"default", "other-tenant"} {
-		r := w.App.Records.For(authz.Subject{Tenant: tenant, ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"}, "test")
+		r := w.App.Records.FactSource().For(authz.Subject{Tenant: tenant, ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"})
 		for _, qu := range questions {
 			for _, p := range patients {
 				bound, direct, err := r.BoundAndPlanned(ctx, qu.memo, qu.typ, qu.q, qu.limit, p)
@@ -64,7 +64,7 @@ func TestFactPlansBindLikeDirectPlans(t *testing.T) {
 // references to it) and probes the clinician's rows.
 func TestRelationQueriesPinThePatient(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
-	r := w.App.Records.For(authz.Subject{Tenant: "default", ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"}, "test")
+	r := w.App.Records.FactSource().For(authz.Subject{Tenant: "default", ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"})
 	ctx := context.Background()
 	qs, err := r.RelationQueries(ctx, "p1")
 	if err != nil || len(qs) != 3 {

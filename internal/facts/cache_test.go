@@ -1,4 +1,4 @@
-package records
+package facts
 
 import (
 	"testing"
