@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
@@ -45,7 +44,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if len(files) == 0 {
 		return errors.New("usage: ward import [--data-dir D] FILE|DIR... (.json Bundles, .ndjson)")
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}

@@ -58,11 +58,8 @@ var ErrNoDatabase = errors.New("no database")
 // verify): it never creates one, so a mistyped --data-dir is an error
 // (ErrNoDatabase) instead of a new, empty and "intact" database.
 func OpenExistingStore(ctx context.Context, cfg config.Config) (store.Store, error) {
-	if cfg.DatabaseURL == "" {
-		path := filepath.Join(cfg.DataDir, DatabaseFileName)
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("%w at %s (check --data-dir or WARD_DATA_DIR): %v", ErrNoDatabase, path, err)
-		}
+	if err := RequireDatabase(cfg); err != nil {
+		return nil, err
 	}
 	return OpenStore(ctx, cfg)
 }
