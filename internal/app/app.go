@@ -142,7 +142,12 @@ type Option func(*options)
 
 type options struct {
 	cacheTTL time.Duration
+	now      func() time.Time
 }
+
+// WithNow gives the records service a clock (tests of what time ends, such
+// as a registration CareTeam's period).
+func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithCacheTTL sets how long cached access facts and the revocation list
 // are trusted without an invalidation (default 5 s). Tests make it long so
@@ -209,7 +214,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	}
 	to := authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external, RevocationRefresh: o.cacheTTL}
 	ro := records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax, NoAdminPHI: !cfg.AdminPHIAccess,
-		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL}
+		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL, Now: o.now, RegistrationCare: cfg.RegistrationCarePeriod}
 	parseLimits := fhir.Limits{ArrayItems: cfg.Limits.ArrayItems, Elements: cfg.Limits.Elements, BundleEntries: cfg.Limits.BundleEntries}
 	ro.Limits = records.Limits{PatchElements: cfg.Limits.PatchElements, ArrayItems: cfg.Limits.ArrayItems,
 		Includes: cfg.Limits.SearchIncludes, Parse: parseLimits}

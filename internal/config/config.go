@@ -55,6 +55,9 @@ type Config struct {
 	// CareEncounterWindow is how far back an Encounter listing a
 	// clinician as participant makes a care relationship.
 	CareEncounterWindow time.Duration
+	// RegistrationCarePeriod is how long the CareTeam a physician or
+	// nurse gets with a Patient they create lasts; 0: none is made.
+	RegistrationCarePeriod time.Duration
 	// ExportTTL is how long Bulk Data export files are kept after the
 	// export finishes.
 	ExportTTL time.Duration
@@ -149,6 +152,8 @@ func Default() Config {
 
 		AdminPHIAccess:      true,
 		CareEncounterWindow: 90 * 24 * time.Hour,
+
+		RegistrationCarePeriod: 30 * 24 * time.Hour,
 
 		ExportTTL: 24 * time.Hour,
 
@@ -309,6 +314,15 @@ var settings = []setting{
 				return errors.New("must be a duration between 0 and 87600h")
 			}
 			c.CareEncounterWindow = d
+			return nil
+		}},
+	{"WARD_REGISTRATION_CARE_PERIOD", "registration-care-period", "how long the care relationship of a physician or nurse with a Patient they create lasts: a CareTeam (subject the patient, participant their Practitioner) created with it and ending after this period (Go duration, e.g. 720h; 0: no CareTeam, the clinician cannot read the patient back)", false,
+		func(c *Config) string { return c.RegistrationCarePeriod.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 10*365*24*time.Hour {
+				return errors.New("must be a duration between 0 and 87600h")
+			}
+			c.RegistrationCarePeriod = d
 			return nil
 		}},
 	{"WARD_OIDC_ISSUERS", "oidc-issuers", "JSON file listing trusted external OpenID Connect issuers (issuer, audience, jwks_url or discovery, algorithms, tenant or tenant_claim, role_claim and roles, practitioner_claim, scope); empty: none", false,

@@ -390,7 +390,8 @@ func (r *Repo) relationQueries(ctx context.Context, p string) ([]store.SearchQue
 	}
 	asks := []ask{
 		{"gp\x00" + actors, "Patient", url.Values{"_id": {x}}, url.Values{"general-practitioner": {actors}}},
-		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}}, url.Values{"participant": {actors}}},
+		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}, "date:missing": {"true"}}, url.Values{"participant": {actors}}},
+		{"careteam-period\x00" + actors + "\x00" + r.nowMinute(), "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}, "date": {"ge" + r.nowMinute()}}, url.Values{"participant": {actors}}},
 	}
 	if r.s.encWindow >= 0 {
 		from := r.windowStart()
@@ -539,7 +540,11 @@ func (r *Repo) careSet(ctx context.Context) ([]string, error) {
 		}
 		return nil
 	}
-	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}}, "patient"); err != nil {
+	// An active CareTeam without a period, or whose period has not ended.
+	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}, "date:missing": {"true"}}, "patient"); err != nil {
+		return nil, err
+	}
+	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}, "date": {"ge" + r.nowMinute()}}, "patient"); err != nil {
 		return nil, err
 	}
 	if r.s.encWindow >= 0 {

@@ -84,6 +84,8 @@ type Service struct {
 	facts      *factCache
 	factPlans  *factPlans
 	peers      Publisher
+	// registrationCare: see Options.RegistrationCare.
+	registrationCare time.Duration
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -101,6 +103,9 @@ type Options struct {
 	// EncounterWindow is how far back an Encounter makes a care
 	// relationship (0: 90 days; negative: Encounters make none).
 	EncounterWindow time.Duration
+	// RegistrationCare is the period of the CareTeam a physician or nurse
+	// gets with a Patient they create (registration.go); 0: none.
+	RegistrationCare time.Duration
 	// MaxDecidedCount bounds how many matches a search total decides one
 	// by one (0: DefaultMaxDecidedCount); beyond it the total is left out.
 	MaxDecidedCount int
@@ -145,7 +150,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	return &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
-		limits: o.Limits, facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
+		limits: o.Limits, registrationCare: o.RegistrationCare, facts: newFactCache(o.FactTTL, o.Live), factPlans: newFactPlans(), peers: o.Peers}
 }
 
 // FactsChanged drops the cached facts f of tenant, of the named patients
@@ -387,6 +392,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	t.New = res.Type == "Patient"
 	if err := r.decideOn(ctx, authz.Create, rec, t); err != nil {
 		return nil, err
+	}
+	if r.registers(res) {
+		return r.createRegistered(ctx, res, rec)
 	}
 	now := r.s.now().UTC()
 	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
