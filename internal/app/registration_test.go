@@ -90,4 +90,3 @@ func TestRegistrationCareTeam(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-

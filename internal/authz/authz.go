@@ -178,7 +178,7 @@ const (
 	ReasonRelation      = "care-relationship"
 	// ReasonRegistration: the CareTeam of a clinician registering a new
 	// Patient, created with it.
-	ReasonRegistration = "registration"
+	ReasonRegistration  = "registration"
 	ReasonAdminNoPHI    = "admin-phi-access-disabled"
 	ReasonAdminPHI      = "admin-phi-access"
 	ReasonLabel         = "security-label-needs-clearance"
