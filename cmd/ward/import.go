@@ -68,7 +68,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			defer progress.Done()
 			// On a terminal one line rewritten every second; elsewhere (a
 			// log, a pipe, CI) a whole line every few seconds.
-			every, head, tail := 5*time.Second, "", "\n"
+			every, head, tail := progressEvery, "", "\n"
 			if isTerminal(stderr) {
 				every, head, tail = time.Second, "\r", "   "
 			}
@@ -150,6 +150,10 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	return ctx.Err()
 }
+
+// progressEvery is how often import prints a progress line when standard
+// error is not a terminal.
+var progressEvery = 5 * time.Second
 
 // groupByDir splits files (in order) into runs of the same directory and
 // kind (shared or not): a run loads once the runs before it are done.
