@@ -22,10 +22,17 @@ import (
 // the period ends the relationship ends with it; it is extended, ended
 // early or handed over by writing the CareTeam.
 
-// registers reports whether creating res makes a registration CareTeam.
+// registers reports whether creating res makes a registration CareTeam:
+// a linked physician or nurse creates a Patient, and their role and token
+// may create CareTeams (a token scoped to Patient alone registers the
+// patient without one).
 func (r *Repo) registers(res *fhir.Resource) bool {
-	return r.s.registrationCare > 0 && res.Type == "Patient" && r.subj.Practitioner != "" &&
-		(r.subj.Role == authz.RolePhysician || r.subj.Role == authz.RoleNurse)
+	if r.s.registrationCare <= 0 || res.Type != "Patient" || r.subj.Practitioner == "" ||
+		r.subj.Role != authz.RolePhysician && r.subj.Role != authz.RoleNurse {
+		return false
+	}
+	d := authz.Decide(r.subj, authz.Create, authz.Target{Tenant: r.subj.Tenant, Type: "CareTeam"}, authz.Facts{AdminPHI: !r.s.noAdminPHI})
+	return d.Allow
 }
 
 // RegistrationTeam is the CareTeam document made for a clinician
