@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/audit"
 )
 
@@ -31,7 +30,7 @@ func runAuditBreakGlass(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 func TestCLIChangesReachRunningServers(t *testing.T) {
 	env := []string{"WARD_NATS_URL=" + natstest.URL(t), "WARD_NATS_PREFIX=" + natstest.Prefix()}
 	dir := t.TempDir() + "/d"
+	initData(t, dir) // only serve, init and migrate create a data directory
 	if _, stderr, code := ward(t, pass+"\n", "users", "add", "--data-dir", dir, "--username", "smoke", "--role", "admin", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}

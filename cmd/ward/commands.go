@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,12 +26,38 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 )
 
 var errUsage = errors.New("usage")
 
+// helpError is a help text asked for (-h, --help, ward help CMD): run
+// prints it on standard output and exits 0.
+type helpError struct{ text string }
+
+func (e *helpError) Error() string { return "help requested" }
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// subUsage answers a command called without a known subcommand: its usage
+// on standard output (exit 0) when help was asked for, else on standard
+// error (exit 2).
+func subUsage(args []string, text string, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		return &helpError{text + "\n"}
+	}
+	fmt.Fprintln(stderr, text)
+	return errUsage
+}
+
 // flags parses a subcommand's flags over the environment's configuration.
+// The configuration (environment, then flags) is validated here, before a
+// command creates anything. -h prints the flags with their defaults and
+// environment variables on standard output; a bad flag is one line on
+// standard error and a hint.
 func flags(name string, args []string, stderr io.Writer, settings []string, extra func(*flag.FlagSet)) (config.Config, *flag.FlagSet, error) {
 	cfg, err := config.Load()
 	if err != nil {
@@ -37,9 +65,10 @@ func flags(name string, args []string, stderr io.Writer, settings []string, extr
 	}
 	fs := flag.NewFlagSet("ward "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {}
 	cfg.Flags(fs, settings...)
 	if name == "serve" || name == "import" {
-		// Bounded work (issue #22): every limit of a request.
+		// Bounded work: every limit of a request.
 		cfg.Flags(fs, config.LimitFlags()...)
 	}
 	if extra != nil {
@@ -47,18 +76,57 @@ func flags(name string, args []string, stderr io.Writer, settings []string, extr
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cfg, fs, errUsage
+			var b strings.Builder
+			fmt.Fprintf(&b, "usage: ward %s [flags]\n\nflags (each setting also reads the WARD_* variable named after it):\n", name)
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return cfg, fs, &helpError{b.String()}
 		}
+		fmt.Fprintf(stderr, "run 'ward %s -h' for its flags\n", name)
 		return cfg, fs, errUsage
 	}
 	return cfg, fs, nil
+}
+
+// openData opens the existing database of a command that works on data:
+// a data directory or database that does not exist is an error, never a
+// new empty one (only serve, init and migrate create).
+func openData(ctx context.Context, cfg config.Config) (store.Store, error) {
+	return app.OpenExistingStore(ctx, cfg)
+}
+
+// openApp is app.Open for one-shot commands: it refuses a data directory
+// without a database (instead of creating one and a key).
+func openApp(ctx context.Context, cfg config.Config, stderr io.Writer) (*app.App, error) {
+	if err := app.RequireDatabase(cfg); err != nil {
+		return nil, err
+	}
+	return app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+}
+
+func runInit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, _, err := flags("init", args, stderr, append(dbSettings, "key-file"), nil)
+	if err != nil {
+		return err
+	}
+	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if cfg.DatabaseURL != "" {
+		fmt.Fprintln(stdout, "database ready (PostgreSQL)")
+	} else {
+		fmt.Fprintf(stdout, "data directory %s ready\n", cfg.DataDir)
+	}
+	return nil
 }
 
 var dbSettings = []string{"data-dir", "database-url"}
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
-		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "export-ttl",
+		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "registration-care-period", "export-ttl",
 			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix",
 			"tls-cert", "tls-key", "tls-self-signed", "cors-origins", "allow-insecure-key-file", "max-header-bytes"}, nil)
 	if err != nil {
@@ -112,7 +180,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "Ward %s listening on %s://%s (FHIR base %s://%s/fhir, storage: %s)\n", app.Version, scheme, ln.Addr(), scheme, ln.Addr(), where)
-	fmt.Fprintf(stdout, "Create the first admin: ward users add %s --username admin --role admin --password-stdin\n", dataFlag)
+	if hasAdmin, err := tenantHasAdmin(ctx, a.Store, cfg.Tenant); err != nil {
+		return err
+	} else if !hasAdmin {
+		fmt.Fprintf(stdout, "Tenant %s has no admin yet; create one: ward users add %s --username admin --role admin --password-stdin\n", cfg.Tenant, dataFlag)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if srv.TLSConfig != nil {
@@ -157,12 +229,11 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, `usage: ward users add --username U --role admin|privacy-officer|physician|nurse|user [--practitioner ID | --patient ID] [--clearance R,HIV,...] [--tenant T] --password-stdin [--data-dir D]
+		return subUsage(args, `usage: ward users add --username U --role admin|privacy-officer|physician|nurse|user [--practitioner ID | --patient ID] [--clearance R,HIV,...] [--tenant T] --password-stdin [--data-dir D]
        ward users list [--data-dir D]
        ward users disable|enable --username U [--data-dir D]
        ward users reset-password --username U --password-stdin [--data-dir D]
-       ward users enroll-totp --username U [--data-dir D]`)
-		return errUsage
+       ward users enroll-totp --username U [--data-dir D]`, stderr)
 	}
 	var username, role, practitioner, patient, clearance string
 	var passwordStdin bool
@@ -188,6 +259,9 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
+	if (r == authz.RolePhysician || r == authz.RoleNurse) && practitioner == "" {
+		fmt.Fprintf(stderr, "warning: a %s without --practitioner sees no patients: access follows the care relationships of a Practitioner (generalPractitioner, CareTeam, Encounter); give --practitioner ID, or add it later with a new user\n", r)
+	}
 	clearances, err := parseClearances(clearance)
 	if err != nil {
 		return err
@@ -196,7 +270,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -249,7 +323,7 @@ func runUsersList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -303,7 +377,7 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 			return err
 		}
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -344,7 +418,7 @@ func runEnrollTOTP(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if username == "" {
 		return errors.New("--username is required")
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -373,15 +447,22 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if len(args) > 0 && args[0] == "governance" {
 		return runAuditGovernance(ctx, args[1:], stdout, stderr)
 	}
-	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: ward audit verify [--data-dir D]\n       ward audit break-glass [--since D] [--data-dir D]\n       ward audit governance [--since D] [--data-dir D]")
+	if len(args) == 0 || args[0] == "list" || isHelp(args[0]) {
+		// The subcommands, on standard output: asking what there is is
+		// not a mistake.
+		fmt.Fprint(stdout, auditCommands)
+		return nil
+	}
+	if args[0] != "verify" {
+		fmt.Fprintf(stderr, "ward audit: unknown subcommand %q; run 'ward audit' for the list\n", args[0])
 		return errUsage
 	}
-	cfg, fs, err := flags("audit verify", args[1:], stderr, dbSettings, nil)
+	cfg, _, err := flags("audit verify", args[1:], stderr, dbSettings, nil)
+	var he *helpError
+	if errors.As(err, &he) {
+		he.text += auditVerifyLimit
+	}
 	if err != nil {
-		if fs != nil && errors.Is(err, errUsage) {
-			fmt.Fprint(stderr, auditVerifyLimit)
-		}
 		return err
 	}
 	st, err := app.OpenExistingStore(ctx, cfg)
@@ -408,6 +489,17 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return nil
 }
 
+// auditCommands lists the audit subcommands.
+const auditCommands = `usage: ward audit <subcommand> [flags]
+
+subcommands:
+  verify       check the ledger's hash chain from genesis to the head: ward audit verify [--data-dir D]
+  break-glass  list emergency accesses to review: ward audit break-glass [--since D] [--data-dir D]
+  governance   list changes to what governs access (care teams, consents, labels): ward audit governance [--since D] [--data-dir D]
+
+run 'ward audit <subcommand> -h' for its flags
+`
+
 // auditVerifyLimit is what a verification can and cannot prove; printed
 // with ward audit verify -h and kept in step with docs/security.md.
 const auditVerifyLimit = `
@@ -422,7 +514,7 @@ sequence number and time you noted, the time of the last request you know
 of): what the chain alone cannot show is a cut of its newest records (or of
 all of them) together with a rewritten head row, since the remaining chain
 is then whole and ends at the (new) head. Detecting that needs signed
-checkpoints held outside the database (issue #26).
+checkpoints held outside the database, which Ward does not make yet.
 `
 
 // runClients registers, lists and disables clients: SMART Backend Services
@@ -438,12 +530,11 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--tenant T] [--data-dir D]
+		return subUsage(args, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--tenant T] [--data-dir D]
        ward clients add --client-id C --redirect-uri URI [--redirect-uri URI2] --scope "launch/patient openid fhirUser patient/*.rs" [--tenant T]
                         [--confidential | --secret-stdin | --jwks-file F]   (a confidential app)
        ward clients list [--tenant T] [--data-dir D]
-       ward clients disable|enable --client-id C [--tenant T] [--data-dir D]`)
-		return errUsage
+       ward clients disable|enable --client-id C [--tenant T] [--data-dir D]`, stderr)
 	}
 	var id, jwksFile, scope string
 	var redirects multiFlag
@@ -489,7 +580,7 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	case len(redirects) == 0:
 		return errors.New("give --jwks-file (backend service) or --redirect-uri (public app)")
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -542,7 +633,7 @@ func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -577,7 +668,7 @@ func runClientsDisable(ctx context.Context, verb string, args []string, stdout, 
 	if id == "" {
 		return errors.New("--client-id is required")
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -595,9 +686,8 @@ func runClientsDisable(ctx context.Context, verb string, args []string, stdout, 
 // runTenants adds and lists tenants.
 func runTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "add" && args[0] != "list" {
-		fmt.Fprintln(stderr, `usage: ward tenants add --name T [--data-dir D]
-       ward tenants list [--data-dir D]`)
-		return errUsage
+		return subUsage(args, `usage: ward tenants add --name T [--data-dir D]
+       ward tenants list [--data-dir D]`, stderr)
 	}
 	var name string
 	cfg, _, err := flags("tenants "+args[0], args[1:], stderr, dbSettings, func(fs *flag.FlagSet) {
@@ -608,7 +698,7 @@ func runTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	st, err := app.OpenStore(ctx, cfg)
+	st, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -636,15 +726,18 @@ func runTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 }
 
 func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "generate" {
+		return runKeysGenerate(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
-		fmt.Fprintln(stderr, "usage: ward keys rotate [--data-dir D]")
-		return errUsage
+		return subUsage(args, `usage: ward keys generate [--out FILE]   a new key-encryption key (WARD_KEY or WARD_KEY_FILE)
+       ward keys rotate [--data-dir D]       a new token signing key`, stderr)
 	}
 	cfg, _, err := flags("keys rotate", args[1:], stderr, append(dbSettings, "key-file"), nil)
 	if err != nil {
 		return err
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -697,4 +790,53 @@ func parseClearances(s string) ([]string, error) {
 		return nil, cliError(err)
 	}
 	return out, nil
+}
+
+// tenantHasAdmin reports whether tenant has an active admin user.
+func tenantHasAdmin(ctx context.Context, st store.Store, tenant string) (bool, error) {
+	users, err := st.Users(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	for _, u := range users {
+		if u.Role == string(authz.RoleAdmin) && !u.Disabled {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// runKeysGenerate prints (or writes, 0600) a new random key-encryption
+// key: the value of WARD_KEY or the content of WARD_KEY_FILE. Nothing else
+// is touched; the key is not stored anywhere by Ward.
+func runKeysGenerate(args []string, stdout, stderr io.Writer) error {
+	var out string
+	fs := flag.NewFlagSet("ward keys generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	fs.StringVar(&out, "out", "", "write the key to this new file (mode 0600) instead of standard output")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			b.WriteString("usage: ward keys generate [--out FILE]\n\nPrints a new random key-encryption key (32 bytes, base64) for WARD_KEY,\nor writes it to FILE for WARD_KEY_FILE. Keep it apart from the database\nand its backups: whoever has both reads every record.\n\nflags:\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return &helpError{b.String()}
+		}
+		fmt.Fprintln(stderr, "run 'ward keys generate -h' for its flags")
+		return errUsage
+	}
+	if out != "" {
+		if _, err := seal.GenerateKEKFile(out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "key-encryption key written to %s (mode 0600); set WARD_KEY_FILE=%s\n", out, out)
+		return nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(k))
+	return nil
 }

@@ -81,10 +81,11 @@ func TestAuditVerifyReportsRange(t *testing.T) {
 	}
 
 	// The help says so.
-	_, stderr, _ = ward(t, "", "audit", "verify", "-h")
-	for _, want := range []string{"rewritten head", "signed", "#26", "first and last sequence numbers"} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("audit verify -h lacks %q: %s", want, stderr)
+	// (Help is on standard output, exit 0; it names no issue number.)
+	out, _, code = ward(t, "", "audit", "verify", "-h")
+	for _, want := range []string{"rewritten head", "signed", "outside the database", "first and last sequence numbers"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("audit verify -h (exit %d) lacks %q: %s", code, want, out)
 		}
 	}
 }

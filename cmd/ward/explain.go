@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -36,7 +35,7 @@ func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
@@ -45,7 +44,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if len(files) == 0 {
 		return errors.New("usage: ward import [--data-dir D] FILE|DIR... (.json Bundles, .ndjson)")
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -67,7 +66,13 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		progress.Add(1)
 		go func() {
 			defer progress.Done()
-			t := time.NewTicker(time.Second)
+			// On a terminal one line rewritten every second; elsewhere (a
+			// log, a pipe, CI) a whole line every few seconds.
+			every, head, tail := progressEvery, "", "\n"
+			if isTerminal(stderr) {
+				every, head, tail = time.Second, "\r", "   "
+			}
+			t := time.NewTicker(every)
 			defer t.Stop()
 			for {
 				select {
@@ -80,7 +85,7 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 					if d := done.Load(); d > 0 {
 						eta = (time.Duration(el/float64(d)*float64(int64(len(files))-d)) * time.Second).Round(time.Second).String()
 					}
-					fmt.Fprintf(stderr, "\rimport: %d/%d files, %d resources, %.0f resources/s, ETA %s   ", done.Load(), len(files), n, rate, eta)
+					fmt.Fprintf(stderr, "%simport: %d/%d files, %d resources, %.0f resources/s, ETA %s%s", head, done.Load(), len(files), n, rate, eta, tail)
 				}
 			}
 		}()
@@ -121,12 +126,22 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	close(stop)
 	progress.Wait()
 	el := time.Since(start)
-	if !quiet {
+	if !quiet && isTerminal(stderr) {
 		fmt.Fprintln(stderr)
 	}
 	sort.Strings(failures)
+	unresolved := 0
 	for _, f := range failures {
 		fmt.Fprintln(stderr, "FAILED", f)
+		if strings.Contains(f, "conditional reference") && strings.Contains(f, "matches no resource") {
+			unresolved++
+		}
+	}
+	if unresolved > 0 {
+		fmt.Fprintf(stderr, "hint: %d files refer (conditional references such as Organization?identifier=...) to resources that are not loaded.\n"+
+			"  They usually come from a data set's shared files: for Synthea, hospitalInformation*.json and\n"+
+			"  practitionerInformation*.json (in fhir/ or a 00-shared/ directory). Import them first, or give their\n"+
+			"  directory together with the patients' (ward import loads shared files first).\n", unresolved)
 	}
 	fmt.Fprintf(stdout, "imported %d resources from %d of %d files in %s (%.0f resources/s); %d files failed\n",
 		resources.Load(), int64(len(files))-failedFiles.Load(), len(files), el.Round(time.Millisecond), float64(resources.Load())/el.Seconds(), failedFiles.Load())
@@ -136,11 +151,16 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	return ctx.Err()
 }
 
-// groupByDir splits files (in order) into runs of the same directory.
+// progressEvery is how often import prints a progress line when standard
+// error is not a terminal.
+var progressEvery = 5 * time.Second
+
+// groupByDir splits files (in order) into runs of the same directory and
+// kind (shared or not): a run loads once the runs before it are done.
 func groupByDir(files []string) [][]string {
 	var out [][]string
 	for i, f := range files {
-		if i == 0 || filepath.Dir(f) != filepath.Dir(files[i-1]) {
+		if i == 0 || filepath.Dir(f) != filepath.Dir(files[i-1]) || isShared(f) != isShared(files[i-1]) {
 			out = append(out, nil)
 		}
 		out[len(out)-1] = append(out[len(out)-1], f)
@@ -174,7 +194,37 @@ func importFiles(args []string) ([]string, error) {
 			return nil, err
 		}
 	}
+	// Shared files first: what the patients' conditional references
+	// resolve against (Synthea's 00-shared/, hospitalInformation and
+	// practitionerInformation Bundles). The order is otherwise kept.
+	sort.SliceStable(out, func(i, j int) bool { return isShared(out[i]) && !isShared(out[j]) })
 	return out, nil
+}
+
+// isShared reports whether path is a shared file of a data set: in a
+// directory named 00-shared (or *shared*), or a Synthea hospital or
+// practitioner information Bundle.
+func isShared(path string) bool {
+	base := filepath.Base(path)
+	if strings.HasPrefix(base, "hospitalInformation") || strings.HasPrefix(base, "practitionerInformation") {
+		return true
+	}
+	for _, dir := range strings.Split(filepath.ToSlash(filepath.Dir(path)), "/") {
+		if dir == "00-shared" || strings.Contains(dir, "shared") {
+			return true
+		}
+	}
+	return false
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // importFile loads one file and returns how many resources it stored.

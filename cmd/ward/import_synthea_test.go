@@ -49,6 +49,7 @@ func TestImportSyntheaLayout(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "data")
+	initData(t, dir) // only serve, init and migrate create a data directory
 	stdout, stderr, code := ward(t, "", "import", "--quiet", "--workers", "4", "--data-dir", dir, src)
 	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("imported %d resources from 3 of 3 files", entries)) {
 		t.Fatalf("exit %d: %s %s", code, stdout, stderr)

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,13 +18,14 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the server", runServe},
+		{"serve", "run the server (creates the data directory and database on first start)", runServe},
+		{"init", "create the data directory, database and development key, then exit", runInit},
 		{"migrate", "apply database migrations and exit", runMigrate},
 		{"users", "manage users: users add --username U --role R --password-stdin", runUsers},
-		{"audit", "audit ledger tools: audit verify, audit break-glass [--since D]", runAudit},
+		{"audit", "audit ledger tools: audit verify, audit break-glass, audit governance", runAudit},
 		{"clients", "clients: clients add|list|disable|enable (backend services or public apps)", runClients},
 		{"tenants", "tenants: tenants add --name T, tenants list", runTenants},
-		{"keys", "key tools: keys rotate (a new token signing key)", runKeys},
+		{"keys", "key tools: keys generate (a new WARD_KEY), keys rotate (a new token signing key)", runKeys},
 		{"reindex", "rebuild every resource's search index rows", runReindex},
 		{"stats", "search index bytes per resource of a type: stats [--data-dir D] [--type T]", runStats},
 		{"explain", "show the database plan of a search: explain [--data-dir D] 'Type?params'", runExplain},
@@ -39,7 +41,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.usage)
 	}
-	fmt.Fprintln(w, "\nrun 'ward <command> -h' for a command's flags")
+	fmt.Fprintln(w, "\nrun 'ward help <command>' (or 'ward <command> -h') for a command's flags;")
+	fmt.Fprintln(w, "every flag can also be set by its WARD_* environment variable (ward config lists them)")
 }
 
 func main() {
@@ -49,29 +52,44 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
 		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		// ward help CMD [SUB] is ward CMD [SUB] -h.
+		return run(ctx, append(append([]string{}, args[1:]...), "-h"), stdin, stdout, stderr)
+	case "-version", "--version", "-v":
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			if err := c.run(ctx, args[1:], stdin, stdout, stderr); err != nil {
-				if err == errUsage {
-					return 2
-				}
-				fmt.Fprintf(stderr, "ward %s: %v\n", c.name, err)
-				if ec, ok := err.(interface{ ExitCode() int }); ok {
-					return ec.ExitCode()
-				}
-				return 1
+			err := c.run(ctx, args[1:], stdin, stdout, stderr)
+			var he *helpError
+			switch {
+			case err == nil:
+				return 0
+			case errors.As(err, &he):
+				fmt.Fprint(stdout, he.text)
+				return 0
+			case err == errUsage:
+				return 2
 			}
-			return 0
+			fmt.Fprintf(stderr, "ward %s: %v\n", c.name, err)
+			if ec, ok := err.(interface{ ExitCode() int }); ok {
+				return ec.ExitCode()
+			}
+			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "ward: unknown command %q\n\n", args[0])
-	usage(stderr)
+	fmt.Fprintf(stderr, "ward: unknown command %q; run 'ward help' for the list of commands\n", args[0])
 	return 2
 }

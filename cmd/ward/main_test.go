@@ -423,6 +423,7 @@ func TestImport(t *testing.T) {
 {"resourceType":"Observation","status":"final",
 `), 0o600)
 	dir := filepath.Join(t.TempDir(), "data")
+	initData(t, dir) // only serve, init and migrate create a data directory
 	stdout, stderr, code := ward(t, "", "import", "--quiet", "--data-dir", dir, src)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (one broken file): %s %s", code, stdout, stderr)
@@ -519,6 +520,7 @@ func TestEnrollTOTP(t *testing.T) {
 
 func TestClientsAdd(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
+	initData(t, dir) // only serve, init and migrate create a data directory
 	good := filepath.Join(t.TempDir(), "jwks.json")
 	// The P-256 example key of RFC 7517, appendix A.1 (public, and in the
 	// second file with its private member d).
@@ -692,6 +694,7 @@ func TestKill9DuringTransactions(t *testing.T) {
 // rows the writes had made, and audits it.
 func TestReindex(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
+	initData(t, dir) // only serve, init and migrate create a data directory
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "r.ndjson"), []byte(`{"resourceType":"Patient","id":"p1","name":[{"family":"Quillfeather"}],"birthDate":"1961-07-14"}
 {"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2020-01-01","valueQuantity":{"value":72}}
@@ -754,6 +757,7 @@ func TestReindex(t *testing.T) {
 // created in a tenant that exists; clients are listed and disabled.
 func TestTenantsAndClients(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
+	initData(t, dir) // only serve, init and migrate create a data directory
 	for _, c := range []struct {
 		stdin string
 		args  []string
@@ -916,6 +920,7 @@ func TestBreakGlassDetail(t *testing.T) {
 // --jwks-file with --redirect-uri registers keys (private_key_jwt).
 func TestClientsAddConfidential(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
+	initData(t, dir) // only serve, init and migrate create a data directory
 	jwks := filepath.Join(t.TempDir(), "jwks.json")
 	os.WriteFile(jwks, []byte(`{"keys":[{"kty":"EC","kid":"k1","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}`), 0o600)
 	appArgs := []string{"--redirect-uri", "https://app.example/cb", "--scope", "openid launch user/*.rs"}
@@ -966,5 +971,13 @@ func TestClientsAddConfidential(t *testing.T) {
 		if err != nil || !strings.HasPrefix(c.SecretHash, "$argon2id$") || strings.Contains(c.SecretHash, plain) || !authn.VerifyPassword(c.SecretHash, plain) {
 			t.Errorf("%s: stored %+v %v", id, c, err)
 		}
+	}
+}
+
+// initData creates the data directory dir with ward init.
+func initData(t *testing.T, dir string) {
+	t.Helper()
+	if out, stderr, code := ward(t, "", "init", "--data-dir", dir); code != 0 {
+		t.Fatalf("ward init: exit %d: %s %s", code, out, stderr)
 	}
 }

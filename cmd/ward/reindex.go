@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/wardhealth/ward/internal/app"
 )
 
 // runReindex rebuilds the search index of every current resource.
@@ -15,7 +13,7 @@ func runReindex(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}

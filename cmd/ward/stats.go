@@ -8,7 +8,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -26,7 +25,7 @@ func runStats(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if fs.NArg() > 0 {
 		return errUsage
 	}
-	a, err := app.Open(ctx, cfg, app.NewLogger(io.Discard, "error"), stderr)
+	a, err := openApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}

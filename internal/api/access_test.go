@@ -203,7 +203,9 @@ func TestAccessByRole(t *testing.T) {
 			want  []string
 			total float64
 		}{
-			{"physician's patients", P, "/fhir/Patient?_total=accurate&_count=50", []string{"gp", "enc"}, 2},
+			// "+": the Newborn the physician registered above (its
+			// registration CareTeam).
+			{"physician's patients", P, "/fhir/Patient?_total=accurate&_count=50", []string{"gp", "enc", "+"}, 3},
 			{"physician's observations (no HIV, consented)", P, "/fhir/Observation?_total=accurate&_count=50", []string{"obsGP", "obsEnc", "+"}, 3},
 			{"nurse's observations", N, "/fhir/Observation?_total=accurate&_count=50", []string{"obsTeam", "+"}, 2},
 			{"patient's observations", U, "/fhir/Observation?_total=accurate&_count=50", []string{"obsMe"}, 1},
@@ -211,7 +213,7 @@ func TestAccessByRole(t *testing.T) {
 			{"physician's conditions (consent)", P, "/fhir/Condition?_total=accurate", nil, 0},
 			{"admin's conditions", A, "/fhir/Condition?_total=accurate", []string{"condGP"}, 1},
 			{"patient's system search", U, "/fhir?_type=Observation,Patient&_total=accurate", []string{"obsMe", "me"}, 2},
-			{"physician's system search", P, "/fhir?_type=Patient,Condition&_total=accurate", []string{"gp", "enc"}, 2},
+			{"physician's system search", P, "/fhir?_type=Patient,Condition&_total=accurate", []string{"gp", "enc", "+"}, 3},
 		} {
 			r := w.Do(t, "GET", c.path, w.Tokens[c.role], nil)
 			if r.Status != 200 {
@@ -257,7 +259,7 @@ func TestAccessByRole(t *testing.T) {
 			}
 			r = w.Do(t, "GET", strings.TrimPrefix(next, w.Server.URL), w.Tokens[P], nil)
 		}
-		if len(seen) != 2 || !seen[x["gp"]] || !seen[x["enc"]] {
+		if len(seen) != 3 || !seen[x["gp"]] || !seen[x["enc"]] {
 			t.Errorf("paging as the physician saw %v", seen)
 		}
 		// _include does not bring in what the caller may not read.

@@ -58,11 +58,8 @@ var ErrNoDatabase = errors.New("no database")
 // verify): it never creates one, so a mistyped --data-dir is an error
 // (ErrNoDatabase) instead of a new, empty and "intact" database.
 func OpenExistingStore(ctx context.Context, cfg config.Config) (store.Store, error) {
-	if cfg.DatabaseURL == "" {
-		path := filepath.Join(cfg.DataDir, DatabaseFileName)
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("%w at %s (check --data-dir or WARD_DATA_DIR): %v", ErrNoDatabase, path, err)
-		}
+	if err := RequireDatabase(cfg); err != nil {
+		return nil, err
 	}
 	return OpenStore(ctx, cfg)
 }
@@ -145,7 +142,12 @@ type Option func(*options)
 
 type options struct {
 	cacheTTL time.Duration
+	now      func() time.Time
 }
+
+// WithNow gives the records service a clock (tests of what time ends, such
+// as a registration CareTeam's period).
+func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithCacheTTL sets how long cached access facts and the revocation list
 // are trusted without an invalidation (default 5 s). Tests make it long so
@@ -212,7 +214,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	}
 	to := authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external, RevocationRefresh: o.cacheTTL}
 	ro := records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax, NoAdminPHI: !cfg.AdminPHIAccess,
-		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL}
+		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL, Now: o.now, RegistrationCare: cfg.RegistrationCarePeriod}
 	parseLimits := fhir.Limits{ArrayItems: cfg.Limits.ArrayItems, Elements: cfg.Limits.Elements, BundleEntries: cfg.Limits.BundleEntries}
 	ro.Limits = records.Limits{PatchElements: cfg.Limits.PatchElements, ArrayItems: cfg.Limits.ArrayItems,
 		Includes: cfg.Limits.SearchIncludes, Parse: parseLimits}

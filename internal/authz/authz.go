@@ -121,6 +121,10 @@ type Target struct {
 	// that other resources already name is not new: creating it writes
 	// into their compartment.
 	New bool
+	// Registration marks the CareTeam written together with a new Patient
+	// by the clinician who registers it (records): it names that patient
+	// alone, and the relationship it makes is the registering clinician's.
+	Registration bool
 	// RemovedLabels, for a write that replaces a version (update, patch),
 	// are the security labels of the replaced version the new one no
 	// longer carries: removing one lifts a protection, which only the
@@ -172,6 +176,9 @@ const (
 	ReasonNoPractLink   = "no-practitioner-link"
 	ReasonNoRelation    = "no-care-relationship"
 	ReasonRelation      = "care-relationship"
+	// ReasonRegistration: the CareTeam of a clinician registering a new
+	// Patient, created with it.
+	ReasonRegistration  = "registration"
 	ReasonAdminNoPHI    = "admin-phi-access-disabled"
 	ReasonAdminPHI      = "admin-phi-access"
 	ReasonLabel         = "security-label-needs-clearance"
@@ -321,6 +328,10 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 		case t.New && t.Type == "Patient" && subset(slices.DeleteFunc(slices.Clone(t.Patients), func(p string) bool { return p == t.ID }), f.CareOf):
 			// A new Patient has no record to protect; one it links to
 			// (Patient.link) must be in the writer's care.
+		case t.Registration && t.Type == "CareTeam" && s.Practitioner != "" && len(t.Patients) == 1:
+			// The care relationship of the clinician registering a new
+			// Patient, written with it: explicit data, audited.
+			d.Reasons = append(d.Reasons, ReasonRegistration)
 		case s.Practitioner == "":
 			soft = append(soft, ReasonNoPractLink)
 		case !intersects(t.Patients, f.CareOf):

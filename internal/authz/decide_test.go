@@ -139,6 +139,10 @@ func TestDecideFixtures(t *testing.T) {
 		{"physician without relationships", drA, Read, obsP1, unrelated, false, ReasonNoRelation, false},
 		{"physician not linked to a Practitioner", drUnlinked, Read, obsP1, related, false, ReasonNoPractLink, false},
 		{"physician registers a new patient", drA, Create, newPatient, unrelated, true, ReasonScopeGrants, false},
+		{"the registering physician's CareTeam", drA, Create, registration(careTeamP2), unrelated, true, ReasonRegistration, false},
+		{"a registration CareTeam names one patient only", drA, Create, registration(careTeamP1P2), unrelated, false, ReasonNoRelation, false},
+		{"a registration CareTeam needs a linked clinician", drUnlinked, Create, registration(careTeamP2), unrelated, false, ReasonNoPractLink, false},
+		{"a CareTeam not marked as a registration", drA, Create, careTeamP2, unrelated, false, ReasonNoRelation, false},
 		{"observation in no compartment", drA, Read, obsNone, related, false, ReasonNoRelation, false},
 		{"physician reads a Practitioner", drA, Read, practDrA, unrelated, true, ReasonScopeGrants, false},
 		{"a restricted label needs clearance outside patient data too", drA, Read, withLabels(practDrA, "R"), unrelated, false, ReasonLabel + ":R", false},
@@ -626,3 +630,6 @@ func consentIDs(cs []Consent) []string {
 	}
 	return out
 }
+
+// registration marks t as the CareTeam written with a new Patient.
+func registration(t Target) Target { t.Registration = true; return t }

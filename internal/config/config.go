@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -54,6 +55,9 @@ type Config struct {
 	// CareEncounterWindow is how far back an Encounter listing a
 	// clinician as participant makes a care relationship.
 	CareEncounterWindow time.Duration
+	// RegistrationCarePeriod is how long the CareTeam a physician or
+	// nurse gets with a Patient they create lasts; 0: none is made.
+	RegistrationCarePeriod time.Duration
 	// ExportTTL is how long Bulk Data export files are kept after the
 	// export finishes.
 	ExportTTL time.Duration
@@ -149,6 +153,8 @@ func Default() Config {
 		AdminPHIAccess:      true,
 		CareEncounterWindow: 90 * 24 * time.Hour,
 
+		RegistrationCarePeriod: 30 * 24 * time.Hour,
+
 		ExportTTL: 24 * time.Hour,
 
 		RedisKeyPrefix: "ward:rl:",
@@ -186,8 +192,14 @@ var (
 )
 
 var settings = []setting{
-	{"WARD_ADDR", "addr", "address to listen on (host:port)", false,
-		func(c *Config) string { return c.Addr }, func(c *Config, v string) error { c.Addr = v; return nil }},
+	{"WARD_ADDR", "addr", "address to listen on", false,
+		func(c *Config) string { return c.Addr }, func(c *Config, v string) error {
+			if err := checkHostPort(v); err != nil {
+				return err
+			}
+			c.Addr = v
+			return nil
+		}},
 	{"WARD_DATA_DIR", "data-dir", "directory of the embedded SQLite database and generated key (used when WARD_DATABASE_URL is empty)", false,
 		func(c *Config) string { return c.DataDir }, func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"WARD_DATABASE_URL", "database-url", "postgres://... to use PostgreSQL instead of the embedded SQLite database", true,
@@ -215,7 +227,7 @@ var settings = []setting{
 			c.BaseURL = strings.TrimSuffix(v, "/")
 			return nil
 		}},
-	{"WARD_TENANT", "tenant", "tenant of password logins", false,
+	{"WARD_TENANT", "tenant", "the tenant a command works in (users add: the tenant the user belongs to), and the tenant of password logins that name none", false,
 		func(c *Config) string { return c.Tenant }, func(c *Config, v string) error {
 			if !tenantPattern.MatchString(v) {
 				return errors.New("must match [a-z0-9][a-z0-9-]{0,62}")
@@ -304,10 +316,27 @@ var settings = []setting{
 			c.CareEncounterWindow = d
 			return nil
 		}},
+	{"WARD_REGISTRATION_CARE_PERIOD", "registration-care-period", "how long the care relationship of a physician or nurse with a Patient they create lasts: a CareTeam (subject the patient, participant their Practitioner) created with it and ending after this period (Go duration, e.g. 720h; 0: no CareTeam, the clinician cannot read the patient back)", false,
+		func(c *Config) string { return c.RegistrationCarePeriod.String() }, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 10*365*24*time.Hour {
+				return errors.New("must be a duration between 0 and 87600h")
+			}
+			c.RegistrationCarePeriod = d
+			return nil
+		}},
 	{"WARD_OIDC_ISSUERS", "oidc-issuers", "JSON file listing trusted external OpenID Connect issuers (issuer, audience, jwks_url or discovery, algorithms, tenant or tenant_claim, role_claim and roles, practitioner_claim, scope); empty: none", false,
 		func(c *Config) string { return c.OIDCIssuers }, func(c *Config, v string) error { c.OIDCIssuers = v; return nil }},
 	{"WARD_PPROF_ADDR", "pprof-addr", "if set, serve Go profiling (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060; never expose it", false,
-		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error { c.PprofAddr = v; return nil }},
+		func(c *Config) string { return c.PprofAddr }, func(c *Config, v string) error {
+			if v != "" {
+				if err := checkHostPort(v); err != nil {
+					return err
+				}
+			}
+			c.PprofAddr = v
+			return nil
+		}},
 	{"WARD_NATS_URL", "nats-url", "NATS server(s) for cache invalidations between nodes (nats://host:4222, comma-separated for a cluster); every node of one database must use it; empty: a single node", true,
 		func(c *Config) string { return c.NATSURL }, func(c *Config, v string) error {
 			for _, part := range strings.Split(v, ",") {
@@ -560,6 +589,20 @@ func parseBurst(v string, dst *int) error {
 	return nil
 }
 
+// checkHostPort validates a listening address before anything is
+// created: host:port with a numeric port (an empty host listens on every
+// interface).
+func checkHostPort(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("must be host:port, e.g. 127.0.0.1:8080 (%q)", v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port must be a number between 0 and 65535 (%q)", v)
+	}
+	return nil
+}
+
 // FromEnv applies WARD_* variables from environ (os.Environ() form) to c.
 // Variables starting with WARD_TEST_ belong to the test suite and are
 // ignored.
@@ -594,7 +637,9 @@ func envNames() []string {
 }
 
 // Flags registers the settings named in names (by flag name) on fs; the
-// flag values are applied to c as they are parsed.
+// flag values are applied to c as they are parsed. Each flag's help shows
+// its environment variable and its effective default (after the
+// environment), so -h tells what the command would run with.
 func (c *Config) Flags(fs *flag.FlagSet, names ...string) {
 	for i := range settings {
 		s := &settings[i]
@@ -602,14 +647,72 @@ func (c *Config) Flags(fs *flag.FlagSet, names ...string) {
 			continue
 		}
 		for _, n := range names {
-			if n == s.flag && boolFlags[s.flag] {
-				fs.BoolFunc(s.flag, s.doc+" ("+s.env+")", func(v string) error { return s.set(c, v) })
-			} else if n == s.flag {
-				fs.Func(s.flag, s.doc+" ("+s.env+")", func(v string) error { return s.set(c, v) })
+			if n != s.flag {
+				continue
 			}
+			v := &settingValue{c: c, s: s, bool: boolFlags[s.flag]}
+			fs.Var(v, s.flag, flagUsage(s))
 		}
 	}
 }
+
+// flagUsage is a setting's flag help. Backquotes are flag's marker for the
+// argument's name (flag.UnquoteUsage), so quoted words of a doc line become
+// plain quotes; the argument is named after what the setting takes.
+func flagUsage(s *setting) string {
+	doc := strings.ReplaceAll(s.doc, "`", "'")
+	if name := argName(s); name != "" && name != "value" {
+		return doc + " (`" + name + "`, env " + s.env + ")"
+	}
+	return doc + " (env " + s.env + ")"
+}
+
+// argName names a flag's argument in the help text.
+func argName(s *setting) string {
+	switch {
+	case boolFlags[s.flag]:
+		return ""
+	case strings.Contains(s.doc, "duration"):
+		return "duration"
+	case strings.HasSuffix(s.flag, "-url") || strings.HasSuffix(s.flag, "-urls"):
+		return "url"
+	case s.flag == "addr" || strings.HasSuffix(s.flag, "-addr"):
+		return "host:port"
+	case strings.HasSuffix(s.flag, "-dir"):
+		return "dir"
+	case strings.HasSuffix(s.flag, "-file") || s.flag == "tls-cert" || s.flag == "tls-key" || s.flag == "oidc-issuers":
+		return "file"
+	}
+	if d := s.get(&Config{}); d == "false" {
+		return "bool"
+	} else if _, err := strconv.Atoi(d); err == nil {
+		return "n"
+	}
+	return "value"
+}
+
+// settingValue is a flag.Value over one setting of a Config.
+type settingValue struct {
+	c    *Config
+	s    *setting
+	bool bool
+}
+
+func (v *settingValue) String() string {
+	if v == nil || v.c == nil || v.s == nil {
+		return ""
+	}
+	if v.s.secret {
+		if cur := v.s.get(v.c); cur != "" {
+			return mask(v.s.env, cur)
+		}
+		return ""
+	}
+	return v.s.get(v.c)
+}
+
+func (v *settingValue) Set(x string) error { return v.s.set(v.c, x) }
+func (v *settingValue) IsBoolFlag() bool   { return v.bool }
 
 // Load returns the defaults overridden by the environment.
 func Load() (Config, error) {
@@ -620,12 +723,16 @@ func Load() (Config, error) {
 
 // Print writes the effective configuration with secrets masked.
 func (c *Config) Print(w io.Writer) {
+	width := 0
+	for _, s := range settings {
+		width = max(width, len(s.env))
+	}
 	for _, s := range settings {
 		v := s.get(c)
 		if s.secret && v != "" {
 			v = mask(s.env, v)
 		}
-		fmt.Fprintf(w, "%-20s %s\n", s.env, v)
+		fmt.Fprintf(w, "%-*s  %s\n", width, s.env, v)
 	}
 }
 

@@ -207,7 +207,7 @@ func (r *Loader) loadRelated(ctx context.Context, p string) (bool, error) {
 	return ok[0], nil
 }
 
-// relationQueries are the three ways a care relationship with p arises,
+// relationQueries are the four ways a care relationship with p arises,
 // as memoized plans to ask in one statement: a cold decision pays one
 // round trip and no planning. Each is driven by p (p's own row, or the
 // index rows of references to p, a handful) and probes the clinician's
@@ -227,7 +227,8 @@ func (r *Loader) relationQueries(ctx context.Context, p string) ([]store.SearchQ
 	}
 	asks := []ask{
 		{"gp\x00" + actors, "Patient", url.Values{"_id": {x}}, url.Values{"general-practitioner": {actors}}},
-		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}}, url.Values{"participant": {actors}}},
+		{"careteam\x00" + actors, "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}, "date:missing": {"true"}}, url.Values{"participant": {actors}}},
+		{"careteam-period\x00" + actors + "\x00" + r.nowMinute(), "CareTeam", url.Values{"patient": {"Patient/" + x}, "status": {"active"}, "date": {"ge" + r.nowMinute()}}, url.Values{"participant": {actors}}},
 	}
 	if r.s.encWindow >= 0 {
 		from := r.windowStart()
@@ -376,7 +377,11 @@ func (r *Loader) CareSet(ctx context.Context) ([]string, error) {
 		}
 		return nil
 	}
-	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}}, "patient"); err != nil {
+	// An active CareTeam without a period, or whose period has not ended.
+	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}, "date:missing": {"true"}}, "patient"); err != nil {
+		return nil, err
+	}
+	if err := from("CareTeam", url.Values{"participant": {actors}, "status": {"active"}, "date": {"ge" + r.nowMinute()}}, "patient"); err != nil {
 		return nil, err
 	}
 	if r.s.encWindow >= 0 {
@@ -541,4 +546,11 @@ type access struct {
 	created []string
 	// pre is what prefetch learnt, until the request writes (Wrote).
 	pre *prefetched
+}
+
+// nowMinute is the current minute (rounded down) as a search date: an
+// active CareTeam whose period reaches it makes a care relationship, one
+// whose period ended before it no longer does.
+func (r *Loader) nowMinute() string {
+	return r.s.now().UTC().Truncate(time.Minute).Format("2006-01-02T15:04:05Z")
 }

@@ -66,8 +66,10 @@ func TestRelationQueriesPinThePatient(t *testing.T) {
 	w := apptest.Start(t, apptest.SQLite)
 	r := w.App.Records.FactSource().For(authz.Subject{Tenant: "default", ID: "p", Role: authz.RolePhysician, Practitioner: "pr-1"})
 	ctx := context.Background()
+	// Patient generalPractitioner, CareTeam without a period, CareTeam
+	// whose period has not ended, Encounter.
 	qs, err := r.RelationQueries(ctx, "p1")
-	if err != nil || len(qs) != 3 {
+	if err != nil || len(qs) != 4 {
 		t.Fatalf("%d %v", len(qs), err)
 	}
 	other, err := r.RelationQueries(ctx, "p2")

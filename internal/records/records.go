@@ -92,6 +92,8 @@ type Service struct {
 	limits     Limits
 	facts      *facts.Source
 	peers      Publisher
+	// registrationCare: see Options.RegistrationCare.
+	registrationCare time.Duration
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -109,6 +111,9 @@ type Options struct {
 	// EncounterWindow is how far back an Encounter makes a care
 	// relationship (0: 90 days; negative: Encounters make none).
 	EncounterWindow time.Duration
+	// RegistrationCare is the period of the CareTeam a physician or nurse
+	// gets with a Patient they create (registration.go); 0: none.
+	RegistrationCare time.Duration
 	// MaxDecidedCount bounds how many matches a search total decides one
 	// by one (0: DefaultMaxDecidedCount); beyond it the total is left out.
 	MaxDecidedCount int
@@ -150,7 +155,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	s := &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
-		limits: o.Limits, peers: o.Peers}
+		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers}
 	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
 		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
 	return s
@@ -396,6 +401,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	t.New = res.Type == "Patient"
 	if err := r.decideOn(ctx, authz.Create, rec, t); err != nil {
 		return nil, err
+	}
+	if r.registers(res) {
+		return r.createRegistered(ctx, res, rec)
 	}
 	now := r.s.now().UTC()
 	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
