@@ -13,6 +13,8 @@ func (u *Unit) AddAudit(recs ...*audit.Record) { u.Audit = append(u.Audit, recs.
 // Committer is the write half of a Store: what the audit recorder writes
 // through.
 type Committer interface {
+	// Commit writes u in one durable transaction, group-committed with
+	// other concurrent units. See the package doc.
 	Commit(ctx context.Context, u *Unit) error
 }
 
