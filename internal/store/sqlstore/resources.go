@@ -131,17 +131,19 @@ func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final
 // searchTables are the index tables, each with an index on rid.
 var searchTables = []string{"search_token", "search_date", "search_number", "search_string"}
 
+// indexEntry is the index of one resource, by rid (nil: no rows).
+type indexEntry struct {
+	rid int64
+	ix  *store.Index
+}
+
 // writeIndex replaces the index rows of every resource the batch wrote or
 // reindexed: the rows of resources that existed before are deleted, and
 // the rows of each resource's final version in the batch inserted.
 func (db *DB) writeIndex(ctx context.Context, tx *sql.Tx, order []rkey, final map[rkey]seqWrite, reindex []store.Reindex, rids map[rkey]int64) error {
-	type entry struct {
-		rid int64
-		ix  *store.Index
-	}
 	var (
 		stale   []int64
-		entries []entry
+		entries []indexEntry
 		seen    = map[int64]int{}
 	)
 	add := func(rid int64, ix *store.Index, existed bool) {
@@ -153,7 +155,7 @@ func (db *DB) writeIndex(ctx context.Context, tx *sql.Tx, order []rkey, final ma
 			stale = append(stale, rid)
 		}
 		seen[rid] = len(entries)
-		entries = append(entries, entry{rid, ix})
+		entries = append(entries, indexEntry{rid, ix})
 	}
 	for _, k := range order {
 		w := final[k]
@@ -181,87 +183,10 @@ func (db *DB) writeIndex(ctx context.Context, tx *sql.Tx, order []rkey, final ma
 		}
 		add(rid, r.Index, true)
 	}
-	for start := 0; start < len(stale); start += 500 {
-		chunk := stale[start:min(len(stale), start+500)]
-		args := make([]any, len(chunk))
-		for i, r := range chunk {
-			args[i] = r
-		}
-		in := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
-		for _, t := range searchTables {
-			if _, err := tx.ExecContext(ctx, q(`DELETE FROM `+t+` WHERE rid IN (`+in+`)`), args...); err != nil {
-				return fmt.Errorf("delete index rows: %w", err)
-			}
-		}
+	if err := db.deleteIndexRows(ctx, tx, stale); err != nil {
+		return err
 	}
-	type tok struct {
-		rid int64
-		r   store.TokenRow
-	}
-	var (
-		toks []tok
-		dats []struct {
-			rid int64
-			r   store.DateRow
-		}
-		nums []struct {
-			rid int64
-			r   store.NumberRow
-		}
-		strs []struct {
-			rid int64
-			r   store.StringRow
-		}
-	)
-	for _, e := range entries {
-		if e.ix == nil {
-			continue
-		}
-		for _, r := range e.ix.Tokens {
-			toks = append(toks, tok{e.rid, r})
-		}
-		for _, r := range e.ix.Dates {
-			dats = append(dats, struct {
-				rid int64
-				r   store.DateRow
-			}{e.rid, r})
-		}
-		for _, r := range e.ix.Numbers {
-			nums = append(nums, struct {
-				rid int64
-				r   store.NumberRow
-			}{e.rid, r})
-		}
-		for _, r := range e.ix.Strings {
-			strs = append(strs, struct {
-				rid int64
-				r   store.StringRow
-			}{e.rid, r})
-		}
-	}
-	if err := db.insertRows(ctx, tx, insertToken, len(toks), func(i int, a []any) []any {
-		return append(a, toks[i].r.P, toks[i].r.H, toks[i].rid, toks[i].r.S)
-	}); err != nil {
-		return fmt.Errorf("insert token index: %w", err)
-	}
-	if err := db.insertRows(ctx, tx, insertDate, len(dats), func(i int, a []any) []any {
-		r := dats[i].r
-		return append(a, r.P, r.K, r.Lo, r.Hi, dats[i].rid)
-	}); err != nil {
-		return fmt.Errorf("insert date index: %w", err)
-	}
-	if err := db.insertRows(ctx, tx, insertNumber, len(nums), func(i int, a []any) []any {
-		r := nums[i].r
-		return append(a, r.P, r.K, r.Lo, r.Hi, nums[i].rid, r.U)
-	}); err != nil {
-		return fmt.Errorf("insert number index: %w", err)
-	}
-	if err := db.insertRows(ctx, tx, insertString, len(strs), func(i int, a []any) []any {
-		return append(a, strs[i].r.P, strs[i].r.V, strs[i].rid)
-	}); err != nil {
-		return fmt.Errorf("insert string index: %w", err)
-	}
-	return nil
+	return db.insertIndexRows(ctx, tx, entries)
 }
 
 func (db *DB) scanVersion(row *sql.Row, tenant, typ, id string) (*store.Version, error) {
@@ -426,4 +351,97 @@ func (db *DB) Resources(ctx context.Context, afterRID int64, n int) ([]store.Hit
 		return nil, fmt.Errorf("%w: list resources: %v", store.ErrUnavailable, err)
 	}
 	return out, nil
+}
+
+// deleteIndexRows deletes the index rows of the resources whose rids are
+// given, in chunks.
+func (db *DB) deleteIndexRows(ctx context.Context, tx *sql.Tx, stale []int64) error {
+	q := db.d.Placeholders
+	for start := 0; start < len(stale); start += 500 {
+		chunk := stale[start:min(len(stale), start+500)]
+		args := make([]any, len(chunk))
+		for i, r := range chunk {
+			args[i] = r
+		}
+		in := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
+		for _, t := range searchTables {
+			if _, err := tx.ExecContext(ctx, q(`DELETE FROM `+t+` WHERE rid IN (`+in+`)`), args...); err != nil {
+				return fmt.Errorf("delete index rows: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// insertIndexRows inserts the index rows of every entry, one multi-row
+// statement per table and chunk.
+func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEntry) error {
+	type tok struct {
+		rid int64
+		r   store.TokenRow
+	}
+	var (
+		toks []tok
+		dats []struct {
+			rid int64
+			r   store.DateRow
+		}
+		nums []struct {
+			rid int64
+			r   store.NumberRow
+		}
+		strs []struct {
+			rid int64
+			r   store.StringRow
+		}
+	)
+	for _, e := range entries {
+		if e.ix == nil {
+			continue
+		}
+		for _, r := range e.ix.Tokens {
+			toks = append(toks, tok{e.rid, r})
+		}
+		for _, r := range e.ix.Dates {
+			dats = append(dats, struct {
+				rid int64
+				r   store.DateRow
+			}{e.rid, r})
+		}
+		for _, r := range e.ix.Numbers {
+			nums = append(nums, struct {
+				rid int64
+				r   store.NumberRow
+			}{e.rid, r})
+		}
+		for _, r := range e.ix.Strings {
+			strs = append(strs, struct {
+				rid int64
+				r   store.StringRow
+			}{e.rid, r})
+		}
+	}
+	if err := db.insertRows(ctx, tx, insertToken, len(toks), func(i int, a []any) []any {
+		return append(a, toks[i].r.P, toks[i].r.H, toks[i].rid, toks[i].r.S)
+	}); err != nil {
+		return fmt.Errorf("insert token index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertDate, len(dats), func(i int, a []any) []any {
+		r := dats[i].r
+		return append(a, r.P, r.K, r.Lo, r.Hi, dats[i].rid)
+	}); err != nil {
+		return fmt.Errorf("insert date index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertNumber, len(nums), func(i int, a []any) []any {
+		r := nums[i].r
+		return append(a, r.P, r.K, r.Lo, r.Hi, nums[i].rid, r.U)
+	}); err != nil {
+		return fmt.Errorf("insert number index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertString, len(strs), func(i int, a []any) []any {
+		return append(a, strs[i].r.P, strs[i].r.V, strs[i].rid)
+	}); err != nil {
+		return fmt.Errorf("insert string index: %w", err)
+	}
+	return nil
 }
