@@ -1,6 +1,9 @@
 // Package store is Ward's storage contract: resource versions, the audit
-// ledger, wrapped keys and users, behind one interface with two
-// implementations (store/sqlite, the embedded default, and store/postgres).
+// ledger, wrapped keys and identities, as one small interface per
+// aggregate (Committer, Resources, Ledger, Identity, KeyReader) composed
+// into Store, with two implementations (store/sqlite, the embedded
+// default, and store/postgres). Problem maps its errors to problem classes;
+// Recorder is the audit recorder over its units.
 //
 // Guarantees every implementation keeps (proved by store/storetest):
 //   - Commit is the only way to write, and a Unit commits whole or not at
