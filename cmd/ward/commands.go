@@ -288,9 +288,9 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	now := time.Now().UTC()
 	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now,
 		Practitioner: practitioner, Patient: patient, Clearances: clearances}
-	err = st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
+	err = store.NewRecorder(st).Commit(ctx, &store.Unit{NewUser: u}, &audit.Record{
 		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: authn.UserEntities(u), Detail: "role:" + string(r),
-	}}})
+	})
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("a user named %q already exists", username)
 	}
@@ -391,9 +391,9 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 	}
 	up.UserID = u.ID
 	now := time.Now().UTC()
-	if err := st.Commit(ctx, &store.Unit{UpdateUser: up, Audit: []*audit.Record{{
+	if err := store.NewRecorder(st).Commit(ctx, &store.Unit{UpdateUser: up}, &audit.Record{
 		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-" + verb, Entities: []string{"user/" + u.ID},
-	}}}); err != nil {
+	}); err != nil {
 		return err
 	}
 	if verb != "reset-password" {

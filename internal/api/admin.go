@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -57,7 +56,7 @@ func (s *Server) admin(action string, h adminHandler) http.Handler {
 		a := authn.Actor{ID: subj.ID, Role: string(subj.Role), RequestID: requestID(r.Context())}
 		if subj.Role != authz.RoleAdmin {
 			if err := authn.RecordAdmin(r.Context(), s.opts.Directory, a, subj.Tenant, action, "denied:admin-role-required"); err != nil {
-				s.writeError(w, r, fmt.Errorf("%w: %v", problem.ErrUnavailable, err))
+				s.writeError(w, r, err) // the recorder failed closed: ErrUnavailable
 				return
 			}
 			s.writeError(w, r, problem.New(problem.ErrForbidden, "forbidden", "the admin API is for the admin role only"))
@@ -118,7 +117,7 @@ func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, subj a
 		return err
 	}
 	if err := authn.RecordAdmin(r.Context(), s.opts.Directory, a, subj.Tenant, "user-list", ""); err != nil {
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return err // the recorder failed closed: ErrUnavailable
 	}
 	out := make([]adminUser, 0, len(users))
 	now := time.Now()
@@ -216,7 +215,7 @@ func (s *Server) handleAdminClients(w http.ResponseWriter, r *http.Request, subj
 		return err
 	}
 	if err := authn.RecordAdmin(r.Context(), s.opts.Directory, a, subj.Tenant, "client-list", ""); err != nil {
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return err // the recorder failed closed: ErrUnavailable
 	}
 	out := make([]adminClient, 0, len(cs))
 	for i := range cs {

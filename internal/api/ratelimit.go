@@ -215,11 +215,9 @@ func (s *Server) recordThrottled(r *http.Request, key string, addr netip.Addr) {
 	if s.opts.AddressTag != nil {
 		rec.Entities = append(rec.Entities, "client-address/"+s.opts.AddressTag(addrKey(addr)))
 	}
-	// Detached from the client: a client that hangs up must not keep its
-	// attempt out of the ledger.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.opts.Directory.Commit(wctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+	// The recorder detaches the write from the client: one that hangs up
+	// must not keep its attempt out of the ledger.
+	if err := store.NewRecorder(s.opts.Directory).Within(5*time.Second).Record(ctx, rec); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "rate limit audit", slog.String("request_id", requestID(ctx)), slog.String("error", err.Error()))
 	}
 }

@@ -1,6 +1,8 @@
 // Package audit is the pure core of Ward's audit ledger: the record, its
-// canonical encoding, the hash chain and its verification. It does no I/O;
-// the recorder and the stores build on it.
+// canonical encoding, the hash chain and its verification, and the
+// Recorder, the only way records reach the ledger. It does no I/O itself:
+// the recorder writes through a one-method interface that the stores
+// satisfy.
 //
 // Guarantee: a record's hash commits to every field and to the previous
 // record's hash; Verify names the first sequence number where the chain

@@ -44,8 +44,7 @@ func AddTenant(ctx context.Context, d Directory, a Actor, id string) error {
 		return problem.New(problem.ErrInvalid, "invalid", "a tenant id is 1 to 63 characters: lower-case letters, digits and '-', not starting with '-'")
 	}
 	now := time.Now().UTC()
-	err := d.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: id, Created: now}},
-		Audit: []*audit.Record{{Time: now, Tenant: id, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "tenant-add", Entities: []string{"tenant/" + id}}}})
+	err := store.NewRecorder(d).Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: id, Created: now}}}, &audit.Record{Time: now, Tenant: id, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "tenant-add", Entities: []string{"tenant/" + id}})
 	if errors.Is(err, store.ErrConflict) {
 		return problem.New(problem.ErrConflict, "duplicate", "the tenant already exists")
 	}
@@ -166,9 +165,9 @@ func AddUser(ctx context.Context, d Directory, a Actor, nu NewUser) (*store.User
 	now := time.Now().UTC()
 	u := &store.User{ID: uuid.NewString(), Tenant: nu.Tenant, Username: nu.Username, Role: string(role), PasswordHash: hash, Created: now,
 		Practitioner: nu.Practitioner, Patient: nu.Patient, Clearances: nu.Clearances}
-	err = d.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{{
+	err = store.NewRecorder(d).Commit(ctx, &store.Unit{NewUser: u}, &audit.Record{
 		Time: now, Tenant: nu.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "user-add", Entities: UserEntities(u), Detail: "role:" + string(role),
-	}}})
+	})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, problem.At(problem.ErrConflict, "duplicate", "username", "a user with this username already exists in the tenant")
 	}
@@ -207,9 +206,9 @@ func SetUserDisabled(ctx context.Context, d Directory, a Actor, tenant, userID s
 	if disabled {
 		verb = "user-disable"
 	}
-	return d.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: u.ID, Disabled: &disabled}, Audit: []*audit.Record{{
+	return store.NewRecorder(d).Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: u.ID, Disabled: &disabled}}, &audit.Record{
 		Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"user/" + u.ID},
-	}}})
+	})
 }
 
 // NewClient is a client to register: a SMART Backend Services client (a
@@ -301,8 +300,7 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 			return nil, err
 		}
 	}
-	err = d.Commit(ctx, &store.Unit{NewClient: c,
-		Audit: []*audit.Record{{Time: now, Tenant: nc.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "client-add", Entities: []string{"client/" + nc.ID}}}})
+	err = store.NewRecorder(d).Commit(ctx, &store.Unit{NewClient: c}, &audit.Record{Time: now, Tenant: nc.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "client-add", Entities: []string{"client/" + nc.ID}})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, problem.At(problem.ErrConflict, "duplicate", "client_id", "a client with this id is already registered")
 	}
@@ -346,8 +344,7 @@ func SetClientDisabled(ctx context.Context, d Directory, a Actor, tenant, client
 	if disabled {
 		verb = "client-disable"
 	}
-	return d.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: c.ID, Disabled: disabled}},
-		Audit: []*audit.Record{{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"client/" + c.ID}}}})
+	return store.NewRecorder(d).Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: c.ID, Disabled: disabled}}}, &audit.Record{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"client/" + c.ID}})
 }
 
 // RecordAdmin writes one ledger record for an administrative read or a
@@ -357,5 +354,5 @@ func RecordAdmin(ctx context.Context, d Directory, a Actor, tenant, action, refu
 	if refusal != "" {
 		rec.Outcome, rec.Detail = audit.OutcomeMinor, refusal
 	}
-	return d.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}})
+	return store.NewRecorder(d).Record(ctx, rec)
 }

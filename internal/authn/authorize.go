@@ -283,7 +283,7 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 	if err != nil {
 		return "", err
 	}
-	u, unit, err := s.checkLogin(ctx, loginAttempt{RequestID: lf.RequestID, Tenant: p.Tenant, Username: lf.Username, Password: lf.Password, TOTP: lf.TOTP})
+	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: lf.RequestID, Tenant: p.Tenant, Username: lf.Username, Password: lf.Password, TOTP: lf.TOTP})
 	if err != nil {
 		return "", err
 	}
@@ -303,9 +303,9 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 			why = "launch-user-mismatch"
 		}
 		if why != "" {
-			unit.Audit[0].Outcome, unit.Audit[0].Detail = audit.OutcomeMinor, why
-			unit.Audit[0].Entities = []string{"client/" + c.ID}
-			if err := s.st.Commit(ctx, unit); err != nil {
+			rec.Outcome, rec.Detail = audit.OutcomeMinor, why
+			rec.Entities = []string{"client/" + c.ID}
+			if err := s.ledger().Commit(ctx, unit, rec); err != nil {
 				return "", err
 			}
 			desc := "the launch has expired or was used; launch the app again from Ward"
@@ -325,14 +325,14 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 	now := s.o.Now().UTC()
 	unit.NewCode = &store.Code{ID: refreshID(code), ClientID: c.ID, RedirectURI: p.RedirectURI, CodeChallenge: p.Challenge,
 		UserID: u.ID, Tenant: u.Tenant, Scope: p.Scope, Expires: now.Add(CodeTTL)}
-	unit.Audit[0].Detail = "code-issued"
-	unit.Audit[0].Entities = []string{"client/" + c.ID}
+	rec.Detail = "code-issued"
+	rec.Entities = []string{"client/" + c.ID}
 	if launch != nil {
 		unit.NewCode.Patient, unit.NewCode.Encounter = launch.Patient, launch.Encounter
-		unit.Audit[0].Detail = "code-issued;ehr-launch"
-		unit.Audit[0].Entities = append(unit.Audit[0].Entities, "Patient/"+launch.Patient)
+		rec.Detail = "code-issued;ehr-launch"
+		rec.Entities = append(rec.Entities, "Patient/"+launch.Patient)
 	}
-	if err := s.st.Commit(ctx, unit); errors.Is(err, store.ErrConflict) && launch != nil {
+	if err := s.ledger().Commit(ctx, unit, rec); errors.Is(err, store.ErrConflict) && launch != nil {
 		// The launch was used concurrently (or expired in between).
 		return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "access_denied", Description: "the launch has expired or was used; launch the app again from Ward"}).Redirect(), nil
 	} else if err != nil {
@@ -372,8 +372,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		if unit == nil {
 			unit = &store.Unit{}
 		}
-		unit.Audit = []*audit.Record{rec}
-		if err := s.st.Commit(ctx, unit); err != nil && !errors.Is(err, store.ErrConflict) {
+		if err := s.ledger().Commit(ctx, unit, rec); err != nil && !errors.Is(err, store.ErrConflict) {
 			return Token{}, err
 		}
 		return Token{}, ErrInvalidGrant
@@ -396,7 +395,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 			return Token{}, err
 		}
 		rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
-		if cerr := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); cerr != nil {
+		if cerr := s.ledger().Record(ctx, rec); cerr != nil {
 			return Token{}, cerr
 		}
 		return Token{}, err
@@ -469,7 +468,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	}
 	tok.Patient, tok.Encounter = c.Patient, c.Encounter
 	use := &store.CodeUse{ID: c.ID, TokenID: tok.jti, TokenExpires: tok.expires}
-	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: use}, Audit: []*audit.Record{rec}}
+	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: use}}
 	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, c.Scope, "", now); err != nil {
 		return Token{}, err
 	}
@@ -480,7 +479,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	if unit.NewRefresh != nil {
 		use.Family = unit.NewRefresh.Family
 	}
-	if err := s.st.Commit(ctx, unit); errors.Is(err, store.ErrConflict) {
+	if err := s.ledger().Commit(ctx, unit, rec); errors.Is(err, store.ErrConflict) {
 		// Exchanged concurrently, or expired in between: the second
 		// exchange loses (its record is in the ledger as a conflict).
 		return Token{}, ErrInvalidGrant

@@ -59,7 +59,7 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, cr ClientRequest) 
 	rec := &audit.Record{Time: now, RequestID: cr.RequestID, Action: "client-token", Role: string(authz.RoleClient)}
 	fail := func(detail string, err error) (Token, error) {
 		rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
-		if cerr := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); cerr != nil {
+		if cerr := s.ledger().Record(ctx, rec); cerr != nil {
 			return Token{}, cerr
 		}
 		return Token{}, err
@@ -104,10 +104,7 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, cr ClientRequest) 
 		}
 	}
 	rec.Detail = "token-issued"
-	err = s.st.Commit(ctx, &store.Unit{
-		UseJTI: &store.JTI{ClientID: c.ID, JTI: claims.ID, Expires: claims.ExpiresAt.Time},
-		Audit:  []*audit.Record{rec},
-	})
+	err = s.ledger().Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: c.ID, JTI: claims.ID, Expires: claims.ExpiresAt.Time}}, rec)
 	if errors.Is(err, store.ErrConflict) {
 		return Token{}, fmt.Errorf("%w: the assertion was used before", ErrInvalidClient)
 	}

@@ -306,7 +306,7 @@ func (s *Service) parseExternal(ctx context.Context, x *external, token string) 
 	rec := &audit.Record{Time: now, Tenant: x.cfg.Tenant, Action: "external-token", Role: "", Entities: []string{"issuer/" + issuerTag(x.cfg.Issuer)}}
 	refuse := func(reason string, err error) (cached, error) {
 		rec.Outcome, rec.Detail = audit.OutcomeMinor, reason
-		if cerr := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); cerr != nil {
+		if cerr := s.ledger().Record(ctx, rec); cerr != nil {
 			return cached{}, fmt.Errorf("%w: %v (ledger: %v)", ErrInvalidToken, err, cerr)
 		}
 		return cached{}, fmt.Errorf("%w: %s: %v", ErrInvalidToken, reason, err)
@@ -385,7 +385,7 @@ func (s *Service) parseExternal(ctx context.Context, x *external, token string) 
 		e.iat = iat.Time
 	}
 	rec.Detail = "accepted"
-	if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+	if err := s.ledger().Record(ctx, rec); err != nil {
 		return cached{}, err
 	}
 	return e, nil

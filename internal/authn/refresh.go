@@ -79,8 +79,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 		if unit == nil {
 			unit = &store.Unit{}
 		}
-		unit.Audit = []*audit.Record{rec}
-		if err := s.st.Commit(ctx, unit); err != nil {
+		if err := s.ledger().Commit(ctx, unit, rec); err != nil {
 			return Token{}, err
 		}
 		return Token{}, ErrInvalidGrant
@@ -101,7 +100,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 		return fail("refresh-client-mismatch", nil)
 	case r.ClientID == "" && ca.sent():
 		rec.Outcome, rec.Detail = audit.OutcomeMinor, "client-auth-no-client"
-		if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+		if err := s.ledger().Record(ctx, rec); err != nil {
 			return Token{}, err
 		}
 		return Token{}, fmt.Errorf("%w: this refresh token was not issued to a client", ErrInvalidClient)
@@ -112,7 +111,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 				return Token{}, err
 			}
 			rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
-			if cerr := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); cerr != nil {
+			if cerr := s.ledger().Record(ctx, rec); cerr != nil {
 				return Token{}, cerr
 			}
 			return Token{}, err
@@ -143,7 +142,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 		for _, sc := range strings.Fields(rr.Scope) {
 			if !slices.Contains(granted, sc) {
 				rec.Outcome, rec.Detail = audit.OutcomeMinor, "scope-not-granted"
-				if err := s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
+				if err := s.ledger().Record(ctx, rec); err != nil {
 					return Token{}, err
 				}
 				return Token{}, fmt.Errorf("%w: %s was not granted to this refresh token", ErrInvalidScope, sc)
@@ -159,7 +158,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 		nr.Patient, nr.Encounter, nr.ClientID = r.Patient, r.Encounter, r.ClientID
 	}
 	rec.Detail = "token-issued"
-	err = s.st.Commit(ctx, &store.Unit{UseRefresh: r.ID, NewRefresh: nr, Audit: []*audit.Record{rec}})
+	err = s.ledger().Commit(ctx, &store.Unit{UseRefresh: r.ID, NewRefresh: nr}, rec)
 	if errors.Is(err, store.ErrConflict) {
 		// Used concurrently by someone else: the same as a reuse.
 		rec = &audit.Record{Time: now, Tenant: r.Tenant, RequestID: rr.RequestID, Actor: r.UserID, Role: u.Role, Action: "token-refresh", Entities: []string{"refresh-family/" + r.Family}}

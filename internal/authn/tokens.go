@@ -223,6 +223,10 @@ func New(ctx context.Context, st Store, sealer Sealer, o Options) (*Service, err
 
 func keyAAD(kid string) []byte { return []byte("ward/signing-key/v1/" + kid) }
 
+// ledger is the audit recorder: every record the service writes goes
+// through it, and fails closed.
+func (s *Service) ledger() *store.Recorder { return store.NewRecorder(s.st) }
+
 func (s *Service) loadKeys(ctx context.Context) error {
 	keys, err := s.st.Keys(ctx, SigningKeyPurpose)
 	if err != nil {
@@ -280,11 +284,8 @@ func (s *Service) createKey(ctx context.Context) error {
 		now = s.signer.created.Add(time.Microsecond)
 	}
 	s.mu.RUnlock()
-	return s.st.Commit(ctx, &store.Unit{
-		NewKey: &store.Key{ID: kid, Purpose: SigningKeyPurpose, Tenant: "", Wrapped: sealed, Created: now},
-		Audit: []*audit.Record{{Time: now, Actor: "system", Role: "system", Action: "signing-key-create",
-			Entities: []string{"signing-key/" + kid}}},
-	})
+	return s.ledger().Commit(ctx, &store.Unit{NewKey: &store.Key{ID: kid, Purpose: SigningKeyPurpose, Tenant: "", Wrapped: sealed, Created: now}}, &audit.Record{Time: now, Actor: "system", Role: "system", Action: "signing-key-create",
+		Entities: []string{"signing-key/" + kid}})
 }
 
 // Rotate creates a new signing key: it signs every token from now on (on
@@ -633,11 +634,8 @@ func (s *Service) Revoke(ctx context.Context, requestID, token string) error {
 		return nil
 	}
 	now := s.o.Now().UTC()
-	err = s.st.Commit(ctx, &store.Unit{
-		Revoke: &store.JTI{JTI: e.jti, Expires: e.exp},
-		Audit: []*audit.Record{{Time: now, Tenant: e.subj.Tenant, RequestID: requestID, Actor: e.subj.ID, Role: string(e.subj.Role),
-			Action: "token-revoke", Entities: []string{"token/" + e.jti}}},
-	})
+	err = s.ledger().Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: e.jti, Expires: e.exp}}, &audit.Record{Time: now, Tenant: e.subj.Tenant, RequestID: requestID, Actor: e.subj.ID, Role: string(e.subj.Role),
+		Action: "token-revoke", Entities: []string{"token/" + e.jti}})
 	if err != nil {
 		return err
 	}
@@ -742,7 +740,7 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 	if _, err := authz.ParseScopes(scope); err != nil {
 		return Token{}, fmt.Errorf("%w: %v", ErrInvalidScope, err)
 	}
-	u, unit, err := s.checkLogin(ctx, loginAttempt{RequestID: pr.RequestID, Tenant: pr.Tenant, Username: pr.Username, Password: pr.Password, TOTP: pr.TOTP})
+	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: pr.RequestID, Tenant: pr.Tenant, Username: pr.Username, Password: pr.Password, TOTP: pr.TOTP})
 	if err != nil {
 		return Token{}, err
 	}
@@ -750,11 +748,11 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 	if err != nil {
 		return Token{}, err
 	}
-	unit.Audit[0].Detail = "token-issued"
+	rec.Detail = "token-issued"
 	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", s.o.Now().UTC()); err != nil {
 		return Token{}, err
 	}
-	if err := s.st.Commit(ctx, unit); err != nil {
+	if err := s.ledger().Commit(ctx, unit, rec); err != nil {
 		return Token{}, err
 	}
 	return tok, nil
@@ -781,7 +779,10 @@ type loginAttempt struct {
 // a unit holding the ledger record (action login, detail to be set by the
 // caller) and the reset of the lockout state, for the caller to commit
 // together with what it issues.
-func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User, *store.Unit, error) {
+// checkLogin checks a login attempt and returns the user with the unit
+// and record a success commits (the caller adds to both); a refusal is
+// recorded here.
+func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User, *store.Unit, *audit.Record, error) {
 	tenant := la.Tenant
 	if tenant == "" {
 		tenant = s.o.Tenant
@@ -799,7 +800,7 @@ func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User,
 		VerifyPassword(dummyHash, la.Password)
 		u = nil
 	case err != nil:
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rec := &audit.Record{Time: now, Tenant: tenant, RequestID: la.RequestID, Action: "login"}
 	locked := u != nil && now.Before(u.LockedUntil)
@@ -820,7 +821,7 @@ func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User,
 	if !ok {
 		rec.Outcome = audit.OutcomeMinor
 		rec.Detail = detail
-		unit := &store.Unit{Audit: []*audit.Record{rec}}
+		unit := &store.Unit{}
 		if u != nil {
 			// The attempt is attributed to the account by id, never by the
 			// typed username (which may be a mistyped password).
@@ -836,17 +837,17 @@ func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User,
 				}
 			}
 		}
-		if err := s.st.Commit(ctx, unit); err != nil {
-			return nil, nil, err
+		if err := s.ledger().Commit(ctx, unit, rec); err != nil {
+			return nil, nil, nil, err
 		}
-		return nil, nil, ErrInvalidGrant
+		return nil, nil, nil, ErrInvalidGrant
 	}
 	rec.Actor, rec.Role = u.ID, u.Role
-	unit := &store.Unit{Audit: []*audit.Record{rec}}
+	unit := &store.Unit{}
 	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() || totpStep != 0 {
 		unit.Login = &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep}
 	}
-	return u, unit, nil
+	return u, unit, rec, nil
 }
 
 func roleOf(u *store.User) string {

@@ -170,7 +170,7 @@ func (s *Service) Kickoff(ctx context.Context, repo *records.Repo, req Request) 
 		Kind: req.Kind, GroupID: req.GroupID, Types: types, Since: req.Since, Request: req.Query(),
 		Status: store.ExportQueued, Progress: "queued", Created: now, TxTime: now, Expires: now.Add(s.o.TTL)}
 	if err := s.st.CreateExportJob(ctx, j); err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	select {
 	case s.wake <- struct{}{}:
@@ -191,7 +191,7 @@ func (s *Service) Job(ctx context.Context, subj authz.Subject, id string) (*stor
 	}
 	parts, err := s.st.ExportParts(ctx, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, nil, store.Problem(err)
 	}
 	return j, parts, nil
 }
@@ -205,7 +205,7 @@ func (s *Service) job(ctx context.Context, subj authz.Subject, id string) (*stor
 	case errors.Is(err, store.ErrNotFound):
 		return nil, ErrNoJob
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	if j.Requester != subj.ID || j.Tenant != subj.Tenant || !j.Expires.After(s.o.Now()) {
 		return nil, ErrNoJob
@@ -228,7 +228,7 @@ func (s *Service) Cancel(ctx context.Context, repo *records.Repo, id string) err
 	}
 	ok, err := s.st.DeleteExportJob(ctx, repo.Subject().Tenant, id)
 	if err != nil {
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return store.Problem(err)
 	}
 	if !ok {
 		return ErrNoJob
@@ -253,7 +253,7 @@ func (s *Service) Download(ctx context.Context, repo *records.Repo, id string, p
 	if errors.Is(err, store.ErrNotFound) {
 		return false, ErrNoJob
 	} else if err != nil {
-		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return false, store.Problem(err)
 	}
 	if err := repo.DiscloseExport(ctx, id, part, p.Type, p.Refs); err != nil {
 		return false, err
@@ -499,7 +499,7 @@ func (s *Service) subject(ctx context.Context, j *store.ExportJob) (authz.Subjec
 		// and the decisions refuse what needs them.
 		return subj, nil
 	case err != nil:
-		return subj, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return subj, store.Problem(err)
 	case u.Disabled || u.Tenant != j.Tenant:
 		return subj, problem.New(problem.ErrForbidden, "forbidden", "access denied by policy")
 	}

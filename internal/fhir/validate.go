@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/wardhealth/ward/internal/problem"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,13 +24,9 @@ const (
 )
 
 // Issue is one finding about a resource, shaped like an OperationOutcome
-// issue. Diagnostics never contains a value read from the resource.
-type Issue struct {
-	Severity    string // error, warning, information (or fatal)
-	Code        string // FHIR issue-type code: invalid, structure, required, value, not-supported, ...
-	Expression  string // FHIRPath-like location, e.g. "Patient.name[0].given[1]"; "" when not about an element
-	Diagnostics string
-}
+// issue. It is declared in problem, which carries issues across layers
+// without depending on FHIR parsing.
+type Issue = problem.Issue
 
 // IssueFrom returns an error-severity Issue.
 func IssueFrom(code, expression, diagnostics string) Issue {

@@ -37,85 +37,85 @@ func TestValidateIssues(t *testing.T) {
 		{
 			name: "gender banana",
 			body: `{"resourceType":"Patient","gender":"banana"}`,
-			want: []Issue{{"error", "value", "Patient.gender", "value is not one of the allowed codes: male, female, other, unknown"}},
+			want: []Issue{{Severity: "error", Code: "value", Expression: "Patient.gender", Diagnostics: "value is not one of the allowed codes: male, female, other, unknown"}},
 		},
 		{
 			name: "unknown element",
 			body: `{"resourceType":"Patient","foo":1}`,
-			want: []Issue{{"error", "structure", "Patient.foo", "unknown element 'foo'"}},
+			want: []Issue{{Severity: "error", Code: "structure", Expression: "Patient.foo", Diagnostics: "unknown element 'foo'"}},
 		},
 		{
 			name: "unknown element with a name that is not echoed",
 			body: `{"resourceType":"Patient","Jane Doe":1,"0abc":2}`,
-			want: []Issue{{"error", "structure", "Patient", "unknown element"}}, // deduplicated
+			want: []Issue{{Severity: "error", Code: "structure", Expression: "Patient", Diagnostics: "unknown element"}}, // deduplicated
 		},
 		{
 			name: "wrong JSON type in array",
 			body: `{"resourceType":"Patient","name":[{"given":["a",3]}]}`,
-			want: []Issue{{"error", "structure", "Patient.name[0].given[1]", "expected string but got number"}},
+			want: []Issue{{Severity: "error", Code: "structure", Expression: "Patient.name[0].given[1]", Diagnostics: "expected string but got number"}},
 		},
 		{
 			name: "array expected",
 			body: `{"resourceType":"Patient","name":{"family":"x"}}`,
-			want: []Issue{{"error", "structure", "Patient.name", "expected array but got object"}},
+			want: []Issue{{Severity: "error", Code: "structure", Expression: "Patient.name", Diagnostics: "expected array but got object"}},
 		},
 		{
 			name: "complex type must be an object (stricter than the HL7 schema)",
 			body: `{"resourceType":"Patient","name":["x"],"maritalStatus":5}`,
 			want: []Issue{
-				{"error", "structure", "Patient.maritalStatus", "expected object but got number"},
-				{"error", "structure", "Patient.name[0]", "expected object but got string"},
+				{Severity: "error", Code: "structure", Expression: "Patient.maritalStatus", Diagnostics: "expected object but got number"},
+				{Severity: "error", Code: "structure", Expression: "Patient.name[0]", Diagnostics: "expected object but got string"},
 			},
 		},
 		{
 			name: "primitive format from $ref",
 			body: `{"resourceType":"Patient","birthDate":"1984-13-01","managingOrganization":{"reference":""},"meta":{"lastUpdated":"2020-01-01"}}`,
 			want: []Issue{
-				{"error", "value", "Patient.birthDate", "value does not match the FHIR date format"},
-				{"error", "value", "Patient.managingOrganization.reference", "value does not match the FHIR string format"},
-				{"error", "value", "Patient.meta.lastUpdated", "value does not match the FHIR instant format"},
+				{Severity: "error", Code: "value", Expression: "Patient.birthDate", Diagnostics: "value does not match the FHIR date format"},
+				{Severity: "error", Code: "value", Expression: "Patient.managingOrganization.reference", Diagnostics: "value does not match the FHIR string format"},
+				{Severity: "error", Code: "value", Expression: "Patient.meta.lastUpdated", Diagnostics: "value does not match the FHIR instant format"},
 			},
 		},
 		{
 			name: "required elements",
 			body: `{"resourceType":"Observation","status":"final"}`,
-			want: []Issue{{"error", "required", "Observation.code", "missing required element 'code'"}},
+			want: []Issue{{Severity: "error", Code: "required", Expression: "Observation.code", Diagnostics: "missing required element 'code'"}},
 		},
 		{
 			name: "required inside backbone element",
 			body: `{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":[{"code":{"text":"y"}},{"valueString":"z"}]}`,
-			want: []Issue{{"error", "required", "Observation.component[1].code", "missing required element 'code'"}},
+			want: []Issue{{Severity: "error", Code: "required", Expression: "Observation.component[1].code", Diagnostics: "missing required element 'code'"}},
 		},
 		{
 			name: "contained resources dispatch on resourceType",
 			body: `{"resourceType":"Patient","contained":[{"resourceType":"Observation","status":"final"},{"resourceType":"Nope"},"x",{"resourceType":"Patient","id":"a b"},{}]}`,
 			want: []Issue{
-				{"error", "required", "Patient.contained[0].code", "missing required element 'code'"},
-				{"error", "value", "Patient.contained[1].resourceType", "value is not a known resource type"},
-				{"error", "structure", "Patient.contained[2]", "expected object but got string"},
-				{"error", "value", "Patient.contained[3].id", "value does not match the FHIR id format"},
-				{"error", "required", "Patient.contained[4].resourceType", "missing required element 'resourceType'"},
+				{Severity: "error", Code: "required", Expression: "Patient.contained[0].code", Diagnostics: "missing required element 'code'"},
+				{Severity: "error", Code: "value", Expression: "Patient.contained[1].resourceType", Diagnostics: "value is not a known resource type"},
+				{Severity: "error", Code: "structure", Expression: "Patient.contained[2]", Diagnostics: "expected object but got string"},
+				{Severity: "error", Code: "value", Expression: "Patient.contained[3].id", Diagnostics: "value does not match the FHIR id format"},
+				{Severity: "error", Code: "required", Expression: "Patient.contained[4].resourceType", Diagnostics: "missing required element 'resourceType'"},
 			},
 		},
 		{
 			name: "resources in a Bundle",
 			body: `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","gender":"x"}}]}`,
-			want: []Issue{{"error", "value", "Bundle.entry[0].resource.gender", "value is not one of the allowed codes: male, female, other, unknown"}},
+			want: []Issue{{Severity: "error", Code: "value", Expression: "Bundle.entry[0].resource.gender", Diagnostics: "value is not one of the allowed codes: male, female, other, unknown"}},
 		},
 		{
 			name: "long enum is summarised",
 			body: `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"nope"}]}`,
-			want: []Issue{{"error", "value", "OperationOutcome.issue[0].code", "value is not one of the 31 allowed codes"}},
+			want: []Issue{{Severity: "error", Code: "value", Expression: "OperationOutcome.issue[0].code", Diagnostics: "value is not one of the 31 allowed codes"}},
 		},
 		{
 			name: "null is not a value",
 			body: `{"resourceType":"Patient","active":null}`,
-			want: []Issue{{"error", "structure", "Patient.active", "expected boolean but got null"}},
+			want: []Issue{{Severity: "error", Code: "structure", Expression: "Patient.active", Diagnostics: "expected boolean but got null"}},
 		},
 		{
 			name: "short enum lists its codes",
 			body: `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"comparator":"~"}}`,
-			want: []Issue{{"error", "value", "Observation.valueQuantity.comparator", "value is not one of the allowed codes: <, <=, >=, >"}},
+			want: []Issue{{Severity: "error", Code: "value", Expression: "Observation.valueQuantity.comparator", Diagnostics: "value is not one of the allowed codes: <, <=, >=, >"}},
 		},
 		{
 			name: "valid",
@@ -173,7 +173,7 @@ func TestValidateFixtures(t *testing.T) {
 			// A broken copy must not validate, so the clean result above
 			// means something.
 			r.Doc["zzBroken"] = true
-			want := []Issue{{"error", "structure", r.Type + ".zzBroken", "unknown element 'zzBroken'"}}
+			want := []Issue{{Severity: "error", Code: "structure", Expression: r.Type + ".zzBroken", Diagnostics: "unknown element 'zzBroken'"}}
 			if got := v.Validate(r); !slices.Equal(got, want) {
 				t.Errorf("broken copy: got\n%s", fmtIssues(got))
 			}
@@ -261,7 +261,7 @@ func TestValidateEveryTypeMinimal(t *testing.T) {
 		var want []Issue
 		for _, name := range s.Definitions[typ].Required {
 			if name != "resourceType" {
-				want = append(want, Issue{"error", "required", typ + "." + name, "missing required element '" + name + "'"})
+				want = append(want, Issue{Severity: "error", Code: "required", Expression: typ + "." + name, Diagnostics: "missing required element '" + name + "'"})
 			}
 		}
 		want = sortIssues(want)

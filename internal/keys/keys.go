@@ -54,6 +54,9 @@ func New(ctx context.Context, st Store, kek *seal.KEK, now func() time.Time) (*M
 	return m, nil
 }
 
+// ledger is the audit recorder the manager writes key creations through.
+func (m *Manager) ledger() *store.Recorder { return store.NewRecorder(m.st) }
+
 func (m *Manager) load(ctx context.Context) error {
 	ks, err := m.st.Keys(ctx, DataKeyPurpose)
 	if err != nil {
@@ -96,11 +99,8 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 		return "", fmt.Errorf("new data key: %w", err)
 	}
 	now := m.now().UTC()
-	err = m.st.Commit(ctx, &store.Unit{
-		NewKey: &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Wrapped: wrapped, Created: now},
-		Audit: []*audit.Record{{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
-			Entities: []string{"data-key/" + id}}},
-	})
+	err = m.ledger().Commit(ctx, &store.Unit{NewKey: &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Wrapped: wrapped, Created: now}}, &audit.Record{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
+		Entities: []string{"data-key/" + id}})
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		// Another process created it first: use theirs.

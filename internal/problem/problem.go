@@ -4,11 +4,7 @@
 // and hides everything else. Messages built here never contain PHI.
 package problem
 
-import (
-	"errors"
-
-	"github.com/wardhealth/ward/internal/fhir"
-)
+import "errors"
 
 // The classes.
 var (
@@ -28,12 +24,21 @@ var (
 	ErrUnavailable        = errors.New("unavailable")         // 503
 )
 
+// Issue is one finding shaped like an OperationOutcome issue (fhir.Issue
+// is this type). Diagnostics never contains a value read from a resource.
+type Issue struct {
+	Severity    string // error, warning, information (or fatal)
+	Code        string // FHIR issue-type code: invalid, structure, required, value, not-supported, ...
+	Expression  string // FHIRPath-like location, e.g. "Patient.name[0].given[1]"; "" when not about an element
+	Diagnostics string
+}
+
 // Error is a classified error with the FHIR issues to show the client.
 // Issues are shown verbatim, so they must name elements and rules, never
 // values.
 type Error struct {
 	Class  error
-	Issues []fhir.Issue
+	Issues []Issue
 }
 
 func (e *Error) Error() string {
@@ -51,10 +56,10 @@ func (e *Error) Unwrap() error { return e.Class }
 
 // New returns a classified error with one issue.
 func New(class error, code, diagnostics string) *Error {
-	return &Error{Class: class, Issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
+	return &Error{Class: class, Issues: []Issue{{Severity: "error", Code: code, Diagnostics: diagnostics}}}
 }
 
 // At is New with an element expression.
 func At(class error, code, expression, diagnostics string) *Error {
-	return &Error{Class: class, Issues: []fhir.Issue{{Severity: "error", Code: code, Expression: expression, Diagnostics: diagnostics}}}
+	return &Error{Class: class, Issues: []Issue{{Severity: "error", Code: code, Expression: expression, Diagnostics: diagnostics}}}
 }

@@ -242,17 +242,14 @@ func (r *Repo) record(action, typ string) *audit.Record {
 	}
 }
 
+// ledger is the audit recorder, the only way records reach the ledger.
+func (s *Service) ledger() *store.Recorder { return store.NewRecorder(s.st) }
+
 // commitAudit makes rec durable. A failure is ErrUnavailable: the caller
-// must not disclose anything.
+// must not disclose anything. The recorder detaches the write from the
+// client, so a client that goes away cannot stop the record.
 func (r *Repo) commitAudit(rec *audit.Record) error {
-	// Detached from the client: a client that goes away must not stop the
-	// record of what was attempted.
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := r.s.st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec}}); err != nil {
-		return fmt.Errorf("%w: audit ledger: %v", problem.ErrUnavailable, err)
-	}
-	return nil
+	return r.s.ledger().Record(context.Background(), rec)
 }
 
 // refuse audits an unsuccessful attempt and returns err (or the audit
@@ -372,9 +369,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	if g := governanceRecord(rec, w.Type, old, doc); g != nil {
 		recs = append(recs, g)
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	err := r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{w}, Audit: recs})
+	err := r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{w}}, recs...)
 	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
 	r.facts.Wrote()
 	switch {
@@ -383,7 +378,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	case errors.Is(err, store.ErrConflict):
 		return fmt.Errorf("%w: %v", problem.ErrConflict, err)
 	default:
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return err // the recorder's: problem.ErrUnavailable
 	}
 }
 

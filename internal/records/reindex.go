@@ -29,6 +29,7 @@ func (s *Service) Reindex(ctx context.Context, actor string, progress func(n int
 			return total, nil
 		}
 		u := &store.Unit{}
+		var recs []*audit.Record
 		byTenant := map[string]*audit.Record{}
 		for _, h := range hits {
 			after = h.RID
@@ -54,11 +55,11 @@ func (s *Service) Reindex(ctx context.Context, actor string, progress func(n int
 			if rec == nil {
 				rec = &audit.Record{Time: s.now().UTC(), Tenant: v.Tenant, RequestID: "reindex", Actor: actor, Role: "system", Action: "reindex"}
 				byTenant[v.Tenant] = rec
-				u.Audit = append(u.Audit, rec)
+				recs = append(recs, rec)
 			}
 			rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
 		}
-		if err := s.st.Commit(ctx, u); err != nil {
+		if err := s.ledger().Commit(ctx, u, recs...); err != nil {
 			return total, fmt.Errorf("reindex: commit: %w", err)
 		}
 		total += len(hits)

@@ -213,6 +213,7 @@ func entryAuditAction(method string) string {
 func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved) ([]EntryResult, error) {
 	results := make([]EntryResult, len(entries))
 	unit := &store.Unit{Guards: res.guards}
+	var recs []*audit.Record         // committed with unit, by the recorder
 	docs := map[int]map[string]any{} // index in unit.Writes -> resource written
 	now := r.s.now().UTC()
 	next := map[string]int64{} // Type/id -> version the next write creates
@@ -234,7 +235,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			if err != nil {
 				return nil, entryError(e, err)
 			}
-			unit.Audit = append(unit.Audit, rec)
+			recs = append(recs, rec)
 			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}}
 			continue
 		}
@@ -244,14 +245,16 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			rec.Time = now
 			rec.Detail = "condition-matched-in-bundle"
 			rec.Entities = []string{ref(created.Type, created.ID, created.Version)}
-			unit.Audit = append(unit.Audit, rec)
+			recs = append(recs, rec)
 			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: created}
 			continue
 		}
 		if e.Method == http.MethodDelete && e.cond != nil {
-			if err := r.deleteMatches(ctx, e, res.deletes[e.pos], now, next, unit, results); err != nil {
+			drecs, err := r.deleteMatches(ctx, e, res.deletes[e.pos], now, next, unit, results)
+			if err != nil {
 				return nil, err
 			}
+			recs = append(recs, drecs...)
 			continue
 		}
 		key := e.Type + "/" + e.ID
@@ -278,16 +281,16 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 				// and writes nothing (FHIR: 204 / 200 for a delete of a
 				// deleted resource; a transaction does not fail on it).
 				rec.Detail = "nothing-to-delete"
-				unit.Audit = append(unit.Audit, rec)
+				recs = append(recs, rec)
 				results[e.pos] = EntryResult{Status: http.StatusNoContent}
 				continue
 			}
 			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
-			unit.Audit = append(unit.Audit, rec)
+			recs = append(recs, rec)
 			if g := governanceRecord(rec, e.Type, e.old, nil); g != nil {
-				unit.Audit = append(unit.Audit, g)
+				recs = append(recs, g)
 			}
 			next[key] = w.Version
 			results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: 1, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
@@ -307,9 +310,9 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			docs[len(unit.Writes)] = e.Resource.Doc
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
-			unit.Audit = append(unit.Audit, rec)
+			recs = append(recs, rec)
 			if g := governanceRecord(rec, e.Type, e.old, e.Resource.Doc); g != nil {
-				unit.Audit = append(unit.Audit, g)
+				recs = append(recs, g)
 			}
 			next[key] = w.Version
 			status := http.StatusOK
@@ -319,9 +322,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			results[e.pos] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, JSON: plain}}
 		}
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-	defer cancel()
-	err := r.s.st.Commit(cctx, unit)
+	err := r.s.ledger().Within(60*time.Second).Commit(ctx, unit, recs...)
 	var c change
 	for i, w := range unit.Writes {
 		c.add(r.s.invalidate(w, docs[i])) // every write of a unit is of the caller's tenant
@@ -332,7 +333,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, err // the recorder's: problem.ErrUnavailable
 	}
 	// Reads run after the writes, as FHIR orders them; each is audited
 	// like any read.
@@ -354,7 +355,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 // caller's restriction; each is also decided on its current version, and
 // one the caller may not delete is left alone and not named (like a search
 // leaves out what it refuses).
-func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref, now time.Time, next map[string]int64, unit *store.Unit, results []EntryResult) error {
+func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref, now time.Time, next map[string]int64, unit *store.Unit, results []EntryResult) ([]*audit.Record, error) {
 	rec := r.record("delete", e.Type)
 	rec.Time = now
 	rec.Detail = "conditional"
@@ -367,15 +368,15 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 			v, err := r.s.st.Current(ctx, r.subj.Tenant, t.Type, t.ID)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
-				return fmt.Errorf("%w: %s changed while deleting", problem.ErrConflict, t.Type)
+				return nil, fmt.Errorf("%w: %s changed while deleting", problem.ErrConflict, t.Type)
 			case err != nil:
-				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
 			case v.Deleted:
 				continue
 			}
 			old, ok, err := r.mayDelete(ctx, rec, v)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if !ok {
 				continue
@@ -397,9 +398,8 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 	if n == 0 {
 		rec.Detail = "conditional:nothing-to-delete"
 	}
-	unit.Audit = append(append(unit.Audit, rec), gov...)
 	results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: n}
-	return nil
+	return append([]*audit.Record{rec}, gov...), nil
 }
 
 // Batch applies each entry on its own; one entry's failure is reported in

@@ -1,6 +1,9 @@
 // Package store is Ward's storage contract: resource versions, the audit
-// ledger, wrapped keys and users, behind one interface with two
-// implementations (store/sqlite, the embedded default, and store/postgres).
+// ledger, wrapped keys and identities, as one small interface per
+// aggregate (Committer, Resources, Ledger, Identity, KeyReader) composed
+// into Store, with two implementations (store/sqlite, the embedded
+// default, and store/postgres). Problem maps its errors to problem classes;
+// Recorder is the audit recorder over its units.
 //
 // Guarantees every implementation keeps (proved by store/storetest):
 //   - Commit is the only way to write, and a Unit commits whole or not at
@@ -356,12 +359,22 @@ type Hit struct {
 // Ref names a resource.
 type Ref struct{ Type, ID string }
 
-// Store is the storage contract.
+// Store is the storage contract: the write path (Committer, with the audit
+// recorder on top) and one reader per aggregate. A consumer declares the
+// smallest of these it needs, or its own smaller interface, where it is
+// used.
 type Store interface {
-	// Commit writes u in one durable transaction, group-committed with
-	// other concurrent units. See the package doc.
-	Commit(ctx context.Context, u *Unit) error
+	Committer
+	Resources
+	Ledger
+	Identity
+	KeyReader
+	Close() error
+}
 
+// Resources reads resource versions, their current rows and the search
+// index.
+type Resources interface {
 	Current(ctx context.Context, tenant, typ, id string) (*Version, error)
 	Version(ctx context.Context, tenant, typ, id string, version int64) (*Version, error)
 	History(ctx context.Context, q HistoryQuery) ([]Version, error)
@@ -383,7 +396,11 @@ type Store interface {
 	// Resources lists current, not deleted resources of every tenant and
 	// type in rid order after the rid given, for reindexing.
 	Resources(ctx context.Context, afterRID int64, limit int) ([]Hit, error)
+}
 
+// Identity reads users, clients, refresh tokens, revocations, tenants,
+// authorization codes and launch contexts.
+type Identity interface {
 	UserByName(ctx context.Context, tenant, username string) (*User, error)
 	UserByID(ctx context.Context, id string) (*User, error)
 	ClientByID(ctx context.Context, id string) (*Client, error)
@@ -396,9 +413,17 @@ type Store interface {
 	DisabledSubjects(ctx context.Context) ([]string, error)
 	// Users lists a tenant's users by username.
 	Users(ctx context.Context, tenant string) ([]User, error)
-	Keys(ctx context.Context, purpose string) ([]Key, error)
 	IdentityReader
+}
 
+// KeyReader lists wrapped keys by purpose.
+type KeyReader interface {
+	Keys(ctx context.Context, purpose string) ([]Key, error)
+}
+
+// Ledger reads the audit ledger. Records are appended only through Commit,
+// by the audit recorder.
+type Ledger interface {
 	// AuditHead is the stored head of the ledger (seq 0 when empty).
 	AuditHead(ctx context.Context) (audit.Head, error)
 	// AuditScan reads one snapshot of the ledger: fn gets the head and the
@@ -407,8 +432,6 @@ type Store interface {
 	// and head while writers keep appending. The iterator yields an error
 	// and stops if the database fails mid-scan.
 	AuditScan(ctx context.Context, after int64, fn func(head audit.Head, records iter.Seq2[*audit.Record, error]) error) error
-
-	Close() error
 }
 
 // Explainer is implemented by stores that can show the database's plan for

@@ -1,0 +1,288 @@
+package sqlstore
+
+// The audit ledger: appending records with their hash chain, and reading
+// the head and the records back for verification.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// LedgerCommits counts the batches this process has committed: by the one
+// statement that appends ledger records (reads and searches, see
+// appendAudit) and by a transaction.
+func (db *DB) LedgerCommits() (oneStatement, transactions int64) {
+	return db.appends.Load(), db.transactions.Load()
+}
+
+// auditOnly says every unit of batch holds ledger records and nothing else.
+func auditOnly(batch []*job) bool {
+	for _, j := range batch {
+		u := *j.u
+		u.Audit = nil
+		if !reflect.ValueOf(u).IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// appendAudit commits a batch of ledger records alone (what every read and
+// search writes) in one statement instead of a transaction of five: no
+// BEGIN, no head lock, no separate head update, no COMMIT round trip. The
+// records are chained from the head this writer committed last, and the
+// statement advances the stored head only from that seq, inserting nothing
+// otherwise; a head moved by another process since (or a head not known
+// yet) is a miss, reported as false, and the batch then goes through
+// commitBatch, which reads the head under its lock. The head and the
+// records move in one statement, so the chain stays one chain in commit
+// order either way: a concurrent writer that commits first makes this
+// statement's condition false when it re-reads the row.
+func (db *DB) appendAudit(batch []*job) (bool, error) {
+	if db.d.AppendAudit == nil || !db.headKnown || !auditOnly(batch) {
+		return false, nil
+	}
+	var recs []*audit.Record
+	for _, j := range batch {
+		recs = append(recs, j.u.Audit...)
+	}
+	if len(recs) == 0 || 3+auditCols*len(recs) > db.d.MaxParams {
+		return false, nil
+	}
+	from, head := db.head, db.head
+	for _, r := range recs {
+		head.Seq++
+		r.Seq = head.Seq
+		db.hasher.Chain(head.Hash, r)
+		head.Hash = r.Hash
+	}
+	args := make([]any, 0, 3+auditCols*len(recs))
+	args = append(args, head.Seq, head.Hash[:], from.Seq)
+	for _, r := range recs {
+		args = auditArgs(args, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), db.opts.CommitTimeout)
+	defer cancel()
+	db.headKnown = false
+	res, err := db.write.ExecContext(ctx, db.d.AppendAudit(len(recs)), args...)
+	if err != nil {
+		return false, fmt.Errorf("append audit records: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("append audit records: %w", err)
+	}
+	switch n {
+	case 0:
+		return false, nil
+	case int64(len(recs)):
+		db.head, db.headKnown = head, true
+		db.appends.Add(1)
+		return true, nil
+	}
+	return false, fmt.Errorf("append audit records: %d rows for %d records", n, len(recs))
+}
+
+// advanceHead moves the stored ledger head in a batch's transaction.
+const advanceHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+
+// AuditColumns are the ledger's columns in the order of auditArgs.
+const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash`
+
+func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {
+	err := db.insertRows(ctx, tx, insertAuditRec, len(recs), func(i int, a []any) []any {
+		return auditArgs(a, recs[i])
+	})
+	if err != nil {
+		return fmt.Errorf("append audit records: %w", err)
+	}
+	return nil
+}
+
+// auditCols is how many values auditArgs appends: the columns of
+// insertAuditRec, in its order.
+const auditCols = 15
+
+func auditArgs(a []any, r *audit.Record) []any {
+	return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
+		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:])
+}
+
+// encodeEntities stores the entity list as a JSON array: unambiguous for
+// any string, and readable by a privacy officer with plain SQL.
+func encodeEntities(es []string) string {
+	if len(es) == 0 {
+		return "[]"
+	}
+	// Entity references are plain ASCII: write them directly, exactly as
+	// json.Marshal would, and leave anything else to it.
+	n := 1
+	for _, e := range es {
+		if !plainJSON(e) {
+			b, _ := json.Marshal(es)
+			return string(b)
+		}
+		n += len(e) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range es {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, e...)
+		b = append(b, '"')
+	}
+	return string(append(b, ']'))
+}
+
+// plainJSON says json.Marshal writes s unchanged between its quotes: no
+// byte it escapes (quote, backslash, control characters, and <, >, & for
+// HTML) and nothing outside ASCII.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeEntities(s string) ([]string, error) {
+	var es []string
+	if err := json.Unmarshal([]byte(s), &es); err != nil {
+		return nil, err
+	}
+	if len(es) == 0 {
+		return nil, nil
+	}
+	return es, nil
+}
+
+// AuditHead returns the stored ledger head.
+func (db *DB) AuditHead(ctx context.Context) (audit.Head, error) {
+	return readHead(db.read.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`))
+}
+
+func readHead(row *sql.Row) (audit.Head, error) {
+	var h audit.Head
+	var hash []byte
+	if err := row.Scan(&h.Seq, &hash); err != nil {
+		return h, fmt.Errorf("%w: read audit head: %v", store.ErrUnavailable, err)
+	}
+	if h.Seq == 0 {
+		h.Hash = audit.Genesis
+	} else if copy(h.Hash[:], hash) != len(h.Hash) {
+		return h, fmt.Errorf("%w: audit head hash has %d bytes", store.ErrUnavailable, len(hash))
+	}
+	return h, nil
+}
+
+// AuditScan streams ledger records in seq order from one read snapshot.
+func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, iter.Seq2[*audit.Record, error]) error) error {
+	var opts *sql.TxOptions
+	if db.d.Name == "postgres" {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := db.read.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("%w: begin audit scan: %v", store.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	head, err := readHead(tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`))
+	if err != nil {
+		return err
+	}
+	records := func(yield func(*audit.Record, error) bool) {
+		const page = 1000
+		from := after
+		for {
+			recs, err := db.auditPage(ctx, tx, from, page)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, r := range recs {
+				if !yield(r, nil) {
+					return
+				}
+				from = r.Seq
+			}
+			if len(recs) < page {
+				return
+			}
+		}
+	}
+	return fn(head, records)
+}
+
+func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]*audit.Record, error) {
+	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash
+		FROM audit_log WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(n)), after)
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []*audit.Record
+	for rows.Next() {
+		r := &audit.Record{}
+		var at int64
+		var ents string
+		var outcome, emergency int
+		var prev, hash []byte
+		if err := rows.Scan(&r.Seq, &at, &r.Tenant, &r.RequestID, &r.Actor, &r.Role, &r.Action, &r.ResourceType, &ents, &outcome, &r.Detail, &emergency, &r.Purpose, &prev, &hash); err != nil {
+			return nil, fmt.Errorf("%w: scan audit record: %v", store.ErrUnavailable, err)
+		}
+		r.Time = time.UnixMicro(at).UTC()
+		r.Outcome = audit.Outcome(outcome)
+		r.Emergency = emergency != 0
+		copy(r.PrevHash[:], prev)
+		copy(r.Hash[:], hash)
+		if r.Entities, err = decodeEntities(ents); err != nil {
+			// A mangled entity list is tampering too: hand the record on
+			// with a marker entity so that its hash cannot match.
+			r.Entities = []string{"\x00undecodable:" + ents}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// chainAudit chains the records of every unit of the batch after head, in
+// batch order, inserts them and advances the head row; it returns the new
+// head.
+func (db *DB) chainAudit(ctx context.Context, tx *sql.Tx, head audit.Head, batch []*job) (audit.Head, error) {
+	var recs []*audit.Record
+	for _, j := range batch {
+		recs = append(recs, j.u.Audit...)
+	}
+	if len(recs) > 0 {
+		for _, r := range recs {
+			head.Seq++
+			r.Seq = head.Seq
+			db.hasher.Chain(head.Hash, r)
+			head.Hash = r.Hash
+		}
+		if err := db.insertAudit(ctx, tx, recs); err != nil {
+			return head, err
+		}
+		if _, err := db.txExec(ctx, tx, advanceHead, head.Seq, head.Hash[:]); err != nil {
+			return head, fmt.Errorf("advance audit head: %w", err)
+		}
+	}
+	return head, nil
+}

@@ -1,0 +1,414 @@
+package sqlstore
+
+// The group-committing writer: one goroutine drains queued units and
+// commits them as one transaction, checking every unit's preconditions.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Commit queues u for the next batch and waits until it is durable.
+func (db *DB) Commit(ctx context.Context, u *store.Unit) error {
+	j := &job{u: u, ok: make(chan struct{})}
+	select {
+	case db.queue <- j:
+	case <-db.done:
+		return store.ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("queue commit: %w", ctx.Err())
+	}
+	// Once queued, the unit will be committed or failed by the writer; wait
+	// for it whatever the caller's context says, so that the caller never
+	// reports a failure for a write that then commits.
+	<-j.ok
+	return j.err
+}
+
+func (db *DB) run() {
+	defer close(db.closed)
+	batch := make([]*job, 0, db.opts.MaxBatch)
+	// A unit with guards always opens its batch, so that its guards see
+	// exactly what was committed before it (the units ahead of it in a
+	// batch are not yet written when the batch's checks run). pending is
+	// such a unit, taken from the queue while a batch was being filled.
+	var pending *job
+	for {
+		var first *job
+		if pending != nil {
+			first, pending = pending, nil
+		} else {
+			select {
+			case first = <-db.queue:
+			case <-db.done:
+				// Drain what is queued, then stop.
+				for {
+					select {
+					case j := <-db.queue:
+						db.commitIsolated([]*job{j})
+					default:
+						return
+					}
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < db.opts.MaxBatch {
+			select {
+			case j := <-db.queue:
+				if len(j.u.Guards) > 0 {
+					pending = j
+					break drain
+				}
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		db.commitIsolated(batch)
+	}
+}
+
+// commitIsolated commits a batch; if the transaction fails, each unit is
+// retried alone so that one bad unit cannot fail the others.
+func (db *DB) commitIsolated(batch []*job) {
+	err := db.commitBatch(batch)
+	if err == nil {
+		n := 0
+		for _, j := range batch {
+			n += len(j.u.Writes)
+		}
+		db.maybeAnalyze(n)
+	}
+	if err != nil && len(batch) > 1 {
+		for _, j := range batch {
+			db.commitIsolated([]*job{j})
+		}
+		return
+	}
+	for _, j := range batch {
+		if err != nil {
+			j.err = fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err)
+		}
+		close(j.ok)
+	}
+}
+
+type rkey struct{ tenant, typ, id string }
+
+func (db *DB) commitBatch(batch []*job) (err error) {
+	if ok, err := db.appendAudit(batch); ok || err != nil {
+		return err
+	}
+	db.headKnown = false
+	ctx, cancel := context.WithTimeout(context.Background(), db.opts.CommitTimeout)
+	defer cancel()
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	head, err := readHead(db.txQueryRow(ctx, tx, db.d.LockHead))
+	if err != nil {
+		return err
+	}
+
+	// Current versions of every resource the batch writes.
+	keys := batchKeys(batch)
+	current, rids, err := db.currentVersions(ctx, tx, keys)
+	if err != nil {
+		return err
+	}
+
+	var nextSeq int64
+	if len(keys) > 0 {
+		// Writers serialise on the head row locked above, so the next
+		// commit order number is simply one past the largest.
+		if err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM resource_versions`).Scan(&nextSeq); err != nil {
+			return fmt.Errorf("read version sequence: %w", err)
+		}
+	}
+	st := &staged{final: map[rkey]seqWrite{}, nextSeq: nextSeq, current: current, rids: rids}
+	for i, j := range batch {
+		j.err = db.check(ctx, tx, j.u, current)
+		if j.err == nil && len(j.u.Guards) > 0 {
+			if i > 0 {
+				// run never puts a guarded unit after another; refuse
+				// rather than check against a half-written state.
+				j.err = fmt.Errorf("%w: guarded unit not first in its batch", store.ErrConflict)
+			} else {
+				j.err = db.checkGuards(ctx, tx, j.u.Guards)
+			}
+			if j.err != nil && !errors.Is(j.err, store.ErrConflict) {
+				return j.err
+			}
+		}
+		if j.err != nil {
+			markConflict(j.u.Audit)
+			continue
+		}
+		st.add(j.u)
+		if err = db.applyUnitRows(ctx, tx, j.u); err != nil {
+			return err
+		}
+	}
+
+	if err = db.insertVersions(ctx, tx, st.writes); err != nil {
+		return err
+	}
+	if err = db.upsertCurrent(ctx, tx, st.order, st.final); err != nil {
+		return err
+	}
+	if err = db.writeIndex(ctx, tx, st.order, st.final, st.reindex, rids); err != nil {
+		return err
+	}
+
+	// Chain the audit records in batch order. Records of failed units are
+	// chained too: a refusal or conflict is part of the ledger.
+	if head, err = db.chainAudit(ctx, tx, head, batch); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	db.head, db.headKnown = head, true
+	db.transactions.Add(1)
+	return nil
+}
+
+// check verifies a unit's preconditions against the state as of the units
+// before it in the batch.
+func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64) error {
+	seen := map[rkey]int64{}
+	for _, w := range u.Writes {
+		k := rkey{w.Tenant, w.Type, w.ID}
+		cur, ok := seen[k]
+		if !ok {
+			cur = current[k]
+		}
+		if w.Version != cur+1 {
+			return fmt.Errorf("%w: %s/%s is at version %d, not %d", store.ErrConflict, w.Type, w.ID, cur, w.Version-1)
+		}
+		seen[k] = w.Version
+	}
+	q := db.d.Placeholders
+	if u.NewUser != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM users WHERE tenant = ? AND username = ?`), u.NewUser.Tenant, u.NewUser.Username).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: username already exists", store.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check user: %w", err)
+		}
+	}
+	if c := u.NewClient; c != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM clients WHERE id = ?`), c.ID).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: client id already registered", store.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check client: %w", err)
+		}
+	}
+	if up := u.UpdateUser; up != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM users WHERE id = ?`), up.UserID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: no such user", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("check user: %w", err)
+		}
+	}
+	if u.UseRefresh != "" {
+		var used, revoked int
+		err := tx.QueryRowContext(ctx, q(`SELECT used, revoked FROM refresh_tokens WHERE id = ?`), u.UseRefresh).Scan(&used, &revoked)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || revoked != 0) {
+			return fmt.Errorf("%w: refresh token unknown, used or revoked", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("check refresh token: %w", err)
+		}
+	}
+	if j := u.UseJTI; j != nil {
+		var exp int64
+		err := tx.QueryRowContext(ctx, q(`SELECT expires FROM client_jtis WHERE client_id = ? AND jti = ?`), j.ClientID, j.JTI).Scan(&exp)
+		if err == nil {
+			return fmt.Errorf("%w: client assertion id already used", store.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check jti: %w", err)
+		}
+	}
+	if err := db.checkIdentity(ctx, tx, &u.IdentityChange); err != nil {
+		return err
+	}
+	if u.NewKey != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM keys WHERE id = ?`), u.NewKey.ID).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: key %s already exists", store.ErrConflict, u.NewKey.ID)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check key: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkGuards runs each guard's search inside the write transaction (after
+// the head lock, so after every earlier commit) and compares its matches
+// with the expected set.
+func (db *DB) checkGuards(ctx context.Context, tx *sql.Tx, guards []store.Guard) error {
+	for gi, g := range guards {
+		base, args, err := searchBase(g.Query)
+		if err != nil {
+			return err
+		}
+		want := make(map[store.Ref]bool, len(g.Match))
+		for _, m := range g.Match {
+			want[m] = true
+		}
+		rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT r.type, r.id`+base+` LIMIT `+strconv.Itoa(len(want)+1)), args...)
+		if err != nil {
+			return fmt.Errorf("check guard: %w", err)
+		}
+		n, extra := 0, false
+		for rows.Next() {
+			var ref store.Ref
+			if err := rows.Scan(&ref.Type, &ref.ID); err != nil {
+				rows.Close()
+				return fmt.Errorf("check guard: %w", err)
+			}
+			n++
+			if !want[ref] {
+				extra = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("check guard: %w", err)
+		}
+		if extra || n != len(want) {
+			return fmt.Errorf("%w: condition %d no longer matches what it matched when read", store.ErrConflict, gi)
+		}
+	}
+	return nil
+}
+
+func (db *DB) currentVersions(ctx context.Context, tx *sql.Tx, keys []rkey) (map[rkey]int64, map[rkey]int64, error) {
+	out := make(map[rkey]int64, len(keys))
+	rids := make(map[rkey]int64, len(keys))
+	const cols = 3
+	for len(keys) > 0 {
+		n := min(len(keys), db.d.MaxParams/cols)
+		chunk := keys[:n]
+		keys = keys[n:]
+		var b strings.Builder
+		b.WriteString(`SELECT tenant, type, id, version, rid FROM resources WHERE (tenant, type, id) IN (VALUES `)
+		args := make([]any, 0, n*cols)
+		for i, k := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, k.tenant, k.typ, k.id)
+		}
+		b.WriteString(")")
+		rows, err := tx.QueryContext(ctx, db.d.Placeholders(b.String()), args...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read current versions: %w", err)
+		}
+		for rows.Next() {
+			var k rkey
+			var v, rid int64
+			if err := rows.Scan(&k.tenant, &k.typ, &k.id, &v, &rid); err != nil {
+				rows.Close()
+				return nil, nil, fmt.Errorf("scan current version: %w", err)
+			}
+			out[k] = v
+			rids[k] = rid
+		}
+		if err := rows.Close(); err != nil {
+			return nil, nil, fmt.Errorf("read current versions: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read current versions: %w", err)
+		}
+	}
+	return out, rids, nil
+}
+
+// batchKeys lists the resources a batch writes or reindexes.
+func batchKeys(batch []*job) []rkey {
+	var keys []rkey
+	for _, j := range batch {
+		for _, w := range j.u.Writes {
+			keys = append(keys, rkey{w.Tenant, w.Type, w.ID})
+		}
+	}
+	for _, j := range batch {
+		for _, r := range j.u.Reindex {
+			keys = append(keys, rkey{r.Tenant, r.Type, r.ID})
+		}
+	}
+	return keys
+}
+
+// markConflict raises the outcome of the records of a unit whose
+// precondition failed: they are committed all the same.
+func markConflict(recs []*audit.Record) {
+	for _, r := range recs {
+		if r.Outcome < audit.OutcomeMinor {
+			r.Outcome = audit.OutcomeMinor
+		}
+		if r.Detail == "" {
+			r.Detail = "conflict"
+		}
+	}
+}
+
+// staged is what a batch writes to the resource tables: every version in
+// commit order, the last version of each resource, the reindexed rows.
+type staged struct {
+	writes  []seqWrite
+	final   map[rkey]seqWrite
+	order   []rkey
+	reindex []store.Reindex
+	nextSeq int64
+	current map[rkey]int64 // current version, advanced by each unit
+	rids    map[rkey]int64 // rid of each resource, a new one's first seq
+}
+
+// add stages the writes of a unit whose preconditions held.
+func (st *staged) add(u *store.Unit) {
+	for _, w := range u.Writes {
+		k := rkey{w.Tenant, w.Type, w.ID}
+		st.current[k] = w.Version
+		if _, seen := st.final[k]; !seen {
+			st.order = append(st.order, k)
+		}
+		st.nextSeq++
+		if st.rids[k] == 0 {
+			st.rids[k] = st.nextSeq // a new resource's rid is its first seq
+		}
+		sw := seqWrite{Write: w, seq: st.nextSeq, rid: st.rids[k]}
+		st.final[k] = sw
+		st.writes = append(st.writes, sw)
+	}
+	st.reindex = append(st.reindex, u.Reindex...)
+}
