@@ -90,9 +90,7 @@ func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *au
 	if g := governanceRecord(trec, tw.Type, nil, team.Doc); g != nil {
 		recs = append(recs, g)
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	err = r.s.st.Commit(cctx, &store.Unit{Writes: []store.Write{pw, tw}, Audit: recs})
+	err = r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{pw, tw}}, recs...)
 	r.s.publish(pw.Tenant, r.s.invalidate(pw, res.Doc))
 	r.s.publish(tw.Tenant, r.s.invalidate(tw, team.Doc))
 	r.facts.Wrote()
@@ -101,7 +99,7 @@ func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *au
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("%w: %v", problem.ErrConflict, err)
 	default:
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, err // the recorder's: problem.ErrUnavailable
 	}
 	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
 }
