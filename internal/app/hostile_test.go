@@ -99,6 +99,7 @@ func runHostileCase(t *testing.T, w *apptest.Ward, c hostileCase) {
 	if limit == 0 {
 		limit = defaultMaxAlloc
 	}
+	limit *= allocScale
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	r := w.Do(t, c.method, expand(c.path), tok, body, headers...)
