@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"iter"
 	"strings"
 	"time"
 
@@ -19,44 +17,18 @@ import (
 // and the reason code with the rules it overrode. The ledger holds no
 // free-text reason (see docs/access.md), so neither does the report.
 func runAuditBreakGlass(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var sinceArg string
-	cfg, _, err := flags("audit break-glass", args, stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
-		fs.StringVar(&sinceArg, "since", "", "only accesses at or after D: a date (2026-11-01), an RFC 3339 time, or a duration back from now (720h)")
-	})
-	if err != nil {
-		return err
-	}
-	since, err := parseSince(sinceArg, time.Now())
-	if err != nil {
-		return err
-	}
-	st, err := openData(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	fmt.Fprintf(stdout, "%-8s %-27s %-36s %-10s %-16s %-24s %s\n", "SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "REASON", "RESOURCES / OVERRODE")
-	n := 0
-	err = st.AuditScan(ctx, 0, func(_ audit.Head, recs iter.Seq2[*audit.Record, error]) error {
-		for r, err := range recs {
-			if err != nil {
-				return err
-			}
-			if !r.Emergency || r.Tenant != cfg.Tenant || r.Time.Before(since) {
-				continue
-			}
-			n++
+	return ledgerReport{
+		name:     "audit break-glass",
+		sinceDoc: "only accesses",
+		header:   fmt.Sprintf("%-8s %-27s %-36s %-10s %-16s %-24s %s", "SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "REASON", "RESOURCES / OVERRODE"),
+		keep:     func(r *audit.Record) bool { return r.Emergency },
+		row: func(w io.Writer, r *audit.Record) {
 			code, overrode := breakGlassDetail(r.Detail)
-			fmt.Fprintf(stdout, "%-8d %-27s %-36s %-10s %-16s %-24s %s %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Actor, r.Role, r.Action,
+			fmt.Fprintf(w, "%-8d %-27s %-36s %-10s %-16s %-24s %s %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Actor, r.Role, r.Action,
 				code, strings.Join(r.Entities, ","), overrode)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d emergency accesses\n", n)
-	return nil
+		},
+		countNoun: "emergency accesses",
+	}.run(ctx, args, stdout, stderr)
 }
 
 // parseSince reads --since: empty (everything), a date, an RFC 3339 time
