@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 )
 
 // Sentinel errors: ErrInvalid for a malformed patch document, ErrFailed for
@@ -288,7 +289,7 @@ func Apply(resource map[string]any, ops []Op) (map[string]any, error) {
 func ApplyLimited(resource map[string]any, ops []Op, lim Limits) (map[string]any, error) {
 	typ, _ := resource["resourceType"].(string)
 	doc := deepCopy(resource).(map[string]any)
-	sz := &sizer{lim: lim, size: count(doc, -1)}
+	sz := &sizer{lim: lim, size: jsonpatch.CountValues(doc, -1)}
 	for i := range ops {
 		if err := apply(doc, typ, i, &ops[i], sz); err != nil {
 			return nil, err
@@ -318,42 +319,12 @@ func (z *sizer) grow(i int, v any, removed, items int) error {
 	if z.lim.Elements > 0 {
 		budget = max(z.lim.Elements-z.size+removed, 0)
 	}
-	n := count(v, budget)
+	n := jsonpatch.CountValues(v, budget)
 	if budget >= 0 && n > budget {
 		return tooCostly(i, "the patched resource would have more than %d elements (%s)", z.lim.Elements, SettingElements)
 	}
 	z.size += n - removed
 	return nil
-}
-
-// count is the number of JSON values in v; counting stops once it
-// exceeds max (max < 0: no bound).
-func count(v any, max int) int {
-	n := 0
-	var walk func(v any) bool
-	walk = func(v any) bool {
-		n++
-		if max >= 0 && n > max {
-			return false
-		}
-		switch c := v.(type) {
-		case map[string]any:
-			for _, x := range c {
-				if !walk(x) {
-					return false
-				}
-			}
-		case []any:
-			for _, x := range c {
-				if !walk(x) {
-					return false
-				}
-			}
-		}
-		return true
-	}
-	walk(v)
-	return n
 }
 
 func (op *Op) sized() any {
@@ -460,7 +431,7 @@ func apply(doc map[string]any, typ string, i int, op *Op, sz *sizer) error {
 			if locs[0].parent == nil {
 				return failed(i, "the resource itself cannot be deleted")
 			}
-			sz.size -= count(locs[0].get(), -1)
+			sz.size -= jsonpatch.CountValues(locs[0].get(), -1)
 			locs[0].remove()
 		default:
 			return failed(i, "delete needs a path to at most one element; it matches %d", len(locs))
@@ -473,7 +444,7 @@ func apply(doc map[string]any, typ string, i int, op *Op, sz *sizer) error {
 		if len(locs) != 1 || locs[0].parent == nil {
 			return failed(i, "replace needs a path to exactly one element; it matches %d", len(locs))
 		}
-		if err := sz.grow(i, op.sized(), count(locs[0].get(), -1), 0); err != nil {
+		if err := sz.grow(i, op.sized(), jsonpatch.CountValues(locs[0].get(), -1), 0); err != nil {
 			return err
 		}
 		v, err := value(op.Path.elements())

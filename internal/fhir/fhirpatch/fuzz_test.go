@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 )
 
 // FuzzPatch: any Parameters body and any resource: Parse either fails
@@ -56,7 +57,7 @@ func FuzzPatch(f *testing.F) {
 		}
 		lim := Limits{Elements: 40, ArrayItems: 3}
 		if lout, err := ApplyLimited(r.Doc, ops, lim); err == nil {
-			if n := count(lout, -1); n > max(lim.Elements, count(r.Doc, -1)) {
+			if n := jsonpatch.CountValues(lout, -1); n > max(lim.Elements, jsonpatch.CountValues(r.Doc, -1)) {
 				t.Fatalf("ApplyLimited grew the resource to %d values", n)
 			}
 		} else if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrFailed) && !errors.Is(err, ErrTooCostly) {

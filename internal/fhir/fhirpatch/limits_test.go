@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 )
 
 func parseOps(t *testing.T, body string, limit int) ([]Op, error) {
@@ -69,8 +70,8 @@ func TestApplyLimited(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if c.lim.Elements > 0 && count(out, -1) > c.lim.Elements {
-					t.Fatalf("%d values", count(out, -1))
+				if c.lim.Elements > 0 && jsonpatch.CountValues(out, -1) > c.lim.Elements {
+					t.Fatalf("%d values", jsonpatch.CountValues(out, -1))
 				}
 				return
 			}

@@ -197,7 +197,7 @@ func Apply(doc any, ops []Op) (any, error) { return ApplyLimited(doc, ops, Limit
 // the document costs at most the limit, not 2^n.
 func ApplyLimited(doc any, ops []Op, lim Limits) (any, error) {
 	out := deepCopy(doc)
-	size := count(out, -1)
+	size := CountValues(out, -1)
 	for i, op := range ops {
 		var err error
 		out, err = applySized(out, op, lim, &size)
@@ -218,9 +218,10 @@ type limitError struct{ msg string }
 
 func (e *limitError) Error() string { return e.msg }
 
-// count is the number of JSON values in v, counting stops once it
-// exceeds max (max < 0: no bound).
-func count(v any, max int) int {
+// CountValues is the number of JSON values (objects, arrays, primitives)
+// in v; counting stops once it exceeds max (max < 0: no bound), so a huge
+// value costs no more than the bound to measure. FHIRPath Patch shares it.
+func CountValues(v any, max int) int {
 	n := 0
 	var walk func(v any) bool
 	walk = func(v any) bool {
@@ -268,7 +269,7 @@ func applySized(doc any, op Op, lim Limits, size *int) (any, error) {
 		before := 0
 		if op.Op == "remove" {
 			if v, err := get(doc, path); err == nil {
-				before = count(v, -1)
+				before = CountValues(v, -1)
 			}
 		}
 		out, err := apply(doc, op)
@@ -280,11 +281,11 @@ func applySized(doc any, op Op, lim Limits, size *int) (any, error) {
 	// What the value at path replaces (a member or the root), if any.
 	replaced := 0
 	if old, ok := replacedAt(doc, path, op.Op == "replace"); ok {
-		replaced = count(old, -1)
+		replaced = CountValues(old, -1)
 	}
 	if lim.Elements > 0 {
 		budget := lim.Elements - *size + replaced
-		if n := count(added, max(budget, 0)); n > budget {
+		if n := CountValues(added, max(budget, 0)); n > budget {
 			return nil, &limitError{fmt.Sprintf("the patched resource would have more than %d elements (%s)", lim.Elements, SettingElements)}
 		}
 	}
@@ -299,7 +300,7 @@ func applySized(doc any, op Op, lim Limits, size *int) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	*size += count(added, -1) - replaced
+	*size += CountValues(added, -1) - replaced
 	return out, nil
 }
 

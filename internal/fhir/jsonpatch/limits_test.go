@@ -71,8 +71,8 @@ func TestApplyLimited(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if c.lim.Elements > 0 && count(out, -1) > c.lim.Elements {
-					t.Fatalf("result has %d values", count(out, -1))
+				if c.lim.Elements > 0 && CountValues(out, -1) > c.lim.Elements {
+					t.Fatalf("result has %d values", CountValues(out, -1))
 				}
 				return
 			}
