@@ -44,27 +44,29 @@ const (
 	nginxHSTS     = "max-age=63072000; includeSubDomains"
 )
 
-// nginxExample returns the ```nginx block that follows the marker.
-func nginxExample(t *testing.T) string {
+// docBlock returns the ```lang block of docs/deployment.md that follows
+// marker.
+func docBlock(t *testing.T, marker, lang string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../docs/deployment.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	i := strings.Index(s, nginxMarker)
+	i := strings.Index(s, marker)
 	if i < 0 {
-		t.Fatal("docs/deployment.md has no nginx-example marker")
+		t.Fatalf("docs/deployment.md has no %q marker", marker)
 	}
 	s = s[i:]
-	start := strings.Index(s, "```nginx\n")
+	fence := "```" + lang + "\n"
+	start := strings.Index(s, fence)
 	if start < 0 {
-		t.Fatal("no ```nginx block after the nginx-example marker")
+		t.Fatalf("no %s block after the %q marker", fence, marker)
 	}
-	s = s[start+len("```nginx\n"):]
+	s = s[start+len(fence):]
 	end := strings.Index(s, "\n```")
 	if end < 0 {
-		t.Fatal("the nginx example is not closed")
+		t.Fatalf("the %s block after %q is not closed", lang, marker)
 	}
 	return s[:end+1]
 }
@@ -201,7 +203,7 @@ func send(t *testing.T, c *http.Client, method, u, token, ctype string, body str
 // WARD_TRUSTED_PROXIES nginx's address), and uses Ward through it.
 func TestNginxExample(t *testing.T) {
 	bin := nginxBinary(t)
-	block := nginxExample(t)
+	block := docBlock(t, nginxMarker, "nginx")
 	for _, v := range []string{nginxHost, nginxCert, nginxKey, nginxUpstream, nginxTLS, nginxPlain, nginxHSTS} {
 		if !strings.Contains(block, v) {
 			t.Fatalf("the nginx example no longer contains %q (update the test's placeholders):\n%s", v, block)
@@ -221,11 +223,7 @@ func TestNginxExample(t *testing.T) {
 	httpsPort, httpPort := freeLoopbackPort(t), freeLoopbackPort(t)
 	base := "https://127.0.0.1:" + strconv.Itoa(httpsPort)
 
-	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) {
-		c.BaseURL = base
-		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-		c.AuthRate = 0.01 // burst 20 (default), then one per 100 s
-	})
+	w := wardBehindProxy(t, base)
 	upstream := strings.TrimPrefix(w.Server.URL, "http://")
 
 	conf := block
@@ -291,32 +289,41 @@ http {
 			<-exited
 		}
 	})
-	up := false
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && !up; time.Sleep(50 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("nginx exited: %v\n%s%s", err, out, errorLog())
-		default:
-		}
-		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(httpsPort)); err == nil {
-			c.Close()
-			up = true
-		}
-	}
-	if !up {
-		t.Fatalf("nginx does not listen on %d:\n%s%s", httpsPort, out, errorLog())
-	}
+	waitListening(t, "127.0.0.1:"+strconv.Itoa(httpsPort), exited, func() string { return out.String() + errorLog() })
 
+	if !checkThroughProxy(t, w, base, pool) {
+		t.Logf("nginx.conf:\n%s\nerror.log:\n%s", wrapper, errorLog())
+	}
+	// Port 80 redirects to https.
+	plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := plain.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/fhir/metadata?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 301 || resp.Header.Get("Location") != "https://127.0.0.1/fhir/metadata?x=1" {
+		t.Errorf("port 80: %d Location %q, want 301 to https://127.0.0.1/fhir/metadata?x=1", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// checkThroughProxy uses Ward at base, behind a TLS-terminating proxy
+// whose certificate pool trusts, and reports whether all went well:
+// /health over HTTP/2 with the doc's HSTS (on errors too), the SMART
+// configuration and a create's Location naming the public https base, a
+// token request and a FHIR create and read, and Ward's rate limit keyed by
+// the client address the proxy puts in X-Forwarded-For (w trusts only
+// 127.0.0.1, the proxy; its AuthRate is too low to refill during the test).
+func checkThroughProxy(t *testing.T, w *apptest.Ward, base string, pool *x509.CertPool) bool {
+	t.Helper()
 	c := clientFrom("127.0.0.4", pool)
 
-	// /health through nginx, over HTTP/2, with the doc's HSTS.
+	// /health through the proxy, over HTTP/2, with the doc's HSTS.
 	r := send(t, c, "GET", base+"/health", "", "", "")
 	if r.status != 200 {
-		t.Fatalf("/health through nginx: %d %s\n%s", r.status, r.body, errorLog())
+		t.Fatalf("/health through the proxy: %d %s", r.status, r.body)
 	}
 	if r.proto != "HTTP/2.0" {
-		t.Errorf("/health through nginx over %s, want HTTP/2.0", r.proto)
+		t.Errorf("/health through the proxy over %s, want HTTP/2.0", r.proto)
 	}
 	if got := r.header.Get("Strict-Transport-Security"); got != nginxHSTS {
 		t.Errorf("HSTS %q, want %q", got, nginxHSTS)
@@ -324,7 +331,7 @@ http {
 	// HSTS on errors too ("always").
 	r = send(t, c, "GET", base+"/fhir/Patient/does-not-exist", w.Tokens[authz.RoleAdmin], "", "")
 	if r.status != 404 || r.header.Get("Strict-Transport-Security") != nginxHSTS {
-		t.Errorf("a 404 through nginx: %d, HSTS %q", r.status, r.header.Get("Strict-Transport-Security"))
+		t.Errorf("a 404 through the proxy: %d, HSTS %q", r.status, r.header.Get("Strict-Transport-Security"))
 	}
 
 	// The SMART configuration names the public https base.
@@ -348,7 +355,7 @@ http {
 		}
 	}
 	if n < 2 || smart["token_endpoint"] != base+"/oauth2/token" {
-		t.Errorf("smart-configuration through nginx: %s", r.body)
+		t.Errorf("smart-configuration through the proxy: %s", r.body)
 	}
 
 	// A token request, then a FHIR create and read with it.
@@ -358,12 +365,12 @@ http {
 		AccessToken string `json:"access_token"`
 	}
 	if r.status != 200 || json.Unmarshal(r.body, &tok) != nil || tok.AccessToken == "" {
-		t.Fatalf("token through nginx: %d %s", r.status, r.body)
+		t.Fatalf("token through the proxy: %d %s", r.status, r.body)
 	}
 	r = send(t, c, "POST", base+"/fhir/Patient", tok.AccessToken, "application/fhir+json",
 		`{"resourceType":"Patient","name":[{"family":"Proxy"}],"generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`)
 	if r.status != 201 {
-		t.Fatalf("create through nginx: %d %s", r.status, r.body)
+		t.Fatalf("create through the proxy: %d %s", r.status, r.body)
 	}
 	loc := r.header.Get("Location")
 	if !strings.HasPrefix(loc, base+"/fhir/Patient/") {
@@ -371,24 +378,13 @@ http {
 	}
 	r = send(t, c, "GET", loc, tok.AccessToken, "", "")
 	if r.status != 200 || !strings.Contains(string(r.body), `"Proxy"`) {
-		t.Fatalf("read %s through nginx: %d %s", loc, r.status, r.body)
+		t.Fatalf("read %s through the proxy: %d %s", loc, r.status, r.body)
 	}
 
-	// Port 80 redirects to https.
-	plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := plain.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/fhir/metadata?x=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 301 || resp.Header.Get("Location") != "https://127.0.0.1/fhir/metadata?x=1" {
-		t.Errorf("port 80: %d Location %q, want 301 to https://127.0.0.1/fhir/metadata?x=1", resp.StatusCode, resp.Header.Get("Location"))
-	}
-
-	// Ward limits each client by the address nginx puts in
+	// Ward limits each client by the address the proxy puts in
 	// X-Forwarded-For: 127.0.0.2 uses up its burst of 20 (and a forged
 	// X-Forwarded-For does not get it a fresh one), while 127.0.0.3,
-	// behind the same nginx, is not limited.
+	// behind the same proxy, is not limited.
 	a, b := clientFrom("127.0.0.2", pool), clientFrom("127.0.0.3", pool)
 	for i := range 20 {
 		if r := send(t, a, "POST", base+"/oauth2/token", "", "application/x-www-form-urlencoded", "x=1"); r.status != 400 {
@@ -402,9 +398,126 @@ http {
 		t.Errorf("token request from 127.0.0.2 with a forged X-Forwarded-For: %d, want 429", r.status)
 	}
 	if r := send(t, b, "POST", base+"/oauth2/token", "", "application/x-www-form-urlencoded", "x=1"); r.status != 400 {
-		t.Errorf("token request from 127.0.0.3 through the same nginx: %d, want 400 (its own limit)", r.status)
+		t.Errorf("token request from 127.0.0.3 through the same proxy: %d, want 400 (its own limit)", r.status)
 	}
-	if t.Failed() {
-		t.Logf("nginx.conf:\n%s\nerror.log:\n%s", wrapper, errorLog())
+	return !t.Failed()
+}
+
+// wardBehindProxy starts Ward as the doc says to run it behind a proxy on
+// this machine: WARD_BASE_URL the public URL, WARD_TRUSTED_PROXIES
+// 127.0.0.1/32.
+func wardBehindProxy(t *testing.T, base string) *apptest.Ward {
+	t.Helper()
+	return apptest.Start(t, apptest.SQLite, func(c *config.Config) {
+		c.BaseURL = base
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		c.AuthRate = 0.01 // burst 20 (default), then one per 100 s
+	})
+}
+
+// waitListening waits until something accepts connections on addr, or
+// the process reports on exited.
+func waitListening(t *testing.T, addr string, exited chan error, logs func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("the proxy exited: %v\n%s", err, logs())
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("nothing listens on %s:\n%s", addr, logs())
+}
+
+// caddyMarker precedes the Caddy example in docs/deployment.md.
+const caddyMarker = "<!-- caddy-example:"
+
+// TestCaddyExample runs docs/deployment.md's Caddyfile verbatim, with
+// ward.example.org and Ward's address replaced, in front of a running Ward,
+// and uses Ward through it as TestNginxExample does. Global options put
+// before it keep Caddy to the test's directory and free ports and have it
+// issue the certificate from its own local CA instead of ACME (127.0.0.1
+// gets no public certificate). It skips when caddy is not installed
+// unless WARD_TEST_REQUIRE_CADDY=1.
+func TestCaddyExample(t *testing.T) {
+	bin, err := exec.LookPath("caddy")
+	if err != nil {
+		if os.Getenv("WARD_TEST_REQUIRE_CADDY") == "1" {
+			t.Fatal("caddy is not installed and WARD_TEST_REQUIRE_CADDY=1")
+		}
+		t.Skip("caddy is not installed (set WARD_TEST_REQUIRE_CADDY=1 to fail instead)")
+	}
+	block := docBlock(t, caddyMarker, "caddyfile")
+	for _, v := range []string{nginxHost, nginxUpstream, nginxHSTS} {
+		if !strings.Contains(block, v) {
+			t.Fatalf("the Caddy example no longer contains %q (update the test's placeholders):\n%s", v, block)
+		}
+	}
+	dir := t.TempDir()
+	httpsPort, httpPort := freeLoopbackPort(t), freeLoopbackPort(t)
+	public := "127.0.0.1:" + strconv.Itoa(httpsPort)
+	base := "https://" + public
+	w := wardBehindProxy(t, base)
+	conf := strings.ReplaceAll(block, nginxHost, public)
+	conf = strings.ReplaceAll(conf, nginxUpstream, strings.TrimPrefix(w.Server.URL, "http://"))
+	wrapper := fmt.Sprintf(`{
+	admin off
+	storage file_system %s
+	http_port %d
+	https_port %d
+	local_certs
+	skip_install_trust
+}
+%s`, filepath.Join(dir, "data"), httpPort, httpsPort, conf)
+	confPath := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(confPath, []byte(wrapper), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cd := exec.Command(bin, "run", "--config", confPath, "--adapter", "caddyfile")
+	cd.Dir = dir
+	cd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))
+	out := &apptest.SyncBuffer{}
+	cd.Stdout, cd.Stderr = out, out
+	if err := cd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cd.Wait() }()
+	t.Cleanup(func() {
+		cd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cd.Process.Kill()
+			<-exited
+		}
+	})
+	logs := func() string { return "Caddyfile:\n" + wrapper + "\nlog:\n" + out.String() }
+	waitListening(t, public, exited, logs)
+	root, err := os.ReadFile(filepath.Join(dir, "data", "pki", "authorities", "local", "root.crt"))
+	if err != nil {
+		t.Fatalf("Caddy's local CA: %v\n%s", err, logs())
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(root) {
+		t.Fatalf("Caddy's root.crt is not PEM:\n%s", root)
+	}
+	if !checkThroughProxy(t, w, base, pool) {
+		t.Log(logs())
+	}
+	// Plain HTTP redirects to https.
+	plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := plain.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/fhir/metadata?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != 308 || !strings.HasPrefix(loc, "https://127.0.0.1") || !strings.HasSuffix(loc, "/fhir/metadata?x=1") {
+		t.Errorf("plain HTTP: %d Location %q, want 308 to https://127.0.0.1.../fhir/metadata?x=1", resp.StatusCode, loc)
 	}
 }
