@@ -398,7 +398,11 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	if r.registers(res) {
-		return r.createRegistered(ctx, res, rec)
+		g, err := r.planRegistration(ctx, res.ID)
+		if err != nil {
+			return nil, err
+		}
+		return r.createRegistered(ctx, res, rec, g)
 	}
 	now := r.s.now().UTC()
 	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
