@@ -119,7 +119,11 @@ func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *au
 	pw := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
 	rec.Time = now
 	rec.Entities = []string{ref(pw.Type, pw.ID, 1)}
-	err = r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{pw, tw}}, append([]*audit.Record{rec}, trecs...)...)
+	recs := []*audit.Record{rec}
+	if gov := governanceRecord(rec, pw.Type, nil, res.Doc); gov != nil {
+		recs = append(recs, gov) // as commitWrite: a generalPractitioner or labels set
+	}
+	err = r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{pw, tw}}, append(recs, trecs...)...)
 	r.s.publish(pw.Tenant, r.s.invalidate(pw, res.Doc))
 	r.s.publish(tw.Tenant, r.s.invalidate(tw, g.team.Doc))
 	r.facts.Wrote()
