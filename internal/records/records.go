@@ -398,7 +398,11 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	if r.registers(res) {
-		return r.createRegistered(ctx, res, rec)
+		g, err := r.planRegistration(ctx, res.ID)
+		if err != nil {
+			return nil, err
+		}
+		return r.createRegistered(ctx, res, rec, g)
 	}
 	now := r.s.now().UTC()
 	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
@@ -427,6 +431,9 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 	if err := r.validate(res, rec); err != nil {
 		return nil, false, err
 	}
+	// reg is the registration CareTeam of a new Patient this update
+	// creates (as Create makes one), decided with the first attempt.
+	var reg *registration
 	for attempt := 0; ; attempt++ {
 		var cur int64
 		v, err := r.s.st.Current(ctx, r.subj.Tenant, res.Type, res.ID)
@@ -461,6 +468,11 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			if err := r.decideOn(ctx, authz.Update, rec, t); err != nil {
 				return nil, false, err
 			}
+			if t.New && r.registers(res) {
+				if reg, err = r.planRegistration(ctx, res.ID); err != nil {
+					return nil, false, err
+				}
+			}
 		} else if cur > 0 {
 			if old, err = r.currentDoc(v); err != nil {
 				return nil, false, err
@@ -469,6 +481,18 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		if ifMatch != nil && *ifMatch != cur {
 			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
 				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, cur)))
+		}
+		if reg != nil && cur == 0 {
+			// Still absent: created with its registration CareTeam.
+			out, err := r.createRegistered(ctx, res, rec, reg)
+			if retry, err := lostRace(err, ifMatch, attempt); retry {
+				rec = r.record("update", res.Type)
+				reg.rec = r.record("create", "CareTeam")
+				continue
+			} else if err != nil {
+				return nil, false, err
+			}
+			return out, true, nil
 		}
 		now := r.s.now().UTC()
 		plain, sealed, ix, err := r.seal(ctx, res, cur+1, now)

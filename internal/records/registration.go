@@ -55,12 +55,19 @@ func RegistrationTeam(patient, practitioner string, now time.Time, period time.D
 	}
 }
 
-// createRegistered stores a Patient (already decided, rec its record) and
-// the registering clinician's CareTeam in one commit.
-func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *audit.Record) (*Resource, error) {
-	now := r.s.now().UTC()
+// registration is the CareTeam planned with a new Patient, decided and
+// validated before anything is written, and its audit record.
+type registration struct {
+	team *fhir.Resource
+	rec  *audit.Record
+}
+
+// planRegistration makes and decides the registration CareTeam of Patient
+// patient, before the write: the same decision for every path that creates
+// a Patient (create, update-as-create, batch and transaction entries).
+func (r *Repo) planRegistration(ctx context.Context, patient string) (*registration, error) {
 	team := &fhir.Resource{Type: "CareTeam", ID: r.s.newID(),
-		Doc: RegistrationTeam(res.ID, r.subj.Practitioner, now, r.s.registrationCare)}
+		Doc: RegistrationTeam(patient, r.subj.Practitioner, r.s.now().UTC(), r.s.registrationCare)}
 	trec := r.record("create", "CareTeam")
 	if err := r.decide(authz.Create, trec); err != nil {
 		return nil, err
@@ -73,26 +80,52 @@ func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *au
 	if err := r.decideOn(ctx, authz.Create, trec, t); err != nil {
 		return nil, err
 	}
+	return &registration{team: team, rec: trec}, nil
+}
+
+// seal seals the planned CareTeam at now (its period restamped from now)
+// for Patient patient, written as version 1 in the same unit, and returns
+// its write and audit records (create, careteam-change).
+func (g *registration) seal(ctx context.Context, r *Repo, patient string, now time.Time) (store.Write, []*audit.Record, error) {
+	g.team.Doc = RegistrationTeam(patient, r.subj.Practitioner, now, r.s.registrationCare)
+	_, sealed, ix, err := r.seal(ctx, g.team, 1, now)
+	if err != nil {
+		return store.Write{}, nil, err
+	}
+	tw := store.Write{Tenant: r.subj.Tenant, Type: g.team.Type, ID: g.team.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
+	g.rec.Time = now
+	g.rec.Entities = []string{ref(tw.Type, tw.ID, 1), ref("Patient", patient, 1)}
+	g.rec.Detail = "registration"
+	recs := []*audit.Record{g.rec}
+	if gov := governanceRecord(g.rec, tw.Type, nil, g.team.Doc); gov != nil {
+		recs = append(recs, gov)
+	}
+	return tw, recs, nil
+}
+
+// createRegistered stores a Patient (already decided, rec its record) as
+// version 1 and the registering clinician's CareTeam (planned: g) in one
+// commit.
+func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *audit.Record, g *registration) (*Resource, error) {
+	now := r.s.now().UTC()
 	plain, sealed, ix, err := r.seal(ctx, res, 1, now)
 	if err != nil {
 		return nil, err
 	}
-	_, tsealed, tix, err := r.seal(ctx, team, 1, now)
+	tw, trecs, err := g.seal(ctx, r, res.ID, now)
 	if err != nil {
 		return nil, err
 	}
 	pw := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
-	tw := store.Write{Tenant: r.subj.Tenant, Type: team.Type, ID: team.ID, Version: 1, LastUpdated: now, Body: tsealed, Index: tix}
+	rec.Time = now
 	rec.Entities = []string{ref(pw.Type, pw.ID, 1)}
-	trec.Entities = []string{ref(tw.Type, tw.ID, 1), ref(pw.Type, pw.ID, 1)}
-	trec.Detail = "registration"
-	recs := []*audit.Record{rec, trec}
-	if g := governanceRecord(trec, tw.Type, nil, team.Doc); g != nil {
-		recs = append(recs, g)
+	recs := []*audit.Record{rec}
+	if gov := governanceRecord(rec, pw.Type, nil, res.Doc); gov != nil {
+		recs = append(recs, gov) // as commitWrite: a generalPractitioner or labels set
 	}
-	err = r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{pw, tw}}, recs...)
+	err = r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{pw, tw}}, append(recs, trecs...)...)
 	r.s.publish(pw.Tenant, r.s.invalidate(pw, res.Doc))
-	r.s.publish(tw.Tenant, r.s.invalidate(tw, team.Doc))
+	r.s.publish(tw.Tenant, r.s.invalidate(tw, g.team.Doc))
 	r.facts.Wrote()
 	switch {
 	case err == nil:

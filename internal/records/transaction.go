@@ -38,6 +38,9 @@ type Entry struct {
 	// old is the content a PUT or DELETE replaces, as decided
 	// (decideEntries), for the ledger record of a governing change.
 	old map[string]any
+	// reg is the registration CareTeam planned with a Patient this POST
+	// creates (planRegistrations), committed in the same unit.
+	reg *registration
 }
 
 // EntryResult is what the response Bundle says of one entry.
@@ -178,7 +181,38 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 	if err := r.decideEntries(ctx, order); err != nil {
 		return nil, err
 	}
+	if err := r.planRegistrations(ctx, order, res); err != nil {
+		return nil, err
+	}
 	return r.commitTransaction(ctx, entries, order, res)
+}
+
+// planRegistrations plans, for every POST that creates a Patient, the
+// registration CareTeam a plain create would make (registers), decided
+// like it before anything is written. A conditional create that matched
+// creates nothing and registers nothing.
+func (r *Repo) planRegistrations(ctx context.Context, order []*Entry, res *resolved) error {
+	for _, e := range order {
+		e.reg = nil
+		if e.Method != http.MethodPost || e.Resource == nil || e.Type != "Patient" {
+			continue
+		}
+		if _, exists := res.existing[e.pos]; exists {
+			continue
+		}
+		if _, alias := res.sameAs[e.pos]; alias {
+			continue
+		}
+		if !r.registers(e.Resource) {
+			continue
+		}
+		g, err := r.planRegistration(ctx, e.ID)
+		if err != nil {
+			return entryError(e, err)
+		}
+		e.reg = g
+	}
+	return nil
 }
 
 func entryAction(method string) authz.Action {
@@ -315,6 +349,15 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 				recs = append(recs, g)
 			}
 			next[key] = w.Version
+			if e.reg != nil && cur == 0 {
+				tw, trecs, err := e.reg.seal(ctx, r, e.ID, now)
+				if err != nil {
+					return nil, entryError(e, err)
+				}
+				docs[len(unit.Writes)] = e.reg.team.Doc
+				unit.Writes = append(unit.Writes, tw)
+				recs = append(recs, trecs...)
+			}
 			status := http.StatusOK
 			if cur == 0 {
 				status = http.StatusCreated
