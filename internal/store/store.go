@@ -14,6 +14,9 @@
 //     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch;
 //   - keys: NewKey.
 //
+// A unit with nothing but audit records is records-only
+// (Unit.RecordsOnly), which a store may commit faster.
+//
 // Guarantees every implementation keeps (proved by store/storetest):
 //   - Commit is the only way to write, and a Unit commits whole or not at
 //     all: its resource versions, its user or key rows and its audit records
@@ -260,6 +263,11 @@ type Unit struct {
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
 	// is set to "conflict" when it was empty.
 	Audit []*audit.Record
+}
+
+// RecordsOnly says the unit holds ledger records and nothing else.
+func (u *Unit) RecordsOnly() bool {
+	return len(u.Writes) == 0 && len(u.Reindex) == 0 && len(u.Guards) == 0 && len(u.Parts) == 0
 }
 
 // Guard is a search (Where and Args as in SearchQuery; Limit and cursor
