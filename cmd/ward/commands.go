@@ -288,7 +288,7 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	now := time.Now().UTC()
 	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now,
 		Practitioner: practitioner, Patient: patient, Clearances: clearances}
-	err = store.NewRecorder(st).Commit(ctx, &store.Unit{NewUser: u}, &audit.Record{
+	err = store.NewRecorder(st).Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: u}}}, &audit.Record{
 		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: authn.UserEntities(u), Detail: "role:" + string(r),
 	})
 	if errors.Is(err, store.ErrConflict) {
@@ -391,7 +391,7 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 	}
 	up.UserID = u.ID
 	now := time.Now().UTC()
-	if err := store.NewRecorder(st).Commit(ctx, &store.Unit{UpdateUser: up}, &audit.Record{
+	if err := store.NewRecorder(st).Commit(ctx, &store.Unit{Parts: []store.Part{up}}, &audit.Record{
 		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-" + verb, Entities: []string{"user/" + u.ID},
 	}); err != nil {
 		return err

@@ -521,8 +521,8 @@ func TestBulkExportBackendClient(t *testing.T) {
 	w.Create(t, authz.RoleAdmin, `{"resourceType":"Condition","subject":{"reference":"Patient/x"}}`)
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	jwks := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"r1","n":%q,"e":%q}]}`, b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
-	if err := w.App.Store.Commit(context.Background(), &store.Unit{NewClient: &store.Client{
-		ID: "bulk-client", Tenant: "default", JWKS: jwks, Scope: "system/Patient.rs system/Observation.rs", Created: time.Now()}}); err != nil {
+	if err := w.App.Store.Commit(context.Background(), &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{
+		ID: "bulk-client", Tenant: "default", JWKS: jwks, Scope: "system/Patient.rs system/Observation.rs", Created: time.Now()}}}}); err != nil {
 		t.Fatal(err)
 	}
 	a := jwt.NewWithClaims(jwt.SigningMethodRS384, jwt.RegisteredClaims{Issuer: "bulk-client", Subject: "bulk-client",

@@ -35,8 +35,8 @@ func TestBackendServicesClient(t *testing.T) {
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	jwks := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"r1","n":%q,"e":%q},{"kty":"EC","kid":"e1","crv":"P-384","x":%q,"y":%q}]}`,
 		b64(rsaKey.N.Bytes()), b64(big.NewInt(int64(rsaKey.E)).Bytes()), b64(pad(ecKey.X.Bytes(), 48)), b64(pad(ecKey.Y.Bytes(), 48)))
-	if err := w.App.Store.Commit(context.Background(), &store.Unit{NewClient: &store.Client{
-		ID: "backend-1", Tenant: "default", JWKS: jwks, Scope: "system/Patient.rs system/Observation.rs", Created: time.Now()}}); err != nil {
+	if err := w.App.Store.Commit(context.Background(), &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{
+		ID: "backend-1", Tenant: "default", JWKS: jwks, Scope: "system/Patient.rs system/Observation.rs", Created: time.Now()}}}}); err != nil {
 		t.Fatal(err)
 	}
 	aud := w.Server.URL + "/oauth2/token"

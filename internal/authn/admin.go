@@ -44,7 +44,7 @@ func AddTenant(ctx context.Context, d Directory, a Actor, id string) error {
 		return problem.New(problem.ErrInvalid, "invalid", "a tenant id is 1 to 63 characters: lower-case letters, digits and '-', not starting with '-'")
 	}
 	now := time.Now().UTC()
-	err := store.NewRecorder(d).Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: id, Created: now}}}, &audit.Record{Time: now, Tenant: id, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "tenant-add", Entities: []string{"tenant/" + id}})
+	err := store.NewRecorder(d).Commit(ctx, &store.Unit{Parts: []store.Part{store.NewTenant{Tenant: &store.Tenant{ID: id, Created: now}}}}, &audit.Record{Time: now, Tenant: id, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "tenant-add", Entities: []string{"tenant/" + id}})
 	if errors.Is(err, store.ErrConflict) {
 		return problem.New(problem.ErrConflict, "duplicate", "the tenant already exists")
 	}
@@ -165,7 +165,7 @@ func AddUser(ctx context.Context, d Directory, a Actor, nu NewUser) (*store.User
 	now := time.Now().UTC()
 	u := &store.User{ID: uuid.NewString(), Tenant: nu.Tenant, Username: nu.Username, Role: string(role), PasswordHash: hash, Created: now,
 		Practitioner: nu.Practitioner, Patient: nu.Patient, Clearances: nu.Clearances}
-	err = store.NewRecorder(d).Commit(ctx, &store.Unit{NewUser: u}, &audit.Record{
+	err = store.NewRecorder(d).Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: u}}}, &audit.Record{
 		Time: now, Tenant: nu.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "user-add", Entities: UserEntities(u), Detail: "role:" + string(role),
 	})
 	if errors.Is(err, store.ErrConflict) {
@@ -206,7 +206,7 @@ func SetUserDisabled(ctx context.Context, d Directory, a Actor, tenant, userID s
 	if disabled {
 		verb = "user-disable"
 	}
-	return store.NewRecorder(d).Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: u.ID, Disabled: &disabled}}, &audit.Record{
+	return store.NewRecorder(d).Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: u.ID, Disabled: &disabled}}}, &audit.Record{
 		Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"user/" + u.ID},
 	})
 }
@@ -300,7 +300,7 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 			return nil, err
 		}
 	}
-	err = store.NewRecorder(d).Commit(ctx, &store.Unit{NewClient: c}, &audit.Record{Time: now, Tenant: nc.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "client-add", Entities: []string{"client/" + nc.ID}})
+	err = store.NewRecorder(d).Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: c}}}, &audit.Record{Time: now, Tenant: nc.Tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "client-add", Entities: []string{"client/" + nc.ID}})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, problem.At(problem.ErrConflict, "duplicate", "client_id", "a client with this id is already registered")
 	}
@@ -344,7 +344,7 @@ func SetClientDisabled(ctx context.Context, d Directory, a Actor, tenant, client
 	if disabled {
 		verb = "client-disable"
 	}
-	return store.NewRecorder(d).Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: c.ID, Disabled: disabled}}}, &audit.Record{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"client/" + c.ID}})
+	return store.NewRecorder(d).Commit(ctx, &store.Unit{Parts: []store.Part{&store.ClientUpdate{ClientID: c.ID, Disabled: disabled}}}, &audit.Record{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: verb, Entities: []string{"client/" + c.ID}})
 }
 
 // RecordAdmin writes one ledger record for an administrative read or a

@@ -195,8 +195,8 @@ func TestPasswordGrantIsAudited(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
 	ctx := context.Background()
 	h, _ := authn.HashPassword("correct horse battery staple")
-	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
-	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u2", Tenant: "default", Username: "gone", Role: "nurse", PasswordHash: h, Created: time.Now(), Disabled: true}}))
+	must(t, e.st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}}}))
+	must(t, e.st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u2", Tenant: "default", Username: "gone", Role: "nurse", PasswordHash: h, Created: time.Now(), Disabled: true}}}}))
 	if _, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r1", Username: "nina", Password: "wrong password here", Scope: ""}); !errors.Is(err, authn.ErrInvalidGrant) {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestLockout(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
 	ctx := context.Background()
 	h, _ := authn.HashPassword("correct horse battery staple")
-	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
+	must(t, e.st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}}}))
 	right, wrong := "correct horse battery staple", "wrong password here"
 	login := func(pw string) error {
 		_, err := e.svc.PasswordGrant(ctx, authn.PasswordRequest{RequestID: "r", Username: "nina", Password: pw})
@@ -397,7 +397,7 @@ func TestTOTP(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
 	ctx := context.Background()
 	h, _ := authn.HashPassword("correct horse battery staple")
-	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
+	must(t, e.st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}}}))
 	if _, err := e.svc.EnrollTOTP(ctx, "nobody"); !errors.Is(err, authn.ErrUnknownUser) {
 		t.Fatalf("enroll unknown user: %v", err)
 	}

@@ -315,7 +315,7 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 			return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "access_denied", Description: desc}).Redirect(), nil
 		}
 		launch = l
-		unit.UseLaunch = l.ID
+		unit.Parts = append(unit.Parts, store.UseLaunch{ID: l.ID})
 	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -323,12 +323,13 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 	}
 	code := base64.RawURLEncoding.EncodeToString(b)
 	now := s.o.Now().UTC()
-	unit.NewCode = &store.Code{ID: refreshID(code), ClientID: c.ID, RedirectURI: p.RedirectURI, CodeChallenge: p.Challenge,
+	nc := &store.Code{ID: refreshID(code), ClientID: c.ID, RedirectURI: p.RedirectURI, CodeChallenge: p.Challenge,
 		UserID: u.ID, Tenant: u.Tenant, Scope: p.Scope, Expires: now.Add(CodeTTL)}
+	unit.Parts = append(unit.Parts, store.NewCode{Code: nc})
 	rec.Detail = "code-issued"
 	rec.Entities = []string{"client/" + c.ID}
 	if launch != nil {
-		unit.NewCode.Patient, unit.NewCode.Encounter = launch.Patient, launch.Encounter
+		nc.Patient, nc.Encounter = launch.Patient, launch.Encounter
 		rec.Detail = "code-issued;ehr-launch"
 		rec.Entities = append(rec.Entities, "Patient/"+launch.Patient)
 	}
@@ -409,7 +410,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	}
 	rec.Tenant, rec.Actor = c.Tenant, c.UserID
 	rec.Entities = []string{"client/" + c.ClientID}
-	burn := &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: c.ID}}}
+	burn := &store.Unit{Parts: []store.Part{&store.CodeUse{ID: c.ID}}}
 	sum := sha256.Sum256([]byte(cr.CodeVerifier))
 	if c.Used {
 		// A code presented twice was intercepted, or the app is broken:
@@ -417,7 +418,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		if c.TokenID == "" {
 			return fail("code-reuse", nil)
 		}
-		_, err := fail("code-reuse;tokens-revoked", &store.Unit{Revoke: &store.JTI{JTI: c.TokenID, Expires: c.TokenExpires}, RevokeFamily: c.Family})
+		_, err := fail("code-reuse;tokens-revoked", &store.Unit{Parts: []store.Part{store.RevokeToken{JTI: c.TokenID, Expires: c.TokenExpires}, store.RevokeFamily{Family: c.Family}}})
 		if errors.Is(err, ErrInvalidGrant) {
 			s.markRevoked(c.TokenID)
 			if s.o.Peers != nil {
@@ -468,16 +469,16 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	}
 	tok.Patient, tok.Encounter = c.Patient, c.Encounter
 	use := &store.CodeUse{ID: c.ID, TokenID: tok.jti, TokenExpires: tok.expires}
-	unit := &store.Unit{IdentityChange: store.IdentityChange{UseCode: use}}
-	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, c.Scope, "", now); err != nil {
+	unit := &store.Unit{Parts: []store.Part{use}}
+	var nr *store.Refresh
+	if tok.RefreshToken, nr, err = newRefresh(u, c.Scope, "", now); err != nil {
 		return Token{}, err
 	}
-	if unit.NewRefresh != nil {
-		unit.NewRefresh.Patient, unit.NewRefresh.Encounter = c.Patient, c.Encounter
-		unit.NewRefresh.ClientID = c.ClientID
-	}
-	if unit.NewRefresh != nil {
-		use.Family = unit.NewRefresh.Family
+	if nr != nil {
+		nr.Patient, nr.Encounter = c.Patient, c.Encounter
+		nr.ClientID = c.ClientID
+		use.Family = nr.Family
+		unit.Parts = append(unit.Parts, store.NewRefresh{Refresh: nr})
 	}
 	if err := s.ledger().Commit(ctx, unit, rec); errors.Is(err, store.ErrConflict) {
 		// Exchanged concurrently, or expired in between: the second

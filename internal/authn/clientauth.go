@@ -141,7 +141,7 @@ func (s *Service) authenticateApp(ctx context.Context, cr ClientAuth, rec *audit
 	// The jti is recorded at once (with its own ledger record), so that a
 	// replayed assertion is refused whatever happens to the code.
 	now := s.o.Now().UTC()
-	err = s.ledger().Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: c.ID, JTI: claims.ID, Expires: claims.ExpiresAt.Time}}, &audit.Record{Time: now, Tenant: c.Tenant, RequestID: cr.RequestID, Actor: "client/" + c.ID, Role: "client",
+	err = s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI{ClientID: c.ID, JTI: claims.ID, Expires: claims.ExpiresAt.Time}}}, &audit.Record{Time: now, Tenant: c.Tenant, RequestID: cr.RequestID, Actor: "client/" + c.ID, Role: "client",
 		Action: "client-auth", Detail: AuthPrivateKeyJWT, Entities: []string{"client/" + c.ID}})
 	if errors.Is(err, store.ErrConflict) {
 		return "client-auth-assertion-replay", fmt.Errorf("%w: the assertion was used before", ErrInvalidClient)

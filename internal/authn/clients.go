@@ -104,7 +104,7 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, cr ClientRequest) 
 		}
 	}
 	rec.Detail = "token-issued"
-	err = s.ledger().Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: c.ID, JTI: claims.ID, Expires: claims.ExpiresAt.Time}}, rec)
+	err = s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI{ClientID: c.ID, JTI: claims.ID, Expires: claims.ExpiresAt.Time}}}, rec)
 	if errors.Is(err, store.ErrConflict) {
 		return Token{}, fmt.Errorf("%w: the assertion was used before", ErrInvalidClient)
 	}

@@ -208,8 +208,8 @@ func TestDisabledSubjectsAcrossNodes(t *testing.T) {
 	defer st.Close()
 	ctx := context.Background()
 	now := time.Now().UTC()
-	must(t, st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: "h", Created: now}}))
-	must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "c1", Tenant: "default", Scope: "system/*.rs", Created: now}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: "h", Created: now}}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{ID: "c1", Tenant: "default", Scope: "system/*.rs", Created: now}}}}))
 	user, _ := a.Issue(nurse)
 	client, _ := a.Issue(authz.Subject{Tenant: "default", ID: "client/c1", Role: authz.RoleClient, Scopes: []string{"system/*.rs"}})
 	for _, tok := range []string{user.AccessToken, client.AccessToken} {
@@ -218,8 +218,8 @@ func TestDisabledSubjectsAcrossNodes(t *testing.T) {
 		}
 	}
 	yes, no := true, false
-	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u1", Disabled: &yes}}))
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "c1", Disabled: true}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: "u1", Disabled: &yes}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.ClientUpdate{ClientID: "c1", Disabled: true}}}))
 	a.SubjectsChanged(ctx, "default")
 	if len(pub.got) != 1 || pub.got[0] != (authn.Change{Tenant: "default"}) {
 		t.Fatalf("published %+v, want a reload for the tenant", pub.got)
@@ -243,7 +243,7 @@ func TestDisabledSubjectsAcrossNodes(t *testing.T) {
 			t.Errorf("b accepts the disabled %s's token after the change arrived", name)
 		}
 	}
-	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u1", Disabled: &no}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: "u1", Disabled: &no}}}))
 	a.SubjectsChanged(ctx, "default")
 	b.TokensChanged(authn.Change{Tenant: "default"})
 	if _, err := b.Verify(ctx, user.AccessToken); err != nil {

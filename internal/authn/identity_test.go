@@ -137,7 +137,7 @@ func TestAuthorizationCodeLifetimes(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
 	ctx := context.Background()
 	h, _ := authn.HashPassword("correct horse battery staple")
-	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}))
+	must(t, e.st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u1", Tenant: "default", Username: "nina", Role: "nurse", PasswordHash: h, Created: time.Now()}}}}))
 	if _, err := authn.AddClient(ctx, e.st, authn.Actor{ID: "t", Role: "system"}, authn.NewClient{ID: "app", Tenant: "default",
 		Scope: "openid user/*.rs patient/Observation.rs", RedirectURIs: []string{"https://app.example/cb"}}); err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func (s *Service) CreateLaunch(ctx context.Context, subj authz.Subject, nl NewLa
 	if nl.Encounter != "" {
 		ents = append(ents, "Encounter/"+nl.Encounter)
 	}
-	err = s.ledger().Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewLaunch: l}}, &audit.Record{
+	err = s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.NewLaunch{Launch: l}}}, &audit.Record{
 		Time: now, Tenant: subj.Tenant, RequestID: nl.RequestID, Actor: subj.ID, Role: string(subj.Role), Action: "launch-create", Entities: ents,
 	})
 	if err != nil {

@@ -23,7 +23,7 @@ func TestEHRLaunchLifetime(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "w.db"))
 	ctx := context.Background()
 	h, _ := authn.HashPassword("correct horse battery staple")
-	must(t, e.st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "u1", Tenant: "default", Username: "doc", Role: "physician", PasswordHash: h, Created: time.Now(), Practitioner: "pr1"}}))
+	must(t, e.st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "u1", Tenant: "default", Username: "doc", Role: "physician", PasswordHash: h, Created: time.Now(), Practitioner: "pr1"}}}}))
 	must(t, authn.AddTenant(ctx, e.st, authn.Actor{ID: "t", Role: "system"}, "other"))
 	for _, tenant := range []string{"default", "other"} {
 		if _, err := authn.AddClient(ctx, e.st, authn.Actor{ID: "t", Role: "system"}, authn.NewClient{ID: "app-" + tenant, Tenant: tenant,

@@ -121,13 +121,13 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	case r.Revoked:
 		return fail("refresh-revoked", nil)
 	case r.Used:
-		return fail("refresh-reuse;family-revoked", &store.Unit{RevokeFamily: r.Family})
+		return fail("refresh-reuse;family-revoked", &store.Unit{Parts: []store.Part{store.RevokeFamily{Family: r.Family}}})
 	case !now.Before(r.Expires):
 		return fail("refresh-expired", nil)
 	}
 	u, err := s.st.UserByID(ctx, r.UserID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && (u.Disabled || now.Before(u.LockedUntil)) {
-		return fail("user-unavailable", &store.Unit{RevokeFamily: r.Family})
+		return fail("user-unavailable", &store.Unit{Parts: []store.Part{store.RevokeFamily{Family: r.Family}}})
 	}
 	if err != nil {
 		return Token{}, err
@@ -154,15 +154,17 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
+	unit := &store.Unit{Parts: []store.Part{store.UseRefresh{ID: r.ID}}}
 	if nr != nil {
 		nr.Patient, nr.Encounter, nr.ClientID = r.Patient, r.Encounter, r.ClientID
+		unit.Parts = append(unit.Parts, store.NewRefresh{Refresh: nr})
 	}
 	rec.Detail = "token-issued"
-	err = s.ledger().Commit(ctx, &store.Unit{UseRefresh: r.ID, NewRefresh: nr}, rec)
+	err = s.ledger().Commit(ctx, unit, rec)
 	if errors.Is(err, store.ErrConflict) {
 		// Used concurrently by someone else: the same as a reuse.
 		rec = &audit.Record{Time: now, Tenant: r.Tenant, RequestID: rr.RequestID, Actor: r.UserID, Role: u.Role, Action: "token-refresh", Entities: []string{"refresh-family/" + r.Family}}
-		return fail("refresh-reuse;family-revoked", &store.Unit{RevokeFamily: r.Family})
+		return fail("refresh-reuse;family-revoked", &store.Unit{Parts: []store.Part{store.RevokeFamily{Family: r.Family}}})
 	}
 	if err != nil {
 		return Token{}, err

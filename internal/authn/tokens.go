@@ -284,7 +284,7 @@ func (s *Service) createKey(ctx context.Context) error {
 		now = s.signer.created.Add(time.Microsecond)
 	}
 	s.mu.RUnlock()
-	return s.ledger().Commit(ctx, &store.Unit{NewKey: &store.Key{ID: kid, Purpose: SigningKeyPurpose, Tenant: "", Wrapped: sealed, Created: now}}, &audit.Record{Time: now, Actor: "system", Role: "system", Action: "signing-key-create",
+	return s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: &store.Key{ID: kid, Purpose: SigningKeyPurpose, Tenant: "", Wrapped: sealed, Created: now}}}}, &audit.Record{Time: now, Actor: "system", Role: "system", Action: "signing-key-create",
 		Entities: []string{"signing-key/" + kid}})
 }
 
@@ -634,7 +634,7 @@ func (s *Service) Revoke(ctx context.Context, requestID, token string) error {
 		return nil
 	}
 	now := s.o.Now().UTC()
-	err = s.ledger().Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: e.jti, Expires: e.exp}}, &audit.Record{Time: now, Tenant: e.subj.Tenant, RequestID: requestID, Actor: e.subj.ID, Role: string(e.subj.Role),
+	err = s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeToken{JTI: e.jti, Expires: e.exp}}}, &audit.Record{Time: now, Tenant: e.subj.Tenant, RequestID: requestID, Actor: e.subj.ID, Role: string(e.subj.Role),
 		Action: "token-revoke", Entities: []string{"token/" + e.jti}})
 	if err != nil {
 		return err
@@ -749,8 +749,12 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 		return Token{}, err
 	}
 	rec.Detail = "token-issued"
-	if tok.RefreshToken, unit.NewRefresh, err = newRefresh(u, scope, "", s.o.Now().UTC()); err != nil {
+	var nr *store.Refresh
+	if tok.RefreshToken, nr, err = newRefresh(u, scope, "", s.o.Now().UTC()); err != nil {
 		return Token{}, err
+	}
+	if nr != nil {
+		unit.Parts = append(unit.Parts, store.NewRefresh{Refresh: nr})
 	}
 	if err := s.ledger().Commit(ctx, unit, rec); err != nil {
 		return Token{}, err
@@ -830,8 +834,8 @@ func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User,
 				rec.Detail = "locked"
 			} else {
 				st := lockout(u.FailedLogins+1, now)
-				unit.Login = &st
-				unit.Login.UserID = u.ID
+				st.UserID = u.ID
+				unit.Parts = append(unit.Parts, &st)
 				if !st.LockedUntil.IsZero() {
 					rec.Detail += ";locked"
 				}
@@ -845,7 +849,7 @@ func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User,
 	rec.Actor, rec.Role = u.ID, u.Role
 	unit := &store.Unit{}
 	if u.FailedLogins > 0 || !u.LockedUntil.IsZero() || totpStep != 0 {
-		unit.Login = &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep}
+		unit.Parts = append(unit.Parts, &store.LoginState{UserID: u.ID, TOTPLastStep: totpStep})
 	}
 	return u, unit, rec, nil
 }

@@ -43,7 +43,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, username string) (uri string, 
 		return "", err
 	}
 	now := s.o.Now().UTC()
-	err = s.ledger().Commit(ctx, &store.Unit{TOTP: &store.TOTPEnrollment{UserID: u.ID, Sealed: sealed}}, &audit.Record{Time: now, Tenant: u.Tenant, Actor: "cli", Role: "system", Action: "totp-enroll", Entities: []string{"user/" + u.ID}})
+	err = s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{&store.TOTPEnrollment{UserID: u.ID, Sealed: sealed}}}, &audit.Record{Time: now, Tenant: u.Tenant, Actor: "cli", Role: "system", Action: "totp-enroll", Entities: []string{"user/" + u.ID}})
 	if err != nil {
 		return "", err
 	}

@@ -99,7 +99,7 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 		return "", fmt.Errorf("new data key: %w", err)
 	}
 	now := m.now().UTC()
-	err = m.ledger().Commit(ctx, &store.Unit{NewKey: &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Wrapped: wrapped, Created: now}}, &audit.Record{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
+	err = m.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Wrapped: wrapped, Created: now}}}}, &audit.Record{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
 		Entities: []string{"data-key/" + id}})
 	switch {
 	case errors.Is(err, store.ErrConflict):

@@ -61,28 +61,6 @@ type CodeUse struct {
 	Family       string
 }
 
-// IdentityChange is the part of a Unit that changes tenants, clients and
-// authorization codes.
-type IdentityChange struct {
-	// NewTenant creates a tenant; a taken id is ErrConflict.
-	NewTenant *Tenant
-	// UpdateClient enables or disables a client; an unknown id is
-	// ErrConflict.
-	UpdateClient *ClientUpdate
-	// NewCode stores an authorization code. Expired codes are purged as a
-	// side effect.
-	NewCode *Code
-	// UseCode marks a code used; one unknown, already used or expired is
-	// ErrConflict.
-	UseCode *CodeUse
-	// NewLaunch stores an EHR launch context. Expired ones are purged as a
-	// side effect.
-	NewLaunch *Launch
-	// UseLaunch marks the launch context with this id used; one unknown,
-	// already used or expired is ErrConflict.
-	UseLaunch string
-}
-
 // IdentityReader reads tenants, clients and authorization codes.
 type IdentityReader interface {
 	// Tenants lists every tenant by id.

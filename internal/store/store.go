@@ -5,6 +5,18 @@
 // default, and store/postgres). Problem maps its errors to problem classes;
 // Recorder is the audit recorder over its units.
 //
+// A Unit is its resource versions (Writes), search index rewrites
+// (Reindex), guards, audit records and a list of typed Parts, one small
+// type per change, grouped by aggregate:
+//   - users: NewUser, *LoginState, *TOTPEnrollment, *UserUpdate;
+//   - tokens: NewRefresh, UseRefresh, RevokeFamily, RevokeToken, UseJTI;
+//   - tenants, clients, codes and launches: NewTenant, NewClient,
+//     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch;
+//   - keys: NewKey.
+//
+// A unit with nothing but audit records is records-only
+// (Unit.RecordsOnly), which a store may commit faster.
+//
 // Guarantees every implementation keeps (proved by store/storetest):
 //   - Commit is the only way to write, and a Unit commits whole or not at
 //     all: its resource versions, its user or key rows and its audit records
@@ -232,30 +244,8 @@ type Refresh struct {
 
 // Unit is what one Commit writes, all or nothing.
 type Unit struct {
-	Writes  []Write
-	NewUser *User
-	NewKey  *Key
-	// Login updates a user's lockout state.
-	Login *LoginState
-	// TOTP enrolls a user in TOTP.
-	TOTP *TOTPEnrollment
-	// UpdateUser changes a user; an unknown id is ErrConflict.
-	UpdateUser *UserUpdate
-	// Revoke records a revoked access token (revoking twice is no
-	// conflict). Expired revocations are purged as a side effect.
-	Revoke *JTI
-	// UseRefresh marks a refresh token used; one already used or revoked
-	// is ErrConflict.
-	UseRefresh string
-	// NewRefresh stores a refresh token.
-	NewRefresh *Refresh
-	// RevokeFamily revokes every refresh token of a family.
-	RevokeFamily string
-	// NewClient registers a client; a taken id is ErrConflict.
-	NewClient *Client
-	// UseJTI records a client assertion id; one seen before (and not yet
-	// expired) is ErrConflict. Expired ids are purged as a side effect.
-	UseJTI *JTI
+	// Writes are the resource versions of the unit.
+	Writes []Write
 	// Reindex rewrites search index rows.
 	Reindex []Reindex
 	// Guards are search conditions re-checked inside the write
@@ -265,14 +255,19 @@ type Unit struct {
 	// what makes conditional create, update, delete and conditional
 	// references atomic with their search.
 	Guards []Guard
-	// Identity changes tenants, clients and authorization codes (see
-	// identity.go).
-	IdentityChange
+	// Parts are the unit's other changes (users, tokens, clients, tenants,
+	// codes, launches, keys; see Part), applied in order.
+	Parts []Part
 	// Audit records are appended to the ledger in the same transaction. The
 	// store assigns Seq, PrevHash and Hash. If a precondition fails, each
 	// record's Outcome is raised to at least audit.OutcomeMinor and Detail
 	// is set to "conflict" when it was empty.
 	Audit []*audit.Record
+}
+
+// RecordsOnly says the unit holds ledger records and nothing else.
+func (u *Unit) RecordsOnly() bool {
+	return len(u.Writes) == 0 && len(u.Reindex) == 0 && len(u.Guards) == 0 && len(u.Parts) == 0
 }
 
 // Guard is a search (Where and Args as in SearchQuery; Limit and cursor

@@ -186,7 +186,7 @@ func AddLinkedUser(t testing.TB, st store.Store, tenant, username string, role a
 	}
 	u := &store.User{ID: uuid.NewString(), Tenant: tenant, Username: username, Role: string(role), PasswordHash: h, Created: time.Now().UTC(),
 		Practitioner: tmpl.Practitioner, Patient: tmpl.Patient, Clearances: tmpl.Clearances}
-	if err := store.NewRecorder(st).Commit(context.Background(), &store.Unit{NewUser: u}, &audit.Record{Time: u.Created, Tenant: tenant, Actor: "test", Role: "system", Action: "user-add", Entities: []string{"user/" + u.ID}}); err != nil {
+	if err := store.NewRecorder(st).Commit(context.Background(), &store.Unit{Parts: []store.Part{store.NewUser{User: u}}}, &audit.Record{Time: u.Created, Tenant: tenant, Actor: "test", Role: "system", Action: "user-add", Entities: []string{"user/" + u.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	return u.ID

@@ -95,7 +95,7 @@ func TestLedgerAppendPaths(t *testing.T) {
 		}, a, [2]int64{20, 0}},
 		{"a revocation with its record", func() {
 			r := &audit.Record{Time: time.Now(), Tenant: "a", RequestID: "req", Actor: "u1", Role: "admin", Action: "revoke"}
-			if err := a.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "j1", Expires: time.Now().Add(time.Hour)}, Audit: []*audit.Record{r}}); err != nil {
+			if err := a.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeToken{JTI: "j1", Expires: time.Now().Add(time.Hour)}}, Audit: []*audit.Record{r}}); err != nil {
 				t.Fatal(err)
 			}
 		}, a, [2]int64{0, 1}},

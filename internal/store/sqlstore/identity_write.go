@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,122 +11,241 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Identity writes of a unit: users and their login state, tokens, clients,
-// authorization codes and keys, applied inside the batch transaction.
+// The parts of a unit (store.Part): users and their login state, tokens,
+// tenants, clients, authorization codes, launches and keys, checked and
+// applied inside the batch transaction, grouped by aggregate.
 
-// applyUnitRows writes the identity parts of one unit whose preconditions
-// held.
-func (db *DB) applyUnitRows(ctx context.Context, tx *sql.Tx, u *store.Unit) (err error) {
-	if err = db.applyUsers(ctx, tx, u); err != nil {
-		return err
-	}
-	if err = db.applyTokens(ctx, tx, u); err != nil {
-		return err
-	}
-	q := db.d.Placeholders
-	if err = db.applyIdentity(ctx, tx, &u.IdentityChange); err != nil {
-		return err
-	}
-	if k := u.NewKey; k != nil {
-		if _, err = tx.ExecContext(ctx, q(`INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`),
-			k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro()); err != nil {
-			return fmt.Errorf("insert key: %w", err)
+// checkParts verifies the preconditions of a unit's parts.
+func (db *DB) checkParts(ctx context.Context, tx *sql.Tx, parts []store.Part) error {
+	for _, p := range parts {
+		if err := db.checkPart(ctx, tx, p); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// applyUsers creates and changes users.
-func (db *DB) applyUsers(ctx context.Context, tx *sql.Tx, u *store.Unit) (err error) {
-	q := db.d.Placeholders
-	if nu := u.NewUser; nu != nil {
-		if _, err = tx.ExecContext(ctx, q(`INSERT INTO users (id, tenant, username, role, password_hash, created, disabled, practitioner, patient, clearances) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			nu.ID, nu.Tenant, nu.Username, nu.Role, nu.PasswordHash, nu.Created.UnixMicro(), boolInt(nu.Disabled), nu.Practitioner, nu.Patient, strings.Join(nu.Clearances, ",")); err != nil {
-			return fmt.Errorf("insert user: %w", err)
+func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
+	switch p := p.(type) {
+	// Users.
+	case store.NewUser:
+		return db.absent(ctx, tx, "username already exists", `SELECT 1 FROM users WHERE tenant = ? AND username = ?`, p.User.Tenant, p.User.Username)
+	case *store.UserUpdate:
+		return db.present(ctx, tx, "no such user", `SELECT 1 FROM users WHERE id = ?`, p.UserID)
+	case *store.LoginState, *store.TOTPEnrollment:
+		return nil
+	// Tokens.
+	case store.UseRefresh:
+		var used, revoked int
+		err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT used, revoked FROM refresh_tokens WHERE id = ?`), p.ID).Scan(&used, &revoked)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || revoked != 0) {
+			return fmt.Errorf("%w: refresh token unknown, used or revoked", store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("check refresh token: %w", err)
+		}
+		return nil
+	case store.UseJTI:
+		return db.absent(ctx, tx, "client assertion id already used", `SELECT 1 FROM client_jtis WHERE client_id = ? AND jti = ?`, p.ClientID, p.JTI)
+	case store.NewRefresh, store.RevokeFamily, store.RevokeToken:
+		return nil
+	// Tenants, clients, codes and launches.
+	case store.NewTenant:
+		return db.absent(ctx, tx, "tenant already exists", `SELECT 1 FROM tenants WHERE id = ?`, p.Tenant.ID)
+	case store.NewClient:
+		return db.absent(ctx, tx, "client id already registered", `SELECT 1 FROM clients WHERE id = ?`, p.Client.ID)
+	case *store.ClientUpdate:
+		return db.present(ctx, tx, "no such client", `SELECT 1 FROM clients WHERE id = ?`, p.ClientID)
+	case *store.CodeUse:
+		return db.unusedFresh(ctx, tx, "authorization code", `SELECT used, expires FROM auth_codes WHERE id = ?`, p.ID)
+	case store.UseLaunch:
+		return db.unusedFresh(ctx, tx, "launch context", `SELECT used, expires FROM launch_contexts WHERE id = ?`, p.ID)
+	case store.NewCode, store.NewLaunch:
+		return nil
+	// Keys.
+	case store.NewKey:
+		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
+	}
+	return fmt.Errorf("unknown unit part %T", p)
+}
+
+// absent fails with ErrConflict (why) if query finds a row.
+func (db *DB) absent(ctx context.Context, tx *sql.Tx, why, query string, args ...any) error {
+	var one int
+	err := tx.QueryRowContext(ctx, db.d.Placeholders(query), args...).Scan(&one)
+	if err == nil {
+		return fmt.Errorf("%w: %s", store.ErrConflict, why)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("check %s: %w", why, err)
+	}
+	return nil
+}
+
+// present fails with ErrConflict (why) if query finds no row.
+func (db *DB) present(ctx context.Context, tx *sql.Tx, why, query string, args ...any) error {
+	var one int
+	err := tx.QueryRowContext(ctx, db.d.Placeholders(query), args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s", store.ErrConflict, why)
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", why, err)
+	}
+	return nil
+}
+
+// unusedFresh fails with ErrConflict if the used-once row query selects
+// (used, expires) of is unknown, used or expired.
+func (db *DB) unusedFresh(ctx context.Context, tx *sql.Tx, what, query, id string) error {
+	var used int
+	var exp int64
+	err := tx.QueryRowContext(ctx, db.d.Placeholders(query), id).Scan(&used, &exp)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || exp < time.Now().UnixMicro()) {
+		return fmt.Errorf("%w: %s unknown, used or expired", store.ErrConflict, what)
+	}
+	if err != nil {
+		return fmt.Errorf("check %s: %w", what, err)
+	}
+	return nil
+}
+
+// applyParts writes the parts of one unit whose preconditions held, in
+// order.
+func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) error {
+	for _, p := range parts {
+		var err error
+		switch p.(type) {
+		case store.NewUser, *store.LoginState, *store.TOTPEnrollment, *store.UserUpdate:
+			err = db.applyUser(ctx, tx, p)
+		case store.NewRefresh, store.UseRefresh, store.RevokeFamily, store.RevokeToken, store.UseJTI:
+			err = db.applyToken(ctx, tx, p)
+		case store.NewKey:
+			k := p.(store.NewKey).Key
+			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,
+				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro())
+		default:
+			err = db.applyIdentity(ctx, tx, p)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if l := u.Login; l != nil {
+	return nil
+}
+
+// exec runs one statement of a part (what names it in the error).
+func (db *DB) exec(ctx context.Context, tx *sql.Tx, what, query string, args ...any) error {
+	if _, err := tx.ExecContext(ctx, db.d.Placeholders(query), args...); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// applyUser creates and changes users.
+func (db *DB) applyUser(ctx context.Context, tx *sql.Tx, p store.Part) error {
+	switch p := p.(type) {
+	case store.NewUser:
+		nu := p.User
+		return db.exec(ctx, tx, "insert user", `INSERT INTO users (id, tenant, username, role, password_hash, created, disabled, practitioner, patient, clearances) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			nu.ID, nu.Tenant, nu.Username, nu.Role, nu.PasswordHash, nu.Created.UnixMicro(), boolInt(nu.Disabled), nu.Practitioner, nu.Patient, strings.Join(nu.Clearances, ","))
+	case *store.LoginState:
 		var until int64
-		if !l.LockedUntil.IsZero() {
-			until = l.LockedUntil.UnixMicro()
+		if !p.LockedUntil.IsZero() {
+			until = p.LockedUntil.UnixMicro()
 		}
-		if _, err = tx.ExecContext(ctx, q(`UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?`), l.FailedLogins, until, l.UserID); err != nil {
-			return fmt.Errorf("update login state: %w", err)
+		if err := db.exec(ctx, tx, "update login state", `UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?`, p.FailedLogins, until, p.UserID); err != nil {
+			return err
 		}
-		if l.TOTPLastStep != 0 {
-			if _, err = tx.ExecContext(ctx, q(`UPDATE users SET totp_last_step = ? WHERE id = ?`), l.TOTPLastStep, l.UserID); err != nil {
-				return fmt.Errorf("update login state: %w", err)
-			}
+		if p.TOTPLastStep != 0 {
+			return db.exec(ctx, tx, "update login state", `UPDATE users SET totp_last_step = ? WHERE id = ?`, p.TOTPLastStep, p.UserID)
 		}
-	}
-	if e := u.TOTP; e != nil {
+	case *store.TOTPEnrollment:
 		var secret any
-		if e.Sealed != nil {
-			secret = e.Sealed
+		if p.Sealed != nil {
+			secret = p.Sealed
 		}
-		if _, err = tx.ExecContext(ctx, q(`UPDATE users SET totp_secret = ?, totp_last_step = 0 WHERE id = ?`), secret, e.UserID); err != nil {
-			return fmt.Errorf("enroll TOTP: %w", err)
-		}
-	}
-	if up := u.UpdateUser; up != nil {
-		if up.Disabled != nil {
-			if _, err = tx.ExecContext(ctx, q(`UPDATE users SET disabled = ? WHERE id = ?`), boolInt(*up.Disabled), up.UserID); err != nil {
-				return fmt.Errorf("update user: %w", err)
+		return db.exec(ctx, tx, "enroll TOTP", `UPDATE users SET totp_secret = ?, totp_last_step = 0 WHERE id = ?`, secret, p.UserID)
+	case *store.UserUpdate:
+		if p.Disabled != nil {
+			if err := db.exec(ctx, tx, "update user", `UPDATE users SET disabled = ? WHERE id = ?`, boolInt(*p.Disabled), p.UserID); err != nil {
+				return err
 			}
 		}
-		if up.PasswordHash != "" {
-			if _, err = tx.ExecContext(ctx, q(`UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?`), up.PasswordHash, up.UserID); err != nil {
-				return fmt.Errorf("update user: %w", err)
-			}
+		if p.PasswordHash != "" {
+			return db.exec(ctx, tx, "update user", `UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?`, p.PasswordHash, p.UserID)
 		}
 	}
 	return nil
 }
 
-// applyTokens writes refresh tokens, revocations, clients and client
-// assertion ids.
-func (db *DB) applyTokens(ctx context.Context, tx *sql.Tx, u *store.Unit) (err error) {
-	q := db.d.Placeholders
-	if id := u.UseRefresh; id != "" {
-		if _, err = tx.ExecContext(ctx, q(`UPDATE refresh_tokens SET used = 1 WHERE id = ?`), id); err != nil {
-			return fmt.Errorf("use refresh token: %w", err)
+// applyToken writes refresh tokens, revocations and client assertion ids.
+func (db *DB) applyToken(ctx context.Context, tx *sql.Tx, p store.Part) error {
+	now := time.Now().UnixMicro()
+	switch p := p.(type) {
+	case store.UseRefresh:
+		return db.exec(ctx, tx, "use refresh token", `UPDATE refresh_tokens SET used = 1 WHERE id = ?`, p.ID)
+	case store.RevokeFamily:
+		return db.exec(ctx, tx, "revoke refresh family", `UPDATE refresh_tokens SET revoked = 1 WHERE family = ?`, p.Family)
+	case store.NewRefresh:
+		rt := p.Refresh
+		if err := db.exec(ctx, tx, "purge refresh tokens", `DELETE FROM refresh_tokens WHERE expires < ?`, now); err != nil {
+			return err
 		}
-	}
-	if f := u.RevokeFamily; f != "" {
-		if _, err = tx.ExecContext(ctx, q(`UPDATE refresh_tokens SET revoked = 1 WHERE family = ?`), f); err != nil {
-			return fmt.Errorf("revoke refresh family: %w", err)
+		return db.exec(ctx, tx, "store refresh token", `INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires, patient, encounter, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro(), rt.Patient, rt.Encounter, rt.ClientID)
+	case store.RevokeToken:
+		if err := db.exec(ctx, tx, "purge revocations", `DELETE FROM revoked_tokens WHERE expires < ?`, now); err != nil {
+			return err
 		}
-	}
-	if rt := u.NewRefresh; rt != nil {
-		if _, err = tx.ExecContext(ctx, q(`DELETE FROM refresh_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("purge refresh tokens: %w", err)
+		return db.exec(ctx, tx, "revoke token", `INSERT INTO revoked_tokens (jti, expires) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING`, p.JTI, p.Expires.UnixMicro())
+	case store.UseJTI:
+		if err := db.exec(ctx, tx, "purge jtis", `DELETE FROM client_jtis WHERE expires < ?`, now); err != nil {
+			return err
 		}
-		if _, err = tx.ExecContext(ctx, q(`INSERT INTO refresh_tokens (id, family, user_id, tenant, scope, expires, patient, encounter, client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			rt.ID, rt.Family, rt.UserID, rt.Tenant, rt.Scope, rt.Expires.UnixMicro(), rt.Patient, rt.Encounter, rt.ClientID); err != nil {
-			return fmt.Errorf("store refresh token: %w", err)
-		}
-	}
-	if rv := u.Revoke; rv != nil {
-		if _, err = tx.ExecContext(ctx, q(`DELETE FROM revoked_tokens WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("purge revocations: %w", err)
-		}
-		if _, err = tx.ExecContext(ctx, q(`INSERT INTO revoked_tokens (jti, expires) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING`), rv.JTI, rv.Expires.UnixMicro()); err != nil {
-			return fmt.Errorf("revoke token: %w", err)
-		}
-	}
-	if c := u.NewClient; c != nil {
-		if _, err = tx.ExecContext(ctx, q(`INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-			c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " "), c.SecretHash); err != nil {
-			return fmt.Errorf("insert client: %w", err)
-		}
-	}
-	if jt := u.UseJTI; jt != nil {
-		if _, err = tx.ExecContext(ctx, q(`DELETE FROM client_jtis WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("purge jtis: %w", err)
-		}
-		if _, err = tx.ExecContext(ctx, q(`INSERT INTO client_jtis (client_id, jti, expires) VALUES (?, ?, ?)`), jt.ClientID, jt.JTI, jt.Expires.UnixMicro()); err != nil {
-			return fmt.Errorf("insert jti: %w", err)
-		}
+		return db.exec(ctx, tx, "insert jti", `INSERT INTO client_jtis (client_id, jti, expires) VALUES (?, ?, ?)`, p.ClientID, p.JTI, p.Expires.UnixMicro())
 	}
 	return nil
+}
+
+// applyIdentity writes tenants, clients, authorization codes and launch
+// contexts.
+func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error {
+	// Codes and launches live minutes; a used or expired one is kept for a
+	// day so that a replay is recognised as one (and revokes what the code
+	// gave), then purged.
+	dayAgo := time.Now().Add(-24 * time.Hour).UnixMicro()
+	switch p := p.(type) {
+	case store.NewTenant:
+		return db.exec(ctx, tx, "insert tenant", `INSERT INTO tenants (id, created) VALUES (?, ?)`, p.Tenant.ID, p.Tenant.Created.UnixMicro())
+	case store.NewClient:
+		c := p.Client
+		return db.exec(ctx, tx, "insert client", `INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " "), c.SecretHash)
+	case *store.ClientUpdate:
+		return db.exec(ctx, tx, "update client", `UPDATE clients SET disabled = ? WHERE id = ?`, boolInt(p.Disabled), p.ClientID)
+	case *store.CodeUse:
+		var texp int64
+		if !p.TokenExpires.IsZero() {
+			texp = p.TokenExpires.UnixMicro()
+		}
+		return db.exec(ctx, tx, "use authorization code", `UPDATE auth_codes SET used = 1, token_id = ?, token_expires = ?, family = ? WHERE id = ?`, p.TokenID, texp, p.Family, p.ID)
+	case store.UseLaunch:
+		return db.exec(ctx, tx, "use launch context", `UPDATE launch_contexts SET used = 1 WHERE id = ?`, p.ID)
+	case store.NewLaunch:
+		l := p.Launch
+		if err := db.exec(ctx, tx, "purge launch contexts", `DELETE FROM launch_contexts WHERE expires < ?`, dayAgo); err != nil {
+			return err
+		}
+		return db.exec(ctx, tx, "store launch context", `INSERT INTO launch_contexts (id, tenant, user_id, client_id, patient, encounter, expires) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			l.ID, l.Tenant, l.UserID, l.ClientID, l.Patient, l.Encounter, l.Expires.UnixMicro())
+	case store.NewCode:
+		cd := p.Code
+		if err := db.exec(ctx, tx, "purge authorization codes", `DELETE FROM auth_codes WHERE expires < ?`, dayAgo); err != nil {
+			return err
+		}
+		return db.exec(ctx, tx, "store authorization code", `INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, patient, encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter)
+	}
+	return fmt.Errorf("unknown unit part %T", p)
 }

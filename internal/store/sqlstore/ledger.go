@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
-	"reflect"
 	"strconv"
 	"time"
 
@@ -27,9 +26,7 @@ func (db *DB) LedgerCommits() (oneStatement, transactions int64) {
 // auditOnly says every unit of batch holds ledger records and nothing else.
 func auditOnly(batch []*job) bool {
 	for _, j := range batch {
-		u := *j.u
-		u.Audit = nil
-		if !reflect.ValueOf(u).IsZero() {
+		if !j.u.RecordsOnly() {
 			return false
 		}
 	}

@@ -160,7 +160,7 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			continue
 		}
 		st.add(j.u)
-		if err = db.applyUnitRows(ctx, tx, j.u); err != nil {
+		if err = db.applyParts(ctx, tx, j.u.Parts); err != nil {
 			return err
 		}
 	}
@@ -203,71 +203,7 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		}
 		seen[k] = w.Version
 	}
-	q := db.d.Placeholders
-	if u.NewUser != nil {
-		var one int
-		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM users WHERE tenant = ? AND username = ?`), u.NewUser.Tenant, u.NewUser.Username).Scan(&one)
-		if err == nil {
-			return fmt.Errorf("%w: username already exists", store.ErrConflict)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("check user: %w", err)
-		}
-	}
-	if c := u.NewClient; c != nil {
-		var one int
-		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM clients WHERE id = ?`), c.ID).Scan(&one)
-		if err == nil {
-			return fmt.Errorf("%w: client id already registered", store.ErrConflict)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("check client: %w", err)
-		}
-	}
-	if up := u.UpdateUser; up != nil {
-		var one int
-		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM users WHERE id = ?`), up.UserID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: no such user", store.ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("check user: %w", err)
-		}
-	}
-	if u.UseRefresh != "" {
-		var used, revoked int
-		err := tx.QueryRowContext(ctx, q(`SELECT used, revoked FROM refresh_tokens WHERE id = ?`), u.UseRefresh).Scan(&used, &revoked)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && (used != 0 || revoked != 0) {
-			return fmt.Errorf("%w: refresh token unknown, used or revoked", store.ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("check refresh token: %w", err)
-		}
-	}
-	if j := u.UseJTI; j != nil {
-		var exp int64
-		err := tx.QueryRowContext(ctx, q(`SELECT expires FROM client_jtis WHERE client_id = ? AND jti = ?`), j.ClientID, j.JTI).Scan(&exp)
-		if err == nil {
-			return fmt.Errorf("%w: client assertion id already used", store.ErrConflict)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("check jti: %w", err)
-		}
-	}
-	if err := db.checkIdentity(ctx, tx, &u.IdentityChange); err != nil {
-		return err
-	}
-	if u.NewKey != nil {
-		var one int
-		err := tx.QueryRowContext(ctx, q(`SELECT 1 FROM keys WHERE id = ?`), u.NewKey.ID).Scan(&one)
-		if err == nil {
-			return fmt.Errorf("%w: key %s already exists", store.ErrConflict, u.NewKey.ID)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("check key: %w", err)
-		}
-	}
-	return nil
+	return db.checkParts(ctx, tx, u.Parts)
 }
 
 // checkGuards runs each guard's search inside the write transaction (after

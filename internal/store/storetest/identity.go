@@ -18,7 +18,7 @@ func testUsersAndKeys(t *testing.T, open Opener) {
 	ctx := context.Background()
 	st := open(t)
 	u := &store.User{ID: "u1", Tenant: "a", Username: "alice", Role: "nurse", PasswordHash: "h", Created: t0}
-	must(t, st.Commit(ctx, &store.Unit{NewUser: u, Audit: []*audit.Record{rec("a", "user-add")}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: u}}, Audit: []*audit.Record{rec("a", "user-add")}}))
 	got, err := st.UserByName(ctx, "a", "alice")
 	if err != nil || got.ID != "u1" || got.Role != "nurse" || !got.Created.Equal(t0) {
 		t.Fatalf("%+v %v", got, err)
@@ -35,7 +35,7 @@ func testUsersAndKeys(t *testing.T, open Opener) {
 		{ID: "u3", Tenant: "c", Username: "pat", Role: "user", PasswordHash: "h", Created: t0, Patient: "pa-1"},
 	}
 	for _, lu := range linked {
-		must(t, st.Commit(ctx, &store.Unit{NewUser: lu, Audit: []*audit.Record{rec("c", "user-add")}}))
+		must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: lu}}, Audit: []*audit.Record{rec("c", "user-add")}}))
 		got, err := st.UserByID(ctx, lu.ID)
 		if err != nil || got.Practitioner != lu.Practitioner || got.Patient != lu.Patient || fmt.Sprint(got.Clearances) != fmt.Sprint(lu.Clearances) {
 			t.Fatalf("links: %+v %v", got, err)
@@ -48,32 +48,32 @@ func testUsersAndKeys(t *testing.T, open Opener) {
 		t.Fatalf("user visible in another tenant: %v", err)
 	}
 	until := t0.Add(time.Hour)
-	must(t, st.Commit(ctx, &store.Unit{Login: &store.LoginState{UserID: "u1", FailedLogins: 6, LockedUntil: until}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.LoginState{UserID: "u1", FailedLogins: 6, LockedUntil: until}}}))
 	got, _ = st.UserByName(ctx, "a", "alice")
 	if got.FailedLogins != 6 || !got.LockedUntil.Equal(until) {
 		t.Fatalf("login state %+v", got)
 	}
-	must(t, st.Commit(ctx, &store.Unit{Login: &store.LoginState{UserID: "u1"}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.LoginState{UserID: "u1"}}}))
 	got, _ = st.UserByName(ctx, "a", "alice")
 	if got.FailedLogins != 0 || !got.LockedUntil.IsZero() {
 		t.Fatalf("login state not reset %+v", got)
 	}
-	must(t, st.Commit(ctx, &store.Unit{TOTP: &store.TOTPEnrollment{UserID: "u1", Sealed: []byte{9, 9}}}))
-	must(t, st.Commit(ctx, &store.Unit{Login: &store.LoginState{UserID: "u1", TOTPLastStep: 1234}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.TOTPEnrollment{UserID: "u1", Sealed: []byte{9, 9}}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.LoginState{UserID: "u1", TOTPLastStep: 1234}}}))
 	got, _ = st.UserByName(ctx, "a", "alice")
 	if string(got.TOTPSecret) != "\x09\x09" || got.TOTPLastStep != 1234 {
 		t.Fatalf("TOTP state %+v", got)
 	}
-	must(t, st.Commit(ctx, &store.Unit{TOTP: &store.TOTPEnrollment{UserID: "u1"}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.TOTPEnrollment{UserID: "u1"}}}))
 	if got, _ = st.UserByName(ctx, "a", "alice"); got.TOTPSecret != nil || got.TOTPLastStep != 0 {
 		t.Fatalf("TOTP not removed %+v", got)
 	}
 	yes := true
-	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u1", Disabled: &yes, PasswordHash: "h2"}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: "u1", Disabled: &yes, PasswordHash: "h2"}}}))
 	if got, _ = st.UserByName(ctx, "a", "alice"); !got.Disabled || got.PasswordHash != "h2" {
 		t.Fatalf("update %+v", got)
 	}
-	if err := st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "nobody", Disabled: &yes}}); !errors.Is(err, store.ErrConflict) {
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: "nobody", Disabled: &yes}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("update of an unknown user: %v", err)
 	}
 	list, err := st.Users(ctx, "a")
@@ -85,12 +85,17 @@ func testUsersAndKeys(t *testing.T, open Opener) {
 	}
 	dup := *u
 	dup.ID = "u2"
-	if err := st.Commit(ctx, &store.Unit{NewUser: &dup}); !errors.Is(err, store.ErrConflict) {
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &dup}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate username: %v", err)
 	}
+	// A part the store does not know (here a pointer to a value part) is
+	// refused, and is not a conflict.
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.NewUser{User: &dup}}}); err == nil || errors.Is(err, store.ErrConflict) {
+		t.Fatalf("unknown part: %v", err)
+	}
 	k := &store.Key{ID: "k1", Purpose: "dek", Tenant: "a", Wrapped: []byte{1, 2, 3}, Created: t0}
-	must(t, st.Commit(ctx, &store.Unit{NewKey: k}))
-	if err := st.Commit(ctx, &store.Unit{NewKey: k}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: k}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: k}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate key: %v", err)
 	}
 	ks, err := st.Keys(ctx, "dek")
@@ -104,8 +109,8 @@ func testClientsAndAssertionReplay(t *testing.T, open Opener) {
 	ctx := context.Background()
 	st := open(t)
 	c := &store.Client{ID: "backend-1", Tenant: "a", JWKS: `{"keys":[]}`, Scope: "system/Patient.rs", Created: t0}
-	must(t, st.Commit(ctx, &store.Unit{NewClient: c}))
-	if err := st.Commit(ctx, &store.Unit{NewClient: c}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: c}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: c}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate client: %v", err)
 	}
 	got, err := st.ClientByID(ctx, "backend-1")
@@ -116,16 +121,16 @@ func testClientsAndAssertionReplay(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	jti := &store.JTI{ClientID: "backend-1", JTI: "j1", Expires: time.Now().Add(time.Minute)}
-	must(t, st.Commit(ctx, &store.Unit{UseJTI: jti, Audit: []*audit.Record{rec("a", "client-token")}}))
-	if err := st.Commit(ctx, &store.Unit{UseJTI: jti, Audit: []*audit.Record{rec("a", "client-token")}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI(*jti)}, Audit: []*audit.Record{rec("a", "client-token")}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI(*jti)}, Audit: []*audit.Record{rec("a", "client-token")}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("replayed jti: %v", err)
 	}
 	// The same jti from another client is not a replay; an expired
 	// one is purged and may be used again.
-	must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "other", JTI: "j1", Expires: time.Now().Add(time.Minute)}}))
-	must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "backend-1", JTI: "old", Expires: time.Now().Add(-time.Minute)}}))
-	must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "backend-1", JTI: "j2", Expires: time.Now().Add(time.Minute)}}))
-	must(t, st.Commit(ctx, &store.Unit{UseJTI: &store.JTI{ClientID: "backend-1", JTI: "old", Expires: time.Now().Add(time.Minute)}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI{ClientID: "other", JTI: "j1", Expires: time.Now().Add(time.Minute)}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI{ClientID: "backend-1", JTI: "old", Expires: time.Now().Add(-time.Minute)}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI{ClientID: "backend-1", JTI: "j2", Expires: time.Now().Add(time.Minute)}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseJTI{ClientID: "backend-1", JTI: "old", Expires: time.Now().Add(time.Minute)}}}))
 	VerifyLedger(t, st)
 }
 
@@ -136,8 +141,8 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 	if err != nil || len(ts) != 1 || ts[0].ID != "default" {
 		t.Fatalf("a new database has tenants %+v (%v), want only default", ts, err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: "b", Created: t0}}}))
-	if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewTenant: &store.Tenant{ID: "b", Created: t0}}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewTenant{Tenant: &store.Tenant{ID: "b", Created: t0}}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewTenant{Tenant: &store.Tenant{ID: "b", Created: t0}}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate tenant: %v", err)
 	}
 	if got, err := st.TenantByID(ctx, "b"); err != nil || got.ID != "b" || !got.Created.Equal(t0) {
@@ -147,33 +152,33 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 		t.Fatalf("unknown tenant: %v", err)
 	}
 	app := &store.Client{ID: "app-1", Tenant: "b", Scope: "launch/patient openid", Created: t0, RedirectURIs: []string{"https://app.example/cb", "http://127.0.0.1:9/cb"}}
-	must(t, st.Commit(ctx, &store.Unit{NewClient: app}))
-	must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "app-0", Tenant: "b", Scope: "x", Created: t0}}))
-	must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "other", Tenant: "default", Scope: "x", Created: t0}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: app}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{ID: "app-0", Tenant: "b", Scope: "x", Created: t0}}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{ID: "other", Tenant: "default", Scope: "x", Created: t0}}}}))
 	cs, err := st.Clients(ctx, "b")
 	if err != nil || len(cs) != 2 || cs[0].ID != "app-0" || cs[1].ID != "app-1" || fmt.Sprint(cs[1].RedirectURIs) != fmt.Sprint(app.RedirectURIs) {
 		t.Fatalf("clients of b: %+v %v", cs, err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "app-1", Disabled: true}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.ClientUpdate{ClientID: "app-1", Disabled: true}}}))
 	if got, _ := st.ClientByID(ctx, "app-1"); !got.Disabled || len(got.RedirectURIs) != 2 {
 		t.Fatalf("disabled client: %+v", got)
 	}
-	if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "nope", Disabled: true}}}); !errors.Is(err, store.ErrConflict) {
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.ClientUpdate{ClientID: "nope", Disabled: true}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("disable unknown client: %v", err)
 	}
 	exp := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
 	code := &store.Code{ID: "c1", ClientID: "app-1", RedirectURI: "https://app.example/cb", CodeChallenge: "ch", UserID: "u1", Tenant: "b", Scope: "openid", Expires: exp}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: code}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: code}}}))
 	got, err := st.CodeByID(ctx, "c1")
 	if err != nil || got.Used || got.CodeChallenge != "ch" || got.RedirectURI != code.RedirectURI || !got.Expires.Equal(exp) {
 		t.Fatalf("code: %+v %v", got, err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "c1", TokenID: "j1", TokenExpires: exp, Family: "f1"}}, Audit: []*audit.Record{rec("b", "code")}}))
-	if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "c1"}}, Audit: []*audit.Record{rec("b", "code")}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.CodeUse{ID: "c1", TokenID: "j1", TokenExpires: exp, Family: "f1"}}, Audit: []*audit.Record{rec("b", "code")}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.CodeUse{ID: "c1"}}, Audit: []*audit.Record{rec("b", "code")}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("second use of a code: %v", err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: &store.Code{ID: "old", ClientID: "app-1", Expires: time.Now().Add(-time.Second)}}}))
-	if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseCode: &store.CodeUse{ID: "old"}}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: &store.Code{ID: "old", ClientID: "app-1", Expires: time.Now().Add(-time.Second)}}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.CodeUse{ID: "old"}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("use of an expired code: %v", err)
 	}
 	if got, _ := st.CodeByID(ctx, "c1"); !got.Used || got.TokenID != "j1" || got.Family != "f1" || !got.TokenExpires.Equal(exp) {
@@ -182,34 +187,34 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 	// A code and a refresh token carry an EHR launch's context; a
 	// launch context is used once, and not when expired; a client
 	// keeps its secret's hash.
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewCode: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1"}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1"}}}}))
 	if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" {
 		t.Fatalf("code with a launch context: %+v %v", got, err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{NewRefresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1", ClientID: "app-1"}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewRefresh{Refresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1", ClientID: "app-1"}}}}))
 	if got, err := st.RefreshByID(ctx, "r-launch"); err != nil || got.Patient != "p1" || got.Encounter != "e1" || got.ClientID != "app-1" {
 		t.Fatalf("refresh with a launch context: %+v %v", got, err)
 	}
 	l := &store.Launch{ID: "l1", Tenant: "b", UserID: "u1", ClientID: "app-1", Patient: "p1", Encounter: "e1", Expires: exp}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewLaunch: l}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewLaunch{Launch: l}}}))
 	if got, err := st.LaunchByID(ctx, "l1"); err != nil || got.Used || *got != *l {
 		t.Fatalf("launch: %+v %v", got, err)
 	}
 	if _, err := st.LaunchByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown launch: %v", err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseLaunch: "l1"}}))
-	if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseLaunch: "l1"}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseLaunch{ID: "l1"}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseLaunch{ID: "l1"}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("second use of a launch: %v", err)
 	}
 	if got, _ := st.LaunchByID(ctx, "l1"); !got.Used {
 		t.Fatalf("used launch: %+v", got)
 	}
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{NewLaunch: &store.Launch{ID: "l-old", Tenant: "b", Expires: time.Now().Add(-time.Second)}}}))
-	if err := st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UseLaunch: "l-old"}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewLaunch{Launch: &store.Launch{ID: "l-old", Tenant: "b", Expires: time.Now().Add(-time.Second)}}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseLaunch{ID: "l-old"}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("use of an expired launch: %v", err)
 	}
-	must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: "conf-1", Tenant: "b", Scope: "openid", Created: t0, RedirectURIs: []string{"https://app.example/cb"}, SecretHash: "$argon2id$x"}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{ID: "conf-1", Tenant: "b", Scope: "openid", Created: t0, RedirectURIs: []string{"https://app.example/cb"}, SecretHash: "$argon2id$x"}}}}))
 	if got, err := st.ClientByID(ctx, "conf-1"); err != nil || got.SecretHash != "$argon2id$x" {
 		t.Fatalf("confidential client: %+v %v", got, err)
 	}
@@ -219,9 +224,9 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 func testRevokedTokens(t *testing.T, open Opener) {
 	ctx := context.Background()
 	st := open(t)
-	must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "t1", Expires: time.Now().Add(time.Hour)}}))
-	must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "t1", Expires: time.Now().Add(time.Hour)}}))
-	must(t, st.Commit(ctx, &store.Unit{Revoke: &store.JTI{JTI: "old", Expires: time.Now().Add(-time.Hour)}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeToken{JTI: "t1", Expires: time.Now().Add(time.Hour)}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeToken{JTI: "t1", Expires: time.Now().Add(time.Hour)}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeToken{JTI: "old", Expires: time.Now().Add(-time.Hour)}}}))
 	got, err := st.Revoked(ctx)
 	if err != nil || fmt.Sprint(got) != "[t1]" {
 		t.Fatalf("revoked %v %v", got, err)
@@ -233,10 +238,10 @@ func testDisabledSubjects(t *testing.T, open Opener) {
 	st := open(t)
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
 	for _, id := range []string{"u1", "u2"} {
-		must(t, st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: id, Tenant: "a", Username: id, Role: "nurse", PasswordHash: "h", Created: t0}}))
+		must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: id, Tenant: "a", Username: id, Role: "nurse", PasswordHash: "h", Created: t0}}}}))
 	}
 	for _, id := range []string{"c1", "c2"} {
-		must(t, st.Commit(ctx, &store.Unit{NewClient: &store.Client{ID: id, Tenant: "a", Scope: "x", Created: t0}}))
+		must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{ID: id, Tenant: "a", Scope: "x", Created: t0}}}}))
 	}
 	list := func() string {
 		got, err := st.DisabledSubjects(ctx)
@@ -250,12 +255,12 @@ func testDisabledSubjects(t *testing.T, open Opener) {
 		t.Fatalf("nothing disabled: %s", got)
 	}
 	yes, no := true, false
-	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u2", Disabled: &yes}}))
-	must(t, st.Commit(ctx, &store.Unit{IdentityChange: store.IdentityChange{UpdateClient: &store.ClientUpdate{ClientID: "c1", Disabled: true}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: "u2", Disabled: &yes}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.ClientUpdate{ClientID: "c1", Disabled: true}}}))
 	if got := list(); got != "[client/c1 u2]" {
 		t.Fatalf("disabled: %s", got)
 	}
-	must(t, st.Commit(ctx, &store.Unit{UpdateUser: &store.UserUpdate{UserID: "u2", Disabled: &no}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{&store.UserUpdate{UserID: "u2", Disabled: &no}}}))
 	if got := list(); got != "[client/c1]" {
 		t.Fatalf("after enabling u2: %s", got)
 	}
@@ -265,24 +270,24 @@ func testRefreshTokens(t *testing.T, open Opener) {
 	ctx := context.Background()
 	st := open(t)
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
-	must(t, st.Commit(ctx, &store.Unit{NewRefresh: &store.Refresh{ID: "h1", Family: "f", UserID: "u1", Tenant: "a", Scope: "offline_access", Expires: exp}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewRefresh{Refresh: &store.Refresh{ID: "h1", Family: "f", UserID: "u1", Tenant: "a", Scope: "offline_access", Expires: exp}}}}))
 	got, err := st.RefreshByID(ctx, "h1")
 	if err != nil || got.Family != "f" || got.Used || !got.Expires.Equal(exp) {
 		t.Fatalf("%+v %v", got, err)
 	}
 	// Use and rotate in one unit; a second use conflicts.
-	must(t, st.Commit(ctx, &store.Unit{UseRefresh: "h1", NewRefresh: &store.Refresh{ID: "h2", Family: "f", UserID: "u1", Tenant: "a", Expires: exp}}))
-	if err := st.Commit(ctx, &store.Unit{UseRefresh: "h1", NewRefresh: &store.Refresh{ID: "h3", Family: "f", UserID: "u1", Tenant: "a", Expires: exp}}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseRefresh{ID: "h1"}, store.NewRefresh{Refresh: &store.Refresh{ID: "h2", Family: "f", UserID: "u1", Tenant: "a", Expires: exp}}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseRefresh{ID: "h1"}, store.NewRefresh{Refresh: &store.Refresh{ID: "h3", Family: "f", UserID: "u1", Tenant: "a", Expires: exp}}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("second use: %v", err)
 	}
 	if _, err := st.RefreshByID(ctx, "h3"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal("the refused rotation stored its new token")
 	}
-	must(t, st.Commit(ctx, &store.Unit{RevokeFamily: "f"}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeFamily{Family: "f"}}}))
 	if got, _ := st.RefreshByID(ctx, "h2"); !got.Revoked {
 		t.Fatal("family not revoked")
 	}
-	if err := st.Commit(ctx, &store.Unit{UseRefresh: "h2"}); !errors.Is(err, store.ErrConflict) {
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseRefresh{ID: "h2"}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("use of a revoked token: %v", err)
 	}
 }

@@ -97,7 +97,7 @@ func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {
 	// A user whose id is taken passes the username check but fails at
 	// insert, aborting its transaction. Units batched with it must
 	// still commit.
-	must(t, st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "same", Tenant: "a", Username: "x", Role: "user", PasswordHash: "h", Created: t0}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "same", Tenant: "a", Username: "x", Role: "user", PasswordHash: "h", Created: t0}}}}))
 	var wg sync.WaitGroup
 	results := make([]error, 40)
 	for i := range results {
@@ -105,7 +105,7 @@ func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {
 		go func() {
 			defer wg.Done()
 			if i == 20 {
-				results[i] = st.Commit(ctx, &store.Unit{NewUser: &store.User{ID: "same", Tenant: "a", Username: "y", Role: "user", PasswordHash: "h", Created: t0}, Audit: []*audit.Record{rec("a", "user-add")}})
+				results[i] = st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: &store.User{ID: "same", Tenant: "a", Username: "y", Role: "user", PasswordHash: "h", Created: t0}}}, Audit: []*audit.Record{rec("a", "user-add")}})
 				return
 			}
 			results[i] = st.Commit(ctx, &store.Unit{Writes: []store.Write{write("a", "Patient", fmt.Sprint("p", i), 1, "x")}, Audit: []*audit.Record{rec("a", "create")}})

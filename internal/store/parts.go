@@ -1,0 +1,89 @@
+package store
+
+// Part is one change of a Unit besides its resource versions: a user, a
+// token, a client, a tenant, an authorization code, a launch or a key.
+// The set is sealed: only the types of this package are parts (the store
+// refuses any other with an error that is not ErrConflict).
+//
+// A part's precondition (a taken username, a used refresh token...) is
+// checked with every other precondition of the unit before anything of
+// the unit is written; a failed one is ErrConflict.
+type Part interface{ part() }
+
+// Users.
+
+// NewUser creates a user; a username taken in its tenant is ErrConflict.
+type NewUser struct{ User *User }
+
+// *LoginState, *TOTPEnrollment and *UserUpdate are parts too (a
+// UserUpdate of an unknown id is ErrConflict).
+
+func (NewUser) part()         {}
+func (*LoginState) part()     {}
+func (*TOTPEnrollment) part() {}
+func (*UserUpdate) part()     {}
+
+// Tokens.
+
+// NewRefresh stores a refresh token. Expired ones are purged as a side
+// effect.
+type NewRefresh struct{ Refresh *Refresh }
+
+// UseRefresh marks the refresh token with this id used; one unknown, used
+// or revoked is ErrConflict.
+type UseRefresh struct{ ID string }
+
+// RevokeFamily revokes every refresh token of a family.
+type RevokeFamily struct{ Family string }
+
+// RevokeToken records a revoked access token (revoking twice is no
+// conflict). Expired revocations are purged as a side effect.
+type RevokeToken JTI
+
+// UseJTI records a client assertion id; one seen before (and not yet
+// expired) is ErrConflict. Expired ids are purged as a side effect.
+type UseJTI JTI
+
+func (NewRefresh) part()   {}
+func (UseRefresh) part()   {}
+func (RevokeFamily) part() {}
+func (RevokeToken) part()  {}
+func (UseJTI) part()       {}
+
+// Tenants, clients, codes and launches.
+
+// NewTenant creates a tenant; a taken id is ErrConflict.
+type NewTenant struct{ Tenant *Tenant }
+
+// NewClient registers a client; a taken id is ErrConflict.
+type NewClient struct{ Client *Client }
+
+// NewCode stores an authorization code. Expired codes are purged as a side
+// effect.
+type NewCode struct{ Code *Code }
+
+// NewLaunch stores an EHR launch context. Expired ones are purged as a
+// side effect.
+type NewLaunch struct{ Launch *Launch }
+
+// UseLaunch marks the launch context with this id used; one unknown,
+// already used or expired is ErrConflict.
+type UseLaunch struct{ ID string }
+
+// *ClientUpdate (an unknown id is ErrConflict) and *CodeUse (a code
+// unknown, already used or expired is ErrConflict) are parts too.
+
+func (NewTenant) part()     {}
+func (NewClient) part()     {}
+func (*ClientUpdate) part() {}
+func (NewCode) part()       {}
+func (*CodeUse) part()      {}
+func (NewLaunch) part()     {}
+func (UseLaunch) part()     {}
+
+// Keys.
+
+// NewKey stores a wrapped or sealed key; a taken id is ErrConflict.
+type NewKey struct{ Key *Key }
+
+func (NewKey) part() {}
