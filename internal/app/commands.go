@@ -10,7 +10,9 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -93,4 +95,21 @@ func (a *App) IndexSize(ctx context.Context, typ string) ([]IndexTable, int64, e
 		return nil, 0, ErrCannotMeasure
 	}
 	return sz.IndexSize(ctx, typ)
+}
+
+// GenerateKEKFile writes a new random key-encryption key to a new file at
+// path, mode 0600 (seal.GenerateKEKFile).
+func GenerateKEKFile(path string) error {
+	_, err := seal.GenerateKEKFile(path)
+	return err
+}
+
+// FirstIssue returns the location and text of the first issue of a
+// validation error, and false for any other error.
+func FirstIssue(err error) (expression, diagnostics string, ok bool) {
+	var pe *problem.Error
+	if !errors.As(err, &pe) || len(pe.Issues) == 0 {
+		return "", "", false
+	}
+	return pe.Issues[0].Expression, pe.Issues[0].Diagnostics, true
 }
