@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/app"
 )
 
 // runAuditBreakGlass lists the emergency (break-the-glass) accesses of the
@@ -21,8 +21,8 @@ func runAuditBreakGlass(ctx context.Context, args []string, stdout, stderr io.Wr
 		name:     "audit break-glass",
 		sinceDoc: "only accesses",
 		header:   fmt.Sprintf("%-8s %-27s %-36s %-10s %-16s %-24s %s", "SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "REASON", "RESOURCES / OVERRODE"),
-		keep:     func(r *audit.Record) bool { return r.Emergency },
-		row: func(w io.Writer, r *audit.Record) {
+		keep:     func(r *app.LedgerRecord) bool { return r.Emergency },
+		row: func(w io.Writer, r *app.LedgerRecord) {
 			code, overrode := breakGlassDetail(r.Detail)
 			fmt.Fprintf(w, "%-8d %-27s %-36s %-10s %-16s %-24s %s %s\n", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Actor, r.Role, r.Action,
 				code, strings.Join(r.Entities, ","), overrode)

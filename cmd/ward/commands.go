@@ -25,8 +25,6 @@ import (
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
-	"github.com/wardhealth/ward/internal/problem"
-	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -614,18 +612,17 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // cliError names the flag a validation error is about.
 func cliError(err error) error {
-	var pe *problem.Error
-	if !errors.As(err, &pe) || len(pe.Issues) == 0 {
+	expr, diag, ok := app.FirstIssue(err)
+	if !ok {
 		return err
 	}
-	is := pe.Issues[0]
 	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri", "client_secret": "--secret-stdin",
 		"username": "--username", "role": "--role", "password": "password",
 		"practitioner": "--practitioner", "patient": "--patient", "clearance": "--clearance"}
-	if f, ok := flagOf[is.Expression]; ok {
-		return fmt.Errorf("%s: %s", f, is.Diagnostics)
+	if f, ok := flagOf[expr]; ok {
+		return fmt.Errorf("%s: %s", f, diag)
 	}
-	return errors.New(is.Diagnostics)
+	return errors.New(diag)
 }
 
 func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -827,7 +824,7 @@ func runKeysGenerate(args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	if out != "" {
-		if _, err := seal.GenerateKEKFile(out); err != nil {
+		if err := app.GenerateKEKFile(out); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "key-encryption key written to %s (mode 0600); set WARD_KEY_FILE=%s\n", out, out)

@@ -9,8 +9,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/wardhealth/ward/internal/search/query"
-	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/app"
 )
 
 // runExplain prints the database's plan for a search, translated exactly
@@ -31,7 +30,7 @@ func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("query string: %v", err)
 	}
-	q, err := query.Parse(typ, vals, query.Options{Strict: true, DefaultCount: 20})
+	q, err := app.ParseSearch(typ, vals)
 	if err != nil {
 		return err
 	}
@@ -40,7 +39,7 @@ func runExplain(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return err
 	}
 	defer a.Close()
-	lines, err := a.Records.Explain(ctx, cfg.Tenant, q, store.ExplainOptions{Generic: generic})
+	lines, err := a.Explain(ctx, cfg.Tenant, q, generic)
 	if err != nil {
 		return err
 	}

@@ -5,10 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"iter"
 	"time"
 
-	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/app"
 )
 
 // ledgerReport is one `ward audit` listing: the ledger records of the
@@ -18,8 +17,8 @@ type ledgerReport struct {
 	name      string // the subcommand, for flags and usage
 	sinceDoc  string // what --since selects
 	header    string
-	keep      func(*audit.Record) bool
-	row       func(io.Writer, *audit.Record)
+	keep      func(*app.LedgerRecord) bool
+	row       func(io.Writer, *app.LedgerRecord)
 	countNoun string // "emergency accesses"
 }
 
@@ -35,28 +34,22 @@ func (lr ledgerReport) run(ctx context.Context, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	st, err := openData(ctx, cfg)
+	l, err := app.OpenLedger(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer l.Close()
 	fmt.Fprintln(stdout, lr.header)
 	n := 0
-	err = st.AuditScan(ctx, 0, func(_ audit.Head, recs iter.Seq2[*audit.Record, error]) error {
-		for r, err := range recs {
-			if err != nil {
-				return err
-			}
-			if r.Tenant != cfg.Tenant || r.Time.Before(since) || !lr.keep(r) {
-				continue
-			}
-			n++
-			lr.row(stdout, r)
+	for r, err := range l.Tenant(ctx, cfg.Tenant, since) {
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		if !lr.keep(r) {
+			continue
+		}
+		n++
+		lr.row(stdout, r)
 	}
 	fmt.Fprintf(stdout, "%d %s\n", n, lr.countNoun)
 	return nil

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
-
-	"github.com/wardhealth/ward/internal/store"
 )
 
 // runStats prints how much space the search index takes per resource of a
@@ -30,11 +27,7 @@ func runStats(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	defer a.Close()
-	sz, ok := a.Store.(store.Sizer)
-	if !ok {
-		return errors.New("this store cannot measure its index")
-	}
-	tables, n, err := sz.IndexSize(ctx, typ)
+	tables, n, err := a.IndexSize(ctx, typ)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,10 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/problem"
-	"github.com/wardhealth/ward/internal/store"
 )
 
 // The admin API (JSON, admin role only, scoped to the admin's tenant):
@@ -44,7 +45,7 @@ type adminHandler func(w http.ResponseWriter, r *http.Request, subj authz.Subjec
 // maps errors at the edge.
 func (s *Server) admin(action string, h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Directory == nil {
+		if s.opts.Admin == nil {
 			s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "the admin API is not enabled"))
 			return
 		}
@@ -55,7 +56,7 @@ func (s *Server) admin(action string, h adminHandler) http.Handler {
 		}
 		a := authn.Actor{ID: subj.ID, Role: string(subj.Role), RequestID: requestID(r.Context())}
 		if subj.Role != authz.RoleAdmin {
-			if err := authn.RecordAdmin(r.Context(), s.opts.Directory, a, subj.Tenant, action, "denied:admin-role-required"); err != nil {
+			if err := s.opts.Admin.RecordAdmin(r.Context(), a, subj.Tenant, action, "denied:admin-role-required"); err != nil {
 				s.writeError(w, r, err) // the recorder failed closed: ErrUnavailable
 				return
 			}
@@ -112,11 +113,11 @@ type adminUser struct {
 }
 
 func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request, subj authz.Subject, a authn.Actor) error {
-	users, err := s.opts.Directory.Users(r.Context(), subj.Tenant)
+	users, err := s.opts.Admin.Users(r.Context(), subj.Tenant)
 	if err != nil {
 		return err
 	}
-	if err := authn.RecordAdmin(r.Context(), s.opts.Directory, a, subj.Tenant, "user-list", ""); err != nil {
+	if err := s.opts.Admin.RecordAdmin(r.Context(), a, subj.Tenant, "user-list", ""); err != nil {
 		return err // the recorder failed closed: ErrUnavailable
 	}
 	out := make([]adminUser, 0, len(users))
@@ -148,7 +149,7 @@ func (s *Server) handleAdminAddUser(w http.ResponseWriter, r *http.Request, subj
 	if err := decodeAdmin(r, &in); err != nil {
 		return err
 	}
-	u, err := authn.AddUser(r.Context(), s.opts.Directory, a, authn.NewUser{Tenant: subj.Tenant, Username: in.Username, Role: in.Role, Password: in.Password,
+	u, err := s.opts.Admin.AddUser(r.Context(), a, authn.NewUser{Tenant: subj.Tenant, Username: in.Username, Role: in.Role, Password: in.Password,
 		Practitioner: in.Practitioner, Patient: in.Patient, Clearances: in.Clearance})
 	if err != nil {
 		return err
@@ -173,7 +174,7 @@ func (s *Server) handleAdminUserState(w http.ResponseWriter, r *http.Request, su
 	if err != nil {
 		return err
 	}
-	if err := authn.SetUserDisabled(r.Context(), s.opts.Directory, a, subj.Tenant, r.PathValue("id"), disabled); err != nil {
+	if err := s.opts.Admin.SetUserDisabled(r.Context(), a, subj.Tenant, r.PathValue("id"), disabled); err != nil {
 		return err
 	}
 	s.tokens.SubjectsChanged(r.Context(), subj.Tenant)
@@ -198,7 +199,7 @@ type adminClient struct {
 	ClientSecret string `json:"client_secret,omitempty"`
 }
 
-func adminClientOf(c *store.Client) adminClient {
+func adminClientOf(c *authn.Client) adminClient {
 	ac := adminClient{ClientID: c.ID, Tenant: c.Tenant, Kind: "backend", Scope: c.Scope, Disabled: c.Disabled, Created: c.Created.Format(time.RFC3339)}
 	if len(c.RedirectURIs) > 0 {
 		ac.Kind, ac.RedirectURIs, ac.AuthMethod = "app", c.RedirectURIs, authn.AppAuthMethod(c)
@@ -210,11 +211,11 @@ func adminClientOf(c *store.Client) adminClient {
 }
 
 func (s *Server) handleAdminClients(w http.ResponseWriter, r *http.Request, subj authz.Subject, a authn.Actor) error {
-	cs, err := s.opts.Directory.Clients(r.Context(), subj.Tenant)
+	cs, err := s.opts.Admin.Clients(r.Context(), subj.Tenant)
 	if err != nil {
 		return err
 	}
-	if err := authn.RecordAdmin(r.Context(), s.opts.Directory, a, subj.Tenant, "client-list", ""); err != nil {
+	if err := s.opts.Admin.RecordAdmin(r.Context(), a, subj.Tenant, "client-list", ""); err != nil {
 		return err // the recorder failed closed: ErrUnavailable
 	}
 	out := make([]adminClient, 0, len(cs))
@@ -251,7 +252,7 @@ func (s *Server) handleAdminAddClient(w http.ResponseWriter, r *http.Request, su
 		}
 		generated = true
 	}
-	c, err := authn.AddClient(r.Context(), s.opts.Directory, a, authn.NewClient{ID: in.ClientID, Tenant: subj.Tenant, JWKS: jwks, Scope: in.Scope, RedirectURIs: in.RedirectURIs, Secret: secret})
+	c, err := s.opts.Admin.AddClient(r.Context(), a, authn.NewClient{ID: in.ClientID, Tenant: subj.Tenant, JWKS: jwks, Scope: in.Scope, RedirectURIs: in.RedirectURIs, Secret: secret})
 	if err != nil {
 		return err
 	}
@@ -269,10 +270,26 @@ func (s *Server) handleAdminClientState(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	if err := authn.SetClientDisabled(r.Context(), s.opts.Directory, a, subj.Tenant, r.PathValue("id"), disabled); err != nil {
+	if err := s.opts.Admin.SetClientDisabled(r.Context(), a, subj.Tenant, r.PathValue("id"), disabled); err != nil {
 		return err
 	}
 	s.tokens.SubjectsChanged(r.Context(), subj.Tenant)
 	writeJSON(w, http.StatusOK, map[string]any{"client_id": r.PathValue("id"), "disabled": disabled})
 	return nil
 }
+
+// Admin is what the admin API needs: named, audited operations on users
+// and clients (authn.Admin), never a raw storage write.
+type Admin interface {
+	Users(ctx context.Context, tenant string) ([]authn.User, error)
+	Clients(ctx context.Context, tenant string) ([]authn.Client, error)
+	AddUser(ctx context.Context, a authn.Actor, nu authn.NewUser) (*authn.User, error)
+	SetUserDisabled(ctx context.Context, a authn.Actor, tenant, userID string, disabled bool) error
+	AddClient(ctx context.Context, a authn.Actor, nc authn.NewClient) (*authn.Client, error)
+	SetClientDisabled(ctx context.Context, a authn.Actor, tenant, clientID string, disabled bool) error
+	RecordAdmin(ctx context.Context, a authn.Actor, tenant, action, refusal string) error
+	// Record appends one record, detached from ctx, within a bound.
+	Record(ctx context.Context, within time.Duration, rec *audit.Record) error
+}
+
+var _ Admin = (*authn.Admin)(nil)

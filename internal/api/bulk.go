@@ -14,7 +14,6 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
-	"github.com/wardhealth/ward/internal/store"
 )
 
 // Bulk Data Access 2.0 (export) and NDJSON import. The status and file
@@ -111,7 +110,7 @@ func (s *Server) handleExportStatus(w http.ResponseWriter, r *http.Request, repo
 		return err
 	}
 	switch job.Status {
-	case store.ExportCompleted:
+	case bulk.StatusCompleted:
 		base := s.base(r)
 		m := manifest{TransactionTime: job.TxTime.Format(time.RFC3339Nano), Request: base + "/" + job.Request,
 			RequiresAccessToken: true, Output: []manifestOutput{}, Error: []manifestOutput{}}
@@ -120,7 +119,7 @@ func (s *Server) handleExportStatus(w http.ResponseWriter, r *http.Request, repo
 		}
 		w.Header().Set("Expires", job.Expires.UTC().Format(http.TimeFormat))
 		writeJSON(w, http.StatusOK, m)
-	case store.ExportFailed:
+	case bulk.StatusFailed:
 		if job.Error == bulk.ReasonRefused {
 			// The requester's access, not the server, ended the job.
 			writeOutcome(w, http.StatusForbidden, fhir.Issue{Severity: "error", Code: "forbidden", Diagnostics: job.Error})

@@ -14,7 +14,6 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/ratelimit"
-	"github.com/wardhealth/ward/internal/store"
 )
 
 // Limiter is a rate limit as the API needs it: may one more request under
@@ -200,7 +199,7 @@ func newThrottleAudit() throttleAudit {
 // its keyed hash. A failed write is logged; the request is refused either
 // way, so nothing is disclosed unrecorded.
 func (s *Server) recordThrottled(r *http.Request, key string, addr netip.Addr) {
-	if s.opts.Directory == nil {
+	if s.opts.Admin == nil {
 		return
 	}
 	ctx := r.Context()
@@ -217,7 +216,7 @@ func (s *Server) recordThrottled(r *http.Request, key string, addr netip.Addr) {
 	}
 	// The recorder detaches the write from the client: one that hangs up
 	// must not keep its attempt out of the ledger.
-	if err := store.NewRecorder(s.opts.Directory).Within(5*time.Second).Record(ctx, rec); err != nil {
+	if err := s.opts.Admin.Record(ctx, 5*time.Second, rec); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "rate limit audit", slog.String("request_id", requestID(ctx)), slog.String("error", err.Error()))
 	}
 }

@@ -39,8 +39,9 @@ type Options struct {
 	// LeakyIndex says identifying values are also indexed in clear (the
 	// CapabilityStatement then lists no blind-index limits).
 	LeakyIndex bool
-	// Directory backs the admin API (users, clients); nil disables it.
-	Directory authn.Directory
+	// Admin backs the admin API (users, clients) and records throttled
+	// requests; nil disables both.
+	Admin Admin
 	// Bulk runs Bulk Data exports; nil: no $export or $import routes.
 	Bulk *bulk.Service
 	// AuthLimit limits the OAuth endpoints (token, login form,

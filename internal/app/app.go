@@ -269,7 +269,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		b := sysBlind.Index("client-address", addr)
 		return hex.EncodeToString(b[:8])
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Directory: st, Bulk: bs,
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,

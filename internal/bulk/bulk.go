@@ -472,6 +472,12 @@ func (s *Service) run(ctx context.Context, j *store.ExportJob, progress func(str
 	return nil
 }
 
+// A job's status once it has ended, as Job reports it.
+const (
+	StatusCompleted = store.ExportCompleted
+	StatusFailed    = store.ExportFailed
+)
+
 // ReasonRefused is the failure reason of a job whose requester was refused
 // access when it ran (the status URL answers it with 403, not 500).
 const ReasonRefused = "access to a requested type was refused when the export ran"

@@ -11,7 +11,6 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/compartment"
-	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/params"
 	"github.com/wardhealth/ward/internal/search/query"
@@ -97,7 +96,7 @@ func (r *Loader) factDocs(ctx context.Context, typ string, q url.Values, limit i
 func (r *Loader) factSearch(ctx context.Context, sq *store.SearchQuery) ([]store.Version, error) {
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	out := make([]store.Version, len(hits))
 	for i := range hits {
@@ -202,7 +201,7 @@ func (r *Loader) loadRelated(ctx context.Context, p string) (bool, error) {
 	}
 	ok, err := r.s.st.Exists(ctx, qs)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return false, store.Problem(err)
 	}
 	return ok[0], nil
 }
@@ -294,7 +293,7 @@ func (r *Loader) prefetch(ctx context.Context, p string) error {
 	}
 	got, err := r.s.st.Exists(ctx, rel, []store.SearchQuery{cq})
 	if err != nil {
-		return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return store.Problem(err)
 	}
 	r.acc.pre = &prefetched{patient: p, related: got[0], consents: got[1]}
 	putFact(c, c.related, rk, rs, now, got[0])

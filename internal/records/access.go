@@ -202,7 +202,7 @@ func (r *Repo) instance(ctx context.Context, rec *audit.Record, typ, id string, 
 		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found",
 			problem.New(problem.ErrNotFound, "not-found", what+" is not known"))
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	return v, nil
 }
@@ -232,7 +232,7 @@ func (r *Repo) lastLive(ctx context.Context, v *store.Version) (*store.Version, 
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return nil, store.Problem(err)
 		}
 		if !pv.Deleted {
 			return pv, nil

@@ -119,7 +119,7 @@ func (r *Repo) match(ctx context.Context, q *query.Query, limit int, rec *audit.
 	}
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
-		return nil, store.Guard{}, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Guard{}, store.Problem(err)
 	}
 	g := store.Guard{Query: *sq}
 	for _, h := range hits {

@@ -2,7 +2,6 @@ package records
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -105,7 +104,7 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	}
 	hits, err := r.s.st.Search(ctx, sq)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	if len(hits) > q.Count {
 		hits = hits[:max(q.Count, 0)]

@@ -168,7 +168,7 @@ func (r *Repo) Export(ctx context.Context, q ExportQuery, fn func(Resource) erro
 		for {
 			vs, err := r.s.st.List(ctx, store.ListQuery{Tenant: r.subj.Tenant, Type: q.Type, After: after, Limit: exportPage})
 			if err != nil {
-				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return store.Problem(err)
 			}
 			if err := emit(vs); err != nil {
 				return err
@@ -199,7 +199,7 @@ func (r *Repo) exportCompartments(ctx context.Context, q ExportQuery, emit func(
 			}
 			vs, err := r.s.st.Refs(ctx, r.subj.Tenant, refs)
 			if err != nil {
-				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return store.Problem(err)
 			}
 			slices.SortFunc(vs, func(a, b store.Version) int { return strings.Compare(a.ID, b.ID) })
 			if err := emit(vs); err != nil {
@@ -239,7 +239,7 @@ func (r *Repo) exportCompartments(ctx context.Context, q ExportQuery, emit func(
 			for {
 				hits, err := r.s.st.Search(ctx, *sq)
 				if err != nil {
-					return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+					return store.Problem(err)
 				}
 				vs := make([]store.Version, 0, len(hits))
 				for _, h := range hits {

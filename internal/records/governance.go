@@ -182,7 +182,7 @@ func (r *Repo) referenced(ctx context.Context, id string) (bool, error) {
 	where, args := search.InCompartmentOf(types, compartmentPIDs, id, r.subj.Tenant, k)
 	ok, err := r.s.st.Exists(ctx, []store.SearchQuery{{Tenant: r.subj.Tenant, Types: types, Where: []string{where}, Args: args, Limit: 1}})
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return false, store.Problem(err)
 	}
 	return ok[0], nil
 }

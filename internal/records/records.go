@@ -442,7 +442,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			cur = v.Version
 		case errors.Is(err, store.ErrNotFound):
 		default:
-			return nil, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return nil, false, store.Problem(err)
 		}
 		var old map[string]any
 		if attempt == 0 {
@@ -816,7 +816,7 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 	}
 	vs, err := r.s.st.History(ctx, hq)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	if q.ID != "" && len(vs) == 0 && q.Before == 0 && q.Since.IsZero() {
 		if r.hidesExistence(q.Type) {
@@ -909,7 +909,7 @@ func (r *Repo) historyTotal(ctx context.Context, rec *audit.Record, hq store.His
 		}
 		vs, err := r.s.st.History(ctx, hq)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return nil, store.Problem(err)
 		}
 		if seen += len(vs); seen > r.s.maxDecided {
 			known = false

@@ -96,7 +96,7 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	sq.After = after
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+		return nil, store.Problem(err)
 	}
 	if len(hits) > q.Count {
 		hits = hits[:q.Count]
@@ -201,7 +201,7 @@ func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuer
 	if res.skipsDecision() {
 		n, err := r.s.st.Count(ctx, sq)
 		if err != nil {
-			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return 0, false, store.Problem(err)
 		}
 		return n, true, nil
 	}
@@ -213,7 +213,7 @@ func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuer
 		outside.Args = append(slices.Clip(sq.Args), res.partialArgs...)
 		n, err := r.s.st.Count(ctx, outside)
 		if err != nil {
-			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return 0, false, store.Problem(err)
 		}
 		base = n
 		decided.Where = append(slices.Clip(sq.Where), search.Paren(res.partial))
@@ -227,7 +227,7 @@ func (r *Repo) count(ctx context.Context, rec *audit.Record, sq store.SearchQuer
 	for {
 		hits, err := r.s.st.Search(ctx, decided)
 		if err != nil {
-			return 0, false, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+			return 0, false, store.Problem(err)
 		}
 		if seen += len(hits); seen > r.s.maxDecided {
 			return 0, false, nil
@@ -305,7 +305,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		if len(want) > 0 {
 			vs, err := r.s.st.Refs(ctx, r.subj.Tenant, want)
 			if err != nil {
-				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return store.Problem(err)
 			}
 			var got []Resource
 			if err := r.openAllowed(ctx, rec, vs, &got); err != nil {
@@ -337,7 +337,7 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 			hits, err := r.s.st.Search(ctx, store.SearchQuery{Tenant: r.subj.Tenant, Types: []string{inc.Source},
 				Where: []string{where}, Args: args, Limit: room + 1})
 			if err != nil {
-				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return store.Problem(err)
 			}
 			if len(hits) > room {
 				hits, cut = hits[:room], true

@@ -298,7 +298,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			case errors.Is(err, store.ErrNotFound):
 				cur = 0
 			case err != nil:
-				return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return nil, store.Problem(err)
 			default:
 				cur = v.Version
 				if e.Method == http.MethodDelete && v.Deleted {
@@ -413,7 +413,7 @@ func (r *Repo) deleteMatches(ctx context.Context, e *Entry, targets []store.Ref,
 			case errors.Is(err, store.ErrNotFound):
 				return nil, fmt.Errorf("%w: %s changed while deleting", problem.ErrConflict, t.Type)
 			case err != nil:
-				return nil, fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return nil, store.Problem(err)
 			case v.Deleted:
 				continue
 			}
@@ -611,7 +611,7 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 					return entryError(e, r.hidden(rec, "not-found"))
 				}
 			default:
-				return fmt.Errorf("%w: %v", problem.ErrUnavailable, err)
+				return store.Problem(err)
 			}
 		}
 		if e.Resource != nil {
