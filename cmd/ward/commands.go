@@ -18,14 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/wardhealth/ward/internal/app"
-	"github.com/wardhealth/ward/internal/audit"
-	"github.com/wardhealth/ward/internal/authn"
-	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
-	"github.com/wardhealth/ward/internal/store"
 )
 
 var errUsage = errors.New("usage")
@@ -86,11 +80,11 @@ func flags(name string, args []string, stderr io.Writer, settings []string, extr
 	return cfg, fs, nil
 }
 
-// openData opens the existing database of a command that works on data:
-// a data directory or database that does not exist is an error, never a
-// new empty one (only serve, init and migrate create).
-func openData(ctx context.Context, cfg config.Config) (store.Store, error) {
-	return app.OpenExistingStore(ctx, cfg)
+// openData opens the users, clients and tenants of the existing database
+// of a command: a data directory or database that does not exist is an
+// error, never a new empty one (only serve, init and migrate create).
+func openData(ctx context.Context, cfg config.Config) (*app.Directory, error) {
+	return app.OpenDirectory(ctx, cfg)
 }
 
 // openApp is app.Open for one-shot commands: it refuses a data directory
@@ -178,7 +172,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "Ward %s listening on %s://%s (FHIR base %s://%s/fhir, storage: %s)\n", app.Version, scheme, ln.Addr(), scheme, ln.Addr(), where)
-	if hasAdmin, err := tenantHasAdmin(ctx, a.Store, cfg.Tenant); err != nil {
+	if hasAdmin, err := a.TenantHasAdmin(ctx, cfg.Tenant); err != nil {
 		return err
 	} else if !hasAdmin {
 		fmt.Fprintf(stdout, "Tenant %s has no admin yet; create one: ward users add %s --username admin --role admin --password-stdin\n", cfg.Tenant, dataFlag)
@@ -249,15 +243,15 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if username == "" || len(username) > 128 || strings.ContainsAny(username, " \t\r\n") {
 		return errors.New("--username is required: 1 to 128 characters, no spaces")
 	}
-	r, ok := authz.ParseRole(role)
-	if !ok {
-		return fmt.Errorf("--role must be one of admin, privacy-officer, physician, nurse, user")
+	if !app.CheckRole(role) {
+		return fmt.Errorf("--role must be one of %s", app.Roles)
 	}
+	r := role
 	linkType, linkID, err := userLink(r, practitioner, patient)
 	if err != nil {
 		return err
 	}
-	if (r == authz.RolePhysician || r == authz.RoleNurse) && practitioner == "" {
+	if app.RoleFollowsCare(r) && practitioner == "" {
 		fmt.Fprintf(stderr, "warning: a %s without --practitioner sees no patients: access follows the care relationships of a Practitioner (generalPractitioner, CareTeam, Encounter); give --practitioner ID, or add it later with a new user\n", r)
 	}
 	clearances, err := parseClearances(clearance)
@@ -268,34 +262,17 @@ func runUsers(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if _, err := st.TenantByID(ctx, cfg.Tenant); errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("--tenant: no tenant %q; create it first with ward tenants add --name %s", cfg.Tenant, cfg.Tenant)
-	} else if err != nil {
-		return err
-	}
-	if linkType != "" {
-		if v, err := st.Current(ctx, cfg.Tenant, linkType, linkID); err != nil || v.Deleted {
-			return fmt.Errorf("--%s: there is no %s/%s in tenant %s", strings.ToLower(linkType), linkType, linkID, cfg.Tenant)
-		}
-	}
-	now := time.Now().UTC()
-	u := &store.User{ID: uuid.NewString(), Tenant: cfg.Tenant, Username: username, Role: string(r), PasswordHash: hash, Created: now,
-		Practitioner: practitioner, Patient: patient, Clearances: clearances}
-	err = store.NewRecorder(st).Commit(ctx, &store.Unit{Parts: []store.Part{store.NewUser{User: u}}}, &audit.Record{
-		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-add", Entities: authn.UserEntities(u), Detail: "role:" + string(r),
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("a user named %q already exists", username)
-	}
+	defer dir.Close()
+	id, err := dir.AddUser(ctx, app.NewUser{Tenant: cfg.Tenant, Username: username, Role: r, Practitioner: practitioner, Patient: patient,
+		Clearances: clearances, PasswordHash: hash, LinkType: linkType, LinkID: linkID})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "user %s created (id %s, role %s)\n", username, u.ID, r)
+	fmt.Fprintf(stdout, "user %s created (id %s, role %s)\n", username, id, r)
 	return nil
 }
 
@@ -309,11 +286,7 @@ func newPassword(stdin io.Reader, username string, passwordStdin bool) (string, 
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password: %w", err)
 	}
-	password := strings.TrimRight(line, "\r\n")
-	if err := authn.CheckPassword(username, password); err != nil {
-		return "", err
-	}
-	return authn.HashPassword(password)
+	return app.HashNewPassword(username, strings.TrimRight(line, "\r\n"))
 }
 
 func runUsersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -321,12 +294,12 @@ func runUsersList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	users, err := st.Users(ctx, cfg.Tenant)
+	defer dir.Close()
+	users, err := dir.Users(ctx, cfg.Tenant)
 	if err != nil {
 		return err
 	}
@@ -340,7 +313,7 @@ func runUsersList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			state = "locked"
 		}
 		totp := "no"
-		if u.TOTPSecret != nil {
+		if u.TOTP {
 			totp = "yes"
 		}
 		fmt.Fprintf(stdout, "%-24s %-10s %-8s %-5s %-20s %s\n", u.Username, u.Role, state, totp, u.Created.Format(time.RFC3339), u.ID)
@@ -365,33 +338,18 @@ func runUsersUpdate(ctx context.Context, verb string, args []string, stdin io.Re
 	if username == "" {
 		return errors.New("--username is required")
 	}
-	up := &store.UserUpdate{}
-	switch verb {
-	case "disable", "enable":
-		d := verb == "disable"
-		up.Disabled = &d
-	case "reset-password":
-		if up.PasswordHash, err = newPassword(stdin, username, passwordStdin); err != nil {
+	var hash string
+	if verb == "reset-password" {
+		if hash, err = newPassword(stdin, username, passwordStdin); err != nil {
 			return err
 		}
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	u, err := st.UserByName(ctx, cfg.Tenant, username)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no user named %q", username)
-	}
-	if err != nil {
-		return err
-	}
-	up.UserID = u.ID
-	now := time.Now().UTC()
-	if err := store.NewRecorder(st).Commit(ctx, &store.Unit{Parts: []store.Part{up}}, &audit.Record{
-		Time: now, Tenant: cfg.Tenant, Actor: "cli", Role: "system", Action: "user-" + verb, Entities: []string{"user/" + u.ID},
-	}); err != nil {
+	defer dir.Close()
+	if err := dir.UpdateUser(ctx, cfg.Tenant, username, verb, hash); err != nil {
 		return err
 	}
 	if verb != "reset-password" {
@@ -470,8 +428,7 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	defer st.Close()
 	sum, err := app.VerifyLedgerSummary(ctx, st)
 	if err != nil {
-		var be *audit.BreakError
-		if errors.As(err, &be) {
+		if app.IsLedgerBroken(err) {
 			return &exitError{code: 3, err: fmt.Errorf("LEDGER BROKEN: %w", err)}
 		}
 		return err
@@ -565,7 +522,7 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 		secret = strings.TrimRight(line, "\r\n")
 	case confidential:
-		if secret, err = authn.GenerateClientSecret(); err != nil {
+		if secret, err = app.GenerateClientSecret(); err != nil {
 			return err
 		}
 		generated = true
@@ -578,21 +535,14 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	case len(redirects) == 0:
 		return errors.New("give --jwks-file (backend service) or --redirect-uri (public app)")
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	c, err := authn.AddClient(ctx, st, cliActor, authn.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects, Secret: secret})
+	defer dir.Close()
+	kind, err := dir.AddClient(ctx, app.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects, Secret: secret})
 	if err != nil {
 		return cliError(err)
-	}
-	kind := "backend client"
-	switch {
-	case len(redirects) > 0 && authn.AppAuthMethod(c) != authn.AuthNone:
-		kind = "confidential app (" + authn.AppAuthMethod(c) + ")"
-	case len(redirects) > 0:
-		kind = "public app"
 	}
 	fmt.Fprintf(stdout, "%s %s registered in tenant %s (scopes %s)\n", kind, id, cfg.Tenant, scope)
 	if generated {
@@ -600,9 +550,6 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	return nil
 }
-
-// cliActor makes command-line changes in the ledger.
-var cliActor = authn.Actor{ID: "cli", Role: "system"}
 
 // multiFlag is a repeatable string flag.
 type multiFlag []string
@@ -630,22 +577,18 @@ func runClientsList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	cs, err := st.Clients(ctx, cfg.Tenant)
+	defer dir.Close()
+	cs, err := dir.Clients(ctx, cfg.Tenant)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%-32s %-8s %-20s %-8s %-20s %s\n", "CLIENT", "KIND", "AUTH", "STATE", "CREATED", "SCOPE")
-	for i := range cs {
-		c := &cs[i]
-		kind, auth, state := "backend", authn.AuthPrivateKeyJWT, "active"
-		if len(c.RedirectURIs) > 0 {
-			kind, auth = "app", authn.AppAuthMethod(c)
-		}
+	for _, c := range cs {
+		kind, auth, state := c.Kind, c.Auth, "active"
 		if c.Disabled {
 			state = "disabled"
 		}
@@ -665,12 +608,12 @@ func runClientsDisable(ctx context.Context, verb string, args []string, stdout, 
 	if id == "" {
 		return errors.New("--client-id is required")
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := authn.SetClientDisabled(ctx, st, cliActor, cfg.Tenant, id, verb == "disable"); err != nil {
+	defer dir.Close()
+	if err := dir.SetClientDisabled(ctx, cfg.Tenant, id, verb == "disable"); err != nil {
 		return cliError(err)
 	}
 	if err := app.AnnounceSubjectsChanged(cfg, cfg.Tenant); err != nil {
@@ -695,19 +638,19 @@ func runTenants(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	st, err := openData(ctx, cfg)
+	dir, err := openData(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer dir.Close()
 	if args[0] == "add" {
-		if err := authn.AddTenant(ctx, st, cliActor, name); err != nil {
+		if err := dir.AddTenant(ctx, name); err != nil {
 			return cliError(err)
 		}
 		fmt.Fprintf(stdout, "tenant %s created\n", name)
 		return nil
 	}
-	ts, err := st.Tenants(ctx)
+	ts, err := dir.Tenants(ctx)
 	if err != nil {
 		return err
 	}
@@ -767,9 +710,9 @@ func runVersion(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 }
 
 // userLink checks the FHIR resource a user is linked to, by the rules the
-// admin API applies too (authn.CheckUserLink).
-func userLink(r authz.Role, practitioner, patient string) (typ, id string, err error) {
-	typ, id, err = authn.CheckUserLink(r, practitioner, patient)
+// admin API applies too (app.CheckUserLink).
+func userLink(role, practitioner, patient string) (typ, id string, err error) {
+	typ, id, err = app.CheckUserLink(role, practitioner, patient)
 	if err != nil {
 		return "", "", cliError(err)
 	}
@@ -783,24 +726,10 @@ func parseClearances(s string) ([]string, error) {
 			out = append(out, c)
 		}
 	}
-	if err := authn.CheckClearances(out); err != nil {
+	if err := app.CheckClearances(out); err != nil {
 		return nil, cliError(err)
 	}
 	return out, nil
-}
-
-// tenantHasAdmin reports whether tenant has an active admin user.
-func tenantHasAdmin(ctx context.Context, st store.Store, tenant string) (bool, error) {
-	users, err := st.Users(ctx, tenant)
-	if err != nil {
-		return false, err
-	}
-	for _, u := range users {
-		if u.Role == string(authz.RoleAdmin) && !u.Disabled {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // runKeysGenerate prints (or writes, 0600) a new random key-encryption

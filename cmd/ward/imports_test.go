@@ -9,14 +9,10 @@ import (
 
 // TestImports keeps the commands on the wiring: they reach the system
 // through app (and read settings through config). loadgen drives `ward
-// bench` over HTTP only. The rest of the list is what the user, client and
-// tenant commands still use directly (commands.go) until they move behind
-// app; nothing may be added to it.
+// bench` over HTTP only.
 func TestImports(t *testing.T) {
 	const w = "github.com/wardhealth/ward/internal/"
-	allowed := map[string]bool{"app": true, "config": true, "loadgen": true,
-		// to move behind app (issue #23, item 5):
-		"audit": true, "authn": true, "authz": true, "store": true}
+	allowed := map[string]bool{"app": true, "config": true, "loadgen": true}
 	deptest.Check(t, func(path string) string {
 		switch {
 		case strings.HasPrefix(path, w):

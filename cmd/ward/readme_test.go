@@ -112,3 +112,49 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatalf("a failed login: %v\n%s", err, got)
 	}
 }
+
+// TestReadmeLayoutListsEveryPackage keeps the README's Layout section and
+// docs/architecture.md's package table in step with the tree: every
+// package directly under internal/ is named in both.
+func TestReadmeLayoutListsEveryPackage(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(readme), "\n## Layout\n")
+	if i < 0 {
+		t.Fatal("README.md has no Layout section")
+	}
+	layout := string(readme[i+1:])
+	if j := strings.Index(layout[3:], "\n## "); j >= 0 {
+		layout = layout[:j+3]
+	}
+	if !strings.Contains(layout, "docs/architecture.md") {
+		t.Error("the README's Layout section does not point to docs/architecture.md")
+	}
+	arch, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := os.ReadDir("../../internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		n++
+		name := d.Name()
+		if !strings.Contains(layout, "`"+name+"`") {
+			t.Errorf("the README's Layout section does not name `%s`", name)
+		}
+		if !strings.Contains(string(arch), "`internal/"+name+"`") {
+			t.Errorf("docs/architecture.md's package table has no row for `internal/%s`", name)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("found %d packages under internal/: wrong directory?", n)
+	}
+}

@@ -411,7 +411,6 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 	rec.Tenant, rec.Actor = c.Tenant, c.UserID
 	rec.Entities = []string{"client/" + c.ClientID}
 	burn := &store.Unit{Parts: []store.Part{&store.CodeUse{ID: c.ID}}}
-	sum := sha256.Sum256([]byte(cr.CodeVerifier))
 	if c.Used {
 		// A code presented twice was intercepted, or the app is broken:
 		// revoke what its first exchange issued (RFC 6749 4.1.2).
@@ -427,35 +426,68 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		}
 		return Token{}, err
 	}
-	switch {
-	case !now.Before(c.Expires):
-		return fail("code-expired", nil)
-	case cr.ClientID != c.ClientID:
-		return fail("code-client-mismatch", burn)
-	case cr.RedirectURI != c.RedirectURI:
-		return fail("code-redirect-mismatch", burn)
-	case !validVerifier(cr.CodeVerifier) ||
-		subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.CodeChallenge)) != 1:
-		return fail("pkce-mismatch", burn)
+	if detail, burnIt := codeMismatch(c, cr, now); detail != "" {
+		if burnIt {
+			return fail(detail, burn)
+		}
+		return fail(detail, nil)
 	}
-	cl, err := s.st.ClientByID(ctx, c.ClientID)
-	if errors.Is(err, store.ErrNotFound) || err == nil && cl.Disabled {
-		return fail("client-disabled", burn)
-	}
+	u, detail, err := s.codeHolder(ctx, c, now)
 	if err != nil {
 		return Token{}, err
+	}
+	if detail != "" {
+		return fail(detail, burn)
+	}
+	rec.Role, rec.Detail = u.Role, "token-issued"
+	return s.issueForCode(ctx, c, u, rec, now)
+}
+
+// codeMismatch names why cr may not exchange the unused code c ("" : it
+// may), and whether the attempt uses the code up: a wrong client,
+// redirect URI or verifier does, an expired code has nothing left to use.
+func codeMismatch(c *store.Code, cr CodeRequest, now time.Time) (detail string, burn bool) {
+	sum := sha256.Sum256([]byte(cr.CodeVerifier))
+	switch {
+	case !now.Before(c.Expires):
+		return "code-expired", false
+	case cr.ClientID != c.ClientID:
+		return "code-client-mismatch", true
+	case cr.RedirectURI != c.RedirectURI:
+		return "code-redirect-mismatch", true
+	case !validVerifier(cr.CodeVerifier) ||
+		subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.CodeChallenge)) != 1:
+		return "pkce-mismatch", true
+	}
+	return "", false
+}
+
+// codeHolder loads the user a code was issued to; detail is non-empty
+// when the code's client or user can no longer be given tokens.
+func (s *Service) codeHolder(ctx context.Context, c *store.Code, now time.Time) (*store.User, string, error) {
+	cl, err := s.st.ClientByID(ctx, c.ClientID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && cl.Disabled {
+		return nil, "client-disabled", nil
+	}
+	if err != nil {
+		return nil, "", err
 	}
 	u, err := s.st.UserByID(ctx, c.UserID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && (u.Disabled || now.Before(u.LockedUntil)) {
-		return fail("user-unavailable", burn)
+		return nil, "user-unavailable", nil
 	}
 	if err != nil {
-		return Token{}, err
+		return nil, "", err
 	}
 	if _, ok := authz.ParseRole(u.Role); !ok {
-		return fail("user-unavailable", burn)
+		return nil, "user-unavailable", nil
 	}
-	rec.Role, rec.Detail = u.Role, "token-issued"
+	return u, "", nil
+}
+
+// issueForCode issues the tokens of an exchanged code and commits the
+// code's use, the refresh token and rec in one unit.
+func (s *Service) issueForCode(ctx context.Context, c *store.Code, u *store.User, rec *audit.Record, now time.Time) (Token, error) {
 	// Signed first so that the code's row can name what it issued; if the
 	// commit fails the token is never handed out.
 	subj := subjectOf(u, c.Scope)

@@ -94,28 +94,8 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	rec.Tenant, rec.Actor = r.Tenant, r.UserID
 	rec.Entities = []string{"refresh-family/" + r.Family}
 	// The client first: a failed authentication changes nothing.
-	ca := rr.Client
-	switch {
-	case r.ClientID != "" && ca.ClientID != "" && ca.ClientID != r.ClientID:
-		return fail("refresh-client-mismatch", nil)
-	case r.ClientID == "" && ca.sent():
-		rec.Outcome, rec.Detail = audit.OutcomeMinor, "client-auth-no-client"
-		if err := s.ledger().Record(ctx, rec); err != nil {
-			return Token{}, err
-		}
-		return Token{}, fmt.Errorf("%w: this refresh token was not issued to a client", ErrInvalidClient)
-	case r.ClientID != "":
-		ca.ClientID = r.ClientID
-		if detail, err := s.authenticateApp(ctx, ca, rec); err != nil {
-			if detail == "" {
-				return Token{}, err
-			}
-			rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
-			if cerr := s.ledger().Record(ctx, rec); cerr != nil {
-				return Token{}, cerr
-			}
-			return Token{}, err
-		}
+	if err := s.refreshClient(ctx, r, rr.Client, rec); err != nil {
+		return Token{}, err
 	}
 	switch {
 	case r.Revoked:
@@ -136,19 +116,9 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 		return fail("user-unavailable", nil)
 	}
 	rec.Role = u.Role
-	scope := r.Scope
-	if rr.Scope != "" {
-		granted := strings.Fields(r.Scope)
-		for _, sc := range strings.Fields(rr.Scope) {
-			if !slices.Contains(granted, sc) {
-				rec.Outcome, rec.Detail = audit.OutcomeMinor, "scope-not-granted"
-				if err := s.ledger().Record(ctx, rec); err != nil {
-					return Token{}, err
-				}
-				return Token{}, fmt.Errorf("%w: %s was not granted to this refresh token", ErrInvalidScope, sc)
-			}
-		}
-		scope = rr.Scope
+	scope, err := s.narrowScope(ctx, r.Scope, rr.Scope, rec)
+	if err != nil {
+		return Token{}, err
 	}
 	next, nr, err := newRefresh(u, r.Scope, r.Family, now)
 	if err != nil {
@@ -180,4 +150,52 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	tok.Patient, tok.Encounter = r.Patient, r.Encounter
 	tok.RefreshToken = next
 	return tok, nil
+}
+
+// refreshClient authenticates the client of a refresh request as the
+// client the token r was issued to. A non-nil error is the answer to the
+// request, its refusal already in the ledger.
+func (s *Service) refreshClient(ctx context.Context, r *store.Refresh, ca ClientAuth, rec *audit.Record) error {
+	refuse := func(detail string, answer error) error {
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, detail
+		if err := s.ledger().Record(ctx, rec); err != nil {
+			return err
+		}
+		return answer
+	}
+	switch {
+	case r.ClientID != "" && ca.ClientID != "" && ca.ClientID != r.ClientID:
+		return refuse("refresh-client-mismatch", ErrInvalidGrant)
+	case r.ClientID == "" && ca.sent():
+		return refuse("client-auth-no-client", fmt.Errorf("%w: this refresh token was not issued to a client", ErrInvalidClient))
+	case r.ClientID != "":
+		ca.ClientID = r.ClientID
+		if detail, err := s.authenticateApp(ctx, ca, rec); err != nil {
+			if detail == "" {
+				return err
+			}
+			return refuse(detail, err)
+		}
+	}
+	return nil
+}
+
+// narrowScope returns the scope of the refreshed token: the granted one,
+// or asked if it is a subset of it (RFC 6749 6); anything else is refused
+// and recorded.
+func (s *Service) narrowScope(ctx context.Context, granted, asked string, rec *audit.Record) (string, error) {
+	if asked == "" {
+		return granted, nil
+	}
+	have := strings.Fields(granted)
+	for _, sc := range strings.Fields(asked) {
+		if !slices.Contains(have, sc) {
+			rec.Outcome, rec.Detail = audit.OutcomeMinor, "scope-not-granted"
+			if err := s.ledger().Record(ctx, rec); err != nil {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: %s was not granted to this refresh token", ErrInvalidScope, sc)
+		}
+	}
+	return asked, nil
 }

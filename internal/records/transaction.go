@@ -245,130 +245,17 @@ func entryAuditAction(method string) string {
 // every version and commits one unit. A lost race is ErrConflict, and the
 // caller runs it again from fresh reads.
 func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved) ([]EntryResult, error) {
-	results := make([]EntryResult, len(entries))
-	unit := &store.Unit{Guards: res.guards}
-	var recs []*audit.Record         // committed with unit, by the recorder
-	docs := map[int]map[string]any{} // index in unit.Writes -> resource written
-	now := r.s.now().UTC()
-	next := map[string]int64{} // Type/id -> version the next write creates
+	t := &txn{r: r, res: res, results: make([]EntryResult, len(entries)), unit: &store.Unit{Guards: res.guards},
+		docs: map[int]map[string]any{}, now: r.s.now().UTC(), next: map[string]int64{}}
 	for _, e := range order {
-		if e.Method == http.MethodGet {
-			continue
-		}
-		if v, ok := res.existing[e.pos]; ok {
-			// A conditional create that matched: the existing resource is
-			// the answer, and disclosing it is audited with the unit.
-			rec := r.record("create", e.Type)
-			rec.Time = now
-			rec.Detail = "condition-matched"
-			rec.Entities = []string{ref(v.Type, v.ID, v.Version)}
-			// Answering with the match discloses it: the caller must be
-			// allowed to read it (a refusal is audited and says nothing
-			// about the match).
-			plain, err := r.decideVersion(ctx, authz.Read, rec, v)
-			if err != nil {
-				return nil, entryError(e, err)
-			}
-			recs = append(recs, rec)
-			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}}
-			continue
-		}
-		if first, ok := res.sameAs[e.pos]; ok {
-			created := results[first].Resource
-			rec := r.record("create", e.Type)
-			rec.Time = now
-			rec.Detail = "condition-matched-in-bundle"
-			rec.Entities = []string{ref(created.Type, created.ID, created.Version)}
-			recs = append(recs, rec)
-			results[e.pos] = EntryResult{Status: http.StatusOK, Resource: created}
-			continue
-		}
-		if e.Method == http.MethodDelete && e.cond != nil {
-			drecs, err := r.deleteMatches(ctx, e, res.deletes[e.pos], now, next, unit, results)
-			if err != nil {
-				return nil, err
-			}
-			recs = append(recs, drecs...)
-			continue
-		}
-		key := e.Type + "/" + e.ID
-		cur, seen := next[key]
-		if !seen {
-			switch v, err := r.s.st.Current(ctx, r.subj.Tenant, e.Type, e.ID); {
-			case errors.Is(err, store.ErrNotFound):
-				cur = 0
-			case err != nil:
-				return nil, store.Problem(err)
-			default:
-				cur = v.Version
-				if e.Method == http.MethodDelete && v.Deleted {
-					cur = -v.Version // already deleted: nothing to write
-				}
-			}
-		}
-		rec := r.record(entryAuditAction(e.Method), e.Type)
-		rec.Time = now
-		switch e.Method {
-		case http.MethodDelete:
-			if cur <= 0 {
-				// Deleting what is absent or already deleted succeeds
-				// and writes nothing (FHIR: 204 / 200 for a delete of a
-				// deleted resource; a transaction does not fail on it).
-				rec.Detail = "nothing-to-delete"
-				recs = append(recs, rec)
-				results[e.pos] = EntryResult{Status: http.StatusNoContent}
-				continue
-			}
-			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
-			unit.Writes = append(unit.Writes, w)
-			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
-			recs = append(recs, rec)
-			if g := governanceRecord(rec, e.Type, e.old, nil); g != nil {
-				recs = append(recs, g)
-			}
-			next[key] = w.Version
-			results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: 1, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, Deleted: true}}
-		default: // POST, PUT
-			if cur < 0 {
-				cur = -cur
-			}
-			if e.IfMatch != nil && *e.IfMatch != cur {
-				return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
-					problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, cur))))
-			}
-			plain, sealed, ix, err := r.seal(ctx, e.Resource, cur+1, now)
-			if err != nil {
-				return nil, entryError(e, err)
-			}
-			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
-			docs[len(unit.Writes)] = e.Resource.Doc
-			unit.Writes = append(unit.Writes, w)
-			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
-			recs = append(recs, rec)
-			if g := governanceRecord(rec, e.Type, e.old, e.Resource.Doc); g != nil {
-				recs = append(recs, g)
-			}
-			next[key] = w.Version
-			if e.reg != nil && cur == 0 {
-				tw, trecs, err := e.reg.seal(ctx, r, e.ID, now)
-				if err != nil {
-					return nil, entryError(e, err)
-				}
-				docs[len(unit.Writes)] = e.reg.team.Doc
-				unit.Writes = append(unit.Writes, tw)
-				recs = append(recs, trecs...)
-			}
-			status := http.StatusOK
-			if cur == 0 {
-				status = http.StatusCreated
-			}
-			results[e.pos] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, JSON: plain}}
+		if err := t.stage(ctx, e); err != nil {
+			return nil, err
 		}
 	}
-	err := r.s.ledger().Within(60*time.Second).Commit(ctx, unit, recs...)
+	err := r.s.ledger().Within(60*time.Second).Commit(ctx, t.unit, t.recs...)
 	var c change
-	for i, w := range unit.Writes {
-		c.add(r.s.invalidate(w, docs[i])) // every write of a unit is of the caller's tenant
+	for i, w := range t.unit.Writes {
+		c.add(r.s.invalidate(w, t.docs[i])) // every write of a unit is of the caller's tenant
 	}
 	r.s.publish(r.subj.Tenant, c)
 	r.facts.Wrote()
@@ -388,9 +275,168 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 		if err != nil {
 			return nil, entryError(e, err)
 		}
-		results[e.pos] = EntryResult{Status: http.StatusOK, Resource: res}
+		t.results[e.pos] = EntryResult{Status: http.StatusOK, Resource: res}
 	}
-	return results, nil
+	return t.results, nil
+}
+
+// txn is a transaction Bundle being staged into one unit of work: the
+// writes, their ledger records, and each entry's result.
+type txn struct {
+	r       *Repo
+	res     *resolved
+	results []EntryResult
+	unit    *store.Unit
+	recs    []*audit.Record        // committed with unit, by the recorder
+	docs    map[int]map[string]any // index in unit.Writes -> resource written
+	now     time.Time
+	next    map[string]int64 // Type/id -> version the next write creates
+}
+
+// stage adds entry e's writes and records to the unit (reads wait until
+// after the commit).
+func (t *txn) stage(ctx context.Context, e *Entry) error {
+	r := t.r
+	if e.Method == http.MethodGet {
+		return nil
+	}
+	if v, ok := t.res.existing[e.pos]; ok {
+		return t.matched(ctx, e, v)
+	}
+	if first, ok := t.res.sameAs[e.pos]; ok {
+		created := t.results[first].Resource
+		rec := t.record("create", e.Type)
+		rec.Detail = "condition-matched-in-bundle"
+		rec.Entities = []string{ref(created.Type, created.ID, created.Version)}
+		t.recs = append(t.recs, rec)
+		t.results[e.pos] = EntryResult{Status: http.StatusOK, Resource: created}
+		return nil
+	}
+	if e.Method == http.MethodDelete && e.cond != nil {
+		drecs, err := r.deleteMatches(ctx, e, t.res.deletes[e.pos], t.now, t.next, t.unit, t.results)
+		if err != nil {
+			return err
+		}
+		t.recs = append(t.recs, drecs...)
+		return nil
+	}
+	cur, err := t.current(ctx, e)
+	if err != nil {
+		return err
+	}
+	rec := t.record(entryAuditAction(e.Method), e.Type)
+	if e.Method == http.MethodDelete {
+		t.delete(e, cur, rec)
+		return nil
+	}
+	return t.put(ctx, e, cur, rec)
+}
+
+// record starts the ledger record of an entry, at the unit's time.
+func (t *txn) record(action, typ string) *audit.Record {
+	rec := t.r.record(action, typ)
+	rec.Time = t.now
+	return rec
+}
+
+// matched answers a conditional create that matched an existing resource
+// with that resource: answering discloses it, so the caller must be
+// allowed to read it (a refusal is audited and says nothing about the
+// match), and the disclosure is audited with the unit.
+func (t *txn) matched(ctx context.Context, e *Entry, v *store.Version) error {
+	rec := t.record("create", e.Type)
+	rec.Detail = "condition-matched"
+	rec.Entities = []string{ref(v.Type, v.ID, v.Version)}
+	plain, err := t.r.decideVersion(ctx, authz.Read, rec, v)
+	if err != nil {
+		return entryError(e, err)
+	}
+	t.recs = append(t.recs, rec)
+	t.results[e.pos] = EntryResult{Status: http.StatusOK, Resource: &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}}
+	return nil
+}
+
+// current is the version of e's resource before e: the last one staged
+// in this unit, else the stored one (0: none; negative: deleted).
+func (t *txn) current(ctx context.Context, e *Entry) (int64, error) {
+	if cur, seen := t.next[e.Type+"/"+e.ID]; seen {
+		return cur, nil
+	}
+	switch v, err := t.r.s.st.Current(ctx, t.r.subj.Tenant, e.Type, e.ID); {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, store.Problem(err)
+	case e.Method == http.MethodDelete && v.Deleted:
+		return -v.Version, nil // already deleted: nothing to write
+	default:
+		return v.Version, nil
+	}
+}
+
+// delete stages the deletion of e's resource, whose current version is
+// cur.
+func (t *txn) delete(e *Entry, cur int64, rec *audit.Record) {
+	if cur <= 0 {
+		// Deleting what is absent or already deleted succeeds and
+		// writes nothing (FHIR: 204 / 200 for a delete of a deleted
+		// resource; a transaction does not fail on it).
+		rec.Detail = "nothing-to-delete"
+		t.recs = append(t.recs, rec)
+		t.results[e.pos] = EntryResult{Status: http.StatusNoContent}
+		return
+	}
+	w := store.Write{Tenant: t.r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: t.now, Deleted: true}
+	t.unit.Writes = append(t.unit.Writes, w)
+	rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
+	t.recs = append(t.recs, rec)
+	if g := governanceRecord(rec, e.Type, e.old, nil); g != nil {
+		t.recs = append(t.recs, g)
+	}
+	t.next[e.Type+"/"+e.ID] = w.Version
+	t.results[e.pos] = EntryResult{Status: http.StatusNoContent, Deleted: 1, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: t.now, Deleted: true}}
+}
+
+// put stages the create or update (POST, PUT) of e's resource, whose
+// current version is cur, with the registration CareTeam of a new
+// Patient.
+func (t *txn) put(ctx context.Context, e *Entry, cur int64, rec *audit.Record) error {
+	r := t.r
+	if cur < 0 {
+		cur = -cur
+	}
+	if e.IfMatch != nil && *e.IfMatch != cur {
+		return entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+			problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, cur))))
+	}
+	plain, sealed, ix, err := r.seal(ctx, e.Resource, cur+1, t.now)
+	if err != nil {
+		return entryError(e, err)
+	}
+	w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: t.now, Body: sealed, Index: ix}
+	t.docs[len(t.unit.Writes)] = e.Resource.Doc
+	t.unit.Writes = append(t.unit.Writes, w)
+	rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
+	t.recs = append(t.recs, rec)
+	if g := governanceRecord(rec, e.Type, e.old, e.Resource.Doc); g != nil {
+		t.recs = append(t.recs, g)
+	}
+	t.next[e.Type+"/"+e.ID] = w.Version
+	if e.reg != nil && cur == 0 {
+		tw, trecs, err := e.reg.seal(ctx, r, e.ID, t.now)
+		if err != nil {
+			return entryError(e, err)
+		}
+		t.docs[len(t.unit.Writes)] = e.reg.team.Doc
+		t.unit.Writes = append(t.unit.Writes, tw)
+		t.recs = append(t.recs, trecs...)
+	}
+	status := http.StatusOK
+	if cur == 0 {
+		status = http.StatusCreated
+	}
+	t.results[e.pos] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: t.now, JSON: plain}}
+	return nil
 }
 
 // deleteMatches writes the deletions of a conditional delete: one audit

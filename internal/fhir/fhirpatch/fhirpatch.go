@@ -288,7 +288,7 @@ func Apply(resource map[string]any, ops []Op) (map[string]any, error) {
 // past lim is refused before its value is copied in.
 func ApplyLimited(resource map[string]any, ops []Op, lim Limits) (map[string]any, error) {
 	typ, _ := resource["resourceType"].(string)
-	doc := deepCopy(resource).(map[string]any)
+	doc := jsonpatch.DeepCopy(resource).(map[string]any)
 	sz := &sizer{lim: lim, size: jsonpatch.CountValues(doc, -1)}
 	for i := range ops {
 		if err := apply(doc, typ, i, &ops[i], sz); err != nil {
@@ -349,7 +349,7 @@ func apply(doc map[string]any, typ string, i int, op *Op, sz *sizer) error {
 			}
 			return v, nil
 		}
-		return deepCopy(op.Value), nil
+		return jsonpatch.DeepCopy(op.Value), nil
 	}
 	switch op.Type {
 	case "add":
@@ -494,25 +494,6 @@ func (l loc) remove() {
 		delete(l.parent, l.key)
 	} else {
 		l.parent[l.key] = arr
-	}
-}
-
-func deepCopy(v any) any {
-	switch c := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(c))
-		for k, x := range c {
-			m[k] = deepCopy(x)
-		}
-		return m
-	case []any:
-		s := make([]any, len(c))
-		for i, x := range c {
-			s[i] = deepCopy(x)
-		}
-		return s
-	default:
-		return v
 	}
 }
 

@@ -196,7 +196,7 @@ func Apply(doc any, ops []Op) (any, error) { return ApplyLimited(doc, ops, Limit
 // limit is refused before it allocates: a chain of copies that doubles
 // the document costs at most the limit, not 2^n.
 func ApplyLimited(doc any, ops []Op, lim Limits) (any, error) {
-	out := deepCopy(doc)
+	out := DeepCopy(doc)
 	size := CountValues(out, -1)
 	for i, op := range ops {
 		var err error
@@ -348,7 +348,7 @@ func apply(doc any, op Op) (any, error) {
 	path, _ := splitPointer(op.Path)
 	switch op.Op {
 	case "add":
-		return add(doc, path, deepCopy(op.Value))
+		return add(doc, path, DeepCopy(op.Value))
 	case "remove":
 		out, _, err := remove(doc, path)
 		return out, err
@@ -357,13 +357,13 @@ func apply(doc any, op Op) (any, error) {
 			return nil, err
 		}
 		if len(path) == 0 {
-			return deepCopy(op.Value), nil
+			return DeepCopy(op.Value), nil
 		}
 		out, _, err := remove(doc, path)
 		if err != nil {
 			return nil, err
 		}
-		return add(out, path, deepCopy(op.Value))
+		return add(out, path, DeepCopy(op.Value))
 	case "move":
 		from, _ := splitPointer(op.From)
 		if op.From == op.Path {
@@ -384,7 +384,7 @@ func apply(doc any, op Op) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("from: %w", err)
 		}
-		return add(doc, path, deepCopy(v))
+		return add(doc, path, DeepCopy(v))
 	case "test":
 		v, err := get(doc, path)
 		if err != nil {
@@ -536,18 +536,20 @@ func remove(doc any, path []string) (any, any, error) {
 	}
 }
 
-func deepCopy(v any) any {
+// DeepCopy copies a decoded JSON value (maps and slices all the way
+// down; strings, numbers, booleans and nil are immutable and shared).
+func DeepCopy(v any) any {
 	switch c := v.(type) {
 	case map[string]any:
 		m := make(map[string]any, len(c))
 		for k, x := range c {
-			m[k] = deepCopy(x)
+			m[k] = DeepCopy(x)
 		}
 		return m
 	case []any:
 		s := make([]any, len(c))
 		for i, x := range c {
-			s[i] = deepCopy(x)
+			s[i] = DeepCopy(x)
 		}
 		return s
 	default:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 )
 
 // Errors returned by Summary and Elements; test with errors.Is.
@@ -47,7 +48,7 @@ func Summary(resource map[string]any, mode string) (map[string]any, error) {
 		out = make(map[string]any, len(resource))
 		for k, v := range resource {
 			if k != "text" {
-				out[k] = deepCopy(v)
+				out[k] = jsonpatch.DeepCopy(v)
 			}
 		}
 	default:
@@ -102,7 +103,7 @@ func topLevel(p *part, resource map[string]any, keep func(f field, key string) b
 	out := make(map[string]any)
 	for k, v := range resource {
 		if alwaysKept(k) {
-			out[k] = deepCopy(v)
+			out[k] = jsonpatch.DeepCopy(v)
 			continue
 		}
 		f, ext, ok := p.lookup(k)
@@ -114,7 +115,7 @@ func topLevel(p *part, resource map[string]any, keep func(f field, key string) b
 			key = k[1:]
 		}
 		if keep(f, key) {
-			out[k] = deepCopy(v)
+			out[k] = jsonpatch.DeepCopy(v)
 		}
 	}
 	return out
@@ -137,7 +138,7 @@ func (t *table) filter(p *part, obj map[string]any, top bool) map[string]any {
 			if k == "meta" {
 				out[k] = t.walk("Meta", v, false)
 			} else {
-				out[k] = deepCopy(v)
+				out[k] = jsonpatch.DeepCopy(v)
 			}
 			continue
 		}
@@ -169,7 +170,7 @@ func (t *table) walk(typ string, v any, filtering bool) any {
 		p := t.parts[typ]
 		if p == nil {
 			// A nested resource (type Resource) or a malformed value.
-			return deepCopy(v)
+			return jsonpatch.DeepCopy(v)
 		}
 		if filtering && !p.datatype {
 			return t.filter(p, v, false)
@@ -189,7 +190,7 @@ func (t *table) keepData(p *part, obj map[string]any) map[string]any {
 		f, ext, ok := p.lookup(k)
 		switch {
 		case !ok:
-			out[k] = deepCopy(v)
+			out[k] = jsonpatch.DeepCopy(v)
 		case ext:
 			out[k] = t.walk("Element", v, false)
 		default:
@@ -197,26 +198,6 @@ func (t *table) keepData(p *part, obj map[string]any) map[string]any {
 		}
 	}
 	return out
-}
-
-func deepCopy(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			out[k] = deepCopy(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, x := range v {
-			out[i] = deepCopy(x)
-		}
-		return out
-	default:
-		// Strings, json.Number, float64, bool and nil are immutable.
-		return v
-	}
 }
 
 // addSubsetted adds the SUBSETTED tag to out's meta, which must already be
