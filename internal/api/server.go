@@ -110,6 +110,9 @@ type Server struct {
 	tokens  Tokens
 	health  Health
 	handler http.Handler
+	// mux routes requests after the edge: GET entries of a batch or
+	// transaction are dispatched to it as the interactions they name.
+	mux *http.ServeMux
 	// capParams are the CapabilityStatement's search parameters, computed
 	// once from the planner's tables.
 	capParams map[string][]fhir.SearchParamCap
@@ -165,6 +168,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir"})
 	})
+	s.mux = mux
 	s.handler = s.edge(mux)
 	return s
 }
