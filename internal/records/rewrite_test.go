@@ -54,8 +54,8 @@ func TestRewriteReferences(t *testing.T) {
 // stays a reference to the server.
 func TestRewriteRelativeToRESTfulFullURL(t *testing.T) {
 	refs := map[string]string{
-		"http://example.com/fhir/Patient/0":        "Patient/new-p",
-		"http://example.com/fhir/Practitioner/7":   "Practitioner/new-pr",
+		"http://example.com/fhir/Patient/0":         "Patient/new-p",
+		"http://example.com/fhir/Practitioner/7":    "Practitioner/new-pr",
 		"https://elsewhere.org/base/Organization/1": "Organization/new-o",
 	}
 	in := `{"resourceType":"Observation","subject":{"reference":"Patient/0"},"performer":[{"reference":"Practitioner/7"},{"reference":"Organization/1"},{"reference":"https://elsewhere.org/base/Organization/1"},{"reference":"#c"},{"reference":"Patient/0/_history/2"}]}`
