@@ -225,3 +225,38 @@ func TestTransactionResolvesReferencesByFullURL(t *testing.T) {
 		}
 	})
 }
+
+// request.ifMatch holds for DELETE entries as for PUT ones: a stale
+// version is 412 (the entry alone in a batch, the whole transaction),
+// the current one deletes.
+func TestBundleDeleteEntryIfMatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		admin := w.Tokens[authz.RoleAdmin]
+		a := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Ifmatch"}]}`)
+		b := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Ifmatch"}]}`)
+		del := func(id, version string) string {
+			return `{"request":{"method":"DELETE","url":"Patient/` + id + `","ifMatch":"W/\"` + version + `\""}}`
+		}
+		r := w.Do(t, "POST", "/fhir", admin, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+del(a, "1")+`,`+del(b, "2")+`]}`))
+		if r.Status != 412 {
+			t.Fatalf("transaction with a stale ifMatch: %d %.300s", r.Status, r.Body)
+		}
+		if got := w.Do(t, "GET", "/fhir/Patient/"+a, admin, nil).Status; got != 200 {
+			t.Fatalf("the failed transaction deleted Patient a: %d", got)
+		}
+		r = w.Do(t, "POST", "/fhir", admin, []byte(`{"resourceType":"Bundle","type":"batch","entry":[`+del(a, "1")+`,`+del(b, "2")+`]}`))
+		if r.Status != 200 {
+			t.Fatalf("batch: %d %.300s", r.Status, r.Body)
+		}
+		out := decodeBundle(t, r)
+		if statusCode(out.Entry[0].Response.Status) != "204" || statusCode(out.Entry[1].Response.Status) != "412" {
+			t.Fatalf("batch statuses %s, %s", out.Entry[0].Response.Status, out.Entry[1].Response.Status)
+		}
+		if got := w.Do(t, "GET", "/fhir/Patient/"+a, admin, nil).Status; got != 410 {
+			t.Errorf("Patient a after its delete: %d", got)
+		}
+		if got := w.Do(t, "GET", "/fhir/Patient/"+b, admin, nil).Status; got != 200 {
+			t.Errorf("Patient b after a refused delete: %d", got)
+		}
+	})
+}

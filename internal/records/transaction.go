@@ -325,6 +325,10 @@ func (t *txn) stage(ctx context.Context, e *Entry) error {
 		return err
 	}
 	rec := t.record(entryAuditAction(e.Method), e.Type)
+	if e.IfMatch != nil && *e.IfMatch != max(cur, -cur) {
+		return entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+			problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, max(cur, -cur)))))
+	}
 	if e.Method == http.MethodDelete {
 		t.delete(e, cur, rec)
 		return nil
@@ -404,10 +408,6 @@ func (t *txn) put(ctx context.Context, e *Entry, cur int64, rec *audit.Record) e
 	r := t.r
 	if cur < 0 {
 		cur = -cur
-	}
-	if e.IfMatch != nil && *e.IfMatch != cur {
-		return entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
-			problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, cur))))
 	}
 	plain, sealed, ix, err := r.seal(ctx, e.Resource, cur+1, t.now)
 	if err != nil {
@@ -528,7 +528,8 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 }
 
 func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
-	if e.ifNoneExist != nil || e.cond != nil || (e.Resource != nil && hasConditionalReference(e.Resource.Doc)) {
+	if e.ifNoneExist != nil || e.cond != nil || (e.Resource != nil && hasConditionalReference(e.Resource.Doc)) ||
+		e.Method == http.MethodDelete && e.IfMatch != nil {
 		// Conditions are resolved and committed atomically, exactly as in
 		// a transaction of this one entry.
 		out, err := r.Transaction(ctx, []Entry{*e})
