@@ -260,3 +260,47 @@ func TestBundleDeleteEntryIfMatch(t *testing.T) {
 		}
 	})
 }
+
+// PUT with If-None-Match: * creates only what is absent (412 otherwise,
+// no new version), and an update that changes nothing but the version
+// metadata makes no new version: 200 with the current one.
+func TestUpdateIfNoneMatchAndUnchangedContent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		admin := w.Tokens[authz.RoleAdmin]
+		body := func(id, extra string) []byte {
+			return []byte(`{"resourceType":"Patient","id":"` + id + `","name":[{"family":"Sameold"}]` + extra + `}`)
+		}
+		if r := w.Do(t, "PUT", "/fhir/Patient/inm-1", admin, body("inm-1", ""), "If-None-Match: *"); r.Status != 201 {
+			t.Fatalf("create-if-absent: %d %.300s", r.Status, r.Body)
+		}
+		if r := w.Do(t, "PUT", "/fhir/Patient/inm-1", admin, body("inm-1", `,"gender":"other"`), "If-None-Match: *"); r.Status != 412 || !strings.Contains(string(r.Body), "OperationOutcome") {
+			t.Fatalf("If-None-Match: * on an existing resource: %d %.300s", r.Status, r.Body)
+		}
+		if r := w.Do(t, "PUT", "/fhir/Patient/inm-1", admin, body("inm-1", ""), "If-None-Match: W/\"1\""); r.Status != 400 {
+			t.Errorf("If-None-Match other than * on an update: %d", r.Status)
+		}
+		r := w.Do(t, "PUT", "/fhir/Patient/inm-1", admin, body("inm-1", `,"meta":{"versionId":"7","lastUpdated":"2020-01-01T00:00:00Z"}`))
+		if r.Status != 200 || r.Header.Get("ETag") != `W/"1"` {
+			t.Fatalf("unchanged update: %d etag %q %.300s", r.Status, r.Header.Get("ETag"), r.Body)
+		}
+		if r := w.Do(t, "PUT", "/fhir/Patient/inm-1", admin, body("inm-1", `,"meta":{"tag":[{"code":"t"}]}`)); r.Status != 200 || r.Header.Get("ETag") != `W/"2"` {
+			t.Fatalf("an update that adds a tag: %d etag %q", r.Status, r.Header.Get("ETag"))
+		}
+		h := w.Do(t, "GET", "/fhir/Patient/inm-1/_history", admin, nil)
+		if n := strings.Count(string(h.Body), `"fullUrl"`); n != 2 {
+			t.Fatalf("history has %d versions, want 2 (create, tag)", n)
+		}
+		var updates, unchanged int
+		for _, rec := range w.Ledger(t) {
+			if rec.Action == "update" && len(rec.Entities) > 0 && strings.HasPrefix(rec.Entities[0], "Patient/inm-1") {
+				updates++
+				if rec.Detail == "unchanged" {
+					unchanged++
+				}
+			}
+		}
+		if unchanged != 1 {
+			t.Errorf("ledger: %d unchanged updates of %d, want 1", unchanged, updates)
+		}
+	})
+}

@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -445,6 +446,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			return nil, false, store.Problem(err)
 		}
 		var old map[string]any
+		var oldPlain []byte
 		if attempt == 0 {
 			// The caller must be allowed to change what is there and to
 			// write what it sends: every patient of both.
@@ -453,6 +455,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 				if err != nil {
 					return nil, false, err
 				}
+				oldPlain = plain
 				if old, err = docOf(v, plain); err != nil {
 					return nil, false, err
 				}
@@ -478,9 +481,24 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 				return nil, false, err
 			}
 		}
+		if ifMatch != nil && *ifMatch == 0 && cur != 0 {
+			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+				problem.New(problem.ErrPreconditionFailed, "conflict", "If-None-Match: * but the resource has versions already"))
+		}
 		if ifMatch != nil && *ifMatch != cur {
 			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
 				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, cur)))
+		}
+		if oldPlain != nil && unchanged(old, res.Doc) {
+			// Nothing changes: no new version (FHIR R4 http.html,
+			// update); the answer is the current version, and the
+			// attempt is in the ledger like any update.
+			rec.Entities = []string{ref(v.Type, v.ID, v.Version)}
+			rec.Detail = "unchanged"
+			if err := r.commitAudit(rec); err != nil {
+				return nil, false, err
+			}
+			return &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: oldPlain}, false, nil
 		}
 		if reg != nil && cur == 0 {
 			// Still absent: created with its registration CareTeam.
@@ -996,4 +1014,37 @@ func (r *Repo) mayLearnDeletion(ctx context.Context, rec *audit.Record, v *store
 		return false, fmt.Errorf("stored %s/%s does not parse: %w", live.Type, live.ID, err)
 	}
 	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, live.Type, live.ID, doc.Doc), rec), nil
+}
+
+// unchanged reports whether an update's document says exactly what the
+// current version says: equal but for meta.versionId and
+// meta.lastUpdated, which the server sets (a change of labels, tags or
+// profiles is a change).
+func unchanged(cur, next map[string]any) bool {
+	return reflect.DeepEqual(withoutVersionMeta(cur), withoutVersionMeta(next))
+}
+
+// withoutVersionMeta is doc without meta.versionId and meta.lastUpdated
+// (and without meta if nothing else is in it); doc is not changed.
+func withoutVersionMeta(doc map[string]any) map[string]any {
+	meta, ok := doc["meta"].(map[string]any)
+	if !ok {
+		return doc
+	}
+	out := make(map[string]any, len(doc))
+	for k, v := range doc {
+		out[k] = v
+	}
+	m := make(map[string]any, len(meta))
+	for k, v := range meta {
+		if k != "versionId" && k != "lastUpdated" {
+			m[k] = v
+		}
+	}
+	if len(m) == 0 {
+		delete(out, "meta")
+	} else {
+		out["meta"] = m
+	}
+	return out
 }
