@@ -304,3 +304,20 @@ func TestUpdateIfNoneMatchAndUnchangedContent(t *testing.T) {
 		}
 	})
 }
+
+// $versions names R4 (4.0) as the one and default version.
+func TestVersionsOperation(t *testing.T) {
+	w := apptest.Start(t, apptest.Backends[0])
+	r := w.Do(t, "GET", "/fhir/$versions", "", nil)
+	if r.Status != 200 || r.Header.Get("Content-Type") == "" {
+		t.Fatalf("$versions: %d %s", r.Status, r.Body)
+	}
+	var p struct {
+		ResourceType string
+		Parameter    []struct{ Name, ValueCode string }
+	}
+	if err := json.Unmarshal(r.Body, &p); err != nil || p.ResourceType != "Parameters" || len(p.Parameter) != 2 ||
+		p.Parameter[0] != (struct{ Name, ValueCode string }{"version", "4.0"}) || p.Parameter[1] != (struct{ Name, ValueCode string }{"default", "4.0"}) {
+		t.Fatalf("$versions: %v %s", err, r.Body)
+	}
+}

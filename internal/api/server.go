@@ -144,6 +144,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	s.routeIdentity(mux)
 
 	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
+	mux.HandleFunc("GET /fhir/$versions", s.handleVersions)
 	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))
 	mux.Handle("POST /fhir", s.fhir(s.handleBundle))
 	mux.Handle("GET /fhir", s.fhir(s.handleSearch))
