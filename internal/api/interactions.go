@@ -242,6 +242,15 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 	if err != nil {
 		return err
 	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		// Create only if absent: the resource must have no version yet
+		// (version 0), decided atomically with the write.
+		if strings.TrimSpace(inm) != "*" || match != nil {
+			return problem.New(problem.ErrInvalid, "invalid", "an update takes If-None-Match: * (create only if absent) or If-Match: W/\"n\", not both")
+		}
+		zero := int64(0)
+		match = &zero
+	}
 	res, err := s.readBody(r, r.PathValue("type"))
 	if err != nil {
 		return err

@@ -110,6 +110,9 @@ type Server struct {
 	tokens  Tokens
 	health  Health
 	handler http.Handler
+	// mux routes requests after the edge: GET entries of a batch or
+	// transaction are dispatched to it as the interactions they name.
+	mux *http.ServeMux
 	// capParams are the CapabilityStatement's search parameters, computed
 	// once from the planner's tables.
 	capParams map[string][]fhir.SearchParamCap
@@ -141,6 +144,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	s.routeIdentity(mux)
 
 	mux.HandleFunc("GET /fhir/metadata", s.handleMetadata)
+	mux.HandleFunc("GET /fhir/$versions", s.handleVersions)
 	mux.Handle("GET /fhir/_history", s.fhir(s.handleHistory))
 	mux.Handle("POST /fhir", s.fhir(s.handleBundle))
 	mux.Handle("GET /fhir", s.fhir(s.handleSearch))
@@ -165,6 +169,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir"})
 	})
+	s.mux = mux
 	s.handler = s.edge(mux)
 	return s
 }

@@ -221,3 +221,36 @@ func (r *Repo) guardInstance(ctx context.Context, rec *audit.Record, a authz.Act
 	_, err = r.decideVersion(ctx, a, rec, v)
 	return err
 }
+
+// unchanged reports whether an update's document says exactly what the
+// current version says: equal but for meta.versionId and
+// meta.lastUpdated, which the server sets (a change of labels, tags or
+// profiles is a change).
+func unchanged(cur, next map[string]any) bool {
+	return reflect.DeepEqual(withoutVersionMeta(cur), withoutVersionMeta(next))
+}
+
+// withoutVersionMeta is doc without meta.versionId and meta.lastUpdated
+// (and without meta if nothing else is in it); doc is not changed.
+func withoutVersionMeta(doc map[string]any) map[string]any {
+	meta, ok := doc["meta"].(map[string]any)
+	if !ok {
+		return doc
+	}
+	out := make(map[string]any, len(doc))
+	for k, v := range doc {
+		out[k] = v
+	}
+	m := make(map[string]any, len(meta))
+	for k, v := range meta {
+		if k != "versionId" && k != "lastUpdated" {
+			m[k] = v
+		}
+	}
+	if len(m) == 0 {
+		delete(out, "meta")
+	} else {
+		out["meta"] = m
+	}
+	return out
+}

@@ -445,6 +445,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			return nil, false, store.Problem(err)
 		}
 		var old map[string]any
+		var oldPlain []byte
 		if attempt == 0 {
 			// The caller must be allowed to change what is there and to
 			// write what it sends: every patient of both.
@@ -453,6 +454,7 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 				if err != nil {
 					return nil, false, err
 				}
+				oldPlain = plain
 				if old, err = docOf(v, plain); err != nil {
 					return nil, false, err
 				}
@@ -478,9 +480,24 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 				return nil, false, err
 			}
 		}
+		if ifMatch != nil && *ifMatch == 0 && cur != 0 {
+			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+				problem.New(problem.ErrPreconditionFailed, "conflict", "If-None-Match: * but the resource has versions already"))
+		}
 		if ifMatch != nil && *ifMatch != cur {
 			return nil, false, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
 				problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *ifMatch, cur)))
+		}
+		if oldPlain != nil && unchanged(old, res.Doc) {
+			// Nothing changes: no new version (FHIR R4 http.html,
+			// update); the answer is the current version, and the
+			// attempt is in the ledger like any update.
+			rec.Entities = []string{ref(v.Type, v.ID, v.Version)}
+			rec.Detail = "unchanged"
+			if err := r.commitAudit(rec); err != nil {
+				return nil, false, err
+			}
+			return &Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: oldPlain}, false, nil
 		}
 		if reg != nil && cur == 0 {
 			// Still absent: created with its registration CareTeam.

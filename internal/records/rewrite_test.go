@@ -38,8 +38,42 @@ func TestRewriteReferences(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rewriteReferences(r.Doc, refs)
+			rewriteReferences(r.Doc, bundleResolver("urn:uuid:0f0e0d0c-0000-4000-8000-0000000000aa", refs))
 			got, _ := fhir.Marshal(r.Doc)
+			want, _ := fhir.Marshal(must(t, c.want))
+			if string(got) != string(want) {
+				t.Fatalf("got  %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// A relative reference in an entry whose fullUrl is a RESTful URL resolves
+// against that URL's base (bundle.html, "Resolving references in
+// Bundles"); in an entry with a urn fullUrl, or against another base, it
+// stays a reference to the server.
+func TestRewriteRelativeToRESTfulFullURL(t *testing.T) {
+	refs := map[string]string{
+		"http://example.com/fhir/Patient/0":         "Patient/new-p",
+		"http://example.com/fhir/Practitioner/7":    "Practitioner/new-pr",
+		"https://elsewhere.org/base/Organization/1": "Organization/new-o",
+	}
+	in := `{"resourceType":"Observation","subject":{"reference":"Patient/0"},"performer":[{"reference":"Practitioner/7"},{"reference":"Organization/1"},{"reference":"https://elsewhere.org/base/Organization/1"},{"reference":"#c"},{"reference":"Patient/0/_history/2"}]}`
+	cases := []struct{ fullURL, want string }{
+		{"http://example.com/fhir/Observation/x1",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new-p"},"performer":[{"reference":"Practitioner/new-pr"},{"reference":"Organization/1"},{"reference":"Organization/new-o"},{"reference":"#c"},{"reference":"Patient/0/_history/2"}]}`},
+		{"https://elsewhere.org/base/Observation/x1",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/0"},"performer":[{"reference":"Practitioner/7"},{"reference":"Organization/new-o"},{"reference":"Organization/new-o"},{"reference":"#c"},{"reference":"Patient/0/_history/2"}]}`},
+		{"urn:uuid:0f0e0d0c-0000-4000-8000-000000000009",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/0"},"performer":[{"reference":"Practitioner/7"},{"reference":"Organization/1"},{"reference":"Organization/new-o"},{"reference":"#c"},{"reference":"Patient/0/_history/2"}]}`},
+		{"http://example.com/fhir/NotAType/x1",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/0"},"performer":[{"reference":"Practitioner/7"},{"reference":"Organization/1"},{"reference":"Organization/new-o"},{"reference":"#c"},{"reference":"Patient/0/_history/2"}]}`},
+	}
+	for _, c := range cases {
+		t.Run(c.fullURL, func(t *testing.T) {
+			doc := must(t, in)
+			rewriteReferences(doc, bundleResolver(c.fullURL, refs))
+			got, _ := fhir.Marshal(doc)
 			want, _ := fhir.Marshal(must(t, c.want))
 			if string(got) != string(want) {
 				t.Fatalf("got  %s\nwant %s", got, want)

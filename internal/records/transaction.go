@@ -151,7 +151,7 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 	}
 	for _, e := range order {
 		if e.Resource != nil {
-			rewriteReferences(e.Resource.Doc, refs)
+			rewriteReferences(e.Resource.Doc, bundleResolver(e.FullURL, refs))
 		}
 	}
 	if err := r.resolveReferences(ctx, order, res); err != nil {
@@ -325,6 +325,10 @@ func (t *txn) stage(ctx context.Context, e *Entry) error {
 		return err
 	}
 	rec := t.record(entryAuditAction(e.Method), e.Type)
+	if e.IfMatch != nil && *e.IfMatch != max(cur, -cur) {
+		return entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+			problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, max(cur, -cur)))))
+	}
 	if e.Method == http.MethodDelete {
 		t.delete(e, cur, rec)
 		return nil
@@ -404,10 +408,6 @@ func (t *txn) put(ctx context.Context, e *Entry, cur int64, rec *audit.Record) e
 	r := t.r
 	if cur < 0 {
 		cur = -cur
-	}
-	if e.IfMatch != nil && *e.IfMatch != cur {
-		return entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
-			problem.New(problem.ErrPreconditionFailed, "conflict", fmt.Sprintf("If-Match names version %d but the current version is %d", *e.IfMatch, cur))))
 	}
 	plain, sealed, ix, err := r.seal(ctx, e.Resource, cur+1, t.now)
 	if err != nil {
@@ -528,7 +528,8 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 }
 
 func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
-	if e.ifNoneExist != nil || e.cond != nil || (e.Resource != nil && hasConditionalReference(e.Resource.Doc)) {
+	if e.ifNoneExist != nil || e.cond != nil || (e.Resource != nil && hasConditionalReference(e.Resource.Doc)) ||
+		e.Method == http.MethodDelete && e.IfMatch != nil {
 		// Conditions are resolved and committed atomically, exactly as in
 		// a transaction of this one entry.
 		out, err := r.Transaction(ctx, []Entry{*e})
@@ -599,25 +600,62 @@ func hasConditionalReference(v any) bool {
 
 // rewriteReferences replaces every Reference.reference that names a
 // Bundle entry's fullUrl with the entry's Type/id.
-func rewriteReferences(v any, refs map[string]string) {
+func rewriteReferences(v any, resolve func(ref string) (string, bool)) {
 	switch c := v.(type) {
 	case map[string]any:
 		for k, x := range c {
 			if k == "reference" {
 				if s, ok := x.(string); ok {
-					if to, ok := refs[s]; ok {
+					if to, ok := resolve(s); ok {
 						c[k] = to
 					}
 					continue
 				}
 			}
-			rewriteReferences(x, refs)
+			rewriteReferences(x, resolve)
 		}
 	case []any:
 		for _, x := range c {
-			rewriteReferences(x, refs)
+			rewriteReferences(x, resolve)
 		}
 	}
+}
+
+// bundleResolver resolves the references of the entry whose fullUrl is
+// fullURL to the Type/id its target was given in this Bundle (refs:
+// fullUrl -> Type/id), as bundle.html's rules say: a reference equal to
+// an entry's fullUrl names that entry, and when fullURL is a RESTful URL
+// ([base]/Type/id), a relative reference Type/id names the entry whose
+// fullUrl is [base]/Type/id. Anything else is left as it is.
+func bundleResolver(fullURL string, refs map[string]string) func(string) (string, bool) {
+	base, restful := restBase(fullURL)
+	return func(ref string) (string, bool) {
+		if to, ok := refs[ref]; ok {
+			return to, true
+		}
+		if !restful || strings.Contains(ref, ":") || strings.HasPrefix(ref, "#") {
+			return "", false
+		}
+		to, ok := refs[base+"/"+ref]
+		return to, ok
+	}
+}
+
+// restBase returns the base of a RESTful fullUrl, http(s)://.../Type/id,
+// and false for anything else (urn:uuid:, urn:oid:, other URLs).
+func restBase(fullURL string) (string, bool) {
+	if !strings.HasPrefix(fullURL, "http://") && !strings.HasPrefix(fullURL, "https://") {
+		return "", false
+	}
+	i := strings.LastIndexByte(fullURL, '/')
+	if i < 0 || !fhir.IsID(fullURL[i+1:]) {
+		return "", false
+	}
+	j := strings.LastIndexByte(fullURL[:i], '/')
+	if j < 0 || !fhir.IsResourceType(fullURL[j+1:i]) {
+		return "", false
+	}
+	return fullURL[:j], true
 }
 
 // decideEntries makes the resource-level decision for every write of a
