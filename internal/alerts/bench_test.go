@@ -3,6 +3,7 @@ package alerts
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func stream(n int) []*audit.Record {
 		case x < 33:
 			r.Outcome, r.Detail = audit.OutcomeMinor, "no-care-relationship"
 		case x < 36:
-			r.Action, r.ResourceType, r.Entities = "login", "", []string{"user/" + actor, fmt.Sprint("address/", rng.IntN(4))}
+			r.Action, r.ResourceType, r.Entities = "login", "", []string{"user/" + actor, fmt.Sprint("client-address/", rng.IntN(4))}
 		case x == 36 && rng.IntN(10) == 0:
 			r.Emergency = true
 		case x == 37 && rng.IntN(100) == 0:
@@ -46,7 +47,15 @@ func stream(n int) []*audit.Record {
 
 type benchFacts struct{ labels map[string][]string }
 
-func (f benchFacts) Labels(_, p string) ([]string, error)    { return f.labels[p], nil }
+func (f benchFacts) Flagged(_, p string, want []string) (bool, error) {
+	for _, l := range f.labels[p] {
+		if slices.Contains(want, l) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func (f benchFacts) SameFamily(_, a, p string) (bool, error) { return len(a)+len(p) == 17, nil }
 
 // BenchmarkRules runs the default rules over a realistic stream and

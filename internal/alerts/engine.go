@@ -20,8 +20,9 @@ const ActionAlert = "alert"
 // that needed it, so the caller retries from there later rather than miss
 // an alert.
 type Facts interface {
-	// Labels returns the security label codes on the Patient id of tenant.
-	Labels(tenant, patient string) ([]string, error)
+	// Flagged reports whether the Patient id of tenant carries one of
+	// the security label codes labels.
+	Flagged(tenant, patient string, labels []string) (bool, error)
 	// SameFamily reports whether the user actor and the Patient share a
 	// family name, compared by blind index.
 	SameFamily(tenant, actor, patient string) (bool, error)
@@ -243,7 +244,7 @@ func (e *Engine) rule(ru *Rule, s *State, r *audit.Record, now int64, emit func(
 			return nil
 		}
 		for _, ent := range r.Entities {
-			addr, found := strings.CutPrefix(ent, "address/")
+			addr, found := strings.CutPrefix(ent, "client-address/")
 			if !found {
 				continue
 			}
@@ -293,16 +294,11 @@ func (e *Engine) check(ru *Rule, r *audit.Record, patient string) (bool, error) 
 		}
 		return yes, nil
 	}
-	labels, err := e.facts.Labels(r.Tenant, patient)
+	yes, err := e.facts.Flagged(r.Tenant, patient, ru.Labels)
 	if err != nil {
 		return false, fmt.Errorf("alert rule %s: labels of a patient: %w", ru.ID, err)
 	}
-	for _, l := range labels {
-		if slices.Contains(ru.Labels, l) {
-			return true, nil
-		}
-	}
-	return false, nil
+	return yes, nil
 }
 
 // within reports whether t is inside the rule's working hours.

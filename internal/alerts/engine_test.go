@@ -18,7 +18,14 @@ type facts struct {
 	err    error
 }
 
-func (f facts) Labels(_, p string) ([]string, error) { return f.labels[p], f.err }
+func (f facts) Flagged(_, p string, want []string) (bool, error) {
+	for _, l := range f.labels[p] {
+		if slices.Contains(want, l) {
+			return true, f.err
+		}
+	}
+	return false, f.err
+}
 func (f facts) SameFamily(_, a, p string) (bool, error) {
 	return f.family[a+"/"+p], f.err
 }
@@ -62,7 +69,7 @@ func many(n int, mk func(i int) *audit.Record) []*audit.Record {
 func TestDefaultRules(t *testing.T) {
 	saturday := time.Date(2026, 12, 12, 11, 0, 0, 0, time.UTC)
 	login := func(at time.Time, actor, addr string) *audit.Record {
-		return &audit.Record{Time: at, Tenant: "t", Actor: actor, Role: "nurse", Action: "login", Entities: []string{"user/" + actor, "address/" + addr}}
+		return &audit.Record{Time: at, Tenant: "t", Actor: actor, Role: "nurse", Action: "login", Entities: []string{"user/" + actor, "client-address/" + addr}}
 	}
 	refused := func(i int) *audit.Record {
 		r := read(monday10.Add(time.Duration(i)*time.Minute), "u1", "Patient/plain")
