@@ -158,6 +158,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	defer a.Close()
 	a.StartWorkers()
+	if err := a.StartLedgerWorkers(cfg, log); err != nil {
+		return err
+	}
 	srv, err := app.NewHTTPServer(cfg, a.Handler, stderr)
 	if err != nil {
 		return err
@@ -444,6 +447,12 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if len(args) > 0 && args[0] == "governance" {
 		return runAuditGovernance(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "alerts" {
+		return runAuditAlerts(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return runAuditExport(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] == "list" || isHelp(args[0]) {
 		// The subcommands, on standard output: asking what there is is
