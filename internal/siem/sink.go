@@ -48,6 +48,10 @@ func (s *Syslog) timeout() time.Duration {
 // Send implements Sink: the batch in one write, then done. A failed
 // write drops the connection, so the next Send starts a new one.
 func (s *Syslog) Send(ctx context.Context, recs []*audit.Record) error {
+	if s.conn != nil && !alive(s.conn) {
+		s.conn.Close()
+		s.conn = nil
+	}
 	if s.conn == nil {
 		d := &net.Dialer{Timeout: s.timeout()}
 		var c net.Conn
@@ -75,6 +79,18 @@ func (s *Syslog) Send(ctx context.Context, recs []*audit.Record) error {
 		return fmt.Errorf("syslog: write: %w", err)
 	}
 	return nil
+}
+
+// alive reports whether the receiver has not closed c. A syslog receiver
+// never writes, so a read that does not time out at once means it closed
+// (or reset) the connection: the next batch goes to a new one instead of
+// into a socket whose data the peer will drop.
+func alive(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close implements Sink.
