@@ -72,7 +72,9 @@ func appendRecords(t *testing.T, st store.Store, n int) {
 // sink took a batch and before the cursor was saved.
 type failSave struct{ siem.Cursor }
 
-func (failSave) Save(context.Context, int64) error { return errors.New("node killed before saving the cursor") }
+func (failSave) Save(context.Context, int64) error {
+	return errors.New("node killed before saving the cursor")
+}
 
 // drain steps x until it is caught up.
 func drain(t *testing.T, x *siem.Exporter) {
@@ -283,4 +285,3 @@ func TestExportLedger(t *testing.T) {
 		}
 	}
 }
-
