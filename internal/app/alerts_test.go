@@ -2,12 +2,15 @@ package app_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/alerts"
 	"github.com/wardhealth/ward/internal/app"
@@ -138,5 +141,41 @@ func TestLoadAlertRules(t *testing.T) {
 	cfg.Ledger.AlertRules = t.TempDir() + "/missing.json"
 	if _, err := app.LoadAlertRules(cfg); err == nil || !strings.Contains(err.Error(), "WARD_ALERT_RULES") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// TestServeLedgerWorkers: what `ward serve` starts (StartLedgerWorkers)
+// raises the default rules' alerts in the background and streams the
+// ledger, alerts included, to a real rsyslogd; Close stops both.
+func TestServeLedgerWorkers(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	rs := startRsyslog(t, false)
+	cfg := w.Config
+	cfg.Ledger.AlertInterval = 50 * time.Millisecond
+	cfg.Ledger.SIEMInterval = 50 * time.Millisecond
+	cfg.Ledger.SyslogAddr = rs.Addr
+	if err := w.App.StartLedgerWorkers(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	id := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","meta":{"security":[{"code":"EMP"}]}}`)
+	if r := w.Do(t, "GET", "/fhir/Patient/"+id, w.Tokens[authz.RoleAdmin], nil); r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lines, _ := rs.Lines()
+		found := false
+		for _, l := range lines {
+			if strings.Contains(l, `|ward|alert|`) && strings.Contains(l, `detail="flagged-patient"`) {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no flagged-patient alert reached rsyslog; alerts in the ledger: %v", alertsOf(t, w))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
