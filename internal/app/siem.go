@@ -72,7 +72,7 @@ func SIEMSinks(cfg config.Config) ([]siem.Sink, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		out = append(out, &siem.HTTP{URL: l.HTTPURL, Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
+		out = append(out, &siem.HTTP{URL: l.HTTPURL, Authorization: l.HTTPAuth, Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
 	}
 	return out, nil
 }

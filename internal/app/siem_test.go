@@ -198,7 +198,7 @@ func TestSIEMHTTPJSONLines(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		posts++
-		if r.Method != "POST" || r.Header.Get("Content-Type") != "application/x-ndjson" {
+		if r.Method != "POST" || r.Header.Get("Content-Type") != "application/x-ndjson" || r.Header.Get("Authorization") != "Splunk s3cret" {
 			t.Errorf("%s with %s", r.Method, r.Header.Get("Content-Type"))
 		}
 		if posts == 2 {
@@ -227,7 +227,7 @@ func TestSIEMHTTPJSONLines(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
 	cfg := w.Config
-	cfg.Ledger.HTTPURL, cfg.Ledger.HTTPCA = srv.URL+"/ingest", ca
+	cfg.Ledger.HTTPURL, cfg.Ledger.HTTPCA, cfg.Ledger.HTTPAuth = srv.URL+"/ingest", ca, "Splunk s3cret"
 	sinks, err := app.SIEMSinks(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type Ledger struct {
 	SyslogTLS    bool   // syslog over TLS verified against the system roots
 	HTTPURL      string // URL receiving JSON lines (POST batches)
 	HTTPCA       string // PEM CA file for HTTPURL
+	HTTPAuth     string // Authorization header value sent with each batch
 	SIEMInterval time.Duration
 	SIEMBatch    int
 }
@@ -72,7 +74,7 @@ var ledgerSettings = []setting{
 		func(c *Config) string { return c.Ledger.SyslogTLSCA }, func(c *Config, v string) error { c.Ledger.SyslogTLSCA = v; return nil }},
 	{"WARD_SIEM_SYSLOG_TLS", "siem-syslog-tls", "true: syslog over TLS verified against the system roots even to a loopback host (always so to other hosts)", false,
 		func(c *Config) string { return strconv.FormatBool(c.Ledger.SyslogTLS) }, func(c *Config, v string) error { return parseBool(v, &c.Ledger.SyslogTLS) }},
-	{"WARD_SIEM_HTTP_URL", "siem-http-url", "https:// URL (http:// only to a loopback host) that receives ledger records as JSON lines, POSTed in batches; empty: off", false,
+	{"WARD_SIEM_HTTP_URL", "siem-http-url", "https:// URL (http:// only to a loopback host) that receives ledger records as JSON lines, POSTed in batches; empty: off", true,
 		func(c *Config) string { return c.Ledger.HTTPURL }, func(c *Config, v string) error {
 			if v != "" {
 				u, err := url.Parse(v)
@@ -81,6 +83,14 @@ var ledgerSettings = []setting{
 				}
 			}
 			c.Ledger.HTTPURL = v
+			return nil
+		}},
+	{"WARD_SIEM_HTTP_AUTHORIZATION", "", "value of the Authorization header sent with each batch to WARD_SIEM_HTTP_URL (e.g. Bearer <token>, or Splunk <token> for Splunk HEC); empty: none", true,
+		func(c *Config) string { return c.Ledger.HTTPAuth }, func(c *Config, v string) error {
+			if strings.ContainsAny(v, "\r\n") {
+				return errors.New("must be one line")
+			}
+			c.Ledger.HTTPAuth = v
 			return nil
 		}},
 	{"WARD_SIEM_HTTP_CA", "siem-http-ca", "PEM file of the CA of WARD_SIEM_HTTP_URL's certificate; empty: the system roots", false,

@@ -108,6 +108,8 @@ func (s *Syslog) Close() error {
 type HTTP struct {
 	URL    string
 	Client *http.Client
+	// Authorization, if set, is sent as the Authorization header.
+	Authorization string
 }
 
 // Name implements Sink.
@@ -124,6 +126,9 @@ func (h *HTTP) Send(ctx context.Context, recs []*audit.Record) error {
 		return fmt.Errorf("siem http: request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
+	if h.Authorization != "" {
+		req.Header.Set("Authorization", h.Authorization)
+	}
 	resp, err := h.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("siem http: post: %w", errors.Unwrap(err))
