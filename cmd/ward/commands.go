@@ -120,7 +120,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cfg, _, err := flags("serve", args, stderr,
 		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "registration-care-period", "export-ttl",
 			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix",
-			"tls-cert", "tls-key", "tls-self-signed", "cors-origins", "allow-insecure-key-file", "max-header-bytes"}, nil)
+			"tls-cert", "tls-key", "tls-self-signed", "cors-origins", "allow-insecure-key-file", "max-header-bytes",
+			"alert-rules", "alert-interval", "siem-syslog-addr", "siem-syslog-tls-ca", "siem-syslog-tls", "siem-http-url", "siem-http-ca", "siem-interval", "siem-batch"}, nil)
 	if err != nil {
 		return err
 	}
@@ -152,6 +153,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	defer a.Close()
 	a.StartWorkers()
+	if err := a.StartLedgerWorkers(cfg, log); err != nil {
+		return err
+	}
 	srv, err := app.NewHTTPServer(cfg, a.Handler, stderr)
 	if err != nil {
 		return err
@@ -402,6 +406,12 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if len(args) > 0 && args[0] == "governance" {
 		return runAuditGovernance(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "alerts" {
+		return runAuditAlerts(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return runAuditExport(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] == "list" || isHelp(args[0]) {
 		// The subcommands, on standard output: asking what there is is

@@ -117,7 +117,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	lf := authn.LoginForm{RequestID: requestID(r.Context()), Handle: f.Get("handle"), Binding: binding,
-		Username: f.Get("username"), Password: f.Get("password"), TOTP: f.Get("totp")}
+		Username: f.Get("username"), Password: f.Get("password"), TOTP: f.Get("totp"), Address: s.addressTag(r)}
 	if lf.Username == "" || lf.Password == "" || len(lf.Username) > 256 || len(lf.Password) > 1024 || len(lf.TOTP) > 16 {
 		page, err := az.PageFor(lf.Handle, binding)
 		if err != nil {

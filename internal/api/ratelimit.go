@@ -220,3 +220,12 @@ func (s *Server) recordThrottled(r *http.Request, key string, addr netip.Addr) {
 		s.log.LogAttrs(ctx, slog.LevelError, "rate limit audit", slog.String("request_id", requestID(ctx)), slog.String("error", err.Error()))
 	}
 }
+
+// addressTag is the keyed tag of the request's client address that login
+// records carry (for the new-address alert), or "" without AddressTag.
+func (s *Server) addressTag(r *http.Request) string {
+	if s.opts.AddressTag == nil {
+		return ""
+	}
+	return s.opts.AddressTag(addrKey(clientAddr(r, s.opts.TrustedProxies)))
+}

@@ -387,6 +387,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	tok, err = s.tokens.PasswordGrant(r.Context(), authn.PasswordRequest{
 		RequestID: requestID(r.Context()), Username: user, Password: pass,
 		Scope: r.PostForm.Get("scope"), TOTP: r.PostForm.Get("totp"), Tenant: r.PostForm.Get("tenant"),
+		Address: s.addressTag(r),
 	})
 	switch {
 	case errors.Is(err, authn.ErrInvalidScope):

@@ -135,6 +135,8 @@ type App struct {
 	// Bus carries cache invalidations to and from the other nodes
 	// (WARD_NATS_URL); nil on a single node.
 	Bus *invalidation.Bus
+	// ledger are the alert loop and SIEM exporters (siem.go).
+	ledger *ledgerWorkers
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -368,6 +370,7 @@ func (a *App) StartWorkers() {
 
 // Close stops the workers and releases the store.
 func (a *App) Close() error {
+	a.stopLedgerWorkers()
 	if a.Bulk != nil {
 		a.Bulk.Stop()
 	}

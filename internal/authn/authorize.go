@@ -235,6 +235,7 @@ type LoginForm struct {
 	RequestID                string
 	Handle, Binding          string
 	Username, Password, TOTP string
+	Address                  string // keyed tag of the client address (PasswordRequest.Address)
 }
 
 // openLogin opens and checks a login form's handle.
@@ -283,7 +284,7 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 	if err != nil {
 		return "", err
 	}
-	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: lf.RequestID, Tenant: p.Tenant, Username: lf.Username, Password: lf.Password, TOTP: lf.TOTP})
+	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: lf.RequestID, Tenant: p.Tenant, Username: lf.Username, Password: lf.Password, TOTP: lf.TOTP, Address: lf.Address})
 	if err != nil {
 		return "", err
 	}
@@ -304,7 +305,7 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 		}
 		if why != "" {
 			rec.Outcome, rec.Detail = audit.OutcomeMinor, why
-			rec.Entities = []string{"client/" + c.ID}
+			rec.Entities = append(rec.Entities, "client/"+c.ID)
 			if err := s.ledger().Commit(ctx, unit, rec); err != nil {
 				return "", err
 			}
@@ -327,7 +328,7 @@ func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, 
 		UserID: u.ID, Tenant: u.Tenant, Scope: p.Scope, Expires: now.Add(CodeTTL)}
 	unit.Parts = append(unit.Parts, store.NewCode{Code: nc})
 	rec.Detail = "code-issued"
-	rec.Entities = []string{"client/" + c.ID}
+	rec.Entities = append(rec.Entities, "client/"+c.ID)
 	if launch != nil {
 		nc.Patient, nc.Encounter = launch.Patient, launch.Encounter
 		rec.Detail = "code-issued;ehr-launch"

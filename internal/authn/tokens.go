@@ -728,6 +728,9 @@ type PasswordRequest struct {
 	Scope     string // empty: DefaultScope
 	TOTP      string // the current code, for users enrolled in TOTP
 	Tenant    string // empty: the configured tenant of password logins
+	// Address is the client address as a keyed tag (never the address):
+	// the login's ledger record names it, for the new-address alert.
+	Address string
 }
 
 // PasswordGrant checks a username and password and issues a token. Every
@@ -740,7 +743,7 @@ func (s *Service) PasswordGrant(ctx context.Context, pr PasswordRequest) (Token,
 	if _, err := authz.ParseScopes(scope); err != nil {
 		return Token{}, fmt.Errorf("%w: %v", ErrInvalidScope, err)
 	}
-	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: pr.RequestID, Tenant: pr.Tenant, Username: pr.Username, Password: pr.Password, TOTP: pr.TOTP})
+	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: pr.RequestID, Tenant: pr.Tenant, Username: pr.Username, Password: pr.Password, TOTP: pr.TOTP, Address: pr.Address})
 	if err != nil {
 		return Token{}, err
 	}
@@ -775,6 +778,7 @@ func subjectOf(u *store.User, scope string) authz.Subject {
 // password grant or the login page.
 type loginAttempt struct {
 	RequestID, Tenant, Username, Password, TOTP string
+	Address                                     string // keyed tag of the client address
 }
 
 // checkLogin checks a login attempt: tenant, password, account state,
@@ -807,6 +811,9 @@ func (s *Service) checkLogin(ctx context.Context, la loginAttempt) (*store.User,
 		return nil, nil, nil, err
 	}
 	rec := &audit.Record{Time: now, Tenant: tenant, RequestID: la.RequestID, Action: "login"}
+	if la.Address != "" {
+		rec.Entities = []string{"client-address/" + la.Address}
+	}
 	locked := u != nil && now.Before(u.LockedUntil)
 	_, validRole := authz.ParseRole(roleOf(u))
 	ok := u != nil && !u.Disabled && !locked && validRole && VerifyPassword(u.PasswordHash, la.Password)

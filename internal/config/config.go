@@ -87,6 +87,7 @@ type Config struct {
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
 	Limits Limits
+	Ledger Ledger // alerts and SIEM export (ledger.go)
 
 	// --- Edges (issue #22: HTTPS, CORS, key and header limits) ---
 
@@ -176,6 +177,7 @@ func Default() Config {
 			RequestTimeout: 60 * time.Second,
 		},
 		MaxHeaderBytes: 64 << 10,
+		Ledger:         defaultLedger(),
 	}
 }
 

@@ -362,6 +362,7 @@ type Store interface {
 	Committer
 	Resources
 	Ledger
+	Cursors
 	Identity
 	KeyReader
 	Close() error

@@ -63,6 +63,8 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 	case store.NewCode, store.NewLaunch:
 		return nil
 	// Keys.
+	case store.SaveCursor:
+		return nil
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
 	}
@@ -120,6 +122,10 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.applyUser(ctx, tx, p)
 		case store.NewRefresh, store.UseRefresh, store.RevokeFamily, store.RevokeToken, store.UseJTI:
 			err = db.applyToken(ctx, tx, p)
+		case store.SaveCursor:
+			c := p.(store.SaveCursor)
+			err = db.exec(ctx, tx, "save ledger cursor", `INSERT INTO ledger_cursors (name, seq, state) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, state = excluded.state`,
+				c.Name, c.Seq, nonNil(c.State))
 		case store.NewKey:
 			k := p.(store.NewKey).Key
 			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,

@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"strconv"
@@ -282,4 +283,26 @@ func (db *DB) chainAudit(ctx context.Context, tx *sql.Tx, head audit.Head, batch
 		}
 	}
 	return head, nil
+}
+
+// Cursor returns the saved position of a ledger consumer (store.Cursors).
+func (db *DB) Cursor(ctx context.Context, name string) (int64, []byte, error) {
+	var seq int64
+	var state []byte
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT seq, state FROM ledger_cursors WHERE name = ?`), name).Scan(&seq, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: read ledger cursor: %v", store.ErrUnavailable, err)
+	}
+	return seq, state, nil
+}
+
+// nonNil stores an absent state as an empty one (the column is NOT NULL).
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

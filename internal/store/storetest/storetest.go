@@ -89,6 +89,7 @@ var cases = []struct {
 	{"RefreshTokens", testRefreshTokens},
 	{"OneBadUnitDoesNotFailTheBatch", testOneBadUnitDoesNotFailTheBatch},
 	{"AuditRecordsRoundTrip", testAuditRecordsRoundTrip},
+	{"LedgerCursors", testLedgerCursors},
 }
 
 func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {
