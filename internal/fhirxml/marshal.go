@@ -128,13 +128,10 @@ func (w *writer) children(p *part, obj map[string]any, path string, isResource b
 		if e.attr {
 			continue
 		}
-		for _, typ := range e.types {
-			k := e.name
-			if e.choice {
-				k += upperFirst(typ)
-			}
+		for ti, typ := range e.types {
+			k := e.jsonKeys[ti]
 			v, hasV := obj[k]
-			x, hasX := obj["_"+k]
+			x, hasX := obj[e.extKeys[ti]]
 			if !hasV && !hasX {
 				continue
 			}

@@ -27,6 +27,9 @@ type elem struct {
 	choice bool     // value[x]: one key per type, name + capitalised type
 	attr   bool     // an XML attribute (Element.id, Extension.url)
 	types  []string // primitive, data type, "Resource", or a backbone part key
+	// jsonKeys and extKeys are, per type, the JSON property and its "_"
+	// twin (computed once: a choice like Extension.value has 50).
+	jsonKeys, extKeys []string
 }
 
 // key is what an XML element name or a JSON property resolves to.
@@ -105,6 +108,14 @@ func decodeTable(gz []byte) (*table, error) {
 		}
 		for i := range p.elems {
 			e := &p.elems[i]
+			for _, typ := range e.types {
+				k := e.name
+				if e.choice {
+					k += upperFirst(typ)
+				}
+				e.jsonKeys = append(e.jsonKeys, k)
+				e.extKeys = append(e.extKeys, "_"+k)
+			}
 			if !e.choice {
 				p.keys[e.name] = key{e, e.types[0]}
 				continue
