@@ -226,6 +226,20 @@ func TestXMLClient(t *testing.T) {
 			t.Fatalf("active = %q after update", v)
 		}
 
+		// A FHIRPath Patch (Parameters) sent in XML.
+		patch := `<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="operation"/>` +
+			`<part><name value="type"/><valueCode value="replace"/></part>` +
+			`<part><name value="path"/><valueString value="Patient.active"/></part>` +
+			`<part><name value="value"/><valueBoolean value="true"/></part></parameter></Parameters>`
+		r = w.Do(t, "PATCH", "/fhir/Patient/"+id, admin, []byte(patch), xmlCT, xmlAccept)
+		if r.Status != 200 {
+			t.Fatalf("patch: %d %s", r.Status, r.Body)
+		}
+		isXMLAnswer(t, r)
+		if v := parseXML(t, r.Body).value(t, "active"); v != "true" {
+			t.Fatalf("active = %q after patch", v)
+		}
+
 		// Search and history in XML.
 		r = w.Do(t, "GET", "/fhir/Patient?_id="+id, admin, nil, xmlAccept)
 		if r.Status != 200 {
@@ -239,7 +253,7 @@ func TestXMLClient(t *testing.T) {
 		}
 		r = w.Do(t, "GET", "/fhir/Patient/"+id+"/_history?_format=xml", admin, nil)
 		isXMLAnswer(t, r)
-		if h := parseXML(t, r.Body); h.value(t, "type") != "history" || len(h.all("entry")) != 2 {
+		if h := parseXML(t, r.Body); h.value(t, "type") != "history" || len(h.all("entry")) != 3 {
 			t.Fatalf("history: %s", r.Body)
 		}
 
@@ -300,6 +314,24 @@ func TestXMLClient(t *testing.T) {
 		isXMLAnswer(t, r)
 		if r.Status != 200 || parseXML(t, r.Body).value(t, "type") != "batch-response" {
 			t.Fatalf("batch: %d %s", r.Status, r.Body)
+		}
+
+		// JSON may hold a narrative XML cannot carry (an HTML entity):
+		// the XML answer is a 406 that says so, the JSON one works.
+		nb := `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">a&nbsp;b</div>"},` +
+			`"generalPractitioner":[{"reference":"Practitioner/pract-physician"}]}`
+		r = w.Do(t, "POST", "/fhir/Patient", admin, []byte(nb))
+		if r.Status != 201 {
+			t.Fatalf("create with an HTML entity in the narrative: %d %s", r.Status, r.Body)
+		}
+		nid := r.JSON(t)["id"].(string)
+		r = w.Do(t, "GET", "/fhir/Patient/"+nid, admin, nil, xmlAccept)
+		isXMLAnswer(t, r)
+		if r.Status != 406 || parseXML(t, r.Body).XMLName.Local != "OperationOutcome" || r.Header.Get("ETag") != "" {
+			t.Fatalf("narrative XML cannot carry: %d %s", r.Status, r.Body)
+		}
+		if r = w.Do(t, "GET", "/fhir/Patient/"+nid, admin, nil); r.Status != 200 {
+			t.Fatalf("JSON read: %d", r.Status)
 		}
 
 		// The CapabilityStatement, in XML, lists XML.
