@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/fhirxml"
 )
 
 // The XML-speaking client of these tests writes its bodies by hand and
@@ -447,4 +449,66 @@ func TestXMLLimits(t *testing.T) {
 	if r := w.Do(t, "POST", "/fhir/Patient", admin, []byte(few), xmlCT); r.Status != 201 {
 		t.Fatalf("few: %d %s", r.Status, r.Body)
 	}
+}
+
+// A Synthea transaction Bundle sent in XML loads like its JSON: every entry
+// created, and the Patient stored is the one sent (compared as JSON).
+func TestXMLSyntheaTransaction(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		admin := w.Tokens[authz.RoleAdmin]
+		body := syntheaBundle(t)
+		x, err := fhirxml.FromJSON(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := w.Do(t, "POST", "/fhir", admin, x, xmlCT, xmlAccept)
+		if r.Status != 200 {
+			t.Fatalf("transaction: %d %.500s", r.Status, r.Body)
+		}
+		isXMLAnswer(t, r)
+		var in struct {
+			Entry []struct{ Resource map[string]any }
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&in); err != nil {
+			t.Fatal(err)
+		}
+		out := parseXML(t, r.Body)
+		entries := out.all("entry")
+		if out.value(t, "type") != "transaction-response" || len(entries) != len(in.Entry) {
+			t.Fatalf("%d entries for %d", len(entries), len(in.Entry))
+		}
+		compared := 0
+		for i, e := range entries {
+			if !strings.HasPrefix(e.value(t, "response", "status"), "201") {
+				t.Fatalf("entry %d: %s", i, e.value(t, "response", "status"))
+			}
+			if in.Entry[i].Resource["resourceType"] != "Patient" {
+				continue
+			}
+			loc := strings.Split(e.value(t, "response", "location"), "/_history")[0]
+			got := w.Do(t, "GET", "/fhir/"+loc, admin, nil)
+			var stored map[string]any
+			dec := json.NewDecoder(bytes.NewReader(got.Body))
+			dec.UseNumber()
+			if err := dec.Decode(&stored); err != nil {
+				t.Fatal(err)
+			}
+			sent := in.Entry[i].Resource
+			for _, k := range []string{"id", "meta"} {
+				delete(stored, k)
+				delete(sent, k)
+			}
+			if !reflect.DeepEqual(stored, sent) {
+				a, _ := json.Marshal(sent)
+				b, _ := json.Marshal(stored)
+				t.Fatalf("the Patient sent in XML is not the one stored:\nsent   %s\nstored %s", a, b)
+			}
+			compared++
+		}
+		if compared != 1 {
+			t.Fatalf("%d Patients compared, want 1", compared)
+		}
+	})
 }
