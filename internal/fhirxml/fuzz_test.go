@@ -1,6 +1,8 @@
 package fhirxml
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -52,6 +54,37 @@ func FuzzXML(f *testing.F) {
 		}
 		if !reflect.DeepEqual(back, doc) {
 			t.Fatalf("round trip differs\nin:  %q\nout: %s", body, x)
+		}
+	})
+}
+
+// FuzzFromJSON is the other side: whatever JSON FromJSON accepts comes
+// back from its XML as the same document, and nothing panics.
+func FuzzFromJSON(f *testing.F) {
+	for _, p := range []string{"../fhir/testdata/patient.json", "../fhir/testdata/synthea-observation.json", "../fhir/shape/testdata/observation.json"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(`{"resourceType":"Patient","name":[{"given":["a",null],"_given":[null,{"id":"x"}]}],"_birthDate":{"extension":[{"url":"u","valueDecimal":1.10}]}}`))
+	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">&lt;a&gt;</div>"}}}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		x, err := FromJSON(body)
+		if err != nil {
+			return
+		}
+		back, err := Decode(x, fhir.Limits{})
+		if err != nil {
+			t.Fatalf("our own XML is refused: %v\n%s", err, x)
+		}
+		var doc map[string]any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back, doc) {
+			t.Fatalf("round trip differs\nin:  %s\nout: %s", body, x)
 		}
 	})
 }

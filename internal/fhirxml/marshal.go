@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/fhir"
@@ -128,12 +129,20 @@ func (w *writer) children(p *part, obj map[string]any, path string, isResource b
 		if e.attr {
 			continue
 		}
+		variants := 0
 		for ti, typ := range e.types {
 			k := e.jsonKeys[ti]
 			v, hasV := obj[k]
 			x, hasX := obj[e.extKeys[ti]]
 			if !hasV && !hasX {
 				continue
+			}
+			if variants++; variants > 1 {
+				return errorf("structure", path+"."+k, "two types of one choice element")
+			}
+			if hasV && v == nil || hasX && x == nil {
+				// XML has no null: it would come back absent.
+				return errorf("structure", path+"."+k, "null is not a value (leave the property out)")
 			}
 			if err := w.element(k, typ, e.array, v, x, path+"."+k); err != nil {
 				return err
@@ -161,6 +170,13 @@ func (w *writer) element(name, typ string, array bool, v, x any, path string) er
 	n := max(len(va), len(xa))
 	if n == 0 {
 		return errorf("structure", path, "an array must not be empty")
+	}
+	if okV && okX && len(va) != len(xa) {
+		return errorf("structure", path, "a primitive array and its \"_\" twin must have the same length")
+	}
+	if okV && allNil(va) || okX && allNil(xa) {
+		// XML would carry no such array: it would come back absent.
+		return errorf("structure", path, "an array of nulls only")
 	}
 	for i := 0; i < n; i++ {
 		var vi, xi any
@@ -264,6 +280,9 @@ func (w *writer) primitive(name, typ string, v, x any, path string) error {
 				return errorf("value", path, "a "+typ+" must be a JSON "+kindName(kind))
 			}
 			s = val.String()
+			if kind == 'i' && strings.ContainsAny(s, ".eE") {
+				return errorf("value", path, "a "+typ+" must be a whole number without a fraction or exponent")
+			}
 		case bool:
 			if kind != 'b' {
 				return errorf("value", path, "a "+typ+" must be a JSON "+kindName(kind))
@@ -347,4 +366,13 @@ func upperFirst(s string) string {
 		return s
 	}
 	return string(s[0]-'a'+'A') + s[1:]
+}
+
+func allNil(a []any) bool {
+	for _, v := range a {
+		if v != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -78,17 +78,23 @@ func TestOrderAndAttributes(t *testing.T) {
 
 func TestFromJSONRefuses(t *testing.T) {
 	for name, j := range map[string]string{
-		"unknown element":     `{"resourceType":"Patient","nickname":"x"}`,
-		"boolean as string":   `{"resourceType":"Patient","active":"true"}`,
-		"number as string":    `{"resourceType":"Patient","multipleBirthInteger":"2"}`,
-		"array for a single":  `{"resourceType":"Patient","gender":["male"]}`,
-		"single for an array": `{"resourceType":"Patient","name":{"family":"x"}}`,
-		"null primitive":      `{"resourceType":"Patient","name":[{"given":[null]}]}`,
-		"control character":   `{"resourceType":"Patient","gender":"a\u0001"}`,
-		"div not xhtml":       `{"resourceType":"Patient","text":{"status":"generated","div":"<div>x</div>"}}`,
-		"div with entity":     `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">&nbsp;</div>"}}`,
-		"nested unknown type": `{"resourceType":"Patient","contained":[{"resourceType":"Nope"}]}`,
-		"unknown type":        `{"resourceType":"Nope"}`,
+		"unknown element":       `{"resourceType":"Patient","nickname":"x"}`,
+		"boolean as string":     `{"resourceType":"Patient","active":"true"}`,
+		"number as string":      `{"resourceType":"Patient","multipleBirthInteger":"2"}`,
+		"array for a single":    `{"resourceType":"Patient","gender":["male"]}`,
+		"single for an array":   `{"resourceType":"Patient","name":{"family":"x"}}`,
+		"null primitive":        `{"resourceType":"Patient","name":[{"given":[null]}]}`,
+		"control character":     `{"resourceType":"Patient","gender":"a\u0001"}`,
+		"div not xhtml":         `{"resourceType":"Patient","text":{"status":"generated","div":"<div>x</div>"}}`,
+		"div with entity":       `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">&nbsp;</div>"}}`,
+		"integer with fraction": `{"resourceType":"Patient","multipleBirthInteger":2.0}`,
+		"null single":           `{"resourceType":"Patient","gender":null}`,
+		"null twin":             `{"resourceType":"Patient","gender":"male","_gender":null}`,
+		"twin of nulls":         `{"resourceType":"Patient","name":[{"given":["a"],"_given":[null]}]}`,
+		"values of nulls":       `{"resourceType":"Patient","name":[{"given":[null],"_given":[{"id":"x"}]}]}`,
+		"twin length":           `{"resourceType":"Patient","name":[{"given":["a","b"],"_given":[{"id":"x"}]}]}`,
+		"nested unknown type":   `{"resourceType":"Patient","contained":[{"resourceType":"Nope"}]}`,
+		"unknown type":          `{"resourceType":"Nope"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if x, err := FromJSON([]byte(j)); err == nil {
