@@ -659,7 +659,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	out, err := fhir.CapabilityStatement(fhir.CapabilityOptions{
 		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: time.Now().UTC(),
 		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: s.capParams,
-		Formats: []string{"application/fhir+json", "json"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
+		Formats: []string{"application/fhir+json", "json", "application/fhir+xml", "xml"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
 	})
 	if err != nil {
 		s.writeError(w, r, err)

@@ -141,7 +141,7 @@ func (s *Server) edge(next http.Handler) http.Handler {
 				slog.Int("bytes", sw.bytes),
 				slog.Float64("ms", float64(time.Since(start).Microseconds())/1000))
 		}()
-		next.ServeHTTP(sw, r)
+		s.serveFormat(next, sw, r)
 	})
 }
 

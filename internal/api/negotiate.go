@@ -3,6 +3,7 @@ package api
 import (
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/problem"
@@ -18,39 +19,78 @@ var jsonTypes = map[string]bool{
 	"text/json":             true,
 }
 
-// formatAliases are the _format values that mean JSON.
-var formatAliases = map[string]bool{
-	"json": true, "application/json": true, "application/fhir+json": true, "application/json+fhir": true,
+// xmlTypes are the media types that ask for (or send) FHIR XML.
+var xmlTypes = map[string]bool{
+	"application/fhir+xml": true,
+	"application/xml":      true,
+	"application/xml+fhir": true, // DSTU2-era clients
+	"text/xml":             true,
 }
 
-// negotiate checks _format and Accept; Ward produces only FHIR JSON.
+// formatAliases are the _format values that mean JSON; xmlFormats those
+// that mean XML.
+var (
+	formatAliases = map[string]bool{
+		"json": true, "application/json": true, "application/fhir+json": true, "application/json+fhir": true,
+	}
+	xmlFormats = map[string]bool{
+		"xml": true, "text/xml": true, "application/xml": true, "application/fhir+xml": true, "application/xml+fhir": true,
+	}
+)
+
+// negotiate checks _format and Accept; Ward produces FHIR JSON and, by
+// conversion at the edge (xml.go), FHIR XML.
 func negotiate(r *http.Request) error {
+	_, err := wantsXML(r)
+	return err
+}
+
+// wantsXML reports whether the answer is to be FHIR XML: _format wins
+// over Accept; in Accept the highest q wins, JSON on a tie or a wildcard.
+func wantsXML(r *http.Request) (bool, error) {
 	if f := r.URL.Query().Get("_format"); f != "" {
 		mt, _, err := mime.ParseMediaType(strings.ReplaceAll(f, " ", "+"))
-		if err != nil || !formatAliases[mt] && !formatAliases[f] {
-			return problem.New(problem.ErrNotAcceptable, "not-supported", "_format: this server produces only JSON (json, application/fhir+json)")
+		switch {
+		case err == nil && xmlFormats[mt] || xmlFormats[f]:
+			return true, nil
+		case err == nil && formatAliases[mt] || formatAliases[f]:
+			return false, nil
 		}
-		return nil
+		return false, problem.New(problem.ErrNotAcceptable, "not-supported", "_format: this server produces JSON (json, application/fhir+json) and XML (xml, application/fhir+xml)")
 	}
 	accept := r.Header.Values("Accept")
 	if len(accept) == 0 {
-		return nil
+		return false, nil
 	}
+	best, found, isXML := -1.0, false, false
 	for _, h := range accept {
 		for _, part := range strings.Split(h, ",") {
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err != nil {
 				continue
 			}
-			if q, ok := params["q"]; ok && (q == "0" || q == "0.0" || q == "0.00" || q == "0.000") {
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+					continue
+				}
+			}
+			if q == 0 {
 				continue
 			}
-			if jsonTypes[mt] || mt == "*/*" || mt == "application/*" {
-				return nil
+			x := xmlTypes[mt]
+			if !x && !jsonTypes[mt] && mt != "*/*" && mt != "application/*" {
+				continue
+			}
+			if q > best {
+				best, found, isXML = q, true, x
 			}
 		}
 	}
-	return problem.New(problem.ErrNotAcceptable, "not-supported", "Accept: this server produces only application/fhir+json and application/json")
+	if !found {
+		return false, problem.New(problem.ErrNotAcceptable, "not-supported", "Accept: this server produces application/fhir+json, application/json and application/fhir+xml")
+	}
+	return isXML, nil
 }
 
 // checkContentType accepts a JSON body (or no Content-Type at all, as some

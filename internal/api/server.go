@@ -197,6 +197,12 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if isXMLBody(r) {
+			if err := s.xmlBody(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		if t := r.PathValue("type"); t != "" && !fhir.IsResourceType(t) {
 			s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "unknown resource type in the URL: not an R4 resource type"))
 			return
