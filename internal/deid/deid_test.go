@@ -75,7 +75,7 @@ func TestSafeHarborPatientFields(t *testing.T) {
 		"id":            `"` + d.Pseudonym("Patient", "pat-123") + `"`,
 		"gender":        `"male"`, // not an identifier
 		"active":        `true`,
-		"birthDate":     `"1961"`, // (C) dates to the year
+		"birthDate":     `"1961"`,                                             // (C) dates to the year
 		"address":       `[{"country":"US","postalCode":"021","state":"MA"}]`, // (B) ZIP to 3 digits; street, city, district gone
 		"maritalStatus": `{"coding":[{"code":"M","system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"}]}`,
 	}
