@@ -11,8 +11,8 @@ import (
 // no submitted value, and what it accepts must map to a Patient.
 func FuzzDecodePatient(f *testing.F) {
 	for _, s := range []string{
-		`{"first_name":"Ada","last_name":"Lovelace","date_of_birth":"1815-12-10"}`,        // valid
-		`{"first_name":"Ada","last_name":"Lovelace","date_of_birth":"1815-13-10"}`,        // bad date
+		`{"first_name":"Ada","last_name":"Lovelace","date_of_birth":"1815-12-10"}`,       // valid
+		`{"first_name":"Ada","last_name":"Lovelace","date_of_birth":"1815-13-10"}`,       // bad date
 		`{"first_name":"Ada","last_name":"Lovelace","date_of_birth":"1815-12-10","x":1}`, // unknown field
 		`{"first_name":1}`, // wrong type
 		`{"address":{"line1":["a"]}}`,
