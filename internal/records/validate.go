@@ -39,14 +39,14 @@ func (r *Repo) Validate(ctx context.Context, typ, id, mode string, res *fhir.Res
 		return nil, problem.New(problem.ErrInvalid, "required", "a resource to validate is required")
 	}
 	if typ != "" && res.Type != typ {
-		return []fhir.Issue{fhir.IssueFrom("invalid", "resourceType", "the resource's type differs from the type in the URL")}, nil
+		return []fhir.Issue{fhir.IssueFrom("invalid", "resourceType", "the resource's type is not the type in the URL")}, nil
 	}
 	var issues []fhir.Issue
 	switch {
 	case mode == ValidateUpdate && id == "" && res.ID == "":
 		issues = append(issues, fhir.IssueFrom("required", res.Type+".id", "an update needs the resource id"))
 	case mode == ValidateUpdate && id != "" && res.ID != id:
-		issues = append(issues, fhir.IssueFrom("invalid", res.Type+".id", "the resource id differs from the id in the URL"))
+		issues = append(issues, fhir.IssueFrom("invalid", res.Type+".id", "the resource id is not the id in the URL"))
 	}
 	issues = append(issues, r.s.val.Validate(res)...)
 	rec := r.record("validate", res.Type)
