@@ -11,7 +11,7 @@ import (
 var docTypes = []reflect.Type{
 	reflect.TypeFor[Patient](), reflect.TypeFor[Address](), reflect.TypeFor[Immunization](), reflect.TypeFor[Reaction](),
 	reflect.TypeFor[Document](), reflect.TypeFor[DocumentUpload](), reflect.TypeFor[Consent](), reflect.TypeFor[Attachment](),
-	reflect.TypeFor[Revocation](), reflect.TypeFor[ConsentStatus](), reflect.TypeFor[UseStatus](), reflect.TypeFor[AnonymizeRequest](),
+	reflect.TypeFor[Revocation](), reflect.TypeFor[PatientQuery](), reflect.TypeFor[ConsentStatus](), reflect.TypeFor[UseStatus](), reflect.TypeFor[AnonymizeRequest](),
 	reflect.TypeFor[Problem](), reflect.TypeFor[FieldError](),
 }
 

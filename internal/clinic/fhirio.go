@@ -83,8 +83,12 @@ type page struct {
 // searchPage runs a FHIR search of typ with vals through records, with
 // the facade's sealed cursor wrapping Ward's keyset cursor.
 func (c *call) searchPage(ctx context.Context, kind, typ string, vals url.Values, limit int) (*page, error) {
+	return c.searchPageAt(ctx, kind, typ, vals, limit, c.r.URL.Query().Get("cursor"))
+}
+
+func (c *call) searchPageAt(ctx context.Context, kind, typ string, vals url.Values, limit int, cur string) (*page, error) {
 	var after []any
-	if cur := c.r.URL.Query().Get("cursor"); cur != "" {
+	if cur != "" {
 		var inner string
 		if err := c.a.openCursor(kind, cur, &inner); err != nil {
 			return nil, newProblem("invalid-cursor", "cursor: not a cursor of this list", FieldError{"cursor", "not a cursor of this list"})

@@ -230,34 +230,53 @@ func (a *API) deactivatePatient(c *call) error {
 
 // searchPatients maps the facade's search to Ward's FHIR search over the
 // blind indexes: name and last_name are starts-with (2 to 32 characters
-// compared), the others exact.
+// compared), the others exact. GET takes the query string; POST a JSON
+// PatientQuery, which keeps names and numbers out of URLs (and so out of
+// proxy and browser logs).
 func (a *API) searchPatients(c *call) error {
-	q := c.r.URL.Query()
+	var pq PatientQuery
+	if c.r.Method == http.MethodPost {
+		if err := c.decode(&pq); err != nil {
+			return err
+		}
+		if pq.Limit < 0 {
+			return invalidField("limit", "must be a positive integer")
+		}
+		if pq.Limit == 0 {
+			pq.Limit = defaultLimit
+		}
+		pq.Limit = min(pq.Limit, a.o.MaxLimit)
+	} else {
+		q := c.r.URL.Query()
+		pq = PatientQuery{Name: q.Get("name"), LastName: q.Get("last_name"), DateOfBirth: q.Get("date_of_birth"), MRN: q.Get("mrn"),
+			Phone: q.Get("phone"), Cursor: q.Get("cursor")}
+		var err error
+		if pq.Limit, err = c.limit(); err != nil {
+			return err
+		}
+		if pq.DateOfBirth != "" && checkFormat("date", pq.DateOfBirth) != "" {
+			return newProblem("invalid-query", "date_of_birth: must be a date (YYYY-MM-DD)", FieldError{"date_of_birth", "must be a date (YYYY-MM-DD)"})
+		}
+	}
 	vals := url.Values{}
-	for facade, fhirName := range map[string]string{"name": "name", "last_name": "family", "date_of_birth": "birthdate", "phone": "phone"} {
-		if v := q.Get(facade); v != "" {
-			vals.Set(fhirName, v)
+	for _, f := range []struct{ facade, fhir, v string }{
+		{"name", "name", pq.Name}, {"last_name", "family", pq.LastName}, {"date_of_birth", "birthdate", pq.DateOfBirth}, {"phone", "phone", pq.Phone},
+	} {
+		if f.v == "" {
+			continue
 		}
-	}
-	if v := q.Get("date_of_birth"); v != "" && checkFormat("date", v) != "" {
-		return newProblem("invalid-query", "date_of_birth: must be a date (YYYY-MM-DD)", FieldError{"date_of_birth", "must be a date (YYYY-MM-DD)"})
-	}
-	for _, k := range []string{"name", "last_name"} {
-		if v := q.Get(k); v != "" && len([]rune(v)) < 2 {
-			return newProblem("invalid-query", k+": a prefix needs at least 2 characters", FieldError{k, "a prefix needs at least 2 characters"})
+		if (f.facade == "name" || f.facade == "last_name") && len([]rune(f.v)) < 2 {
+			return newProblem("invalid-query", f.facade+": a prefix needs at least 2 characters", FieldError{f.facade, "a prefix needs at least 2 characters"})
 		}
+		vals.Set(f.fhir, f.v)
 	}
-	if v := q.Get("mrn"); v != "" {
-		vals.Set("identifier", SystemMRN+"|"+v)
+	if pq.MRN != "" {
+		vals.Set("identifier", SystemMRN+"|"+pq.MRN)
 	}
 	if len(vals) == 0 {
 		return newProblem("invalid-query", "give at least one of name, last_name, date_of_birth, mrn, phone", FieldError{"name", "at least one search field is required"})
 	}
-	limit, err := c.limit()
-	if err != nil {
-		return err
-	}
-	pg, err := c.searchPage(c.r.Context(), "patients-search", "Patient", vals, limit)
+	pg, err := c.searchPageAt(c.r.Context(), "patients-search", "Patient", vals, pq.Limit, pq.Cursor)
 	if err != nil {
 		return err
 	}

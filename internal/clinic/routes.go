@@ -68,6 +68,8 @@ func (a *API) routes() []*route {
 				{Name: "phone", In: "query", Doc: "exact telephone"},
 				pLimit, pCursor},
 			Status: 200, Resp: typeOf[PatientList](), Errors: []int{400}, handle: a.searchPatients},
+		{Method: "POST", Path: "/patients/search", ID: "searchPatientsByBody", Tag: "patients", Summary: "The same search with the values in the body (keeps names and numbers out of URLs)",
+			Body: typeOf[PatientQuery](), Status: 200, Resp: typeOf[PatientList](), Errors: []int{400, 413, 415}, handle: a.searchPatients},
 		{Method: "GET", Path: "/patients/{id}", ID: "getPatient", Tag: "patients", Summary: "One patient",
 			Params: []param{pID}, Status: 200, Resp: typeOf[Patient](), Errors: []int{400, 404}, handle: a.getPatient},
 		{Method: "PUT", Path: "/patients/{id}", ID: "updatePatient", Tag: "patients", Summary: "Update a patient (the whole record)",

@@ -290,6 +290,14 @@ func scenario(t *testing.T, w *apptest.Ward) {
 			t.Errorf("search %s: %d %s", q, r.Status, r.Body)
 		}
 	}
+	for _, q := range []clinic.PatientQuery{{MRN: "MRN-4711-XQ"}, {Name: "oswi", DateOfBirth: "1958-02-23"}, {Phone: "+1-617-555-0187", Limit: 5}} {
+		var l clinic.PatientList
+		r := c.json("POST", "/patients/search", P, q)
+		r.json(t, &l)
+		if r.Status != 200 || len(l.Items) != 1 || l.Items[0].ID != pat.ID {
+			t.Errorf("search by body %+v: %d %s", q, r.Status, r.Body)
+		}
+	}
 	if r := c.json("GET", "/patients/search?name=q", P, nil); r.Status != 400 {
 		t.Errorf("one-letter prefix: %d", r.Status)
 	}

@@ -158,3 +158,15 @@ type AnonymizeRequest struct {
 type Ready struct {
 	Status string `json:"status" enum:"ok|unavailable" doc:"ok when the database and the ledger answer"`
 }
+
+// PatientQuery is the body of POST /patients/search: the same search as
+// GET /patients/search with the identifying values out of the URL.
+type PatientQuery struct {
+	Name        string `json:"name,omitempty" max:"100" doc:"prefix of the first or last name (2 to 32 characters are compared)"`
+	LastName    string `json:"last_name,omitempty" max:"100" doc:"prefix of the last name"`
+	DateOfBirth string `json:"date_of_birth,omitempty" format:"date" doc:"exact date of birth"`
+	MRN         string `json:"mrn,omitempty" max:"64" doc:"exact medical record number"`
+	Phone       string `json:"phone,omitempty" max:"32" doc:"exact telephone"`
+	Limit       int    `json:"limit,omitempty" doc:"page size (default 20, at most 100)"`
+	Cursor      string `json:"cursor,omitempty" doc:"the next_cursor of the previous page"`
+}
