@@ -80,7 +80,7 @@ func (a *API) routes() []*route {
 		{Method: "GET", Path: "/patients/{id}/consent-status", ID: "consentStatus", Tag: "consents", Summary: "Which uses the patient's consents permit now, and until when",
 			Params: []param{pID}, Status: 200, Resp: typeOf[ConsentStatus](), Errors: []int{400, 404}, handle: a.consentStatus},
 
-		{Method: "GET", Path: "/immunizations", ID: "listImmunizations", Tag: "immunizations", Summary: "List doses, by patient, CVX code and date range, newest id order",
+		{Method: "GET", Path: "/immunizations", ID: "listImmunizations", Tag: "immunizations", Summary: "List doses, by patient, CVX code and date range, in Ward's FHIR search order",
 			Params: []param{
 				{Name: "patient_id", In: "query", Doc: "the patient's id"},
 				{Name: "vaccine_code", In: "query", Doc: "CVX code"},
