@@ -66,6 +66,9 @@ type Options struct {
 	// OperationOutcome (the http.Server's own limit must be higher, see
 	// app.NewHTTPServer).
 	MaxHeaderBytes int
+	// Mounts add APIs outside /fhir behind the same edge (the clinic
+	// JSON API).
+	Mounts []Mounter
 }
 
 // Limits bound the work of one request; a zero field is no bound.
@@ -164,7 +167,12 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
 	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
+	mux.Handle("POST /fhir/{type}/$validate", s.fhir(s.handleValidate))
+	mux.Handle("POST /fhir/{type}/{id}/$validate", s.fhir(s.handleValidate))
 	s.routeBulk(mux)
+	for _, m := range o.Mounts {
+		m.Mount(mux, Edge{s})
+	}
 	mux.HandleFunc("/fhir/{rest...}", s.handleUnrouted)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.Issue{Severity: "error", Code: "not-found", Diagnostics: "no such endpoint; the FHIR API is under /fhir"})

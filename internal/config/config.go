@@ -30,9 +30,12 @@ type Config struct {
 	BaseURL      string
 	Tenant       string
 	MaxBodyBytes int64
-	TokenTTL     time.Duration
-	LogLevel     string
-	PprofAddr    string
+	// ClinicListCap bounds the patients GET /patients decrypts and sorts
+	// by name (clinic API).
+	ClinicListCap int
+	TokenTTL      time.Duration
+	LogLevel      string
+	PprofAddr     string
 	// SearchLeakyIndex also indexes identifying strings and dates in
 	// clear (see docs/security.md); changing it needs `ward reindex`.
 	SearchLeakyIndex bool
@@ -143,6 +146,7 @@ func Default() Config {
 		DataDir:        "ward-data",
 		Tenant:         "default",
 		MaxBodyBytes:   16 << 20,
+		ClinicListCap:  2000,
 		TokenTTL:       15 * time.Minute,
 		LogLevel:       "info",
 		SearchMaxCount: 1000,
@@ -244,6 +248,15 @@ var settings = []setting{
 				return errors.New("must be an integer between 1024 and 1073741824")
 			}
 			c.MaxBodyBytes = n
+			return nil
+		}},
+	{"WARD_CLINIC_LIST_CAP", "clinic-list-cap", "most patients GET /patients (clinic API) decrypts and sorts by name; a list with more candidates is refused (list-too-large)", false,
+		func(c *Config) string { return strconv.Itoa(c.ClinicListCap) }, func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100000 {
+				return errors.New("must be an integer between 1 and 100000")
+			}
+			c.ClinicListCap = n
 			return nil
 		}},
 	{"WARD_TOKEN_TTL", "token-ttl", "access token lifetime (Go duration, e.g. 15m)", false,
