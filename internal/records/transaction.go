@@ -249,6 +249,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	unit := &store.Unit{Guards: res.guards}
 	var recs []*audit.Record         // committed with unit, by the recorder
 	docs := map[int]map[string]any{} // index in unit.Writes -> resource written
+	olds := map[int]map[string]any{} // index in unit.Writes -> resource replaced
 	now := r.s.now().UTC()
 	next := map[string]int64{} // Type/id -> version the next write creates
 	for _, e := range order {
@@ -320,6 +321,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 				continue
 			}
 			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Deleted: true}
+			olds[len(unit.Writes)] = e.old
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			recs = append(recs, rec)
@@ -342,6 +344,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			}
 			w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
 			docs[len(unit.Writes)] = e.Resource.Doc
+			olds[len(unit.Writes)] = e.old
 			unit.Writes = append(unit.Writes, w)
 			rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 			recs = append(recs, rec)
@@ -364,6 +367,9 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			}
 			results[e.pos] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: now, JSON: plain}}
 		}
+	}
+	if len(unit.Writes) > 0 {
+		unit.Parts = append(unit.Parts, r.outbox(unit.Writes, olds, docs))
 	}
 	err := r.s.ledger().Within(60*time.Second).Commit(ctx, unit, recs...)
 	var c change

@@ -60,7 +60,7 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.unusedFresh(ctx, tx, "authorization code", `SELECT used, expires FROM auth_codes WHERE id = ?`, p.ID)
 	case store.UseLaunch:
 		return db.unusedFresh(ctx, tx, "launch context", `SELECT used, expires FROM launch_contexts WHERE id = ?`, p.ID)
-	case store.NewCode, store.NewLaunch:
+	case store.NewCode, store.NewLaunch, store.Outbox:
 		return nil
 	// Keys.
 	case store.NewKey:
@@ -120,6 +120,8 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.applyUser(ctx, tx, p)
 		case store.NewRefresh, store.UseRefresh, store.RevokeFamily, store.RevokeToken, store.UseJTI:
 			err = db.applyToken(ctx, tx, p)
+		case store.Outbox:
+			err = db.appendOutbox(ctx, tx, p.(store.Outbox).Events)
 		case store.NewKey:
 			k := p.(store.NewKey).Key
 			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,
