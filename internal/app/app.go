@@ -135,6 +135,11 @@ type App struct {
 	// Bus carries cache invalidations to and from the other nodes
 	// (WARD_NATS_URL); nil on a single node.
 	Bus *invalidation.Bus
+	// events is the outbox dispatcher (events.go), started by
+	// StartWorkers.
+	events    *eventsRunner
+	eventsCfg config.Events
+	log       *slog.Logger
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -275,7 +280,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim}, nil
+	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim, eventsCfg: cfg.Events, log: log}, nil
 }
 
 // go-redis logs each failed dial on its own, unstructured, through a
@@ -364,6 +369,11 @@ func (a *App) StartWorkers() {
 	if a.Bulk != nil {
 		a.Bulk.Start()
 	}
+	ev, err := startEvents(a.eventsCfg, a.Store, a.log)
+	if err != nil {
+		a.log.Error("event dispatcher not started", "error", err.Error())
+	}
+	a.events = ev
 }
 
 // Close stops the workers and releases the store.
@@ -371,6 +381,7 @@ func (a *App) Close() error {
 	if a.Bulk != nil {
 		a.Bulk.Stop()
 	}
+	a.events.stop()
 	a.limits.close()
 	if a.Bus != nil {
 		a.Bus.Close() // flushes what this node published
