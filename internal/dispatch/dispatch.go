@@ -62,6 +62,11 @@ type Sink interface {
 	Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error)
 }
 
+// FromStart is implemented by a sink that must receive the whole outbox
+// (the NATS stream) rather than start at its head when first seen (a new
+// webhook).
+type FromStart interface{ FromStart() bool }
+
 // Options tune the dispatcher; zero values take the defaults.
 type Options struct {
 	// Owner names this node in leases (unique per process).
@@ -249,7 +254,7 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 	// overlap the next holder's.
 	if !l.held || now.After(l.leaseUntil.Add(-2*opts.Lease/3)) {
 		start := int64(0)
-		if !opts.FromStart {
+		if fs, ok := l.sink.(FromStart); !opts.FromStart && !(ok && fs.FromStart()) {
 			s, err := o.OutboxStats(ctx)
 			if err != nil {
 				return opts.Poll, err

@@ -69,12 +69,26 @@ func (s *NATS) Close() { s.nc.Close() }
 // Name is the receiver name of the sink.
 func (s *NATS) Name() string { return "nats" }
 
+// FromStart: the stream receives the whole outbox, from its first event.
+func (s *NATS) FromStart() bool { return true }
+
+// SystemTenant is the subject token of events of no tenant (a new
+// signing key): tenant ids cannot start with '_'.
+const SystemTenant = "_system"
+
+func token(tenant string) string {
+	if tenant == "" {
+		return SystemTenant
+	}
+	return tenant
+}
+
 // Subject is the subject of an event of tenant and type.
-func (s *NATS) Subject(tenant, typ string) string { return s.prefix + "." + tenant + "." + typ }
+func (s *NATS) Subject(tenant, typ string) string { return s.prefix + "." + token(tenant) + "." + typ }
 
 // StreamName is the stream of a tenant's events.
 func (s *NATS) StreamName(tenant string) string {
-	return strings.ToUpper(s.prefix) + "_EVENTS_" + tenant
+	return strings.ToUpper(s.prefix) + "_EVENTS_" + token(tenant)
 }
 
 func validToken(t string) bool {
@@ -96,12 +110,12 @@ func (s *NATS) stream(ctx context.Context, tenant string) error {
 	if ok {
 		return nil
 	}
-	if !validToken(tenant) {
+	if !validToken(token(tenant)) {
 		return fmt.Errorf("tenant id is not a NATS subject token")
 	}
 	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       s.StreamName(tenant),
-		Subjects:   []string{s.prefix + "." + tenant + ".>"},
+		Subjects:   []string{s.prefix + "." + token(tenant) + ".>"},
 		Duplicates: s.dupes,
 		Storage:    jetstream.FileStorage,
 	})
