@@ -27,7 +27,7 @@ import (
 	"github.com/wardhealth/ward/internal/store/sqlstore"
 )
 
-func openSQLite(t *testing.T) *sqlstore.DB {
+func openSQLite(t testing.TB) *sqlstore.DB {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ward.db"), sqlstore.Options{})
 	if err != nil {
@@ -37,7 +37,7 @@ func openSQLite(t *testing.T) *sqlstore.DB {
 	return st
 }
 
-func openPG(t *testing.T, u string) *sqlstore.DB {
+func openPG(t testing.TB, u string) *sqlstore.DB {
 	t.Helper()
 	st, err := postgres.Open(context.Background(), u, sqlstore.Options{})
 	if err != nil {
