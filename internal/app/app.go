@@ -369,7 +369,7 @@ func (a *App) StartWorkers() {
 	if a.Bulk != nil {
 		a.Bulk.Start()
 	}
-	ev, err := startEvents(a.eventsCfg, a.Store, a.log)
+	ev, err := startEvents(a.eventsCfg, a.Store, a.Keys, a.log)
 	if err != nil {
 		a.log.Error("event dispatcher not started", "error", err.Error())
 	}

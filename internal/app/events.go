@@ -18,6 +18,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/dispatch"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -29,7 +30,7 @@ type eventsRunner struct {
 }
 
 // startEvents starts the dispatcher when configured; stop waits for it.
-func startEvents(cfg config.Events, st store.Store, log *slog.Logger) (*eventsRunner, error) {
+func startEvents(cfg config.Events, st store.Store, km *keys.Manager, log *slog.Logger) (*eventsRunner, error) {
 	o, ok := st.(dispatch.Outbox)
 	if !cfg.Dispatch || !ok {
 		return nil, nil
@@ -49,6 +50,10 @@ func startEvents(cfg config.Events, st store.Store, log *slog.Logger) (*eventsRu
 	r.cancel = cancel
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); d.Run(ctx) }()
+	if l, ok := st.(webhookLister); ok && km != nil {
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); syncWebhooks(ctx, d, l, km, cfg.WebhookSync, log.Warn) }()
+	}
 	return r, nil
 }
 

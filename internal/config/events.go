@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Events are the settings of the outbox dispatcher (issue #27, see
@@ -18,10 +19,12 @@ type Events struct {
 	MaxAttempts int
 	// Dispatch runs the dispatcher in `ward serve`.
 	Dispatch bool
+	// WebhookSync is how often a node reloads the registered webhooks.
+	WebhookSync time.Duration
 }
 
 func eventDefaults() Events {
-	return Events{NATSPrefix: "ward", MaxAttempts: 8, Dispatch: true}
+	return Events{NATSPrefix: "ward", MaxAttempts: 8, Dispatch: true, WebhookSync: 2 * time.Second}
 }
 
 var eventSettings = []setting{

@@ -1,6 +1,10 @@
 package store
 
-import "github.com/wardhealth/ward/internal/events"
+import (
+	"time"
+
+	"github.com/wardhealth/ward/internal/events"
+)
 
 // The outbox as the dispatcher reads it. Events are appended only through
 // Commit (the Outbox part); what a dispatcher writes here is its own
@@ -42,4 +46,16 @@ type OutboxStats struct {
 	Head   int64
 	HeadAt int64
 	Rows   int64
+}
+
+// Webhook is a registered receiver of events. Secret is sealed by the
+// records layer's keys; the store never sees it in clear.
+type Webhook struct {
+	ID     string
+	Tenant string
+	URL    string
+	Secret []byte
+	// Types are the event types it receives (empty: all).
+	Types   []string
+	Created time.Time
 }

@@ -100,3 +100,13 @@ func (NewKey) part() {}
 type Outbox struct{ Events []events.Event }
 
 func (Outbox) part() {}
+
+// NewWebhook registers a webhook; a taken id is ErrConflict.
+type NewWebhook struct{ Hook *Webhook }
+
+// RemoveWebhook deletes the webhook with this id; an unknown one is
+// ErrConflict.
+type RemoveWebhook struct{ ID string }
+
+func (NewWebhook) part()    {}
+func (RemoveWebhook) part() {}

@@ -62,6 +62,10 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.unusedFresh(ctx, tx, "launch context", `SELECT used, expires FROM launch_contexts WHERE id = ?`, p.ID)
 	case store.NewCode, store.NewLaunch, store.Outbox:
 		return nil
+	case store.NewWebhook:
+		return db.absent(ctx, tx, "webhook id already exists", `SELECT 1 FROM webhooks WHERE id = ?`, p.Hook.ID)
+	case store.RemoveWebhook:
+		return db.present(ctx, tx, "no such webhook", `SELECT 1 FROM webhooks WHERE id = ?`, p.ID)
 	// Keys.
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
@@ -122,6 +126,12 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.applyToken(ctx, tx, p)
 		case store.Outbox:
 			err = db.appendOutbox(ctx, tx, p.(store.Outbox).Events)
+		case store.NewWebhook:
+			h := p.(store.NewWebhook).Hook
+			err = db.exec(ctx, tx, "insert webhook", `INSERT INTO webhooks (id, tenant, url, secret, types, created) VALUES (?, ?, ?, ?, ?, ?)`,
+				h.ID, h.Tenant, h.URL, h.Secret, strings.Join(h.Types, ","), h.Created.UnixMicro())
+		case store.RemoveWebhook:
+			err = db.exec(ctx, tx, "delete webhook", `DELETE FROM webhooks WHERE id = ?`, p.(store.RemoveWebhook).ID)
 		case store.NewKey:
 			k := p.(store.NewKey).Key
 			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,

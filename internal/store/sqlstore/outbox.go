@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/events"
@@ -274,4 +275,31 @@ func (db *DB) Replayed(ctx context.Context, receiver string, seq int64, delivere
 		return fmt.Errorf("settle replayed dead letter: %w", err)
 	}
 	return nil
+}
+
+// Webhooks lists the registered webhooks by id.
+func (db *DB) Webhooks(ctx context.Context) ([]store.Webhook, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, tenant, url, secret, types, created FROM webhooks ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Webhook
+	for rows.Next() {
+		var h store.Webhook
+		var types string
+		var created int64
+		if err := rows.Scan(&h.ID, &h.Tenant, &h.URL, &h.Secret, &types, &created); err != nil {
+			return nil, fmt.Errorf("scan webhook: %w", err)
+		}
+		if types != "" {
+			h.Types = strings.Split(types, ",")
+		}
+		h.Created = time.UnixMicro(created).UTC()
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	return out, nil
 }

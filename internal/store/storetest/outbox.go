@@ -27,6 +27,7 @@ type Outboxer interface {
 	MarkReplay(ctx context.Context, receiver string, seq int64) (int64, error)
 	DropDead(ctx context.Context, receiver string, seq int64) (int64, error)
 	Replayed(ctx context.Context, receiver string, seq int64, delivered bool, lastErr string, now time.Time) error
+	Webhooks(ctx context.Context) ([]store.Webhook, error)
 }
 
 func outboxer(t *testing.T, st store.Store) Outboxer {
@@ -47,7 +48,11 @@ func init() {
 		struct {
 			name string
 			run  func(t *testing.T, open Opener)
-		}{"OutboxLeasesAndDeadLetters", testOutboxLeasesAndDeadLetters})
+		}{"OutboxLeasesAndDeadLetters", testOutboxLeasesAndDeadLetters},
+		struct {
+			name string
+			run  func(t *testing.T, open Opener)
+		}{"Webhooks", testWebhooks})
 }
 
 func ev(tenant, typ, id string) events.Event {
@@ -244,5 +249,31 @@ func OutboxAcrossWriters(t *testing.T, a, b store.Store) {
 		if !seen[id] {
 			t.Fatalf("follower missed %s", id)
 		}
+	}
+}
+
+func testWebhooks(t *testing.T, open Opener) {
+	ctx := context.Background()
+	st := open(t)
+	o := outboxer(t, st)
+	h := &store.Webhook{ID: "h1", Tenant: "t1", URL: "https://example.org/hook", Secret: []byte{1, 2, 3}, Types: []string{"patient.created", "consent.revoked"}, Created: t0}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewWebhook{Hook: h}}, Audit: []*audit.Record{rec("t1", "webhook-add")}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewWebhook{Hook: h}}, Audit: []*audit.Record{rec("t1", "webhook-add")}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("taken id: %v", err)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewWebhook{Hook: &store.Webhook{ID: "h2", Tenant: "t2", URL: "http://127.0.0.1/h", Secret: []byte{4}, Created: t0}}}, Audit: []*audit.Record{rec("t2", "webhook-add")}}))
+	hs, err := o.Webhooks(ctx)
+	must(t, err)
+	if len(hs) != 2 || hs[0].ID != "h1" || hs[0].URL != h.URL || string(hs[0].Secret) != string(h.Secret) || len(hs[0].Types) != 2 || !hs[0].Created.Equal(t0) || hs[1].Types != nil {
+		t.Fatalf("webhooks %+v", hs)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RemoveWebhook{ID: "h1"}}, Audit: []*audit.Record{rec("t1", "webhook-remove")}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RemoveWebhook{ID: "h1"}}, Audit: []*audit.Record{rec("t1", "webhook-remove")}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("unknown id: %v", err)
+	}
+	hs, err = o.Webhooks(ctx)
+	must(t, err)
+	if len(hs) != 1 || hs[0].ID != "h2" {
+		t.Fatalf("after remove %+v", hs)
 	}
 }
