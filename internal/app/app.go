@@ -274,13 +274,16 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		b := sysBlind.Index("client-address", addr)
 		return hex.EncodeToString(b[:8])
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Bulk: bs,
+	wa := &webhookAdmin{}
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Webhooks: wa, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim, eventsCfg: cfg.Events, log: log}, nil
+	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim, eventsCfg: cfg.Events, log: log}
+	wa.app = a
+	return a, nil
 }
 
 // go-redis logs each failed dial on its own, unstructured, through a

@@ -12,7 +12,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authn"
 	"github.com/wardhealth/ward/internal/dispatch"
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/keys"
@@ -37,6 +39,10 @@ type WebhookInfo struct {
 // loopback address) for the event types given (none: all) and returns its
 // id and its secret (whsec_...), shown once.
 func (a *App) AddWebhook(ctx context.Context, actor, tenant, rawURL string, types []string) (id, secret string, err error) {
+	return a.addWebhook(ctx, authn.Actor{ID: actor, Role: "system"}, tenant, rawURL, types)
+}
+
+func (a *App) addWebhook(ctx context.Context, actor authn.Actor, tenant, rawURL string, types []string) (id, secret string, err error) {
 	if err := dispatch.CheckURL(rawURL); err != nil {
 		return "", "", problem.New(problem.ErrInvalid, "value", err.Error())
 	}
@@ -57,7 +63,7 @@ func (a *App) AddWebhook(ctx context.Context, actor, tenant, rawURL string, type
 	now := time.Now().UTC()
 	h := &store.Webhook{ID: id, Tenant: tenant, URL: rawURL, Secret: sealed, Types: types, Created: now}
 	err = store.NewRecorder(a.Store).Commit(ctx, &store.Unit{Parts: []store.Part{store.NewWebhook{Hook: h}}},
-		&audit.Record{Time: now, Tenant: tenant, Actor: actor, Role: "system", Action: "webhook-add", Entities: []string{"webhook/" + id}})
+		&audit.Record{Time: now, Tenant: tenant, RequestID: actor.RequestID, Actor: actor.ID, Role: actor.Role, Action: "webhook-add", Entities: []string{"webhook/" + id}})
 	if err != nil {
 		return "", "", err
 	}
@@ -85,8 +91,12 @@ func (a *App) Webhooks(ctx context.Context, tenant string) ([]WebhookInfo, error
 
 // RemoveWebhook deletes a webhook (its dead letters stay until dropped).
 func (a *App) RemoveWebhook(ctx context.Context, actor, id string) error {
+	return a.removeWebhook(ctx, authn.Actor{ID: actor, Role: "system"}, "", id)
+}
+
+func (a *App) removeWebhook(ctx context.Context, actor authn.Actor, tenant, id string) error {
 	err := store.NewRecorder(a.Store).Commit(ctx, &store.Unit{Parts: []store.Part{store.RemoveWebhook{ID: id}}},
-		&audit.Record{Time: time.Now().UTC(), Actor: actor, Role: "system", Action: "webhook-remove", Entities: []string{"webhook/" + id}})
+		&audit.Record{Time: time.Now().UTC(), Tenant: tenant, RequestID: actor.RequestID, Actor: actor.ID, Role: actor.Role, Action: "webhook-remove", Entities: []string{"webhook/" + id}})
 	if errors.Is(err, store.ErrConflict) {
 		return problem.New(problem.ErrNotFound, "not-found", "no such webhook")
 	}
@@ -134,4 +144,39 @@ func syncWebhooks(ctx context.Context, d *dispatch.Dispatcher, l webhookLister, 
 		case <-time.After(every):
 		}
 	}
+}
+
+// webhookAdmin is /admin/webhooks over the app, scoped to the admin's
+// tenant. app is set once the App is built (the handler is built first).
+type webhookAdmin struct{ app *App }
+
+func (w *webhookAdmin) AddWebhook(ctx context.Context, a authn.Actor, tenant, rawURL string, types []string) (string, string, error) {
+	return w.app.addWebhook(ctx, a, tenant, rawURL, types)
+}
+
+func (w *webhookAdmin) ListWebhooks(ctx context.Context, a authn.Actor, tenant string) ([]api.Webhook, error) {
+	hs, err := w.app.Webhooks(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	err = store.NewRecorder(w.app.Store).Record(ctx, &audit.Record{Time: time.Now().UTC(), Tenant: tenant, RequestID: a.RequestID, Actor: a.ID, Role: a.Role, Action: "webhook-list"})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Webhook, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, api.Webhook{ID: h.ID, URL: h.URL, Types: h.Types, Created: h.Created})
+	}
+	return out, nil
+}
+
+func (w *webhookAdmin) RemoveWebhook(ctx context.Context, a authn.Actor, tenant, id string) error {
+	hs, err := w.app.Webhooks(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(hs, func(h WebhookInfo) bool { return h.ID == id }) {
+		return problem.New(problem.ErrNotFound, "not-found", "no such webhook")
+	}
+	return w.app.removeWebhook(ctx, a, tenant, id)
 }

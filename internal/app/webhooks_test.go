@@ -121,3 +121,45 @@ func TestWebhookReceivesSignedEventsWithoutPHI(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminWebhooksAPI: /admin/webhooks is for admins of the tenant; bad
+// input is a 400 OperationOutcome that does not echo the URL.
+func TestAdminWebhooksAPI(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	admin := w.Tokens[authz.RoleAdmin]
+	if r := w.Do(t, http.MethodPost, "/admin/webhooks", w.Tokens[authz.RoleNurse], []byte(`{"url":"https://example.org/h"}`)); r.Status != 403 {
+		t.Fatalf("nurse: %d", r.Status)
+	}
+	r := w.Do(t, http.MethodPost, "/admin/webhooks", admin, []byte(`{"url":"http://remote-host.example/secretpath"}`))
+	if r.Status != 400 || strings.Contains(string(r.Body), "secretpath") || !strings.Contains(string(r.Body), "OperationOutcome") {
+		t.Fatalf("plain http: %d %s", r.Status, r.Body)
+	}
+	r = w.Do(t, http.MethodPost, "/admin/webhooks", admin, []byte(`{"url":"https://example.org/h","types":["patient.created"]}`))
+	if r.Status != 201 {
+		t.Fatalf("add: %d %s", r.Status, r.Body)
+	}
+	m := r.JSON(t)
+	id, _ := m["id"].(string)
+	if sec, _ := m["secret"].(string); !strings.HasPrefix(sec, "whsec_") || id == "" || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("add answer: %s", r.Body)
+	}
+	r = w.Do(t, http.MethodGet, "/admin/webhooks", admin, nil)
+	if r.Status != 200 || !strings.Contains(string(r.Body), id) || strings.Contains(string(r.Body), "whsec_") {
+		t.Fatalf("list: %d %s", r.Status, r.Body)
+	}
+	if r := w.Do(t, http.MethodDelete, "/admin/webhooks/"+id, admin, nil); r.Status != 204 {
+		t.Fatalf("remove: %d %s", r.Status, r.Body)
+	}
+	if r := w.Do(t, http.MethodDelete, "/admin/webhooks/"+id, admin, nil); r.Status != 404 {
+		t.Fatalf("remove again: %d", r.Status)
+	}
+	actions := map[string]bool{}
+	for _, rec := range w.Ledger(t) {
+		actions[rec.Action] = true
+	}
+	for _, a := range []string{"webhook-add", "webhook-list", "webhook-remove"} {
+		if !actions[a] {
+			t.Errorf("no %s record in the ledger", a)
+		}
+	}
+}
