@@ -135,6 +135,8 @@ type Dispatcher struct {
 	sinks map[string]*loop
 	wg    sync.WaitGroup
 	ctx   context.Context
+	// stopped is set once Run's context has ended (under mu).
+	stopped bool
 }
 
 // New returns a dispatcher over o; Run starts it.
@@ -153,6 +155,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	<-ctx.Done()
+	d.mu.Lock()
+	d.stopped = true // no loop starts after this: Wait may begin
+	d.mu.Unlock()
 	d.wg.Wait()
 }
 
@@ -199,6 +204,9 @@ func (d *Dispatcher) BreakerState(name string) string {
 }
 
 func (d *Dispatcher) start(l *loop) {
+	if d.stopped {
+		return
+	}
 	ctx, cancel := context.WithCancel(d.ctx)
 	l.cancel = cancel
 	d.wg.Add(1)
