@@ -31,6 +31,8 @@ func commands() []command {
 		{"explain", "show the database plan of a search: explain [--data-dir D] 'Type?params'", runExplain},
 		{"import", "load FHIR Bundles and NDJSON: import [--data-dir D] FILE|DIR...", runImport},
 		{"bench", "HTTP load generator: bench --url U --token T --mix create|read|mixed|search|transaction [--paths F]; bench generate --out DIR (search data set)", runBench},
+		{"events", "events out: events status | tail [--after SEQ] | dead-letters list|replay|drop [--receiver R] [SEQ]", runEvents},
+		{"webhooks", "webhooks: webhooks add --url U [--types T,...] | list | remove ID", runWebhooks},
 		{"config", "print the effective configuration (secrets masked)", runConfig},
 		{"version", "print the version", runVersion},
 	}

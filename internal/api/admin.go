@@ -34,6 +34,7 @@ func (s *Server) routeAdmin(mux *http.ServeMux) {
 	mux.Handle("GET /admin/clients", s.admin("client-list", s.handleAdminClients))
 	mux.Handle("POST /admin/clients", s.admin("client-add", s.handleAdminAddClient))
 	mux.Handle("POST /admin/clients/{id}/{verb}", s.admin("client-update", s.handleAdminClientState))
+	s.routeWebhooks(mux)
 	mux.HandleFunc("/admin/{rest...}", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, problem.New(problem.ErrNotFound, "not-found", "no such admin endpoint"))
 	})

@@ -42,6 +42,8 @@ type Options struct {
 	// Admin backs the admin API (users, clients) and records throttled
 	// requests; nil disables both.
 	Admin Admin
+	// Webhooks backs /admin/webhooks (nil: not enabled).
+	Webhooks Webhooks
 	// Bulk runs Bulk Data exports; nil: no $export or $import routes.
 	Bulk *bulk.Service
 	// AuthLimit limits the OAuth endpoints (token, login form,

@@ -137,6 +137,11 @@ type App struct {
 	Bus *invalidation.Bus
 	// ledger are the alert loop and SIEM exporters (siem.go).
 	ledger *ledgerWorkers
+	// events is the outbox dispatcher (events.go), started by
+	// StartWorkers.
+	events    *eventsRunner
+	eventsCfg config.Events
+	log       *slog.Logger
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -276,13 +281,16 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		lim.close()
 		return nil, err
 	}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Bulk: bs,
+	wa := &webhookAdmin{}
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Webhooks: wa, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim}, nil
+	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim, eventsCfg: cfg.Events, log: log}
+	wa.app = a
+	return a, nil
 }
 
 // go-redis logs each failed dial on its own, unstructured, through a
@@ -371,6 +379,11 @@ func (a *App) StartWorkers() {
 	if a.Bulk != nil {
 		a.Bulk.Start()
 	}
+	ev, err := startEvents(a.eventsCfg, a.Store, a.Keys, a.log)
+	if err != nil {
+		a.log.Error("event dispatcher not started", "error", err.Error())
+	}
+	a.events = ev
 }
 
 // Close stops the workers and releases the store.
@@ -379,6 +392,7 @@ func (a *App) Close() error {
 	if a.Bulk != nil {
 		a.Bulk.Stop()
 	}
+	a.events.stop()
 	a.limits.close()
 	if a.Bus != nil {
 		a.Bus.Close() // flushes what this node published

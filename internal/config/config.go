@@ -86,6 +86,8 @@ type Config struct {
 	// NATSPrefix is the first part of the invalidation subject
 	// (<prefix>.invalidate): nodes with one prefix are one cluster.
 	NATSPrefix string
+	// Events configure the outbox dispatcher (events.go).
+	Events Events
 
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
@@ -168,6 +170,7 @@ func Default() Config {
 		APIRate:        200,
 		APIBurst:       400,
 		NATSPrefix:     "ward",
+		Events:         eventDefaults(),
 
 		Limits: Limits{
 			ArrayItems:     10000,

@@ -369,7 +369,9 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 	if g := governanceRecord(rec, w.Type, old, doc); g != nil {
 		recs = append(recs, g)
 	}
-	err := r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{w}}, recs...)
+	ws := []store.Write{w}
+	unit := &store.Unit{Writes: ws, Parts: []store.Part{r.outbox(ws, map[int]map[string]any{0: old}, map[int]map[string]any{0: doc})}}
+	err := r.s.ledger().Commit(ctx, unit, recs...)
 	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
 	r.facts.Wrote()
 	switch {

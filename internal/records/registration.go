@@ -123,7 +123,9 @@ func (r *Repo) createRegistered(ctx context.Context, res *fhir.Resource, rec *au
 	if gov := governanceRecord(rec, pw.Type, nil, res.Doc); gov != nil {
 		recs = append(recs, gov) // as commitWrite: a generalPractitioner or labels set
 	}
-	err = r.s.ledger().Commit(ctx, &store.Unit{Writes: []store.Write{pw, tw}}, append(recs, trecs...)...)
+	ws := []store.Write{pw, tw}
+	unit := &store.Unit{Writes: ws, Parts: []store.Part{r.outbox(ws, nil, map[int]map[string]any{0: res.Doc, 1: g.team.Doc})}}
+	err = r.s.ledger().Commit(ctx, unit, append(recs, trecs...)...)
 	r.s.publish(pw.Tenant, r.s.invalidate(pw, res.Doc))
 	r.s.publish(tw.Tenant, r.s.invalidate(tw, g.team.Doc))
 	r.facts.Wrote()

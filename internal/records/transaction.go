@@ -246,11 +246,14 @@ func entryAuditAction(method string) string {
 // caller runs it again from fresh reads.
 func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved) ([]EntryResult, error) {
 	t := &txn{r: r, res: res, results: make([]EntryResult, len(entries)), unit: &store.Unit{Guards: res.guards},
-		docs: map[int]map[string]any{}, now: r.s.now().UTC(), next: map[string]int64{}}
+		docs: map[int]map[string]any{}, olds: map[int]map[string]any{}, now: r.s.now().UTC(), next: map[string]int64{}}
 	for _, e := range order {
 		if err := t.stage(ctx, e); err != nil {
 			return nil, err
 		}
+	}
+	if len(t.unit.Writes) > 0 {
+		t.unit.Parts = append(t.unit.Parts, r.outbox(t.unit.Writes, t.olds, t.docs))
 	}
 	err := r.s.ledger().Within(60*time.Second).Commit(ctx, t.unit, t.recs...)
 	var c change
@@ -289,6 +292,7 @@ type txn struct {
 	unit    *store.Unit
 	recs    []*audit.Record        // committed with unit, by the recorder
 	docs    map[int]map[string]any // index in unit.Writes -> resource written
+	olds    map[int]map[string]any // index in unit.Writes -> resource replaced
 	now     time.Time
 	next    map[string]int64 // Type/id -> version the next write creates
 }
@@ -391,6 +395,7 @@ func (t *txn) delete(e *Entry, cur int64, rec *audit.Record) {
 		return
 	}
 	w := store.Write{Tenant: t.r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: t.now, Deleted: true}
+	t.olds[len(t.unit.Writes)] = e.old
 	t.unit.Writes = append(t.unit.Writes, w)
 	rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 	t.recs = append(t.recs, rec)
@@ -415,6 +420,7 @@ func (t *txn) put(ctx context.Context, e *Entry, cur int64, rec *audit.Record) e
 	}
 	w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: t.now, Body: sealed, Index: ix}
 	t.docs[len(t.unit.Writes)] = e.Resource.Doc
+	t.olds[len(t.unit.Writes)] = e.old
 	t.unit.Writes = append(t.unit.Writes, w)
 	rec.Entities = []string{ref(e.Type, e.ID, w.Version)}
 	t.recs = append(t.recs, rec)

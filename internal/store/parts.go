@@ -1,5 +1,7 @@
 package store
 
+import "github.com/wardhealth/ward/internal/events"
+
 // Part is one change of a Unit besides its resource versions: a user, a
 // token, a client, a tenant, an authorization code, a launch or a key.
 // The set is sealed: only the types of this package are parts (the store
@@ -87,3 +89,24 @@ func (UseLaunch) part()     {}
 type NewKey struct{ Key *Key }
 
 func (NewKey) part() {}
+
+// Events.
+
+// Outbox appends domain events to the outbox, in the unit's transaction
+// and in order: nothing is published that was not committed, and nothing
+// committed is lost (internal/events, internal/dispatch). Records of a
+// security event (refusal, break-glass, failed login, new key) get theirs
+// from AddAudit.
+type Outbox struct{ Events []events.Event }
+
+func (Outbox) part() {}
+
+// NewWebhook registers a webhook; a taken id is ErrConflict.
+type NewWebhook struct{ Hook *Webhook }
+
+// RemoveWebhook deletes the webhook with this id; an unknown one is
+// ErrConflict.
+type RemoveWebhook struct{ ID string }
+
+func (NewWebhook) part()    {}
+func (RemoveWebhook) part() {}

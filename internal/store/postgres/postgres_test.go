@@ -60,6 +60,7 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	a, b := twoNodes(t)
 	storetest.InterleavedWriters(t, a, b)
 	storetest.GuardsAcrossWriters(t, a, b)
+	storetest.OutboxAcrossWriters(t, a, b)
 	storetest.InterleavedLedgerAppends(t, a, b)
 }
 

@@ -41,6 +41,7 @@ func TestTwoWritersOneFile(t *testing.T) {
 	defer b.Close()
 	storetest.InterleavedWriters(t, a, b)
 	storetest.GuardsAcrossWriters(t, a, b)
+	storetest.OutboxAcrossWriters(t, a, b)
 }
 
 func BenchmarkLedgerAppend(b *testing.B) {

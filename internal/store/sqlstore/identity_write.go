@@ -60,8 +60,12 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.unusedFresh(ctx, tx, "authorization code", `SELECT used, expires FROM auth_codes WHERE id = ?`, p.ID)
 	case store.UseLaunch:
 		return db.unusedFresh(ctx, tx, "launch context", `SELECT used, expires FROM launch_contexts WHERE id = ?`, p.ID)
-	case store.NewCode, store.NewLaunch:
+	case store.NewCode, store.NewLaunch, store.Outbox:
 		return nil
+	case store.NewWebhook:
+		return db.absent(ctx, tx, "webhook id already exists", `SELECT 1 FROM webhooks WHERE id = ?`, p.Hook.ID)
+	case store.RemoveWebhook:
+		return db.present(ctx, tx, "no such webhook", `SELECT 1 FROM webhooks WHERE id = ?`, p.ID)
 	// Keys.
 	case store.SaveCursor:
 		return nil
@@ -126,6 +130,14 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			c := p.(store.SaveCursor)
 			err = db.exec(ctx, tx, "save ledger cursor", `INSERT INTO ledger_cursors (name, seq, state) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, state = excluded.state`,
 				c.Name, c.Seq, nonNil(c.State))
+		case store.Outbox:
+			err = db.appendOutbox(ctx, tx, p.(store.Outbox).Events)
+		case store.NewWebhook:
+			h := p.(store.NewWebhook).Hook
+			err = db.exec(ctx, tx, "insert webhook", `INSERT INTO webhooks (id, tenant, url, secret, types, created) VALUES (?, ?, ?, ?, ?, ?)`,
+				h.ID, h.Tenant, h.URL, h.Secret, strings.Join(h.Types, ","), h.Created.UnixMicro())
+		case store.RemoveWebhook:
+			err = db.exec(ctx, tx, "delete webhook", `DELETE FROM webhooks WHERE id = ?`, p.(store.RemoveWebhook).ID)
 		case store.NewKey:
 			k := p.(store.NewKey).Key
 			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,

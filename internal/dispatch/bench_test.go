@@ -1,0 +1,98 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/dispatch"
+	"github.com/wardhealth/ward/internal/events"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
+	"github.com/wardhealth/ward/internal/store/sqlstore"
+)
+
+// fill commits n events in units of 500.
+func fill(b *testing.B, st store.Store, n int) {
+	b.Helper()
+	for done := 0; done < n; {
+		k := min(500, n-done)
+		evs := make([]events.Event, k)
+		for i := range evs {
+			key := fmt.Sprintf("Patient/p%d", (done+i)%97)
+			evs[i] = events.New("bench", events.ResourceUpdated, key, key, time.Now(), events.Data{ResourceType: "Observation", ID: fmt.Sprint(done + i), VersionID: "1", Patients: []string{key}})
+		}
+		u := &store.Unit{Parts: []store.Part{store.Outbox{Events: evs}}}
+		u.AddAudit(&audit.Record{Time: time.Now(), Tenant: "bench", Actor: "bench", Role: "system", Action: "update"})
+		if err := st.Commit(context.Background(), u); err != nil {
+			b.Fatal(err)
+		}
+		done += k
+	}
+}
+
+// benchNATS measures the outbox drained into JetStream: b.N events are
+// committed first (not timed), then one dispatcher delivers them all, each
+// publish acknowledged before the position moves.
+func benchNATS(b *testing.B, open func(b *testing.B) *sqlstore.DB) {
+	u := os.Getenv("WARD_TEST_NATS")
+	if u == "" {
+		b.Skip("no NATS (WARD_TEST_NATS)")
+	}
+	st := open(b)
+	fill(b, st, b.N)
+	head, err := st.OutboxStats(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix := fmt.Sprintf("wb%d", time.Now().UnixNano()%1e9)
+	sink, err := dispatch.DialNATS(dispatch.NATSOptions{URL: u, Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	nc, _ := nats.Connect(u)
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	defer js.DeleteStream(context.Background(), sink.StreamName("bench"))
+	d := dispatch.New(st, dispatch.Options{Owner: "bench", Batch: 2000, Poll: time.Millisecond})
+	d.Add(sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.ResetTimer()
+	start := time.Now()
+	go func() { d.Run(ctx); close(done) }()
+	for {
+		rs, err := st.Receivers(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rs) == 1 && rs[0].Pos == head.Head {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	cancel()
+	<-done
+	b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
+}
+
+func BenchmarkOutboxToNATS(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		benchNATS(b, func(b *testing.B) *sqlstore.DB { return openSQLite(b) })
+	})
+	b.Run("postgres", func(b *testing.B) {
+		if os.Getenv("WARD_TEST_POSTGRES") == "" {
+			b.Skip("no PostgreSQL")
+		}
+		benchNATS(b, func(b *testing.B) *sqlstore.DB { return openPG(b, pgtest.URL(b)) })
+	})
+}

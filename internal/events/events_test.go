@@ -1,0 +1,104 @@
+package events
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+)
+
+func TestFromAudit(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		rec  audit.Record
+		want string
+	}{
+		{"denied", audit.Record{Action: "read", Outcome: audit.OutcomeMinor, Detail: "denied:no-relationship", Entities: []string{"Patient/p1/_history/2"}}, AccessDenied},
+		{"break-glass", audit.Record{Action: "read", Emergency: true, Entities: []string{"Observation/o1/_history/1", "Patient/p9"}}, AccessEmergency},
+		{"login failed", audit.Record{Action: "login", Outcome: audit.OutcomeMinor, Detail: "invalid-credentials"}, LoginFailed},
+		{"signing key", audit.Record{Action: "signing-key-create", Entities: []string{"signing-key/k1"}}, KeysRotated},
+		{"data key", audit.Record{Action: "data-key-create", Entities: []string{"key/k2"}}, KeysRotated},
+		{"a read", audit.Record{Action: "read", Entities: []string{"Patient/p1/_history/1"}}, ""},
+		{"a conflict", audit.Record{Action: "update", Outcome: audit.OutcomeMinor, Detail: "conflict"}, ""},
+		{"a successful login", audit.Record{Action: "login"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.rec.Time, c.rec.Tenant = at, "t1"
+			evs := FromAudit(&c.rec)
+			if c.want == "" {
+				if len(evs) != 0 {
+					t.Fatalf("got %s", evs[0].Type)
+				}
+				return
+			}
+			if len(evs) != 1 || evs[0].Type != c.want || evs[0].Tenant != "t1" || !evs[0].Time.Equal(at) {
+				t.Fatalf("got %+v", evs)
+			}
+			e, err := Parse(evs[0].JSON)
+			if err != nil || e.ID != evs[0].ID || e.Type != c.want {
+				t.Fatalf("envelope %s: %v", evs[0].JSON, err)
+			}
+			if c.want == AccessEmergency && (evs[0].Key != "Patient/p9" || e.Subject != "Observation/o1") {
+				t.Fatalf("key %s subject %s", evs[0].Key, e.Subject)
+			}
+		})
+	}
+}
+
+func TestForChange(t *testing.T) {
+	at := time.Now()
+	types := func(c Change) string {
+		var out []string
+		for _, e := range ForChange(c) {
+			out = append(out, e.Type)
+		}
+		return strings.Join(out, " ")
+	}
+	pat := func(active any) map[string]any {
+		m := map[string]any{"resourceType": "Patient"}
+		if active != nil {
+			m["active"] = active
+		}
+		return m
+	}
+	for _, c := range []struct {
+		c    Change
+		want string
+	}{
+		{Change{Type: "Patient", ID: "p", Version: 1, Doc: pat(nil)}, "resource.created patient.created"},
+		{Change{Type: "Patient", ID: "p", Version: 2, Old: pat(nil), Doc: pat(false)}, "resource.updated patient.updated patient.deactivated"},
+		{Change{Type: "Patient", ID: "p", Version: 3, Old: pat(false), Doc: pat(false)}, "resource.updated patient.updated"},
+		{Change{Type: "Patient", ID: "p", Version: 4, Old: pat(true)}, "resource.deleted"},
+		{Change{Type: "Immunization", ID: "i", Version: 1, Doc: map[string]any{}}, "resource.created immunization.recorded"},
+		{Change{Type: "Immunization", ID: "i", Version: 2, Old: map[string]any{}, Doc: map[string]any{}}, "resource.updated immunization.updated"},
+		{Change{Type: "Consent", ID: "c", Version: 1, Doc: map[string]any{"status": "active"}}, "resource.created consent.provided"},
+		{Change{Type: "Consent", ID: "c", Version: 1, Doc: map[string]any{"status": "draft"}}, "resource.created"},
+		{Change{Type: "Consent", ID: "c", Version: 2, Old: map[string]any{"status": "active"}, Doc: map[string]any{"status": "inactive"}}, "resource.updated consent.revoked"},
+		{Change{Type: "Consent", ID: "c", Version: 3, Old: map[string]any{"status": "active"}}, "resource.deleted consent.revoked"},
+		{Change{Type: "Observation", ID: "o", Version: 1, Doc: map[string]any{}, Patients: []string{"p1"}}, "resource.created"},
+	} {
+		c.c.Tenant, c.c.Time = "t", at
+		if got := types(c.c); got != c.want {
+			t.Errorf("%s v%d: %q, want %q", c.c.Type, c.c.Version, got, c.want)
+		}
+	}
+	evs := ForChange(Change{Tenant: "t", Type: "Observation", ID: "o", Version: 1, Time: at, Doc: map[string]any{"note": "secret"}, Patients: []string{"p1"}})
+	if evs[0].Key != "Patient/p1" || strings.Contains(string(evs[0].JSON), "secret") {
+		t.Fatalf("event %s key %s", evs[0].JSON, evs[0].Key)
+	}
+}
+
+// FuzzParse: Parse never panics, and what it accepts re-encodes.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"a","source":"urn:ward","type":"patient.created","time":"2026-01-01T00:00:00Z","datacontenttype":"application/json","tenant":"t","data":{}}`))
+	f.Add([]byte(`{"specversion":"0.3"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := Parse(b)
+		if err == nil && (e.ID == "" || e.SpecVersion != "1.0") {
+			t.Fatalf("accepted %q", b)
+		}
+	})
+}
