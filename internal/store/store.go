@@ -362,6 +362,7 @@ type Store interface {
 	Committer
 	Resources
 	Ledger
+	LedgerTree
 	Identity
 	KeyReader
 	Close() error

@@ -89,6 +89,8 @@ var cases = []struct {
 	{"RefreshTokens", testRefreshTokens},
 	{"OneBadUnitDoesNotFailTheBatch", testOneBadUnitDoesNotFailTheBatch},
 	{"AuditRecordsRoundTrip", testAuditRecordsRoundTrip},
+	{"LedgerTree", testLedgerTree},
+	{"LedgerArchiveBoundary", testLedgerArchiveBoundary},
 }
 
 func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {
