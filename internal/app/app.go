@@ -131,7 +131,10 @@ type App struct {
 	// (StartWorkers), one-shot commands do not.
 	Bulk    *bulk.Service
 	Handler *api.Server
-	limits  *limits
+	// Proof keeps the ledger's Merkle tree and signs checkpoints; serve
+	// starts its loop (StartWorkers).
+	Proof  *LedgerProof
+	limits *limits
 	// Bus carries cache invalidations to and from the other nodes
 	// (WARD_NATS_URL); nil on a single node.
 	Bus *invalidation.Bus
@@ -265,6 +268,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		lim.close()
 		return nil, err
 	}
+	proof := newLedgerProof(st, km, sysKey, withArchiveDir(cfg), log, o.now)
 	addressTag := func(addr string) string {
 		b := sysBlind.Index("client-address", addr)
 		return hex.EncodeToString(b[:8])
@@ -274,8 +278,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
-		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes}, log, rec, tokens, health)
-	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim}, nil
+		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Ledger: proofServer{proof}}, log, rec, tokens, health)
+	return &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim}, nil
 }
 
 // go-redis logs each failed dial on its own, unstructured, through a
@@ -364,6 +368,7 @@ func (a *App) StartWorkers() {
 	if a.Bulk != nil {
 		a.Bulk.Start()
 	}
+	a.Proof.Start()
 }
 
 // Close stops the workers and releases the store.
@@ -371,6 +376,7 @@ func (a *App) Close() error {
 	if a.Bulk != nil {
 		a.Bulk.Stop()
 	}
+	a.Proof.Stop()
 	a.limits.close()
 	if a.Bus != nil {
 		a.Bus.Close() // flushes what this node published

@@ -105,6 +105,8 @@ type Config struct {
 	// MaxHeaderBytes bounds a request's header block (names and values);
 	// beyond it the answer is a 431 OperationOutcome.
 	MaxHeaderBytes int
+	// Ledger configures checkpoints, witnesses and archives (ledger.go).
+	Ledger Ledger
 }
 
 // Limits bound the work of one request.
@@ -176,6 +178,7 @@ func Default() Config {
 			RequestTimeout: 60 * time.Second,
 		},
 		MaxHeaderBytes: 64 << 10,
+		Ledger:         defaultLedger(),
 	}
 }
 
