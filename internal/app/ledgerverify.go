@@ -624,3 +624,42 @@ func VerifyProof(keysText string, checkpoint, newer, proofJSON []byte) (string, 
 	}
 	return "", problem.New(problem.ErrInvalid, "value", `the proof's type must be "inclusion" or "consistency"`)
 }
+
+// LedgerBroken says err is evidence of tampering (a broken chain, or a
+// ledger that is not what a checkpoint or an archive says), rather than a
+// failure to read.
+func LedgerBroken(err error) bool {
+	var be *audit.BreakError
+	var pe *ProofError
+	return errors.As(err, &be) || errors.As(err, &pe) || errors.Is(err, ledger.ErrCheckpoint)
+}
+
+// VerifyLedgerAt is `ward audit verify`: the archives in the configured
+// directory, the live ledger of the existing database, and, when
+// checkpoint is not nil, the checkpoint. keysText are the published
+// checkpoint keys; empty: the keys sealed in the database, unwrapped with
+// the key-encryption key (trusting the KEK, not the database).
+func VerifyLedgerAt(ctx context.Context, cfg config.Config, checkpoint []byte, keysText string) (LedgerVerification, error) {
+	st, err := OpenExistingStore(ctx, cfg)
+	if err != nil {
+		return LedgerVerification{}, err
+	}
+	defer st.Close()
+	dir := cfg.ArchiveDir()
+	archives, err := listArchives(dir)
+	if err != nil {
+		return LedgerVerification{}, err
+	}
+	var vs note.Verifiers
+	if keysText == "" && (checkpoint != nil || len(archives) > 0) {
+		if keysText, err = CheckpointKeys(ctx, cfg, st); err != nil {
+			return LedgerVerification{}, fmt.Errorf("the checkpoint keys (pass the published ones with --key): %w", err)
+		}
+	}
+	if keysText != "" {
+		if vs, err = ledger.Verifiers(keysText); err != nil {
+			return LedgerVerification{}, err
+		}
+	}
+	return VerifyLedgerFull(ctx, st, VerifyOptions{ArchiveDir: dir, Checkpoint: checkpoint, Keys: vs})
+}
