@@ -82,3 +82,33 @@ func TestArchiveRoundTrip(t *testing.T) {
 		t.Errorf("verified with another key: %v", err)
 	}
 }
+
+// FuzzReadArchive: an archive is untrusted input (a file anyone with the
+// directory can edit); reading never panics, and what it accepts was
+// signed by the key.
+func FuzzReadArchive(f *testing.F) {
+	s, vs := testKey(f, "ward/audit")
+	recs := records(3)
+	m := memTree{}
+	var leaves [][]byte
+	for _, r := range recs {
+		leaves = append(leaves, LeafHash(r))
+	}
+	nodes, root, _ := Extend(context.Background(), m.fetch, 0, leaves)
+	for _, n := range nodes {
+		m[n.ID] = n.Hash
+	}
+	cp, _ := Sign(Checkpoint{Origin: "ward/audit", Size: 3, Root: root}, s)
+	var buf bytes.Buffer
+	if _, err := WriteArchive(&buf, s, cp, seq(recs)); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte(archiveHeader + "\n{}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		info, err := ReadArchive(bytes.NewReader(b), vs, nil)
+		if err == nil && (info.Last < info.First || info.Checkpoint.Size != uint64(info.Last)) {
+			t.Fatalf("accepted an inconsistent archive: %+v", info)
+		}
+	})
+}
