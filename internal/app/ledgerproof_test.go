@@ -415,3 +415,62 @@ func compareGolden(t *testing.T, path, got string) {
 		t.Fatalf("tamper vectors:\n got:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestCheckpointKeyRotation: a rotated key signs from then on under the
+// same origin; both keys stay published, so the checkpoint signed before
+// still verifies, and the one after verifies only with the new key. The
+// key is sealed: the keys table holds no private key in the clear.
+func TestCheckpointKeyRotation(t *testing.T) {
+	w, _ := startLedger(t, apptest.SQLite, nil)
+	ctx := context.Background()
+	traffic(t, w, 2)
+	checkpoint(t, w)
+	old := w.Do(t, "GET", "/audit/checkpoint", "", nil).Body
+	oldKeys := string(publicKeys(t, w))
+	vkey, err := w.App.Proof.RotateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	traffic(t, w, 2)
+	checkpoint(t, w)
+	fresh := w.Do(t, "GET", "/audit/checkpoint", "", nil).Body
+	all := string(publicKeys(t, w))
+	if all != oldKeys+vkey+"\n" {
+		t.Fatalf("published keys after rotation:\n%s\nwant the old ones then %s", all, vkey)
+	}
+	both, _ := ledger.Verifiers(all)
+	onlyOld, _ := ledger.Verifiers(oldKeys)
+	onlyNew, _ := ledger.Verifiers(vkey)
+	if _, err := ledger.Open(old, both); err != nil {
+		t.Fatalf("the old checkpoint no longer verifies: %v", err)
+	}
+	if _, err := ledger.Open(fresh, onlyNew); err != nil {
+		t.Fatalf("the new checkpoint is not signed by the new key: %v", err)
+	}
+	if _, err := ledger.Open(fresh, onlyOld); err == nil {
+		t.Fatal("the new checkpoint is still signed by the old key")
+	}
+	ks, err := w.App.Store.Keys(ctx, app.CheckpointKeyPurpose)
+	if err != nil || len(ks) != 2 {
+		t.Fatalf("%d checkpoint keys stored: %v", len(ks), err)
+	}
+	for _, k := range ks {
+		if bytes.Contains(k.Wrapped, []byte("PRIVATE+KEY")) || bytes.Contains(k.Wrapped, []byte(cpOrigin(t, fresh))) {
+			t.Fatal("a checkpoint key is stored in the clear")
+		}
+	}
+	var n int
+	for _, r := range storetest.Records(t, w.App.Store) {
+		if r.Action == "checkpoint-key-create" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d key creations in the ledger, want 2", n)
+	}
+}
+
+func cpOrigin(t *testing.T, note []byte) string {
+	origin, _, _ := strings.Cut(string(note), "\n")
+	return origin
+}

@@ -631,7 +631,7 @@ func VerifyProof(keysText string, checkpoint, newer, proofJSON []byte) (string, 
 func LedgerBroken(err error) bool {
 	var be *audit.BreakError
 	var pe *ProofError
-	return errors.As(err, &be) || errors.As(err, &pe) || errors.Is(err, ledger.ErrCheckpoint)
+	return errors.As(err, &be) || errors.As(err, &pe)
 }
 
 // VerifyLedgerAt is `ward audit verify`: the archives in the configured
