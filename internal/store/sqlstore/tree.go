@@ -25,8 +25,14 @@ func (db *DB) AuditTreeSize(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// treeChunk bounds the rows of one node insert (3 parameters each).
-const treeChunk = 300
+// treeChunk bounds the rows of one node insert (3 parameters each): few
+// round trips per extension, under either database's parameter limit.
+// nodeReadChunk bounds the nodes of one read, an OR of pairs that SQLite
+// parses as a tree no deeper than its limit of 1000.
+const (
+	treeChunk     = 2000
+	nodeReadChunk = 400
+)
 
 // AuditTreeExtend implements store.LedgerTree. The size moves first, under
 // the condition that it is still from, so that of two nodes extending
@@ -44,8 +50,9 @@ func (db *DB) AuditTreeExtend(ctx context.Context, from, to int64, nodes []store
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return fmt.Errorf("%w: the audit tree is no longer at size %d", store.ErrConflict, from)
 	}
+	chunk := min(treeChunk, db.d.MaxParams/3)
 	for len(nodes) > 0 {
-		k := min(len(nodes), treeChunk)
+		k := min(len(nodes), chunk)
 		var b strings.Builder
 		b.WriteString(`INSERT INTO audit_tree (level, idx, hash) VALUES `)
 		args := make([]any, 0, 3*k)
@@ -80,8 +87,8 @@ func (db *DB) AuditTreeNodes(ctx context.Context, ids []store.NodeID) ([][]byte,
 	for i, id := range ids {
 		pos[id] = append(pos[id], i)
 	}
-	for start := 0; start < len(ids); start += treeChunk {
-		part := ids[start:min(len(ids), start+treeChunk)]
+	for start := 0; start < len(ids); start += nodeReadChunk {
+		part := ids[start:min(len(ids), start+nodeReadChunk)]
 		var b strings.Builder
 		b.WriteString(`SELECT level, idx, hash FROM audit_tree WHERE `)
 		args := make([]any, 0, 2*len(part))

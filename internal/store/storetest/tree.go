@@ -35,15 +35,15 @@ func testLedgerTree(t *testing.T, open Opener) {
 	// An extension that repeats a stored node (one left by an earlier
 	// attempt) keeps the first.
 	many := []store.TreeNode{node(0, 2), node(0, 3), node(1, 1), node(2, 0)}
-	for i := uint64(4); i < 700; i++ {
+	for i := uint64(4); i < 4500; i++ {
 		many = append(many, store.TreeNode{NodeID: store.NodeID{Level: 0, Index: i}, Hash: []byte(fmt.Sprintf("%032d", i))})
 	}
-	must(t, st.AuditTreeExtend(ctx, 3, 700, many))
-	if n, _ := st.AuditTreeSize(ctx); n != 700 {
-		t.Fatalf("tree size %d, want 700", n)
+	must(t, st.AuditTreeExtend(ctx, 3, 4500, many))
+	if n, _ := st.AuditTreeSize(ctx); n != 4500 {
+		t.Fatalf("tree size %d, want 4500", n)
 	}
 	ids := []store.NodeID{{Level: 2, Index: 0}, {Level: 0, Index: 1}, {Level: 2, Index: 0}, {Level: 1, Index: 1}}
-	for i := uint64(4); i < 700; i += 3 {
+	for i := uint64(4); i < 4500; i += 3 {
 		ids = append(ids, store.NodeID{Level: 0, Index: i})
 	}
 	got, err := st.AuditTreeNodes(ctx, ids)
