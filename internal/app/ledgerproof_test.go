@@ -474,3 +474,34 @@ func cpOrigin(t *testing.T, note []byte) string {
 	origin, _, _ := strings.Cut(string(note), "\n")
 	return origin
 }
+
+// TestServeCheckpointsPeriodically: with WARD_CHECKPOINT_INTERVAL set, the
+// running server signs checkpoints by itself and pushes them to the
+// witness; the latest one covers the traffic.
+func TestServeCheckpointsPeriodically(t *testing.T) {
+	wit := newWitness(t)
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) {
+		c.Ledger.CheckpointInterval = time.Second
+		c.Ledger.WitnessURLs = []string{wit.srv.URL}
+	})
+	traffic(t, w, 3)
+	head, err := w.App.Store.AuditHead(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := wit.got(); len(got) > 0 {
+			keys, err := ledger.Verifiers(string(publicKeys(t, w)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ledger.Open([]byte(got[len(got)-1]), keys)
+			if err == nil && int64(c.Size) >= head.Seq {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no checkpoint of %d records reached the witness: %q", head.Seq, wit.got())
+}
