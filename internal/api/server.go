@@ -71,6 +71,9 @@ type Options struct {
 	// Mounts add APIs outside /fhir behind the same edge (the clinic
 	// JSON API).
 	Mounts []Mounter
+	// Ledger serves signed checkpoints and proofs (ledger.go); nil: no
+	// /audit routes.
+	Ledger Ledger
 }
 
 // Limits bound the work of one request; a zero field is no bound.
@@ -140,6 +143,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
+	s.routeLedger(mux)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("POST /oauth2/token", s.limitAuth(true, s.handleToken))
 	mux.HandleFunc("POST /oauth2/revoke", s.limitAuth(true, s.handleRevoke))

@@ -131,7 +131,10 @@ type App struct {
 	// (StartWorkers), one-shot commands do not.
 	Bulk    *bulk.Service
 	Handler *api.Server
-	limits  *limits
+	// Proof keeps the ledger's Merkle tree and signs checkpoints; serve
+	// starts its loop (StartWorkers).
+	Proof  *LedgerProof
+	limits *limits
 	// Bus carries cache invalidations to and from the other nodes
 	// (WARD_NATS_URL); nil on a single node.
 	Bus *invalidation.Bus
@@ -272,6 +275,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		lim.close()
 		return nil, err
 	}
+	proof := newLedgerProof(st, km, sysKey, withArchiveDir(cfg), log, o.now)
 	addressTag := func(addr string) string {
 		b := sysBlind.Index("client-address", addr)
 		return hex.EncodeToString(b[:8])
@@ -287,8 +291,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
-		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}}, log, rec, tokens, health)
-	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, limits: lim, eventsCfg: cfg.Events, log: log}
+		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}, Ledger: proofServer{proof}}, log, rec, tokens, health)
+	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log}
 	wa.app = a
 	return a, nil
 }
@@ -384,6 +388,7 @@ func (a *App) StartWorkers() {
 		a.log.Error("event dispatcher not started", "error", err.Error())
 	}
 	a.events = ev
+	a.Proof.Start()
 }
 
 // Close stops the workers and releases the store.
@@ -393,6 +398,7 @@ func (a *App) Close() error {
 		a.Bulk.Stop()
 	}
 	a.events.stop()
+	a.Proof.Stop()
 	a.limits.close()
 	if a.Bus != nil {
 		a.Bus.Close() // flushes what this node published

@@ -92,7 +92,6 @@ type Config struct {
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
 	Limits Limits
-	Ledger Ledger // alerts and SIEM export (ledger.go)
 
 	// --- Edges (issue #22: HTTPS, CORS, key and header limits) ---
 
@@ -111,6 +110,9 @@ type Config struct {
 	// MaxHeaderBytes bounds a request's header block (names and values);
 	// beyond it the answer is a 431 OperationOutcome.
 	MaxHeaderBytes int
+	// Ledger configures checkpoints, witnesses and archives, the alert
+	// rules and the SIEM exporters (ledger.go, checkpoint.go).
+	Ledger Ledger
 }
 
 // Limits bound the work of one request.

@@ -10,9 +10,28 @@ import (
 	"time"
 )
 
-// Ledger holds the settings of the ledger's consumers (issue #26): the
-// alert engine and the SIEM exporters.
+// Ledger holds the settings of the ledger (issue #26): what makes it
+// verifiable without trusting the database (checkpoints, witnesses,
+// archives: checkpoint.go, docs/ledger.md) and its consumers, the alert
+// engine and the SIEM exporters.
 type Ledger struct {
+	// CheckpointInterval is how often serve extends the Merkle tree and
+	// signs a checkpoint when the ledger grew; 0: never (the CLI still can).
+	CheckpointInterval time.Duration
+	// CheckpointOrigin names the log in checkpoints and its key; empty:
+	// the host of WARD_BASE_URL followed by /audit, or ward/audit.
+	CheckpointOrigin string
+	// WitnessDir receives each new checkpoint as a file; empty: none.
+	WitnessDir string
+	// WitnessURLs receive each new checkpoint by POST; empty: none.
+	WitnessURLs []string
+	// ArchiveDir holds the archive files of `ward audit archive`; empty:
+	// audit-archive under the data directory.
+	ArchiveDir string
+	// Retention is how long records stay in the live ledger at least:
+	// archiving newer ones needs --force-within-retention.
+	Retention time.Duration
+
 	AlertRules    string        // rules file (JSON); empty: the shipped defaults
 	AlertInterval time.Duration // how often `ward serve` evaluates new records; 0: off
 
@@ -27,7 +46,8 @@ type Ledger struct {
 }
 
 func defaultLedger() Ledger {
-	return Ledger{AlertInterval: 10 * time.Second, SIEMInterval: 5 * time.Second, SIEMBatch: 500}
+	return Ledger{CheckpointInterval: time.Minute, Retention: SixYears,
+		AlertInterval: 10 * time.Second, SIEMInterval: 5 * time.Second, SIEMBatch: 500}
 }
 
 // Loopback reports whether host:port names a loopback address (plain TCP

@@ -363,6 +363,7 @@ type Store interface {
 	Resources
 	Ledger
 	Cursors
+	LedgerTree
 	Identity
 	KeyReader
 	Close() error

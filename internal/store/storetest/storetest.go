@@ -90,6 +90,8 @@ var cases = []struct {
 	{"OneBadUnitDoesNotFailTheBatch", testOneBadUnitDoesNotFailTheBatch},
 	{"AuditRecordsRoundTrip", testAuditRecordsRoundTrip},
 	{"LedgerCursors", testLedgerCursors},
+	{"LedgerTree", testLedgerTree},
+	{"LedgerArchiveBoundary", testLedgerArchiveBoundary},
 }
 
 func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {

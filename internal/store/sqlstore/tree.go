@@ -1,0 +1,181 @@
+package sqlstore
+
+// The ledger's Merkle tree nodes, its signed checkpoints and the removal
+// of archived records (store.LedgerTree).
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+var _ store.LedgerTree = (*DB)(nil)
+
+// AuditTreeSize implements store.LedgerTree.
+func (db *DB) AuditTreeSize(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.read.QueryRowContext(ctx, `SELECT size FROM audit_tree_head WHERE id = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("%w: read audit tree size: %v", store.ErrUnavailable, err)
+	}
+	return n, nil
+}
+
+// treeChunk bounds the rows of one node insert (3 parameters each): few
+// round trips per extension, under either database's parameter limit.
+// nodeReadChunk bounds the nodes of one read, an OR of pairs that SQLite
+// parses as a tree no deeper than its limit of 1000.
+const (
+	treeChunk     = 2000
+	nodeReadChunk = 400
+)
+
+// AuditTreeExtend implements store.LedgerTree. The size moves first, under
+// the condition that it is still from, so that of two nodes extending
+// together one wins and the other writes nothing.
+func (db *DB) AuditTreeExtend(ctx context.Context, from, to int64, nodes []store.TreeNode) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%w: begin tree extend: %v", store.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, db.d.Placeholders(`UPDATE audit_tree_head SET size = ? WHERE id = 1 AND size = ?`), to, from)
+	if err != nil {
+		return fmt.Errorf("%w: move audit tree size: %v", store.ErrUnavailable, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("%w: the audit tree is no longer at size %d", store.ErrConflict, from)
+	}
+	chunk := min(treeChunk, db.d.MaxParams/3)
+	for len(nodes) > 0 {
+		k := min(len(nodes), chunk)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO audit_tree (level, idx, hash) VALUES `)
+		args := make([]any, 0, 3*k)
+		for i, n := range nodes[:k] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, int(n.Level), int64(n.Index), n.Hash)
+		}
+		// A node is a function of the records below it: one left by an
+		// extension that was cut short is the same node.
+		b.WriteString(` ON CONFLICT (level, idx) DO NOTHING`)
+		if _, err := tx.ExecContext(ctx, db.d.Placeholders(b.String()), args...); err != nil {
+			return fmt.Errorf("%w: store audit tree nodes: %v", store.ErrUnavailable, err)
+		}
+		nodes = nodes[k:]
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%w: commit tree extend: %v", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// AuditTreeNodes implements store.LedgerTree.
+func (db *DB) AuditTreeNodes(ctx context.Context, ids []store.NodeID) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pos := make(map[store.NodeID][]int, len(ids))
+	for i, id := range ids {
+		pos[id] = append(pos[id], i)
+	}
+	for start := 0; start < len(ids); start += nodeReadChunk {
+		part := ids[start:min(len(ids), start+nodeReadChunk)]
+		var b strings.Builder
+		b.WriteString(`SELECT level, idx, hash FROM audit_tree WHERE `)
+		args := make([]any, 0, 2*len(part))
+		for i, id := range part {
+			if i > 0 {
+				b.WriteString(" OR ")
+			}
+			b.WriteString("(level = ? AND idx = ?)")
+			args = append(args, int(id.Level), int64(id.Index))
+		}
+		rows, err := db.read.QueryContext(ctx, db.d.Placeholders(b.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read audit tree nodes: %v", store.ErrUnavailable, err)
+		}
+		for rows.Next() {
+			var level int
+			var idx int64
+			var h []byte
+			if err := rows.Scan(&level, &idx, &h); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("%w: read audit tree node: %v", store.ErrUnavailable, err)
+			}
+			for _, i := range pos[store.NodeID{Level: uint8(level), Index: uint64(idx)}] {
+				out[i] = h
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: read audit tree nodes: %v", store.ErrUnavailable, err)
+		}
+	}
+	for i, h := range out {
+		if h == nil {
+			return nil, fmt.Errorf("%w: audit tree node (%d, %d)", store.ErrNotFound, ids[i].Level, ids[i].Index)
+		}
+	}
+	return out, nil
+}
+
+// AddCheckpoint implements store.LedgerTree.
+func (db *DB) AddCheckpoint(ctx context.Context, c store.Checkpoint) error {
+	_, err := db.write.ExecContext(ctx, db.d.Placeholders(`INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING`),
+		c.Size, c.Root, c.Note, c.Created.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("%w: store checkpoint: %v", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// LatestCheckpoint implements store.LedgerTree.
+func (db *DB) LatestCheckpoint(ctx context.Context) (*store.Checkpoint, error) {
+	var c store.Checkpoint
+	var at int64
+	err := db.read.QueryRowContext(ctx, `SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&c.Size, &c.Root, &c.Note, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no checkpoint yet", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read checkpoint: %v", store.ErrUnavailable, err)
+	}
+	c.Created = time.UnixMicro(at).UTC()
+	return &c, nil
+}
+
+// AuditSeqBefore implements store.LedgerTree.
+func (db *DB) AuditSeqBefore(ctx context.Context, t time.Time) (int64, error) {
+	var first, head sql.NullInt64
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT (SELECT MIN(seq) FROM audit_log WHERE recorded_at >= ?), (SELECT MAX(seq) FROM audit_log)`), t.UnixMicro()).Scan(&first, &head)
+	if err != nil {
+		return 0, fmt.Errorf("%w: find the archive boundary: %v", store.ErrUnavailable, err)
+	}
+	if first.Valid {
+		return first.Int64 - 1, nil
+	}
+	return head.Int64, nil
+}
+
+// AuditRemoveThrough implements store.LedgerTree.
+func (db *DB) AuditRemoveThrough(ctx context.Context, through int64) (int64, error) {
+	res, err := db.write.ExecContext(ctx, db.d.Placeholders(`DELETE FROM audit_log WHERE seq <= ?`), through)
+	if err != nil {
+		return 0, fmt.Errorf("%w: remove archived records: %v", store.ErrUnavailable, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("%w: remove archived records: %v", store.ErrUnavailable, err)
+	}
+	return n, nil
+}
