@@ -362,6 +362,7 @@ type Store interface {
 	Committer
 	Resources
 	Ledger
+	LedgerSearch
 	Identity
 	KeyReader
 	Close() error

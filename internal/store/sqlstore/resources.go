@@ -81,7 +81,7 @@ var (
 	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
 	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
 	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
-	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString}
+	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertAuditPatient, insertToken, insertDate, insertNumber, insertString}
 )
 
 func tupleOf(cols int) string {

@@ -89,6 +89,7 @@ var cases = []struct {
 	{"RefreshTokens", testRefreshTokens},
 	{"OneBadUnitDoesNotFailTheBatch", testOneBadUnitDoesNotFailTheBatch},
 	{"AuditRecordsRoundTrip", testAuditRecordsRoundTrip},
+	{"LedgerPatientIndex", testLedgerPatientIndex},
 }
 
 func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {
