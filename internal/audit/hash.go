@@ -2,6 +2,7 @@ package audit
 
 import (
 	"crypto/sha256"
+	"slices"
 	"time"
 )
 
@@ -47,25 +48,9 @@ func Chain(prev [32]byte, rec *Record) [32]byte {
 func normalize(rec *Record) {
 	rec.Time = rec.Time.UTC().Truncate(time.Microsecond)
 	if len(rec.Patients) > 1 {
-		rec.Patients = sortedSet(rec.Patients)
+		slices.Sort(rec.Patients)
+		rec.Patients = slices.Compact(rec.Patients)
 	}
-}
-
-// sortedSet sorts ps in place and drops repeats (an insertion sort: a
-// record names a handful of patients, and the core imports nothing more).
-func sortedSet(ps []string) []string {
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && ps[j] < ps[j-1]; j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
-	}
-	out := ps[:1]
-	for _, p := range ps[1:] {
-		if p != out[len(out)-1] {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Hasher hashes many records in a row, reusing one scratch buffer, for the

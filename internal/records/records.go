@@ -268,6 +268,12 @@ func (r *Repo) refuse(rec *audit.Record, outcome audit.Outcome, detail string, e
 // refusal. The resource-level decision (decideOn) follows once the
 // resource is known.
 func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
+	if rec.ResourceType == auditEventResourceType && a.IsWrite() {
+		// AuditEvents are the ledger (LedgerView), never stored: a write
+		// in a bundle is refused as the REST interaction is.
+		return r.refuse(rec, audit.OutcomeMinor, "read-only", problem.New(problem.ErrNotAllowed, "not-supported",
+			"AuditEvents are read-only: they are the audit ledger, written by the server alone"))
+	}
 	d := r.decideType(a, rec.ResourceType)
 	rec.Purpose = d.Purpose
 	if d.Allow {

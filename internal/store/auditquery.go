@@ -18,8 +18,9 @@ type AuditQuery struct {
 	Actor   string
 	// Entity selects records naming this reference ("Type/id"), in any
 	// version.
-	Entity  string
-	Action  string
+	Entity string
+	// Actions selects records with any of these actions.
+	Actions []string
 	Outcome *audit.Outcome
 	// Since and Until bound the record time: Since <= Time < Until.
 	Since, Until time.Time

@@ -154,9 +154,11 @@ func (db *DB) AuditSearch(ctx context.Context, q store.AuditQuery) ([]*audit.Rec
 		b.WriteString(` AND l.actor = ?`)
 		args = append(args, q.Actor)
 	}
-	if q.Action != "" {
-		b.WriteString(` AND l.action = ?`)
-		args = append(args, q.Action)
+	if len(q.Actions) > 0 {
+		b.WriteString(` AND l.action IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(q.Actions)), ", ") + `)`)
+		for _, a := range q.Actions {
+			args = append(args, a)
+		}
 	}
 	if q.Outcome != nil {
 		b.WriteString(` AND l.outcome = ?`)

@@ -60,7 +60,7 @@ func testLedgerPatientIndex(t *testing.T, open Opener) {
 		{store.AuditQuery{Tenant: "a", Patient: "p1", Limit: 1}, "[3]"},
 		{store.AuditQuery{Tenant: "a", Patient: "p1", After: &store.AuditCursor{Time: t0.Add(3 * time.Minute), Seq: 3}}, "[2 1]"},
 		{store.AuditQuery{Tenant: "a", Actor: "u1"}, "[5 3 1]"},
-		{store.AuditQuery{Tenant: "a", Patient: "p1", Actor: "u1", Action: "read"}, "[3 1]"},
+		{store.AuditQuery{Tenant: "a", Patient: "p1", Actor: "u1", Actions: []string{"read", "vread"}}, "[3 1]"},
 		{store.AuditQuery{Tenant: "a", Patient: "p1", Outcome: new(audit.Outcome(audit.OutcomeMinor))}, "[3]"},
 		{store.AuditQuery{Tenant: "a", Entity: "Observation/o1"}, "[2 1]"},
 		{store.AuditQuery{Tenant: "a", Entity: "Observation/o1/_history/1"}, "[2 1]"},

@@ -1,0 +1,180 @@
+package app_test
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// disclosureScenario scripts the accesses of the accounting test on the
+// patient the user-role account is linked to: a clinician (a physician
+// who is the patient's GP), a nurse (also in the patient's care), a
+// physician outside the care who is refused and then breaks the glass,
+// and an admin's bulk export. It returns the physician-GP's token.
+func disclosureScenario(t *testing.T, w *apptest.Ward) (gpToken, obs string) {
+	t.Helper()
+	P := apptest.Links[authz.RoleUser].Patient
+	apptest.AddLinkedUser(t, w.App.Store, w.Config.Tenant, "gp-user", authz.RolePhysician, &store.User{Practitioner: "pract-gp"})
+	gp := w.Login(t, "gp-user", apptest.Password)
+	admin := w.Tokens[authz.RoleAdmin]
+	if r := w.Do(t, "PUT", "/fhir/Patient/"+P, admin, []byte(`{"resourceType":"Patient","id":"`+P+`","generalPractitioner":[{"reference":"Practitioner/pract-gp"},{"reference":"Practitioner/pract-nurse"}]}`)); r.Status != 201 {
+		t.Fatalf("put patient: %d %s", r.Status, r.Body)
+	}
+	obs = w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+P+`"}}`)
+	// An unrelated patient, whose accesses must not show.
+	w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","active":true}`)
+	steps := []struct {
+		token, path string
+		headers     []string
+		want        int
+	}{
+		{gp, "/fhir/Patient/" + P, nil, 200},
+		{w.Tokens[authz.RoleNurse], "/fhir/Observation?subject=Patient/" + P, nil, 200},
+		{w.Tokens[authz.RolePhysician], "/fhir/Observation/" + obs, nil, 403},
+		{w.Tokens[authz.RolePhysician], "/fhir/Observation/" + obs, []string{"X-Break-Glass: ETREAT"}, 200},
+	}
+	for _, s := range steps {
+		if r := w.Do(t, "GET", s.path, s.token, nil, s.headers...); r.Status != s.want {
+			t.Fatalf("GET %s: %d, want %d: %s", s.path, r.Status, s.want, r.Body)
+		}
+	}
+	exportAs(t, w, authz.RoleAdmin, "/fhir/Patient/$export")
+	return gp, obs
+}
+
+// auditEvents decodes a Bundle of AuditEvents and validates each against
+// the R4 JSON schema.
+func auditEvents(t *testing.T, body []byte) []map[string]any {
+	t.Helper()
+	val, err := fhir.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		ResourceType string
+		Entry        []struct{ Resource json.RawMessage }
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
+		t.Fatalf("not a Bundle: %v %.300s", err, body)
+	}
+	var out []map[string]any
+	for _, e := range b.Entry {
+		res, err := fhir.Parse(e.Resource)
+		if err != nil {
+			t.Fatalf("AuditEvent does not parse: %v", err)
+		}
+		if issues := val.Validate(res); len(issues) > 0 {
+			t.Fatalf("AuditEvent fails the R4 schema: %+v\n%s", issues, e.Resource)
+		}
+		out = append(out, res.Doc)
+	}
+	return out
+}
+
+// summary is one AuditEvent as "role action [BTG]", the role from the
+// agent, the action from the ward action subtype.
+func summary(ev map[string]any) string {
+	agent := ev["agent"].([]any)[0].(map[string]any)
+	role := agent["role"].([]any)[0].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+	var action string
+	for _, s := range ev["subtype"].([]any) {
+		if c := s.(map[string]any); c["system"] == "urn:ward:audit-action" {
+			action = c["code"].(string)
+		}
+	}
+	s := role + " " + action
+	for _, p := range asList(ev["purposeOfEvent"]) {
+		if c := p.(map[string]any)["coding"].([]any)[0].(map[string]any); c["code"] == "BTG" {
+			s += " BTG"
+		}
+	}
+	if ev["outcome"] != "0" {
+		s += " outcome=" + ev["outcome"].(string)
+	}
+	return s
+}
+
+func asList(v any) []any { l, _ := v.([]any); return l }
+
+func TestDisclosuresScenario(t *testing.T) {
+	for _, backend := range apptest.Backends {
+		t.Run(string(backend), func(t *testing.T) {
+			w := apptest.Start(t, backend)
+			disclosureScenario(t, w)
+			P := apptest.Links[authz.RoleUser].Patient
+			po := w.Tokens[authz.RolePrivacyOfficer]
+			r := w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures", po, nil)
+			if r.Status != 200 {
+				t.Fatalf("$disclosures: %d %s", r.Status, r.Body)
+			}
+			var got []string
+			for _, ev := range auditEvents(t, r.Body) {
+				got = append(got, summary(ev))
+				refs := fmt.Sprint(ev["entity"])
+				if !strings.Contains(refs, "Patient/"+P) {
+					t.Errorf("disclosure does not name the patient: %s", refs)
+				}
+			}
+			// Newest first: the export's two files (Patient, Observation),
+			// the break-glass read, the nurse's search, the GP's read, the
+			// admin's Observation create, and the PUT that created the
+			// Patient with the governance record its GPs make. The refused
+			// read is no disclosure; the unrelated patient is absent.
+			want := []string{"admin export-download", "admin export-download", "physician read BTG", "nurse search-type", "physician read",
+				"admin create", "admin gp-change", "admin update"}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("accounting:\n got %q\nwant %q", got, want)
+			}
+			// The refused read is in the AuditEvent view, as a failure.
+			r = w.Do(t, "GET", "/fhir/AuditEvent?patient=Patient/"+P+"&outcome=4", po, nil)
+			if r.Status != 200 {
+				t.Fatalf("AuditEvent search: %d %s", r.Status, r.Body)
+			}
+			var denied []string
+			for _, ev := range auditEvents(t, r.Body) {
+				denied = append(denied, summary(ev))
+			}
+			if fmt.Sprint(denied) != "[physician read outcome=4]" {
+				t.Fatalf("denied reads: %q", denied)
+			}
+			// CSV: a header and one row per disclosure; the break-glass
+			// row says emergency.
+			r = w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures?_format=csv", po, nil)
+			rows, err := csv.NewReader(strings.NewReader(string(r.Body))).ReadAll()
+			if r.Status != 200 || err != nil || len(rows) != len(want)+1 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") {
+				t.Fatalf("csv: %d %v %d rows\n%s", r.Status, err, len(rows), r.Body)
+			}
+			if rows[3][2] != "physician" || rows[3][7] != "yes" || rows[3][5] != "Observation:1" || rows[4][7] != "no" {
+				t.Fatalf("csv rows: %q", rows[1:5])
+			}
+			if files := []string{rows[1][5], rows[2][5]}; !slices.Contains(files, "Patient:1") || !slices.ContainsFunc(files, func(s string) bool { return strings.HasPrefix(s, "Observation:") }) {
+				t.Fatalf("export rows: %q", files)
+			}
+			r = w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures", po, nil, "Accept: text/html")
+			if r.Status != 200 || !strings.Contains(string(r.Body), `<tr class="emergency">`) || strings.Count(string(r.Body), "<tr") != len(want)+1 {
+				t.Fatalf("html: %d %.500s", r.Status, r.Body)
+			}
+			// A period that ends before the scenario holds nothing.
+			r = w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures?end=2001-01-01", po, nil)
+			if evs := auditEvents(t, r.Body); r.Status != 200 || len(evs) != 0 {
+				t.Fatalf("old period: %d, %d events", r.Status, len(evs))
+			}
+			// Reading the accounting is itself audited.
+			ledger := w.Ledger(t)
+			if !slices.ContainsFunc(ledger, func(rec *audit.Record) bool {
+				return rec.Action == "disclosures" && rec.Actor == w.UserIDs[authz.RolePrivacyOfficer] && slices.Contains(rec.Entities, "Patient/"+P)
+			}) {
+				t.Fatal("the accounting read is not in the ledger")
+			}
+		})
+	}
+}
