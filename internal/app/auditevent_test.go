@@ -178,3 +178,173 @@ func TestDisclosuresScenario(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditEventAccess: who reads AuditEvents (privacy officer and admin
+// all, a patient only their own minus the withheld, a clinician nothing),
+// that they are read-only, and that reading them is audited.
+func TestAuditEventAccess(t *testing.T) {
+	for _, backend := range apptest.Backends {
+		t.Run(string(backend), func(t *testing.T) {
+			w := apptest.Start(t, backend)
+			gp, obs := disclosureScenario(t, w)
+			P := apptest.Links[authz.RoleUser].Patient
+			po, user := w.Tokens[authz.RolePrivacyOfficer], w.Tokens[authz.RoleUser]
+			for _, tok := range []string{gp, w.Tokens[authz.RoleNurse]} {
+				r := w.Do(t, "GET", "/fhir/AuditEvent?patient="+P, tok, nil)
+				if r.Status != 403 || !strings.Contains(string(r.Body), "OperationOutcome") {
+					t.Fatalf("clinician: %d %s", r.Status, r.Body)
+				}
+				if r := w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures", tok, nil); r.Status != 403 {
+					t.Fatalf("clinician $disclosures: %d", r.Status)
+				}
+			}
+			// The officer and the admin see everything of the tenant.
+			var all []map[string]any
+			for _, tok := range []string{po, w.Tokens[authz.RoleAdmin]} {
+				r := w.Do(t, "GET", "/fhir/AuditEvent?_count=1000", tok, nil)
+				if r.Status != 200 {
+					t.Fatalf("officer: %d %s", r.Status, r.Body)
+				}
+				all = auditEvents(t, r.Body)
+			}
+			if len(all) < 15 {
+				t.Fatalf("%d AuditEvents for the whole tenant", len(all))
+			}
+			// Search parameters.
+			for _, c := range []struct {
+				query string
+				want  func(map[string]any) bool
+				n     int
+			}{
+				{"agent=" + w.UserIDs[authz.RoleNurse], func(ev map[string]any) bool { return strings.Contains(fmt.Sprint(ev["agent"]), w.UserIDs[authz.RoleNurse]) }, -1},
+				{"entity=Observation/" + obs + "&outcome=0", func(ev map[string]any) bool { return strings.Contains(fmt.Sprint(ev["entity"]), "Observation/"+obs) }, -1},
+				{"patient=" + P + "&subtype=http://hl7.org/fhir/restful-interaction|read", func(ev map[string]any) bool { return strings.HasPrefix(summary(ev), "physician read") }, 3},
+				{"patient=" + P + "&action=C", func(ev map[string]any) bool { return ev["action"] == "C" }, 1},
+				{"patient=" + P + "&type=110106", func(ev map[string]any) bool { return summary(ev) == "admin export-download" }, 2},
+				{"patient=" + P + "&date=lt2001-01-01", nil, 0},
+				{"patient=" + P + "&date=ge2001-01-01&date=le2999", nil, 9},
+			} {
+				r := w.Do(t, "GET", "/fhir/AuditEvent?"+c.query, po, nil)
+				if r.Status != 200 {
+					t.Fatalf("%s: %d %s", c.query, r.Status, r.Body)
+				}
+				evs := auditEvents(t, r.Body)
+				if c.n >= 0 && len(evs) != c.n || c.n < 0 && len(evs) == 0 {
+					t.Errorf("%s: %d events, want %d", c.query, len(evs), c.n)
+				}
+				for _, ev := range evs {
+					if c.want != nil && !c.want(ev) {
+						t.Errorf("%s: does not match: %s", c.query, summary(ev))
+					}
+				}
+			}
+			// Paging: _count=3 and next links walk the patient's events.
+			seen := 0
+			next := "/fhir/AuditEvent?patient=" + P + "&_count=3"
+			for next != "" && seen < 100 {
+				r := w.Do(t, "GET", next, po, nil)
+				seen += len(auditEvents(t, r.Body))
+				next = ""
+				var b struct{ Link []struct{ Relation, URL string } }
+				json.Unmarshal(r.Body, &b)
+				for _, l := range b.Link {
+					if l.Relation == "next" {
+						next = strings.TrimPrefix(l.URL, w.Server.URL)
+					}
+				}
+			}
+			if seen != 9 {
+				t.Fatalf("paging saw %d events of the patient, want 9 (8 disclosures and the refused read)", seen)
+			}
+			// Bad input: OperationOutcome, 400, the value not echoed.
+			for _, q := range []string{"date=xx<script>", "outcome=5", "patient=a/b/c", "colour=red", "_count=-1", "action=Q", "_cursor=zz"} {
+				r := w.Do(t, "GET", "/fhir/AuditEvent?"+q, po, nil)
+				if r.Status != 400 || !strings.Contains(string(r.Body), "OperationOutcome") || strings.Contains(string(r.Body), "script") {
+					t.Errorf("%s: %d %s", q, r.Status, r.Body)
+				}
+			}
+			// The patient sees only their own record.
+			r := w.Do(t, "GET", "/fhir/AuditEvent?_count=1000", user, nil)
+			own := auditEvents(t, r.Body)
+			if r.Status != 200 || len(own) != 9 {
+				t.Fatalf("patient's own: %d, %d events", r.Status, len(own))
+			}
+			for _, ev := range own {
+				if !strings.Contains(fmt.Sprint(ev["entity"]), "Patient/"+P) {
+					t.Fatalf("patient sees an event not about them: %v", ev)
+				}
+			}
+			if r := w.Do(t, "GET", "/fhir/AuditEvent?patient=someone-else", user, nil); r.Status != 403 {
+				t.Fatalf("patient asks for another: %d", r.Status)
+			}
+			if r := w.Do(t, "GET", "/fhir/Patient/someone-else/$disclosures", user, nil); r.Status != 403 {
+				t.Fatalf("patient asks another's accounting: %d", r.Status)
+			}
+			r = w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures", user, nil)
+			if n := len(auditEvents(t, r.Body)); r.Status != 200 || n != 8 {
+				t.Fatalf("patient's accounting: %d, %d events", r.Status, n)
+			}
+			// The officer withholds the break-glass read: gone from the
+			// patient's view and accounting, kept for the officer.
+			var btg string
+			for _, ev := range own {
+				if summary(ev) == "physician read BTG" {
+					btg = ev["id"].(string)
+				}
+			}
+			if r := w.Do(t, "POST", "/fhir/AuditEvent/"+btg+"/$withhold", gp, nil); r.Status != 403 {
+				t.Fatalf("clinician withholds: %d", r.Status)
+			}
+			if r := w.Do(t, "POST", "/fhir/AuditEvent/"+btg+"/$withhold", po, nil); r.Status != 200 {
+				t.Fatalf("withhold: %d %s", r.Status, r.Body)
+			}
+			r = w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures", user, nil)
+			for _, ev := range auditEvents(t, r.Body) {
+				if ev["id"] == btg || strings.Contains(summary(ev), "withhold") {
+					t.Fatalf("withheld event in the patient's accounting: %s", summary(ev))
+				}
+			}
+			if n := len(auditEvents(t, r.Body)); n != 7 {
+				t.Fatalf("patient's accounting after withholding: %d events, want 7", n)
+			}
+			if r := w.Do(t, "GET", "/fhir/AuditEvent/"+btg, user, nil); r.Status != 404 {
+				t.Fatalf("patient reads the withheld event: %d", r.Status)
+			}
+			if r := w.Do(t, "GET", "/fhir/AuditEvent/"+btg, po, nil); r.Status != 200 {
+				t.Fatalf("officer reads the withheld event: %d", r.Status)
+			}
+			r = w.Do(t, "GET", "/fhir/Patient/"+P+"/$disclosures", po, nil)
+			if !slices.ContainsFunc(auditEvents(t, r.Body), func(ev map[string]any) bool { return ev["id"] == btg }) {
+				t.Fatal("the officer's accounting lost the withheld event")
+			}
+			// Read-only: every write is 405 with an OperationOutcome, also
+			// inside a transaction; nothing is stored.
+			ae := []byte(`{"resourceType":"AuditEvent","type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"x"}}}`)
+			for _, m := range []struct{ method, path string }{
+				{"POST", "/fhir/AuditEvent"}, {"PUT", "/fhir/AuditEvent/" + btg}, {"DELETE", "/fhir/AuditEvent/" + btg},
+				{"PATCH", "/fhir/AuditEvent/" + btg}, {"PUT", "/fhir/AuditEvent?patient=" + P}, {"DELETE", "/fhir/AuditEvent?patient=" + P},
+				{"GET", "/fhir/AuditEvent/" + btg + "/_history"},
+			} {
+				r := w.Do(t, m.method, m.path, w.Tokens[authz.RoleAdmin], ae)
+				if r.Status != 405 || !strings.Contains(string(r.Body), "OperationOutcome") {
+					t.Errorf("%s %s: %d %s", m.method, m.path, r.Status, r.Body)
+				}
+			}
+			tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + string(ae) + `,"request":{"method":"POST","url":"AuditEvent"}}]}`
+			if r := w.Do(t, "POST", "/fhir", w.Tokens[authz.RoleAdmin], []byte(tx)); r.Status < 400 {
+				t.Fatalf("AuditEvent written in a transaction: %d %s", r.Status, r.Body)
+			}
+			// Reading AuditEvents is audited.
+			if !slices.ContainsFunc(w.Ledger(t), func(rec *audit.Record) bool {
+				return rec.ResourceType == "AuditEvent" && rec.Action == "search-type" && rec.Actor == w.UserIDs[authz.RoleUser]
+			}) {
+				t.Fatal("the patient's AuditEvent search is not in the ledger")
+			}
+			if !slices.ContainsFunc(w.Ledger(t), func(rec *audit.Record) bool {
+				return rec.Action == "withhold" && slices.Contains(rec.Entities, "AuditEvent/"+btg) && slices.Contains(rec.Patients, P)
+			}) {
+				t.Fatal("the withholding is not in the ledger")
+			}
+		})
+	}
+}
