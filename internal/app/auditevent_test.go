@@ -216,7 +216,9 @@ func TestAuditEventAccess(t *testing.T) {
 				want  func(map[string]any) bool
 				n     int
 			}{
-				{"agent=" + w.UserIDs[authz.RoleNurse], func(ev map[string]any) bool { return strings.Contains(fmt.Sprint(ev["agent"]), w.UserIDs[authz.RoleNurse]) }, -1},
+				{"agent=" + w.UserIDs[authz.RoleNurse], func(ev map[string]any) bool {
+					return strings.Contains(fmt.Sprint(ev["agent"]), w.UserIDs[authz.RoleNurse])
+				}, -1},
 				{"entity=Observation/" + obs + "&outcome=0", func(ev map[string]any) bool { return strings.Contains(fmt.Sprint(ev["entity"]), "Observation/"+obs) }, -1},
 				{"patient=" + P + "&subtype=http://hl7.org/fhir/restful-interaction|read", func(ev map[string]any) bool { return strings.HasPrefix(summary(ev), "physician read") }, 3},
 				{"patient=" + P + "&action=C", func(ev map[string]any) bool { return ev["action"] == "C" }, 1},
@@ -245,7 +247,9 @@ func TestAuditEventAccess(t *testing.T) {
 				r := w.Do(t, "GET", next, po, nil)
 				seen += len(auditEvents(t, r.Body))
 				next = ""
-				var b struct{ Link []struct{ Relation, URL string } }
+				var b struct {
+					Link []struct{ Relation, URL string }
+				}
 				json.Unmarshal(r.Body, &b)
 				for _, l := range b.Link {
 					if l.Relation == "next" {
