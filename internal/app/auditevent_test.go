@@ -1,13 +1,17 @@
 package app_test
 
 import (
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
@@ -350,5 +354,40 @@ func TestAuditEventAccess(t *testing.T) {
 				t.Fatal("the withholding is not in the ledger")
 			}
 		})
+	}
+}
+
+// TestPatientIndexTamperDetected: the patient index is part of each
+// record's hash (canonical format version 2), so removing a patient row
+// (hiding an access from the accounting) or moving it to another patient
+// breaks verification at that record.
+func TestPatientIndexTamperDetected(t *testing.T) {
+	for _, tamper := range []string{
+		`DELETE FROM audit_patients WHERE rowid = (SELECT max(rowid) FROM audit_patients)`,
+		`UPDATE audit_patients SET patient = 'someone-else' WHERE rowid = (SELECT max(rowid) FROM audit_patients)`,
+	} {
+		w := apptest.Start(t, apptest.SQLite)
+		disclosureScenario(t, w)
+		ctx := t.Context()
+		if _, err := app.VerifyLedgerSummary(ctx, w.App.Store); err != nil {
+			t.Fatalf("before tampering: %v", err)
+		}
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(w.Config.DataDir, app.DatabaseFileName)+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seq int64
+		if err := db.QueryRow(`SELECT seq FROM audit_patients ORDER BY rowid DESC LIMIT 1`).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(tamper); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		_, err = app.VerifyLedgerSummary(ctx, w.App.Store)
+		var be *audit.BreakError
+		if !errors.As(err, &be) || be.Seq != seq || be.Reason != audit.ReasonHashMismatch {
+			t.Fatalf("%s: verify = %v, want a hash mismatch at %d", tamper, err, seq)
+		}
 	}
 }
