@@ -12,10 +12,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
 )
+
+// repoFor is the repository of one request: its subject, its request id,
+// and the client's address for the ledger records.
+func (s *Server) repoFor(r *http.Request, subj authz.Subject) *records.Repo {
+	var addr string
+	if a := clientAddr(r, s.opts.TrustedProxies); a.IsValid() {
+		addr = a.String()
+	}
+	return s.records.For(subj, requestID(r.Context())).At(addr)
+}
 
 var errAuditReadOnly = problem.New(problem.ErrNotAllowed, "not-supported", "AuditEvents are read-only: they are the audit ledger, written by the server alone")
 

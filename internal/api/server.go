@@ -209,7 +209,8 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 		if r.PathValue("type") == "AuditEvent" {
 			h = s.handleAuditEvent // the ledger, not stored resources
 		}
-		if err := h(w, r, s.records.For(subj, requestID(r.Context()))); err != nil {
+		repo := s.repoFor(r, subj)
+		if err := h(w, r, repo); err != nil {
 			s.writeError(w, r, err)
 		}
 	})

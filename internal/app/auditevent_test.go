@@ -15,6 +15,7 @@ import (
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -126,6 +127,11 @@ func TestDisclosuresScenario(t *testing.T) {
 				refs := fmt.Sprint(ev["entity"])
 				if !strings.Contains(refs, "Patient/"+P) {
 					t.Errorf("disclosure does not name the patient: %s", refs)
+				}
+				// The client address is a keyed hash, never the address.
+				net, _ := ev["agent"].([]any)[0].(map[string]any)["network"].(map[string]any)
+				if addr, _ := net["address"].(string); len(addr) != 32 || strings.Contains(addr, "127.0.0.1") || net["type"] != "2" {
+					t.Errorf("agent.network: %v", net)
 				}
 			}
 			// Newest first: the export's two files (Patient, Observation),
@@ -361,6 +367,19 @@ func TestAuditEventAccess(t *testing.T) {
 // record's hash (canonical format version 2), so removing a patient row
 // (hiding an access from the accounting) or moving it to another patient
 // breaks verification at that record.
+// TestAuditPlainAddresses: configured, the ledger keeps the client's
+// address as it is.
+func TestAuditPlainAddresses(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.AuditPlainAddresses = true })
+	r := w.Do(t, "GET", "/fhir/AuditEvent?_count=1", w.Tokens[authz.RolePrivacyOfficer], nil)
+	evs := auditEvents(t, r.Body)
+	r = w.Do(t, "GET", "/fhir/AuditEvent?_count=1", w.Tokens[authz.RolePrivacyOfficer], nil)
+	evs = auditEvents(t, r.Body)
+	if len(evs) != 1 || !strings.Contains(fmt.Sprint(evs[0]["agent"]), "address:127.0.0.1") {
+		t.Fatalf("plain address: %v", evs)
+	}
+}
+
 func TestPatientIndexTamperDetected(t *testing.T) {
 	for _, tamper := range []string{
 		`DELETE FROM audit_patients WHERE rowid = (SELECT max(rowid) FROM audit_patients)`,

@@ -84,6 +84,11 @@ type Record struct {
 	// patients is encoded in canonical format version 2, one without in
 	// version 1, so records written before this field verify unchanged.
 	Patients []string
+	// Address is the client's network address as the server saw it: a
+	// keyed hash (hex) under the tenant's blind-index key unless the
+	// operator configured plain addresses; "" when unknown. Like
+	// Patients it is encoded only in format version 2.
+	Address  string
 	PrevHash [32]byte
 	Hash     [32]byte
 }

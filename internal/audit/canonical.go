@@ -38,13 +38,15 @@ const (
 // are times whose Unix microseconds overflow int64 (beyond ±292,000 years).
 //
 // Format version 2 is version 1 with the first byte 0x02 and, after
-// Purpose, the Patients list encoded as Entities is. It is used exactly
-// when Patients is not empty, so every version-1 record keeps its hash.
+// Purpose, the Patients list encoded as Entities is, then Address as a
+// string. It is used exactly when Patients or Address is not empty, so
+// every version-1 record keeps its hash.
 //
 // AppendCanonical panics if a string or the entity list is longer than
 // 2^32-1, which no audit record comes near.
 func (r *Record) AppendCanonical(dst []byte) []byte {
-	if len(r.Patients) > 0 {
+	v2 := r.v2()
+	if v2 {
 		dst = append(dst, CanonicalVersionPatients)
 	} else {
 		dst = append(dst, CanonicalVersion)
@@ -69,14 +71,18 @@ func (r *Record) AppendCanonical(dst []byte) []byte {
 		dst = append(dst, 0)
 	}
 	dst = appendString(dst, r.Purpose)
-	if len(r.Patients) > 0 {
+	if v2 {
 		dst = appendLen(dst, len(r.Patients))
 		for _, p := range r.Patients {
 			dst = appendString(dst, p)
 		}
+		dst = appendString(dst, r.Address)
 	}
 	return dst
 }
+
+// v2 says r is encoded in format version 2.
+func (r *Record) v2() bool { return len(r.Patients) > 0 || r.Address != "" }
 
 // canonicalLen returns len(r.AppendCanonical(nil)).
 func (r *Record) canonicalLen() int {
@@ -86,8 +92,8 @@ func (r *Record) canonicalLen() int {
 	for _, e := range r.Entities {
 		n += 4 + len(e)
 	}
-	if len(r.Patients) > 0 {
-		n += 4
+	if r.v2() {
+		n += 4 + 4 + len(r.Address)
 		for _, p := range r.Patients {
 			n += 4 + len(p)
 		}

@@ -19,6 +19,7 @@ func TestCanonicalV2Patients(t *testing.T) {
 		want = binary.BigEndian.AppendUint32(want, uint32(len(p)))
 		want = append(want, p...)
 	}
+	want = binary.BigEndian.AppendUint32(want, 0) // the empty Address
 	got := rec.AppendCanonical(nil)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("v2 encoding\n got %x\nwant %x", got, want)
@@ -34,6 +35,16 @@ func TestCanonicalV2Patients(t *testing.T) {
 	other.Patients = []string{"p2"}
 	if EntryHash(other) == EntryHash(rec) {
 		t.Fatal("different patients hash alike")
+	}
+	// An address alone makes version 2 too: no patients, then the address.
+	addr := goldenRecord()
+	addr.Address = "a1b2"
+	want = append([]byte{0x02}, v1[1:]...)
+	want = binary.BigEndian.AppendUint32(want, 0)
+	want = binary.BigEndian.AppendUint32(want, 4)
+	want = append(want, "a1b2"...)
+	if got := addr.AppendCanonical(nil); !bytes.Equal(got, want) || len(got) != addr.canonicalLen() {
+		t.Fatalf("v2 with an address\n got %x\nwant %x", got, want)
 	}
 }
 

@@ -161,6 +161,11 @@ func auditEventDoc(r *audit.Record) map[string]any {
 	if len(purposes) > 0 {
 		agent["purposeOfUse"] = purposes
 	}
+	if r.Address != "" {
+		// Type 2 is an IP address; a keyed hash stands in for it unless
+		// the operator keeps addresses plain (docs/audit-events.md).
+		agent["network"] = map[string]any{"address": r.Address, "type": "2"}
+	}
 	doc["agent"] = []any{agent}
 	doc["source"] = map[string]any{
 		"site":     r.Tenant,
@@ -429,6 +434,7 @@ type LedgerView struct {
 	st        store.Store
 	subj      authz.Subject
 	requestID string
+	address   string
 	now       func() time.Time
 }
 
@@ -440,12 +446,12 @@ func NewLedgerView(st store.Store, subj authz.Subject, requestID string) *Ledger
 
 // Ledger is the ledger view for the repository's caller.
 func (r *Repo) Ledger() *LedgerView {
-	return &LedgerView{st: r.s.st, subj: r.subj, requestID: r.requestID, now: r.s.now}
+	return &LedgerView{st: r.s.st, subj: r.subj, requestID: r.requestID, now: r.s.now, address: r.address}
 }
 
 func (l *LedgerView) record(action string) *audit.Record {
 	return &audit.Record{Time: l.now().UTC(), Tenant: l.subj.Tenant, RequestID: l.requestID, Actor: l.subj.ID,
-		Role: string(l.subj.Role), Action: action, ResourceType: auditEventResourceType}
+		Role: string(l.subj.Role), Action: action, ResourceType: auditEventResourceType, Address: l.address}
 }
 
 func (l *LedgerView) commit(rec *audit.Record) error {

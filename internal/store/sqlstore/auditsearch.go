@@ -92,7 +92,7 @@ func (db *DB) fillPatients(ctx context.Context, q querier, recs []*audit.Record)
 }
 
 // auditSelect are the ledger columns scanAudit reads, on alias l.
-const auditSelect = `l.seq, l.recorded_at, l.tenant, l.request_id, l.actor, l.role, l.action, l.resource_type, l.entities, l.outcome, l.detail, l.emergency, l.purpose, l.prev_hash, l.hash`
+const auditSelect = `l.seq, l.recorded_at, l.tenant, l.request_id, l.actor, l.role, l.action, l.resource_type, l.entities, l.outcome, l.detail, l.emergency, l.purpose, l.prev_hash, l.hash, l.address`
 
 // scanAudit reads the records of rows (columns as auditSelect).
 func scanAudit(rows *sql.Rows) ([]*audit.Record, error) {
@@ -103,7 +103,7 @@ func scanAudit(rows *sql.Rows) ([]*audit.Record, error) {
 		var ents string
 		var outcome, emergency int
 		var prev, hash []byte
-		if err := rows.Scan(&r.Seq, &at, &r.Tenant, &r.RequestID, &r.Actor, &r.Role, &r.Action, &r.ResourceType, &ents, &outcome, &r.Detail, &emergency, &r.Purpose, &prev, &hash); err != nil {
+		if err := rows.Scan(&r.Seq, &at, &r.Tenant, &r.RequestID, &r.Actor, &r.Role, &r.Action, &r.ResourceType, &ents, &outcome, &r.Detail, &emergency, &r.Purpose, &prev, &hash, &r.Address); err != nil {
 			return nil, fmt.Errorf("%w: scan audit record: %v", store.ErrUnavailable, err)
 		}
 		r.Time = time.UnixMicro(at).UTC()

@@ -94,7 +94,7 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 const advanceHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
 
 // AuditColumns are the ledger's columns in the order of auditArgs.
-const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash`
+const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash, address`
 
 func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {
 	err := db.insertRows(ctx, tx, insertAuditRec, len(recs), func(i int, a []any) []any {
@@ -108,11 +108,11 @@ func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record)
 
 // auditCols is how many values auditArgs appends: the columns of
 // insertAuditRec, in its order.
-const auditCols = 15
+const auditCols = 16
 
 func auditArgs(a []any, r *audit.Record) []any {
 	return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
-		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:])
+		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:], r.Address)
 }
 
 // encodeEntities stores the entity list as a JSON array: unambiguous for

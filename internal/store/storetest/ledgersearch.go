@@ -29,6 +29,7 @@ func testLedgerPatientIndex(t *testing.T, open Opener) {
 		mk("a", "u1", "login", 5, 0, nil),
 		mk("a", "u3", "read", 6, 0, []string{"p2"}, "Observation/o10/_history/1"),
 	}
+	recs[4].Address = "9f86d081884c7d65" // an address alone: format version 2 too
 	must(t, st.Commit(ctx, &store.Unit{Audit: recs[:2]}))
 	for _, r := range recs[2:] {
 		must(t, st.Commit(ctx, &store.Unit{Audit: []*audit.Record{r}}))
@@ -77,6 +78,9 @@ func testLedgerPatientIndex(t *testing.T, open Opener) {
 	}
 	if fmt.Sprint(r.Patients) != "[p1 p2]" || r.Hash != recs[1].Hash {
 		t.Fatalf("record 2: patients %v, hash matches %v", r.Patients, r.Hash == recs[1].Hash)
+	}
+	if r, err := st.AuditRecord(ctx, "a", 5); err != nil || r.Address != recs[4].Address || r.Hash != recs[4].Hash {
+		t.Fatalf("record 5: %v %+v", err, r)
 	}
 	if _, err := st.AuditRecord(ctx, "b", 2); err == nil {
 		t.Fatal("record of tenant a read as tenant b")
