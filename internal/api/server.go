@@ -206,11 +206,11 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
+		handle := h
 		if r.PathValue("type") == "AuditEvent" {
-			h = s.handleAuditEvent // the ledger, not stored resources
+			handle = s.handleAuditEvent // the ledger, not stored resources
 		}
-		repo := s.repoFor(r, subj)
-		if err := h(w, r, repo); err != nil {
+		if err := handle(w, r, s.repoFor(r, subj)); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
