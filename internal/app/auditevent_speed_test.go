@@ -16,6 +16,7 @@ import (
 	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // Ledger speed: WARD_AUDIT_SPEED_ROWS=10000000 go test ./internal/app/
@@ -143,6 +144,26 @@ func TestAuditEventSpeed(t *testing.T) {
 					t.Errorf("%s: p50 %s, want < 20ms", name, p50)
 				}
 			}
+			// The store's part alone (the index walk and the join), without
+			// HTTP, the audit write of each read, or rendering.
+			storeP50 := func(name string, q func(i int) store.AuditQuery) {
+				var d []time.Duration
+				for i := range 200 {
+					t0 := time.Now()
+					if _, err := w.App.Store.AuditSearch(ctx, q(i)); err != nil {
+						t.Fatal(err)
+					}
+					d = append(d, time.Since(t0))
+				}
+				slices.Sort(d)
+				t.Logf("%s store query alone on %s: p50 %s p95 %s", name, backend, d[100].Round(10*time.Microsecond), d[190].Round(10*time.Microsecond))
+			}
+			storeP50("AuditEvent?patient=&date=ge", func(i int) store.AuditQuery {
+				return store.AuditQuery{Tenant: w.Config.Tenant, Patient: "bp" + strconv.Itoa((i*7919)%speedPatients), Since: end.AddDate(-1, 0, 0), Limit: 100}
+			})
+			storeP50("$disclosures", func(i int) store.AuditQuery {
+				return store.AuditQuery{Tenant: w.Config.Tenant, Patient: "bp" + strconv.Itoa((i*7919)%speedPatients), Since: end.AddDate(-6, 0, 0), Limit: 1000}
+			})
 			perPatient := int(rows / speedPatients) // records per patient over six years
 			patient := func(i int) string { return "bp" + strconv.Itoa((i*7919)%speedPatients) }
 			measure("AuditEvent?patient=&date=ge", func(i int) string {
