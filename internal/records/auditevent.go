@@ -639,7 +639,7 @@ func (l *LedgerView) Withhold(ctx context.Context, id string) error {
 		return err
 	}
 	if len(r.Patients) == 0 {
-		return l.refuse(rec, "no-patient", invalid("the AuditEvent is about no patient: there is nothing to withhold from an accounting"))
+		return l.refuse(rec, "no-patient", invalid("the AuditEvent names no patient: no accounting lists it, so there is nothing to withhold"))
 	}
 	rec.Patients = slices.Clone(r.Patients)
 	rec.Detail = withholdDetail

@@ -67,7 +67,7 @@ var disclosuresPage = template.Must(template.New("disclosures").Parse(`<!DOCTYPE
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:.3em .6em;text-align:left}tr.emergency{background:#fdd}</style>
 </head><body>
 <h1>Accounting of disclosures</h1>
-<p>Patient {{.Patient}}, from {{.Start}} to {{.End}}: {{len .Rows}} accesses.</p>
+<p>{{.Patient}}, {{.Start}} to {{.End}}: {{len .Rows}} accesses.</p>
 <table><thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead><tbody>
 {{range .Rows}}<tr{{if .Emergency}} class="emergency"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</tbody></table>
