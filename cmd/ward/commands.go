@@ -413,6 +413,9 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if len(args) > 0 && args[0] == "export" {
 		return runAuditExport(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && auditReports[args[0]] != nil {
+		return auditReports[args[0]](ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] == "list" || isHelp(args[0]) {
 		// The subcommands, on standard output: asking what there is is
 		// not a mistake.
@@ -430,9 +433,14 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 const auditCommands = `usage: ward audit <subcommand> [flags]
 
 subcommands:
-  break-glass  list emergency accesses to review: ward audit break-glass [--since D] [--data-dir D]
-  governance   list changes to what governs access (care teams, consents, labels): ward audit governance [--since D] [--data-dir D]
-` + ledgerProofCommands + `
+` + ledgerProofCommands + `  break-glass     list emergency accesses to review: ward audit break-glass [--since D] [--data-dir D]
+  governance      list changes to what governs access (care teams, consents, labels): ward audit governance [--since D] [--data-dir D]
+  disclosures     the accounting of disclosures of one patient: ward audit disclosures --patient ID [--start D] [--end D] [--format fhir|html|csv]
+  access          one user's activity: ward audit access --user U [--start D] [--end D] [--format fhir|html|csv]
+  withhold        withhold an AuditEvent from the patient's accounting (164.528(a)(2)): ward audit withhold --event SEQ
+  alerts          list the alerts the rules raised: ward audit alerts [--since D] [--data-dir D]
+  export          write ledger records for a SIEM: ward audit export --since SEQ|TIME --format json|syslog [--data-dir D]
+
 run 'ward audit <subcommand> -h' for its flags
 `
 

@@ -48,7 +48,7 @@ func (s *Server) authenticated(h fhirHandler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := h(w, r, s.records.For(subj, requestID(r.Context()))); err != nil {
+		if err := h(w, r, s.repoFor(r, subj)); err != nil {
 			s.writeError(w, r, err)
 		}
 	})

@@ -192,7 +192,7 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	}
 	// The launching user must be allowed to read the patient: the same
 	// decision (role, scopes, care relationship, consent) as a FHIR read.
-	repo := s.records.For(subj, requestID(r.Context()))
+	repo := s.repoFor(r, subj)
 	if _, err := repo.Read(r.Context(), "Patient", in.Patient); err != nil {
 		s.writeError(w, r, err)
 		return

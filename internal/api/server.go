@@ -171,6 +171,8 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.Handle("DELETE /fhir/{type}", s.fhir(s.handleConditionalDelete))
 	mux.Handle("GET /fhir/Patient/{id}/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
+	mux.Handle("GET /fhir/Patient/{id}/$disclosures", s.fhir(s.handleDisclosures))
+	mux.Handle("POST /fhir/AuditEvent/{id}/$withhold", s.fhir(s.handleWithhold))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
 	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
 	mux.Handle("POST /fhir/{type}/$validate", s.fhir(s.handleValidate))
@@ -207,7 +209,7 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := negotiate(r); err != nil {
+		if err := negotiate(r); err != nil && !strings.HasSuffix(r.URL.Path, "/$disclosures") {
 			s.writeError(w, r, err)
 			return
 		}
@@ -229,7 +231,11 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
-		if err := h(w, r, s.records.For(subj, requestID(r.Context()))); err != nil {
+		handle := h
+		if r.PathValue("type") == "AuditEvent" {
+			handle = s.handleAuditEvent // the ledger, not stored resources
+		}
+		if err := handle(w, r, s.repoFor(r, subj)); err != nil {
 			s.writeError(w, r, err)
 		}
 	})

@@ -19,7 +19,7 @@
 //
 // Records hold no PHI: ids, codes and references only (STYLE.md, convention
 // 4). The canonical encoding never changes once released; a new layout gets
-// a new format version byte.
+// a new format version byte (version 2 added the patient list).
 package audit
 
 import (
@@ -77,6 +77,18 @@ type Record struct {
 	Detail    string // reason code, never PHI
 	Emergency bool   // break-the-glass access
 	Purpose   string // purpose-of-use code
-	PrevHash  [32]byte
-	Hash      [32]byte
+	// Patients are the opaque ids of the patients whose compartments the
+	// audited resources are in (never names): what the ledger's patient
+	// index (tenant, patient, time) is built from, for the accounting of
+	// disclosures. Chain sorts them and drops repeats; a record with
+	// patients is encoded in canonical format version 2, one without in
+	// version 1, so records written before this field verify unchanged.
+	Patients []string
+	// Address is the client's network address as the server saw it: a
+	// keyed hash (hex) under the tenant's blind-index key unless the
+	// operator configured plain addresses; "" when unknown. Like
+	// Patients it is encoded only in format version 2.
+	Address  string
+	PrevHash [32]byte
+	Hash     [32]byte
 }

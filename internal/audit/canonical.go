@@ -5,8 +5,12 @@ import (
 	"math"
 )
 
-// CanonicalVersion is the first byte of every canonical encoding.
-const CanonicalVersion = 1
+// CanonicalVersion is the first byte of the canonical encoding of a
+// record without patients; CanonicalVersionPatients that of a record with.
+const (
+	CanonicalVersion         = 1
+	CanonicalVersionPatients = 2
+)
 
 // AppendCanonical appends the canonical encoding of r to dst and returns the
 // extended slice. It covers every field except PrevHash and Hash, which the
@@ -33,10 +37,20 @@ const CanonicalVersion = 1
 // empty Entities encode the same; sub-microsecond time is dropped, and so
 // are times whose Unix microseconds overflow int64 (beyond ±292,000 years).
 //
+// Format version 2 is version 1 with the first byte 0x02 and, after
+// Purpose, the Patients list encoded as Entities is, then Address as a
+// string. It is used exactly when Patients or Address is not empty, so
+// every version-1 record keeps its hash.
+//
 // AppendCanonical panics if a string or the entity list is longer than
 // 2^32-1, which no audit record comes near.
 func (r *Record) AppendCanonical(dst []byte) []byte {
-	dst = append(dst, CanonicalVersion)
+	v2 := r.v2()
+	if v2 {
+		dst = append(dst, CanonicalVersionPatients)
+	} else {
+		dst = append(dst, CanonicalVersion)
+	}
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Seq))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Time.UnixMicro()))
 	dst = appendString(dst, r.Tenant)
@@ -56,8 +70,19 @@ func (r *Record) AppendCanonical(dst []byte) []byte {
 	} else {
 		dst = append(dst, 0)
 	}
-	return appendString(dst, r.Purpose)
+	dst = appendString(dst, r.Purpose)
+	if v2 {
+		dst = appendLen(dst, len(r.Patients))
+		for _, p := range r.Patients {
+			dst = appendString(dst, p)
+		}
+		dst = appendString(dst, r.Address)
+	}
+	return dst
 }
+
+// v2 says r is encoded in format version 2.
+func (r *Record) v2() bool { return len(r.Patients) > 0 || r.Address != "" }
 
 // canonicalLen returns len(r.AppendCanonical(nil)).
 func (r *Record) canonicalLen() int {
@@ -66,6 +91,12 @@ func (r *Record) canonicalLen() int {
 		4 + 8 + 4 + len(r.Detail) + 1 + 4 + len(r.Purpose)
 	for _, e := range r.Entities {
 		n += 4 + len(e)
+	}
+	if r.v2() {
+		n += 4 + 4 + len(r.Address)
+		for _, p := range r.Patients {
+			n += 4 + len(p)
+		}
 	}
 	return n
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"crypto/sha256"
+	"slices"
 	"time"
 )
 
@@ -46,6 +47,10 @@ func Chain(prev [32]byte, rec *Record) [32]byte {
 
 func normalize(rec *Record) {
 	rec.Time = rec.Time.UTC().Truncate(time.Microsecond)
+	if len(rec.Patients) > 1 {
+		slices.Sort(rec.Patients)
+		rec.Patients = slices.Compact(rec.Patients)
+	}
 }
 
 // Hasher hashes many records in a row, reusing one scratch buffer, for the

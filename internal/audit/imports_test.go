@@ -13,7 +13,7 @@ import (
 func TestImports(t *testing.T) {
 	allowed := map[string]bool{
 		"crypto/sha256": true, "encoding/binary": true, "errors": true, "fmt": true,
-		"iter": true, "math": true, "strconv": true, "time": true,
+		"iter": true, "math": true, "slices": true, "strconv": true, "time": true,
 		"context": true, "github.com/wardhealth/ward/internal/problem": true,
 	}
 	deptest.Check(t, func(path string) string {

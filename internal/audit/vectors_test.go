@@ -86,8 +86,9 @@ func fromJSON(j jsonRecord) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Record{j.Seq, j.Time, j.Tenant, j.RequestID, j.Actor, j.Role, j.Action, j.ResourceType,
-		j.Entities, j.Outcome, j.Detail, j.Emergency, j.Purpose, prev, hash}, nil
+	return &Record{Seq: j.Seq, Time: j.Time, Tenant: j.Tenant, RequestID: j.RequestID, Actor: j.Actor, Role: j.Role,
+		Action: j.Action, ResourceType: j.ResourceType, Entities: j.Entities, Outcome: j.Outcome, Detail: j.Detail,
+		Emergency: j.Emergency, Purpose: j.Purpose, PrevHash: prev, Hash: hash}, nil
 }
 
 func head(h Head) *jsonHead { return &jsonHead{h.Seq, hex.EncodeToString(h.Hash[:])} }

@@ -55,6 +55,9 @@ type Config struct {
 	// tenant (issue #6; off: admins manage users, keys and the directory
 	// only).
 	AdminPHIAccess bool
+	// AuditPlainAddresses keeps client addresses in the audit ledger in
+	// the clear instead of as a keyed hash.
+	AuditPlainAddresses bool
 	// CareEncounterWindow is how far back an Encounter listing a
 	// clinician as participant makes a care relationship.
 	CareEncounterWindow time.Duration
@@ -325,6 +328,15 @@ var settings = []setting{
 				return errors.New("must be true or false")
 			}
 			c.AdminPHIAccess = b
+			return nil
+		}},
+	{"WARD_AUDIT_PLAIN_ADDRESSES", "audit-plain-addresses", "true: the audit ledger keeps client network addresses in the clear; false (default): a keyed hash of each address", false,
+		func(c *Config) string { return strconv.FormatBool(c.AuditPlainAddresses) }, func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.AuditPlainAddresses = b
 			return nil
 		}},
 	{"WARD_CARE_ENCOUNTER_WINDOW", "care-encounter-window", "how long after an Encounter its participants keep a care relationship with the patient (Go duration, e.g. 2160h)", false,

@@ -229,12 +229,13 @@ func parseSummary(text string) (ArchiveInfo, []byte, error) {
 	return info, db, nil
 }
 
-// ParseCanonical decodes the canonical encoding (version 1, see
+// ParseCanonical decodes the canonical encoding (versions 1 and 2, see
 // audit.Record.AppendCanonical) back into a record without PrevHash and
 // Hash. It accepts exactly the encodings AppendCanonical produces.
 func ParseCanonical(b []byte) (*audit.Record, error) {
 	d := decoder{b: b}
-	if d.byte() != audit.CanonicalVersion {
+	version := d.byte()
+	if version != audit.CanonicalVersion && version != audit.CanonicalVersionPatients {
 		return nil, errors.New("unknown canonical version")
 	}
 	r := &audit.Record{}
@@ -263,6 +264,19 @@ func ParseCanonical(b []byte) (*audit.Record, error) {
 		d.fail()
 	}
 	r.Purpose = d.str()
+	if version == audit.CanonicalVersionPatients {
+		n := d.u32()
+		if uint64(n) > uint64(len(d.b))/4 {
+			return nil, errors.New("patient count beyond the record")
+		}
+		for i := uint32(0); i < n && d.err == nil; i++ {
+			r.Patients = append(r.Patients, d.str())
+		}
+		r.Address = d.str()
+		if d.err == nil && len(r.Patients) == 0 && r.Address == "" {
+			return nil, errors.New("a version 2 record without patients or address")
+		}
+	}
 	if d.err != nil {
 		return nil, d.err
 	}

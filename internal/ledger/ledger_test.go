@@ -199,7 +199,11 @@ func TestParseBody(t *testing.T) {
 }
 
 func TestCanonicalRoundTrip(t *testing.T) {
-	for _, r := range append(records(3), &audit.Record{Seq: 9, Time: time.UnixMicro(-5).UTC(), Detail: "\x00\xff", Outcome: audit.OutcomeMajor}) {
+	for _, r := range append(records(3), &audit.Record{Seq: 9, Time: time.UnixMicro(-5).UTC(), Detail: "\x00\xff", Outcome: audit.OutcomeMajor},
+		// Format version 2: with patients, with an address, with both.
+		&audit.Record{Seq: 10, Time: time.UnixMicro(7).UTC(), Action: "read", Patients: []string{"p1", "p2"}},
+		&audit.Record{Seq: 11, Time: time.UnixMicro(8).UTC(), Action: "login", Address: "k1:abc"},
+		&audit.Record{Seq: 12, Time: time.UnixMicro(9).UTC(), Action: "read", Patients: []string{"p3"}, Address: "k1:def"}) {
 		enc := r.AppendCanonical(nil)
 		got, err := ParseCanonical(enc)
 		if err != nil {
@@ -216,6 +220,13 @@ func TestCanonicalRoundTrip(t *testing.T) {
 		if _, err := ParseCanonical(append(enc, 0)); err == nil {
 			t.Fatal("trailing byte parsed")
 		}
+	}
+	// A version-2 encoding of a record with neither patients nor address
+	// is never produced, so it is refused.
+	v1 := (&audit.Record{Seq: 13}).AppendCanonical(nil)
+	v2 := append(append([]byte{audit.CanonicalVersionPatients}, v1[1:]...), 0, 0, 0, 0, 0, 0, 0, 0)
+	if _, err := ParseCanonical(v2); err == nil {
+		t.Fatal("an empty version-2 tail parsed")
 	}
 }
 

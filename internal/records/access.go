@@ -87,6 +87,9 @@ func (r *Repo) hidesExistence(typ string) bool {
 // marks rec with the purpose of use and, for a break-the-glass override,
 // as an emergency with the reason code (never the free text).
 func (r *Repo) decideOn(ctx context.Context, a authz.Action, rec *audit.Record, t authz.Target) error {
+	// The patients are named before the decision: a refused attempt on a
+	// patient's record belongs to that patient's audit trail too.
+	notePatients(rec, t.Patients)
 	f, err := r.facts.Load(ctx, t)
 	if err != nil {
 		return err
@@ -253,7 +256,30 @@ func (r *Repo) allowed(ctx context.Context, a authz.Action, t authz.Target, rec 
 	if d.Allow && d.Emergency {
 		r.markEmergency(ctx, rec, d)
 	}
+	if d.Allow {
+		notePatients(rec, t.Patients)
+	}
 	return d.Allow
+}
+
+// notePatients adds ps to the patients rec names (the ledger's patient
+// index, audit.Record.Patients): opaque ids, never names. Repeats are
+// dropped when the record is chained.
+func notePatients(rec *audit.Record, ps []string) {
+	rec.Patients = append(rec.Patients, ps...)
+}
+
+// patientsOf are the patients whose compartments the stored resource
+// plain is in; a Patient is its own without parsing.
+func patientsOf(typ, id string, plain []byte) []string {
+	if typ == "Patient" {
+		return []string{id}
+	}
+	doc, err := fhir.Parse(plain)
+	if err != nil {
+		return nil
+	}
+	return facts.PatientsOf(typ, id, doc.Doc)
 }
 
 // restriction is the SQL condition (over alias r) that keeps a search of

@@ -270,7 +270,45 @@ func (r *Repo) DiscloseExport(ctx context.Context, jobID string, part int, typ s
 	rec := r.record("export-download", typ)
 	rec.Detail = fmt.Sprintf("job:%s:part:%d", jobID, part)
 	rec.Entities = refs
+	if err := r.exportPatients(ctx, rec, refs); err != nil {
+		return err
+	}
 	return r.commitAudit(rec)
+}
+
+// exportPatients names in rec the patients of an export file's resources,
+// for the patient index: a Patient is its own; any other resource's
+// current version is read (in pages) for its compartments. A download is
+// rare and the file already cost a full read, so this second read is the
+// price of an accounting that lists bulk disclosures per patient.
+func (r *Repo) exportPatients(ctx context.Context, rec *audit.Record, refs []string) error {
+	var want []store.Ref
+	for _, rf := range refs {
+		typ, rest, ok := strings.Cut(rf, "/")
+		id, _, _ := strings.Cut(rest, "/")
+		switch {
+		case !ok || id == "":
+		case typ == "Patient":
+			notePatients(rec, []string{id})
+		default:
+			want = append(want, store.Ref{Type: typ, ID: id})
+		}
+	}
+	const page = 500
+	for start := 0; start < len(want); start += page {
+		vs, err := r.s.st.Refs(ctx, r.subj.Tenant, want[start:min(len(want), start+page)])
+		if err != nil {
+			return fmt.Errorf("%w: export patients: %v", problem.ErrUnavailable, err)
+		}
+		for i := range vs {
+			plain, err := r.open(&vs[i])
+			if err != nil {
+				continue // the file was made from it; its patients are unknown now
+			}
+			notePatients(rec, patientsOf(vs[i].Type, vs[i].ID, plain))
+		}
+	}
+	return nil
 }
 
 // AuditExport records an export job event of the caller ("export-cancel")

@@ -20,6 +20,7 @@ package records
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -87,6 +88,7 @@ type Service struct {
 	condDeleteMax int
 
 	noAdminPHI bool
+	plainAddr  bool
 	encWindow  time.Duration
 	maxDecided int
 	limits     Limits
@@ -105,6 +107,10 @@ type Options struct {
 	// ConditionalDeleteMax caps how many resources one conditional delete
 	// may remove (0: DefaultConditionalDeleteMax).
 	ConditionalDeleteMax int
+	// PlainAddresses keeps client network addresses in the ledger as
+	// they are; by default a ledger record holds a keyed hash of the
+	// address under the tenant's blind-index key (Repo.At).
+	PlainAddresses bool
 	// NoAdminPHI keeps admins out of patient data
 	// (WARD_ADMIN_PHI_ACCESS=false).
 	NoAdminPHI bool
@@ -154,7 +160,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	}
 	s := &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
-		noAdminPHI: o.NoAdminPHI, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
+		noAdminPHI: o.NoAdminPHI, plainAddr: o.PlainAddresses, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
 		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers}
 	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
 		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
@@ -210,6 +216,7 @@ type Repo struct {
 	s         *Service
 	subj      authz.Subject
 	requestID string
+	address   string // for the ledger: keyed hash or plain (At)
 	facts     *facts.Loader
 }
 
@@ -239,7 +246,30 @@ func (r *Repo) record(action, typ string) *audit.Record {
 		Role:         string(r.subj.Role),
 		Action:       action,
 		ResourceType: typ,
+		Address:      r.address,
 	}
+}
+
+// At names the client's network address (as the server saw it) in the
+// repository's ledger records: a keyed hash (the tenant's blind-index
+// key, 128 bits in hex) unless Options.PlainAddresses. An address that
+// cannot be hashed now (the key is unavailable) is recorded as
+// "unhashed", never in the clear.
+func (r *Repo) At(addr string) *Repo {
+	switch {
+	case addr == "":
+	case r.s.plainAddr:
+		r.address = addr
+	default:
+		b, err := r.s.keys.Blinder(context.Background(), r.subj.Tenant)
+		if err != nil {
+			r.address = "unhashed"
+			break
+		}
+		h := b.Index("audit.address", addr)
+		r.address = hex.EncodeToString(h[:16])
+	}
+	return r
 }
 
 // ledger is the audit recorder, the only way records reach the ledger.
@@ -268,6 +298,12 @@ func (r *Repo) refuse(rec *audit.Record, outcome audit.Outcome, detail string, e
 // refusal. The resource-level decision (decideOn) follows once the
 // resource is known.
 func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
+	if rec.ResourceType == auditEventResourceType && a.IsWrite() {
+		// AuditEvents are the ledger (LedgerView), never stored: a write
+		// in a bundle is refused as the REST interaction is.
+		return r.refuse(rec, audit.OutcomeMinor, "read-only", problem.New(problem.ErrNotAllowed, "not-supported",
+			"AuditEvents are read-only: they are the audit ledger, written by the server alone"))
+	}
 	d := r.decideType(a, rec.ResourceType)
 	rec.Purpose = d.Purpose
 	if d.Allow {

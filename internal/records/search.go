@@ -177,6 +177,7 @@ func (r *Repo) openKept(ctx context.Context, rec *audit.Record, vs []store.Versi
 		}
 		*out = append(*out, Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain})
 		rec.Entities = append(rec.Entities, ref(v.Type, v.ID, v.Version))
+		notePatients(rec, patientsOf(v.Type, v.ID, plain))
 	}
 	return nil
 }

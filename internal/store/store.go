@@ -364,6 +364,7 @@ type Store interface {
 	Ledger
 	Cursors
 	LedgerTree
+	LedgerSearch
 	Identity
 	KeyReader
 	Close() error

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
-	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/store"
@@ -53,7 +52,9 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 	for _, j := range batch {
 		recs = append(recs, j.u.Audit...)
 	}
-	if len(recs) == 0 || 3+auditCols*len(recs) > db.d.MaxParams {
+	// Records with patients also write the patient index: the transaction
+	// path (commitBatch) does both in one transaction.
+	if len(recs) == 0 || 3+auditCols*len(recs) > db.d.MaxParams || hasPatients(recs) {
 		return false, nil
 	}
 	from, head := db.head, db.head
@@ -94,7 +95,7 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 const advanceHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
 
 // AuditColumns are the ledger's columns in the order of auditArgs.
-const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash`
+const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash, address`
 
 func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {
 	err := db.insertRows(ctx, tx, insertAuditRec, len(recs), func(i int, a []any) []any {
@@ -108,11 +109,11 @@ func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record)
 
 // auditCols is how many values auditArgs appends: the columns of
 // insertAuditRec, in its order.
-const auditCols = 15
+const auditCols = 16
 
 func auditArgs(a []any, r *audit.Record) []any {
 	return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
-		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:])
+		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:], r.Address)
 }
 
 // encodeEntities stores the entity list as a JSON array: unambiguous for
@@ -226,38 +227,19 @@ func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, it
 }
 
 func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]*audit.Record, error) {
-	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash
-		FROM audit_log WHERE seq > ? ORDER BY seq LIMIT `+strconv.Itoa(n)), after)
+	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT `+auditSelect+`
+		FROM audit_log l WHERE l.seq > ? ORDER BY l.seq LIMIT `+strconv.Itoa(n)), after)
 	if err != nil {
 		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
 	}
-	defer rows.Close()
-	var out []*audit.Record
-	for rows.Next() {
-		r := &audit.Record{}
-		var at int64
-		var ents string
-		var outcome, emergency int
-		var prev, hash []byte
-		if err := rows.Scan(&r.Seq, &at, &r.Tenant, &r.RequestID, &r.Actor, &r.Role, &r.Action, &r.ResourceType, &ents, &outcome, &r.Detail, &emergency, &r.Purpose, &prev, &hash); err != nil {
-			return nil, fmt.Errorf("%w: scan audit record: %v", store.ErrUnavailable, err)
-		}
-		r.Time = time.UnixMicro(at).UTC()
-		r.Outcome = audit.Outcome(outcome)
-		r.Emergency = emergency != 0
-		copy(r.PrevHash[:], prev)
-		copy(r.Hash[:], hash)
-		if r.Entities, err = decodeEntities(ents); err != nil {
-			// A mangled entity list is tampering too: hand the record on
-			// with a marker entity so that its hash cannot match.
-			r.Entities = []string{"\x00undecodable:" + ents}
-		}
-		out = append(out, r)
+	out, err := scanAudit(rows)
+	rows.Close()
+	if err != nil {
+		return nil, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
-	}
-	return out, nil
+	// The patient lists are hashed (canonical format version 2): read
+	// them back with the records so that Verify covers the index too.
+	return out, db.fillPatients(ctx, tx, out)
 }
 
 // chainAudit chains the records of every unit of the batch after head, in
@@ -276,6 +258,9 @@ func (db *DB) chainAudit(ctx context.Context, tx *sql.Tx, head audit.Head, batch
 			head.Hash = r.Hash
 		}
 		if err := db.insertAudit(ctx, tx, recs); err != nil {
+			return head, err
+		}
+		if err := db.insertPatients(ctx, tx, recs); err != nil {
 			return head, err
 		}
 		if _, err := db.txExec(ctx, tx, advanceHead, head.Seq, head.Hash[:]); err != nil {

@@ -82,7 +82,7 @@ var (
 	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
 	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
 	insertOutbox   = insertSpec{`INSERT INTO outbox (id, tenant, type, okey, at, body) VALUES `, ``, 6}
-	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertToken, insertDate, insertNumber, insertString, insertOutbox}
+	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertAuditPatient, insertToken, insertDate, insertNumber, insertString, insertOutbox}
 )
 
 func tupleOf(cols int) string {

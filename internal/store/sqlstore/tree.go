@@ -167,14 +167,26 @@ func (db *DB) AuditSeqBefore(ctx context.Context, t time.Time) (int64, error) {
 	return head.Int64, nil
 }
 
-// AuditRemoveThrough implements store.LedgerTree.
+// AuditRemoveThrough implements store.LedgerTree: the records and their
+// patient index rows go together.
 func (db *DB) AuditRemoveThrough(ctx context.Context, through int64) (int64, error) {
-	res, err := db.write.ExecContext(ctx, db.d.Placeholders(`DELETE FROM audit_log WHERE seq <= ?`), through)
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("%w: remove archived records: %v", store.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, db.d.Placeholders(`DELETE FROM audit_patients WHERE seq <= ?`), through); err != nil {
+		return 0, fmt.Errorf("%w: remove archived records' patient index: %v", store.ErrUnavailable, err)
+	}
+	res, err := tx.ExecContext(ctx, db.d.Placeholders(`DELETE FROM audit_log WHERE seq <= ?`), through)
 	if err != nil {
 		return 0, fmt.Errorf("%w: remove archived records: %v", store.ErrUnavailable, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
+		return 0, fmt.Errorf("%w: remove archived records: %v", store.ErrUnavailable, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("%w: remove archived records: %v", store.ErrUnavailable, err)
 	}
 	return n, nil

@@ -92,6 +92,7 @@ var cases = []struct {
 	{"LedgerCursors", testLedgerCursors},
 	{"LedgerTree", testLedgerTree},
 	{"LedgerArchiveBoundary", testLedgerArchiveBoundary},
+	{"LedgerPatientIndex", testLedgerPatientIndex},
 }
 
 func testOneBadUnitDoesNotFailTheBatch(t *testing.T, open Opener) {
