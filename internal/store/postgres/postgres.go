@@ -53,7 +53,7 @@ var Dialect = sqlstore.Dialect{
 // from the target column as in INSERT ... VALUES, so each is cast.
 var auditTypes = [...]string{"bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "smallint", "text", "smallint", "text", "bytea", "bytea", "text"}
 
-// appendStatements memoizes appendAuditSQL by record count.
+// appendStatements memoizes appendAuditSQL by record and patient count.
 var appendStatements sync.Map
 
 // appendAuditSQL is the writer's one-statement ledger append
@@ -63,36 +63,54 @@ var appendStatements sync.Map
 // has moved none is inserted. Under READ COMMITTED a concurrent writer's
 // update makes PostgreSQL re-check the condition against the row that
 // writer committed, so two writers that expected the same seq cannot both
-// append.
-func appendAuditSQL(n int) string {
-	if q, ok := appendStatements.Load(n); ok {
+// append. With patients > 0 the records' patient index rows (seq,
+// patient, tenant, recorded_at) follow the records' parameters and are
+// inserted by the same statement, joined to the same head row: the
+// statement then reports those rows, not the records, as affected.
+func appendAuditSQL(n, patients int) string {
+	key := [2]int{n, patients}
+	if q, ok := appendStatements.Load(key); ok {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(`WITH head AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 RETURNING id) INSERT INTO audit_log (`)
+	b.WriteString(`WITH head AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 RETURNING id)`)
+	if patients > 0 {
+		b.WriteString(`, logged AS (`)
+	} else {
+		b.WriteByte(' ')
+	}
+	b.WriteString(`INSERT INTO audit_log (`)
 	b.WriteString(sqlstore.AuditColumns)
 	b.WriteString(`) SELECT v.* FROM head, (VALUES `)
 	p := 4
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for c, typ := range auditTypes {
-			if c > 0 {
+	values := func(rows int, types []string) {
+		for i := range rows {
+			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(p))
-			b.WriteString("::")
-			b.WriteString(typ)
-			p++
+			b.WriteByte('(')
+			for c, typ := range types {
+				if c > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(p))
+				b.WriteString("::")
+				b.WriteString(typ)
+				p++
+			}
+			b.WriteByte(')')
 		}
-		b.WriteByte(')')
 	}
+	values(n, auditTypes[:])
 	b.WriteString(`) AS v`)
+	if patients > 0 {
+		b.WriteString(`) INSERT INTO audit_patients (seq, patient, tenant, recorded_at) SELECT p.* FROM head, (VALUES `)
+		values(patients, []string{"bigint", "text", "text", "bigint"})
+		b.WriteString(`) AS p`)
+	}
 	q := b.String()
-	appendStatements.Store(n, q)
+	appendStatements.Store(key, q)
 	return q
 }
 

@@ -18,16 +18,6 @@ import (
 // insertAuditPatient is one row of the patient index.
 var insertAuditPatient = insertSpec{`INSERT INTO audit_patients (seq, patient, tenant, recorded_at) VALUES `, ``, 4}
 
-// hasPatients says some record of recs names patients.
-func hasPatients(recs []*audit.Record) bool {
-	for _, r := range recs {
-		if len(r.Patients) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // insertPatients writes the patient index rows of recs (already chained,
 // so their Patients are sorted and unique) in the records' transaction.
 func (db *DB) insertPatients(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {

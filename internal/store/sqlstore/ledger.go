@@ -52,9 +52,7 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 	for _, j := range batch {
 		recs = append(recs, j.u.Audit...)
 	}
-	// Records with patients also write the patient index: the transaction
-	// path (commitBatch) does both in one transaction.
-	if len(recs) == 0 || 3+auditCols*len(recs) > db.d.MaxParams || hasPatients(recs) {
+	if len(recs) == 0 {
 		return false, nil
 	}
 	from, head := db.head, db.head
@@ -64,15 +62,31 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 		db.hasher.Chain(head.Hash, r)
 		head.Hash = r.Hash
 	}
-	args := make([]any, 0, 3+auditCols*len(recs))
+	// Records with patients also write their patient index rows, in the
+	// same statement; counted once chained (Chain sorts and deduplicates
+	// them). A batch too large for one statement goes through the
+	// transaction, which chains the records again.
+	patients := 0
+	for _, r := range recs {
+		patients += len(r.Patients)
+	}
+	if 3+auditCols*len(recs)+4*patients > db.d.MaxParams {
+		return false, nil
+	}
+	args := make([]any, 0, 3+auditCols*len(recs)+4*patients)
 	args = append(args, head.Seq, head.Hash[:], from.Seq)
 	for _, r := range recs {
 		args = auditArgs(args, r)
 	}
+	for _, r := range recs {
+		for _, p := range r.Patients { // sorted and unique once chained
+			args = append(args, r.Seq, p, r.Tenant, r.Time.UnixMicro())
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), db.opts.CommitTimeout)
 	defer cancel()
 	db.headKnown = false
-	res, err := db.write.ExecContext(ctx, db.d.AppendAudit(len(recs)), args...)
+	res, err := db.write.ExecContext(ctx, db.d.AppendAudit(len(recs), patients), args...)
 	if err != nil {
 		return false, fmt.Errorf("append audit records: %w", err)
 	}
@@ -80,15 +94,19 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("append audit records: %w", err)
 	}
+	want := int64(len(recs))
+	if patients > 0 {
+		want = int64(patients)
+	}
 	switch n {
 	case 0:
 		return false, nil
-	case int64(len(recs)):
+	case want:
 		db.head, db.headKnown = head, true
 		db.appends.Add(1)
 		return true, nil
 	}
-	return false, fmt.Errorf("append audit records: %d rows for %d records", n, len(recs))
+	return false, fmt.Errorf("append audit records: %d rows for %d records and %d patient rows", n, len(recs), patients)
 }
 
 // advanceHead moves the stored ledger head in a batch's transaction.

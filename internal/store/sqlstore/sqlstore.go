@@ -65,8 +65,11 @@ type Dialect struct {
 	// records only if the head is still where this writer left it, and
 	// advances the head with them (see DB.appendAudit). Its parameters are
 	// the new head seq and hash, the expected head seq, then each record's
-	// auditArgs. It must insert no row when the head has moved.
-	AppendAudit func(n int) string
+	// auditArgs, then (patients > 0) each patient index row's seq,
+	// patient, tenant and time. It must insert no row when the head has
+	// moved; it reports the patient rows as affected when there are any,
+	// else the records.
+	AppendAudit func(n, patients int) string
 }
 
 // Options tune the writer.
