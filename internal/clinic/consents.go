@@ -134,15 +134,7 @@ func (a *API) grantConsent(c *call) error {
 	if err != nil {
 		return err
 	}
-	res, err := c.resource(doc)
-	if err != nil {
-		return err
-	}
-	out, err := c.repo.Create(c.r.Context(), res)
-	if err != nil {
-		return err
-	}
-	return writeFrom(c, http.StatusCreated, "/consents/", out, consentFromFHIR)
+	return createFrom(c, doc, "/consents/", consentFromFHIR)
 }
 
 // revokeConsent sets status inactive (R4: the consent is no longer in

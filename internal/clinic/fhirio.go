@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -178,3 +179,32 @@ func concept(system, code, display string) map[string]any {
 }
 
 func version(res *records.Resource) string { return strconv.FormatInt(res.Version, 10) }
+
+// createFrom creates doc through records (validated, decided, sealed and
+// audited as a FHIR create) and answers 201 with the stored version in
+// the facade's shape, at prefix + id.
+func createFrom[T any](c *call, doc map[string]any, prefix string, m func(*records.Resource) (T, error)) error {
+	res, err := c.resource(doc)
+	if err != nil {
+		return err
+	}
+	out, err := c.repo.Create(c.r.Context(), res)
+	if err != nil {
+		return err
+	}
+	return writeFrom(c, http.StatusCreated, prefix, out, m)
+}
+
+// readAs answers a GET of the resource of type typ the path names, read
+// through records, in the facade's shape.
+func readAs[T any](c *call, typ string, m func(*records.Resource) (T, error)) error {
+	id, err := c.pathID()
+	if err != nil {
+		return err
+	}
+	out, err := c.repo.Read(c.r.Context(), typ, id)
+	if err != nil {
+		return err
+	}
+	return writeFrom(c, http.StatusOK, "", out, m)
+}

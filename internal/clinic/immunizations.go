@@ -115,28 +115,10 @@ func (a *API) createImmunization(c *call) error {
 	if err := c.decode(&m); err != nil {
 		return err
 	}
-	res, err := c.resource(immunizationToFHIR(&m, ""))
-	if err != nil {
-		return err
-	}
-	out, err := c.repo.Create(c.r.Context(), res)
-	if err != nil {
-		return err
-	}
-	return writeFrom(c, http.StatusCreated, "/immunizations/", out, immunizationFromFHIR)
+	return createFrom(c, immunizationToFHIR(&m, ""), "/immunizations/", immunizationFromFHIR)
 }
 
-func (a *API) getImmunization(c *call) error {
-	id, err := c.pathID()
-	if err != nil {
-		return err
-	}
-	out, err := c.repo.Read(c.r.Context(), "Immunization", id)
-	if err != nil {
-		return err
-	}
-	return writeFrom(c, http.StatusOK, "", out, immunizationFromFHIR)
-}
+func (a *API) getImmunization(c *call) error { return readAs(c, "Immunization", immunizationFromFHIR) }
 
 func (a *API) updateImmunization(c *call) error {
 	id, err := c.pathID()

@@ -141,28 +141,10 @@ func (a *API) createPatient(c *call) error {
 	if err := c.decode(&p); err != nil {
 		return err
 	}
-	res, err := c.resource(patientToFHIR(&p, "", true))
-	if err != nil {
-		return err
-	}
-	out, err := c.repo.Create(c.r.Context(), res)
-	if err != nil {
-		return err
-	}
-	return writeFrom(c, http.StatusCreated, "/patients/", out, patientFromFHIR)
+	return createFrom(c, patientToFHIR(&p, "", true), "/patients/", patientFromFHIR)
 }
 
-func (a *API) getPatient(c *call) error {
-	id, err := c.pathID()
-	if err != nil {
-		return err
-	}
-	out, err := c.repo.Read(c.r.Context(), "Patient", id)
-	if err != nil {
-		return err
-	}
-	return writeFrom(c, http.StatusOK, "", out, patientFromFHIR)
-}
+func (a *API) getPatient(c *call) error { return readAs(c, "Patient", patientFromFHIR) }
 
 func (a *API) updatePatient(c *call) error {
 	id, err := c.pathID()
