@@ -144,7 +144,10 @@ type App struct {
 	// StartWorkers.
 	events    *eventsRunner
 	eventsCfg config.Events
-	log       *slog.Logger
+	// fhirBase is the FHIR base URL notifications name resources under
+	// ("" : relative references).
+	fhirBase string
+	log      *slog.Logger
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -293,6 +296,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}, Ledger: proofServer{proof}}, log, rec, tokens, health)
 	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log}
+	if cfg.BaseURL != "" {
+		a.fhirBase = cfg.BaseURL + "/fhir"
+	}
 	wa.app = a
 	return a, nil
 }
@@ -383,7 +389,7 @@ func (a *App) StartWorkers() {
 	if a.Bulk != nil {
 		a.Bulk.Start()
 	}
-	ev, err := startEvents(a.eventsCfg, a.Store, a.Keys, a.log)
+	ev, err := startEvents(a.eventsCfg, a.Store, a.Keys, a.Records, a.fhirBase, a.log)
 	if err != nil {
 		a.log.Error("event dispatcher not started", "error", err.Error())
 	}

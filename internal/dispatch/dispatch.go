@@ -67,6 +67,12 @@ type Sink interface {
 // webhook).
 type FromStart interface{ FromStart() bool }
 
+// StartAfter is implemented by a sink that, when first seen, starts
+// after a position it names (a FHIR Subscription: the outbox head when
+// it was accepted, so that nothing committed after it said active is
+// missed); 0 or less: the default.
+type StartAfter interface{ StartAfter() int64 }
+
 // Options tune the dispatcher; zero values take the defaults.
 type Options struct {
 	// Owner names this node in leases (unique per process).
@@ -268,6 +274,9 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 				return opts.Poll, err
 			}
 			start = s.Head
+		}
+		if sa, ok := l.sink.(StartAfter); ok && sa.StartAfter() > 0 {
+			start = sa.StartAfter()
 		}
 		r, ok, err := o.ClaimReceiver(ctx, name, opts.Owner, start, now, now.Add(opts.Lease))
 		if err != nil {

@@ -406,7 +406,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 		recs = append(recs, g)
 	}
 	ws := []store.Write{w}
-	unit := &store.Unit{Writes: ws, Parts: []store.Part{r.outbox(ws, map[int]map[string]any{0: old}, map[int]map[string]any{0: doc})}}
+	unit := &store.Unit{Writes: ws, Parts: r.eventParts(ws, map[int]map[string]any{0: old}, map[int]map[string]any{0: doc})}
 	err := r.s.ledger().Commit(ctx, unit, recs...)
 	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
 	r.facts.Wrote()

@@ -303,3 +303,26 @@ func (db *DB) Webhooks(ctx context.Context) ([]store.Webhook, error) {
 	}
 	return out, nil
 }
+
+// SubscriptionOwners lists the recorded owners of FHIR Subscriptions.
+func (db *DB) SubscriptionOwners(ctx context.Context) ([]store.SubscriptionRow, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT tenant, id, owner, updated FROM subscription_owners ORDER BY tenant, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list subscription owners: %w", err)
+	}
+	defer rows.Close()
+	var out []store.SubscriptionRow
+	for rows.Next() {
+		var r store.SubscriptionRow
+		var at int64
+		if err := rows.Scan(&r.Tenant, &r.ID, &r.Owner, &at); err != nil {
+			return nil, fmt.Errorf("scan subscription owner: %w", err)
+		}
+		r.Updated = time.UnixMicro(at).UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list subscription owners: %w", err)
+	}
+	return out, nil
+}
