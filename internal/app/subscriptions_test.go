@@ -250,3 +250,26 @@ func TestSubscriptionRestHook(t *testing.T) {
 		})
 	}
 }
+
+// TestSubscriptionBadCriteria: criteria Ward cannot evaluate are a 400
+// OperationOutcome naming the element, not the value, and nothing is
+// stored.
+func TestSubscriptionBadCriteria(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite)
+	before := head(t, w)
+	for _, crit := range []string{"Observation?nosuchparam=secretvalue", "Nothing?code=secretvalue", "Observation?code=a&_sort=secretvalue"} {
+		r := w.Do(t, http.MethodPost, "/fhir/Subscription", w.Tokens[authz.RolePhysician], []byte(subscription("https://example.org/h", crit, "")))
+		if r.Status != 400 || !strings.Contains(string(r.Body), "Subscription.criteria") || strings.Contains(string(r.Body), "secretvalue") {
+			t.Fatalf("%s: %d %s", crit, r.Status, r.Body)
+		}
+	}
+	evs, err := w.App.Store.(storetest.Outboxer).OutboxAfter(context.Background(), before, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if strings.HasPrefix(e.Type, "resource.") {
+			t.Fatalf("a refused Subscription was written: %s", e.JSON)
+		}
+	}
+}

@@ -314,7 +314,7 @@ func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
 }
 
 func (r *Repo) validate(res *fhir.Resource, rec *audit.Record) error {
-	if issues := r.s.val.Validate(res); hasErrors(issues) {
+	if issues := append(r.s.val.Validate(res), subscriptionIssues(res)...); hasErrors(issues) {
 		return r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues})
 	}
 	return nil

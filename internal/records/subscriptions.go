@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
@@ -184,4 +187,26 @@ func (s *Service) OwnerNow(ctx context.Context, tenant string, recorded []byte) 
 	}
 	subj.Role, subj.Practitioner, subj.Patient, subj.Clearances = authz.Role(u.Role), u.Practitioner, u.Patient, u.Clearances
 	return subj, true, nil
+}
+
+// subscriptionIssues refuses a Subscription whose criteria this server
+// cannot evaluate (a topic-based one names a topic URL: its filter is
+// checked when it is delivered).
+func subscriptionIssues(res *fhir.Resource) []fhir.Issue {
+	if res.Type != "Subscription" {
+		return nil
+	}
+	c, _ := res.Doc["criteria"].(string)
+	if c == "" || strings.HasPrefix(c, "http://") || strings.HasPrefix(c, "https://") {
+		return nil // a missing criteria is the validator's
+	}
+	if _, err := ParseCriteria(c); err != nil {
+		msg := "criteria cannot be evaluated by this server"
+		var pe *problem.Error
+		if errors.As(err, &pe) && len(pe.Issues) > 0 {
+			msg += ": " + pe.Issues[0].Diagnostics
+		}
+		return []fhir.Issue{{Severity: "error", Code: "invalid", Expression: "Subscription.criteria", Diagnostics: msg}}
+	}
+	return nil
 }
