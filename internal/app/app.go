@@ -147,6 +147,7 @@ type App struct {
 	// fhirBase is the FHIR base URL notifications name resources under
 	// ("" : relative references).
 	fhirBase string
+	subsWS   *subsWS
 	log      *slog.Logger
 }
 
@@ -289,17 +290,20 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		return nil, err
 	}
 	wa := &webhookAdmin{}
+	ws := &subsWS{}
 	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Webhooks: wa, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
-		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}, Ledger: proofServer{proof}}, log, rec, tokens, health)
+		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
 	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log}
 	if cfg.BaseURL != "" {
 		a.fhirBase = cfg.BaseURL + "/fhir"
 	}
 	wa.app = a
+	ws.app = a
+	a.subsWS = ws
 	return a, nil
 }
 
@@ -394,6 +398,9 @@ func (a *App) StartWorkers() {
 		a.log.Error("event dispatcher not started", "error", err.Error())
 	}
 	a.events = ev
+	if ev != nil && ev.subs != nil {
+		a.subsWS.m.Store(ev.subs)
+	}
 	a.Proof.Start()
 }
 

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
@@ -271,5 +274,70 @@ func TestSubscriptionBadCriteria(t *testing.T) {
 		if strings.HasPrefix(e.Type, "resource.") {
 			t.Fatalf("a refused Subscription was written: %s", e.JSON)
 		}
+	}
+}
+
+// TestSubscriptionWebsocket: the R4 websocket channel: bind with a token,
+// bound, then ping for each matching change, and nothing else on the wire.
+func TestSubscriptionWebsocket(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.Events.WebhookSync = 50 * time.Millisecond })
+	phys := w.Tokens[authz.RolePhysician]
+	pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"`+plantedName+`"}],"generalPractitioner":[{"reference":"Practitioner/`+apptest.Links[authz.RolePhysician].Practitioner+`"}]}`)
+	r := w.Do(t, http.MethodPost, "/fhir/Subscription", phys, []byte(`{"resourceType":"Subscription","status":"requested","reason":"ws","criteria":"Observation?code=http://loinc.org|8867-4","channel":{"type":"websocket"}}`))
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	id, _ := r.JSON(t)["id"].(string)
+	waitFor(t, "websocket subscription active", func() bool { s, _ := subStatus(t, w, id); return s == "active" })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(w.Server.URL, "http")+app.WebsocketPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	read := func() string {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, phi := range []string{plantedName, plantedNote} {
+			if strings.Contains(string(b), phi) {
+				t.Fatalf("websocket message carries PHI: %s", b)
+			}
+		}
+		return string(b)
+	}
+	send := func(s string) {
+		if err := c.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("bind " + id)
+	if m := read(); !strings.HasPrefix(m, "error ") {
+		t.Fatalf("bind without a token: %q", m)
+	}
+	send("bind " + id + " not-a-token")
+	if m := read(); !strings.HasPrefix(m, "error ") {
+		t.Fatalf("bind with a bad token: %q", m)
+	}
+	send("bind " + id + " " + phys)
+	if m := read(); m != "bound "+id {
+		t.Fatalf("bind: %q", m)
+	}
+	obs := func(code string) {
+		w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"`+code+`"}]},"subject":{"reference":"Patient/`+pid+`"},"note":[{"text":"`+plantedNote+`"}]}`)
+	}
+	obs("2708-6") // no match: no ping
+	obs("8867-4")
+	if m := read(); m != "ping "+id {
+		t.Fatalf("ping: %q", m)
+	}
+	receiverAt(t, w, id, head(t, w))
+	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer rcancel()
+	if _, b, err := c.Read(rctx); err == nil {
+		t.Fatalf("one match, a second message: %q", b)
 	}
 }

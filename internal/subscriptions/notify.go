@@ -6,10 +6,13 @@ package subscriptions
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/wardhealth/ward/internal/fhir"
 )
 
 // Focus is the resource a notification is about; JSON is nil unless the
@@ -101,4 +104,12 @@ func under(base, path string) string {
 		return path
 	}
 	return base + "/" + path
+}
+
+func docOfJSON(b []byte) (map[string]any, error) {
+	r, err := fhir.Parse(b)
+	if err != nil {
+		return nil, errors.New("stored Subscription does not parse")
+	}
+	return r.Doc, nil
 }
