@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -339,5 +340,56 @@ func TestSubscriptionWebsocket(t *testing.T) {
 	defer rcancel()
 	if _, b, err := c.Read(rctx); err == nil {
 		t.Fatalf("one match, a second message: %q", b)
+	}
+}
+
+// TestSubscriptionStatusAndEvents: the Backport IG's $status and $events,
+// answered for the caller: past notifications from the outbox, matching
+// ones only, the resource only for a caller who may read it.
+func TestSubscriptionStatusAndEvents(t *testing.T) {
+	for _, b := range apptest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			w := apptest.Start(t, b, func(c *config.Config) { c.Events.WebhookSync = 50 * time.Millisecond })
+			phys := w.Tokens[authz.RolePhysician]
+			pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"`+plantedName+`"}],"generalPractitioner":[{"reference":"Practitioner/`+apptest.Links[authz.RolePhysician].Practitioner+`"}]}`)
+			rcv := newReceiver(t, 200)
+			r := w.Do(t, http.MethodPost, "/fhir/Subscription", phys, []byte(subscription(rcv.srv.URL, "Observation?code=http://loinc.org|8867-4", subscriptions.FullResource)))
+			if r.Status != 201 {
+				t.Fatalf("create: %d %s", r.Status, r.Body)
+			}
+			id, _ := r.JSON(t)["id"].(string)
+			waitFor(t, "active", func() bool { s, _ := subStatus(t, w, id); return s == "active" })
+			since := head(t, w) + 1
+			obs := func(code string) string {
+				return w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"`+code+`"}]},"subject":{"reference":"Patient/`+pid+`"},"note":[{"text":"`+plantedNote+`"}]}`)
+			}
+			other, hit := obs("2708-6"), obs("8867-4")
+			waitFor(t, "notification", func() bool { return len(rcv.notified("Observation/"+hit)) == 1 })
+
+			r = w.Do(t, http.MethodGet, "/fhir/Subscription/"+id+"/$status", phys, nil)
+			if r.Status != 200 || !strings.Contains(string(r.Body), `"type":"searchset"`) || !strings.Contains(string(r.Body), `"valueCode":"query-status"`) ||
+				!strings.Contains(string(r.Body), `"valueCode":"active"`) {
+				t.Fatalf("$status: %d %s", r.Status, r.Body)
+			}
+			r = w.Do(t, http.MethodGet, fmt.Sprintf("/fhir/Subscription/%s/$events?eventsSinceNumber=%d", id, since), phys, nil)
+			body := string(r.Body)
+			if r.Status != 200 || !strings.Contains(body, `"valueCode":"query-event"`) || !strings.Contains(body, "Observation/"+hit) ||
+				strings.Contains(body, "Observation/"+other) || !strings.Contains(body, plantedNote) {
+				t.Fatalf("$events: %d %s", r.Status, body)
+			}
+			// Another caller who may not read the resource gets its id
+			// at most; a caller who may not read the Subscription, nothing.
+			r = w.Do(t, http.MethodGet, fmt.Sprintf("/fhir/Subscription/%s/$events?eventsSinceNumber=%d", id, since), w.Tokens[authz.RoleNurse], nil)
+			if strings.Contains(string(r.Body), plantedNote) || strings.Contains(string(r.Body), plantedName) {
+				t.Fatalf("$events for a nurse without a relationship: %d %s", r.Status, r.Body)
+			}
+			r = w.Do(t, http.MethodGet, "/fhir/Subscription/"+id+"/$events?eventsSinceNumber=x", phys, nil)
+			if r.Status != 400 || !strings.Contains(string(r.Body), "eventsSinceNumber") {
+				t.Fatalf("bad parameter: %d %s", r.Status, r.Body)
+			}
+			if r := w.Do(t, http.MethodGet, "/fhir/Subscription/nosuch/$status", phys, nil); r.Status != 404 {
+				t.Fatalf("unknown subscription: %d %s", r.Status, r.Body)
+			}
+		})
 	}
 }

@@ -27,6 +27,7 @@ import (
 type Owners interface {
 	SubscriptionOwners(ctx context.Context) ([]store.SubscriptionRow, error)
 	OutboxStats(ctx context.Context) (store.OutboxStats, error)
+	OutboxAfter(ctx context.Context, after int64, limit int) ([]store.OutboxEvent, error)
 }
 
 // Options configure a Manager.
