@@ -55,7 +55,7 @@ func startEvents(cfg config.Events, st store.Store, km *keys.Manager, rec *recor
 	go func() { defer r.wg.Done(); d.Run(ctx) }()
 	if ow, ok := st.(subscriptions.Owners); ok && rec != nil {
 		m := subscriptions.New(subscriptions.Options{Records: rec, Owners: ow, Base: base, Log: log,
-			Add: func(s *subscriptions.Receiver) { d.Add(s) }, Remove: d.Remove})
+			Add: func(s *subscriptions.Receiver) { d.Add(s) }, Remove: d.Remove, Holds: d.Holds})
 		r.subs = m
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); m.Run(ctx, cfg.WebhookSync) }()

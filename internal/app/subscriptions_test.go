@@ -393,3 +393,29 @@ func TestSubscriptionStatusAndEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestSubscriptionHeartbeat: a heartbeat period gets heartbeat Bundles
+// while nothing else is sent.
+func TestSubscriptionHeartbeat(t *testing.T) {
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.Events.WebhookSync = 50 * time.Millisecond })
+	rcv := newReceiver(t, 200)
+	body := `{"resourceType":"Subscription","status":"requested","reason":"hb","criteria":"Observation","channel":{"extension":[{"url":"` + subscriptions.ExtHeartbeat + `","valueUnsignedInt":1}],` +
+		`"type":"rest-hook","endpoint":"` + rcv.srv.URL + `","payload":"application/fhir+json","_payload":{"extension":[{"url":"` + subscriptions.ExtPayload + `","valueCode":"id-only"}]}}}`
+	r := w.Do(t, http.MethodPost, "/fhir/Subscription", w.Tokens[authz.RolePhysician], []byte(body))
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	start := time.Now()
+	waitFor(t, "two heartbeats", func() bool {
+		n := 0
+		for _, b := range rcv.got() {
+			if strings.Contains(b, `"valueCode":"heartbeat"`) {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("two heartbeats of a 1 s period in %v", el)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -209,6 +210,16 @@ func (d *Dispatcher) BreakerState(name string) string {
 	return ""
 }
 
+// Holds reports whether this node holds the lease of the sink named
+// name now: only the holder delivers to it (and sends what else it
+// needs, such as a Subscription's heartbeats).
+func (d *Dispatcher) Holds(name string) bool {
+	d.mu.Lock()
+	l, ok := d.sinks[name]
+	d.mu.Unlock()
+	return ok && time.Now().UnixNano() < l.holds.Load()
+}
+
 func (d *Dispatcher) start(l *loop) {
 	if d.stopped {
 		return
@@ -231,7 +242,10 @@ type loop struct {
 	pos        int64
 	leaseUntil time.Time
 	held       bool
-	attempts   int
+	// holds mirrors the lease for other goroutines (Holds): its end in
+	// Unix nanoseconds while held, else 0.
+	holds    atomic.Int64
+	attempts int
 }
 
 func (l *loop) run(ctx context.Context) {
@@ -245,6 +259,11 @@ func (l *loop) run(ctx context.Context) {
 	}()
 	for ctx.Err() == nil {
 		wait, err := l.step(ctx)
+		if l.held {
+			l.holds.Store(l.leaseUntil.UnixNano())
+		} else {
+			l.holds.Store(0)
+		}
 		if err != nil && ctx.Err() == nil {
 			opts.Log.Warn("event dispatch", "receiver", name, "err", err.Error())
 			wait = max(wait, opts.Poll)

@@ -37,6 +37,9 @@ type Options struct {
 	// Add and Remove run receivers (the dispatcher's methods).
 	Add    func(s *Receiver)
 	Remove func(name string)
+	// Holds says whether this node holds a receiver's lease (the
+	// dispatcher's Holds): only the holder sends heartbeats. nil: none.
+	Holds func(name string) bool
 	// Base is the FHIR base URL notifications name resources under.
 	Base string
 	// Client sends rest-hook notifications (nil: 10 s timeout, no
@@ -54,6 +57,7 @@ type Manager struct {
 	owners Owners
 	add    func(s *Receiver)
 	remove func(name string)
+	holds  func(name string) bool
 	base   string
 	client *http.Client
 	log    *slog.Logger
@@ -81,15 +85,18 @@ func New(o Options) *Manager {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{rec: o.Records, owners: o.Owners, add: o.Add, remove: o.Remove, base: o.Base, client: o.Client,
+	return &Manager{rec: o.Records, owners: o.Owners, add: o.Add, remove: o.Remove, holds: o.Holds, base: o.Base, client: o.Client,
 		log: o.Log, hub: newHub(), running: map[string]*running{}}
 }
 
 // Hub is where websocket clients bind to Subscriptions.
 func (m *Manager) Hub() *Hub { return m.hub }
 
-// Run syncs every interval until ctx ends.
+// Run syncs every interval, and sends heartbeats, until ctx ends.
 func (m *Manager) Run(ctx context.Context, every time.Duration) {
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() { defer close(done); m.heartbeats(ctx, time.Second) }()
 	for {
 		if err := m.Sync(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("subscriptions sync", "error", err.Error())
@@ -188,6 +195,7 @@ func (m *Manager) start(ctx context.Context, s *Sub, owner []byte, v *records.Su
 		return
 	}
 	k := &sink{m: m, sub: s, owner: owner, start: st.Head}
+	k.last.Store(time.Now().UnixNano())
 	m.mu.Lock()
 	r := &running{sink: k, version: v.Version, doc: v.Doc, status: s.Status, config: cfg}
 	m.running[name] = r

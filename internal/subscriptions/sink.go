@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/problem"
@@ -28,6 +29,9 @@ type sink struct {
 	// sent counts notifications since this node started the receiver
 	// (events-since-subscription-start).
 	sent atomic.Int64
+	// last is when something was last sent (Unix nanoseconds), for
+	// heartbeats.
+	last atomic.Int64
 	// start is the outbox head when the receiver was made: it takes the
 	// events committed after it.
 	start int64
@@ -105,6 +109,7 @@ func (k *sink) matches(ctx context.Context, f *Focus) (bool, error) {
 
 func (k *sink) send(ctx context.Context, e store.OutboxEvent, f *Focus) error {
 	n := k.sent.Add(1)
+	k.last.Store(time.Now().UnixNano())
 	if k.sub.Channel == ChannelWS {
 		k.m.hub.ping(k.sub.Tenant, k.sub.ID)
 		return nil
