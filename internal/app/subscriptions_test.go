@@ -18,6 +18,7 @@ import (
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/store/storetest"
 	"github.com/wardhealth/ward/internal/subscriptions"
 )
@@ -417,5 +418,53 @@ func TestSubscriptionHeartbeat(t *testing.T) {
 	})
 	if el := time.Since(start); el < time.Second {
 		t.Fatalf("two heartbeats of a 1 s period in %v", el)
+	}
+}
+
+// TestReadsEmitPHIDisclosed: a read and a search of a patient's record
+// append phi.disclosed (ids and codes only) with their ledger records; a
+// refused read does not.
+func TestReadsEmitPHIDisclosed(t *testing.T) {
+	for _, b := range apptest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			w := apptest.Start(t, b)
+			pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"`+plantedName+`"}],"birthDate":"`+plantedBirth+`"}`)
+			before := head(t, w)
+			if r := w.Do(t, http.MethodGet, "/fhir/Patient/"+pid, w.Tokens[authz.RoleAdmin], nil); r.Status != 200 {
+				t.Fatalf("read: %d", r.Status)
+			}
+			if r := w.Do(t, http.MethodGet, "/fhir/Patient?_id="+pid, w.Tokens[authz.RoleAdmin], nil); r.Status != 200 {
+				t.Fatalf("search: %d", r.Status)
+			}
+			if r := w.Do(t, http.MethodGet, "/fhir/Patient/"+pid, w.Tokens[authz.RoleUser], nil); r.Status < 400 {
+				t.Fatalf("user read: %d", r.Status)
+			}
+			evs, err := w.App.Store.(storetest.Outboxer).OutboxAfter(context.Background(), before, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			actions := map[string]int{}
+			for _, e := range evs {
+				for _, phi := range []string{plantedName, plantedBirth} {
+					if strings.Contains(string(e.JSON), phi) {
+						t.Fatalf("event carries PHI: %s", e.JSON)
+					}
+				}
+				if e.Type != events.PHIDisclosed {
+					continue
+				}
+				env, err := events.Parse(e.JSON)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(env.Data.Patients) != 1 || env.Data.Patients[0] != "Patient/"+pid || env.Data.Actor != w.UserIDs[authz.RoleAdmin] || e.Key != "Patient/"+pid {
+					t.Fatalf("phi.disclosed: %s", e.JSON)
+				}
+				actions[env.Data.Action]++
+			}
+			if actions["read"] != 1 || actions["search-type"] != 1 || len(actions) != 2 {
+				t.Fatalf("phi.disclosed by action: %v", actions)
+			}
+		})
 	}
 }
