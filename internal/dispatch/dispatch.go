@@ -246,11 +246,19 @@ type loop struct {
 	// Unix nanoseconds while held, else 0.
 	holds    atomic.Int64
 	attempts int
+	// next is the batch read ahead while the previous one was being
+	// delivered (nil: none); replayAt is when to look for replays next.
+	next     *prefetch
+	replayAt time.Time
 }
 
 func (l *loop) run(ctx context.Context) {
 	o, opts, name := l.d.o, l.d.opts, l.sink.Name()
 	defer func() {
+		if l.next != nil {
+			<-l.next.done
+			l.next = nil
+		}
 		if l.held {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			_ = o.ReleaseReceiver(rctx, name, opts.Owner)
@@ -311,15 +319,26 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		}
 		l.held, l.pos, l.leaseUntil = true, r.Pos, now.Add(opts.Lease)
 	}
-	if n, err := l.replay(ctx); n > 0 || err != nil {
-		return 0, err
+	if now.After(l.replayAt) {
+		// Replays are an operator's request: looked for every ten
+		// polls, not before every batch.
+		l.replayAt = now.Add(10 * opts.Poll)
+		if n, err := l.replay(ctx); n > 0 || err != nil {
+			return 0, err
+		}
 	}
-	evs, err := o.OutboxAfter(ctx, l.pos, opts.Batch)
+	evs, err := l.fetch(ctx)
 	if err != nil {
 		return opts.Poll, err
 	}
 	if len(evs) == 0 {
 		return opts.Poll, nil
+	}
+	if len(evs) == opts.Batch {
+		// A full batch: more are likely waiting. Read the next while
+		// this one is delivered; it is used only if this one is taken
+		// whole.
+		l.next = readAhead(ctx, o, evs[len(evs)-1].Seq, opts.Batch)
 	}
 	dctx, cancel := context.WithTimeout(ctx, min(opts.Timeout, time.Until(l.leaseUntil)-opts.Lease/3))
 	n, derr := l.breaker.Execute(func() (int, error) {
@@ -368,6 +387,36 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		return 0, nil
 	}
 	return backoff(opts.BaseBackoff, opts.MaxBackoff, l.attempts), nil
+}
+
+// prefetch is a batch being read ahead.
+type prefetch struct {
+	after int64
+	done  chan struct{}
+	evs   []store.OutboxEvent
+	err   error
+}
+
+func readAhead(ctx context.Context, o Outbox, after int64, n int) *prefetch {
+	p := &prefetch{after: after, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.evs, p.err = o.OutboxAfter(ctx, after, n)
+	}()
+	return p
+}
+
+// fetch returns the events after the position: the batch read ahead when
+// it starts there, else a fresh read.
+func (l *loop) fetch(ctx context.Context) ([]store.OutboxEvent, error) {
+	if p := l.next; p != nil {
+		l.next = nil
+		<-p.done
+		if p.after == l.pos && p.err == nil {
+			return p.evs, nil
+		}
+	}
+	return l.d.o.OutboxAfter(ctx, l.pos, l.d.opts.Batch)
 }
 
 // replay delivers the dead letters an operator marked, one at a time.
