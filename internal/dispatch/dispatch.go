@@ -89,6 +89,12 @@ type Options struct {
 	BaseBackoff, MaxBackoff time.Duration
 	// Poll is how often an idle receiver looks for new events.
 	Poll time.Duration
+	// SaveEvery bounds how often a receiver's position is written: the
+	// events a receiver took are recorded at most this often (and
+	// before its lease is renewed, on a failure and when it stops), so
+	// that many receivers taking a trickle of events do not each write
+	// per event. A crash re-delivers at most this much (at least once).
+	SaveEvery time.Duration
 	// Timeout bounds one delivery.
 	Timeout time.Duration
 	// BreakerFailures consecutive failures open a receiver's breaker for
@@ -119,6 +125,9 @@ func (o *Options) defaults() {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 50 * time.Millisecond
+	}
+	if o.SaveEvery <= 0 {
+		o.SaveEvery = time.Second
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -250,6 +259,29 @@ type loop struct {
 	// delivered (nil: none); replayAt is when to look for replays next.
 	next     *prefetch
 	replayAt time.Time
+	// claimed: a claim succeeded, so the receiver's row exists.
+	claimed bool
+	// unsaved counts the events taken since the position was last
+	// written (at savedAt).
+	unsaved int64
+	savedAt time.Time
+}
+
+// save writes the position if events were taken since it was last
+// written, renewing the lease; a lost lease or an error drops the hold.
+func (l *loop) save(ctx context.Context, now time.Time) error {
+	if l.unsaved == 0 || !l.held {
+		return nil
+	}
+	o, opts := l.d.o, l.d.opts
+	ok, err := o.AdvanceReceiver(ctx, l.sink.Name(), opts.Owner, l.pos, l.unsaved, now, now.Add(opts.Lease))
+	l.unsaved = 0
+	if err != nil || !ok {
+		l.held = false // claim again (from the stored position) before sending
+		return err
+	}
+	l.savedAt, l.leaseUntil = now, now.Add(opts.Lease)
+	return nil
 }
 
 func (l *loop) run(ctx context.Context) {
@@ -261,6 +293,7 @@ func (l *loop) run(ctx context.Context) {
 		}
 		if l.held {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.save(rctx, time.Now())
 			_ = o.ReleaseReceiver(rctx, name, opts.Owner)
 			cancel()
 		}
@@ -293,9 +326,19 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 	// Renew the lease when a third of it is gone, and never send with
 	// less than a third left: a delivery that outlives the lease could
 	// overlap the next holder's.
+	if l.unsaved > 0 && now.After(l.leaseUntil.Add(-2*opts.Lease/3)) {
+		// Writing the position renews the lease: a claim would read the
+		// stored (older) position back.
+		if err := l.save(ctx, now); err != nil {
+			return opts.Poll, err
+		}
+	}
 	if !l.held || now.After(l.leaseUntil.Add(-2*opts.Lease/3)) {
 		start := int64(0)
-		if fs, ok := l.sink.(FromStart); !opts.FromStart && !(ok && fs.FromStart()) {
+		// The start matters only to the claim that makes the receiver's
+		// row; later claims keep its position, so the outbox head (a
+		// count of the whole outbox) is read only before the first.
+		if fs, ok := l.sink.(FromStart); !l.claimed && !opts.FromStart && !(ok && fs.FromStart()) {
 			s, err := o.OutboxStats(ctx)
 			if err != nil {
 				return opts.Poll, err
@@ -317,7 +360,8 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		if !l.held || r.Pos != l.pos {
 			l.attempts = 0
 		}
-		l.held, l.pos, l.leaseUntil = true, r.Pos, now.Add(opts.Lease)
+		l.unsaved = 0 // the stored position is the one taken up
+		l.held, l.claimed, l.pos, l.leaseUntil = true, true, r.Pos, now.Add(opts.Lease)
 	}
 	if now.After(l.replayAt) {
 		// Replays are an operator's request: looked for every ten
@@ -332,6 +376,9 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		return opts.Poll, err
 	}
 	if len(evs) == 0 {
+		if now.Sub(l.savedAt) >= opts.SaveEvery {
+			return opts.Poll, l.save(ctx, now)
+		}
 		return opts.Poll, nil
 	}
 	if len(evs) == opts.Batch {
@@ -351,16 +398,16 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 	cancel()
 	now = time.Now()
 	if n > 0 {
-		ok, err := o.AdvanceReceiver(ctx, name, opts.Owner, evs[n-1].Seq, int64(n), now, now.Add(opts.Lease))
-		if err != nil {
-			l.held = false
+		l.pos, l.attempts = evs[n-1].Seq, 0
+		l.unsaved += int64(n)
+	}
+	if ctx.Err() != nil {
+		return 0, nil // stopping: run saves the position, detached
+	}
+	if derr != nil || n > 0 && now.Sub(l.savedAt) >= opts.SaveEvery {
+		if err := l.save(ctx, now); err != nil || !l.held {
 			return opts.Poll, err
 		}
-		if !ok {
-			l.held = false // lost the lease: claim again before sending
-			return 0, nil
-		}
-		l.pos, l.leaseUntil, l.attempts = evs[n-1].Seq, now.Add(opts.Lease), 0
 	}
 	if derr == nil {
 		return 0, nil
