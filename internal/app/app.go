@@ -144,7 +144,11 @@ type App struct {
 	// StartWorkers.
 	events    *eventsRunner
 	eventsCfg config.Events
-	log       *slog.Logger
+	// fhirBase is the FHIR base URL notifications name resources under
+	// ("" : relative references).
+	fhirBase string
+	subsWS   *subsWS
+	log      *slog.Logger
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -286,14 +290,20 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		return nil, err
 	}
 	wa := &webhookAdmin{}
+	ws := &subsWS{}
 	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Webhooks: wa, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
-		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}, Ledger: proofServer{proof}}, log, rec, tokens, health)
+		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
 	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log}
+	if cfg.BaseURL != "" {
+		a.fhirBase = cfg.BaseURL + "/fhir"
+	}
 	wa.app = a
+	ws.app = a
+	a.subsWS = ws
 	return a, nil
 }
 
@@ -383,11 +393,14 @@ func (a *App) StartWorkers() {
 	if a.Bulk != nil {
 		a.Bulk.Start()
 	}
-	ev, err := startEvents(a.eventsCfg, a.Store, a.Keys, a.log)
+	ev, err := startEvents(a.eventsCfg, a.Store, a.Keys, a.Records, a.fhirBase, a.log)
 	if err != nil {
 		a.log.Error("event dispatcher not started", "error", err.Error())
 	}
 	a.events = ev
+	if ev != nil && ev.subs != nil {
+		a.subsWS.m.Store(ev.subs)
+	}
 	a.Proof.Start()
 }
 

@@ -19,7 +19,9 @@ import (
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/dispatch"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/subscriptions"
 )
 
 // eventsRunner is a serving node's dispatcher.
@@ -27,10 +29,11 @@ type eventsRunner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	nats   *dispatch.NATS
+	subs   *subscriptions.Manager
 }
 
 // startEvents starts the dispatcher when configured; stop waits for it.
-func startEvents(cfg config.Events, st store.Store, km *keys.Manager, log *slog.Logger) (*eventsRunner, error) {
+func startEvents(cfg config.Events, st store.Store, km *keys.Manager, rec *records.Service, base string, log *slog.Logger) (*eventsRunner, error) {
 	o, ok := st.(dispatch.Outbox)
 	if !cfg.Dispatch || !ok {
 		return nil, nil
@@ -50,6 +53,13 @@ func startEvents(cfg config.Events, st store.Store, km *keys.Manager, log *slog.
 	r.cancel = cancel
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); d.Run(ctx) }()
+	if ow, ok := st.(subscriptions.Owners); ok && rec != nil {
+		m := subscriptions.New(subscriptions.Options{Records: rec, Owners: ow, Base: base, Log: log,
+			Add: func(s *subscriptions.Receiver) { d.Add(s) }, Remove: d.Remove, Holds: d.Holds})
+		r.subs = m
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); m.Run(ctx, cfg.WebhookSync) }()
+	}
 	if l, ok := st.(webhookLister); ok && km != nil {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); syncWebhooks(ctx, d, l, km, cfg.WebhookSync, log.Warn) }()

@@ -19,7 +19,8 @@ type Events struct {
 	MaxAttempts int
 	// Dispatch runs the dispatcher in `ward serve`.
 	Dispatch bool
-	// WebhookSync is how often a node reloads the registered webhooks.
+	// WebhookSync is how often a node reloads the registered webhooks
+	// and the FHIR Subscriptions.
 	WebhookSync time.Duration
 }
 

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -67,6 +68,12 @@ type Sink interface {
 // webhook).
 type FromStart interface{ FromStart() bool }
 
+// StartAfter is implemented by a sink that, when first seen, starts
+// after a position it names (a FHIR Subscription: the outbox head when
+// it was accepted, so that nothing committed after it said active is
+// missed); 0 or less: the default.
+type StartAfter interface{ StartAfter() int64 }
+
 // Options tune the dispatcher; zero values take the defaults.
 type Options struct {
 	// Owner names this node in leases (unique per process).
@@ -82,6 +89,12 @@ type Options struct {
 	BaseBackoff, MaxBackoff time.Duration
 	// Poll is how often an idle receiver looks for new events.
 	Poll time.Duration
+	// SaveEvery bounds how often a receiver's position is written: the
+	// events a receiver took are recorded at most this often (and
+	// before its lease is renewed, on a failure and when it stops), so
+	// that many receivers taking a trickle of events do not each write
+	// per event. A crash re-delivers at most this much (at least once).
+	SaveEvery time.Duration
 	// Timeout bounds one delivery.
 	Timeout time.Duration
 	// BreakerFailures consecutive failures open a receiver's breaker for
@@ -112,6 +125,9 @@ func (o *Options) defaults() {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 50 * time.Millisecond
+	}
+	if o.SaveEvery <= 0 {
+		o.SaveEvery = time.Second
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -203,6 +219,16 @@ func (d *Dispatcher) BreakerState(name string) string {
 	return ""
 }
 
+// Holds reports whether this node holds the lease of the sink named
+// name now: only the holder delivers to it (and sends what else it
+// needs, such as a Subscription's heartbeats).
+func (d *Dispatcher) Holds(name string) bool {
+	d.mu.Lock()
+	l, ok := d.sinks[name]
+	d.mu.Unlock()
+	return ok && time.Now().UnixNano() < l.holds.Load()
+}
+
 func (d *Dispatcher) start(l *loop) {
 	if d.stopped {
 		return
@@ -225,20 +251,60 @@ type loop struct {
 	pos        int64
 	leaseUntil time.Time
 	held       bool
-	attempts   int
+	// holds mirrors the lease for other goroutines (Holds): its end in
+	// Unix nanoseconds while held, else 0.
+	holds    atomic.Int64
+	attempts int
+	// next is the batch read ahead while the previous one was being
+	// delivered (nil: none); replayAt is when to look for replays next.
+	next     *prefetch
+	replayAt time.Time
+	// claimed: a claim succeeded, so the receiver's row exists.
+	claimed bool
+	// unsaved counts the events taken since the position was last
+	// written (at savedAt).
+	unsaved int64
+	savedAt time.Time
+}
+
+// save writes the position if events were taken since it was last
+// written, renewing the lease; a lost lease or an error drops the hold.
+func (l *loop) save(ctx context.Context, now time.Time) error {
+	if l.unsaved == 0 || !l.held {
+		return nil
+	}
+	o, opts := l.d.o, l.d.opts
+	ok, err := o.AdvanceReceiver(ctx, l.sink.Name(), opts.Owner, l.pos, l.unsaved, now, now.Add(opts.Lease))
+	l.unsaved = 0
+	if err != nil || !ok {
+		l.held = false // claim again (from the stored position) before sending
+		return err
+	}
+	l.savedAt, l.leaseUntil = now, now.Add(opts.Lease)
+	return nil
 }
 
 func (l *loop) run(ctx context.Context) {
 	o, opts, name := l.d.o, l.d.opts, l.sink.Name()
 	defer func() {
+		if l.next != nil {
+			<-l.next.done
+			l.next = nil
+		}
 		if l.held {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.save(rctx, time.Now())
 			_ = o.ReleaseReceiver(rctx, name, opts.Owner)
 			cancel()
 		}
 	}()
 	for ctx.Err() == nil {
 		wait, err := l.step(ctx)
+		if l.held {
+			l.holds.Store(l.leaseUntil.UnixNano())
+		} else {
+			l.holds.Store(0)
+		}
 		if err != nil && ctx.Err() == nil {
 			opts.Log.Warn("event dispatch", "receiver", name, "err", err.Error())
 			wait = max(wait, opts.Poll)
@@ -260,14 +326,27 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 	// Renew the lease when a third of it is gone, and never send with
 	// less than a third left: a delivery that outlives the lease could
 	// overlap the next holder's.
+	if l.unsaved > 0 && now.After(l.leaseUntil.Add(-2*opts.Lease/3)) {
+		// Writing the position renews the lease: a claim would read the
+		// stored (older) position back.
+		if err := l.save(ctx, now); err != nil {
+			return opts.Poll, err
+		}
+	}
 	if !l.held || now.After(l.leaseUntil.Add(-2*opts.Lease/3)) {
 		start := int64(0)
-		if fs, ok := l.sink.(FromStart); !opts.FromStart && !(ok && fs.FromStart()) {
+		// The start matters only to the claim that makes the receiver's
+		// row; later claims keep its position, so the outbox head (a
+		// count of the whole outbox) is read only before the first.
+		if fs, ok := l.sink.(FromStart); !l.claimed && !opts.FromStart && !(ok && fs.FromStart()) {
 			s, err := o.OutboxStats(ctx)
 			if err != nil {
 				return opts.Poll, err
 			}
 			start = s.Head
+		}
+		if sa, ok := l.sink.(StartAfter); ok && sa.StartAfter() > 0 {
+			start = sa.StartAfter()
 		}
 		r, ok, err := o.ClaimReceiver(ctx, name, opts.Owner, start, now, now.Add(opts.Lease))
 		if err != nil {
@@ -281,17 +360,32 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		if !l.held || r.Pos != l.pos {
 			l.attempts = 0
 		}
-		l.held, l.pos, l.leaseUntil = true, r.Pos, now.Add(opts.Lease)
+		l.unsaved = 0 // the stored position is the one taken up
+		l.held, l.claimed, l.pos, l.leaseUntil = true, true, r.Pos, now.Add(opts.Lease)
 	}
-	if n, err := l.replay(ctx); n > 0 || err != nil {
-		return 0, err
+	if now.After(l.replayAt) {
+		// Replays are an operator's request: looked for every ten
+		// polls, not before every batch.
+		l.replayAt = now.Add(10 * opts.Poll)
+		if n, err := l.replay(ctx); n > 0 || err != nil {
+			return 0, err
+		}
 	}
-	evs, err := o.OutboxAfter(ctx, l.pos, opts.Batch)
+	evs, err := l.fetch(ctx)
 	if err != nil {
 		return opts.Poll, err
 	}
 	if len(evs) == 0 {
+		if now.Sub(l.savedAt) >= opts.SaveEvery {
+			return opts.Poll, l.save(ctx, now)
+		}
 		return opts.Poll, nil
+	}
+	if len(evs) == opts.Batch {
+		// A full batch: more are likely waiting. Read the next while
+		// this one is delivered; it is used only if this one is taken
+		// whole.
+		l.next = readAhead(ctx, o, evs[len(evs)-1].Seq, opts.Batch)
 	}
 	dctx, cancel := context.WithTimeout(ctx, min(opts.Timeout, time.Until(l.leaseUntil)-opts.Lease/3))
 	n, derr := l.breaker.Execute(func() (int, error) {
@@ -304,16 +398,16 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 	cancel()
 	now = time.Now()
 	if n > 0 {
-		ok, err := o.AdvanceReceiver(ctx, name, opts.Owner, evs[n-1].Seq, int64(n), now, now.Add(opts.Lease))
-		if err != nil {
-			l.held = false
+		l.pos, l.attempts = evs[n-1].Seq, 0
+		l.unsaved += int64(n)
+	}
+	if ctx.Err() != nil {
+		return 0, nil // stopping: run saves the position, detached
+	}
+	if derr != nil || n > 0 && now.Sub(l.savedAt) >= opts.SaveEvery {
+		if err := l.save(ctx, now); err != nil || !l.held {
 			return opts.Poll, err
 		}
-		if !ok {
-			l.held = false // lost the lease: claim again before sending
-			return 0, nil
-		}
-		l.pos, l.leaseUntil, l.attempts = evs[n-1].Seq, now.Add(opts.Lease), 0
 	}
 	if derr == nil {
 		return 0, nil
@@ -340,6 +434,36 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		return 0, nil
 	}
 	return backoff(opts.BaseBackoff, opts.MaxBackoff, l.attempts), nil
+}
+
+// prefetch is a batch being read ahead.
+type prefetch struct {
+	after int64
+	done  chan struct{}
+	evs   []store.OutboxEvent
+	err   error
+}
+
+func readAhead(ctx context.Context, o Outbox, after int64, n int) *prefetch {
+	p := &prefetch{after: after, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.evs, p.err = o.OutboxAfter(ctx, after, n)
+	}()
+	return p
+}
+
+// fetch returns the events after the position: the batch read ahead when
+// it starts there, else a fresh read.
+func (l *loop) fetch(ctx context.Context) ([]store.OutboxEvent, error) {
+	if p := l.next; p != nil {
+		l.next = nil
+		<-p.done
+		if p.after == l.pos && p.err == nil {
+			return p.evs, nil
+		}
+	}
+	return l.d.o.OutboxAfter(ctx, l.pos, l.d.opts.Batch)
 }
 
 // replay delivers the dead letters an operator marked, one at a time.

@@ -55,7 +55,7 @@ func DialNATS(o NATSOptions) (*NATS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: connect to NATS: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("events: JetStream: %w", err)
@@ -128,19 +128,29 @@ func (s *NATS) stream(ctx context.Context, tenant string) error {
 	return nil
 }
 
-// Deliver publishes evs asynchronously and waits for every ack in order.
+// Deliver publishes evs asynchronously and waits for every ack in order:
+// the whole batch is in flight at once (up to the connection's pending
+// limit), and the position moves only once the stream acknowledged the
+// events up to it.
 func (s *NATS) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	var perr error
-	for _, e := range evs {
-		if err := s.stream(ctx, e.Tenant); err != nil {
-			perr = err
-			break
+	ready := ""
+	for i, e := range evs {
+		if i == 0 || e.Tenant != ready {
+			if err := s.stream(ctx, e.Tenant); err != nil {
+				perr = err
+				break
+			}
+			ready = e.Tenant
 		}
-		m := nats.NewMsg(s.Subject(e.Tenant, e.Type))
-		m.Data = e.JSON
-		m.Header.Set(jetstream.MsgIDHeader, e.ID)
-		m.Header.Set("Content-Type", "application/cloudevents+json")
+		// The header is built as a literal: its keys are already in
+		// canonical form, and Header.Set would canonicalise them again
+		// for every event.
+		m := &nats.Msg{Subject: s.Subject(e.Tenant, e.Type), Data: e.JSON, Header: nats.Header{
+			jetstream.MsgIDHeader: []string{e.ID},
+			"Content-Type":        contentType,
+		}}
 		f, err := s.js.PublishMsgAsync(m)
 		if err != nil {
 			perr = fmt.Errorf("publish: %w", err)
@@ -159,3 +169,6 @@ func (s *NATS) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error
 	}
 	return len(futures), perr
 }
+
+// contentType is every message's Content-Type (shared: never modified).
+var contentType = []string{"application/cloudevents+json"}

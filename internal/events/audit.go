@@ -12,28 +12,57 @@ const (
 	outcomeSuccess = audit.OutcomeSuccess
 )
 
+// disclosures are the ledger actions that disclose resources to the
+// caller (the AuditEvent view's "R" kinds): a successful one naming
+// patients is phi.disclosed.
+var disclosures = map[string]bool{
+	"read": true, "vread": true, "history-instance": true, "history-type": true, "history-system": true,
+	"search-type": true, "search-system": true, "everything": true, "export-read": true, "export-download": true,
+}
+
 // FromAudit returns the security events an audit record stands for (none
 // for most records): a refusal by policy is access.denied, a break-glass
 // access access.emergency, a failed login auth.login-failed, a new signing
-// or data key keys.rotated. The store appends them with the record, in the
-// same transaction (store.Unit.AddAudit).
+// or data key keys.rotated, and a successful read of patients' records
+// phi.disclosed (with access.emergency when it was break-glass). The
+// store appends them with the record, in the same transaction
+// (store.Unit.AddAudit).
 func FromAudit(r *audit.Record) []Event {
-	var typ string
+	var types []string
 	switch {
 	case r.Outcome != outcomeSuccess && strings.HasPrefix(r.Detail, "denied"):
-		typ = AccessDenied
+		types = append(types, AccessDenied)
 	case r.Emergency && r.Outcome == outcomeSuccess:
-		typ = AccessEmergency
+		types = append(types, AccessEmergency)
 	case r.Action == "login" && r.Outcome != outcomeSuccess:
-		typ = LoginFailed
+		types = append(types, LoginFailed)
 	case (r.Action == "signing-key-create" || r.Action == "data-key-create") && r.Outcome == outcomeSuccess:
-		typ = KeysRotated
-	default:
+		types = append(types, KeysRotated)
+	}
+	if r.Outcome == outcomeSuccess && len(r.Patients) > 0 && disclosures[r.Action] {
+		types = append(types, PHIDisclosed)
+	}
+	if len(types) == 0 {
 		return nil
 	}
-	d := Data{ResourceType: r.ResourceType, Actor: r.Actor, Role: r.Role, Action: r.Action,
-		Outcome: int(r.Outcome), Reason: r.Detail, RequestID: r.RequestID}
-	subject, key := "", ""
+	d, subject, key := auditData(r)
+	out := make([]Event, 0, len(types))
+	for _, typ := range types {
+		subj := subject
+		if typ == LoginFailed {
+			// A failed login's detail may name why; the attempted
+			// username is never in a record (actor is empty or an id).
+			subj = ""
+		}
+		out = append(out, New(r.Tenant, typ, subj, key, r.Time, d))
+	}
+	return out
+}
+
+// auditData is the data of an audit record's events: ids and codes.
+func auditData(r *audit.Record) (d Data, subject, key string) {
+	d = Data{ResourceType: r.ResourceType, Actor: r.Actor, Role: r.Role, Action: r.Action,
+		Outcome: int(r.Outcome), Reason: r.Detail, RequestID: r.RequestID, Purpose: r.Purpose}
 	for _, e := range r.Entities {
 		// Entities are references ("Patient/abc/_history/2", "user/u1"):
 		// ids only.
@@ -44,19 +73,26 @@ func FromAudit(r *audit.Record) []Event {
 				d.ResourceType, d.ID = parts[0], parts[1]
 			}
 			if parts[0] == "Patient" {
-				d.Patients = append(d.Patients, parts[0]+"/"+parts[1])
+				d.Patients = appendNew(d.Patients, parts[0]+"/"+parts[1])
 			}
 		}
+	}
+	for _, p := range r.Patients {
+		d.Patients = appendNew(d.Patients, "Patient/"+p)
 	}
 	if len(d.Patients) > 0 {
 		key = d.Patients[0]
 	} else {
 		key = subject
 	}
-	if typ == LoginFailed {
-		// A failed login's detail may name why; the attempted username is
-		// never in a record (actor is empty or an id).
-		subject = ""
+	return d, subject, key
+}
+
+func appendNew(xs []string, x string) []string {
+	for _, y := range xs {
+		if y == x {
+			return xs
+		}
 	}
-	return []Event{New(r.Tenant, typ, subject, key, r.Time, d)}
+	return append(xs, x)
 }

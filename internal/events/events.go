@@ -51,6 +51,9 @@ const (
 	AccessEmergency = "access.emergency"
 	LoginFailed     = "auth.login-failed"
 	KeysRotated     = "keys.rotated"
+	// PHIDisclosed is a successful read of patients' records (read,
+	// search, history, $everything, export), from its ledger record.
+	PHIDisclosed = "phi.disclosed"
 )
 
 // Types lists every event type Ward emits today.
@@ -59,7 +62,7 @@ var Types = []string{
 	PatientCreated, PatientUpdated, PatientDeactivated,
 	ImmunizationRecorded, ImmunizationUpdated,
 	ConsentProvided, ConsentRevoked,
-	AccessDenied, AccessEmergency, LoginFailed, KeysRotated,
+	AccessDenied, AccessEmergency, LoginFailed, KeysRotated, PHIDisclosed,
 }
 
 // Event is one domain event as the outbox stores it: the columns the
@@ -88,6 +91,8 @@ type Data struct {
 	Outcome      int      `json:"outcome,omitempty"`
 	Reason       string   `json:"reason,omitempty"`
 	RequestID    string   `json:"requestId,omitempty"`
+	// Purpose is the purpose-of-use code of an access.
+	Purpose string `json:"purpose,omitempty"`
 }
 
 // Envelope is the CloudEvents 1.0 JSON envelope (structured content mode)

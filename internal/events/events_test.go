@@ -23,6 +23,12 @@ func TestFromAudit(t *testing.T) {
 		{"a read", audit.Record{Action: "read", Entities: []string{"Patient/p1/_history/1"}}, ""},
 		{"a conflict", audit.Record{Action: "update", Outcome: audit.OutcomeMinor, Detail: "conflict"}, ""},
 		{"a successful login", audit.Record{Action: "login"}, ""},
+		{"a read of a patient's record", audit.Record{Action: "read", Entities: []string{"Observation/o1/_history/1"}, Patients: []string{"p1"}}, PHIDisclosed},
+		{"a search", audit.Record{Action: "search-type", ResourceType: "Observation", Entities: []string{"Observation/o1/_history/1", "Observation/o2/_history/1"}, Patients: []string{"p1", "p2"}}, PHIDisclosed},
+		{"an export file", audit.Record{Action: "export-download", Patients: []string{"p1"}}, PHIDisclosed},
+		{"break-glass read", audit.Record{Action: "read", Emergency: true, Entities: []string{"Observation/o1/_history/1"}, Patients: []string{"p9"}}, AccessEmergency + " " + PHIDisclosed},
+		{"a create", audit.Record{Action: "create", Entities: []string{"Observation/o1/_history/1"}, Patients: []string{"p1"}}, ""},
+		{"a refused read", audit.Record{Action: "read", Outcome: audit.OutcomeMinor, Detail: "not-found", Patients: []string{"p1"}}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.rec.Time, c.rec.Tenant = at, "t1"
@@ -33,13 +39,24 @@ func TestFromAudit(t *testing.T) {
 				}
 				return
 			}
-			if len(evs) != 1 || evs[0].Type != c.want || evs[0].Tenant != "t1" || !evs[0].Time.Equal(at) {
-				t.Fatalf("got %+v", evs)
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.Type)
+				if e.Tenant != "t1" || !e.Time.Equal(at) {
+					t.Fatalf("got %+v", e)
+				}
+				env, err := Parse(e.JSON)
+				if err != nil || env.ID != e.ID || env.Type != e.Type {
+					t.Fatalf("envelope %s: %v", e.JSON, err)
+				}
+				if e.Type == PHIDisclosed && (len(env.Data.Patients) != len(c.rec.Patients) || e.Key != "Patient/"+c.rec.Patients[0]) {
+					t.Fatalf("phi.disclosed names patients %v, key %s", env.Data.Patients, e.Key)
+				}
 			}
-			e, err := Parse(evs[0].JSON)
-			if err != nil || e.ID != evs[0].ID || e.Type != c.want {
-				t.Fatalf("envelope %s: %v", evs[0].JSON, err)
+			if strings.Join(got, " ") != c.want {
+				t.Fatalf("got %v, want %s", got, c.want)
 			}
+			e, _ := Parse(evs[0].JSON)
 			if c.want == AccessEmergency && (evs[0].Key != "Patient/p9" || e.Subject != "Observation/o1") {
 				t.Fatalf("key %s subject %s", evs[0].Key, e.Subject)
 			}

@@ -314,7 +314,7 @@ func (r *Repo) decide(a authz.Action, rec *audit.Record) error {
 }
 
 func (r *Repo) validate(res *fhir.Resource, rec *audit.Record) error {
-	if issues := r.s.val.Validate(res); hasErrors(issues) {
+	if issues := append(r.s.val.Validate(res), subscriptionIssues(res)...); hasErrors(issues) {
 		return r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues})
 	}
 	return nil
@@ -406,7 +406,7 @@ func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record
 		recs = append(recs, g)
 	}
 	ws := []store.Write{w}
-	unit := &store.Unit{Writes: ws, Parts: []store.Part{r.outbox(ws, map[int]map[string]any{0: old}, map[int]map[string]any{0: doc})}}
+	unit := &store.Unit{Writes: ws, Parts: r.eventParts(ws, map[int]map[string]any{0: old}, map[int]map[string]any{0: doc})}
 	err := r.s.ledger().Commit(ctx, unit, recs...)
 	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
 	r.facts.Wrote()

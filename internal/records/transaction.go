@@ -253,7 +253,7 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 		}
 	}
 	if len(t.unit.Writes) > 0 {
-		t.unit.Parts = append(t.unit.Parts, r.outbox(t.unit.Writes, t.olds, t.docs))
+		t.unit.Parts = append(t.unit.Parts, r.eventParts(t.unit.Writes, t.olds, t.docs)...)
 	}
 	err := r.s.ledger().Within(60*time.Second).Commit(ctx, t.unit, t.recs...)
 	var c change

@@ -59,3 +59,11 @@ type Webhook struct {
 	Types   []string
 	Created time.Time
 }
+
+// SubscriptionRow is the recorded owner of a FHIR Subscription (see
+// SubscriptionOwner).
+type SubscriptionRow struct {
+	Tenant, ID string
+	Owner      []byte
+	Updated    time.Time
+}

@@ -1,6 +1,10 @@
 package store
 
-import "github.com/wardhealth/ward/internal/events"
+import (
+	"time"
+
+	"github.com/wardhealth/ward/internal/events"
+)
 
 // Part is one change of a Unit besides its resource versions: a user, a
 // token, a client, a tenant, an authorization code, a launch or a key.
@@ -110,3 +114,14 @@ type RemoveWebhook struct{ ID string }
 
 func (NewWebhook) part()    {}
 func (RemoveWebhook) part() {}
+
+// SubscriptionOwner records who owns a FHIR Subscription (the subject
+// that last wrote it), in the transaction of the Subscription version.
+// Owner is JSON of ids and codes only; a later one replaces it.
+type SubscriptionOwner struct {
+	Tenant, ID string
+	Owner      []byte
+	At         time.Time
+}
+
+func (SubscriptionOwner) part() {}

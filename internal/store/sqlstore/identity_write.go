@@ -60,7 +60,7 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.unusedFresh(ctx, tx, "authorization code", `SELECT used, expires FROM auth_codes WHERE id = ?`, p.ID)
 	case store.UseLaunch:
 		return db.unusedFresh(ctx, tx, "launch context", `SELECT used, expires FROM launch_contexts WHERE id = ?`, p.ID)
-	case store.NewCode, store.NewLaunch, store.Outbox:
+	case store.NewCode, store.NewLaunch, store.Outbox, store.SubscriptionOwner:
 		return nil
 	case store.NewWebhook:
 		return db.absent(ctx, tx, "webhook id already exists", `SELECT 1 FROM webhooks WHERE id = ?`, p.Hook.ID)
@@ -136,6 +136,10 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			h := p.(store.NewWebhook).Hook
 			err = db.exec(ctx, tx, "insert webhook", `INSERT INTO webhooks (id, tenant, url, secret, types, created) VALUES (?, ?, ?, ?, ?, ?)`,
 				h.ID, h.Tenant, h.URL, h.Secret, strings.Join(h.Types, ","), h.Created.UnixMicro())
+		case store.SubscriptionOwner:
+			o := p.(store.SubscriptionOwner)
+			err = db.exec(ctx, tx, "record subscription owner", `INSERT INTO subscription_owners (tenant, id, owner, updated) VALUES (?, ?, ?, ?) ON CONFLICT (tenant, id) DO UPDATE SET owner = excluded.owner, updated = excluded.updated`,
+				o.Tenant, o.ID, o.Owner, o.At.UnixMicro())
 		case store.RemoveWebhook:
 			err = db.exec(ctx, tx, "delete webhook", `DELETE FROM webhooks WHERE id = ?`, p.(store.RemoveWebhook).ID)
 		case store.NewKey:

@@ -53,7 +53,9 @@ func scanOutbox(rows *sql.Rows) ([]store.OutboxEvent, error) {
 
 // OutboxAfter returns at most limit events with seq > after, in seq order.
 func (db *DB) OutboxAfter(ctx context.Context, after int64, limit int) ([]store.OutboxEvent, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT `+outboxCols+` FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`), after, limit)
+	// Every receiver polls this: a cached prepared statement, not a
+	// parse per call (most of the cost on SQLite).
+	rows, err := db.query(ctx, `SELECT `+outboxCols+` FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -62,7 +64,7 @@ func (db *DB) OutboxAfter(ctx context.Context, after int64, limit int) ([]store.
 
 // OutboxEvent returns the event with this seq (ErrNotFound: none).
 func (db *DB) OutboxEvent(ctx context.Context, seq int64) (*store.OutboxEvent, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT `+outboxCols+` FROM outbox WHERE seq = ?`), seq)
+	rows, err := db.query(ctx, `SELECT `+outboxCols+` FROM outbox WHERE seq = ?`, seq)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -300,6 +302,29 @@ func (db *DB) Webhooks(ctx context.Context) ([]store.Webhook, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	return out, nil
+}
+
+// SubscriptionOwners lists the recorded owners of FHIR Subscriptions.
+func (db *DB) SubscriptionOwners(ctx context.Context) ([]store.SubscriptionRow, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT tenant, id, owner, updated FROM subscription_owners ORDER BY tenant, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list subscription owners: %w", err)
+	}
+	defer rows.Close()
+	var out []store.SubscriptionRow
+	for rows.Next() {
+		var r store.SubscriptionRow
+		var at int64
+		if err := rows.Scan(&r.Tenant, &r.ID, &r.Owner, &at); err != nil {
+			return nil, fmt.Errorf("scan subscription owner: %w", err)
+		}
+		r.Updated = time.UnixMicro(at).UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list subscription owners: %w", err)
 	}
 	return out, nil
 }

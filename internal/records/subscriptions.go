@@ -1,0 +1,212 @@
+package records
+
+// FHIR Subscriptions (issue #27): what the records layer keeps for the
+// delivery of notifications (internal/subscriptions). Who owns a
+// Subscription is recorded with every version a caller writes, so that a
+// notification is decided, at delivery, on the access of the subject who
+// asked for it; and criteria are evaluated by this server's own search.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// SubscriptionsActor is the subject id of the subscription manager's own
+// writes (status changes): they leave the recorded owner as it is.
+const SubscriptionsActor = "system/subscriptions"
+
+// owner is the recorded owner of a Subscription: ids and codes only.
+type owner struct {
+	ID           string   `json:"id"`
+	Role         string   `json:"role"`
+	Scopes       []string `json:"scopes,omitempty"`
+	Practitioner string   `json:"practitioner,omitempty"`
+	Patient      string   `json:"patient,omitempty"`
+	Clearances   []string `json:"clearances,omitempty"`
+}
+
+// subscriptionOwners returns the part recording the caller as the owner
+// of every Subscription among writes (nil: none). A deletion keeps the
+// owner: a deleted Subscription delivers nothing.
+func (r *Repo) subscriptionOwners(writes []store.Write) []store.Part {
+	if r.subj.ID == SubscriptionsActor {
+		return nil
+	}
+	var parts []store.Part
+	for _, w := range writes {
+		if w.Type != "Subscription" || w.Deleted {
+			continue
+		}
+		b, err := json.Marshal(owner{ID: r.subj.ID, Role: string(r.subj.Role), Scopes: r.subj.Scopes,
+			Practitioner: r.subj.Practitioner, Patient: r.subj.Patient, Clearances: r.subj.Clearances})
+		if err != nil {
+			continue // strings only: cannot fail
+		}
+		parts = append(parts, store.SubscriptionOwner{Tenant: w.Tenant, ID: w.ID, Owner: b, At: w.LastUpdated})
+	}
+	return parts
+}
+
+// eventParts are the parts every unit of resource writes carries: the
+// outbox events and the owners of the Subscriptions written.
+func (r *Repo) eventParts(writes []store.Write, olds, docs map[int]map[string]any) []store.Part {
+	return append([]store.Part{r.outbox(writes, olds, docs)}, r.subscriptionOwners(writes)...)
+}
+
+// Owner is the subject a recorded owner stands for, in tenant. It is
+// never break-glass: an emergency override is for a person at a screen,
+// not for a standing Subscription.
+func Owner(tenant string, b []byte) (authz.Subject, error) {
+	var o owner
+	if err := json.Unmarshal(b, &o); err != nil || o.ID == "" {
+		return authz.Subject{}, errors.New("subscription owner does not decode")
+	}
+	return authz.Subject{Tenant: tenant, ID: o.ID, Role: authz.Role(o.Role), Scopes: o.Scopes,
+		Practitioner: o.Practitioner, Patient: o.Patient, Clearances: o.Clearances}, nil
+}
+
+// ParseCriteria parses a Subscription's criteria ("Type?query", or a
+// bare "Type") strictly, as a condition is: an unknown or unsupported
+// parameter is an error, never ignored. Messages name no values.
+func ParseCriteria(criteria string) (*query.Query, error) {
+	typ, raw, _ := cutType(criteria)
+	if raw == "" {
+		if _, _, ok := SplitConditional(typ + "?"); !ok {
+			return nil, errors.New("criteria must start with a resource type")
+		}
+		return &query.Query{Type: typ}, nil
+	}
+	if _, _, ok := SplitConditional(criteria); !ok {
+		return nil, errors.New("criteria must start with a resource type")
+	}
+	q, err := ParseCondition(typ, raw)
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func cutType(s string) (typ, raw string, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '?' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// Matches says whether the current version of typ/id in tenant matches
+// q, with this server's search (the same plan a search runs), on the
+// whole tenant: it is the server's own evaluation and discloses nothing;
+// what a notification may carry is decided on its owner separately.
+func (s *Service) Matches(ctx context.Context, tenant string, q *query.Query, typ, id string) (bool, error) {
+	if q.Type != typ {
+		return false, nil
+	}
+	k, err := s.keyer(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	withID := *q
+	idq, err := query.Parse(typ, url.Values{"_id": {id}}, query.Options{Strict: true, Supported: search.Supported})
+	if err != nil {
+		return false, fmt.Errorf("criteria: %w", err)
+	}
+	withID.Clauses = append(append([]query.Clause(nil), q.Clauses...), idq.Clauses...)
+	sq, err := search.Plan(&withID, tenant, k, s.search)
+	if err != nil {
+		return false, fmt.Errorf("criteria: %w", err)
+	}
+	sq.Types = []string{typ}
+	sq.Order, sq.After, sq.Limit = nil, nil, 1
+	hits, err := s.st.Search(ctx, *sq)
+	if err != nil {
+		return false, store.Problem(err)
+	}
+	return len(hits) > 0, nil
+}
+
+// SubscriptionVersion is a Subscription as the subscription manager
+// loads it: the server's own configuration, read without a disclosure
+// record (it is not patient data and leaves the server only to its
+// owner's endpoint).
+type SubscriptionVersion struct {
+	Version int64
+	Deleted bool
+	Doc     map[string]any
+}
+
+// Subscription loads the current version of Subscription id of tenant;
+// when it is version known, Doc is left nil (nothing changed).
+func (s *Service) Subscription(ctx context.Context, tenant, id string, known int64) (*SubscriptionVersion, error) {
+	v, err := s.st.Current(ctx, tenant, "Subscription", id)
+	if err != nil {
+		return nil, err
+	}
+	out := &SubscriptionVersion{Version: v.Version, Deleted: v.Deleted}
+	if v.Deleted || v.Version == known {
+		return out, nil
+	}
+	plain, err := s.open(v)
+	if err != nil {
+		return nil, err
+	}
+	out.Doc, err = docOf(v, plain)
+	return out, err
+}
+
+// OwnerNow is the owner recorded for a Subscription as it stands now: a
+// user's role, links and clearances are taken from the user's current
+// account (a disabled or removed account has no access at all: ok is
+// false); the scopes are those the owner held when writing it.
+func (s *Service) OwnerNow(ctx context.Context, tenant string, recorded []byte) (subj authz.Subject, ok bool, err error) {
+	subj, err = Owner(tenant, recorded)
+	if err != nil {
+		return subj, false, err
+	}
+	u, err := s.st.UserByID(ctx, subj.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Not a user (an OAuth client, a system actor): as recorded.
+		return subj, true, nil
+	case err != nil:
+		return subj, false, err
+	case u.Disabled || u.Tenant != tenant:
+		return subj, false, nil
+	}
+	subj.Role, subj.Practitioner, subj.Patient, subj.Clearances = authz.Role(u.Role), u.Practitioner, u.Patient, u.Clearances
+	return subj, true, nil
+}
+
+// subscriptionIssues refuses a Subscription whose criteria this server
+// cannot evaluate (a topic-based one names a topic URL: its filter is
+// checked when it is delivered).
+func subscriptionIssues(res *fhir.Resource) []fhir.Issue {
+	if res.Type != "Subscription" {
+		return nil
+	}
+	c, _ := res.Doc["criteria"].(string)
+	if c == "" || strings.HasPrefix(c, "http://") || strings.HasPrefix(c, "https://") {
+		return nil // a missing criteria is the validator's
+	}
+	if _, err := ParseCriteria(c); err != nil {
+		msg := "criteria cannot be evaluated by this server"
+		var pe *problem.Error
+		if errors.As(err, &pe) && len(pe.Issues) > 0 {
+			msg += ": " + pe.Issues[0].Diagnostics
+		}
+		return []fhir.Issue{{Severity: "error", Code: "invalid", Expression: "Subscription.criteria", Diagnostics: msg}}
+	}
+	return nil
+}

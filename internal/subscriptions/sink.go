@@ -1,0 +1,177 @@
+package subscriptions
+
+// The receiver of one Subscription: it takes the outbox in order (as
+// every dispatch receiver does), keeps the resource events its criteria
+// match, decides on its owner what each may carry, and sends it.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardhealth/ward/internal/events"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// sink is the dispatch receiver of one Subscription. It is replaced when
+// the Subscription's delivery settings change.
+type sink struct {
+	m     *Manager
+	sub   *Sub
+	owner []byte
+	// sent counts notifications since this node started the receiver
+	// (events-since-subscription-start).
+	sent atomic.Int64
+	// last is when something was last sent (Unix nanoseconds), for
+	// heartbeats.
+	last atomic.Int64
+	// start is the outbox head when the receiver was made: it takes the
+	// events committed after it.
+	start int64
+}
+
+// StartAfter: a new receiver takes what was committed after it was made
+// (dispatch.StartAfter).
+func (k *sink) StartAfter() int64 { return k.start }
+
+// ReceiverName is the dispatch receiver of Subscription id of tenant.
+func ReceiverName(tenant, id string) string { return "subscription:" + tenant + "/" + id }
+
+func (k *sink) Name() string { return ReceiverName(k.sub.Tenant, k.sub.ID) }
+
+// Deliver sends the notifications of evs in order.
+func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
+	sent := k.sent.Load()
+	for i, e := range evs {
+		if e.Tenant != k.sub.Tenant {
+			continue
+		}
+		switch e.Type {
+		case events.ResourceCreated, events.ResourceUpdated, events.ResourceDeleted:
+		default:
+			continue
+		}
+		env, err := events.Parse(e.JSON)
+		if err != nil || env.Data.ResourceType != k.sub.Query.Type {
+			continue
+		}
+		if err := k.one(ctx, e, env); err != nil {
+			k.m.failed(ctx, k.sub, err)
+			return i, err
+		}
+	}
+	if k.sent.Load() != sent {
+		// Only a notification the endpoint took says it works again.
+		k.m.delivered(ctx, k.sub)
+	}
+	return len(evs), nil
+}
+
+// one delivers the notification of one resource event, if any.
+func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelope) error {
+	d := env.Data
+	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
+	fmt.Sscan(d.VersionID, &f.Version)
+	match, err := k.matches(ctx, f)
+	if err != nil || !match {
+		return err
+	}
+	allowed, body, err := k.m.read(ctx, k.sub, k.owner, e.ID, f)
+	if err != nil {
+		return err
+	}
+	content := k.sub.content()
+	switch {
+	case !allowed && content != FullResource:
+		return nil // nothing to withhold but the fact: send nothing
+	case allowed && content == FullResource:
+		f.JSON = body
+	}
+	return k.send(ctx, e, f)
+}
+
+// matches evaluates the criteria on the resource as it is now. A deleted
+// resource has no search rows: a deletion matches only criteria without
+// parameters.
+func (k *sink) matches(ctx context.Context, f *Focus) (bool, error) {
+	if f.Action == "delete" {
+		return len(k.sub.Query.Clauses) == 0, nil
+	}
+	return k.m.rec.Matches(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID)
+}
+
+func (k *sink) send(ctx context.Context, e store.OutboxEvent, f *Focus) error {
+	n := k.sent.Add(1)
+	k.last.Store(time.Now().UnixNano())
+	if k.sub.Channel == ChannelWS {
+		k.m.hub.ping(k.sub.Tenant, k.sub.ID)
+		return nil
+	}
+	var body []byte
+	if k.sub.Payload != "" {
+		var err error
+		if body, err = k.sub.Bundle("event-notification", k.m.base, n, e.Seq, e.Time, f); err != nil {
+			return err
+		}
+	}
+	return k.m.post(ctx, k.sub, body)
+}
+
+// post sends one notification (nil body: an empty POST) with the
+// Subscription's headers; a 2xx answer acknowledges it.
+func (m *Manager) post(ctx context.Context, s *Sub, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return errors.New("subscription endpoint: bad request")
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for _, h := range s.Headers {
+		name, val, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(val))
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		// The endpoint is the owner's own configuration; keep the error
+		// short and free of the URL.
+		if ctx.Err() != nil {
+			return errors.New("subscription endpoint: timed out")
+		}
+		return errors.New("subscription endpoint: unreachable")
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("subscription endpoint answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// read decides, on the owner as they are now, whether the notification
+// may name and carry the focus, through the owner's records repository:
+// the read is decided and audited as a read. body is the resource when
+// allowed (nil for a deletion).
+func (m *Manager) read(ctx context.Context, s *Sub, owner []byte, eventID string, f *Focus) (allowed bool, body []byte, err error) {
+	subj, ok, err := m.rec.OwnerNow(ctx, s.Tenant, owner)
+	if err != nil || !ok {
+		return false, nil, err
+	}
+	res, err := m.rec.For(subj, "subscription-"+eventID).VRead(ctx, f.Type, f.ID, f.Version)
+	switch {
+	case err == nil:
+		return true, res.JSON, nil
+	case errors.Is(err, problem.ErrGone):
+		return true, nil, nil // deleted, and the owner may know it
+	case errors.Is(err, problem.ErrForbidden), errors.Is(err, problem.ErrNotFound):
+		return false, nil, nil
+	}
+	return false, nil, err
+}
