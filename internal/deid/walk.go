@@ -40,6 +40,10 @@ var dropTypes = map[string]bool{
 	"id": true, "oid": true, "uuid": true, "url": true, "canonical": true,
 }
 
+// dropPaths are elements of kept types that still identify: a location's
+// latitude and longitude are a geographic subdivision smaller than a state.
+var dropPaths = map[string]bool{"Location.position": true}
+
 // keepStrings are the string elements that are codes in all but type.
 var keepStrings = map[string]bool{
 	"Extension.url": true, "Coding.version": true,
@@ -115,7 +119,7 @@ func (t *transform) value(path, typ string, v any) any {
 		}
 		return out
 	}
-	if dropTypes[typ] {
+	if dropTypes[typ] || dropPaths[path] {
 		return nil
 	}
 	switch typ {
