@@ -18,6 +18,13 @@
 //     node died is claimed again when its lease runs out and restarts from
 //     the beginning (its partial output is deleted first), up to
 //     MaxAttempts; then it is marked failed.
+//   - A de-identified export (_deidentify) writes only de-identified
+//     resources (internal/deid; never the identified ones, not even
+//     sealed), needs the research purpose of use at kick-off and decides
+//     as that purpose when it runs (so only patients whose research
+//     consent permits it are read); each file's download is a
+//     deidentified-disclosure naming the method, project and patients.
+//     Every job runs with its requester's purpose of use at kick-off.
 //   - Jobs and their output are deleted when they expire (TTL after they
 //     finish) or when the requester cancels them.
 package bulk
