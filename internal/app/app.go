@@ -268,7 +268,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	}
 	var bs *bulk.Service
 	if js, ok := st.(bulk.Store); ok {
-		bs = bulk.New(js, rec, km, bulk.Options{TTL: cfg.ExportTTL, Log: log})
+		bs = bulk.New(js, rec, km, bulk.Options{TTL: cfg.ExportTTL, Log: log, ProjectKey: projectKey(km)})
 	}
 	lim, err := openLimits(ctx, cfg, log)
 	if err != nil {

@@ -18,6 +18,13 @@
 //     node died is claimed again when its lease runs out and restarts from
 //     the beginning (its partial output is deleted first), up to
 //     MaxAttempts; then it is marked failed.
+//   - A de-identified export (_deidentify) writes only de-identified
+//     resources (internal/deid; never the identified ones, not even
+//     sealed), needs the research purpose of use at kick-off and decides
+//     as that purpose when it runs (so only patients whose research
+//     consent permits it are read); each file's download is a
+//     deidentified-disclosure naming the method, project and patients.
+//     Every job runs with its requester's purpose of use at kick-off.
 //   - Jobs and their output are deleted when they expire (TTL after they
 //     finish) or when the requester cancels them.
 package bulk
@@ -39,6 +46,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/deid"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/seal"
@@ -88,6 +96,9 @@ type Options struct {
 	Now         func() time.Time
 	NewID       func() string
 	Log         *slog.Logger
+	// ProjectKey returns a research project's de-identification key
+	// (derived, never stored); nil refuses de-identified exports.
+	ProjectKey func(ctx context.Context, tenant, project string) ([]byte, error)
 }
 
 // Defaults. A file holds at most 10,000 resources (so the ledger record of
@@ -160,7 +171,16 @@ var ErrNoJob = problem.New(problem.ErrNotFound, "not-found", "no such export job
 // and the kick-off audited (records.ExportKickoff) before the job exists.
 func (s *Service) Kickoff(ctx context.Context, repo *records.Repo, req Request) (*store.ExportJob, error) {
 	id := s.o.NewID()
-	types, err := repo.ExportKickoff(ctx, id, req.Kind, req.GroupID, req.Types)
+	var types []string
+	var err error
+	if req.Deidentify != "" {
+		if s.o.ProjectKey == nil {
+			return nil, problem.New(problem.ErrUnavailable, "not-supported", "de-identified export is not configured on this server")
+		}
+		types, err = repo.DeidentifiedExportKickoff(ctx, id, req.Kind, req.GroupID, req.Types)
+	} else {
+		types, err = repo.ExportKickoff(ctx, id, req.Kind, req.GroupID, req.Types)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +188,8 @@ func (s *Service) Kickoff(ctx context.Context, repo *records.Repo, req Request) 
 	now := s.o.Now().UTC()
 	j := &store.ExportJob{ID: id, Tenant: subj.Tenant, Requester: subj.ID, Role: string(subj.Role), Scopes: subj.Scopes,
 		Kind: req.Kind, GroupID: req.GroupID, Types: types, Since: req.Since, Request: req.Query(),
-		Status: store.ExportQueued, Progress: "queued", Created: now, TxTime: now, Expires: now.Add(s.o.TTL)}
+		Status: store.ExportQueued, Progress: "queued", Created: now, TxTime: now, Expires: now.Add(s.o.TTL),
+		Purpose: subj.Purpose, Deidentify: req.Deidentify, Project: req.Project}
 	if err := s.st.CreateExportJob(ctx, j); err != nil {
 		return nil, store.Problem(err)
 	}
@@ -255,7 +276,12 @@ func (s *Service) Download(ctx context.Context, repo *records.Repo, id string, p
 	} else if err != nil {
 		return false, store.Problem(err)
 	}
-	if err := repo.DiscloseExport(ctx, id, part, p.Type, p.Refs); err != nil {
+	if j.Deidentify != "" {
+		err = repo.DiscloseDeidentifiedExport(ctx, id, part, p.Type, j.Deidentify, j.Project, j.Purpose, p.Refs)
+	} else {
+		err = repo.DiscloseExport(ctx, id, part, p.Type, p.Refs)
+	}
+	if err != nil {
 		return false, err
 	}
 	p.Refs = nil
@@ -458,6 +484,11 @@ func (s *Service) run(ctx context.Context, j *store.ExportJob, progress func(str
 		return fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
 	}
 	w := &partWriter{s: s, j: j, keyID: keyID, lease: lease, ctx: ctx}
+	if j.Deidentify != "" {
+		if w.deid, err = s.deidentifier(ctx, j); err != nil {
+			return err
+		}
+	}
 	for i, typ := range j.Types {
 		progress(fmt.Sprintf("%s (type %d of %d)", typ, i+1, len(j.Types)))
 		w.typ = typ
@@ -493,7 +524,7 @@ type userStore interface {
 // clinician is, the Patient a patient user is) and clearances as they are
 // now, without which every clinician and patient decision refuses.
 func (s *Service) subject(ctx context.Context, j *store.ExportJob) (authz.Subject, error) {
-	subj := authz.Subject{Tenant: j.Tenant, ID: j.Requester, Role: authz.Role(j.Role), Scopes: j.Scopes}
+	subj := authz.Subject{Tenant: j.Tenant, ID: j.Requester, Role: authz.Role(j.Role), Scopes: j.Scopes, Purpose: j.Purpose}
 	us, ok := s.st.(userStore)
 	if !ok || subj.Role == authz.RoleClient {
 		return subj, nil
@@ -522,6 +553,9 @@ type partWriter struct {
 	lease func() time.Time
 	ctx   context.Context
 
+	// deid, when set, de-identifies each resource before it is written.
+	deid *deid.Deidentifier
+
 	typ   string
 	part  int // number of the current (open) part
 	open  bool
@@ -534,6 +568,12 @@ type partWriter struct {
 
 func (w *partWriter) add(res records.Resource) error {
 	line := res.JSON
+	if w.deid != nil {
+		var err error
+		if line, err = deidentify(w.deid, res); err != nil {
+			return err
+		}
+	}
 	if bytes.IndexByte(line, '\n') >= 0 {
 		var b bytes.Buffer
 		if err := json.Compact(&b, line); err != nil {

@@ -3,6 +3,7 @@ package bulk
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,10 @@ type Request struct {
 	GroupID string
 	Types   []string  // nil: every type the kind allows
 	Since   time.Time // zero: no lower bound
+	// Deidentify is the de-identification method (_deidentify: DeidSafeHarbor
+	// or DeidSafeHarborShift; "" : none) and Project the research project
+	// whose key makes the pseudonyms (_deidentifyProject).
+	Deidentify, Project string
 	// Ignored names unknown parameters that were left out (lenient
 	// handling).
 	Ignored []string
@@ -36,7 +41,25 @@ const maxTypes = 200
 
 // known are the kick-off parameters Ward implements. _format is
 // negotiated by the HTTP layer.
-var known = map[string]bool{"_outputFormat": true, "_type": true, "_since": true, "_format": true}
+var known = map[string]bool{"_outputFormat": true, "_type": true, "_since": true, "_format": true,
+	ParamDeidentify: true, ParamProject: true}
+
+// Ward's kick-off parameters for a de-identified export (not in the Bulk
+// Data specification; see docs/deidentification.md).
+const (
+	ParamDeidentify = "_deidentify"
+	ParamProject    = "_deidentifyProject"
+)
+
+// De-identification methods of _deidentify, as the ledger names them.
+const (
+	DeidSafeHarbor      = "safe-harbor"
+	DeidSafeHarborShift = "safe-harbor+date-shift"
+)
+
+// projectName is a research project's name: it keys the pseudonyms and is
+// written in the ledger, so it is a short slug, never free text.
+var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
 // ParseKickoff reads the query of a kick-off request of kind (groupID for a
 // Group export). Errors are *problem.Error (400) naming the parameter (when
@@ -89,6 +112,9 @@ func ParseKickoff(kind, groupID string, q url.Values, strict bool) (Request, err
 			}
 		}
 	}
+	if err := req.parseDeidentify(q); err != nil {
+		return req, err
+	}
 	if s := q.Get("_since"); s != "" {
 		t, err := parseInstant(s)
 		if err != nil {
@@ -99,6 +125,27 @@ func ParseKickoff(kind, groupID string, q url.Values, strict bool) (Request, err
 		return req, invalid("_since", "_since is empty")
 	}
 	return req, nil
+}
+
+// parseDeidentify reads _deidentify and _deidentifyProject: both or
+// neither.
+func (req *Request) parseDeidentify(q url.Values) error {
+	_, hasM := q[ParamDeidentify]
+	_, hasP := q[ParamProject]
+	if !hasM && !hasP {
+		return nil
+	}
+	// A '+' arrives as a space when the client did not escape it.
+	m := strings.ReplaceAll(q.Get(ParamDeidentify), " ", "+")
+	if m != DeidSafeHarbor && m != DeidSafeHarborShift {
+		return invalid(ParamDeidentify, ParamDeidentify+" must be "+DeidSafeHarbor+" or "+DeidSafeHarborShift)
+	}
+	p := q.Get(ParamProject)
+	if !projectName.MatchString(p) {
+		return invalid(ParamProject, ParamProject+" is required with "+ParamDeidentify+": 1-64 of a-z, 0-9 and -, starting with a letter or digit")
+	}
+	req.Deidentify, req.Project = m, p
+	return nil
 }
 
 // parseInstant reads a FHIR instant (xs:dateTime with seconds and a zone).
@@ -135,6 +182,10 @@ func (req Request) Query() string {
 	if !req.Since.IsZero() {
 		v.Set("_since", req.Since.Format(time.RFC3339Nano))
 	}
+	if req.Deidentify != "" {
+		v.Set(ParamDeidentify, req.Deidentify)
+		v.Set(ParamProject, req.Project)
+	}
 	if len(v) == 0 {
 		return path
 	}
@@ -149,12 +200,12 @@ func invalid(param, msg string) error {
 }
 
 // specParams are the kick-off parameters the Bulk Data specification
-// defines (Ward honours those in known).
+// defines, and Ward's own (Ward honours those in known).
 var specParams = map[string]bool{"_outputFormat": true, "_type": true, "_since": true, "_until": true, "_format": true,
-	"_typeFilter": true, "_elements": true, "patient": true, "includeAssociatedData": true, "organizeOutputBy": true, "allowPartialManifests": true}
+	"_typeFilter": true, "_elements": true, "patient": true, "includeAssociatedData": true, "organizeOutputBy": true, "allowPartialManifests": true, ParamDeidentify: true, ParamProject: true}
 
 // ParamName is how a message names a kick-off parameter: by its name when
-// the specification defines it, never a name the client made up.
+// the specification (or Ward) defines it, never a name the client made up.
 func ParamName(k string) string {
 	if specParams[k] {
 		return k

@@ -30,6 +30,10 @@ func FuzzParseKickoff(f *testing.F) {
 		{records.ExportSystem, "", "_since=2024-13-01", false},                                                                           // bad date, no zone
 		{records.ExportSystem, "", "_outputFormat=text%2Fcsv&_outputFormat=ndjson", false},                                               // repeated, bad
 		{records.ExportSystem, "", "%ff%fe=1&_type=%00Patient", true},                                                                    // unprintable
+		{records.ExportPatient, "", "_deidentify=safe-harbor&_deidentifyProject=flu-study", true},                                        // de-identified
+		{records.ExportSystem, "", "_deidentify=safe-harbor+date-shift&_deidentifyProject=a", false},                                     // '+' as a space
+		{records.ExportSystem, "", "_deidentify=safe-harbor&_deidentifyProject=%E2%9C%93", false},                                        // bad project
+		{records.ExportSystem, "", "_deidentifyProject=x", false},                                                                        // project alone
 	} {
 		f.Add(s.kind, s.group, s.query, s.strict)
 	}
@@ -56,6 +60,9 @@ func FuzzParseKickoff(f *testing.F) {
 			}
 			return
 		}
+		if (req.Deidentify == "") != (req.Project == "") {
+			t.Fatalf("method %q without project %q, or the reverse", req.Deidentify, req.Project)
+		}
 		seen := map[string]bool{}
 		for _, typ := range req.Types {
 			if !fhir.IsResourceType(typ) || seen[typ] {
@@ -76,7 +83,8 @@ func FuzzParseKickoff(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Query() %q does not parse back: %v", req.Query(), err)
 		}
-		if strings.Join(req2.Types, ",") != strings.Join(req.Types, ",") || !req2.Since.Equal(req.Since) || !strings.HasSuffix(path, "$export") {
+		if strings.Join(req2.Types, ",") != strings.Join(req.Types, ",") || !req2.Since.Equal(req.Since) || !strings.HasSuffix(path, "$export") ||
+			req2.Deidentify != req.Deidentify || req2.Project != req.Project {
 			t.Fatalf("round trip %q: %+v != %+v", req.Query(), req2, req)
 		}
 	})

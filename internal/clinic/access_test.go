@@ -44,9 +44,16 @@ func TestFacadeRefusesWhatFHIRRefuses(t *testing.T) {
 			consentJSON, _ := json.Marshal(clinic.Consent{PatientID: pat, Type: "research", LegalBasis: "other"})
 			fhirConsent := `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},` +
 				`"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/` + pat + `"}}`
+			doseJSON, _ := json.Marshal(clinic.Immunization{PatientID: pat, VaccineCode: "08", OccurredOn: "2021-01-01"})
+			fhirDose := `{"resourceType":"Immunization","status":"completed","patient":{"reference":"Patient/` + pat + `"},` +
+				`"vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"08"}]},"occurrenceDateTime":"2021-01-01"}`
+			doseUpdateJSON, _ := json.Marshal(clinic.Immunization{PatientID: pat, VaccineCode: "03", OccurredOn: "2020-01-01", LotNumber: "LOT-{role}"})
+			fhirDoseUpdate := `{"resourceType":"Immunization","id":"` + imm + `","status":"completed","patient":{"reference":"Patient/` + pat + `"},` +
+				`"vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"03"}]},"occurrenceDateTime":"2020-01-01","lotNumber":"LOT-{role}-fhir"}`
 			cases := []struct {
 				name                 string
 				method, facade, fhir string
+				fhirMethod           string // when the FHIR interaction's differs
 				facadeBody, fhirBody string
 				headers              []string
 			}{
@@ -60,21 +67,31 @@ func TestFacadeRefusesWhatFHIRRefuses(t *testing.T) {
 				{name: "read consent list", method: "GET", facade: "/consents?patient_id=" + pat, fhir: "/fhir/Consent?patient=Patient/" + pat},
 				{name: "break glass read", method: "GET", facade: "/patients/" + pat, fhir: "/fhir/Patient/" + pat, headers: []string{"X-Break-Glass: unconscious patient in ER"}},
 				{name: "research read", method: "GET", facade: "/patients/" + pat, fhir: "/fhir/Patient/" + pat, headers: []string{"X-Purpose-Of-Use: HRESCH"}},
+				{name: "record dose", method: "POST", facade: "/immunizations", fhir: "/fhir/Immunization", facadeBody: string(doseJSON), fhirBody: fhirDose},
+				{name: "update dose", method: "PUT", facade: "/immunizations/" + imm, fhir: "/fhir/Immunization/" + imm, facadeBody: string(doseUpdateJSON), fhirBody: fhirDoseUpdate},
+				{name: "research extract", method: "POST", facade: "/anonymize", fhir: "/fhir/Patient/$export?_deidentify=safe-harbor&_deidentifyProject=p1", fhirMethod: "GET",
+					facadeBody: `{"project":"p1"}`, headers: []string{"X-Purpose-Of-Use: HRESCH", "Prefer: respond-async"}},
+				{name: "extract without research purpose", method: "POST", facade: "/anonymize", fhir: "/fhir/Patient/$export?_deidentify=safe-harbor&_deidentifyProject=p1", fhirMethod: "GET",
+					facadeBody: `{"project":"p1"}`, headers: []string{"Prefer: respond-async"}},
 			}
 			for _, c := range cases {
 				for _, role := range authz.Roles {
 					tok := w.Tokens[role]
-					send := func(path, body, ct string) int {
+					send := func(method, path, body, ct string) int {
 						var b []byte
 						h := append([]string{}, c.headers...)
 						if body != "" {
 							b = []byte(strings.ReplaceAll(body, "{role}", string(role)))
 							h = append(h, "Content-Type: "+ct)
 						}
-						return w.Do(t, c.method, path, tok, b, h...).Status
+						return w.Do(t, method, path, tok, b, h...).Status
 					}
-					fs := send(c.facade, c.facadeBody, "application/json")
-					hs := send(c.fhir, c.fhirBody, "application/fhir+json")
+					fm := c.fhirMethod
+					if fm == "" {
+						fm = c.method
+					}
+					fs := send(c.method, c.facade, c.facadeBody, "application/json")
+					hs := send(fm, c.fhir, c.fhirBody, "application/fhir+json")
 					// A FHIR search answers 200 with what the caller may see;
 					// compare the class of outcome (allowed, refused, absent).
 					if class(fs) != class(hs) {

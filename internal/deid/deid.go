@@ -15,6 +15,10 @@
 //     project's key, stable across the extracts of one project and
 //     unlinkable across projects.
 //
+// Every R4 resource type is covered, driven by the element table generated
+// from the official StructureDefinitions (internal/fhir/shape): see walk.go
+// for the rules by type.
+//
 // It is pure: no I/O, no clock (the caller passes the extraction time).
 package deid
 
@@ -28,6 +32,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wardhealth/ward/internal/fhir/shape"
 )
 
 // Method names, as recorded in the ledger disclosure.
@@ -137,204 +143,19 @@ func ZIP3(zip string) string {
 	return p
 }
 
-// Resource de-identifies one resource (decoded FHIR JSON). patient is the
-// id of the patient whose record it is (for the date shift). The input is
-// not modified.
+// Resource de-identifies one resource (decoded FHIR JSON) of any R4 type.
+// patient is the id of the patient whose record it is (for the date
+// shift; "" for a resource of no patient, whose dates become years). The
+// input is not modified.
 func (d *Deidentifier) Resource(doc map[string]any, patient string) (map[string]any, error) {
 	typ, _ := doc["resourceType"].(string)
+	if !shape.IsResource(typ) {
+		return nil, ErrUnsupported
+	}
 	id, _ := doc["id"].(string)
 	if id == "" {
 		return nil, fmt.Errorf("deid: %s without an id", typ)
 	}
 	t := &transform{d: d, patient: patient}
-	switch typ {
-	case "Patient":
-		return t.patientRes(doc, id), nil
-	case "Immunization":
-		return t.immunization(doc, id), nil
-	}
-	return nil, ErrUnsupported
-}
-
-// transform is one resource's transformation.
-type transform struct {
-	d       *Deidentifier
-	patient string
-}
-
-func (t *transform) patientRes(in map[string]any, id string) map[string]any {
-	out := map[string]any{"resourceType": "Patient", "id": t.d.Pseudonym("Patient", id)}
-	copyIf(out, in, "gender", isString)
-	copyIf(out, in, "active", isBool)
-	copyIf(out, in, "deceasedBoolean", isBool)
-	if v, ok := in["deceasedDateTime"].(string); ok {
-		if g := t.date(v); g != "" {
-			out["deceasedDateTime"] = g
-		}
-	}
-	if bd, ok := in["birthDate"].(string); ok {
-		if t.over89(bd) {
-			out["extension"] = []any{map[string]any{"url": AgeGroupURL, "valueString": "90+"}}
-		} else if g := t.date(bd); g != "" {
-			out["birthDate"] = g
-		}
-	}
-	if ms := codeable(in["maritalStatus"]); ms != nil {
-		out["maritalStatus"] = ms
-	}
-	var addrs []any
-	for _, a := range list(in["address"]) {
-		am, _ := a.(map[string]any)
-		o := map[string]any{}
-		if s, ok := am["state"].(string); ok && s != "" {
-			// A state is the one geographic subdivision Safe Harbor keeps.
-			o["state"] = s
-		}
-		if z, ok := am["postalCode"].(string); ok {
-			if z3 := ZIP3(z); z3 != "" {
-				o["postalCode"] = z3
-			}
-		}
-		if c, ok := am["country"].(string); ok && c != "" {
-			o["country"] = c
-		}
-		if len(o) > 0 {
-			addrs = append(addrs, o)
-		}
-	}
-	if len(addrs) > 0 {
-		out["address"] = addrs
-	}
-	return out
-}
-
-func (t *transform) immunization(in map[string]any, id string) map[string]any {
-	out := map[string]any{"resourceType": "Immunization", "id": t.d.Pseudonym("Immunization", id)}
-	copyIf(out, in, "status", isString)
-	copyIf(out, in, "primarySource", isBool)
-	for _, k := range []string{"vaccineCode", "statusReason", "site", "route"} {
-		if c := codeable(in[k]); c != nil {
-			out[k] = c
-		}
-	}
-	if p, ok := in["patient"].(map[string]any); ok {
-		if r, _ := p["reference"].(string); strings.HasPrefix(r, "Patient/") {
-			out["patient"] = map[string]any{"reference": "Patient/" + t.d.Pseudonym("Patient", strings.TrimPrefix(r, "Patient/"))}
-		}
-	}
-	if v, ok := in["occurrenceDateTime"].(string); ok {
-		if g := t.date(v); g != "" {
-			out["occurrenceDateTime"] = g
-		}
-	}
-	if dq, ok := in["doseQuantity"].(map[string]any); ok {
-		q := map[string]any{}
-		for _, k := range []string{"value", "unit", "system", "code"} {
-			if v, ok := dq[k]; ok {
-				q[k] = v
-			}
-		}
-		out["doseQuantity"] = q
-	}
-	var reactions []any
-	for _, r := range list(in["reaction"]) {
-		rm, _ := r.(map[string]any)
-		o := map[string]any{}
-		if v, ok := rm["date"].(string); ok {
-			if g := t.date(v); g != "" {
-				o["date"] = g
-			}
-		}
-		copyIf(o, rm, "reported", isBool)
-		// detail references an Observation (outside the extract): dropped.
-		if len(o) > 0 {
-			reactions = append(reactions, o)
-		}
-	}
-	if len(reactions) > 0 {
-		out["reaction"] = reactions
-	}
-	return out
-}
-
-// date generalizes a FHIR date or dateTime: the year; with shifting, the
-// date moved by the patient's offset (day precision, time dropped). A
-// partial date (year or year-month) becomes its year either way.
-func (t *transform) date(v string) string {
-	if len(v) < 4 {
-		return ""
-	}
-	if !t.d.shift || len(v) < 10 {
-		y := v[:4]
-		for _, c := range y {
-			if c < '0' || c > '9' {
-				return ""
-			}
-		}
-		return y
-	}
-	d, err := time.Parse("2006-01-02", v[:10])
-	if err != nil {
-		return ""
-	}
-	return d.AddDate(0, 0, t.d.ShiftDays(t.patient)).Format("2006-01-02")
-}
-
-// over89 reports whether a patient born on bd is older than 89 at the
-// extraction time (a partial date counts from its earliest day, which
-// over-counts and so errs towards "90+").
-func (t *transform) over89(bd string) bool {
-	var born time.Time
-	var err error
-	switch {
-	case len(bd) >= 10:
-		born, err = time.Parse("2006-01-02", bd[:10])
-	case len(bd) >= 7:
-		born, err = time.Parse("2006-01", bd[:7])
-	case len(bd) >= 4:
-		born, err = time.Parse("2006", bd[:4])
-	default:
-		return true
-	}
-	if err != nil {
-		return true // unreadable: treat as the protected group
-	}
-	return !born.AddDate(90, 0, 0).After(t.d.now)
-}
-
-// codeable keeps a CodeableConcept's codings as system and code only:
-// text and display may be free text.
-func codeable(v any) map[string]any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	var cs []any
-	for _, c := range list(m["coding"]) {
-		cm, _ := c.(map[string]any)
-		o := map[string]any{}
-		copyIf(o, cm, "system", isString)
-		copyIf(o, cm, "code", isString)
-		if len(o) > 0 {
-			cs = append(cs, o)
-		}
-	}
-	if len(cs) == 0 {
-		return nil
-	}
-	return map[string]any{"coding": cs}
-}
-
-func list(v any) []any {
-	l, _ := v.([]any)
-	return l
-}
-
-func isString(v any) bool { _, ok := v.(string); return ok }
-func isBool(v any) bool   { _, ok := v.(bool); return ok }
-
-func copyIf(out, in map[string]any, k string, ok func(any) bool) {
-	if v, has := in[k]; has && ok(v) {
-		out[k] = v
-	}
+	return t.resource(doc), nil
 }

@@ -78,6 +78,9 @@ func TestSafeHarborPatientFields(t *testing.T) {
 		"birthDate":     `"1961"`,                                             // (C) dates to the year
 		"address":       `[{"country":"US","postalCode":"021","state":"MA"}]`, // (B) ZIP to 3 digits; street, city, district gone
 		"maritalStatus": `{"coding":[{"code":"M","system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"}]}`,
+		// references to other resources become their pseudonyms
+		"generalPractitioner":  `[{"reference":"Practitioner/` + d.Pseudonym("Practitioner", "dr-who") + `"}]`,
+		"managingOrganization": `{"reference":"Organization/` + d.Pseudonym("Organization", "clinic-x") + `"}`,
 	}
 	for k, v := range want {
 		b, _ := json.Marshal(out[k])
@@ -87,7 +90,8 @@ func TestSafeHarborPatientFields(t *testing.T) {
 	}
 	// (A) names, (D-G) telephone, fax, e-mail, (H-K) identifiers, (N) URLs,
 	// (Q) photos, (R) any other identifying element, narrative and meta.
-	for _, k := range []string{"name", "telecom", "identifier", "photo", "contact", "text", "meta", "generalPractitioner", "managingOrganization", "extension"} {
+	// The contact (a relative) keeps nothing: name and telephone go.
+	for _, k := range []string{"name", "telecom", "identifier", "photo", "contact", "text", "meta", "extension"} {
 		if _, ok := out[k]; ok {
 			t.Errorf("%s kept", k)
 		}
@@ -115,7 +119,9 @@ func TestSafeHarborImmunizationFields(t *testing.T) {
 		"occurrenceDateTime": `"2021"`,
 		"site":               `{"coding":[{"code":"LA","system":"http://terminology.hl7.org/CodeSystem/v3-ActSite"}]}`,
 		"route":              `{"coding":[{"code":"IM","system":"http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"}]}`,
-		"reaction":           `[{"date":"2021","reported":true}]`,
+		"reaction":           `[{"date":"2021","detail":{"reference":"Observation/` + d.Pseudonym("Observation", "obs-1") + `"},"reported":true}]`,
+		"expirationDate":     `"2022"`,
+		"performer":          `[{"actor":{"reference":"Practitioner/` + d.Pseudonym("Practitioner", "dr-who") + `"}}]`,
 		"doseQuantity":       `{"code":"mL","system":"http://unitsofmeasure.org","unit":"mL","value":0.3}`,
 	}
 	for k, v := range want {
@@ -124,7 +130,7 @@ func TestSafeHarborImmunizationFields(t *testing.T) {
 			t.Errorf("%s = %s, want %s", k, b, v)
 		}
 	}
-	for _, k := range []string{"lotNumber", "expirationDate", "performer", "note"} {
+	for _, k := range []string{"lotNumber", "note"} {
 		if _, ok := out[k]; ok {
 			t.Errorf("%s kept", k)
 		}
@@ -207,16 +213,17 @@ func TestDateShiftKeepsIntervals(t *testing.T) {
 		t.Fatal(d.Method())
 	}
 	out, raw := run(t, d, plantedImm, "pat-123")
-	occ, _ := time.Parse("2006-01-02", out["occurrenceDateTime"].(string))
+	occ, _ := time.Parse(time.RFC3339, out["occurrenceDateTime"].(string))
 	rea, _ := time.Parse("2006-01-02", out["reaction"].([]any)[0].(map[string]any)["date"].(string))
-	if rea.Sub(occ) != 24*time.Hour {
+	if rea.Sub(occ.Truncate(24*time.Hour)) != 24*time.Hour {
 		t.Errorf("interval not kept: %s", raw)
 	}
 	shift := d.ShiftDays("pat-123")
 	if shift == 0 || shift < -MaxShiftDays || shift > MaxShiftDays {
 		t.Fatalf("shift %d", shift)
 	}
-	if want := time.Date(2021, 3, 4, 0, 0, 0, 0, time.UTC).AddDate(0, 0, shift); !occ.Equal(want) {
+	// The time of day is kept: intervals stay exact to the second.
+	if want := time.Date(2021, 3, 4, 10, 11, 12, 0, time.UTC).AddDate(0, 0, shift); !occ.Equal(want) {
 		t.Errorf("occurrence %s, want %s", occ, want)
 	}
 	differs := false
@@ -232,7 +239,10 @@ func TestDateShiftKeepsIntervals(t *testing.T) {
 
 func TestUnsupportedTypeDropped(t *testing.T) {
 	d := must(t, Options{ProjectKey: []byte("project-key-0123456789"), Now: now})
-	if _, err := d.Resource(map[string]any{"resourceType": "Observation", "id": "o"}, "p"); err != ErrUnsupported {
+	if _, err := d.Resource(map[string]any{"resourceType": "Observation", "id": "o"}, "p"); err != nil {
+		t.Fatalf("Observation: %v", err)
+	}
+	if _, err := d.Resource(map[string]any{"resourceType": "NotAType", "id": "o"}, "p"); err != ErrUnsupported {
 		t.Fatalf("err = %v", err)
 	}
 }

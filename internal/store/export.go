@@ -40,6 +40,12 @@ type ExportJob struct {
 	Owner    string
 	Lease    time.Time
 	Attempts int
+	// Purpose is the requester's purpose of use at kick-off ("" : the
+	// role's default); the worker decides as that purpose.
+	Purpose string
+	// Deidentify is the de-identification method of the output ("" : none)
+	// and Project the research project whose key makes the pseudonyms.
+	Deidentify, Project string
 }
 
 // ExportPart is one NDJSON output file of a job.

@@ -170,3 +170,28 @@ func SummaryElements(resourceType string) []string {
 	slices.Sort(names)
 	return names
 }
+
+// ChildType returns the R4 type of the JSON property key of part: a
+// resource type, a backbone element's part ("Patient.contact") or a data
+// type ("HumanName"). The type is a primitive ("string", "date", ...; the
+// table gives ids, Extension.url and Reference.reference as "string"), a
+// data type, a backbone part's key, or "Resource" for a nested resource; a
+// choice variant ("valueQuantity") resolves to its own type. ok is false
+// when key is not an element of part (a "_name" primitive extension is not
+// resolved either). Readers that must know every element they copy, such
+// as de-identification, are driven by it.
+func ChildType(part, key string) (typ string, ok bool) {
+	p := loadTable().parts[part]
+	if p == nil {
+		return "", false
+	}
+	f, ok := p.keys[key]
+	if !ok {
+		return "", false
+	}
+	return f.typ, true
+}
+
+// IsResource reports whether name is one of the R4 resource types of the
+// table.
+func IsResource(name string) bool { return loadTable().resources[name] != nil }

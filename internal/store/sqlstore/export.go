@@ -42,24 +42,26 @@ func splitList(s string) []string {
 // CreateExportJob stores a new job.
 func (db *DB) CreateExportJob(ctx context.Context, j *store.ExportJob) error {
 	_, err := db.write.ExecContext(ctx, db.d.Placeholders(`INSERT INTO export_jobs
-		(id, tenant, requester, role, scopes, kind, group_id, types, since, request, status, progress, created, tx_time, expires)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		(id, tenant, requester, role, scopes, kind, group_id, types, since, request, status, progress, created, tx_time, expires,
+		 purpose, deid_method, deid_project)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		j.ID, j.Tenant, j.Requester, j.Role, joinList(j.Scopes), j.Kind, j.GroupID, joinList(j.Types), micros(j.Since),
-		j.Request, j.Status, j.Progress, micros(j.Created), micros(j.TxTime), micros(j.Expires))
+		j.Request, j.Status, j.Progress, micros(j.Created), micros(j.TxTime), micros(j.Expires),
+		j.Purpose, j.Deidentify, j.Project)
 	if err != nil {
 		return fmt.Errorf("%w: create export job: %v", store.ErrUnavailable, err)
 	}
 	return nil
 }
 
-const exportJobCols = `id, tenant, requester, role, scopes, kind, group_id, types, since, request, status, progress, created, tx_time, expires, error, owner, lease_until, attempts`
+const exportJobCols = `id, tenant, requester, role, scopes, kind, group_id, types, since, request, status, progress, created, tx_time, expires, error, owner, lease_until, attempts, purpose, deid_method, deid_project`
 
 func scanExportJob(row interface{ Scan(...any) error }) (*store.ExportJob, error) {
 	var j store.ExportJob
 	var scopes, types string
 	var since, created, tx, expires, lease int64
 	if err := row.Scan(&j.ID, &j.Tenant, &j.Requester, &j.Role, &scopes, &j.Kind, &j.GroupID, &types, &since, &j.Request,
-		&j.Status, &j.Progress, &created, &tx, &expires, &j.Error, &j.Owner, &lease, &j.Attempts); err != nil {
+		&j.Status, &j.Progress, &created, &tx, &expires, &j.Error, &j.Owner, &lease, &j.Attempts, &j.Purpose, &j.Deidentify, &j.Project); err != nil {
 		return nil, err
 	}
 	j.Scopes, j.Types = splitList(scopes), splitList(types)
