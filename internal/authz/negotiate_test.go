@@ -113,3 +113,19 @@ func FuzzNegotiate(f *testing.F) {
 		}
 	})
 }
+
+func TestDescribeScope(t *testing.T) {
+	for raw, want := range map[string]string{
+		"patient/Observation.rs":                     "Read and search observation records of the chosen patient",
+		"patient/Observation.read":                   "Read and search observation records of the chosen patient",
+		"user/*.cruds":                               "Create, read, update, delete and search all kinds of records you may see",
+		"patient/Observation.rs?category=laboratory": "Read and search observation records (only where category is laboratory) of the chosen patient",
+		"system/MedicationRequest.r":                 "Read medication request records of every patient (a system permission)",
+		"launch/patient":                             "Open with one patient, the one you choose",
+		"x-unknown":                                  "Use the permission x-unknown",
+	} {
+		if got := DescribeScope(raw); got != want {
+			t.Errorf("DescribeScope(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}

@@ -38,6 +38,9 @@ type Code struct {
 	// Patient and Encounter are the EHR launch context the code carries
 	// ("" : none).
 	Patient, Encounter string
+	// EHRLaunch: the context came from an EHR launch (the EHR shows the
+	// patient banner), not from the patient picker.
+	EHRLaunch bool
 }
 
 // Launch is a SMART EHR launch context, known by the SHA-256 of its

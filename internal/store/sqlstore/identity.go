@@ -74,9 +74,9 @@ func (db *DB) Clients(ctx context.Context, tenant string) ([]store.Client, error
 func (db *DB) CodeByID(ctx context.Context, id string) (*store.Code, error) {
 	c := &store.Code{}
 	var exp, texp int64
-	var used int
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, used, token_id, token_expires, family, patient, encounter FROM auth_codes WHERE id = ?`), id).
-		Scan(&c.ID, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.UserID, &c.Tenant, &c.Scope, &exp, &used, &c.TokenID, &texp, &c.Family, &c.Patient, &c.Encounter)
+	var used, ehr int
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, used, token_id, token_expires, family, patient, encounter, ehr_launch FROM auth_codes WHERE id = ?`), id).
+		Scan(&c.ID, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.UserID, &c.Tenant, &c.Scope, &exp, &used, &c.TokenID, &texp, &c.Family, &c.Patient, &c.Encounter, &ehr)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -85,6 +85,7 @@ func (db *DB) CodeByID(ctx context.Context, id string) (*store.Code, error) {
 	}
 	c.Expires = time.UnixMicro(exp).UTC()
 	c.Used = used != 0
+	c.EHRLaunch = ehr != 0
 	if texp != 0 {
 		c.TokenExpires = time.UnixMicro(texp).UTC()
 	}

@@ -270,8 +270,8 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 		if err := db.exec(ctx, tx, "purge authorization codes", `DELETE FROM auth_codes WHERE expires < ?`, dayAgo); err != nil {
 			return err
 		}
-		return db.exec(ctx, tx, "store authorization code", `INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, patient, encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter)
+		return db.exec(ctx, tx, "store authorization code", `INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, patient, encounter, ehr_launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter, boolInt(cd.EHRLaunch))
 	}
 	return fmt.Errorf("unknown unit part %T", p)
 }

@@ -187,8 +187,8 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 	// A code and a refresh token carry an EHR launch's context; a
 	// launch context is used once, and not when expired; a client
 	// keeps its secret's hash.
-	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1"}}}}))
-	if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1", EHRLaunch: true}}}}))
+	if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" || !got.EHRLaunch {
 		t.Fatalf("code with a launch context: %+v %v", got, err)
 	}
 	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewRefresh{Refresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1", ClientID: "app-1"}}}}))
