@@ -123,7 +123,7 @@ func JoinScopes(scopes []Scope) string {
 // through an app: every patient/ and user/ permission (the role, care
 // relationships and consents then decide each access) and the launch and
 // identity scopes; system/ scopes are for backend clients only.
-var userScopes = mustScopes("patient/*.cruds user/*.cruds openid fhirUser profile launch launch/patient launch/encounter offline_access online_access")
+var userScopes = mustScopes("patient/*.cruds user/*.cruds openid fhirUser launch launch/patient offline_access online_access")
 
 // UserScopes are the scopes a user may be granted (see Negotiate).
 func UserScopes() []Scope { return slices.Clone(userScopes) }
