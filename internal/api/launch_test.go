@@ -158,8 +158,15 @@ func TestEHRLaunch(t *testing.T) {
 		if code, got := app.codeFor(withLaunch("made-up-launch"), verifier, "physician-user"); code != "" || got.Get("error") != "invalid_request" {
 			t.Errorf("unknown launch: %q %v", code, got)
 		}
-		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "launch patient/*.rs") }, verifier, "physician-user"); code != "" || got.Get("error") != "invalid_request" {
-			t.Errorf("scope launch without a launch: %q %v", code, got)
+		// Scope launch without a launch (a standalone launch): granted
+		// without launch.
+		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "launch patient/*.rs") }, verifier, "physician-user"); code == "" {
+			t.Errorf("scope launch without a launch: %v", got)
+		} else if status, tok := app.exchange(code, verifier); status != 200 || tok["scope"] != "patient/*.rs" || tok["patient"] != nil {
+			t.Errorf("scope launch without a launch: %d %v", status, tok)
+		}
+		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "launch") }, verifier, "physician-user"); code != "" || got.Get("error") != "invalid_scope" {
+			t.Errorf("only scope launch without a launch: %q %v", code, got)
 		}
 		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "patient/*.rs"); q.Set("launch", launch) }, verifier, "physician-user"); code != "" || got.Get("error") != "invalid_scope" {
 			t.Errorf("a launch without scope launch: %q %v", code, got)

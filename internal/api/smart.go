@@ -362,7 +362,7 @@ func (s *Server) renderPage(w http.ResponseWriter, status int, t *template.Templ
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+	h.Set("Content-Security-Policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none';")
 	w.WriteHeader(status)
 	if err := t.Execute(w, data); err != nil {
 		s.log.LogAttrs(context.Background(), slog.LevelError, "render authorization page", slog.String("error", err.Error()))

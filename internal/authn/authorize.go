@@ -176,13 +176,19 @@ func (s *Service) StartAuthorize(ctx context.Context, ar AuthorizeRequest) (Logi
 	if len(granted) == 0 {
 		return fail("invalid_scope", "none of the requested scopes may be granted to this app")
 	}
-	// launch is granted only to apps registered for it; an EHR launch
-	// needs it.
+	// launch is granted only to apps registered for it, and only with the
+	// launch parameter of an EHR launch: a standalone launch that asks for
+	// it (many apps use one scope list for both) is granted the rest.
 	askedLaunch := slices.ContainsFunc(granted, func(r authz.Scope) bool { return r.Raw == "launch" })
+	if askedLaunch && ar.Launch == "" {
+		granted = slices.DeleteFunc(granted, func(r authz.Scope) bool { return r.Raw == "launch" })
+		askedLaunch = false
+		if len(granted) == 0 {
+			return fail("invalid_scope", "scope launch is for an EHR launch (send the launch parameter the app was opened with); nothing else was asked for")
+		}
+	}
 	launchID := ""
 	switch {
-	case askedLaunch && ar.Launch == "":
-		return fail("invalid_request", "scope launch is for an EHR launch: send the launch parameter the app was opened with")
 	case ar.Launch != "" && !askedLaunch:
 		return fail("invalid_scope", "an EHR launch (the launch parameter) asks for scope launch")
 	case ar.Launch != "":

@@ -195,16 +195,14 @@ func (s *Service) signedIn(ctx context.Context, in Interaction) (pendingLogin, *
 	return p, u, err
 }
 
-// PickerSubject is the subject the patient picker searches as: the
+// PickerSubject is the subject the patient picker searches (and the
+// consent page reads the patient) as: the
 // signed-in user, with the right to search and read patients only (the
 // role, care relationships and consents then decide which).
 func (s *Service) PickerSubject(ctx context.Context, in Interaction) (authz.Subject, error) {
-	p, u, err := s.signedIn(ctx, in)
+	_, u, err := s.signedIn(ctx, in)
 	if err != nil {
 		return authz.Subject{}, err
-	}
-	if p.Patient != "" {
-		return authz.Subject{}, ErrLoginForm
 	}
 	return subjectOf(u, "user/Patient.rs"), nil
 }
