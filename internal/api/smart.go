@@ -18,7 +18,6 @@ import (
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/query"
-	"github.com/wardhealth/ward/internal/store"
 )
 
 // The pages of a SMART authorization after the login (patient picker,
@@ -324,11 +323,7 @@ func (s *Server) handleRevokeGrant(w http.ResponseWriter, r *http.Request) {
 		}
 		user = u
 	}
-	err := flow.RevokeGrant(r.Context(), requestID(r.Context()), subj, user, r.PathValue("client"))
-	if errors.Is(err, store.ErrNotFound) {
-		err = problem.New(problem.ErrNotFound, "not-found", "no grant of this app by this user")
-	}
-	if err != nil {
+	if err := flow.RevokeGrant(r.Context(), requestID(r.Context()), subj, user, r.PathValue("client")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

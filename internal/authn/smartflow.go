@@ -13,6 +13,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -317,21 +318,25 @@ func (s *Service) Grants(ctx context.Context, tenant, userID string) ([]AppGrant
 
 // RevokeGrant forgets what user userID allowed app clientID, so that the
 // consent screen is shown again; by subj (the user, or an admin of the
-// tenant). A ledger event. Unknown: store.ErrNotFound.
+// tenant). A ledger event. Unknown: a problem.ErrNotFound.
 func (s *Service) RevokeGrant(ctx context.Context, requestID string, subj authz.Subject, userID, clientID string) error {
+	none := problem.New(problem.ErrNotFound, "not-found", "no grant of this app by this user")
 	g, err := s.st.GrantOf(ctx, userID, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return none
+	}
 	if err != nil {
 		return err
 	}
 	if g.Tenant != subj.Tenant {
-		return store.ErrNotFound
+		return none
 	}
 	err = s.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeGrant{UserID: userID, ClientID: clientID}}}, &audit.Record{
 		Time: s.o.Now().UTC(), Tenant: subj.Tenant, RequestID: requestID, Actor: subj.ID, Role: string(subj.Role), Action: "app-grant-revoke",
 		Entities: []string{"client/" + clientID, "user/" + userID},
 	})
 	if errors.Is(err, store.ErrConflict) {
-		return store.ErrNotFound
+		return none
 	}
 	return err
 }
