@@ -458,12 +458,12 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	if len(args) == 0 || args[0] != "add" {
 		return subUsage(args, `usage: ward clients add --client-id C --jwks-file F --scope "system/Patient.rs ..." [--tenant T] [--data-dir D]
-       ward clients add --client-id C --redirect-uri URI [--redirect-uri URI2] --scope "launch/patient openid fhirUser patient/*.rs" [--tenant T]
+       ward clients add --client-id C --redirect-uri URI [--redirect-uri URI2] [--launch-uri URI] --scope "launch/patient openid fhirUser patient/*.rs" [--tenant T]
                         [--confidential | --secret-stdin | --jwks-file F]   (a confidential app)
        ward clients list [--tenant T] [--data-dir D]
        ward clients disable|enable --client-id C [--tenant T] [--data-dir D]`, stderr)
 	}
-	var id, jwksFile, scope string
+	var id, jwksFile, scope, launchURI string
 	var redirects multiFlag
 	var confidential, secretStdin bool
 	cfg, _, err := flags("clients add", args[1:], stderr, append(dbSettings, "tenant"), func(fs *flag.FlagSet) {
@@ -471,6 +471,7 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fs.StringVar(&jwksFile, "jwks-file", "", "JSON Web Key Set file with a backend client's public keys")
 		fs.StringVar(&scope, "scope", "", "space-separated scopes the client may be granted")
 		fs.Var(&redirects, "redirect-uri", "an app's redirect URI (repeatable; https, or http on a loopback host)")
+		fs.StringVar(&launchURI, "launch-uri", "", "an app's SMART launch_uri: where an EHR launch opens it")
 		fs.BoolVar(&confidential, "confidential", false, "a confidential app: generate a client secret (printed once, stored only hashed)")
 		fs.BoolVar(&secretStdin, "secret-stdin", false, "a confidential app: read its client secret (32 characters or more) from standard input")
 	})
@@ -512,7 +513,7 @@ func runClients(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	defer dir.Close()
-	kind, err := dir.AddClient(ctx, app.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects, Secret: secret})
+	kind, err := dir.AddClient(ctx, app.NewClient{ID: id, Tenant: cfg.Tenant, JWKS: string(jwks), Scope: scope, RedirectURIs: redirects, LaunchURI: launchURI, Secret: secret})
 	if err != nil {
 		return cliError(err)
 	}
@@ -535,7 +536,7 @@ func cliError(err error) error {
 	if !ok {
 		return err
 	}
-	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri", "client_secret": "--secret-stdin",
+	flagOf := map[string]string{"client_id": "--client-id", "jwks": "--jwks-file", "scope": "--scope", "redirect_uris": "--redirect-uri", "launch_uri": "--launch-uri", "client_secret": "--secret-stdin",
 		"username": "--username", "role": "--role", "password": "password",
 		"practitioner": "--practitioner", "patient": "--patient", "clearance": "--clearance"}
 	if f, ok := flagOf[expr]; ok {

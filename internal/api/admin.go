@@ -22,7 +22,7 @@ import (
 //	POST /admin/users/{id}/disable     also /enable
 //	GET  /admin/clients                list clients (public keys and scopes; never secrets or their hashes)
 //	POST /admin/clients                {"client_id","scope","jwks"} (backend service),
-//	                                   {"client_id","scope","redirect_uris"} (public app),
+//	                                   {"client_id","scope","redirect_uris"[,"launch_uri"]} (public app),
 //	                                   {...,"redirect_uris","confidential":true | "client_secret" | "jwks"} (confidential app)
 //	POST /admin/clients/{id}/disable   also /enable
 //
@@ -189,6 +189,7 @@ type adminClient struct {
 	Kind         string          `json:"kind"`
 	Scope        string          `json:"scope"`
 	RedirectURIs []string        `json:"redirect_uris,omitempty"`
+	LaunchURI    string          `json:"launch_uri,omitempty"`
 	JWKS         json.RawMessage `json:"jwks,omitempty"`
 	Disabled     bool            `json:"disabled"`
 	Created      string          `json:"created"`
@@ -203,7 +204,7 @@ type adminClient struct {
 func adminClientOf(c *authn.Client) adminClient {
 	ac := adminClient{ClientID: c.ID, Tenant: c.Tenant, Kind: "backend", Scope: c.Scope, Disabled: c.Disabled, Created: c.Created.Format(time.RFC3339)}
 	if len(c.RedirectURIs) > 0 {
-		ac.Kind, ac.RedirectURIs, ac.AuthMethod = "app", c.RedirectURIs, authn.AppAuthMethod(c)
+		ac.Kind, ac.RedirectURIs, ac.AuthMethod, ac.LaunchURI = "app", c.RedirectURIs, authn.AppAuthMethod(c), c.LaunchURI
 	}
 	if c.JWKS != "" && json.Valid([]byte(c.JWKS)) {
 		ac.JWKS = json.RawMessage(c.JWKS) // public keys only (private ones are refused at registration)
@@ -233,6 +234,7 @@ func (s *Server) handleAdminAddClient(w http.ResponseWriter, r *http.Request, su
 		Scope        string          `json:"scope"`
 		JWKS         json.RawMessage `json:"jwks"`
 		RedirectURIs []string        `json:"redirect_uris"`
+		LaunchURI    string          `json:"launch_uri"`
 		// Confidential asks Ward to generate a client secret (returned
 		// once); ClientSecret registers one chosen by the operator.
 		Confidential bool   `json:"confidential"`
@@ -253,7 +255,7 @@ func (s *Server) handleAdminAddClient(w http.ResponseWriter, r *http.Request, su
 		}
 		generated = true
 	}
-	c, err := s.opts.Admin.AddClient(r.Context(), a, authn.NewClient{ID: in.ClientID, Tenant: subj.Tenant, JWKS: jwks, Scope: in.Scope, RedirectURIs: in.RedirectURIs, Secret: secret})
+	c, err := s.opts.Admin.AddClient(r.Context(), a, authn.NewClient{ID: in.ClientID, Tenant: subj.Tenant, JWKS: jwks, Scope: in.Scope, RedirectURIs: in.RedirectURIs, LaunchURI: in.LaunchURI, Secret: secret})
 	if err != nil {
 		return err
 	}

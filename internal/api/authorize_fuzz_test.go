@@ -149,7 +149,13 @@ func FuzzLoginForm(f *testing.F) {
 			if !realHandle || !withCookie || pass != apptest.Password || !strings.HasPrefix(loc, fuzzRedirect+"?code=") {
 				t.Fatalf("code issued for %v/%v/%q/%q -> %q", realHandle, withCookie, user, pass, loc)
 			}
-		case rec.Code == http.StatusOK || rec.Code < 400:
+		case rec.Code == http.StatusOK:
+			// The next page of a signed-in authorization (consent): only
+			// for the right credentials on the real form in its browser.
+			if !realHandle || !withCookie || pass != apptest.Password || !strings.Contains(rec.Body.String(), `value="allow"`) {
+				t.Fatalf("200 for %v/%v/%q/%q: %.200s", realHandle, withCookie, user, pass, rec.Body)
+			}
+		case rec.Code < 400:
 			t.Fatalf("unexpected %d", rec.Code)
 		}
 	})

@@ -36,6 +36,7 @@ type smartApp struct {
 	browser  *http.Client
 	mu       sync.Mutex
 	got      url.Values // the query the redirect endpoint last received
+	pick     string     // the name the picker searches for (through)
 }
 
 func newSMARTApp(t *testing.T, w *apptest.Ward, id, scope string) *smartApp {
@@ -108,6 +109,48 @@ func (a *smartApp) submit(handle, username, password, code string) (*http.Respon
 	return resp, string(body)
 }
 
+var patientChoice = regexp.MustCompile(`name="patient" id="p0" value="([^"]+)"`)
+
+// through answers the pages after the login like a user would: on the
+// patient picker it searches for a.pick (default Quill) and chooses the first patient
+// found, on the consent screen it allows. It returns the last answer.
+func (a *smartApp) through(resp *http.Response, body string) (*http.Response, string) {
+	name := a.pick
+	if name == "" {
+		name = "Quill"
+	}
+	a.t.Helper()
+	post := func(path string, form url.Values) {
+		var err error
+		if resp, err = a.browser.PostForm(a.w.Server.URL+path, form); err != nil {
+			a.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+	}
+	for range 4 {
+		m := handleField.FindStringSubmatch(body)
+		switch {
+		case m == nil:
+			return resp, body
+		case strings.Contains(body, `name="action" value="search"`) && !strings.Contains(body, `value="choose"`):
+			post("/oauth2/authorize/patient", url.Values{"handle": {html.UnescapeString(m[1])}, "action": {"search"}, "name": {name}})
+		case strings.Contains(body, `value="choose"`):
+			p := patientChoice.FindStringSubmatch(body)
+			if p == nil {
+				a.t.Fatalf("picker found no patient: %.500s", body)
+			}
+			post("/oauth2/authorize/patient", url.Values{"handle": {html.UnescapeString(m[1])}, "action": {"choose"}, "patient": {p[1]}})
+		case strings.Contains(body, `value="allow"`):
+			post("/oauth2/authorize/consent", url.Values{"handle": {html.UnescapeString(m[1])}, "decision": {"allow"}})
+		default:
+			return resp, body
+		}
+	}
+	return resp, body
+}
+
 func (a *smartApp) received() url.Values {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -154,8 +197,14 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 		if resp, body := app.submit(handle, "physician-user", "not the password", ""); resp.StatusCode != 401 || !strings.Contains(body, "Invalid username") || app.received() != nil {
 			t.Fatalf("wrong password: %d %.300s %v", resp.StatusCode, body, app.received())
 		}
-		// The right one: redirected to the app with a code and the state.
-		resp, _ = app.submit(handle, "physician-user", apptest.Password, "")
+		// The right one: the patient picker (the physician may see more
+		// than one patient), the consent screen, then redirected to the
+		// app with a code and the state.
+		resp, body := app.submit(handle, "physician-user", apptest.Password, "")
+		if !strings.Contains(body, "Choose a patient") || app.received() != nil {
+			t.Fatalf("after login: %d %.300s", resp.StatusCode, body)
+		}
+		resp, _ = app.through(resp, body)
 		got := app.received()
 		if resp.StatusCode != 200 || got.Get("state") != "st-app-1" || got.Get("code") == "" {
 			t.Fatalf("login: %d, app got %v", resp.StatusCode, got)
@@ -165,6 +214,11 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 		status, tok := app.exchange(code, verifier)
 		if status != 200 || tok["access_token"] == nil || tok["refresh_token"] == nil || tok["id_token"] == nil || tok["scope"] != "openid launch/patient user/*.rs offline_access" {
 			t.Fatalf("exchange: %d %v", status, tok)
+		}
+		// The picker's patient is the launch context; the app shows the
+		// banner (standalone launch).
+		if tok["patient"] != pid || tok["need_patient_banner"] != true || tok["encounter"] != nil {
+			t.Errorf("launch context: %v", tok)
 		}
 		if ttl := tok["expires_in"].(float64); ttl > 15*60 || ttl < 60 {
 			t.Errorf("expires_in %v", ttl)
@@ -207,7 +261,7 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 
 		// A wrong verifier is refused and uses the code up.
 		_, handle, _ = app.openLogin(app.authorizeURL(nil, verifier))
-		app.submit(handle, "nurse-user", apptest.Password, "")
+		app.through(app.submit(handle, "nurse-user", apptest.Password, ""))
 		code2 := app.received().Get("code")
 		if status, m := app.exchange(code2, strings.Repeat("x", 43)); status != 400 || m["error"] != "invalid_grant" {
 			t.Errorf("wrong verifier: %d %v", status, m)
@@ -231,10 +285,11 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 			{"token response type", func(q url.Values) { q.Set("response_type", "token") }, 302, "error=unsupported_response_type"},
 			{"no aud", func(q url.Values) { q.Del("aud") }, 302, "aud+must+be"},
 			{"other aud", func(q url.Values) { q.Set("aud", "https://evil.example/fhir") }, 302, "aud+must+be"},
-			{"unregistered scope", func(q url.Values) { q.Set("scope", "user/*.cruds") }, 302, "error=invalid_scope"},
+			{"unregistered scope", func(q url.Values) { q.Set("scope", "patient/*.rs") }, 302, "error=invalid_scope"},
 			{"system scope", func(q url.Values) { q.Set("scope", "system/*.rs") }, 302, "error=invalid_scope"},
 			{"launch without scope launch", func(q url.Values) { q.Set("launch", "xyz") }, 302, "error=invalid_scope"},
-			{"scope launch, not registered", func(q url.Values) { q.Set("scope", "launch user/*.rs") }, 302, "error=invalid_scope"},
+			{"scope launch, not registered", func(q url.Values) { q.Set("scope", "launch") }, 302, "error=invalid_scope"},
+			{"launch, scope launch not registered", func(q url.Values) { q.Set("scope", "launch user/*.rs"); q.Set("launch", "xyz") }, 302, "error=invalid_scope"},
 			{"state comes back", func(q url.Values) { q.Set("response_type", "x") }, 302, "state=st-app-1"},
 			{"unknown client", func(q url.Values) { q.Set("client_id", "nope") }, 400, "client_id does not name"},
 			{"unregistered redirect", func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }, 400, "redirect_uri is required and must be one the app registered"},
@@ -282,7 +337,7 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 		// exchange, the refused reuse; never a username or password.
 		seen := map[string]bool{}
 		for _, rec := range w.Ledger(t) {
-			if rec.Action == "login" || rec.Action == "code-exchange" {
+			if rec.Action == "login" || rec.Action == "code-exchange" || rec.Action == "code-issue" || rec.Action == "app-grant" {
 				seen[rec.Action+":"+rec.Detail] = true
 			}
 			for _, s := range append(rec.Entities, rec.Detail, rec.RequestID) {
@@ -294,7 +349,7 @@ func TestAuthorizationCodeFlow(t *testing.T) {
 				t.Errorf("exchange record %+v", rec)
 			}
 		}
-		for _, k := range []string{"login:invalid-credentials", "login:code-issued", "code-exchange:token-issued", "code-exchange:code-reuse;tokens-revoked", "code-exchange:pkce-mismatch"} {
+		for _, k := range []string{"login:invalid-credentials", "login:app-login", "code-issue:standalone", "app-grant:allowed;scope=openid launch/patient user/*.rs offline_access", "code-exchange:token-issued", "code-exchange:code-reuse;tokens-revoked", "code-exchange:pkce-mismatch"} {
 			if !seen[k] {
 				t.Errorf("ledger lacks %s (has %v)", k, seen)
 			}
@@ -333,8 +388,8 @@ func TestAuthorizationCodeWithTOTP(t *testing.T) {
 		t.Fatalf("bad TOTP code: %d", resp.StatusCode)
 	}
 	c, _ := totp.GenerateCodeCustom(key.Secret(), time.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	resp, _ := app.submit(handle, "nurse-user", apptest.Password, c)
-	if resp.StatusCode != 200 || app.received().Get("code") == "" {
+	resp, body := app.submit(handle, "nurse-user", apptest.Password, c)
+	if resp, _ = app.through(resp, body); resp.StatusCode != 200 || app.received().Get("code") == "" {
 		t.Fatalf("with TOTP: %d %v", resp.StatusCode, app.received())
 	}
 	if status, tok := app.exchange(app.received().Get("code"), verifier); status != 200 || tok["refresh_token"] != nil {

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/authn"
@@ -24,6 +25,7 @@ func (s *Server) routeIdentity(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/authorize", s.handleAuthorize)
 	mux.HandleFunc("POST /oauth2/authorize", s.limitAuth(false, s.handleLogin))
 	mux.HandleFunc("POST /oauth2/launch", s.handleLaunch)
+	s.routeSMART(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleOpenIDConfig)
 	mux.HandleFunc("GET /fhir/.well-known/openid-configuration", s.handleOpenIDConfig)
 }
@@ -32,7 +34,7 @@ func (s *Server) routeIdentity(mux *http.ServeMux) {
 type Authorizer interface {
 	StartAuthorize(ctx context.Context, ar authn.AuthorizeRequest) (authn.LoginPage, error)
 	PageFor(handle, binding string) (authn.LoginPage, error)
-	CompleteAuthorize(ctx context.Context, lf authn.LoginForm) (string, error)
+	CompleteAuthorize(ctx context.Context, lf authn.LoginForm) (authn.Step, error)
 	AuthorizationCodeGrant(ctx context.Context, cr authn.CodeRequest) (authn.Token, error)
 	CreateLaunch(ctx context.Context, subj authz.Subject, nl authn.NewLaunch) (authn.CreatedLaunch, error)
 }
@@ -127,7 +129,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, http.StatusBadRequest, page, "Enter your username and password.")
 		return
 	}
-	to, err := az.CompleteAuthorize(r.Context(), lf)
+	st, err := az.CompleteAuthorize(r.Context(), lf)
 	switch {
 	case errors.Is(err, authn.ErrLoginForm):
 		s.writeError(w, r, problem.New(problem.ErrInvalid, "invalid", err.Error()))
@@ -141,9 +143,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.writeError(w, r, err)
 	default:
-		// The form is used up on this browser.
-		http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/oauth2/authorize", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		http.Redirect(w, r, to, http.StatusSeeOther)
+		s.renderStep(w, r, st)
 	}
 }
 
@@ -219,7 +219,20 @@ func (s *Server) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, map[string]any{"launch": l.Launch, "iss": s.base(r), "client_id": in.ClientID, "expires_in": int(authn.LaunchTTL.Seconds())})
+	out := map[string]any{"launch": l.Launch, "iss": s.base(r), "client_id": in.ClientID, "expires_in": int(authn.LaunchTTL.Seconds())}
+	if l.LaunchURI != "" {
+		// Where the EHR opens the app: its registered launch_uri with iss
+		// and launch (SMART EHR launch).
+		out["launch_url"] = l.LaunchURI + sepOf(l.LaunchURI) + url.Values{"iss": {s.base(r)}, "launch": {l.Launch}}.Encode()
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func sepOf(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
 }
 
 var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>

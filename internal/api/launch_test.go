@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func (a *smartApp) codeFor(mod func(url.Values), verifier, username string) (cod
 		// Refused back to the app: the browser followed the redirect.
 		return "", a.received()
 	}
-	resp, _ = a.submit(handle, username, apptest.Password, "")
+	resp, _ = a.through(a.submit(handle, username, apptest.Password, ""))
 	got = a.received()
 	if resp.StatusCode != 200 {
 		a.t.Fatalf("login: %d", resp.StatusCode)
@@ -105,6 +106,10 @@ func TestEHRLaunch(t *testing.T) {
 		if status != 200 || tok["patient"] != pid || tok["encounter"] != enc || tok["access_token"] == nil {
 			t.Fatalf("token: %d %v", status, tok)
 		}
+		// The EHR shows the banner; the encounter is in fhirContext too.
+		if tok["need_patient_banner"] != false || jsonString(tok["fhirContext"]) != `[{"reference":"Encounter/`+enc+`"}]` {
+			t.Errorf("launch context: %v", tok)
+		}
 		at := tok["access_token"].(string)
 		read := func(token, path string) int { return w.Do(t, "GET", path, token, nil).Status }
 		for path, want := range map[string]int{
@@ -153,8 +158,15 @@ func TestEHRLaunch(t *testing.T) {
 		if code, got := app.codeFor(withLaunch("made-up-launch"), verifier, "physician-user"); code != "" || got.Get("error") != "invalid_request" {
 			t.Errorf("unknown launch: %q %v", code, got)
 		}
-		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "launch patient/*.rs") }, verifier, "physician-user"); code != "" || got.Get("error") != "invalid_request" {
-			t.Errorf("scope launch without a launch: %q %v", code, got)
+		// Scope launch without a launch (a standalone launch): granted
+		// without launch.
+		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "launch patient/*.rs") }, verifier, "physician-user"); code == "" {
+			t.Errorf("scope launch without a launch: %v", got)
+		} else if status, tok := app.exchange(code, verifier); status != 200 || tok["scope"] != "patient/*.rs" || tok["patient"] != nil {
+			t.Errorf("scope launch without a launch: %d %v", status, tok)
+		}
+		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "launch") }, verifier, "physician-user"); code != "" || got.Get("error") != "invalid_scope" {
+			t.Errorf("only scope launch without a launch: %q %v", code, got)
 		}
 		if code, got := app.codeFor(func(q url.Values) { q.Set("scope", "patient/*.rs"); q.Set("launch", launch) }, verifier, "physician-user"); code != "" || got.Get("error") != "invalid_scope" {
 			t.Errorf("a launch without scope launch: %q %v", code, got)
@@ -183,7 +195,7 @@ func TestEHRLaunch(t *testing.T) {
 			switch {
 			case rec.Action == "launch-create" && rec.Actor == w.UserIDs[authz.RolePhysician]:
 				seen["create"] = true
-			case rec.Action == "login" && rec.Detail == "code-issued;ehr-launch":
+			case rec.Action == "code-issue" && rec.Detail == "ehr-launch" && slices.Contains(rec.Entities, "Patient/"+pid):
 				seen["code"] = true
 			case rec.Action == "login" && rec.Detail == "launch-user-mismatch":
 				seen["mismatch"] = true

@@ -74,6 +74,9 @@ type Options struct {
 	// Ledger serves signed checkpoints and proofs (ledger.go); nil: no
 	// /audit routes.
 	Ledger Ledger
+	// SMARTStyleURL is the smart_style_url token responses with launch
+	// context carry ("" : none; discovery then lists no context-style).
+	SMARTStyleURL string
 }
 
 // Limits bound the work of one request; a zero field is no bound.
@@ -377,7 +380,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cr := authn.CodeRequest{RequestID: ca.RequestID, Code: f.Get("code"), ClientID: ca.ClientID, RedirectURI: f.Get("redirect_uri"),
-			CodeVerifier: f.Get("code_verifier"), ClientSecret: ca.ClientSecret, AssertionType: ca.AssertionType, Assertion: ca.Assertion, Audience: ca.Audience}
+			CodeVerifier: f.Get("code_verifier"), ClientSecret: ca.ClientSecret, AssertionType: ca.AssertionType, Assertion: ca.Assertion, Audience: ca.Audience,
+			FHIRBase: s.base(r)}
 		if cr.Code == "" || cr.ClientID == "" && cr.Assertion == "" || cr.RedirectURI == "" || cr.CodeVerifier == "" {
 			oauthError(http.StatusBadRequest, "invalid_request", "code, client_id, redirect_uri and code_verifier are required")
 			return
@@ -471,16 +475,24 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(s.tokens.Introspect(r.Context(), r.PostForm.Get("token")))
 }
 
-// handleSMARTConfig is SMART App Launch 2.0 discovery. It lists only what
-// Ward implements: standalone and EHR launch (authorization code with PKCE
-// S256; launch/patient, launch with patient and encounter context) of
-// public and confidential apps (client secret or private_key_jwt), backend
-// services (client_credentials + private_key_jwt), the password grant and
-// refresh tokens.
+// handleSMARTConfig is SMART App Launch 2.x discovery. It lists exactly
+// what Ward implements: standalone launch (with the patient picker) and
+// EHR launch (patient and encounter context) of public and confidential
+// apps (client secret or private_key_jwt) by authorization code with PKCE
+// S256, a consent screen remembered per user and app and managed at
+// /oauth2/grants, backend services (client_credentials + private_key_jwt),
+// the password grant, refresh tokens, OpenID Connect id_tokens with
+// fhirUser, v1 and v2 scopes negotiated as subsets.
 func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 	root := strings.TrimSuffix(s.base(r), "/fhir")
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
+	caps := []string{"launch-standalone", "launch-ehr", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
+		"context-standalone-patient", "context-ehr-patient", "context-ehr-encounter", "context-banner",
+		"sso-openid-connect", "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2"}
+	if s.opts.SMARTStyleURL != "" {
+		caps = append(caps, "context-style")
+	}
 	json.NewEncoder(w).Encode(map[string]any{
 		"issuer":                                root,
 		"jwks_uri":                              root + "/.well-known/jwks.json",
@@ -488,15 +500,14 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        root + "/oauth2/token",
 		"revocation_endpoint":                   root + "/oauth2/revoke",
 		"introspection_endpoint":                root + "/oauth2/introspect",
+		"management_endpoint":                   root + "/oauth2/grants",
 		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "password", "refresh_token"},
 		"token_endpoint_auth_methods_supported": authMethodsSupported,
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384", "RS256", "ES256"},
 		"scopes_supported":                 scopesSupported,
 		"response_types_supported":         []string{"code"},
 		"code_challenge_methods_supported": []string{"S256"},
-		"capabilities": []string{"launch-standalone", "launch-ehr", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
-			"context-standalone-patient", "context-ehr-patient", "context-ehr-encounter",
-			"sso-openid-connect", "permission-offline", "permission-online", "permission-user", "permission-v1", "permission-v2"},
+		"capabilities":                     caps,
 	})
 }
 
@@ -505,8 +516,12 @@ func (s *Server) handleSMARTConfig(w http.ResponseWriter, r *http.Request) {
 // in the form) or keys, backend services (keys).
 var authMethodsSupported = []string{"none", "client_secret_basic", "client_secret_post", "private_key_jwt"}
 
+// scopesSupported are examples of each kind of scope Ward grants: any
+// resource type may replace *, any subset of cruds the permissions, and a
+// ?category= constraint narrows a clinical scope.
 var scopesSupported = []string{"openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
-	"user/*.cruds", "user/*.rs", "user/*.read", "user/*.write", "patient/*.rs", "patient/*.read", "system/*.cruds", "system/*.rs", "system/*.read"}
+	"patient/*.cruds", "patient/*.rs", "patient/*.read", "patient/*.write", "user/*.cruds", "user/*.rs", "user/*.read", "user/*.write",
+	"system/*.cruds", "system/*.rs", "system/*.read"}
 
 // handleOpenIDConfig is OpenID Connect discovery for the authorization
 // code flow: an id_token (RS256) is issued when the scope has openid.
@@ -583,12 +598,20 @@ func writeToken(w http.ResponseWriter, tok authn.Token) {
 	if tok.IDToken != "" {
 		resp["id_token"] = tok.IDToken
 	}
+	// SMART launch context (App Launch 2.x, "Launch context arrives with
+	// your access_token").
 	if tok.Patient != "" {
-		// SMART launch context of an EHR launch.
 		resp["patient"] = tok.Patient
 	}
 	if tok.Encounter != "" {
 		resp["encounter"] = tok.Encounter
+		resp["fhirContext"] = []map[string]string{{"reference": "Encounter/" + tok.Encounter}}
+	}
+	if tok.LaunchContext {
+		resp["need_patient_banner"] = tok.NeedPatientBanner
+		if tok.StyleURL != "" {
+			resp["smart_style_url"] = tok.StyleURL
+		}
 	}
 	json.NewEncoder(w).Encode(resp)
 }

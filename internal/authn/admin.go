@@ -222,6 +222,9 @@ func SetUserDisabled(ctx context.Context, d Directory, a Actor, tenant, userID s
 type NewClient struct {
 	ID, Tenant, JWKS, Scope string
 	RedirectURIs            []string
+	// LaunchURI is where an EHR launch opens the app ("" : none); it is
+	// checked like a redirect URI.
+	LaunchURI string
 	// Secret is a confidential app's client secret (see
 	// GenerateClientSecret, CheckClientSecret); "" : none.
 	Secret string
@@ -290,11 +293,19 @@ func AddClient(ctx context.Context, d Directory, a Actor, nc NewClient) (*store.
 	default:
 		return nil, problem.New(problem.ErrInvalid, "invalid", "give a JWKS (backend service) or redirect URIs (public app)")
 	}
+	if nc.LaunchURI != "" {
+		if len(nc.RedirectURIs) == 0 {
+			return nil, problem.At(problem.ErrInvalid, "invalid", "launch_uri", "a launch URI is for an app of the authorization code flow (give redirect URIs)")
+		}
+		if err := CheckRedirectURI(nc.LaunchURI); err != nil {
+			return nil, problem.At(problem.ErrInvalid, "invalid", "launch_uri", strings.Replace(err.Error(), "a redirect URI", "a launch URI", 1))
+		}
+	}
 	if err := requireTenant(ctx, d, nc.Tenant); err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC()
-	c := &store.Client{ID: nc.ID, Tenant: nc.Tenant, JWKS: nc.JWKS, Scope: strings.Join(strings.Fields(nc.Scope), " "), Created: now, RedirectURIs: nc.RedirectURIs}
+	c := &store.Client{ID: nc.ID, Tenant: nc.Tenant, JWKS: nc.JWKS, Scope: strings.Join(strings.Fields(nc.Scope), " "), Created: now, RedirectURIs: nc.RedirectURIs, LaunchURI: nc.LaunchURI}
 	if nc.Secret != "" {
 		if c.SecretHash, err = HashPassword(nc.Secret); err != nil {
 			return nil, err

@@ -2,7 +2,6 @@ package authn
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -82,6 +81,13 @@ type pendingLogin struct {
 	Expires     int64  `json:"e"`
 	// Launch is the stored id (hash) of the EHR launch context, if any.
 	Launch string `json:"l,omitempty"`
+	// After the login: the user, the patient context (from the EHR launch,
+	// the user's own record or the picker), the encounter, and whether the
+	// user allowed the app on the consent screen.
+	User      string `json:"u,omitempty"`
+	Patient   string `json:"p,omitempty"`
+	Encounter string `json:"en,omitempty"`
+	Consented bool   `json:"ok,omitempty"`
 }
 
 // LoginPage is what the login page shows and carries.
@@ -116,27 +122,6 @@ func validVerifier(s string) bool {
 	}
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
-			return false
-		}
-	}
-	return true
-}
-
-// scopeCovers reports whether a registered scope covers a requested one:
-// the same string, or a clinical scope of the same context whose type is
-// the same or "*" and whose permissions include the requested ones.
-func scopeCovers(reg, req authz.Scope) bool {
-	if reg.Raw == req.Raw {
-		return true
-	}
-	if reg.Context == "" || req.Context != reg.Context || reg.Query != "" {
-		return false
-	}
-	if reg.Type != "*" && reg.Type != req.Type {
-		return false
-	}
-	for _, p := range req.Perms {
-		if !strings.ContainsRune(reg.Perms, p) {
 			return false
 		}
 	}
@@ -185,19 +170,25 @@ func (s *Service) StartAuthorize(ctx context.Context, ar AuthorizeRequest) (Logi
 		return fail("invalid_scope", "scope must be SMART scopes such as launch/patient patient/*.rs")
 	}
 	reg, _ := authz.ParseScopes(c.Scope)
-	askedLaunch := false
-	for _, r := range req {
-		if r.Raw == "launch" {
-			askedLaunch = true
-		}
-		if !slices.ContainsFunc(reg, func(g authz.Scope) bool { return scopeCovers(g, r) }) {
-			return fail("invalid_scope", "the app is not registered for scope "+r.Raw)
+	// The subset the app is registered for and a user may be granted;
+	// the token response's scope says which.
+	granted := authz.Negotiate(authz.Negotiate(req, reg), authz.UserScopes())
+	if len(granted) == 0 {
+		return fail("invalid_scope", "none of the requested scopes may be granted to this app")
+	}
+	// launch is granted only to apps registered for it, and only with the
+	// launch parameter of an EHR launch: a standalone launch that asks for
+	// it (many apps use one scope list for both) is granted the rest.
+	askedLaunch := slices.ContainsFunc(granted, func(r authz.Scope) bool { return r.Raw == "launch" })
+	if askedLaunch && ar.Launch == "" {
+		granted = slices.DeleteFunc(granted, func(r authz.Scope) bool { return r.Raw == "launch" })
+		askedLaunch = false
+		if len(granted) == 0 {
+			return fail("invalid_scope", "scope launch is for an EHR launch (send the launch parameter the app was opened with); nothing else was asked for")
 		}
 	}
 	launchID := ""
 	switch {
-	case askedLaunch && ar.Launch == "":
-		return fail("invalid_request", "scope launch is for an EHR launch: send the launch parameter the app was opened with")
 	case ar.Launch != "" && !askedLaunch:
 		return fail("invalid_scope", "an EHR launch (the launch parameter) asks for scope launch")
 	case ar.Launch != "":
@@ -213,7 +204,7 @@ func (s *Service) StartAuthorize(ctx context.Context, ar AuthorizeRequest) (Logi
 	if ar.Binding == "" {
 		return LoginPage{}, errors.New("authorize: no browser binding")
 	}
-	p := pendingLogin{Launch: launchID, ClientID: c.ID, RedirectURI: ar.RedirectURI, Scope: strings.Join(strings.Fields(scope), " "), State: ar.State,
+	p := pendingLogin{Launch: launchID, ClientID: c.ID, RedirectURI: ar.RedirectURI, Scope: authz.JoinScopes(granted), State: ar.State,
 		Challenge: ar.CodeChallenge, Tenant: c.Tenant, Binding: bindingHash(ar.Binding), Expires: s.o.Now().Add(LoginFormTTL).Unix()}
 	plain, err := json.Marshal(p)
 	if err != nil {
@@ -268,85 +259,6 @@ func (s *Service) PageFor(handle, binding string) (LoginPage, error) {
 	return LoginPage{Handle: handle, ClientID: p.ClientID, Tenant: p.Tenant, Scopes: strings.Fields(p.Scope)}, nil
 }
 
-// CompleteAuthorize checks the credentials typed into the login page (the
-// same checks, lockout and ledger records as the password grant) and
-// returns the redirect carrying a new authorization code and the state.
-// Wrong credentials are ErrInvalidGrant (show the page again).
-func (s *Service) CompleteAuthorize(ctx context.Context, lf LoginForm) (string, error) {
-	p, err := s.openLogin(lf.Handle, lf.Binding)
-	if err != nil {
-		return "", err
-	}
-	c, err := s.st.ClientByID(ctx, p.ClientID)
-	if errors.Is(err, store.ErrNotFound) || err == nil && c.Disabled {
-		return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "unauthorized_client", Description: "the app has been disabled"}).Redirect(), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	u, unit, rec, err := s.checkLogin(ctx, loginAttempt{RequestID: lf.RequestID, Tenant: p.Tenant, Username: lf.Username, Password: lf.Password, TOTP: lf.TOTP, Address: lf.Address})
-	if err != nil {
-		return "", err
-	}
-	var launch *store.Launch
-	if p.Launch != "" {
-		// The launch context is the user's who created it: another user
-		// signing in does not get its patient.
-		l, err := s.st.LaunchByID(ctx, p.Launch)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return "", err
-		}
-		why := ""
-		switch {
-		case l == nil || l.Used || !s.o.Now().Before(l.Expires) || l.Tenant != u.Tenant || l.ClientID != c.ID:
-			why = "launch-unusable"
-		case l.UserID != u.ID:
-			why = "launch-user-mismatch"
-		}
-		if why != "" {
-			rec.Outcome, rec.Detail = audit.OutcomeMinor, why
-			rec.Entities = append(rec.Entities, "client/"+c.ID)
-			if err := s.ledger().Commit(ctx, unit, rec); err != nil {
-				return "", err
-			}
-			desc := "the launch has expired or was used; launch the app again from Ward"
-			if why == "launch-user-mismatch" {
-				desc = "the launch was created by another user"
-			}
-			return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "access_denied", Description: desc}).Redirect(), nil
-		}
-		launch = l
-		unit.Parts = append(unit.Parts, store.UseLaunch{ID: l.ID})
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	code := base64.RawURLEncoding.EncodeToString(b)
-	now := s.o.Now().UTC()
-	nc := &store.Code{ID: refreshID(code), ClientID: c.ID, RedirectURI: p.RedirectURI, CodeChallenge: p.Challenge,
-		UserID: u.ID, Tenant: u.Tenant, Scope: p.Scope, Expires: now.Add(CodeTTL)}
-	unit.Parts = append(unit.Parts, store.NewCode{Code: nc})
-	rec.Detail = "code-issued"
-	rec.Entities = append(rec.Entities, "client/"+c.ID)
-	if launch != nil {
-		nc.Patient, nc.Encounter = launch.Patient, launch.Encounter
-		rec.Detail = "code-issued;ehr-launch"
-		rec.Entities = append(rec.Entities, "Patient/"+launch.Patient)
-	}
-	if err := s.ledger().Commit(ctx, unit, rec); errors.Is(err, store.ErrConflict) && launch != nil {
-		// The launch was used concurrently (or expired in between).
-		return (&AuthorizeError{RedirectURI: p.RedirectURI, State: p.State, Code: "access_denied", Description: "the launch has expired or was used; launch the app again from Ward"}).Redirect(), nil
-	} else if err != nil {
-		return "", err
-	}
-	v := url.Values{"code": {code}}
-	if p.State != "" {
-		v.Set("state", p.State)
-	}
-	return withQuery(p.RedirectURI, v), nil
-}
-
 // CodeRequest is a grant_type=authorization_code token request. A public
 // app sends only its client_id; a confidential app authenticates with its
 // secret (HTTP Basic or the form's client_secret) or a private_key_jwt
@@ -360,6 +272,9 @@ type CodeRequest struct {
 	AssertionType, Assertion string
 	// Audience is this server's token endpoint URL (an assertion's aud).
 	Audience string
+	// FHIRBase is this server's FHIR base URL (the id_token's fhirUser
+	// is a URL under it).
+	FHIRBase string
 }
 
 // AuthorizationCodeGrant exchanges an authorization code for tokens. The
@@ -441,7 +356,7 @@ func (s *Service) AuthorizationCodeGrant(ctx context.Context, cr CodeRequest) (T
 		return fail(detail, burn)
 	}
 	rec.Role, rec.Detail = u.Role, "token-issued"
-	return s.issueForCode(ctx, c, u, rec, now)
+	return s.issueForCode(ctx, c, u, rec, now, cr.FHIRBase)
 }
 
 // codeMismatch names why cr may not exchange the unused code c ("" : it
@@ -488,19 +403,24 @@ func (s *Service) codeHolder(ctx context.Context, c *store.Code, now time.Time) 
 
 // issueForCode issues the tokens of an exchanged code and commits the
 // code's use, the refresh token and rec in one unit.
-func (s *Service) issueForCode(ctx context.Context, c *store.Code, u *store.User, rec *audit.Record, now time.Time) (Token, error) {
+func (s *Service) issueForCode(ctx context.Context, c *store.Code, u *store.User, rec *audit.Record, now time.Time, fhirBase string) (Token, error) {
 	// Signed first so that the code's row can name what it issued; if the
 	// commit fails the token is never handed out.
 	subj := subjectOf(u, c.Scope)
 	if c.Patient != "" {
-		// An EHR launch: its patient is the token's patient context.
+		// The launch's (or the picker's) patient is the token's patient
+		// context.
 		subj.Patient = c.Patient
 	}
-	tok, err := s.Issue(subj)
+	tok, err := s.issueFor(subj, s.o.TTL, appContext{ClientID: c.ClientID, Encounter: c.Encounter})
 	if err != nil {
 		return Token{}, err
 	}
 	tok.Patient, tok.Encounter = c.Patient, c.Encounter
+	scopes := strings.Fields(c.Scope)
+	if c.Patient != "" || slices.Contains(scopes, "launch") || slices.Contains(scopes, "launch/patient") {
+		tok.LaunchContext, tok.NeedPatientBanner, tok.StyleURL = true, !c.EHRLaunch, s.o.StyleURL
+	}
 	use := &store.CodeUse{ID: c.ID, TokenID: tok.jti, TokenExpires: tok.expires}
 	unit := &store.Unit{Parts: []store.Part{use}}
 	var nr *store.Refresh
@@ -521,7 +441,7 @@ func (s *Service) issueForCode(ctx context.Context, c *store.Code, u *store.User
 		return Token{}, err
 	}
 	if slices.Contains(strings.Fields(c.Scope), "openid") {
-		if tok.IDToken, err = s.idToken(u, c.ClientID); err != nil {
+		if tok.IDToken, err = s.idToken(u, c.ClientID, c.Scope, fhirBase); err != nil {
 			return Token{}, err
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"slices"
 	"strings"
 	"time"
 
@@ -90,17 +89,17 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, cr ClientRequest) 
 	if err != nil {
 		return fail(detail, err)
 	}
-	registered := strings.Fields(c.Scope)
+	// The subset of the requested scopes the client is registered for
+	// (system/*.rs grants system/Patient.rs); the token's scope says which.
+	registered, _ := authz.ParseScopes(c.Scope)
 	granted := registered
 	if cr.Scope != "" {
-		if _, err := authz.ParseScopes(cr.Scope); err != nil {
+		asked, err := authz.ParseScopes(cr.Scope)
+		if err != nil {
 			return fail("invalid-scope", fmt.Errorf("%w: %v", ErrInvalidScope, err))
 		}
-		granted = strings.Fields(cr.Scope)
-		for _, sc := range granted {
-			if !slices.Contains(registered, sc) {
-				return fail("scope-not-registered", fmt.Errorf("%w: the client is not registered for %s", ErrInvalidScope, sc))
-			}
+		if granted = authz.Negotiate(asked, registered); len(granted) == 0 {
+			return fail("scope-not-registered", fmt.Errorf("%w: the client is registered for none of the requested scopes", ErrInvalidScope))
 		}
 	}
 	rec.Detail = "token-issued"
@@ -111,7 +110,7 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, cr ClientRequest) 
 	if err != nil {
 		return Token{}, err
 	}
-	return s.issue(authz.Subject{Tenant: c.Tenant, ID: "client/" + c.ID, Role: authz.RoleClient, Scopes: granted}, min(s.o.TTL, clientTokenTTL))
+	return s.issue(authz.Subject{Tenant: c.Tenant, ID: "client/" + c.ID, Role: authz.RoleClient, Scopes: strings.Fields(authz.JoinScopes(granted))}, min(s.o.TTL, clientTokenTTL))
 }
 
 // ParseJWKS reads a JSON Web Key Set of public RSA (2048 bits or more) and

@@ -154,7 +154,7 @@ func TestAuthorizationCodeLifetimes(t *testing.T) {
 		ok    bool
 	}{
 		{"", true}, {"openid", true}, {"user/Patient.rs", true}, {"user/Patient.r", true}, {"user/Patient.read", true},
-		{"patient/Observation.s", true}, {"user/Patient.cruds", false}, {"patient/Patient.rs", false}, {"offline_access", false},
+		{"patient/Observation.s", true}, {"user/Patient.cruds", true}, {"patient/Patient.rs", false}, {"offline_access", false},
 		{"launch", false}, {"user/Patient.rs?x=y", true},
 	} {
 		_, err := start(c.scope)
@@ -163,11 +163,16 @@ func TestAuthorizationCodeLifetimes(t *testing.T) {
 			t.Errorf("scope %q: %v", c.scope, err)
 		}
 	}
+	// Negotiated: narrowed to what the app is registered for, unknown to
+	// it dropped.
+	if page, err := start("user/Patient.cruds offline_access openid"); err != nil || strings.Join(page.Scopes, " ") != "user/Patient.rs openid" {
+		t.Fatalf("negotiated scopes %v %v", page.Scopes, err)
+	}
 	page, err := start("openid user/*.rs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	login := func(binding string) (string, error) {
+	login := func(binding string) (authn.Step, error) {
 		return e.svc.CompleteAuthorize(ctx, authn.LoginForm{RequestID: "r", Handle: page.Handle, Binding: binding, Username: "nina", Password: "correct horse battery staple"})
 	}
 	if _, err := login("browser-2"); !errors.Is(err, authn.ErrLoginForm) {
@@ -176,9 +181,25 @@ func TestAuthorizationCodeLifetimes(t *testing.T) {
 	if _, err := e.svc.CompleteAuthorize(ctx, authn.LoginForm{Handle: page.Handle[:len(page.Handle)-2] + "AA", Binding: "browser-1", Username: "nina", Password: "x"}); !errors.Is(err, authn.ErrLoginForm) {
 		t.Fatalf("tampered handle: %v", err)
 	}
-	to, err := login("browser-1")
+	step, err := login("browser-1")
+	if err != nil || step.Consent == nil || step.Redirect != "" || step.Picker != nil {
+		t.Fatalf("first login: consent screen expected, got %+v %v", step, err)
+	}
+	// The consent page's handle is bound to the browser too.
+	if _, err := e.svc.Decide(ctx, authn.Interaction{Handle: step.Consent.Handle, Binding: "browser-2"}, true); !errors.Is(err, authn.ErrLoginForm) {
+		t.Fatalf("consent from another browser: %v", err)
+	}
+	// The login page's handle is no consent handle.
+	if _, err := e.svc.Decide(ctx, authn.Interaction{Handle: page.Handle, Binding: "browser-1"}, true); !errors.Is(err, authn.ErrLoginForm) {
+		t.Fatalf("consent with the login handle: %v", err)
+	}
+	to, err := e.svc.Decide(ctx, authn.Interaction{RequestID: "r", Handle: step.Consent.Handle, Binding: "browser-1"}, true)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Remembered: the next login goes straight to the app.
+	if again, err := login("browser-1"); err != nil || again.Redirect == "" || !strings.Contains(again.Redirect, "code=") {
+		t.Fatalf("second login: %+v %v", again, err)
 	}
 	u, _ := url.Parse(to)
 	code := u.Query().Get("code")

@@ -39,6 +39,8 @@ type NewLaunch struct {
 type CreatedLaunch struct {
 	Launch  string
 	Expires time.Time
+	// LaunchURI is the app's registered launch_uri ("" : none).
+	LaunchURI string
 }
 
 // CreateLaunch stores a launch context bound to subject (a user), its
@@ -78,7 +80,7 @@ func (s *Service) CreateLaunch(ctx context.Context, subj authz.Subject, nl NewLa
 	if err != nil {
 		return CreatedLaunch{}, err
 	}
-	return CreatedLaunch{Launch: launch, Expires: l.Expires}, nil
+	return CreatedLaunch{Launch: launch, Expires: l.Expires, LaunchURI: c.LaunchURI}, nil
 }
 
 // launchID is what a launch value is stored as.

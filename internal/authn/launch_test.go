@@ -88,8 +88,8 @@ func TestEHRLaunchLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	*e.now = e.now.Add(authn.LaunchTTL + time.Second)
-	to, err := e.svc.CompleteAuthorize(ctx, authn.LoginForm{Handle: page.Handle, Binding: "b", Username: "doc", Password: "correct horse battery staple"})
-	if err != nil || !strings.Contains(to, "error=access_denied") || strings.Contains(to, "code=") {
-		t.Fatalf("launch expired at login: %q %v", to, err)
+	st, err := e.svc.CompleteAuthorize(ctx, authn.LoginForm{Handle: page.Handle, Binding: "b", Username: "doc", Password: "correct horse battery staple"})
+	if to := st.Redirect; err != nil || !strings.Contains(to, "error=access_denied") || strings.Contains(to, "code=") {
+		t.Fatalf("launch expired at login: %+v %v", st, err)
 	}
 }

@@ -143,7 +143,7 @@ func (s *Service) RefreshGrant(ctx context.Context, rr RefreshRequest) (Token, e
 	if r.Patient != "" {
 		subj.Patient = r.Patient // the EHR launch's patient context
 	}
-	tok, err := s.Issue(subj)
+	tok, err := s.issueFor(subj, s.o.TTL, appContext{ClientID: r.ClientID, Encounter: r.Encounter})
 	if err != nil {
 		return Token{}, err
 	}
@@ -187,15 +187,20 @@ func (s *Service) narrowScope(ctx context.Context, granted, asked string, rec *a
 	if asked == "" {
 		return granted, nil
 	}
-	have := strings.Fields(granted)
-	for _, sc := range strings.Fields(asked) {
-		if !slices.Contains(have, sc) {
-			rec.Outcome, rec.Detail = audit.OutcomeMinor, "scope-not-granted"
-			if err := s.ledger().Record(ctx, rec); err != nil {
-				return "", err
-			}
-			return "", fmt.Errorf("%w: %s was not granted to this refresh token", ErrInvalidScope, sc)
+	have, _ := authz.ParseScopes(granted)
+	want, err := authz.ParseScopes(asked)
+	for _, sc := range want {
+		if err != nil || !slices.ContainsFunc(have, func(g authz.Scope) bool { return authz.Covers(g, sc) }) {
+			err = fmt.Errorf("%w: %s was not granted to this refresh token", ErrInvalidScope, sc.Raw)
+			break
 		}
 	}
-	return asked, nil
+	if err != nil {
+		rec.Outcome, rec.Detail = audit.OutcomeMinor, "scope-not-granted"
+		if err := s.ledger().Record(ctx, rec); err != nil {
+			return "", err
+		}
+		return "", fmt.Errorf("%w: %v", ErrInvalidScope, err)
+	}
+	return authz.JoinScopes(want), nil
 }

@@ -74,6 +74,8 @@ type Store interface {
 	ClientByID(ctx context.Context, id string) (*store.Client, error)
 	CodeByID(ctx context.Context, id string) (*store.Code, error)
 	LaunchByID(ctx context.Context, id string) (*store.Launch, error)
+	GrantOf(ctx context.Context, userID, clientID string) (*store.Grant, error)
+	Grants(ctx context.Context, tenant, userID string) ([]store.Grant, error)
 	TenantByID(ctx context.Context, id string) (*store.Tenant, error)
 	Revoked(ctx context.Context) ([]string, error)
 	DisabledSubjects(ctx context.Context) ([]string, error)
@@ -132,6 +134,9 @@ type Options struct {
 	// while revocations may be missed. Both nil: a single node.
 	Peers Publisher
 	Live  Live
+	// StyleURL is the smart_style_url of token responses with launch
+	// context ("" : none).
+	StyleURL string
 }
 
 type signingKey struct {
@@ -413,8 +418,12 @@ type Claims struct {
 	// linked physician or nurse, Patient/<id> for a linked user.
 	FHIRUser string `json:"fhirUser,omitempty"`
 	// Patient is the SMART patient context: the linked patient of a
-	// user-role account.
+	// user-role account, or the launch's or picker's patient.
 	Patient string `json:"patient,omitempty"`
+	// Encounter is the SMART encounter context of an EHR launch.
+	Encounter string `json:"encounter,omitempty"`
+	// ClientID is the app the token was issued to ("" : none).
+	ClientID string `json:"client_id,omitempty"`
 	// Clearance lists the security label codes the user may see,
 	// space-separated.
 	Clearance string `json:"clearance,omitempty"`
@@ -433,9 +442,15 @@ type Token struct {
 	// IDToken is an OpenID Connect id_token, for an authorization code
 	// grant whose scope has openid.
 	IDToken string
-	// Patient and Encounter are the launch context of an EHR launch, for
-	// the token response.
+	// Patient and Encounter are the launch context (EHR launch, picker
+	// or the user's own record), for the token response.
 	Patient, Encounter string
+	// LaunchContext: the token response carries SMART launch context
+	// (need_patient_banner, smart_style_url); NeedPatientBanner is false
+	// after an EHR launch (the EHR shows the banner).
+	LaunchContext, NeedPatientBanner bool
+	// StyleURL is smart_style_url (Options.StyleURL).
+	StyleURL string
 
 	jti     string    // the access token's id
 	expires time.Time // and expiry
@@ -445,6 +460,13 @@ type Token struct {
 func (s *Service) Issue(subj authz.Subject) (Token, error) { return s.issue(subj, s.o.TTL) }
 
 func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
+	return s.issueFor(subj, ttl, appContext{})
+}
+
+// appContext is what a token issued to an app adds to its claims.
+type appContext struct{ ClientID, Encounter string }
+
+func (s *Service) issueFor(subj authz.Subject, ttl time.Duration, ac appContext) (Token, error) {
 	s.reloadMu.Lock()
 	if time.Since(s.lastSigner) > signerRefresh {
 		s.lastSigner = time.Now()
@@ -477,15 +499,12 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 		Scope:     strings.Join(subj.Scopes, " "),
 		Patient:   subj.Patient,
 		Clearance: strings.Join(subj.Clearances, " "),
+		Encounter: ac.Encounter,
+		ClientID:  ac.ClientID,
 
 		PurposeOfUse: subj.Purpose,
 	}
-	switch {
-	case subj.Practitioner != "":
-		c.FHIRUser = "Practitioner/" + subj.Practitioner
-	case subj.Role == authz.RoleUser && subj.Patient != "":
-		c.FHIRUser = "Patient/" + subj.Patient
-	}
+	c.FHIRUser = fhirUserOf(subj)
 	t := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
 	t.Header["kid"] = k.kid
 	signed, err := t.SignedString(k.priv)
@@ -496,19 +515,36 @@ func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 }
 
 // idToken signs an OpenID Connect id_token for a user and the app it was
-// issued to. It names the user by id only; fhirUser and profile claims are
-// not issued.
-func (s *Service) idToken(u *store.User, clientID string) (string, error) {
+// issued to. It names the user by id; with scope fhirUser it also names
+// the FHIR resource the user is (SMART fhirUser: the absolute URL of the
+// linked Practitioner, or of the Patient of a user-role account) under
+// fhirBase.
+func (s *Service) idToken(u *store.User, clientID, scope, fhirBase string) (string, error) {
 	s.mu.RLock()
 	k := s.signer
 	s.mu.RUnlock()
 	now := s.o.Now()
-	t := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
-		Issuer: s.o.Issuer, Subject: u.ID, Audience: jwt.ClaimStrings{clientID},
-		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(s.o.TTL)),
-	})
+	claims := jwt.MapClaims{"iss": s.o.Issuer, "sub": u.ID, "aud": clientID, "iat": now.Unix(), "exp": now.Add(s.o.TTL).Unix()}
+	if slices.Contains(strings.Fields(scope), "fhirUser") && fhirBase != "" {
+		if ref := fhirUserOf(subjectOf(u, "")); ref != "" {
+			claims["fhirUser"] = strings.TrimSuffix(fhirBase, "/") + "/" + ref
+		}
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	t.Header["kid"] = k.kid
 	return t.SignedString(k.priv)
+}
+
+// fhirUserOf is the relative reference of the FHIR resource a subject is
+// ("" : none).
+func fhirUserOf(subj authz.Subject) string {
+	switch {
+	case subj.Practitioner != "":
+		return "Practitioner/" + subj.Practitioner
+	case subj.Role == authz.RoleUser && subj.Patient != "":
+		return "Patient/" + subj.Patient
+	}
+	return ""
 }
 
 // Verify checks a bearer token and returns its subject. A revoked token is
@@ -580,7 +616,11 @@ func (s *Service) parse(ctx context.Context, token string) (cached, error) {
 	}
 	subj.Clearances = strings.Fields(c.Clearance)
 	subj.Purpose = c.PurposeOfUse // an unknown code is refused by authz.Decide
-	return cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time}, nil
+	e := cached{subj: subj, exp: c.ExpiresAt.Time, jti: c.ID, iat: c.IssuedAt.Time, clientID: c.ClientID, fhirUser: c.FHIRUser}
+	if fhirID.MatchString(c.Encounter) {
+		e.encounter = c.Encounter
+	}
+	return e, nil
 }
 
 // defaultRevocationRefresh is how stale a node's view of revocations made
@@ -653,10 +693,17 @@ func (s *Service) Introspect(ctx context.Context, token string) map[string]any {
 	if err != nil {
 		return map[string]any{"active": false}
 	}
-	return map[string]any{
+	out := map[string]any{
 		"active": true, "sub": e.subj.ID, "scope": strings.Join(e.subj.Scopes, " "), "exp": e.exp.Unix(), "iat": e.iat.Unix(),
 		"iss": s.o.Issuer, "aud": s.o.Audience, "token_type": "Bearer", "jti": e.jti, "tenant": e.subj.Tenant, "role": string(e.subj.Role),
 	}
+	// The SMART context the token carries (RFC 7662 allows more members).
+	for k, v := range map[string]string{"patient": e.subj.Patient, "encounter": e.encounter, "client_id": e.clientID, "fhirUser": e.fhirUser} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // keyReloadInterval is the least time between two reloads of the signing
@@ -899,6 +946,8 @@ type cached struct {
 	subj     authz.Subject
 	exp, iat time.Time
 	jti      string
+	// What introspection shows besides the subject.
+	encounter, clientID, fhirUser string
 }
 
 const maxCachedTokens = 100_000

@@ -107,6 +107,9 @@ type Config struct {
 	// CORSOrigins are the exact origins (scheme://host[:port]) whose
 	// browser pages may call Ward; empty: no CORS headers at all.
 	CORSOrigins []string
+	// SMARTStyleURL is the smart_style_url of SMART token responses with
+	// launch context: where apps fetch the EHR's style ("" : none).
+	SMARTStyleURL string
 	// AllowInsecureKeyFile lets Ward start with a key file that group or
 	// others may read. Dangerous.
 	AllowInsecureKeyFile bool
@@ -533,6 +536,19 @@ var edgeSettings = []setting{
 				out = append(out, o)
 			}
 			c.CORSOrigins = out
+			return nil
+		}},
+	{"WARD_SMART_STYLE_URL", "smart-style-url", "absolute http(s) URL of the SMART style document (smart_style_url) sent in token responses with launch context; empty: none", false,
+		func(c *Config) string { return c.SMARTStyleURL }, func(c *Config, v string) error {
+			if v == "" {
+				c.SMARTStyleURL = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" || len(v) > 512 {
+				return errors.New("must be an absolute http(s) URL without user info or fragment, at most 512 characters")
+			}
+			c.SMARTStyleURL = v
 			return nil
 		}},
 	{"WARD_ALLOW_INSECURE_KEY_FILE", "allow-insecure-key-file", "DANGEROUS: start even when the key file (WARD_KEY_FILE or the generated one) or the data directory may be read by group or others", false,

@@ -38,6 +38,9 @@ type Code struct {
 	// Patient and Encounter are the EHR launch context the code carries
 	// ("" : none).
 	Patient, Encounter string
+	// EHRLaunch: the context came from an EHR launch (the EHR shows the
+	// patient banner), not from the patient picker.
+	EHRLaunch bool
 }
 
 // Launch is a SMART EHR launch context, known by the SHA-256 of its
@@ -51,6 +54,15 @@ type Launch struct {
 	Encounter string
 	Expires   time.Time
 	Used      bool
+}
+
+// Grant is what a user allowed an app on the consent screen: remembered
+// per user and app until revoked, so the screen is not shown again for
+// the same (or a narrower) scope.
+type Grant struct {
+	Tenant, UserID, ClientID string
+	Scope                    string
+	Created                  time.Time
 }
 
 // CodeUse marks a code used and records what its exchange issued.
@@ -73,4 +85,9 @@ type IdentityReader interface {
 	CodeByID(ctx context.Context, id string) (*Code, error)
 	// LaunchByID finds an EHR launch context by the hash of its value.
 	LaunchByID(ctx context.Context, id string) (*Launch, error)
+	// GrantOf finds what a user allowed an app (ErrNotFound if nothing).
+	GrantOf(ctx context.Context, userID, clientID string) (*Grant, error)
+	// Grants lists a tenant's grants, of one user if userID is not "",
+	// by user and app.
+	Grants(ctx context.Context, tenant, userID string) ([]Grant, error)
 }

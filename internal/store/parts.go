@@ -76,6 +76,12 @@ type NewLaunch struct{ Launch *Launch }
 // already used or expired is ErrConflict.
 type UseLaunch struct{ ID string }
 
+// PutGrant remembers (or replaces) what a user allowed an app.
+type PutGrant struct{ Grant *Grant }
+
+// RevokeGrant forgets what a user allowed an app; none is ErrConflict.
+type RevokeGrant struct{ UserID, ClientID string }
+
 // *ClientUpdate (an unknown id is ErrConflict) and *CodeUse (a code
 // unknown, already used or expired is ErrConflict) are parts too.
 
@@ -86,6 +92,8 @@ func (NewCode) part()       {}
 func (*CodeUse) part()      {}
 func (NewLaunch) part()     {}
 func (UseLaunch) part()     {}
+func (PutGrant) part()      {}
+func (RevokeGrant) part()   {}
 
 // Keys.
 

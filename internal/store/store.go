@@ -11,7 +11,7 @@
 //   - users: NewUser, *LoginState, *TOTPEnrollment, *UserUpdate;
 //   - tokens: NewRefresh, UseRefresh, RevokeFamily, RevokeToken, UseJTI;
 //   - tenants, clients, codes and launches: NewTenant, NewClient,
-//     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch;
+//     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch, PutGrant, RevokeGrant;
 //   - keys: NewKey.
 //
 // A unit with nothing but audit records is records-only
@@ -214,6 +214,9 @@ type Client struct {
 	// SecretHash is the argon2id hash of a confidential app's client
 	// secret; empty for public apps and key-authenticated clients.
 	SecretHash string
+	// LaunchURI is where an EHR launch opens the app (SMART launch_uri);
+	// "" : the app is launched standalone only.
+	LaunchURI string
 }
 
 // JTI is one use of a client assertion id; a second use of the same id by

@@ -60,8 +60,10 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.unusedFresh(ctx, tx, "authorization code", `SELECT used, expires FROM auth_codes WHERE id = ?`, p.ID)
 	case store.UseLaunch:
 		return db.unusedFresh(ctx, tx, "launch context", `SELECT used, expires FROM launch_contexts WHERE id = ?`, p.ID)
-	case store.NewCode, store.NewLaunch, store.Outbox, store.SubscriptionOwner:
+	case store.NewCode, store.NewLaunch, store.Outbox, store.SubscriptionOwner, store.PutGrant:
 		return nil
+	case store.RevokeGrant:
+		return db.present(ctx, tx, "no such grant", `SELECT 1 FROM app_grants WHERE user_id = ? AND client_id = ?`, p.UserID, p.ClientID)
 	case store.NewWebhook:
 		return db.absent(ctx, tx, "webhook id already exists", `SELECT 1 FROM webhooks WHERE id = ?`, p.Hook.ID)
 	case store.RemoveWebhook:
@@ -242,8 +244,8 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 		return db.exec(ctx, tx, "insert tenant", `INSERT INTO tenants (id, created) VALUES (?, ?)`, p.Tenant.ID, p.Tenant.Created.UnixMicro())
 	case store.NewClient:
 		c := p.Client
-		return db.exec(ctx, tx, "insert client", `INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " "), c.SecretHash)
+		return db.exec(ctx, tx, "insert client", `INSERT INTO clients (id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash, launch_uri) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.ID, c.Tenant, c.JWKS, c.Scope, c.Created.UnixMicro(), boolInt(c.Disabled), strings.Join(c.RedirectURIs, " "), c.SecretHash, c.LaunchURI)
 	case *store.ClientUpdate:
 		return db.exec(ctx, tx, "update client", `UPDATE clients SET disabled = ? WHERE id = ?`, boolInt(p.Disabled), p.ClientID)
 	case *store.CodeUse:
@@ -261,13 +263,19 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 		}
 		return db.exec(ctx, tx, "store launch context", `INSERT INTO launch_contexts (id, tenant, user_id, client_id, patient, encounter, expires) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			l.ID, l.Tenant, l.UserID, l.ClientID, l.Patient, l.Encounter, l.Expires.UnixMicro())
+	case store.PutGrant:
+		g := p.Grant
+		return db.exec(ctx, tx, "store grant", `INSERT INTO app_grants (tenant, user_id, client_id, scope, created) VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created = excluded.created`,
+			g.Tenant, g.UserID, g.ClientID, g.Scope, g.Created.UnixMicro())
+	case store.RevokeGrant:
+		return db.exec(ctx, tx, "revoke grant", `DELETE FROM app_grants WHERE user_id = ? AND client_id = ?`, p.UserID, p.ClientID)
 	case store.NewCode:
 		cd := p.Code
 		if err := db.exec(ctx, tx, "purge authorization codes", `DELETE FROM auth_codes WHERE expires < ?`, dayAgo); err != nil {
 			return err
 		}
-		return db.exec(ctx, tx, "store authorization code", `INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, patient, encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter)
+		return db.exec(ctx, tx, "store authorization code", `INSERT INTO auth_codes (id, client_id, redirect_uri, code_challenge, user_id, tenant, scope, expires, patient, encounter, ehr_launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter, boolInt(cd.EHRLaunch))
 	}
 	return fmt.Errorf("unknown unit part %T", p)
 }

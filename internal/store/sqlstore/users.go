@@ -142,8 +142,8 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 	var created int64
 	var disabled int
 	var redirects string
-	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash FROM clients WHERE id = ?`), id).
-		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects, &c.SecretHash)
+	err := db.read.QueryRowContext(ctx, db.d.Placeholders(`SELECT id, tenant, jwks, scope, created, disabled, redirect_uris, secret_hash, launch_uri FROM clients WHERE id = ?`), id).
+		Scan(&c.ID, &c.Tenant, &c.JWKS, &c.Scope, &created, &disabled, &redirects, &c.SecretHash, &c.LaunchURI)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

@@ -187,8 +187,8 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 	// A code and a refresh token carry an EHR launch's context; a
 	// launch context is used once, and not when expired; a client
 	// keeps its secret's hash.
-	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1"}}}}))
-	if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" {
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewCode{Code: &store.Code{ID: "c2", ClientID: "app-1", Tenant: "b", Expires: exp, Patient: "p1", Encounter: "e1", EHRLaunch: true}}}}))
+	if got, err := st.CodeByID(ctx, "c2"); err != nil || got.Patient != "p1" || got.Encounter != "e1" || !got.EHRLaunch {
 		t.Fatalf("code with a launch context: %+v %v", got, err)
 	}
 	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewRefresh{Refresh: &store.Refresh{ID: "r-launch", Family: "f2", UserID: "u1", Tenant: "b", Scope: "launch", Expires: exp, Patient: "p1", Encounter: "e1", ClientID: "app-1"}}}}))
@@ -218,7 +218,43 @@ func testTenantsClientsAndCodes(t *testing.T, open Opener) {
 	if got, err := st.ClientByID(ctx, "conf-1"); err != nil || got.SecretHash != "$argon2id$x" {
 		t.Fatalf("confidential client: %+v %v", got, err)
 	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewClient{Client: &store.Client{ID: "ehr-1", Tenant: "b", Scope: "launch", Created: t0, RedirectURIs: []string{"https://app.example/cb"}, LaunchURI: "https://app.example/launch"}}}}))
+	if got, err := st.ClientByID(ctx, "ehr-1"); err != nil || got.LaunchURI != "https://app.example/launch" {
+		t.Fatalf("client with a launch URI: %+v %v", got, err)
+	}
+	testGrants(t, st, t0)
 	VerifyLedger(t, st)
+}
+
+// testGrants: a consent remembered per user and app, replaced by a new
+// one, listed per tenant and user, and revoked once.
+func testGrants(t *testing.T, st store.Store, t0 time.Time) {
+	ctx := context.Background()
+	if _, err := st.GrantOf(ctx, "u1", "app-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no grant yet: %v", err)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.PutGrant{Grant: &store.Grant{Tenant: "b", UserID: "u1", ClientID: "app-1", Scope: "patient/*.rs", Created: t0}}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.PutGrant{Grant: &store.Grant{Tenant: "b", UserID: "u1", ClientID: "app-1", Scope: "patient/*.rs openid", Created: t0}}}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.PutGrant{Grant: &store.Grant{Tenant: "b", UserID: "u2", ClientID: "app-1", Scope: "openid", Created: t0}}}}))
+	if g, err := st.GrantOf(ctx, "u1", "app-1"); err != nil || g.Scope != "patient/*.rs openid" || g.Tenant != "b" || !g.Created.Equal(t0) {
+		t.Fatalf("grant: %+v %v", g, err)
+	}
+	if all, err := st.Grants(ctx, "b", ""); err != nil || len(all) != 2 {
+		t.Fatalf("tenant grants: %+v %v", all, err)
+	}
+	if mine, err := st.Grants(ctx, "b", "u2"); err != nil || len(mine) != 1 || mine[0].UserID != "u2" {
+		t.Fatalf("user grants: %+v %v", mine, err)
+	}
+	if other, err := st.Grants(ctx, "a", ""); err != nil || len(other) != 0 {
+		t.Fatalf("another tenant's grants: %+v %v", other, err)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeGrant{UserID: "u1", ClientID: "app-1"}}}))
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RevokeGrant{UserID: "u1", ClientID: "app-1"}}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second revocation: %v", err)
+	}
+	if _, err := st.GrantOf(ctx, "u1", "app-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked grant: %v", err)
+	}
 }
 
 func testRevokedTokens(t *testing.T, open Opener) {
