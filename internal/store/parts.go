@@ -88,7 +88,17 @@ func (UseLaunch) part()     {}
 // NewKey stores a wrapped or sealed key; a taken id is ErrConflict.
 type NewKey struct{ Key *Key }
 
-func (NewKey) part() {}
+// RewrapKey replaces a key's wrapped form (a KEK rotation) if it still is
+// Old: a key re-wrapped meanwhile by someone else is left as it is, which
+// is no conflict (the rotation looks at it again).
+type RewrapKey struct {
+	ID       string
+	Old, New []byte
+	KEK      string
+}
+
+func (NewKey) part()    {}
+func (RewrapKey) part() {}
 
 // Events.
 

@@ -71,6 +71,8 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return nil
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
+	case store.RewrapKey:
+		return nil
 	}
 	return fmt.Errorf("unknown unit part %T", p)
 }
@@ -140,8 +142,18 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.exec(ctx, tx, "delete webhook", `DELETE FROM webhooks WHERE id = ?`, p.(store.RemoveWebhook).ID)
 		case store.NewKey:
 			k := p.(store.NewKey).Key
-			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,
-				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro())
+			scope, version := k.Scope, k.Version
+			if scope == "" {
+				scope = "tenant"
+			}
+			if version == 0 {
+				version = 1
+			}
+			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created, kek, scope, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro(), k.KEK, scope, version)
+		case store.RewrapKey:
+			k := p.(store.RewrapKey)
+			err = db.exec(ctx, tx, "rewrap key", `UPDATE keys SET wrapped = ?, kek = ? WHERE id = ? AND wrapped = ?`, k.New, k.KEK, k.ID, k.Old)
 		default:
 			err = db.applyIdentity(ctx, tx, p)
 		}
