@@ -51,8 +51,9 @@ const (
 
 // Wrapper wraps data keys with a token's AES key.
 type Wrapper struct {
-	ctx   *crypto11.Context
-	label string
+	ctx       *crypto11.Context
+	label     string
+	closeOnce sync.Once
 
 	mu       sync.Mutex
 	versions map[int]cipher.AEAD // found so far
@@ -97,8 +98,13 @@ func New(cfg Config) (*Wrapper, error) {
 	return w, nil
 }
 
-// Close logs out of the token.
-func (w *Wrapper) Close() error { return w.ctx.Close() }
+// Close logs out of the token; a second Close does nothing (crypto11
+// panics on one).
+func (w *Wrapper) Close() error {
+	var err error
+	w.closeOnce.Do(func() { err = w.ctx.Close() })
+	return err
+}
 
 func (w *Wrapper) keyLabel(v int) string { return w.label + "." + strconv.Itoa(v) }
 

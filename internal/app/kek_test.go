@@ -1,0 +1,143 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/app"
+	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/keys/pkcs11/pkcs11test"
+	"github.com/wardhealth/ward/internal/keys/transittest"
+)
+
+const kekPatient = `{"resourceType":"Patient","name":[{"family":"Kekfamily","given":["Wrapped"]}],"birthDate":"1961-02-03"}`
+
+// kekProviders configure Ward for each KEK home outside Ward.
+func kekProviders(t *testing.T) map[string]func(*config.Config) {
+	return map[string]func(*config.Config){
+		"pkcs11": func() func(*config.Config) {
+			return func(c *config.Config) {
+				p := pkcs11test.Config(t)
+				c.KEK.Provider, c.KEK.PKCS11Module, c.KEK.PKCS11Token, c.KEK.PKCS11PIN, c.KEK.PKCS11KeyLabel = "pkcs11", p.Module, p.TokenLabel, p.Pin, p.KeyLabel
+			}
+		}(),
+		"transit": func(c *config.Config) {
+			srv := transittest.Start()
+			t.Cleanup(srv.Close)
+			c.KEK.Provider, c.KEK.TransitAddr, c.KEK.TransitToken = "transit", srv.URL, srv.Token
+		},
+	}
+}
+
+// TestServerRoundTripWithExternalKEK: create, read, restart, read, with
+// the KEK in a PKCS#11 token (SoftHSM) and in a transit engine; the
+// wrapped keys name the external KEK version, never the file's.
+func TestServerRoundTripWithExternalKEK(t *testing.T) {
+	for name, mutate := range kekProviders(t) {
+		t.Run(name, func(t *testing.T) {
+			var cfg config.Config
+			w := apptest.Start(t, apptest.SQLite, mutate, func(c *config.Config) { cfg = *c })
+			id := w.Create(t, authz.RoleAdmin, kekPatient)
+			token := w.Tokens[authz.RoleAdmin]
+			if r := w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Kekfamily") {
+				t.Fatalf("read: %d %s", r.Status, r.Body)
+			}
+			ks, err := w.App.Store.Keys(context.Background(), keys.DataKeyPurpose)
+			if err != nil || len(ks) == 0 {
+				t.Fatalf("keys: %v", err)
+			}
+			for _, k := range ks {
+				if !strings.HasPrefix(k.KEK, name+":") {
+					t.Fatalf("key %s wrapped by %q", k.ID, k.KEK)
+				}
+			}
+			// Restart: the first process is gone, a new one unwraps the
+			// keys through the same KEK and serves the same record.
+			w.Server.Close()
+			w.App.Close()
+			a2 := restartApp(t, cfg)
+			srv := httptest.NewServer(a2.Handler)
+			defer srv.Close()
+			w.Server, w.URL = srv, srv.URL+"/fhir"
+			if r := w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Kekfamily") {
+				t.Fatalf("read after restart: %d %s", r.Status, r.Body)
+			}
+		})
+	}
+}
+
+func restartApp(t *testing.T, cfg config.Config) *app.App {
+	t.Helper()
+	a, err := app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	a.StartWorkers()
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// TestExternalKEKFailsClosed: Ward does not start without its KEK (the
+// transit server down, a wrong PIN); a running node whose transit server
+// stops keeps serving for WARD_KEK_CACHE_TTL, then answers 503 and
+// discloses nothing, and serves again when the server is back.
+func TestExternalKEKFailsClosed(t *testing.T) {
+	srv := transittest.Start()
+	defer srv.Close()
+	kek := func(c *config.Config) {
+		c.KEK.Provider, c.KEK.TransitAddr, c.KEK.TransitToken = "transit", srv.URL, srv.Token
+		c.KEK.CacheTTL, c.KEK.ProbeInterval = 2*time.Second, 100*time.Millisecond
+	}
+	w := apptest.Start(t, apptest.SQLite, kek)
+	id := w.Create(t, authz.RoleAdmin, kekPatient)
+	token := w.Tokens[authz.RoleAdmin]
+	srv.Stop()
+	stopped := time.Now()
+	if r := w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 {
+		t.Fatalf("read within the cache lifetime: %d %s", r.Status, r.Body)
+	}
+	var r *apptest.Response
+	for time.Since(stopped) < 10*time.Second {
+		if r = w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.Status != 503 || strings.Contains(string(r.Body), "Kekfamily") || time.Since(stopped) < 1500*time.Millisecond {
+		t.Fatalf("after %s without the KEK: %d %s", time.Since(stopped), r.Status, r.Body)
+	}
+	if c := w.Do(t, "POST", "/fhir/Patient", token, []byte(kekPatient)); c.Status != 503 {
+		t.Fatalf("create without the KEK: %d %s", c.Status, c.Body)
+	}
+	// A node cannot start meanwhile.
+	if _, err := app.Open(context.Background(), w.Config, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard); !errors.Is(err, keys.ErrKEKUnavailable) {
+		t.Fatalf("start with the transit server down: %v", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r = w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 && time.Now().Before(deadline); r = w.Do(t, "GET", "/fhir/Patient/"+id, token, nil) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.Status != 200 {
+		t.Fatalf("after the KEK came back: %d %s", r.Status, r.Body)
+	}
+	// A wrong PIN: no start.
+	cfg := w.Config
+	p := pkcs11test.Config(t)
+	cfg.DataDir = t.TempDir()
+	cfg.KEK.Provider, cfg.KEK.PKCS11Module, cfg.KEK.PKCS11Token, cfg.KEK.PKCS11PIN = "pkcs11", p.Module, p.TokenLabel, "wrong-pin"
+	if _, err := app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard); !errors.Is(err, keys.ErrKEKUnavailable) {
+		t.Fatalf("start with a wrong PIN: %v", err)
+	}
+}
