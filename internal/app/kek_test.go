@@ -3,9 +3,11 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/keys/pkcs11/pkcs11test"
 	"github.com/wardhealth/ward/internal/keys/transittest"
+	"github.com/wardhealth/ward/internal/seal"
 )
 
 const kekPatient = `{"resourceType":"Patient","name":[{"family":"Kekfamily","given":["Wrapped"]}],"birthDate":"1961-02-03"}`
@@ -139,5 +142,96 @@ func TestExternalKEKFailsClosed(t *testing.T) {
 	cfg.KEK.Provider, cfg.KEK.PKCS11Module, cfg.KEK.PKCS11Token, cfg.KEK.PKCS11PIN = "pkcs11", p.Module, p.TokenLabel, "wrong-pin"
 	if _, err := app.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard); !errors.Is(err, keys.ErrKEKUnavailable) {
 		t.Fatalf("start with a wrong PIN: %v", err)
+	}
+}
+
+// TestRotateKEKOnline: rotate-kek while the server creates and reads
+// fails no request; afterwards every key is under the new version, the
+// old one is retired in the engine, and a restarted node serves every
+// record. The same with a key file moved to a new file.
+func TestRotateKEKOnline(t *testing.T) {
+	srv := transittest.Start()
+	defer srv.Close()
+	keyFile := filepath.Join(t.TempDir(), "old.key")
+	if _, err := seal.GenerateKEKFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		mutate func(*config.Config)
+		opts   app.RotateKEKOptions
+		after  func(*config.Config)
+	}{
+		"transit": {mutate: func(c *config.Config) {
+			c.KEK.Provider, c.KEK.TransitAddr, c.KEK.TransitToken = "transit", srv.URL, srv.Token
+		}, opts: app.RotateKEKOptions{Retire: true, Batch: 1}},
+		"file": {mutate: func(c *config.Config) { c.KeyFile = keyFile },
+			opts:  app.RotateKEKOptions{NewKeyFile: filepath.Join(t.TempDir(), "new.key"), Batch: 1},
+			after: func(c *config.Config) { c.KeyFile = "" }},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var cfg config.Config
+			w := apptest.Start(t, apptest.SQLite, tc.mutate, func(c *config.Config) { cfg = *c })
+			token := w.Tokens[authz.RoleAdmin]
+			var ids []string
+			for range 3 {
+				ids = append(ids, w.Create(t, authz.RoleAdmin, kekPatient))
+			}
+			// Load while rotating: every request must succeed.
+			stop := make(chan struct{})
+			failures := make(chan string, 100)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if r := w.Do(t, "GET", "/fhir/Patient/"+ids[i%len(ids)], token, nil); r.Status != 200 {
+						failures <- fmt.Sprintf("read %d", r.Status)
+					}
+					if r := w.Do(t, "POST", "/fhir/Patient", token, []byte(kekPatient)); r.Status != 201 {
+						failures <- fmt.Sprintf("create %d", r.Status)
+					}
+				}
+			}()
+			time.Sleep(100 * time.Millisecond)
+			rep, err := app.RotateKEK(context.Background(), cfg, tc.opts)
+			close(stop)
+			<-done
+			close(failures)
+			for f := range failures {
+				t.Errorf("failed during rotation: %s", f)
+			}
+			if err != nil || rep.Rewrapped == 0 {
+				t.Fatalf("rotate: %+v %v", rep, err)
+			}
+			if name == "transit" && (!rep.Retired || srv.LatestVersion("ward") != 2) {
+				t.Fatalf("retired %v, transit key at version %d", rep.Retired, srv.LatestVersion("ward"))
+			}
+			ks, _ := w.App.Store.Keys(context.Background(), keys.DataKeyPurpose)
+			for _, k := range ks {
+				if k.KEK != rep.To {
+					t.Fatalf("key %s under %q after rotation to %q", k.ID, k.KEK, rep.To)
+				}
+			}
+			w.Server.Close()
+			w.App.Close()
+			if tc.after != nil {
+				tc.after(&cfg)
+				cfg.KeyFile = tc.opts.NewKeyFile
+			}
+			a2 := restartApp(t, cfg)
+			s2 := httptest.NewServer(a2.Handler)
+			defer s2.Close()
+			w.Server, w.URL = s2, s2.URL+"/fhir"
+			for _, id := range ids {
+				if r := w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 {
+					t.Fatalf("read after rotation and restart: %d %s", r.Status, r.Body)
+				}
+			}
+		})
 	}
 }

@@ -94,7 +94,7 @@ func RotateKEK(ctx context.Context, st interface {
 	// Two passes at most: the second finds only the keys that nodes
 	// created under the old version while the first ran.
 	for pass := 0; pass < 2; pass++ {
-		n, err := rewrapPass(ctx, st, w, to, o, rep, from)
+		n, err := rewrapPass(ctx, st, w, to, o, rep, from, pass == 0)
 		if err != nil {
 			return rep, err
 		}
@@ -138,7 +138,7 @@ func keyRecord(actor, action, version, detail string) *audit.Record {
 func rewrapPass(ctx context.Context, st interface {
 	KeyPager
 	store.Committer
-}, w KeyWrapper, to string, o RotateOptions, rep *RotateReport, from map[string]bool) (int, error) {
+}, w KeyWrapper, to string, o RotateOptions, rep *RotateReport, from map[string]bool, count bool) (int, error) {
 	n, after := 0, ""
 	for {
 		page, err := st.KeysAfter(ctx, DataKeyPurpose, after, o.Batch)
@@ -152,7 +152,9 @@ func rewrapPass(ctx context.Context, st interface {
 		var old []store.Key
 		for _, k := range page {
 			if k.KEK == to {
-				rep.Kept++
+				if count {
+					rep.Kept++
+				}
 				continue
 			}
 			old = append(old, k)

@@ -103,5 +103,8 @@ func (f *FileWrapper) Unwrap(_ context.Context, keyID string, wrapped []byte) ([
 	return nil, err
 }
 
+// KEKs returns every KEK the wrapper unwraps with, current first.
+func (f *FileWrapper) KEKs() []*seal.KEK { return append([]*seal.KEK{f.kek}, f.prev...) }
+
 // CurrentKEK implements Current.
 func (f *FileWrapper) CurrentKEK(context.Context) (string, error) { return f.kek.ID(), nil }
