@@ -134,48 +134,80 @@ func keyRecord(actor, action, version, detail string) *audit.Record {
 }
 
 // rewrapPass re-wraps, page by page, every key not under to; it returns
-// how many it re-wrapped.
+// how many it re-wrapped. Reading and re-wrapping the next page overlaps
+// with committing the last one.
 func rewrapPass(ctx context.Context, st interface {
 	KeyPager
 	store.Committer
 }, w KeyWrapper, to string, o RotateOptions, rep *RotateReport, from map[string]bool, count bool) (int, error) {
-	n, after := 0, ""
-	for {
-		page, err := st.KeysAfter(ctx, DataKeyPurpose, after, o.Batch)
-		if err != nil {
-			return n, err
-		}
-		if len(page) == 0 {
-			return n, nil
-		}
-		after = page[len(page)-1].ID
-		var old []store.Key
-		for _, k := range page {
-			if k.KEK == to {
-				if count {
-					rep.Kept++
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type batch struct {
+		parts []store.Part
+		from  []string // the KEK versions of the keys re-wrapped
+		kept  int      // keys already under to
+		err   error
+	}
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		after := ""
+		for {
+			page, err := st.KeysAfter(ctx, DataKeyPurpose, after, o.Batch)
+			if err != nil || len(page) == 0 {
+				if err != nil {
+					batches <- batch{err: err}
 				}
-				continue
+				return
 			}
-			old = append(old, k)
-			from[k.KEK] = true
+			after = page[len(page)-1].ID
+			var old []store.Key
+			var b batch
+			for _, k := range page {
+				if k.KEK == to {
+					b.kept++
+				} else {
+					old = append(old, k)
+					b.from = append(b.from, k.KEK)
+				}
+			}
+			if len(old) > 0 {
+				b.parts, b.err = rewrapKeys(ctx, w, old)
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if b.err != nil {
+				return
+			}
 		}
-		if len(old) == 0 {
+	}()
+	n := 0
+	for b := range batches {
+		if b.err != nil {
+			return n, b.err
+		}
+		if count {
+			rep.Kept += b.kept
+		}
+		for _, v := range b.from {
+			from[v] = true
+		}
+		if len(b.parts) == 0 {
 			continue
 		}
-		parts, err := rewrapKeys(ctx, w, old)
-		if err != nil {
-			return n, err
-		}
-		if err := st.Commit(ctx, &store.Unit{Parts: parts}); err != nil {
+		if err := st.Commit(ctx, &store.Unit{Parts: b.parts}); err != nil {
 			return n, fmt.Errorf("store re-wrapped keys: %w", err)
 		}
-		n += len(parts)
-		rep.Rewrapped += len(parts)
+		n += len(b.parts)
+		rep.Rewrapped += len(b.parts)
 		if o.Progress != nil {
 			o.Progress(rep.Rewrapped)
 		}
 	}
+	return n, nil
 }
 
 // rewrapKeys re-wraps ks: in one request when the wrapper batches, in the

@@ -121,6 +121,14 @@ func (db *DB) unusedFresh(ctx context.Context, tx *sql.Tx, what, query, id strin
 // applyParts writes the parts of one unit whose preconditions held, in
 // order.
 func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) error {
+	// A KEK rotation re-wraps thousands of keys a unit: their statement
+	// is prepared once (parsing it dominated each exec).
+	var rewrap *sql.Stmt
+	defer func() {
+		if rewrap != nil {
+			rewrap.Close()
+		}
+	}()
 	for _, p := range parts {
 		var err error
 		switch p.(type) {
@@ -153,7 +161,14 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro(), k.KEK, scope, version)
 		case store.RewrapKey:
 			k := p.(store.RewrapKey)
-			err = db.exec(ctx, tx, "rewrap key", `UPDATE keys SET wrapped = ?, kek = ? WHERE id = ? AND wrapped = ?`, k.New, k.KEK, k.ID, k.Old)
+			if rewrap == nil {
+				if rewrap, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE keys SET wrapped = ?, kek = ? WHERE id = ? AND wrapped = ?`)); err != nil {
+					return fmt.Errorf("rewrap key: %w", err)
+				}
+			}
+			if _, err = rewrap.ExecContext(ctx, k.New, k.KEK, k.ID, k.Old); err != nil {
+				err = fmt.Errorf("rewrap key: %w", err)
+			}
 		default:
 			err = db.applyIdentity(ctx, tx, p)
 		}
