@@ -97,8 +97,24 @@ type RewrapKey struct {
 	KEK      string
 }
 
-func (NewKey) part()    {}
-func (RewrapKey) part() {}
+// DestroyKey deletes a wrapped key (crypto-shredding what it sealed);
+// an unknown id is no conflict.
+type DestroyKey struct{ ID string }
+
+// ResealVersion replaces the sealed body of a stored resource version
+// (and of the current row when it is that version) if it still is Old:
+// a data-key rotation's re-seal. A body changed meanwhile is left as it
+// is, which is no conflict.
+type ResealVersion struct {
+	Tenant, Type, ID string
+	Version          int64
+	Old, New         []byte
+}
+
+func (NewKey) part()        {}
+func (RewrapKey) part()     {}
+func (DestroyKey) part()    {}
+func (ResealVersion) part() {}
 
 // Events.
 

@@ -12,7 +12,7 @@
 //   - tokens: NewRefresh, UseRefresh, RevokeFamily, RevokeToken, UseJTI;
 //   - tenants, clients, codes and launches: NewTenant, NewClient,
 //     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch;
-//   - keys: NewKey, RewrapKey.
+//   - keys: NewKey, RewrapKey, DestroyKey, ResealVersion.
 //
 // A unit with nothing but audit records is records-only
 // (Unit.RecordsOnly), which a store may commit faster.

@@ -71,7 +71,7 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return nil
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
-	case store.RewrapKey:
+	case store.RewrapKey, store.DestroyKey, store.ResealVersion:
 		return nil
 	}
 	return fmt.Errorf("unknown unit part %T", p)
@@ -169,6 +169,10 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			if _, err = rewrap.ExecContext(ctx, k.New, k.KEK, k.ID, k.Old); err != nil {
 				err = fmt.Errorf("rewrap key: %w", err)
 			}
+		case store.DestroyKey:
+			err = db.exec(ctx, tx, "destroy key", `DELETE FROM keys WHERE id = ?`, p.(store.DestroyKey).ID)
+		case store.ResealVersion:
+			err = db.reseal(ctx, tx, p.(store.ResealVersion))
 		default:
 			err = db.applyIdentity(ctx, tx, p)
 		}
@@ -293,4 +297,14 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter)
 	}
 	return fmt.Errorf("unknown unit part %T", p)
+}
+
+// reseal replaces a version's body, and the current row's copy of it.
+func (db *DB) reseal(ctx context.Context, tx *sql.Tx, r store.ResealVersion) error {
+	if err := db.exec(ctx, tx, "reseal version", `UPDATE resource_versions SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`,
+		r.New, r.Tenant, r.Type, r.ID, r.Version, r.Old); err != nil {
+		return err
+	}
+	return db.exec(ctx, tx, "reseal current", `UPDATE resources SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`,
+		r.New, r.Tenant, r.Type, r.ID, r.Version, r.Old)
 }

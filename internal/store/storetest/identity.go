@@ -133,6 +133,30 @@ func testKeyVersions(t *testing.T, st store.Store, t0 time.Time) {
 	if err != nil || len(page) != 2 || page[0].Wrapped[0] != 4 || page[0].KEK != "kek-a" || page[1].Wrapped[0] != 8 || page[1].KEK != "kek-b" {
 		t.Fatalf("after re-wrap: %+v %v", page, err)
 	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.DestroyKey{ID: "k3"}, store.DestroyKey{ID: "unknown"}}}))
+	if page, err = st.KeysAfter(ctx, "dek", "k2", 10); err != nil || len(page) != 0 {
+		t.Fatalf("after destroy: %+v %v", page, err)
+	}
+	// Re-sealing a version replaces its body, and the current row's copy
+	// when it is the current version, unless the body changed meanwhile.
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("rs", "Patient", "p1", 1, "old-1")}}))
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("rs", "Patient", "p1", 2, "old-2")}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{
+		store.ResealVersion{Tenant: "rs", Type: "Patient", ID: "p1", Version: 1, Old: []byte("old-1"), New: []byte("new-1")},
+		store.ResealVersion{Tenant: "rs", Type: "Patient", ID: "p1", Version: 2, Old: []byte("stale"), New: []byte("lost")},
+	}}))
+	v1, _ := st.Version(ctx, "rs", "Patient", "p1", 1)
+	cur, _ := st.Current(ctx, "rs", "Patient", "p1")
+	if string(v1.Body) != "new-1" || string(cur.Body) != "old-2" {
+		t.Fatalf("after re-seal: version 1 %q, current %q", v1.Body, cur.Body)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{
+		store.ResealVersion{Tenant: "rs", Type: "Patient", ID: "p1", Version: 2, Old: []byte("old-2"), New: []byte("new-2")}}}))
+	cur, _ = st.Current(ctx, "rs", "Patient", "p1")
+	hits, _ := st.Search(ctx, store.SearchQuery{Tenant: "rs", Types: []string{"Patient"}, Limit: 10})
+	if string(cur.Body) != "new-2" || len(hits) != 1 || string(hits[0].Body) != "new-2" {
+		t.Fatalf("current after re-seal: %q, %+v", cur.Body, hits)
+	}
 }
 
 func testClientsAndAssertionReplay(t *testing.T, open Opener) {
