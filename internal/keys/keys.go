@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,10 @@ type Manager struct {
 	ttl    atomic.Int64
 
 	mu      sync.Mutex
-	current map[string]string        // tenant -> key id used for new seals
-	blind   map[string]*seal.Blinder // tenant -> blind index hasher
+	current  map[string]string        // tenant -> key id used for new seals
+	version  map[string]int64         // tenant -> version of current
+	blind    map[string]*seal.Blinder // tenant -> blind index hasher
+	blindKey map[string][]byte        // tenant -> the blind index key
 }
 
 // New loads and unwraps every data key with a local KEK (FileWrapper). A
@@ -74,7 +77,7 @@ func NewWithWrapper(ctx context.Context, st Store, w KeyWrapper, now func() time
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, blind: map[string]*seal.Blinder{}}
+	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, version: map[string]int64{}, blind: map[string]*seal.Blinder{}, blindKey: map[string][]byte{}}
 	if p, ok := w.(Prober); ok {
 		if err := p.Probe(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrKEKUnavailable, err)
@@ -101,6 +104,15 @@ func (m *Manager) load(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, k := range ks {
+		if k.Scope == BlindScope {
+			if err := m.loadBlind(ctx, k); err != nil {
+				return err
+			}
+			continue
+		}
+		if k.Scope != "" && k.Scope != TenantScope {
+			continue // a later scope (per patient) this version does not use
+		}
 		if !m.ring.Has(k.ID) {
 			dek, err := m.w.Unwrap(ctx, k.ID, k.Wrapped)
 			if err != nil {
@@ -113,12 +125,39 @@ func (m *Manager) load(ctx context.Context) error {
 				return err
 			}
 		}
-		m.current[k.Tenant] = k.ID // keys come oldest first: the newest wins
+		if k.Version >= m.version[k.Tenant] {
+			m.current[k.Tenant], m.version[k.Tenant] = k.ID, k.Version // the newest version seals
+		}
 	}
 	return nil
 }
 
-func keyIDFor(tenant string) string { return "t/" + tenant + "/1" }
+// loadBlind sets the tenant's blind index key from its own wrapped row
+// (kept once the first data key may be destroyed, see RotateData).
+func (m *Manager) loadBlind(ctx context.Context, k store.Key) error {
+	if _, ok := m.blind[k.Tenant]; ok {
+		return nil
+	}
+	ik, err := m.w.Unwrap(ctx, k.ID, k.Wrapped)
+	if err != nil {
+		return fmt.Errorf("%w: unwrap blind index key %s: %v", ErrKEKUnavailable, k.ID, err)
+	}
+	b, err := seal.NewBlinder(ik)
+	if err != nil {
+		return err
+	}
+	m.blind[k.Tenant], m.blindKey[k.Tenant] = b, ik
+	return nil
+}
+
+func keyIDFor(tenant string) string { return versionID(tenant, 1) }
+
+// versionID names version v of tenant's data key.
+func versionID(tenant string, v int64) string { return "t/" + tenant + "/" + strconv.FormatInt(v, 10) }
+
+// BlindScope is the scope of a tenant's blind index key once it is kept
+// in its own row.
+const BlindScope = "blind-index"
 
 // answered notes that the KEK answered now.
 func (m *Manager) answered() { m.lastOK.Store(m.now().UnixNano()) }
@@ -158,16 +197,15 @@ func (m *Manager) Watch(ctx context.Context, every, ttl time.Duration) {
 }
 
 func (m *Manager) probe(ctx context.Context, timeout time.Duration) {
-	p, ok := m.w.(Prober)
-	if !ok {
-		m.answered()
-		return
-	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if p.Probe(pctx) == nil {
-		m.answered()
+	if p, ok := m.w.(Prober); ok && p.Probe(pctx) != nil {
+		return
 	}
+	m.answered()
+	// Learn the data-key versions other nodes started (rotate-data), so
+	// that new writes here are sealed under the newest too.
+	m.load(pctx)
 }
 
 // DataKey returns the id of the key that seals new data of tenant, creating
@@ -212,7 +250,7 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 				return "", err
 			}
 		}
-		m.current[tenant] = id
+		m.current[tenant], m.version[tenant] = id, 1
 		m.mu.Unlock()
 		return id, nil
 	}
@@ -245,7 +283,7 @@ func (m *Manager) setBlinder(tenant, keyID string, dek []byte) error {
 	if err != nil {
 		return err
 	}
-	m.blind[tenant] = b
+	m.blind[tenant], m.blindKey[tenant] = b, ik
 	return nil
 }
 

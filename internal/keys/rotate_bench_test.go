@@ -1,3 +1,5 @@
+//go:build unix
+
 package keys_test
 
 import (
@@ -7,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +48,7 @@ func BenchmarkRotateKEK(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// Each round moves every key to the other KEK.
 		to, from := keks[(i+1)%2], keks[i%2]
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuTime()
 		rep, err := keys.RotateKEK(ctx, st, keys.NewFileWrapper(to, from), keys.RotateOptions{Batch: 5000})
 		if err != nil {
 			b.Fatal(err)
@@ -56,6 +59,10 @@ func BenchmarkRotateKEK(b *testing.B) {
 		el := time.Since(start)
 		b.ReportMetric(float64(n)/el.Seconds(), "keys/s")
 		b.ReportMetric(el.Seconds(), "s/rotation")
+		// On a shared machine the wall time says little: the CPU time
+		// the process spent is what an idle machine would need at most
+		// (the re-wrap and the commit overlap).
+		b.ReportMetric((cpuTime() - cpu0).Seconds(), "cpu-s/rotation")
 	}
 }
 
@@ -80,4 +87,45 @@ func buildKeys(b *testing.B, st store.Store, kek *seal.KEK, n int) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRotateData re-seals every version of a tenant under a new
+// data-key version (issue #29: at least 5,000 resources a second), no
+// throttle. WARD_BENCH_VERSIONS overrides the count (default 20,000:
+// 10,000 resources with two versions each).
+//
+//	go test ./internal/keys -run '^$' -bench RotateData -benchtime 1x
+func BenchmarkRotateData(b *testing.B) {
+	n := 20_000
+	if s := os.Getenv("WARD_BENCH_VERSIONS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "w.db"), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	m := resealManager(b, st)
+	writeVersions(b, st, m, "a", n/2)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start, cpu0 := time.Now(), cpuTime()
+		rep, err := keys.RotateData(ctx, st, m, "a", keys.ResealOptions{Batch: 1000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.Resealed != int64(n) {
+			b.Fatalf("re-sealed %d of %d", rep.Resealed, n)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "versions/s")
+		b.ReportMetric(float64(n)/(cpuTime()-cpu0).Seconds(), "versions/cpu-s")
+	}
+}
+
+// cpuTime is the user and system time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

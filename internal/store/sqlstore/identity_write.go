@@ -123,10 +123,12 @@ func (db *DB) unusedFresh(ctx context.Context, tx *sql.Tx, what, query, id strin
 func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) error {
 	// A KEK rotation re-wraps thousands of keys a unit: their statement
 	// is prepared once (parsing it dominated each exec).
-	var rewrap *sql.Stmt
+	var rewrap, resealV, resealR *sql.Stmt
 	defer func() {
-		if rewrap != nil {
-			rewrap.Close()
+		for _, st := range []*sql.Stmt{rewrap, resealV, resealR} {
+			if st != nil {
+				st.Close()
+			}
 		}
 	}()
 	for _, p := range parts {
@@ -172,7 +174,12 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 		case store.DestroyKey:
 			err = db.exec(ctx, tx, "destroy key", `DELETE FROM keys WHERE id = ?`, p.(store.DestroyKey).ID)
 		case store.ResealVersion:
-			err = db.reseal(ctx, tx, p.(store.ResealVersion))
+			if resealV == nil {
+				if resealV, resealR, err = db.prepareReseal(ctx, tx); err != nil {
+					return err
+				}
+			}
+			err = reseal(ctx, resealV, resealR, p.(store.ResealVersion))
 		default:
 			err = db.applyIdentity(ctx, tx, p)
 		}
@@ -299,12 +306,26 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 	return fmt.Errorf("unknown unit part %T", p)
 }
 
-// reseal replaces a version's body, and the current row's copy of it.
-func (db *DB) reseal(ctx context.Context, tx *sql.Tx, r store.ResealVersion) error {
-	if err := db.exec(ctx, tx, "reseal version", `UPDATE resource_versions SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`,
-		r.New, r.Tenant, r.Type, r.ID, r.Version, r.Old); err != nil {
-		return err
+// prepareReseal prepares the two statements of a re-seal, once a unit:
+// a data-key rotation re-seals hundreds of versions per unit.
+func (db *DB) prepareReseal(ctx context.Context, tx *sql.Tx) (v, r *sql.Stmt, err error) {
+	if v, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resource_versions SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`)); err != nil {
+		return nil, nil, fmt.Errorf("reseal version: %w", err)
 	}
-	return db.exec(ctx, tx, "reseal current", `UPDATE resources SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`,
-		r.New, r.Tenant, r.Type, r.ID, r.Version, r.Old)
+	if r, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resources SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`)); err != nil {
+		v.Close()
+		return nil, nil, fmt.Errorf("reseal current: %w", err)
+	}
+	return v, r, nil
+}
+
+// reseal replaces a version's body, and the current row's copy of it.
+func reseal(ctx context.Context, v, r *sql.Stmt, p store.ResealVersion) error {
+	if _, err := v.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
+		return fmt.Errorf("reseal version: %w", err)
+	}
+	if _, err := r.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
+		return fmt.Errorf("reseal current: %w", err)
+	}
+	return nil
 }
