@@ -57,7 +57,7 @@ type Manager struct {
 	lastOK atomic.Int64
 	ttl    atomic.Int64
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	current  map[string]string        // tenant -> key id used for new seals
 	version  map[string]int64         // tenant -> version of current
 	blind    map[string]*seal.Blinder // tenant -> blind index hasher
