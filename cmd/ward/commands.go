@@ -645,11 +645,16 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "rotate-kek" {
 		return runKeysRotateKEK(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "rotate-data" {
+		return runKeysRotateData(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
 		return subUsage(args, `usage: ward keys generate [--out FILE]   a new key-encryption key (WARD_KEY or WARD_KEY_FILE)
        ward keys rotate [--data-dir D]       a new token signing key
        ward keys rotate-kek [--new-key-file F] [--retire]
-                                             re-wrap every data key under a new KEK version`, stderr)
+                                             re-wrap every data key under a new KEK version
+       ward keys rotate-data --tenant T [--rate N] [--keep-old]
+                                             a new data key for T, re-seal T's records under it`, stderr)
 	}
 	cfg, _, err := flags("keys rotate", args[1:], stderr, append(dbSettings, "key-file"), nil)
 	if err != nil {
@@ -741,6 +746,38 @@ func runKeysRotateKEK(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "now set WARD_KEY_FILE=%s on every node and restart them; then destroy the old key file\n", o.NewKeyFile)
 	default:
 		fmt.Fprintln(stdout, "no key is left under an older KEK version: run again with --retire to retire them")
+	}
+	return nil
+}
+
+// runKeysRotateData starts a new data-key version for a tenant and runs
+// (or resumes) the re-seal job, printing progress to stderr.
+func runKeysRotateData(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o app.RotateDataOptions
+	cfg, _, err := flags("keys rotate-data", args, stderr, append(append([]string{"kek-probe-interval"}, dbSettings...), kekSettings...), func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Tenant, "tenant", "", "the tenant whose data key to rotate")
+		fs.Float64Var(&o.Rate, "rate", 2000, "most versions re-sealed per second (0: no limit)")
+		fs.IntVar(&o.Batch, "batch", 500, "versions re-sealed per transaction")
+		fs.BoolVar(&o.KeepOld, "keep-old", false, "keep the old data-key versions instead of destroying them at the end")
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	o.Progress = func(n int64) {
+		fmt.Fprintf(stderr, "re-sealed %d versions (%s)\n", n, time.Since(start).Round(time.Millisecond))
+	}
+	rep, err := app.RotateData(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	resumed := ""
+	if rep.Resumed {
+		resumed = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "tenant %s: new writes are sealed under %s; %d versions re-sealed%s\n", o.Tenant, rep.To, rep.Resealed, resumed)
+	if rep.Destroyed {
+		fmt.Fprintf(stdout, "destroyed %v\n", rep.From)
 	}
 	return nil
 }

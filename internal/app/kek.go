@@ -100,3 +100,39 @@ func RotateKEK(ctx context.Context, cfg config.Config, o RotateKEKOptions) (*key
 	}
 	return keys.RotateKEK(ctx, st, w, ro)
 }
+
+// RotateDataOptions are the choices of `ward keys rotate-data`.
+type RotateDataOptions struct {
+	Tenant  string
+	Rate    float64
+	Batch   int
+	KeepOld bool
+	// Progress is told the versions re-sealed so far.
+	Progress func(int64)
+}
+
+// RotateData starts a new data-key version for a tenant's new writes and
+// re-seals the tenant's stored versions under it (keys.RotateData),
+// resuming a job that was stopped. Running nodes learn the new version
+// within two KEK probe intervals, which the job waits before re-sealing.
+func RotateData(ctx context.Context, cfg config.Config, o RotateDataOptions) (*keys.ResealReport, error) {
+	if o.Tenant == "" {
+		return nil, errors.New("name the tenant whose data key to rotate (--tenant)")
+	}
+	st, err := OpenExistingStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	w, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	defer closeKEK()
+	km, err := keys.NewWithWrapper(ctx, st, w, nil)
+	if err != nil {
+		return nil, err
+	}
+	return keys.RotateData(ctx, st, km, o.Tenant, keys.ResealOptions{Batch: o.Batch, Rate: o.Rate, KeepOld: o.KeepOld,
+		Settle: 2 * cfg.KEK.ProbeInterval, Progress: o.Progress, Actor: "ward-cli"})
+}
