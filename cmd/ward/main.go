@@ -26,6 +26,8 @@ func commands() []command {
 		{"clients", "clients: clients add|list|disable|enable (backend services or public apps)", runClients},
 		{"tenants", "tenants: tenants add --name T, tenants list", runTenants},
 		{"keys", "key tools: keys generate (a new WARD_KEY), keys rotate (a new token signing key), keys rotate-kek (re-wrap data keys under a new KEK), keys rotate-data (a new data key, records re-sealed)", runKeys},
+		{"backup", "a consistent snapshot of the embedded database with its ledger checkpoint, never the key: backup --out DIR", runBackup},
+		{"restore", "check a backup's ledger against its checkpoint and install it: restore [--data-dir D] DIR", runRestore},
 		{"reindex", "rebuild every resource's search index rows", runReindex},
 		{"stats", "search index bytes per resource of a type: stats [--data-dir D] [--type T]", runStats},
 		{"explain", "show the database plan of a search: explain [--data-dir D] 'Type?params'", runExplain},

@@ -91,6 +91,10 @@ func backupInto(ctx context.Context, cfg config.Config, out string) (*BackupMani
 	if err := snap.SnapshotTo(ctx, filepath.Join(out, backupDB)); err != nil {
 		return nil, err
 	}
+	// Sealed, but still the records: readable by the owner only.
+	if err := os.Chmod(filepath.Join(out, backupDB), 0o600); err != nil {
+		return nil, err
+	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	if err := writeDurable(out, backupManifest, append(b, '\n'), 0o600); err != nil {
 		return nil, err

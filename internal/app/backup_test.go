@@ -68,7 +68,13 @@ func TestBackupRestore(t *testing.T) {
 	}
 	raw, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(string(key)))
 	files, _ := os.ReadDir(out)
+	if len(files) != 3 {
+		t.Fatalf("backup holds %d files", len(files))
+	}
 	for _, f := range files {
+		if fi, _ := f.Info(); fi.Mode().Perm()&0o077 != 0 {
+			t.Fatalf("%s has mode %v", f.Name(), fi.Mode())
+		}
 		b, _ := os.ReadFile(filepath.Join(out, f.Name()))
 		if bytes.Contains(b, bytes.TrimSpace(key)) || bytes.Contains(b, raw) {
 			t.Fatalf("%s holds the key-encryption key", f.Name())
