@@ -27,6 +27,10 @@ func runBackup(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	if m.Postgres {
+		fmt.Fprintf(stdout, "checkpoint of the first %d ledger records written to %s; now dump the database next to it: pg_dump -Fc -f %s/ward.dump \"$WARD_DATABASE_URL\" (docs/backup.md)\n", m.CheckpointSize, out, out)
+		return nil
+	}
 	fmt.Fprintf(stdout, "backup written to %s: the database and a checkpoint of its first %d ledger records; it holds no key-encryption key, keep that apart\n", out, m.CheckpointSize)
 	return nil
 }
@@ -54,6 +58,10 @@ func runRestore(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	v, err := app.Restore(ctx, cfg, fs.Arg(0), o)
 	if err != nil {
 		return err
+	}
+	if cfg.DatabaseURL != "" {
+		fmt.Fprintf(stdout, "the restored PostgreSQL database's ledger of %d records verifies against the backup's checkpoint\n", v.Count)
+		return nil
 	}
 	fmt.Fprintf(stdout, "restored into %s: ledger of %d records verified against the backup's checkpoint\n", cfg.DataDir, v.Count)
 	return nil

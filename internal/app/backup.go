@@ -40,6 +40,8 @@ type BackupManifest struct {
 	CheckpointSize int64 `json:"checkpoint_size"`
 	// KEK names where the key-encryption key lives (never the key).
 	KEK string `json:"kek_provider"`
+	// Postgres says the database itself is in a pg_dump taken after.
+	Postgres bool `json:"postgres,omitempty"`
 }
 
 // Backup writes a backup of the existing embedded database to the new
@@ -47,10 +49,11 @@ type BackupManifest struct {
 // ledger as it is now, then snapshots the database, which therefore holds
 // at least the checkpoint's records. PostgreSQL is backed up with pg_dump
 // (docs/backup.md).
+//
+// With PostgreSQL the directory gets the checkpoint and the manifest only:
+// run pg_dump after it (docs/backup.md), so the dump extends the
+// checkpoint.
 func Backup(ctx context.Context, cfg config.Config, out string) (*BackupManifest, error) {
-	if cfg.DatabaseURL != "" {
-		return nil, errors.New("ward backup takes the embedded database; back PostgreSQL up with pg_dump (docs/backup.md)")
-	}
 	if err := os.Mkdir(out, 0o700); err != nil {
 		return nil, fmt.Errorf("backup directory: %w", err)
 	}
@@ -82,6 +85,10 @@ func backupInto(ctx context.Context, cfg config.Config, out string) (*BackupMani
 			return nil, err
 		}
 	}
+	if cfg.DatabaseURL != "" {
+		m.Postgres = true
+		return m, writeManifest(out, m)
+	}
 	snap, ok := a.Store.(interface {
 		SnapshotTo(ctx context.Context, path string) error
 	})
@@ -95,11 +102,12 @@ func backupInto(ctx context.Context, cfg config.Config, out string) (*BackupMani
 	if err := os.Chmod(filepath.Join(out, backupDB), 0o600); err != nil {
 		return nil, err
 	}
+	return m, writeManifest(out, m)
+}
+
+func writeManifest(out string, m *BackupManifest) error {
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeDurable(out, backupManifest, append(b, '\n'), 0o600); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return writeDurable(out, backupManifest, append(b, '\n'), 0o600)
 }
 
 // RestoreHook runs on a restored database before it is accepted. The
@@ -123,9 +131,18 @@ type RestoreOptions struct {
 // verify, from its first record to its head, and against the backup's
 // signed checkpoint; anything else refuses the backup and leaves the data
 // directory as it was.
+//
+// With PostgreSQL the database was restored by pg_restore: Restore checks
+// that database's ledger against the backup's checkpoint and runs the
+// restore hooks on it.
 func Restore(ctx context.Context, cfg config.Config, from string, o RestoreOptions) (LedgerVerification, error) {
 	if cfg.DatabaseURL != "" {
-		return LedgerVerification{}, errors.New("ward restore installs an embedded database; restore PostgreSQL with pg_restore (docs/backup.md)")
+		st, err := OpenExistingStore(ctx, cfg)
+		if err != nil {
+			return LedgerVerification{}, err
+		}
+		defer st.Close()
+		return verifyBackup(ctx, cfg, from, st, o)
 	}
 	dst := filepath.Join(cfg.DataDir, DatabaseFileName)
 	if _, err := os.Stat(dst); err == nil {
@@ -162,15 +179,21 @@ func Restore(ctx context.Context, cfg config.Config, from string, o RestoreOptio
 }
 
 func verifyRestored(ctx context.Context, cfg config.Config, from, path string, o RestoreOptions) (LedgerVerification, error) {
-	cp, err := os.ReadFile(filepath.Join(from, backupCheckpoint))
-	if err != nil {
-		return LedgerVerification{}, fmt.Errorf("the backup's checkpoint: %w", err)
-	}
 	st, err := sqlite.Open(ctx, path, sqlstore.Options{})
 	if err != nil {
 		return LedgerVerification{}, fmt.Errorf("the backup's database: %w", err)
 	}
 	defer st.Close()
+	return verifyBackup(ctx, cfg, from, st, o)
+}
+
+// verifyBackup checks st's ledger against the backup's checkpoint, then
+// runs the restore hooks.
+func verifyBackup(ctx context.Context, cfg config.Config, from string, st store.Store, o RestoreOptions) (LedgerVerification, error) {
+	cp, err := os.ReadFile(filepath.Join(from, backupCheckpoint))
+	if err != nil {
+		return LedgerVerification{}, fmt.Errorf("the backup's checkpoint: %w", err)
+	}
 	keysText := o.Keys
 	if keysText == "" {
 		if keysText, err = CheckpointKeys(ctx, cfg, st); err != nil {

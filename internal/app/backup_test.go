@@ -5,7 +5,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
 )
 
 // TestBackupRestore: a backup taken while the server writes restores into
@@ -127,4 +130,79 @@ func TestBackupRestore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tampered.DataDir, app.DatabaseFileName)); err == nil {
 		t.Fatal("a refused restore left a database")
 	}
+}
+
+// TestBackupRestorePostgres: the checkpoint first, then pg_dump while the
+// server writes, pg_restore into a new database, and the restored ledger
+// verified against the checkpoint; a restore missing records the
+// checkpoint signs is refused.
+func TestBackupRestorePostgres(t *testing.T) {
+	if _, err := exec.LookPath("pg_dump"); err != nil {
+		t.Skip("pg_dump not installed")
+	}
+	ctx := context.Background()
+	var cfg config.Config
+	w := apptest.Start(t, apptest.Postgres, func(c *config.Config) { cfg = *c })
+	for range 3 {
+		w.Create(t, authz.RoleAdmin, kekPatient)
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	m, err := app.Backup(ctx, cfg, out)
+	if err != nil || !m.Postgres || m.CheckpointSize == 0 {
+		t.Fatalf("backup: %+v %v", m, err)
+	}
+	w.Create(t, authz.RoleAdmin, kekPatient) // after the checkpoint
+	src, schema := pgSplit(t, cfg.DatabaseURL)
+	dump := filepath.Join(out, "ward.dump")
+	if b, err := exec.Command("pg_dump", "-Fc", "-n", schema, "-f", dump, src).CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v %s", err, b)
+	}
+	restoreInto := func(name string) config.Config {
+		admin := pgtest.DB(t, src, 1)
+		if _, err := admin.Exec(`CREATE DATABASE ` + name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) })
+		u, _ := url.Parse(src)
+		u.Path = "/" + name
+		if b, err := exec.Command("pg_restore", "-d", u.String(), dump).CombinedOutput(); err != nil {
+			t.Fatalf("pg_restore: %v %s", err, b)
+		}
+		c := cfg
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		c.DatabaseURL = u.String()
+		return c
+	}
+	restored := restoreInto("ward_keys_restored")
+	v, err := app.Restore(ctx, restored, out, app.RestoreOptions{})
+	if err != nil || v.Count <= m.CheckpointSize {
+		t.Fatalf("restore: %+v %v", v, err)
+	}
+	// Records the checkpoint signs, missing: refused.
+	bad := restoreInto("ward_keys_cut")
+	db := pgtest.DB(t, bad.DatabaseURL, 1)
+	if _, err := db.Exec(`DELETE FROM audit_log WHERE seq > $1`, m.CheckpointSize-2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE audit_head SET seq = (SELECT max(seq) FROM audit_log), hash = (SELECT hash FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log))`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Restore(ctx, bad, out, app.RestoreOptions{}); err == nil {
+		t.Fatal("a restored database missing checkpointed records was accepted")
+	}
+}
+
+// pgSplit returns a test URL without its search_path, and the schema.
+func pgSplit(t *testing.T, s string) (string, string) {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	schema := q.Get("search_path")
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	return u.String(), schema
 }
