@@ -132,7 +132,8 @@ func ciphertextVersion(c string) (int, error) {
 	rest, ok := strings.CutPrefix(c, "vault:v")
 	n, _, ok2 := strings.Cut(rest, ":")
 	v, err := strconv.Atoi(n)
-	if !ok || !ok2 || err != nil {
+	// Digits only, as Vault writes them: no sign, no leading zero.
+	if !ok || !ok2 || err != nil || v < 1 || strconv.Itoa(v) != n {
 		return 0, errors.New("transit: wrapped key is not a transit ciphertext")
 	}
 	return v, nil
