@@ -119,6 +119,7 @@ var dbSettings = []string{"data-dir", "database-url"}
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
 		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "registration-care-period", "export-ttl",
+			"kek-provider", "pkcs11-module", "pkcs11-token", "pkcs11-key-label", "transit-addr", "transit-mount", "transit-key", "kek-cache-ttl", "kek-probe-interval",
 			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix", "events-nats-url", "events-nats-prefix", "events-max-attempts", "events-dispatch",
 			"tls-cert", "tls-key", "tls-self-signed", "cors-origins", "allow-insecure-key-file", "max-header-bytes",
 			"alert-rules", "alert-interval", "siem-syslog-addr", "siem-syslog-tls-ca", "siem-syslog-tls", "siem-http-url", "siem-http-ca", "siem-interval", "siem-batch"}, nil)
@@ -642,9 +643,19 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "generate" {
 		return runKeysGenerate(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "rotate-kek" {
+		return runKeysRotateKEK(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "rotate-data" {
+		return runKeysRotateData(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
 		return subUsage(args, `usage: ward keys generate [--out FILE]   a new key-encryption key (WARD_KEY or WARD_KEY_FILE)
-       ward keys rotate [--data-dir D]       a new token signing key`, stderr)
+       ward keys rotate [--data-dir D]       a new token signing key
+       ward keys rotate-kek [--new-key-file F] [--retire]
+                                             re-wrap every data key under a new KEK version
+       ward keys rotate-data --tenant T [--rate N] [--keep-old]
+                                             a new data key for T, re-seal T's records under it`, stderr)
 	}
 	cfg, _, err := flags("keys rotate", args[1:], stderr, append(dbSettings, "key-file"), nil)
 	if err != nil {
@@ -703,6 +714,73 @@ func parseClearances(s string) ([]string, error) {
 		return nil, cliError(err)
 	}
 	return out, nil
+}
+
+// kekSettings are the flags naming the key-encryption key.
+var kekSettings = []string{"key-file", "kek-provider", "pkcs11-module", "pkcs11-token", "pkcs11-key-label", "transit-addr", "transit-mount", "transit-key"}
+
+// runKeysRotateKEK re-wraps every data key under a new KEK version
+// (app.RotateKEK), printing progress to stderr.
+func runKeysRotateKEK(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o app.RotateKEKOptions
+	cfg, _, err := flags("keys rotate-kek", args, stderr, append(append([]string{}, dbSettings...), kekSettings...), func(fs *flag.FlagSet) {
+		fs.StringVar(&o.NewKeyFile, "new-key-file", "", "with a key file KEK: the new key file (created, mode 0600, if missing)")
+		fs.BoolVar(&o.Retire, "retire", false, "with pkcs11 or transit: retire the old KEK versions once no key is left under them")
+		fs.IntVar(&o.Batch, "batch", 2000, "keys re-wrapped per transaction")
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	o.Progress = func(n int) {
+		fmt.Fprintf(stderr, "re-wrapped %d keys (%s)\n", n, time.Since(start).Round(time.Millisecond))
+	}
+	rep, err := app.RotateKEK(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "every data key is under %s: %d re-wrapped, %d already were (from %v)\n", rep.To, rep.Rewrapped, rep.Kept, rep.From)
+	switch {
+	case rep.Retired:
+		fmt.Fprintln(stdout, "older KEK versions retired")
+	case o.NewKeyFile != "":
+		fmt.Fprintf(stdout, "now set WARD_KEY_FILE=%s on every node and restart them; then destroy the old key file\n", o.NewKeyFile)
+	default:
+		fmt.Fprintln(stdout, "no key is left under an older KEK version: run again with --retire to retire them")
+	}
+	return nil
+}
+
+// runKeysRotateData starts a new data-key version for a tenant and runs
+// (or resumes) the re-seal job, printing progress to stderr.
+func runKeysRotateData(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o app.RotateDataOptions
+	cfg, _, err := flags("keys rotate-data", args, stderr, append(append([]string{"kek-probe-interval"}, dbSettings...), kekSettings...), func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Tenant, "tenant", "", "the tenant whose data key to rotate")
+		fs.Float64Var(&o.Rate, "rate", 2000, "most versions re-sealed per second (0: no limit)")
+		fs.IntVar(&o.Batch, "batch", 500, "versions re-sealed per transaction")
+		fs.BoolVar(&o.KeepOld, "keep-old", false, "keep the old data-key versions instead of destroying them at the end")
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	o.Progress = func(n int64) {
+		fmt.Fprintf(stderr, "re-sealed %d versions (%s)\n", n, time.Since(start).Round(time.Millisecond))
+	}
+	rep, err := app.RotateData(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	resumed := ""
+	if rep.Resumed {
+		resumed = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "tenant %s: new writes are sealed under %s; %d versions re-sealed%s\n", o.Tenant, rep.To, rep.Resealed, resumed)
+	if rep.Destroyed {
+		fmt.Fprintf(stdout, "destroyed %v\n", rep.From)
+	}
+	return nil
 }
 
 // runKeysGenerate prints (or writes, 0600) a new random key-encryption

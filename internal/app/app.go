@@ -149,6 +149,12 @@ type App struct {
 	fhirBase string
 	subsWS   *subsWS
 	log      *slog.Logger
+	// kekCfg says how often the KEK is probed and how long unwrapped keys
+	// outlive its silence; stopKEK ends the probe, closeKEK releases the
+	// KEK (a PKCS#11 session).
+	kekCfg   config.KEK
+	stopKEK  context.CancelFunc
+	closeKEK func()
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -175,13 +181,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, warn io.Writ
 	for _, f := range opts {
 		f(&o)
 	}
-	kek, err := LoadKEK(cfg, warn)
+	kw, closeKEK, err := OpenKeyWrapper(ctx, cfg, warn)
 	if err != nil {
 		return nil, err
 	}
 	var bus *invalidation.Bus
 	if cfg.NATSURL != "" {
 		if bus, err = invalidation.Connect(invalidation.Options{URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Log: log}); err != nil {
+			closeKEK()
 			return nil, fmt.Errorf("WARD_NATS_URL: %w", err)
 		}
 	}
@@ -190,21 +197,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, warn io.Writ
 		if bus != nil {
 			bus.Close()
 		}
+		closeKEK()
 		return nil, err
 	}
-	a, err := build(ctx, cfg, log, kek, st, bus, o)
+	a, err := build(ctx, cfg, log, kw, st, bus, o)
 	if err != nil {
 		if bus != nil {
 			bus.Close()
 		}
 		st.Close()
+		closeKEK()
 		return nil, err
 	}
+	a.closeKEK = closeKEK
 	return a, nil
 }
 
-func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.KEK, st store.Store, bus *invalidation.Bus, o options) (*App, error) {
-	km, err := keys.New(ctx, st, kek, nil)
+func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.KeyWrapper, st store.Store, bus *invalidation.Bus, o options) (*App, error) {
+	km, err := keys.NewWithWrapper(ctx, st, kw, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +308,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, SMARTStyleURL: cfg.SMARTStyleURL, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
-	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log}
+	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, kekCfg: cfg.KEK, log: log}
 	if cfg.BaseURL != "" {
 		a.fhirBase = cfg.BaseURL + "/fhir"
 	}
@@ -403,6 +413,9 @@ func (a *App) StartWorkers() {
 		a.subsWS.m.Store(ev.subs)
 	}
 	a.Proof.Start()
+	kctx, stop := context.WithCancel(context.Background())
+	a.stopKEK = stop
+	go a.Keys.Watch(kctx, a.kekCfg.ProbeInterval, a.kekCfg.CacheTTL)
 }
 
 // Close stops the workers and releases the store.
@@ -417,7 +430,15 @@ func (a *App) Close() error {
 	if a.Bus != nil {
 		a.Bus.Close() // flushes what this node published
 	}
-	return a.Store.Close()
+	if a.stopKEK != nil {
+		a.stopKEK()
+	}
+	err := a.Store.Close()
+	if a.closeKEK != nil {
+		a.closeKEK()
+		a.closeKEK = nil
+	}
+	return err
 }
 
 // NewLogger returns the JSON logger at the configured level.

@@ -531,11 +531,12 @@ func (p *LedgerProof) archiveDir() string { return p.cfg.ArchiveDir }
 // database, unwrapped with the key-encryption key (for verify when no key
 // file is given).
 func CheckpointKeys(ctx context.Context, cfg config.Config, st store.Store) (string, error) {
-	kek, err := LoadKEK(cfg, io.Discard)
+	kw, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
 	if err != nil {
 		return "", err
 	}
-	km, err := keys.New(ctx, st, kek, nil)
+	defer closeKEK()
+	km, err := keys.NewWithWrapper(ctx, st, kw, nil)
 	if err != nil {
 		return "", err
 	}

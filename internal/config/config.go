@@ -91,6 +91,8 @@ type Config struct {
 	NATSPrefix string
 	// Events configure the outbox dispatcher (events.go).
 	Events Events
+	// KEK says where the key-encryption key lives (kek.go).
+	KEK KEK
 
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
@@ -179,6 +181,7 @@ func Default() Config {
 		APIBurst:       400,
 		NATSPrefix:     "ward",
 		Events:         eventDefaults(),
+		KEK:            kekDefaults(),
 
 		Limits: Limits{
 			ArrayItems:     10000,

@@ -1,14 +1,26 @@
-// Package keys manages the data keys (DEKs) that seal PHI: one per tenant,
-// generated on first use, stored only wrapped by the key-encryption key, and
+// Package keys manages the data keys (DEKs) that seal PHI: one per tenant
+// (per scope and version: a tenant's keys today, a patient's later),
+// generated on first use, stored only wrapped by the key-encryption key
+// (a KeyWrapper: a file, a PKCS#11 token or a transit engine), and
 // unwrapped into a seal.Keyring at start. A key another node created later
 // is loaded on first sight of its id.
+//
+// Guarantees: start fails if any stored data key cannot be unwrapped (the
+// KEK is unreachable or is not the one the keys were wrapped with); once
+// Watch runs, a node whose KEK has not answered for longer than the
+// configured cache lifetime refuses to seal or open anything
+// (ErrKEKUnavailable) until it answers again. Key creation and rotation
+// are ledger records.
 package keys
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -29,30 +41,57 @@ type Store interface {
 	Commit(ctx context.Context, u *store.Unit) error
 }
 
+// TenantScope is the scope of a tenant's own data keys; per-patient keys
+// will have their own scope.
+const TenantScope = "tenant"
+
 // Manager owns the keyring.
 type Manager struct {
 	st   Store
-	kek  *seal.KEK
+	w    KeyWrapper
 	ring *seal.Keyring
 	now  func() time.Time
 
-	mu      sync.Mutex
-	current map[string]string        // tenant -> key id used for new seals
-	blind   map[string]*seal.Blinder // tenant -> blind index hasher
+	// lastOK is when the KEK last answered (unix nanoseconds); ttl, once
+	// Watch runs, how long after that the keyring may still be used.
+	lastOK atomic.Int64
+	ttl    atomic.Int64
+
+	mu       sync.Mutex
+	current  map[string]string        // tenant -> key id used for new seals
+	version  map[string]int64         // tenant -> version of current
+	blind    map[string]*seal.Blinder // tenant -> blind index hasher
+	blindKey map[string][]byte        // tenant -> the blind index key
 }
 
-// New loads and unwraps every data key. A KEK that does not match the one
-// the keys were wrapped with is an error here, at start, not at first read.
+// New loads and unwraps every data key with a local KEK (FileWrapper). A
+// KEK that does not match the one the keys were wrapped with is an error
+// here, at start, not at first read.
 func New(ctx context.Context, st Store, kek *seal.KEK, now func() time.Time) (*Manager, error) {
+	return NewWithWrapper(ctx, st, NewFileWrapper(kek), now)
+}
+
+// NewWithWrapper is New for any KeyWrapper. An unreachable KEK (Probe
+// fails, or an unwrap does) fails the start with ErrKEKUnavailable.
+func NewWithWrapper(ctx context.Context, st Store, w KeyWrapper, now func() time.Time) (*Manager, error) {
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, kek: kek, ring: seal.NewKeyring(), now: now, current: map[string]string{}, blind: map[string]*seal.Blinder{}}
+	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, version: map[string]int64{}, blind: map[string]*seal.Blinder{}, blindKey: map[string][]byte{}}
+	if p, ok := w.(Prober); ok {
+		if err := p.Probe(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrKEKUnavailable, err)
+		}
+	}
 	if err := m.load(ctx); err != nil {
 		return nil, err
 	}
+	m.answered()
 	return m, nil
 }
+
+// Wrapper returns the manager's KEK wrapper.
+func (m *Manager) Wrapper() KeyWrapper { return m.w }
 
 // ledger is the audit recorder the manager writes key creations through.
 func (m *Manager) ledger() *store.Recorder { return store.NewRecorder(m.st) }
@@ -65,10 +104,19 @@ func (m *Manager) load(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, k := range ks {
+		if k.Scope == BlindScope {
+			if err := m.loadBlind(ctx, k); err != nil {
+				return err
+			}
+			continue
+		}
+		if k.Scope != "" && k.Scope != TenantScope {
+			continue // a later scope (per patient) this version does not use
+		}
 		if !m.ring.Has(k.ID) {
-			dek, err := m.kek.UnwrapDEK(k.ID, k.Wrapped)
+			dek, err := m.w.Unwrap(ctx, k.ID, k.Wrapped)
 			if err != nil {
-				return fmt.Errorf("unwrap data key %s (is this the key-encryption key the database was created with? this one is %s): %w", k.ID, m.kek.ID(), err)
+				return fmt.Errorf("%w: unwrap data key %s (wrapped by %q; is this the key-encryption key the database was created with?): %v", ErrKEKUnavailable, k.ID, k.KEK, err)
 			}
 			if err := m.ring.Add(k.ID, dek); err != nil {
 				return err
@@ -77,12 +125,88 @@ func (m *Manager) load(ctx context.Context) error {
 				return err
 			}
 		}
-		m.current[k.Tenant] = k.ID // keys come oldest first: the newest wins
+		if k.Version >= m.version[k.Tenant] {
+			m.current[k.Tenant], m.version[k.Tenant] = k.ID, k.Version // the newest version seals
+		}
 	}
 	return nil
 }
 
-func keyIDFor(tenant string) string { return "t/" + tenant + "/1" }
+// loadBlind sets the tenant's blind index key from its own wrapped row
+// (kept once the first data key may be destroyed, see RotateData).
+func (m *Manager) loadBlind(ctx context.Context, k store.Key) error {
+	if _, ok := m.blind[k.Tenant]; ok {
+		return nil
+	}
+	ik, err := m.w.Unwrap(ctx, k.ID, k.Wrapped)
+	if err != nil {
+		return fmt.Errorf("%w: unwrap blind index key %s: %v", ErrKEKUnavailable, k.ID, err)
+	}
+	b, err := seal.NewBlinder(ik)
+	if err != nil {
+		return err
+	}
+	m.blind[k.Tenant], m.blindKey[k.Tenant] = b, ik
+	return nil
+}
+
+func keyIDFor(tenant string) string { return versionID(tenant, 1) }
+
+// versionID names version v of tenant's data key.
+func versionID(tenant string, v int64) string { return "t/" + tenant + "/" + strconv.FormatInt(v, 10) }
+
+// BlindScope is the scope of a tenant's blind index key once it is kept
+// in its own row.
+const BlindScope = "blind-index"
+
+// answered notes that the KEK answered now.
+func (m *Manager) answered() { m.lastOK.Store(m.now().UnixNano()) }
+
+// usable fails closed once the KEK has been silent for longer than the
+// cache lifetime (only while Watch runs: one-shot commands never expire).
+func (m *Manager) usable() error {
+	ttl := m.ttl.Load()
+	if ttl <= 0 {
+		return nil
+	}
+	if silent := m.now().UnixNano() - m.lastOK.Load(); silent > ttl {
+		return fmt.Errorf("%w: no answer for %s (cache lifetime %s)", ErrKEKUnavailable, time.Duration(silent).Round(time.Second), time.Duration(ttl))
+	}
+	return nil
+}
+
+// Watch probes the KEK every interval until ctx ends, and from now on
+// refuses to seal or open once it has not answered for longer than ttl
+// (ttl <= 0: never). A wrapper without Probe always answers.
+func (m *Manager) Watch(ctx context.Context, every, ttl time.Duration) {
+	m.answered()
+	m.ttl.Store(int64(ttl))
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.probe(ctx, every)
+		}
+	}
+}
+
+func (m *Manager) probe(ctx context.Context, timeout time.Duration) {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if p, ok := m.w.(Prober); ok && p.Probe(pctx) != nil {
+		return
+	}
+	m.answered()
+	// Learn the data-key versions other nodes started (rotate-data), so
+	// that new writes here are sealed under the newest too.
+	m.load(pctx)
+}
 
 // DataKey returns the id of the key that seals new data of tenant, creating
 // the tenant's key on first use.
@@ -93,13 +217,21 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 	if ok {
 		return id, nil
 	}
+	if err := m.usable(); err != nil {
+		return "", err
+	}
 	id = keyIDFor(tenant)
-	dek, wrapped, err := m.kek.NewDEK(id)
-	if err != nil {
+	dek := make([]byte, seal.KeySize)
+	if _, err := rand.Read(dek); err != nil {
 		return "", fmt.Errorf("new data key: %w", err)
 	}
+	wrapped, kek, err := m.w.Wrap(ctx, id, dek)
+	if err != nil {
+		return "", fmt.Errorf("%w: wrap new data key: %v", ErrKEKUnavailable, err)
+	}
 	now := m.now().UTC()
-	err = m.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Wrapped: wrapped, Created: now}}}}, &audit.Record{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
+	key := &store.Key{ID: id, Purpose: DataKeyPurpose, Tenant: tenant, Scope: TenantScope, Version: 1, KEK: kek, Wrapped: wrapped, Created: now}
+	err = m.ledger().Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: key}}}, &audit.Record{Time: now, Tenant: tenant, Actor: "system", Role: "system", Action: "data-key-create",
 		Entities: []string{"data-key/" + id}})
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -118,7 +250,7 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 				return "", err
 			}
 		}
-		m.current[tenant] = id
+		m.current[tenant], m.version[tenant] = id, 1
 		m.mu.Unlock()
 		return id, nil
 	}
@@ -151,13 +283,16 @@ func (m *Manager) setBlinder(tenant, keyID string, dek []byte) error {
 	if err != nil {
 		return err
 	}
-	m.blind[tenant] = b
+	m.blind[tenant], m.blindKey[tenant] = b, ik
 	return nil
 }
 
 // Blinder returns the tenant's blind index hasher (creating the tenant's
 // data key on first use).
 func (m *Manager) Blinder(ctx context.Context, tenant string) (*seal.Blinder, error) {
+	if err := m.usable(); err != nil {
+		return nil, err
+	}
 	if _, err := m.DataKey(ctx, tenant); err != nil {
 		return nil, err
 	}
@@ -172,12 +307,18 @@ func (m *Manager) Blinder(ctx context.Context, tenant string) (*seal.Blinder, er
 
 // Seal seals plaintext under keyID.
 func (m *Manager) Seal(keyID string, plaintext, aad []byte) ([]byte, error) {
+	if err := m.usable(); err != nil {
+		return nil, err
+	}
 	return m.ring.Seal(keyID, plaintext, aad)
 }
 
 // Open opens an envelope, loading its key from the store if another node
 // created it after this one started.
 func (m *Manager) Open(envelope, aad []byte) ([]byte, error) {
+	if err := m.usable(); err != nil {
+		return nil, err
+	}
 	pt, err := m.ring.Open(envelope, aad)
 	if errors.Is(err, seal.ErrUnknownKey) {
 		if lerr := m.load(context.Background()); lerr != nil {

@@ -100,7 +100,33 @@ func (RevokeGrant) part()   {}
 // NewKey stores a wrapped or sealed key; a taken id is ErrConflict.
 type NewKey struct{ Key *Key }
 
-func (NewKey) part() {}
+// RewrapKey replaces a key's wrapped form (a KEK rotation) if it still is
+// Old: a key re-wrapped meanwhile by someone else is left as it is, which
+// is no conflict (the rotation looks at it again).
+type RewrapKey struct {
+	ID       string
+	Old, New []byte
+	KEK      string
+}
+
+// DestroyKey deletes a wrapped key (crypto-shredding what it sealed);
+// an unknown id is no conflict.
+type DestroyKey struct{ ID string }
+
+// ResealVersion replaces the sealed body of a stored resource version
+// (and of the current row when it is that version) if it still is Old:
+// a data-key rotation's re-seal. A body changed meanwhile is left as it
+// is, which is no conflict.
+type ResealVersion struct {
+	Tenant, Type, ID string
+	Version          int64
+	Old, New         []byte
+}
+
+func (NewKey) part()        {}
+func (RewrapKey) part()     {}
+func (DestroyKey) part()    {}
+func (ResealVersion) part() {}
 
 // Events.
 

@@ -12,7 +12,7 @@
 //   - tokens: NewRefresh, UseRefresh, RevokeFamily, RevokeToken, UseJTI;
 //   - tenants, clients, codes and launches: NewTenant, NewClient,
 //     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch, PutGrant, RevokeGrant;
-//   - keys: NewKey.
+//   - keys: NewKey, RewrapKey, DestroyKey, ResealVersion.
 //
 // A unit with nothing but audit records is records-only
 // (Unit.RecordsOnly), which a store may commit faster.
@@ -197,6 +197,13 @@ type Key struct {
 	Tenant  string
 	Wrapped []byte
 	Created time.Time
+	// Scope and Version name a data key within its tenant ("tenant" and 1
+	// unless set; a patient's scope later). KEK names the key-encryption
+	// key version that wrapped it ("" : the key file of before versions
+	// were recorded).
+	Scope   string
+	Version int64
+	KEK     string
 }
 
 // Client is a SMART Backend Services client: it authenticates with a JWT
@@ -417,9 +424,11 @@ type Identity interface {
 	IdentityReader
 }
 
-// KeyReader lists wrapped keys by purpose.
+// KeyReader lists wrapped keys by purpose: all of them, oldest first, or
+// a page in id order after the id given (rotate-kek walks a million).
 type KeyReader interface {
 	Keys(ctx context.Context, purpose string) ([]Key, error)
+	KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]Key, error)
 }
 
 // Ledger reads the audit ledger. Records are appended only through Commit,

@@ -73,6 +73,8 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return nil
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
+	case store.RewrapKey, store.DestroyKey, store.ResealVersion:
+		return nil
 	}
 	return fmt.Errorf("unknown unit part %T", p)
 }
@@ -121,6 +123,16 @@ func (db *DB) unusedFresh(ctx context.Context, tx *sql.Tx, what, query, id strin
 // applyParts writes the parts of one unit whose preconditions held, in
 // order.
 func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) error {
+	// A KEK rotation re-wraps thousands of keys a unit: their statement
+	// is prepared once (parsing it dominated each exec).
+	var rewrap, resealV, resealR *sql.Stmt
+	defer func() {
+		for _, st := range []*sql.Stmt{rewrap, resealV, resealR} {
+			if st != nil {
+				st.Close()
+			}
+		}
+	}()
 	for _, p := range parts {
 		var err error
 		switch p.(type) {
@@ -146,8 +158,34 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.exec(ctx, tx, "delete webhook", `DELETE FROM webhooks WHERE id = ?`, p.(store.RemoveWebhook).ID)
 		case store.NewKey:
 			k := p.(store.NewKey).Key
-			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created) VALUES (?, ?, ?, ?, ?)`,
-				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro())
+			scope, version := k.Scope, k.Version
+			if scope == "" {
+				scope = "tenant"
+			}
+			if version == 0 {
+				version = 1
+			}
+			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created, kek, scope, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro(), k.KEK, scope, version)
+		case store.RewrapKey:
+			k := p.(store.RewrapKey)
+			if rewrap == nil {
+				if rewrap, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE keys SET wrapped = ?, kek = ? WHERE id = ? AND wrapped = ?`)); err != nil {
+					return fmt.Errorf("rewrap key: %w", err)
+				}
+			}
+			if _, err = rewrap.ExecContext(ctx, k.New, k.KEK, k.ID, k.Old); err != nil {
+				err = fmt.Errorf("rewrap key: %w", err)
+			}
+		case store.DestroyKey:
+			err = db.exec(ctx, tx, "destroy key", `DELETE FROM keys WHERE id = ?`, p.(store.DestroyKey).ID)
+		case store.ResealVersion:
+			if resealV == nil {
+				if resealV, resealR, err = db.prepareReseal(ctx, tx); err != nil {
+					return err
+				}
+			}
+			err = reseal(ctx, resealV, resealR, p.(store.ResealVersion))
 		default:
 			err = db.applyIdentity(ctx, tx, p)
 		}
@@ -278,4 +316,28 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 			cd.ID, cd.ClientID, cd.RedirectURI, cd.CodeChallenge, cd.UserID, cd.Tenant, cd.Scope, cd.Expires.UnixMicro(), cd.Patient, cd.Encounter, boolInt(cd.EHRLaunch))
 	}
 	return fmt.Errorf("unknown unit part %T", p)
+}
+
+// prepareReseal prepares the two statements of a re-seal, once a unit:
+// a data-key rotation re-seals hundreds of versions per unit.
+func (db *DB) prepareReseal(ctx context.Context, tx *sql.Tx) (v, r *sql.Stmt, err error) {
+	if v, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resource_versions SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`)); err != nil {
+		return nil, nil, fmt.Errorf("reseal version: %w", err)
+	}
+	if r, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resources SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`)); err != nil {
+		v.Close()
+		return nil, nil, fmt.Errorf("reseal current: %w", err)
+	}
+	return v, r, nil
+}
+
+// reseal replaces a version's body, and the current row's copy of it.
+func reseal(ctx context.Context, v, r *sql.Stmt, p store.ResealVersion) error {
+	if _, err := v.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
+		return fmt.Errorf("reseal version: %w", err)
+	}
+	if _, err := r.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
+		return fmt.Errorf("reseal current: %w", err)
+	}
+	return nil
 }

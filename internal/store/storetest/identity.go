@@ -99,10 +99,64 @@ func testUsersAndKeys(t *testing.T, open Opener) {
 		t.Fatalf("duplicate key: %v", err)
 	}
 	ks, err := st.Keys(ctx, "dek")
-	if err != nil || len(ks) != 1 || string(ks[0].Wrapped) != "\x01\x02\x03" {
+	if err != nil || len(ks) != 1 || string(ks[0].Wrapped) != "\x01\x02\x03" || ks[0].Scope != "tenant" || ks[0].Version != 1 || ks[0].KEK != "" {
 		t.Fatalf("%+v %v", ks, err)
 	}
+	testKeyVersions(t, st, t0)
 	VerifyLedger(t, st)
+}
+
+// testKeyVersions: keys are named by (tenant, scope, version), record the
+// KEK version that wrapped them, page in id order, and re-wrap by
+// compare-and-swap.
+func testKeyVersions(t *testing.T, st store.Store, t0 time.Time) {
+	ctx := context.Background()
+	k2 := &store.Key{ID: "k2", Purpose: "dek", Tenant: "a", Scope: "tenant", Version: 2, KEK: "kek-a", Wrapped: []byte{4}, Created: t0}
+	k3 := &store.Key{ID: "k3", Purpose: "dek", Tenant: "a", Scope: "patient/p1", Version: 1, KEK: "kek-a", Wrapped: []byte{5}, Created: t0}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: k2}, store.NewKey{Key: k3}}}))
+	// The same (tenant, scope, version) under another id is refused.
+	dup := &store.Key{ID: "k4", Purpose: "dek", Tenant: "a", Scope: "tenant", Version: 2, Wrapped: []byte{6}, Created: t0}
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: dup}}}); err == nil {
+		t.Fatal("a second key with the same tenant, scope and version was stored")
+	}
+	page, err := st.KeysAfter(ctx, "dek", "k1", 1)
+	if err != nil || len(page) != 1 || page[0].ID != "k2" || page[0].KEK != "kek-a" || page[0].Version != 2 {
+		t.Fatalf("page after k1: %+v %v", page, err)
+	}
+	// A re-wrap whose old value is stale changes nothing; a current one
+	// replaces the wrapped form and the KEK version.
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{
+		store.RewrapKey{ID: "k2", Old: []byte{9}, New: []byte{7}, KEK: "kek-b"},
+		store.RewrapKey{ID: "k3", Old: []byte{5}, New: []byte{8}, KEK: "kek-b"},
+	}}))
+	page, err = st.KeysAfter(ctx, "dek", "k1", 10)
+	if err != nil || len(page) != 2 || page[0].Wrapped[0] != 4 || page[0].KEK != "kek-a" || page[1].Wrapped[0] != 8 || page[1].KEK != "kek-b" {
+		t.Fatalf("after re-wrap: %+v %v", page, err)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.DestroyKey{ID: "k3"}, store.DestroyKey{ID: "unknown"}}}))
+	if page, err = st.KeysAfter(ctx, "dek", "k2", 10); err != nil || len(page) != 0 {
+		t.Fatalf("after destroy: %+v %v", page, err)
+	}
+	// Re-sealing a version replaces its body, and the current row's copy
+	// when it is the current version, unless the body changed meanwhile.
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("rs", "Patient", "p1", 1, "old-1")}}))
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("rs", "Patient", "p1", 2, "old-2")}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{
+		store.ResealVersion{Tenant: "rs", Type: "Patient", ID: "p1", Version: 1, Old: []byte("old-1"), New: []byte("new-1")},
+		store.ResealVersion{Tenant: "rs", Type: "Patient", ID: "p1", Version: 2, Old: []byte("stale"), New: []byte("lost")},
+	}}))
+	v1, _ := st.Version(ctx, "rs", "Patient", "p1", 1)
+	cur, _ := st.Current(ctx, "rs", "Patient", "p1")
+	if string(v1.Body) != "new-1" || string(cur.Body) != "old-2" {
+		t.Fatalf("after re-seal: version 1 %q, current %q", v1.Body, cur.Body)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{
+		store.ResealVersion{Tenant: "rs", Type: "Patient", ID: "p1", Version: 2, Old: []byte("old-2"), New: []byte("new-2")}}}))
+	cur, _ = st.Current(ctx, "rs", "Patient", "p1")
+	hits, _ := st.Search(ctx, store.SearchQuery{Tenant: "rs", Types: []string{"Patient"}, Limit: 10})
+	if string(cur.Body) != "new-2" || len(hits) != 1 || string(hits[0].Body) != "new-2" {
+		t.Fatalf("current after re-seal: %q, %+v", cur.Body, hits)
+	}
 }
 
 func testClientsAndAssertionReplay(t *testing.T, open Opener) {

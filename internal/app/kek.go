@@ -1,0 +1,138 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/keys/pkcs11"
+	"github.com/wardhealth/ward/internal/keys/transit"
+	"github.com/wardhealth/ward/internal/seal"
+)
+
+// OpenKeyWrapper returns the configured home of the key-encryption key
+// (WARD_KEK_PROVIDER) and what releases it. A KEK that cannot be reached
+// (a transit server down, a wrong PIN) is an error: Ward does not start
+// without it.
+func OpenKeyWrapper(ctx context.Context, cfg config.Config, warn io.Writer) (keys.KeyWrapper, func(), error) {
+	if err := cfg.CheckKEK(); err != nil {
+		return nil, nil, err
+	}
+	switch cfg.KEK.Provider {
+	case "pkcs11":
+		w, err := pkcs11.New(pkcs11.Config{Module: cfg.KEK.PKCS11Module, TokenLabel: cfg.KEK.PKCS11Token, Pin: cfg.KEK.PKCS11PIN, KeyLabel: cfg.KEK.PKCS11KeyLabel})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", keys.ErrKEKUnavailable, err)
+		}
+		return w, func() { w.Close() }, nil
+	case "transit":
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		w, err := transit.New(tctx, transit.Config{Address: cfg.KEK.TransitAddr, Token: cfg.KEK.TransitToken, Mount: cfg.KEK.TransitMount, Key: cfg.KEK.TransitKey})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", keys.ErrKEKUnavailable, err)
+		}
+		return w, func() {}, nil
+	}
+	kek, err := LoadKEK(cfg, warn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys.NewFileWrapper(kek), func() {}, nil
+}
+
+// RotateKEKOptions are the choices of `ward keys rotate-kek`.
+type RotateKEKOptions struct {
+	// NewKeyFile is the new key file of a file KEK (created, mode 0600, if
+	// it does not exist); the configured KEK is the old one.
+	NewKeyFile string
+	// Retire retires the old versions of a PKCS#11 or transit KEK once no
+	// key is left under them.
+	Retire bool
+	// Batch is the keys re-wrapped per transaction.
+	Batch int
+	// Progress is told the keys re-wrapped so far.
+	Progress func(int)
+}
+
+// RotateKEK moves every wrapped data key of the existing database to a new
+// KEK version, online (keys.RotateKEK): a new version in the token or the
+// transit engine, or the new key file.
+func RotateKEK(ctx context.Context, cfg config.Config, o RotateKEKOptions) (*keys.RotateReport, error) {
+	st, err := OpenExistingStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	w, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	defer closeKEK()
+	ro := keys.RotateOptions{Retire: o.Retire, Batch: o.Batch, Progress: o.Progress, Actor: "ward-cli"}
+	if cfg.KEK.Provider == "file" {
+		if o.NewKeyFile == "" {
+			return nil, errors.New("a key file KEK is rotated to a new file: give --new-key-file (created if missing)")
+		}
+		if o.Retire {
+			return nil, errors.New("--retire is for pkcs11 and transit; a key file is retired by setting WARD_KEY_FILE to the new one and destroying the old")
+		}
+		old := w.(*keys.FileWrapper)
+		next, err := seal.LoadKEKFile(o.NewKeyFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			next, err = seal.GenerateKEKFile(o.NewKeyFile)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("new key file: %w", err)
+		}
+		cur, _ := old.CurrentKEK(ctx)
+		if next.ID() == cur {
+			return nil, errors.New("the new key file holds the current key-encryption key")
+		}
+		w = keys.NewFileWrapper(next, old.KEKs()...)
+	} else {
+		ro.Rotate = true
+	}
+	return keys.RotateKEK(ctx, st, w, ro)
+}
+
+// RotateDataOptions are the choices of `ward keys rotate-data`.
+type RotateDataOptions struct {
+	Tenant  string
+	Rate    float64
+	Batch   int
+	KeepOld bool
+	// Progress is told the versions re-sealed so far.
+	Progress func(int64)
+}
+
+// RotateData starts a new data-key version for a tenant's new writes and
+// re-seals the tenant's stored versions under it (keys.RotateData),
+// resuming a job that was stopped. Running nodes learn the new version
+// within two KEK probe intervals, which the job waits before re-sealing.
+func RotateData(ctx context.Context, cfg config.Config, o RotateDataOptions) (*keys.ResealReport, error) {
+	if o.Tenant == "" {
+		return nil, errors.New("name the tenant whose data key to rotate (--tenant)")
+	}
+	st, err := OpenExistingStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	w, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	defer closeKEK()
+	km, err := keys.NewWithWrapper(ctx, st, w, nil)
+	if err != nil {
+		return nil, err
+	}
+	return keys.RotateData(ctx, st, km, o.Tenant, keys.ResealOptions{Batch: o.Batch, Rate: o.Rate, KeepOld: o.KeepOld,
+		Settle: 2 * cfg.KEK.ProbeInterval, Progress: o.Progress, Actor: "ward-cli"})
+}
