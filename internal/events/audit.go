@@ -15,9 +15,13 @@ const (
 // FromAudit returns the security events an audit record stands for (none
 // for most records): a refusal by policy is access.denied, a break-glass
 // access access.emergency, a failed login auth.login-failed, a new signing
-// or data key keys.rotated. The store appends them with the record, in the
+// or data key keys.rotated, an alert security.alert (alert.go). The
+// store appends them with the record, in the
 // same transaction (store.Unit.AddAudit).
 func FromAudit(r *audit.Record) []Event {
+	if r.Action == actionAlert {
+		return forAlert(r)
+	}
 	var typ string
 	switch {
 	case r.Outcome != outcomeSuccess && strings.HasPrefix(r.Detail, "denied"):
