@@ -236,9 +236,9 @@ func TestCosignRejectsForeignLines(t *testing.T) {
 // FuzzParseRequest: any body parses or is refused as malformed, and a
 // parsed request encodes back to a body that parses to the same request.
 func FuzzParseRequest(f *testing.F) {
-	f.Add([]byte("old 0\n\nward.test/audit\n1\nAAAA\n\n— x y\n"))                                    // first checkpoint
+	f.Add([]byte("old 0\n\nward.test/audit\n1\nAAAA\n\n— x y\n"))                                      // first checkpoint
 	f.Add([]byte("old 5\n" + "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\nward.test/audit\n13\n")) // with a proof line
-	f.Add([]byte("old 05\n\nx"))                                                                        // leading zero
+	f.Add([]byte("old 05\n\nx"))                                                                       // leading zero
 	f.Add([]byte("old 1\nnot base64\n\nx"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := witness.ParseRequest(body)
