@@ -364,6 +364,7 @@ type Store interface {
 	Ledger
 	Cursors
 	LedgerTree
+	Witnessing
 	LedgerSearch
 	Identity
 	KeyReader
