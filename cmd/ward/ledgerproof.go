@@ -184,7 +184,7 @@ func runAuditVerifyProof(_ context.Context, args []string, stdout, stderr io.Wri
 }
 
 func runAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := flags("audit checkpoint", args, stderr, append(append([]string{}, dbSettings...), "key-file", "base-url", "checkpoint-origin", "checkpoint-witness-dir", "checkpoint-witness-urls"), nil)
+	cfg, _, err := flags("audit checkpoint", args, stderr, append(append([]string{}, dbSettings...), "key-file", "base-url", "checkpoint-origin", "checkpoint-witness-dir", "checkpoint-witness-urls", "checkpoint-cosigners"), nil)
 	if err != nil {
 		return err
 	}
