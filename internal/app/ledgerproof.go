@@ -215,12 +215,15 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 				if r.Seq != want {
 					return fmt.Errorf("ledger: record %d missing while extending the tree (found %d)", want, r.Seq)
 				}
-				if audit.Link(r.PrevHash, h.EntryHash(r)) != r.Hash || (anchor != nil && r.PrevHash != *anchor) || (r.Seq == 1 && r.PrevHash != audit.Genesis) {
+				// The chain's entry hash is the tree's leaf hash
+				// (ledger.LeafHash): encode and hash each record once.
+				leaf := h.EntryHash(r)
+				if audit.Link(r.PrevHash, leaf) != r.Hash || (anchor != nil && r.PrevHash != *anchor) || (r.Seq == 1 && r.PrevHash != audit.Genesis) {
 					return fmt.Errorf("ledger: record %d does not verify; the tree is not extended over it (run ward audit verify)", r.Seq)
 				}
 				hash := r.Hash
 				anchor = &hash
-				leaves = append(leaves, ledger.LeafHash(r))
+				leaves = append(leaves, leaf[:])
 				if len(leaves) == treeChunk || r.Seq == head.Seq {
 					return nil
 				}
