@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/app"
@@ -63,10 +64,11 @@ default they are unwrapped from the database with the key-encryption key.
 `
 
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cpFile, keyFile string
+	var cpFile, keyFile, witnessFile string
 	cfg, _, err := flags("audit verify", args, stderr, append(append([]string{}, dbSettings...), "key-file", "audit-archive-dir"), func(fs *flag.FlagSet) {
 		fs.StringVar(&cpFile, "checkpoint", "", "a signed checkpoint held outside the database to verify against")
 		fs.StringVar(&keyFile, "key", "", "the published checkpoint keys, one a line (default: unwrapped from the database)")
+		fs.StringVar(&witnessFile, "witness-keys", "", "witness verifier keys, one a line: the checkpoint must carry a valid cosignature by each")
 	})
 	var he *helpError
 	if errors.As(err, &he) {
@@ -89,7 +91,15 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		keys = string(b)
 	}
-	v, err := app.VerifyLedgerAt(ctx, cfg, cp, keys)
+	witnesses := ""
+	if witnessFile != "" {
+		b, err := os.ReadFile(witnessFile)
+		if err != nil {
+			return fmt.Errorf("--witness-keys: %w", err)
+		}
+		witnesses = string(b)
+	}
+	v, err := app.VerifyLedgerAt(ctx, cfg, cp, keys, witnesses)
 	if err != nil {
 		if app.LedgerBroken(err) {
 			return &exitError{code: 3, err: fmt.Errorf("LEDGER BROKEN: %w", err)}
@@ -115,6 +125,9 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "; the stored tree proves it consistent with size %d", v.TreeSize)
 	}
 	fmt.Fprintln(stdout)
+	if len(v.Cosigners) > 0 {
+		fmt.Fprintf(stdout, "  cosigned by %s\n", strings.Join(v.Cosigners, ", "))
+	}
 	return nil
 }
 
@@ -171,7 +184,7 @@ func runAuditVerifyProof(_ context.Context, args []string, stdout, stderr io.Wri
 }
 
 func runAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := flags("audit checkpoint", args, stderr, append(append([]string{}, dbSettings...), "key-file", "base-url", "checkpoint-origin", "checkpoint-witness-dir", "checkpoint-witness-urls"), nil)
+	cfg, _, err := flags("audit checkpoint", args, stderr, append(append([]string{}, dbSettings...), "key-file", "base-url", "checkpoint-origin", "checkpoint-witness-dir", "checkpoint-witness-urls", "checkpoint-cosigners"), nil)
 	if err != nil {
 		return err
 	}

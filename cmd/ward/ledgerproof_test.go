@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/witness"
 )
 
 // The ledger commands end to end on a data directory a real server wrote:
@@ -51,6 +54,27 @@ func TestAuditLedgerCommands(t *testing.T) {
 	out, stderr, code = ward(t, "", "audit", "verify", "--data-dir", dir, "--checkpoint", cpFile, "--key", keyFile)
 	if code != 0 || !strings.Contains(out, "holds it unchanged") {
 		t.Fatalf("verify against the checkpoint: exit %d: %s %s", code, out, stderr)
+	}
+
+	// --witness-keys: a checkpoint cosigned by a witness's key passes and
+	// names it; a key that did not cosign is refused.
+	wskey, wvkey, _ := witness.NewKey("w.test/witness")
+	ws, _ := witness.NewSigner(wskey)
+	cpBytes, _ := os.ReadFile(cpFile)
+	body := string(cpBytes[:strings.Index(string(cpBytes), "\n\n")+1])
+	cosig, _ := note.Sign(&note.Note{Text: body}, ws)
+	cosFile, wkFile, otherFile := filepath.Join(files, "cosigned"), filepath.Join(files, "witness.keys"), filepath.Join(files, "other.keys")
+	os.WriteFile(cosFile, append(cpBytes, cosig[len(body)+1:]...), 0o600)
+	os.WriteFile(wkFile, []byte(wvkey+"\n"), 0o600)
+	_, otherKey, _ := witness.NewKey("other.test/witness")
+	os.WriteFile(otherFile, []byte(otherKey+"\n"), 0o600)
+	out, stderr, code = ward(t, "", "audit", "verify", "--data-dir", dir, "--checkpoint", cosFile, "--key", keyFile, "--witness-keys", wkFile)
+	if code != 0 || !strings.Contains(out, "cosigned by w.test/witness") {
+		t.Fatalf("verify a cosigned checkpoint: exit %d: %s %s", code, out, stderr)
+	}
+	out, stderr, code = ward(t, "", "audit", "verify", "--data-dir", dir, "--checkpoint", cpFile, "--key", keyFile, "--witness-keys", otherFile)
+	if code == 0 || !strings.Contains(stderr, "no valid cosignature by witness other.test/witness") {
+		t.Fatalf("verify without the witness's cosignature: exit %d: %s %s", code, out, stderr)
 	}
 
 	// A served inclusion proof, checked offline.

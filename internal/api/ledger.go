@@ -40,6 +40,7 @@ func (s *Server) routeLedger(mux *http.ServeMux) {
 	mux.HandleFunc("GET /audit/checkpoint/keys", s.handleCheckpointKeys)
 	mux.Handle("GET /audit/proof/inclusion", s.admin("audit-proof", s.handleInclusion))
 	mux.Handle("GET /audit/proof/consistency", s.admin("audit-proof", s.handleConsistency))
+	s.routeWitness(mux)
 	mux.HandleFunc("/audit/{rest...}", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, problem.New(problem.ErrNotFound, "not-found", "no such audit endpoint; see /audit/checkpoint and /audit/proof/inclusion, /audit/proof/consistency"))
 	})

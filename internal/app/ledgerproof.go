@@ -52,6 +52,10 @@ type LedgerProof struct {
 	signer note.Signer
 	vkeys  []string // every published verifier key, oldest first
 
+	cosMu   sync.Mutex
+	cos     []*cosigner // the configured cosigners, parsed on first use
+	witness *nodeWitness
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -60,8 +64,10 @@ func newLedgerProof(st store.Store, km *keys.Manager, sysKey string, cfg config.
 	if now == nil {
 		now = time.Now
 	}
-	return &LedgerProof{st: st, km: km, sysKey: sysKey, origin: cfg.Origin(), cfg: cfg.Ledger, log: log, now: now,
+	p := &LedgerProof{st: st, km: km, sysKey: sysKey, origin: cfg.Origin(), cfg: cfg.Ledger, log: log, now: now,
 		client: &http.Client{Timeout: 10 * time.Second}}
+	p.witness = &nodeWitness{p: p}
+	return p
 }
 
 // Origin is the log's name in checkpoints.
@@ -209,12 +215,15 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 				if r.Seq != want {
 					return fmt.Errorf("ledger: record %d missing while extending the tree (found %d)", want, r.Seq)
 				}
-				if audit.Link(r.PrevHash, h.EntryHash(r)) != r.Hash || (anchor != nil && r.PrevHash != *anchor) || (r.Seq == 1 && r.PrevHash != audit.Genesis) {
+				// The chain's entry hash is the tree's leaf hash
+				// (ledger.LeafHash): encode and hash each record once.
+				leaf := h.EntryHash(r)
+				if audit.Link(r.PrevHash, leaf) != r.Hash || (anchor != nil && r.PrevHash != *anchor) || (r.Seq == 1 && r.PrevHash != audit.Genesis) {
 					return fmt.Errorf("ledger: record %d does not verify; the tree is not extended over it (run ward audit verify)", r.Seq)
 				}
 				hash := r.Hash
 				anchor = &hash
-				leaves = append(leaves, ledger.LeafHash(r))
+				leaves = append(leaves, leaf[:])
 				if len(leaves) == treeChunk || r.Seq == head.Seq {
 					return nil
 				}
@@ -291,6 +300,11 @@ func (p *LedgerProof) Checkpoint(ctx context.Context) (*store.Checkpoint, bool, 
 		// A witness that is down must not stop checkpoints: it gets the
 		// next one, which proves this one by consistency.
 		p.log.Warn("checkpoint witness", "size", cp.Size, "error", err.Error())
+	}
+	if err := p.cosign(ctx, cp); err != nil {
+		// As above: the next checkpoint is pushed with a proof from the
+		// size each cosigner last cosigned.
+		p.log.Warn("checkpoint cosigner", "size", cp.Size, "error", err.Error())
 	}
 	return cp, true, nil
 }
@@ -420,7 +434,7 @@ func (p *LedgerProof) LatestCheckpointNote(ctx context.Context) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	return cp.Note, nil
+	return p.cosignedNote(ctx, cp)
 }
 
 // InclusionProof proves that the record seq is leaf seq-1 of the tree of

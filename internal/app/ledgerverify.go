@@ -12,6 +12,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/witness"
 )
 
 // ProofError is evidence that the ledger is not what a signed checkpoint
@@ -69,6 +71,8 @@ type LedgerVerification struct {
 	// consistency proof from the checkpoint was checked.
 	TreeSize    int64
 	TreeChecked bool
+	// Cosigners are the witnesses whose cosignatures were checked.
+	Cosigners []string
 }
 
 // VerifyOptions say what to verify beyond the live chain.
@@ -82,6 +86,9 @@ type VerifyOptions struct {
 	// Keys are the published checkpoint keys; needed for a checkpoint or
 	// any archive.
 	Keys note.Verifiers
+	// Witnesses are witness verifier keys (cosignature/v1): the
+	// checkpoint must carry a valid cosignature by each.
+	Witnesses []note.Verifier
 }
 
 // archiveFile is one archive in the directory.
@@ -209,6 +216,9 @@ func VerifyLedgerFull(ctx context.Context, st store.Store, o VerifyOptions) (Led
 			return v, err
 		}
 		cp, v.Checkpoint = &c, &c
+		if v.Cosigners, err = checkCosigners(o.Checkpoint, o.Witnesses); err != nil {
+			return v, err
+		}
 	}
 	treeSize, err := st.AuditTreeSize(ctx)
 	if err != nil {
@@ -640,7 +650,21 @@ func LedgerBroken(err error) bool {
 // checkpoint is not nil, the checkpoint. keysText are the published
 // checkpoint keys; empty: the keys sealed in the database, unwrapped with
 // the key-encryption key (trusting the KEK, not the database).
-func VerifyLedgerAt(ctx context.Context, cfg config.Config, checkpoint []byte, keysText string) (LedgerVerification, error) {
+func VerifyLedgerAt(ctx context.Context, cfg config.Config, checkpoint []byte, keysText, witnessKeys string) (LedgerVerification, error) {
+	var ws []note.Verifier
+	for _, l := range strings.Split(witnessKeys, "\n") {
+		if l = strings.TrimSpace(l); l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		w, err := witness.NewVerifier(l)
+		if err != nil {
+			return LedgerVerification{}, err
+		}
+		ws = append(ws, w)
+	}
+	if len(ws) > 0 && checkpoint == nil {
+		return LedgerVerification{}, errors.New("witness keys need a checkpoint to check")
+	}
 	st, err := OpenExistingStore(ctx, cfg)
 	if err != nil {
 		return LedgerVerification{}, err
@@ -662,5 +686,19 @@ func VerifyLedgerAt(ctx context.Context, cfg config.Config, checkpoint []byte, k
 			return LedgerVerification{}, err
 		}
 	}
-	return VerifyLedgerFull(ctx, st, VerifyOptions{ArchiveDir: dir, Checkpoint: checkpoint, Keys: vs})
+	return VerifyLedgerFull(ctx, st, VerifyOptions{ArchiveDir: dir, Checkpoint: checkpoint, Keys: vs, Witnesses: ws})
+}
+
+// checkCosigners requires a valid cosignature on checkpoint by each of ws.
+func checkCosigners(checkpoint []byte, ws []note.Verifier) ([]string, error) {
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	got := witness.Cosigners(checkpoint, ws)
+	for _, w := range ws {
+		if !slices.Contains(got, w.Name()) {
+			return got, fmt.Errorf("the checkpoint carries no valid cosignature by witness %s", w.Name())
+		}
+	}
+	return got, nil
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -34,7 +36,7 @@ func (c Config) ArchiveDir() string {
 
 // LedgerFlags are the settings of the ledger commands.
 func LedgerFlags() []string {
-	return []string{"checkpoint-interval", "checkpoint-origin", "checkpoint-witness-dir", "checkpoint-witness-urls", "audit-archive-dir", "audit-retention"}
+	return []string{"checkpoint-interval", "checkpoint-origin", "checkpoint-witness-dir", "checkpoint-witness-urls", "checkpoint-cosigners", "witness-log-keys", "audit-archive-dir", "audit-retention"}
 }
 
 func init() {
@@ -77,6 +79,20 @@ func init() {
 				}
 				return nil
 			}},
+		{"WARD_CHECKPOINT_COSIGNERS", "checkpoint-cosigners", "C2SP tlog-witness endpoints that cosign every new checkpoint, comma-separated, each <prefix URL>=<witness verifier key> (the checkpoint and a consistency proof are POSTed to <prefix URL>/add-checkpoint); empty: none", false,
+			func(c *Config) string { return formatCosigners(c.Ledger.Cosigners) }, func(c *Config, v string) error {
+				cs, err := parseCosigners(v)
+				if err != nil {
+					return err
+				}
+				c.Ledger.Cosigners = cs
+				return nil
+			}},
+		{"WARD_WITNESS_LOG_KEYS", "witness-log-keys", "a file of the verifier keys (one a line; the key's name is the log's origin) of the Ward logs this node witnesses and cosigns at POST /audit/witness/add-checkpoint; empty: it witnesses none", false,
+			func(c *Config) string { return c.Ledger.WitnessLogKeys }, func(c *Config, v string) error {
+				c.Ledger.WitnessLogKeys = v
+				return nil
+			}},
 		{"WARD_AUDIT_ARCHIVE_DIR", "audit-archive-dir", "where ward audit archive writes archive files and ward audit verify reads them; empty: audit-archive under the data directory", false,
 			func(c *Config) string { return c.Ledger.ArchiveDir }, func(c *Config, v string) error {
 				c.Ledger.ArchiveDir = v
@@ -92,6 +108,65 @@ func init() {
 				return nil
 			}},
 	}...)
+}
+
+// Cosigner is a C2SP tlog-witness endpoint: its prefix URL and the
+// verifier key (cosignature/v1, or a plain Ed25519 note key) of its
+// cosignatures.
+type Cosigner struct {
+	URL string
+	Key string
+}
+
+func formatCosigners(cs []Cosigner) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.URL + "=" + c.Key
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseCosigners(v string) ([]Cosigner, error) {
+	var out []Cosigner
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		i := strings.LastIndex(part, "=")
+		// The key's base64 may end in '=': the URL ends at the last '='
+		// followed by a key name.
+		for i > 0 && !strings.Contains(part[i+1:], "+") {
+			i = strings.LastIndex(part[:i], "=")
+		}
+		if i <= 0 {
+			return nil, errors.New("each cosigner must be <prefix URL>=<verifier key>")
+		}
+		raw, key := part[:i], part[i+1:]
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errors.New("a cosigner's URL must be http:// or https://")
+		}
+		if !cosignerKey(key) {
+			return nil, errors.New("a cosigner's key must be a note verifier key <name>+<hash>+<base64 Ed25519 key>")
+		}
+		out = append(out, Cosigner{URL: strings.TrimRight(raw, "/"), Key: key})
+	}
+	return out, nil
+}
+
+// cosignerKey checks the form of a verifier key: name, 8 hex digits, and
+// an Ed25519 public key (type 0x01 or cosignature/v1's 0x04).
+func cosignerKey(k string) bool {
+	parts := strings.Split(k, "+")
+	if len(parts) != 3 || !noteName(parts[0]) || parts[0] == "" || len(parts[1]) != 8 {
+		return false
+	}
+	if _, err := strconv.ParseUint(parts[1], 16, 32); err != nil {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(parts[2])
+	return err == nil && len(b) == 33 && (b[0] == 0x01 || b[0] == 0x04)
 }
 
 // noteName is what a signed note accepts as a key name.

@@ -25,6 +25,14 @@ type Ledger struct {
 	WitnessDir string
 	// WitnessURLs receive each new checkpoint by POST; empty: none.
 	WitnessURLs []string
+	// Cosigners are C2SP tlog-witness endpoints that get each new
+	// checkpoint with a consistency proof and answer a cosignature,
+	// verified with their key; empty: none.
+	Cosigners []Cosigner
+	// WitnessLogKeys is a file of the verifier keys of the logs this
+	// node witnesses (POST /audit/witness/add-checkpoint); empty: it
+	// witnesses none.
+	WitnessLogKeys string
 	// ArchiveDir holds the archive files of `ward audit archive`; empty:
 	// audit-archive under the data directory.
 	ArchiveDir string

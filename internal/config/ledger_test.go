@@ -41,3 +41,27 @@ func TestLedgerSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestCosignerSettings: cosigners parse as <URL>=<key> (a key ending in
+// '=' padding too) and print back; a bad URL or key is refused.
+func TestCosignerSettings(t *testing.T) {
+	key := "witness.example.org+1f2e3d4c+BEvOfyGX5rDmTDnOrnvNvbFnDDu6PCFJvnV4pF0X6mZ6"
+	c := Default()
+	if err := c.FromEnv([]string{"WARD_CHECKPOINT_COSIGNERS=https://w.example.org/wit/=" + key + ", http://127.0.0.1:8080=" + key, "WARD_WITNESS_LOG_KEYS=/etc/ward/logs.keys"}); err != nil {
+		t.Fatal(err)
+	}
+	cs := c.Ledger.Cosigners
+	if len(cs) != 2 || cs[0].URL != "https://w.example.org/wit" || cs[0].Key != key || cs[1].URL != "http://127.0.0.1:8080" || c.Ledger.WitnessLogKeys != "/etc/ward/logs.keys" {
+		t.Fatalf("%+v", c.Ledger)
+	}
+	if got := formatCosigners(cs); got != "https://w.example.org/wit="+key+",http://127.0.0.1:8080="+key {
+		t.Fatalf("printed %q", got)
+	}
+	for _, bad := range []string{"ftp://w.example.org=" + key, "https://w.example.org", "https://w.example.org=" + key[:len(key)-4],
+		"https://w.example.org=witness+zzzzzzzz+BEvOfyGX5rDmTDnOrnvNvbFnDDu6PCFJvnV4pF0X6mZ6", "https://w.example.org=witness+1f2e3d4c+AkvOfyGX5rDmTDnOrnvNvbFnDDu6PCFJvnV4pF0X6mZ6"} {
+		c := Default()
+		if err := c.FromEnv([]string{"WARD_CHECKPOINT_COSIGNERS=" + bad}); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -23,11 +23,14 @@ var disclosures = map[string]bool{
 // FromAudit returns the security events an audit record stands for (none
 // for most records): a refusal by policy is access.denied, a break-glass
 // access access.emergency, a failed login auth.login-failed, a new signing
-// or data key keys.rotated, and a successful read of patients' records
-// phi.disclosed (with access.emergency when it was break-glass). The
-// store appends them with the record, in the same transaction
-// (store.Unit.AddAudit).
+// or data key keys.rotated, an alert security.alert (alert.go), and a
+// successful read of patients' records phi.disclosed (with
+// access.emergency when it was break-glass). The store appends them with
+// the record, in the same transaction (store.Unit.AddAudit).
 func FromAudit(r *audit.Record) []Event {
+	if r.Action == actionAlert {
+		return forAlert(r)
+	}
 	var types []string
 	switch {
 	case r.Outcome != outcomeSuccess && strings.HasPrefix(r.Detail, "denied"):

@@ -374,6 +374,7 @@ type Store interface {
 	Ledger
 	Cursors
 	LedgerTree
+	Witnessing
 	LedgerSearch
 	Identity
 	KeyReader

@@ -91,6 +91,7 @@ var cases = []struct {
 	{"AuditRecordsRoundTrip", testAuditRecordsRoundTrip},
 	{"LedgerCursors", testLedgerCursors},
 	{"LedgerTree", testLedgerTree},
+	{"Witnessing", testWitnessing},
 	{"LedgerArchiveBoundary", testLedgerArchiveBoundary},
 	{"LedgerPatientIndex", testLedgerPatientIndex},
 }
