@@ -53,6 +53,11 @@ func startEvents(cfg config.Events, st store.Store, km *keys.Manager, rec *recor
 	r.cancel = cancel
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); d.Run(ctx) }()
+	// phi.disclosed comes from the committed ledger, not the read path
+	// (disclosed.go); the cursor is guarded, so every node may run it.
+	disclosed := &DisclosureRunner{st: st}
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); disclosed.Run(ctx, 200*time.Millisecond, log) }()
 	if ow, ok := st.(subscriptions.Owners); ok && rec != nil {
 		m := subscriptions.New(subscriptions.Options{Records: rec, Owners: ow, Base: base, Log: log,
 			Add: func(s *subscriptions.Receiver) { d.Add(s) }, Remove: d.Remove, Holds: d.Holds})

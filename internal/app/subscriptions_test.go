@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/events"
+	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/storetest"
 	"github.com/wardhealth/ward/internal/subscriptions"
 )
@@ -439,7 +441,40 @@ func TestReadsEmitPHIDisclosed(t *testing.T) {
 			if r := w.Do(t, http.MethodGet, "/fhir/Patient/"+pid, w.Tokens[authz.RoleUser], nil); r.Status < 400 {
 				t.Fatalf("user read: %d", r.Status)
 			}
+			// phi.disclosed is derived from the committed ledger, off the
+			// read path: the reads above wrote none.
 			evs, err := w.App.Store.(storetest.Outboxer).OutboxAfter(context.Background(), before, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				if e.Type == events.PHIDisclosed {
+					t.Fatalf("a read committed phi.disclosed with its ledger record: %s", e.JSON)
+				}
+			}
+			runner := w.App.NewDisclosureRunner()
+			for {
+				n, _, err := runner.Step(context.Background())
+				if errors.Is(err, store.ErrConflict) {
+					continue // a node's own emitter moved the cursor first
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+			}
+			// A second node's emitter that read the same batch commits
+			// nothing: its guarded cursor no longer matches.
+			stale := &store.Unit{Parts: []store.Part{
+				store.SaveCursor{Name: app.DisclosedCursor, Seq: 1, Guarded: true, From: 0},
+				store.Outbox{Events: []events.Event{events.New("t", events.PHIDisclosed, "", "", time.Now(), events.Data{})}},
+			}}
+			if err := w.App.Store.Commit(context.Background(), stale); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("stale emitter step: %v, want ErrConflict", err)
+			}
+			evs, err = w.App.Store.(storetest.Outboxer).OutboxAfter(context.Background(), before, 100)
 			if err != nil {
 				t.Fatal(err)
 			}

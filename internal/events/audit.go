@@ -1,7 +1,10 @@
 package events
 
 import (
+	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/wardhealth/ward/internal/audit"
 )
@@ -23,10 +26,10 @@ var disclosures = map[string]bool{
 // FromAudit returns the security events an audit record stands for (none
 // for most records): a refusal by policy is access.denied, a break-glass
 // access access.emergency, a failed login auth.login-failed, a new signing
-// or data key keys.rotated, an alert security.alert (alert.go), and a
-// successful read of patients' records phi.disclosed (with
-// access.emergency when it was break-glass). The store appends them with
-// the record, in the same transaction (store.Unit.AddAudit).
+// or data key keys.rotated, an alert security.alert (alert.go). The store
+// appends them with the record, in the same transaction
+// (store.Unit.AddAudit). phi.disclosed is not among them: reads are the
+// hot path, so Disclosed derives it from the ledger afterwards.
 func FromAudit(r *audit.Record) []Event {
 	if r.Action == actionAlert {
 		return forAlert(r)
@@ -41,9 +44,6 @@ func FromAudit(r *audit.Record) []Event {
 		types = append(types, LoginFailed)
 	case (r.Action == "signing-key-create" || r.Action == "data-key-create") && r.Outcome == outcomeSuccess:
 		types = append(types, KeysRotated)
-	}
-	if r.Outcome == outcomeSuccess && len(r.Patients) > 0 && disclosures[r.Action] {
-		types = append(types, PHIDisclosed)
 	}
 	if len(types) == 0 {
 		return nil
@@ -61,6 +61,25 @@ func FromAudit(r *audit.Record) []Event {
 	}
 	return out
 }
+
+// Disclosed returns the phi.disclosed event of a committed ledger record:
+// a successful read, search, history, $everything or export download that
+// named patients (with access.emergency from FromAudit when it was
+// break-glass). Its id is derived from the tenant and the record's
+// sequence number, so a record emitted twice (a consumer that crashed
+// before saving its cursor) carries one id, which receivers deduplicate
+// (Nats-Msg-Id, webhook-id).
+func Disclosed(r *audit.Record) (Event, bool) {
+	if r.Outcome != outcomeSuccess || len(r.Patients) == 0 || !disclosures[r.Action] {
+		return Event{}, false
+	}
+	d, subject, key := auditData(r)
+	id := uuid.NewSHA1(ledgerSpace, []byte(r.Tenant+"\x1f"+strconv.FormatInt(r.Seq, 10))).String()
+	return newWithID(id, r.Tenant, PHIDisclosed, subject, key, r.Time, d), true
+}
+
+// ledgerSpace is the UUID namespace of events derived from ledger records.
+var ledgerSpace = uuid.MustParse("5f0c2a8e-6d1b-4c3e-9a57-1b2f7e4d8c60")
 
 // auditData is the data of an audit record's events: ids and codes.
 func auditData(r *audit.Record) (d Data, subject, key string) {

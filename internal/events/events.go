@@ -115,7 +115,10 @@ const Source = "urn:ward"
 // New builds an event with a fresh id. subject is the CloudEvents subject
 // ("Patient/123", "user/u1"), key the ordering key.
 func New(tenant, typ, subject, key string, at time.Time, d Data) Event {
-	id := uuid.NewString()
+	return newWithID(uuid.NewString(), tenant, typ, subject, key, at, d)
+}
+
+func newWithID(id, tenant, typ, subject, key string, at time.Time, d Data) Event {
 	at = at.UTC().Truncate(time.Microsecond)
 	if key == "" {
 		key = "tenant/" + tenant

@@ -31,8 +31,27 @@ func TestFromAudit(t *testing.T) {
 		{"a refused read", audit.Record{Action: "read", Outcome: audit.OutcomeMinor, Detail: "not-found", Patients: []string{"p1"}}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			c.rec.Time, c.rec.Tenant = at, "t1"
+			c.rec.Time, c.rec.Tenant, c.rec.Seq = at, "t1", 42
+			// What a record stands for: FromAudit's events, committed
+			// with it, then Disclosed's, derived from the ledger.
 			evs := FromAudit(&c.rec)
+			for _, e := range evs {
+				if e.Type == PHIDisclosed {
+					t.Fatalf("FromAudit emits phi.disclosed on the read path")
+				}
+			}
+			if e, ok := Disclosed(&c.rec); ok {
+				again, _ := Disclosed(&c.rec)
+				if again.ID != e.ID {
+					t.Fatalf("phi.disclosed id not derived from the record: %s, %s", e.ID, again.ID)
+				}
+				other := c.rec
+				other.Seq++
+				if o, _ := Disclosed(&other); o.ID == e.ID {
+					t.Fatalf("two records, one phi.disclosed id %s", e.ID)
+				}
+				evs = append(evs, e)
+			}
 			if c.want == "" {
 				if len(evs) != 0 {
 					t.Fatalf("got %s", evs[0].Type)

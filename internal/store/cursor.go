@@ -7,11 +7,16 @@ import "context"
 // (opaque bytes, ids and counters only, never PHI). Committed in the same
 // unit as the ledger records the consumer writes (alerts), the cursor and
 // its output are durable together: a restart neither loses nor repeats
-// them. Saving a cursor is an upsert, never a conflict.
+// them. Saving a cursor is an upsert, never a conflict, unless Guarded:
+// then the stored position must still be From (0: none saved yet), else
+// the unit fails with ErrConflict, so that two nodes running the same
+// consumer never both commit the output of one batch.
 type SaveCursor struct {
-	Name  string
-	Seq   int64
-	State []byte
+	Name    string
+	Seq     int64
+	State   []byte
+	Guarded bool
+	From    int64
 }
 
 func (SaveCursor) part() {}

@@ -70,6 +70,17 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.present(ctx, tx, "no such webhook", `SELECT 1 FROM webhooks WHERE id = ?`, p.ID)
 	// Keys.
 	case store.SaveCursor:
+		if !p.Guarded {
+			return nil
+		}
+		var at int64
+		err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT seq FROM ledger_cursors WHERE name = ?`), p.Name).Scan(&at)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check ledger cursor: %w", err)
+		}
+		if at != p.From {
+			return fmt.Errorf("%w: ledger cursor %s moved", store.ErrConflict, p.Name)
+		}
 		return nil
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
