@@ -39,6 +39,7 @@ type Manager struct {
 	mu      sync.Mutex
 	current map[string]string        // tenant -> key id used for new seals
 	blind   map[string]*seal.Blinder // tenant -> blind index hasher
+	stream  map[string][]byte        // key id -> derived stream key (StreamKey)
 }
 
 // New loads and unwraps every data key. A KEK that does not match the one
@@ -47,7 +48,7 @@ func New(ctx context.Context, st Store, kek *seal.KEK, now func() time.Time) (*M
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, kek: kek, ring: seal.NewKeyring(), now: now, current: map[string]string{}, blind: map[string]*seal.Blinder{}}
+	m := &Manager{st: st, kek: kek, ring: seal.NewKeyring(), now: now, current: map[string]string{}, blind: map[string]*seal.Blinder{}, stream: map[string][]byte{}}
 	if err := m.load(ctx); err != nil {
 		return nil, err
 	}
@@ -74,6 +75,9 @@ func (m *Manager) load(ctx context.Context) error {
 				return err
 			}
 			if err := m.setBlinder(k.Tenant, k.ID, dek); err != nil {
+				return err
+			}
+			if err := m.setStreamKey(k.ID, dek); err != nil {
 				return err
 			}
 		}
@@ -114,6 +118,10 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 				return "", err
 			}
 			if err := m.setBlinder(tenant, id, dek); err != nil {
+				m.mu.Unlock()
+				return "", err
+			}
+			if err := m.setStreamKey(id, dek); err != nil {
 				m.mu.Unlock()
 				return "", err
 			}
@@ -168,6 +176,42 @@ func (m *Manager) Blinder(ctx context.Context, tenant string) (*seal.Blinder, er
 		return nil, fmt.Errorf("blind index key of tenant %s is missing", tenant)
 	}
 	return b, nil
+}
+
+// streamPurpose names the HKDF purpose of the keys that seal Binary
+// content streams (internal/docseal).
+const streamPurpose = "binary-stream"
+
+// setStreamKey derives the stream key of data key keyID; the data key
+// itself never leaves the keyring.
+func (m *Manager) setStreamKey(keyID string, dek []byte) error {
+	k, err := seal.DeriveKey(dek, streamPurpose)
+	if err != nil {
+		return err
+	}
+	m.stream[keyID] = k
+	return nil
+}
+
+// StreamKey returns the key derived from data key keyID for sealing
+// content streams (never the data key itself), loading the key from the
+// store if another node created it after this one started.
+func (m *Manager) StreamKey(keyID string) ([]byte, error) {
+	m.mu.Lock()
+	k, ok := m.stream[keyID]
+	m.mu.Unlock()
+	if !ok {
+		if err := m.load(context.Background()); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		k, ok = m.stream[keyID]
+		m.mu.Unlock()
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", seal.ErrUnknownKey, keyID)
+	}
+	return k, nil
 }
 
 // Seal seals plaintext under keyID.
