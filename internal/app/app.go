@@ -145,6 +145,9 @@ type App struct {
 	events    *eventsRunner
 	eventsCfg config.Events
 	log       *slog.Logger
+	// docs is the content sweeper (documents.go), started by StartWorkers.
+	docs    *sweeper
+	docsCfg config.Documents
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -250,6 +253,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 	d, _ := st.(interface{ Dialect() string })
 	ro.Search = search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: d != nil && d.Dialect() == "postgres"}
 	ro.EncounterWindow = window
+	if ro.Content, err = contentOptions(cfg, log); err != nil {
+		return nil, err
+	}
 	rec := records.New(st, km, val, ro)
 	if bus != nil {
 		// Subscribed only now that there is something to invalidate;
@@ -292,7 +298,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kek *seal.K
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl}, Ledger: proofServer{proof}}, log, rec, tokens, health)
-	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log}
+	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, log: log, docsCfg: cfg.Documents}
 	wa.app = a
 	return a, nil
 }
@@ -389,6 +395,7 @@ func (a *App) StartWorkers() {
 	}
 	a.events = ev
 	a.Proof.Start()
+	a.docs = startSweeper(a.Records, a.docsCfg.SweepEvery, a.docsCfg.SweepGrace, a.log)
 }
 
 // Close stops the workers and releases the store.
@@ -398,6 +405,7 @@ func (a *App) Close() error {
 		a.Bulk.Stop()
 	}
 	a.events.stop()
+	a.docs.close()
 	a.Proof.Stop()
 	a.limits.close()
 	if a.Bus != nil {

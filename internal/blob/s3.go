@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -116,6 +117,10 @@ func (s *S3) Open(ctx context.Context, key string, off int64) (io.ReadCloser, er
 	if err != nil {
 		if notFound(err) {
 			return nil, ErrNotFound
+		}
+		var ae smithy.APIError
+		if off > 0 && errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
+			return io.NopCloser(strings.NewReader("")), nil // at or past the end
 		}
 		return nil, fmt.Errorf("blob: s3 get: %w", err)
 	}

@@ -91,6 +91,8 @@ type Config struct {
 	NATSPrefix string
 	// Events configure the outbox dispatcher (events.go).
 	Events Events
+	// Documents configure Binary content storage (documents.go).
+	Documents Documents
 
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
@@ -176,6 +178,7 @@ func Default() Config {
 		APIBurst:       400,
 		NATSPrefix:     "ward",
 		Events:         eventDefaults(),
+		Documents:      documentDefaults(),
 
 		Limits: Limits{
 			ArrayItems:     10000,

@@ -96,6 +96,8 @@ type Service struct {
 	peers      Publisher
 	// registrationCare: see Options.RegistrationCare.
 	registrationCare time.Duration
+	// content keeps Binary content (binary.go).
+	content Content
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -133,6 +135,8 @@ type Options struct {
 	// while invalidations may be missed. Both nil: a single node.
 	Peers Publisher
 	Live  Live
+	// Content keeps raw Binary content (docs/documents.md).
+	Content Content
 }
 
 // New returns a Service.
@@ -162,6 +166,8 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, plainAddr: o.PlainAddresses, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
 		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers}
+	o.Content.defaults()
+	s.content = o.Content
 	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
 		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
 	return s
