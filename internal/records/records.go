@@ -441,6 +441,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	if err := r.decideOn(ctx, authz.Create, rec, t); err != nil {
 		return nil, err
 	}
+	if err := r.attachments(ctx, rec, res); err != nil {
+		return nil, err
+	}
 	if r.registers(res) {
 		g, err := r.planRegistration(ctx, res.ID)
 		if err != nil {
@@ -512,6 +515,9 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 				}
 			}
 			if err := r.decideOn(ctx, authz.Update, rec, t); err != nil {
+				return nil, false, err
+			}
+			if err := r.attachments(ctx, rec, res); err != nil {
 				return nil, false, err
 			}
 			if t.New && r.registers(res) {

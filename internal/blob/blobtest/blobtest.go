@@ -5,7 +5,9 @@
 package blobtest
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"fmt"
 	"net/url"
 	"os"
@@ -102,5 +104,28 @@ func Empty(t testing.TB, cfg blob.S3Config, bucket bool) {
 		if _, err := c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(cfg.Bucket)}); err != nil && !strings.Contains(err.Error(), "NoSuchBucket") {
 			t.Logf("delete bucket %s: %v", cfg.Bucket, err)
 		}
+	}
+}
+
+// Get reads an object whole.
+func Get(t testing.TB, c *s3.Client, bucket, key string) []byte {
+	t.Helper()
+	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Put writes an object (to tamper with one).
+func Put(t testing.TB, c *s3.Client, bucket, key string, b []byte) {
+	t.Helper()
+	if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b)}); err != nil {
+		t.Fatalf("put %s: %v", key, err)
 	}
 }
