@@ -71,6 +71,7 @@ func docWards(t *testing.T, f func(t *testing.T, w *docWard)) {
 					return b
 				}
 				dw.putObject = func(k string, b []byte) {
+					os.MkdirAll(filepath.Dir(filepath.Join(root, filepath.FromSlash(k))), 0o700)
 					if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(k)), b, 0o600); err != nil {
 						t.Fatal(err)
 					}

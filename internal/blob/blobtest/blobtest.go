@@ -7,8 +7,8 @@ package blobtest
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
