@@ -460,6 +460,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	if err := r.commitWrite(ctx, w, rec, nil, res.Doc); err != nil {
 		return nil, err
 	}
+	if err := r.supersede(ctx, res); err != nil {
+		return nil, err
+	}
 	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
 }
 
@@ -573,6 +576,9 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			rec = r.record("update", res.Type)
 			continue
 		} else if err != nil {
+			return nil, false, err
+		}
+		if err := r.supersede(ctx, res); err != nil {
 			return nil, false, err
 		}
 		return &Resource{Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, JSON: plain}, cur == 0, nil
