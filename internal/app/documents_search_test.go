@@ -87,7 +87,6 @@ func TestDocumentReferenceSearchAndLifecycle(t *testing.T) {
 	}
 }
 
-
 func sorted(s []string) []string {
 	out := append([]string(nil), s...)
 	for i := range out {

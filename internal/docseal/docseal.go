@@ -34,6 +34,20 @@ import (
 // header).
 const SegmentSize = 1 << 20
 
+// SmallSegmentSize is the segment size of content known to be small:
+// a reader holds about two segments, so a thousand concurrent downloads
+// of small documents cost a thousand small buffers, not a thousand MiB.
+const SmallSegmentSize = 64 << 10
+
+// SegmentFor is the segment size for content of size bytes (-1:
+// unknown).
+func SegmentFor(size int64) int {
+	if size >= 0 && size <= SegmentSize {
+		return SmallSegmentSize
+	}
+	return SegmentSize
+}
+
 // Overhead is the tag of one segment.
 const Overhead = 16
 
@@ -53,8 +67,11 @@ func AAD(tenant, id string, version int64) []byte {
 	return append([]byte("ward/binary-content/v1\x00"), seal.AAD(tenant, "Binary", id, version)...)
 }
 
-func cipher(key []byte) (*subtle.AESGCMHKDF, error) {
-	c, err := subtle.NewAESGCMHKDF(key, "SHA256", 32, SegmentSize, 0)
+func cipher(key []byte, segment int) (*subtle.AESGCMHKDF, error) {
+	if segment != SegmentSize && segment != SmallSegmentSize {
+		return nil, fmt.Errorf("docseal: unsupported segment size %d", segment)
+	}
+	c, err := subtle.NewAESGCMHKDF(key, "SHA256", 32, segment, 0)
 	if err != nil {
 		return nil, fmt.Errorf("docseal: %w", err)
 	}
@@ -86,10 +103,11 @@ type Sealing struct {
 	done chan struct{}
 }
 
-// NewSealing seals plain under key with aad as it is read. Close it when
-// done (it stops the sealing if the reader gave up early).
-func NewSealing(plain io.Reader, key, aad []byte, want Expect) (*Sealing, error) {
-	c, err := cipher(key)
+// NewSealing seals plain under key with aad in segments of segment bytes
+// (SegmentSize or SmallSegmentSize) as it is read. Close it when done (it
+// stops the sealing if the reader gave up early).
+func NewSealing(plain io.Reader, key, aad []byte, want Expect, segment int) (*Sealing, error) {
+	c, err := cipher(key, segment)
 	if err != nil {
 		return nil, err
 	}
@@ -161,11 +179,11 @@ func (s *Sealing) Sum() (Sum, error) {
 	return s.sum, s.err
 }
 
-// Open returns the plaintext of the sealed stream r from plaintext
-// offset off. Every error it or its reader returns wraps ErrCorrupt
-// unless it comes from r itself.
-func Open(r io.Reader, key, aad []byte, off int64) (io.Reader, error) {
-	c, err := cipher(key)
+// Open returns the plaintext of the sealed stream r (sealed in segments
+// of segment bytes) from plaintext offset off. Every error it or its
+// reader returns wraps ErrCorrupt unless it comes from r itself.
+func Open(r io.Reader, key, aad []byte, off int64, segment int) (io.Reader, error) {
+	c, err := cipher(key, segment)
 	if err != nil {
 		return nil, err
 	}

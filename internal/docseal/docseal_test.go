@@ -14,7 +14,7 @@ var testKey = bytes.Repeat([]byte{7}, 32)
 
 func sealAll(t testing.TB, plain []byte, aad []byte, want Expect) ([]byte, Sum, error) {
 	t.Helper()
-	s, err := NewSealing(bytes.NewReader(plain), testKey, aad, want)
+	s, err := NewSealing(bytes.NewReader(plain), testKey, aad, want, SegmentSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func content(n int) []byte {
 }
 
 func openAll(ct, aad []byte, off int64) ([]byte, error) {
-	r, err := Open(bytes.NewReader(ct), testKey, aad, off)
+	r, err := Open(bytes.NewReader(ct), testKey, aad, off, SegmentSize)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func TestTamper(t *testing.T) {
 		"other tenant":     {ct, AAD("t2", "b1", 1), 0},
 	}
 	for name, c := range cases {
-		r, err := Open(bytes.NewReader(c.ct), testKey, c.aad, 0)
+		r, err := Open(bytes.NewReader(c.ct), testKey, c.aad, 0, SegmentSize)
 		var got []byte
 		if err == nil {
 			got, err = io.ReadAll(r)
@@ -166,8 +166,36 @@ func BenchmarkSeal(b *testing.B) {
 	plain := content(64 << 20)
 	b.SetBytes(int64(len(plain)))
 	for b.Loop() {
-		s, _ := NewSealing(bytes.NewReader(plain), testKey, AAD("t", "b", 1), Expect{Size: -1})
+		s, _ := NewSealing(bytes.NewReader(plain), testKey, AAD("t", "b", 1), Expect{Size: -1}, SegmentSize)
 		io.Copy(io.Discard, s)
 		s.Close()
+	}
+}
+
+// TestSmallSegments: small content round-trips in small segments, and a
+// stream does not open with the other segment size.
+func TestSmallSegments(t *testing.T) {
+	aad := AAD("t", "b", 1)
+	plain := content(300 << 10)
+	s, err := NewSealing(bytes.NewReader(plain), testKey, aad, Expect{Size: -1}, SegmentFor(int64(len(plain))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := io.ReadAll(s)
+	s.Close()
+	r, err := Open(bytes.NewReader(ct), testKey, aad, 1000, SmallSegmentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, plain[1000:]) {
+		t.Fatalf("small segments: %v", err)
+	}
+	if r, err := Open(bytes.NewReader(ct), testKey, aad, 0, SegmentSize); err == nil {
+		if _, err := io.ReadAll(r); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("opened with the wrong segment size: %v", err)
+		}
+	}
+	if _, err := NewSealing(bytes.NewReader(nil), testKey, aad, Expect{Size: -1}, 4096); err == nil {
+		t.Fatal("an unsupported segment size was accepted")
 	}
 }

@@ -94,6 +94,8 @@ type BinaryMeta struct {
 	Object      string // "" : content inline in the resource (data)
 	Creator     string
 	Security    string
+	// Segment is the sealed stream's segment size (docseal).
+	Segment int
 }
 
 // PutBinary stores raw content as a new version of a Binary.
@@ -180,7 +182,8 @@ func (r *Repo) storeContent(ctx context.Context, rec *audit.Record, up Upload, v
 	rand.Read(rnd[:])
 	m.Object = objectKey(r.subj.Tenant, up.ID, version, hex.EncodeToString(rnd[:]))
 	want := docseal.Expect{Size: up.Size, SHA1: up.SHA1, Max: r.s.content.MaxBytes}
-	sealing, err := docseal.NewSealing(up.Body, key, docseal.AAD(r.subj.Tenant, up.ID, version), want)
+	m.Segment = docseal.SegmentFor(up.Size)
+	sealing, err := docseal.NewSealing(up.Body, key, docseal.AAD(r.subj.Tenant, up.ID, version), want, m.Segment)
 	if err != nil {
 		return m, err
 	}
@@ -255,6 +258,7 @@ func binaryDoc(id string, m BinaryMeta) map[string]any {
 		map[string]any{"url": "sha1", "valueBase64Binary": base64.StdEncoding.EncodeToString(m.SHA1)},
 		map[string]any{"url": "object", "valueString": m.Object},
 		map[string]any{"url": "creator", "valueString": m.Creator},
+		map[string]any{"url": "segment", "valueInteger": json.Number(strconv.Itoa(m.Segment))},
 	}
 	doc := map[string]any{"resourceType": "Binary", "id": id, "contentType": m.ContentType,
 		"meta": map[string]any{"extension": []any{map[string]any{"url": ContentExtension, "extension": ext}}}}
@@ -267,7 +271,7 @@ func binaryDoc(id string, m BinaryMeta) map[string]any {
 // binaryMeta reads what binaryDoc wrote (or, for a Binary written as
 // FHIR JSON, its inline data's size and creator-less metadata).
 func binaryMeta(doc map[string]any) BinaryMeta {
-	m := BinaryMeta{}
+	m := BinaryMeta{Segment: docseal.SegmentSize}
 	m.ContentType, _ = doc["contentType"].(string)
 	if sc, ok := doc["securityContext"].(map[string]any); ok {
 		m.Security, _ = sc["reference"].(string)
@@ -294,6 +298,11 @@ func binaryMeta(doc map[string]any) BinaryMeta {
 				m.Object = str(sm["valueString"])
 			case "creator":
 				m.Creator = str(sm["valueString"])
+			case "segment":
+				n, _ := sm["valueInteger"].(json.Number)
+				if v, err := strconv.Atoi(string(n)); err == nil {
+					m.Segment = v
+				}
 			}
 		}
 	}

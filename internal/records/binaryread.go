@@ -197,7 +197,7 @@ func (r *Repo) openContent(ctx context.Context, v *store.Version, doc map[string
 	if err != nil {
 		return nil, fmt.Errorf("%w: content object: %v", problem.ErrUnavailable, err)
 	}
-	pr, err := docseal.Open(obj, key, docseal.AAD(v.Tenant, v.ID, v.Version), off)
+	pr, err := docseal.Open(obj, key, docseal.AAD(v.Tenant, v.ID, v.Version), off, m.Segment)
 	if err != nil {
 		obj.Close()
 		if errors.Is(err, docseal.ErrCorrupt) {
