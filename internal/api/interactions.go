@@ -147,6 +147,9 @@ func (s *Server) writeResource(w http.ResponseWriter, r *http.Request, status in
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	if r.PathValue("type") == "Binary" && isRawBinaryWrite(r) {
+		return s.handleBinaryWrite(w, r, repo, "")
+	}
 	res, err := s.readBody(r, r.PathValue("type"))
 	if err != nil {
 		return err
@@ -175,6 +178,9 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, repo *record
 	id, err := pathID(r)
 	if err != nil {
 		return err
+	}
+	if r.PathValue("type") == "Binary" {
+		return s.handleBinaryRead(w, r, repo, id, 0)
 	}
 	out, err := repo.Read(r.Context(), r.PathValue("type"), id)
 	if errors.Is(err, problem.ErrGone) && out != nil {
@@ -225,6 +231,9 @@ func (s *Server) handleVRead(w http.ResponseWriter, r *http.Request, repo *recor
 	if err != nil || vid < 1 {
 		return problem.New(problem.ErrInvalid, "invalid", "the version id in the URL must be a positive integer")
 	}
+	if r.PathValue("type") == "Binary" {
+		return s.handleBinaryRead(w, r, repo, id, vid)
+	}
 	out, err := repo.VRead(r.Context(), r.PathValue("type"), id, vid)
 	if err != nil {
 		return err
@@ -250,6 +259,9 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 		}
 		zero := int64(0)
 		match = &zero
+	}
+	if r.PathValue("type") == "Binary" && isRawBinaryWrite(r) {
+		return s.handleBinaryWrite(w, r, repo, id)
 	}
 	res, err := s.readBody(r, r.PathValue("type"))
 	if err != nil {

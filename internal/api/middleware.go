@@ -120,7 +120,7 @@ func (s *Server) edge(next http.Handler) http.Handler {
 			return
 		}
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(sw, r.Body, s.opts.MaxBodyBytes)
+			r.Body = http.MaxBytesReader(sw, r.Body, s.bodyLimit(r))
 		}
 		defer func() {
 			if p := recover(); p != nil {

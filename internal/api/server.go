@@ -212,7 +212,8 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := negotiate(r); err != nil && !strings.HasSuffix(r.URL.Path, "/$disclosures") {
+		rawBinary := r.PathValue("type") == "Binary" && (isRawBinaryWrite(r) || r.Method == http.MethodGet && wantsRawContent(r))
+		if err := negotiate(r); err != nil && !strings.HasSuffix(r.URL.Path, "/$disclosures") && !rawBinary {
 			s.writeError(w, r, err)
 			return
 		}
@@ -226,7 +227,9 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "unknown resource type in the URL: not an R4 resource type"))
 			return
 		}
-		if d := s.opts.Limits.RequestTimeout; d > 0 {
+		if d := s.opts.Limits.RequestTimeout; d > 0 && !rawBinary {
+			// Raw Binary content is bounded by its size limit instead: a
+			// large document takes as long as the network does.
 			// The interaction's work stops when the request times out
 			// (or the client goes away); the audit write has a context
 			// of its own.

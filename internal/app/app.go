@@ -155,6 +155,9 @@ type App struct {
 	kekCfg   config.KEK
 	stopKEK  context.CancelFunc
 	closeKEK func()
+	// docs is the content sweeper (documents.go), started by StartWorkers.
+	docs    *sweeper
+	docsCfg config.Documents
 }
 
 // Option tunes Open beyond the configuration (tests).
@@ -265,6 +268,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 	d, _ := st.(interface{ Dialect() string })
 	ro.Search = search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: d != nil && d.Dialect() == "postgres"}
 	ro.EncounterWindow = window
+	if ro.Content, err = contentOptions(cfg, log); err != nil {
+		return nil, err
+	}
 	rec := records.New(st, km, val, ro)
 	if bus != nil {
 		// Subscribed only now that there is something to invalidate;
@@ -308,7 +314,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, SMARTStyleURL: cfg.SMARTStyleURL, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
-	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, kekCfg: cfg.KEK, log: log}
+	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, kekCfg: cfg.KEK, log: log, docsCfg: cfg.Documents}
 	if cfg.BaseURL != "" {
 		a.fhirBase = cfg.BaseURL + "/fhir"
 	}
@@ -416,6 +422,7 @@ func (a *App) StartWorkers() {
 	kctx, stop := context.WithCancel(context.Background())
 	a.stopKEK = stop
 	go a.Keys.Watch(kctx, a.kekCfg.ProbeInterval, a.kekCfg.CacheTTL)
+	a.docs = startSweeper(a.Records, a.docsCfg.SweepEvery, a.docsCfg.SweepGrace, a.log)
 }
 
 // Close stops the workers and releases the store.
@@ -425,6 +432,8 @@ func (a *App) Close() error {
 		a.Bulk.Stop()
 	}
 	a.events.stop()
+	a.docs.close()
+	a.docs = nil
 	a.Proof.Stop()
 	a.limits.close()
 	if a.Bus != nil {

@@ -90,7 +90,13 @@ func TestNoPlaintextPHIAtRestSQLite(t *testing.T) {
 	exercise(t, w)
 	// Read the database file and its WAL while the server is running (the
 	// WAL then still holds the recent pages), then again after close.
-	files, _ := filepath.Glob(filepath.Join(w.Config.DataDir, "*"))
+	var files []string // every file, the document objects' directory included
+	filepath.WalkDir(w.Config.DataDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
 	var sawWAL bool
 	for _, f := range files {
 		b, err := os.ReadFile(f)

@@ -93,6 +93,8 @@ type Config struct {
 	Events Events
 	// KEK says where the key-encryption key lives (kek.go).
 	KEK KEK
+	// Documents configure Binary content storage (documents.go).
+	Documents Documents
 
 	// Bounded work (issue #22): what one request may cost. Each limit is
 	// refused with a 4xx OperationOutcome naming its setting.
@@ -182,6 +184,7 @@ func Default() Config {
 		NATSPrefix:     "ward",
 		Events:         eventDefaults(),
 		KEK:            kekDefaults(),
+		Documents:      documentDefaults(),
 
 		Limits: Limits{
 			ArrayItems:     10000,

@@ -31,12 +31,6 @@ func kekDefaults() KEK {
 		CacheTTL: 5 * time.Minute, ProbeInterval: 15 * time.Second}
 }
 
-func stringSetting(env, flag, doc string, secret bool, field func(*Config) *string) setting {
-	return setting{env: env, flag: flag, doc: doc, secret: secret,
-		get: func(c *Config) string { return *field(c) },
-		set: func(c *Config, v string) error { *field(c) = v; return nil }}
-}
-
 func durationSetting(env, flag, doc string, lo, hi time.Duration, field func(*Config) *time.Duration) setting {
 	return setting{env: env, flag: flag, doc: doc,
 		get: func(c *Config) string { return field(c).String() },
@@ -60,10 +54,10 @@ var kekSettings = []setting{
 			}
 			return errors.New("must be file, pkcs11 or transit")
 		}},
-	stringSetting("WARD_PKCS11_MODULE", "pkcs11-module", "path of the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)", false, func(c *Config) *string { return &c.KEK.PKCS11Module }),
-	stringSetting("WARD_PKCS11_TOKEN", "pkcs11-token", "label of the PKCS#11 token holding the key-encryption key", false, func(c *Config) *string { return &c.KEK.PKCS11Token }),
-	stringSetting("WARD_PKCS11_PIN", "", "user PIN of the PKCS#11 token", true, func(c *Config) *string { return &c.KEK.PKCS11PIN }),
-	stringSetting("WARD_PKCS11_KEY_LABEL", "pkcs11-key-label", "label of the key-encryption key versions in the token (<label>.1, <label>.2, ...)", false, func(c *Config) *string { return &c.KEK.PKCS11KeyLabel }),
+	stringSetting("WARD_PKCS11_MODULE", "pkcs11-module", "path of the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)", false, func(c *Config) *string { return &c.KEK.PKCS11Module }, nil),
+	stringSetting("WARD_PKCS11_TOKEN", "pkcs11-token", "label of the PKCS#11 token holding the key-encryption key", false, func(c *Config) *string { return &c.KEK.PKCS11Token }, nil),
+	stringSetting("WARD_PKCS11_PIN", "", "user PIN of the PKCS#11 token", true, func(c *Config) *string { return &c.KEK.PKCS11PIN }, nil),
+	stringSetting("WARD_PKCS11_KEY_LABEL", "pkcs11-key-label", "label of the key-encryption key versions in the token (<label>.1, <label>.2, ...)", false, func(c *Config) *string { return &c.KEK.PKCS11KeyLabel }, nil),
 	{env: "WARD_TRANSIT_ADDR", flag: "transit-addr", doc: "address of the Vault/OpenBao server whose transit engine holds the key-encryption key (https://...)",
 		get: func(c *Config) string { return c.KEK.TransitAddr }, set: func(c *Config, v string) error {
 			if v != "" {
@@ -75,9 +69,9 @@ var kekSettings = []setting{
 			c.KEK.TransitAddr = v
 			return nil
 		}},
-	stringSetting("WARD_TRANSIT_TOKEN", "", "Vault/OpenBao token for the transit engine", true, func(c *Config) *string { return &c.KEK.TransitToken }),
-	stringSetting("WARD_TRANSIT_MOUNT", "transit-mount", "mount path of the transit engine", false, func(c *Config) *string { return &c.KEK.TransitMount }),
-	stringSetting("WARD_TRANSIT_KEY", "transit-key", "name of the transit key (created derived, aes256-gcm96, if missing)", false, func(c *Config) *string { return &c.KEK.TransitKey }),
+	stringSetting("WARD_TRANSIT_TOKEN", "", "Vault/OpenBao token for the transit engine", true, func(c *Config) *string { return &c.KEK.TransitToken }, nil),
+	stringSetting("WARD_TRANSIT_MOUNT", "transit-mount", "mount path of the transit engine", false, func(c *Config) *string { return &c.KEK.TransitMount }, nil),
+	stringSetting("WARD_TRANSIT_KEY", "transit-key", "name of the transit key (created derived, aes256-gcm96, if missing)", false, func(c *Config) *string { return &c.KEK.TransitKey }, nil),
 	durationSetting("WARD_KEK_CACHE_TTL", "kek-cache-ttl", "how long a running node keeps serving from its unwrapped data keys after the key-encryption key stops answering; then requests fail with 503 until it answers again", time.Second, 24*time.Hour,
 		func(c *Config) *time.Duration { return &c.KEK.CacheTTL }),
 	durationSetting("WARD_KEK_PROBE_INTERVAL", "kek-probe-interval", "how often a running node checks that the key-encryption key answers", 100*time.Millisecond, time.Hour,

@@ -62,6 +62,7 @@ type Manager struct {
 	version  map[string]int64         // tenant -> version of current
 	blind    map[string]*seal.Blinder // tenant -> blind index hasher
 	blindKey map[string][]byte        // tenant -> the blind index key
+	stream   map[string][]byte        // key id -> derived stream key (StreamKey)
 }
 
 // New loads and unwraps every data key with a local KEK (FileWrapper). A
@@ -77,7 +78,7 @@ func NewWithWrapper(ctx context.Context, st Store, w KeyWrapper, now func() time
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, version: map[string]int64{}, blind: map[string]*seal.Blinder{}, blindKey: map[string][]byte{}}
+	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, version: map[string]int64{}, blind: map[string]*seal.Blinder{}, blindKey: map[string][]byte{}, stream: map[string][]byte{}}
 	if p, ok := w.(Prober); ok {
 		if err := p.Probe(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrKEKUnavailable, err)
@@ -122,6 +123,9 @@ func (m *Manager) load(ctx context.Context) error {
 				return err
 			}
 			if err := m.setBlinder(k.Tenant, k.ID, dek); err != nil {
+				return err
+			}
+			if err := m.setStreamKey(k.ID, dek); err != nil {
 				return err
 			}
 		}
@@ -249,6 +253,10 @@ func (m *Manager) DataKey(ctx context.Context, tenant string) (string, error) {
 				m.mu.Unlock()
 				return "", err
 			}
+			if err := m.setStreamKey(id, dek); err != nil {
+				m.mu.Unlock()
+				return "", err
+			}
 		}
 		m.current[tenant], m.version[tenant] = id, 1
 		m.mu.Unlock()
@@ -303,6 +311,42 @@ func (m *Manager) Blinder(ctx context.Context, tenant string) (*seal.Blinder, er
 		return nil, fmt.Errorf("blind index key of tenant %s is missing", tenant)
 	}
 	return b, nil
+}
+
+// streamPurpose names the HKDF purpose of the keys that seal Binary
+// content streams (internal/docseal).
+const streamPurpose = "binary-stream"
+
+// setStreamKey derives the stream key of data key keyID; the data key
+// itself never leaves the keyring.
+func (m *Manager) setStreamKey(keyID string, dek []byte) error {
+	k, err := seal.DeriveKey(dek, streamPurpose)
+	if err != nil {
+		return err
+	}
+	m.stream[keyID] = k
+	return nil
+}
+
+// StreamKey returns the key derived from data key keyID for sealing
+// content streams (never the data key itself), loading the key from the
+// store if another node created it after this one started.
+func (m *Manager) StreamKey(keyID string) ([]byte, error) {
+	m.mu.Lock()
+	k, ok := m.stream[keyID]
+	m.mu.Unlock()
+	if !ok {
+		if err := m.load(context.Background()); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		k, ok = m.stream[keyID]
+		m.mu.Unlock()
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", seal.ErrUnknownKey, keyID)
+	}
+	return k, nil
 }
 
 // Seal seals plaintext under keyID.

@@ -187,6 +187,12 @@ func startReseal(ctx context.Context, st ResealStore, m *Manager, tenant string,
 	if err := m.ring.Add(id, dek); err != nil {
 		return resealState{}, err
 	}
+	m.mu.Lock()
+	err = m.setStreamKey(id, dek)
+	m.mu.Unlock()
+	if err != nil {
+		return resealState{}, err
+	}
 	return s, nil
 }
 

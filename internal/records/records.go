@@ -96,6 +96,8 @@ type Service struct {
 	peers      Publisher
 	// registrationCare: see Options.RegistrationCare.
 	registrationCare time.Duration
+	// content keeps Binary content (binary.go).
+	content Content
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -133,6 +135,8 @@ type Options struct {
 	// while invalidations may be missed. Both nil: a single node.
 	Peers Publisher
 	Live  Live
+	// Content keeps raw Binary content (docs/documents.md).
+	Content Content
 }
 
 // New returns a Service.
@@ -162,6 +166,8 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, plainAddr: o.PlainAddresses, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
 		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers}
+	o.Content.defaults()
+	s.content = o.Content
 	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
 		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
 	return s
@@ -435,6 +441,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	if err := r.decideOn(ctx, authz.Create, rec, t); err != nil {
 		return nil, err
 	}
+	if err := r.attachments(ctx, rec, res); err != nil {
+		return nil, err
+	}
 	if r.registers(res) {
 		g, err := r.planRegistration(ctx, res.ID)
 		if err != nil {
@@ -449,6 +458,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 	}
 	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
 	if err := r.commitWrite(ctx, w, rec, nil, res.Doc); err != nil {
+		return nil, err
+	}
+	if err := r.supersede(ctx, res); err != nil {
 		return nil, err
 	}
 	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
@@ -508,6 +520,9 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			if err := r.decideOn(ctx, authz.Update, rec, t); err != nil {
 				return nil, false, err
 			}
+			if err := r.attachments(ctx, rec, res); err != nil {
+				return nil, false, err
+			}
 			if t.New && r.registers(res) {
 				if reg, err = r.planRegistration(ctx, res.ID); err != nil {
 					return nil, false, err
@@ -561,6 +576,9 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 			rec = r.record("update", res.Type)
 			continue
 		} else if err != nil {
+			return nil, false, err
+		}
+		if err := r.supersede(ctx, res); err != nil {
 			return nil, false, err
 		}
 		return &Resource{Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, JSON: plain}, cur == 0, nil

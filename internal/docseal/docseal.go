@@ -1,0 +1,242 @@
+// Package docseal seals document content as a stream: Tink's streaming
+// AEAD (AES-256-GCM-HKDF, 1 MiB ciphertext segments), keyed by a key
+// derived from the tenant's data key and bound by associated data to the
+// tenant, the Binary's id and its version.
+//
+// Guarantees:
+//   - Memory is bounded by a few segments, whatever the content's size.
+//   - Each segment is authenticated before any of its plaintext is
+//     returned; a segment changed, moved, dropped, or taken from another
+//     object (another tenant, Binary or version) fails at that segment,
+//     and a stream cut short fails at its end (Tink marks the last
+//     segment), so no plaintext past a bad segment is ever returned.
+//   - The SHA-256 and SHA-1 of the plaintext and its size are computed
+//     while sealing; an expected size or SHA-1 that does not match makes
+//     the sealed stream end in an error instead of EOF, so a store that
+//     writes atomically keeps nothing.
+package docseal
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/tink-crypto/tink-go/v2/streamingaead/subtle"
+
+	"github.com/wardhealth/ward/internal/seal"
+)
+
+// SegmentSize is the size of a ciphertext segment; the plaintext of a
+// segment is SegmentSize - Overhead bytes (the first one also less the
+// header).
+const SegmentSize = 1 << 20
+
+// SmallSegmentSize is the segment size of content known to be small:
+// a reader holds about two segments, so a thousand concurrent downloads
+// of small documents cost a thousand small buffers, not a thousand MiB.
+const SmallSegmentSize = 64 << 10
+
+// SegmentFor is the segment size for content of size bytes (-1:
+// unknown).
+func SegmentFor(size int64) int {
+	if size >= 0 && size <= SegmentSize {
+		return SmallSegmentSize
+	}
+	return SegmentSize
+}
+
+// Overhead is the tag of one segment.
+const Overhead = 16
+
+// ErrMismatch is returned (instead of EOF) when the plaintext does not
+// have the expected size or SHA-1.
+var ErrMismatch = errors.New("docseal: content does not match")
+
+// ErrTooLarge is returned when the plaintext exceeds Expect.Max.
+var ErrTooLarge = errors.New("docseal: content too large")
+
+// ErrCorrupt wraps every failure to open a sealed stream: tampering,
+// truncation, a wrong key or associated data.
+var ErrCorrupt = errors.New("docseal: sealed content fails authentication")
+
+// AAD is the associated data of the content of one Binary version.
+func AAD(tenant, id string, version int64) []byte {
+	return append([]byte("ward/binary-content/v1\x00"), seal.AAD(tenant, "Binary", id, version)...)
+}
+
+func cipher(key []byte, segment int) (*subtle.AESGCMHKDF, error) {
+	if segment != SegmentSize && segment != SmallSegmentSize {
+		return nil, fmt.Errorf("docseal: unsupported segment size %d", segment)
+	}
+	c, err := subtle.NewAESGCMHKDF(key, "SHA256", 32, segment, 0)
+	if err != nil {
+		return nil, fmt.Errorf("docseal: %w", err)
+	}
+	return c, nil
+}
+
+// Sum describes the plaintext that was sealed.
+type Sum struct {
+	Size   int64
+	SHA256 [sha256.Size]byte
+	SHA1   [sha1.Size]byte
+}
+
+// Expect is what the plaintext must be; zero fields are not checked.
+type Expect struct {
+	Size int64 // -1: any
+	SHA1 []byte
+	// Max bounds the size (0: no bound).
+	Max int64
+}
+
+// Sealing is a reader of the sealed form of a plaintext stream.
+type Sealing struct {
+	pr  *io.PipeReader
+	sum Sum
+	err error
+	// done is closed when the sealing goroutine has finished; sum is
+	// final then.
+	done chan struct{}
+}
+
+// NewSealing seals plain under key with aad in segments of segment bytes
+// (SegmentSize or SmallSegmentSize) as it is read. Close it when done (it
+// stops the sealing if the reader gave up early).
+func NewSealing(plain io.Reader, key, aad []byte, want Expect, segment int) (*Sealing, error) {
+	c, err := cipher(key, segment)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	s := &Sealing{pr: pr, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		err := s.run(c, pw, plain, aad, want)
+		s.err = err
+		pw.CloseWithError(err) // nil: EOF
+	}()
+	return s, nil
+}
+
+func (s *Sealing) run(c *subtle.AESGCMHKDF, pw io.Writer, plain io.Reader, aad []byte, want Expect) error {
+	ew, err := c.NewEncryptingWriter(pw, aad)
+	if err != nil {
+		return fmt.Errorf("docseal: %w", err)
+	}
+	h256, h1 := sha256.New(), sha1.New()
+	src := io.Reader(plain)
+	if want.Max > 0 {
+		src = io.LimitReader(plain, want.Max+1)
+	}
+	n, err := io.Copy(io.MultiWriter(ew, h256, h1), src)
+	if err != nil {
+		return err
+	}
+	if want.Max > 0 && n > want.Max {
+		return ErrTooLarge
+	}
+	s.sum.Size = n
+	copy(s.sum.SHA256[:], h256.Sum(nil))
+	copy(s.sum.SHA1[:], h1.Sum(nil))
+	if want.Size >= 0 && want.Size != n || want.SHA1 != nil && !equal(want.SHA1, s.sum.SHA1[:]) {
+		return ErrMismatch
+	}
+	// Closing writes the last segment: only now can the stream end.
+	if err := ew.Close(); err != nil {
+		return fmt.Errorf("docseal: %w", err)
+	}
+	return nil
+}
+
+func equal(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var d byte
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0
+}
+
+// Read reads sealed bytes.
+func (s *Sealing) Read(p []byte) (int, error) { return s.pr.Read(p) }
+
+// Close stops the sealing and waits for it.
+func (s *Sealing) Close() error {
+	s.pr.CloseWithError(errors.New("docseal: sealing stopped"))
+	<-s.done
+	return nil
+}
+
+// Sum is what was sealed, valid once Read returned EOF.
+func (s *Sealing) Sum() (Sum, error) {
+	<-s.done
+	return s.sum, s.err
+}
+
+// Open returns the plaintext of the sealed stream r (sealed in segments
+// of segment bytes) from plaintext offset off. Every error it or its
+// reader returns wraps ErrCorrupt unless it comes from r itself.
+func Open(r io.Reader, key, aad []byte, off int64, segment int) (io.Reader, error) {
+	c, err := cipher(key, segment)
+	if err != nil {
+		return nil, err
+	}
+	src := &srcErr{r: r}
+	dr, err := c.NewDecryptingReader(src, aad)
+	if err != nil {
+		return nil, src.wrap(err)
+	}
+	or := &openReader{r: dr, src: src}
+	if off > 0 {
+		if _, err := io.CopyN(io.Discard, or, off); err != nil {
+			if err == io.EOF {
+				return nil, fmt.Errorf("%w: offset beyond the content", ErrCorrupt)
+			}
+			return nil, err
+		}
+	}
+	return or, nil
+}
+
+// srcErr remembers an error of the underlying reader, to tell an I/O
+// failure from an authentication failure.
+type srcErr struct {
+	r   io.Reader
+	err error
+}
+
+func (s *srcErr) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+func (s *srcErr) wrap(err error) error {
+	if s.err != nil {
+		return fmt.Errorf("docseal: read sealed content: %w", s.err)
+	}
+	return fmt.Errorf("%w: %v", ErrCorrupt, err)
+}
+
+type openReader struct {
+	r   io.Reader
+	src *srcErr
+}
+
+func (o *openReader) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	if err != nil && err != io.EOF {
+		return n, o.src.wrap(err)
+	}
+	return n, err
+}
+
+var _ hash.Hash = sha256.New()

@@ -1,0 +1,170 @@
+package records
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// attachmentsOf returns the Attachments of a resource whose content Ward
+// checks and may move to a Binary: DocumentReference.content.attachment
+// and DiagnosticReport.presentedForm.
+func attachmentsOf(res *fhir.Resource) (out []map[string]any, paths []string) {
+	switch res.Type {
+	case "DocumentReference":
+		cs, _ := res.Doc["content"].([]any)
+		for i, c := range cs {
+			cm, _ := c.(map[string]any)
+			if a, ok := cm["attachment"].(map[string]any); ok {
+				out = append(out, a)
+				paths = append(paths, fmt.Sprintf("DocumentReference.content[%d].attachment", i))
+			}
+		}
+	case "DiagnosticReport":
+		fs, _ := res.Doc["presentedForm"].([]any)
+		for i, f := range fs {
+			if a, ok := f.(map[string]any); ok {
+				out = append(out, a)
+				paths = append(paths, fmt.Sprintf("DiagnosticReport.presentedForm[%d]", i))
+			}
+		}
+	}
+	return out, paths
+}
+
+// attachments checks each Attachment's declared size and SHA-1 against
+// its content (422, nothing stored, on a mismatch), fills them in when
+// absent, and moves inline data larger than Content.AttachmentMax to a
+// new Binary (security context: this resource) named by url. It runs
+// after the write was decided and before anything is stored.
+func (r *Repo) attachments(ctx context.Context, rec *audit.Record, res *fhir.Resource) error {
+	atts, paths := attachmentsOf(res)
+	type move struct {
+		a    map[string]any
+		data []byte
+	}
+	var moves []move
+	for i, a := range atts {
+		size, sum, data, err := r.attachmentContent(ctx, rec, a, paths[i])
+		if err != nil {
+			return err
+		}
+		if size < 0 {
+			continue // not content Ward holds
+		}
+		if err := checkDeclared(a, size, sum, paths[i]); err != nil {
+			return r.refuse(rec, audit.OutcomeMinor, "hash-mismatch", err)
+		}
+		a["size"] = json.Number(strconv.FormatInt(size, 10))
+		a["hash"] = base64.StdEncoding.EncodeToString(sum)
+		if data != nil && r.s.ContentEnabled() && r.s.content.AttachmentMax >= 0 && int64(len(data)) > r.s.content.AttachmentMax {
+			moves = append(moves, move{a, data})
+		}
+	}
+	for _, m := range moves {
+		id, err := r.moveToBinary(ctx, rec, res, m.a, m.data)
+		if err != nil {
+			return err
+		}
+		delete(m.a, "data")
+		m.a["url"] = "Binary/" + id
+	}
+	return nil
+}
+
+// attachmentContent returns the size and SHA-1 of an Attachment's
+// content: its inline data, or the Binary its url names (size -1: an
+// external url, not checked).
+func (r *Repo) attachmentContent(ctx context.Context, rec *audit.Record, a map[string]any, path string) (int64, []byte, []byte, error) {
+	if d, ok := a["data"].(string); ok {
+		data, err := base64.StdEncoding.DecodeString(d)
+		if err != nil {
+			return 0, nil, nil, r.refuse(rec, audit.OutcomeMinor, "invalid", problem.At(problem.ErrInvalid, "invalid", path+".data", "not base64"))
+		}
+		s := sha1.Sum(data)
+		return int64(len(data)), s[:], data, nil
+	}
+	u, _ := a["url"].(string)
+	id, ok := strings.CutPrefix(u, "Binary/")
+	if !ok || !fhir.IsID(id) {
+		return -1, nil, nil, nil
+	}
+	v, err := r.s.st.Current(ctx, r.subj.Tenant, "Binary", id)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && v.Deleted:
+		return 0, nil, nil, r.refuse(rec, audit.OutcomeMinor, "invalid", problem.At(problem.ErrUnprocessable, "not-found", path+".url", "the Binary it names does not exist"))
+	case err != nil:
+		return 0, nil, nil, store.Problem(err)
+	}
+	bin, err := r.decideBinary(ctx, authz.Read, rec, v)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	m := binaryMeta(bin.Doc)
+	if m.Object == "" {
+		raw, _ := base64.StdEncoding.DecodeString(str(bin.Doc["data"]))
+		s := sha1.Sum(raw)
+		return int64(len(raw)), s[:], nil, nil
+	}
+	return m.Size, m.SHA1, nil, nil
+}
+
+// checkDeclared compares an Attachment's size and hash, when given, with
+// the content's.
+func checkDeclared(a map[string]any, size int64, sum []byte, path string) error {
+	if s, ok := a["size"]; ok {
+		n, _ := s.(json.Number)
+		if d, err := strconv.ParseInt(string(n), 10, 64); err != nil || d != size {
+			return problem.At(problem.ErrUnprocessable, "invalid", path+".size", "the size does not match the content; nothing was stored")
+		}
+	}
+	if h, ok := a["hash"].(string); ok {
+		d, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || !bytes.Equal(d, sum) {
+			return problem.At(problem.ErrUnprocessable, "invalid", path+".hash", "the SHA-1 hash does not match the content; nothing was stored")
+		}
+	}
+	return nil
+}
+
+// moveToBinary stores inline attachment data as a new Binary whose
+// security context is res, committed (with its own ledger record) before
+// res is.
+func (r *Repo) moveToBinary(ctx context.Context, parent *audit.Record, res *fhir.Resource, a map[string]any, data []byte) (string, error) {
+	rec := r.record("create", "Binary")
+	rec.Purpose = parent.Purpose
+	id := r.s.newID()
+	up := Upload{ID: id, ContentType: str(a["contentType"]), SecurityContext: res.Type + "/" + res.ID, Body: bytes.NewReader(data), Size: int64(len(data))}
+	if up.ContentType == "" {
+		up.ContentType = "application/octet-stream"
+	}
+	m, err := r.storeContent(ctx, rec, up, 1)
+	if err != nil {
+		return "", err
+	}
+	bin := &fhir.Resource{Type: "Binary", ID: id, Doc: binaryDoc(id, m)}
+	now := r.s.now().UTC()
+	_, sealed, ix, err := r.seal(ctx, bin, 1, now)
+	if err == nil {
+		w := store.Write{Tenant: r.subj.Tenant, Type: "Binary", ID: id, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
+		rec.Detail = "bytes=" + strconv.FormatInt(m.Size, 10)
+		err = r.commitWrite(ctx, w, rec, nil, bin.Doc)
+	}
+	if err != nil {
+		r.dropObject(m.Object)
+		return "", err
+	}
+	return id, nil
+}

@@ -1,0 +1,247 @@
+package records
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/docseal"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// decideSecurity decides a Binary's access: with a security context, as
+// a read of the resource it names (its patients, consent and labels
+// included); without one, the creator and admins (unless admins are
+// kept out of patient data). creator "" is a new Binary: the caller
+// becomes its creator.
+func (r *Repo) decideSecurity(ctx context.Context, rec *audit.Record, security, creator string) error {
+	if security == "" {
+		if creator == "" || creator == r.subj.ID || r.subj.Role == authz.RoleAdmin && !r.s.noAdminPHI {
+			return nil
+		}
+		return r.refuse(rec, audit.OutcomeMinor, "denied:not-creator", problem.New(problem.ErrForbidden, "forbidden", "access denied by policy"))
+	}
+	typ, id, ok := strings.Cut(security, "/")
+	if !ok || !fhir.IsResourceType(typ) || !fhir.IsID(id) || typ == "Binary" {
+		return r.refuse(rec, audit.OutcomeMinor, "invalid", problem.At(problem.ErrInvalid, "invalid", "Binary.securityContext",
+			"the security context must be a reference Type/id to a resource other than a Binary"))
+	}
+	v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && v.Deleted:
+		// Like any refusal: whether it exists is not disclosed.
+		return r.hidden(rec, "security-context")
+	case err != nil:
+		return store.Problem(err)
+	}
+	_, err = r.decideVersion(ctx, authz.Read, rec, v)
+	return err
+}
+
+// decideBinary opens a stored Binary version and decides a on it.
+func (r *Repo) decideBinary(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) (*fhir.Resource, error) {
+	plain, err := r.open(v)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
+	}
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return nil, fmt.Errorf("stored Binary/%s does not parse: %w", v.ID, err)
+	}
+	m := binaryMeta(res.Doc)
+	if m.Object == "" && m.Security == "" && m.Creator == "" {
+		// A Binary written as FHIR JSON before content streaming: decided
+		// as every other resource.
+		_, err := r.decideVersion(ctx, a, rec, v)
+		return res, err
+	}
+	if err := r.decideSecurity(ctx, rec, m.Security, m.Creator); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Range picks the bytes to send once the size is known: it returns the
+// offset and length, or an error (unsatisfiable) to refuse.
+type Range func(size int64) (off, n int64, err error)
+
+// BinaryRead is an opened Binary version: its resource, what Ward keeps
+// about its content, and the content itself (the range asked for).
+type BinaryRead struct {
+	Resource
+	Meta BinaryMeta
+	// Off and N are the range of the content Body yields.
+	Off, N int64
+	// Body yields the content; it fails, at the first segment that does
+	// not authenticate, with an error wrapping docseal.ErrCorrupt. Nil
+	// when only the resource was asked for.
+	Body io.ReadCloser
+}
+
+// ReadBinary reads Binary id (version 0: the current one). With rng nil
+// it returns the resource for FHIR JSON (with data when the content is
+// at most Content.InlineMax bytes); else it returns the content's range,
+// and the ledger record says how many bytes are disclosed, before any is.
+func (r *Repo) ReadBinary(ctx context.Context, id string, version int64, rng Range) (*BinaryRead, error) {
+	action := "read"
+	if version != 0 {
+		action = "vread"
+	}
+	rec := r.record(action, "Binary")
+	if err := r.decide(authz.Read, rec); err != nil {
+		return nil, err
+	}
+	v, err := r.instance(ctx, rec, "Binary", id, version)
+	if err != nil {
+		return nil, err
+	}
+	rec.Entities = []string{ref("Binary", id, v.Version)}
+	if v.Deleted {
+		out, err := r.read(ctx, action, "Binary", id, v.Version) // audits and answers as for any deletion
+		if out != nil {
+			return &BinaryRead{Resource: *out}, err
+		}
+		return nil, err
+	}
+	res, err := r.decideBinary(ctx, authz.Read, rec, v)
+	if err != nil {
+		return nil, err
+	}
+	m := binaryMeta(res.Doc)
+	out := &BinaryRead{Resource: Resource{Type: "Binary", ID: id, Version: v.Version, LastUpdated: v.LastUpdated}, Meta: m}
+	if rng == nil {
+		return r.binaryResource(ctx, rec, v, res, out)
+	}
+	off, n, err := rng(m.Size)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeMinor, "range", err)
+	}
+	out.Off, out.N = off, n
+	body, err := r.openContent(ctx, v, res.Doc, m, off)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeSerious, "content-unavailable", err)
+	}
+	rec.Detail = "bytes=" + strconv.FormatInt(n, 10)
+	if err := r.commitAudit(rec); err != nil {
+		body.Close()
+		return nil, err
+	}
+	out.Body = &limitedBody{r: io.LimitReader(body, n), c: body, onCorrupt: r.corrupt(v)}
+	return out, nil
+}
+
+// binaryResource answers a FHIR read of a Binary: the resource, with
+// data when the content is small enough to inline.
+func (r *Repo) binaryResource(ctx context.Context, rec *audit.Record, v *store.Version, res *fhir.Resource, out *BinaryRead) (*BinaryRead, error) {
+	m := out.Meta
+	if m.Object != "" && m.Size <= r.s.content.InlineMax {
+		body, err := r.openContent(ctx, v, res.Doc, m, 0)
+		if err != nil {
+			return nil, r.refuse(rec, audit.OutcomeSerious, "content-unavailable", err)
+		}
+		data, err := io.ReadAll(io.LimitReader(body, r.s.content.InlineMax+1))
+		body.Close()
+		if err != nil {
+			r.corrupt(v)()
+			return nil, r.refuse(rec, audit.OutcomeSerious, "corrupt", fmt.Errorf("%w: Binary/%s content failed its integrity check", problem.ErrUnavailable, v.ID))
+		}
+		res.Doc["data"] = base64.StdEncoding.EncodeToString(data)
+		rec.Detail = "bytes=" + strconv.Itoa(len(data))
+	}
+	fhir.SetMeta(res.Doc, strconv.FormatInt(v.Version, 10), v.LastUpdated)
+	js, err := fhir.Marshal(res.Doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.commitAudit(rec); err != nil {
+		return nil, err
+	}
+	out.JSON = js
+	return out, nil
+}
+
+// openContent opens the plaintext of a version's content from off.
+func (r *Repo) openContent(ctx context.Context, v *store.Version, doc map[string]any, m BinaryMeta, off int64) (io.ReadCloser, error) {
+	if m.Object == "" {
+		raw, err := base64.StdEncoding.DecodeString(str(doc["data"]))
+		if err != nil {
+			return nil, fmt.Errorf("%w: Binary/%s data is not base64", problem.ErrInvalid, v.ID)
+		}
+		return io.NopCloser(strings.NewReader(string(raw[min(off, int64(len(raw))):]))), nil
+	}
+	if r.s.content.Objects == nil {
+		return nil, fmt.Errorf("%w: content storage is not configured", problem.ErrUnavailable)
+	}
+	sk, ok := r.s.keys.(streamKeyer)
+	if !ok {
+		return nil, fmt.Errorf("%w: the keyring cannot open content streams", problem.ErrUnavailable)
+	}
+	keyID, err := r.s.keys.DataKey(ctx, v.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+	}
+	key, err := sk.StreamKey(keyID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stream key: %v", problem.ErrUnavailable, err)
+	}
+	obj, err := r.s.content.Objects.Open(ctx, m.Object, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: content object: %v", problem.ErrUnavailable, err)
+	}
+	pr, err := docseal.Open(obj, key, docseal.AAD(v.Tenant, v.ID, v.Version), off, m.Segment)
+	if err != nil {
+		obj.Close()
+		if errors.Is(err, docseal.ErrCorrupt) {
+			r.corrupt(v)()
+		}
+		return nil, fmt.Errorf("%w: Binary/%s content failed its integrity check", problem.ErrUnavailable, v.ID)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{pr, obj}, nil
+}
+
+// corrupt returns the once-only report of a content that failed its
+// integrity check: a ledger record (serious outcome, ids only) and
+// Content.OnCorrupt for logs and metrics.
+func (r *Repo) corrupt(v *store.Version) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			rec := r.record("binary-integrity", "Binary")
+			rec.Entities = []string{ref("Binary", v.ID, v.Version)}
+			rec.Outcome = audit.OutcomeSerious
+			rec.Detail = "corrupt"
+			r.commitAudit(rec)
+			if f := r.s.content.OnCorrupt; f != nil {
+				f(v.Tenant, ref("Binary", v.ID, v.Version))
+			}
+		})
+	}
+}
+
+type limitedBody struct {
+	r         io.Reader
+	c         io.Closer
+	onCorrupt func()
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if errors.Is(err, docseal.ErrCorrupt) {
+		b.onCorrupt()
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.c.Close() }
