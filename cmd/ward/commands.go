@@ -777,8 +777,11 @@ func runKeysRotateData(ctx context.Context, args []string, stdout, stderr io.Wri
 		resumed = " (resumed)"
 	}
 	fmt.Fprintf(stdout, "tenant %s: new writes are sealed under %s; %d versions re-sealed%s\n", o.Tenant, rep.To, rep.Resealed, resumed)
-	if rep.Destroyed {
+	switch {
+	case rep.Destroyed:
 		fmt.Fprintf(stdout, "destroyed %v\n", rep.From)
+	case !o.KeepOld:
+		fmt.Fprintf(stdout, "kept %v: the tenant's Binary content is sealed under keys derived from them\n", rep.From)
 	}
 	return nil
 }

@@ -8,10 +8,12 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/wardhealth/ward/internal/blob"
 	"github.com/wardhealth/ward/internal/config"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/keys/pkcs11"
 	"github.com/wardhealth/ward/internal/keys/transit"
+	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/seal"
 )
 
@@ -133,6 +135,34 @@ func RotateData(ctx context.Context, cfg config.Config, o RotateDataOptions) (*k
 	if err != nil {
 		return nil, err
 	}
-	return keys.RotateData(ctx, st, km, o.Tenant, keys.ResealOptions{Batch: o.Batch, Rate: o.Rate, KeepOld: o.KeepOld,
+	keepOld := o.KeepOld
+	if !keepOld {
+		// Binary content is sealed under keys derived from the data key
+		// (docseal) and the job re-seals resource versions only: while the
+		// tenant has content objects, destroying the old version would make
+		// them unreadable, so it is kept.
+		has, err := hasContent(ctx, cfg, o.Tenant)
+		if err != nil {
+			return nil, err
+		}
+		keepOld = has
+	}
+	return keys.RotateData(ctx, st, km, o.Tenant, keys.ResealOptions{Batch: o.Batch, Rate: o.Rate, KeepOld: keepOld,
 		Settle: 2 * cfg.KEK.ProbeInterval, Progress: o.Progress, Actor: "ward-cli"})
+}
+
+// errFound ends a listing at its first object.
+var errFound = errors.New("found")
+
+// hasContent says whether the tenant has any Binary content object.
+func hasContent(ctx context.Context, cfg config.Config, tenant string) (bool, error) {
+	objs, err := openObjects(cfg)
+	if err != nil {
+		return false, err
+	}
+	err = objs.List(ctx, records.ObjectPrefix(tenant), func(blob.Object) error { return errFound })
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
 }

@@ -1,11 +1,13 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -307,5 +309,49 @@ func TestRotateDataOnline(t *testing.T) {
 	// destruction of the first data key.
 	if r := w.Do(t, "GET", "/fhir/Patient?family=Kekfamily&_total=accurate", token, nil); r.Status != 200 || int(r.JSON(t)["total"].(float64)) != len(ids) {
 		t.Fatalf("search after rotate-data: %d %s", r.Status, r.Body)
+	}
+}
+
+// Binary content is sealed under keys derived from the data key, and
+// rotate-data re-seals resource versions only: while a tenant has content,
+// the old data key is kept, and the content still opens after a restart.
+func TestRotateDataKeepsTheKeysOfContent(t *testing.T) {
+	var cfg config.Config
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.KEK.ProbeInterval = 100 * time.Millisecond }, func(c *config.Config) { cfg = *c })
+	token := w.Tokens[authz.RoleAdmin]
+	content := bytes.Repeat([]byte("%PDF-1.7 rotate-data content "), 4096)
+	req, _ := http.NewRequest("POST", w.URL+"/Binary", bytes.NewReader(content))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/pdf")
+	resp, err := w.Server.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("upload: %d %s", resp.StatusCode, b)
+	}
+	id := (&apptest.Response{Body: b}).JSON(t)["id"].(string)
+	rep, err := app.RotateData(context.Background(), cfg, app.RotateDataOptions{Tenant: cfg.Tenant, Batch: 3})
+	if err != nil || rep.Destroyed {
+		t.Fatalf("rotate-data with content: %+v %v (the old key must be kept)", rep, err)
+	}
+	w.Server.Close()
+	w.App.Close()
+	a2 := restartApp(t, cfg)
+	s2 := httptest.NewServer(a2.Handler)
+	defer s2.Close()
+	req, _ = http.NewRequest("GET", s2.URL+"/fhir/Binary/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/pdf")
+	resp, err = s2.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("content after rotate-data and restart: %d, %d bytes, %v", resp.StatusCode, len(got), err)
 	}
 }

@@ -96,6 +96,10 @@ type BinaryMeta struct {
 	Security    string
 	// Segment is the sealed stream's segment size (docseal).
 	Segment int
+	// KeyID is the data key the content's stream key derives from: the
+	// tenant's current one when it was sealed, which a rotation
+	// (keys.RotateData) later replaces for new writes only.
+	KeyID string
 }
 
 // PutBinary stores raw content as a new version of a Binary.
@@ -174,10 +178,11 @@ func (r *Repo) binaryNext(ctx context.Context, rec *audit.Record, id string, ifM
 // storeContent seals up.Body into a new object for version.
 func (r *Repo) storeContent(ctx context.Context, rec *audit.Record, up Upload, version int64) (BinaryMeta, error) {
 	m := BinaryMeta{ContentType: up.ContentType, Creator: r.subj.ID, Security: up.SecurityContext}
-	key, err := r.streamKey(ctx)
+	keyID, key, err := r.streamKey(ctx)
 	if err != nil {
 		return m, err
 	}
+	m.KeyID = keyID
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	m.Object = objectKey(r.subj.Tenant, up.ID, version, hex.EncodeToString(rnd[:]))
@@ -206,16 +211,19 @@ func (r *Repo) storeContent(ctx context.Context, rec *audit.Record, up Upload, v
 	return m, nil
 }
 
-func (r *Repo) streamKey(ctx context.Context) ([]byte, error) {
+// streamKey returns the tenant's current data key id and the stream key
+// derived from it.
+func (r *Repo) streamKey(ctx context.Context) (string, []byte, error) {
 	sk, ok := r.s.keys.(streamKeyer)
 	if !ok {
-		return nil, fmt.Errorf("%w: the keyring cannot seal content streams", problem.ErrUnavailable)
+		return "", nil, fmt.Errorf("%w: the keyring cannot seal content streams", problem.ErrUnavailable)
 	}
 	keyID, err := r.s.keys.DataKey(ctx, r.subj.Tenant)
 	if err != nil {
-		return nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+		return "", nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
 	}
-	return sk.StreamKey(keyID)
+	key, err := sk.StreamKey(keyID)
+	return keyID, key, err
 }
 
 func (r *Repo) dropObject(key string) {
@@ -228,7 +236,12 @@ func (r *Repo) dropObject(key string) {
 // (what the sweeper checks against the store) and a random part, so a
 // retried or racing upload never overwrites another's object.
 func objectKey(tenant, id string, version int64, nonce string) string {
-	return "b/" + hex.EncodeToString([]byte(tenant)) + "/" + id + "/" + strconv.FormatInt(version, 10) + "-" + nonce
+	return ObjectPrefix(tenant) + id + "/" + strconv.FormatInt(version, 10) + "-" + nonce
+}
+
+// ObjectPrefix is the prefix of every content object of a tenant.
+func ObjectPrefix(tenant string) string {
+	return "b/" + hex.EncodeToString([]byte(tenant)) + "/"
 }
 
 // parseObjectKey is objectKey's inverse.
@@ -259,6 +272,9 @@ func binaryDoc(id string, m BinaryMeta) map[string]any {
 		map[string]any{"url": "object", "valueString": m.Object},
 		map[string]any{"url": "creator", "valueString": m.Creator},
 		map[string]any{"url": "segment", "valueInteger": json.Number(strconv.Itoa(m.Segment))},
+	}
+	if m.KeyID != "" {
+		ext = append(ext, map[string]any{"url": "key", "valueString": m.KeyID})
 	}
 	doc := map[string]any{"resourceType": "Binary", "id": id, "contentType": m.ContentType,
 		"meta": map[string]any{"extension": []any{map[string]any{"url": ContentExtension, "extension": ext}}}}
@@ -298,6 +314,8 @@ func binaryMeta(doc map[string]any) BinaryMeta {
 				m.Object = str(sm["valueString"])
 			case "creator":
 				m.Creator = str(sm["valueString"])
+			case "key":
+				m.KeyID = str(sm["valueString"])
 			case "segment":
 				n, _ := sm["valueInteger"].(json.Number)
 				if v, err := strconv.Atoi(string(n)); err == nil {

@@ -185,9 +185,14 @@ func (r *Repo) openContent(ctx context.Context, v *store.Version, doc map[string
 	if !ok {
 		return nil, fmt.Errorf("%w: the keyring cannot open content streams", problem.ErrUnavailable)
 	}
-	keyID, err := r.s.keys.DataKey(ctx, v.Tenant)
-	if err != nil {
-		return nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+	keyID := m.KeyID
+	if keyID == "" {
+		// Sealed before the key was recorded: under the only data key
+		// the tenant then had.
+		var err error
+		if keyID, err = r.s.keys.DataKey(ctx, v.Tenant); err != nil {
+			return nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+		}
 	}
 	key, err := sk.StreamKey(keyID)
 	if err != nil {
