@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"sort"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
-	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 	"github.com/wardhealth/ward/internal/fhir/shape"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
@@ -273,42 +271,6 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 	return nil
 }
 
-// handlePatch applies a JSON Patch (RFC 6902) document.
-func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
-	id, err := pathID(r)
-	if err != nil {
-		return err
-	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	match, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	if mt == "application/fhir+json" || mt == "application/json" {
-		return s.fhirPathPatch(w, r, repo, id, match)
-	}
-	if mt != "application/json-patch+json" {
-		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json) or a FHIRPath Patch Parameters resource (Content-Type: application/fhir+json)")
-	}
-	body, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	ops, err := jsonpatch.ParseLimited(body, s.opts.Limits.PatchOps)
-	if err != nil {
-		if errors.Is(err, jsonpatch.ErrTooCostly) {
-			return problem.New(problem.ErrTooLarge, "too-costly", err.Error())
-		}
-		return problem.New(problem.ErrInvalid, "structure", err.Error())
-	}
-	out, err := repo.Patch(r.Context(), r.PathValue("type"), id, ops, match)
-	if err != nil {
-		return err
-	}
-	s.writeResource(w, r, http.StatusOK, out, false)
-	return nil
-}
-
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -317,6 +279,10 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, repo *reco
 	out, err := repo.Delete(r.Context(), r.PathValue("type"), id)
 	if err != nil {
 		return err
+	}
+	if out == nil { // never existed: nothing to delete, no version
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	w.Header().Set("ETag", etag(out.Version))
 	if preferReturn(r) == "minimal" {

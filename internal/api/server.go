@@ -169,6 +169,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	// Conditional update and delete (Type?search), and $everything.
 	mux.Handle("PUT /fhir/{type}", s.fhir(s.handleConditionalUpdate))
 	mux.Handle("DELETE /fhir/{type}", s.fhir(s.handleConditionalDelete))
+	mux.Handle("PATCH /fhir/{type}", s.fhir(s.handleConditionalPatch))
 	mux.Handle("GET /fhir/Patient/{id}/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/Patient/{id}/$disclosures", s.fhir(s.handleDisclosures))

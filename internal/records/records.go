@@ -588,24 +588,7 @@ type Limits struct {
 // resource, so patching needs both read and update permission. ifMatch,
 // when not nil, is the version the patch was written against.
 func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, ifMatch *int64) (*Resource, error) {
-	return r.patchWith(ctx, typ, id, ifMatch, func(doc map[string]any) (map[string]any, error) {
-		patched, err := jsonpatch.ApplyLimited(doc, ops, jsonpatch.Limits{Elements: r.s.limits.PatchElements, ArrayItems: r.s.limits.ArrayItems})
-		if err != nil {
-			class, code := problem.ErrUnprocessable, "processing"
-			switch {
-			case errors.Is(err, jsonpatch.ErrInvalid):
-				class = problem.ErrInvalid
-			case errors.Is(err, jsonpatch.ErrTooCostly):
-				class, code = problem.ErrTooLarge, "too-costly"
-			}
-			return nil, problem.New(class, code, err.Error())
-		}
-		out, ok := patched.(map[string]any)
-		if !ok {
-			return nil, problem.New(problem.ErrUnprocessable, "processing", "the patched document must stay a JSON object")
-		}
-		return out, nil
-	})
+	return r.patchWith(ctx, typ, id, ifMatch, r.patcher(patchDoc{json: ops}))
 }
 
 // patchWith is the patch interaction for any patch format: apply returns
@@ -711,11 +694,18 @@ func lostRace(err error, ifMatch *int64, attempt int) (retry bool, _ error) {
 }
 
 // Delete marks a resource deleted; its versions stay in history. Deleting
-// a deleted resource changes nothing.
+// a deleted resource changes nothing. Deleting one that never existed
+// writes nothing and returns nil, nil (FHIR R4 http.html 3.1.0.7: 200 or
+// 204, as in a transaction), except for a caller from whom existence is
+// hidden, who is refused as for any unknown id.
 func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 	rec := r.record("delete", typ)
 	if err := r.decide(authz.Delete, rec); err != nil {
 		return nil, err
+	}
+	if _, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id); errors.Is(err, store.ErrNotFound) && !r.hidesExistence(typ) {
+		rec.Detail = "nothing-to-delete"
+		return nil, r.commitAudit(rec)
 	}
 	for attempt := 0; ; attempt++ {
 		v, err := r.instance(ctx, rec, typ, id, 0)
