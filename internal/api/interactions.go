@@ -616,22 +616,3 @@ func capSearchParams(leaky bool) map[string][]fhir.SearchParamCap {
 	return out
 }
 
-func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
-	if err := negotiate(r); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	base := strings.TrimSuffix(s.base(r), "/fhir")
-	out, err := fhir.CapabilityStatement(fhir.CapabilityOptions{
-		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: time.Now().UTC(),
-		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: s.capParams,
-		Formats: []string{"application/fhir+json", "json", "application/fhir+xml", "xml"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", contentFHIR)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(out)
-}

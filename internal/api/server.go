@@ -127,6 +127,9 @@ type Server struct {
 	// throttleAudit keeps the ledger records of throttled authentication
 	// attempts to one per address per minute, and a few per second in all.
 	throttleAudit throttleAudit
+	// started is the CapabilityStatement's date: it changes when the
+	// server (and so what it can do) does, which keeps its ETag stable.
+	started time.Time
 }
 
 // New builds the handler chain.
@@ -140,7 +143,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
 	}
-	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit()}
+	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit(), started: time.Now().UTC().Truncate(time.Second)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
 	s.routeLedger(mux)
