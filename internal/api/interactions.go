@@ -344,11 +344,21 @@ func (s *Server) count(q url.Values, def int) (int, error) {
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	typ := r.PathValue("type")
+	path := s.base(r)
+	if typ != "" {
+		path += "/" + typ
+	}
+	return s.search(w, r, repo, typ, path, "")
+}
+
+// search answers a search of typ ("" for all types) whose links start
+// with path, within Patient/pid's compartment when pid is set.
+func (s *Server) search(w http.ResponseWriter, r *http.Request, repo *records.Repo, typ, path, pid string) error {
 	raw, err := searchValues(r)
 	if err != nil {
 		return err
 	}
-	typ := r.PathValue("type")
 	q, err := query.Parse(typ, raw, query.Options{Strict: preferStrict(r), DefaultCount: 20, MaxCount: s.opts.MaxCount,
 		MaxParams: s.opts.Limits.SearchParams, MaxValues: s.opts.Limits.SearchValues,
 		Supported: search.Supported})
@@ -365,15 +375,16 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 			return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
 		}
 	}
-	page, err := repo.Search(r.Context(), q, after)
+	var page *records.Page
+	if pid != "" {
+		page, err = repo.SearchCompartment(r.Context(), pid, q, after)
+	} else {
+		page, err = repo.Search(r.Context(), q, after)
+	}
 	if err != nil {
 		return err
 	}
 	base := s.base(r)
-	path := base
-	if typ != "" {
-		path += "/" + typ
-	}
 	b := &fhir.Bundle{Type: "searchset", Timestamp: time.Now().UTC()}
 	if page.Total != nil {
 		n := int(*page.Total)
@@ -615,4 +626,3 @@ func capSearchParams(leaky bool) map[string][]fhir.SearchParamCap {
 	}
 	return out
 }
-

@@ -178,6 +178,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.Handle("GET /fhir/Patient/{id}/$disclosures", s.fhir(s.handleDisclosures))
 	mux.Handle("POST /fhir/AuditEvent/{id}/$withhold", s.fhir(s.handleWithhold))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
+	mux.Handle("GET /fhir/{type}/{id}/{ctype}", s.fhir(s.handleCompartmentSearch))
 	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
 	mux.Handle("POST /fhir/{type}/$validate", s.fhir(s.handleValidate))
 	mux.Handle("POST /fhir/{type}/{id}/$validate", s.fhir(s.handleValidate))

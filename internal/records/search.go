@@ -12,6 +12,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/params"
@@ -32,6 +33,20 @@ const (
 // every disclosed resource durable before returning. after is the decoded
 // cursor of the previous page, or nil.
 func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, error) {
+	return r.search(ctx, q, after, "")
+}
+
+// SearchCompartment is Search within the compartment of Patient/pid
+// (http.html 3.1.0.9.1, GET Patient/pid/Type?params and Patient/pid/*):
+// only resources of the Patient compartment's types that refer to the
+// patient through one of their compartment parameters, as the official
+// CompartmentDefinition draws it (the same condition as $everything),
+// and the patient itself. A type outside the compartment is invalid.
+func (r *Repo) SearchCompartment(ctx context.Context, pid string, q *query.Query, after []any) (*Page, error) {
+	return r.search(ctx, q, after, pid)
+}
+
+func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid string) (*Page, error) {
 	action, typ := "search-type", q.Type
 	if typ == "" {
 		action = "search-system"
@@ -43,6 +58,22 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	}
 	if len(types) == 0 {
 		types = fhir.ResourceTypes()
+		if pid != "" {
+			// Patient/pid/*: the compartment's types this caller may
+			// search, as $everything leaves out what it may not read.
+			types = slices.DeleteFunc(compartment.PatientTypes(), func(t string) bool { return !r.decideType(authz.Search, t).Allow })
+			if len(types) == 0 {
+				return &Page{}, r.commitAudit(rec)
+			}
+		}
+	}
+	if pid != "" {
+		rec.Detail = "compartment"
+		for _, t := range types {
+			if t != "Patient" && !compartment.InPatientCompartment(t) {
+				return nil, r.refuse(rec, audit.OutcomeMinor, "invalid-search", problem.New(problem.ErrInvalid, "invalid", t+" is not a type of the Patient compartment"))
+			}
+		}
 	}
 	for _, t := range types {
 		if d := r.decideType(authz.Search, t); !d.Allow {
@@ -73,6 +104,11 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	if res.where != "" {
 		sq.Where = append(sq.Where, res.where)
 		sq.Args = append(sq.Args, res.args...)
+	}
+	if pid != "" {
+		where, args := search.InCompartmentOf(types, compartmentPIDs, pid, r.subj.Tenant, k)
+		sq.Where = append(sq.Where, where)
+		sq.Args = append(sq.Args, args...)
 	}
 	page := &Page{}
 	// _count=0 asks for the total alone (FHIR search.html#count), as
