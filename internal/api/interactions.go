@@ -398,6 +398,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, repo *records.Re
 		self += sep(self) + "_cursor=" + url.QueryEscape(c)
 	}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: self})
+	first := path
+	if q.Self != "" {
+		first += "?" + q.Self
+	}
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "first", URL: first})
 	if page.NextKeys != nil {
 		c, err := records.EncodeCursor(page.NextKeys)
 		if err != nil {
@@ -527,11 +532,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *rec
 	}
 	path += "/_history"
 	b := &fhir.Bundle{Type: "history", Timestamp: time.Now().UTC()}
-	if page.Total != nil {
-		n := int(*page.Total)
-		b.Total = &n
-	}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: path + queryString(q)})
+	first := cloneValues(q)
+	first.Del("_cursor")
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "first", URL: path + queryString(first)})
 	if page.NextBefore != 0 {
 		next := cloneValues(q)
 		next.Set("_cursor", strconv.FormatInt(page.NextBefore, 10))
@@ -557,6 +561,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *rec
 		}
 		b.Entries = append(b.Entries, e)
 	}
+	withTotal(b, page)
 	return writeBundle(w, b)
 }
 

@@ -111,18 +111,25 @@ func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid stri
 		sq.Args = append(sq.Args, args...)
 	}
 	page := &Page{}
-	// _count=0 asks for the total alone (FHIR search.html#count), as
-	// _summary=count does; _total=none leaves even that out.
-	countOnly := q.Summary == "count" || q.Count <= 0
-	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" || q.Count <= 0 && q.Total != "none" {
-		n, known, err := r.count(ctx, rec, *sq, res)
+	counted := *sq
+	total := func() error {
+		n, known, err := r.count(ctx, rec, counted, res)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if known {
 			page.Total = &n
 		} else {
 			page.Notes = append(page.Notes, TotalTooCostly)
+		}
+		return nil
+	}
+	// _count=0 asks for the total alone (FHIR search.html#count), as
+	// _summary=count does; _total=none leaves even that out.
+	countOnly := q.Summary == "count" || q.Count <= 0
+	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" || q.Count <= 0 && q.Total != "none" {
+		if err := total(); err != nil {
+			return nil, err
 		}
 	}
 	if countOnly {
@@ -138,6 +145,13 @@ func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid stri
 		hits = hits[:q.Count]
 		last := hits[len(hits)-1]
 		page.NextKeys = append(append([]any(nil), last.Keys...), last.RID)
+	}
+	// One of several pages carries the total by default (search.html
+	// #total: _total=none leaves it out), counted as _total=accurate.
+	if (page.NextKeys != nil || after != nil) && q.Total == "" && page.Total == nil {
+		if err := total(); err != nil {
+			return nil, err
+		}
 	}
 	// The only page: its total is what it shows, counted after the
 	// per-resource decisions (a match they leave out is not counted).
