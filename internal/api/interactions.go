@@ -33,16 +33,26 @@ func pathID(r *http.Request) (string, error) {
 	return id, nil
 }
 
-// base is the FHIR base URL as the client should see it.
+// base is the FHIR base URL as the client should see it: the configured
+// one, else the request's, as a trusted proxy forwarded it (forwarded.go).
 func (s *Server) base(r *http.Request) string {
 	if s.opts.BaseURL != "" {
 		return s.opts.BaseURL + "/fhir"
 	}
-	scheme := "http"
+	scheme, host, prefix := "http", r.Host, ""
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + "/fhir"
+	if o, ok := s.forwarded(r); ok {
+		if o.proto != "" {
+			scheme = o.proto
+		}
+		if o.host != "" {
+			host = o.host
+		}
+		prefix = o.prefix
+	}
+	return scheme + "://" + host + prefix + "/fhir"
 }
 
 // readBody reads and parses a FHIR resource body of the URL's type,
