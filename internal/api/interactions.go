@@ -627,7 +627,7 @@ func cloneValues(q url.Values) url.Values {
 // the CapabilityStatement is generated from it.
 var (
 	interactions       = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
-	systemInteractions = []string{"transaction", "batch", "history-system"}
+	systemInteractions = []string{"transaction", "batch", "search-system", "history-system"}
 )
 
 // capSearchParams lists, per type, the parameters the planner answers,
