@@ -249,21 +249,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(b)
 }
-
-// setLinkHeader repeats a Bundle's next and previous links as an RFC 8288
-// Link header, for loaders and clients that page by header rather than by
-// Bundle.link. The URLs are the ones already in the Bundle.
-func setLinkHeader(w http.ResponseWriter, links []fhir.BundleLink) {
-	var parts []string
-	for _, l := range links {
-		switch l.Relation {
-		case "next", "previous", "prev":
-			if !strings.ContainsAny(l.URL, "<>\r\n") {
-				parts = append(parts, "<"+l.URL+`>; rel="`+l.Relation+`"`)
-			}
-		}
-	}
-	if len(parts) > 0 {
-		w.Header().Set("Link", strings.Join(parts, ", "))
-	}
-}

@@ -47,7 +47,7 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, repo *reco
 			continue
 		} else if !ok {
 			var e records.Entry
-			if e, err = records.ParseEntry(i, raw); err == nil {
+			if e, err = records.ParseEntryLimited(i, raw, s.opts.Limits.PatchOps); err == nil {
 				entries = append(entries, e)
 				at = append(at, i)
 				continue

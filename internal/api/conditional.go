@@ -1,13 +1,10 @@
 package api
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/wardhealth/ward/internal/fhir"
-	"github.com/wardhealth/ward/internal/fhir/fhirpatch"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
 )
@@ -53,33 +50,5 @@ func (s *Server) handleConditionalDelete(w http.ResponseWriter, r *http.Request,
 	}
 	writeOutcome(w, http.StatusOK, fhir.Issue{Severity: "information", Code: "informational",
 		Diagnostics: fmt.Sprintf("%d %s resources deleted", n, r.PathValue("type"))})
-	return nil
-}
-
-// fhirPathPatch is PATCH with a FHIRPath Patch Parameters resource.
-func (s *Server) fhirPathPatch(w http.ResponseWriter, r *http.Request, repo *records.Repo, id string, match *int64) error {
-	body, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '[' {
-		return problem.New(problem.ErrInvalid, "structure", "a JSON Patch document needs Content-Type: application/json-patch+json; application/fhir+json takes a FHIRPath Patch Parameters resource")
-	}
-	doc, err := s.parseBody(body)
-	if err != nil {
-		return err
-	}
-	ops, err := fhirpatch.ParseLimited(doc.Doc, s.opts.Limits.PatchOps)
-	if err != nil {
-		if errors.Is(err, fhirpatch.ErrTooCostly) {
-			return problem.New(problem.ErrTooLarge, "too-costly", err.Error())
-		}
-		return problem.New(problem.ErrInvalid, "invalid", err.Error())
-	}
-	out, err := repo.PatchFHIRPath(r.Context(), r.PathValue("type"), id, ops, match)
-	if err != nil {
-		return err
-	}
-	s.writeResource(w, r, http.StatusOK, out, false)
 	return nil
 }

@@ -62,6 +62,9 @@ func (s *Server) handleEverything(w http.ResponseWriter, r *http.Request, repo *
 	}
 	b := &fhir.Bundle{Type: "searchset", Timestamp: time.Now().UTC()}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: path + queryString(q)})
+	first := cloneValues(q)
+	first.Del("_cursor")
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "first", URL: path + queryString(first)})
 	if len(page.NextKeys) == 1 {
 		next := cloneValues(q)
 		next.Set("_cursor", strconv.FormatInt(page.NextKeys[0].(int64), 10))
@@ -72,5 +75,6 @@ func (s *Server) handleEverything(w http.ResponseWriter, r *http.Request, repo *
 		b.Entries = append(b.Entries, fhir.BundleEntry{FullURL: base + "/" + res.Type + "/" + res.ID, Resource: res.JSON,
 			Search: &fhir.BundleSearch{Mode: "match"}})
 	}
+	withTotal(b, page)
 	return writeBundle(w, b)
 }

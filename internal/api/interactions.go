@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"sort"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
-	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
 	"github.com/wardhealth/ward/internal/fhir/shape"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
@@ -35,16 +33,26 @@ func pathID(r *http.Request) (string, error) {
 	return id, nil
 }
 
-// base is the FHIR base URL as the client should see it.
+// base is the FHIR base URL as the client should see it: the configured
+// one, else the request's, as a trusted proxy forwarded it (forwarded.go).
 func (s *Server) base(r *http.Request) string {
 	if s.opts.BaseURL != "" {
 		return s.opts.BaseURL + "/fhir"
 	}
-	scheme := "http"
+	scheme, host, prefix := "http", r.Host, ""
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + "/fhir"
+	if o, ok := s.forwarded(r); ok {
+		if o.proto != "" {
+			scheme = o.proto
+		}
+		if o.host != "" {
+			host = o.host
+		}
+		prefix = o.prefix
+	}
+	return scheme + "://" + host + prefix + "/fhir"
 }
 
 // readBody reads and parses a FHIR resource body of the URL's type,
@@ -285,42 +293,6 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, repo *reco
 	return nil
 }
 
-// handlePatch applies a JSON Patch (RFC 6902) document.
-func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
-	id, err := pathID(r)
-	if err != nil {
-		return err
-	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	match, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	if mt == "application/fhir+json" || mt == "application/json" {
-		return s.fhirPathPatch(w, r, repo, id, match)
-	}
-	if mt != "application/json-patch+json" {
-		return problem.New(problem.ErrUnsupportedMedia, "not-supported", "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json) or a FHIRPath Patch Parameters resource (Content-Type: application/fhir+json)")
-	}
-	body, err := readRaw(r)
-	if err != nil {
-		return err
-	}
-	ops, err := jsonpatch.ParseLimited(body, s.opts.Limits.PatchOps)
-	if err != nil {
-		if errors.Is(err, jsonpatch.ErrTooCostly) {
-			return problem.New(problem.ErrTooLarge, "too-costly", err.Error())
-		}
-		return problem.New(problem.ErrInvalid, "structure", err.Error())
-	}
-	out, err := repo.Patch(r.Context(), r.PathValue("type"), id, ops, match)
-	if err != nil {
-		return err
-	}
-	s.writeResource(w, r, http.StatusOK, out, false)
-	return nil
-}
-
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -329,6 +301,10 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, repo *reco
 	out, err := repo.Delete(r.Context(), r.PathValue("type"), id)
 	if err != nil {
 		return err
+	}
+	if out == nil { // never existed: nothing to delete, no version
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	w.Header().Set("ETag", etag(out.Version))
 	if preferReturn(r) == "minimal" {
@@ -390,11 +366,21 @@ func (s *Server) count(q url.Values, def int) (int, error) {
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *records.Repo) error {
+	typ := r.PathValue("type")
+	path := s.base(r)
+	if typ != "" {
+		path += "/" + typ
+	}
+	return s.search(w, r, repo, typ, path, "")
+}
+
+// search answers a search of typ ("" for all types) whose links start
+// with path, within Patient/pid's compartment when pid is set.
+func (s *Server) search(w http.ResponseWriter, r *http.Request, repo *records.Repo, typ, path, pid string) error {
 	raw, err := searchValues(r)
 	if err != nil {
 		return err
 	}
-	typ := r.PathValue("type")
 	q, err := query.Parse(typ, raw, query.Options{Strict: preferStrict(r), DefaultCount: 20, MaxCount: s.opts.MaxCount,
 		MaxParams: s.opts.Limits.SearchParams, MaxValues: s.opts.Limits.SearchValues,
 		Supported: search.Supported})
@@ -411,15 +397,16 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 			return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
 		}
 	}
-	page, err := repo.Search(r.Context(), q, after)
+	var page *records.Page
+	if pid != "" {
+		page, err = repo.SearchCompartment(r.Context(), pid, q, after)
+	} else {
+		page, err = repo.Search(r.Context(), q, after)
+	}
 	if err != nil {
 		return err
 	}
 	base := s.base(r)
-	path := base
-	if typ != "" {
-		path += "/" + typ
-	}
 	b := &fhir.Bundle{Type: "searchset", Timestamp: time.Now().UTC()}
 	if page.Total != nil {
 		n := int(*page.Total)
@@ -433,6 +420,11 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, repo *reco
 		self += sep(self) + "_cursor=" + url.QueryEscape(c)
 	}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: self})
+	first := path
+	if q.Self != "" {
+		first += "?" + q.Self
+	}
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "first", URL: first})
 	if page.NextKeys != nil {
 		c, err := records.EncodeCursor(page.NextKeys)
 		if err != nil {
@@ -562,11 +554,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *rec
 	}
 	path += "/_history"
 	b := &fhir.Bundle{Type: "history", Timestamp: time.Now().UTC()}
-	if page.Total != nil {
-		n := int(*page.Total)
-		b.Total = &n
-	}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "self", URL: path + queryString(q)})
+	first := cloneValues(q)
+	first.Del("_cursor")
+	b.Links = append(b.Links, fhir.BundleLink{Relation: "first", URL: path + queryString(first)})
 	if page.NextBefore != 0 {
 		next := cloneValues(q)
 		next.Set("_cursor", strconv.FormatInt(page.NextBefore, 10))
@@ -592,6 +583,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, repo *rec
 		}
 		b.Entries = append(b.Entries, e)
 	}
+	withTotal(b, page)
 	return writeBundle(w, b)
 }
 
@@ -647,7 +639,7 @@ func cloneValues(q url.Values) url.Values {
 // the CapabilityStatement is generated from it.
 var (
 	interactions       = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
-	systemInteractions = []string{"transaction", "batch", "history-system"}
+	systemInteractions = []string{"transaction", "batch", "search-system", "history-system"}
 )
 
 // capSearchParams lists, per type, the parameters the planner answers,
@@ -660,24 +652,4 @@ func capSearchParams(leaky bool) map[string][]fhir.SearchParamCap {
 		}
 	}
 	return out
-}
-
-func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
-	if err := negotiate(r); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	base := strings.TrimSuffix(s.base(r), "/fhir")
-	out, err := fhir.CapabilityStatement(fhir.CapabilityOptions{
-		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: time.Now().UTC(),
-		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: s.capParams,
-		Formats: []string{"application/fhir+json", "json", "application/fhir+xml", "xml"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", contentFHIR)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(out)
 }

@@ -130,6 +130,9 @@ type Server struct {
 	// throttleAudit keeps the ledger records of throttled authentication
 	// attempts to one per address per minute, and a few per second in all.
 	throttleAudit throttleAudit
+	// started is the CapabilityStatement's date: it changes when the
+	// server (and so what it can do) does, which keeps its ETag stable.
+	started time.Time
 }
 
 // New builds the handler chain.
@@ -143,7 +146,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
 	}
-	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit()}
+	s := &Server{opts: o, log: log, records: rec, tokens: tokens, health: health, capParams: capSearchParams(o.LeakyIndex), throttleAudit: newThrottleAudit(), started: time.Now().UTC().Truncate(time.Second)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
 	s.routeLedger(mux)
@@ -172,11 +175,13 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	// Conditional update and delete (Type?search), and $everything.
 	mux.Handle("PUT /fhir/{type}", s.fhir(s.handleConditionalUpdate))
 	mux.Handle("DELETE /fhir/{type}", s.fhir(s.handleConditionalDelete))
+	mux.Handle("PATCH /fhir/{type}", s.fhir(s.handleConditionalPatch))
 	mux.Handle("GET /fhir/Patient/{id}/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/Patient/{id}/$disclosures", s.fhir(s.handleDisclosures))
 	mux.Handle("POST /fhir/AuditEvent/{id}/$withhold", s.fhir(s.handleWithhold))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
+	mux.Handle("GET /fhir/{type}/{id}/{ctype}", s.fhir(s.handleCompartmentSearch))
 	mux.Handle("GET /fhir/{type}/{id}/_history/{vid}", s.fhir(s.handleVRead))
 	mux.Handle("POST /fhir/{type}/$validate", s.fhir(s.handleValidate))
 	mux.Handle("POST /fhir/{type}/{id}/$validate", s.fhir(s.handleValidate))

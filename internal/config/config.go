@@ -438,7 +438,7 @@ var settings = []setting{
 		func(c *Config) string { return formatRate(c.APIRate) }, func(c *Config, v string) error { return parseRate(v, &c.APIRate) }},
 	{"WARD_API_RATE_BURST", "api-rate-burst", "requests one subject may make at once", false,
 		func(c *Config) string { return strconv.Itoa(c.APIBurst) }, func(c *Config, v string) error { return parseBurst(v, &c.APIBurst) }},
-	{"WARD_TRUSTED_PROXIES", "trusted-proxies", "comma-separated addresses or CIDR prefixes of reverse proxies (load balancers) whose X-Forwarded-For names the client address for rate limits; empty: the connection's address is the client's", false,
+	{"WARD_TRUSTED_PROXIES", "trusted-proxies", "comma-separated addresses or CIDR prefixes of reverse proxies (load balancers) whose X-Forwarded-For names the client address for rate limits, and whose Forwarded or X-Forwarded-Proto/-Host/-Prefix set the base of links (unless WARD_BASE_URL is set); empty: the connection's address is the client's and its Host the links' base", false,
 		func(c *Config) string {
 			var parts []string
 			for _, p := range c.TrustedProxies {

@@ -200,6 +200,22 @@ func (r *Repo) resolveConditions(ctx context.Context, order []*Entry) (*resolved
 					problem.New(problem.ErrPreconditionFailed, "multiple-matches", "the conditional update's condition matches more than one resource")))
 			}
 			out.guards = append(out.guards, g)
+		case e.Method == http.MethodPatch && e.cond != nil:
+			hits, g, err := r.match(ctx, e.cond, 2, rec)
+			if err != nil {
+				return nil, entryError(e, err)
+			}
+			switch len(hits) {
+			case 0:
+				return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "not-found",
+					problem.New(problem.ErrNotFound, "not-found", "the conditional patch's condition matches no resource")))
+			case 1:
+				e.ID = hits[0].ID
+			default:
+				return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "precondition-failed",
+					problem.New(problem.ErrPreconditionFailed, "multiple-matches", "the conditional patch's condition matches more than one resource")))
+			}
+			out.guards = append(out.guards, g)
 		case e.Method == http.MethodDelete && e.cond != nil:
 			limit := r.s.condDeleteMax
 			hits, g, err := r.match(ctx, e.cond, limit+1, rec)

@@ -12,7 +12,11 @@ import (
 
 // ParseEntry reads entry i of a batch or transaction Bundle (as decoded
 // by fhir.Parse). Errors name the entry and the element, never a value.
-func ParseEntry(i int, raw any) (Entry, error) {
+func ParseEntry(i int, raw any) (Entry, error) { return ParseEntryLimited(i, raw, 0) }
+
+// ParseEntryLimited is ParseEntry with a PATCH entry's operations bounded
+// by maxPatchOps (0: the patch packages' default); more is ErrTooLarge.
+func ParseEntryLimited(i int, raw any, maxPatchOps int) (Entry, error) {
 	at := func(path, msg string) error {
 		return problem.At(problem.ErrInvalid, "invalid", fmt.Sprintf("Bundle.entry[%d].%s", i, path), msg)
 	}
@@ -31,10 +35,20 @@ func ParseEntry(i int, raw any) (Entry, error) {
 	if url == "" {
 		return e, at("request.url", "request.url is required")
 	}
-	for _, cond := range []string{"ifNoneMatch", "ifModifiedSince"} {
-		if _, has := req[cond]; has {
-			return e, at("request."+cond, "conditional reads are not supported inside a Bundle")
+	if _, has := req["ifModifiedSince"]; has {
+		return e, at("request.ifModifiedSince", "ifModifiedSince is a conditional read: only for GET entries")
+	}
+	if x, has := req["ifNoneMatch"]; has {
+		// On a PUT, ifNoneMatch "*" is create-only-if-absent, as the
+		// If-None-Match: * header of an update; otherwise it is a
+		// conditional read.
+		s, _ := x.(string)
+		_, hasMatch := req["ifMatch"]
+		if e.Method != http.MethodPut || strings.TrimSpace(s) != "*" || hasMatch {
+			return e, at("request.ifNoneMatch", `ifNoneMatch is a conditional read for GET entries, or "*" (create only if absent) on a PUT entry without ifMatch`)
 		}
+		zero := int64(0)
+		e.IfMatch = &zero
 	}
 	if x, has := req["ifNoneExist"]; has {
 		s, ok := x.(string)
@@ -61,8 +75,8 @@ func ParseEntry(i int, raw any) (Entry, error) {
 		e.IfMatch = &v
 	}
 	if t, raw, ok := SplitConditional(strings.TrimPrefix(url, "/")); ok {
-		if e.Method != http.MethodPut && e.Method != http.MethodDelete {
-			return e, at("request.url", "a conditional request.url (Type?search) is only supported for PUT and DELETE entries")
+		if e.Method != http.MethodPut && e.Method != http.MethodDelete && e.Method != http.MethodPatch {
+			return e, at("request.url", "a conditional request.url (Type?search) is only supported for PUT, PATCH and DELETE entries")
 		}
 		q, err := ParseCondition(t, raw)
 		if err != nil {
@@ -79,6 +93,9 @@ func ParseEntry(i int, raw any) (Entry, error) {
 			}
 			e.Resource = &fhir.Resource{Type: e.Type, Doc: doc}
 		}
+		if e.Method == http.MethodPatch {
+			return e, e.parsePatch(m, maxPatchOps, at)
+		}
 		return e, nil
 	}
 	if strings.ContainsAny(url, "?#") || strings.Contains(url, "://") {
@@ -91,13 +108,16 @@ func ParseEntry(i int, raw any) (Entry, error) {
 	}
 	switch {
 	case e.Method == http.MethodPost && len(parts) == 1:
-	case (e.Method == http.MethodPut || e.Method == http.MethodDelete || e.Method == http.MethodGet) && len(parts) == 2:
+	case (e.Method == http.MethodPut || e.Method == http.MethodPatch || e.Method == http.MethodDelete || e.Method == http.MethodGet) && len(parts) == 2:
 		e.ID = parts[1]
 		if !fhir.IsID(e.ID) {
 			return e, at("request.url", "the id in request.url is not a valid FHIR id")
 		}
 	default:
-		return e, at("request", "request.method must be POST with url Type, or PUT, DELETE or GET with url Type/id")
+		return e, at("request", "request.method must be POST with url Type, or PUT, PATCH, DELETE or GET with url Type/id")
+	}
+	if e.Method == http.MethodPatch {
+		return e, e.parsePatch(m, maxPatchOps, at)
 	}
 	if e.Method == http.MethodPost || e.Method == http.MethodPut {
 		doc, ok := m["resource"].(map[string]any)
@@ -117,4 +137,18 @@ func ParseEntry(i int, raw any) (Entry, error) {
 		e.Resource = res
 	}
 	return e, nil
+}
+
+// parsePatch reads a PATCH entry's patch from entry m.
+func (e *Entry) parsePatch(m map[string]any, maxOps int, at func(path, msg string) error) error {
+	doc, ok := m["resource"].(map[string]any)
+	if !ok {
+		return at("resource", "a PATCH entry needs its patch as entry.resource: a Binary (application/json-patch+json) or a Parameters resource (FHIRPath Patch)")
+	}
+	p, err := parsePatchEntry(e.Index, doc, maxOps)
+	if err != nil {
+		return err
+	}
+	e.patch = p
+	return nil
 }

@@ -87,13 +87,13 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	sq := store.SearchQuery{Tenant: r.subj.Tenant, Types: types, Where: []string{where}, Args: args, Limit: q.Count + 1, After: q.After}
 	// The same restriction as a search: only patients, labels and
 	// categories the caller may see, in SQL, so that paging never leaks.
-	rw, rargs, err := r.restriction(ctx, types, k)
+	res, err := r.restrict(ctx, types, k, "r")
 	if err != nil {
 		return nil, err
 	}
-	if rw != "" {
-		sq.Where = append(sq.Where, rw)
-		sq.Args = append(sq.Args, rargs...)
+	if res.where != "" {
+		sq.Where = append(sq.Where, res.where)
+		sq.Args = append(sq.Args, res.args...)
 	}
 	if !q.Since.IsZero() {
 		sq.Where = append(sq.Where, "r.last_updated >= ?")
@@ -101,6 +101,19 @@ func (r *Repo) Everything(ctx context.Context, q EverythingQuery) (*Page, error)
 	}
 	if q.After != nil && len(q.After) != 1 {
 		return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor of this operation"))
+	}
+	// Every page carries the total of the operation's result, counted
+	// (and bounded) as a search's.
+	counted := sq
+	counted.Limit, counted.After = 0, nil
+	n, known, err := r.count(ctx, rec, counted, res)
+	if err != nil {
+		return nil, err
+	}
+	if known {
+		page.Total = &n
+	} else {
+		page.Notes = append(page.Notes, TotalTooCostly)
 	}
 	hits, err := r.s.st.Search(ctx, sq)
 	if err != nil {

@@ -606,24 +606,7 @@ type Limits struct {
 // resource, so patching needs both read and update permission. ifMatch,
 // when not nil, is the version the patch was written against.
 func (r *Repo) Patch(ctx context.Context, typ, id string, ops []jsonpatch.Op, ifMatch *int64) (*Resource, error) {
-	return r.patchWith(ctx, typ, id, ifMatch, func(doc map[string]any) (map[string]any, error) {
-		patched, err := jsonpatch.ApplyLimited(doc, ops, jsonpatch.Limits{Elements: r.s.limits.PatchElements, ArrayItems: r.s.limits.ArrayItems})
-		if err != nil {
-			class, code := problem.ErrUnprocessable, "processing"
-			switch {
-			case errors.Is(err, jsonpatch.ErrInvalid):
-				class = problem.ErrInvalid
-			case errors.Is(err, jsonpatch.ErrTooCostly):
-				class, code = problem.ErrTooLarge, "too-costly"
-			}
-			return nil, problem.New(class, code, err.Error())
-		}
-		out, ok := patched.(map[string]any)
-		if !ok {
-			return nil, problem.New(problem.ErrUnprocessable, "processing", "the patched document must stay a JSON object")
-		}
-		return out, nil
-	})
+	return r.patchWith(ctx, typ, id, ifMatch, r.patcher(patchDoc{json: ops}))
 }
 
 // patchWith is the patch interaction for any patch format: apply returns
@@ -729,11 +712,18 @@ func lostRace(err error, ifMatch *int64, attempt int) (retry bool, _ error) {
 }
 
 // Delete marks a resource deleted; its versions stay in history. Deleting
-// a deleted resource changes nothing.
+// a deleted resource changes nothing. Deleting one that never existed
+// writes nothing and returns nil, nil (FHIR R4 http.html 3.1.0.7: 200 or
+// 204, as in a transaction), except for a caller from whom existence is
+// hidden, who is refused as for any unknown id.
 func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 	rec := r.record("delete", typ)
 	if err := r.decide(authz.Delete, rec); err != nil {
 		return nil, err
+	}
+	if _, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id); errors.Is(err, store.ErrNotFound) && !r.hidesExistence(typ) {
+		rec.Detail = "nothing-to-delete"
+		return nil, r.commitAudit(rec)
 	}
 	for attempt := 0; ; attempt++ {
 		v, err := r.instance(ctx, rec, typ, id, 0)
@@ -908,10 +898,30 @@ func (r *Repo) History(ctx context.Context, q HistoryQuery) (*Page, error) {
 		vs = vs[:q.Count]
 		page.NextBefore = vs[len(vs)-1].Seq
 	}
-	if err := r.disclose(ctx, rec, vs, page, q.ID != ""); err != nil {
+	if err := r.decideVersions(ctx, rec, vs, page, q.ID != ""); err != nil {
 		return nil, err
 	}
-	return page, nil
+	// Every page carries the total: the only page what it shows, one of
+	// several the versions counted as a page decides them (bounded).
+	if page.NextBefore == 0 && q.Before == 0 {
+		n := int64(len(page.Resources))
+		page.Total = &n
+	} else {
+		named := rec.Entities
+		all := hq
+		all.Before = 0
+		n, known, err := r.countHistory(ctx, rec, all, q.ID != "")
+		if err != nil {
+			return nil, err
+		}
+		rec.Entities = named
+		if known {
+			page.Total = &n
+		} else {
+			page.Notes = append(page.Notes, TotalTooCostly)
+		}
+	}
+	return page, r.commitAudit(rec)
 }
 
 // historyRestriction is the SQL condition (over the current row r of each
@@ -955,48 +965,14 @@ func (r *Repo) historyRestriction(ctx context.Context, typ string) (string, []an
 	return search.DeletedOrKept(len(types), where), append(targs, args...), nil
 }
 
-// disclose opens versions into page, deciding each, and makes the audit
-// record naming every one of them durable. For one resource's history
-// (strict) a refused version refuses the whole request; otherwise refused
-// versions are left out of the page, and a deletion (which has no body) is
-// listed only when the caller may read the last version before it.
-func (r *Repo) disclose(ctx context.Context, rec *audit.Record, vs []store.Version, page *Page, strict bool) error {
-	if err := r.decideVersions(ctx, rec, vs, page, strict); err != nil {
-		return err
-	}
-	return r.commitAudit(rec)
-}
-
 // historyTotal counts the versions of hq the caller would be shown, a
 // chunk at a time, deciding each as a page would; beyond the bound of
 // decisions (WARD_SEARCH_MAX_DECIDED) the total is left out. No version
 // is disclosed, so none is named in the audit record.
 func (r *Repo) historyTotal(ctx context.Context, rec *audit.Record, hq store.HistoryQuery, strict bool) (*Page, error) {
-	hq.Limit = decideChunk
-	var n int64
-	seen := 0
-	known := true
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		vs, err := r.s.st.History(ctx, hq)
-		if err != nil {
-			return nil, store.Problem(err)
-		}
-		if seen += len(vs); seen > r.s.maxDecided {
-			known = false
-			break
-		}
-		var scratch Page
-		if err := r.decideVersions(ctx, rec, vs, &scratch, strict); err != nil {
-			return nil, err
-		}
-		n += int64(len(scratch.Resources))
-		if len(vs) < hq.Limit {
-			break
-		}
-		hq.Before = vs[len(vs)-1].Seq
+	n, known, err := r.countHistory(ctx, rec, hq, strict)
+	if err != nil {
+		return nil, err
 	}
 	rec.Entities = nil
 	page := &Page{}
@@ -1006,6 +982,39 @@ func (r *Repo) historyTotal(ctx context.Context, rec *audit.Record, hq store.His
 		page.Notes = append(page.Notes, TotalTooCostly)
 	}
 	return page, r.commitAudit(rec)
+}
+
+// countHistory counts the versions of hq the caller would be shown;
+// known is false beyond the bound of decisions. It names versions in
+// rec.Entities: the caller resets them.
+func (r *Repo) countHistory(ctx context.Context, rec *audit.Record, hq store.HistoryQuery, strict bool) (int64, bool, error) {
+	hq.Limit = decideChunk
+	var n int64
+	seen := 0
+	known := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, false, err
+		}
+		vs, err := r.s.st.History(ctx, hq)
+		if err != nil {
+			return 0, false, store.Problem(err)
+		}
+		if seen += len(vs); seen > r.s.maxDecided {
+			known = false
+			break
+		}
+		var scratch Page
+		if err := r.decideVersions(ctx, rec, vs, &scratch, strict); err != nil {
+			return 0, false, err
+		}
+		n += int64(len(scratch.Resources))
+		if len(vs) < hq.Limit {
+			break
+		}
+		hq.Before = vs[len(vs)-1].Seq
+	}
+	return n, known, nil
 }
 
 // decideVersions puts into page what of vs the caller may see (strict:

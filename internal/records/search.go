@@ -12,6 +12,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/params"
@@ -32,6 +33,20 @@ const (
 // every disclosed resource durable before returning. after is the decoded
 // cursor of the previous page, or nil.
 func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, error) {
+	return r.search(ctx, q, after, "")
+}
+
+// SearchCompartment is Search within the compartment of Patient/pid
+// (http.html 3.1.0.9.1, GET Patient/pid/Type?params and Patient/pid/*):
+// only resources of the Patient compartment's types that refer to the
+// patient through one of their compartment parameters, as the official
+// CompartmentDefinition draws it (the same condition as $everything),
+// and the patient itself. A type outside the compartment is invalid.
+func (r *Repo) SearchCompartment(ctx context.Context, pid string, q *query.Query, after []any) (*Page, error) {
+	return r.search(ctx, q, after, pid)
+}
+
+func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid string) (*Page, error) {
 	action, typ := "search-type", q.Type
 	if typ == "" {
 		action = "search-system"
@@ -43,6 +58,22 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 	}
 	if len(types) == 0 {
 		types = fhir.ResourceTypes()
+		if pid != "" {
+			// Patient/pid/*: the compartment's types this caller may
+			// search, as $everything leaves out what it may not read.
+			types = slices.DeleteFunc(compartment.PatientTypes(), func(t string) bool { return !r.decideType(authz.Search, t).Allow })
+			if len(types) == 0 {
+				return &Page{}, r.commitAudit(rec)
+			}
+		}
+	}
+	if pid != "" {
+		rec.Detail = "compartment"
+		for _, t := range types {
+			if t != "Patient" && !compartment.InPatientCompartment(t) {
+				return nil, r.refuse(rec, audit.OutcomeMinor, "invalid-search", problem.New(problem.ErrInvalid, "invalid", t+" is not a type of the Patient compartment"))
+			}
+		}
 	}
 	for _, t := range types {
 		if d := r.decideType(authz.Search, t); !d.Allow {
@@ -74,19 +105,31 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		sq.Where = append(sq.Where, res.where)
 		sq.Args = append(sq.Args, res.args...)
 	}
+	if pid != "" {
+		where, args := search.InCompartmentOf(types, compartmentPIDs, pid, r.subj.Tenant, k)
+		sq.Where = append(sq.Where, where)
+		sq.Args = append(sq.Args, args...)
+	}
 	page := &Page{}
-	// _count=0 asks for the total alone (FHIR search.html#count), as
-	// _summary=count does; _total=none leaves even that out.
-	countOnly := q.Summary == "count" || q.Count <= 0
-	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" || q.Count <= 0 && q.Total != "none" {
-		n, known, err := r.count(ctx, rec, *sq, res)
+	counted := *sq
+	total := func() error {
+		n, known, err := r.count(ctx, rec, counted, res)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if known {
 			page.Total = &n
 		} else {
 			page.Notes = append(page.Notes, TotalTooCostly)
+		}
+		return nil
+	}
+	// _count=0 asks for the total alone (FHIR search.html#count), as
+	// _summary=count does; _total=none leaves even that out.
+	countOnly := q.Summary == "count" || q.Count <= 0
+	if q.Summary == "count" || q.Total == "accurate" || q.Total == "estimate" || q.Count <= 0 && q.Total != "none" {
+		if err := total(); err != nil {
+			return nil, err
 		}
 	}
 	if countOnly {
@@ -102,6 +145,13 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 		hits = hits[:q.Count]
 		last := hits[len(hits)-1]
 		page.NextKeys = append(append([]any(nil), last.Keys...), last.RID)
+	}
+	// One of several pages carries the total by default (search.html
+	// #total: _total=none leaves it out), counted as _total=accurate.
+	if (page.NextKeys != nil || after != nil) && q.Total == "" && page.Total == nil {
+		if err := total(); err != nil {
+			return nil, err
+		}
 	}
 	// The only page: its total is what it shows, counted after the
 	// per-resource decisions (a match they leave out is not counted).

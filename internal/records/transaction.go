@@ -27,8 +27,13 @@ type Entry struct {
 	// absolute URL); references to it inside the Bundle are rewritten to
 	// the entry's resource.
 	FullURL  string
-	Resource *fhir.Resource // POST and PUT
+	Resource *fhir.Resource // POST and PUT (PATCH: the patched resource)
 	IfMatch  *int64
+
+	// patch is a PATCH entry's patch; patchBase the version it was
+	// applied to in the current attempt (applyPatches).
+	patch     *patchDoc
+	patchBase int64
 
 	// ifNoneExist is a POST's condition (request.ifNoneExist, or the
 	// If-None-Exist header); cond a PUT's or DELETE's conditional URL.
@@ -77,7 +82,7 @@ func entryError(e *Entry, err error) error {
 
 // methodOrder is the order in which a transaction processes entries
 // (FHIR R4, 3.1.0.11.2): DELETE, POST, PUT/PATCH, GET.
-var methodOrder = map[string]int{http.MethodDelete: 0, http.MethodPost: 1, http.MethodPut: 2, http.MethodGet: 3}
+var methodOrder = map[string]int{http.MethodDelete: 0, http.MethodPost: 1, http.MethodPut: 2, http.MethodPatch: 2, http.MethodGet: 3}
 
 // maxTransactionRetries bounds re-runs of a transaction whose PUT or
 // DELETE lost a race with another writer.
@@ -94,7 +99,10 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 		e := &entries[i]
 		e.pos = i
 		if _, ok := methodOrder[e.Method]; !ok {
-			return nil, entryError(e, problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, DELETE or GET"))
+			return nil, entryError(e, problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, PATCH, DELETE or GET"))
+		}
+		if e.Method == http.MethodPatch && e.patch == nil {
+			return nil, entryError(e, problem.New(problem.ErrInvalid, "required", "a PATCH entry needs its patch in entry.resource"))
 		}
 		order = append(order, e)
 	}
@@ -106,6 +114,12 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 	for _, e := range order {
 		if err := r.decide(entryAction(e.Method), r.record(entryAuditAction(e.Method), e.Type)); err != nil {
 			return nil, entryError(e, err)
+		}
+		// A patch discloses what it patched: it needs read too.
+		if e.Method == http.MethodPatch {
+			if err := r.decide(authz.Read, r.record("patch", e.Type)); err != nil {
+				return nil, entryError(e, err)
+			}
 		}
 	}
 
@@ -137,6 +151,9 @@ func (r *Repo) Transaction(ctx context.Context, entries []Entry) ([]EntryResult,
 func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []*Entry) ([]EntryResult, error) {
 	res, err := r.resolveConditions(ctx, order)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.applyPatches(ctx, order); err != nil {
 		return nil, err
 	}
 	// The fullUrl -> Type/id map.
@@ -219,7 +236,7 @@ func entryAction(method string) authz.Action {
 	switch method {
 	case http.MethodPost:
 		return authz.Create
-	case http.MethodPut:
+	case http.MethodPut, http.MethodPatch:
 		return authz.Update
 	case http.MethodDelete:
 		return authz.Delete
@@ -234,6 +251,8 @@ func entryAuditAction(method string) string {
 		return "create"
 	case http.MethodPut:
 		return "update"
+	case http.MethodPatch:
+		return "patch"
 	case http.MethodDelete:
 		return "delete"
 	default:
@@ -324,8 +343,12 @@ func (t *txn) stage(ctx context.Context, e *Entry) error {
 		t.recs = append(t.recs, drecs...)
 		return nil
 	}
+	_, inUnit := t.next[e.Type+"/"+e.ID]
 	cur, err := t.current(ctx, e)
 	if err != nil {
+		return err
+	}
+	if err := checkPatchBase(e, cur, inUnit); err != nil {
 		return err
 	}
 	rec := t.record(entryAuditAction(e.Method), e.Type)
@@ -535,7 +558,7 @@ func (r *Repo) Batch(ctx context.Context, entries []Entry) []EntryResult {
 
 func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
 	if e.ifNoneExist != nil || e.cond != nil || (e.Resource != nil && hasConditionalReference(e.Resource.Doc)) ||
-		e.Method == http.MethodDelete && e.IfMatch != nil {
+		e.Method == http.MethodDelete && e.IfMatch != nil || e.Method == http.MethodPatch {
 		// Conditions are resolved and committed atomically, exactly as in
 		// a transaction of this one entry.
 		out, err := r.Transaction(ctx, []Entry{*e})
@@ -567,6 +590,9 @@ func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
 		if err != nil {
 			return EntryResult{Err: err}
 		}
+		if res == nil {
+			return EntryResult{Status: http.StatusNoContent}
+		}
 		return EntryResult{Status: http.StatusNoContent, Resource: res}
 	case http.MethodGet:
 		res, err := r.Read(ctx, e.Type, e.ID)
@@ -575,7 +601,7 @@ func (r *Repo) batchEntry(ctx context.Context, e *Entry) EntryResult {
 		}
 		return EntryResult{Status: http.StatusOK, Resource: res}
 	}
-	return EntryResult{Err: problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, DELETE or GET")}
+	return EntryResult{Err: problem.New(problem.ErrInvalid, "not-supported", "request.method must be POST, PUT, PATCH, DELETE or GET")}
 }
 
 // hasConditionalReference reports a Reference.reference of the form

@@ -38,6 +38,16 @@ func Plan(q *query.Query, tenant string, k Keyer, o Options) (*store.SearchQuery
 		sq.Types = q.Types
 	}
 	rt := q.Type
+	if rt == "" {
+		// A system-level search: a common parameter's index rows carry
+		// each type's own parameter number, so a clause matches any of
+		// the searched types' numbers (sysPID).
+		b.sysTypes = q.Types
+		if len(b.sysTypes) == 0 {
+			b.sysTypes = fhir.ResourceTypes()
+		}
+		b.sysPIDs = map[int32][]int32{}
+	}
 	drive := driver(rt, q.Clauses)
 	for i, c := range q.Clauses {
 		// One clause drives (its rows are listed by index); the others
@@ -85,6 +95,20 @@ type builder struct {
 	// when the clause made more than one.
 	listed  *listing
 	listing bool
+	// sysTypes are the types of a system-level search and sysPIDs the
+	// parameter numbers, one per type, that each system-level number
+	// stands for (see pidEq).
+	sysTypes []string
+	sysPIDs  map[int32][]int32
+}
+
+// pidEq is the condition "column col is parameter pid": for a parameter
+// of a system-level search, any of the searched types' numbers for it.
+func (b *builder) pidEq(col string, pid int32) string {
+	if ps, ok := b.sysPIDs[pid]; ok {
+		return col + ` IN (` + b.pidList(ps) + `)`
+	}
+	return col + ` = ` + pidSQL(pid)
 }
 
 // listing is one rid list of an index table over the resource row r.
@@ -324,10 +348,17 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 		return "", qerr(p, "%s is not searchable on %s in Ward", p.Code, rt)
 	}
 	pid := PID(rt, p.Code)
+	if rt == "" && b.sysPIDs != nil {
+		ps := make([]int32, len(b.sysTypes))
+		for i, t := range b.sysTypes {
+			ps[i] = PID(t, p.Code)
+		}
+		b.sysPIDs[pid] = ps
+	}
 	if c.Missing != nil {
 		table := b.table(rt, p)
 		x := b.alias()
-		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + x + `.p = ` + pidSQL(pid) + `)`
+		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + b.pidEq(x+`.p`, pid) + `)`
 		if *c.Missing {
 			w = `NOT ` + w
 		}
@@ -344,7 +375,7 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 			b.args = append(b.args, args...)
 			ors = append(ors, `(`+w+`)`)
 		}
-		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + x + `.p = ` + pidSQL(pid) + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
+		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + b.pidEq(x+`.p`, pid) + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
 	}
 	var ors []string
 	for _, v := range c.Values {
@@ -474,18 +505,18 @@ func (b *builder) in(a, table string, pid int32, x, cond string, args ...any) st
 		// its statistics it then drove a patient's search from a code
 		// shared by a million Observations. A scalar subquery stays a
 		// per-candidate probe on both databases.
-		p := x + `.p = ` + pidSQL(pid)
+		p := b.pidEq(x+`.p`, pid)
 		if b.opts.ProbeByRID {
 			// Only the rid index may answer a probe: a plan made without
 			// the values (a cached generic plan) estimates any keyed hash
 			// at a row or two and would otherwise seek the value index
 			// and filter it by rid, reading every row of a common code
 			// for each candidate. p + 0 is no index key.
-			p = x + `.p + 0 = ` + pidSQL(pid)
+			p = b.pidEq(x+`.p + 0`, pid)
 		}
 		return `(SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + p + ` AND ` + cond + ` LIMIT 1) IS NOT NULL`
 	}
-	lcond := x + `.p = ` + pidSQL(pid) + ` AND ` + cond
+	lcond := b.pidEq(x+`.p`, pid) + ` AND ` + cond
 	sql := a + `.rid IN (SELECT ` + x + `.rid FROM ` + table + ` ` + x + ` WHERE ` + lcond + `)`
 	if a == "r" {
 		if b.listing {
