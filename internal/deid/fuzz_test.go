@@ -13,7 +13,7 @@ func FuzzResource(f *testing.F) {
 	for _, s := range []string{
 		planted,    // every Safe Harbor identifier of a Patient
 		plantedImm, // an Immunization with free text and a reaction
-		`{"resourceType":"Bundle","id":"b","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":` + planted + `}]}`, // nested
+		`{"resourceType":"Bundle","id":"b","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":` + planted + `}]}`,    // nested
 		`{"resourceType":"Observation","id":"o","valueQuantity":{"value":1e308,"system":"http://unitsofmeasure.org","code":"a"}}`, // huge age
 		`{"resourceType":"Condition","id":"c","onsetAge":{"value":"ninety","code":"a"},"_recordedDate":{"extension":[{"url":"x","valueString":"y"}]}}`,
 		`{"resourceType":"Patient","id":"p","birthDate":7,"address":[{"postalCode":["02139"]}],"extension":[{"url":5}]}`, // wrong JSON types
