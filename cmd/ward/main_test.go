@@ -141,10 +141,12 @@ func (s *server) token(t *testing.T, user, pass string) string {
 		AccessToken string `json:"access_token"`
 		TokenType   string `json:"token_type"`
 		ExpiresIn   int    `json:"expires_in"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
 	}
 	json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != 200 || out.AccessToken == "" || out.TokenType != "Bearer" || out.ExpiresIn <= 0 {
-		t.Fatalf("token: %d %+v", resp.StatusCode, out)
+		t.Fatalf("token: %d %s: %s (server log: %s)", resp.StatusCode, out.Error, out.Description, s.stderr)
 	}
 	return out.AccessToken
 }

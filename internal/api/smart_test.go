@@ -195,6 +195,10 @@ func TestSMARTPickerConsentGrants(t *testing.T) {
 		if n["grant"] != 2 || n["deny"] != 1 || n["revoke"] != 2 || n["search"] < 4 {
 			t.Errorf("ledger: %v", n)
 		}
+	}, func(c *config.Config) {
+		// Each sign-in here is four or five requests to the per-address
+		// OAuth limit (login, picker, consent); the test is not about it.
+		c.AuthBurst = 1000
 	})
 }
 
