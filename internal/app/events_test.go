@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -23,6 +24,8 @@ const (
 // TestWritesAppendEventsInTheirTransaction: every change through the API
 // appends its domain events to the outbox (both databases), ids and codes
 // only; security events derive from their audit records.
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
 func TestWritesAppendEventsInTheirTransaction(t *testing.T) {
 	for _, b := range apptest.Backends {
 		t.Run(string(b), func(t *testing.T) {
@@ -68,8 +71,11 @@ func TestWritesAppendEventsInTheirTransaction(t *testing.T) {
 				if env.ID != e.ID || env.Tenant != w.Config.Tenant || env.Type != e.Type || env.DataContentType != "application/json" || env.Source == "" || env.Time.IsZero() {
 					t.Fatalf("envelope does not match its row: %s", e.JSON)
 				}
+				// Ids are random hex: one may hold "1931" by chance,
+				// so they are left out of the search for the bare year.
+				text := uuidRE.ReplaceAllString(string(e.JSON), "")
 				for _, phi := range []string{plantedName, plantedBirth, plantedNote, "1931"} {
-					if strings.Contains(string(e.JSON), phi) {
+					if strings.Contains(text, phi) {
 						t.Fatalf("event %s carries PHI %q: %s", e.Type, phi, e.JSON)
 					}
 				}
