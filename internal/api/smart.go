@@ -49,6 +49,18 @@ func (s *Server) routeSMART(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /oauth2/grants/{client}", s.handleRevokeGrant)
 }
 
+// smartPage answers a posted picker or consent page: the flow and the
+// interaction it continues, or false once the error is written.
+func (s *Server) smartPage(w http.ResponseWriter, r *http.Request) (SMARTFlow, authn.Interaction, bool) {
+	flow := s.smartFlow()
+	if flow == nil {
+		s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "the authorization code flow is not enabled"))
+		return nil, authn.Interaction{}, false
+	}
+	in, ok := s.interaction(w, r)
+	return flow, in, ok
+}
+
 // interaction reads a page's form: its handle and the browser binding.
 func (s *Server) interaction(w http.ResponseWriter, r *http.Request) (authn.Interaction, bool) {
 	if err := r.ParseForm(); err != nil || r.URL.RawQuery != "" {
@@ -119,12 +131,7 @@ type pickerView struct {
 // action=choose opens the app with one of them, after the same access
 // decision as a read.
 func (s *Server) handlePicker(w http.ResponseWriter, r *http.Request) {
-	flow := s.smartFlow()
-	if flow == nil {
-		s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "the authorization code flow is not enabled"))
-		return
-	}
-	in, ok := s.interaction(w, r)
+	flow, in, ok := s.smartPage(w, r)
 	if !ok {
 		return
 	}
@@ -238,12 +245,7 @@ func bindingOf(r *http.Request) string {
 
 // handleConsent takes the consent screen's allow or deny.
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	flow := s.smartFlow()
-	if flow == nil {
-		s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "the authorization code flow is not enabled"))
-		return
-	}
-	in, ok := s.interaction(w, r)
+	flow, in, ok := s.smartPage(w, r)
 	if !ok {
 		return
 	}

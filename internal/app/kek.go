@@ -15,6 +15,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys/transit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // OpenKeyWrapper returns the configured home of the key-encryption key
@@ -62,20 +63,30 @@ type RotateKEKOptions struct {
 	Progress func(int)
 }
 
+// openStoreAndKEK opens the existing database and its KEK for an offline
+// key command; the returned func releases both.
+func openStoreAndKEK(ctx context.Context, cfg config.Config) (store.Store, keys.KeyWrapper, func(), error) {
+	st, err := OpenExistingStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	w, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return st, w, func() { closeKEK(); st.Close() }, nil
+}
+
 // RotateKEK moves every wrapped data key of the existing database to a new
 // KEK version, online (keys.RotateKEK): a new version in the token or the
 // transit engine, or the new key file.
 func RotateKEK(ctx context.Context, cfg config.Config, o RotateKEKOptions) (*keys.RotateReport, error) {
-	st, err := OpenExistingStore(ctx, cfg)
+	st, w, closeAll, err := openStoreAndKEK(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	w, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
-	if err != nil {
-		return nil, err
-	}
-	defer closeKEK()
+	defer closeAll()
 	ro := keys.RotateOptions{Retire: o.Retire, Batch: o.Batch, Progress: o.Progress, Actor: "ward-cli"}
 	if cfg.KEK.Provider == "file" {
 		if o.NewKeyFile == "" {
@@ -121,16 +132,11 @@ func RotateData(ctx context.Context, cfg config.Config, o RotateDataOptions) (*k
 	if o.Tenant == "" {
 		return nil, errors.New("name the tenant whose data key to rotate (--tenant)")
 	}
-	st, err := OpenExistingStore(ctx, cfg)
+	st, w, closeAll, err := openStoreAndKEK(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	w, closeKEK, err := OpenKeyWrapper(ctx, cfg, io.Discard)
-	if err != nil {
-		return nil, err
-	}
-	defer closeKEK()
+	defer closeAll()
 	km, err := keys.NewWithWrapper(ctx, st, w, nil)
 	if err != nil {
 		return nil, err
