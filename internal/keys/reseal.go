@@ -113,9 +113,23 @@ func RotateData(ctx context.Context, st ResealStore, m *Manager, tenant string, 
 		return nil, err
 	}
 	rep.To, rep.From = s.To, s.From
-	if err := resealAll(ctx, st, m, tenant, name, cur, &s, o); err != nil {
-		rep.Resealed = s.Resealed
-		return rep, err
+	// A node that learned the new version late may still have sealed
+	// under an old one during the pass: sweep again from the start until
+	// a whole pass finds nothing, before any old version is destroyed.
+	for pass := 0; ; pass++ {
+		before := s.Resealed
+		if err := resealAll(ctx, st, m, tenant, name, cur, &s, o); err != nil {
+			rep.Resealed = s.Resealed
+			return rep, err
+		}
+		if pass > 0 && s.Resealed == before {
+			break
+		}
+		if pass == 8 {
+			rep.Resealed = s.Resealed
+			return rep, fmt.Errorf("versions still arrive under the old data key after %d passes; nothing destroyed, run again", pass+1)
+		}
+		cur = 0
 	}
 	rep.Resealed = s.Resealed
 	rep.Destroyed = !o.KeepOld
