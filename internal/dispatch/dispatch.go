@@ -74,6 +74,12 @@ type FromStart interface{ FromStart() bool }
 // missed); 0 or less: the default.
 type StartAfter interface{ StartAfter() int64 }
 
+// Batcher is implemented by a sink that takes larger batches than the
+// dispatcher's default (the NATS stream: a batch is one window of
+// asynchronous publishes, and the pause between two batches, while the
+// last acks come back, is what a larger batch amortises).
+type Batcher interface{ Batch() int }
+
 // Options tune the dispatcher; zero values take the defaults.
 type Options struct {
 	// Owner names this node in leases (unique per process).
@@ -184,7 +190,11 @@ func (d *Dispatcher) Add(s Sink) {
 	if old, ok := d.sinks[s.Name()]; ok && old.cancel != nil {
 		old.cancel()
 	}
-	l := &loop{d: d, sink: s, breaker: gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
+	batch := d.opts.Batch
+	if b, ok := s.(Batcher); ok && b.Batch() > batch {
+		batch = b.Batch()
+	}
+	l := &loop{d: d, sink: s, batch: batch, breaker: gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
 		Name:        s.Name(),
 		MaxRequests: 1,
 		Timeout:     d.opts.BreakerOpen,
@@ -247,6 +257,8 @@ type loop struct {
 	sink    Sink
 	breaker *gobreaker.CircuitBreaker[int]
 	cancel  context.CancelFunc
+	// batch bounds the events read and delivered at once.
+	batch int
 
 	pos        int64
 	leaseUntil time.Time
@@ -381,11 +393,11 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		}
 		return opts.Poll, nil
 	}
-	if len(evs) == opts.Batch {
+	if len(evs) == l.batch {
 		// A full batch: more are likely waiting. Read the next while
 		// this one is delivered; it is used only if this one is taken
 		// whole.
-		l.next = readAhead(ctx, o, evs[len(evs)-1].Seq, opts.Batch)
+		l.next = readAhead(ctx, o, evs[len(evs)-1].Seq, l.batch)
 	}
 	dctx, cancel := context.WithTimeout(ctx, min(opts.Timeout, time.Until(l.leaseUntil)-opts.Lease/3))
 	n, derr := l.breaker.Execute(func() (int, error) {
@@ -463,7 +475,7 @@ func (l *loop) fetch(ctx context.Context) ([]store.OutboxEvent, error) {
 			return p.evs, nil
 		}
 	}
-	return l.d.o.OutboxAfter(ctx, l.pos, l.d.opts.Batch)
+	return l.d.o.OutboxAfter(ctx, l.pos, l.batch)
 }
 
 // replay delivers the dead letters an operator marked, one at a time.
