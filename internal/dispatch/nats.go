@@ -147,14 +147,16 @@ func (s *NATS) stream(ctx context.Context, tenant string) error {
 
 // Deliver publishes evs and returns once the stream acknowledged them.
 //
-// The fast path chains each tenant's events with
-// Nats-Expected-Last-Sequence: every message names the stream sequence
-// the one before it must have taken, and only the last message of each
-// stream in the batch asks for an ack. The stream stores a message only
-// when the one before it was stored just before it, so a message that is
-// refused or lost makes every later one of that stream fail too: the
-// stream never holds a later event of a batch without the earlier ones
-// (strict commit order per stream, and so per patient), and the one ack
+// The fast path chains each tenant's events: the first message of a
+// stream in the batch carries Nats-Expected-Last-Sequence (the stream's
+// last sequence as the sink knows it) and every later one
+// Nats-Expected-Last-Msg-Id (the id of the event before it in that
+// stream), and only the last message of each stream asks for an ack.
+// The stream stores a message only when the one before it is the
+// stream's last, so a message that is refused or lost makes every later
+// one of that stream fail too: the stream never holds a later event of a
+// batch without the earlier ones (strict commit order per stream, and so
+// per patient), and the one ack, at the sequence the chain predicts,
 // proves the whole chain was stored. It saves the server an ack per
 // message and the client a future per message: about twice the events
 // per second of one asynchronous publish per event on this machine.
@@ -163,7 +165,8 @@ func (s *NATS) stream(ctx context.Context, tenant string) error {
 // duplicate, another publisher, a limit), the batch is published again
 // one acknowledged asynchronous publish per event (slow path): the
 // events the stream already holds are dropped by Nats-Msg-Id, the rest
-// are appended in order.
+// are appended in order, and a failure there leaves the later events of
+// the batch unacknowledged (sent again after the failed one).
 func (s *NATS) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
 	if len(evs) == 0 {
 		return 0, nil
@@ -186,6 +189,7 @@ func (s *NATS) chained(ctx context.Context, evs []store.OutboxEvent) (err error)
 		lastOf[evs[i].Tenant] = i
 	}
 	next := make(map[string]uint64, len(lastOf))
+	prev := make(map[string]string, len(lastOf))
 	for t := range lastOf {
 		seq, err := s.lastSeq(ctx, t)
 		if err != nil {
@@ -208,15 +212,17 @@ func (s *NATS) chained(ctx context.Context, evs []store.OutboxEvent) (err error)
 	futures := make([]pending, 0, len(lastOf))
 	for i := range evs {
 		e := &evs[i]
-		seq := next[e.Tenant]
 		// The header is built as a literal: its keys are already in
 		// canonical form (Header.Set would canonicalise them again).
-		m := &nats.Msg{Subject: s.Subject(e.Tenant, e.Type), Data: e.JSON, Header: nats.Header{
-			jetstream.MsgIDHeader:           []string{e.ID},
-			jetstream.ExpectedLastSeqHeader: []string{strconv.FormatUint(seq, 10)},
-			"Content-Type":                  contentType,
-		}}
-		next[e.Tenant] = seq + 1
+		h := nats.Header{jetstream.MsgIDHeader: []string{e.ID}, "Content-Type": contentType}
+		if p, ok := prev[e.Tenant]; ok {
+			h[jetstream.ExpectedLastMsgIDHeader] = []string{p}
+		} else {
+			h[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(next[e.Tenant], 10)}
+		}
+		m := &nats.Msg{Subject: s.Subject(e.Tenant, e.Type), Data: e.JSON, Header: h}
+		prev[e.Tenant] = e.ID
+		next[e.Tenant]++
 		if lastOf[e.Tenant] != i {
 			if err := s.nc.PublishMsg(m); err != nil {
 				return fmt.Errorf("publish: %w", err)
