@@ -137,6 +137,69 @@ func (s *Service) Matches(ctx context.Context, tenant string, q *query.Query, ty
 	return len(hits) > 0, nil
 }
 
+// indexMatcher evaluates a planned search on given index rows (the SQL
+// stores implement it).
+type indexMatcher interface {
+	MatchIndex(ctx context.Context, q store.SearchQuery, typ, id string, ix *store.Index) (bool, error)
+}
+
+// MatchedBefore says whether typ/id in tenant matched q as it was before
+// its deletion: deleted is the tombstone's version, and the version
+// before it is opened, indexed as it was when written, and evaluated
+// with the same plan and SQL as a search (see sqlstore's MatchIndex);
+// a chained or reverse-chained condition does not match. Like Matches,
+// it is the server's own evaluation and discloses nothing.
+func (s *Service) MatchedBefore(ctx context.Context, tenant string, q *query.Query, typ, id string, deleted int64) (bool, error) {
+	switch {
+	case q.Type != typ:
+		return false, nil
+	case len(q.Clauses) == 0:
+		return true, nil
+	case deleted < 2:
+		return false, nil
+	}
+	m, ok := s.st.(indexMatcher)
+	if !ok {
+		return false, nil
+	}
+	v, err := s.st.Version(ctx, tenant, typ, id, deleted-1)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, store.Problem(err)
+	}
+	if v.Deleted {
+		return false, nil
+	}
+	plain, err := s.open(v)
+	if err != nil {
+		return false, err
+	}
+	doc, err := docOf(v, plain)
+	if err != nil {
+		return false, err
+	}
+	k, err := s.keyer(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	ix, err := s.indexer.Index(doc, k)
+	if err != nil {
+		return false, fmt.Errorf("criteria: index: %w", err)
+	}
+	sq, err := search.Plan(q, tenant, k, s.search)
+	if err != nil {
+		return false, fmt.Errorf("criteria: %w", err)
+	}
+	sq.Types = []string{typ}
+	hit, err := m.MatchIndex(ctx, *sq, typ, id, ix)
+	if err != nil {
+		return false, store.Problem(err)
+	}
+	return hit, nil
+}
+
 // SubscriptionVersion is a Subscription as the subscription manager
 // loads it: the server's own configuration, read without a disclosure
 // record (it is not patient data and leaves the server only to its

@@ -97,12 +97,12 @@ func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelop
 	return k.send(ctx, e, f)
 }
 
-// matches evaluates the criteria on the resource as it is now. A deleted
-// resource has no search rows: a deletion matches only criteria without
-// parameters.
+// matches evaluates the criteria on the resource as it is now; a
+// deletion, on the version before it (a deleted resource has no search
+// rows of its own).
 func (k *sink) matches(ctx context.Context, f *Focus) (bool, error) {
 	if f.Action == "delete" {
-		return len(k.sub.Query.Clauses) == 0, nil
+		return k.m.rec.MatchedBefore(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID, f.Version)
 	}
 	return k.m.rec.Matches(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID)
 }
