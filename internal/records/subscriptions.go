@@ -20,6 +20,7 @@ import (
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/topics"
 )
 
 // SubscriptionsActor is the subject id of the subscription manager's own
@@ -260,8 +261,18 @@ func subscriptionIssues(res *fhir.Resource) []fhir.Issue {
 		return nil
 	}
 	c, _ := res.Doc["criteria"].(string)
-	if c == "" || strings.HasPrefix(c, "http://") || strings.HasPrefix(c, "https://") {
+	if c == "" {
 		return nil // a missing criteria is the validator's
+	}
+	if strings.HasPrefix(c, "http://") || strings.HasPrefix(c, "https://") {
+		// A topic: one of the registry's, with filter criteria that fit it.
+		if _, ok := topics.ByURL(c); !ok {
+			return []fhir.Issue{{Severity: "error", Code: "not-supported", Expression: "Subscription.criteria", Diagnostics: topics.ErrUnknown.Error()}}
+		}
+		var err error
+		if c, err = topics.Criteria(c, filterCriteria(res.Doc)); err != nil {
+			return []fhir.Issue{{Severity: "error", Code: "invalid", Expression: "Subscription.criteria", Diagnostics: err.Error()}}
+		}
 	}
 	if _, err := ParseCriteria(c); err != nil {
 		msg := "criteria cannot be evaluated by this server"
@@ -273,3 +284,20 @@ func subscriptionIssues(res *fhir.Resource) []fhir.Issue {
 	}
 	return nil
 }
+
+// filterCriteria is the Backport's backport-filter-criteria extension on
+// _criteria ("" when absent).
+func filterCriteria(doc map[string]any) string {
+	el, _ := doc["_criteria"].(map[string]any)
+	xs, _ := el["extension"].([]any)
+	for _, x := range xs {
+		if xm, ok := x.(map[string]any); ok && xm["url"] == extFilter {
+			s, _ := xm["valueString"].(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// extFilter is the Backport IG's filter criteria extension.
+const extFilter = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"

@@ -18,6 +18,7 @@ import (
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/topics"
 )
 
 // sink is the dispatch receiver of one Subscription. It is replaced when
@@ -79,6 +80,9 @@ func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelop
 	d := env.Data
 	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
 	fmt.Sscan(d.VersionID, &f.Version)
+	if k.sub.Topic != "" && !topics.Triggers(k.sub.Topic, f.Action) {
+		return nil
+	}
 	match, err := k.matches(ctx, f)
 	if err != nil || !match {
 		return err
