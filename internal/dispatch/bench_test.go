@@ -52,6 +52,14 @@ type acked struct {
 
 func (a *acked) FromStart() bool { return true }
 
+// Batch forwards the sink's batch size (dispatch.Batcher), when it has one.
+func (a *acked) Batch() int {
+	if b, ok := a.Sink.(interface{ Batch() int }); ok {
+		return b.Batch()
+	}
+	return 0
+}
+
 func (a *acked) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
 	n, err := a.Sink.Deliver(ctx, evs)
 	if atomic.AddInt64(&a.n, int64(n)) >= a.want {

@@ -73,7 +73,7 @@ func DialNATS(o NATSOptions) (*NATS, error) {
 // window bounds the publishes awaiting their own ack on the slow path:
 // twice a batch, so that a batch never stalls on it.
 const (
-	batch  = 16384
+	batch  = 4096
 	window = 2 * batch
 )
 
