@@ -159,6 +159,8 @@ type Dispatcher struct {
 	ctx   context.Context
 	// stopped is set once Run's context has ended (under mu).
 	stopped bool
+	// tail holds the newest events for every loop (tail.go).
+	tail tail
 }
 
 // New returns a dispatcher over o; Run starts it.
@@ -175,6 +177,11 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	for _, l := range d.sinks {
 		d.start(l)
 	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.tail.follow(ctx, d.o, max(d.opts.Poll/2, time.Millisecond), d.opts.Batch)
+	}()
 	d.mu.Unlock()
 	<-ctx.Done()
 	d.mu.Lock()
@@ -311,6 +318,7 @@ func (l *loop) run(ctx context.Context) {
 		}
 	}()
 	for ctx.Err() == nil {
+		arrived := l.d.tail.signal()
 		wait, err := l.step(ctx)
 		if l.held {
 			l.holds.Store(l.leaseUntil.UnixNano())
@@ -321,7 +329,14 @@ func (l *loop) run(ctx context.Context) {
 			opts.Log.Warn("event dispatch", "receiver", name, "err", err.Error())
 			wait = max(wait, opts.Poll)
 		}
-		if wait > 0 {
+		if wait == opts.Poll && err == nil {
+			// Idle: new events end the wait (see tail).
+			select {
+			case <-ctx.Done():
+			case <-arrived:
+			case <-time.After(wait):
+			}
+		} else if wait > 0 {
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
@@ -383,7 +398,7 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	evs, err := l.fetch(ctx)
+	evs, cached, err := l.fetch(ctx)
 	if err != nil {
 		return opts.Poll, err
 	}
@@ -393,7 +408,7 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		}
 		return opts.Poll, nil
 	}
-	if len(evs) == l.batch {
+	if len(evs) == l.batch && !cached {
 		// A full batch: more are likely waiting. Read the next while
 		// this one is delivered; it is used only if this one is taken
 		// whole.
@@ -466,16 +481,21 @@ func readAhead(ctx context.Context, o Outbox, after int64, n int) *prefetch {
 }
 
 // fetch returns the events after the position: the batch read ahead when
-// it starts there, else a fresh read.
-func (l *loop) fetch(ctx context.Context) ([]store.OutboxEvent, error) {
+// it starts there, else the tail's when it covers the position (cached),
+// else a fresh read.
+func (l *loop) fetch(ctx context.Context) (evs []store.OutboxEvent, cached bool, err error) {
 	if p := l.next; p != nil {
 		l.next = nil
 		<-p.done
 		if p.after == l.pos && p.err == nil {
-			return p.evs, nil
+			return p.evs, false, nil
 		}
 	}
-	return l.d.o.OutboxAfter(ctx, l.pos, l.batch)
+	if evs, ok := l.d.tail.after(l.pos, l.batch); ok {
+		return evs, true, nil
+	}
+	evs, err = l.d.o.OutboxAfter(ctx, l.pos, l.batch)
+	return evs, false, err
 }
 
 // replay delivers the dead letters an operator marked, one at a time.
