@@ -69,7 +69,7 @@ func DialNATS(o NATSOptions) (*NATS, error) {
 }
 
 // batch is how many events the dispatcher hands over at once: a chain
-// of that many publishes with one ack per stream (a few MiB in flight).
+// of that many publishes with one ack per stream (about 2 MiB in flight).
 // window bounds the publishes awaiting their own ack on the slow path:
 // twice a batch, so that a batch never stalls on it.
 const (
