@@ -459,6 +459,13 @@ type Token struct {
 // Issue signs an access token for subject.
 func (s *Service) Issue(subj authz.Subject) (Token, error) { return s.issue(subj, s.o.TTL) }
 
+// IssueShort signs an access token for subject that lives ttl (at most
+// the configured TTL): a websocket binding token
+// ($get-ws-binding-token), no broader than the caller it is issued to.
+func (s *Service) IssueShort(subj authz.Subject, ttl time.Duration) (Token, error) {
+	return s.issue(subj, min(ttl, s.o.TTL))
+}
+
 func (s *Service) issue(subj authz.Subject, ttl time.Duration) (Token, error) {
 	return s.issueFor(subj, ttl, appContext{})
 }

@@ -74,6 +74,12 @@ type FromStart interface{ FromStart() bool }
 // missed); 0 or less: the default.
 type StartAfter interface{ StartAfter() int64 }
 
+// Batcher is implemented by a sink that takes larger batches than the
+// dispatcher's default (the NATS stream: a batch is one window of
+// asynchronous publishes, and the pause between two batches, while the
+// last acks come back, is what a larger batch amortises).
+type Batcher interface{ Batch() int }
+
 // Options tune the dispatcher; zero values take the defaults.
 type Options struct {
 	// Owner names this node in leases (unique per process).
@@ -153,6 +159,8 @@ type Dispatcher struct {
 	ctx   context.Context
 	// stopped is set once Run's context has ended (under mu).
 	stopped bool
+	// tail holds the newest events for every loop (tail.go).
+	tail tail
 }
 
 // New returns a dispatcher over o; Run starts it.
@@ -169,6 +177,11 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	for _, l := range d.sinks {
 		d.start(l)
 	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.tail.follow(ctx, d.o, max(d.opts.Poll/2, time.Millisecond), d.opts.Batch)
+	}()
 	d.mu.Unlock()
 	<-ctx.Done()
 	d.mu.Lock()
@@ -184,7 +197,11 @@ func (d *Dispatcher) Add(s Sink) {
 	if old, ok := d.sinks[s.Name()]; ok && old.cancel != nil {
 		old.cancel()
 	}
-	l := &loop{d: d, sink: s, breaker: gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
+	batch := d.opts.Batch
+	if b, ok := s.(Batcher); ok && b.Batch() > batch {
+		batch = b.Batch()
+	}
+	l := &loop{d: d, sink: s, batch: batch, breaker: gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
 		Name:        s.Name(),
 		MaxRequests: 1,
 		Timeout:     d.opts.BreakerOpen,
@@ -247,6 +264,8 @@ type loop struct {
 	sink    Sink
 	breaker *gobreaker.CircuitBreaker[int]
 	cancel  context.CancelFunc
+	// batch bounds the events read and delivered at once.
+	batch int
 
 	pos        int64
 	leaseUntil time.Time
@@ -299,6 +318,7 @@ func (l *loop) run(ctx context.Context) {
 		}
 	}()
 	for ctx.Err() == nil {
+		arrived := l.d.tail.signal()
 		wait, err := l.step(ctx)
 		if l.held {
 			l.holds.Store(l.leaseUntil.UnixNano())
@@ -309,7 +329,14 @@ func (l *loop) run(ctx context.Context) {
 			opts.Log.Warn("event dispatch", "receiver", name, "err", err.Error())
 			wait = max(wait, opts.Poll)
 		}
-		if wait > 0 {
+		if wait == opts.Poll && err == nil {
+			// Idle: new events end the wait (see tail).
+			select {
+			case <-ctx.Done():
+			case <-arrived:
+			case <-time.After(wait):
+			}
+		} else if wait > 0 {
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
@@ -371,7 +398,7 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	evs, err := l.fetch(ctx)
+	evs, cached, err := l.fetch(ctx)
 	if err != nil {
 		return opts.Poll, err
 	}
@@ -381,11 +408,11 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 		}
 		return opts.Poll, nil
 	}
-	if len(evs) == opts.Batch {
+	if len(evs) == l.batch && !cached {
 		// A full batch: more are likely waiting. Read the next while
 		// this one is delivered; it is used only if this one is taken
 		// whole.
-		l.next = readAhead(ctx, o, evs[len(evs)-1].Seq, opts.Batch)
+		l.next = readAhead(ctx, o, evs[len(evs)-1].Seq, l.batch)
 	}
 	dctx, cancel := context.WithTimeout(ctx, min(opts.Timeout, time.Until(l.leaseUntil)-opts.Lease/3))
 	n, derr := l.breaker.Execute(func() (int, error) {
@@ -454,16 +481,21 @@ func readAhead(ctx context.Context, o Outbox, after int64, n int) *prefetch {
 }
 
 // fetch returns the events after the position: the batch read ahead when
-// it starts there, else a fresh read.
-func (l *loop) fetch(ctx context.Context) ([]store.OutboxEvent, error) {
+// it starts there, else the tail's when it covers the position (cached),
+// else a fresh read.
+func (l *loop) fetch(ctx context.Context) (evs []store.OutboxEvent, cached bool, err error) {
 	if p := l.next; p != nil {
 		l.next = nil
 		<-p.done
 		if p.after == l.pos && p.err == nil {
-			return p.evs, nil
+			return p.evs, false, nil
 		}
 	}
-	return l.d.o.OutboxAfter(ctx, l.pos, l.d.opts.Batch)
+	if evs, ok := l.d.tail.after(l.pos, l.batch); ok {
+		return evs, true, nil
+	}
+	evs, err = l.d.o.OutboxAfter(ctx, l.pos, l.batch)
+	return evs, false, err
 }
 
 // replay delivers the dead letters an operator marked, one at a time.

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wardhealth/ward/internal/dispatch"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 func natsURL(t *testing.T) string {
@@ -107,4 +108,101 @@ func TestNATSJetStream(t *testing.T) {
 	}
 	check("ta", ida, 300)
 	check("tb", idb, 100)
+}
+
+// TestNATSChainKeepsOrder: batches delivered straight to the sink, with
+// the stream's chain broken between them (a message of another
+// publisher, a batch re-delivered that overlaps new events), leave every
+// event in its tenant's stream exactly once and in outbox order.
+func TestNATSChainKeepsOrder(t *testing.T) {
+	u := natsURL(t)
+	prefix := "wardchain" + time.Now().Format("150405")
+	sink, err := dispatch.DialNATS(dispatch.NATSOptions{URL: u, Prefix: prefix, Name: "ward test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	nc, err := nats.Connect(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	t.Cleanup(func() {
+		for _, ten := range []string{"ta", "tb"} {
+			js.DeleteStream(ctx, sink.StreamName(ten))
+		}
+	})
+	st := openSQLite(t)
+	emit(t, st, "ta", 200, 4)
+	emit(t, st, "tb", 100, 2)
+	emit(t, st, "ta", 100, 1)
+	all, err := st.OutboxAfter(ctx, 0, 1000)
+	if err != nil || len(all) != 400 {
+		t.Fatalf("outbox: %d %v", len(all), err)
+	}
+	deliver := func(evs []store.OutboxEvent) {
+		t.Helper()
+		if n, err := sink.Deliver(ctx, evs); err != nil || n != len(evs) {
+			t.Fatalf("deliver %d: %d %v", len(evs), n, err)
+		}
+	}
+	deliver(all[:150])
+	// Another publisher on the tenant's subjects: the sink's next chain
+	// names a sequence the stream has passed.
+	if _, err := js.Publish(ctx, prefix+".ta.other", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	deliver(all[150:250])
+	// Re-delivered events (dropped as duplicates) followed by new ones.
+	deliver(all[200:320])
+	deliver(all[320:])
+	for _, ten := range []string{"ta", "tb"} {
+		var want []string
+		for _, e := range all {
+			if e.Tenant == ten {
+				want = append(want, e.ID)
+			}
+		}
+		s, err := js.Stream(ctx, sink.StreamName(ten))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := c.Fetch(int(info.State.Msgs), jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for m := range msgs.Messages() {
+			if id := m.Headers().Get("Nats-Msg-Id"); id != "" {
+				got = append(got, id)
+			}
+		}
+		gs := map[string]bool{}
+		for _, g := range got {
+			gs[g] = true
+		}
+		for i, e := range all {
+			if e.Tenant == ten && !gs[e.ID] {
+				t.Errorf("%s: event %d missing", ten, i)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: stream holds %d events (%d messages), want %d", ten, len(got), info.State.Msgs, len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: event %d is %s, want %s (out of order)", ten, i, got[i], want[i])
+			}
+		}
+	}
 }

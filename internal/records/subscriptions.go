@@ -20,6 +20,7 @@ import (
 	"github.com/wardhealth/ward/internal/search"
 	"github.com/wardhealth/ward/internal/search/query"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/topics"
 )
 
 // SubscriptionsActor is the subject id of the subscription manager's own
@@ -137,6 +138,69 @@ func (s *Service) Matches(ctx context.Context, tenant string, q *query.Query, ty
 	return len(hits) > 0, nil
 }
 
+// indexMatcher evaluates a planned search on given index rows (the SQL
+// stores implement it).
+type indexMatcher interface {
+	MatchIndex(ctx context.Context, q store.SearchQuery, typ, id string, ix *store.Index) (bool, error)
+}
+
+// MatchedBefore says whether typ/id in tenant matched q as it was before
+// its deletion: deleted is the tombstone's version, and the version
+// before it is opened, indexed as it was when written, and evaluated
+// with the same plan and SQL as a search (see sqlstore's MatchIndex);
+// a chained or reverse-chained condition does not match. Like Matches,
+// it is the server's own evaluation and discloses nothing.
+func (s *Service) MatchedBefore(ctx context.Context, tenant string, q *query.Query, typ, id string, deleted int64) (bool, error) {
+	switch {
+	case q.Type != typ:
+		return false, nil
+	case len(q.Clauses) == 0:
+		return true, nil
+	case deleted < 2:
+		return false, nil
+	}
+	m, ok := s.st.(indexMatcher)
+	if !ok {
+		return false, nil
+	}
+	v, err := s.st.Version(ctx, tenant, typ, id, deleted-1)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, store.Problem(err)
+	}
+	if v.Deleted {
+		return false, nil
+	}
+	plain, err := s.open(v)
+	if err != nil {
+		return false, err
+	}
+	doc, err := docOf(v, plain)
+	if err != nil {
+		return false, err
+	}
+	k, err := s.keyer(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	ix, err := s.indexer.Index(doc, k)
+	if err != nil {
+		return false, fmt.Errorf("criteria: index: %w", err)
+	}
+	sq, err := search.Plan(q, tenant, k, s.search)
+	if err != nil {
+		return false, fmt.Errorf("criteria: %w", err)
+	}
+	sq.Types = []string{typ}
+	hit, err := m.MatchIndex(ctx, *sq, typ, id, ix)
+	if err != nil {
+		return false, store.Problem(err)
+	}
+	return hit, nil
+}
+
 // SubscriptionVersion is a Subscription as the subscription manager
 // loads it: the server's own configuration, read without a disclosure
 // record (it is not patient data and leaves the server only to its
@@ -197,8 +261,18 @@ func subscriptionIssues(res *fhir.Resource) []fhir.Issue {
 		return nil
 	}
 	c, _ := res.Doc["criteria"].(string)
-	if c == "" || strings.HasPrefix(c, "http://") || strings.HasPrefix(c, "https://") {
+	if c == "" {
 		return nil // a missing criteria is the validator's
+	}
+	if strings.HasPrefix(c, "http://") || strings.HasPrefix(c, "https://") {
+		// A topic: one of the registry's, with filter criteria that fit it.
+		if _, ok := topics.ByURL(c); !ok {
+			return []fhir.Issue{{Severity: "error", Code: "not-supported", Expression: "Subscription.criteria", Diagnostics: topics.ErrUnknown.Error()}}
+		}
+		var err error
+		if c, err = topics.Criteria(c, filterCriteria(res.Doc)); err != nil {
+			return []fhir.Issue{{Severity: "error", Code: "invalid", Expression: "Subscription.criteria", Diagnostics: err.Error()}}
+		}
 	}
 	if _, err := ParseCriteria(c); err != nil {
 		msg := "criteria cannot be evaluated by this server"
@@ -210,3 +284,20 @@ func subscriptionIssues(res *fhir.Resource) []fhir.Issue {
 	}
 	return nil
 }
+
+// filterCriteria is the Backport's backport-filter-criteria extension on
+// _criteria ("" when absent).
+func filterCriteria(doc map[string]any) string {
+	el, _ := doc["_criteria"].(map[string]any)
+	xs, _ := el["extension"].([]any)
+	for _, x := range xs {
+		if xm, ok := x.(map[string]any); ok && xm["url"] == extFilter {
+			s, _ := xm["valueString"].(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// extFilter is the Backport IG's filter criteria extension.
+const extFilter = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"

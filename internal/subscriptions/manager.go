@@ -85,8 +85,10 @@ func New(o Options) *Manager {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{rec: o.Records, owners: o.Owners, add: o.Add, remove: o.Remove, holds: o.Holds, base: o.Base, client: o.Client,
+	m := &Manager{rec: o.Records, owners: o.Owners, add: o.Add, remove: o.Remove, holds: o.Holds, base: o.Base, client: o.Client,
 		log: o.Log, hub: newHub(), running: map[string]*running{}}
+	m.hub.follow = m.follow
+	return m
 }
 
 // Hub is where websocket clients bind to Subscriptions.

@@ -8,10 +8,12 @@ package subscriptions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/records"
@@ -149,4 +151,41 @@ func (m *Manager) pastEvent(ctx context.Context, repo *records.Repo, s *Sub, e s
 		f.JSON = res.JSON
 	}
 	return Event{Number: e.Seq, At: e.Time, Focus: f}, true, nil
+}
+
+// Base is the FHIR base URL that notifications name resources under.
+func (m *Manager) Base() string { return m.base }
+
+// BindingTTL is how long a websocket binding token lives.
+const BindingTTL = time.Minute
+
+// Issuer signs a short-lived access token for a subject (authn).
+type Issuer func(subj authz.Subject, ttl time.Duration) (token string, err error)
+
+// BindingToken answers $get-ws-binding-token for Subscription id: the
+// caller must be able to read it (decided and audited as a read), and it
+// must be a websocket Subscription; the token is a short-lived access
+// token of the caller (no broader than the caller), usable only until
+// expiry to bind on wsURL.
+func (m *Manager) BindingToken(ctx context.Context, repo *records.Repo, id string, issue Issuer, wsURL string) ([]byte, error) {
+	s, _, err := m.readSub(ctx, repo, id)
+	if s == nil {
+		return nil, err
+	}
+	if err != nil || s.Channel != ChannelWS {
+		return nil, problem.New(problem.ErrInvalid, "invalid", "$get-ws-binding-token needs a Subscription with a websocket channel")
+	}
+	tok, err := issue(repo.Subject(), BindingTTL)
+	if err != nil {
+		return nil, problem.New(problem.ErrUnavailable, "transient", "no binding token could be issued")
+	}
+	return json.Marshal(map[string]any{
+		"resourceType": "Parameters",
+		"parameter": []any{
+			map[string]any{"name": "token", "valueString": tok},
+			map[string]any{"name": "expiration", "valueDateTime": time.Now().Add(BindingTTL).UTC().Format(time.RFC3339)},
+			map[string]any{"name": "subscription", "valueString": id},
+			map[string]any{"name": "websocket-url", "valueUrl": wsURL},
+		},
+	})
 }

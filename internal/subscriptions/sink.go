@@ -18,6 +18,7 @@ import (
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/topics"
 )
 
 // sink is the dispatch receiver of one Subscription. It is replaced when
@@ -50,16 +51,8 @@ func (k *sink) Name() string { return ReceiverName(k.sub.Tenant, k.sub.ID) }
 func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
 	sent := k.sent.Load()
 	for i, e := range evs {
-		if e.Tenant != k.sub.Tenant {
-			continue
-		}
-		switch e.Type {
-		case events.ResourceCreated, events.ResourceUpdated, events.ResourceDeleted:
-		default:
-			continue
-		}
-		env, err := events.Parse(e.JSON)
-		if err != nil || env.Data.ResourceType != k.sub.Query.Type {
+		env := k.relevant(e)
+		if env == nil {
 			continue
 		}
 		if err := k.one(ctx, e, env); err != nil {
@@ -74,35 +67,67 @@ func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error
 	return len(evs), nil
 }
 
+// relevant is the envelope of a resource event of the Subscription's
+// tenant and criteria type (nil: not one).
+func (k *sink) relevant(e store.OutboxEvent) *events.Envelope {
+	if e.Tenant != k.sub.Tenant {
+		return nil
+	}
+	switch e.Type {
+	case events.ResourceCreated, events.ResourceUpdated, events.ResourceDeleted:
+	default:
+		return nil
+	}
+	env, err := events.Parse(e.JSON)
+	if err != nil || env.Data.ResourceType != k.sub.Query.Type {
+		return nil
+	}
+	return env
+}
+
 // one delivers the notification of one resource event, if any.
 func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelope) error {
-	d := env.Data
-	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
-	fmt.Sscan(d.VersionID, &f.Version)
-	match, err := k.matches(ctx, f)
-	if err != nil || !match {
+	f, ok, err := k.decide(ctx, e, env)
+	if err != nil || !ok {
 		return err
-	}
-	allowed, body, err := k.m.read(ctx, k.sub, k.owner, e.ID, f)
-	if err != nil {
-		return err
-	}
-	content := k.sub.content()
-	switch {
-	case !allowed && content != FullResource:
-		return nil // nothing to withhold but the fact: send nothing
-	case allowed && content == FullResource:
-		f.JSON = body
 	}
 	return k.send(ctx, e, f)
 }
 
-// matches evaluates the criteria on the resource as it is now. A deleted
-// resource has no search rows: a deletion matches only criteria without
-// parameters.
+// decide says whether a resource event is notified and with what focus:
+// the topic's interactions, the criteria, and what the owner may read
+// now (the read audited as the owner's).
+func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope) (*Focus, bool, error) {
+	d := env.Data
+	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
+	fmt.Sscan(d.VersionID, &f.Version)
+	if k.sub.Topic != "" && !topics.Triggers(k.sub.Topic, f.Action) {
+		return nil, false, nil
+	}
+	match, err := k.matches(ctx, f)
+	if err != nil || !match {
+		return nil, false, err
+	}
+	allowed, body, err := k.m.read(ctx, k.sub, k.owner, e.ID, f)
+	if err != nil {
+		return nil, false, err
+	}
+	content := k.sub.content()
+	switch {
+	case !allowed && content != FullResource:
+		return nil, false, nil // nothing to withhold but the fact: send nothing
+	case allowed && content == FullResource:
+		f.JSON = body
+	}
+	return f, true, nil
+}
+
+// matches evaluates the criteria on the resource as it is now; a
+// deletion, on the version before it (a deleted resource has no search
+// rows of its own).
 func (k *sink) matches(ctx context.Context, f *Focus) (bool, error) {
 	if f.Action == "delete" {
-		return len(k.sub.Query.Clauses) == 0, nil
+		return k.m.rec.MatchedBefore(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID, f.Version)
 	}
 	return k.m.rec.Matches(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID)
 }
@@ -111,7 +136,8 @@ func (k *sink) send(ctx context.Context, e store.OutboxEvent, f *Focus) error {
 	n := k.sent.Add(1)
 	k.last.Store(time.Now().UnixNano())
 	if k.sub.Channel == ChannelWS {
-		k.m.hub.ping(k.sub.Tenant, k.sub.ID)
+		// Pings go out from every node with bound clients (follow.go),
+		// not from the lease holder alone.
 		return nil
 	}
 	var body []byte

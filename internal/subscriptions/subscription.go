@@ -31,6 +31,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/search/query"
+	"github.com/wardhealth/ward/internal/topics"
 )
 
 // Backport IG canonical URLs (R4 Subscriptions Backport, 1.1.0).
@@ -93,10 +94,11 @@ func Parse(tenant, id string, version int64, doc map[string]any) (*Sub, error) {
 	crit, _ := doc["criteria"].(string)
 	if isTopic(doc, crit) {
 		s.Topic = crit
-		s.Criteria = extString(doc["_criteria"], ExtFilter)
-		if s.Criteria == "" {
-			return s, invalid("a topic-based Subscription needs a %s extension on criteria naming the resource type", "backport-filter-criteria")
+		c, err := topics.Criteria(crit, extString(doc["_criteria"], ExtFilter))
+		if err != nil {
+			return s, invalid("%v", err)
 		}
+		s.Criteria = c
 	} else {
 		s.Criteria = crit
 	}

@@ -420,3 +420,12 @@ func TestCurrentBodiesMigration(t *testing.T) {
 		t.Fatalf("after writes: %d rows differ from their current version, %d bodies (want 0 and 3)", n, bodies)
 	}
 }
+
+func BenchmarkCreateOutbox(b *testing.B) {
+	st, err := postgres.Open(context.Background(), pgtest.URL(b), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkCreateOutbox(b, st)
+}

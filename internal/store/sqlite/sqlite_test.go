@@ -111,3 +111,12 @@ func TestCurrentBodiesMigration(t *testing.T) {
 		t.Fatalf("after writes: %d rows differ from their current version, %d bodies (want 0 and 3)", n, bodies)
 	}
 }
+
+func BenchmarkCreateOutbox(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ward.db"), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkCreateOutbox(b, st)
+}

@@ -33,9 +33,9 @@ func (db *DB) appendOutbox(ctx context.Context, tx *sql.Tx, evs []events.Event) 
 
 const outboxCols = `seq, id, tenant, type, okey, at, body`
 
-func scanOutbox(rows *sql.Rows) ([]store.OutboxEvent, error) {
+func scanOutbox(rows *sql.Rows, limit int) ([]store.OutboxEvent, error) {
 	defer rows.Close()
-	var out []store.OutboxEvent
+	out := make([]store.OutboxEvent, 0, min(limit, 16384))
 	for rows.Next() {
 		var e store.OutboxEvent
 		var at int64
@@ -59,7 +59,7 @@ func (db *DB) OutboxAfter(ctx context.Context, after int64, limit int) ([]store.
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
-	return scanOutbox(rows)
+	return scanOutbox(rows, limit)
 }
 
 // OutboxEvent returns the event with this seq (ErrNotFound: none).
@@ -68,7 +68,7 @@ func (db *DB) OutboxEvent(ctx context.Context, seq int64) (*store.OutboxEvent, e
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
-	out, err := scanOutbox(rows)
+	out, err := scanOutbox(rows, 1)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,89 @@
+package subscriptions
+
+// Websocket pings on every node. A websocket client is connected to one
+// node, and the receiver lease of its Subscription is held by one node,
+// not necessarily the same. So pings do not come from the lease holder:
+// every node that has clients bound to a websocket Subscription follows
+// the outbox itself, from the moment the first client bound, decides
+// each event as the receiver would (criteria, the owner's access now,
+// audited), and pings its own clients. A ping is a nudge to search, not a
+// log: a follower keeps its position in memory only, and a client that
+// reconnects searches for what it missed.
+
+import (
+	"context"
+	"time"
+)
+
+// followPoll is how often a follower reads the outbox.
+const followPoll = 25 * time.Millisecond
+
+// follow pings the local clients of Subscription id of tenant until the
+// returned stop is called.
+func (m *Manager) follow(tenant, id string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	// The head is read before the bind is answered, so that every event
+	// committed after "bound" is followed.
+	var pos int64
+	hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
+	s, err := m.owners.OutboxStats(hctx)
+	hcancel()
+	known := err == nil
+	pos = s.Head
+	go func() {
+		defer close(done)
+		for !known {
+			s, err := m.owners.OutboxStats(ctx)
+			if err == nil {
+				pos, known = s.Head, true
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(followPoll):
+			}
+		}
+		for ctx.Err() == nil {
+			pos = m.followOnce(ctx, tenant, id, pos)
+			select {
+			case <-ctx.Done():
+			case <-time.After(followPoll):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// followOnce pings for the events after pos and returns the new
+// position; an error leaves it where the error was (tried again next
+// poll).
+func (m *Manager) followOnce(ctx context.Context, tenant, id string, pos int64) int64 {
+	for {
+		evs, err := m.owners.OutboxAfter(ctx, pos, 500)
+		if err != nil || len(evs) == 0 {
+			return pos
+		}
+		m.mu.Lock()
+		r := m.running[ReceiverName(tenant, id)]
+		m.mu.Unlock()
+		for _, e := range evs {
+			if r != nil && r.sink.sub.Channel == ChannelWS {
+				if env := r.sink.relevant(e); env != nil {
+					_, ok, err := r.sink.decide(ctx, e, env)
+					if err != nil {
+						return pos
+					}
+					if ok {
+						m.hub.ping(tenant, id)
+					}
+				}
+			}
+			pos = e.Seq
+		}
+		if len(evs) < 500 {
+			return pos
+		}
+	}
+}
