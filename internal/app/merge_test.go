@@ -354,6 +354,27 @@ func TestMerge(t *testing.T) {
 					t.Errorf("%s: %d %.300s, want %d", c.name, r.Status, r.Body, c.status)
 				}
 			}
+			// A source with an active Consent: refused, nothing written.
+			consented := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient"}`)
+			w.Create(t, authz.RoleAdmin, `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/`+consented+`"},"policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]}}`)
+			if r := m.merge(t, m.admin, ref("source-patient", consented), ref("target-patient", m.tgt)); r.Status != 422 {
+				t.Errorf("source with an active consent: %d %.300s", r.Status, r.Body)
+			}
+			if v := m.versions(t, "Patient/"+consented); v["Patient/"+consented] != "1" {
+				t.Errorf("refused merge wrote the source: %v", v)
+			}
+			// A physician in the care of both patients merges them.
+			gp := `,"generalPractitioner":[{"reference":"Practitioner/` + apptest.Links[authz.RolePhysician].Practitioner + `"}]}`
+			p1 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient"`+gp)
+			p2 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient"`+gp)
+			obs := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/`+p1+`"}}`)
+			if r := m.merge(t, m.drSource, ref("source-patient", p1), ref("target-patient", p2)); r.Status != 200 {
+				t.Fatalf("physician of both: %d %.300s", r.Status, r.Body)
+			}
+			if got := m.searchIDs(t, m.drSource, "Observation?patient=Patient/"+p2); !slices.Equal(got, []string{"Observation/" + obs}) {
+				t.Fatalf("physician's merge moved %v", got)
+			}
+
 			// By identifier: the one patient it selects.
 			third := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"only-one"}]}`)
 			r = m.merge(t, m.admin, `{"name":"source-patient-identifier","valueIdentifier":{"system":"urn:mrn","value":"only-one"}}`, ref("target-patient", m.tgt))
