@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
@@ -61,8 +62,10 @@ func newMergeWorld(t *testing.T, b apptest.Backend) *mergeWorld {
 		"code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},"recorder":{"reference":"Patient/`+m.src+`/_history/1"}}`))
 	m.moved = append(m.moved, "Immunization/"+w.Create(t, authz.RoleAdmin, `{"resourceType":"Immunization","status":"completed","vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"08"}]},
 		"patient":{"reference":"`+w.URL+`/Patient/`+m.src+`"},"occurrenceDateTime":"2021-01-01"}`))
+	// The nurse's care relationship with the source is this Encounter.
 	m.encounter = w.Create(t, authz.RoleAdmin, `{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},
-		"subject":{"reference":"Patient/`+m.src+`"}}`)
+		"subject":{"reference":"Patient/`+m.src+`"},"participant":[{"individual":{"reference":"Practitioner/`+apptest.Links[authz.RoleNurse].Practitioner+`"}}],
+		"period":{"start":"`+time.Now().UTC().Format("2006-01-02")+`"}}`)
 	slices.Sort(m.moved)
 	return m
 }
@@ -167,6 +170,10 @@ func TestMerge(t *testing.T) {
 			}
 			if r := w.Do(t, http.MethodGet, "/fhir/Patient/"+m.tgt, m.drSource, nil); r.Status != 403 {
 				t.Fatalf("source clinician reads the target before: %d", r.Status)
+			}
+			nurse := w.Tokens[authz.RoleNurse]
+			if r := w.Do(t, http.MethodGet, "/fhir/Observation/"+m.observation, nurse, nil); r.Status != 200 {
+				t.Fatalf("the source's encounter nurse reads the source's record: %d", r.Status)
 			}
 
 			// Who may merge: not a clinician of one patient alone, not a nurse.
@@ -278,6 +285,16 @@ func TestMerge(t *testing.T) {
 			}
 			if got := m.searchIDs(t, m.drSource, "Observation?patient=Patient/"+m.tgt); len(got) != 0 {
 				t.Fatalf("source clinician finds the target's records: %v", got)
+			}
+			// Relationships by the source's Encounter stay with the source.
+			if r := w.Do(t, http.MethodGet, "/fhir/Patient/"+m.tgt, nurse, nil); r.Status != 403 {
+				t.Fatalf("the source's encounter nurse reads the target after the merge: %d", r.Status)
+			}
+			if r := w.Do(t, http.MethodGet, "/fhir/Observation/"+m.observation, nurse, nil); r.Status != 403 {
+				t.Fatalf("the source's encounter nurse reads a moved record: %d", r.Status)
+			}
+			if r := w.Do(t, http.MethodGet, "/fhir/Patient/"+m.src, nurse, nil); r.Status != 200 {
+				t.Fatalf("the source's encounter nurse lost the source: %d", r.Status)
 			}
 			if r := w.Do(t, http.MethodGet, "/fhir/Observation/"+m.observation, m.drTarget, nil); r.Status != 200 {
 				t.Fatalf("target clinician reads a moved record: %d", r.Status)
