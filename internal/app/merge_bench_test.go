@@ -37,7 +37,7 @@ func BenchmarkMerge1000(b *testing.B) {
 						default:
 							res = fmt.Sprintf(`{"resourceType":"Immunization","status":"completed","vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"08"}]},"patient":{"reference":"Patient/%s"},"occurrenceDateTime":"2021-01-01"}`, src)
 						}
-						typ := res[len(`{"resourceType":"`):strings.Index(res[len(`{"resourceType":"`):], `"`)+len(`{"resourceType":"`)]
+						typ := res[len(`{"resourceType":"`) : strings.Index(res[len(`{"resourceType":"`):], `"`)+len(`{"resourceType":"`)]
 						entries = append(entries, `{"resource":`+res+`,"request":{"method":"POST","url":"`+typ+`"}}`)
 					}
 					bundle := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
