@@ -28,16 +28,18 @@ func BenchmarkMerge1000(b *testing.B) {
 				for start := 0; start < n; start += 250 {
 					var entries []string
 					for i := start; i < start+250; i++ {
-						var res string
+						var res, typ string
 						switch i % 4 {
 						case 0, 1:
+							typ = "Observation"
 							res = fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/%s"},"valueQuantity":{"value":%d}}`, src, i)
 						case 2:
+							typ = "Condition"
 							res = fmt.Sprintf(`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},"subject":{"reference":"Patient/%s"}}`, src)
 						default:
+							typ = "Immunization"
 							res = fmt.Sprintf(`{"resourceType":"Immunization","status":"completed","vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"08"}]},"patient":{"reference":"Patient/%s"},"occurrenceDateTime":"2021-01-01"}`, src)
 						}
-						typ := res[len(`{"resourceType":"`) : strings.Index(res[len(`{"resourceType":"`):], `"`)+len(`{"resourceType":"`)]
 						entries = append(entries, `{"resource":`+res+`,"request":{"method":"POST","url":"`+typ+`"}}`)
 					}
 					bundle := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
