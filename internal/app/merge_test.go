@@ -364,6 +364,7 @@ func TestMerge(t *testing.T) {
 				{"source already merged", []string{ref("source-patient", m.src), ref("target-patient", other)}, 422},
 				{"target replaced", []string{ref("source-patient", other), ref("target-patient", m.src)}, 422},
 				{"identifiers of several patients", []string{`{"name":"source-patient-identifier","valueIdentifier":{"system":"urn:dup","value":"d1"}}`, ref("target-patient", m.tgt)}, 422},
+				{"reference and identifier disagree", []string{ref("source-patient", other), `{"name":"source-patient-identifier","valueIdentifier":{"system":"urn:mrn","value":"` + mergeMRN + `-pract-target"}}`, ref("target-patient", m.src)}, 422},
 				{"no target", []string{ref("source-patient", other)}, 400},
 				{"unknown parameter", []string{ref("source-patient", other), ref("target-patient", m.tgt), `{"name":"delete-source","valueBoolean":true}`}, 400},
 			} {

@@ -359,7 +359,7 @@ func (r *Repo) mergeSide(ctx context.Context, rec *audit.Record, side string, se
 			side+"-patient-identifier matches several patients"))
 	case sel.ID != "" && hits[0].ID != sel.ID:
 		return "", r.refuse(rec, audit.OutcomeMinor, "invalid", problem.New(problem.ErrUnprocessable, "business-rule",
-			side+"-patient-identifier does not select the patient "+side+"-patient names"))
+			side+"-patient-identifier and "+side+"-patient name different patients"))
 	}
 	unit.Guards = append(unit.Guards, guard)
 	return hits[0].ID, nil
