@@ -155,7 +155,7 @@ func (m *mergeWorld) searchIDs(t *testing.T, token, path string) []string {
 // TestMerge: Patient/$merge through a real listener on both databases:
 // who may merge, the preview, references moved as new versions, the
 // links, histories, access after the merge, the one ledger record and
-// the patient.merged event, refusals.
+// the patient.merged event.
 func TestMerge(t *testing.T) {
 	for _, b := range apptest.Backends {
 		t.Run(string(b), func(t *testing.T) {
@@ -350,7 +350,21 @@ func TestMerge(t *testing.T) {
 				t.Fatalf("ledger verify after the merge: %v", err)
 			}
 
-			// Refusals.
+		})
+	}
+}
+
+// TestMergeRefusals: every refusal of $merge is an OperationOutcome with
+// its 4xx and writes nothing; a physician of both patients merges; a
+// source named by identifier.
+func TestMergeRefusals(t *testing.T) {
+	for _, b := range apptest.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			m := newMergeWorld(t, b)
+			w := m.w
+			if r := m.merge(t, m.admin, ref("source-patient", m.src), ref("target-patient", m.tgt)); r.Status != 200 {
+				t.Fatalf("merge: %d %.300s", r.Status, r.Body)
+			}
 			other := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","identifier":[{"system":"urn:dup","value":"d1"}]}`)
 			w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","identifier":[{"system":"urn:dup","value":"d1"}]}`)
 			for _, c := range []struct {
@@ -395,7 +409,7 @@ func TestMerge(t *testing.T) {
 
 			// By identifier: the one patient it selects.
 			third := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"only-one"}]}`)
-			r = m.merge(t, m.admin, `{"name":"source-patient-identifier","valueIdentifier":{"system":"urn:mrn","value":"only-one"}}`, ref("target-patient", m.tgt))
+			r := m.merge(t, m.admin, `{"name":"source-patient-identifier","valueIdentifier":{"system":"urn:mrn","value":"only-one"}}`, ref("target-patient", m.tgt))
 			if r.Status != 200 {
 				t.Fatalf("merge by identifier: %d %s", r.Status, r.Body)
 			}
