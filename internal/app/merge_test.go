@@ -407,6 +407,23 @@ func TestMergeRefusals(t *testing.T) {
 				t.Fatalf("physician's merge moved %v", got)
 			}
 
+			// result-patient: the target as stored, with the replaces link
+			// added; one naming another id is refused.
+			p5 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient"}`)
+			p6 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient"}`)
+			result := func(id string) string {
+				return `{"name":"result-patient","resource":{"resourceType":"Patient","id":"` + id + `","gender":"female"}}`
+			}
+			if r := m.merge(t, m.admin, ref("source-patient", p5), ref("target-patient", p6), result(p5)); r.Status != 422 {
+				t.Fatalf("result-patient with the source's id: %d %.300s", r.Status, r.Body)
+			}
+			if r := m.merge(t, m.admin, ref("source-patient", p5), ref("target-patient", p6), result(p6)); r.Status != 200 {
+				t.Fatalf("merge with result-patient: %d %.300s", r.Status, r.Body)
+			}
+			if s := w.Do(t, http.MethodGet, "/fhir/Patient/"+p6, m.admin, nil).JSON(t); s["gender"] != "female" || !hasLinkTo(s, "replaces", p5) {
+				t.Fatalf("target after a merge with result-patient: %v", s)
+			}
+
 			// By identifier: the one patient it selects.
 			third := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"only-one"}]}`)
 			r := m.merge(t, m.admin, `{"name":"source-patient-identifier","valueIdentifier":{"system":"urn:mrn","value":"only-one"}}`, ref("target-patient", m.tgt))
