@@ -84,6 +84,7 @@ func TestConformanceTable(t *testing.T) {
 		"interaction": codes(patient["interaction"]),
 		"system":      codes(rest["interaction"]),
 		"param":       codes(patient["searchParam"]),
+		"operation":   codes(patient["operation"]),
 	}
 	seen := map[string]bool{}
 	for _, r := range rows {

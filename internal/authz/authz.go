@@ -91,10 +91,18 @@ const (
 	Create  Action = "create"
 	Update  Action = "update"
 	Delete  Action = "delete"
+	// Merge is Patient/$merge on Patient types: one source patient's
+	// record moved to a target patient. Only an admin, a backend client
+	// and a physician may merge (a nurse does not write Patients, a
+	// privacy officer writes no clinical data, a patient cannot hold both
+	// records); at instance level the Target names both patients, so a
+	// physician needs a care relationship with each, and as a Patient
+	// write it governs access: break-the-glass never makes one.
+	Merge Action = "merge"
 )
 
 // IsWrite reports whether a changes data.
-func (a Action) IsWrite() bool { return a == Create || a == Update || a == Delete }
+func (a Action) IsWrite() bool { return a == Create || a == Update || a == Delete || a == Merge }
 
 // Target is what the action is about: a resource type (a type-level
 // check, Instance false) or one resource with its facts (Instance true).
@@ -198,6 +206,9 @@ const (
 	// generalPractitioner) and break-the-glass cannot make it: a
 	// relationship or consent denial of such a write is final.
 	ReasonGoverns = "governs-access"
+	// ReasonRoleNoMerge: the role may not merge patients, or the target
+	// of a merge is not a Patient.
+	ReasonRoleNoMerge = "role-may-not-merge"
 	// ReasonLabelRemoval: removing a security label needs a role that
 	// manages labels (admin, privacy-officer, backend client).
 	ReasonLabelRemoval = "label-removal-needs-privacy-officer"
@@ -228,7 +239,7 @@ var directoryTypes = []string{"Practitioner", "PractitionerRole", "Organization"
 // patient (user role) may read: who treats them, where, and with what.
 var userReadable = []string{"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Medication", "Substance"}
 
-var actions = []Action{Read, Search, History, Create, Update, Delete}
+var actions = []Action{Read, Search, History, Create, Update, Delete, Merge}
 
 // governing are the types whose content decides who reaches a patient's
 // record: consents, care teams, encounters (participants), practitioner
@@ -405,6 +416,9 @@ func managesLabels(r Role) bool {
 
 // roleDenies returns why the role may not perform a on typ, or "".
 func roleDenies(r Role, a Action, typ string) string {
+	if a == Merge && (typ != "Patient" || r != RoleAdmin && r != RoleClient && r != RolePhysician) {
+		return ReasonRoleNoMerge
+	}
 	switch r {
 	case RoleAdmin, RoleClient:
 		return ""

@@ -118,7 +118,7 @@ func permOf(a Action) byte {
 		return 'c'
 	case Read:
 		return 'r'
-	case Update:
+	case Update, Merge:
 		return 'u'
 	case Delete:
 		return 'd'

@@ -40,6 +40,9 @@ const (
 	PatientCreated     = "patient.created"
 	PatientUpdated     = "patient.updated"
 	PatientDeactivated = "patient.deactivated"
+	// PatientMerged is a Patient/$merge: one per merge, besides the
+	// resource events of every version it wrote (see Merged).
+	PatientMerged = "patient.merged"
 
 	ImmunizationRecorded = "immunization.recorded"
 	ImmunizationUpdated  = "immunization.updated"
@@ -59,7 +62,7 @@ const (
 // Types lists every event type Ward emits today.
 var Types = []string{
 	ResourceCreated, ResourceUpdated, ResourceDeleted,
-	PatientCreated, PatientUpdated, PatientDeactivated,
+	PatientCreated, PatientUpdated, PatientDeactivated, PatientMerged,
 	ImmunizationRecorded, ImmunizationUpdated,
 	ConsentProvided, ConsentRevoked,
 	AccessDenied, AccessEmergency, LoginFailed, KeysRotated, PHIDisclosed,
@@ -93,6 +96,10 @@ type Data struct {
 	RequestID    string   `json:"requestId,omitempty"`
 	// Purpose is the purpose-of-use code of an access.
 	Purpose string `json:"purpose,omitempty"`
+	// Target is the surviving patient of a merge ("Patient/<id>"), Moved
+	// the number of resources the merge moved to it.
+	Target string `json:"target,omitempty"`
+	Moved  int    `json:"moved,omitempty"`
 }
 
 // Envelope is the CloudEvents 1.0 JSON envelope (structured content mode)
@@ -218,6 +225,31 @@ func ForChange(c Change) []Event {
 		}
 	}
 	return out
+}
+
+// Merge is a committed Patient/$merge as the records layer knows it.
+type Merge struct {
+	Tenant         string
+	Source, Target string // patient ids
+	// SourceVersion is the version of the source the merge wrote.
+	SourceVersion int64
+	Moved         int
+	Time          time.Time
+	Actor, Role   string
+	RequestID     string
+}
+
+// Merged is the patient.merged event of a merge: subject and ordering
+// key the source patient (whose record ends there), data the two
+// patients' references and the count of moved resources; ids and counts
+// only.
+func Merged(m Merge) Event {
+	src := "Patient/" + m.Source
+	return New(m.Tenant, PatientMerged, src, src, m.Time, Data{
+		ResourceType: "Patient", ID: m.Source, VersionID: strconv.FormatInt(m.SourceVersion, 10),
+		Patients: []string{src, "Patient/" + m.Target}, Target: "Patient/" + m.Target, Moved: m.Moved,
+		Actor: m.Actor, Role: m.Role, Action: "merge", RequestID: m.RequestID,
+	})
 }
 
 // active is Patient.active, which defaults to true when absent.

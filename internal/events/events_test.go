@@ -138,3 +138,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMerged(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	e := Merged(Merge{Tenant: "t1", Source: "s1", Target: "t9", SourceVersion: 3, Moved: 42, Time: at, Actor: "u1", Role: "admin", RequestID: "r1"})
+	env, err := Parse(e.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != PatientMerged || env.Subject != "Patient/s1" || e.Key != "Patient/s1" || env.Tenant != "t1" {
+		t.Fatalf("envelope %s", e.JSON)
+	}
+	d := env.Data
+	if d.Target != "Patient/t9" || d.Moved != 42 || d.VersionID != "3" || d.Action != "merge" || strings.Join(d.Patients, ",") != "Patient/s1,Patient/t9" {
+		t.Fatalf("data %+v", d)
+	}
+}

@@ -64,7 +64,7 @@ func optErr(format string, args ...any) error {
 // rest[0].resource entry per type in ResourceTypes(), each with the same
 // interactions, versioning "versioned", readHistory and updateCreate true,
 // conditional create and update, conditional delete of multiple matches,
-// the search parameters, and on Patient the $everything operation. The result validates against the schema's CapabilityStatement
+// the search parameters, and on Patient the $everything and $merge operations. The result validates against the schema's CapabilityStatement
 // definition (tested).
 func CapabilityStatement(o CapabilityOptions) ([]byte, error) {
 	if o.Software == "" {
@@ -116,7 +116,11 @@ func CapabilityStatement(o CapabilityOptions) ([]byte, error) {
 			"conditionalDelete": "multiple",
 		}
 		if t == "Patient" {
-			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+			r["operation"] = []any{
+				map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+				// The R5 operation, on R4 resources (docs/merge.md).
+				map[string]any{"name": "merge", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge"},
+			}
 		}
 		if len(interactions) > 0 {
 			r["interaction"] = interactions

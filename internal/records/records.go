@@ -98,6 +98,8 @@ type Service struct {
 	registrationCare time.Duration
 	// content keeps Binary content (binary.go).
 	content Content
+	// mergeFault is the test seam of InjectMergeFault (merge.go).
+	mergeFault faultHook
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
