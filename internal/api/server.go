@@ -243,6 +243,9 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		handle := h
+		if s.wantsAsync(r) {
+			handle = s.handleAsyncKickoff
+		}
 		if r.PathValue("type") == "AuditEvent" {
 			handle = s.handleAuditEvent // the ledger, not stored resources
 		}

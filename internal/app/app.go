@@ -314,6 +314,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, SMARTStyleURL: cfg.SMARTStyleURL, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
+	if bs != nil {
+		bs.SetExecutor(h.ExecuteAsync) // the asynchronous request pattern runs the API's handlers
+	}
 	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, kekCfg: cfg.KEK, log: log, docsCfg: cfg.Documents}
 	if cfg.BaseURL != "" {
 		a.fhirBase = cfg.BaseURL + "/fhir"
