@@ -55,7 +55,7 @@ func TestReferentialIntegrityOn(t *testing.T) {
 			{name: "unknown absolute on this server", method: "POST", path: "/fhir/Observation", role: A, body: obsOf(w.URL + "/Patient/secret-id-42"), status: 409,
 				want: []string{"Observation.subject.reference"}, notWant: []string{"secret-id-42"}},
 			{name: "unknown in an array", method: "POST", path: "/fhir/Observation", role: A,
-				body: `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + pid + `"},"performer":[{"reference":"Patient/` + pid + `"},{"reference":"Practitioner/nope"}]}`,
+				body:   `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + pid + `"},"performer":[{"reference":"Patient/` + pid + `"},{"reference":"Practitioner/nope"}]}`,
 				status: 409, want: []string{"Observation.performer[1].reference"}},
 			{name: "update", method: "PUT", path: "/fhir/Observation/o1", role: A, body: strings.Replace(obsOf("Patient/nope"), `{"resourceType":"Observation",`, `{"resourceType":"Observation","id":"o1",`, 1), status: 409},
 			// Resolved, or not local.
