@@ -166,7 +166,7 @@ func (r *Repo) checkReferrers(ctx context.Context, rec *audit.Record, targets []
 		q := store.SearchQuery{Tenant: r.subj.Tenant, Types: fhir.ResourceTypes(),
 			Where: []string{search.ReferringTo(referencePIDs(), 1)}, Args: []any{search.RefHash(k, t.Type, t.ID)}}
 		for _, x := range append([]store.Ref{t}, except...) {
-			q.Where = append(q.Where, "NOT (r.type = ? AND r.id = ?)")
+			q.Where = append(q.Where, search.NotResource("r"))
 			q.Args = append(q.Args, x.Type, x.ID)
 		}
 		ok, err := r.s.st.Exists(ctx, []store.SearchQuery{q})

@@ -157,6 +157,10 @@ func ReferencedFrom(a string, refs []int32, n int, cond string) string {
 		`) AND s.tenant = ? AND s.deleted = 0 AND ` + TypesIn("s", n) + ` AND (` + cond + `))`
 }
 
+// NotResource leaves out the row of alias a that is one resource (its
+// type and id bound in that order).
+func NotResource(a string) string { return `NOT (` + a + `.type = ? AND ` + a + `.id = ?)` }
+
 // WithinDates keeps rows of alias a with no date row of the parameters
 // pids, or one that overlaps [lo, hi] (Unix microseconds, bound in that
 // order): a record of care is kept when its care date falls in the range
