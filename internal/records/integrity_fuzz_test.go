@@ -13,14 +13,14 @@ import (
 // reference always round-trips to "Type/id" inside the input.
 func FuzzLocalRef(f *testing.F) {
 	for _, s := range []string{
-		"Patient/123",                                     // relative
-		"Patient/123/_history/2",                          // versioned
+		"Patient/123",            // relative
+		"Patient/123/_history/2", // versioned
 		"https://ward.example.org/fhir/Observation/a-b.c", // under the configured base
 		"http://req.example/fhir/Patient/x",               // under the request's base
 		"http://other.example.org/fhir/Patient/1",         // another server
 		"urn:uuid:7b0c0e22-0000-4000-8000-000000000001",   // bundle-local
-		"#contained",                                      // contained
-		"Patient?identifier=x|y",                          // conditional
+		"#contained",             // contained
+		"Patient?identifier=x|y", // conditional
 		"Nonsense/1", "Patient/", "Patient/a/b", "Patient/a/_history", "/Patient/1", "",
 	} {
 		f.Add(s)
