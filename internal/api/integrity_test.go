@@ -98,6 +98,15 @@ func TestReferentialIntegrityOn(t *testing.T) {
 		if r := w.Do(t, "POST", "/fhir", tok, []byte(tx)); r.Status != 200 {
 			t.Fatalf("delete both: %d %s", r.Status, r.Body)
 		}
+		// A conditional delete is held by references to its matches too.
+		c := w.Create(t, A, `{"resourceType":"Patient","gender":"other"}`)
+		co := w.Create(t, A, obsOf("Patient/"+c))
+		if r := w.Do(t, "DELETE", "/fhir/Patient?_id="+c, tok, nil); r.Status != 409 {
+			t.Fatalf("conditional delete of a referenced patient: %d %s", r.Status, r.Body)
+		}
+		if r := w.Do(t, "DELETE", "/fhir/Observation?_id="+co, tok, nil); r.Status != 200 && r.Status != 204 {
+			t.Fatalf("conditional delete of the referrer: %d %s", r.Status, r.Body)
+		}
 		// Deleted counts as unresolved.
 		(scenario{name: "deleted", method: "POST", path: "/fhir/Observation", role: A, body: obsOf("Patient/" + q), status: 409}).run(t, w)
 		// Deleting the referrer first frees the target.

@@ -192,13 +192,22 @@ func (r *Repo) checkTransactionReferences(ctx context.Context, order []*Entry, r
 	}
 	written, deleted := map[store.Ref]bool{}, map[store.Ref]bool{}
 	var touched []store.Ref
+	// targets are what a DELETE entry deletes: its id, or its condition's
+	// matches.
+	targets := func(e *Entry) []store.Ref {
+		if e.ID != "" {
+			return []store.Ref{{Type: e.Type, ID: e.ID}}
+		}
+		return res.deletes[e.pos]
+	}
 	for _, e := range order {
 		ref := store.Ref{Type: e.Type, ID: e.ID}
 		switch {
-		case e.Method == http.MethodDelete && e.ID != "":
-			deleted[ref] = true
-			touched = append(touched, ref)
 		case e.Method == http.MethodDelete:
+			for _, t := range targets(e) {
+				deleted[t] = true
+				touched = append(touched, t)
+			}
 		case e.Method != http.MethodGet && e.ID != "":
 			written[ref] = true
 			touched = append(touched, ref)
@@ -219,8 +228,8 @@ func (r *Repo) checkTransactionReferences(ctx context.Context, order []*Entry, r
 		}
 	}
 	for _, e := range order {
-		if e.Method == http.MethodDelete && e.ID != "" {
-			if err := r.checkReferrers(ctx, r.record("delete", e.Type), []store.Ref{{Type: e.Type, ID: e.ID}}, touched); err != nil {
+		if e.Method == http.MethodDelete {
+			if err := r.checkReferrers(ctx, r.record("delete", e.Type), targets(e), touched); err != nil {
 				return entryError(e, err)
 			}
 		}
