@@ -25,7 +25,7 @@ func (s *Server) repoFor(r *http.Request, subj authz.Subject) *records.Repo {
 	if a := clientAddr(r, s.opts.TrustedProxies); a.IsValid() {
 		addr = a.String()
 	}
-	return s.records.For(subj, requestID(r.Context())).At(addr)
+	return s.records.For(subj, requestID(r.Context())).At(addr).Based(s.base(r))
 }
 
 var errAuditReadOnly = problem.New(problem.ErrNotAllowed, "not-supported", "AuditEvents are read-only: they are the audit ledger, written by the server alone")

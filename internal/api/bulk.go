@@ -111,6 +111,9 @@ func (s *Server) handleExportStatus(w http.ResponseWriter, r *http.Request, repo
 	}
 	switch job.Status {
 	case bulk.StatusCompleted:
+		if job.Kind == bulk.KindAsync {
+			return s.writeAsyncResult(w, r, repo, job.ID)
+		}
 		base := s.base(r)
 		m := manifest{TransactionTime: job.TxTime.Format(time.RFC3339Nano), Request: base + "/" + job.Request,
 			RequiresAccessToken: true, Output: []manifestOutput{}, Error: []manifestOutput{}}

@@ -11,7 +11,12 @@ import (
 	"github.com/wardhealth/ward/internal/records"
 )
 
-var everythingParams = map[string]bool{"_count": true, "_since": true, "_type": true, "_cursor": true}
+var everythingParams = map[string]bool{"_count": true, "_since": true, "_type": true, "_cursor": true, "start": true, "end": true}
+
+// everythingDefaultCount is the page size of $everything without _count:
+// a search's (query.Options.DefaultCount in handleSearch), so that a
+// client paging both sees the same pages.
+const everythingDefaultCount = 20
 
 // handleEverything is GET Patient/[id]/$everything and the type-level
 // GET Patient/$everything (every patient's compartment).
@@ -20,14 +25,11 @@ func (s *Server) handleEverything(w http.ResponseWriter, r *http.Request, repo *
 	if err != nil {
 		return err
 	}
-	count, err := s.count(q, 100)
+	count, err := s.count(q, everythingDefaultCount)
 	if err != nil {
 		return err
 	}
-	if count == 0 {
-		count = 1
-	}
-	eq := records.EverythingQuery{Count: count}
+	eq := records.EverythingQuery{Count: count, Start: q.Get("start"), End: q.Get("end")}
 	path := s.base(r) + "/Patient"
 	if r.PathValue("id") != "" {
 		if eq.PatientID, err = pathID(r); err != nil {

@@ -79,6 +79,36 @@ func expectedCompartment(t *testing.T, w *apptest.Ward, tok, pid string, types [
 	return out
 }
 
+// expectedReferenced asks search, with _include=Type:* over the
+// compartment type by type, which resources outside the Patient
+// compartment the patient's resources refer to.
+func expectedReferenced(t *testing.T, w *apptest.Ward, tok, pid string, types []string) []string {
+	t.Helper()
+	set := map[string]bool{}
+	add := func(path string) {
+		got, _ := collect(t, w, tok, path)
+		for _, g := range got {
+			if typ := g[:strings.Index(g, "/")]; typ != "Patient" && !compartment.InPatientCompartment(typ) {
+				set[g] = true
+			}
+		}
+	}
+	for _, typ := range types {
+		if typ == "Patient" {
+			add("/fhir/Patient?_id=" + pid + "&_include=Patient:*")
+		}
+		for _, p := range compartment.PatientParams(typ) {
+			add("/fhir/" + typ + "?_count=100&_include=" + typ + ":*&" + p + "=" + url.QueryEscape("Patient/"+pid))
+		}
+	}
+	var out []string
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func TestPatientEverything(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
 		tok := w.Tokens[authz.RoleAdmin]
@@ -121,10 +151,15 @@ func TestPatientEverything(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		both := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"both"},"subject":{"reference":"Patient/`+pid+`"},"performer":[{"reference":"Patient/`+other+`"}]}`)
 
-		want := expectedCompartment(t, w, tok, pid, types)
+		inComp := expectedCompartment(t, w, tok, pid, types)
+		referenced := expectedReferenced(t, w, tok, pid, types)
+		if len(referenced) < 3 {
+			t.Fatalf("the fixture refers to only %v outside the compartment", referenced)
+		}
+		want := union(inComp, referenced)
 		got, pages := collect(t, w, tok, "/fhir/Patient/"+pid+"/$everything?_count=37")
 		if strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Fatalf("$everything returned %d resources, the compartment has %d;\nmissing %v\nextra %v", len(got), len(want), minus(want, got), minus(got, want))
+			t.Fatalf("$everything returned %d resources, the compartment and its references have %d;\nmissing %v\nextra %v", len(got), len(want), minus(want, got), minus(got, want))
 		}
 		if len(got) < 100 || pages < 3 {
 			t.Fatalf("%d resources in %d pages: the fixture is too small to test paging", len(got), pages)
@@ -132,7 +167,7 @@ func TestPatientEverything(t *testing.T) {
 		if !contains(got, "Observation/"+both) || contains(got, "Patient/"+other) {
 			t.Fatal("the shared observation or the other patient is misplaced")
 		}
-		wantOther := expectedCompartment(t, w, tok, other, types)
+		wantOther := union(expectedCompartment(t, w, tok, other, types), expectedReferenced(t, w, tok, other, types))
 		if gotOther, _ := collect(t, w, tok, "/fhir/Patient/"+other+"/$everything"); strings.Join(gotOther, " ") != strings.Join(wantOther, " ") || len(gotOther) != 3 {
 			t.Fatalf("other patient: got %v want %v", gotOther, wantOther)
 		}
@@ -171,7 +206,7 @@ func TestPatientEverything(t *testing.T) {
 
 		for _, sc := range []scenario{
 			{name: "unknown patient", method: "GET", path: "/fhir/Patient/nope/$everything", role: authz.RoleAdmin, status: 404},
-			{name: "type outside the compartment", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Organization", role: authz.RoleAdmin, status: 400, want: []string{"_type"}},
+			{name: "type outside the compartment", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Organization", role: authz.RoleAdmin, status: 200},
 			{name: "not a type", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_type=Nonsense", role: authz.RoleAdmin, status: 400},
 			{name: "bad _since", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_since=yesterday", role: authz.RoleAdmin, status: 400},
 			{name: "bad cursor", method: "GET", path: "/fhir/Patient/" + pid + "/$everything?_cursor=x", role: authz.RoleAdmin, status: 400},

@@ -36,6 +36,9 @@ func pathID(r *http.Request) (string, error) {
 // base is the FHIR base URL as the client should see it: the configured
 // one, else the request's, as a trusted proxy forwarded it (forwarded.go).
 func (s *Server) base(r *http.Request) string {
+	if b, ok := r.Context().Value(baseKey{}).(string); ok {
+		return b // an asynchronous request: the kick-off's base
+	}
 	if s.opts.BaseURL != "" {
 		return s.opts.BaseURL + "/fhir"
 	}

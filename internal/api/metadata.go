@@ -13,6 +13,15 @@ import (
 	"github.com/wardhealth/ward/internal/problem"
 )
 
+// referencePolicy is what Ward does with references: literal ones,
+// local ones, and with WARD_REFERENTIAL_INTEGRITY=on enforced.
+func referencePolicy(enforced bool) []string {
+	if enforced {
+		return []string{"literal", "local", "enforced"}
+	}
+	return []string{"literal", "local"}
+}
+
 // handleMetadata is GET [base]/metadata: the CapabilityStatement, shaped
 // by _summary and _elements like any resource (http.html 3.1.0.13 and
 // search.html 3.1.1.5.8/9), with an ETag of its content so that a client
@@ -27,6 +36,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		Software: "Ward", Version: s.opts.Version, BaseURL: base + "/fhir", Time: s.started,
 		Interactions: interactions, SystemInteractions: systemInteractions, ResourceSearchParams: s.capParams,
 		Formats: []string{"application/fhir+json", "json", "application/fhir+xml", "xml"}, SecurityService: "OAuth", TokenURL: base + "/oauth2/token",
+		ReferencePolicy: referencePolicy(s.opts.ReferentialIntegrity),
 	})
 	if err == nil {
 		out, err = shapeMetadata(out, r.URL.Query())

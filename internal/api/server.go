@@ -31,9 +31,12 @@ import (
 type Options struct {
 	// BaseURL is the public base of the server (no trailing slash), e.g.
 	// https://ward.example.org. Empty: taken from each request's Host.
-	BaseURL      string
-	MaxBodyBytes int64
-	Version      string
+	BaseURL string
+	// ReferentialIntegrity is declared in the CapabilityStatement
+	// (referencePolicy enforced); records enforces it.
+	ReferentialIntegrity bool
+	MaxBodyBytes         int64
+	Version              string
 	// MaxCount caps _count.
 	MaxCount int
 	// LeakyIndex says identifying values are also indexed in clear (the
@@ -244,6 +247,9 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			r = r.WithContext(ctx)
 		}
 		handle := h
+		if s.wantsAsync(r) {
+			handle = s.handleAsyncKickoff
+		}
 		if r.PathValue("type") == "AuditEvent" {
 			handle = s.handleAuditEvent // the ledger, not stored resources
 		}

@@ -242,7 +242,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 	to := authn.Options{Issuer: issuer, TTL: cfg.TokenTTL, Tenant: cfg.Tenant, SealKeyID: sysKey, External: external, RevocationRefresh: o.cacheTTL,
 		StyleURL: cfg.SMARTStyleURL}
 	ro := records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax, NoAdminPHI: !cfg.AdminPHIAccess, PlainAddresses: cfg.AuditPlainAddresses,
-		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL, Now: o.now, RegistrationCare: cfg.RegistrationCarePeriod}
+		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL, Now: o.now, RegistrationCare: cfg.RegistrationCarePeriod,
+		ReferentialIntegrity: cfg.ReferentialIntegrity, BaseURL: cfg.BaseURL}
 	parseLimits := fhir.Limits{ArrayItems: cfg.Limits.ArrayItems, Elements: cfg.Limits.Elements, BundleEntries: cfg.Limits.BundleEntries}
 	ro.Limits = records.Limits{PatchElements: cfg.Limits.PatchElements, ArrayItems: cfg.Limits.ArrayItems,
 		Includes: cfg.Limits.SearchIncludes, Parse: parseLimits}
@@ -308,12 +309,15 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 	}
 	wa := &webhookAdmin{}
 	ws := &subsWS{}
-	h := api.New(api.Options{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Webhooks: wa, Bulk: bs,
+	h := api.New(api.Options{BaseURL: cfg.BaseURL, ReferentialIntegrity: cfg.ReferentialIntegrity, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version, Admin: authn.NewAdmin(st), Webhooks: wa, Bulk: bs,
 		MaxCount: cfg.SearchMaxCount, LeakyIndex: cfg.SearchLeakyIndex,
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
 		CORSOrigins: cfg.CORSOrigins, SMARTStyleURL: cfg.SMARTStyleURL, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
+	if bs != nil {
+		bs.SetExecutor(h.ExecuteAsync) // the asynchronous request pattern runs the API's handlers
+	}
 	a := &App{Store: st, Keys: km, Tokens: tokens, Records: rec, Bulk: bs, Handler: h, Bus: bus, Proof: proof, limits: lim, eventsCfg: cfg.Events, kekCfg: cfg.KEK, log: log, docsCfg: cfg.Documents}
 	if cfg.BaseURL != "" {
 		a.fhirBase = cfg.BaseURL + "/fhir"

@@ -119,6 +119,9 @@ type Service struct {
 	o     Options
 	owner string
 
+	// exec runs asynchronous requests (SetExecutor).
+	exec atomic.Pointer[Executor]
+
 	mu      sync.Mutex
 	cancel  context.CancelFunc
 	stopped chan struct{}
@@ -463,6 +466,9 @@ func (s *Service) run(ctx context.Context, j *store.ExportJob, progress func(str
 	subj, err := s.subject(ctx, j)
 	if err != nil {
 		return err
+	}
+	if j.Kind == KindAsync {
+		return s.runAsync(ctx, j, subj, progress)
 	}
 	repo := s.rec.For(subj, "export-"+j.ID)
 	var members []string

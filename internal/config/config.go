@@ -48,6 +48,9 @@ type Config struct {
 	// ConditionalDeleteMax caps the resources one conditional delete
 	// removes.
 	ConditionalDeleteMax int
+	// ReferentialIntegrity refuses writes whose local references do not
+	// resolve and deletes that would leave references dangling.
+	ReferentialIntegrity bool
 	// OIDCIssuers is a JSON file listing trusted external OpenID Connect
 	// issuers (see authn.IssuerConfig); empty: none.
 	OIDCIssuers string
@@ -292,6 +295,18 @@ var settings = []setting{
 				return errors.New("must be an integer between 1 and 100000")
 			}
 			c.ConditionalDeleteMax = n
+			return nil
+		}},
+	{"WARD_REFERENTIAL_INTEGRITY", "referential-integrity", "on: a write whose reference to a local resource does not resolve, and a delete that would leave references to it, are refused (409); off (default): references are not checked", false,
+		func(c *Config) string { return map[bool]string{true: "on", false: "off"}[c.ReferentialIntegrity] }, func(c *Config, v string) error {
+			switch v {
+			case "on":
+				c.ReferentialIntegrity = true
+			case "off":
+				c.ReferentialIntegrity = false
+			default:
+				return errors.New("must be on or off")
+			}
 			return nil
 		}},
 	{"WARD_LOG_LEVEL", "log-level", "debug, info, warn or error", false,

@@ -21,6 +21,7 @@ const (
 var disclosures = map[string]bool{
 	"read": true, "vread": true, "history-instance": true, "history-type": true, "history-system": true,
 	"search-type": true, "search-system": true, "everything": true, "export-read": true, "export-download": true,
+	"async-download": true,
 }
 
 // FromAudit returns the security events an audit record stands for (none

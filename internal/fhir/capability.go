@@ -36,6 +36,9 @@ type CapabilityOptions struct {
 	SecurityService string
 	// TokenURL, when set, is advertised with the SMART oauth-uris extension.
 	TokenURL string
+	// ReferencePolicy is every resource's referencePolicy (literal,
+	// logical, resolves, enforced, local); empty omits it.
+	ReferencePolicy []string
 }
 
 // SearchParamCap is one CapabilityStatement.rest.resource.searchParam.
@@ -114,6 +117,9 @@ func CapabilityStatement(o CapabilityOptions) ([]byte, error) {
 			"conditionalCreate": true,
 			"conditionalUpdate": true,
 			"conditionalDelete": "multiple",
+		}
+		if len(o.ReferencePolicy) > 0 {
+			r["referencePolicy"] = o.ReferencePolicy
 		}
 		if t == "Patient" {
 			r["operation"] = []any{

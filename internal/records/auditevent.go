@@ -78,7 +78,7 @@ var kinds = map[string]eventKind{
 	"history-system": rest("history-system", "R"), "search-type": rest("search-type", "R"),
 	"search-system": rest("search-system", "R"), "transaction": rest("transaction", "E"),
 	"batch": rest("batch", "E"), "everything": rest("operation", "R"), "export": rest("operation", "E"),
-	"export-read": rest("operation", "R"), "export-download": exportDL,
+	"export-read": rest("operation", "R"), "export-download": exportDL, "async-download": exportDL,
 	"merge": rest("operation", "U"), "merge-preview": rest("operation", "R"),
 	"login": loginType, "token-refresh": loginType, "client-token": loginType, "code-exchange": loginType,
 	"external-token": loginType,

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,6 +101,9 @@ type Service struct {
 	content Content
 	// mergeFault is the test seam of InjectMergeFault (merge.go).
 	mergeFault faultHook
+	// integrity and baseURL: see Options.ReferentialIntegrity (integrity.go).
+	integrity bool
+	baseURL   string
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -139,6 +143,13 @@ type Options struct {
 	Live  Live
 	// Content keeps raw Binary content (docs/documents.md).
 	Content Content
+	// ReferentialIntegrity refuses writes with unresolved local
+	// references and deletes that leave references dangling
+	// (integrity.go); BaseURL is the configured public root
+	// (WARD_BASE_URL): absolute references under its /fhir are local, as
+	// are those under Repo.Based's.
+	ReferentialIntegrity bool
+	BaseURL              string
 }
 
 // New returns a Service.
@@ -170,6 +181,10 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers}
 	o.Content.defaults()
 	s.content = o.Content
+	s.integrity = o.ReferentialIntegrity
+	if o.BaseURL != "" {
+		s.baseURL = strings.TrimSuffix(o.BaseURL, "/") + "/fhir"
+	}
 	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
 		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
 	return s
@@ -226,6 +241,7 @@ type Repo struct {
 	requestID string
 	address   string // for the ledger: keyed hash or plain (At)
 	facts     *facts.Loader
+	base      string // the request's FHIR base (Based)
 }
 
 // For binds the repository to a caller.
@@ -438,6 +454,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	res.ID = r.s.newID()
+	if err := r.checkReferences(ctx, rec, []*fhir.Resource{res}, nil, nil); err != nil {
+		return nil, err
+	}
 	t := targetOf(r.subj.Tenant, res.Type, res.ID, res.Doc)
 	t.New = res.Type == "Patient"
 	if err := r.decideOn(ctx, authz.Create, rec, t); err != nil {
@@ -481,6 +500,9 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		return nil, false, err
 	}
 	if err := r.validate(res, rec); err != nil {
+		return nil, false, err
+	}
+	if err := r.checkReferences(ctx, rec, []*fhir.Resource{res}, nil, nil); err != nil {
 		return nil, false, err
 	}
 	// reg is the registration CareTeam of a new Patient this update
@@ -666,6 +688,9 @@ func (r *Repo) patchWith(ctx context.Context, typ, id string, ifMatch *int64, ap
 		if issues := r.s.val.Validate(res); hasErrors(issues) {
 			return nil, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrUnprocessable, Issues: issues})
 		}
+		if err := r.checkReferences(ctx, rec, []*fhir.Resource{res}, nil, nil); err != nil {
+			return nil, err
+		}
 		if err := r.decideOn(ctx, authz.Update, rec, writeTarget(r.subj.Tenant, typ, id, old, doc)); err != nil {
 			return nil, err
 		}
@@ -757,6 +782,9 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 				return nil, err
 			}
 			return &Resource{Type: typ, ID: id, Version: v.Version, LastUpdated: v.LastUpdated, Deleted: true}, nil
+		}
+		if err := r.checkReferrers(ctx, rec, []store.Ref{{Type: typ, ID: id}}, nil); err != nil {
+			return nil, err
 		}
 		now := r.s.now().UTC()
 		rec.Time = now

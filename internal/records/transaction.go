@@ -198,6 +198,9 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 	if err := r.decideEntries(ctx, order); err != nil {
 		return nil, err
 	}
+	if err := r.checkTransactionReferences(ctx, order, res); err != nil {
+		return nil, err
+	}
 	if err := r.planRegistrations(ctx, order, res); err != nil {
 		return nil, err
 	}

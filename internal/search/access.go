@@ -98,15 +98,22 @@ func ReferringTo(pids []int32, n int) string {
 // types: for each type, a reference row of one of its compartment
 // parameters (pidsOf) whose value is the patient's reference hash.
 func InCompartmentOf(types []string, pidsOf func(typ string) []int32, id, tenant string, k Keyer) (string, []any) {
+	return InCompartmentOn("r", types, pidsOf, id, tenant, k)
+}
+
+// InCompartmentOn is InCompartmentOf over the resources row of alias a
+// (its subqueries' aliases are a's, suffixed).
+func InCompartmentOn(a string, types []string, pidsOf func(typ string) []int32, id, tenant string, k Keyer) (string, []any) {
 	var ors []string
 	var args []any
+	t, pt := a+"t", a+"pt"
 	target := func() string {
 		if id != "" {
 			args = append(args, RefHash(k, "Patient", id))
-			return "t.h = ?"
+			return t + ".h = ?"
 		}
 		args = append(args, tenant)
-		return "t.h IN (SELECT pt.refh FROM resources pt WHERE pt.tenant = ? AND pt.type = 'Patient' AND pt.deleted = 0)"
+		return t + ".h IN (SELECT " + pt + ".refh FROM resources " + pt + " WHERE " + pt + ".tenant = ? AND " + pt + ".type = 'Patient' AND " + pt + ".deleted = 0)"
 	}
 	for _, typ := range types {
 		pids := pidsOf(typ)
@@ -114,7 +121,7 @@ func InCompartmentOf(types []string, pidsOf func(typ string) []int32, id, tenant
 		args = append(args, typ)
 		if typ == "Patient" {
 			if id != "" {
-				alts = append(alts, "r.id = ?")
+				alts = append(alts, a+".id = ?")
 				args = append(args, id)
 			} else {
 				alts = append(alts, "1 = 1")
@@ -122,7 +129,7 @@ func InCompartmentOf(types []string, pidsOf func(typ string) []int32, id, tenant
 		}
 		if len(pids) > 0 {
 			var b strings.Builder
-			b.WriteString("r.rid IN (SELECT t.rid FROM search_token t WHERE t.p IN (" + Marks(len(pids)) + ") AND ")
+			b.WriteString(a + ".rid IN (SELECT " + t + ".rid FROM search_token " + t + " WHERE " + t + ".p IN (" + Marks(len(pids)) + ") AND ")
 			for _, p := range pids {
 				args = append(args, p)
 			}
@@ -132,9 +139,39 @@ func InCompartmentOf(types []string, pidsOf func(typ string) []int32, id, tenant
 		if len(alts) == 0 {
 			alts = append(alts, NoRows)
 		}
-		ors = append(ors, "(r.type = ? AND ("+strings.Join(alts, " OR ")+"))")
+		ors = append(ors, "("+a+".type = ? AND ("+strings.Join(alts, " OR ")+"))")
 	}
 	return strings.Join(ors, " OR "), args
+}
+
+// ReferencedFrom keeps rows of alias a that a current resource s refers
+// to through one of the reference parameters refs: s of the tenant (bound
+// first), of n types (bound next), meeting cond (over alias s, its
+// arguments bound last). It draws the one level of references out of a
+// patient compartment that Patient/$everything returns.
+func ReferencedFrom(a string, refs []int32, n int, cond string) string {
+	if len(refs) == 0 || n == 0 {
+		return NoRows
+	}
+	return a + `.refh IN (SELECT rf.h FROM search_token rf JOIN resources s ON s.rid = rf.rid WHERE rf.p IN (` + PIDListSQL(refs) +
+		`) AND s.tenant = ? AND s.deleted = 0 AND ` + TypesIn("s", n) + ` AND (` + cond + `))`
+}
+
+// NotResource leaves out the row of alias a that is one resource (its
+// type and id bound in that order).
+func NotResource(a string) string { return `NOT (` + a + `.type = ? AND ` + a + `.id = ?)` }
+
+// WithinDates keeps rows of alias a with no date row of the parameters
+// pids, or one that overlaps [lo, hi] (Unix microseconds, bound in that
+// order): a record of care is kept when its care date falls in the range
+// or is unknown.
+func WithinDates(a string, pids []int32, lo, hi int64) (string, []any) {
+	if len(pids) == 0 {
+		return "1 = 1", nil
+	}
+	d, ps := a+"d", PIDListSQL(pids)
+	return `((SELECT 1 FROM search_date ` + d + ` WHERE ` + d + `.rid = ` + a + `.rid AND ` + d + `.p IN (` + ps + `) AND ` + d + `.k = 0 LIMIT 1) IS NULL OR ` +
+		`(SELECT 1 FROM search_date ` + d + ` WHERE ` + d + `.rid = ` + a + `.rid AND ` + d + `.p IN (` + ps + `) AND ` + d + `.k = 0 AND ` + d + `.hi >= ? AND ` + d + `.lo <= ? LIMIT 1) IS NOT NULL)`, []any{lo, hi}
 }
 
 // ProbeDriver turns q's driving index lookup into a probe of each
