@@ -33,8 +33,27 @@ const (
 // every disclosed resource durable before returning. after is the decoded
 // cursor of the previous page, or nil.
 func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, error) {
-	return r.search(ctx, q, after, "")
+	return r.search(ctx, q, Cursor{Keys: after}, "")
 }
+
+// SearchAt is Search from a cursor that may page backward.
+func (r *Repo) SearchAt(ctx context.Context, q *query.Query, cur Cursor) (*Page, error) {
+	return r.search(ctx, q, cur, "")
+}
+
+// Cursor is where a search page starts: just after Keys (the sort keys
+// and rid of the last hit of the page before it), or, with Before, just
+// before Keys (those of the first hit of the page after it). Before with
+// no Keys is the last page; no Keys and not Before the first.
+type Cursor struct {
+	Keys   []any
+	Before bool
+}
+
+// first reports whether c is the first page's.
+func (c Cursor) first() bool { return c.Keys == nil && !c.Before }
+
+func hitKeys(h store.Hit) []any { return append(append([]any(nil), h.Keys...), h.RID) }
 
 // SearchCompartment is Search within the compartment of Patient/pid
 // (http.html 3.1.0.9.1, GET Patient/pid/Type?params and Patient/pid/*):
@@ -43,10 +62,16 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 // CompartmentDefinition draws it (the same condition as $everything),
 // and the patient itself. A type outside the compartment is invalid.
 func (r *Repo) SearchCompartment(ctx context.Context, pid string, q *query.Query, after []any) (*Page, error) {
-	return r.search(ctx, q, after, pid)
+	return r.search(ctx, q, Cursor{Keys: after}, pid)
 }
 
-func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid string) (*Page, error) {
+// SearchCompartmentAt is SearchCompartment from a cursor that may page
+// backward.
+func (r *Repo) SearchCompartmentAt(ctx context.Context, pid string, q *query.Query, cur Cursor) (*Page, error) {
+	return r.search(ctx, q, cur, pid)
+}
+
+func (r *Repo) search(ctx context.Context, q *query.Query, cur Cursor, pid string) (*Page, error) {
 	action, typ := "search-type", q.Type
 	if typ == "" {
 		action = "search-system"
@@ -135,27 +160,49 @@ func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid stri
 	if countOnly {
 		return page, r.commitAudit(rec)
 	}
+	// One more than the page, to know whether another page follows (or,
+	// reading backward, precedes).
 	sq.Limit = q.Count + 1
-	sq.After = after
+	sq.After, sq.Backward = cur.Keys, cur.Before
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
 		return nil, store.Problem(err)
 	}
-	if len(hits) > q.Count {
-		hits = hits[:q.Count]
-		last := hits[len(hits)-1]
-		page.NextKeys = append(append([]any(nil), last.Keys...), last.RID)
+	more := len(hits) > q.Count
+	if cur.Before {
+		if more {
+			hits = hits[1:] // the extra hit is the earliest
+			page.Prev = &Cursor{Keys: hitKeys(hits[0]), Before: true}
+		}
+		if cur.Keys != nil && len(hits) > 0 {
+			// The page this one was reached from follows it.
+			page.NextKeys = hitKeys(hits[len(hits)-1])
+		}
+	} else {
+		if more {
+			hits = hits[:q.Count]
+			page.NextKeys = hitKeys(hits[len(hits)-1])
+		}
+		switch {
+		case cur.Keys == nil:
+		case len(hits) > 0:
+			page.Prev = &Cursor{Keys: hitKeys(hits[0]), Before: true}
+		default:
+			// Past the end: what comes before is the last page.
+			page.Prev = &Cursor{Before: true}
+		}
 	}
 	// One of several pages carries the total by default (search.html
 	// #total: _total=none leaves it out), counted as _total=accurate.
-	if (page.NextKeys != nil || after != nil) && q.Total == "" && page.Total == nil {
+	several := page.NextKeys != nil || page.Prev != nil || cur.Keys != nil
+	if several && q.Total == "" && page.Total == nil {
 		if err := total(); err != nil {
 			return nil, err
 		}
 	}
 	// The only page: its total is what it shows, counted after the
 	// per-resource decisions (a match they leave out is not counted).
-	only := page.NextKeys == nil && page.Total == nil && after == nil && q.Total != "none" && q.Summary != "count"
+	only := !several && page.Total == nil && q.Total != "none" && q.Summary != "count"
 	vs := make([]store.Version, len(hits))
 	for i := range hits {
 		vs[i] = hits[i].Version
@@ -495,6 +542,58 @@ func EncodeCursor(keys []any) (string, error) {
 	}
 	b, err := json.Marshal(enc)
 	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+// EncodePageCursor turns a page cursor into the opaque _cursor value: a
+// forward one as EncodeCursor, a backward one behind a "b" mark.
+func EncodePageCursor(c Cursor) (string, error) {
+	if !c.Before {
+		return EncodeCursor(c.Keys)
+	}
+	enc := []any{[]any{"b", ""}}
+	if len(c.Keys) > 0 {
+		s, err := EncodeCursor(c.Keys)
+		if err != nil {
+			return "", err
+		}
+		b, _ := base64.RawURLEncoding.DecodeString(s)
+		var keys []any
+		if err := json.Unmarshal(b, &keys); err != nil {
+			return "", err
+		}
+		enc = append(enc, keys...)
+	}
+	b, err := json.Marshal(enc)
+	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+// DecodePageCursor is the inverse of EncodePageCursor.
+func DecodePageCursor(s string) (Cursor, error) {
+	if len(s) > 4096 {
+		return Cursor{}, ErrCursor
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, ErrCursor
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 {
+		return Cursor{}, ErrCursor
+	}
+	var mark [2]string
+	if json.Unmarshal(raw[0], &mark) != nil || mark != [2]string{"b", ""} {
+		keys, err := DecodeCursor(s)
+		return Cursor{Keys: keys}, err
+	}
+	if len(raw) == 1 {
+		return Cursor{Before: true}, nil
+	}
+	rest, err := json.Marshal(raw[1:])
+	if err != nil {
+		return Cursor{}, ErrCursor
+	}
+	keys, err := DecodeCursor(base64.RawURLEncoding.EncodeToString(rest))
+	return Cursor{Keys: keys, Before: true}, err
 }
 
 // ErrCursor is returned for a cursor this server did not issue.
