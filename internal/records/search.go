@@ -359,20 +359,17 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 	}
 	maxIncluded := r.s.limits.Includes
 	cut := false
-	defer func() {
-		if cut {
-			page.Notes = append(page.Notes, IncludesCut(maxIncluded))
-		}
-	}()
 	frontier := page.Resources
 	for round := 0; round <= maxIterate && len(frontier) > 0; round++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(page.Included) >= maxIncluded {
-			// Only an :iterate would have added more.
-			cut = cut || iterates(q)
-			break
+		if cut {
+			// Never a page with some of its includes quietly missing:
+			// the search fails, naming the limit (the resources opened
+			// so far were touched, and stay named in the record).
+			return r.refuse(rec, audit.OutcomeMinor, "too-many-includes",
+				problem.New(problem.ErrInvalid, "too-costly", IncludesCut(maxIncluded, len(page.Resources))))
 		}
 		var next []Resource
 		// _include: references found in the frontier's own documents.
@@ -424,11 +421,8 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 			if len(hs) == 0 {
 				continue
 			}
-			room := maxIncluded - len(page.Included) - len(next)
-			if room <= 0 {
-				cut = true
-				break
-			}
+			// At the limit still one row: is there anything left out?
+			room := max(maxIncluded-len(page.Included)-len(next), 0)
 			pids := search.RefPIDs(inc.Source, inc.Param)
 			where := search.ReferringTo(pids, len(hs))
 			args := hs
@@ -457,7 +451,11 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		page.Included = append(page.Included, next...)
 		frontier = next
 	}
-	if len(frontier) > 0 && !cut && iterates(q) {
+	if cut {
+		return r.refuse(rec, audit.OutcomeMinor, "too-many-includes",
+			problem.New(problem.ErrInvalid, "too-costly", IncludesCut(maxIncluded, len(page.Resources))))
+	}
+	if len(frontier) > 0 && iterates(q) {
 		// Stopped by the depth bound with resources still to follow.
 		page.Notes = append(page.Notes, IterateCut)
 	}
@@ -482,10 +480,11 @@ func iterates(q *query.Query) bool {
 	return false
 }
 
-// IncludesCut is the note of a search page whose _include and
-// _revinclude resources were cut at max.
-func IncludesCut(max int) string {
-	return fmt.Sprintf("_include and _revinclude results on this page were cut at %d resources (WARD_SEARCH_MAX_INCLUDES); some included resources are missing: page with a smaller _count", max)
+// IncludesCut is the error of a search page whose _include and
+// _revinclude resources would be more than max, for a page of matches
+// matches.
+func IncludesCut(max, matches int) string {
+	return fmt.Sprintf("_include and _revinclude would add more than %d resources to this page of %d matches (WARD_SEARCH_MAX_INCLUDES); rather than leave some out, the search is refused: page with a smaller _count, or narrow the includes", max, matches)
 }
 
 // referencesOf evaluates an _include's parameter on a resource (or every
