@@ -190,6 +190,9 @@ func (p *parser) skip(k, msg string) error {
 
 func (p *parser) clause(k string, c *Clause, vs []string) error {
 	pr := c.Param
+	if pr.Type == "special" && pr.Code == "near" {
+		return p.skip(k, NearUnsupported)
+	}
 	if unsupported[pr.Code] || pr.Type == "special" {
 		return p.skip(k, pr.Code+" is not supported")
 	}
@@ -421,6 +424,11 @@ func (p *parser) resolveHas(k string) (*Clause, string, *Error) {
 	}
 	return &Clause{Param: pr, Modifier: mod, Has: head}, "", nil
 }
+
+// NearUnsupported says why near (Location.position) is not searchable:
+// a position can be a patient's home, an address by another name, and
+// Ward stores no address in the clear (docs/security.md).
+const NearUnsupported = "near is not supported: Location.position is stored only sealed, since a position can be a home address (docs/security.md); search by address-city, address-postalcode or partof"
 
 // canRefer reports whether a _has reference parameter with targets may
 // point at cur, the type searched at depth 1: at system level (cur "")
