@@ -38,6 +38,10 @@ func setLinkHeader(w http.ResponseWriter, links []fhir.BundleLink) {
 // given whenever a next page is.
 func pageLinks(b *fhir.Bundle, first string, page *records.Page) error {
 	link := func(rel string, c records.Cursor) error {
+		if page.TotalMAC != 0 {
+			// Counted once, carried from page to page.
+			c.Total, c.TotalMAC = page.Total, page.TotalMAC
+		}
 		enc, err := records.EncodePageCursor(c)
 		if err != nil {
 			return err

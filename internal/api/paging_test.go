@@ -9,6 +9,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/records"
 )
 
 // Search pages link to the previous page and the last one, in the Bundle
@@ -126,6 +127,58 @@ func TestSearchPagesBackAndForth(t *testing.T) {
 			if r := w.Do(t, "GET", "/fhir/Observation?_count=2&_cursor="+c, admin, nil); r.Status != 400 {
 				t.Errorf("cursor %s: %d", c, r.Status)
 			}
+		}
+	})
+}
+
+// The total of a search that spans pages is counted on the first page
+// and carried in the cursors, bound to the caller and the search: a
+// later page shows the first page's count (a match added in between
+// does not recount it), while a cursor whose carried total was altered,
+// or one used by another caller, counts again.
+func TestSearchTotalCarriedInCursor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, w *apptest.Ward) {
+		admin := w.Tokens[authz.RoleAdmin]
+		pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient"}`)
+		obs := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"Patient/` + pid + `"}}`
+		for range 3 {
+			w.Create(t, authz.RoleAdmin, obs)
+		}
+		path := "/fhir/Observation?code=http://loinc.org|2339-0&_count=2"
+		first := w.Do(t, "GET", path, admin, nil)
+		if _, total := searchIDs(t, first); total != 3 {
+			t.Fatalf("first page total %v", total)
+		}
+		next := strings.TrimPrefix(bundleLink(t, first, "next"), w.Server.URL)
+		w.Create(t, authz.RoleAdmin, obs)
+		r := w.Do(t, "GET", next, admin, nil)
+		if _, total := searchIDs(t, r); r.Status != 200 || total != 3 {
+			t.Errorf("second page: %d, total %v, want the carried 3", r.Status, total)
+		}
+		if _, total := searchIDs(t, w.Do(t, "GET", path, admin, nil)); total != 4 {
+			t.Errorf("a new first page counts again: total %v", total)
+		}
+		// Another caller with the same cursor: its own count.
+		nurse := w.Tokens[authz.RoleNurse]
+		_, own := searchIDs(t, w.Do(t, "GET", path, nurse, nil))
+		if r := w.Do(t, "GET", next, nurse, nil); r.Status != 200 {
+			t.Errorf("nurse: %d %.300s", r.Status, r.Body)
+		} else if _, total := searchIDs(t, r); total != own {
+			t.Errorf("another caller's page: total %v, want its own %v", total, own)
+		}
+		// An altered total does not check: counted again.
+		u, _ := url.Parse(next)
+		cur, err := records.DecodePageCursor(u.Query().Get("_cursor"))
+		if err != nil || cur.Total == nil || *cur.Total != 3 {
+			t.Fatalf("next cursor %+v, %v", cur, err)
+		}
+		forged := int64(1000)
+		cur.Total = &forged
+		enc, _ := records.EncodePageCursor(cur)
+		q := u.Query()
+		q.Set("_cursor", enc)
+		if _, total := searchIDs(t, w.Do(t, "GET", u.Path+"?"+q.Encode(), admin, nil)); total != 4 {
+			t.Errorf("forged total: %v, want a fresh count of 4", total)
 		}
 	})
 }

@@ -15,6 +15,8 @@ func FuzzDecodePageCursor(f *testing.F) {
 		{Keys: []any{"2024", 1.5, int64(9)}},
 		{Keys: []any{int64(3)}, Before: true},
 		{Before: true},
+		{Keys: []any{int64(4)}, Total: new(int64(12)), TotalMAC: -77},
+		{Before: true, Total: new(int64(0)), TotalMAC: 5},
 	} {
 		s, err := EncodePageCursor(c)
 		if err != nil {

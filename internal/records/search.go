@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
@@ -48,6 +49,12 @@ func (r *Repo) SearchAt(ctx context.Context, q *query.Query, cur Cursor) (*Page,
 type Cursor struct {
 	Keys   []any
 	Before bool
+	// Total is the total counted on an earlier page of the same search
+	// by the same caller, carried so that each page need not count
+	// again; TotalMAC binds it to both (Repo.totalMAC). A total whose
+	// MAC does not check is counted again.
+	Total    *int64
+	TotalMAC int64
 }
 
 // first reports whether c is the first page's.
@@ -196,8 +203,15 @@ func (r *Repo) search(ctx context.Context, q *query.Query, cur Cursor, pid strin
 	// #total: _total=none leaves it out), counted as _total=accurate.
 	several := page.NextKeys != nil || page.Prev != nil || cur.Keys != nil
 	if several && q.Total == "" && page.Total == nil {
-		if err := total(); err != nil {
+		if cur.Total != nil && cur.TotalMAC == r.totalMAC(k, q, pid, *cur.Total) {
+			// Counted on an earlier page: paging through n matches
+			// counts them once, not once a page.
+			page.Total = cur.Total
+		} else if err := total(); err != nil {
 			return nil, err
+		}
+		if page.Total != nil {
+			page.TotalMAC = r.totalMAC(k, q, pid, *page.Total)
 		}
 	}
 	// The only page: its total is what it shows, counted after the
@@ -225,6 +239,18 @@ func (r *Repo) search(ctx context.Context, q *query.Query, cur Cursor, pid strin
 		}
 	}
 	return page, r.commitAudit(rec)
+}
+
+// totalMAC binds a carried total to the search (type, compartment and
+// every parameter understood) and to everything about the caller that
+// decides what it may see, under the tenant's index key: a total
+// counted for one caller is never shown to another, nor for another
+// search.
+func (r *Repo) totalMAC(k search.Keyer, q *query.Query, pid string, n int64) int64 {
+	s := r.subj
+	return k.Key("search-total", fmt.Sprintf("%q %q %q %q %q %q %q %v %q %q %q %d",
+		s.Tenant, s.ID, s.Role, strings.Join(s.Scopes, " "), s.Practitioner, s.Patient, s.Purpose, s.BreakGlass != "",
+		q.Type, pid, q.Self, n))
 }
 
 // openAllowed opens versions into out and names them in rec, leaving out
@@ -524,6 +550,15 @@ func referencesOf(res Resource, inc query.Include) ([]store.Ref, error) {
 // _cursor value and back. Values keep their SQL type (integer, real,
 // text) so that the keyset comparison is exact.
 func EncodeCursor(keys []any) (string, error) {
+	enc, err := encodeKeys(keys)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(enc)
+	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+func encodeKeys(keys []any) ([]any, error) {
 	enc := make([]any, len(keys))
 	for i, k := range keys {
 		switch v := k.(type) {
@@ -536,63 +571,10 @@ func EncodeCursor(keys []any) (string, error) {
 		case []byte:
 			enc[i] = []any{"s", string(v)}
 		default:
-			return "", fmt.Errorf("cursor: unsupported key %T", k)
+			return nil, fmt.Errorf("cursor: unsupported key %T", k)
 		}
 	}
-	b, err := json.Marshal(enc)
-	return base64.RawURLEncoding.EncodeToString(b), err
-}
-
-// EncodePageCursor turns a page cursor into the opaque _cursor value: a
-// forward one as EncodeCursor, a backward one behind a "b" mark.
-func EncodePageCursor(c Cursor) (string, error) {
-	if !c.Before {
-		return EncodeCursor(c.Keys)
-	}
-	enc := []any{[]any{"b", ""}}
-	if len(c.Keys) > 0 {
-		s, err := EncodeCursor(c.Keys)
-		if err != nil {
-			return "", err
-		}
-		b, _ := base64.RawURLEncoding.DecodeString(s)
-		var keys []any
-		if err := json.Unmarshal(b, &keys); err != nil {
-			return "", err
-		}
-		enc = append(enc, keys...)
-	}
-	b, err := json.Marshal(enc)
-	return base64.RawURLEncoding.EncodeToString(b), err
-}
-
-// DecodePageCursor is the inverse of EncodePageCursor.
-func DecodePageCursor(s string) (Cursor, error) {
-	if len(s) > 4096 {
-		return Cursor{}, ErrCursor
-	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return Cursor{}, ErrCursor
-	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 {
-		return Cursor{}, ErrCursor
-	}
-	var mark [2]string
-	if json.Unmarshal(raw[0], &mark) != nil || mark != [2]string{"b", ""} {
-		keys, err := DecodeCursor(s)
-		return Cursor{Keys: keys}, err
-	}
-	if len(raw) == 1 {
-		return Cursor{Before: true}, nil
-	}
-	rest, err := json.Marshal(raw[1:])
-	if err != nil {
-		return Cursor{}, ErrCursor
-	}
-	keys, err := DecodeCursor(base64.RawURLEncoding.EncodeToString(rest))
-	return Cursor{Keys: keys, Before: true}, err
+	return enc, nil
 }
 
 // ErrCursor is returned for a cursor this server did not issue.
@@ -600,6 +582,14 @@ var ErrCursor = errors.New("not a cursor this server issued")
 
 // DecodeCursor is the inverse of EncodeCursor.
 func DecodeCursor(s string) ([]any, error) {
+	raw, err := cursorPairs(s)
+	if err != nil {
+		return nil, err
+	}
+	return decodeKeys(raw)
+}
+
+func cursorPairs(s string) ([][2]any, error) {
 	if len(s) > 4096 {
 		return nil, ErrCursor
 	}
@@ -608,7 +598,14 @@ func DecodeCursor(s string) ([]any, error) {
 		return nil, ErrCursor
 	}
 	var raw [][2]any
-	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 || len(raw) > 16 {
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 || len(raw) > 18 {
+		return nil, ErrCursor
+	}
+	return raw, nil
+}
+
+func decodeKeys(raw [][2]any) ([]any, error) {
+	if len(raw) == 0 || len(raw) > 16 {
 		return nil, ErrCursor
 	}
 	out := make([]any, len(raw))
@@ -642,4 +639,61 @@ func DecodeCursor(s string) ([]any, error) {
 		return nil, ErrCursor // the last key is always the rid
 	}
 	return out, nil
+}
+
+// EncodePageCursor turns a page cursor into the opaque _cursor value: a
+// forward one without a total as EncodeCursor; a backward one behind a
+// "b" mark, a carried total behind a "t" mark.
+func EncodePageCursor(c Cursor) (string, error) {
+	var enc []any
+	if c.Before {
+		enc = append(enc, []any{"b", ""})
+	}
+	if c.Total != nil {
+		enc = append(enc, []any{"t", strconv.FormatInt(*c.Total, 10) + "." + strconv.FormatInt(c.TotalMAC, 10)})
+	}
+	keys, err := encodeKeys(c.Keys)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(append(enc, keys...))
+	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+// DecodePageCursor is the inverse of EncodePageCursor. It does not check
+// a carried total: the search does (Cursor.TotalMAC).
+func DecodePageCursor(s string) (Cursor, error) {
+	raw, err := cursorPairs(s)
+	if err != nil {
+		return Cursor{}, err
+	}
+	var c Cursor
+	if tag, _ := raw[0][0].(string); tag == "b" {
+		if v, _ := raw[0][1].(string); v != "" {
+			return Cursor{}, ErrCursor
+		}
+		c.Before, raw = true, raw[1:]
+	}
+	if len(raw) > 0 {
+		if tag, _ := raw[0][0].(string); tag == "t" {
+			v, _ := raw[0][1].(string)
+			n, mac, ok := strings.Cut(v, ".")
+			total, err1 := strconv.ParseInt(n, 10, 64)
+			m, err2 := strconv.ParseInt(mac, 10, 64)
+			if !ok || err1 != nil || err2 != nil || total < 0 {
+				return Cursor{}, ErrCursor
+			}
+			c.Total, c.TotalMAC, raw = &total, m, raw[1:]
+		}
+	}
+	if len(raw) == 0 {
+		if !c.Before {
+			return Cursor{}, ErrCursor // a forward cursor has keys
+		}
+		return c, nil
+	}
+	if c.Keys, err = decodeKeys(raw); err != nil {
+		return Cursor{}, err
+	}
+	return c, nil
 }
