@@ -966,6 +966,9 @@ func Capability(o Options) map[string][]CapParam {
 			}
 			out[rt] = append(out[rt], c)
 		}
+		// _list has no SearchParameter of its own (search.html#list).
+		out[rt] = append(out[rt], CapParam{Name: "_list", Type: "special",
+			Doc: "The resources a List names in its entries (_has:List:item:_id); functional lists ($...) are not supported."})
 	}
 	return out
 }
