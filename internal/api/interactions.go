@@ -394,17 +394,17 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, repo *records.Re
 		}
 		return err
 	}
-	var after []any
+	var cur records.Cursor
 	if c := raw.Get("_cursor"); c != "" {
-		if after, err = records.DecodeCursor(c); err != nil {
+		if cur, err = records.DecodePageCursor(c); err != nil {
 			return problem.New(problem.ErrInvalid, "invalid", "_cursor: not a cursor this server issued")
 		}
 	}
 	var page *records.Page
 	if pid != "" {
-		page, err = repo.SearchCompartment(r.Context(), pid, q, after)
+		page, err = repo.SearchCompartmentAt(r.Context(), pid, q, cur)
 	} else {
-		page, err = repo.Search(r.Context(), q, after)
+		page, err = repo.SearchAt(r.Context(), q, cur)
 	}
 	if err != nil {
 		return err
@@ -428,13 +428,8 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, repo *records.Re
 		first += "?" + q.Self
 	}
 	b.Links = append(b.Links, fhir.BundleLink{Relation: "first", URL: first})
-	if page.NextKeys != nil {
-		c, err := records.EncodeCursor(page.NextKeys)
-		if err != nil {
-			return err
-		}
-		next := path + "?" + q.Self
-		b.Links = append(b.Links, fhir.BundleLink{Relation: "next", URL: next + sep(next) + "_cursor=" + c})
+	if err := pageLinks(b, first, page); err != nil {
+		return err
 	}
 	add := func(res records.Resource, mode string) error {
 		body := res.JSON

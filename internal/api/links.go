@@ -32,6 +32,39 @@ func setLinkHeader(w http.ResponseWriter, links []fhir.BundleLink) {
 	}
 }
 
+// pageLinks adds a search page's previous, next and last links to b,
+// each the query of first with the page's cursor. last reads the search
+// backward from its end, which costs what the first page does, so it is
+// given whenever a next page is.
+func pageLinks(b *fhir.Bundle, first string, page *records.Page) error {
+	link := func(rel string, c records.Cursor) error {
+		if page.TotalMAC != 0 {
+			// Counted once, carried from page to page.
+			c.Total, c.TotalMAC = page.Total, page.TotalMAC
+		}
+		enc, err := records.EncodePageCursor(c)
+		if err != nil {
+			return err
+		}
+		b.Links = append(b.Links, fhir.BundleLink{Relation: rel, URL: first + sep(first) + "_cursor=" + enc})
+		return nil
+	}
+	if page.Prev != nil {
+		if err := link("previous", *page.Prev); err != nil {
+			return err
+		}
+	}
+	if page.NextKeys != nil {
+		if err := link("next", records.Cursor{Keys: page.NextKeys}); err != nil {
+			return err
+		}
+		if err := link("last", records.Cursor{Before: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // withTotal gives a Bundle page's total and notes (a total left out as
 // too costly) to b: the total as Bundle.total, the notes as an
 // OperationOutcome entry.

@@ -144,7 +144,7 @@ type Limits struct {
 	// checked after each operation.
 	PatchElements int
 	// SearchIncludes caps the resources _include and _revinclude add to
-	// one search page; a cut page says so in an OperationOutcome entry.
+	// one search page; a page that would need more is refused (400).
 	SearchIncludes int
 	// SearchParams caps the parameters of one search (each occurrence;
 	// a chain or _has counts once per hop).
@@ -493,7 +493,7 @@ var settings = []setting{
 		func(c *Config) *int { return &c.Limits.PatchOps }),
 	intSetting("WARD_PATCH_MAX_ELEMENTS", "patch-max-elements", "most JSON values a resource may have after each operation of a patch (a patch that grows it past this is refused at that operation)", 100, 100000000,
 		func(c *Config) *int { return &c.Limits.PatchElements }),
-	intSetting("WARD_SEARCH_MAX_INCLUDES", "search-max-includes", "most resources _include and _revinclude add to one search page; a page cut short carries an OperationOutcome entry saying so", 1, 100000,
+	intSetting("WARD_SEARCH_MAX_INCLUDES", "search-max-includes", "most resources _include and _revinclude add to one search page; a page that would need more is refused (400) rather than cut short", 1, 100000,
 		func(c *Config) *int { return &c.Limits.SearchIncludes }),
 	intSetting("WARD_SEARCH_MAX_PARAMS", "search-max-params", "most parameters in one search (each occurrence; each hop of a chain or _has counts once more)", 1, 10000,
 		func(c *Config) *int { return &c.Limits.SearchParams }),

@@ -867,7 +867,13 @@ type Page struct {
 	// known.
 	Included []Resource
 	NextKeys []any
-	Total    *int64
+	// Prev is the cursor of the page before (search results only; nil
+	// on the first page).
+	Prev  *Cursor
+	Total *int64
+	// TotalMAC, with Total, is what a cursor carries to the next page
+	// (Cursor.TotalMAC); 0 when the total is not to be carried.
+	TotalMAC int64
 	// Notes are warnings for the caller about the search itself (never
 	// PHI), such as a total left out.
 	Notes []string

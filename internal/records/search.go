@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
@@ -33,8 +34,33 @@ const (
 // every disclosed resource durable before returning. after is the decoded
 // cursor of the previous page, or nil.
 func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, error) {
-	return r.search(ctx, q, after, "")
+	return r.search(ctx, q, Cursor{Keys: after}, "")
 }
+
+// SearchAt is Search from a cursor that may page backward.
+func (r *Repo) SearchAt(ctx context.Context, q *query.Query, cur Cursor) (*Page, error) {
+	return r.search(ctx, q, cur, "")
+}
+
+// Cursor is where a search page starts: just after Keys (the sort keys
+// and rid of the last hit of the page before it), or, with Before, just
+// before Keys (those of the first hit of the page after it). Before with
+// no Keys is the last page; no Keys and not Before the first.
+type Cursor struct {
+	Keys   []any
+	Before bool
+	// Total is the total counted on an earlier page of the same search
+	// by the same caller, carried so that each page need not count
+	// again; TotalMAC binds it to both (Repo.totalMAC). A total whose
+	// MAC does not check is counted again.
+	Total    *int64
+	TotalMAC int64
+}
+
+// first reports whether c is the first page's.
+func (c Cursor) first() bool { return c.Keys == nil && !c.Before }
+
+func hitKeys(h store.Hit) []any { return append(append([]any(nil), h.Keys...), h.RID) }
 
 // SearchCompartment is Search within the compartment of Patient/pid
 // (http.html 3.1.0.9.1, GET Patient/pid/Type?params and Patient/pid/*):
@@ -43,10 +69,16 @@ func (r *Repo) Search(ctx context.Context, q *query.Query, after []any) (*Page, 
 // CompartmentDefinition draws it (the same condition as $everything),
 // and the patient itself. A type outside the compartment is invalid.
 func (r *Repo) SearchCompartment(ctx context.Context, pid string, q *query.Query, after []any) (*Page, error) {
-	return r.search(ctx, q, after, pid)
+	return r.search(ctx, q, Cursor{Keys: after}, pid)
 }
 
-func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid string) (*Page, error) {
+// SearchCompartmentAt is SearchCompartment from a cursor that may page
+// backward.
+func (r *Repo) SearchCompartmentAt(ctx context.Context, pid string, q *query.Query, cur Cursor) (*Page, error) {
+	return r.search(ctx, q, cur, pid)
+}
+
+func (r *Repo) search(ctx context.Context, q *query.Query, cur Cursor, pid string) (*Page, error) {
 	action, typ := "search-type", q.Type
 	if typ == "" {
 		action = "search-system"
@@ -135,27 +167,56 @@ func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid stri
 	if countOnly {
 		return page, r.commitAudit(rec)
 	}
+	// One more than the page, to know whether another page follows (or,
+	// reading backward, precedes).
 	sq.Limit = q.Count + 1
-	sq.After = after
+	sq.After, sq.Backward = cur.Keys, cur.Before
 	hits, err := r.s.st.Search(ctx, *sq)
 	if err != nil {
 		return nil, store.Problem(err)
 	}
-	if len(hits) > q.Count {
-		hits = hits[:q.Count]
-		last := hits[len(hits)-1]
-		page.NextKeys = append(append([]any(nil), last.Keys...), last.RID)
+	more := len(hits) > q.Count
+	if cur.Before {
+		if more {
+			hits = hits[1:] // the extra hit is the earliest
+			page.Prev = &Cursor{Keys: hitKeys(hits[0]), Before: true}
+		}
+		if cur.Keys != nil && len(hits) > 0 {
+			// The page this one was reached from follows it.
+			page.NextKeys = hitKeys(hits[len(hits)-1])
+		}
+	} else {
+		if more {
+			hits = hits[:q.Count]
+			page.NextKeys = hitKeys(hits[len(hits)-1])
+		}
+		switch {
+		case cur.Keys == nil:
+		case len(hits) > 0:
+			page.Prev = &Cursor{Keys: hitKeys(hits[0]), Before: true}
+		default:
+			// Past the end: what comes before is the last page.
+			page.Prev = &Cursor{Before: true}
+		}
 	}
 	// One of several pages carries the total by default (search.html
 	// #total: _total=none leaves it out), counted as _total=accurate.
-	if (page.NextKeys != nil || after != nil) && q.Total == "" && page.Total == nil {
-		if err := total(); err != nil {
+	several := page.NextKeys != nil || page.Prev != nil || cur.Keys != nil
+	if several && q.Total == "" && page.Total == nil {
+		if cur.Total != nil && cur.TotalMAC == r.totalMAC(k, q, pid, *cur.Total) {
+			// Counted on an earlier page: paging through n matches
+			// counts them once, not once a page.
+			page.Total = cur.Total
+		} else if err := total(); err != nil {
 			return nil, err
+		}
+		if page.Total != nil {
+			page.TotalMAC = r.totalMAC(k, q, pid, *page.Total)
 		}
 	}
 	// The only page: its total is what it shows, counted after the
 	// per-resource decisions (a match they leave out is not counted).
-	only := page.NextKeys == nil && page.Total == nil && after == nil && q.Total != "none" && q.Summary != "count"
+	only := !several && page.Total == nil && q.Total != "none" && q.Summary != "count"
 	vs := make([]store.Version, len(hits))
 	for i := range hits {
 		vs[i] = hits[i].Version
@@ -178,6 +239,18 @@ func (r *Repo) search(ctx context.Context, q *query.Query, after []any, pid stri
 		}
 	}
 	return page, r.commitAudit(rec)
+}
+
+// totalMAC binds a carried total to the search (type, compartment and
+// every parameter understood) and to everything about the caller that
+// decides what it may see, under the tenant's index key: a total
+// counted for one caller is never shown to another, nor for another
+// search.
+func (r *Repo) totalMAC(k search.Keyer, q *query.Query, pid string, n int64) int64 {
+	s := r.subj
+	return k.Key("search-total", fmt.Sprintf("%q %q %q %q %q %q %q %v %q %q %q %d",
+		s.Tenant, s.ID, s.Role, strings.Join(s.Scopes, " "), s.Practitioner, s.Patient, s.Purpose, s.BreakGlass != "",
+		q.Type, pid, q.Self, n))
 }
 
 // openAllowed opens versions into out and names them in rec, leaving out
@@ -312,20 +385,17 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 	}
 	maxIncluded := r.s.limits.Includes
 	cut := false
-	defer func() {
-		if cut {
-			page.Notes = append(page.Notes, IncludesCut(maxIncluded))
-		}
-	}()
 	frontier := page.Resources
 	for round := 0; round <= maxIterate && len(frontier) > 0; round++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(page.Included) >= maxIncluded {
-			// Only an :iterate would have added more.
-			cut = cut || iterates(q)
-			break
+		if cut {
+			// Never a page with some of its includes quietly missing:
+			// the search fails, naming the limit (the resources opened
+			// so far were touched, and stay named in the record).
+			return r.refuse(rec, audit.OutcomeMinor, "too-many-includes",
+				problem.New(problem.ErrInvalid, "too-costly", IncludesCut(maxIncluded, len(page.Resources))))
 		}
 		var next []Resource
 		// _include: references found in the frontier's own documents.
@@ -377,11 +447,8 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 			if len(hs) == 0 {
 				continue
 			}
-			room := maxIncluded - len(page.Included) - len(next)
-			if room <= 0 {
-				cut = true
-				break
-			}
+			// At the limit still one row: is there anything left out?
+			room := max(maxIncluded-len(page.Included)-len(next), 0)
 			pids := search.RefPIDs(inc.Source, inc.Param)
 			where := search.ReferringTo(pids, len(hs))
 			args := hs
@@ -410,7 +477,11 @@ func (r *Repo) includes(ctx context.Context, rec *audit.Record, q *query.Query, 
 		page.Included = append(page.Included, next...)
 		frontier = next
 	}
-	if len(frontier) > 0 && !cut && iterates(q) {
+	if cut {
+		return r.refuse(rec, audit.OutcomeMinor, "too-many-includes",
+			problem.New(problem.ErrInvalid, "too-costly", IncludesCut(maxIncluded, len(page.Resources))))
+	}
+	if len(frontier) > 0 && iterates(q) {
 		// Stopped by the depth bound with resources still to follow.
 		page.Notes = append(page.Notes, IterateCut)
 	}
@@ -435,10 +506,11 @@ func iterates(q *query.Query) bool {
 	return false
 }
 
-// IncludesCut is the note of a search page whose _include and
-// _revinclude resources were cut at max.
-func IncludesCut(max int) string {
-	return fmt.Sprintf("_include and _revinclude results on this page were cut at %d resources (WARD_SEARCH_MAX_INCLUDES); some included resources are missing: page with a smaller _count", max)
+// IncludesCut is the error of a search page whose _include and
+// _revinclude resources would be more than max, for a page of matches
+// matches.
+func IncludesCut(max, matches int) string {
+	return fmt.Sprintf("_include and _revinclude would add more than %d resources to this page of %d matches (WARD_SEARCH_MAX_INCLUDES); rather than leave some out, the search is refused: page with a smaller _count, or narrow the includes", max, matches)
 }
 
 // referencesOf evaluates an _include's parameter on a resource (or every
@@ -478,6 +550,15 @@ func referencesOf(res Resource, inc query.Include) ([]store.Ref, error) {
 // _cursor value and back. Values keep their SQL type (integer, real,
 // text) so that the keyset comparison is exact.
 func EncodeCursor(keys []any) (string, error) {
+	enc, err := encodeKeys(keys)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(enc)
+	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+func encodeKeys(keys []any) ([]any, error) {
 	enc := make([]any, len(keys))
 	for i, k := range keys {
 		switch v := k.(type) {
@@ -490,11 +571,10 @@ func EncodeCursor(keys []any) (string, error) {
 		case []byte:
 			enc[i] = []any{"s", string(v)}
 		default:
-			return "", fmt.Errorf("cursor: unsupported key %T", k)
+			return nil, fmt.Errorf("cursor: unsupported key %T", k)
 		}
 	}
-	b, err := json.Marshal(enc)
-	return base64.RawURLEncoding.EncodeToString(b), err
+	return enc, nil
 }
 
 // ErrCursor is returned for a cursor this server did not issue.
@@ -502,6 +582,14 @@ var ErrCursor = errors.New("not a cursor this server issued")
 
 // DecodeCursor is the inverse of EncodeCursor.
 func DecodeCursor(s string) ([]any, error) {
+	raw, err := cursorPairs(s)
+	if err != nil {
+		return nil, err
+	}
+	return decodeKeys(raw)
+}
+
+func cursorPairs(s string) ([][2]any, error) {
 	if len(s) > 4096 {
 		return nil, ErrCursor
 	}
@@ -510,7 +598,14 @@ func DecodeCursor(s string) ([]any, error) {
 		return nil, ErrCursor
 	}
 	var raw [][2]any
-	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 || len(raw) > 16 {
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) == 0 || len(raw) > 18 {
+		return nil, ErrCursor
+	}
+	return raw, nil
+}
+
+func decodeKeys(raw [][2]any) ([]any, error) {
+	if len(raw) == 0 || len(raw) > 16 {
 		return nil, ErrCursor
 	}
 	out := make([]any, len(raw))
@@ -544,4 +639,61 @@ func DecodeCursor(s string) ([]any, error) {
 		return nil, ErrCursor // the last key is always the rid
 	}
 	return out, nil
+}
+
+// EncodePageCursor turns a page cursor into the opaque _cursor value: a
+// forward one without a total as EncodeCursor; a backward one behind a
+// "b" mark, a carried total behind a "t" mark.
+func EncodePageCursor(c Cursor) (string, error) {
+	var enc []any
+	if c.Before {
+		enc = append(enc, []any{"b", ""})
+	}
+	if c.Total != nil {
+		enc = append(enc, []any{"t", strconv.FormatInt(*c.Total, 10) + "." + strconv.FormatInt(c.TotalMAC, 10)})
+	}
+	keys, err := encodeKeys(c.Keys)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(append(enc, keys...))
+	return base64.RawURLEncoding.EncodeToString(b), err
+}
+
+// DecodePageCursor is the inverse of EncodePageCursor. It does not check
+// a carried total: the search does (Cursor.TotalMAC).
+func DecodePageCursor(s string) (Cursor, error) {
+	raw, err := cursorPairs(s)
+	if err != nil {
+		return Cursor{}, err
+	}
+	var c Cursor
+	if tag, _ := raw[0][0].(string); tag == "b" {
+		if v, _ := raw[0][1].(string); v != "" {
+			return Cursor{}, ErrCursor
+		}
+		c.Before, raw = true, raw[1:]
+	}
+	if len(raw) > 0 {
+		if tag, _ := raw[0][0].(string); tag == "t" {
+			v, _ := raw[0][1].(string)
+			n, mac, ok := strings.Cut(v, ".")
+			total, err1 := strconv.ParseInt(n, 10, 64)
+			m, err2 := strconv.ParseInt(mac, 10, 64)
+			if !ok || err1 != nil || err2 != nil || total < 0 {
+				return Cursor{}, ErrCursor
+			}
+			c.Total, c.TotalMAC, raw = &total, m, raw[1:]
+		}
+	}
+	if len(raw) == 0 {
+		if !c.Before {
+			return Cursor{}, ErrCursor // a forward cursor has keys
+		}
+		return c, nil
+	}
+	if c.Keys, err = decodeKeys(raw); err != nil {
+		return Cursor{}, err
+	}
+	return c, nil
 }

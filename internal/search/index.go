@@ -400,6 +400,12 @@ func (r *rows) reference(pid int32, p *params.Param, node any) {
 	case string: // canonical
 		if n != "" {
 			r.token(pid, 0, r.k.Key(kindURL, n))
+			// url|version also matches a search by the url alone
+			// (search.html: a canonical without a version matches every
+			// version); url|version itself matches only that version.
+			if u, _, ok := strings.Cut(n, "|"); ok && u != "" {
+				r.token(pid, 0, r.k.Key(kindURL, u))
+			}
 		}
 	case map[string]any:
 		if ref, ok := n["reference"].(string); ok && ref != "" {

@@ -574,6 +574,9 @@ func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v 
 	case "uri":
 		switch mod {
 		case "":
+			if u, ver, ok := strings.Cut(v.Text, "|"); ok && p.Code == "url" {
+				return b.versioned(rt, a, pid, x, u, ver)
+			}
 			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindURL, v.Text)), nil
 		case "below":
 			return b.in(a, "search_string", pid, x, x+`.v >= ? AND `+x+`.v < ?`, v.Text, v.Text+"\U0010FFFF"), nil
@@ -598,6 +601,33 @@ func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v 
 	return "", qerr(p, "parameters of type %s are not supported", p.Type)
 }
 
+// versioned is url=X|version on a canonical resource (search.html,
+// canonical references): its url is X and its version the one given.
+// ('|' cannot appear in a URI unescaped, so a url never holds one.)
+func (b *builder) versioned(rt, a string, pid int32, x, u, ver string) (string, error) {
+	vp, ok := params.Lookup(rt, "version")
+	if !ok || vp.Type != "token" || !Indexed(rt, vp) {
+		return "", qerr(vp, "%s has no version to search url|version by", rt)
+	}
+	if u == "" || ver == "" {
+		return "", qerr(vp, "url|version needs both a url and a version")
+	}
+	w := b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindURL, u))
+	// The url lists the candidates (unless the clause probes); the
+	// version tests them.
+	probe := b.probe
+	b.probe = true
+	y := b.alias()
+	cond, args, err := b.tokenCond(y, query.Value{Code: ver})
+	if err != nil {
+		b.probe = probe
+		return "", qerr(vp, "%v", err)
+	}
+	w += ` AND ` + b.in(a, "search_token", PID(rt, vp.Code), y, cond, args...)
+	b.probe = probe
+	return w, nil
+}
+
 // tokenCond is the row condition of a token value and its arguments.
 func (b *builder) tokenCond(x string, v query.Value) (string, []any, error) {
 	switch {
@@ -619,6 +649,11 @@ func (b *builder) refHashes(rt string, p *params.Param, mod string, v query.Valu
 	if v.Type != "" && v.ID != "" {
 		if mod != "" && mod != v.Type {
 			return nil, qerr(p, "the value names %s but the modifier :%s", v.Type, mod)
+		}
+		if v.URL != "" {
+			// An absolute URL ending in Type/id: a reference to one of
+			// ours by full URL, or a canonical (indexed as its URL).
+			return []int64{RefHash(b.k, v.Type, v.ID), b.k.Key(kindURL, v.URL)}, nil
 		}
 		return []int64{RefHash(b.k, v.Type, v.ID)}, nil
 	}
@@ -931,6 +966,9 @@ func Capability(o Options) map[string][]CapParam {
 			}
 			out[rt] = append(out[rt], c)
 		}
+		// _list has no SearchParameter of its own (search.html#list).
+		out[rt] = append(out[rt], CapParam{Name: "_list", Type: "special",
+			Doc: "The resources a List names in its entries (_has:List:item:_id); functional lists ($...) are not supported."})
 	}
 	return out
 }

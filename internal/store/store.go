@@ -330,7 +330,13 @@ type SearchQuery struct {
 	// After is the keyset cursor: the sort key values and rid of the last
 	// hit of the previous page (len(Order)+1 values), or nil.
 	After []any
-	Limit int
+	// Backward pages toward the start: After, when set, holds the keys
+	// of the first hit of the page that follows, and Search returns the
+	// Limit hits just before it (the last Limit hits when After is nil),
+	// still in Order. A previous page costs what a next page does: the
+	// same keyset seek, read the other way.
+	Backward bool
+	Limit    int
 	// Drive, when set, is the one condition whose index rows list the
 	// candidates (the others test each candidate). The store either joins
 	// it, so that a page in rid order streams from the index and stops at

@@ -30,7 +30,7 @@ const (
 // unknown parameter they are an error only in strict mode.
 var unsupported = map[string]bool{
 	"_contained": true, "_containedType": true, "_query": true, "_text": true,
-	"_content": true, "_list": true, "_filter": true,
+	"_content": true, "_filter": true,
 }
 
 // Parse parses the search query q for resource type rt ("" = system level;
@@ -123,17 +123,17 @@ func (p *parser) key(k string, vs []string) error {
 	if unsupported[base] {
 		return p.skip(k, base+" is not supported")
 	}
-	if base == "_has" && p.rt == "" {
-		return p.skip(k, "_has is not supported in a system-level search")
-	}
 	var (
 		c    *Clause
 		skip string
 		err  *Error
 	)
-	if base == "_has" {
+	switch base {
+	case "_list":
+		return p.list(k, vs)
+	case "_has":
 		c, skip, err = p.resolveHas(k)
-	} else {
+	default:
 		c, skip, err = p.resolveChain(k)
 	}
 	if err != nil {
@@ -190,6 +190,9 @@ func (p *parser) skip(k, msg string) error {
 
 func (p *parser) clause(k string, c *Clause, vs []string) error {
 	pr := c.Param
+	if pr.Type == "special" && pr.Code == "near" {
+		return p.skip(k, NearUnsupported)
+	}
 	if unsupported[pr.Code] || pr.Type == "special" {
 		return p.skip(k, pr.Code+" is not supported")
 	}
@@ -400,8 +403,8 @@ func (p *parser) resolveHas(k string) (*Clause, string, *Error) {
 		if !ok || ref.Type != "reference" {
 			return nil, "", &Error{Param: k, Msg: "the reference parameter in _has is not a reference parameter of " + t}
 		}
-		if len(ref.Target) > 0 && !slices.Contains(ref.Target, cur) {
-			return nil, "", &Error{Param: k, Msg: t + "." + refCode + " cannot refer to " + cur}
+		if len(ref.Target) > 0 && !p.canRefer(ref.Target, cur, depth) {
+			return nil, "", &Error{Param: k, Msg: t + "." + refCode + " cannot refer to " + p.hasScope(cur, depth)}
 		}
 		h := &Has{Type: t, Ref: ref}
 		if head == nil {
@@ -420,6 +423,68 @@ func (p *parser) resolveHas(k string) (*Clause, string, *Error) {
 		return nil, "", &Error{Param: k, Msg: "the parameter at the end of _has is not a search parameter of " + cur}
 	}
 	return &Clause{Param: pr, Modifier: mod, Has: head}, "", nil
+}
+
+// NearUnsupported says why near (Location.position) is not searchable:
+// a position can be a patient's home, an address by another name, and
+// Ward stores no address in the clear (docs/security.md).
+const NearUnsupported = "near is not supported: Location.position is stored only sealed, since a position can be a home address (docs/security.md); search by address-city, address-postalcode or partof"
+
+// canRefer reports whether a _has reference parameter with targets may
+// point at cur, the type searched at depth 1: at system level (cur "")
+// at one of the _type types, or at any type without _type.
+func (p *parser) canRefer(targets []string, cur string, depth int) bool {
+	if cur != "" || depth > 1 {
+		return slices.Contains(targets, cur)
+	}
+	if len(p.q.Types) == 0 {
+		return true
+	}
+	for _, t := range p.q.Types {
+		if slices.Contains(targets, t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) hasScope(cur string, depth int) string {
+	if cur != "" || depth > 1 {
+		return cur
+	}
+	return p.scopeName()
+}
+
+// list resolves _list=id (search.html#list): the resources a List names
+// in its entries, which is _has:List:item:_id=id. Functional lists
+// ($current-problems and the like) are not supported.
+func (p *parser) list(k string, vs []string) error {
+	if k != "_list" {
+		return &Error{Param: k, Msg: "_list takes no modifier"}
+	}
+	for _, v := range vs {
+		if strings.HasPrefix(v, "$") {
+			return p.skip(k, "functional lists ($...) are not supported")
+		}
+		if !isID(v) {
+			return &Error{Param: k, Msg: "expected the id of a List"}
+		}
+	}
+	item, ok := params.Lookup("List", "item")
+	id, ok2 := params.Lookup("List", "_id")
+	if !ok || !ok2 {
+		return p.skip(k, "_list is not supported")
+	}
+	p.clauses += len(vs) // the hop to the List
+	if p.clauses > p.maxParams() {
+		return p.tooManyParams(k)
+	}
+	for _, v := range vs {
+		p.q.Clauses = append(p.q.Clauses, Clause{Param: id, Has: &Has{Type: "List", Ref: item},
+			Values: []Value{{Raw: v, Code: v, Text: v}}})
+		p.self[k] = append(p.self[k], v)
+	}
+	return nil
 }
 
 // checkModifier returns why mod is invalid for pr, or whether it is valid

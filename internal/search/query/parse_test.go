@@ -435,6 +435,39 @@ func TestParseErrorDoesNotEchoLongValues(t *testing.T) {
 	}
 }
 
+// _list is _has:List:item:_id, at type and system level; system-level
+// _has checks its reference against _type; a bad list id is an error.
+func TestParseListAndSystemHas(t *testing.T) {
+	for _, tc := range []struct{ rt, q string }{
+		{"Patient", "_list=42"},
+		{"", "_list=42"},
+		{"", "_type=Patient,Observation&_list=42"},
+		{"", "_has:Observation:patient:code=x"},
+		{"", "_type=Patient&_has:Observation:patient:code=x"},
+	} {
+		q, err := parse(t, tc.rt, tc.q, Options{Strict: true})
+		if err != nil {
+			t.Errorf("%s?%s: %v", tc.rt, tc.q, err)
+			continue
+		}
+		if len(q.Clauses) != 1 || q.Clauses[0].Has == nil {
+			t.Errorf("%s?%s: clauses %+v", tc.rt, tc.q, q.Clauses)
+			continue
+		}
+		if strings.Contains(tc.q, "_list") {
+			c := q.Clauses[0]
+			if c.Has.Type != "List" || c.Has.Ref.Code != "item" || c.Param.Code != "_id" || c.Values[0].Code != "42" {
+				t.Errorf("%s?%s: %+v", tc.rt, tc.q, c)
+			}
+		}
+	}
+	for _, q := range []string{"_list=a/b", "_list:x=1", "_type=Organization&_has:Observation:patient:code=x"} {
+		if _, err := parse(t, "", q, Options{Strict: true}); err == nil {
+			t.Errorf("?%s: no error", q)
+		}
+	}
+}
+
 // Unknown and unsupported parameters: errors when strict, listed when not.
 func TestParseStrictAndLenient(t *testing.T) {
 	tests := []struct{ rt, q, ignored string }{
@@ -445,7 +478,7 @@ func TestParseStrictAndLenient(t *testing.T) {
 		{"Patient", "_query=x", "_query"},
 		{"Patient", "_text=x", "_text"},
 		{"Patient", "_content=x", "_content"},
-		{"Patient", "_list=42", "_list"},
+		{"Patient", "_list=$current-problems", "_list"},
 		{"Patient", "_filter=name eq x", "_filter"},
 		{"Patient", "_type=Patient", "_type"},
 		{"Location", "near=42|-71|10|km", "near"},
@@ -453,7 +486,6 @@ func TestParseStrictAndLenient(t *testing.T) {
 		{"Condition", "code:below=http://snomed.info/sct|235862008", "code:below"},
 		{"", "name=smith", "name"},
 		{"", "_type=Patient,Observation&name=smith", "name"},
-		{"", "_has:Observation:patient:code=x", "_has:Observation:patient:code"},
 	}
 	for _, tc := range tests {
 		got, err := parse(t, tc.rt, tc.q+"&given=eve", Options{})

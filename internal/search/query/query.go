@@ -197,7 +197,7 @@ var knownNames = sync.OnceValue(func() map[string]bool {
 		m[p.Code] = true
 	}
 	for _, n := range []string{"_count", "_sort", "_total", "_summary", "_elements", "_cursor", "_include", "_revinclude",
-		"_type", "_has", "_format", "_pretty", "iterate", "recurse",
+		"_type", "_has", "_list", "_format", "_pretty", "iterate", "recurse",
 		"missing", "exact", "contains", "text", "not", "above", "below", "in", "not-in", "of-type", "identifier", "type"} {
 		m[n] = true
 	}

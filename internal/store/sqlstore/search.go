@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -95,7 +96,7 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		// By the selected column's name: the expression (a subquery per
 		// candidate) is then evaluated once per row, not again to sort.
 		ord.WriteString(`k` + strconv.Itoa(i))
-		if o.Desc {
+		if o.Desc != q.Backward {
 			ord.WriteString(` DESC`)
 		}
 	}
@@ -103,12 +104,18 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		ord.WriteString(`, `)
 	}
 	ord.WriteString(rid)
+	if q.Backward {
+		// Read in the reverse order from the cursor; Search turns the
+		// rows back into q's order.
+		ord.WriteString(` DESC`)
+	}
 	keyset := ""
 	if q.After != nil {
 		if len(q.After) != len(q.Order)+1 {
 			return "", nil, fmt.Errorf("%w: cursor does not fit the sort", store.ErrUnavailable)
 		}
-		// (k1 > a1) OR (k1 = a1 AND k2 > a2) OR ... OR (all equal AND rid > c)
+		// (k1 > a1) OR (k1 = a1 AND k2 > a2) OR ... OR (all equal AND rid > c),
+		// each comparison turned around when reading backward.
 		var ors []string
 		for i := 0; i <= len(q.Order); i++ {
 			var ands []string
@@ -119,11 +126,13 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 			}
 			if i < len(q.Order) {
 				op := ` > ?`
-				if q.Order[i].Desc {
+				if q.Order[i].Desc != q.Backward {
 					op = ` < ?`
 				}
 				ands = append(ands, q.Order[i].Expr+op)
 				keyArgs = append(keyArgs, q.Order[i].Args...)
+			} else if q.Backward {
+				ands = append(ands, rid+` < ?`)
 			} else {
 				ands = append(ands, rid+` > ?`)
 			}
@@ -182,6 +191,9 @@ func (db *DB) Search(ctx context.Context, q store.SearchQuery) ([]store.Hit, err
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("%w: search: %v", store.ErrUnavailable, err)
+	}
+	if q.Backward {
+		slices.Reverse(hits)
 	}
 	return hits, nil
 }

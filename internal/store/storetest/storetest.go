@@ -83,6 +83,7 @@ var cases = []struct {
 	{"ListByIDAndCursor", testListByIDAndCursor},
 	{"BodiesOfOneReadAreIndependent", testBodiesOfOneReadAreIndependent},
 	{"ReadsReturnTheCurrentBody", testReadsReturnTheCurrentBody},
+	{"SearchPagesBackward", testSearchPagesBackward},
 	{"UsersAndKeys", testUsersAndKeys},
 	{"ClientsAndAssertionReplay", testClientsAndAssertionReplay},
 	{"TenantsClientsAndCodes", testTenantsClientsAndCodes},
