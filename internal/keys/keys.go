@@ -129,6 +129,15 @@ func (m *Manager) load(ctx context.Context) error {
 				return err
 			}
 		}
+		if k.State == store.KeyRetiring {
+			// It opens what it sealed, never seals again (the store
+			// refuses it); a retiring version is never the newest.
+			if m.current[k.Tenant] == k.ID {
+				delete(m.current, k.Tenant)
+				delete(m.version, k.Tenant)
+			}
+			continue
+		}
 		if k.Version >= m.version[k.Tenant] {
 			m.current[k.Tenant], m.version[k.Tenant] = k.ID, k.Version // the newest version seals
 		}

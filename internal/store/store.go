@@ -12,7 +12,7 @@
 //   - tokens: NewRefresh, UseRefresh, RevokeFamily, RevokeToken, UseJTI;
 //   - tenants, clients, codes and launches: NewTenant, NewClient,
 //     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch, PutGrant, RevokeGrant;
-//   - keys: NewKey, RewrapKey, DestroyKey, ResealVersion.
+//   - keys: NewKey, RewrapKey, RetireKey, DestroyKey, ResealVersion.
 //
 // A unit with nothing but audit records is records-only
 // (Unit.RecordsOnly), which a store may commit faster.
@@ -54,6 +54,13 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrKeyRetired is a unit's error when one of its writes carries a
+	// body sealed under a data key that is retiring or destroyed
+	// (RetireKey, DestroyKey): the writer sealed under a key version it
+	// had not learnt was replaced. Nothing of the unit is written but its
+	// audit records (marked failed); the writer may seal again under the
+	// current key and retry.
+	ErrKeyRetired = errors.New("store: data key retired")
 )
 
 // Version is one stored version of a resource.
@@ -204,7 +211,18 @@ type Key struct {
 	Scope   string
 	Version int64
 	KEK     string
+	// State is KeyActive or KeyRetiring; destroyed keys are not listed.
+	State string
 }
+
+// Key states (Key.State). A retiring key still opens what it sealed, but
+// no unit may write a new version sealed under it; a destroyed key is a
+// tombstone (its wrapped form is gone, its id stays taken).
+const (
+	KeyActive    = "active"
+	KeyRetiring  = "retiring"
+	KeyDestroyed = "destroyed"
+)
 
 // Client is a SMART Backend Services client: it authenticates with a JWT
 // signed by a key in its JWKS (public keys only).

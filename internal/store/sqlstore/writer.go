@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -141,8 +142,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		}
 	}
 	st := &staged{final: map[rkey]seqWrite{}, nextSeq: nextSeq, current: current, rids: rids}
+	states := map[string]string{}
 	for i, j := range batch {
-		j.err = db.check(ctx, tx, j.u, current)
+		j.err = db.check(ctx, tx, j.u, current, states)
 		if j.err == nil && len(j.u.Guards) > 0 {
 			if i > 0 {
 				// run never puts a guarded unit after another; refuse
@@ -162,6 +164,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		st.add(j.u)
 		if err = db.applyParts(ctx, tx, j.u.Parts); err != nil {
 			return err
+		}
+		if changesKeyState(j.u.Parts) {
+			clear(states) // the units after it see the new states
 		}
 	}
 
@@ -189,8 +194,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 }
 
 // check verifies a unit's preconditions against the state as of the units
-// before it in the batch.
-func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64) error {
+// before it in the batch. states caches the batch's data-key states.
+func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64, states map[string]string) error {
 	seen := map[rkey]int64{}
 	for _, w := range u.Writes {
 		k := rkey{w.Tenant, w.Type, w.ID}
@@ -202,8 +207,52 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 			return fmt.Errorf("%w: %s/%s is at version %d, not %d", store.ErrConflict, w.Type, w.ID, cur, w.Version-1)
 		}
 		seen[k] = w.Version
+		if err := db.checkSealKey(ctx, tx, w, states); err != nil {
+			return err
+		}
 	}
 	return db.checkParts(ctx, tx, u.Parts)
+}
+
+// checkSealKey refuses a version sealed under a retiring or destroyed
+// data key (store.ErrKeyRetired). This is the fence that makes destroying
+// a key safe: the check runs in the write transaction, after the head
+// lock that serialises every writer of every node, so once RetireKey has
+// committed no new version can land under the key, and a re-seal pass
+// that starts after that commit sees every version the key sealed. A
+// body that is not an envelope (tests' plain bytes) or names a key the
+// store does not hold is not Ward's to judge here.
+func (db *DB) checkSealKey(ctx context.Context, tx *sql.Tx, w store.Write, states map[string]string) error {
+	if w.Deleted || len(w.Body) == 0 {
+		return nil
+	}
+	kid, err := seal.EnvelopeKeyID(w.Body)
+	if err != nil {
+		return nil
+	}
+	state, ok := states[kid]
+	if !ok {
+		err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT state FROM keys WHERE id = ?`), kid).Scan(&state)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check data key: %w", err)
+		}
+		states[kid] = state
+	}
+	if state == store.KeyRetiring || state == store.KeyDestroyed {
+		return fmt.Errorf("%w: %s/%s sealed under %s (%s)", store.ErrKeyRetired, w.Type, w.ID, kid, state)
+	}
+	return nil
+}
+
+// changesKeyState reports whether parts retire or destroy a key.
+func changesKeyState(parts []store.Part) bool {
+	for _, p := range parts {
+		switch p.(type) {
+		case store.RetireKey, store.DestroyKey:
+			return true
+		}
+	}
+	return false
 }
 
 // checkGuards runs each guard's search inside the write transaction (after

@@ -82,6 +82,7 @@ var cases = []struct {
 	{"BodiesOfOneReadAreIndependent", testBodiesOfOneReadAreIndependent},
 	{"ReadsReturnTheCurrentBody", testReadsReturnTheCurrentBody},
 	{"UsersAndKeys", testUsersAndKeys},
+	{"KeyFence", testKeyFence},
 	{"ClientsAndAssertionReplay", testClientsAndAssertionReplay},
 	{"TenantsClientsAndCodes", testTenantsClientsAndCodes},
 	{"RevokedTokens", testRevokedTokens},

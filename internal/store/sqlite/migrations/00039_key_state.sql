@@ -1,0 +1,11 @@
+-- +goose Up
+-- The life of a data key: 'active' (it may seal), 'retiring' (it still
+-- opens, but the store refuses every new version sealed under it: a
+-- rotation or an erasure is about to destroy it) and 'destroyed' (a
+-- tombstone: the wrapped key is gone, and the id stays taken so that a
+-- node holding the key in memory can never seal a new version under it).
+ALTER TABLE keys ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+
+-- +goose Down
+DELETE FROM keys WHERE state = 'destroyed';
+ALTER TABLE keys DROP COLUMN state;
