@@ -92,6 +92,12 @@ type Write struct {
 	// resource's previous rows in the same transaction; a deletion (or a
 	// nil Index) leaves the resource with none.
 	Index *Index
+	// NewKey, when set, is the wrapped data key Body was sealed under,
+	// created for this write (a patient's first key): it is stored in the
+	// same transaction, so that no version is ever stored under a key
+	// the database does not hold. The same key already stored is no
+	// conflict; another key under its id is ErrConflict.
+	NewKey *Key
 }
 
 // Index is the search index of one resource version, as computed by
@@ -443,12 +449,19 @@ type Identity interface {
 	IdentityReader
 }
 
-// KeyReader lists wrapped keys by purpose: all of them, oldest first, or
-// a page in id order after the id given (rotate-kek walks a million).
+// KeyReader lists wrapped keys by purpose: all of them but the per-patient
+// ones (scope PatientScopePrefix+id), oldest first, or a page of every key
+// in id order after the id given (rotate-kek walks a million). Key reads
+// one key by id, a destroyed one too (State KeyDestroyed, no wrapped
+// form); an unknown id is ErrNotFound.
 type KeyReader interface {
 	Keys(ctx context.Context, purpose string) ([]Key, error)
 	KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]Key, error)
+	Key(ctx context.Context, id string) (*Key, error)
 }
+
+// PatientScopePrefix starts the scope of a patient's data keys.
+const PatientScopePrefix = "patient/"
 
 // Ledger reads the audit ledger. Records are appended only through Commit,
 // by the audit recorder.

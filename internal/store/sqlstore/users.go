@@ -158,7 +158,19 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 
 // Keys returns the keys with a purpose, oldest first.
 func (db *DB) Keys(ctx context.Context, purpose string) ([]store.Key, error) {
-	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE purpose = ? AND state <> 'destroyed' ORDER BY created, id`, purpose)
+	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE purpose = ? AND state <> 'destroyed' AND scope NOT LIKE 'patient/%' ORDER BY created, id`, purpose)
+}
+
+// Key returns one key by id, a destroyed one too.
+func (db *DB) Key(ctx context.Context, id string) (*store.Key, error) {
+	ks, err := db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ks) == 0 {
+		return nil, fmt.Errorf("%w: key %s", store.ErrNotFound, id)
+	}
+	return &ks[0], nil
 }
 
 // KeysAfter returns at most limit keys with a purpose in id order after
