@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/app"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
@@ -110,4 +111,40 @@ func mustKeyID(t *testing.T, body []byte) string {
 		t.Fatal(err)
 	}
 	return kid
+}
+
+// TestMigratePatientKeysOnline: records written under the tenant's key
+// (a server of before per-patient keys) move to their patients' keys
+// with `ward keys migrate` while the server runs; the server still reads
+// them, and a resource of no patient stays under the tenant's key.
+func TestMigratePatientKeysOnline(t *testing.T) {
+	var cfg config.Config
+	w := apptest.StartWith(t, apptest.SQLite, []app.Option{app.WithTenantKeysOnly()}, func(c *config.Config) { cfg = *c })
+	ctx := context.Background()
+	token := w.Tokens[authz.RoleAdmin]
+	p := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Movefamily"}]}`)
+	obs := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+p+`"}}`)
+	org := w.Create(t, authz.RoleAdmin, `{"resourceType":"Organization","name":"Clinic"}`)
+	for _, ref := range [][2]string{{"Patient", p}, {"Observation", obs}} {
+		if v, _ := w.App.Store.Current(ctx, cfg.Tenant, ref[0], ref[1]); keys.IsPatientKey(mustKeyID(t, v.Body)) {
+			t.Fatal("tenant keys only, yet a patient key sealed")
+		}
+	}
+	var moved []int64
+	rep, err := app.MigratePatientKeys(ctx, cfg, app.MigrateOptions{Tenant: cfg.Tenant, Batch: 1, Progress: func(n int64) { moved = append(moved, n) }})
+	if err != nil || rep.Moved != 2 || len(moved) < 2 {
+		t.Fatalf("migrate: %+v %v %v", rep, err, moved)
+	}
+	for _, ref := range [][2]string{{"Patient", p}, {"Observation", obs}} {
+		v, _ := w.App.Store.Current(ctx, cfg.Tenant, ref[0], ref[1])
+		if kid := mustKeyID(t, v.Body); kid != keys.PatientKeyID(cfg.Tenant, p) {
+			t.Fatalf("%s under %s after migrate", ref[0], kid)
+		}
+		if r := w.Do(t, "GET", "/fhir/"+ref[0]+"/"+ref[1], token, nil); r.Status != 200 {
+			t.Fatalf("read %s after migrate: %d", ref[0], r.Status)
+		}
+	}
+	if v, _ := w.App.Store.Current(ctx, cfg.Tenant, "Organization", org); keys.IsPatientKey(mustKeyID(t, v.Body)) {
+		t.Fatal("a resource of no patient moved to a patient key")
+	}
 }

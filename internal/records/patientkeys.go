@@ -32,9 +32,9 @@ type patientKeyer interface {
 // errErased is how the keyring says a patient's key was destroyed.
 type erasedError interface{ Erased() bool }
 
-// sealPatient returns the patient whose key seals a version of typ/id
+// SealPatient returns the patient whose key seals a version of typ/id
 // with content doc, "" for the tenant's key.
-func sealPatient(typ, id string, doc map[string]any) string {
+func SealPatient(typ, id string, doc map[string]any) string {
 	if typ == "Binary" {
 		sc, _ := doc["securityContext"].(map[string]any)
 		ref, _ := sc["reference"].(string)
@@ -53,7 +53,7 @@ func sealPatient(typ, id string, doc map[string]any) string {
 func (s *Service) sealKey(ctx context.Context, tenant, typ, id string, doc map[string]any) (string, error) {
 	pk, ok := s.keys.(patientKeyer)
 	if ok && !s.tenantKeysOnly {
-		if p := sealPatient(typ, id, doc); p != "" {
+		if p := SealPatient(typ, id, doc); p != "" {
 			kid, err := pk.PatientKey(ctx, tenant, p)
 			if err != nil {
 				return "", keyError(err)
