@@ -106,7 +106,9 @@ func (m *Manager) cachedLocked(id string) *patientEntry {
 		return nil
 	}
 	e := el.Value.(*patientEntry)
-	if m.now().After(e.expires) && e.pending == nil {
+	if m.now().After(e.expires) {
+		// A pending one too: no write is in flight for a cache lifetime
+		// (commits time out long before), so it was stored or failed.
 		m.evictLocked(el)
 		return nil
 	}
@@ -134,15 +136,26 @@ func (m *Manager) cacheLocked(id string, dek []byte, pending *store.Key) error {
 }
 
 // trimLocked evicts the least recently used keys beyond the bound, never
-// a pending one: a write sealed under it may still be on its way to the
-// store, which must store the key with it (PendingKey).
+// the one just used (the front) nor a pending one: a write sealed under
+// it may still be on its way to the store, which must store the key with
+// it (PendingKey; Stored ends that).
 func (m *Manager) trimLocked() {
-	for el := m.pc.ll.Back(); el != nil && m.pc.ll.Len() > m.pc.max; {
+	for el := m.pc.ll.Back(); el != nil && el != m.pc.ll.Front() && m.pc.ll.Len() > m.pc.max; {
 		prev := el.Prev()
 		if el.Value.(*patientEntry).pending == nil {
 			m.evictLocked(el)
 		}
 		el = prev
+	}
+}
+
+// Stored tells the manager that a write stored key id (its NewKey
+// committed): it is no longer pending.
+func (m *Manager) Stored(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.pc.m[id]; ok {
+		el.Value.(*patientEntry).pending = nil
 	}
 }
 
@@ -207,7 +220,7 @@ func (m *Manager) sweepPatients() {
 	now := m.now()
 	for el := m.pc.ll.Back(); el != nil; {
 		prev := el.Prev()
-		if e := el.Value.(*patientEntry); now.After(e.expires) && e.pending == nil {
+		if e := el.Value.(*patientEntry); now.After(e.expires) {
 			m.evictLocked(el)
 		}
 		el = prev

@@ -25,8 +25,10 @@ import (
 type patientKeyer interface {
 	PatientKey(ctx context.Context, tenant, patient string) (string, error)
 	// PendingKey is the wrapped key a write sealed under id must store
-	// with it (store.Write.NewKey), nil once the store holds it.
+	// with it (store.Write.NewKey), nil once the store holds it; Stored
+	// says a commit stored it.
 	PendingKey(id string) *store.Key
+	Stored(id string)
 }
 
 // errErased is how the keyring says a patient's key was destroyed.
@@ -86,14 +88,23 @@ type keyedCommitter struct {
 }
 
 func (c keyedCommitter) Commit(ctx context.Context, u *store.Unit) error {
+	var stored []string
 	for i := range u.Writes {
 		w := &u.Writes[i]
 		if w.NewKey != nil || len(w.Body) == 0 {
 			continue
 		}
 		if kid, err := seal.EnvelopeKeyID(w.Body); err == nil {
-			w.NewKey = c.keys.PendingKey(kid)
+			if w.NewKey = c.keys.PendingKey(kid); w.NewKey != nil {
+				stored = append(stored, kid)
+			}
 		}
 	}
-	return c.st.Commit(ctx, u)
+	err := c.st.Commit(ctx, u)
+	if err == nil {
+		for _, kid := range stored {
+			c.keys.Stored(kid)
+		}
+	}
+	return err
 }
