@@ -31,7 +31,7 @@ type patientKeyer interface {
 	Stored(id string)
 }
 
-// errErased is how the keyring says a patient's key was destroyed.
+// erasedError is how the keyring says a patient's key was destroyed.
 type erasedError interface{ Erased() bool }
 
 // SealPatient returns the patient whose key seals a version of typ/id
