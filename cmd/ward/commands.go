@@ -649,13 +649,18 @@ func runKeys(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "rotate-data" {
 		return runKeysRotateData(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "migrate" {
+		return runKeysMigrate(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
 		return subUsage(args, `usage: ward keys generate [--out FILE]   a new key-encryption key (WARD_KEY or WARD_KEY_FILE)
        ward keys rotate [--data-dir D]       a new token signing key
        ward keys rotate-kek [--new-key-file F] [--retire]
                                              re-wrap every data key under a new KEK version
        ward keys rotate-data --tenant T [--rate N] [--keep-old]
-                                             a new data key for T, re-seal T's records under it`, stderr)
+                                             a new data key for T, re-seal T's records under it
+       ward keys migrate --tenant T [--rate N]
+                                             move T's stored records to their patients' own keys`, stderr)
 	}
 	cfg, _, err := flags("keys rotate", args[1:], stderr, append(dbSettings, "key-file"), nil)
 	if err != nil {
@@ -783,6 +788,34 @@ func runKeysRotateData(ctx context.Context, args []string, stdout, stderr io.Wri
 	case !o.KeepOld:
 		fmt.Fprintf(stdout, "kept %v: the tenant's Binary content is sealed under keys derived from them\n", rep.From)
 	}
+	return nil
+}
+
+// runKeysMigrate runs (or resumes) the move of a tenant's stored versions
+// to per-patient keys, printing progress to stderr.
+func runKeysMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o app.MigrateOptions
+	cfg, _, err := flags("keys migrate", args, stderr, append(append([]string{}, dbSettings...), kekSettings...), func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Tenant, "tenant", "", "the tenant whose records to move")
+		fs.Float64Var(&o.Rate, "rate", 2000, "most versions moved per second (0: no limit)")
+		fs.IntVar(&o.Batch, "batch", 500, "versions read per transaction")
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	o.Progress = func(n int64) {
+		fmt.Fprintf(stderr, "moved %d versions (%s)\n", n, time.Since(start).Round(time.Millisecond))
+	}
+	rep, err := app.MigratePatientKeys(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	resumed := ""
+	if rep.Resumed {
+		resumed = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "tenant %s: %d of %d versions moved to their patients' keys%s\n", o.Tenant, rep.Moved, rep.Seen, resumed)
 	return nil
 }
 

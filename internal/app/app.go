@@ -164,9 +164,14 @@ type App struct {
 type Option func(*options)
 
 type options struct {
-	cacheTTL time.Duration
-	now      func() time.Time
+	cacheTTL       time.Duration
+	now            func() time.Time
+	tenantKeysOnly bool
 }
+
+// WithTenantKeysOnly seals every version under the tenant's data key,
+// none under a patient's (side-by-side benchmarks of per-patient keys).
+func WithTenantKeysOnly() Option { return func(o *options) { o.tenantKeysOnly = true } }
 
 // WithNow gives the records service a clock (tests of what time ends, such
 // as a registration CareTeam's period).
@@ -243,7 +248,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 		StyleURL: cfg.SMARTStyleURL}
 	ro := records.Options{ConditionalDeleteMax: cfg.ConditionalDeleteMax, NoAdminPHI: !cfg.AdminPHIAccess, PlainAddresses: cfg.AuditPlainAddresses,
 		MaxDecidedCount: cfg.SearchMaxDecided, FactTTL: o.cacheTTL, Now: o.now, RegistrationCare: cfg.RegistrationCarePeriod,
-		ReferentialIntegrity: cfg.ReferentialIntegrity, BaseURL: cfg.BaseURL}
+		ReferentialIntegrity: cfg.ReferentialIntegrity, BaseURL: cfg.BaseURL, TenantKeysOnly: o.tenantKeysOnly}
 	parseLimits := fhir.Limits{ArrayItems: cfg.Limits.ArrayItems, Elements: cfg.Limits.Elements, BundleEntries: cfg.Limits.BundleEntries}
 	ro.Limits = records.Limits{PatchElements: cfg.Limits.PatchElements, ArrayItems: cfg.Limits.ArrayItems,
 		Includes: cfg.Limits.SearchIncludes, Parse: parseLimits}

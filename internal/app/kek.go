@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,6 +156,42 @@ func RotateData(ctx context.Context, cfg config.Config, o RotateDataOptions) (*k
 	}
 	return keys.RotateData(ctx, st, km, o.Tenant, keys.ResealOptions{Batch: o.Batch, Rate: o.Rate, KeepOld: keepOld,
 		Settle: 2 * cfg.KEK.ProbeInterval, Progress: o.Progress, Actor: "ward-cli"})
+}
+
+// MigrateOptions are the choices of `ward keys migrate`.
+type MigrateOptions struct {
+	Tenant   string
+	Rate     float64
+	Batch    int
+	Progress func(int64)
+}
+
+// MigratePatientKeys moves a tenant's stored versions that belong to one
+// patient's compartment to that patient's own key (keys.MigratePatients,
+// with the records layer's rule, records.SealPatient), resuming a job
+// that was stopped. Servers keep running: their new writes already go
+// under patients' keys.
+func MigratePatientKeys(ctx context.Context, cfg config.Config, o MigrateOptions) (*keys.MigrateReport, error) {
+	if o.Tenant == "" {
+		return nil, errors.New("name the tenant whose records to move (--tenant)")
+	}
+	st, w, closeAll, err := openStoreAndKEK(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	km, err := keys.NewWithWrapper(ctx, st, w, nil)
+	if err != nil {
+		return nil, err
+	}
+	rule := func(v store.Version, plain []byte) (string, error) {
+		var doc map[string]any
+		if err := json.Unmarshal(plain, &doc); err != nil {
+			return "", fmt.Errorf("migrate %s/%s version %d: %w", v.Type, v.ID, v.Version, err)
+		}
+		return records.SealPatient(v.Type, v.ID, doc), nil
+	}
+	return keys.MigratePatients(ctx, st, km, o.Tenant, keys.MigrateOptions{Batch: o.Batch, Rate: o.Rate, Patient: rule, Progress: o.Progress, Actor: "ward-cli"})
 }
 
 // errFound ends a listing at its first object.

@@ -245,7 +245,9 @@ func TestRotateKEKOnline(t *testing.T) {
 // is destroyed, and a restarted node serves every record.
 func TestRotateDataOnline(t *testing.T) {
 	var cfg config.Config
-	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.KEK.ProbeInterval = 100 * time.Millisecond }, func(c *config.Config) { cfg = *c })
+	// Tenant keys only: with per-patient keys, Patients are not under the
+	// tenant's key that this test rotates.
+	w := apptest.StartWith(t, apptest.SQLite, []app.Option{app.WithTenantKeysOnly()}, func(c *config.Config) { c.KEK.ProbeInterval = 100 * time.Millisecond }, func(c *config.Config) { cfg = *c })
 	token := w.Tokens[authz.RoleAdmin]
 	var ids []string
 	for range 5 {

@@ -38,6 +38,7 @@ const SystemTenant = "_system"
 // Store is what the manager needs from storage.
 type Store interface {
 	Keys(ctx context.Context, purpose string) ([]store.Key, error)
+	Key(ctx context.Context, id string) (*store.Key, error)
 	Commit(ctx context.Context, u *store.Unit) error
 }
 
@@ -63,6 +64,7 @@ type Manager struct {
 	blind    map[string]*seal.Blinder // tenant -> blind index hasher
 	blindKey map[string][]byte        // tenant -> the blind index key
 	stream   map[string][]byte        // key id -> derived stream key (StreamKey)
+	pc       patientCache             // unwrapped patient keys (patient.go)
 }
 
 // New loads and unwraps every data key with a local KEK (FileWrapper). A
@@ -78,7 +80,7 @@ func NewWithWrapper(ctx context.Context, st Store, w KeyWrapper, now func() time
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, version: map[string]int64{}, blind: map[string]*seal.Blinder{}, blindKey: map[string][]byte{}, stream: map[string][]byte{}}
+	m := &Manager{st: st, w: w, ring: seal.NewKeyring(), now: now, current: map[string]string{}, version: map[string]int64{}, blind: map[string]*seal.Blinder{}, blindKey: map[string][]byte{}, stream: map[string][]byte{}, pc: newPatientCache()}
 	if p, ok := w.(Prober); ok {
 		if err := p.Probe(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrKEKUnavailable, err)
@@ -128,6 +130,15 @@ func (m *Manager) load(ctx context.Context) error {
 			if err := m.setStreamKey(k.ID, dek); err != nil {
 				return err
 			}
+		}
+		if k.State == store.KeyRetiring {
+			// It opens what it sealed, never seals again (the store
+			// refuses it); a retiring version is never the newest.
+			if m.current[k.Tenant] == k.ID {
+				delete(m.current, k.Tenant)
+				delete(m.version, k.Tenant)
+			}
+			continue
 		}
 		if k.Version >= m.version[k.Tenant] {
 			m.current[k.Tenant], m.version[k.Tenant] = k.ID, k.Version // the newest version seals
@@ -207,6 +218,7 @@ func (m *Manager) probe(ctx context.Context, timeout time.Duration) {
 		return
 	}
 	m.answered()
+	m.sweepPatients()
 	// Learn the data-key versions other nodes started (rotate-data), so
 	// that new writes here are sealed under the newest too.
 	m.load(pctx)
@@ -336,7 +348,13 @@ func (m *Manager) StreamKey(keyID string) ([]byte, error) {
 	k, ok := m.stream[keyID]
 	m.mu.Unlock()
 	if !ok {
-		if err := m.load(context.Background()); err != nil {
+		var err error
+		if IsPatientKey(keyID) {
+			err = m.ensurePatient(context.Background(), keyID)
+		} else {
+			err = m.load(context.Background())
+		}
+		if err != nil {
 			return nil, err
 		}
 		m.mu.Lock()
@@ -354,7 +372,15 @@ func (m *Manager) Seal(keyID string, plaintext, aad []byte) ([]byte, error) {
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
-	return m.ring.Seal(keyID, plaintext, aad)
+	out, err := m.ring.Seal(keyID, plaintext, aad)
+	if errors.Is(err, seal.ErrUnknownKey) && IsPatientKey(keyID) {
+		// Evicted between PatientKey and here: load it again.
+		if lerr := m.ensurePatient(context.Background(), keyID); lerr != nil {
+			return nil, lerr
+		}
+		return m.ring.Seal(keyID, plaintext, aad)
+	}
+	return out, err
 }
 
 // Open opens an envelope, loading its key from the store if another node
@@ -365,7 +391,13 @@ func (m *Manager) Open(envelope, aad []byte) ([]byte, error) {
 	}
 	pt, err := m.ring.Open(envelope, aad)
 	if errors.Is(err, seal.ErrUnknownKey) {
-		if lerr := m.load(context.Background()); lerr != nil {
+		var lerr error
+		if kid, _ := seal.EnvelopeKeyID(envelope); IsPatientKey(kid) {
+			lerr = m.ensurePatient(context.Background(), kid)
+		} else {
+			lerr = m.load(context.Background())
+		}
+		if lerr != nil {
 			return nil, lerr
 		}
 		return m.ring.Open(envelope, aad)

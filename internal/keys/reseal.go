@@ -56,7 +56,7 @@ type ResealReport struct {
 // with each batch: a job killed at any point resumes where its last batch
 // committed.
 type resealState struct {
-	Phase    string   `json:"phase"` // settle, reseal, done
+	Phase    string   `json:"phase"` // settle, reseal, retired, done
 	From     []string `json:"from"`
 	To       string   `json:"to"`
 	Resealed int64    `json:"resealed"`
@@ -96,7 +96,7 @@ func RotateData(ctx context.Context, st ResealStore, m *Manager, tenant string, 
 			return nil, fmt.Errorf("keys: re-seal state of %s: %w", tenant, err)
 		}
 	}
-	rep := &ResealReport{Resumed: s.Phase == "settle" || s.Phase == "reseal"}
+	rep := &ResealReport{Resumed: s.Phase == "settle" || s.Phase == "reseal" || s.Phase == "retired"}
 	if !rep.Resumed {
 		if s, err = startReseal(ctx, st, m, tenant, o); err != nil {
 			return nil, err
@@ -113,27 +113,59 @@ func RotateData(ctx context.Context, st ResealStore, m *Manager, tenant string, 
 		return nil, err
 	}
 	rep.To, rep.From = s.To, s.From
-	// A node that learned the new version late may still have sealed
-	// under an old one during the pass: sweep again from the start until
-	// a whole pass finds nothing, before any old version is destroyed.
-	for pass := 0; ; pass++ {
-		before := s.Resealed
-		if err := resealAll(ctx, st, m, tenant, name, cur, &s, o); err != nil {
+	if s.Phase != "retired" {
+		// A node that learned the new version late may still have
+		// sealed under an old one during the pass: sweep again from the
+		// start until a whole pass finds nothing (or a few passes did
+		// not), so that few writes meet the fence below.
+		for pass := 0; ; pass++ {
+			before := s.Resealed
+			if err := resealAll(ctx, st, m, tenant, name, cur, &s, o); err != nil {
+				rep.Resealed = s.Resealed
+				return rep, err
+			}
+			if pass > 0 && s.Resealed == before || pass == maxPasses-1 {
+				break
+			}
+			cur = 0
+		}
+		// Then the fence: once the old versions are marked retiring, the
+		// store refuses every write sealed under them (a node that has
+		// still not learnt the new version gets a retryable error), so
+		// the final pass below, which starts after the mark committed,
+		// sees every version they ever sealed.
+		if err := retireOld(ctx, st, tenant, name, &s, o); err != nil {
 			rep.Resealed = s.Resealed
 			return rep, err
 		}
-		if pass > 0 && s.Resealed == before {
-			break
-		}
-		if pass == 8 {
-			rep.Resealed = s.Resealed
-			return rep, fmt.Errorf("versions still arrive under the old data key after %d passes; nothing destroyed, run again", pass+1)
-		}
-		cur = 0
+	}
+	if err := resealAll(ctx, st, m, tenant, name, 0, &s, o); err != nil {
+		rep.Resealed = s.Resealed
+		return rep, err
 	}
 	rep.Resealed = s.Resealed
 	rep.Destroyed = !o.KeepOld
 	return rep, finishReseal(ctx, st, tenant, name, &s, o)
+}
+
+// maxPasses bounds the sweeps before the fence: a node that never learns
+// the new version (a stuck probe) must not keep the job from finishing.
+const maxPasses = 3
+
+// retireOld marks the old versions retiring, with the job's cursor and a
+// ledger record, in one unit.
+func retireOld(ctx context.Context, st ResealStore, tenant, name string, s *resealState, o ResealOptions) error {
+	s.Phase = "retired"
+	state, _ := json.Marshal(s)
+	u := &store.Unit{Parts: []store.Part{store.SaveCursor{Name: name, Seq: 0, State: state}}}
+	var recs []*audit.Record
+	now := time.Now().UTC()
+	for _, id := range s.From {
+		u.Parts = append(u.Parts, store.RetireKey{ID: id})
+		recs = append(recs, &audit.Record{Time: now, Tenant: tenant, Actor: o.Actor, Role: "system", Action: "data-key-retire",
+			Entities: []string{"data-key/" + id}})
+	}
+	return store.NewRecorder(st).Commit(ctx, u, recs...)
 }
 
 // startReseal creates the new version (and keeps the blind index key in

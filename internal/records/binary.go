@@ -178,7 +178,7 @@ func (r *Repo) binaryNext(ctx context.Context, rec *audit.Record, id string, ifM
 // storeContent seals up.Body into a new object for version.
 func (r *Repo) storeContent(ctx context.Context, rec *audit.Record, up Upload, version int64) (BinaryMeta, error) {
 	m := BinaryMeta{ContentType: up.ContentType, Creator: r.subj.ID, Security: up.SecurityContext}
-	keyID, key, err := r.streamKey(ctx)
+	keyID, key, err := r.streamKey(ctx, up.SecurityContext)
 	if err != nil {
 		return m, err
 	}
@@ -211,16 +211,18 @@ func (r *Repo) storeContent(ctx context.Context, rec *audit.Record, up Upload, v
 	return m, nil
 }
 
-// streamKey returns the tenant's current data key id and the stream key
-// derived from it.
-func (r *Repo) streamKey(ctx context.Context) (string, []byte, error) {
+// streamKey returns the id of the data key that seals content under
+// securityContext (sealKey: a patient's, or the tenant's) and the stream
+// key derived from it.
+func (r *Repo) streamKey(ctx context.Context, securityContext string) (string, []byte, error) {
 	sk, ok := r.s.keys.(streamKeyer)
 	if !ok {
 		return "", nil, fmt.Errorf("%w: the keyring cannot seal content streams", problem.ErrUnavailable)
 	}
-	keyID, err := r.s.keys.DataKey(ctx, r.subj.Tenant)
+	doc := map[string]any{"securityContext": map[string]any{"reference": securityContext}}
+	keyID, err := r.s.sealKey(ctx, r.subj.Tenant, "Binary", "", doc)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+		return "", nil, err
 	}
 	key, err := sk.StreamKey(keyID)
 	return keyID, key, err

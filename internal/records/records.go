@@ -77,14 +77,16 @@ const (
 // Service holds what every Repo shares.
 type Service struct {
 	// labels remembers security labels' token hashes (labelHash).
-	labels  sync.Map
-	st      store.Store
-	keys    Keys
-	val     *fhir.Validator
-	now     func() time.Time
-	newID   func() string
-	indexer *search.Indexer
-	search  search.Options
+	labels sync.Map
+	st     store.Store
+	keys   Keys
+	// tenantKeysOnly: Options.TenantKeysOnly.
+	tenantKeysOnly bool
+	val            *fhir.Validator
+	now            func() time.Time
+	newID          func() string
+	indexer        *search.Indexer
+	search         search.Options
 	// condDeleteMax caps how many resources a conditional delete removes.
 	condDeleteMax int
 
@@ -150,6 +152,10 @@ type Options struct {
 	// are those under Repo.Based's.
 	ReferentialIntegrity bool
 	BaseURL              string
+	// TenantKeysOnly seals every version under the tenant's data key,
+	// none under a patient's (for side-by-side benchmarks; see
+	// patientkeys.go).
+	TenantKeysOnly bool
 }
 
 // New returns a Service.
@@ -178,7 +184,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	s := &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, plainAddr: o.PlainAddresses, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
-		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers}
+		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers, tenantKeysOnly: o.TenantKeysOnly}
 	o.Content.defaults()
 	s.content = o.Content
 	s.integrity = o.ReferentialIntegrity
@@ -297,7 +303,12 @@ func (r *Repo) At(addr string) *Repo {
 }
 
 // ledger is the audit recorder, the only way records reach the ledger.
-func (s *Service) ledger() *store.Recorder { return store.NewRecorder(s.st) }
+func (s *Service) ledger() *store.Recorder {
+	if pk, ok := s.keys.(patientKeyer); ok {
+		return store.NewRecorder(keyedCommitter{s.st, pk})
+	}
+	return store.NewRecorder(s.st)
+}
 
 // commitAudit makes rec durable. A failure is ErrUnavailable: the caller
 // must not disclose anything. The recorder detaches the write from the
@@ -359,9 +370,9 @@ func (r *Repo) seal(ctx context.Context, res *fhir.Resource, version int64, now 
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("serialise %s: %w", res.Type, err)
 	}
-	keyID, err := r.s.keys.DataKey(ctx, r.subj.Tenant)
+	keyID, err := r.s.sealKey(ctx, r.subj.Tenant, res.Type, res.ID, res.Doc)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: data key: %v", problem.ErrUnavailable, err)
+		return nil, nil, nil, err
 	}
 	sealed, err = r.s.keys.Seal(keyID, plain, seal.AAD(r.subj.Tenant, res.Type, res.ID, version))
 	if err != nil {

@@ -109,8 +109,15 @@ type RewrapKey struct {
 	KEK      string
 }
 
-// DestroyKey deletes a wrapped key (crypto-shredding what it sealed);
-// an unknown id is no conflict.
+// RetireKey marks a data key retiring: from the commit of the unit on, a
+// write whose body is sealed under it fails with ErrKeyRetired, so that
+// a pass that starts after this commit sees every version it sealed.
+// An unknown id is no conflict.
+type RetireKey struct{ ID string }
+
+// DestroyKey erases a wrapped key (crypto-shredding what it sealed) and
+// leaves a tombstone: the id stays taken and writes sealed under it fail
+// with ErrKeyRetired. An unknown id is no conflict.
 type DestroyKey struct{ ID string }
 
 // ResealVersion replaces the sealed body of a stored resource version
@@ -125,6 +132,7 @@ type ResealVersion struct {
 
 func (NewKey) part()        {}
 func (RewrapKey) part()     {}
+func (RetireKey) part()     {}
 func (DestroyKey) part()    {}
 func (ResealVersion) part() {}
 

@@ -12,7 +12,7 @@
 //   - tokens: NewRefresh, UseRefresh, RevokeFamily, RevokeToken, UseJTI;
 //   - tenants, clients, codes and launches: NewTenant, NewClient,
 //     *ClientUpdate, NewCode, *CodeUse, NewLaunch, UseLaunch, PutGrant, RevokeGrant;
-//   - keys: NewKey, RewrapKey, DestroyKey, ResealVersion.
+//   - keys: NewKey, RewrapKey, RetireKey, DestroyKey, ResealVersion.
 //
 // A unit with nothing but audit records is records-only
 // (Unit.RecordsOnly), which a store may commit faster.
@@ -54,6 +54,13 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrKeyRetired is a unit's error when one of its writes carries a
+	// body sealed under a data key that is retiring or destroyed
+	// (RetireKey, DestroyKey): the writer sealed under a key version it
+	// had not learnt was replaced. Nothing of the unit is written but its
+	// audit records (marked failed); the writer may seal again under the
+	// current key and retry.
+	ErrKeyRetired = errors.New("store: data key retired")
 )
 
 // Version is one stored version of a resource.
@@ -85,6 +92,12 @@ type Write struct {
 	// resource's previous rows in the same transaction; a deletion (or a
 	// nil Index) leaves the resource with none.
 	Index *Index
+	// NewKey, when set, is the wrapped data key Body was sealed under,
+	// created for this write (a patient's first key): it is stored in the
+	// same transaction, so that no version is ever stored under a key
+	// the database does not hold. The same key already stored is no
+	// conflict; another key under its id is ErrConflict.
+	NewKey *Key
 }
 
 // Index is the search index of one resource version, as computed by
@@ -204,7 +217,18 @@ type Key struct {
 	Scope   string
 	Version int64
 	KEK     string
+	// State is KeyActive or KeyRetiring; destroyed keys are not listed.
+	State string
 }
+
+// Key states (Key.State). A retiring key still opens what it sealed, but
+// no unit may write a new version sealed under it; a destroyed key is a
+// tombstone (its wrapped form is gone, its id stays taken).
+const (
+	KeyActive    = "active"
+	KeyRetiring  = "retiring"
+	KeyDestroyed = "destroyed"
+)
 
 // Client is a SMART Backend Services client: it authenticates with a JWT
 // signed by a key in its JWKS (public keys only).
@@ -431,12 +455,19 @@ type Identity interface {
 	IdentityReader
 }
 
-// KeyReader lists wrapped keys by purpose: all of them, oldest first, or
-// a page in id order after the id given (rotate-kek walks a million).
+// KeyReader lists wrapped keys by purpose: all of them but the per-patient
+// ones (scope PatientScopePrefix+id), oldest first, or a page of every key
+// in id order after the id given (rotate-kek walks a million). Key reads
+// one key by id, a destroyed one too (State KeyDestroyed, no wrapped
+// form); an unknown id is ErrNotFound.
 type KeyReader interface {
 	Keys(ctx context.Context, purpose string) ([]Key, error)
 	KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]Key, error)
+	Key(ctx context.Context, id string) (*Key, error)
 }
+
+// PatientScopePrefix starts the scope of a patient's data keys.
+const PatientScopePrefix = "patient/"
 
 // Ledger reads the audit ledger. Records are appended only through Commit,
 // by the audit recorder.

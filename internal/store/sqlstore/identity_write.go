@@ -84,7 +84,7 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return nil
 	case store.NewKey:
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
-	case store.RewrapKey, store.DestroyKey, store.ResealVersion:
+	case store.RewrapKey, store.RetireKey, store.DestroyKey, store.ResealVersion:
 		return nil
 	}
 	return fmt.Errorf("unknown unit part %T", p)
@@ -188,8 +188,12 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			if _, err = rewrap.ExecContext(ctx, k.New, k.KEK, k.ID, k.Old); err != nil {
 				err = fmt.Errorf("rewrap key: %w", err)
 			}
+		case store.RetireKey:
+			err = db.exec(ctx, tx, "retire key", `UPDATE keys SET state = ? WHERE id = ? AND state = ?`, store.KeyRetiring, p.(store.RetireKey).ID, store.KeyActive)
 		case store.DestroyKey:
-			err = db.exec(ctx, tx, "destroy key", `DELETE FROM keys WHERE id = ?`, p.(store.DestroyKey).ID)
+			// A tombstone, not a deletion: the id stays taken and the
+			// write check (keyStates) refuses new bodies sealed under it.
+			err = db.exec(ctx, tx, "destroy key", `UPDATE keys SET state = ?, wrapped = ? WHERE id = ?`, store.KeyDestroyed, []byte{}, p.(store.DestroyKey).ID)
 		case store.ResealVersion:
 			if resealV == nil {
 				if resealV, resealR, err = db.prepareReseal(ctx, tx); err != nil {

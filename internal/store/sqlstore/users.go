@@ -158,13 +158,25 @@ func (db *DB) ClientByID(ctx context.Context, id string) (*store.Client, error) 
 
 // Keys returns the keys with a purpose, oldest first.
 func (db *DB) Keys(ctx context.Context, purpose string) ([]store.Key, error) {
-	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version FROM keys WHERE purpose = ? ORDER BY created, id`, purpose)
+	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE purpose = ? AND state <> 'destroyed' AND scope NOT LIKE 'patient/%' ORDER BY created, id`, purpose)
+}
+
+// Key returns one key by id, a destroyed one too.
+func (db *DB) Key(ctx context.Context, id string) (*store.Key, error) {
+	ks, err := db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ks) == 0 {
+		return nil, fmt.Errorf("%w: key %s", store.ErrNotFound, id)
+	}
+	return &ks[0], nil
 }
 
 // KeysAfter returns at most limit keys with a purpose in id order after
 // afterID.
 func (db *DB) KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error) {
-	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version FROM keys WHERE purpose = ? AND id > ? ORDER BY id LIMIT ?`, purpose, afterID, limit)
+	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE purpose = ? AND id > ? AND state <> 'destroyed' ORDER BY id LIMIT ?`, purpose, afterID, limit)
 }
 
 func (db *DB) keys(ctx context.Context, query string, args ...any) ([]store.Key, error) {
@@ -177,7 +189,7 @@ func (db *DB) keys(ctx context.Context, query string, args ...any) ([]store.Key,
 	for rows.Next() {
 		var k store.Key
 		var created int64
-		if err := rows.Scan(&k.ID, &k.Purpose, &k.Tenant, &k.Wrapped, &created, &k.KEK, &k.Scope, &k.Version); err != nil {
+		if err := rows.Scan(&k.ID, &k.Purpose, &k.Tenant, &k.Wrapped, &created, &k.KEK, &k.Scope, &k.Version, &k.State); err != nil {
 			return nil, fmt.Errorf("%w: scan key: %v", store.ErrUnavailable, err)
 		}
 		k.Created = time.UnixMicro(created).UTC()

@@ -4,6 +4,7 @@ package sqlstore
 // commits them as one transaction, checking every unit's preconditions.
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -141,8 +143,10 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		}
 	}
 	st := &staged{final: map[rkey]seqWrite{}, nextSeq: nextSeq, current: current, rids: rids}
+	states := map[string]string{}
+	newKeys := map[string][]byte{} // keys stored by this batch (Write.NewKey)
 	for i, j := range batch {
-		j.err = db.check(ctx, tx, j.u, current)
+		j.err = db.check(ctx, tx, j.u, current, states, newKeys)
 		if j.err == nil && len(j.u.Guards) > 0 {
 			if i > 0 {
 				// run never puts a guarded unit after another; refuse
@@ -160,8 +164,14 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			continue
 		}
 		st.add(j.u)
+		if err = db.insertNewKeys(ctx, tx, j.u.Writes, states, newKeys); err != nil {
+			return err
+		}
 		if err = db.applyParts(ctx, tx, j.u.Parts); err != nil {
 			return err
+		}
+		if changesKeyState(j.u.Parts) {
+			clear(states) // the units after it see the new states
 		}
 	}
 
@@ -189,8 +199,8 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 }
 
 // check verifies a unit's preconditions against the state as of the units
-// before it in the batch.
-func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64) error {
+// before it in the batch. states caches the batch's data-key states.
+func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64, states map[string]string, newKeys map[string][]byte) error {
 	seen := map[rkey]int64{}
 	for _, w := range u.Writes {
 		k := rkey{w.Tenant, w.Type, w.ID}
@@ -202,8 +212,103 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 			return fmt.Errorf("%w: %s/%s is at version %d, not %d", store.ErrConflict, w.Type, w.ID, cur, w.Version-1)
 		}
 		seen[k] = w.Version
+		if w.NewKey != nil {
+			if err := db.checkNewKey(ctx, tx, w.NewKey, newKeys); err != nil {
+				return err
+			}
+			continue // its key is stored with it: nothing to fence
+		}
+		if err := db.checkSealKey(ctx, tx, w, states); err != nil {
+			return err
+		}
 	}
 	return db.checkParts(ctx, tx, u.Parts)
+}
+
+// checkSealKey refuses a version sealed under a retiring or destroyed
+// data key (store.ErrKeyRetired). This is the fence that makes destroying
+// a key safe: the check runs in the write transaction, after the head
+// lock that serialises every writer of every node, so once RetireKey has
+// committed no new version can land under the key, and a re-seal pass
+// that starts after that commit sees every version the key sealed. A
+// body that is not an envelope (tests' plain bytes) or names a key the
+// store does not hold is not Ward's to judge here.
+func (db *DB) checkSealKey(ctx context.Context, tx *sql.Tx, w store.Write, states map[string]string) error {
+	if w.Deleted || len(w.Body) == 0 {
+		return nil
+	}
+	kid, err := seal.EnvelopeKeyID(w.Body)
+	if err != nil {
+		return nil
+	}
+	state, ok := states[kid]
+	if !ok {
+		err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT state FROM keys WHERE id = ?`), kid).Scan(&state)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("check data key: %w", err)
+		}
+		states[kid] = state
+	}
+	if state == store.KeyRetiring || state == store.KeyDestroyed {
+		return fmt.Errorf("%w: %s/%s sealed under %s (%s)", store.ErrKeyRetired, w.Type, w.ID, kid, state)
+	}
+	return nil
+}
+
+// checkNewKey lets a write store the key it was sealed under unless
+// another key holds its id (ErrConflict) or it was destroyed
+// (ErrKeyRetired). The same key, stored by an earlier write, is fine.
+func (db *DB) checkNewKey(ctx context.Context, tx *sql.Tx, k *store.Key, newKeys map[string][]byte) error {
+	if w, ok := newKeys[k.ID]; ok {
+		if !bytes.Equal(w, k.Wrapped) {
+			return fmt.Errorf("%w: key %s already exists", store.ErrConflict, k.ID)
+		}
+		return nil
+	}
+	var wrapped []byte
+	var state string
+	err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT wrapped, state FROM keys WHERE id = ?`), k.ID).Scan(&wrapped, &state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check new key: %w", err)
+	case state != store.KeyActive:
+		return fmt.Errorf("%w: key %s is %s", store.ErrKeyRetired, k.ID, state)
+	case !bytes.Equal(wrapped, k.Wrapped):
+		return fmt.Errorf("%w: key %s already exists", store.ErrConflict, k.ID)
+	}
+	newKeys[k.ID] = k.Wrapped
+	return nil
+}
+
+// insertNewKeys stores the keys of a unit's writes not stored yet.
+func (db *DB) insertNewKeys(ctx context.Context, tx *sql.Tx, ws []store.Write, states map[string]string, newKeys map[string][]byte) error {
+	for _, w := range ws {
+		k := w.NewKey
+		if k == nil {
+			continue
+		}
+		if _, ok := newKeys[k.ID]; ok {
+			continue
+		}
+		if err := db.applyParts(ctx, tx, []store.Part{store.NewKey{Key: k}}); err != nil {
+			return err
+		}
+		newKeys[k.ID], states[k.ID] = k.Wrapped, store.KeyActive
+	}
+	return nil
+}
+
+// changesKeyState reports whether parts retire or destroy a key.
+func changesKeyState(parts []store.Part) bool {
+	for _, p := range parts {
+		switch p.(type) {
+		case store.RetireKey, store.DestroyKey:
+			return true
+		}
+	}
+	return false
 }
 
 // checkGuards runs each guard's search inside the write transaction (after

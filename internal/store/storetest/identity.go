@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -380,4 +382,60 @@ func testRefreshTokens(t *testing.T, open Opener) {
 	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.UseRefresh{ID: "h2"}}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("use of a revoked token: %v", err)
 	}
+}
+
+// testKeyFence: once a data key is retiring, a write whose body is sealed
+// under it is refused with ErrKeyRetired (its audit record still
+// commits); a destroyed key is a
+// tombstone that is no longer listed, keeps its id taken and refuses
+// writes the same way. Bodies that are not envelopes, or name a key the
+// store does not hold, are not judged.
+func testKeyFence(t *testing.T, open Opener) {
+	ctx := context.Background()
+	st := open(t)
+	ring := seal.NewKeyring()
+	for _, id := range []string{"f/1", "f/2", "f/x"} {
+		if err := ring.Add(id, bytes.Repeat([]byte(id[2:]), seal.KeySize)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed := func(kid, id string) store.Write {
+		body, err := ring.Seal(kid, []byte("{}"), seal.AAD("kf", "Patient", id, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Write{Tenant: "kf", Type: "Patient", ID: id, Version: 1, LastUpdated: t0, Body: body}
+	}
+	for v, id := range []string{"f/1", "f/2"} {
+		must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: &store.Key{ID: id, Purpose: "dek", Tenant: "kf", Version: int64(v + 1), Wrapped: []byte{1}, Created: t0}}}}))
+	}
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{sealed("f/1", "before")}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.RetireKey{ID: "f/1"}, store.RetireKey{ID: "unknown"}}}))
+	ks, _ := st.Keys(ctx, "dek")
+	states := map[string]string{}
+	for _, k := range ks {
+		states[k.ID] = k.State
+	}
+	if states["f/1"] != store.KeyRetiring || states["f/2"] != store.KeyActive {
+		t.Fatalf("states %v", states)
+	}
+	r := rec("kf", "create")
+	if err := st.Commit(ctx, &store.Unit{Writes: []store.Write{sealed("f/1", "late")}, Audit: []*audit.Record{r}}); !errors.Is(err, store.ErrKeyRetired) {
+		t.Fatalf("a write under a retiring key: %v", err)
+	}
+	if _, err := st.Current(ctx, "kf", "Patient", "late"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused write was stored: %v", err)
+	}
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{sealed("f/2", "new"), sealed("f/x", "unheld"), write("kf", "Patient", "plain", 1, "x")}}))
+	must(t, st.Commit(ctx, &store.Unit{Parts: []store.Part{store.DestroyKey{ID: "f/1"}}}))
+	if ks, _ = st.Keys(ctx, "dek"); slices.ContainsFunc(ks, func(k store.Key) bool { return k.ID == "f/1" }) {
+		t.Fatal("a destroyed key is listed")
+	}
+	if err := st.Commit(ctx, &store.Unit{Writes: []store.Write{sealed("f/1", "after")}}); !errors.Is(err, store.ErrKeyRetired) {
+		t.Fatalf("a write under a destroyed key: %v", err)
+	}
+	if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: &store.Key{ID: "f/1", Purpose: "dek", Tenant: "kf", Version: 9, Wrapped: []byte{1}, Created: t0}}}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a destroyed key's id was taken again: %v", err)
+	}
+	VerifyLedger(t, st)
 }

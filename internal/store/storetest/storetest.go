@@ -85,6 +85,7 @@ var cases = []struct {
 	{"ReadsReturnTheCurrentBody", testReadsReturnTheCurrentBody},
 	{"SearchPagesBackward", testSearchPagesBackward},
 	{"UsersAndKeys", testUsersAndKeys},
+	{"KeyFence", testKeyFence},
 	{"ClientsAndAssertionReplay", testClientsAndAssertionReplay},
 	{"TenantsClientsAndCodes", testTenantsClientsAndCodes},
 	{"RevokedTokens", testRevokedTokens},
