@@ -15,6 +15,7 @@ import (
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/events"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/storetest"
 )
@@ -246,6 +247,18 @@ func TestMerge(t *testing.T) {
 			}
 			if got := m.searchIDs(t, m.admin, "Encounter?patient=Patient/"+m.src); !slices.Equal(got, []string{"Encounter/" + m.encounter}) {
 				t.Fatalf("the encounter (it governs access) left the source: %v", got)
+			}
+			// Moved records are re-sealed under the target's own data key
+			// (per-patient keys, docs/keys.md); the source keeps its own.
+			for _, rf := range append([]string{"Patient/" + m.tgt}, m.moved...) {
+				typ, id, _ := strings.Cut(rf, "/")
+				v, err := w.App.Store.Current(ctx, w.Config.Tenant, typ, id)
+				if err != nil || v == nil {
+					t.Fatalf("%s: %v", rf, err)
+				}
+				if kid := mustKeyID(t, v.Body); kid != keys.PatientKeyID(w.Config.Tenant, m.tgt) {
+					t.Errorf("%s sealed under %s, want the target's key", rf, kid)
+				}
 			}
 			cond := w.Do(t, http.MethodGet, "/fhir/"+m.moved[0], m.admin, nil).JSON(t)
 			if b, _ := json.Marshal(cond); strings.Contains(string(b), m.src) {
