@@ -144,7 +144,17 @@ func TestDeidentifiedExport(t *testing.T) {
 		if len(ts) != 2 || ts[1].Sub(ts[0]) != 7*24*time.Hour || ts[0].Equal(time.Date(2021, 3, 4, 9, 0, 0, 0, time.UTC)) {
 			t.Errorf("shifted dates %v: want the 7-day interval, moved", ts)
 		}
+		// A shift of exactly ±7 days lands one observation on the other's
+		// real date (the project key is random, so 2 runs in 730): that
+		// date then reveals nothing and is not a leak.
+		var shift time.Duration
+		if len(ts) == 2 {
+			shift = ts[0].Sub(time.Date(2021, 3, 4, 9, 0, 0, 0, time.UTC))
+		}
 		for _, p := range planted {
+			if (shift == 7*24*time.Hour || shift == -7*24*time.Hour) && (p == "2021-03-04" || p == "2021-03-11") {
+				continue
+			}
 			if strings.Contains(strings.Join(slices.Concat(shifted["Patient"], shifted["Observation"]), "\n"), p) {
 				t.Errorf("planted %q in the date-shifted export", p)
 			}
