@@ -126,16 +126,22 @@ func (r *Repo) ReadBinary(ctx context.Context, id string, version int64, rng Ran
 		return nil, r.refuse(rec, audit.OutcomeMinor, "range", err)
 	}
 	out.Off, out.N = off, n
+	release, err := r.s.content.stream(ctx)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeMinor, "busy", err)
+	}
 	body, err := r.openContent(ctx, v, res.Doc, m, off)
 	if err != nil {
+		release()
 		return nil, r.refuse(rec, audit.OutcomeSerious, "content-unavailable", err)
 	}
 	rec.Detail = "bytes=" + strconv.FormatInt(n, 10)
 	if err := r.commitAudit(rec); err != nil {
 		body.Close()
+		release()
 		return nil, err
 	}
-	out.Body = &limitedBody{r: io.LimitReader(body, n), c: body, onCorrupt: r.corrupt(v)}
+	out.Body = &limitedBody{r: io.LimitReader(body, n), c: body, onCorrupt: r.corrupt(v), release: release}
 	return out, nil
 }
 
@@ -144,12 +150,18 @@ func (r *Repo) ReadBinary(ctx context.Context, id string, version int64, rng Ran
 func (r *Repo) binaryResource(ctx context.Context, rec *audit.Record, v *store.Version, res *fhir.Resource, out *BinaryRead) (*BinaryRead, error) {
 	m := out.Meta
 	if m.Object != "" && m.Size <= r.s.content.InlineMax {
+		release, err := r.s.content.stream(ctx)
+		if err != nil {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "busy", err)
+		}
 		body, err := r.openContent(ctx, v, res.Doc, m, 0)
 		if err != nil {
+			release()
 			return nil, r.refuse(rec, audit.OutcomeSerious, "content-unavailable", err)
 		}
 		data, err := io.ReadAll(io.LimitReader(body, r.s.content.InlineMax+1))
 		body.Close()
+		release()
 		if err != nil {
 			r.corrupt(v)()
 			return nil, r.refuse(rec, audit.OutcomeSerious, "corrupt", fmt.Errorf("%w: Binary/%s content failed its integrity check", problem.ErrUnavailable, v.ID))
@@ -239,6 +251,8 @@ type limitedBody struct {
 	r         io.Reader
 	c         io.Closer
 	onCorrupt func()
+	// release gives back the content stream slot.
+	release func()
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
@@ -249,4 +263,8 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *limitedBody) Close() error { return b.c.Close() }
+func (b *limitedBody) Close() error {
+	err := b.c.Close()
+	b.release()
+	return err
+}
