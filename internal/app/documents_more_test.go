@@ -169,7 +169,16 @@ func TestAttachmentIntegrity(t *testing.T) {
 // decision (care relationship, consent, labels); without one, the
 // creator and admins.
 func TestBinaryAccess(t *testing.T) {
-	w := &docWard{Ward: apptest.Start(t, apptest.SQLite)}
+	for _, db := range []apptest.Backend{apptest.SQLite, apptest.Postgres} {
+		t.Run(string(db), func(t *testing.T) { testBinaryAccess(t, db) })
+	}
+}
+
+// testBinaryAccess: reads, searches and history of a Binary follow its
+// securityContext (care relationship, consent, labels) or, without one,
+// its creator and admins.
+func testBinaryAccess(t *testing.T, db apptest.Backend) {
+	w := &docWard{Ward: apptest.Start(t, db)}
 	A, P, N := authz.RoleAdmin, authz.RolePhysician, authz.RoleNurse
 	cared, denied := uniq("cared"), uniq("denied")
 	patientOf(t, w.Ward, cared, physicianRef)
@@ -214,6 +223,22 @@ func TestBinaryAccess(t *testing.T) {
 			if status != c.want {
 				t.Errorf("%s (%s): %d, want %d: %.200s", c.name, accept, status, c.want, body)
 			}
+		}
+		// Search, type history and instance history say the same.
+		seen := c.want == 200
+		for _, path := range []string{"/fhir/Binary?_id=" + c.id, "/fhir/Binary?_count=100", "/fhir/Binary/_history?_count=100"} {
+			status, body, _ := fetch(t, w, path, c.role, "Accept: application/fhir+json")
+			if status != 200 {
+				t.Errorf("%s: %s: %d %.200s", c.name, path, status, body)
+				continue
+			}
+			if got := bytes.Contains(body, []byte(`"id":"`+c.id+`"`)); got != seen {
+				t.Errorf("%s: %s lists the Binary: %v, want %v", c.name, path, got, seen)
+			}
+		}
+		status, body, _ := fetch(t, w, "/fhir/Binary/"+c.id+"/_history", c.role, "Accept: application/fhir+json")
+		if seen != (status == 200) || status == 200 && !bytes.Contains(body, []byte(`"id":"`+c.id+`"`)) {
+			t.Errorf("%s: instance history: %d, want it shown: %v: %.200s", c.name, status, seen, body)
 		}
 	}
 	// A security context the uploader may not read is refused.

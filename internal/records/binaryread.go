@@ -268,3 +268,62 @@ func (b *limitedBody) Close() error {
 	b.release()
 	return err
 }
+
+// binaryRule is how a Binary version's access is decided: by its
+// security context, by its creator, or (a Binary written as FHIR JSON
+// before content streaming, with neither) as every other resource.
+func binaryRule(doc map[string]any) (m BinaryMeta, generic bool) {
+	m = binaryMeta(doc)
+	return m, m.Object == "" && m.Security == "" && m.Creator == ""
+}
+
+// readable decides, without recording a refusal, whether the caller may
+// read a stored version whose body is doc: what searches and history
+// leave out. A Binary follows decideSecurity's rule (its security
+// context's decision, or its creator and admins); every other resource
+// the generic decision.
+func (r *Repo) readable(ctx context.Context, rec *audit.Record, typ, id string, doc map[string]any) bool {
+	if typ == "Binary" {
+		if m, generic := binaryRule(doc); !generic {
+			return r.securityAllows(ctx, rec, m.Security, m.Creator)
+		}
+	}
+	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, typ, id, doc), rec)
+}
+
+// securityAllows is decideSecurity as a yes/no (an existing Binary:
+// creator is never "").
+func (r *Repo) securityAllows(ctx context.Context, rec *audit.Record, security, creator string) bool {
+	if security == "" {
+		return creator != "" && creator == r.subj.ID || r.subj.Role == authz.RoleAdmin && !r.s.noAdminPHI
+	}
+	typ, id, ok := strings.Cut(security, "/")
+	if !ok || !fhir.IsResourceType(typ) || !fhir.IsID(id) || typ == "Binary" {
+		return false
+	}
+	v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+	if err != nil || v.Deleted {
+		return false
+	}
+	plain, err := r.open(v)
+	if err != nil {
+		return false
+	}
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return false
+	}
+	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, typ, id, res.Doc), rec)
+}
+
+// decideRead is the strict read decision on a stored version whose body
+// is doc (a refusal is recorded and returned): decideSecurity for a
+// Binary, the generic decision for the rest.
+func (r *Repo) decideRead(ctx context.Context, rec *audit.Record, typ, id string, doc map[string]any) error {
+	if typ == "Binary" {
+		if m, generic := binaryRule(doc); !generic {
+			return r.decideSecurity(ctx, rec, m.Security, m.Creator)
+		}
+	}
+	return r.decideOn(ctx, authz.Read, rec, targetOf(r.subj.Tenant, typ, id, doc))
+}

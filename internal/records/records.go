@@ -1042,12 +1042,11 @@ func (r *Repo) decideVersions(ctx context.Context, rec *audit.Record, vs []store
 			if err != nil {
 				return fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 			}
-			t := targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc)
 			if strict {
-				if err := r.decideOn(ctx, authz.Read, rec, t); err != nil {
+				if err := r.decideRead(ctx, rec, v.Type, v.ID, doc.Doc); err != nil {
 					return err
 				}
-			} else if !r.allowed(ctx, authz.Read, t, rec) {
+			} else if !r.readable(ctx, rec, v.Type, v.ID, doc.Doc) {
 				continue
 			}
 			out.JSON = plain
@@ -1077,5 +1076,5 @@ func (r *Repo) mayLearnDeletion(ctx context.Context, rec *audit.Record, v *store
 	if err != nil {
 		return false, fmt.Errorf("stored %s/%s does not parse: %w", live.Type, live.ID, err)
 	}
-	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, live.Type, live.ID, doc.Doc), rec), nil
+	return r.readable(ctx, rec, live.Type, live.ID, doc.Doc), nil
 }
