@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
@@ -14,10 +15,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/alerts"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/docseal"
+	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
 // fetch is a GET that tolerates a response cut short (Do fails on it).
@@ -102,6 +106,44 @@ func TestBinaryTamper(t *testing.T) {
 		}
 		if !strings.Contains(w.Log.String(), "binary content failed its integrity check") {
 			t.Fatal("the failure was not logged")
+		}
+		// Each failure raises the shipped content-integrity alert, whose
+		// ledger record becomes a security.alert event.
+		ctx := context.Background()
+		runner := w.App.NewAlertRunner(alerts.Default())
+		for {
+			n, _, err := runner.Step(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		raised, failures := 0, 0
+		for _, r := range w.Ledger(t) {
+			if r.Action == alerts.ActionAlert && r.Detail == "content-integrity" {
+				raised++
+			}
+			if r.Action == "binary-integrity" {
+				failures++
+			}
+		}
+		if failures < 4 || raised != failures {
+			t.Fatalf("%d content-integrity alerts for %d integrity failures (at least 4)", raised, failures)
+		}
+		evs, err := w.App.Store.(storetest.Outboxer).OutboxAfter(ctx, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := 0
+		for _, e := range evs {
+			if e.Type == events.SecurityAlert {
+				sent++
+			}
+		}
+		if sent < 4 {
+			t.Fatalf("%d security.alert events, want at least 4", sent)
 		}
 		if strings.Contains(w.Log.String(), "planted-document") {
 			t.Fatal("document content in the log")
