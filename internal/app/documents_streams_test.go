@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"testing"
@@ -9,6 +11,8 @@ import (
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/config"
+	"github.com/wardhealth/ward/internal/events"
+	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
 // TestContentStreamLimit: with WARD_DOCUMENTS_MAX_STREAMS=1, a second
@@ -59,5 +63,45 @@ func TestContentStreamLimit(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the second download never got the stream")
+	}
+}
+
+// TestDocumentUploadedEvent: a raw upload appends document.uploaded to
+// the outbox with its version (both databases): ids only, never the
+// content, its hashes or its size.
+func TestDocumentUploadedEvent(t *testing.T) {
+	for _, db := range apptest.Backends {
+		t.Run(string(db), func(t *testing.T) {
+			w := &docWard{Ward: apptest.Start(t, db)}
+			body := append([]byte("%PDF-1.4 planted-document "), fakePDF(3000)...)
+			id := w.upload(t, authz.RoleAdmin, "application/pdf", body)
+			if r := w.Do(t, "POST", "/fhir/Patient", w.Tokens[authz.RoleAdmin], []byte(`{"resourceType":"Patient"}`)); r.Status != 201 {
+				t.Fatalf("patient: %d", r.Status)
+			}
+			evs, err := w.App.Store.(storetest.Outboxer).OutboxAfter(context.Background(), 0, 10000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, e := range evs {
+				if e.Type != events.DocumentUploaded {
+					continue
+				}
+				n++
+				env, err := events.Parse(e.JSON)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if env.Subject != "Binary/"+id {
+					t.Fatalf("document.uploaded subject %q", env.Subject)
+				}
+				if bytes.Contains(e.JSON, []byte("planted-document")) || bytes.Contains(e.JSON, []byte("sha")) {
+					t.Fatalf("content in the event: %s", e.JSON)
+				}
+			}
+			if n != 1 {
+				t.Fatalf("%d document.uploaded events, want 1", n)
+			}
+		})
 	}
 }
