@@ -332,3 +332,53 @@ func TestNoPlaintextDocument(t *testing.T) {
 		}
 	})
 }
+
+// TestTransactionAttachments: a transaction's Attachments are checked
+// and moved as a single create's are: a wrong hash in any entry fails
+// the whole Bundle with nothing stored (no object, no document), and
+// large inline data becomes a Binary the entry's resource points to.
+func TestTransactionAttachments(t *testing.T) {
+	docWards(t, func(t *testing.T, w *docWard) {
+		A := authz.RoleAdmin
+		pid := uniq("txpat")
+		patientOf(t, w.Ward, pid, physicianRef)
+		big := fakePDF(200 << 10)
+		good := sha1.Sum(big)
+		bad := base64.StdEncoding.EncodeToString(make([]byte, 20))
+		entry := func(hash string) string {
+			return `{"fullUrl":"urn:uuid:` + uniq("u") + `","request":{"method":"POST","url":"DocumentReference"},"resource":` +
+				`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/` + pid + `"},` +
+				`"content":[{"attachment":{"contentType":"application/pdf","data":"` + base64.StdEncoding.EncodeToString(big) + `","hash":"` + hash + `"}}]}}`
+		}
+		bundle := func(es ...string) []byte {
+			return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(es, ",") + `]}`)
+		}
+		goodHash := base64.StdEncoding.EncodeToString(good[:])
+		before := len(w.objects())
+		r := w.Do(t, "POST", "/fhir", w.Tokens[A], bundle(entry(goodHash), entry(bad)))
+		if r.Status != 422 {
+			t.Fatalf("a transaction with a wrong hash: %d %.300s", r.Status, r.Body)
+		}
+		if n := len(w.objects()); n != before {
+			t.Fatalf("a refused transaction left %d objects", n-before)
+		}
+		if r := w.Do(t, "GET", "/fhir/DocumentReference?subject=Patient/"+pid, w.Tokens[A], nil); strings.Contains(string(r.Body), `"entry"`) {
+			t.Fatalf("a refused transaction's document is visible: %.300s", r.Body)
+		}
+		r = w.Do(t, "POST", "/fhir", w.Tokens[A], bundle(entry(goodHash)))
+		if r.Status != 200 {
+			t.Fatalf("transaction: %d %.300s", r.Status, r.Body)
+		}
+		loc, _ := r.JSON(t)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+		id := strings.Split(loc, "/")[1]
+		doc := w.Do(t, "GET", "/fhir/DocumentReference/"+id, w.Tokens[A], nil).JSON(t)
+		att := doc["content"].([]any)[0].(map[string]any)["attachment"].(map[string]any)
+		ref, _ := att["url"].(string)
+		if _, inline := att["data"]; inline || !strings.HasPrefix(ref, "Binary/") || fmt.Sprint(att["size"]) != fmt.Sprint(len(big)) {
+			t.Fatalf("large inline data not moved to a Binary: %v", att)
+		}
+		if status, body, err := fetch(t, w, "/fhir/"+ref, authz.RolePhysician, "Accept: application/pdf"); status != 200 || err != nil || !bytes.Equal(body, big) {
+			t.Fatalf("moved content as the physician: %d %v", status, err)
+		}
+	})
+}
