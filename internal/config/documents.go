@@ -32,7 +32,7 @@ type Documents struct {
 
 func documentDefaults() Documents {
 	return Documents{Backend: "file", S3Region: "us-east-1", MaxBytes: 4 << 30, InlineMax: 1 << 20, AttachmentMax: 64 << 10,
-		SweepEvery: 10 * time.Minute, SweepGrace: time.Hour, MaxStreams: 64}
+		SweepEvery: 10 * time.Minute, SweepGrace: time.Hour, MaxStreams: 256}
 }
 
 func int64Setting(env, flag, doc string, lo, hi int64, field func(*Config) *int64) setting {

@@ -48,7 +48,7 @@ type Content struct {
 	// OnCorrupt is called (once per download) when stored content fails
 	// its integrity check, with ids only: for logs and metrics.
 	OnCorrupt func(tenant, ref string)
-	// MaxStreams bounds the content streams open at once (0: 64): each
+	// MaxStreams bounds the content streams open at once (0: 256): each
 	// holds a few segment buffers until the client has its last byte, so
 	// a thousand concurrent downloads queue for a slot instead of
 	// holding a thousand sets of buffers.
@@ -68,7 +68,7 @@ func (c *Content) defaults() {
 		c.AttachmentMax = 64 << 10
 	}
 	if c.MaxStreams <= 0 {
-		c.MaxStreams = 64
+		c.MaxStreams = 256
 	}
 	c.streams = make(chan struct{}, c.MaxStreams)
 }
