@@ -239,6 +239,11 @@ func (e *Engine) rule(ru *Rule, s *State, r *audit.Record, now int64, emit func(
 		if ok && ru.actions[r.Action] {
 			fire(nil, 0)
 		}
+	case KindIntegrity:
+		// The record of a failure: whatever its outcome, each one.
+		if ru.actions[r.Action] {
+			fire(nil, 0)
+		}
 	case KindNewAddress:
 		if !ok || r.Action != "login" || r.Actor == "" {
 			return nil

@@ -119,6 +119,10 @@ func TestDefaultRules(t *testing.T) {
 		{"same-family",
 			[]*audit.Record{read(monday10, "u1", "Patient/cousin")},
 			[]*audit.Record{read(monday10, "u2", "Patient/cousin"), read(monday10, "u1", "Patient/plain")}, 1},
+		{"content-integrity",
+			[]*audit.Record{{Time: monday10, Tenant: "t", Actor: "u1", Action: "binary-integrity", ResourceType: "Binary", Entities: []string{"Binary/b1/_history/1"}, Outcome: audit.OutcomeSerious, Detail: "corrupt"},
+				{Time: monday10, Tenant: "t", Actor: "u1", Action: "binary-integrity", ResourceType: "Binary", Entities: []string{"Binary/b1/_history/1"}, Outcome: audit.OutcomeSerious, Detail: "corrupt"}},
+			[]*audit.Record{{Time: monday10, Tenant: "t", Actor: "u1", Action: "read", ResourceType: "Binary", Entities: []string{"Binary/b1/_history/1"}, Outcome: audit.OutcomeSerious}}, 2},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {

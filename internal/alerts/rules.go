@@ -24,9 +24,10 @@ const (
 	KindBulkExport   = "bulk-export"     // an action of Actions (bulk export kick-off or download)
 	KindNewAddress   = "new-address"     // a login from an address (keyed hash) the user never used
 	KindSameFamily   = "same-family"     // a user reading a patient sharing their family name
+	KindIntegrity    = "integrity"       // stored content failed its integrity check (an action of Actions)
 )
 
-var kinds = []string{KindReadsPerHour, KindOutsideHours, KindFlagged, KindRefusals, KindBreakGlass, KindBulkExport, KindNewAddress, KindSameFamily}
+var kinds = []string{KindReadsPerHour, KindOutsideHours, KindFlagged, KindRefusals, KindBreakGlass, KindBulkExport, KindNewAddress, KindSameFamily, KindIntegrity}
 
 // Rule is one configured rule. Fields a kind does not use must be absent.
 type Rule struct {
@@ -93,6 +94,11 @@ var ReadActions = []string{"read", "vread", "search-type", "search-system", "sea
 
 // ExportActions are the default actions of the bulk-export rule.
 var ExportActions = []string{"export-kickoff"}
+
+// IntegrityActions are the default actions of the integrity rule: a
+// Binary's sealed content failed its check on download (records writes
+// the record, with a serious outcome).
+var IntegrityActions = []string{"binary-integrity"}
 
 //go:embed default_rules.json
 var defaultRules []byte
@@ -236,6 +242,8 @@ func (r *Rule) prepare() error {
 			acts = ReadActions
 		case KindBulkExport:
 			acts = ExportActions
+		case KindIntegrity:
+			acts = IntegrityActions
 		}
 	} else if r.Kind == KindRefusals || r.Kind == KindBreakGlass || r.Kind == KindNewAddress {
 		return fmt.Errorf("%s: actions is not a field of kind %s", r.ID, r.Kind)

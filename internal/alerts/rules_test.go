@@ -47,8 +47,8 @@ func TestParseAccepts(t *testing.T) {
 	if len(c.Rules) != 2 || c.Rules[1].Threshold != 3 || c.Rules[0].start != 22*60 {
 		t.Errorf("parsed %+v", c.Rules)
 	}
-	if got := len(Default().Rules); got != 8 {
-		t.Errorf("%d default rules, want 8", got)
+	if got := len(Default().Rules); got != 9 {
+		t.Errorf("%d default rules, want 9", got)
 	}
 }
 

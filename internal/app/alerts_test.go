@@ -135,7 +135,7 @@ func TestAlertsOverTheLedger(t *testing.T) {
 func TestLoadAlertRules(t *testing.T) {
 	cfg := config.Default()
 	c, err := app.LoadAlertRules(cfg)
-	if err != nil || len(c.Rules) != 8 {
+	if err != nil || len(c.Rules) != 9 {
 		t.Fatalf("defaults: %v %v", c, err)
 	}
 	cfg.Ledger.AlertRules = t.TempDir() + "/missing.json"

@@ -47,7 +47,7 @@ func contentOptions(cfg config.Config, log *slog.Logger) (records.Content, error
 	}
 	d := cfg.Documents
 	return records.Content{Objects: objs, MaxBytes: d.MaxBytes, InlineMax: d.InlineMax, AttachmentMax: d.AttachmentMax,
-		OnCorrupt: func(tenant, ref string) {
+		MaxStreams: int(d.MaxStreams), OnCorrupt: func(tenant, ref string) {
 			log.Error("binary content failed its integrity check", "tenant", tenant, "binary", ref)
 		}}, nil
 }

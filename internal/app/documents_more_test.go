@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
@@ -14,10 +15,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/alerts"
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/docseal"
+	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
 // fetch is a GET that tolerates a response cut short (Do fails on it).
@@ -103,6 +107,44 @@ func TestBinaryTamper(t *testing.T) {
 		if !strings.Contains(w.Log.String(), "binary content failed its integrity check") {
 			t.Fatal("the failure was not logged")
 		}
+		// Each failure raises the shipped content-integrity alert, whose
+		// ledger record becomes a security.alert event.
+		ctx := context.Background()
+		runner := w.App.NewAlertRunner(alerts.Default())
+		for {
+			n, _, err := runner.Step(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		raised, failures := 0, 0
+		for _, r := range w.Ledger(t) {
+			if r.Action == alerts.ActionAlert && r.Detail == "content-integrity" {
+				raised++
+			}
+			if r.Action == "binary-integrity" {
+				failures++
+			}
+		}
+		if failures < 4 || raised != failures {
+			t.Fatalf("%d content-integrity alerts for %d integrity failures (at least 4)", raised, failures)
+		}
+		evs, err := w.App.Store.(storetest.Outboxer).OutboxAfter(ctx, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := 0
+		for _, e := range evs {
+			if e.Type == events.SecurityAlert {
+				sent++
+			}
+		}
+		if sent < 4 {
+			t.Fatalf("%d security.alert events, want at least 4", sent)
+		}
 		if strings.Contains(w.Log.String(), "planted-document") {
 			t.Fatal("document content in the log")
 		}
@@ -169,7 +211,16 @@ func TestAttachmentIntegrity(t *testing.T) {
 // decision (care relationship, consent, labels); without one, the
 // creator and admins.
 func TestBinaryAccess(t *testing.T) {
-	w := &docWard{Ward: apptest.Start(t, apptest.SQLite)}
+	for _, db := range []apptest.Backend{apptest.SQLite, apptest.Postgres} {
+		t.Run(string(db), func(t *testing.T) { testBinaryAccess(t, db) })
+	}
+}
+
+// testBinaryAccess: reads, searches and history of a Binary follow its
+// securityContext (care relationship, consent, labels) or, without one,
+// its creator and admins.
+func testBinaryAccess(t *testing.T, db apptest.Backend) {
+	w := &docWard{Ward: apptest.Start(t, db)}
 	A, P, N := authz.RoleAdmin, authz.RolePhysician, authz.RoleNurse
 	cared, denied := uniq("cared"), uniq("denied")
 	patientOf(t, w.Ward, cared, physicianRef)
@@ -214,6 +265,22 @@ func TestBinaryAccess(t *testing.T) {
 			if status != c.want {
 				t.Errorf("%s (%s): %d, want %d: %.200s", c.name, accept, status, c.want, body)
 			}
+		}
+		// Search, type history and instance history say the same.
+		seen := c.want == 200
+		for _, path := range []string{"/fhir/Binary?_id=" + c.id, "/fhir/Binary?_count=100", "/fhir/Binary/_history?_count=100"} {
+			status, body, _ := fetch(t, w, path, c.role, "Accept: application/fhir+json")
+			if status != 200 {
+				t.Errorf("%s: %s: %d %.200s", c.name, path, status, body)
+				continue
+			}
+			if got := bytes.Contains(body, []byte(`"id":"`+c.id+`"`)); got != seen {
+				t.Errorf("%s: %s lists the Binary: %v, want %v", c.name, path, got, seen)
+			}
+		}
+		status, body, _ := fetch(t, w, "/fhir/Binary/"+c.id+"/_history", c.role, "Accept: application/fhir+json")
+		if seen != (status == 200) || status == 200 && !bytes.Contains(body, []byte(`"id":"`+c.id+`"`)) {
+			t.Errorf("%s: instance history: %d, want it shown: %v: %.200s", c.name, status, seen, body)
 		}
 	}
 	// A security context the uploader may not read is refused.
@@ -262,6 +329,56 @@ func TestNoPlaintextDocument(t *testing.T) {
 			if len(dump) < 1000 || bytes.Contains(dump, needle) {
 				t.Fatalf("plaintext in the database dump (or no dump: %d bytes)", len(dump))
 			}
+		}
+	})
+}
+
+// TestTransactionAttachments: a transaction's Attachments are checked
+// and moved as a single create's are: a wrong hash in any entry fails
+// the whole Bundle with nothing stored (no object, no document), and
+// large inline data becomes a Binary the entry's resource points to.
+func TestTransactionAttachments(t *testing.T) {
+	docWards(t, func(t *testing.T, w *docWard) {
+		A := authz.RoleAdmin
+		pid := uniq("txpat")
+		patientOf(t, w.Ward, pid, physicianRef)
+		big := fakePDF(200 << 10)
+		good := sha1.Sum(big)
+		bad := base64.StdEncoding.EncodeToString(make([]byte, 20))
+		entry := func(hash string) string {
+			return `{"fullUrl":"urn:uuid:` + uniq("u") + `","request":{"method":"POST","url":"DocumentReference"},"resource":` +
+				`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/` + pid + `"},` +
+				`"content":[{"attachment":{"contentType":"application/pdf","data":"` + base64.StdEncoding.EncodeToString(big) + `","hash":"` + hash + `"}}]}}`
+		}
+		bundle := func(es ...string) []byte {
+			return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(es, ",") + `]}`)
+		}
+		goodHash := base64.StdEncoding.EncodeToString(good[:])
+		before := len(w.objects())
+		r := w.Do(t, "POST", "/fhir", w.Tokens[A], bundle(entry(goodHash), entry(bad)))
+		if r.Status != 422 {
+			t.Fatalf("a transaction with a wrong hash: %d %.300s", r.Status, r.Body)
+		}
+		if n := len(w.objects()); n != before {
+			t.Fatalf("a refused transaction left %d objects", n-before)
+		}
+		if r := w.Do(t, "GET", "/fhir/DocumentReference?subject=Patient/"+pid, w.Tokens[A], nil); strings.Contains(string(r.Body), `"entry"`) {
+			t.Fatalf("a refused transaction's document is visible: %.300s", r.Body)
+		}
+		r = w.Do(t, "POST", "/fhir", w.Tokens[A], bundle(entry(goodHash)))
+		if r.Status != 200 {
+			t.Fatalf("transaction: %d %.300s", r.Status, r.Body)
+		}
+		loc, _ := r.JSON(t)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+		id := strings.Split(loc, "/")[1]
+		doc := w.Do(t, "GET", "/fhir/DocumentReference/"+id, w.Tokens[A], nil).JSON(t)
+		att := doc["content"].([]any)[0].(map[string]any)["attachment"].(map[string]any)
+		ref, _ := att["url"].(string)
+		if _, inline := att["data"]; inline || !strings.HasPrefix(ref, "Binary/") || fmt.Sprint(att["size"]) != fmt.Sprint(len(big)) {
+			t.Fatalf("large inline data not moved to a Binary: %v", att)
+		}
+		if status, body, err := fetch(t, w, "/fhir/"+ref, authz.RolePhysician, "Accept: application/pdf"); status != 200 || err != nil || !bytes.Equal(body, big) {
+			t.Fatalf("moved content as the physician: %d %v", status, err)
 		}
 	})
 }

@@ -25,11 +25,14 @@ type Documents struct {
 	// SweepEvery is how often ward serve removes stray objects; SweepGrace
 	// how old an object must be to be looked at.
 	SweepEvery, SweepGrace time.Duration
+	// MaxStreams bounds the content streams open at once (downloads and
+	// inline reads); more wait for a free one.
+	MaxStreams int64
 }
 
 func documentDefaults() Documents {
 	return Documents{Backend: "file", S3Region: "us-east-1", MaxBytes: 4 << 30, InlineMax: 1 << 20, AttachmentMax: 64 << 10,
-		SweepEvery: 10 * time.Minute, SweepGrace: time.Hour}
+		SweepEvery: 10 * time.Minute, SweepGrace: time.Hour, MaxStreams: 256}
 }
 
 func int64Setting(env, flag, doc string, lo, hi int64, field func(*Config) *int64) setting {
@@ -113,6 +116,8 @@ var documentSettings = []setting{
 		func(c *Config) *time.Duration { return &c.Documents.SweepEvery }),
 	durationSetting("WARD_DOCUMENTS_SWEEP_GRACE", "documents-sweep-grace", "age an unreferenced content object must reach before the sweeper removes it", time.Second, 30*24*time.Hour,
 		func(c *Config) *time.Duration { return &c.Documents.SweepGrace }),
+	int64Setting("WARD_DOCUMENTS_MAX_STREAMS", "documents-max-streams", "content streams (downloads) decrypting at once; more wait for a free one, so memory stays flat under many concurrent downloads", 1, 1<<16,
+		func(c *Config) *int64 { return &c.Documents.MaxStreams }),
 }
 
 func init() { settings = append(settings, documentSettings...) }

@@ -199,3 +199,41 @@ func TestSmallSegments(t *testing.T) {
 		t.Fatal("an unsupported segment size was accepted")
 	}
 }
+
+// TestWriteTo: sealing straight into a writer (what blob.Local does)
+// gives a stream that opens to the same plaintext with the same sums,
+// and a mismatch is still an error after which nothing may be kept.
+func TestWriteTo(t *testing.T) {
+	aad := AAD("t1", "b1", 1)
+	for _, n := range []int{0, 5, chunk - 1, chunk, 3*chunk + 7, 2*SegmentSize + 99} {
+		plain := content(n)
+		s, err := NewSealing(bytes.NewReader(plain), testKey, aad, Expect{Size: -1}, SegmentSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ct bytes.Buffer
+		w, err := s.WriteTo(&ct)
+		if err != nil || w != int64(ct.Len()) {
+			t.Fatalf("%d: WriteTo %d, %v (wrote %d)", n, w, err, ct.Len())
+		}
+		sum, err := s.Sum()
+		if err != nil || sum.Size != int64(n) || sum.SHA256 != sha256.Sum256(plain) || sum.SHA1 != sha1.Sum(plain) {
+			t.Fatalf("%d: wrong sum (%v)", n, err)
+		}
+		s.Close()
+		got, err := openAll(ct.Bytes(), aad, 0)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("%d: open: %v", n, err)
+		}
+	}
+	plain := content(3*chunk + 1)
+	bad := sha1.Sum([]byte("other"))
+	s, _ := NewSealing(bytes.NewReader(plain), testKey, aad, Expect{Size: -1, SHA1: bad[:]}, SegmentSize)
+	if _, err := s.WriteTo(io.Discard); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("mismatch: %v", err)
+	}
+	if _, err := s.Read(make([]byte, 10)); err == nil {
+		t.Fatal("Read after WriteTo succeeded")
+	}
+	s.Close()
+}

@@ -50,6 +50,10 @@ const (
 	ConsentProvided = "consent.provided"
 	ConsentRevoked  = "consent.revoked"
 
+	// DocumentUploaded is a Binary version whose content was stored
+	// (a raw upload, or inline attachment data moved to a Binary).
+	DocumentUploaded = "document.uploaded"
+
 	AccessDenied    = "access.denied"
 	AccessEmergency = "access.emergency"
 	LoginFailed     = "auth.login-failed"
@@ -64,7 +68,7 @@ var Types = []string{
 	ResourceCreated, ResourceUpdated, ResourceDeleted,
 	PatientCreated, PatientUpdated, PatientDeactivated, PatientMerged,
 	ImmunizationRecorded, ImmunizationUpdated,
-	ConsentProvided, ConsentRevoked,
+	ConsentProvided, ConsentRevoked, DocumentUploaded,
 	AccessDenied, AccessEmergency, LoginFailed, KeysRotated, PHIDisclosed,
 }
 
@@ -165,6 +169,9 @@ type Change struct {
 	Patients         []string
 	Actor, Role      string
 	RequestID        string
+	// Uploaded: the write stored new document content (a Binary version
+	// with a content object).
+	Uploaded bool
 }
 
 // ForChange returns the events of a committed write: the resource event,
@@ -214,6 +221,10 @@ func ForChange(c Change) []Event {
 			out = append(out, ev(ImmunizationRecorded))
 		default:
 			out = append(out, ev(ImmunizationUpdated))
+		}
+	case "Binary":
+		if c.Uploaded && c.Doc != nil {
+			out = append(out, ev(DocumentUploaded))
 		}
 	case "Consent":
 		was, is := consentActive(c.Old), consentActive(c.Doc)

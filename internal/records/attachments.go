@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -50,29 +51,47 @@ func attachmentsOf(res *fhir.Resource) (out []map[string]any, paths []string) {
 // new Binary (security context: this resource) named by url. It runs
 // after the write was decided and before anything is stored.
 func (r *Repo) attachments(ctx context.Context, rec *audit.Record, res *fhir.Resource) error {
-	atts, paths := attachmentsOf(res)
-	type move struct {
-		a    map[string]any
-		data []byte
+	moves, err := r.checkAttachments(ctx, rec, res)
+	if err != nil {
+		return err
 	}
-	var moves []move
+	return r.moveAttachments(ctx, rec, res, moves)
+}
+
+// attachmentMove is inline attachment data to move to a Binary.
+type attachmentMove struct {
+	a    map[string]any
+	data []byte
+}
+
+// checkAttachments is attachments' first half: check and fill in every
+// Attachment of res, and say which data to move; nothing is stored.
+func (r *Repo) checkAttachments(ctx context.Context, rec *audit.Record, res *fhir.Resource) ([]attachmentMove, error) {
+	atts, paths := attachmentsOf(res)
+	var moves []attachmentMove
 	for i, a := range atts {
 		size, sum, data, err := r.attachmentContent(ctx, rec, a, paths[i])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if size < 0 {
 			continue // not content Ward holds
 		}
 		if err := checkDeclared(a, size, sum, paths[i]); err != nil {
-			return r.refuse(rec, audit.OutcomeMinor, "hash-mismatch", err)
+			return nil, r.refuse(rec, audit.OutcomeMinor, "hash-mismatch", err)
 		}
 		a["size"] = json.Number(strconv.FormatInt(size, 10))
 		a["hash"] = base64.StdEncoding.EncodeToString(sum)
 		if data != nil && r.s.ContentEnabled() && r.s.content.AttachmentMax >= 0 && int64(len(data)) > r.s.content.AttachmentMax {
-			moves = append(moves, move{a, data})
+			moves = append(moves, attachmentMove{a, data})
 		}
 	}
+	return moves, nil
+}
+
+// moveAttachments is attachments' second half: each move's data becomes
+// a Binary the attachment's url names.
+func (r *Repo) moveAttachments(ctx context.Context, rec *audit.Record, res *fhir.Resource, moves []attachmentMove) error {
 	for _, m := range moves {
 		id, err := r.moveToBinary(ctx, rec, res, m.a, m.data)
 		if err != nil {
@@ -80,6 +99,38 @@ func (r *Repo) attachments(ctx context.Context, rec *audit.Record, res *fhir.Res
 		}
 		delete(m.a, "data")
 		m.a["url"] = "Binary/" + id
+	}
+	return nil
+}
+
+// transactionAttachments is attachments for the writes of a transaction:
+// every entry's Attachments are checked first (a mismatch fails the
+// entry, and so the transaction, before any Binary is stored), then
+// the large inline data of all of them is moved.
+func (r *Repo) transactionAttachments(ctx context.Context, order []*Entry, skip func(*Entry) bool) error {
+	type pending struct {
+		e     *Entry
+		rec   *audit.Record
+		moves []attachmentMove
+	}
+	var all []pending
+	for _, e := range order {
+		if e.Resource == nil || e.Method == http.MethodDelete || skip(e) {
+			continue
+		}
+		rec := r.record(entryAuditAction(e.Method), e.Type)
+		moves, err := r.checkAttachments(ctx, rec, e.Resource)
+		if err != nil {
+			return entryError(e, err)
+		}
+		if len(moves) > 0 {
+			all = append(all, pending{e, rec, moves})
+		}
+	}
+	for _, p := range all {
+		if err := r.moveAttachments(ctx, p.rec, p.e.Resource, p.moves); err != nil {
+			return entryError(p.e, err)
+		}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/authz"
@@ -47,6 +48,13 @@ type Content struct {
 	// OnCorrupt is called (once per download) when stored content fails
 	// its integrity check, with ids only: for logs and metrics.
 	OnCorrupt func(tenant, ref string)
+	// MaxStreams bounds the content streams open at once (0: 256): each
+	// holds a few segment buffers until the client has its last byte, so
+	// a thousand concurrent downloads queue for a slot instead of
+	// holding a thousand sets of buffers.
+	MaxStreams int
+
+	streams chan struct{}
 }
 
 func (c *Content) defaults() {
@@ -59,6 +67,22 @@ func (c *Content) defaults() {
 	if c.AttachmentMax == 0 {
 		c.AttachmentMax = 64 << 10
 	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 256
+	}
+	c.streams = make(chan struct{}, c.MaxStreams)
+}
+
+// stream takes a content stream slot, waiting for one (until ctx is
+// done); release gives it back, once.
+func (c *Content) stream(ctx context.Context) (release func(), err error) {
+	select {
+	case c.streams <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for a content stream: %v", problem.ErrUnavailable, ctx.Err())
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-c.streams }) }, nil
 }
 
 // ContentEnabled reports whether raw Binary content can be stored.

@@ -126,16 +126,22 @@ func (r *Repo) ReadBinary(ctx context.Context, id string, version int64, rng Ran
 		return nil, r.refuse(rec, audit.OutcomeMinor, "range", err)
 	}
 	out.Off, out.N = off, n
+	release, err := r.s.content.stream(ctx)
+	if err != nil {
+		return nil, r.refuse(rec, audit.OutcomeMinor, "busy", err)
+	}
 	body, err := r.openContent(ctx, v, res.Doc, m, off)
 	if err != nil {
+		release()
 		return nil, r.refuse(rec, audit.OutcomeSerious, "content-unavailable", err)
 	}
 	rec.Detail = "bytes=" + strconv.FormatInt(n, 10)
 	if err := r.commitAudit(rec); err != nil {
 		body.Close()
+		release()
 		return nil, err
 	}
-	out.Body = &limitedBody{r: io.LimitReader(body, n), c: body, onCorrupt: r.corrupt(v)}
+	out.Body = &limitedBody{r: io.LimitReader(body, n), c: body, onCorrupt: r.corrupt(v), release: release}
 	return out, nil
 }
 
@@ -144,12 +150,18 @@ func (r *Repo) ReadBinary(ctx context.Context, id string, version int64, rng Ran
 func (r *Repo) binaryResource(ctx context.Context, rec *audit.Record, v *store.Version, res *fhir.Resource, out *BinaryRead) (*BinaryRead, error) {
 	m := out.Meta
 	if m.Object != "" && m.Size <= r.s.content.InlineMax {
+		release, err := r.s.content.stream(ctx)
+		if err != nil {
+			return nil, r.refuse(rec, audit.OutcomeMinor, "busy", err)
+		}
 		body, err := r.openContent(ctx, v, res.Doc, m, 0)
 		if err != nil {
+			release()
 			return nil, r.refuse(rec, audit.OutcomeSerious, "content-unavailable", err)
 		}
 		data, err := io.ReadAll(io.LimitReader(body, r.s.content.InlineMax+1))
 		body.Close()
+		release()
 		if err != nil {
 			r.corrupt(v)()
 			return nil, r.refuse(rec, audit.OutcomeSerious, "corrupt", fmt.Errorf("%w: Binary/%s content failed its integrity check", problem.ErrUnavailable, v.ID))
@@ -239,6 +251,8 @@ type limitedBody struct {
 	r         io.Reader
 	c         io.Closer
 	onCorrupt func()
+	// release gives back the content stream slot.
+	release func()
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
@@ -249,4 +263,67 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *limitedBody) Close() error { return b.c.Close() }
+func (b *limitedBody) Close() error {
+	err := b.c.Close()
+	b.release()
+	return err
+}
+
+// binaryRule is how a Binary version's access is decided: by its
+// security context, by its creator, or (a Binary written as FHIR JSON
+// before content streaming, with neither) as every other resource.
+func binaryRule(doc map[string]any) (m BinaryMeta, generic bool) {
+	m = binaryMeta(doc)
+	return m, m.Object == "" && m.Security == "" && m.Creator == ""
+}
+
+// readable decides, without recording a refusal, whether the caller may
+// read a stored version whose body is doc: what searches and history
+// leave out. A Binary follows decideSecurity's rule (its security
+// context's decision, or its creator and admins); every other resource
+// the generic decision.
+func (r *Repo) readable(ctx context.Context, rec *audit.Record, typ, id string, doc map[string]any) bool {
+	if typ == "Binary" {
+		if m, generic := binaryRule(doc); !generic {
+			return r.securityAllows(ctx, rec, m.Security, m.Creator)
+		}
+	}
+	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, typ, id, doc), rec)
+}
+
+// securityAllows is decideSecurity as a yes/no (an existing Binary:
+// creator is never "").
+func (r *Repo) securityAllows(ctx context.Context, rec *audit.Record, security, creator string) bool {
+	if security == "" {
+		return creator != "" && creator == r.subj.ID || r.subj.Role == authz.RoleAdmin && !r.s.noAdminPHI
+	}
+	typ, id, ok := strings.Cut(security, "/")
+	if !ok || !fhir.IsResourceType(typ) || !fhir.IsID(id) || typ == "Binary" {
+		return false
+	}
+	v, err := r.s.st.Current(ctx, r.subj.Tenant, typ, id)
+	if err != nil || v.Deleted {
+		return false
+	}
+	plain, err := r.open(v)
+	if err != nil {
+		return false
+	}
+	res, err := fhir.Parse(plain)
+	if err != nil {
+		return false
+	}
+	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, typ, id, res.Doc), rec)
+}
+
+// decideRead is the strict read decision on a stored version whose body
+// is doc (a refusal is recorded and returned): decideSecurity for a
+// Binary, the generic decision for the rest.
+func (r *Repo) decideRead(ctx context.Context, rec *audit.Record, typ, id string, doc map[string]any) error {
+	if typ == "Binary" {
+		if m, generic := binaryRule(doc); !generic {
+			return r.decideSecurity(ctx, rec, m.Security, m.Creator)
+		}
+	}
+	return r.decideOn(ctx, authz.Read, rec, targetOf(r.subj.Tenant, typ, id, doc))
+}

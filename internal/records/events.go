@@ -30,6 +30,7 @@ func (r *Repo) outbox(writes []store.Write, olds, docs map[int]map[string]any) s
 			Tenant: w.Tenant, Type: w.Type, ID: w.ID, Version: w.Version, Time: w.LastUpdated,
 			Old: old, Doc: doc, Patients: facts.PatientsOf(w.Type, w.ID, src),
 			Actor: r.subj.ID, Role: string(r.subj.Role), RequestID: r.requestID,
+			Uploaded: w.Type == "Binary" && doc != nil && binaryMeta(doc).Object != "",
 		})...)
 	}
 	return store.Outbox{Events: evs}

@@ -154,7 +154,7 @@ func (r *Repo) Export(ctx context.Context, q ExportQuery, fn func(Resource) erro
 			if err != nil {
 				return fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 			}
-			if !r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc), rec) {
+			if !r.readable(ctx, rec, v.Type, v.ID, doc.Doc) {
 				continue
 			}
 			if err := fn(Resource{Type: v.Type, ID: v.ID, Version: v.Version, LastUpdated: v.LastUpdated, JSON: plain}); err != nil {

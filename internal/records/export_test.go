@@ -5,6 +5,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // DecisionOnly runs what a read adds for access control, after the store
@@ -37,4 +38,11 @@ func SetDecideChunk(n int) (restore func()) {
 	old := decideChunk
 	decideChunk = n
 	return func() { decideChunk = old }
+}
+
+// SetCommitFault makes every commit of a write fail with f's error (nil:
+// commit) until the returned restore is called.
+func SetCommitFault(f func(*store.Unit) error) (restore func()) {
+	commitFault = f
+	return func() { commitFault = nil }
 }

@@ -428,22 +428,41 @@ func (s *Service) open(v *store.Version) ([]byte, error) {
 	return plain, nil
 }
 
-// commitWrite commits one write with its audit record and maps the store's
-// answer to a problem class. doc is the resource written (nil for a
+// commitFault, set by tests only, fails a commit before it reaches the
+// store (an injected failure).
+var commitFault func(*store.Unit) error
+
+// commitWrite commits one write with its audit record, and the staged
+// writes with it in the same unit, and maps the store's answer to a
+// problem class. doc is the resource written (nil for a
 // delete): when w creates it, the cached facts of its patients alone are
 // invalidated. old is the content replaced (nil: none): a write that
 // changes what governs access commits a second record saying so
 // (governanceRecord).
-func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record, old, doc map[string]any) error {
-	rec.Entities = []string{ref(w.Type, w.ID, w.Version)}
-	recs := []*audit.Record{rec}
-	if g := governanceRecord(rec, w.Type, old, doc); g != nil {
-		recs = append(recs, g)
+func (r *Repo) commitWrite(ctx context.Context, w store.Write, rec *audit.Record, old, doc map[string]any, with ...staged) error {
+	all := append([]staged{{w: w, rec: rec, old: old, doc: doc}}, with...)
+	var recs []*audit.Record
+	ws := make([]store.Write, len(all))
+	olds, docs := map[int]map[string]any{}, map[int]map[string]any{}
+	for i, x := range all {
+		x.rec.Entities = []string{ref(x.w.Type, x.w.ID, x.w.Version)}
+		recs = append(recs, x.rec)
+		if g := governanceRecord(x.rec, x.w.Type, x.old, x.doc); g != nil {
+			recs = append(recs, g)
+		}
+		ws[i], olds[i], docs[i] = x.w, x.old, x.doc
 	}
-	ws := []store.Write{w}
-	unit := &store.Unit{Writes: ws, Parts: r.eventParts(ws, map[int]map[string]any{0: old}, map[int]map[string]any{0: doc})}
-	err := r.s.ledger().Commit(ctx, unit, recs...)
-	r.s.publish(w.Tenant, r.s.invalidate(w, doc)) // also on failure: the outcome may be unknown
+	unit := &store.Unit{Writes: ws, Parts: r.eventParts(ws, olds, docs)}
+	var err error
+	if commitFault != nil {
+		err = commitFault(unit)
+	}
+	if err == nil {
+		err = r.s.ledger().Commit(ctx, unit, recs...)
+	}
+	for _, x := range all {
+		r.s.publish(x.w.Tenant, r.s.invalidate(x.w, x.doc)) // also on failure: the outcome may be unknown
+	}
 	r.facts.Wrote()
 	switch {
 	case err == nil:
@@ -489,10 +508,11 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
-	if err := r.commitWrite(ctx, w, rec, nil, res.Doc); err != nil {
+	sup, err := r.superseding(ctx, res, now)
+	if err != nil {
 		return nil, err
 	}
-	if err := r.supersede(ctx, res); err != nil {
+	if err := r.commitWrite(ctx, w, rec, nil, res.Doc, sup...); err != nil {
 		return nil, err
 	}
 	return &Resource{Type: res.Type, ID: res.ID, Version: 1, LastUpdated: now, JSON: plain}, nil
@@ -606,14 +626,15 @@ func (r *Repo) Update(ctx context.Context, res *fhir.Resource, ifMatch *int64) (
 		}
 		rec.Time = now
 		w := store.Write{Tenant: r.subj.Tenant, Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, Body: sealed, Index: ix}
-		err = r.commitWrite(ctx, w, rec, old, res.Doc)
+		sup, err := r.superseding(ctx, res, now)
+		if err != nil {
+			return nil, false, err
+		}
+		err = r.commitWrite(ctx, w, rec, old, res.Doc, sup...)
 		if retry, err := lostRace(err, ifMatch, attempt); retry {
 			rec = r.record("update", res.Type)
 			continue
 		} else if err != nil {
-			return nil, false, err
-		}
-		if err := r.supersede(ctx, res); err != nil {
 			return nil, false, err
 		}
 		return &Resource{Type: res.Type, ID: res.ID, Version: cur + 1, LastUpdated: now, JSON: plain}, cur == 0, nil
@@ -1089,12 +1110,11 @@ func (r *Repo) decideVersions(ctx context.Context, rec *audit.Record, vs []store
 			if err != nil {
 				return fmt.Errorf("stored %s/%s does not parse: %w", v.Type, v.ID, err)
 			}
-			t := targetOf(r.subj.Tenant, v.Type, v.ID, doc.Doc)
 			if strict {
-				if err := r.decideOn(ctx, authz.Read, rec, t); err != nil {
+				if err := r.decideRead(ctx, rec, v.Type, v.ID, doc.Doc); err != nil {
 					return err
 				}
-			} else if !r.allowed(ctx, authz.Read, t, rec) {
+			} else if !r.readable(ctx, rec, v.Type, v.ID, doc.Doc) {
 				continue
 			}
 			out.JSON = plain
@@ -1124,5 +1144,5 @@ func (r *Repo) mayLearnDeletion(ctx context.Context, rec *audit.Record, v *store
 	if err != nil {
 		return false, fmt.Errorf("stored %s/%s does not parse: %w", live.Type, live.ID, err)
 	}
-	return r.allowed(ctx, authz.Read, targetOf(r.subj.Tenant, live.Type, live.ID, doc.Doc), rec), nil
+	return r.readable(ctx, rec, live.Type, live.ID, doc.Doc), nil
 }

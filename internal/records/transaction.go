@@ -201,6 +201,16 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 	if err := r.checkTransactionReferences(ctx, order, res); err != nil {
 		return nil, err
 	}
+	// Attachments are checked (and large inline data moved to Binaries)
+	// as for a single create or update.
+	err = r.transactionAttachments(ctx, order, func(e *Entry) bool {
+		_, exists := res.existing[e.pos]
+		_, alias := res.sameAs[e.pos]
+		return exists || alias
+	})
+	if err != nil {
+		return nil, err
+	}
 	if err := r.planRegistrations(ctx, order, res); err != nil {
 		return nil, err
 	}
