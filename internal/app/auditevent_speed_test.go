@@ -67,10 +67,11 @@ func generateLedger(ctx context.Context, db *sql.DB, dialect, tenant string, n i
 	for from := int64(0); from < n; from += batch {
 		cnt := min(batch, n-from)
 		args := []any{cnt, speedSeqBase + from, startUS + from*stepUS, stepUS, tenant}
-		log := `INSERT INTO audit_log (seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash)
+		log := `INSERT INTO audit_log (seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash, patients)
 			SELECT ` + p(2) + ` + g, ` + p(3) + ` + g * ` + p(4) + `, ` + p(5) + `, 'bench', 'bu' || ` + cast("g % 5000") + `,
 				CASE WHEN g % 3 = 0 THEN 'nurse' ELSE 'physician' END, CASE WHEN g % 4 = 0 THEN 'search-type' ELSE 'read' END, 'Observation',
-				'["Observation/o' || ` + cast("g") + ` || '/_history/1"]', 0, '', CASE WHEN g % 1000 = 0 THEN 1 ELSE 0 END, 'TREAT', ` + zero + `, ` + zero + `
+				'["Observation/o' || ` + cast("g") + ` || '/_history/1"]', 0, '', CASE WHEN g % 1000 = 0 THEN 1 ELSE 0 END, 'TREAT', ` + zero + `, ` + zero + `,
+				'bp' || ` + cast("g % "+strconv.Itoa(speedPatients)) + `
 			FROM (` + gen + `) AS x`
 		pats := `INSERT INTO audit_patients (seq, patient, tenant, recorded_at)
 			SELECT ` + p(2) + ` + g, 'bp' || ` + cast("g % "+strconv.Itoa(speedPatients)) + `, ` + p(5) + `, ` + p(3) + ` + g * ` + p(4) + `
@@ -218,7 +219,7 @@ func logPlans(t *testing.T, db *sql.DB, dialect, tenant, patient string, end tim
 	if dialect == "sqlite" {
 		agg, explain, ph = `group_concat(pp.patient, ' ')`, `EXPLAIN QUERY PLAN `, "?"
 	}
-	search := `SELECT ` + cols + `, (SELECT ` + agg + ` FROM audit_patients pp WHERE pp.seq = l.seq) FROM audit_patients p JOIN audit_log l ON l.seq = p.seq
+	search := `SELECT ` + cols + `, COALESCE(l.patients, (SELECT ` + agg + ` FROM audit_patients pp WHERE pp.seq = l.seq)) FROM audit_patients p JOIN audit_log l ON l.seq = p.seq
 		WHERE p.tenant = $1 AND p.patient = $2 AND l.outcome = 0 AND p.recorded_at >= $3 AND p.recorded_at < $4 ORDER BY p.recorded_at DESC, p.seq DESC LIMIT 1000`
 	search = strings.ReplaceAll(search, "$", ph)
 	rows, err := db.Query(explain+search, tenant, patient, end.AddDate(-6, 0, 0).UnixMicro(), end.UnixMicro())

@@ -59,7 +59,11 @@ func BenchmarkMerkleCost(b *testing.B) {
 const merklePhase = 2000 // requests per phase
 
 func benchMerkleCost(b *testing.B, be apptest.Backend, op string) {
-	w, c, bodies := benchServer(b, be, func(cfg *config.Config) { cfg.Ledger.CheckpointInterval = 500 * time.Millisecond })
+	interval := 500 * time.Millisecond
+	if v, err := time.ParseDuration(os.Getenv("WARD_MERKLE_COST_INTERVAL")); err == nil && v > 0 {
+		interval = v
+	}
+	w, c, bodies := benchServer(b, be, func(cfg *config.Config) { cfg.Ledger.CheckpointInterval = interval })
 	w.App.Proof.Stop() // started and stopped per "on" phase below
 	ctx := context.Background()
 	cpu := processCPU

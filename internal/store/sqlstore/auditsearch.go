@@ -94,14 +94,23 @@ func (db *DB) patientsSelect() string {
 	if db.d.Name == "sqlite" {
 		agg = `group_concat(pp.patient, ' ')`
 	}
-	return `, (SELECT ` + agg + ` FROM audit_patients pp WHERE pp.seq = l.seq)`
+	// The record's own copy (migration 00047); records older than it
+	// read the index.
+	return `, COALESCE(l.patients, (SELECT ` + agg + ` FROM audit_patients pp WHERE pp.seq = l.seq))`
 }
 
 // scanAudit reads the records of rows (columns as auditSelect, then
 // patientsSelect when withPatients).
 func scanAudit(rows *sql.Rows, withPatients ...bool) ([]*audit.Record, error) {
+	out, _, err := scanAuditWith(rows, len(withPatients) > 0 && withPatients[0])
+	return out, err
+}
+
+// scanAuditWith is scanAudit that also returns, when pats, each record's
+// patients column as read (NULL: not known from the row).
+func scanAuditWith(rows *sql.Rows, pats bool) ([]*audit.Record, []sql.NullString, error) {
 	var out []*audit.Record
-	pats := len(withPatients) > 0 && withPatients[0]
+	var lists []sql.NullString
 	for rows.Next() {
 		r := &audit.Record{}
 		var at int64
@@ -114,8 +123,9 @@ func scanAudit(rows *sql.Rows, withPatients ...bool) ([]*audit.Record, error) {
 			dest = append(dest, &patients)
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("%w: scan audit record: %v", store.ErrUnavailable, err)
+			return nil, nil, fmt.Errorf("%w: scan audit record: %v", store.ErrUnavailable, err)
 		}
+		lists = append(lists, patients)
 		if patients.String != "" {
 			// Sorted, as the chain holds them (audit.Record.Patients).
 			r.Patients = strings.Fields(patients.String)
@@ -135,9 +145,9 @@ func scanAudit(rows *sql.Rows, withPatients ...bool) ([]*audit.Record, error) {
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
 	}
-	return out, nil
+	return out, lists, nil
 }
 
 // likeEscape escapes s for a LIKE pattern with ESCAPE '\'.
