@@ -41,7 +41,12 @@ func TestReadsWithBigLedger(t *testing.T) {
 	}
 	ctx := context.Background()
 	small, big := apptest.Start(t, apptest.SQLite, benchLimits), apptest.Start(t, apptest.SQLite, benchLimits)
+	// The phi.disclosed emitter's cursor goes past the generated records
+	// on the big one, and so past every live record on both (the live
+	// chain's seqs are below the generated ones): neither server emits
+	// while reads are timed, so they do the same work.
 	skipGenerated(t, big, rows)
+	skipGenerated(t, small, rows)
 	began := time.Now()
 	if err := generateLedger(ctx, openRaw(t, big), "sqlite", big.Config.Tenant, rows, time.Now().UTC()); err != nil {
 		t.Fatal(err)
