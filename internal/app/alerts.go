@@ -7,6 +7,8 @@ import (
 	"iter"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/alerts"
@@ -73,7 +75,11 @@ func (r *AlertRunner) Step(ctx context.Context) (read, raised int, err error) {
 	if err != nil || len(batch) == 0 {
 		return 0, 0, err
 	}
-	eng := alerts.New(r.rules, &storeFacts{st: r.st, km: r.km, ctx: ctx, users: map[string]string{}})
+	facts := &storeFacts{st: r.st, km: r.km, ctx: ctx, users: map[string]string{}}
+	if err := facts.prefetch(batch); err != nil {
+		return 0, 0, err
+	}
+	eng := alerts.New(r.rules, facts)
 	var out []*audit.Record
 	for _, rec := range batch {
 		if err := eng.Process(s, rec, func(a alerts.Alert) { out = append(out, a.Record()) }); err != nil {
@@ -154,6 +160,126 @@ type storeFacts struct {
 	ctx   context.Context
 	users map[string]string // user id -> Practitioner id
 	memo  map[string]bool
+	// hashes are the token hashes prefetch read for a batch, by
+	// hashKey; a key present (even with no hashes) is answered from it.
+	hashes map[string][]int64
+}
+
+// tokenHasher is the store's optional bulk read of token hashes
+// (sqlstore.DB.TokenHashes).
+type tokenHasher interface {
+	TokenHashes(ctx context.Context, tenant, typ string, p int32, ids []string) (map[string][]int64, error)
+}
+
+// The token parameters the rules' facts are made of.
+var (
+	pidSecurity     = search.PID("Patient", "_security")
+	pidFamily       = search.PID("Patient", "family:exact")
+	pidPractFamily  = search.PID("Practitioner", "family:exact")
+	errNoPrefetched = errors.New("not prefetched")
+)
+
+func hashKey(p int32, tenant, id string) string {
+	return fmt.Sprint(p) + "\x1f" + tenant + "\x1f" + id
+}
+
+// prefetch reads, in a few statements for the whole batch, the security
+// labels and exact family names (keyed hashes) of every Patient the
+// batch's records name and the family names of the Practitioners their
+// users are, so that the rules' questions are answered from memory: one
+// question per patient would cost a statement each, and the rules could
+// not keep up with the ledger (BenchmarkAlertRunner).
+func (f *storeFacts) prefetch(batch []*audit.Record) error {
+	th, ok := f.st.(tokenHasher)
+	if !ok {
+		return nil
+	}
+	f.hashes = map[string][]int64{}
+	type ids struct {
+		list []string
+		seen map[string]bool
+	}
+	add := func(m map[string]*ids, tenant, id string) {
+		s := m[tenant]
+		if s == nil {
+			s = &ids{seen: map[string]bool{}}
+			m[tenant] = s
+		}
+		if !s.seen[id] {
+			s.seen[id] = true
+			s.list = append(s.list, id)
+		}
+	}
+	patients, practs := map[string]*ids{}, map[string]*ids{}
+	for _, r := range batch {
+		if r.Actor == "" || r.Outcome != audit.OutcomeSuccess {
+			continue
+		}
+		named := false
+		for _, e := range r.Entities {
+			if rest, ok := strings.CutPrefix(e, "Patient/"); ok {
+				if id, _, _ := strings.Cut(rest, "/"); id != "" {
+					add(patients, r.Tenant, id)
+					named = true
+				}
+			}
+		}
+		if !named {
+			continue
+		}
+		pr, err := f.practitioner(r.Tenant, r.Actor)
+		if err != nil {
+			return err
+		}
+		if pr != "" {
+			add(practs, r.Tenant, pr)
+		}
+	}
+	read := func(m map[string]*ids, typ string, p int32) error {
+		for tenant, s := range m {
+			got, err := th.TokenHashes(f.ctx, tenant, typ, p, s.list)
+			if err != nil {
+				return fmt.Errorf("alerts: facts of a batch: %w", err)
+			}
+			for _, id := range s.list {
+				f.hashes[hashKey(p, tenant, id)] = append([]int64{}, got[id]...)
+			}
+		}
+		return nil
+	}
+	if err := read(patients, "Patient", pidSecurity); err != nil {
+		return err
+	}
+	if err := read(patients, "Patient", pidFamily); err != nil {
+		return err
+	}
+	return read(practs, "Practitioner", pidPractFamily)
+}
+
+// prefetched returns the hashes prefetch read for (p, tenant, id).
+func (f *storeFacts) prefetched(p int32, tenant, id string) ([]int64, error) {
+	if h, ok := f.hashes[hashKey(p, tenant, id)]; ok {
+		return h, nil
+	}
+	return nil, errNoPrefetched
+}
+
+// practitioner returns the Practitioner id user actor of tenant is
+// linked to ("" none), remembered for the Step.
+func (f *storeFacts) practitioner(tenant, actor string) (string, error) {
+	pr, ok := f.users[actor]
+	if !ok {
+		u, err := f.st.UserByID(f.ctx, actor)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return "", err
+		case u.Tenant == tenant:
+			pr = u.Practitioner
+		}
+		f.users[actor] = pr
+	}
+	return pr, nil
 }
 
 var _ alerts.Facts = (*storeFacts)(nil)
@@ -169,6 +295,14 @@ func (f *storeFacts) Flagged(tenant, patient string, labels []string) (bool, err
 		return false, err
 	}
 	keyer := search.BlindKeyer{B: b}
+	if hs, err := f.prefetched(pidSecurity, tenant, patient); err == nil {
+		yes := false
+		for _, l := range labels {
+			yes = yes || slices.Contains(hs, search.TokenHash(keyer, l))
+		}
+		f.remember(k, yes)
+		return yes, nil
+	}
 	args := []any{patient}
 	for _, l := range labels {
 		args = append(args, search.TokenHash(keyer, l))
@@ -187,24 +321,20 @@ func (f *storeFacts) Flagged(tenant, patient string, labels []string) (bool, err
 // so no name is ever read in clear. A user with no Practitioner has no
 // family name in Ward and never matches.
 func (f *storeFacts) SameFamily(tenant, actor, patient string) (bool, error) {
-	pr, ok := f.users[actor]
-	if !ok {
-		u, err := f.st.UserByID(f.ctx, actor)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return false, err
-		case u.Tenant == tenant:
-			pr = u.Practitioner
-		}
-		f.users[actor] = pr
-	}
-	if pr == "" {
-		return false, nil
+	pr, err := f.practitioner(tenant, actor)
+	if err != nil || pr == "" {
+		return false, err
 	}
 	k := "s\x1f" + tenant + "\x1f" + pr + "\x1f" + patient
 	if v, ok := f.memo[k]; ok {
 		return v, nil
+	}
+	ph, err1 := f.prefetched(pidFamily, tenant, patient)
+	qh, err2 := f.prefetched(pidPractFamily, tenant, pr)
+	if err1 == nil && err2 == nil {
+		yes := slices.ContainsFunc(ph, func(h int64) bool { return slices.Contains(qh, h) })
+		f.remember(k, yes)
+		return yes, nil
 	}
 	q := store.SearchQuery{Tenant: tenant, Types: []string{"Patient"}, Where: []string{
 		"r.id = ?",
@@ -220,9 +350,13 @@ func (f *storeFacts) exists(k string, q store.SearchQuery) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	f.remember(k, got[0])
+	return got[0], nil
+}
+
+func (f *storeFacts) remember(k string, v bool) {
 	if f.memo == nil {
 		f.memo = map[string]bool{}
 	}
-	f.memo[k] = got[0]
-	return got[0], nil
+	f.memo[k] = v
 }

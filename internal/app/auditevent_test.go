@@ -384,6 +384,9 @@ func TestPatientIndexTamperDetected(t *testing.T) {
 	for _, tamper := range []string{
 		`DELETE FROM audit_patients WHERE rowid = (SELECT max(rowid) FROM audit_patients)`,
 		`UPDATE audit_patients SET patient = 'someone-else' WHERE rowid = (SELECT max(rowid) FROM audit_patients)`,
+		// The record's own copy of its patients, which searches read
+		// (migration 00047), is checked against the index.
+		`UPDATE audit_log SET patients = 'someone-else' WHERE seq = (SELECT seq FROM audit_patients ORDER BY rowid DESC LIMIT 1)`,
 	} {
 		w := apptest.Start(t, apptest.SQLite)
 		disclosureScenario(t, w)

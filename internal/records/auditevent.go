@@ -104,100 +104,154 @@ func actionsWhere(keep func(string, eventKind) bool) []string {
 }
 
 // AuditEventJSON presents one ledger record as an R4 AuditEvent (BALP
-// shape). The id is the record's sequence number.
+// shape). The id is the record's sequence number. It is rendered from
+// typed values whose fields are declared in the order of their JSON names:
+// the bytes are those of the map the view first built (encoding/json
+// sorts map keys), at a fraction of the cost, which counts in an
+// accounting of hundreds of records (TestAuditEventJSONUnchanged).
 func AuditEventJSON(r *audit.Record) ([]byte, error) {
 	return json.Marshal(auditEventDoc(r))
 }
 
-func coding(system, code string) map[string]any {
-	return map[string]any{"system": system, "code": code}
+type aeCoding struct {
+	Code   string `json:"code"`
+	System string `json:"system"`
 }
 
-func auditEventDoc(r *audit.Record) map[string]any {
+type aeCodeable struct {
+	Coding []aeCoding `json:"coding"`
+	Text   string     `json:"text,omitempty"`
+}
+
+type aeIdentifier struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+type aeWhat struct {
+	Identifier *aeIdentifier `json:"identifier,omitempty"`
+	Reference  string        `json:"reference,omitempty"`
+}
+
+type aeNetwork struct {
+	Address string `json:"address"`
+	Type    string `json:"type"`
+}
+
+type aeAgent struct {
+	Network      *aeNetwork   `json:"network,omitempty"`
+	PurposeOfUse []aeCodeable `json:"purposeOfUse,omitempty"`
+	Requestor    bool         `json:"requestor"`
+	Role         []aeCodeable `json:"role,omitempty"`
+	Type         aeCodeable   `json:"type"`
+	Who          *aeWhat      `json:"who,omitempty"`
+}
+
+type aeEntity struct {
+	Role *aeCoding `json:"role,omitempty"`
+	Type aeCoding  `json:"type"`
+	What aeWhat    `json:"what"`
+}
+
+type aeSource struct {
+	Observer struct {
+		Display string `json:"display"`
+	} `json:"observer"`
+	Site string     `json:"site"`
+	Type []aeCoding `json:"type"`
+}
+
+type aeType struct {
+	Code    string `json:"code"`
+	Display string `json:"display"`
+	System  string `json:"system"`
+}
+
+type auditEvent struct {
+	Action string     `json:"action,omitempty"`
+	Agent  []aeAgent  `json:"agent"`
+	Entity []aeEntity `json:"entity,omitempty"`
+	ID     string     `json:"id"`
+	Meta   struct {
+		LastUpdated string `json:"lastUpdated"`
+	} `json:"meta"`
+	Outcome        string       `json:"outcome"`
+	OutcomeDesc    string       `json:"outcomeDesc,omitempty"`
+	PurposeOfEvent []aeCodeable `json:"purposeOfEvent,omitempty"`
+	Recorded       string       `json:"recorded"`
+	ResourceType   string       `json:"resourceType"`
+	Source         aeSource     `json:"source"`
+	Subtype        []aeCoding   `json:"subtype"`
+	Type           aeType       `json:"type"`
+}
+
+func coding(system, code string) aeCoding { return aeCoding{Code: code, System: system} }
+
+func auditEventDoc(r *audit.Record) *auditEvent {
 	k := kindOf(r.Action)
-	doc := map[string]any{
-		"resourceType": auditEventResourceType,
-		"id":           strconv.FormatInt(r.Seq, 10),
-		"meta":         map[string]any{"lastUpdated": r.Time.UTC().Format(time.RFC3339Nano)},
-		"type":         map[string]any{"system": k.typeSystem, "code": k.typeCode, "display": k.typeDisplay},
-		"recorded":     r.Time.UTC().Format(time.RFC3339Nano),
-		"outcome":      strconv.Itoa(int(r.Outcome)),
+	at := r.Time.UTC().Format(time.RFC3339Nano)
+	doc := &auditEvent{
+		ResourceType: auditEventResourceType,
+		ID:           strconv.FormatInt(r.Seq, 10),
+		Type:         aeType{System: k.typeSystem, Code: k.typeCode, Display: k.typeDisplay},
+		Recorded:     at,
+		Outcome:      strconv.Itoa(int(r.Outcome)),
+		Action:       k.action,
+		OutcomeDesc:  r.Detail,
 	}
-	subtypes := []any{coding(SystemWardAction, r.Action)}
+	doc.Meta.LastUpdated = at
 	if k.subtype != "" {
-		subtypes = append([]any{coding(SystemRestful, k.subtype)}, subtypes...)
+		doc.Subtype = append(doc.Subtype, coding(SystemRestful, k.subtype))
 	}
-	doc["subtype"] = subtypes
-	if k.action != "" {
-		doc["action"] = k.action
-	}
-	if r.Detail != "" {
-		doc["outcomeDesc"] = r.Detail
-	}
-	var purposes []any
+	doc.Subtype = append(doc.Subtype, coding(SystemWardAction, r.Action))
+	var purposes []aeCodeable
 	if r.Purpose != "" {
-		purposes = append(purposes, map[string]any{"coding": []any{coding(SystemPurposeOfUse, r.Purpose)}})
+		purposes = append(purposes, aeCodeable{Coding: []aeCoding{coding(SystemPurposeOfUse, r.Purpose)}})
 	}
 	if r.Emergency {
 		// Break-the-glass (BALP): the purpose BTG beside the one decided.
-		purposes = append(purposes, map[string]any{"coding": []any{coding(SystemPurposeOfUse, breakGlassPurpose)}, "text": "emergency access (break-the-glass)"})
+		purposes = append(purposes, aeCodeable{Coding: []aeCoding{coding(SystemPurposeOfUse, breakGlassPurpose)}, Text: "emergency access (break-the-glass)"})
 	}
-	if len(purposes) > 0 {
-		doc["purposeOfEvent"] = purposes
-	}
-	agent := map[string]any{
-		"type":      map[string]any{"coding": []any{coding(SystemParticipantType, "IRCP")}},
-		"requestor": true,
-	}
+	doc.PurposeOfEvent = purposes
+	agent := aeAgent{Type: aeCodeable{Coding: []aeCoding{coding(SystemParticipantType, "IRCP")}}, Requestor: true, PurposeOfUse: purposes}
 	if r.Actor != "" {
-		who := map[string]any{"system": SystemWardUser, "value": r.Actor}
+		who := &aeIdentifier{System: SystemWardUser, Value: r.Actor}
 		if id, ok := strings.CutPrefix(r.Actor, "client/"); ok {
-			who = map[string]any{"system": SystemWardClient, "value": id}
+			who = &aeIdentifier{System: SystemWardClient, Value: id}
 		}
-		agent["who"] = map[string]any{"identifier": who}
+		agent.Who = &aeWhat{Identifier: who}
 	}
 	if r.Role != "" {
-		agent["role"] = []any{map[string]any{"coding": []any{coding(SystemWardRole, r.Role)}}}
-	}
-	if len(purposes) > 0 {
-		agent["purposeOfUse"] = purposes
+		agent.Role = []aeCodeable{{Coding: []aeCoding{coding(SystemWardRole, r.Role)}}}
 	}
 	if r.Address != "" {
 		// Type 2 is an IP address; a keyed hash stands in for it unless
 		// the operator keeps addresses plain (docs/audit-events.md).
-		agent["network"] = map[string]any{"address": r.Address, "type": "2"}
+		agent.Network = &aeNetwork{Address: r.Address, Type: "2"}
 	}
-	doc["agent"] = []any{agent}
-	doc["source"] = map[string]any{
-		"site":     r.Tenant,
-		"observer": map[string]any{"display": "ward"},
-		"type":     []any{coding(SystemSecuritySource, "4")},
-	}
-	var entities []any
+	doc.Agent = []aeAgent{agent}
+	doc.Source.Site = r.Tenant
+	doc.Source.Observer.Display = "ward"
+	doc.Source.Type = []aeCoding{coding(SystemSecuritySource, "4")}
+	entities := make([]aeEntity, 0, len(r.Patients)+len(r.Entities)+1)
 	for _, p := range r.Patients {
-		entities = append(entities, map[string]any{
-			"what": map[string]any{"reference": "Patient/" + p},
-			"type": coding(SystemEntityType, "1"),
-			"role": coding(SystemObjectRole, "1"),
-		})
+		role := coding(SystemObjectRole, "1")
+		entities = append(entities, aeEntity{What: aeWhat{Reference: "Patient/" + p}, Type: coding(SystemEntityType, "1"), Role: &role})
 	}
 	for _, e := range r.Entities {
-		ent := map[string]any{"type": coding(SystemEntityType, "2")}
+		ent := aeEntity{Type: coding(SystemEntityType, "2")}
 		if isReference(e) {
-			ent["what"] = map[string]any{"reference": e}
+			ent.What.Reference = e
 		} else {
-			ent["what"] = map[string]any{"identifier": map[string]any{"system": "urn:ward:entity", "value": e}}
+			ent.What.Identifier = &aeIdentifier{System: "urn:ward:entity", Value: e}
 		}
 		entities = append(entities, ent)
 	}
 	if r.RequestID != "" {
-		entities = append(entities, map[string]any{
-			"what": map[string]any{"identifier": map[string]any{"system": "urn:ward:request-id", "value": r.RequestID}},
-			"type": coding(SystemEntityType, "4"),
-		})
+		entities = append(entities, aeEntity{What: aeWhat{Identifier: &aeIdentifier{System: "urn:ward:request-id", Value: r.RequestID}}, Type: coding(SystemEntityType, "4")})
 	}
 	if len(entities) > 0 {
-		doc["entity"] = entities
+		doc.Entity = entities
 	}
 	return doc
 }

@@ -51,7 +51,7 @@ var Dialect = sqlstore.Dialect{
 // auditTypes are the SQL types of sqlstore.AuditColumns. appendAuditSQL
 // selects its rows from VALUES, where a parameter's type is not taken
 // from the target column as in INSERT ... VALUES, so each is cast.
-var auditTypes = [...]string{"bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "smallint", "text", "smallint", "text", "bytea", "bytea", "text"}
+var auditTypes = [...]string{"bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "smallint", "text", "smallint", "text", "bytea", "bytea", "text", "text"}
 
 // appendStatements memoizes appendAuditSQL by record and patient count.
 var appendStatements sync.Map

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/store"
@@ -113,7 +115,7 @@ func (db *DB) appendAudit(batch []*job) (bool, error) {
 const advanceHead = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
 
 // AuditColumns are the ledger's columns in the order of auditArgs.
-const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash, address`
+const AuditColumns = `seq, recorded_at, tenant, request_id, actor, role, action, resource_type, entities, outcome, detail, emergency, purpose, prev_hash, hash, address, patients`
 
 func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record) error {
 	err := db.insertRows(ctx, tx, insertAuditRec, len(recs), func(i int, a []any) []any {
@@ -127,11 +129,12 @@ func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, recs []*audit.Record)
 
 // auditCols is how many values auditArgs appends: the columns of
 // insertAuditRec, in its order.
-const auditCols = 16
+const auditCols = 17
 
 func auditArgs(a []any, r *audit.Record) []any {
 	return append(a, r.Seq, r.Time.UnixMicro(), r.Tenant, r.RequestID, r.Actor, r.Role, r.Action, r.ResourceType,
-		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:], r.Address)
+		encodeEntities(r.Entities), int(r.Outcome), r.Detail, boolInt(r.Emergency), r.Purpose, r.PrevHash[:], r.Hash[:], r.Address,
+		strings.Join(r.Patients, " ")) // sorted and unique once chained
 }
 
 // encodeEntities stores the entity list as a JSON array: unambiguous for
@@ -245,19 +248,32 @@ func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, it
 }
 
 func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]*audit.Record, error) {
-	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT `+auditSelect+`
+	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT `+auditSelect+`, l.patients
 		FROM audit_log l WHERE l.seq > ? ORDER BY l.seq LIMIT `+strconv.Itoa(n)), after)
 	if err != nil {
 		return nil, fmt.Errorf("%w: scan audit log: %v", store.ErrUnavailable, err)
 	}
-	out, err := scanAudit(rows)
+	out, copies, err := scanAuditWith(rows, true)
 	rows.Close()
 	if err != nil {
 		return nil, err
 	}
 	// The patient lists are hashed (canonical format version 2): read
-	// them back with the records so that Verify covers the index too.
-	return out, db.fillPatients(ctx, tx, out)
+	// them back from the index with the records so that Verify covers the
+	// index too, and check the record's own copy (searches read that one)
+	// against it: a copy that differs makes the record's hash fail.
+	for _, r := range out {
+		r.Patients = nil
+	}
+	if err := db.fillPatients(ctx, tx, out); err != nil {
+		return nil, err
+	}
+	for i, r := range out {
+		if c := copies[i]; c.Valid && c.String != strings.Join(slices.Sorted(slices.Values(r.Patients)), " ") {
+			r.Patients = append(r.Patients, "\x00patients-copy-differs")
+		}
+	}
+	return out, nil
 }
 
 // chainAudit chains the records of every unit of the batch after head, in

@@ -72,6 +72,19 @@ func testLedgerPatientIndex(t *testing.T, open Opener) {
 			t.Errorf("%+v: seqs %s, want %s", c.q, got, c.want)
 		}
 	}
+	// A search hands back each record's whole patient list (read in the
+	// search's own statement), not only the patient searched for.
+	got, err := st.AuditSearch(ctx, store.AuditQuery{Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lists []string
+	for _, r := range got {
+		lists = append(lists, fmt.Sprint(r.Seq, r.Patients))
+	}
+	if want := "[6 [p2] 5 [] 3 [p1] 2 [p1 p2] 1 [p1]]"; fmt.Sprint(lists) != want {
+		t.Errorf("patients of the searched records: %v, want %s", lists, want)
+	}
 	r, err := st.AuditRecord(ctx, "a", 2)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,231 @@
+package app_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/app/apptest"
+	"github.com/wardhealth/ward/internal/config"
+)
+
+// BenchmarkMerkleCost measures what the Merkle tree and checkpoints take
+// from reads and creates in a way that survives a noisy shared machine:
+// CPU time rather than wall time, and paired rounds on one server in one
+// process rather than two whole runs.
+//
+// Each b.N iteration is one round of two phases on the same server, in
+// alternating order: "off", 2,000 requests from 32 clients with no tree
+// work, and "on", 2,000 requests with the checkpointer running beside
+// them every 500 ms (120 times the default interval) and then once more
+// after them, so that the tree is extended over every record the phase
+// appended and a checkpoint covering all of them is signed before the
+// phase ends. The tree work for the "off" phase's records is done after
+// it, outside the phase, so each "on" phase pays for exactly its own
+// records. CPU is
+// this process's (user + system; on SQLite the database runs in it) plus,
+// on PostgreSQL, that of the server's backends for this database (read
+// from /proc). Reported per round and summarised as medians:
+//
+//   - cpu-us/req-off, cpu-us/req-on: CPU per request;
+//   - overhead-cpu-%: median over rounds of on/off - 1, paired;
+//   - overhead-wall-%: the same over wall time (throughput);
+//   - tree-cpu-%: the CPU of the checkpoint that follows an "off" phase
+//     (no request runs then, so all of it is extending the tree over that
+//     phase's records, checking them, storing the nodes and signing) over
+//     the CPU of the phase's requests: the tree's share of the work,
+//     measured directly rather than as a difference of two noisy numbers;
+//   - tree-cpu-us/record: the same per ledger record.
+//
+// Run interleaved, several times, and compare with benchstat:
+//
+//	go test ./internal/app -run '^$' -bench MerkleCost -benchtime 6x -count 8 | tee /tmp/mc.txt
+func BenchmarkMerkleCost(b *testing.B) {
+	for _, be := range apptest.Backends {
+		for _, op := range []string{"read", "create"} {
+			b.Run(string(be)+"/"+op, func(b *testing.B) { benchMerkleCost(b, be, op) })
+		}
+	}
+}
+
+const merklePhase = 2000 // requests per phase
+
+func benchMerkleCost(b *testing.B, be apptest.Backend, op string) {
+	interval := 500 * time.Millisecond
+	if v, err := time.ParseDuration(os.Getenv("WARD_MERKLE_COST_INTERVAL")); err == nil && v > 0 {
+		interval = v
+	}
+	w, c, bodies := benchServer(b, be, func(cfg *config.Config) { cfg.Ledger.CheckpointInterval = interval })
+	w.App.Proof.Stop() // started and stopped per "on" phase below
+	ctx := context.Background()
+	cpu := processCPU
+	if be == apptest.Postgres {
+		db, err := sql.Open("pgx", w.Config.DatabaseURL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		cpu = func() time.Duration { return processCPU() + backendCPU(b, db) }
+	}
+	var ids []string
+	if op == "read" {
+		for i := range 256 {
+			var m struct{ ID string }
+			json.Unmarshal(do(b, c, createReq(w, bodies[i]), 201), &m)
+			ids = append(ids, m.ID)
+		}
+	}
+	var n atomic.Int64
+	requests := func() {
+		var left atomic.Int64
+		left.Store(merklePhase)
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				for left.Add(-1) >= 0 {
+					i := n.Add(1)
+					if op == "read" {
+						do(b, c, readReq(w, ids[i%int64(len(ids))]), 200)
+					} else {
+						do(b, c, createReq(w, bodies[i%int64(len(bodies))]), 201)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	checkpoint := func() {
+		if _, _, err := w.App.Proof.Checkpoint(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	checkpoint() // the key is made at the first checkpoint: not in a phase
+	type phase struct{ cpu, wall time.Duration }
+	// run runs a phase. After an "off" phase the tree is extended over
+	// its records and a checkpoint signed with no request running: that
+	// CPU is all tree and checkpoint work for a known number of records,
+	// and is returned with how many.
+	run := func(on bool) (p phase, tree time.Duration, recs int64) {
+		c0, t0 := cpu(), time.Now()
+		if on {
+			w.App.Proof.Start()
+		}
+		requests()
+		if on {
+			w.App.Proof.Stop()
+			checkpoint()
+		}
+		p = phase{cpu() - c0, time.Since(t0)}
+		if !on {
+			h0, err := w.App.Store.AuditTreeSize(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c1 := cpu()
+			checkpoint()
+			tree = cpu() - c1
+			h1, err := w.App.Store.AuditTreeSize(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs = h1 - h0
+		}
+		return p, tree, recs
+	}
+	var ovCPU, ovWall, treeShare, treeRec, offCPU, onCPU []float64
+	round := 0
+	b.ResetTimer()
+	for b.Loop() {
+		var off, on phase
+		var tree time.Duration
+		var recs int64
+		if round%2 == 0 {
+			off, tree, recs = run(false)
+			on, _, _ = run(true)
+		} else {
+			on, _, _ = run(true)
+			off, tree, recs = run(false)
+		}
+		round++
+		ovCPU = append(ovCPU, float64(on.cpu)/float64(off.cpu)-1)
+		ovWall = append(ovWall, float64(on.wall)/float64(off.wall)-1)
+		treeShare = append(treeShare, float64(tree)/float64(off.cpu))
+		treeRec = append(treeRec, float64(tree.Microseconds())/float64(max(recs, 1)))
+		offCPU = append(offCPU, float64(off.cpu.Microseconds())/merklePhase)
+		onCPU = append(onCPU, float64(on.cpu.Microseconds())/merklePhase)
+	}
+	b.StopTimer()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(offCPU), "cpu-us/req-off")
+	b.ReportMetric(median(onCPU), "cpu-us/req-on")
+	b.ReportMetric(100*median(ovCPU), "overhead-cpu-%")
+	b.ReportMetric(100*median(ovWall), "overhead-wall-%")
+	b.ReportMetric(100*median(treeShare), "tree-cpu-%")
+	b.ReportMetric(median(treeRec), "tree-cpu-us/record")
+	if os.Getenv("WARD_MERKLE_COST_ROUNDS") != "" {
+		b.Logf("rounds: overhead-cpu %v overhead-wall %v tree-cpu %v", pct(ovCPU), pct(ovWall), pct(treeShare))
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func pct(v []float64) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, strconv.FormatFloat(100*x, 'f', 1, 64))
+	}
+	return strings.Join(s, " ")
+}
+
+// backendCPU is the CPU time (user + system) the PostgreSQL backends of
+// db's database have used, from /proc (the server runs on this machine
+// in the tests). A backend that ended in between is lost, one that began
+// counts from zero: the pool keeps its connections, so neither happens in
+// a phase.
+func backendCPU(b *testing.B, db *sql.DB) time.Duration {
+	rows, err := db.Query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	var total time.Duration
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			b.Fatal(err)
+		}
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue // ended, or another machine: not counted
+		}
+		// Fields after the parenthesised command: utime and stime are
+		// the 14th and 15th of the whole line, in clock ticks (100 Hz).
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
+}
