@@ -95,4 +95,3 @@ func BenchmarkPatientKeys(b *testing.B) {
 		}
 	}
 }
-
