@@ -79,6 +79,24 @@ func openStoreAndKEK(ctx context.Context, cfg config.Config) (store.Store, keys.
 	return st, w, func() { closeKEK(); st.Close() }, nil
 }
 
+// openTenantKeys opens the store and the key manager for a job over one
+// tenant's data keys (rotate-data, migrate); what names the flag's use.
+func openTenantKeys(ctx context.Context, cfg config.Config, tenant, what string) (store.Store, *keys.Manager, func(), error) {
+	if tenant == "" {
+		return nil, nil, nil, fmt.Errorf("name the tenant whose %s (--tenant)", what)
+	}
+	st, w, closeAll, err := openStoreAndKEK(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	km, err := keys.NewWithWrapper(ctx, st, w, nil)
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return st, km, closeAll, nil
+}
+
 // RotateKEK moves every wrapped data key of the existing database to a new
 // KEK version, online (keys.RotateKEK): a new version in the token or the
 // transit engine, or the new key file.
@@ -130,18 +148,11 @@ type RotateDataOptions struct {
 // resuming a job that was stopped. Running nodes learn the new version
 // within two KEK probe intervals, which the job waits before re-sealing.
 func RotateData(ctx context.Context, cfg config.Config, o RotateDataOptions) (*keys.ResealReport, error) {
-	if o.Tenant == "" {
-		return nil, errors.New("name the tenant whose data key to rotate (--tenant)")
-	}
-	st, w, closeAll, err := openStoreAndKEK(ctx, cfg)
+	st, km, closeAll, err := openTenantKeys(ctx, cfg, o.Tenant, "data key to rotate")
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll()
-	km, err := keys.NewWithWrapper(ctx, st, w, nil)
-	if err != nil {
-		return nil, err
-	}
 	keepOld := o.KeepOld
 	if !keepOld {
 		// Binary content is sealed under keys derived from the data key
@@ -172,18 +183,11 @@ type MigrateOptions struct {
 // that was stopped. Servers keep running: their new writes already go
 // under patients' keys.
 func MigratePatientKeys(ctx context.Context, cfg config.Config, o MigrateOptions) (*keys.MigrateReport, error) {
-	if o.Tenant == "" {
-		return nil, errors.New("name the tenant whose records to move (--tenant)")
-	}
-	st, w, closeAll, err := openStoreAndKEK(ctx, cfg)
+	st, km, closeAll, err := openTenantKeys(ctx, cfg, o.Tenant, "records to move")
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll()
-	km, err := keys.NewWithWrapper(ctx, st, w, nil)
-	if err != nil {
-		return nil, err
-	}
 	rule := func(v store.Version, plain []byte) (string, error) {
 		var doc map[string]any
 		if err := json.Unmarshal(plain, &doc); err != nil {
