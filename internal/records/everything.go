@@ -117,18 +117,7 @@ var careDatePIDs = sync.OnceValue(func() []int32 {
 // compartmentRefPIDs are the index parameters of every reference search
 // parameter of the Patient compartment's types: the references
 // $everything follows one level out.
-var compartmentRefPIDs = sync.OnceValue(func() []int32 {
-	var out []int32
-	for _, typ := range compartment.PatientTypes() {
-		for _, p := range params.ForType(typ) {
-			if p.Type == "reference" && p.ExpressionFor(typ) != "" {
-				out = append(out, search.RefPIDs(typ, p)...)
-			}
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-})
+var compartmentRefPIDs = sync.OnceValue(func() []int32 { return refPIDsOf(compartment.PatientTypes()) })
 
 // Everything returns the Patient compartment as the official
 // CompartmentDefinition draws it (package compartment): the patient

@@ -139,9 +139,13 @@ func (r *Repo) checkReferences(ctx context.Context, rec *audit.Record, docs []*f
 
 // referencePIDs are the index parameters of every reference search
 // parameter of every type.
-var referencePIDs = sync.OnceValue(func() []int32 {
+var referencePIDs = sync.OnceValue(func() []int32 { return refPIDsOf(fhir.ResourceTypes()) })
+
+// refPIDsOf are the index parameters of the reference search parameters
+// of types, sorted and without repeats.
+func refPIDsOf(types []string) []int32 {
 	var out []int32
-	for _, typ := range fhir.ResourceTypes() {
+	for _, typ := range types {
 		for _, p := range params.ForType(typ) {
 			if p.Type == "reference" && p.ExpressionFor(typ) != "" {
 				out = append(out, search.RefPIDs(typ, p)...)
@@ -150,7 +154,7 @@ var referencePIDs = sync.OnceValue(func() []int32 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-})
+}
 
 // checkReferrers refuses (audited, 409) the delete of targets while a
 // current resource other than those in except refers to one of them.
