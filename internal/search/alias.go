@@ -63,6 +63,16 @@ func findAlias(rt string, p *params.Param) *alias {
 			return j
 		}
 	}
+	if p.Type == "string" {
+		// The same expression under another name (Patient phonetic is
+		// Patient.name, as Ward does no phonetic matching): the first
+		// such parameter's rows answer both.
+		for _, q := range params.ForType(rt) {
+			if q != p && q.Type == "string" && q.Code < p.Code && q.ExpressionFor(rt) == expr && !strings.HasPrefix(q.Code, "_") {
+				return &alias{Union: []*params.Param{q}}
+			}
+		}
+	}
 	mine := branches(expr)
 	if len(mine) < 2 {
 		return nil
@@ -174,4 +184,41 @@ func findJoin(rt string, p *params.Param, expr string) *alias {
 		join = append(join, q)
 	}
 	return &alias{Join: join}
+}
+
+// A part is a string parameter over one part of a name or address
+// (Patient family is Patient.name.family) that, when blinded, is answered
+// from its parent's rows (Patient name) restricted to the part's tag:
+// each value of a name is stored once, not once per parameter (issue #24).
+type part struct {
+	Parent *params.Param
+	Tag    int32
+}
+
+var partsOf sync.Map // "Type.code" -> *part (nil: not a part)
+
+// partOf returns the part p is of rt, or nil.
+func partOf(rt string, p *params.Param) *part {
+	if p.Type != "string" {
+		return nil
+	}
+	key := rt + "." + p.Code
+	if a, ok := partsOf.Load(key); ok {
+		return a.(*part)
+	}
+	var found *part
+	expr := p.ExpressionFor(rt)
+	if i := strings.LastIndex(expr, "."); i > 0 && !strings.ContainsAny(expr, "|()") {
+		base, k := expr[:i], expr[i+1:]
+		if tag := slices.Index(partKeys, k); tag >= 0 {
+			for _, q := range params.ForType(rt) {
+				if q != p && q.Type == "string" && q.ExpressionFor(rt) == base && aliasOf(rt, q) == nil {
+					found = &part{Parent: q, Tag: int32(tag + 1)}
+					break
+				}
+			}
+		}
+	}
+	partsOf.Store(key, found)
+	return found
 }

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"hash/fnv"
 	"math"
@@ -146,6 +147,7 @@ type rows struct {
 	date  map[store.DateRow]struct{}
 	num   map[store.NumberRow]struct{}
 	str   map[store.StringRow]struct{}
+	pfx   map[store.PrefixRow]struct{}
 	k     Keyer
 	rt    string
 	opts  *Options
@@ -209,12 +211,12 @@ func (ix *Indexer) Index(resource map[string]any, k Keyer) (*store.Index, error)
 	}
 	r := &rows{k: k, rt: rt, opts: &ix.opts,
 		tok: map[store.TokenRow]struct{}{}, date: map[store.DateRow]struct{}{},
-		num: map[store.NumberRow]struct{}{}, str: map[store.StringRow]struct{}{}}
+		num: map[store.NumberRow]struct{}{}, str: map[store.StringRow]struct{}{}, pfx: map[store.PrefixRow]struct{}{}}
 	r.ix.RefHash = RefHash(k, rt, id)
 	err = x.Extract(resource, func(c *Compiled, vals []fhirpath.Value) error {
 		p := c.Param
-		if !Indexed(rt, p) {
-			return nil
+		if !Indexed(rt, p) || (r.blind(p) && partOf(rt, p) != nil) {
+			return nil // a part: its parent's rows carry it
 		}
 		pid := PID(rt, p.Code)
 		if p.Type == "composite" {
@@ -442,16 +444,17 @@ func RefValueHash(k Keyer, ref string) (int64, bool) {
 func (r *rows) strings(pid int32, p *params.Param, node any) {
 	switch n := node.(type) {
 	case string:
-		r.string1(pid, p, n)
+		r.string1(pid, p, n, 0)
 	case map[string]any:
-		for _, key := range []string{"family", "given", "prefix", "suffix", "text", "line", "city", "district", "state", "postalCode", "country"} {
+		for i, key := range partKeys {
+			tag := int32(i + 1)
 			switch v := n[key].(type) {
 			case string:
-				r.string1(pid, p, v)
+				r.string1(pid, p, v, tag)
 			case []any:
 				for _, e := range v {
 					if s, ok := e.(string); ok {
-						r.string1(pid, p, s)
+						r.string1(pid, p, s, tag)
 					}
 				}
 			}
@@ -459,31 +462,140 @@ func (r *rows) strings(pid int32, p *params.Param, node any) {
 	}
 }
 
-func (r *rows) string1(pid int32, p *params.Param, s string) {
+// partKeys are the string parts of a HumanName and an Address; a part's
+// tag (its position plus one) is stored with a blinded value, so that
+// family or address-city is answered from the name or address rows.
+var partKeys = []string{"family", "given", "prefix", "suffix", "text", "line", "city", "district", "state", "postalCode", "country"}
+
+func (r *rows) string1(pid int32, p *params.Param, s string, tag int32) {
 	if s == "" {
 		return
 	}
-	r.token(PID(r.rt, p.Code+variantExact), 0, r.k.Key(kindExact, s))
 	n := value.Normalize(s)
-	if n == "" {
+	if r.blind(p) {
+		r.prefixes(pid, tag, s, n)
 		return
 	}
-	if !r.blind(p) {
+	r.token(PID(r.rt, p.Code+variantExact), 0, r.k.Key(kindExact, s))
+	if n != "" {
 		r.str1(pid, n)
+	}
+}
+
+// Blinded strings. A value is stored in at most two rows of search_prefix
+// instead of one row per prefix length (issue #24):
+//
+//   - the short row, found by the keyed hash of the first MinPrefix
+//     characters (or the whole value if shorter), holds the first 4 bytes
+//     of the keyed hash of the exact value as written (:exact), then of
+//     the prefixes of 3 and 4 characters;
+//   - from LongAnchor characters on, the long row, found by the keyed hash
+//     of the first LongAnchor characters, holds the first 3 bytes of the
+//     keyed hash of each longer prefix up to MaxPrefix characters.
+//
+// A search of k characters seeks the row by its anchor prefix and, unless
+// k is the anchor's length, compares the bytes of length k. Each stored
+// byte string is a truncation of the keyed hash a prefix row of the old
+// layout held, so a dump shows no more than before: which values share a
+// prefix of each length, and a value's length (docs/security.md).
+const (
+	LongAnchor = 5
+	shortFP    = 4 // bytes per exact and short-row prefix hash
+	longFP     = 3 // bytes per long-row prefix hash
+)
+
+func (r *rows) prefixes(pid, tag int32, raw, n string) {
+	var ends [MaxPrefix]int // ends[k-1]: byte length of the first k characters
+	l := 0
+	for i, c := range n {
+		if l == MaxPrefix {
+			break
+		}
+		ends[l] = i + utf8.RuneLen(c)
+		l++
+	}
+	pre := func(k int) string { return n[:ends[k-1]] }
+	short := n
+	if l > MinPrefix {
+		short = pre(MinPrefix)
+	}
+	var buf [shortFP * 3]byte
+	f := appendFP(buf[:0], r.k.Key(kindExact, raw), shortFP)
+	for k := MinPrefix + 1; k <= min(l, LongAnchor-1); k++ {
+		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), shortFP)
+	}
+	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: r.k.Key(kindPrefix, short), F: string(f)})
+	if l < LongAnchor {
 		return
 	}
-	// Blind prefixes: every prefix of MinPrefix..MaxPrefix characters and
-	// the whole value.
-	runes := 0
-	for i := range n {
-		if runes >= MinPrefix && runes <= MaxPrefix {
-			r.token(pid, 0, r.k.Key(kindPrefix, n[:i]))
+	var lbuf [longFP * (MaxPrefix - LongAnchor)]byte
+	f = lbuf[:0]
+	for k := LongAnchor + 1; k <= l; k++ {
+		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), longFP)
+	}
+	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: r.k.Key(kindPrefix, pre(LongAnchor)), F: string(f)})
+}
+
+func (r *rows) prefixRow(x store.PrefixRow) {
+	if _, ok := r.pfx[x]; !ok {
+		r.pfx[x] = struct{}{}
+		r.ix.Prefixes = append(r.ix.Prefixes, x)
+	}
+}
+
+// appendFP appends the first n bytes of a keyed hash.
+func appendFP(b []byte, h int64, n int) []byte {
+	var x [8]byte
+	binary.BigEndian.PutUint64(x[:], uint64(h))
+	return append(b, x[:n]...)
+}
+
+// PrefixCond is the condition on a search_prefix row (alias x) that a
+// blinded string search of normalized n (MinPrefix to MaxPrefix
+// characters) matches, and its arguments.
+func PrefixCond(k Keyer, x, n string) (string, []any) {
+	var ends [MaxPrefix]int
+	l := 0
+	for i, c := range n {
+		if l == MaxPrefix {
+			break
 		}
-		runes++
+		ends[l] = i + utf8.RuneLen(c)
+		l++
 	}
-	if runes <= MaxPrefix {
-		r.token(pid, 0, r.k.Key(kindPrefix, n))
+	pre := func(k int) string { return n[:ends[k-1]] }
+	switch {
+	case l < LongAnchor:
+		h := k.Key(kindPrefix, pre(min(l, MinPrefix)))
+		if l <= MinPrefix {
+			return x + `.h = ?`, []any{h}
+		}
+		off := 1 + shortFP*(l-MinPrefix)
+		return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(shortFP) + `) = ?`,
+			[]any{h, appendFP(nil, k.Key(kindPrefix, pre(l)), shortFP)}
+	case l == LongAnchor:
+		return x + `.h = ?`, []any{k.Key(kindPrefix, pre(l))}
 	}
+	off := 1 + longFP*(l-LongAnchor-1)
+	return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(longFP) + `) = ?`,
+		[]any{k.Key(kindPrefix, pre(LongAnchor)), appendFP(nil, k.Key(kindPrefix, pre(l)), longFP)}
+}
+
+// ExactCond is the condition on a search_prefix row (alias x) that a
+// blinded string :exact search of raw matches, and its arguments.
+func ExactCond(k Keyer, x, raw string) (string, []any) {
+	n := value.Normalize(raw)
+	short := n
+	l := 0
+	for i := range n {
+		if l == MinPrefix {
+			short = n[:i]
+			break
+		}
+		l++
+	}
+	return x + `.h = ? AND substr(` + x + `.f, 1, ` + strconv.Itoa(shortFP) + `) = ?`,
+		[]any{k.Key(kindPrefix, short), appendFP(nil, k.Key(kindExact, raw), shortFP)}
 }
 
 // dates indexes a date, dateTime, instant, Period or Timing.

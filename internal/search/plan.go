@@ -358,7 +358,11 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	if c.Missing != nil {
 		table := b.table(rt, p)
 		x := b.alias()
-		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + b.pidEq(x+`.p`, pid) + `)`
+		cond := b.pidEq(x+`.p`, pid)
+		if pt := b.part(rt, p); pt != nil {
+			cond = b.pidEq(x+`.p`, PID(rt, pt.Parent.Code)) + ` AND ` + x + `.t = ` + strconv.Itoa(int(pt.Tag))
+		}
+		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + cond + `)`
 		if *c.Missing {
 			w = `NOT ` + w
 		}
@@ -477,7 +481,7 @@ func (b *builder) table(rt string, p *params.Param) string {
 		return "search_number"
 	case "string":
 		if b.blind(rt, p) {
-			return "search_token"
+			return "search_prefix"
 		}
 		return "search_string"
 	case "composite":
@@ -493,6 +497,15 @@ func (b *builder) table(rt string, p *params.Param) string {
 
 func (b *builder) blind(rt string, p *params.Param) bool {
 	return !b.opts.Leaky && Blinded(rt, p)
+}
+
+// part is the part p is of its parent when p's values are blinded (and so
+// stored with the parent's rows), or nil.
+func (b *builder) part(rt string, p *params.Param) *part {
+	if !b.blind(rt, p) {
+		return nil
+	}
+	return partOf(rt, p)
 }
 
 // in wraps a row condition: a's rid has a row of table with parameter pid
@@ -643,24 +656,31 @@ func (b *builder) refHashes(rt string, p *params.Param, mod string, v query.Valu
 }
 
 func (b *builder) stringCond(rt, a string, p *params.Param, pid int32, x, mod string, v query.Value) (string, error) {
+	blind := b.blind(rt, p)
+	// A blinded part (family) is a condition on its parent's rows (name).
+	tag := ""
+	if pt := b.part(rt, p); pt != nil {
+		pid, tag = PID(rt, pt.Parent.Code), ` AND `+x+`.t = `+strconv.Itoa(int(pt.Tag))
+	}
 	if mod == "exact" {
+		if blind {
+			w, args := ExactCond(b.k, x, v.Text)
+			return b.in(a, "search_prefix", pid, x, w+tag, args...), nil
+		}
 		return b.in(a, "search_token", PID(rt, p.Code+variantExact), x, x+`.h = ?`, b.k.Key(kindExact, v.Text)), nil
 	}
 	n := value.Normalize(v.Text)
 	if n == "" {
 		return "", qerr(p, "the value has no letters or digits")
 	}
-	if b.blind(rt, p) {
+	if blind {
 		switch mod {
 		case "":
-			runes := utf8.RuneCountInString(n)
-			if runes < MinPrefix {
+			if utf8.RuneCountInString(n) < MinPrefix {
 				return "", qerr(p, "%s.%s is stored as blinded prefixes of %d or more characters: search with at least %d", rt, p.Code, MinPrefix, MinPrefix)
 			}
-			if runes > MaxPrefix {
-				n = string([]rune(n)[:MaxPrefix])
-			}
-			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindPrefix, n)), nil
+			w, args := PrefixCond(b.k, x, n)
+			return b.in(a, "search_prefix", pid, x, w+tag, args...), nil
 		case "contains":
 			return "", qerr(p, "%s.%s is stored only as blinded prefixes, which cannot answer :contains; use a prefix or :exact (or enable the leaky index, see docs/security.md)", rt, p.Code)
 		}
