@@ -222,3 +222,58 @@ func partOf(rt string, p *params.Param) *part {
 	partsOf.Store(key, found)
 	return found
 }
+
+// contactSystems are ContactPoint.system's codes; a contact point's row
+// carries its system's tag (position plus one) in TokenRow.S, so that
+// Patient phone (Patient.telecom.where(system='phone')) is answered from
+// the telecom rows with the phone tag instead of rows of its own.
+var contactSystems = []string{"phone", "fax", "email", "pager", "url", "sms", "other"}
+
+func contactTag(sys string) int32 { return int32(slices.Index(contactSystems, sys) + 1) }
+
+var contactsOf sync.Map // "Type.code" -> *part (nil: not a contact route)
+
+// contactOf returns the telecom parameter and system tag that answer p
+// on rt, or nil.
+func contactOf(rt string, p *params.Param) *part {
+	if p.Type != "token" {
+		return nil
+	}
+	key := rt + "." + p.Code
+	if a, ok := contactsOf.Load(key); ok {
+		return a.(*part)
+	}
+	var found *part
+	expr := p.ExpressionFor(rt)
+	const w = ".where(system='"
+	if i := strings.Index(expr, w); i > 0 && strings.HasSuffix(expr, "')") && !strings.Contains(expr, "|") {
+		base, sys := expr[:i], expr[i+len(w):len(expr)-2]
+		if tag := contactTag(sys); tag > 0 {
+			for _, q := range params.ForType(rt) {
+				if q != p && q.Type == "token" && q.ExpressionFor(rt) == base && aliasOf(rt, q) == nil {
+					found = &part{Parent: q, Tag: tag}
+					break
+				}
+			}
+		}
+	}
+	contactsOf.Store(key, found)
+	return found
+}
+
+// holdsContacts reports whether p's rows are contact points (a telecom
+// parameter or one routed to it), whose S is a system tag, not a hash.
+func holdsContacts(rt string, p *params.Param) bool {
+	if p.Type != "token" {
+		return false
+	}
+	if contactOf(rt, p) != nil {
+		return true
+	}
+	for _, q := range params.ForType(rt) {
+		if c := contactOf(rt, q); c != nil && c.Parent == p {
+			return true
+		}
+	}
+	return false
+}

@@ -215,7 +215,7 @@ func (ix *Indexer) Index(resource map[string]any, k Keyer) (*store.Index, error)
 	r.ix.RefHash = RefHash(k, rt, id)
 	err = x.Extract(resource, func(c *Compiled, vals []fhirpath.Value) error {
 		p := c.Param
-		if !Indexed(rt, p) || (r.blind(p) && partOf(rt, p) != nil) {
+		if !Indexed(rt, p) || (r.blind(p) && partOf(rt, p) != nil) || contactOf(rt, p) != nil {
 			return nil // a part: its parent's rows carry it
 		}
 		pid := PID(rt, p.Code)
@@ -326,8 +326,8 @@ func (r *rows) tokensSide(pid int32, p *params.Param, node any, emit func(s int3
 		}
 		if v, ok := n["value"].(string); ok { // Identifier or ContactPoint
 			sys, _ := n["system"].(string)
-			if isContactSystem(sys) { // a ContactPoint: its system is a kind, not a namespace
-				emit(0, r.k.Key(kindToken, v))
+			if tag := contactTag(sys); tag > 0 { // a ContactPoint: its system is a kind, not a namespace
+				emit(tag, r.k.Key(kindToken, v))
 				return
 			}
 			emit(r.system(sys), r.k.Key(kindToken, v))
@@ -370,14 +370,6 @@ func (r *rows) text(pid int32, t string) {
 // TextPID is the parameter number of a token parameter's :text rows
 // (derived without a second hash per value).
 func TextPID(pid int32) int32 { return pid ^ 0x5a5a5a5a }
-
-func isContactSystem(s string) bool {
-	switch s {
-	case "phone", "fax", "email", "pager", "url", "sms", "other":
-		return true
-	}
-	return false
-}
 
 // system is the 32-bit keyed hash of a token's system, 0 for none.
 func (r *rows) system(sys string) int32 {
@@ -488,18 +480,21 @@ func (r *rows) string1(pid int32, p *params.Param, s string, tag int32) {
 //   - the short row, found by the keyed hash of the first MinPrefix
 //     characters (or the whole value if shorter), holds the first 4 bytes
 //     of the keyed hash of the exact value as written (:exact), then of
-//     the prefixes of 3 and 4 characters;
+//     the prefixes of 3 to LongAnchor-1 characters;
 //   - from LongAnchor characters on, the long row, found by the keyed hash
 //     of the first LongAnchor characters, holds the first 3 bytes of the
 //     keyed hash of each longer prefix up to MaxPrefix characters.
 //
 // A search of k characters seeks the row by its anchor prefix and, unless
-// k is the anchor's length, compares the bytes of length k. Each stored
+// k is the anchor's length, compares the bytes of length k. The anchor
+// hashes are kept to 48 bits (SQLite stores them in 6 bytes instead of 8;
+// a false match needs a tenant to hold one of 2⁴⁸ values twice and the
+// prefix bytes to agree too). Each stored
 // byte string is a truncation of the keyed hash a prefix row of the old
 // layout held, so a dump shows no more than before: which values share a
 // prefix of each length, and a value's length (docs/security.md).
 const (
-	LongAnchor = 5
+	LongAnchor = 7
 	shortFP    = 4 // bytes per exact and short-row prefix hash
 	longFP     = 3 // bytes per long-row prefix hash
 )
@@ -519,12 +514,12 @@ func (r *rows) prefixes(pid, tag int32, raw, n string) {
 	if l > MinPrefix {
 		short = pre(MinPrefix)
 	}
-	var buf [shortFP * 3]byte
+	var buf [shortFP * (LongAnchor - MinPrefix)]byte
 	f := appendFP(buf[:0], r.k.Key(kindExact, raw), shortFP)
 	for k := MinPrefix + 1; k <= min(l, LongAnchor-1); k++ {
 		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), shortFP)
 	}
-	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: r.k.Key(kindPrefix, short), F: string(f)})
+	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: anchor(r.k, short), F: string(f)})
 	if l < LongAnchor {
 		return
 	}
@@ -533,8 +528,11 @@ func (r *rows) prefixes(pid, tag int32, raw, n string) {
 	for k := LongAnchor + 1; k <= l; k++ {
 		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), longFP)
 	}
-	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: r.k.Key(kindPrefix, pre(LongAnchor)), F: string(f)})
+	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: anchor(r.k, pre(LongAnchor)), F: string(f)})
 }
+
+// anchor is the 48-bit keyed hash a search_prefix row is found by.
+func anchor(k Keyer, prefix string) int64 { return k.Key(kindPrefix, prefix) >> 16 }
 
 func (r *rows) prefixRow(x store.PrefixRow) {
 	if _, ok := r.pfx[x]; !ok {
@@ -566,7 +564,7 @@ func PrefixCond(k Keyer, x, n string) (string, []any) {
 	pre := func(k int) string { return n[:ends[k-1]] }
 	switch {
 	case l < LongAnchor:
-		h := k.Key(kindPrefix, pre(min(l, MinPrefix)))
+		h := anchor(k, pre(min(l, MinPrefix)))
 		if l <= MinPrefix {
 			return x + `.h = ?`, []any{h}
 		}
@@ -574,11 +572,24 @@ func PrefixCond(k Keyer, x, n string) (string, []any) {
 		return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(shortFP) + `) = ?`,
 			[]any{h, appendFP(nil, k.Key(kindPrefix, pre(l)), shortFP)}
 	case l == LongAnchor:
-		return x + `.h = ?`, []any{k.Key(kindPrefix, pre(l))}
+		return x + `.h = ?`, []any{anchor(k, pre(l))}
 	}
 	off := 1 + longFP*(l-LongAnchor-1)
 	return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(longFP) + `) = ?`,
-		[]any{k.Key(kindPrefix, pre(LongAnchor)), appendFP(nil, k.Key(kindPrefix, pre(l)), longFP)}
+		[]any{anchor(k, pre(LongAnchor)), appendFP(nil, k.Key(kindPrefix, pre(l)), longFP)}
+}
+
+// BlindDateCond is the condition on a search_prefix row (alias x) that
+// a blinded date equal to s (YYYY, YYYY-MM or YYYY-MM-DD) matches.
+func BlindDateCond(k Keyer, x, s string) (string, []any) {
+	h := k.Key(kindDate, s[:4]) >> 16
+	switch len(s) {
+	case 4:
+		return x + `.h = ?`, []any{h}
+	case 7:
+		return x + `.h = ? AND substr(` + x + `.f, 1, 4) = ?`, []any{h, appendFP(nil, k.Key(kindDate, s), shortFP)}
+	}
+	return x + `.h = ? AND substr(` + x + `.f, 5, 4) = ?`, []any{h, appendFP(nil, k.Key(kindDate, s), shortFP)}
 }
 
 // ExactCond is the condition on a search_prefix row (alias x) that a
@@ -595,7 +606,7 @@ func ExactCond(k Keyer, x, raw string) (string, []any) {
 		l++
 	}
 	return x + `.h = ? AND substr(` + x + `.f, 1, ` + strconv.Itoa(shortFP) + `) = ?`,
-		[]any{k.Key(kindPrefix, short), appendFP(nil, k.Key(kindExact, raw), shortFP)}
+		[]any{anchor(k, short), appendFP(nil, k.Key(kindExact, raw), shortFP)}
 }
 
 // dates indexes a date, dateTime, instant, Period or Timing.
@@ -661,14 +672,18 @@ func periodRange(n map[string]any) (value.Range, bool) {
 // years ago" (HIPAA Safe Harbor), which still answers ge/le at year
 // precision.
 func (r *rows) blindDate(pid int32, raw string, rg value.Range) {
+	// One search_prefix row: found by the year's hash, holding the first
+	// bytes of the year-month's and the date's (see BlindDateCond).
 	if len(raw) >= 4 {
-		r.token(pid, 0, r.k.Key(kindDate, raw[:4]))
-	}
-	if len(raw) >= 7 {
-		r.token(pid, 0, r.k.Key(kindDate, raw[:7]))
-	}
-	if len(raw) >= 10 {
-		r.token(pid, 0, r.k.Key(kindDate, raw[:10]))
+		var buf [2 * shortFP]byte
+		f := buf[:0]
+		if len(raw) >= 7 {
+			f = appendFP(f, r.k.Key(kindDate, raw[:7]), shortFP)
+		}
+		if len(raw) >= 10 {
+			f = appendFP(f, r.k.Key(kindDate, raw[:10]), shortFP)
+		}
+		r.prefixRow(store.PrefixRow{P: pid, H: r.k.Key(kindDate, raw[:4]) >> 16, F: string(f)})
 	}
 	year := time.UnixMicro(rg.Lo).UTC().Year()
 	r.dateRow(pid, 0, YearRange(year, r.opts.Now()))

@@ -361,6 +361,8 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 		cond := b.pidEq(x+`.p`, pid)
 		if pt := b.part(rt, p); pt != nil {
 			cond = b.pidEq(x+`.p`, PID(rt, pt.Parent.Code)) + ` AND ` + x + `.t = ` + strconv.Itoa(int(pt.Tag))
+		} else if c := contactOf(rt, p); c != nil {
+			cond = b.pidEq(x+`.p`, PID(rt, c.Parent.Code)) + ` AND ` + x + `.s = ` + strconv.Itoa(int(c.Tag))
 		}
 		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + cond + `)`
 		if *c.Missing {
@@ -371,7 +373,14 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	if c.Modifier == "not" {
 		var ors []string
 		x := b.alias()
+		route := ""
+		if ct := contactOf(rt, p); ct != nil {
+			pid, route = PID(rt, ct.Parent.Code), ` AND `+x+`.s = `+strconv.Itoa(int(ct.Tag))
+		}
 		for _, v := range c.Values {
+			if holdsContacts(rt, p) && v.HasSystem && v.System == "" {
+				v.HasSystem = false
+			}
 			w, args, err := b.tokenCond(x, v)
 			if err != nil {
 				return "", qerr(p, "%v", err)
@@ -379,7 +388,7 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 			b.args = append(b.args, args...)
 			ors = append(ors, `(`+w+`)`)
 		}
-		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + b.pidEq(x+`.p`, pid) + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
+		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + b.pidEq(x+`.p`, pid) + route + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
 	}
 	var ors []string
 	for _, v := range c.Values {
@@ -560,9 +569,15 @@ func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v 
 		default:
 			return "", qerr(p, "modifier :%s is not supported on tokens", mod)
 		}
+		if holdsContacts(rt, p) && v.HasSystem && v.System == "" {
+			v.HasSystem = false // a contact point has no namespace: |value is value
+		}
 		w, args, err := b.tokenCond(x, v)
 		if err != nil {
 			return "", qerr(p, "%v", err)
+		}
+		if c := contactOf(rt, p); c != nil {
+			pid, w = PID(rt, c.Parent.Code), w+` AND `+x+`.s = `+strconv.Itoa(int(c.Tag))
 		}
 		return b.in(a, "search_token", pid, x, w, args...), nil
 	case "reference":
@@ -704,7 +719,8 @@ func (b *builder) dateValue(rt, a string, p *params.Param, pid int32, x string, 
 				return "", qerr(p, "%s.%s takes a date (YYYY, YYYY-MM or YYYY-MM-DD), not a time", rt, p.Code)
 			}
 			s := time.UnixMicro(v.Date.Lo).UTC().Format("2006-01-02")[:n]
-			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindDate, s)), nil
+			w, args := BlindDateCond(b.k, x, s)
+			return b.in(a, "search_prefix", pid, x, w, args...), nil
 		}
 		if v.Date.Precision != value.Year {
 			return "", qerr(p, "%s.%s is blinded: ranges work at year precision (e.g. ge1950); use a year, or enable the leaky index (docs/security.md)", rt, p.Code)

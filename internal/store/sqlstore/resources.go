@@ -81,7 +81,7 @@ var (
 	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
 	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
 	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
-	insertPrefix   = insertSpec{`INSERT INTO search_prefix (p, h, rid, t, f) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
+	insertPrefix   = insertSpec{`INSERT INTO search_prefix (p, h, rid, t, n, f) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
 	insertOutbox   = insertSpec{`INSERT INTO outbox (id, tenant, type, okey, at, body) VALUES `, ``, 6}
 	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertAuditPatient, insertToken, insertDate, insertNumber, insertString, insertPrefix, insertOutbox}
 )
@@ -398,8 +398,12 @@ func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEn
 		}
 		pfxs []struct {
 			rid int64
+			n   int
 			r   store.PrefixRow
 		}
+		// n numbers the rows of one resource that share p, h and t (the
+		// key of search_prefix without its last column).
+		same = map[store.PrefixRow]int{}
 	)
 	for _, e := range entries {
 		if e.ix == nil {
@@ -426,11 +430,16 @@ func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEn
 				r   store.StringRow
 			}{e.rid, r})
 		}
+		clear(same)
 		for _, r := range e.ix.Prefixes {
+			k := store.PrefixRow{P: r.P, T: r.T, H: r.H}
+			n := same[k]
+			same[k] = n + 1
 			pfxs = append(pfxs, struct {
 				rid int64
+				n   int
 				r   store.PrefixRow
-			}{e.rid, r})
+			}{e.rid, n, r})
 		}
 	}
 	if err := db.insertRows(ctx, tx, insertToken, len(toks), func(i int, a []any) []any {
@@ -458,7 +467,7 @@ func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEn
 	if err := db.insertRows(ctx, tx, insertPrefix, len(pfxs), func(i int, a []any) []any {
 		r := pfxs[i].r
 		// As a BLOB: the search compares byte ranges of it.
-		return append(a, r.P, r.H, pfxs[i].rid, r.T, []byte(r.F))
+		return append(a, r.P, r.H, pfxs[i].rid, r.T, pfxs[i].n, []byte(r.F))
 	}); err != nil {
 		return fmt.Errorf("insert prefix index: %w", err)
 	}

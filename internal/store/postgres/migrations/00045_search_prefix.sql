@@ -11,6 +11,7 @@ CREATE TABLE search_prefix (
     rid BIGINT   NOT NULL,
     p   INTEGER  NOT NULL,
     t   SMALLINT NOT NULL,
+    n   SMALLINT NOT NULL,
     f   BYTEA    NOT NULL
 );
 CREATE INDEX search_prefix_key ON search_prefix (p, h, rid);

@@ -11,13 +11,17 @@
 -- rows. Rows written before this migration stay in search_token until
 -- `ward reindex` rewrites them; until then string searches do not find
 -- those resources (docs/operations.md).
+-- n tells apart two values of one resource that share p, h and t (given
+-- names Lulu and Luna), so that f, the widest column, stays out of the key
+-- and so out of the rid index, which repeats the key.
 CREATE TABLE search_prefix (
     p   INTEGER NOT NULL,
     h   INTEGER NOT NULL,
     rid INTEGER NOT NULL,
     t   INTEGER NOT NULL,
+    n   INTEGER NOT NULL,
     f   BLOB    NOT NULL,
-    PRIMARY KEY (p, h, rid, t, f)
+    PRIMARY KEY (p, h, rid, t, n)
 ) WITHOUT ROWID;
 CREATE INDEX search_prefix_rid ON search_prefix (rid);
 
