@@ -220,7 +220,7 @@ func (b *builder) pidList(pids []int32) string {
 // the statement instead of bound: a plan made without the bound values
 // (PostgreSQL's cached generic plans) still knows which parameter it
 // reads, so it can estimate it from the column statistics and prove the
-// predicate of a partial index on some parameters (search_token_names).
+// predicate of a partial index on some parameters.
 func pidSQL(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // PIDSQL is a parameter number as an SQL literal, for conditions on index
