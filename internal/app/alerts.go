@@ -146,8 +146,7 @@ func readAfter(ctx context.Context, l store.Ledger, seq int64, n int) ([]*audit.
 
 // storeFacts answers the rules' questions from the search index, by keyed
 // hashes only: a security label is a token row of Patient _security, a
-// family name the token row of family:exact, the keyed hash of the exact
-// value. Answers are remembered for one Step.
+// family name the exact bytes of a name row of search_prefix. Answers are remembered for one Step.
 type storeFacts struct {
 	st    store.Store
 	km    *keys.Manager
@@ -206,11 +205,15 @@ func (f *storeFacts) SameFamily(tenant, actor, patient string) (bool, error) {
 	if v, ok := f.memo[k]; ok {
 		return v, nil
 	}
+	// Family names are the family part (1) of the name rows in
+	// search_prefix: equal values have equal short rows' anchor hash and
+	// exact bytes.
 	q := store.SearchQuery{Tenant: tenant, Types: []string{"Patient"}, Where: []string{
 		"r.id = ?",
-		"r.rid IN (SELECT x.rid FROM search_token x WHERE x.p = " + search.PIDSQL(search.PID("Patient", "family:exact")) +
-			" AND x.h IN (SELECT y.h FROM search_token y JOIN resources q ON q.rid = y.rid WHERE y.p = " +
-			search.PIDSQL(search.PID("Practitioner", "family:exact")) + " AND q.tenant = ? AND q.type = 'Practitioner' AND q.id = ? AND q.deleted = 0))",
+		"r.rid IN (SELECT x.rid FROM search_prefix x WHERE x.p = " + search.PIDSQL(search.PID("Patient", "name")) +
+			" AND x.t = 1 AND EXISTS (SELECT 1 FROM search_prefix y JOIN resources q ON q.rid = y.rid WHERE y.p = " +
+			search.PIDSQL(search.PID("Practitioner", "name")) + " AND y.t = 1 AND y.h = x.h AND " + search.ShortRowExact("y") + " = " + search.ShortRowExact("x") +
+			" AND q.tenant = ? AND q.type = 'Practitioner' AND q.id = ? AND q.deleted = 0))",
 	}, Args: []any{patient, tenant, pr}}
 	return f.exists(k, q)
 }

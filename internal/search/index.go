@@ -528,7 +528,17 @@ func (r *rows) prefixes(pid, tag int32, raw, n string) {
 	for k := LongAnchor + 1; k <= l; k++ {
 		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), longFP)
 	}
-	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: anchor(r.k, pre(LongAnchor)), F: string(f)})
+	r.prefixRow(store.PrefixRow{P: pid, T: tag | LongRow, H: anchor(r.k, pre(LongAnchor)), F: string(f)})
+}
+
+// LongRow is added to a long row's part number (T), so that a short row,
+// whose F starts with the exact value's bytes, is told from a long one.
+const LongRow = 16
+
+// ShortRowExact is the SQL expression of the exact value's bytes of a
+// short search_prefix row x (T < LongRow).
+func ShortRowExact(x string) string {
+	return `substr(` + x + `.f, 1, ` + strconv.Itoa(shortFP) + `)`
 }
 
 // anchor is the 48-bit keyed hash a search_prefix row is found by.
@@ -551,7 +561,7 @@ func appendFP(b []byte, h int64, n int) []byte {
 // PrefixCond is the condition on a search_prefix row (alias x) that a
 // blinded string search of normalized n (MinPrefix to MaxPrefix
 // characters) matches, and its arguments.
-func PrefixCond(k Keyer, x, n string) (string, []any) {
+func PrefixCond(k Keyer, x, n string) (cond string, args []any, long bool) {
 	var ends [MaxPrefix]int
 	l := 0
 	for i, c := range n {
@@ -566,17 +576,17 @@ func PrefixCond(k Keyer, x, n string) (string, []any) {
 	case l < LongAnchor:
 		h := anchor(k, pre(min(l, MinPrefix)))
 		if l <= MinPrefix {
-			return x + `.h = ?`, []any{h}
+			return x + `.h = ?`, []any{h}, false
 		}
 		off := 1 + shortFP*(l-MinPrefix)
 		return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(shortFP) + `) = ?`,
-			[]any{h, appendFP(nil, k.Key(kindPrefix, pre(l)), shortFP)}
+			[]any{h, appendFP(nil, k.Key(kindPrefix, pre(l)), shortFP)}, false
 	case l == LongAnchor:
-		return x + `.h = ?`, []any{anchor(k, pre(l))}
+		return x + `.h = ?`, []any{anchor(k, pre(l))}, true
 	}
 	off := 1 + longFP*(l-LongAnchor-1)
 	return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(longFP) + `) = ?`,
-		[]any{anchor(k, pre(LongAnchor)), appendFP(nil, k.Key(kindPrefix, pre(l)), longFP)}
+		[]any{anchor(k, pre(LongAnchor)), appendFP(nil, k.Key(kindPrefix, pre(l)), longFP)}, true
 }
 
 // BlindDateCond is the condition on a search_prefix row (alias x) that

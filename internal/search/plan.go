@@ -673,9 +673,9 @@ func (b *builder) refHashes(rt string, p *params.Param, mod string, v query.Valu
 func (b *builder) stringCond(rt, a string, p *params.Param, pid int32, x, mod string, v query.Value) (string, error) {
 	blind := b.blind(rt, p)
 	// A blinded part (family) is a condition on its parent's rows (name).
-	tag := ""
+	tag, longTag := "", ""
 	if pt := b.part(rt, p); pt != nil {
-		pid, tag = PID(rt, pt.Parent.Code), ` AND `+x+`.t = `+strconv.Itoa(int(pt.Tag))
+		pid, tag, longTag = PID(rt, pt.Parent.Code), ` AND `+x+`.t = `+strconv.Itoa(int(pt.Tag)), ` AND `+x+`.t = `+strconv.Itoa(int(pt.Tag|LongRow))
 	}
 	if mod == "exact" {
 		if blind {
@@ -694,7 +694,10 @@ func (b *builder) stringCond(rt, a string, p *params.Param, pid int32, x, mod st
 			if utf8.RuneCountInString(n) < MinPrefix {
 				return "", qerr(p, "%s.%s is stored as blinded prefixes of %d or more characters: search with at least %d", rt, p.Code, MinPrefix, MinPrefix)
 			}
-			w, args := PrefixCond(b.k, x, n)
+			w, args, long := PrefixCond(b.k, x, n)
+			if long {
+				tag = longTag
+			}
 			return b.in(a, "search_prefix", pid, x, w+tag, args...), nil
 		case "contains":
 			return "", qerr(p, "%s.%s is stored only as blinded prefixes, which cannot answer :contains; use a prefix or :exact (or enable the leaky index, see docs/security.md)", rt, p.Code)
