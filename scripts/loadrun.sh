@@ -5,6 +5,9 @@
 #   scripts/loadrun.sh                     # SQLite only
 #   DB_URL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable scripts/loadrun.sh
 # DURATION (default 15s) and CONCURRENCY (default 64) can be set too.
+# The creates post ward bench's realistic Patient (loadgen.RealisticPatient);
+# after the runs each database's search index bytes per Patient are printed
+# (ward stats).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
@@ -29,6 +32,9 @@ run() { # name, port, then env assignments for serve/users
       --mix "$mix" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 3s
   done
   kill %1 2>/dev/null || true; wait 2>/dev/null || true
+  # What the run's Patients cost in search index (issue #24's budget: 2 KiB).
+  echo "== $name index"
+  env "$@" "$work/ward" stats --data-dir "$work/$name" --type Patient | tail -1
 }
 
 run sqlite 18180

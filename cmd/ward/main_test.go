@@ -712,7 +712,8 @@ func TestReindex(t *testing.T) {
 	dump := func() string {
 		var out []string
 		for _, q := range []string{`SELECT p, h, rid, s FROM search_token ORDER BY 1, 2, 3, 4`, `SELECT p, k, lo, hi, rid FROM search_date ORDER BY 1, 2, 3, 4, 5`,
-			`SELECT p, k, lo, hi, rid, u FROM search_number ORDER BY 1, 2, 3, 4, 5`, `SELECT refh FROM resources ORDER BY rid`} {
+			`SELECT p, k, lo, hi, rid, u FROM search_number ORDER BY 1, 2, 3, 4, 5`, `SELECT p, h, rid, t, n, hex(f) FROM search_prefix ORDER BY 1, 2, 3, 4, 5`,
+			`SELECT refh FROM resources ORDER BY rid`} {
 			rows, err := db.Query(q)
 			if err != nil {
 				t.Fatal(err)
@@ -735,7 +736,7 @@ func TestReindex(t *testing.T) {
 	if strings.Count(before, "\n") < 10 {
 		t.Fatalf("too few index rows after import:\n%s", before)
 	}
-	for _, q := range []string{`DELETE FROM search_token`, `DELETE FROM search_date`, `DELETE FROM search_number`, `UPDATE resources SET refh = 0`} {
+	for _, q := range []string{`DELETE FROM search_token`, `DELETE FROM search_date`, `DELETE FROM search_number`, `DELETE FROM search_prefix`, `UPDATE resources SET refh = 0`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,8 +153,7 @@ func readAfter(ctx context.Context, l store.Ledger, seq int64, n int) ([]*audit.
 
 // storeFacts answers the rules' questions from the search index, by keyed
 // hashes only: a security label is a token row of Patient _security, a
-// family name the token row of family:exact, the keyed hash of the exact
-// value. Answers are remembered for one Step.
+// family name the exact bytes of a name row of search_prefix. Answers are remembered for one Step.
 type storeFacts struct {
 	st    store.Store
 	km    *keys.Manager
@@ -169,13 +169,18 @@ type storeFacts struct {
 // (sqlstore.DB.TokenHashes).
 type tokenHasher interface {
 	TokenHashes(ctx context.Context, tenant, typ string, p int32, ids []string) (map[string][]int64, error)
+	PrefixExact(ctx context.Context, tenant, typ string, p int32, t, fpLen int, ids []string) (map[string][]int64, error)
 }
+
+// familyPart is the part number of a name's family in search_prefix.
+const familyPart = 1
 
 // The token parameters the rules' facts are made of.
 var (
-	pidSecurity     = search.PID("Patient", "_security")
-	pidFamily       = search.PID("Patient", "family:exact")
-	pidPractFamily  = search.PID("Practitioner", "family:exact")
+	pidSecurity = search.PID("Patient", "_security")
+	// Family names are part 1 of the name rows in search_prefix.
+	pidFamily       = search.PID("Patient", "name")
+	pidPractFamily  = search.PID("Practitioner", "name")
 	errNoPrefetched = errors.New("not prefetched")
 )
 
@@ -237,7 +242,13 @@ func (f *storeFacts) prefetch(batch []*audit.Record) error {
 	}
 	read := func(m map[string]*ids, typ string, p int32) error {
 		for tenant, s := range m {
-			got, err := th.TokenHashes(f.ctx, tenant, typ, p, s.list)
+			var got map[string][]int64
+			var err error
+			if p == pidSecurity {
+				got, err = th.TokenHashes(f.ctx, tenant, typ, p, s.list)
+			} else {
+				got, err = th.PrefixExact(f.ctx, tenant, typ, p, familyPart, search.ExactFPLen, s.list)
+			}
 			if err != nil {
 				return fmt.Errorf("alerts: facts of a batch: %w", err)
 			}
@@ -336,11 +347,15 @@ func (f *storeFacts) SameFamily(tenant, actor, patient string) (bool, error) {
 		f.remember(k, yes)
 		return yes, nil
 	}
+	// Family names are the family part (1) of the name rows in
+	// search_prefix: equal values have equal short rows' anchor hash and
+	// exact bytes.
 	q := store.SearchQuery{Tenant: tenant, Types: []string{"Patient"}, Where: []string{
 		"r.id = ?",
-		"r.rid IN (SELECT x.rid FROM search_token x WHERE x.p = " + search.PIDSQL(search.PID("Patient", "family:exact")) +
-			" AND x.h IN (SELECT y.h FROM search_token y JOIN resources q ON q.rid = y.rid WHERE y.p = " +
-			search.PIDSQL(search.PID("Practitioner", "family:exact")) + " AND q.tenant = ? AND q.type = 'Practitioner' AND q.id = ? AND q.deleted = 0))",
+		"r.rid IN (SELECT x.rid FROM search_prefix x WHERE x.p = " + search.PIDSQL(pidFamily) +
+			" AND x.t = " + strconv.Itoa(familyPart) + " AND EXISTS (SELECT 1 FROM search_prefix y JOIN resources q ON q.rid = y.rid WHERE y.p = " +
+			search.PIDSQL(pidPractFamily) + " AND y.t = " + strconv.Itoa(familyPart) + " AND y.h = x.h AND " + search.ShortRowExact("y") + " = " + search.ShortRowExact("x") +
+			" AND q.tenant = ? AND q.type = 'Practitioner' AND q.id = ? AND q.deleted = 0))",
 	}, Args: []any{patient, tenant, pr}}
 	return f.exists(k, q)
 }

@@ -3,9 +3,11 @@
 //
 // A run has up to three phases:
 //
-//  1. preparation (not measured): a pool of synthetic Patient bodies is
-//     generated from Options.Seed, and for the read and mixed workloads
-//     Options.Preload Patients are created concurrently and their ids kept;
+//  1. preparation (not measured): a pool of distinct synthetic Patient
+//     bodies (RealisticPatient: two names, two identifiers, three telecoms,
+//     an address and a contact, all invented) is generated from
+//     Options.Seed, and for the read and mixed workloads Options.Preload
+//     Patients are created concurrently and their ids kept;
 //  2. warm-up (optional, not measured): the workload runs for
 //     Options.Warmup and its results are discarded;
 //  3. the measured phase: Options.Concurrency goroutines (one client each,
@@ -311,7 +313,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			r.bodies[i] = SyntheticTransaction(rng, o.BundleEntries)
 			continue
 		}
-		r.bodies[i] = SyntheticPatient(rng)
+		r.bodies[i] = RealisticPatient(rng)
 	}
 
 	rep := &Report{Mix: o.Mix, Concurrency: o.Concurrency}

@@ -198,7 +198,16 @@ func invAddress(r *rand.Rand) address {
 // of 2,040..2,199 bytes, made entirely of invented data drawn from r. The
 // same sequence of r yields the same bytes. r is used and advanced; it must
 // not be shared between goroutines.
-func SyntheticPatient(r *rand.Rand) []byte {
+func SyntheticPatient(r *rand.Rand) []byte { return buildPatient(r, false) }
+
+// RealisticPatient returns the create body of issue #24, the shape real
+// registration systems send: a Patient of 2,040..2,199 bytes with two names
+// (official and maiden or nickname), two identifiers (MRN and SSN-style),
+// three telecoms (mobile and home phone, e-mail), an address and a contact,
+// all invented and drawn from r like SyntheticPatient. ward bench posts it.
+func RealisticPatient(r *rand.Rand) []byte { return buildPatient(r, true) }
+
+func buildPatient(r *rand.Rand, realistic bool) []byte {
 	gender := pick(r, genders)
 	given, middle, family := name(r), name(r), name(r)
 	maiden := name(r)
@@ -257,6 +266,15 @@ func SyntheticPatient(r *rand.Rand) []byte {
 
 	summary := fmt.Sprintf(`<p><b>%s %s %s</b> (synthetic), %s, born %s, %s. %s, %s %s.</p>`,
 		given, middle, family, gender, birth, mrn, home.City, home.State, home.PostalCode)
+	if realistic {
+		second := humanName{Use: "maiden", Family: maiden, Given: []string{given}}
+		if gender == "male" {
+			second = humanName{Use: "nickname", Family: family, Given: []string{name(r)}}
+		}
+		p.Name = append(p.Name, second)
+		p.Telecom = []contactPoint{p.Telecom[0], {System: "phone", Value: phone(r), Use: "home", Rank: 2}, p.Telecom[1]}
+		p.Telecom[2].Rank = 3
+	}
 	p.Text = narrative{Status: "generated", Div: xhtmlOpen + summary + xhtmlClose}
 	target := synthTargetMin + r.IntN(synthTargetJitter)
 

@@ -101,3 +101,34 @@ func TestSyntheticPatientDeterministic(t *testing.T) {
 		t.Fatal("different seeds gave the same body")
 	}
 }
+
+// RealisticPatient is issue #24's create body: two names, two identifiers,
+// three telecoms, an address and a contact, about 2 KiB, all distinct.
+func TestRealisticPatientShape(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	seen := map[string]bool{}
+	for i := range 200 {
+		b := RealisticPatient(rng)
+		if n := len(b); n < 1900 || n > 2300 {
+			t.Fatalf("#%d: size %d outside 1900..2300", i, n)
+		}
+		var p struct {
+			Name       []map[string]any
+			Identifier []map[string]any
+			Telecom    []map[string]any
+			Address    []map[string]any
+			Contact    []map[string]any
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Name) != 2 || len(p.Identifier) != 2 || len(p.Telecom) != 3 || len(p.Address) != 1 || len(p.Contact) != 1 {
+			t.Fatalf("#%d: %d names, %d identifiers, %d telecoms, %d addresses, %d contacts", i,
+				len(p.Name), len(p.Identifier), len(p.Telecom), len(p.Address), len(p.Contact))
+		}
+		seen[string(b)] = true
+	}
+	if len(seen) != 200 {
+		t.Fatalf("only %d distinct bodies out of 200", len(seen))
+	}
+}

@@ -63,6 +63,16 @@ func findAlias(rt string, p *params.Param) *alias {
 			return j
 		}
 	}
+	if p.Type == "string" {
+		// The same expression under another name (Patient phonetic is
+		// Patient.name, as Ward does no phonetic matching): the first
+		// such parameter's rows answer both.
+		for _, q := range params.ForType(rt) {
+			if q != p && q.Type == "string" && q.Code < p.Code && q.ExpressionFor(rt) == expr && !strings.HasPrefix(q.Code, "_") {
+				return &alias{Union: []*params.Param{q}}
+			}
+		}
+	}
 	mine := branches(expr)
 	if len(mine) < 2 {
 		return nil
@@ -174,4 +184,96 @@ func findJoin(rt string, p *params.Param, expr string) *alias {
 		join = append(join, q)
 	}
 	return &alias{Join: join}
+}
+
+// A part is a string parameter over one part of a name or address
+// (Patient family is Patient.name.family) that, when blinded, is answered
+// from its parent's rows (Patient name) restricted to the part's tag:
+// each value of a name is stored once, not once per parameter (issue #24).
+type part struct {
+	Parent *params.Param
+	Tag    int32
+}
+
+var partsOf sync.Map // "Type.code" -> *part (nil: not a part)
+
+// partOf returns the part p is of rt, or nil.
+func partOf(rt string, p *params.Param) *part {
+	if p.Type != "string" {
+		return nil
+	}
+	key := rt + "." + p.Code
+	if a, ok := partsOf.Load(key); ok {
+		return a.(*part)
+	}
+	var found *part
+	expr := p.ExpressionFor(rt)
+	if i := strings.LastIndex(expr, "."); i > 0 && !strings.ContainsAny(expr, "|()") {
+		base, k := expr[:i], expr[i+1:]
+		if tag := slices.Index(partKeys, k); tag >= 0 {
+			for _, q := range params.ForType(rt) {
+				if q != p && q.Type == "string" && q.ExpressionFor(rt) == base && aliasOf(rt, q) == nil {
+					found = &part{Parent: q, Tag: int32(tag + 1)}
+					break
+				}
+			}
+		}
+	}
+	partsOf.Store(key, found)
+	return found
+}
+
+// contactSystems are ContactPoint.system's codes; a contact point's row
+// carries its system's tag (position plus one) in TokenRow.S, so that
+// Patient phone (Patient.telecom.where(system='phone')) is answered from
+// the telecom rows with the phone tag instead of rows of its own.
+var contactSystems = []string{"phone", "fax", "email", "pager", "url", "sms", "other"}
+
+func contactTag(sys string) int32 { return int32(slices.Index(contactSystems, sys) + 1) }
+
+var contactsOf sync.Map // "Type.code" -> *part (nil: not a contact route)
+
+// contactOf returns the telecom parameter and system tag that answer p
+// on rt, or nil.
+func contactOf(rt string, p *params.Param) *part {
+	if p.Type != "token" {
+		return nil
+	}
+	key := rt + "." + p.Code
+	if a, ok := contactsOf.Load(key); ok {
+		return a.(*part)
+	}
+	var found *part
+	expr := p.ExpressionFor(rt)
+	const w = ".where(system='"
+	if i := strings.Index(expr, w); i > 0 && strings.HasSuffix(expr, "')") && !strings.Contains(expr, "|") {
+		base, sys := expr[:i], expr[i+len(w):len(expr)-2]
+		if tag := contactTag(sys); tag > 0 {
+			for _, q := range params.ForType(rt) {
+				if q != p && q.Type == "token" && q.ExpressionFor(rt) == base && aliasOf(rt, q) == nil {
+					found = &part{Parent: q, Tag: tag}
+					break
+				}
+			}
+		}
+	}
+	contactsOf.Store(key, found)
+	return found
+}
+
+// holdsContacts reports whether p's rows are contact points (a telecom
+// parameter or one routed to it), whose S is a system tag, not a hash.
+func holdsContacts(rt string, p *params.Param) bool {
+	if p.Type != "token" {
+		return false
+	}
+	if contactOf(rt, p) != nil {
+		return true
+	}
+	for _, q := range params.ForType(rt) {
+		if c := contactOf(rt, q); c != nil && c.Parent == p {
+			return true
+		}
+	}
+	return false
 }

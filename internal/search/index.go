@@ -1,6 +1,7 @@
 package search
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"hash/fnv"
 	"math"
@@ -146,6 +147,7 @@ type rows struct {
 	date  map[store.DateRow]struct{}
 	num   map[store.NumberRow]struct{}
 	str   map[store.StringRow]struct{}
+	pfx   map[store.PrefixRow]struct{}
 	k     Keyer
 	rt    string
 	opts  *Options
@@ -209,12 +211,12 @@ func (ix *Indexer) Index(resource map[string]any, k Keyer) (*store.Index, error)
 	}
 	r := &rows{k: k, rt: rt, opts: &ix.opts,
 		tok: map[store.TokenRow]struct{}{}, date: map[store.DateRow]struct{}{},
-		num: map[store.NumberRow]struct{}{}, str: map[store.StringRow]struct{}{}}
+		num: map[store.NumberRow]struct{}{}, str: map[store.StringRow]struct{}{}, pfx: map[store.PrefixRow]struct{}{}}
 	r.ix.RefHash = RefHash(k, rt, id)
 	err = x.Extract(resource, func(c *Compiled, vals []fhirpath.Value) error {
 		p := c.Param
-		if !Indexed(rt, p) {
-			return nil
+		if !Indexed(rt, p) || (r.blind(p) && partOf(rt, p) != nil) || contactOf(rt, p) != nil {
+			return nil // a part: its parent's rows carry it
 		}
 		pid := PID(rt, p.Code)
 		if p.Type == "composite" {
@@ -324,8 +326,8 @@ func (r *rows) tokensSide(pid int32, p *params.Param, node any, emit func(s int3
 		}
 		if v, ok := n["value"].(string); ok { // Identifier or ContactPoint
 			sys, _ := n["system"].(string)
-			if isContactSystem(sys) { // a ContactPoint: its system is a kind, not a namespace
-				emit(0, r.k.Key(kindToken, v))
+			if tag := contactTag(sys); tag > 0 { // a ContactPoint: its system is a kind, not a namespace
+				emit(tag, r.k.Key(kindToken, v))
 				return
 			}
 			emit(r.system(sys), r.k.Key(kindToken, v))
@@ -368,14 +370,6 @@ func (r *rows) text(pid int32, t string) {
 // TextPID is the parameter number of a token parameter's :text rows
 // (derived without a second hash per value).
 func TextPID(pid int32) int32 { return pid ^ 0x5a5a5a5a }
-
-func isContactSystem(s string) bool {
-	switch s {
-	case "phone", "fax", "email", "pager", "url", "sms", "other":
-		return true
-	}
-	return false
-}
 
 // system is the 32-bit keyed hash of a token's system, 0 for none.
 func (r *rows) system(sys string) int32 {
@@ -448,16 +442,17 @@ func RefValueHash(k Keyer, ref string) (int64, bool) {
 func (r *rows) strings(pid int32, p *params.Param, node any) {
 	switch n := node.(type) {
 	case string:
-		r.string1(pid, p, n)
+		r.string1(pid, p, n, 0)
 	case map[string]any:
-		for _, key := range []string{"family", "given", "prefix", "suffix", "text", "line", "city", "district", "state", "postalCode", "country"} {
+		for i, key := range partKeys {
+			tag := int32(i + 1)
 			switch v := n[key].(type) {
 			case string:
-				r.string1(pid, p, v)
+				r.string1(pid, p, v, tag)
 			case []any:
 				for _, e := range v {
 					if s, ok := e.(string); ok {
-						r.string1(pid, p, s)
+						r.string1(pid, p, s, tag)
 					}
 				}
 			}
@@ -465,31 +460,173 @@ func (r *rows) strings(pid int32, p *params.Param, node any) {
 	}
 }
 
-func (r *rows) string1(pid int32, p *params.Param, s string) {
+// partKeys are the string parts of a HumanName and an Address; a part's
+// tag (its position plus one) is stored with a blinded value, so that
+// family or address-city is answered from the name or address rows.
+var partKeys = []string{"family", "given", "prefix", "suffix", "text", "line", "city", "district", "state", "postalCode", "country"}
+
+func (r *rows) string1(pid int32, p *params.Param, s string, tag int32) {
 	if s == "" {
 		return
 	}
-	r.token(PID(r.rt, p.Code+variantExact), 0, r.k.Key(kindExact, s))
 	n := value.Normalize(s)
-	if n == "" {
+	if r.blind(p) {
+		r.prefixes(pid, tag, s, n)
 		return
 	}
-	if !r.blind(p) {
+	r.token(PID(r.rt, p.Code+variantExact), 0, r.k.Key(kindExact, s))
+	if n != "" {
 		r.str1(pid, n)
+	}
+}
+
+// Blinded strings. A value is stored in at most two rows of search_prefix
+// instead of one row per prefix length (issue #24):
+//
+//   - the short row, found by the keyed hash of the first MinPrefix
+//     characters (or the whole value if shorter), holds the first 4 bytes
+//     of the keyed hash of the exact value as written (:exact), then of
+//     the prefixes of 3 to LongAnchor-1 characters;
+//   - from LongAnchor characters on, the long row, found by the keyed hash
+//     of the first LongAnchor characters, holds the first 3 bytes of the
+//     keyed hash of each longer prefix up to MaxPrefix characters.
+//
+// A search of k characters seeks the row by its anchor prefix and, unless
+// k is the anchor's length, compares the bytes of length k. The anchor
+// hashes are kept to 48 bits (SQLite stores them in 6 bytes instead of 8;
+// a false match needs a tenant to hold one of 2⁴⁸ values twice and the
+// prefix bytes to agree too). Each stored
+// byte string is a truncation of the keyed hash a prefix row of the old
+// layout held, so a dump shows no more than before: which values share a
+// prefix of each length, and a value's length (docs/security.md).
+const (
+	LongAnchor = 7
+	shortFP    = 4 // bytes per exact and short-row prefix hash
+	longFP     = 3 // bytes per long-row prefix hash
+)
+
+func (r *rows) prefixes(pid, tag int32, raw, n string) {
+	var ends [MaxPrefix]int // ends[k-1]: byte length of the first k characters
+	l := 0
+	for i, c := range n {
+		if l == MaxPrefix {
+			break
+		}
+		ends[l] = i + utf8.RuneLen(c)
+		l++
+	}
+	pre := func(k int) string { return n[:ends[k-1]] }
+	short := n
+	if l > MinPrefix {
+		short = pre(MinPrefix)
+	}
+	var buf [shortFP * (LongAnchor - MinPrefix)]byte
+	f := appendFP(buf[:0], r.k.Key(kindExact, raw), shortFP)
+	for k := MinPrefix + 1; k <= min(l, LongAnchor-1); k++ {
+		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), shortFP)
+	}
+	r.prefixRow(store.PrefixRow{P: pid, T: tag, H: anchor(r.k, short), F: string(f)})
+	if l < LongAnchor {
 		return
 	}
-	// Blind prefixes: every prefix of MinPrefix..MaxPrefix characters and
-	// the whole value.
-	runes := 0
-	for i := range n {
-		if runes >= MinPrefix && runes <= MaxPrefix {
-			r.token(pid, 0, r.k.Key(kindPrefix, n[:i]))
+	var lbuf [longFP * (MaxPrefix - LongAnchor)]byte
+	f = lbuf[:0]
+	for k := LongAnchor + 1; k <= l; k++ {
+		f = appendFP(f, r.k.Key(kindPrefix, pre(k)), longFP)
+	}
+	r.prefixRow(store.PrefixRow{P: pid, T: tag | LongRow, H: anchor(r.k, pre(LongAnchor)), F: string(f)})
+}
+
+// LongRow is added to a long row's part number (T), so that a short row,
+// whose F starts with the exact value's bytes, is told from a long one.
+const LongRow = 16
+
+// ExactFPLen is the byte length of the exact value's hash at the start
+// of a short row's F.
+const ExactFPLen = shortFP
+
+// ShortRowExact is the SQL expression of the exact value's bytes of a
+// short search_prefix row x (T < LongRow).
+func ShortRowExact(x string) string {
+	return `substr(` + x + `.f, 1, ` + strconv.Itoa(shortFP) + `)`
+}
+
+// anchor is the 48-bit keyed hash a search_prefix row is found by.
+func anchor(k Keyer, prefix string) int64 { return k.Key(kindPrefix, prefix) >> 16 }
+
+func (r *rows) prefixRow(x store.PrefixRow) {
+	if _, ok := r.pfx[x]; !ok {
+		r.pfx[x] = struct{}{}
+		r.ix.Prefixes = append(r.ix.Prefixes, x)
+	}
+}
+
+// appendFP appends the first n bytes of a keyed hash.
+func appendFP(b []byte, h int64, n int) []byte {
+	var x [8]byte
+	binary.BigEndian.PutUint64(x[:], uint64(h))
+	return append(b, x[:n]...)
+}
+
+// PrefixCond is the condition on a search_prefix row (alias x) that a
+// blinded string search of normalized n (MinPrefix to MaxPrefix
+// characters) matches, and its arguments.
+func PrefixCond(k Keyer, x, n string) (cond string, args []any, long bool) {
+	var ends [MaxPrefix]int
+	l := 0
+	for i, c := range n {
+		if l == MaxPrefix {
+			break
 		}
-		runes++
+		ends[l] = i + utf8.RuneLen(c)
+		l++
 	}
-	if runes <= MaxPrefix {
-		r.token(pid, 0, r.k.Key(kindPrefix, n))
+	pre := func(k int) string { return n[:ends[k-1]] }
+	switch {
+	case l < LongAnchor:
+		h := anchor(k, pre(min(l, MinPrefix)))
+		if l <= MinPrefix {
+			return x + `.h = ?`, []any{h}, false
+		}
+		off := 1 + shortFP*(l-MinPrefix)
+		return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(shortFP) + `) = ?`,
+			[]any{h, appendFP(nil, k.Key(kindPrefix, pre(l)), shortFP)}, false
+	case l == LongAnchor:
+		return x + `.h = ?`, []any{anchor(k, pre(l))}, true
 	}
+	off := 1 + longFP*(l-LongAnchor-1)
+	return x + `.h = ? AND substr(` + x + `.f, ` + strconv.Itoa(off) + `, ` + strconv.Itoa(longFP) + `) = ?`,
+		[]any{anchor(k, pre(LongAnchor)), appendFP(nil, k.Key(kindPrefix, pre(l)), longFP)}, true
+}
+
+// BlindDateCond is the condition on a search_prefix row (alias x) that
+// a blinded date equal to s (YYYY, YYYY-MM or YYYY-MM-DD) matches.
+func BlindDateCond(k Keyer, x, s string) (string, []any) {
+	h := k.Key(kindDate, s[:4]) >> 16
+	switch len(s) {
+	case 4:
+		return x + `.h = ?`, []any{h}
+	case 7:
+		return x + `.h = ? AND substr(` + x + `.f, 1, 4) = ?`, []any{h, appendFP(nil, k.Key(kindDate, s), shortFP)}
+	}
+	return x + `.h = ? AND substr(` + x + `.f, 5, 4) = ?`, []any{h, appendFP(nil, k.Key(kindDate, s), shortFP)}
+}
+
+// ExactCond is the condition on a search_prefix row (alias x) that a
+// blinded string :exact search of raw matches, and its arguments.
+func ExactCond(k Keyer, x, raw string) (string, []any) {
+	n := value.Normalize(raw)
+	short := n
+	l := 0
+	for i := range n {
+		if l == MinPrefix {
+			short = n[:i]
+			break
+		}
+		l++
+	}
+	return x + `.h = ? AND substr(` + x + `.f, 1, ` + strconv.Itoa(shortFP) + `) = ?`,
+		[]any{anchor(k, short), appendFP(nil, k.Key(kindExact, raw), shortFP)}
 }
 
 // dates indexes a date, dateTime, instant, Period or Timing.
@@ -555,14 +692,18 @@ func periodRange(n map[string]any) (value.Range, bool) {
 // years ago" (HIPAA Safe Harbor), which still answers ge/le at year
 // precision.
 func (r *rows) blindDate(pid int32, raw string, rg value.Range) {
+	// One search_prefix row: found by the year's hash, holding the first
+	// bytes of the year-month's and the date's (see BlindDateCond).
 	if len(raw) >= 4 {
-		r.token(pid, 0, r.k.Key(kindDate, raw[:4]))
-	}
-	if len(raw) >= 7 {
-		r.token(pid, 0, r.k.Key(kindDate, raw[:7]))
-	}
-	if len(raw) >= 10 {
-		r.token(pid, 0, r.k.Key(kindDate, raw[:10]))
+		var buf [2 * shortFP]byte
+		f := buf[:0]
+		if len(raw) >= 7 {
+			f = appendFP(f, r.k.Key(kindDate, raw[:7]), shortFP)
+		}
+		if len(raw) >= 10 {
+			f = appendFP(f, r.k.Key(kindDate, raw[:10]), shortFP)
+		}
+		r.prefixRow(store.PrefixRow{P: pid, H: r.k.Key(kindDate, raw[:4]) >> 16, F: string(f)})
 	}
 	year := time.UnixMicro(rg.Lo).UTC().Year()
 	r.dateRow(pid, 0, YearRange(year, r.opts.Now()))

@@ -220,7 +220,7 @@ func (b *builder) pidList(pids []int32) string {
 // the statement instead of bound: a plan made without the bound values
 // (PostgreSQL's cached generic plans) still knows which parameter it
 // reads, so it can estimate it from the column statistics and prove the
-// predicate of a partial index on some parameters (search_token_names).
+// predicate of a partial index on some parameters.
 func pidSQL(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // PIDSQL is a parameter number as an SQL literal, for conditions on index
@@ -358,7 +358,13 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	if c.Missing != nil {
 		table := b.table(rt, p)
 		x := b.alias()
-		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + b.pidEq(x+`.p`, pid) + `)`
+		cond := b.pidEq(x+`.p`, pid)
+		if pt := b.part(rt, p); pt != nil {
+			cond = b.pidEq(x+`.p`, PID(rt, pt.Parent.Code)) + ` AND ` + x + `.t = ` + strconv.Itoa(int(pt.Tag))
+		} else if c := contactOf(rt, p); c != nil {
+			cond = b.pidEq(x+`.p`, PID(rt, c.Parent.Code)) + ` AND ` + x + `.s = ` + strconv.Itoa(int(c.Tag))
+		}
+		w := `EXISTS (SELECT 1 FROM ` + table + ` ` + x + ` WHERE ` + x + `.rid = ` + a + `.rid AND ` + cond + `)`
 		if *c.Missing {
 			w = `NOT ` + w
 		}
@@ -367,7 +373,14 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	if c.Modifier == "not" {
 		var ors []string
 		x := b.alias()
+		route := ""
+		if ct := contactOf(rt, p); ct != nil {
+			pid, route = PID(rt, ct.Parent.Code), ` AND `+x+`.s = `+strconv.Itoa(int(ct.Tag))
+		}
 		for _, v := range c.Values {
+			if holdsContacts(rt, p) && v.HasSystem && v.System == "" {
+				v.HasSystem = false
+			}
 			w, args, err := b.tokenCond(x, v)
 			if err != nil {
 				return "", qerr(p, "%v", err)
@@ -375,7 +388,7 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 			b.args = append(b.args, args...)
 			ors = append(ors, `(`+w+`)`)
 		}
-		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + b.pidEq(x+`.p`, pid) + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
+		return a + `.rid NOT IN (SELECT ` + x + `.rid FROM search_token ` + x + ` WHERE ` + b.pidEq(x+`.p`, pid) + route + ` AND (` + strings.Join(ors, ` OR `) + `))`, nil
 	}
 	var ors []string
 	for _, v := range c.Values {
@@ -477,7 +490,7 @@ func (b *builder) table(rt string, p *params.Param) string {
 		return "search_number"
 	case "string":
 		if b.blind(rt, p) {
-			return "search_token"
+			return "search_prefix"
 		}
 		return "search_string"
 	case "composite":
@@ -493,6 +506,15 @@ func (b *builder) table(rt string, p *params.Param) string {
 
 func (b *builder) blind(rt string, p *params.Param) bool {
 	return !b.opts.Leaky && Blinded(rt, p)
+}
+
+// part is the part p is of its parent when p's values are blinded (and so
+// stored with the parent's rows), or nil.
+func (b *builder) part(rt string, p *params.Param) *part {
+	if !b.blind(rt, p) {
+		return nil
+	}
+	return partOf(rt, p)
 }
 
 // in wraps a row condition: a's rid has a row of table with parameter pid
@@ -547,9 +569,15 @@ func (b *builder) value(rt, a string, p *params.Param, pid int32, mod string, v 
 		default:
 			return "", qerr(p, "modifier :%s is not supported on tokens", mod)
 		}
+		if holdsContacts(rt, p) && v.HasSystem && v.System == "" {
+			v.HasSystem = false // a contact point has no namespace: |value is value
+		}
 		w, args, err := b.tokenCond(x, v)
 		if err != nil {
 			return "", qerr(p, "%v", err)
+		}
+		if c := contactOf(rt, p); c != nil {
+			pid, w = PID(rt, c.Parent.Code), w+` AND `+x+`.s = `+strconv.Itoa(int(c.Tag))
 		}
 		return b.in(a, "search_token", pid, x, w, args...), nil
 	case "reference":
@@ -678,24 +706,34 @@ func (b *builder) refHashes(rt string, p *params.Param, mod string, v query.Valu
 }
 
 func (b *builder) stringCond(rt, a string, p *params.Param, pid int32, x, mod string, v query.Value) (string, error) {
+	blind := b.blind(rt, p)
+	// A blinded part (family) is a condition on its parent's rows (name).
+	tag, longTag := "", ""
+	if pt := b.part(rt, p); pt != nil {
+		pid, tag, longTag = PID(rt, pt.Parent.Code), ` AND `+x+`.t = `+strconv.Itoa(int(pt.Tag)), ` AND `+x+`.t = `+strconv.Itoa(int(pt.Tag|LongRow))
+	}
 	if mod == "exact" {
+		if blind {
+			w, args := ExactCond(b.k, x, v.Text)
+			return b.in(a, "search_prefix", pid, x, w+tag, args...), nil
+		}
 		return b.in(a, "search_token", PID(rt, p.Code+variantExact), x, x+`.h = ?`, b.k.Key(kindExact, v.Text)), nil
 	}
 	n := value.Normalize(v.Text)
 	if n == "" {
 		return "", qerr(p, "the value has no letters or digits")
 	}
-	if b.blind(rt, p) {
+	if blind {
 		switch mod {
 		case "":
-			runes := utf8.RuneCountInString(n)
-			if runes < MinPrefix {
+			if utf8.RuneCountInString(n) < MinPrefix {
 				return "", qerr(p, "%s.%s is stored as blinded prefixes of %d or more characters: search with at least %d", rt, p.Code, MinPrefix, MinPrefix)
 			}
-			if runes > MaxPrefix {
-				n = string([]rune(n)[:MaxPrefix])
+			w, args, long := PrefixCond(b.k, x, n)
+			if long {
+				tag = longTag
 			}
-			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindPrefix, n)), nil
+			return b.in(a, "search_prefix", pid, x, w+tag, args...), nil
 		case "contains":
 			return "", qerr(p, "%s.%s is stored only as blinded prefixes, which cannot answer :contains; use a prefix or :exact (or enable the leaky index, see docs/security.md)", rt, p.Code)
 		}
@@ -719,7 +757,8 @@ func (b *builder) dateValue(rt, a string, p *params.Param, pid int32, x string, 
 				return "", qerr(p, "%s.%s takes a date (YYYY, YYYY-MM or YYYY-MM-DD), not a time", rt, p.Code)
 			}
 			s := time.UnixMicro(v.Date.Lo).UTC().Format("2006-01-02")[:n]
-			return b.in(a, "search_token", pid, x, x+`.h = ?`, b.k.Key(kindDate, s)), nil
+			w, args := BlindDateCond(b.k, x, s)
+			return b.in(a, "search_prefix", pid, x, w, args...), nil
 		}
 		if v.Date.Precision != value.Year {
 			return "", qerr(p, "%s.%s is blinded: ranges work at year precision (e.g. ge1950); use a year, or enable the leaky index (docs/security.md)", rt, p.Code)

@@ -226,8 +226,8 @@ func TestPlanRestrictsJoins(t *testing.T) {
 
 // TestParameterNumbersAreLiterals: a plan made without the bound values
 // (PostgreSQL's cached generic plans) must still see which parameter a
-// condition reads, or it cannot use the partial index of the name
-// parameters (search_token_names) nor the statistics of p. So no
+// condition reads, or it cannot use a partial index on some parameters
+// nor the statistics of p. So no
 // parameter number is ever a placeholder, and with ProbeByRID no probe
 // names p where a value index could seek it.
 func TestParameterNumbersAreLiterals(t *testing.T) {

@@ -111,6 +111,20 @@ type Index struct {
 	Dates   []DateRow
 	Numbers []NumberRow
 	Strings []StringRow
+	// Prefixes are the blinded strings of patient data (search_prefix).
+	Prefixes []PrefixRow
+}
+
+// PrefixRow is one blinded string value's row of prefix hashes (see
+// internal/search, "Blinded strings"): H is the keyed hash of a short
+// prefix the row is found by, T the part of a name or address the value
+// is (0 for a plain string), F the truncated keyed hashes of the longer
+// prefixes (and of the exact value) that a search compares byte ranges of.
+type PrefixRow struct {
+	P int32
+	T int32
+	H int64
+	F string
 }
 
 // TokenRow is a keyed hash of a token, reference or blinded value (H),

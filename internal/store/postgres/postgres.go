@@ -38,13 +38,13 @@ var Dialect = sqlstore.Dialect{
 	NoSeqScan:    `SET LOCAL enable_seqscan = off`,
 	GenericPlan:  `SET LOCAL plan_cache_mode = force_generic_plan`,
 	// A page in rid order joins its driving index rows, so that a name
-	// prefix shared by thousands streams from search_token_names (rid in
+	// prefix shared by thousands streams from search_prefix_key (rid in
 	// its key) and stops at the page's limit, whatever the plan's
 	// estimate: a generic plan estimates any keyed hash at a row or two
 	// and would list and sort every match of an IN (...) instead.
 	JoinDrive:   true,
 	DistinctOn:  true,
-	Analyze:     `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string`,
+	Analyze:     `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string, search_prefix`,
 	AppendAudit: appendAuditSQL,
 }
 

@@ -81,8 +81,9 @@ var (
 	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
 	insertNumber   = insertSpec{`INSERT INTO search_number (p, k, lo, hi, rid, u) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
 	insertString   = insertSpec{`INSERT INTO search_string (p, v, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 3}
+	insertPrefix   = insertSpec{`INSERT INTO search_prefix (p, h, rid, t, n, f) VALUES `, ` ON CONFLICT DO NOTHING`, 6}
 	insertOutbox   = insertSpec{`INSERT INTO outbox (id, tenant, type, okey, at, body) VALUES `, ``, 6}
-	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertAuditPatient, insertToken, insertDate, insertNumber, insertString, insertOutbox}
+	insertSpecs    = []insertSpec{insertVersion, upsertCurrent, insertAuditRec, insertAuditPatient, insertToken, insertDate, insertNumber, insertString, insertPrefix, insertOutbox}
 )
 
 func tupleOf(cols int) string {
@@ -130,7 +131,7 @@ func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final
 }
 
 // searchTables are the index tables, each with an index on rid.
-var searchTables = []string{"search_token", "search_date", "search_number", "search_string"}
+var searchTables = []string{"search_token", "search_date", "search_number", "search_string", "search_prefix"}
 
 // indexEntry is the index of one resource, by rid (nil: no rows).
 type indexEntry struct {
@@ -395,6 +396,14 @@ func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEn
 			rid int64
 			r   store.StringRow
 		}
+		pfxs []struct {
+			rid int64
+			n   int
+			r   store.PrefixRow
+		}
+		// n numbers the rows of one resource that share p, h and t (the
+		// key of search_prefix without its last column).
+		same = map[store.PrefixRow]int{}
 	)
 	for _, e := range entries {
 		if e.ix == nil {
@@ -421,6 +430,17 @@ func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEn
 				r   store.StringRow
 			}{e.rid, r})
 		}
+		clear(same)
+		for _, r := range e.ix.Prefixes {
+			k := store.PrefixRow{P: r.P, T: r.T, H: r.H}
+			n := same[k]
+			same[k] = n + 1
+			pfxs = append(pfxs, struct {
+				rid int64
+				n   int
+				r   store.PrefixRow
+			}{e.rid, n, r})
+		}
 	}
 	if err := db.insertRows(ctx, tx, insertToken, len(toks), func(i int, a []any) []any {
 		return append(a, toks[i].r.P, toks[i].r.H, toks[i].rid, toks[i].r.S)
@@ -443,6 +463,13 @@ func (db *DB) insertIndexRows(ctx context.Context, tx *sql.Tx, entries []indexEn
 		return append(a, strs[i].r.P, strs[i].r.V, strs[i].rid)
 	}); err != nil {
 		return fmt.Errorf("insert string index: %w", err)
+	}
+	if err := db.insertRows(ctx, tx, insertPrefix, len(pfxs), func(i int, a []any) []any {
+		r := pfxs[i].r
+		// As a BLOB: the search compares byte ranges of it.
+		return append(a, r.P, r.H, pfxs[i].rid, r.T, pfxs[i].n, []byte(r.F))
+	}); err != nil {
+		return fmt.Errorf("insert prefix index: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -321,6 +322,8 @@ func sqlLiteral(a any) (string, error) {
 		return strconv.FormatFloat(v, 'g', -1, 64), nil
 	case string:
 		return `'` + strings.ReplaceAll(v, `'`, `''`) + `'`, nil
+	case []byte: // blinded prefix bytes (PostgreSQL: Generic is its option)
+		return `'\x` + hex.EncodeToString(v) + `'::bytea`, nil
 	}
 	return "", fmt.Errorf("no literal for an argument of type %T", a)
 }

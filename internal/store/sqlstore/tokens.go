@@ -50,3 +50,48 @@ func (db *DB) TokenHashes(ctx context.Context, tenant, typ string, p int32, ids 
 	}
 	return out, nil
 }
+
+// PrefixExact returns, by id, one number per search_prefix row of
+// parameter p and part t of the current, not deleted resources of typ in
+// tenant named by ids: the low 32 bits of the row's anchor hash joined to
+// the first fpLen (at most 4) bytes of its fingerprints, the value's exact
+// hash on a short row. Two values are equal (up to hash collisions) when
+// their numbers are: the alert rules compare family names this way, in
+// one statement per 500 ids, and never see a name.
+func (db *DB) PrefixExact(ctx context.Context, tenant, typ string, p int32, t, fpLen int, ids []string) (map[string][]int64, error) {
+	out := map[string][]int64{}
+	for len(ids) > 0 {
+		n := min(len(ids), tokenChunk)
+		args := make([]any, 0, 4+n)
+		args = append(args, p, t, tenant, typ)
+		for _, id := range ids[:n] {
+			args = append(args, id)
+		}
+		ids = ids[n:]
+		rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT r.id, x.h, x.f FROM resources r JOIN search_prefix x ON x.rid = r.rid AND x.p = ? AND x.t = ?
+			WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0 AND r.id IN (`+strings.TrimSuffix(strings.Repeat("?, ", n), ", ")+`)`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: prefix hashes: %v", store.ErrUnavailable, err)
+		}
+		for rows.Next() {
+			var id string
+			var h int64
+			var f []byte
+			if err := rows.Scan(&id, &h, &f); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("%w: prefix hashes: %v", store.ErrUnavailable, err)
+			}
+			v := h << 32
+			for i := 0; i < min(fpLen, 4, len(f)); i++ {
+				v |= int64(f[i]) << (8 * (3 - i))
+			}
+			out[id] = append(out[id], v)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: prefix hashes: %v", store.ErrUnavailable, err)
+		}
+	}
+	return out, nil
+}
