@@ -153,6 +153,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	defer a.Close()
+	if err := a.EnsureIndexLayout(ctx, log); err != nil {
+		return err
+	}
 	a.StartWorkers()
 	if err := a.StartLedgerWorkers(cfg, log); err != nil {
 		return err

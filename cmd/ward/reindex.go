@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/wardhealth/ward/internal/app"
 )
 
 // runReindex rebuilds the search index of every current resource.
@@ -21,6 +23,9 @@ func runReindex(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	start := time.Now()
 	n, err := a.Records.Reindex(ctx, "cli-reindex", nil)
 	if err != nil {
+		return err
+	}
+	if err := app.MarkIndexLayout(ctx, a.Store); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
