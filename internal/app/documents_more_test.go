@@ -380,5 +380,22 @@ func TestTransactionAttachments(t *testing.T) {
 		if status, body, err := fetch(t, w, "/fhir/"+ref, authz.RolePhysician, "Accept: application/pdf"); status != 200 || err != nil || !bytes.Equal(body, big) {
 			t.Fatalf("moved content as the physician: %d %v", status, err)
 		}
+
+		// An attachment naming a Binary the same transaction writes is
+		// checked against that Binary's data (the clinic facade's upload).
+		small := []byte("%PDF-1.4 same transaction")
+		smallSum := sha1.Sum(small)
+		pair := func(hash string) []byte {
+			bin := uniq("bin")
+			return bundle(`{"request":{"method":"PUT","url":"Binary/`+bin+`"},"resource":{"resourceType":"Binary","id":"`+bin+`","contentType":"application/pdf","data":"`+base64.StdEncoding.EncodeToString(small)+`"}}`,
+				`{"fullUrl":"urn:uuid:`+uniq("u")+`","request":{"method":"POST","url":"DocumentReference"},"resource":{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/`+pid+`"},`+
+					`"content":[{"attachment":{"contentType":"application/pdf","url":"Binary/`+bin+`","hash":"`+hash+`"}}]}}`)
+		}
+		if r := w.Do(t, "POST", "/fhir", w.Tokens[A], pair(base64.StdEncoding.EncodeToString(smallSum[:]))); r.Status != 200 {
+			t.Fatalf("a document and its Binary in one transaction: %d %.300s", r.Status, r.Body)
+		}
+		if r := w.Do(t, "POST", "/fhir", w.Tokens[A], pair(bad)); r.Status != 422 {
+			t.Fatalf("a wrong hash of a Binary of the same transaction: %d %.300s", r.Status, r.Body)
+		}
 	})
 }

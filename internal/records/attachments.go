@@ -51,7 +51,7 @@ func attachmentsOf(res *fhir.Resource) (out []map[string]any, paths []string) {
 // new Binary (security context: this resource) named by url. It runs
 // after the write was decided and before anything is stored.
 func (r *Repo) attachments(ctx context.Context, rec *audit.Record, res *fhir.Resource) error {
-	moves, err := r.checkAttachments(ctx, rec, res)
+	moves, err := r.checkAttachments(ctx, rec, res, nil)
 	if err != nil {
 		return err
 	}
@@ -66,11 +66,13 @@ type attachmentMove struct {
 
 // checkAttachments is attachments' first half: check and fill in every
 // Attachment of res, and say which data to move; nothing is stored.
-func (r *Repo) checkAttachments(ctx context.Context, rec *audit.Record, res *fhir.Resource) ([]attachmentMove, error) {
+// local are the Binaries a transaction writes beside res, by id: an
+// Attachment naming one is checked against it, not the stored one.
+func (r *Repo) checkAttachments(ctx context.Context, rec *audit.Record, res *fhir.Resource, local map[string]*fhir.Resource) ([]attachmentMove, error) {
 	atts, paths := attachmentsOf(res)
 	var moves []attachmentMove
 	for i, a := range atts {
-		size, sum, data, err := r.attachmentContent(ctx, rec, a, paths[i])
+		size, sum, data, err := r.attachmentContent(ctx, rec, a, paths[i], local)
 		if err != nil {
 			return nil, err
 		}
@@ -114,12 +116,25 @@ func (r *Repo) transactionAttachments(ctx context.Context, order []*Entry, skip 
 		moves []attachmentMove
 	}
 	var all []pending
+	local := map[string]*fhir.Resource{}
+	for _, e := range order {
+		if e.Type != "Binary" || e.Resource == nil || (e.Method != http.MethodPost && e.Method != http.MethodPut) {
+			continue
+		}
+		id := e.ID
+		if id == "" {
+			id = str(e.Resource.Doc["id"])
+		}
+		if id != "" {
+			local[id] = e.Resource
+		}
+	}
 	for _, e := range order {
 		if e.Resource == nil || e.Method == http.MethodDelete || skip(e) {
 			continue
 		}
 		rec := r.record(entryAuditAction(e.Method), e.Type)
-		moves, err := r.checkAttachments(ctx, rec, e.Resource)
+		moves, err := r.checkAttachments(ctx, rec, e.Resource, local)
 		if err != nil {
 			return entryError(e, err)
 		}
@@ -138,7 +153,7 @@ func (r *Repo) transactionAttachments(ctx context.Context, order []*Entry, skip 
 // attachmentContent returns the size and SHA-1 of an Attachment's
 // content: its inline data, or the Binary its url names (size -1: an
 // external url, not checked).
-func (r *Repo) attachmentContent(ctx context.Context, rec *audit.Record, a map[string]any, path string) (int64, []byte, []byte, error) {
+func (r *Repo) attachmentContent(ctx context.Context, rec *audit.Record, a map[string]any, path string, local map[string]*fhir.Resource) (int64, []byte, []byte, error) {
 	if d, ok := a["data"].(string); ok {
 		data, err := base64.StdEncoding.DecodeString(d)
 		if err != nil {
@@ -151,6 +166,16 @@ func (r *Repo) attachmentContent(ctx context.Context, rec *audit.Record, a map[s
 	id, ok := strings.CutPrefix(u, "Binary/")
 	if !ok || !fhir.IsID(id) {
 		return -1, nil, nil, nil
+	}
+	if bin, ok := local[id]; ok {
+		// Written by the same transaction: its inline data is the content
+		// (its access is decided as that entry's write).
+		raw, err := base64.StdEncoding.DecodeString(str(bin.Doc["data"]))
+		if err != nil {
+			return 0, nil, nil, r.refuse(rec, audit.OutcomeMinor, "invalid", problem.At(problem.ErrInvalid, "invalid", path+".url", "the Binary it names has data that is not base64"))
+		}
+		s := sha1.Sum(raw)
+		return int64(len(raw)), s[:], nil, nil
 	}
 	v, err := r.s.st.Current(ctx, r.subj.Tenant, "Binary", id)
 	switch {
