@@ -143,7 +143,8 @@ type SetHold struct {
 // ReleaseHold lifts a patient's legal hold; none is ErrConflict.
 type ReleaseHold struct{ Tenant, Patient string }
 
-// ErasePatient deletes the index rows of the resources named (those
+// ErasePatient deletes the index rows of the resources named, and marks
+// them deleted (those
 // sealed under the patient's data key, which a DestroyKey of the same
 // unit shreds); a patient under a legal hold is ErrHeld.
 type ErasePatient struct {

@@ -391,5 +391,15 @@ func (db *DB) eraseIndex(ctx context.Context, tx *sql.Tx, e store.ErasePatient) 
 		}
 		rids = append(rids, rid)
 	}
-	return db.deleteIndexRows(ctx, tx, rids)
+	if err := db.deleteIndexRows(ctx, tx, rids); err != nil {
+		return err
+	}
+	// Deleted, so that no search lists them (a type scan needs no index
+	// row) and a read answers 410 before it opens anything.
+	for _, rid := range rids {
+		if err := db.exec(ctx, tx, "erase: mark deleted", `UPDATE resources SET deleted = 1 WHERE rid = ?`, rid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
