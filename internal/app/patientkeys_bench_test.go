@@ -88,7 +88,7 @@ func BenchmarkPatientKeys(b *testing.B) {
 			}
 		}
 		for _, op := range ops {
-			t, p := median(times[op+"/tenant"]), median(times[op+"/patient"])
+			t, p := medianF(times[op+"/tenant"]), medianF(times[op+"/patient"])
 			b.ReportMetric(t, op+"-tenant-µs/op")
 			b.ReportMetric(p, op+"-patient-µs/op")
 			b.ReportMetric(p/t, op+"-ratio")
@@ -97,7 +97,7 @@ func BenchmarkPatientKeys(b *testing.B) {
 	}
 }
 
-func median(xs []float64) float64 {
+func medianF(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s) == 0 {
