@@ -286,3 +286,23 @@ func indexRows(t *testing.T, w *apptest.Ward, rids []int64) int {
 	}
 	return n
 }
+
+// TestEraseOtherNode: a node that holds the patient's key unwrapped in
+// its cache (it just read the patient) answers 410 as soon as another
+// node erased the patient: it checks the key's state before opening.
+func TestEraseOtherNode(t *testing.T) {
+	a := apptest.Start(t, apptest.Postgres)
+	b := apptest.Join(t, a, nil)
+	po := a.Tokens[authz.RolePrivacyOfficer]
+	p1 := a.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Nodefamily"}]}`)
+	if r := b.Do(t, "GET", "/fhir/Patient/"+p1, b.Tokens[authz.RolePrivacyOfficer], nil); r.Status != 200 {
+		t.Fatalf("read on node b: %d %s", r.Status, r.Body)
+	}
+	body := []byte(`{"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"request"}]}`)
+	if r := a.Do(t, "POST", "/fhir/Patient/"+p1+"/$erase", po, body); r.Status != 200 {
+		t.Fatalf("erase on node a: %d %s", r.Status, r.Body)
+	}
+	if r := b.Do(t, "GET", "/fhir/Patient/"+p1+"/_history/1", b.Tokens[authz.RolePrivacyOfficer], nil); r.Status != 410 {
+		t.Fatalf("vread on node b after the erasure: %d %s", r.Status, r.Body)
+	}
+}
