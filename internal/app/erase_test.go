@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -298,11 +299,24 @@ func TestEraseOtherNode(t *testing.T) {
 	if r := b.Do(t, "GET", "/fhir/Patient/"+p1, b.Tokens[authz.RolePrivacyOfficer], nil); r.Status != 200 {
 		t.Fatalf("read on node b: %d %s", r.Status, r.Body)
 	}
+	v, err := b.App.Store.Version(context.Background(), b.Config.Tenant, "Patient", p1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := seal.AAD(v.Tenant, v.Type, v.ID, v.Version)
+	if _, err := b.App.Keys.Open(v.Body, aad); err != nil {
+		t.Fatalf("node b before the erasure: %v", err)
+	}
 	body := []byte(`{"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"request"}]}`)
 	if r := a.Do(t, "POST", "/fhir/Patient/"+p1+"/$erase", po, body); r.Status != 200 {
 		t.Fatalf("erase on node a: %d %s", r.Status, r.Body)
 	}
 	if r := b.Do(t, "GET", "/fhir/Patient/"+p1+"/_history/1", b.Tokens[authz.RolePrivacyOfficer], nil); r.Status != 410 {
 		t.Fatalf("vread on node b after the erasure: %d %s", r.Status, r.Body)
+	}
+	// Below the HTTP answer: node b's keyring itself refuses to open the
+	// version, though it had the key unwrapped.
+	if _, err := b.App.Keys.Open(v.Body, aad); !errors.Is(err, keys.ErrErased) {
+		t.Fatalf("node b opens a version under the destroyed key: %v", err)
 	}
 }
