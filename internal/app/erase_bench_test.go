@@ -7,6 +7,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/app/apptest"
 	"github.com/wardhealth/ward/internal/authz"
+	"github.com/wardhealth/ward/internal/config"
 )
 
 // BenchmarkErase: Patient/$erase of a patient with N Observations
@@ -19,7 +20,7 @@ func BenchmarkErase(b *testing.B) {
 	}
 	for _, backend := range apptest.Backends {
 		b.Run(string(backend), func(b *testing.B) {
-			w := apptest.Start(b, backend)
+			w := apptest.Start(b, backend, func(c *config.Config) { c.APIRate = 0 })
 			po := w.Tokens[authz.RolePrivacyOfficer]
 			body := []byte(`{"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"bench"}]}`)
 			b.ResetTimer()
