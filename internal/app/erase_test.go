@@ -82,6 +82,19 @@ func TestErasePatient(t *testing.T) {
 			if r := w.Do(t, "GET", "/fhir/Patient?family="+family, po, nil); r.Status != 200 || !strings.Contains(string(r.Body), p1) {
 				t.Fatalf("search before erasure: %d %s", r.Status, r.Body)
 			}
+			objects := func() int {
+				n := 0
+				filepath.WalkDir(filepath.Join(cfg.DataDir, "documents"), func(p string, d fs.DirEntry, err error) error {
+					if err == nil && !d.IsDir() && strings.Contains(p, bin) {
+						n++
+					}
+					return nil
+				})
+				return n
+			}
+			if objects() == 0 {
+				t.Fatal("the Binary's content object is not in the documents directory")
+			}
 			body := []byte(`{"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"` + reason + `"}]}`)
 			erase := func(role authz.Role) *apptest.Response {
 				return w.Do(t, "POST", "/fhir/Patient/"+p1+"/$erase", w.Tokens[role], body)
@@ -106,8 +119,11 @@ func TestErasePatient(t *testing.T) {
 			if err := app.LegalHold(ctx, cfg, app.HoldOptions{Tenant: cfg.Tenant, Patient: p1, Release: true}); err != nil {
 				t.Fatal(err)
 			}
-			if r := erase(authz.RolePrivacyOfficer); r.Status != 200 {
+			if r := erase(authz.RolePrivacyOfficer); r.Status != 200 || !strings.Contains(string(r.Body), `"name":"resources","valueInteger":4`) {
 				t.Fatalf("erase: %d %s", r.Status, r.Body)
+			}
+			if n := objects(); n != 0 {
+				t.Fatalf("%d content objects of the erased Binary remain", n)
 			}
 
 			// Reads answer 410; searches find nothing.
