@@ -63,14 +63,13 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 		return nil, r.refuse(rec, audit.OutcomeMinor, "no-patient-keys", problem.New(problem.ErrUnprocessable, "not-supported",
 			"erasure needs per-patient data keys, which this server does not use"))
 	}
-	v, err := r.s.st.Current(ctx, tenant, "Patient", id)
+	_, err := r.s.st.Current(ctx, tenant, "Patient", id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found", problem.New(problem.ErrNotFound, "not-found", "Patient/"+id+" is not known"))
 	}
 	if err != nil {
 		return nil, store.Problem(err)
 	}
-	_ = v
 	kid := keys.PatientKeyID(tenant, id)
 	rec.Entities = append(rec.Entities, "data-key/"+kid)
 	k, err := r.s.st.Key(ctx, kid)
@@ -95,9 +94,9 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 	}}
 	if err := r.s.ledger().Commit(ctx, u, rec); err != nil {
 		if errors.Is(err, store.ErrHeld) {
-			rec.Detail, rec.Outcome = "legal-hold", audit.OutcomeMinor
-			return nil, r.refuse(r.retry(rec), audit.OutcomeMinor, "legal-hold", problem.New(problem.ErrConflict, "conflict",
-				"Patient/"+id+" is under a legal hold: it cannot be erased until the hold is released"))
+			// The store committed rec all the same, marked a conflict.
+			return nil, problem.New(problem.ErrConflict, "conflict",
+				"Patient/"+id+" is under a legal hold: it cannot be erased until the hold is released")
 		}
 		return nil, store.Problem(err)
 	}
@@ -121,14 +120,6 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 		}
 	}
 	return res, nil
-}
-
-// retry is a fresh copy of rec for a second ledger record (the first
-// commit failed with its unit).
-func (r *Repo) retry(rec *audit.Record) *audit.Record {
-	n := r.record(rec.Action, rec.ResourceType)
-	n.Entities, n.Purpose = rec.Entities, rec.Purpose
-	return n
 }
 
 // sealedUnder lists the resources of patient id whose current version is
