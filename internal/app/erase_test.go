@@ -3,7 +3,9 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,6 +238,23 @@ func TestErasePatient(t *testing.T) {
 				}
 			}
 
+			// The erasure's ledger record: ids, the reason's SHA-256, counts.
+			db, q := eraseDB(t, w)
+			var details []string
+			rows, err := db.Query(q(`SELECT detail FROM audit_log WHERE action = ? ORDER BY seq`), "erase")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var d string
+				rows.Scan(&d)
+				details = append(details, d)
+			}
+			rows.Close()
+			sum := sha256.Sum256([]byte(reason))
+			if !slices.Contains(details, "reason-sha256:"+hex.EncodeToString(sum[:])+" resources:4") {
+				t.Fatalf("erase records: %q", details)
+			}
 			if _, _, err := app.VerifyLedger(ctx, w.App.Store); err != nil {
 				t.Fatalf("ledger: %v", err)
 			}
