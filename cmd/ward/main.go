@@ -25,6 +25,7 @@ func commands() []command {
 		{"audit", "audit ledger tools: audit verify, audit break-glass, audit governance", runAudit},
 		{"clients", "clients: clients add|list|disable|enable (backend services or public apps)", runClients},
 		{"tenants", "tenants: tenants add --name T, tenants list", runTenants},
+		{"patients", "legal holds: patients hold ID --tenant T --reason R, patients release ID --tenant T", runPatients},
 		{"keys", "key tools: keys generate (a new WARD_KEY), keys rotate (a new token signing key), keys rotate-kek (re-wrap data keys under a new KEK), keys rotate-data (a new data key, records re-sealed)", runKeys},
 		{"backup", "a consistent snapshot of the embedded database with its ledger checkpoint, never the key: backup --out DIR", runBackup},
 		{"restore", "check a backup's ledger against its checkpoint and install it: restore [--data-dir D] DIR", runRestore},

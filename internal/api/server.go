@@ -183,6 +183,7 @@ func New(o Options, log *slog.Logger, rec *records.Service, tokens Tokens, healt
 	mux.Handle("GET /fhir/Patient/$everything", s.fhir(s.handleEverything))
 	mux.Handle("GET /fhir/Patient/{id}/$disclosures", s.fhir(s.handleDisclosures))
 	mux.Handle("POST /fhir/Patient/$merge", s.fhir(s.handleMerge))
+	mux.Handle("POST /fhir/Patient/{id}/$erase", s.fhir(s.handleErase))
 	mux.Handle("POST /fhir/AuditEvent/{id}/$withhold", s.fhir(s.handleWithhold))
 	mux.Handle("GET /fhir/{type}/{id}/_history", s.fhir(s.handleHistory))
 	mux.Handle("GET /fhir/{type}/{id}/{ctype}", s.fhir(s.handleCompartmentSearch))

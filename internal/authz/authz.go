@@ -99,6 +99,12 @@ const (
 	// physician needs a care relationship with each, and as a Patient
 	// write it governs access: break-the-glass never makes one.
 	Merge Action = "merge"
+	// Erase is Patient/$erase: the patient's data key is destroyed
+	// (crypto-shredding every version sealed under it). Only a privacy
+	// officer and an admin may erase, of a Patient only, with a Patient
+	// delete scope; no care relationship, consent or break-the-glass
+	// enters into it (it is not access to the record).
+	Erase Action = "erase"
 )
 
 // IsWrite reports whether a changes data.
@@ -209,6 +215,9 @@ const (
 	// ReasonRoleNoMerge: the role may not merge patients, or the target
 	// of a merge is not a Patient.
 	ReasonRoleNoMerge = "role-may-not-merge"
+	// ReasonRoleNoErase: the role may not erase patients, or the target
+	// of an erasure is not a Patient.
+	ReasonRoleNoErase = "role-may-not-erase"
 	// ReasonLabelRemoval: removing a security label needs a role that
 	// manages labels (admin, privacy-officer, backend client).
 	ReasonLabelRemoval = "label-removal-needs-privacy-officer"
@@ -239,7 +248,7 @@ var directoryTypes = []string{"Practitioner", "PractitionerRole", "Organization"
 // patient (user role) may read: who treats them, where, and with what.
 var userReadable = []string{"Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService", "Medication", "Substance"}
 
-var actions = []Action{Read, Search, History, Create, Update, Delete, Merge}
+var actions = []Action{Read, Search, History, Create, Update, Delete, Merge, Erase}
 
 // governing are the types whose content decides who reaches a patient's
 // record: consents, care teams, encounters (participants), practitioner
@@ -274,6 +283,9 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 	}
 	if !KnownPurpose(purpose) {
 		return deny(ReasonUnknownPurp)
+	}
+	if a == Erase {
+		return decideErase(s, t, purpose)
 	}
 	// 1. Role.
 	if why := roleDenies(s.Role, a, t.Type); why != "" {
@@ -393,6 +405,17 @@ func Decide(s Subject, a Action, t Target, f Facts) Decision {
 	default:
 		return Decision{Reasons: soft, Purpose: purpose}
 	}
+}
+
+// decideErase decides Patient/$erase: role and scope alone.
+func decideErase(s Subject, t Target, purpose string) Decision {
+	if t.Type != "Patient" || s.Role != RoleAdmin && s.Role != RolePrivacyOfficer {
+		return Decision{Reasons: []string{ReasonRoleNoErase}, Purpose: purpose}
+	}
+	if ok, why := scopesAllow(s, Delete, t); !ok {
+		return Decision{Reasons: []string{ReasonRoleAllows, why}, Purpose: purpose}
+	}
+	return Decision{Allow: true, Reasons: []string{ReasonRoleAllows, ReasonScopeGrants}, Purpose: purpose}
 }
 
 // writeDenies are the final denials of a write that depend on what it

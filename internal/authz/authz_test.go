@@ -23,9 +23,9 @@ func TestDecideTable(t *testing.T) {
 	want := map[key]bool{}
 	for _, typ := range []string{"Patient", "Observation", "Immunization", "Condition"} {
 		for _, a := range actions {
-			want[key{RoleAdmin, a, typ}] = a != Merge || typ == "Patient"
-			want[key{RolePhysician, a, typ}] = a != Merge || typ == "Patient"
-			want[key{RoleNurse, a, typ}] = a != Merge && (!a.IsWrite() || typ == "Observation" || typ == "Immunization")
+			want[key{RoleAdmin, a, typ}] = a != Merge && a != Erase || typ == "Patient"
+			want[key{RolePhysician, a, typ}] = a != Erase && (a != Merge || typ == "Patient")
+			want[key{RoleNurse, a, typ}] = a != Merge && a != Erase && (!a.IsWrite() || typ == "Observation" || typ == "Immunization")
 			want[key{RoleUser, a, typ}] = false
 			want[key{Role("superuser"), a, typ}] = false
 			want[key{Role(""), a, typ}] = false

@@ -126,6 +126,8 @@ func CapabilityStatement(o CapabilityOptions) ([]byte, error) {
 				map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
 				// The R5 operation, on R4 resources (docs/merge.md).
 				map[string]any{"name": "merge", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge"},
+				// Ward's own crypto-shredding erasure (docs/keys.md).
+				map[string]any{"name": "erase", "definition": "urn:ward:OperationDefinition/Patient-erase"},
 			}
 		}
 		if len(interactions) > 0 {

@@ -389,6 +389,11 @@ func (m *Manager) Open(envelope, aad []byte) ([]byte, error) {
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
+	if kid, _ := seal.EnvelopeKeyID(envelope); IsPatientKey(kid) {
+		if err := m.patientLive(context.Background(), kid); err != nil {
+			return nil, err
+		}
+	}
 	pt, err := m.ring.Open(envelope, aad)
 	if errors.Is(err, seal.ErrUnknownKey) {
 		var lerr error

@@ -337,3 +337,23 @@ func (m *Manager) Forget(id string) {
 	m.ring.Remove(id)
 	delete(m.stream, id)
 }
+
+// patientLive reads patient key id's state from the store before a
+// version sealed under it is opened, so that a key another node destroyed
+// (Patient/$erase) is refused here at once even while this node still
+// holds it unwrapped in its cache, which it then forgets. One read by
+// primary key per opened version: the simplest check that is correct
+// across nodes without a cache-invalidation message.
+func (m *Manager) patientLive(ctx context.Context, id string) error {
+	k, err := m.patientStore().Key(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // created here and not stored yet, or unknown (Open says so)
+	case err != nil:
+		return fmt.Errorf("read patient key: %w", err)
+	case k.State == store.KeyDestroyed:
+		m.Forget(id)
+		return fmt.Errorf("%w: %s", ErrErased, id)
+	}
+	return nil
+}

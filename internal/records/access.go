@@ -215,6 +215,12 @@ func (r *Repo) instance(ctx context.Context, rec *audit.Record, typ, id string, 
 // have acted on the resource before. Without such a version it is
 // refused as if unknown (403).
 func (r *Repo) decideDeleted(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) error {
+	if len(v.Body) > 0 {
+		// Erased (Patient/$erase): deleted with its body kept, sealed
+		// under a destroyed key. Nothing of it can be decided on or
+		// disclosed; that it is gone is all there is.
+		return nil
+	}
 	live, err := r.lastLive(ctx, v)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -80,6 +80,7 @@ var kinds = map[string]eventKind{
 	"batch": rest("batch", "E"), "everything": rest("operation", "R"), "export": rest("operation", "E"),
 	"export-read": rest("operation", "R"), "export-download": exportDL, "async-download": exportDL,
 	"merge": rest("operation", "U"), "merge-preview": rest("operation", "R"),
+	"erase": rest("operation", "D"),
 	"login": loginType, "token-refresh": loginType, "client-token": loginType, "code-exchange": loginType,
 	"external-token": loginType,
 }

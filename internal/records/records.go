@@ -422,7 +422,12 @@ func (s *Service) open(v *store.Version) ([]byte, error) {
 	plain, err := s.keys.Open(v.Body, seal.AAD(v.Tenant, v.Type, v.ID, v.Version))
 	if err != nil {
 		// A body that does not open is tampering or a lost key: never
-		// serve it, never say more than that to the client.
+		// serve it, never say more than that to the client. A patient
+		// erased (its key destroyed) is gone.
+		var e erasedError
+		if errors.As(err, &e) && e.Erased() {
+			return nil, keyError(err)
+		}
 		return nil, fmt.Errorf("open %s/%s version %d: %w", v.Type, v.ID, v.Version, err)
 	}
 	return plain, nil

@@ -130,6 +130,32 @@ type ResealVersion struct {
 	Old, New         []byte
 }
 
+// Erasure and legal holds.
+
+// SetHold places a patient under a legal hold (Reason: a SHA-256 of the
+// reason given); one already held is ErrConflict.
+type SetHold struct {
+	Tenant, Patient string
+	Reason          []byte
+	At              time.Time
+}
+
+// ReleaseHold lifts a patient's legal hold; none is ErrConflict.
+type ReleaseHold struct{ Tenant, Patient string }
+
+// ErasePatient deletes the index rows of the resources named, and marks
+// them deleted (those
+// sealed under the patient's data key, which a DestroyKey of the same
+// unit shreds); a patient under a legal hold is ErrHeld.
+type ErasePatient struct {
+	Tenant, Patient string
+	Resources       []Ref
+}
+
+func (SetHold) part()      {}
+func (ReleaseHold) part()  {}
+func (ErasePatient) part() {}
+
 func (NewKey) part()        {}
 func (RewrapKey) part()     {}
 func (RetireKey) part()     {}

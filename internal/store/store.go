@@ -33,6 +33,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 
@@ -61,6 +62,9 @@ var (
 	// audit records (marked failed); the writer may seal again under the
 	// current key and retry.
 	ErrKeyRetired = errors.New("store: data key retired")
+	// ErrHeld is a unit's error when it erases a patient under a legal
+	// hold (ErasePatient). It is also ErrConflict.
+	ErrHeld = fmt.Errorf("%w: the patient is under a legal hold", ErrConflict)
 )
 
 // Version is one stored version of a resource.

@@ -86,6 +86,18 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
 	case store.RewrapKey, store.RetireKey, store.DestroyKey, store.ResealVersion:
 		return nil
+	case store.SetHold:
+		return db.absent(ctx, tx, "the patient is already under a legal hold", `SELECT 1 FROM legal_holds WHERE tenant = ? AND patient = ?`, p.Tenant, p.Patient)
+	case store.ReleaseHold:
+		return db.present(ctx, tx, "the patient is under no legal hold", `SELECT 1 FROM legal_holds WHERE tenant = ? AND patient = ?`, p.Tenant, p.Patient)
+	case store.ErasePatient:
+		if err := db.absent(ctx, tx, "held", `SELECT 1 FROM legal_holds WHERE tenant = ? AND patient = ?`, p.Tenant, p.Patient); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return store.ErrHeld
+			}
+			return err
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown unit part %T", p)
 }
@@ -188,6 +200,14 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			if _, err = rewrap.ExecContext(ctx, k.New, k.KEK, k.ID, k.Old); err != nil {
 				err = fmt.Errorf("rewrap key: %w", err)
 			}
+		case store.SetHold:
+			h := p.(store.SetHold)
+			err = db.exec(ctx, tx, "set legal hold", `INSERT INTO legal_holds (tenant, patient, reason, created) VALUES (?, ?, ?, ?)`, h.Tenant, h.Patient, h.Reason, h.At.UnixMicro())
+		case store.ReleaseHold:
+			h := p.(store.ReleaseHold)
+			err = db.exec(ctx, tx, "release legal hold", `DELETE FROM legal_holds WHERE tenant = ? AND patient = ?`, h.Tenant, h.Patient)
+		case store.ErasePatient:
+			err = db.eraseIndex(ctx, tx, p.(store.ErasePatient))
 		case store.RetireKey:
 			err = db.exec(ctx, tx, "retire key", `UPDATE keys SET state = ? WHERE id = ? AND state = ?`, store.KeyRetiring, p.(store.RetireKey).ID, store.KeyActive)
 		case store.DestroyKey:
@@ -353,6 +373,33 @@ func reseal(ctx context.Context, v, r *sql.Stmt, p store.ResealVersion) error {
 	}
 	if _, err := r.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
 		return fmt.Errorf("reseal current: %w", err)
+	}
+	return nil
+}
+
+// eraseIndex deletes the index rows of an erased patient's resources.
+func (db *DB) eraseIndex(ctx context.Context, tx *sql.Tx, e store.ErasePatient) error {
+	var rids []int64
+	for _, r := range e.Resources {
+		var rid int64
+		err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT rid FROM resources WHERE tenant = ? AND type = ? AND id = ?`), e.Tenant, r.Type, r.ID).Scan(&rid)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("erase: find resource: %w", err)
+		}
+		rids = append(rids, rid)
+	}
+	if err := db.deleteIndexRows(ctx, tx, rids); err != nil {
+		return err
+	}
+	// Deleted, so that no search lists them (a type scan needs no index
+	// row) and a read answers 410 before it opens anything.
+	for _, rid := range rids {
+		if err := db.exec(ctx, tx, "erase: mark deleted", `UPDATE resources SET deleted = 1 WHERE rid = ?`, rid); err != nil {
+			return err
+		}
 	}
 	return nil
 }
