@@ -312,7 +312,7 @@ func indexRows(t *testing.T, w *apptest.Ward, rids []int64) int {
 	t.Helper()
 	db, q := eraseDB(t, w)
 	n := 0
-	for _, tbl := range []string{"search_token", "search_date", "search_number", "search_string"} {
+	for _, tbl := range []string{"search_token", "search_date", "search_number", "search_string", "search_prefix"} {
 		for _, rid := range rids {
 			var c int
 			if err := db.QueryRow(q(`SELECT COUNT(*) FROM `+tbl+` WHERE rid = ?`), rid).Scan(&c); err != nil {
