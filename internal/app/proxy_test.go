@@ -507,6 +507,20 @@ func TestCaddyExample(t *testing.T) {
 	if !pool.AppendCertsFromPEM(root) {
 		t.Fatalf("Caddy's root.crt is not PEM:\n%s", root)
 	}
+	// Caddy listens before its local CA has issued the site's certificate
+	// (issuance runs in the background); until then a handshake fails with
+	// "tls: internal error". Wait for a handshake that verifies.
+	var hsErr error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var c *tls.Conn
+		if c, hsErr = tls.Dial("tcp", public, &tls.Config{RootCAs: pool}); hsErr == nil {
+			c.Close()
+			break
+		}
+	}
+	if hsErr != nil {
+		t.Fatalf("no TLS handshake with Caddy: %v\n%s", hsErr, logs())
+	}
 	if !checkThroughProxy(t, w, base, pool) {
 		t.Log(logs())
 	}
