@@ -90,7 +90,7 @@ type Config struct {
 // rules that look at reads.
 var ReadActions = []string{"read", "vread", "search-type", "search-system", "search-compartment",
 	"history-instance", "history-type", "history-system", "everything-instance", "everything-type",
-	"export-read", "export-download", "async-download"}
+	"export-read", "export-download", "async-download", "merge", "merge-preview"}
 
 // ExportActions are the default actions of the bulk-export rule.
 var ExportActions = []string{"export-kickoff"}

@@ -22,6 +22,8 @@ var disclosures = map[string]bool{
 	"read": true, "vread": true, "history-instance": true, "history-type": true, "history-system": true,
 	"search-type": true, "search-system": true, "everything": true, "export-read": true, "export-download": true,
 	"async-download": true,
+	// A merge and its preview answer with the target Patient.
+	"merge": true, "merge-preview": true,
 }
 
 // FromAudit returns the security events an audit record stands for (none
