@@ -136,8 +136,6 @@ func (s *Server) writeAsyncResult(w http.ResponseWriter, r *http.Request, repo *
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", contentFHIR)
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	writeFHIR(w, body)
 	return nil
 }

@@ -38,9 +38,7 @@ func (s *Server) handleErase(w http.ResponseWriter, r *http.Request, repo *recor
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", contentFHIR)
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	writeFHIR(w, body)
 	return nil
 }
 

@@ -595,6 +595,14 @@ var bundleBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxPooledBundle = 1 << 20
 
+// writeFHIR answers 200 with body, a FHIR JSON resource already encoded
+// (an operation's Parameters or Bundle).
+func writeFHIR(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", contentFHIR)
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
 func writeBundle(w http.ResponseWriter, b *fhir.Bundle) error {
 	buf := bundleBufs.Get().(*[]byte)
 	out, err := b.AppendJSON((*buf)[:0])
