@@ -124,6 +124,20 @@ func RotateKEK(ctx context.Context, st interface {
 			return rep, fmt.Errorf("%w: retire: %v", ErrKEKUnavailable, err)
 		}
 		rep.Retired = true
+		// Retiring is a key event of its own: it names the versions that
+		// no longer unwrap (keys re-wrapped by an earlier run included).
+		ret := keyRecord(o.Actor, "kek-retire", to, "retired older than "+to)
+		ret.Entities = nil
+		for _, v := range rep.From {
+			ret.Entities = append(ret.Entities, "kek/"+v)
+		}
+		if len(ret.Entities) == 0 {
+			ret.Entities = []string{"kek/" + to}
+			ret.Detail = "nothing was left under an older version"
+		}
+		if err := rec.Commit(ctx, &store.Unit{}, ret); err != nil {
+			return rep, err
+		}
 	}
 	detail := "rewrapped=" + strconv.Itoa(rep.Rewrapped)
 	if rep.Retired {
