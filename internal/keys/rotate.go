@@ -14,9 +14,9 @@ import (
 )
 
 // KeyPager is what re-wrapping reads: the wrapped keys in id order, a
-// page at a time.
+// page at a time (only ID, KEK and Wrapped are used).
 type KeyPager interface {
-	KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error)
+	WrappedAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error)
 }
 
 // RotateOptions tune RotateKEK.
@@ -227,7 +227,7 @@ func rewrapPass(ctx context.Context, st interface {
 	}
 	after := ""
 	for ctx.Err() == nil {
-		page, err := st.KeysAfter(ctx, DataKeyPurpose, after, o.Batch)
+		page, err := st.WrappedAfter(ctx, DataKeyPurpose, after, o.Batch)
 		if err != nil {
 			fail(err)
 			break
