@@ -119,7 +119,7 @@ var dbSettings = []string{"data-dir", "database-url"}
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	cfg, _, err := flags("serve", args, stderr,
 		[]string{"addr", "data-dir", "database-url", "key-file", "base-url", "tenant", "max-body-bytes", "token-ttl", "log-level", "pprof-addr", "search-leaky-index", "search-max-count", "search-max-decided", "conditional-delete-max", "oidc-issuers", "admin-phi-access", "care-encounter-window", "registration-care-period", "export-ttl",
-			"kek-provider", "pkcs11-module", "pkcs11-token", "pkcs11-key-label", "transit-addr", "transit-mount", "transit-key", "kek-cache-ttl", "kek-probe-interval",
+			"kek-provider", "pkcs11-module", "pkcs11-token", "pkcs11-key-label", "transit-addr", "transit-mount", "transit-key", "kek-cache-ttl", "kek-probe-interval", "kek-previous-files",
 			"redis-url", "redis-key-prefix", "auth-rate-limit", "auth-rate-burst", "api-rate-limit", "api-rate-burst", "trusted-proxies", "nats-url", "nats-prefix", "events-nats-url", "events-nats-prefix", "events-max-attempts", "events-dispatch",
 			"tls-cert", "tls-key", "tls-self-signed", "cors-origins", "allow-insecure-key-file", "max-header-bytes",
 			"alert-rules", "alert-interval", "siem-syslog-addr", "siem-syslog-tls-ca", "siem-syslog-tls", "siem-http-url", "siem-http-ca", "siem-interval", "siem-batch"}, nil)
@@ -725,7 +725,7 @@ func parseClearances(s string) ([]string, error) {
 }
 
 // kekSettings are the flags naming the key-encryption key.
-var kekSettings = []string{"key-file", "kek-provider", "pkcs11-module", "pkcs11-token", "pkcs11-key-label", "transit-addr", "transit-mount", "transit-key"}
+var kekSettings = []string{"key-file", "kek-previous-files", "kek-provider", "pkcs11-module", "pkcs11-token", "pkcs11-key-label", "transit-addr", "transit-mount", "transit-key"}
 
 // runKeysRotateKEK re-wraps every data key under a new KEK version
 // (app.RotateKEK), printing progress to stderr.

@@ -47,7 +47,34 @@ func OpenKeyWrapper(ctx context.Context, cfg config.Config, warn io.Writer) (key
 	if err != nil {
 		return nil, nil, err
 	}
-	return keys.NewFileWrapper(kek), func() {}, nil
+	prev, err := loadPreviousKEKs(cfg, kek, warn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys.NewFileWrapper(kek, prev...), func() {}, nil
+}
+
+// loadPreviousKEKs loads WARD_KEK_PREVIOUS_FILES: the key files a node
+// restarted on a new WARD_KEY_FILE still unwraps with, so that keys not
+// yet re-wrapped by rotate-kek keep opening (they never wrap). A file
+// that is missing, unreadable by its mode or the current key again is an
+// error at start, not a 503 at first use.
+func loadPreviousKEKs(cfg config.Config, cur *seal.KEK, warn io.Writer) ([]*seal.KEK, error) {
+	var out []*seal.KEK
+	for _, f := range cfg.KEK.PreviousFiles {
+		if err := checkKeyFile(cfg, f, warn); err != nil {
+			return nil, err
+		}
+		k, err := seal.LoadKEKFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("previous key file (WARD_KEK_PREVIOUS_FILES): %w", err)
+		}
+		if k.ID() == cur.ID() {
+			return nil, fmt.Errorf("previous key file %s holds the current key-encryption key", f)
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // RotateKEKOptions are the choices of `ward keys rotate-kek`.
@@ -107,9 +134,16 @@ func RotateKEK(ctx context.Context, cfg config.Config, o RotateKEKOptions) (*key
 	}
 	defer closeAll()
 	ro := keys.RotateOptions{Retire: o.Retire, Batch: o.Batch, Progress: o.Progress, Actor: "ward-cli"}
-	if cfg.KEK.Provider == "file" {
+	switch {
+	case cfg.KEK.Provider == "file" && o.NewKeyFile == "" && len(cfg.KEK.PreviousFiles) > 0:
+		// The nodes already run on the new file (WARD_KEY_FILE) with the
+		// old ones as previous files: move what is still under those.
+		if o.Retire {
+			return nil, errors.New("--retire is for pkcs11 and transit; a previous key file is retired by removing it from WARD_KEK_PREVIOUS_FILES and destroying it")
+		}
+	case cfg.KEK.Provider == "file":
 		if o.NewKeyFile == "" {
-			return nil, errors.New("a key file KEK is rotated to a new file: give --new-key-file (created if missing)")
+			return nil, errors.New("a key file KEK is rotated to a new file: give --new-key-file (created if missing), or set WARD_KEY_FILE to the new file and WARD_KEK_PREVIOUS_FILES to the old one")
 		}
 		if o.Retire {
 			return nil, errors.New("--retire is for pkcs11 and transit; a key file is retired by setting WARD_KEY_FILE to the new one and destroying the old")
@@ -127,7 +161,7 @@ func RotateKEK(ctx context.Context, cfg config.Config, o RotateKEKOptions) (*key
 			return nil, errors.New("the new key file holds the current key-encryption key")
 		}
 		w = keys.NewFileWrapper(next, old.KEKs()...)
-	} else {
+	default:
 		ro.Rotate = true
 	}
 	return keys.RotateKEK(ctx, st, w, ro)

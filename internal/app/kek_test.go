@@ -167,9 +167,12 @@ func TestRotateKEKOnline(t *testing.T) {
 		"transit": {mutate: func(c *config.Config) {
 			c.KEK.Provider, c.KEK.TransitAddr, c.KEK.TransitToken = "transit", srv.URL, srv.Token
 		}, opts: app.RotateKEKOptions{Retire: true, Batch: 1}},
+		// A key file: the node is restarted on the new file with the old
+		// one as a previous file, then rotate-kek moves the keys while it
+		// serves, and a last restart drops the old file.
 		"file": {mutate: func(c *config.Config) { c.KeyFile = keyFile },
-			opts:  app.RotateKEKOptions{NewKeyFile: filepath.Join(t.TempDir(), "new.key"), Batch: 1},
-			after: func(c *config.Config) { c.KeyFile = "" }},
+			opts:  app.RotateKEKOptions{Batch: 1},
+			after: func(c *config.Config) { c.KEK.PreviousFiles = nil }},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -179,6 +182,14 @@ func TestRotateKEKOnline(t *testing.T) {
 			var ids []string
 			for range 3 {
 				ids = append(ids, w.Create(t, authz.RoleAdmin, kekPatient))
+			}
+			if name == "file" {
+				newFile := filepath.Join(t.TempDir(), "new.key")
+				if _, err := seal.GenerateKEKFile(newFile); err != nil {
+					t.Fatal(err)
+				}
+				cfg.KeyFile, cfg.KEK.PreviousFiles = newFile, []string{keyFile}
+				restartOn(t, w, cfg)
 			}
 			// Load while rotating: every request must succeed.
 			stop := make(chan struct{})
@@ -196,17 +207,9 @@ func TestRotateKEKOnline(t *testing.T) {
 						failures <- fmt.Sprintf("read %d", r.Status)
 					}
 					// A new Patient makes a new patient key, wrapped under
-					// the node's KEK: a transit node wraps under the new
-					// version, a key-file node under the file it loaded
-					// until restarted (docs/keys.md), so its load writes
-					// into existing patients' compartments instead.
-					body := []byte(kekPatient)
-					path := "/fhir/Patient"
-					if name == "file" {
-						body = []byte(`{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/` + ids[i%len(ids)] + `"}}`)
-						path = "/fhir/Observation"
-					}
-					if r := w.Do(t, "POST", path, token, body); r.Status != 201 {
+					// the node's current KEK: the new transit version, or
+					// the new key file the node was restarted on.
+					if r := w.Do(t, "POST", "/fhir/Patient", token, []byte(kekPatient)); r.Status != 201 {
 						failures <- fmt.Sprintf("create %d", r.Status)
 					}
 				}
@@ -235,7 +238,6 @@ func TestRotateKEKOnline(t *testing.T) {
 			w.App.Close()
 			if tc.after != nil {
 				tc.after(&cfg)
-				cfg.KeyFile = tc.opts.NewKeyFile
 			}
 			a2 := restartApp(t, cfg)
 			s2 := httptest.NewServer(a2.Handler)
@@ -247,6 +249,70 @@ func TestRotateKEKOnline(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// restartOn stops w's node and starts one on cfg in its place.
+func restartOn(t *testing.T, w *apptest.Ward, cfg config.Config) {
+	t.Helper()
+	w.Server.Close()
+	w.App.Close()
+	a := restartApp(t, cfg)
+	srv := httptest.NewServer(a.Handler)
+	t.Cleanup(srv.Close)
+	w.App, w.Server, w.URL, w.Config = a, srv, srv.URL+"/fhir", cfg
+}
+
+// TestKeyFileRestartOnNewFile: a node restarted on a new key file, with
+// the old one in WARD_KEK_PREVIOUS_FILES, reads the records whose keys
+// are still wrapped under the old file and wraps new keys under the new
+// one; rotate-kek then moves the rest without --new-key-file, after which
+// a node on the new file alone reads everything. Without the previous
+// file the restarted node could not open the old keys.
+func TestKeyFileRestartOnNewFile(t *testing.T) {
+	dir := t.TempDir()
+	oldFile, newFile := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
+	oldKEK, err := seal.GenerateKEKFile(oldFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKEK, err := seal.GenerateKEKFile(newFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := apptest.Start(t, apptest.SQLite, func(c *config.Config) { c.KeyFile = oldFile })
+	token := w.Tokens[authz.RoleAdmin]
+	before := w.Create(t, authz.RoleAdmin, kekPatient)
+	cfg := w.Config
+	cfg.KeyFile, cfg.KEK.PreviousFiles = newFile, []string{oldFile}
+	restartOn(t, w, cfg)
+	if r := w.Do(t, "GET", "/fhir/Patient/"+before, token, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Kekfamily") {
+		t.Fatalf("read of a patient whose key is under the previous file: %d %s", r.Status, r.Body)
+	}
+	after := w.Create(t, authz.RoleAdmin, kekPatient)
+	k, err := w.App.Store.Key(context.Background(), keys.PatientKeyID(w.Config.Tenant, after))
+	if err != nil || k.KEK != newKEK.ID() {
+		t.Fatalf("a new patient's key: %+v %v (new file %s)", k, err, newKEK.ID())
+	}
+	if _, err := app.RotateKEK(context.Background(), cfg, app.RotateKEKOptions{Retire: true}); err == nil {
+		t.Fatal("--retire accepted for a key file")
+	}
+	rep, err := app.RotateKEK(context.Background(), cfg, app.RotateKEKOptions{})
+	if err != nil || rep.Rewrapped == 0 || rep.To != newKEK.ID() || len(rep.From) != 1 || rep.From[0] != oldKEK.ID() {
+		t.Fatalf("rotate to the current file: %+v %v", rep, err)
+	}
+	cfg.KEK.PreviousFiles = nil
+	restartOn(t, w, cfg)
+	for _, id := range []string{before, after} {
+		if r := w.Do(t, "GET", "/fhir/Patient/"+id, token, nil); r.Status != 200 || !strings.Contains(string(r.Body), "Kekfamily") {
+			t.Fatalf("read on the new file alone: %d %s", r.Status, r.Body)
+		}
+	}
+	// A previous file that is the current key is refused at start.
+	bad := cfg
+	bad.KEK.PreviousFiles = []string{newFile}
+	if _, err := app.Open(context.Background(), bad, slog.New(slog.NewJSONHandler(io.Discard, nil)), io.Discard); err == nil {
+		t.Fatal("started with the current key as a previous file")
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -24,6 +26,11 @@ type KEK struct {
 	CacheTTL time.Duration
 	// ProbeInterval is how often a running node checks the KEK answers.
 	ProbeInterval time.Duration
+	// PreviousFiles are earlier key files (a list in the form of PATH) of
+	// a file KEK: they still unwrap keys wrapped before a node moved to
+	// the current file, which alone wraps. A node restarted on a new file
+	// keeps reading every record while rotate-kek moves the keys.
+	PreviousFiles []string
 }
 
 func kekDefaults() KEK {
@@ -72,6 +79,17 @@ var kekSettings = []setting{
 	stringSetting("WARD_TRANSIT_TOKEN", "", "Vault/OpenBao token for the transit engine", true, func(c *Config) *string { return &c.KEK.TransitToken }, nil),
 	stringSetting("WARD_TRANSIT_MOUNT", "transit-mount", "mount path of the transit engine", false, func(c *Config) *string { return &c.KEK.TransitMount }, nil),
 	stringSetting("WARD_TRANSIT_KEY", "transit-key", "name of the transit key (created derived, aes256-gcm96, if missing)", false, func(c *Config) *string { return &c.KEK.TransitKey }, nil),
+	{env: "WARD_KEK_PREVIOUS_FILES", flag: "kek-previous-files", doc: "earlier key files of a file key-encryption key, separated like PATH: they only unwrap keys not yet moved to WARD_KEY_FILE by ward keys rotate-kek",
+		get: func(c *Config) string { return strings.Join(c.KEK.PreviousFiles, string(filepath.ListSeparator)) },
+		set: func(c *Config, v string) error {
+			c.KEK.PreviousFiles = nil
+			for _, f := range filepath.SplitList(v) {
+				if f != "" {
+					c.KEK.PreviousFiles = append(c.KEK.PreviousFiles, f)
+				}
+			}
+			return nil
+		}},
 	durationSetting("WARD_KEK_CACHE_TTL", "kek-cache-ttl", "how long a running node keeps serving from its unwrapped data keys after the key-encryption key stops answering; then requests fail with 503 until it answers again", time.Second, 24*time.Hour,
 		func(c *Config) *time.Duration { return &c.KEK.CacheTTL }),
 	durationSetting("WARD_KEK_PROBE_INTERVAL", "kek-probe-interval", "how often a running node checks that the key-encryption key answers", 100*time.Millisecond, time.Hour,
@@ -91,6 +109,9 @@ func (c Config) CheckKEK() error {
 		if c.KEK.TransitAddr == "" || c.KEK.TransitToken == "" {
 			return errors.New("WARD_KEK_PROVIDER=transit needs WARD_TRANSIT_ADDR and WARD_TRANSIT_TOKEN")
 		}
+	}
+	if len(c.KEK.PreviousFiles) > 0 && c.KEK.Provider != "file" {
+		return errors.New("WARD_KEK_PREVIOUS_FILES is for a key file KEK; pkcs11 and transit keep their own versions")
 	}
 	return nil
 }

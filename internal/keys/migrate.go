@@ -91,23 +91,37 @@ func MigratePatients(ctx context.Context, st ResealStore, m *Manager, tenant str
 			break
 		}
 		before = page[len(page)-1].Seq
-		u := &store.Unit{}
-		for _, v := range page {
-			p, err := m.migrateOne(ctx, v, o)
+		next := s
+		commit := func(together bool) ([]string, error) {
+			parts, created, moved, err := m.migratePage(ctx, page, o, together)
 			if err != nil {
-				return rep, err
+				return created, err
 			}
-			if p != nil {
-				u.Parts = append(u.Parts, *p)
-			}
+			next = s
+			next.Moved += int64(moved)
+			next.Seen += int64(len(page))
+			state, _ := json.Marshal(next)
+			parts = append(parts, store.SaveCursor{Name: name, Seq: before, State: state})
+			return created, st.Commit(ctx, &store.Unit{Parts: parts})
 		}
-		s.Moved += int64(len(u.Parts))
-		s.Seen += int64(len(page))
-		state, _ := json.Marshal(s)
-		u.Parts = append(u.Parts, store.SaveCursor{Name: name, Seq: before, State: state})
-		if err := st.Commit(ctx, u); err != nil {
+		created, err := commit(true)
+		if errors.Is(err, store.ErrConflict) && len(created) > 0 {
+			// Another node stored the first key of one of these patients
+			// meanwhile, so the page was sealed under a key that lost:
+			// drop the page's new keys and seal it again, storing each
+			// key on its own and reading the winner back.
+			for _, id := range created {
+				m.Forget(id)
+			}
+			created, err = commit(false)
+		}
+		if err != nil {
 			return rep, fmt.Errorf("store moved versions: %w", err)
 		}
+		for _, id := range created {
+			m.Stored(id)
+		}
+		s = next
 		rep.Moved, rep.Seen = s.Moved, s.Seen
 		if o.Progress != nil {
 			o.Progress(s.Moved)
@@ -127,9 +141,39 @@ func MigratePatients(ctx context.Context, st ResealStore, m *Manager, tenant str
 	return rep, store.NewRecorder(st).Commit(ctx, &store.Unit{Parts: []store.Part{store.SaveCursor{Name: name, State: state}}}, rec)
 }
 
+// migratePage re-seals a page of versions. together, the patient keys
+// it creates are stored by the same unit as the versions sealed under
+// them (NewKey parts first, returned in created): a page of new patients
+// costs one transaction, not one per patient. Otherwise each new key is
+// stored on its own first (storedPatientKey), which survives another node
+// creating the same key meanwhile.
+func (m *Manager) migratePage(ctx context.Context, page []store.Version, o MigrateOptions, together bool) (parts []store.Part, created []string, moved int, err error) {
+	var vs []store.Part
+	seen := map[string]bool{}
+	for _, v := range page {
+		p, err := m.migrateOne(ctx, v, o, together)
+		if err != nil {
+			return nil, created, 0, err
+		}
+		if p == nil {
+			continue
+		}
+		vs = append(vs, *p)
+		if kid, _ := seal.EnvelopeKeyID(p.New); together && !seen[kid] {
+			seen[kid] = true
+			if k := m.PendingKey(kid); k != nil {
+				parts = append(parts, store.NewKey{Key: k})
+				created = append(created, kid)
+			}
+		}
+	}
+	return append(parts, vs...), created, len(vs), nil
+}
+
 // migrateOne re-seals v under its patient's key if a tenant key sealed it
-// and it belongs to one patient (nil: nothing to do).
-func (m *Manager) migrateOne(ctx context.Context, v store.Version, o MigrateOptions) (*store.ResealVersion, error) {
+// and it belongs to one patient (nil: nothing to do). pending, a new
+// patient key is left for the caller to store (PendingKey).
+func (m *Manager) migrateOne(ctx context.Context, v store.Version, o MigrateOptions, pending bool) (*store.ResealVersion, error) {
 	if v.Deleted || len(v.Body) == 0 {
 		return nil, nil
 	}
@@ -150,7 +194,12 @@ func (m *Manager) migrateOne(ctx context.Context, v store.Version, o MigrateOpti
 	if err != nil || patient == "" {
 		return nil, err
 	}
-	to, err := m.storedPatientKey(ctx, v.Tenant, patient)
+	var to string
+	if pending {
+		to, err = m.PatientKey(ctx, v.Tenant, patient)
+	} else {
+		to, err = m.storedPatientKey(ctx, v.Tenant, patient)
+	}
 	if errors.Is(err, ErrErased) {
 		return nil, nil // erased meanwhile: its versions are shredded anyway
 	}

@@ -128,3 +128,51 @@ func TestMigratePatientsResumesAfterKill(t *testing.T) {
 	}
 	storetest.VerifyLedger(t, st)
 }
+
+// TestMigratePatientsKeyRace: the job stores the patient keys it creates
+// in the same unit as the page sealed under them; when another node
+// stores one of those patients' first key meanwhile (here: from inside
+// the patient rule, after the job created its own, before the page
+// commits), the page's unit conflicts and is sealed again under the key
+// that won. Every version opens on a fresh node afterwards.
+func TestMigratePatientsKeyRace(t *testing.T) {
+	for _, sc := range bothStores {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := sc.open(t)
+			writeVersions(t, st, resealManager(t, st), "a", 10)
+			other := resealManager(t, st) // another node
+			var first string
+			raced := false
+			rule := func(v store.Version, plain []byte) (string, error) {
+				switch {
+				case first == "":
+					first = v.ID
+				case v.ID != first && !raced:
+					raced = true
+					id, err := other.PatientKey(ctx, "a", first)
+					if err != nil {
+						return "", err
+					}
+					if err := st.Commit(ctx, &store.Unit{Parts: []store.Part{store.NewKey{Key: other.PendingKey(id)}}}); err != nil {
+						return "", err
+					}
+					other.Stored(id)
+				}
+				return v.ID, nil
+			}
+			m := resealManager(t, st)
+			rep, err := keys.MigratePatients(ctx, st, m, "a", keys.MigrateOptions{Batch: 6, Patient: rule})
+			if err != nil || rep.Moved != 20 || !raced {
+				t.Fatalf("migrate: %+v %v (raced %v)", rep, err, raced)
+			}
+			checkMigrated(t, st, "a", 10)
+			// The job's node seals under the key that won, as does the other.
+			body, _ := other.Seal(keys.PatientKeyID("a", first), []byte("x"), nil)
+			if _, err := m.Open(body, nil); err != nil {
+				t.Fatalf("the job's node kept the key that lost: %v", err)
+			}
+			storetest.VerifyLedger(t, st)
+		})
+	}
+}

@@ -140,7 +140,7 @@ func TestRotateData(t *testing.T) {
 			actions[r.Action+"/"+r.Detail]++
 		}
 	}
-	if actions["data-key-create/rotate-data"] != 1 || actions["data-reseal-done/resealed=60"] != 1 || actions["data-key-destroy/"] != 1 {
+	if actions["data-key-create/rotate-data"] != 1 || actions["data-key-retire/"] != 1 || actions["data-reseal-done/resealed=60"] != 1 || actions["data-key-destroy/"] != 1 {
 		t.Fatalf("ledger: %v", actions)
 	}
 	// Throttled: tenant b's 10 versions at 20 a second take half a second.

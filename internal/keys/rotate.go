@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -13,9 +14,9 @@ import (
 )
 
 // KeyPager is what re-wrapping reads: the wrapped keys in id order, a
-// page at a time.
+// page at a time (only ID, KEK and Wrapped are used).
 type KeyPager interface {
-	KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error)
+	WrappedAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error)
 }
 
 // RotateOptions tune RotateKEK.
@@ -30,6 +31,9 @@ type RotateOptions struct {
 	Retire bool
 	// Batch is how many keys one transaction re-wraps (default 2000).
 	Batch int
+	// Workers is how many pages are re-wrapped and committed at once
+	// (default 4).
+	Workers int
 	// Progress, when set, is called after each batch with the keys
 	// re-wrapped so far.
 	Progress func(rewrapped int)
@@ -63,6 +67,9 @@ func RotateKEK(ctx context.Context, st interface {
 }, w KeyWrapper, o RotateOptions) (*RotateReport, error) {
 	if o.Batch <= 0 {
 		o.Batch = 2000
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
 	}
 	if o.Actor == "" {
 		o.Actor = "system"
@@ -117,6 +124,20 @@ func RotateKEK(ctx context.Context, st interface {
 			return rep, fmt.Errorf("%w: retire: %v", ErrKEKUnavailable, err)
 		}
 		rep.Retired = true
+		// Retiring is a key event of its own: it names the versions that
+		// no longer unwrap (keys re-wrapped by an earlier run included).
+		ret := keyRecord(o.Actor, "kek-retire", to, "retired older than "+to)
+		ret.Entities = nil
+		for _, v := range rep.From {
+			ret.Entities = append(ret.Entities, "kek/"+v)
+		}
+		if len(ret.Entities) == 0 {
+			ret.Entities = []string{"kek/" + to}
+			ret.Detail = "nothing was left under an older version"
+		}
+		if err := rec.Commit(ctx, &store.Unit{}, ret); err != nil {
+			return rep, err
+		}
 	}
 	detail := "rewrapped=" + strconv.Itoa(rep.Rewrapped)
 	if rep.Retired {
@@ -134,85 +155,108 @@ func keyRecord(actor, action, version, detail string) *audit.Record {
 }
 
 // rewrapPass re-wraps, page by page, every key not under to; it returns
-// how many it re-wrapped. Reading and re-wrapping the next page overlaps
-// with committing the last one.
+// how many it re-wrapped. One goroutine reads the pages in id order;
+// o.Workers goroutines each re-wrap a page (in the KMS, the token or
+// here) and commit it. Pages are independent (each key is in one, and its
+// update is a compare-and-swap), so their commits may land in any order,
+// and concurrent ones share the store's group commit.
 func rewrapPass(ctx context.Context, st interface {
 	KeyPager
 	store.Committer
 }, w KeyWrapper, to string, o RotateOptions, rep *RotateReport, from map[string]bool, count bool) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type batch struct {
-		parts []store.Part
-		from  []string // the KEK versions of the keys re-wrapped
-		kept  int      // keys already under to
-		err   error
+	pages := make(chan []store.Key, o.Workers)
+	var (
+		mu       sync.Mutex
+		n        int
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
 	}
-	batches := make(chan batch, 1)
-	go func() {
-		defer close(batches)
-		after := ""
-		for {
-			page, err := st.KeysAfter(ctx, DataKeyPurpose, after, o.Batch)
-			if err != nil || len(page) == 0 {
-				if err != nil {
-					batches <- batch{err: err}
+	var wg sync.WaitGroup
+	for range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for page := range pages {
+				var old []store.Key
+				var vs []string
+				kept := 0
+				for _, k := range page {
+					if k.KEK == to {
+						kept++
+					} else {
+						old = append(old, k)
+						vs = append(vs, k.KEK)
+					}
 				}
-				return
-			}
-			after = page[len(page)-1].ID
-			var old []store.Key
-			var b batch
-			for _, k := range page {
-				if k.KEK == to {
-					b.kept++
-				} else {
-					old = append(old, k)
-					b.from = append(b.from, k.KEK)
+				var parts []store.Part
+				if len(old) > 0 {
+					var err error
+					if parts, err = rewrapKeys(ctx, w, old, o.Workers); err != nil {
+						fail(err)
+						return
+					}
+					if err := st.Commit(ctx, &store.Unit{Parts: parts}); err != nil {
+						fail(fmt.Errorf("store re-wrapped keys: %w", err))
+						return
+					}
 				}
+				mu.Lock()
+				if count {
+					rep.Kept += kept
+				}
+				for _, v := range vs {
+					from[v] = true
+				}
+				n += len(parts)
+				rep.Rewrapped += len(parts)
+				if o.Progress != nil && len(parts) > 0 {
+					o.Progress(rep.Rewrapped)
+				}
+				mu.Unlock()
 			}
-			if len(old) > 0 {
-				b.parts, b.err = rewrapKeys(ctx, w, old)
-			}
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				return
-			}
-			if b.err != nil {
-				return
-			}
+		}()
+	}
+	after := ""
+	for ctx.Err() == nil {
+		page, err := st.WrappedAfter(ctx, DataKeyPurpose, after, o.Batch)
+		if err != nil {
+			fail(err)
+			break
 		}
-	}()
-	n := 0
-	for b := range batches {
-		if b.err != nil {
-			return n, b.err
+		if len(page) == 0 {
+			break
 		}
-		if count {
-			rep.Kept += b.kept
-		}
-		for _, v := range b.from {
-			from[v] = true
-		}
-		if len(b.parts) == 0 {
-			continue
-		}
-		if err := st.Commit(ctx, &store.Unit{Parts: b.parts}); err != nil {
-			return n, fmt.Errorf("store re-wrapped keys: %w", err)
-		}
-		n += len(b.parts)
-		rep.Rewrapped += len(b.parts)
-		if o.Progress != nil {
-			o.Progress(rep.Rewrapped)
+		after = page[len(page)-1].ID
+		select {
+		case pages <- page:
+		case <-ctx.Done():
 		}
 	}
-	return n, nil
+	close(pages)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err() // the caller's context ended
+	}
+	return n, firstErr
 }
 
 // rewrapKeys re-wraps ks: in one request when the wrapper batches, in the
 // KMS when it can re-wrap, else by unwrapping and wrapping again here.
-func rewrapKeys(ctx context.Context, w KeyWrapper, ks []store.Key) ([]store.Part, error) {
+// Without a batch, the keys are spread over at most par goroutines: a
+// PKCS#11 token or a KMS answers many calls at once, and a page of keys
+// one call at a time would leave the rotation waiting on round trips.
+func rewrapKeys(ctx context.Context, w KeyWrapper, ks []store.Key, par int) ([]store.Part, error) {
 	parts := make([]store.Part, len(ks))
 	if b, ok := w.(Batcher); ok {
 		ids, wrapped := make([]string, len(ks)), make([][]byte, len(ks))
@@ -223,17 +267,41 @@ func rewrapKeys(ctx context.Context, w KeyWrapper, ks []store.Key) ([]store.Part
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrKEKUnavailable, err)
 		}
+		if len(nw) != len(ks) || len(vs) != len(ks) {
+			return nil, fmt.Errorf("%w: re-wrapped %d keys of %d", ErrKEKUnavailable, len(nw), len(ks))
+		}
 		for i, k := range ks {
 			parts[i] = store.RewrapKey{ID: k.ID, Old: k.Wrapped, New: nw[i], KEK: vs[i]}
 		}
 		return parts, nil
 	}
-	for i, k := range ks {
-		nw, v, err := rewrapOne(ctx, w, k)
-		if err != nil {
-			return nil, err
-		}
-		parts[i] = store.RewrapKey{ID: k.ID, Old: k.Wrapped, New: nw, KEK: v}
+	if _, local := w.(*FileWrapper); local || par < 2 {
+		// The local KEK is a few microseconds of AES a key: the pages
+		// already run in parallel, more goroutines would cost more than
+		// they save.
+		par = 1
+	}
+	chunk := (len(ks) + par - 1) / par
+	errs := make([]error, par)
+	var wg sync.WaitGroup
+	for c := 0; c*chunk < len(ks); c++ {
+		lo, hi := c*chunk, min((c+1)*chunk, len(ks))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				nw, v, err := rewrapOne(ctx, w, ks[i])
+				if err != nil {
+					errs[c] = err
+					return
+				}
+				parts[i] = store.RewrapKey{ID: ks[i].ID, Old: ks[i].Wrapped, New: nw, KEK: v}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return parts, nil
 }

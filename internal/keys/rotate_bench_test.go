@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -128,4 +129,88 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkMigratePatients moves every version of a tenant from the
+// tenant's key to its patients' own keys (ward keys migrate; issue #29:
+// at least 5,000 resources a second), no throttle. Each patient has
+// per-1 Observations besides its Patient: per=1 is the worst case, one
+// new patient key per resource. WARD_BENCH_VERSIONS overrides the count
+// of resources (default 20,000).
+//
+//	go test ./internal/keys -run '^$' -bench MigratePatients -benchtime 1x
+func BenchmarkMigratePatients(b *testing.B) {
+	n := 20_000
+	if s := os.Getenv("WARD_BENCH_VERSIONS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	for _, per := range []int{20, 1} {
+		b.Run("per="+strconv.Itoa(per), func(b *testing.B) {
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "w.db"), sqlstore.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				m := resealManager(b, st)
+				writeCompartments(b, st, m, "a", n, per)
+				b.StartTimer()
+				start, cpu0 := time.Now(), cpuTime()
+				rep, err := keys.MigratePatients(ctx, st, m, "a", keys.MigrateOptions{Patient: compartmentRule})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if rep.Moved != int64(n) {
+					b.Fatalf("moved %d of %d", rep.Moved, n)
+				}
+				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "resources/s")
+				b.ReportMetric(float64(n)/(cpuTime()-cpu0).Seconds(), "resources/cpu-s")
+				b.StopTimer()
+				st.Close()
+			}
+		})
+	}
+}
+
+// compartmentRule: a Patient is its own patient, an Observation o<p>-<k>
+// belongs to patient p<p>.
+func compartmentRule(v store.Version, _ []byte) (string, error) {
+	if v.Type == "Patient" {
+		return v.ID, nil
+	}
+	p, _, _ := strings.Cut(strings.TrimPrefix(v.ID, "o"), "-")
+	return "p" + p, nil
+}
+
+// writeCompartments stores n resources of tenant under its tenant key, as
+// before per-patient keys: n/per patients, each with per-1 Observations.
+func writeCompartments(b *testing.B, st store.Store, m *keys.Manager, tenant string, n, per int) {
+	ctx := context.Background()
+	kid, err := m.DataKey(ctx, tenant)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	u := &store.Unit{}
+	for i := 0; i < n; i++ {
+		p, k := i/per, i%per
+		typ, id := "Patient", fmt.Sprintf("p%06d", p)
+		body := `{"resourceType":"Patient","id":"` + id + `","name":[{"family":"Family","given":["Given"]}],"birthDate":"1970-01-01"}`
+		if k > 0 {
+			typ, id = "Observation", fmt.Sprintf("o%06d-%d", p, k)
+			body = `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/p` + fmt.Sprintf("%06d", p) + `"},"valueQuantity":{"value":72,"unit":"/min"}}`
+		}
+		sealed, err := m.Seal(kid, []byte(body), seal.AAD(tenant, typ, id, 1))
+		if err != nil {
+			b.Fatal(err)
+		}
+		u.Writes = append(u.Writes, store.Write{Tenant: tenant, Type: typ, ID: id, Version: 1, LastUpdated: now, Body: sealed})
+		if len(u.Writes) == 1000 || i == n-1 {
+			if err := st.Commit(ctx, u); err != nil {
+				b.Fatal(err)
+			}
+			u = &store.Unit{}
+		}
+	}
 }

@@ -169,9 +169,15 @@ func TestRotateKEK(t *testing.T) {
 					t.Fatal("a key wrapped under a retired version still unwraps")
 				}
 			}
-			var rotated, rewrapped, five int
+			var rotated, rewrapped, five, retired int
 			for _, r := range storetest.Records(t, st) {
 				switch r.Action {
+				case "kek-retire":
+					// Names the versions retired (by name, no key material).
+					if len(r.Entities) != 1 || r.Entities[0] != "kek/"+before[0].KEK {
+						t.Fatalf("kek-retire names %v, retired %s", r.Entities, before[0].KEK)
+					}
+					retired++
 				case "kek-rotate":
 					rotated++
 				case "kek-rewrap":
@@ -181,8 +187,8 @@ func TestRotateKEK(t *testing.T) {
 					}
 				}
 			}
-			if rewrapped != 2 || five != 1 || (opts.Rotate && rotated != 1) {
-				t.Fatalf("%d kek-rotate and %d kek-rewrap records", rotated, rewrapped)
+			if rewrapped != 2 || five != 1 || (opts.Rotate && rotated != 1) || (rep.Retired != (retired == 1)) || retired > 1 {
+				t.Fatalf("%d kek-rotate, %d kek-rewrap and %d kek-retire records (retired %v)", rotated, rewrapped, retired, rep.Retired)
 			}
 			evs, err := st.(interface {
 				OutboxAfter(ctx context.Context, after int64, limit int) ([]store.OutboxEvent, error)
@@ -252,6 +258,69 @@ func TestPKCS11WrongPIN(t *testing.T) {
 		t.Fatal("a wrong PIN was accepted")
 	} else if strings.Contains(err.Error(), cfg.Pin) {
 		t.Fatalf("the error names the PIN: %v", err)
+	}
+	// No HSM library: no start either.
+	cfg = pkcs11test.Config(t)
+	cfg.Module = filepath.Join(t.TempDir(), "no-such-pkcs11.so")
+	if w, err := pkcs11.New(cfg); err == nil {
+		w.Close()
+		t.Fatal("a missing PKCS#11 module was accepted")
+	}
+}
+
+// TestPKCS11CacheLifetime: a running node whose token stops answering
+// (its session to the HSM is gone) keeps serving from its unwrapped keys
+// for the cache lifetime, then fails closed (503 class) for opening and
+// sealing alike. (Recovery when the KEK answers again is shown with the
+// transit server, TestCacheLifetime: a closed PKCS#11 session does not
+// come back in the same process.)
+func TestPKCS11CacheLifetime(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := pkcs11.New(pkcs11test.Config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	st := openStore(t, filepath.Join(t.TempDir(), "w.db"))
+	m, err := keys.NewWithWrapper(ctx, st, w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := m.DataKey(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := m.Seal(id, []byte("x"), nil)
+	const ttl = 1500 * time.Millisecond
+	go m.Watch(ctx, 50*time.Millisecond, ttl)
+	time.Sleep(100 * time.Millisecond)
+	w.Close()
+	gone := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := m.Open(env, nil); err != nil {
+		t.Fatalf("open within the cache lifetime: %v", err)
+	}
+	var failedAfter time.Duration
+	for time.Since(gone) < 5*time.Second {
+		if _, err := m.Open(env, nil); err != nil {
+			if !errors.Is(err, keys.ErrKEKUnavailable) || !errors.Is(err, problem.ErrUnavailable) {
+				t.Fatalf("failure is not unavailable: %v", err)
+			}
+			failedAfter = time.Since(gone)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if failedAfter == 0 || failedAfter < ttl-200*time.Millisecond {
+		t.Fatalf("failed closed after %s, lifetime %s", failedAfter, ttl)
+	}
+	if _, err := m.Seal(id, []byte("y"), nil); !errors.Is(err, keys.ErrKEKUnavailable) {
+		t.Fatalf("seal past the lifetime: %v", err)
+	}
+	// Nor can a node start on it.
+	if _, err := keys.NewWithWrapper(ctx, st, w, nil); !errors.Is(err, keys.ErrKEKUnavailable) {
+		t.Fatalf("start without the token: %v", err)
 	}
 }
 

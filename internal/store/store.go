@@ -477,10 +477,13 @@ type Identity interface {
 // ones (scope PatientScopePrefix+id), oldest first, or a page of every key
 // in id order after the id given (rotate-kek walks a million). Key reads
 // one key by id, a destroyed one too (State KeyDestroyed, no wrapped
-// form); an unknown id is ErrNotFound.
+// form); an unknown id is ErrNotFound. WrappedAfter is KeysAfter with
+// only ID, KEK and Wrapped set: what a re-wrap needs, read for a million
+// keys at a third of the cost.
 type KeyReader interface {
 	Keys(ctx context.Context, purpose string) ([]Key, error)
 	KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]Key, error)
+	WrappedAfter(ctx context.Context, purpose, afterID string, limit int) ([]Key, error)
 	Key(ctx context.Context, id string) (*Key, error)
 }
 

@@ -179,6 +179,27 @@ func (db *DB) KeysAfter(ctx context.Context, purpose, afterID string, limit int)
 	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE purpose = ? AND id > ? AND state <> 'destroyed' ORDER BY id LIMIT ?`, purpose, afterID, limit)
 }
 
+// WrappedAfter is KeysAfter with only ID, KEK and Wrapped read.
+func (db *DB) WrappedAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT id, kek, wrapped FROM keys WHERE purpose = ? AND id > ? AND state <> 'destroyed' ORDER BY id LIMIT ?`), purpose, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read keys: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	out := make([]store.Key, 0, limit)
+	for rows.Next() {
+		var k store.Key
+		if err := rows.Scan(&k.ID, &k.KEK, &k.Wrapped); err != nil {
+			return nil, fmt.Errorf("%w: scan key: %v", store.ErrUnavailable, err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: read keys: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
+}
+
 func (db *DB) keys(ctx context.Context, query string, args ...any) ([]store.Key, error) {
 	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(query), args...)
 	if err != nil {

@@ -139,6 +139,10 @@ func testKeyVersions(t *testing.T, st store.Store, t0 time.Time) {
 	if page, err = st.KeysAfter(ctx, "dek", "k2", 10); err != nil || len(page) != 0 {
 		t.Fatalf("after destroy: %+v %v", page, err)
 	}
+	// The narrow page of a re-wrap: the same keys, id, KEK and wrapped form.
+	if page, err = st.WrappedAfter(ctx, "dek", "k1", 10); err != nil || len(page) != 1 || page[0].ID != "k2" || page[0].KEK != "kek-a" || page[0].Wrapped[0] != 4 {
+		t.Fatalf("wrapped page after k1: %+v %v", page, err)
+	}
 	// Re-sealing a version replaces its body, and the current row's copy
 	// when it is the current version, unless the body changed meanwhile.
 	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("rs", "Patient", "p1", 1, "old-1")}}))
