@@ -201,7 +201,7 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 		var leaves [][]byte
 		var anchor *[32]byte
 		var h audit.Hasher
-		err = p.st.AuditScan(ctx, max(size-1, 0), func(head audit.Head, recs iter.Seq2[*audit.Record, error]) error {
+		err = p.st.AuditScanTree(ctx, max(size-1, 0), func(head audit.Head, recs iter.Seq2[*audit.Record, error]) error {
 			for r, err := range recs {
 				if err != nil {
 					return err
