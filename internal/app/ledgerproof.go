@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -50,7 +51,13 @@ type LedgerProof struct {
 
 	mu     sync.Mutex // one extension or checkpoint at a time in this process
 	signer note.Signer
-	vkeys  []string // every published verifier key, oldest first
+	// front is the tree's frontier as this process last stored it (nil
+	// when unknown): an extension from its size appends to it instead of
+	// reading it back, and a checkpoint at its size takes its root. It
+	// is used only while the stored size equals its size; another node's
+	// extension or a failed one drops it.
+	front *compact.Range
+	vkeys []string // every published verifier key, oldest first
 
 	cosMu   sync.Mutex
 	cos     []*cosigner // the configured cosigners, parsed on first use
@@ -201,7 +208,7 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 		var leaves [][]byte
 		var anchor *[32]byte
 		var h audit.Hasher
-		err = p.st.AuditScan(ctx, max(size-1, 0), func(head audit.Head, recs iter.Seq2[*audit.Record, error]) error {
+		err = p.st.AuditScanTree(ctx, max(size-1, 0), func(head audit.Head, recs iter.Seq2[*audit.Record, error]) error {
 			for r, err := range recs {
 				if err != nil {
 					return err
@@ -236,7 +243,14 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 		if len(leaves) == 0 {
 			return size, nil
 		}
-		nodes, _, err := ledger.Extend(ctx, p.fetch, uint64(size), leaves)
+		r := p.front
+		p.front = nil // until the extension is stored
+		if r == nil || r.End() != uint64(size) {
+			if r, err = ledger.Frontier(ctx, p.fetch, uint64(size)); err != nil {
+				return size, err
+			}
+		}
+		nodes, err := ledger.ExtendRange(r, leaves)
 		if err != nil {
 			return size, err
 		}
@@ -245,11 +259,29 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 			sn[i] = store.TreeNode{NodeID: store.NodeID{Level: uint8(n.ID.Level), Index: n.ID.Index}, Hash: n.Hash}
 		}
 		err = p.st.AuditTreeExtend(ctx, size, size+int64(len(leaves)), sn)
-		if err != nil && !errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, store.ErrConflict) {
+			continue // another node extended it first: read again
+		}
+		if err != nil {
 			return size, err
 		}
-		// On a conflict another node extended it first: read again.
+		p.front = r
+		if len(leaves) < treeChunk {
+			// The scan reached the head of its snapshot: done, without
+			// a second scan that would find nothing (newer records wait
+			// for the next checkpoint).
+			return size + int64(len(leaves)), nil
+		}
 	}
+}
+
+// rootAt is the root of the tree's first size leaves: from the frontier
+// kept in memory when it is at that size, else from the stored nodes.
+func (p *LedgerProof) rootAt(ctx context.Context, size int64) ([]byte, error) {
+	if p.front != nil && p.front.End() == uint64(size) {
+		return ledger.RootOf(p.front)
+	}
+	return ledger.Root(ctx, p.fetch, uint64(size))
 }
 
 // signAt signs the checkpoint of the tree at size and keeps it.
@@ -258,7 +290,7 @@ func (p *LedgerProof) signAt(ctx context.Context, size int64) (*store.Checkpoint
 	if err != nil {
 		return nil, err
 	}
-	root, err := ledger.Root(ctx, p.fetch, uint64(size))
+	root, err := p.rootAt(ctx, size)
 	if err != nil {
 		return nil, err
 	}

@@ -101,18 +101,29 @@ func Extend(ctx context.Context, fetch Fetch, size uint64, leaves [][]byte) ([]N
 	if err != nil {
 		return nil, nil, err
 	}
-	nodes := make([]Node, 0, 2*len(leaves)+1)
-	visit := func(id NodeID, h []byte) { nodes = append(nodes, Node{ID: id, Hash: h}) }
-	for _, l := range leaves {
-		if err := r.Append(l, visit); err != nil {
-			return nil, nil, fmt.Errorf("ledger: extend the tree: %w", err)
-		}
+	nodes, err := ExtendRange(r, leaves)
+	if err != nil {
+		return nil, nil, err
 	}
 	root, err := RootOf(r)
 	if err != nil {
 		return nil, nil, err
 	}
 	return nodes, root, nil
+}
+
+// ExtendRange appends leaves to the compact range r of a tree (in place)
+// and returns the new nodes to store. A caller that keeps the frontier
+// it last stored extends it without reading it back.
+func ExtendRange(r *compact.Range, leaves [][]byte) ([]Node, error) {
+	nodes := make([]Node, 0, 2*len(leaves)+1)
+	visit := func(id NodeID, h []byte) { nodes = append(nodes, Node{ID: id, Hash: h}) }
+	for _, l := range leaves {
+		if err := r.Append(l, visit); err != nil {
+			return nil, fmt.Errorf("ledger: extend the tree: %w", err)
+		}
+	}
+	return nodes, nil
 }
 
 // Root returns the root hash of the tree's first size leaves.

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"iter"
 	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
 )
 
 // LedgerTree stores what makes the ledger verifiable without trusting the
@@ -18,6 +21,13 @@ type LedgerTree interface {
 	// AuditTreeNodes returns the hashes of ids in their order;
 	// ErrNotFound if one is missing.
 	AuditTreeNodes(ctx context.Context, ids []NodeID) ([][]byte, error)
+	// AuditScanTree is Ledger.AuditScan for extending the tree: the same
+	// records, except that a record's patients may come from the copy on
+	// its own row instead of the patient index. The tree needs only each
+	// record's leaf hash, which the chain link checks whichever copy it
+	// was computed from; comparing the copy with the index is verify's
+	// job, and reading the index doubles the scan's statements.
+	AuditScanTree(ctx context.Context, after int64, fn func(head audit.Head, records iter.Seq2[*audit.Record, error]) error) error
 	// AddCheckpoint keeps a signed checkpoint; one of the same size that
 	// is already kept is left as it is.
 	AddCheckpoint(ctx context.Context, c Checkpoint) error

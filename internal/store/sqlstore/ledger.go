@@ -211,6 +211,17 @@ func readHead(row *sql.Row) (audit.Head, error) {
 
 // AuditScan streams ledger records in seq order from one read snapshot.
 func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, iter.Seq2[*audit.Record, error]) error) error {
+	return db.auditScan(ctx, after, false, fn)
+}
+
+// AuditScanTree implements store.LedgerTree: AuditScan reading each
+// record's patients from its row's copy where it has one (every record
+// written since migration 00047), so that a page is one statement.
+func (db *DB) AuditScanTree(ctx context.Context, after int64, fn func(audit.Head, iter.Seq2[*audit.Record, error]) error) error {
+	return db.auditScan(ctx, after, true, fn)
+}
+
+func (db *DB) auditScan(ctx context.Context, after int64, rowCopy bool, fn func(audit.Head, iter.Seq2[*audit.Record, error]) error) error {
 	var opts *sql.TxOptions
 	if db.d.Name == "postgres" {
 		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
@@ -228,7 +239,7 @@ func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, it
 		const page = 1000
 		from := after
 		for {
-			recs, err := db.auditPage(ctx, tx, from, page)
+			recs, err := db.auditPage(ctx, tx, from, page, rowCopy)
 			if err != nil {
 				yield(nil, err)
 				return
@@ -247,7 +258,7 @@ func (db *DB) AuditScan(ctx context.Context, after int64, fn func(audit.Head, it
 	return fn(head, records)
 }
 
-func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]*audit.Record, error) {
+func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int, rowCopy bool) ([]*audit.Record, error) {
 	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT `+auditSelect+`, l.patients
 		FROM audit_log l WHERE l.seq > ? ORDER BY l.seq LIMIT `+strconv.Itoa(n)), after)
 	if err != nil {
@@ -257,6 +268,20 @@ func (db *DB) auditPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]
 	rows.Close()
 	if err != nil {
 		return nil, err
+	}
+	if rowCopy {
+		// The tree's scan: only records older than the row copy read
+		// the index.
+		var old []*audit.Record
+		for i, r := range out {
+			if !copies[i].Valid {
+				old = append(old, r)
+			}
+		}
+		if err := db.fillPatients(ctx, tx, old); err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
 	// The patient lists are hashed (canonical format version 2): read
 	// them back from the index with the records so that Verify covers the

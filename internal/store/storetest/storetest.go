@@ -95,6 +95,7 @@ var cases = []struct {
 	{"AuditRecordsRoundTrip", testAuditRecordsRoundTrip},
 	{"LedgerCursors", testLedgerCursors},
 	{"LedgerTree", testLedgerTree},
+	{"LedgerScanTree", testLedgerScanTree},
 	{"Witnessing", testWitnessing},
 	{"LedgerArchiveBoundary", testLedgerArchiveBoundary},
 	{"LedgerPatientIndex", testLedgerPatientIndex},

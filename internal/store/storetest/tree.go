@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,5 +117,58 @@ func testLedgerArchiveBoundary(t *testing.T, open Opener) {
 	must(t, st.Commit(ctx, &store.Unit{Audit: []*audit.Record{rec("a", "read")}}))
 	if recs := Records(t, st); recs[len(recs)-1].Seq != 11 || recs[len(recs)-1].PrevHash != head.Hash {
 		t.Fatalf("record after removal does not chain onto the head")
+	}
+}
+
+// testLedgerScanTree: the tree's scan yields the records AuditScan
+// yields, patients included, each with a hash that links (the leaf hash
+// it gives is the one the chain committed), through several pages and
+// from a starting point.
+func testLedgerScanTree(t *testing.T, open Opener) {
+	st := open(t)
+	ctx := context.Background()
+	for i := 0; i < 2300; i += 100 {
+		var rs []*audit.Record
+		for j := 0; j < 100; j++ {
+			r := rec("a", "read", fmt.Sprintf("Patient/p%d", i+j))
+			switch (i + j) % 3 {
+			case 1:
+				r.Patients = []string{fmt.Sprintf("p%d", i+j)}
+			case 2:
+				r.Patients = []string{"zz", fmt.Sprintf("p%d", i+j), "aa"}
+			}
+			rs = append(rs, r)
+		}
+		must(t, st.Commit(ctx, &store.Unit{Audit: rs}))
+	}
+	all := Records(t, st)
+	for _, after := range []int64{0, 999, 2299} {
+		var got []*audit.Record
+		var h audit.Hasher
+		err := st.AuditScanTree(ctx, after, func(head audit.Head, recs iter.Seq2[*audit.Record, error]) error {
+			if head.Seq != 2300 {
+				t.Fatalf("head %d, want 2300", head.Seq)
+			}
+			for r, err := range recs {
+				if err != nil {
+					return err
+				}
+				if audit.Link(r.PrevHash, h.EntryHash(r)) != r.Hash {
+					t.Fatalf("record %d from the tree's scan does not link", r.Seq)
+				}
+				got = append(got, r)
+			}
+			return nil
+		})
+		must(t, err)
+		want := all[after:]
+		if len(got) != len(want) {
+			t.Fatalf("after %d: %d records, want %d", after, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Seq != want[i].Seq || got[i].Hash != want[i].Hash || !slices.Equal(got[i].Patients, want[i].Patients) {
+				t.Fatalf("after %d: record %d differs: %v %v", after, want[i].Seq, got[i].Patients, want[i].Patients)
+			}
+		}
 	}
 }
