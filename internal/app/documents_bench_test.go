@@ -136,6 +136,15 @@ func BenchmarkBinaryConcurrent100KiB(b *testing.B) {
 			b.ReportMetric(float64(growth)/(1<<20), "rss-growth-MiB")
 		})
 	}
+	// The same wave against a bare net/http server, in this process: the
+	// growth that comes with the connections and not with Ward.
+	b.Run("net-http-1000", func(b *testing.B) {
+		var growth int64
+		for b.Loop() {
+			growth = max(growth, floorWave(b, 1000).growth)
+		}
+		b.ReportMetric(float64(growth)/(1<<20), "rss-growth-MiB")
+	})
 }
 
 const concurrentSize, concurrentDocs = 100 << 10, 100
