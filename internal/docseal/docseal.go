@@ -36,9 +36,11 @@ import (
 const SegmentSize = 1 << 20
 
 // SmallSegmentSize is the segment size of content known to be small:
-// a reader holds about two segments, so a thousand concurrent downloads
-// of small documents cost a thousand small buffers, not a thousand MiB.
-const SmallSegmentSize = 64 << 10
+// a reader holds about two segments, so the downloads in progress of
+// small documents cost about 32 KiB of buffers each (64 KiB segments
+// measured half again as much RSS growth for 1,000 concurrent 100 KiB
+// downloads). The tag costs 16 bytes per segment: 0.1%.
+const SmallSegmentSize = 16 << 10
 
 // SegmentFor is the segment size for content of size bytes (-1:
 // unknown).
