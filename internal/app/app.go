@@ -277,6 +277,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 	if ro.Content, err = contentOptions(cfg, log); err != nil {
 		return nil, err
 	}
+	if ro.Shred, err = openShredList(ctx, ro.Content.Objects, kw); err != nil {
+		return nil, err
+	}
 	rec := records.New(st, km, val, ro)
 	if bus != nil {
 		// Subscribed only now that there is something to invalidate;
