@@ -17,8 +17,8 @@ import (
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
-	"github.com/wardhealth/ward/internal/shred"
 	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/shred"
 	"github.com/wardhealth/ward/internal/store"
 )
 
