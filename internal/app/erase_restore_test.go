@@ -280,3 +280,59 @@ func copyTree(t *testing.T, src string) string {
 	}
 	return dst
 }
+
+// TestEraseTenantKeyVersions: records written before per-patient keys
+// (sealed under the tenant's key, not moved by keys migrate) are erased
+// too: every stored version of the patient's resources, whatever key
+// sealed it, no longer opens with any key Ward holds, and the Binary
+// content under the tenant key is deleted. The other patient, under the
+// same tenant key, is untouched.
+func TestEraseTenantKeyVersions(t *testing.T) {
+	for _, backend := range apptest.Backends {
+		t.Run(string(backend), func(t *testing.T) {
+			w := apptest.StartWith(t, backend, []app.Option{app.WithTenantKeysOnly()})
+			cfg := w.Config
+			po := w.Tokens[authz.RolePrivacyOfficer]
+			p1 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Oldkeyfamily"}]}`)
+			p2 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Otherfamily"}]}`)
+			o1 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+p1+`"}}`)
+			o2 := w.Create(t, authz.RoleAdmin, `{"resourceType":"Observation","status":"final","code":{"text":"y"},"subject":{"reference":"Patient/`+p2+`"}}`)
+			bin := uploadFor(t, w, p1, bytes.Repeat([]byte("Zqwtenantblob "), 300))
+			for _, ref := range []string{"Patient/" + p1, "Observation/" + o1, "Binary/" + bin} {
+				typ, id, _ := strings.Cut(ref, "/")
+				if v, _ := w.App.Store.Current(context.Background(), cfg.Tenant, typ, id); keys.IsPatientKey(mustKeyID(t, v.Body)) {
+					t.Fatalf("%s under a patient key: the test would prove nothing", ref)
+				}
+			}
+			w.Server.Close()
+			w.App.Close()
+			w2 := apptest.Reopen(t, w, cfg) // per-patient keys from now on
+			// A new version of the Patient creates its key.
+			if r := w2.Do(t, "PUT", "/fhir/Patient/"+p1, w2.Tokens[authz.RoleAdmin], []byte(`{"resourceType":"Patient","id":"`+p1+`","name":[{"family":"Oldkeyfamily"}],"active":true}`)); r.Status != 200 {
+				t.Fatalf("update: %d %s", r.Status, r.Body)
+			}
+			body := []byte(`{"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"request"}]}`)
+			if r := w2.Do(t, "POST", "/fhir/Patient/"+p1+"/$erase", po, body); r.Status != 200 || !strings.Contains(string(r.Body), `"name":"resources","valueInteger":3`) {
+				t.Fatalf("erase: %d %s", r.Status, r.Body)
+			}
+			erased := []string{"Patient/" + p1, "Observation/" + o1, "Binary/" + bin}
+			for _, ref := range erased {
+				if r := w2.Do(t, "GET", "/fhir/"+ref+"/_history/1", po, nil); r.Status != 410 {
+					t.Fatalf("vread %s after erasure: %d %s", ref, r.Status, r.Body)
+				}
+			}
+			assertUnreadable(t, w2.App.Store, cfg, erased)
+			filepath.WalkDir(filepath.Join(cfg.DataDir, "documents"), func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() && strings.Contains(p, bin) {
+					t.Fatalf("content object %s remains", p)
+				}
+				return nil
+			})
+			for _, ref := range []string{"Patient/" + p2, "Observation/" + o2} {
+				if r := w2.Do(t, "GET", "/fhir/"+ref, po, nil); r.Status != 200 {
+					t.Fatalf("read %s: %d %s", ref, r.Status, r.Body)
+				}
+			}
+		})
+	}
+}
