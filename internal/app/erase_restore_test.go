@@ -336,3 +336,42 @@ func TestEraseTenantKeyVersions(t *testing.T) {
 		})
 	}
 }
+
+// TestEraseShredListFailsClosed: an erasure whose shred-list entry cannot
+// be written does not report success (503); repeating the request writes
+// the entry from the erasure's ledger record, then answers 410.
+func TestEraseShredListFailsClosed(t *testing.T) {
+	for _, backend := range apptest.Backends {
+		t.Run(string(backend), func(t *testing.T) {
+			w := apptest.Start(t, backend)
+			po := w.Tokens[authz.RolePrivacyOfficer]
+			p := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","name":[{"family":"Failfamily"}]}`)
+			docs := filepath.Join(w.Config.DataDir, "documents")
+			// A file where the entries' directory goes: no entry can be
+			// written.
+			block := filepath.Join(docs, "objects", "shred", "e")
+			if err := os.WriteFile(block, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			body := []byte(`{"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"request"}]}`)
+			if r := w.Do(t, "POST", "/fhir/Patient/"+p+"/$erase", po, body); r.Status != 503 || strings.Contains(string(r.Body), `"resources"`) {
+				t.Fatalf("erase without a writable shred list: %d %s", r.Status, r.Body)
+			}
+			os.Remove(block)
+			if r := w.Do(t, "POST", "/fhir/Patient/"+p+"/$erase", po, body); r.Status != 410 {
+				t.Fatalf("erase repeated: %d %s", r.Status, r.Body)
+			}
+			es := shredEntries(t, docs)
+			if len(es) != 1 {
+				t.Fatalf("%d shred-list entries after the repeat, want 1", len(es))
+			}
+			b, _ := os.ReadFile(es[0])
+			if !bytes.Contains(b, []byte(p)) {
+				t.Fatalf("the entry does not name the patient: %s", b)
+			}
+			if r := w.Do(t, "POST", "/fhir/Patient/"+p+"/$erase", po, body); r.Status != 410 || len(shredEntries(t, docs)) != 1 {
+				t.Fatalf("erase a third time: %d %s", r.Status, r.Body)
+			}
+		})
+	}
+}
