@@ -6,8 +6,9 @@
 //
 // Guarantees:
 //   - Append returns only after the entry is durable (blob.Store.Put:
-//     fsynced file and directory, or acknowledged by S3), and never
-//     replaces an entry.
+//     fsynced file and directory, or acknowledged by S3). An entry is
+//     named by its ledger record (sequence number and hash), so no other
+//     erasure's entry can take its name.
 //   - Entries hold ids, key ids, ledger sequence numbers and hashes, and a
 //     time: never PHI.
 //   - Every entry carries an HMAC-SHA256 over its object name and its
@@ -103,52 +104,67 @@ type keyFile struct {
 // List is the shred list in an object store.
 type List struct {
 	objs blob.Store
-	mac  []byte
+	w    Wrapper
 }
 
-// Open opens the shred list of objs, unwrapping its MAC key with w. With
-// create, a store without a list gets one (a new MAC key, wrapped); without,
-// it is ErrMissing.
+// Open opens the shred list of objs, whose MAC key w unwraps. With
+// create, a store without a list gets one (a new MAC key, wrapped);
+// without, it is ErrMissing.
 func Open(ctx context.Context, objs blob.Store, w Wrapper, create bool) (*List, error) {
-	for range 2 {
-		b, err := read(ctx, objs, keyObject)
-		if err == nil {
-			var kf keyFile
-			wrapped, derr := []byte(nil), json.Unmarshal(b, &kf)
-			if derr == nil {
-				wrapped, derr = base64.StdEncoding.DecodeString(kf.Wrapped)
-			}
-			if derr != nil {
-				return nil, fmt.Errorf("%w: %s is malformed", ErrTampered, keyObject)
-			}
-			mac, err := w.Unwrap(ctx, macKeyID, wrapped)
-			if err != nil {
-				return nil, fmt.Errorf("shred: unwrap the shred list's key (%s) with the KEK: %w", keyObject, err)
-			}
-			return &List{objs: objs, mac: mac}, nil
-		}
-		if !errors.Is(err, blob.ErrNotFound) {
-			return nil, fmt.Errorf("shred: read %s: %w", keyObject, err)
-		}
-		if !create {
-			return nil, ErrMissing
-		}
-		mac := make([]byte, 32)
-		if _, err := rand.Read(mac); err != nil {
+	l := &List{objs: objs, w: w}
+	_, err := l.key(ctx)
+	if !errors.Is(err, blob.ErrNotFound) {
+		if err != nil {
 			return nil, err
 		}
-		wrapped, kek, err := w.Wrap(ctx, macKeyID, mac)
-		if err != nil {
-			return nil, fmt.Errorf("shred: wrap the shred list's key: %w", err)
-		}
-		kb, _ := json.Marshal(keyFile{KEK: kek, Wrapped: base64.StdEncoding.EncodeToString(wrapped)})
-		if _, err := objs.Put(ctx, keyObject, bytes.NewReader(kb)); err == nil {
-			return &List{objs: objs, mac: mac}, nil
-		}
-		// Another node may have created it meanwhile (a key is written
-		// once): read it again.
+		return l, nil
 	}
-	return nil, fmt.Errorf("shred: cannot create %s", keyObject)
+	if !create {
+		return nil, ErrMissing
+	}
+	mac := make([]byte, 32)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, err
+	}
+	wrapped, kek, err := w.Wrap(ctx, macKeyID, mac)
+	if err != nil {
+		return nil, fmt.Errorf("shred: wrap the shred list's key: %w", err)
+	}
+	kb, _ := json.Marshal(keyFile{KEK: kek, Wrapped: base64.StdEncoding.EncodeToString(wrapped)})
+	// Another node may create it at the same time: a local store keeps
+	// the first, S3 the last; either way every node uses what is stored
+	// (key reads it for each use).
+	objs.Put(ctx, keyObject, bytes.NewReader(kb))
+	if _, err := l.key(ctx); err != nil {
+		return nil, fmt.Errorf("shred: create %s: %w", keyObject, err)
+	}
+	return l, nil
+}
+
+// key reads and unwraps the stored MAC key. It is read for every use,
+// not kept: an object store that lets a later Put replace an object (S3)
+// may have taken another node's key when both created the list at once.
+func (l *List) key(ctx context.Context) ([]byte, error) {
+	b, err := read(ctx, l.objs, keyObject)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shred: read %s: %w", keyObject, err)
+	}
+	var kf keyFile
+	wrapped, derr := []byte(nil), json.Unmarshal(b, &kf)
+	if derr == nil {
+		wrapped, derr = base64.StdEncoding.DecodeString(kf.Wrapped)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("%w: %s is malformed", ErrTampered, keyObject)
+	}
+	mac, err := l.w.Unwrap(ctx, macKeyID, wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("shred: unwrap the shred list's key (%s) with the KEK: %w", keyObject, err)
+	}
+	return mac, nil
 }
 
 // EntryName is the object name of the entry of the ledger record seq
@@ -157,8 +173,8 @@ func EntryName(seq int64, hash string) string {
 	return fmt.Sprintf("%s%020d-%s", entryPrefix, seq, hash[:min(16, len(hash))])
 }
 
-func (l *List) sum(name string, entry []byte) []byte {
-	m := hmac.New(sha256.New, l.mac)
+func sum(mac []byte, name string, entry []byte) []byte {
+	m := hmac.New(sha256.New, mac)
 	m.Write([]byte(domain))
 	m.Write([]byte(name))
 	m.Write([]byte{'\n'})
@@ -177,10 +193,14 @@ func (l *List) Append(ctx context.Context, e Entry) error {
 	if err != nil {
 		return err
 	}
+	mac, err := l.key(ctx)
+	if err != nil {
+		return err
+	}
 	name := EntryName(e.Seq, e.Hash)
-	ob, _ := json.Marshal(stored{Entry: eb, MAC: hex.EncodeToString(l.sum(name, eb))})
+	ob, _ := json.Marshal(stored{Entry: eb, MAC: hex.EncodeToString(sum(mac, name, eb))})
 	if _, err := l.objs.Put(ctx, name, bytes.NewReader(append(ob, '\n'))); err != nil {
-		if got, rerr := l.entry(ctx, name); rerr == nil && got.Hash == e.Hash && got.Tenant == e.Tenant && got.Patient == e.Patient {
+		if got, rerr := l.entry(ctx, mac, name); rerr == nil && got.Hash == e.Hash && got.Tenant == e.Tenant && got.Patient == e.Patient {
 			return nil
 		}
 		return fmt.Errorf("shred: append to the shred list: %w", err)
@@ -200,9 +220,13 @@ func (l *List) Entries(ctx context.Context) ([]Entry, error) {
 		return nil, fmt.Errorf("shred: list the shred list: %w", err)
 	}
 	slices.Sort(names)
+	mac, err := l.key(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Entry, 0, len(names))
 	for _, n := range names {
-		e, err := l.entry(ctx, n)
+		e, err := l.entry(ctx, mac, n)
 		if err != nil {
 			return nil, err
 		}
@@ -225,16 +249,16 @@ func (l *List) Find(ctx context.Context, tenant, patient string) (*Entry, error)
 	return nil, nil
 }
 
-func (l *List) entry(ctx context.Context, name string) (Entry, error) {
+func (l *List) entry(ctx context.Context, mac []byte, name string) (Entry, error) {
 	b, err := read(ctx, l.objs, name)
 	if err != nil {
 		return Entry{}, fmt.Errorf("shred: read %s: %w", name, err)
 	}
-	e, mac, err := Parse(b)
+	e, got, err := Parse(b)
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: %s: %v", ErrTampered, name, err)
 	}
-	if !hmac.Equal(mac, l.sum(name, rawEntry(b))) || EntryName(e.Seq, e.Hash) != name {
+	if !hmac.Equal(got, sum(mac, name, rawEntry(b))) || EntryName(e.Seq, e.Hash) != name {
 		return Entry{}, fmt.Errorf("%w: %s: its MAC does not verify", ErrTampered, name)
 	}
 	return e, nil
