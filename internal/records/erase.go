@@ -73,8 +73,8 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 			"erasure needs per-patient data keys, which this server does not use"))
 	}
 	if r.s.shred == nil {
-		return nil, r.refuse(rec, audit.OutcomeMinor, "no-shred-list", problem.New(problem.ErrUnprocessable, "not-supported",
-			"erasure needs a shred list (kept in the document store), which this server has not"))
+		return nil, r.refuse(rec, audit.OutcomeSerious, "no-shred-list", problem.New(problem.ErrUnavailable, "transient",
+			"erasure needs the shred list (in the document store), which this server cannot open now"))
 	}
 	_, err := r.s.st.Current(ctx, tenant, "Patient", id)
 	if errors.Is(err, store.ErrNotFound) {
