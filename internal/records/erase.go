@@ -24,15 +24,17 @@ import (
 
 // Patient/$erase (docs/keys.md, Erasure): crypto-shredding. One unit
 // destroys the patient's data key (its wrapped form is erased, a
-// tombstone stays), deletes the index rows of every resource whose
-// current version is sealed under it (and marks those resources
-// deleted, so that no search or read lists them), and appends one
-// ledger record naming only ids, the SHA-256 of the reason and counts;
-// a legal hold on the patient refuses the unit in the same transaction.
-// Then the Binaries' content objects are deleted (sealed under the same
-// key: a crash before that leaves objects nothing can open) and the key
-// is forgotten by this node's cache; other nodes check a patient key's
-// state before each open (keys.Manager.Open).
+// tombstone stays), deletes the index rows of the patient's resources,
+// marks them deleted and overwrites the body of every stored version of
+// them with an envelope no key opens (versions still under the tenant
+// key too), and appends one ledger record naming only ids, the SHA-256
+// of the reason and counts; a legal hold on the patient refuses the
+// unit in the same transaction. Then the erasure is appended to the
+// shred list, outside the database, so that a restore re-applies it
+// (fail closed: no success without it); then the Binaries' content
+// objects are deleted and the key is forgotten by this node's cache;
+// other nodes check a patient key's state before each open
+// (keys.Manager.Open).
 
 // EraseResult says what an erasure shredded.
 type EraseResult struct {
@@ -155,11 +157,11 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 	return res, nil
 }
 
-// sealedUnder lists the resources of patient id whose current version is
-// sealed under kid: the Patient, its compartment (by the index) and the
-// Binaries whose securityContext names it (by a scan of the tenant's
-// Binaries' envelopes, which needs no key). It returns the Binaries' ids
-// apart too.
+// sealedUnder lists the resources of patient id: the Patient, those of
+// its compartment (by the index) and the Binaries (by a scan of the
+// tenant's Binaries) whose current version is sealed under kid, or under
+// a tenant key with content that is this patient's alone (patientOf). It
+// returns the Binaries' ids apart too.
 func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []string, error) {
 	tenant := r.subj.Tenant
 	bk, err := r.s.keyer(ctx, tenant)
