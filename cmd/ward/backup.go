@@ -38,16 +38,19 @@ func runBackup(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 // runRestore checks and installs a backup (app.Restore).
 func runRestore(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var keysFile string
+	var o app.RestoreOptions
 	cfg, fs, err := flags("restore", args, stderr, append(append([]string{}, dbSettings...), kekSettings...), func(fs *flag.FlagSet) {
 		fs.StringVar(&keysFile, "key", "", "file of the published checkpoint keys (default: those in the backup, unwrapped with the key-encryption key)")
+		fs.StringVar(&o.ShredList, "shred-list", "", "directory of the shred list (a file document store; default: the configured document store)")
+		fs.BoolVar(&o.NoShredList, "no-shred-list", false, "restore without the shred list: erasures after the backup are NOT re-applied")
 	})
 	if err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return cliError(errors.New("usage: ward restore [--data-dir D] BACKUP-DIR"))
+		return cliError(errors.New("usage: ward restore [--data-dir D] [--shred-list DIR | --no-shred-list] BACKUP-DIR"))
 	}
-	var o app.RestoreOptions
+	o.Progress = stdout
 	if keysFile != "" {
 		b, err := os.ReadFile(keysFile)
 		if err != nil {

@@ -28,7 +28,7 @@ func commands() []command {
 		{"patients", "legal holds: patients hold ID --tenant T --reason R, patients release ID --tenant T", runPatients},
 		{"keys", "key tools: keys generate (a new WARD_KEY), keys rotate (a new token signing key), keys rotate-kek (re-wrap data keys under a new KEK), keys rotate-data (a new data key, records re-sealed)", runKeys},
 		{"backup", "a consistent snapshot of the embedded database with its ledger checkpoint, never the key: backup --out DIR", runBackup},
-		{"restore", "check a backup's ledger against its checkpoint and install it: restore [--data-dir D] DIR", runRestore},
+		{"restore", "check a backup's ledger against its checkpoint, install it and re-apply the shred list: restore [--data-dir D] [--shred-list S] DIR", runRestore},
 		{"reindex", "rebuild every resource's search index rows", runReindex},
 		{"stats", "search index bytes per resource of a type: stats [--data-dir D] [--type T]", runStats},
 		{"explain", "show the database plan of a search: explain [--data-dir D] 'Type?params'", runExplain},

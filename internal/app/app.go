@@ -277,6 +277,13 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 	if ro.Content, err = contentOptions(cfg, log); err != nil {
 		return nil, err
 	}
+	// Without its shred list a server still serves; it refuses every
+	// erasure (503), which could not survive a restore.
+	if sl, err := openShredList(ctx, ro.Content.Objects, kw); err == nil {
+		ro.Shred = sl
+	} else {
+		log.Error("the shred list cannot be opened: Patient/$erase is refused until it can", "error", err.Error())
+	}
 	rec := records.New(st, km, val, ro)
 	if bus != nil {
 		// Subscribed only now that there is something to invalidate;

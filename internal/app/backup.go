@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -110,20 +111,20 @@ func writeManifest(out string, m *BackupManifest) error {
 	return writeDurable(out, backupManifest, append(b, '\n'), 0o600)
 }
 
-// RestoreHook runs on a restored database before it is accepted. The
-// erasure feature registers one that re-applies every erasure recorded
-// after the snapshot from the shred list kept outside it, so that a
-// restore never resurrects an erased patient (issue #29); none today.
-type RestoreHook func(ctx context.Context, st store.Store) error
-
-// restoreHooks are the registered hooks, run in order.
-var restoreHooks []RestoreHook
-
 // RestoreOptions are the choices of `ward restore`.
 type RestoreOptions struct {
 	// Keys are the published checkpoint keys ("": those sealed in the
 	// backup, unwrapped with the key-encryption key).
 	Keys string
+	// ShredList is a directory holding the shred list (a file document
+	// store, e.g. the old data directory's documents); "": the
+	// configured document store.
+	ShredList string
+	// NoShredList restores without the shred list: erasures after the
+	// snapshot are NOT re-applied (the operator accepts that risk).
+	NoShredList bool
+	// Progress, if set, is told of each erasure re-applied.
+	Progress io.Writer
 }
 
 // Restore checks a backup and installs it as the embedded database of
@@ -133,8 +134,8 @@ type RestoreOptions struct {
 // directory as it was.
 //
 // With PostgreSQL the database was restored by pg_restore: Restore checks
-// that database's ledger against the backup's checkpoint and runs the
-// restore hooks on it.
+// that database's ledger against the backup's checkpoint and re-applies
+// the shred list's erasures to it.
 func Restore(ctx context.Context, cfg config.Config, from string, o RestoreOptions) (LedgerVerification, error) {
 	if cfg.DatabaseURL != "" {
 		st, err := OpenExistingStore(ctx, cfg)
@@ -188,7 +189,8 @@ func verifyRestored(ctx context.Context, cfg config.Config, from, path string, o
 }
 
 // verifyBackup checks st's ledger against the backup's checkpoint, then
-// runs the restore hooks.
+// re-applies the erasures of the shred list that st does not reflect
+// (shredlist.go), each with its ledger record.
 func verifyBackup(ctx context.Context, cfg config.Config, from string, st store.Store, o RestoreOptions) (LedgerVerification, error) {
 	cp, err := os.ReadFile(filepath.Join(from, backupCheckpoint))
 	if err != nil {
@@ -208,10 +210,8 @@ func verifyBackup(ctx context.Context, cfg config.Config, from string, st store.
 	if err != nil {
 		return v, fmt.Errorf("the backup's ledger does not verify against its checkpoint: %w", err)
 	}
-	for _, h := range restoreHooks {
-		if err := h(ctx, st); err != nil {
-			return v, err
-		}
+	if v.Reapplied, err = reapplyErasures(ctx, cfg, st, o); err != nil {
+		return v, err
 	}
 	return v, nil
 }

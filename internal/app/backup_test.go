@@ -87,6 +87,8 @@ func TestBackupRestore(t *testing.T) {
 	// accepted with it; the records written before the backup are read.
 	restored := cfg
 	restored.DataDir = filepath.Join(t.TempDir(), "restored")
+	// The document store (and its shred list) stays where it was.
+	restored.Documents.Dir = filepath.Join(cfg.DataDir, "documents")
 	if _, err := app.Restore(ctx, restored, out, app.RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
 		t.Fatalf("restore without the key: %v", err)
 	}

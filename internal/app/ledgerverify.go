@@ -73,6 +73,9 @@ type LedgerVerification struct {
 	TreeChecked bool
 	// Cosigners are the witnesses whose cosignatures were checked.
 	Cosigners []string
+	// Reapplied is how many erasures of the shred list a restore
+	// re-applied (Restore only).
+	Reapplied int
 }
 
 // VerifyOptions say what to verify beyond the live chain.

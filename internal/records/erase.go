@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -17,20 +18,23 @@ import (
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/search"
+	"github.com/wardhealth/ward/internal/shred"
 	"github.com/wardhealth/ward/internal/store"
 )
 
 // Patient/$erase (docs/keys.md, Erasure): crypto-shredding. One unit
 // destroys the patient's data key (its wrapped form is erased, a
-// tombstone stays), deletes the index rows of every resource whose
-// current version is sealed under it (and marks those resources
-// deleted, so that no search or read lists them), and appends one
-// ledger record naming only ids, the SHA-256 of the reason and counts;
-// a legal hold on the patient refuses the unit in the same transaction.
-// Then the Binaries' content objects are deleted (sealed under the same
-// key: a crash before that leaves objects nothing can open) and the key
-// is forgotten by this node's cache; other nodes check a patient key's
-// state before each open (keys.Manager.Open).
+// tombstone stays), deletes the index rows of the patient's resources,
+// marks them deleted and overwrites the body of every stored version of
+// them with an envelope no key opens (versions still under the tenant
+// key too), and appends one ledger record naming only ids, the SHA-256
+// of the reason and counts; a legal hold on the patient refuses the
+// unit in the same transaction. Then the erasure is appended to the
+// shred list, outside the database, so that a restore re-applies it
+// (fail closed: no success without it); then the Binaries' content
+// objects are deleted and the key is forgotten by this node's cache;
+// other nodes check a patient key's state before each open
+// (keys.Manager.Open).
 
 // EraseResult says what an erasure shredded.
 type EraseResult struct {
@@ -39,6 +43,13 @@ type EraseResult struct {
 	// (the Patient included), Objects how many content objects were
 	// deleted.
 	Resources, Objects int
+}
+
+// ShredList is where an erasure is kept outside the database, so that a
+// restore re-applies it (internal/shred).
+type ShredList interface {
+	Append(ctx context.Context, e shred.Entry) error
+	Find(ctx context.Context, tenant, patient string) (*shred.Entry, error)
 }
 
 // forgetter is the keyring's cache eviction (keys.Manager).
@@ -63,6 +74,10 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 		return nil, r.refuse(rec, audit.OutcomeMinor, "no-patient-keys", problem.New(problem.ErrUnprocessable, "not-supported",
 			"erasure needs per-patient data keys, which this server does not use"))
 	}
+	if r.s.shred == nil {
+		return nil, r.refuse(rec, audit.OutcomeSerious, "no-shred-list", problem.New(problem.ErrUnavailable, "transient",
+			"erasure needs the shred list (in the document store), which this server cannot open now"))
+	}
 	_, err := r.s.st.Current(ctx, tenant, "Patient", id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, r.refuse(rec, audit.OutcomeMinor, "not-found", problem.New(problem.ErrNotFound, "not-found", "Patient/"+id+" is not known"))
@@ -80,6 +95,11 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 	case err != nil:
 		return nil, store.Problem(err)
 	case k.State == store.KeyDestroyed:
+		// An earlier erasure committed; if writing its shred-list entry
+		// failed (that request answered 503), write it now.
+		if err := r.ensureShredEntry(ctx, id, kid); err != nil {
+			return nil, err
+		}
 		return nil, r.refuse(rec, audit.OutcomeMinor, "erased", problem.New(problem.ErrGone, "deleted", "Patient/"+id+" was already erased"))
 	}
 	refs, binaries, err := r.sealedUnder(ctx, id, kid)
@@ -88,8 +108,12 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 	}
 	sum := sha256.Sum256([]byte(reason))
 	rec.Detail = "reason-sha256:" + hex.EncodeToString(sum[:]) + " resources:" + strconv.Itoa(len(refs))
+	shredded, err := seal.Shredded(kid)
+	if err != nil {
+		return nil, err
+	}
 	u := &store.Unit{Parts: []store.Part{
-		store.ErasePatient{Tenant: tenant, Patient: id, Resources: refs},
+		store.ErasePatient{Tenant: tenant, Patient: id, Resources: refs, Shredded: shredded},
 		store.DestroyKey{ID: kid},
 	}}
 	if err := r.s.ledger().Commit(ctx, u, rec); err != nil {
@@ -104,6 +128,17 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 		f.Forget(kid)
 	}
 	res := &EraseResult{Patient: id, KeyID: kid, Resources: len(refs)}
+	// Fail closed: no success without the entry that keeps the erasure
+	// through a restore. The commit stands; repeating the request
+	// writes the entry (ensureShredEntry).
+	names := make([]string, len(refs))
+	for i, ref := range refs {
+		names[i] = ref.Type + "/" + ref.ID
+	}
+	e := shred.Entry{Tenant: tenant, Patient: id, Keys: []string{kid}, Resources: names, Seq: rec.Seq, Hash: hex.EncodeToString(rec.Hash[:]), At: rec.Time}
+	if err := r.s.shred.Append(ctx, e); err != nil {
+		return nil, fmt.Errorf("%w: erase: the erasure committed but its shred-list entry was not written (repeat the request): %v", problem.ErrUnavailable, err)
+	}
 	if objs := r.s.content.Objects; objs != nil {
 		for _, b := range binaries {
 			var names []string
@@ -122,11 +157,11 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 	return res, nil
 }
 
-// sealedUnder lists the resources of patient id whose current version is
-// sealed under kid: the Patient, its compartment (by the index) and the
-// Binaries whose securityContext names it (by a scan of the tenant's
-// Binaries' envelopes, which needs no key). It returns the Binaries' ids
-// apart too.
+// sealedUnder lists the resources of patient id: the Patient, those of
+// its compartment (by the index) and the Binaries (by a scan of the
+// tenant's Binaries) whose current version is sealed under kid, or under
+// a tenant key with content that is this patient's alone (patientOf). It
+// returns the Binaries' ids apart too.
 func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []string, error) {
 	tenant := r.subj.Tenant
 	bk, err := r.s.keyer(ctx, tenant)
@@ -135,10 +170,6 @@ func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []
 	}
 	var refs []store.Ref
 	var binaries []string
-	under := func(body []byte) bool {
-		k, err := seal.EnvelopeKeyID(body)
-		return err == nil && k == kid
-	}
 	scan := func(sq store.SearchQuery, fn func(h store.Hit)) error {
 		sq.Limit = mergeChunk
 		for {
@@ -158,9 +189,17 @@ func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []
 	types := compartment.PatientTypes()
 	where, args := search.InCompartmentOf(types, compartmentPIDs, id, tenant, bk)
 	seen := map[store.Ref]bool{}
+	var openErr error
 	add := func(h store.Hit) {
 		ref := store.Ref{Type: h.Type, ID: h.ID}
-		if !seen[ref] && under(h.Body) {
+		if seen[ref] {
+			return
+		}
+		ok, err := r.patientOf(&h.Version, id, kid)
+		if err != nil && openErr == nil {
+			openErr = err
+		}
+		if ok {
 			seen[ref] = true
 			refs = append(refs, ref)
 		}
@@ -168,14 +207,76 @@ func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []
 	if err := scan(store.SearchQuery{Tenant: tenant, Types: types, Where: []string{where}, Args: args}, add); err != nil {
 		return nil, nil, err
 	}
-	if v, err := r.s.st.Current(ctx, tenant, "Patient", id); err == nil && under(v.Body) && !seen[store.Ref{Type: "Patient", ID: id}] {
+	if !seen[store.Ref{Type: "Patient", ID: id}] {
 		refs = append(refs, store.Ref{Type: "Patient", ID: id})
 	}
 	err = scan(store.SearchQuery{Tenant: tenant, Types: []string{"Binary"}}, func(h store.Hit) {
-		if under(h.Body) {
+		ok, err := r.patientOf(&h.Version, id, kid)
+		if err != nil && openErr == nil {
+			openErr = err
+		}
+		if ok {
 			refs = append(refs, store.Ref{Type: "Binary", ID: h.ID})
 			binaries = append(binaries, h.ID)
 		}
 	})
+	if err == nil {
+		err = openErr
+	}
 	return refs, binaries, err
+}
+
+// patientOf reports whether the stored version v is patient id's alone:
+// sealed under its key kid, or under a tenant key (written before
+// per-patient keys, not yet moved by keys migrate) with content that
+// would be sealed under kid (records.SealPatient). A version under another
+// patient's key is not opened.
+func (r *Repo) patientOf(v *store.Version, id, kid string) (bool, error) {
+	k, err := seal.EnvelopeKeyID(v.Body)
+	if err != nil || k == kid {
+		return err == nil, nil
+	}
+	if keys.IsPatientKey(k) {
+		return false, nil
+	}
+	plain, err := r.s.open(v)
+	if err != nil {
+		return false, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(plain, &doc); err != nil {
+		return false, fmt.Errorf("erase: %s/%s does not parse: %w", v.Type, v.ID, err)
+	}
+	return SealPatient(v.Type, v.ID, doc) == id, nil
+}
+
+// ensureShredEntry writes the shred-list entry of patient id's erasure
+// from its ledger record if the list has none (an erasure whose entry
+// could not be written). Such an entry names no resources: a restore
+// re-applies it by the key and the Patient (docs/keys.md).
+func (r *Repo) ensureShredEntry(ctx context.Context, id, kid string) error {
+	tenant := r.subj.Tenant
+	e, err := r.s.shred.Find(ctx, tenant, id)
+	if err != nil {
+		return fmt.Errorf("%w: erase: the shred list: %v", problem.ErrUnavailable, err)
+	}
+	ls, ok := r.s.st.(store.LedgerSearch)
+	if e != nil || !ok {
+		return nil
+	}
+	ok0 := audit.OutcomeSuccess
+	recs, err := ls.AuditSearch(ctx, store.AuditQuery{Tenant: tenant, Entity: "Patient/" + id, Actions: []string{"erase"}, Outcome: &ok0, Limit: 1})
+	if err != nil {
+		return store.Problem(err)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	rec := recs[0]
+	err = r.s.shred.Append(ctx, shred.Entry{Tenant: tenant, Patient: id, Keys: []string{kid}, Resources: []string{"Patient/" + id},
+		Seq: rec.Seq, Hash: hex.EncodeToString(rec.Hash[:]), At: rec.Time})
+	if err != nil {
+		return fmt.Errorf("%w: erase: write the shred-list entry: %v", problem.ErrUnavailable, err)
+	}
+	return nil
 }

@@ -106,6 +106,8 @@ type Service struct {
 	// integrity and baseURL: see Options.ReferentialIntegrity (integrity.go).
 	integrity bool
 	baseURL   string
+	// shred: Options.Shred.
+	shred ShredList
 }
 
 // Options configure a Service. Now and NewID are injectable for tests.
@@ -156,6 +158,9 @@ type Options struct {
 	// none under a patient's (for side-by-side benchmarks; see
 	// patientkeys.go).
 	TenantKeysOnly bool
+	// Shred is the shred list an erasure is appended to (erase.go); nil
+	// refuses every erasure (it could not survive a restore).
+	Shred ShredList
 }
 
 // New returns a Service.
@@ -188,6 +193,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	o.Content.defaults()
 	s.content = o.Content
 	s.integrity = o.ReferentialIntegrity
+	s.shred = o.Shred
 	if o.BaseURL != "" {
 		s.baseURL = strings.TrimSuffix(o.BaseURL, "/") + "/fhir"
 	}

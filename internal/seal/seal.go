@@ -24,6 +24,7 @@ package seal
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -304,4 +305,21 @@ func releaseAD(p *[]byte) {
 	}
 	*p = (*p)[:0]
 	adPool.Put(p)
+}
+
+// Shredded returns an envelope framed under keyID that holds nothing: its
+// nonce, ciphertext and tag are random bytes, so no key opens it. Erasure
+// writes it over the bodies it shreds (those still sealed under another
+// key too), so that what is left reads as sealed under the destroyed key.
+func Shredded(keyID string) ([]byte, error) {
+	if err := checkKeyID(keyID); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 2+len(keyID)+gcmOverhead)
+	out[0], out[1] = envelopeVersion, byte(len(keyID))
+	copy(out[2:], keyID)
+	if _, err := rand.Read(out[2+len(keyID):]); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -404,3 +404,26 @@ func TestZeroKeyring(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestShredded: a shredded envelope names its key id and opens with no
+// key, not even a key registered under that id.
+func TestShredded(t *testing.T) {
+	env, err := Shredded("p/t/x/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := EnvelopeKeyID(env); err != nil || id != "p/t/x/1" {
+		t.Fatalf("key id: %q %v", id, err)
+	}
+	ring := NewKeyring()
+	k := make([]byte, 32)
+	if err := ring.Add("p/t/x/1", k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Open(env, AAD("t", "Patient", "x", 1)); err == nil {
+		t.Fatal("a shredded envelope opened")
+	}
+	if _, err := Shredded(""); err == nil {
+		t.Fatal("an empty key id was accepted")
+	}
+}

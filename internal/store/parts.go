@@ -143,13 +143,16 @@ type SetHold struct {
 // ReleaseHold lifts a patient's legal hold; none is ErrConflict.
 type ReleaseHold struct{ Tenant, Patient string }
 
-// ErasePatient deletes the index rows of the resources named, and marks
-// them deleted (those
-// sealed under the patient's data key, which a DestroyKey of the same
-// unit shreds); a patient under a legal hold is ErrHeld.
+// ErasePatient deletes the index rows of the resources named, marks them
+// deleted, and writes Shredded over the body of every stored version of
+// them (those sealed under a tenant key before per-patient keys too):
+// Shredded is an envelope framed under the patient's data key, which a
+// DestroyKey of the same unit shreds, that no key opens
+// (seal.Shredded). A patient under a legal hold is ErrHeld.
 type ErasePatient struct {
 	Tenant, Patient string
 	Resources       []Ref
+	Shredded        []byte
 }
 
 func (SetHold) part()      {}

@@ -130,6 +130,18 @@ func Join(t testing.TB, first *Ward, opts []app.Option, mutate ...func(*config.C
 	return w
 }
 
+// Reopen runs a node on cfg (e.g. a restored database of first's) and
+// logs first's users in on it.
+func Reopen(t testing.TB, first *Ward, cfg config.Config) *Ward {
+	t.Helper()
+	w := run(t, first.Backend, cfg, nil)
+	for role, id := range first.UserIDs {
+		w.UserIDs[role] = id
+		w.Tokens[role] = w.Login(t, string(role)+"-user", Password)
+	}
+	return w
+}
+
 func run(t testing.TB, backend Backend, cfg config.Config, opts []app.Option) *Ward {
 	t.Helper()
 	logs := &SyncBuffer{}

@@ -384,27 +384,57 @@ func reseal(ctx context.Context, v, r *sql.Stmt, p store.ResealVersion) error {
 	return nil
 }
 
-// eraseIndex deletes the index rows of an erased patient's resources.
+// eraseIndex deletes the index rows of an erased patient's resources,
+// marks them deleted and overwrites the body of every stored version of
+// them with e.Shredded (those still sealed under a tenant key too, which
+// the key destruction would not make unreadable). Resources go by
+// chunks of row values: a few statements for the lot.
 func (db *DB) eraseIndex(ctx context.Context, tx *sql.Tx, e store.ErasePatient) error {
+	q := db.d.Placeholders
+	const chunk = 400
 	var rids []int64
-	for _, r := range e.Resources {
-		var rid int64
-		err := tx.QueryRowContext(ctx, db.d.Placeholders(`SELECT rid FROM resources WHERE tenant = ? AND type = ? AND id = ?`), e.Tenant, r.Type, r.ID).Scan(&rid)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
+	for start := 0; start < len(e.Resources); start += chunk {
+		refs := e.Resources[start:min(len(e.Resources), start+chunk)]
+		args := make([]any, 0, 2+2*len(refs))
+		args = append(args, e.Tenant)
+		for _, r := range refs {
+			args = append(args, r.Type, r.ID)
 		}
+		in := strings.TrimSuffix(strings.Repeat("(?, ?), ", len(refs)), ", ")
+		rows, err := tx.QueryContext(ctx, q(`SELECT rid FROM resources WHERE tenant = ? AND (type, id) IN (VALUES `+in+`)`), args...)
 		if err != nil {
-			return fmt.Errorf("erase: find resource: %w", err)
+			return fmt.Errorf("erase: find resources: %w", err)
 		}
-		rids = append(rids, rid)
+		for rows.Next() {
+			var rid int64
+			if err := rows.Scan(&rid); err != nil {
+				rows.Close()
+				return fmt.Errorf("erase: find resources: %w", err)
+			}
+			rids = append(rids, rid)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("erase: find resources: %w", err)
+		}
+		if err := db.exec(ctx, tx, "erase: shred versions", `UPDATE resource_versions SET body = ? WHERE body IS NOT NULL AND tenant = ? AND (type, id) IN (VALUES `+in+`)`, append([]any{e.Shredded}, args...)...); err != nil {
+			return err
+		}
 	}
 	if err := db.deleteIndexRows(ctx, tx, rids); err != nil {
 		return err
 	}
 	// Deleted, so that no search lists them (a type scan needs no index
 	// row) and a read answers 410 before it opens anything.
-	for _, rid := range rids {
-		if err := db.exec(ctx, tx, "erase: mark deleted", `UPDATE resources SET deleted = 1 WHERE rid = ?`, rid); err != nil {
+	for start := 0; start < len(rids); start += chunk {
+		part := rids[start:min(len(rids), start+chunk)]
+		args := make([]any, 1, 1+len(part))
+		args[0] = e.Shredded
+		for _, r := range part {
+			args = append(args, r)
+		}
+		in := strings.TrimSuffix(strings.Repeat("?, ", len(part)), ", ")
+		if err := db.exec(ctx, tx, "erase: mark deleted", `UPDATE resources SET deleted = 1, body = CASE WHEN body IS NULL THEN body ELSE ? END WHERE rid IN (`+in+`)`, args...); err != nil {
 			return err
 		}
 	}
