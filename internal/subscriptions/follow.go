@@ -69,7 +69,7 @@ func (m *Manager) followOnce(ctx context.Context, tenant, id string, pos int64) 
 		for _, e := range evs {
 			if r != nil && r.sink.sub.Channel == ChannelWS {
 				if env := r.sink.relevant(e); env != nil {
-					_, ok, err := r.sink.decide(ctx, e, env)
+					_, ok, err := r.sink.decide(ctx, e, env, nil)
 					if err != nil {
 						return pos
 					}

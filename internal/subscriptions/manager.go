@@ -63,6 +63,8 @@ type Manager struct {
 	client *http.Client
 	log    *slog.Logger
 	hub    *Hub
+	// envs are the envelopes of recent events, parsed once (sink.go).
+	envs envCache
 
 	mu      sync.Mutex
 	running map[string]*running
