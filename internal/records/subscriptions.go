@@ -152,9 +152,20 @@ func (s *Service) MatchingIDs(ctx context.Context, tenant string, q *query.Query
 	if err != nil {
 		return nil, err
 	}
-	const chunk = 100
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(len(ids), start+chunk)]
+	// A search takes at most 100 values of one parameter and 2,000
+	// characters in one value (query.Parse): about 50 UUIDs.
+	const values, chars = 100, 2000
+	for start := 0; start < len(ids); {
+		end, n := start, 0
+		for end < len(ids) && end-start < values && n+len(ids[end])+1 <= chars {
+			n += len(ids[end]) + 1
+			end++
+		}
+		if end == start {
+			end++ // an id too long for any search: Parse refuses it
+		}
+		part := ids[start:end]
+		start = end
 		withID := *q
 		idq, err := query.Parse(typ, url.Values{"_id": {strings.Join(part, ",")}}, query.Options{Strict: true, Supported: search.Supported})
 		if err != nil {
