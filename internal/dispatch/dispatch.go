@@ -46,12 +46,21 @@ type Outbox interface {
 	OutboxAfter(ctx context.Context, after int64, limit int) ([]store.OutboxEvent, error)
 	OutboxEvent(ctx context.Context, seq int64) (*store.OutboxEvent, error)
 	OutboxStats(ctx context.Context) (store.OutboxStats, error)
+	OutboxHead(ctx context.Context) (int64, error)
 	ClaimReceiver(ctx context.Context, name, owner string, start int64, now, until time.Time) (store.Receiver, bool, error)
 	AdvanceReceiver(ctx context.Context, name, owner string, pos, delivered int64, now, until time.Time) (bool, error)
 	ReleaseReceiver(ctx context.Context, name, owner string) error
 	DeadLetter(ctx context.Context, name, owner string, seq int64, attempts int, lastErr string, now, until time.Time) (bool, error)
 	DeadLetters(ctx context.Context, receiver string, replayOnly bool, limit int) ([]store.DeadLetter, error)
 	Replayed(ctx context.Context, receiver string, seq int64, delivered bool, lastErr string, now time.Time) error
+}
+
+// Signaler is implemented by an outbox that says when this process
+// committed new events (the SQL stores): the tail reads them at once
+// instead of at its next poll. Commits of other nodes are still found by
+// polling.
+type Signaler interface {
+	OutboxSignal() <-chan struct{}
 }
 
 // Sink is one receiver. Deliver sends events in order and returns how many
@@ -363,14 +372,14 @@ func (l *loop) step(ctx context.Context) (time.Duration, error) {
 	if !l.held || now.After(l.leaseUntil.Add(-2*opts.Lease/3)) {
 		start := int64(0)
 		// The start matters only to the claim that makes the receiver's
-		// row; later claims keep its position, so the outbox head (a
-		// count of the whole outbox) is read only before the first.
+		// row; later claims keep its position, so the outbox head is
+		// read only before the first.
 		if fs, ok := l.sink.(FromStart); !l.claimed && !opts.FromStart && !(ok && fs.FromStart()) {
-			s, err := o.OutboxStats(ctx)
+			head, err := o.OutboxHead(ctx)
 			if err != nil {
 				return opts.Poll, err
 			}
-			start = s.Head
+			start = head
 		}
 		if sa, ok := l.sink.(StartAfter); ok && sa.StartAfter() > 0 {
 			start = sa.StartAfter()

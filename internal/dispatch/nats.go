@@ -210,20 +210,50 @@ func (s *NATS) chained(ctx context.Context, evs []store.OutboxEvent) (err error)
 		f      jetstream.PubAckFuture
 	}
 	futures := make([]pending, 0, len(lastOf))
+	// Every message but a stream's last goes out through one reused
+	// message and header: PublishMsg encodes the header and copies the
+	// data before it returns, so nothing of them is kept. The header is
+	// built as a literal: its keys are already in canonical form
+	// (Header.Set would canonicalise them again).
+	id, prevID, lastSeq := []string{""}, []string{""}, []string{""}
+	reused := nats.Msg{Header: nats.Header{jetstream.MsgIDHeader: id, "Content-Type": contentType}}
+	subjects := map[subjectKey]string{}
 	for i := range evs {
 		e := &evs[i]
-		// The header is built as a literal: its keys are already in
-		// canonical form (Header.Set would canonicalise them again).
-		h := nats.Header{jetstream.MsgIDHeader: []string{e.ID}, "Content-Type": contentType}
-		if p, ok := prev[e.Tenant]; ok {
-			h[jetstream.ExpectedLastMsgIDHeader] = []string{p}
-		} else {
-			h[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(next[e.Tenant], 10)}
+		m, h := &reused, reused.Header
+		last := lastOf[e.Tenant] == i
+		if last {
+			// The async publish keeps its message (for retries): its own.
+			h = nats.Header{"Content-Type": contentType}
+			m = &nats.Msg{Header: h}
 		}
-		m := &nats.Msg{Subject: s.Subject(e.Tenant, e.Type), Data: e.JSON, Header: h}
+		// value is v in the reused slice buf, or in a new one for the
+		// message the async publish keeps.
+		value := func(buf []string, v string) []string {
+			if last {
+				return []string{v}
+			}
+			buf[0] = v
+			return buf
+		}
+		h[jetstream.MsgIDHeader] = value(id, e.ID)
+		if p, ok := prev[e.Tenant]; ok {
+			delete(h, jetstream.ExpectedLastSeqHeader)
+			h[jetstream.ExpectedLastMsgIDHeader] = value(prevID, p)
+		} else {
+			delete(h, jetstream.ExpectedLastMsgIDHeader)
+			h[jetstream.ExpectedLastSeqHeader] = value(lastSeq, strconv.FormatUint(next[e.Tenant], 10))
+		}
+		k := subjectKey{e.Tenant, e.Type}
+		subj, ok := subjects[k]
+		if !ok {
+			subj = s.Subject(e.Tenant, e.Type)
+			subjects[k] = subj
+		}
+		m.Subject, m.Data = subj, e.JSON
 		prev[e.Tenant] = e.ID
 		next[e.Tenant]++
-		if lastOf[e.Tenant] != i {
+		if !last {
 			if err := s.nc.PublishMsg(m); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
@@ -254,6 +284,9 @@ func (s *NATS) chained(ctx context.Context, evs []store.OutboxEvent) (err error)
 	s.mu.Unlock()
 	return nil
 }
+
+// subjectKey names the subject of a tenant's events of one type.
+type subjectKey struct{ tenant, typ string }
 
 // lastSeq is the last sequence of the tenant's stream, made if needed.
 func (s *NATS) lastSeq(ctx context.Context, tenant string) (uint64, error) {

@@ -25,18 +25,16 @@ func (m *Manager) follow(tenant, id string) (stop func()) {
 	done := make(chan struct{})
 	// The head is read before the bind is answered, so that every event
 	// committed after "bound" is followed.
-	var pos int64
 	hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
-	s, err := m.owners.OutboxStats(hctx)
+	pos, err := m.owners.OutboxHead(hctx)
 	hcancel()
 	known := err == nil
-	pos = s.Head
 	go func() {
 		defer close(done)
 		for !known {
-			s, err := m.owners.OutboxStats(ctx)
+			head, err := m.owners.OutboxHead(ctx)
 			if err == nil {
-				pos, known = s.Head, true
+				pos, known = head, true
 				break
 			}
 			select {
@@ -71,7 +69,7 @@ func (m *Manager) followOnce(ctx context.Context, tenant, id string, pos int64) 
 		for _, e := range evs {
 			if r != nil && r.sink.sub.Channel == ChannelWS {
 				if env := r.sink.relevant(e); env != nil {
-					_, ok, err := r.sink.decide(ctx, e, env)
+					_, ok, err := r.sink.decide(ctx, e, env, nil)
 					if err != nil {
 						return pos
 					}

@@ -26,7 +26,8 @@ import (
 // Owners lists the recorded owners of Subscriptions (the SQL stores).
 type Owners interface {
 	SubscriptionOwners(ctx context.Context) ([]store.SubscriptionRow, error)
-	OutboxStats(ctx context.Context) (store.OutboxStats, error)
+	// OutboxHead is the outbox's largest seq (one index probe).
+	OutboxHead(ctx context.Context) (int64, error)
 	OutboxAfter(ctx context.Context, after int64, limit int) ([]store.OutboxEvent, error)
 }
 
@@ -62,6 +63,8 @@ type Manager struct {
 	client *http.Client
 	log    *slog.Logger
 	hub    *Hub
+	// envs are the envelopes of recent events, parsed once (sink.go).
+	envs envCache
 
 	mu      sync.Mutex
 	running map[string]*running
@@ -191,12 +194,12 @@ func (m *Manager) start(ctx context.Context, s *Sub, owner []byte, v *records.Su
 		return
 	}
 	m.mu.Unlock()
-	st, err := m.owners.OutboxStats(ctx)
+	head, err := m.owners.OutboxHead(ctx)
 	if err != nil {
 		m.log.Warn("subscription not started", "subscription", s.ID, "error", err.Error())
 		return
 	}
-	k := &sink{m: m, sub: s, owner: owner, start: st.Head}
+	k := &sink{m: m, sub: s, owner: owner, start: head}
 	k.last.Store(time.Now().UnixNano())
 	m.mu.Lock()
 	r := &running{sink: k, version: v.Version, doc: v.Doc, status: s.Status, config: cfg}

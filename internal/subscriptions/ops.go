@@ -136,7 +136,7 @@ func (m *Manager) pastEvent(ctx context.Context, repo *records.Repo, s *Sub, e s
 	f := &Focus{Type: env.Data.ResourceType, ID: env.Data.ID, Action: env.Data.Action}
 	fmt.Sscan(env.Data.VersionID, &f.Version)
 	k := &sink{m: m, sub: s}
-	if ok, err := k.matches(ctx, f); err != nil || !ok {
+	if ok, err := k.matches(ctx, f, nil); err != nil || !ok {
 		return Event{}, false, err
 	}
 	res, err := repo.VRead(ctx, f.Type, f.ID, f.Version)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,15 +48,35 @@ func ReceiverName(tenant, id string) string { return "subscription:" + tenant + 
 
 func (k *sink) Name() string { return ReceiverName(k.sub.Tenant, k.sub.ID) }
 
-// Deliver sends the notifications of evs in order.
+// Deliver sends the notifications of evs in order. The criteria of
+// every created or updated resource in evs are evaluated together first
+// (records.MatchingIDs): one search for the batch, not one per event.
 func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
 	sent := k.sent.Load()
+	envs := make([]*events.Envelope, len(evs))
+	var ids []string
 	for i, e := range evs {
 		env := k.relevant(e)
+		envs[i] = env
+		if env != nil && env.Data.Action != "delete" && (k.sub.Topic == "" || topics.Triggers(k.sub.Topic, env.Data.Action)) {
+			ids = append(ids, env.Data.ID)
+		}
+	}
+	var matched map[string]bool
+	if len(ids) > 1 {
+		m, err := k.m.rec.MatchingIDs(ctx, k.sub.Tenant, k.sub.Query, k.sub.Query.Type, ids)
+		if err != nil {
+			k.m.failed(ctx, k.sub, err)
+			return 0, err
+		}
+		matched = m
+	}
+	for i, e := range evs {
+		env := envs[i]
 		if env == nil {
 			continue
 		}
-		if err := k.one(ctx, e, env); err != nil {
+		if err := k.one(ctx, e, env, matched); err != nil {
 			k.m.failed(ctx, k.sub, err)
 			return i, err
 		}
@@ -78,16 +99,16 @@ func (k *sink) relevant(e store.OutboxEvent) *events.Envelope {
 	default:
 		return nil
 	}
-	env, err := events.Parse(e.JSON)
-	if err != nil || env.Data.ResourceType != k.sub.Query.Type {
+	env := k.m.envs.parse(e)
+	if env == nil || env.Data.ResourceType != k.sub.Query.Type {
 		return nil
 	}
 	return env
 }
 
 // one delivers the notification of one resource event, if any.
-func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelope) error {
-	f, ok, err := k.decide(ctx, e, env)
+func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool) error {
+	f, ok, err := k.decide(ctx, e, env, matched)
 	if err != nil || !ok {
 		return err
 	}
@@ -96,15 +117,16 @@ func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelop
 
 // decide says whether a resource event is notified and with what focus:
 // the topic's interactions, the criteria, and what the owner may read
-// now (the read audited as the owner's).
-func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope) (*Focus, bool, error) {
+// now (the read audited as the owner's). matched, when not nil, holds
+// the criteria's answer for created and updated resources.
+func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool) (*Focus, bool, error) {
 	d := env.Data
 	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
 	fmt.Sscan(d.VersionID, &f.Version)
 	if k.sub.Topic != "" && !topics.Triggers(k.sub.Topic, f.Action) {
 		return nil, false, nil
 	}
-	match, err := k.matches(ctx, f)
+	match, err := k.matches(ctx, f, matched)
 	if err != nil || !match {
 		return nil, false, err
 	}
@@ -125,9 +147,12 @@ func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Enve
 // matches evaluates the criteria on the resource as it is now; a
 // deletion, on the version before it (a deleted resource has no search
 // rows of its own).
-func (k *sink) matches(ctx context.Context, f *Focus) (bool, error) {
+func (k *sink) matches(ctx context.Context, f *Focus, matched map[string]bool) (bool, error) {
 	if f.Action == "delete" {
 		return k.m.rec.MatchedBefore(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID, f.Version)
+	}
+	if matched != nil {
+		return matched[f.ID], nil
 	}
 	return k.m.rec.Matches(ctx, k.sub.Tenant, k.sub.Query, f.Type, f.ID)
 }
@@ -200,4 +225,37 @@ func (m *Manager) read(ctx context.Context, s *Sub, owner []byte, eventID string
 		return false, nil, nil
 	}
 	return false, nil, err
+}
+
+// envCache keeps the envelopes of recent outbox events, parsed once for
+// every Subscription's receiver rather than once per receiver (a hundred
+// receivers read every event). Envelopes are never modified.
+type envCache struct {
+	mu sync.Mutex
+	m  map[int64]*events.Envelope
+}
+
+// envCacheCap bounds the envelopes kept; when full, the cache starts
+// over (receivers read the same recent events, so it refills at once).
+const envCacheCap = 16384
+
+// parse returns e's envelope (nil: not one).
+func (c *envCache) parse(e store.OutboxEvent) *events.Envelope {
+	c.mu.Lock()
+	env, ok := c.m[e.Seq]
+	c.mu.Unlock()
+	if ok {
+		return env
+	}
+	env, err := events.Parse(e.JSON)
+	if err != nil {
+		env = nil
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= envCacheCap {
+		c.m = make(map[int64]*events.Envelope, 1024)
+	}
+	c.m[e.Seq] = env
+	c.mu.Unlock()
+	return env
 }

@@ -118,5 +118,5 @@ func BenchmarkCreateOutbox(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	storetest.BenchmarkCreateOutbox(b, st)
+	storetest.BenchmarkCreateOutbox(b, st, nil)
 }

@@ -168,7 +168,7 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.exec(ctx, tx, "save ledger cursor", `INSERT INTO ledger_cursors (name, seq, state) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, state = excluded.state`,
 				c.Name, c.Seq, nonNil(c.State))
 		case store.Outbox:
-			err = db.appendOutbox(ctx, tx, p.(store.Outbox).Events)
+			// Appended for the whole batch by commitBatch (outboxEvents).
 		case store.NewWebhook:
 			h := p.(store.NewWebhook).Hook
 			err = db.exec(ctx, tx, "insert webhook", `INSERT INTO webhooks (id, tenant, url, secret, types, created) VALUES (?, ?, ?, ?, ?, ?)`,

@@ -11,16 +11,30 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// appendOutbox inserts a unit's events in its transaction. It runs after
-// the head lock of the batch, so their seq is commit order across
-// processes.
+// outboxEvents appends the events of a unit's Outbox parts to evs.
+func outboxEvents(evs []events.Event, parts []store.Part) []events.Event {
+	for _, p := range parts {
+		if o, ok := p.(store.Outbox); ok {
+			evs = append(evs, o.Events...)
+		}
+	}
+	return evs
+}
+
+// appendOutbox inserts a batch's events in its transaction, in one
+// multi-row statement where the dialect takes one. It runs after the
+// head lock of the batch, so their seq is commit order across processes.
 func (db *DB) appendOutbox(ctx context.Context, tx *sql.Tx, evs []events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	err := db.insertRows(ctx, tx, insertOutbox, len(evs), func(i int, a []any) []any {
 		e := evs[i]
 		return append(a, e.ID, e.Tenant, e.Type, e.Key, e.Time.UnixMicro(), e.JSON)
@@ -30,6 +44,39 @@ func (db *DB) appendOutbox(ctx context.Context, tx *sql.Tx, evs []events.Event) 
 	}
 	return nil
 }
+
+// signal wakes whoever waits for new outbox events in this process (the
+// dispatcher's tail) when a batch that appended some commits, so that
+// they leave within milliseconds of their commit rather than at the next
+// poll. Other processes on the same database still find them by polling.
+type signal struct {
+	mu   sync.Mutex
+	wake chan struct{}
+}
+
+// C is closed at the next Wake after it was taken.
+func (s *signal) C() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake == nil {
+		s.wake = make(chan struct{})
+	}
+	return s.wake
+}
+
+// Wake closes the channel handed out by C, if any.
+func (s *signal) Wake() {
+	s.mu.Lock()
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
+	s.mu.Unlock()
+}
+
+// OutboxSignal is closed when a commit of this process appends outbox
+// events after it was taken (dispatch.Signaler).
+func (db *DB) OutboxSignal() <-chan struct{} { return db.outboxSignal.C() }
 
 const outboxCols = `seq, id, tenant, type, okey, at, body`
 
@@ -76,6 +123,16 @@ func (db *DB) OutboxEvent(ctx context.Context, seq int64) (*store.OutboxEvent, e
 		return nil, fmt.Errorf("outbox event %d: %w", seq, store.ErrNotFound)
 	}
 	return &out[0], nil
+}
+
+// OutboxHead returns the largest seq (0: empty): one index probe, where
+// OutboxStats also counts every row.
+func (db *DB) OutboxHead(ctx context.Context) (int64, error) {
+	var head int64
+	if err := db.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM outbox`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("read outbox head: %w", err)
+	}
+	return head, nil
 }
 
 // OutboxStats returns the outbox's head and row count.

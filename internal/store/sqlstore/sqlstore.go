@@ -118,6 +118,9 @@ type DB struct {
 	// appends counts batches committed by appendAudit's one statement,
 	// transactions those committed by commitBatch's transaction.
 	appends, transactions atomic.Int64
+	// outboxSignal wakes this process's dispatcher on commits that
+	// append events (outbox.go).
+	outboxSignal signal
 }
 
 // firstAnalyze is how many versions a process writes before it first

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -145,6 +146,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 	st := &staged{final: map[rkey]seqWrite{}, nextSeq: nextSeq, current: current, rids: rids}
 	states := map[string]string{}
 	newKeys := map[string][]byte{} // keys stored by this batch (Write.NewKey)
+	// The batch's outbox events, in unit order, go in as one multi-row
+	// insert after the loop rather than one statement per unit.
+	var evs []events.Event
 	for i, j := range batch {
 		j.err = db.check(ctx, tx, j.u, current, states, newKeys)
 		if j.err == nil && len(j.u.Guards) > 0 {
@@ -170,11 +174,15 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 		if err = db.applyParts(ctx, tx, j.u.Parts); err != nil {
 			return err
 		}
+		evs = outboxEvents(evs, j.u.Parts)
 		if changesKeyState(j.u.Parts) {
 			clear(states) // the units after it see the new states
 		}
 	}
 
+	if err = db.appendOutbox(ctx, tx, evs); err != nil {
+		return err
+	}
 	if err = db.insertVersions(ctx, tx, st.writes); err != nil {
 		return err
 	}
@@ -195,6 +203,9 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 	}
 	db.head, db.headKnown = head, true
 	db.transactions.Add(1)
+	if len(evs) > 0 {
+		db.outboxSignal.Wake()
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ type Outboxer interface {
 	OutboxAfter(ctx context.Context, after int64, limit int) ([]store.OutboxEvent, error)
 	OutboxEvent(ctx context.Context, seq int64) (*store.OutboxEvent, error)
 	OutboxStats(ctx context.Context) (store.OutboxStats, error)
+	OutboxHead(ctx context.Context) (int64, error)
 	ClaimReceiver(ctx context.Context, name, owner string, start int64, now, until time.Time) (store.Receiver, bool, error)
 	AdvanceReceiver(ctx context.Context, name, owner string, pos, delivered int64, now, until time.Time) (bool, error)
 	ReleaseReceiver(ctx context.Context, name, owner string) error
@@ -49,6 +50,10 @@ func init() {
 			name string
 			run  func(t *testing.T, open Opener)
 		}{"OutboxLeasesAndDeadLetters", testOutboxLeasesAndDeadLetters},
+		struct {
+			name string
+			run  func(t *testing.T, open Opener)
+		}{"OutboxBatchedUnits", testOutboxBatchedUnits},
 		struct {
 			name string
 			run  func(t *testing.T, open Opener)
@@ -109,6 +114,51 @@ func testOutboxCommitsWithItsUnit(t *testing.T, open Opener) {
 	must(t, err)
 	if s.Head != got[2].Seq || s.Rows != 3 || s.HeadAt != t0.UnixMicro() {
 		t.Fatalf("stats %+v", s)
+	}
+	if h, err := o.OutboxHead(ctx); err != nil || h != s.Head {
+		t.Fatalf("OutboxHead = %d, %v; want %d", h, err, s.Head)
+	}
+}
+
+// testOutboxBatchedUnits: units committed at once (so that the writer
+// batches them, and appends their events in one insert) each leave their
+// events together and in their order, and a unit that conflicts leaves
+// none, whatever batch it shares.
+func testOutboxBatchedUnits(t *testing.T, open Opener) {
+	ctx := context.Background()
+	st := open(t)
+	o := outboxer(t, st)
+	must(t, st.Commit(ctx, &store.Unit{Writes: []store.Write{write("t1", "Patient", "taken", 1, "x")}, Audit: []*audit.Record{rec("t1", "create")}}))
+	const units = 40
+	var wg sync.WaitGroup
+	for i := range units {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("b%d", i)
+			if i%5 == 0 {
+				// A conflicting create: its events must not appear.
+				id = "taken"
+			}
+			a, b := ev("t1", events.ResourceCreated, id), ev("t1", events.PatientCreated, id)
+			err := st.Commit(ctx, &store.Unit{Writes: []store.Write{write("t1", "Patient", id, 1, "y")},
+				Parts: []store.Part{store.Outbox{Events: []events.Event{a, b}}}, Audit: []*audit.Record{rec("t1", "create")}})
+			if (err != nil) != (i%5 == 0) {
+				t.Errorf("unit %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := o.OutboxAfter(ctx, 0, 1000)
+	must(t, err)
+	if want := 2 * (units - units/5); len(got) != want {
+		t.Fatalf("outbox holds %d events, want %d", len(got), want)
+	}
+	for i := 0; i < len(got); i += 2 {
+		a, b := got[i], got[i+1]
+		if a.Type != events.ResourceCreated || b.Type != events.PatientCreated || a.Key != b.Key || a.Key == "Patient/taken" || b.Seq <= a.Seq {
+			t.Fatalf("events %d, %d: %s %s %s %s", i, i+1, a.Type, a.Key, b.Type, b.Key)
+		}
 	}
 }
 
