@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardhealth/ward/internal/seal"
@@ -71,6 +72,7 @@ type patientCache struct {
 	// checked: when the latest read of a cached key's state that found it
 	// not destroyed began (the erasure fence, patientLive).
 	checked map[string]time.Time
+	unwraps *atomic.Int64
 }
 
 // SetPatientCache bounds the cache of unwrapped patient keys: at most max
@@ -90,7 +92,7 @@ func (m *Manager) SetPatientCache(max int, ttl time.Duration) {
 }
 
 func newPatientCache() patientCache {
-	return patientCache{max: DefaultPatientCacheSize, ttl: DefaultPatientCacheTTL, ll: list.New(), m: map[string]*list.Element{}, inflight: map[string]chan struct{}{}, checked: map[string]time.Time{}}
+	return patientCache{max: DefaultPatientCacheSize, ttl: DefaultPatientCacheTTL, ll: list.New(), m: map[string]*list.Element{}, inflight: map[string]chan struct{}{}, checked: map[string]time.Time{}, unwraps: new(atomic.Int64)}
 }
 
 // evictLocked forgets a cached patient key (m.mu held).
@@ -265,7 +267,7 @@ func (m *Manager) fetchPatientKey(ctx context.Context, id, tenant, patient strin
 	m.mu.Unlock()
 	if e != nil && e.pending != nil && string(e.pending.Wrapped) == string(k.Wrapped) {
 		// Ours, now stored: refresh the entry as stored.
-		dek, err := m.w.Unwrap(ctx, id, k.Wrapped)
+		dek, err := m.unwrapPatient(ctx, id, k.Wrapped)
 		if err != nil {
 			return nil, fmt.Errorf("%w: unwrap patient key: %v", ErrKEKUnavailable, err)
 		}
@@ -276,7 +278,7 @@ func (m *Manager) fetchPatientKey(ctx context.Context, id, tenant, patient strin
 		clear(dek)
 		return nil, err
 	}
-	dek, err := m.w.Unwrap(ctx, id, k.Wrapped)
+	dek, err := m.unwrapPatient(ctx, id, k.Wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("%w: unwrap patient key %s: %v", ErrKEKUnavailable, id, err)
 	}
@@ -293,6 +295,16 @@ func (m *Manager) fetchPatientKey(ctx context.Context, id, tenant, patient strin
 	clear(dek)
 	return nil, err
 }
+
+// unwrapPatient unwraps a patient's key, counted (PatientUnwraps).
+func (m *Manager) unwrapPatient(ctx context.Context, id string, wrapped []byte) ([]byte, error) {
+	m.pc.unwraps.Add(1)
+	return m.w.Unwrap(ctx, id, wrapped)
+}
+
+// PatientUnwraps is how many times this node has unwrapped a patient's
+// key (the cost the cache bounds: once per patient per cache lifetime).
+func (m *Manager) PatientUnwraps() int64 { return m.pc.unwraps.Load() }
 
 // newPatientKey creates and caches a patient's first key, pending.
 func (m *Manager) newPatientKey(ctx context.Context, id, tenant, patient string) (*store.Key, error) {
