@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,8 +40,13 @@ func (c *stateCounter) KeysByID(ctx context.Context, ids []string) ([]store.Key,
 // cached, and one committed during a read whose state read came after it
 // too. An unfenced Open still reads the state each time.
 func TestFenceReadsOncePerRead(t *testing.T) {
+	for _, b := range bothStores {
+		t.Run(b.name, func(t *testing.T) { testFenceReadsOncePerRead(t, b.open(t)) })
+	}
+}
+
+func testFenceReadsOncePerRead(t *testing.T, raw store.Store) {
 	ctx := context.Background()
-	raw := openStore(t, filepath.Join(t.TempDir(), "w.db"))
 	st := &stateCounter{Store: raw}
 	m := resealManager(t, st)
 	m.SetPatientCache(100, time.Hour)
