@@ -29,6 +29,9 @@ import (
 
 // Options configure the server.
 type Options struct {
+	// RequestContext, if set, derives each FHIR interaction's context
+	// (the keys' erasure fence marks when the interaction began).
+	RequestContext func(context.Context) context.Context
 	// BaseURL is the public base of the server (no trailing slash), e.g.
 	// https://ward.example.org. Empty: taken from each request's Host.
 	BaseURL string
@@ -237,14 +240,21 @@ func (s *Server) fhir(h fhirHandler) http.Handler {
 			s.writeError(w, r, problem.New(problem.ErrNotFound, "not-supported", "unknown resource type in the URL: not an R4 resource type"))
 			return
 		}
+		ctx := r.Context()
+		if s.opts.RequestContext != nil {
+			ctx = s.opts.RequestContext(ctx)
+		}
 		if d := s.opts.Limits.RequestTimeout; d > 0 && !rawBinary {
 			// Raw Binary content is bounded by its size limit instead: a
 			// large document takes as long as the network does.
 			// The interaction's work stops when the request times out
 			// (or the client goes away); the audit write has a context
 			// of its own.
-			ctx, cancel := context.WithTimeout(r.Context(), d)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
+		}
+		if ctx != r.Context() {
 			r = r.WithContext(ctx)
 		}
 		handle := h

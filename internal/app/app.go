@@ -326,7 +326,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 		AuthLimit: lim.auth, APILimit: lim.api, TrustedProxies: cfg.TrustedProxies, AddressTag: addressTag,
 		Limits: api.Limits{Parse: parseLimits, PatchOps: cfg.Limits.PatchOps, SearchParams: cfg.Limits.SearchParams,
 			SearchValues: cfg.Limits.SearchValues, RequestTimeout: cfg.Limits.RequestTimeout},
-		CORSOrigins: cfg.CORSOrigins, SMARTStyleURL: cfg.SMARTStyleURL, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}}, log, rec, tokens, health)
+		CORSOrigins: cfg.CORSOrigins, SMARTStyleURL: cfg.SMARTStyleURL, MaxHeaderBytes: cfg.MaxHeaderBytes, Mounts: []api.Mounter{cl, ws}, Ledger: proofServer{proof}, RequestContext: keys.WithFence}, log, rec, tokens, health)
 	if bs != nil {
 		bs.SetExecutor(h.ExecuteAsync) // the asynchronous request pattern runs the API's handlers
 	}

@@ -384,13 +384,26 @@ func (m *Manager) Seal(keyID string, plaintext, aad []byte) ([]byte, error) {
 }
 
 // Open opens an envelope, loading its key from the store if another node
-// created it after this one started.
+// created it after this one started. A patient's key is refused if it
+// was destroyed, even if this node holds it (the state is read afresh).
 func (m *Manager) Open(envelope, aad []byte) ([]byte, error) {
+	return m.OpenContext(context.Background(), envelope, aad)
+}
+
+// OpenContext is Open within the read of ctx: with WithFence, a patient
+// key's state is read at most once per read (and not at all when
+// another read began after it and read it), not once per version.
+func (m *Manager) OpenContext(ctx context.Context, envelope, aad []byte) ([]byte, error) {
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
+	since := fenceStart(ctx)
 	if kid, _ := seal.EnvelopeKeyID(envelope); IsPatientKey(kid) {
-		if err := m.patientLive(context.Background(), kid); err != nil {
+		// Loading it reads its state too, after since.
+		if err := m.ensurePatient(ctx, kid); err != nil && !errors.Is(err, seal.ErrUnknownKey) {
+			return nil, err
+		}
+		if err := m.patientLive(ctx, kid, since); err != nil {
 			return nil, err
 		}
 	}
@@ -398,9 +411,9 @@ func (m *Manager) Open(envelope, aad []byte) ([]byte, error) {
 	if errors.Is(err, seal.ErrUnknownKey) {
 		var lerr error
 		if kid, _ := seal.EnvelopeKeyID(envelope); IsPatientKey(kid) {
-			lerr = m.ensurePatient(context.Background(), kid)
+			lerr = m.ensurePatient(ctx, kid)
 		} else {
-			lerr = m.load(context.Background())
+			lerr = m.load(ctx)
 		}
 		if lerr != nil {
 			return nil, lerr

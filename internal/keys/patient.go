@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardhealth/ward/internal/seal"
@@ -67,6 +69,10 @@ type patientCache struct {
 	ll       *list.List
 	m        map[string]*list.Element
 	inflight map[string]chan struct{}
+	// checked: when the latest read of a cached key's state that found it
+	// not destroyed began (the erasure fence, patientLive).
+	checked map[string]time.Time
+	unwraps *atomic.Int64
 }
 
 // SetPatientCache bounds the cache of unwrapped patient keys: at most max
@@ -86,7 +92,7 @@ func (m *Manager) SetPatientCache(max int, ttl time.Duration) {
 }
 
 func newPatientCache() patientCache {
-	return patientCache{max: DefaultPatientCacheSize, ttl: DefaultPatientCacheTTL, ll: list.New(), m: map[string]*list.Element{}, inflight: map[string]chan struct{}{}}
+	return patientCache{max: DefaultPatientCacheSize, ttl: DefaultPatientCacheTTL, ll: list.New(), m: map[string]*list.Element{}, inflight: map[string]chan struct{}{}, checked: map[string]time.Time{}, unwraps: new(atomic.Int64)}
 }
 
 // evictLocked forgets a cached patient key (m.mu held).
@@ -94,6 +100,7 @@ func (m *Manager) evictLocked(el *list.Element) {
 	e := el.Value.(*patientEntry)
 	m.pc.ll.Remove(el)
 	delete(m.pc.m, e.id)
+	delete(m.pc.checked, e.id)
 	m.ring.Remove(e.id)
 	delete(m.stream, e.id)
 }
@@ -231,6 +238,7 @@ func (m *Manager) sweepPatients() {
 // the store has none and create is set, creates it (pending). It returns
 // the pending key, if any.
 func (m *Manager) fetchPatientKey(ctx context.Context, id, tenant, patient string, create bool) (*store.Key, error) {
+	start := time.Now()
 	k, err := m.patientStore().Key(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -259,17 +267,18 @@ func (m *Manager) fetchPatientKey(ctx context.Context, id, tenant, patient strin
 	m.mu.Unlock()
 	if e != nil && e.pending != nil && string(e.pending.Wrapped) == string(k.Wrapped) {
 		// Ours, now stored: refresh the entry as stored.
-		dek, err := m.w.Unwrap(ctx, id, k.Wrapped)
+		dek, err := m.unwrapPatient(ctx, id, k.Wrapped)
 		if err != nil {
 			return nil, fmt.Errorf("%w: unwrap patient key: %v", ErrKEKUnavailable, err)
 		}
 		m.mu.Lock()
 		err = m.cacheLocked(id, dek, nil)
+		m.markCheckedLocked(id, start)
 		m.mu.Unlock()
 		clear(dek)
 		return nil, err
 	}
-	dek, err := m.w.Unwrap(ctx, id, k.Wrapped)
+	dek, err := m.unwrapPatient(ctx, id, k.Wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("%w: unwrap patient key %s: %v", ErrKEKUnavailable, id, err)
 	}
@@ -281,10 +290,21 @@ func (m *Manager) fetchPatientKey(ctx context.Context, id, tenant, patient strin
 		m.ring.Remove(id)
 	}
 	err = m.cacheLocked(id, dek, nil)
+	m.markCheckedLocked(id, start)
 	m.mu.Unlock()
 	clear(dek)
 	return nil, err
 }
+
+// unwrapPatient unwraps a patient's key, counted (PatientUnwraps).
+func (m *Manager) unwrapPatient(ctx context.Context, id string, wrapped []byte) ([]byte, error) {
+	m.pc.unwraps.Add(1)
+	return m.w.Unwrap(ctx, id, wrapped)
+}
+
+// PatientUnwraps is how many times this node has unwrapped a patient's
+// key (the cost the cache bounds: once per patient per cache lifetime).
+func (m *Manager) PatientUnwraps() int64 { return m.pc.unwraps.Load() }
 
 // newPatientKey creates and caches a patient's first key, pending.
 func (m *Manager) newPatientKey(ctx context.Context, id, tenant, patient string) (*store.Key, error) {
@@ -334,17 +354,76 @@ func (m *Manager) Forget(id string) {
 	if el, ok := m.pc.m[id]; ok {
 		m.evictLocked(el)
 	}
+	delete(m.pc.checked, id)
 	m.ring.Remove(id)
 	delete(m.stream, id)
 }
 
-// patientLive reads patient key id's state from the store before a
-// version sealed under it is opened, so that a key another node destroyed
-// (Patient/$erase) is refused here at once even while this node still
-// holds it unwrapped in its cache, which it then forgets. One read by
-// primary key per opened version: the simplest check that is correct
-// across nodes without a cache-invalidation message.
-func (m *Manager) patientLive(ctx context.Context, id string) error {
+// The erasure fence. A key another node destroyed (Patient/$erase) must
+// be refused here even while this node holds it unwrapped: an erasure
+// committed before a read starts is honoured by that read on every node.
+// A read of the key's state that started after the read began proves
+// that no such erasure exists, so one is enough for all of that read's
+// versions under the key, and for every other read that began before it
+// (checked holds when the latest such state read started). A request
+// marks when it began with WithFence; without one, each Open is its own
+// read and reads the state afresh (the cost of an unfenced Open is one
+// primary-key read, as it always was).
+
+type fenceKey struct{}
+
+// WithFence marks ctx as one read that begins now (if it is not marked
+// already): opens under it share the key-state reads that began after
+// this moment.
+func WithFence(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(fenceKey{}).(time.Time); ok {
+		return ctx
+	}
+	return context.WithValue(ctx, fenceKey{}, time.Now())
+}
+
+// fenceStart is when the read of ctx began (now, for an unmarked one).
+// The monotonic clock, never m.now: tests move that one.
+func fenceStart(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(fenceKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
+}
+
+// markChecked records that a state read begun at start found key id
+// not destroyed (m.mu held). Only cached keys are marked: an evicted one
+// is read again (with its state) when it is loaded.
+func (m *Manager) markCheckedLocked(id string, start time.Time) {
+	if _, ok := m.pc.m[id]; !ok {
+		return
+	}
+	if start.After(m.pc.checked[id]) {
+		m.pc.checked[id] = start
+	}
+}
+
+// fresh reports whether key id's state was read after since (m.mu held).
+func (m *Manager) freshLocked(id string, since time.Time) bool {
+	t, ok := m.pc.checked[id]
+	return ok && !t.Before(since)
+}
+
+// keysByID is the store's batched key read, if it has one.
+type keysByID interface {
+	KeysByID(ctx context.Context, ids []string) ([]store.Key, error)
+}
+
+// patientLive refuses patient key id if it was destroyed, reading its
+// state from the store unless a read of it began after since.
+func (m *Manager) patientLive(ctx context.Context, id string, since time.Time) error {
+	m.mu.Lock()
+	ok := m.freshLocked(id, since)
+	m.mu.Unlock()
+	if ok {
+		return nil
+	}
+	start := time.Now()
 	k, err := m.patientStore().Key(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -355,5 +434,47 @@ func (m *Manager) patientLive(ctx context.Context, id string) error {
 		m.Forget(id)
 		return fmt.Errorf("%w: %s", ErrErased, id)
 	}
+	m.mu.Lock()
+	m.markCheckedLocked(id, start)
+	m.mu.Unlock()
 	return nil
+}
+
+// Precheck reads, in one query, the state of the patient keys that seal
+// envelopes (a search page) and that the read of ctx (WithFence) has not
+// seen checked yet, so that opening them costs no read each. It only
+// marks live keys: a destroyed one is forgotten, and its Open refuses
+// it. An error is left to the opens too (each reads again).
+func (m *Manager) Precheck(ctx context.Context, envelopes [][]byte) {
+	since := fenceStart(ctx)
+	var need []string
+	m.mu.Lock()
+	for _, env := range envelopes {
+		kid, _ := seal.EnvelopeKeyID(env)
+		if !IsPatientKey(kid) || m.freshLocked(kid, since) || slices.Contains(need, kid) {
+			continue
+		}
+		if _, cached := m.pc.m[kid]; cached {
+			need = append(need, kid)
+		}
+	}
+	m.mu.Unlock()
+	b, ok := m.st.(keysByID)
+	if len(need) < 2 || !ok {
+		return // one key: its Open reads it as cheaply
+	}
+	start := time.Now()
+	ks, err := b.KeysByID(ctx, need)
+	if err != nil {
+		return
+	}
+	for _, k := range ks {
+		if k.State == store.KeyDestroyed {
+			m.Forget(k.ID)
+			continue
+		}
+		m.mu.Lock()
+		m.markCheckedLocked(k.ID, start)
+		m.mu.Unlock()
+	}
 }

@@ -153,7 +153,7 @@ func (r *Repo) breakGlassCode(ctx context.Context) string {
 }
 
 func (r *Repo) decideVersion(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) ([]byte, error) {
-	plain, err := r.open(v)
+	plain, err := r.open(ctx, v)
 	if err != nil {
 		return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}
@@ -487,7 +487,9 @@ func (s *Service) labelHash(k search.Keyer, label string) int64 {
 }
 
 func (r *Repo) parsed(v *store.Version) (map[string]any, error) {
-	plain, err := r.open(v)
+	// Unfenced: the writes that read a current version have no read's
+	// context here; each reads the key state afresh, as Open does.
+	plain, err := r.open(context.Background(), v)
 	if err != nil {
 		return nil, err
 	}

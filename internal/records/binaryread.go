@@ -50,7 +50,7 @@ func (r *Repo) decideSecurity(ctx context.Context, rec *audit.Record, security, 
 
 // decideBinary opens a stored Binary version and decides a on it.
 func (r *Repo) decideBinary(ctx context.Context, a authz.Action, rec *audit.Record, v *store.Version) (*fhir.Resource, error) {
-	plain, err := r.open(v)
+	plain, err := r.open(ctx, v)
 	if err != nil {
 		return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}
@@ -382,7 +382,7 @@ func (r *Repo) securityAllows(ctx context.Context, rec *audit.Record, security, 
 	if err != nil || v.Deleted {
 		return false
 	}
-	plain, err := r.open(v)
+	plain, err := r.open(ctx, v)
 	if err != nil {
 		return false
 	}

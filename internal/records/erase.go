@@ -195,7 +195,7 @@ func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []
 		if seen[ref] {
 			return
 		}
-		ok, err := r.patientOf(&h.Version, id, kid)
+		ok, err := r.patientOf(ctx, &h.Version, id, kid)
 		if err != nil && openErr == nil {
 			openErr = err
 		}
@@ -211,7 +211,7 @@ func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []
 		refs = append(refs, store.Ref{Type: "Patient", ID: id})
 	}
 	err = scan(store.SearchQuery{Tenant: tenant, Types: []string{"Binary"}}, func(h store.Hit) {
-		ok, err := r.patientOf(&h.Version, id, kid)
+		ok, err := r.patientOf(ctx, &h.Version, id, kid)
 		if err != nil && openErr == nil {
 			openErr = err
 		}
@@ -231,7 +231,7 @@ func (r *Repo) sealedUnder(ctx context.Context, id, kid string) ([]store.Ref, []
 // per-patient keys, not yet moved by keys migrate) with content that
 // would be sealed under kid (records.SealPatient). A version under another
 // patient's key is not opened.
-func (r *Repo) patientOf(v *store.Version, id, kid string) (bool, error) {
+func (r *Repo) patientOf(ctx context.Context, v *store.Version, id, kid string) (bool, error) {
 	k, err := seal.EnvelopeKeyID(v.Body)
 	if err != nil || k == kid {
 		return err == nil, nil
@@ -239,7 +239,7 @@ func (r *Repo) patientOf(v *store.Version, id, kid string) (bool, error) {
 	if keys.IsPatientKey(k) {
 		return false, nil
 	}
-	plain, err := r.s.open(v)
+	plain, err := r.s.open(ctx, v)
 	if err != nil {
 		return false, err
 	}

@@ -143,7 +143,7 @@ func (r *Repo) Export(ctx context.Context, q ExportQuery, fn func(Resource) erro
 			if v.Deleted || !q.Since.IsZero() && !v.LastUpdated.After(q.Since) || !q.Until.IsZero() && v.LastUpdated.After(q.Until) {
 				continue
 			}
-			plain, err := r.open(v)
+			plain, err := r.open(ctx, v)
 			if err != nil {
 				return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 			}
@@ -301,7 +301,7 @@ func (r *Repo) exportPatients(ctx context.Context, rec *audit.Record, refs []str
 			return fmt.Errorf("%w: export patients: %v", problem.ErrUnavailable, err)
 		}
 		for i := range vs {
-			plain, err := r.open(&vs[i])
+			plain, err := r.open(ctx, &vs[i])
 			if err != nil {
 				continue // the file was made from it; its patients are unknown now
 			}

@@ -258,7 +258,7 @@ func (r *Repo) attemptMerge(ctx context.Context, req MergeRequest, rec *audit.Re
 		}
 		v := &moved[i]
 		out.Moved = append(out.Moved, v.Type+"/"+v.ID)
-		plain, err := r.open(v)
+		plain, err := r.open(ctx, v)
 		if err != nil {
 			return nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 		}
@@ -385,7 +385,7 @@ func (r *Repo) mergePatient(ctx context.Context, rec *audit.Record, id string) (
 		rec.Entities = []string{ref("Patient", id, v.Version)}
 		return nil, nil, r.refuse(rec, audit.OutcomeMinor, "deleted", problem.New(problem.ErrGone, "deleted", "Patient/"+id+" was deleted"))
 	}
-	plain, err := r.open(v)
+	plain, err := r.open(ctx, v)
 	if err != nil {
 		return nil, nil, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}
@@ -493,7 +493,7 @@ func (r *Repo) mergePlan(ctx context.Context, rec *audit.Record, src string) ([]
 		}
 		kr := keptRef{Ref: store.Ref{Type: v.Type, ID: v.ID}}
 		if v.Type == "Consent" {
-			plain, err := r.open(v)
+			plain, err := r.open(ctx, v)
 			if err != nil {
 				return nil, nil, store.Guard{}, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 			}

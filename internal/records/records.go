@@ -197,7 +197,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.BaseURL != "" {
 		s.baseURL = strings.TrimSuffix(o.BaseURL, "/") + "/fhir"
 	}
-	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: s.open, Search: o.Search, Now: o.Now,
+	s.facts = facts.New(facts.Config{Store: st, Keyer: s.keyer, Open: func(v *store.Version) ([]byte, error) { return s.open(context.Background(), v) }, Search: o.Search, Now: o.Now,
 		EncounterWindow: o.EncounterWindow, AdminPHI: !o.NoAdminPHI, TTL: o.FactTTL, Live: o.Live})
 	return s
 }
@@ -422,10 +422,38 @@ func (s *Service) keyer(ctx context.Context, tenant string) (search.Keyer, error
 	return search.BlindKeyer{B: b}, nil
 }
 
-func (r *Repo) open(v *store.Version) ([]byte, error) { return r.s.open(v) }
+func (r *Repo) open(ctx context.Context, v *store.Version) ([]byte, error) { return r.s.open(ctx, v) }
 
-func (s *Service) open(v *store.Version) ([]byte, error) {
-	plain, err := s.keys.Open(v.Body, seal.AAD(v.Tenant, v.Type, v.ID, v.Version))
+// contextOpener is a Keys that opens within a read (keys.WithFence): a
+// patient key's erasure state is then read once per read, not per
+// version, and a page's keys at once (Precheck).
+type contextOpener interface {
+	OpenContext(ctx context.Context, envelope, aad []byte) ([]byte, error)
+	Precheck(ctx context.Context, envelopes [][]byte)
+}
+
+// precheck reads the key states of a page of versions at once.
+func (s *Service) precheck(ctx context.Context, vs []store.Version) {
+	o, ok := s.keys.(contextOpener)
+	if !ok || len(vs) < 2 {
+		return
+	}
+	envs := make([][]byte, len(vs))
+	for i := range vs {
+		envs[i] = vs[i].Body
+	}
+	o.Precheck(ctx, envs)
+}
+
+func (s *Service) open(ctx context.Context, v *store.Version) ([]byte, error) {
+	aad := seal.AAD(v.Tenant, v.Type, v.ID, v.Version)
+	var plain []byte
+	var err error
+	if o, ok := s.keys.(contextOpener); ok {
+		plain, err = o.OpenContext(ctx, v.Body, aad)
+	} else {
+		plain, err = s.keys.Open(v.Body, aad)
+	}
 	if err != nil {
 		// A body that does not open is tampering or a lost key: never
 		// serve it, never say more than that to the client. A patient
@@ -809,7 +837,7 @@ func (r *Repo) Delete(ctx context.Context, typ, id string) (*Resource, error) {
 			if attempt == 0 {
 				plain, err = r.decideVersion(ctx, authz.Delete, rec, v)
 			} else {
-				plain, err = r.open(v)
+				plain, err = r.open(ctx, v)
 			}
 			if err != nil {
 				return nil, err
@@ -1113,7 +1141,7 @@ func (r *Repo) decideVersions(ctx context.Context, rec *audit.Record, vs []store
 			}
 		}
 		if !v.Deleted {
-			plain, err := r.open(v)
+			plain, err := r.open(ctx, v)
 			if err != nil {
 				return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 			}
@@ -1147,7 +1175,7 @@ func (r *Repo) mayLearnDeletion(ctx context.Context, rec *audit.Record, v *store
 	if err != nil {
 		return false, err
 	}
-	plain, err := r.open(live)
+	plain, err := r.open(ctx, live)
 	if err != nil {
 		return false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}

@@ -263,6 +263,7 @@ func (r *Repo) totalMAC(k search.Keyer, q *query.Query, pid string, n int64) int
 // it can; this is the resource-level decision on what remains: label- and
 // data-specific consent provisions).
 func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
+	r.s.precheck(ctx, vs)
 	for i := range vs {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
@@ -283,7 +284,7 @@ func (r *Repo) openAllowed(ctx context.Context, rec *audit.Record, vs []store.Ve
 
 // openDecided opens v and decides whether the caller may read it.
 func (r *Repo) openDecided(ctx context.Context, rec *audit.Record, v *store.Version) ([]byte, bool, error) {
-	plain, err := r.open(v)
+	plain, err := r.open(ctx, v)
 	if err != nil {
 		return nil, false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}
@@ -297,9 +298,10 @@ func (r *Repo) openDecided(ctx context.Context, rec *audit.Record, v *store.Vers
 // openKept opens versions into out and names them in rec, for a search
 // whose restriction is exact: the SQL kept only what the caller may see.
 func (r *Repo) openKept(ctx context.Context, rec *audit.Record, vs []store.Version, out *[]Resource) error {
+	r.s.precheck(ctx, vs)
 	for i := range vs {
 		v := &vs[i]
-		plain, err := r.open(v)
+		plain, err := r.open(ctx, v)
 		if err != nil {
 			return r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 		}

@@ -224,7 +224,7 @@ func (s *Service) MatchedBefore(ctx context.Context, tenant string, q *query.Que
 	if v.Deleted {
 		return false, nil
 	}
-	plain, err := s.open(v)
+	plain, err := s.open(ctx, v)
 	if err != nil {
 		return false, err
 	}
@@ -273,7 +273,7 @@ func (s *Service) Subscription(ctx context.Context, tenant, id string, known int
 	if v.Deleted || v.Version == known {
 		return out, nil
 	}
-	plain, err := s.open(v)
+	plain, err := s.open(ctx, v)
 	if err != nil {
 		return nil, err
 	}

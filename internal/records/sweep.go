@@ -68,7 +68,7 @@ func (s *Service) named(ctx context.Context, key string) (bool, error) {
 	case v.Deleted:
 		return false, nil
 	}
-	plain, err := s.open(v)
+	plain, err := s.open(ctx, v)
 	if err != nil {
 		return true, nil // unreadable: keep it for a person to look at
 	}

@@ -758,7 +758,7 @@ func (r *Repo) decideEntries(ctx context.Context, order []*Entry) error {
 // without auditing a refusal: the caller is not told of it.
 // It returns the content to be deleted.
 func (r *Repo) mayDelete(ctx context.Context, rec *audit.Record, v *store.Version) (map[string]any, bool, error) {
-	plain, err := r.open(v)
+	plain, err := r.open(ctx, v)
 	if err != nil {
 		return nil, false, r.refuse(rec, audit.OutcomeSerious, "unsealable", err)
 	}

@@ -173,6 +173,21 @@ func (db *DB) Key(ctx context.Context, id string) (*store.Key, error) {
 	return &ks[0], nil
 }
 
+// KeysByID returns the keys with these ids that exist, destroyed ones
+// too, in one query (the erasure fence reads a search page's patient
+// keys at once).
+func (db *DB) KeysByID(ctx context.Context, ids []string) ([]store.Key, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	marks := strings.Repeat("?, ", len(ids)-1) + "?"
+	return db.keys(ctx, `SELECT id, purpose, tenant, wrapped, created, kek, scope, version, state FROM keys WHERE id IN (`+marks+`)`, args...)
+}
+
 // KeysAfter returns at most limit keys with a purpose in id order after
 // afterID.
 func (db *DB) KeysAfter(ctx context.Context, purpose, afterID string, limit int) ([]store.Key, error) {
