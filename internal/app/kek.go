@@ -16,6 +16,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys/transit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/shred"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -164,7 +165,28 @@ func RotateKEK(ctx context.Context, cfg config.Config, o RotateKEKOptions) (*key
 	default:
 		ro.Rotate = true
 	}
+	ro.Outside = func(ctx context.Context, w keys.KeyWrapper) error { return rewrapShredKey(ctx, cfg, w) }
 	return keys.RotateKEK(ctx, st, w, ro)
+}
+
+// rewrapShredKey moves the shred list's MAC key, which lives in the
+// document store rather than the database, to w's current KEK version,
+// so that retiring the old version leaves erasures and restores working.
+// A deployment with no list yet (no server has started) has nothing to
+// move.
+func rewrapShredKey(ctx context.Context, cfg config.Config, w keys.KeyWrapper) error {
+	objs, err := openObjects(cfg)
+	if err != nil {
+		return err
+	}
+	l, err := shred.Open(ctx, objs, w, false)
+	if errors.Is(err, shred.ErrMissing) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the shred list's key: %w", err)
+	}
+	return l.Rewrap(ctx, w)
 }
 
 // RotateDataOptions are the choices of `ward keys rotate-data`.

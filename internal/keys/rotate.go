@@ -39,6 +39,10 @@ type RotateOptions struct {
 	Progress func(rewrapped int)
 	// Actor is who asked (for the ledger; "system" if empty).
 	Actor string
+	// Outside, when set, re-wraps the keys kept outside the store (the
+	// shred list's MAC key) under the current version once every stored
+	// key is there, before anything is retired.
+	Outside func(ctx context.Context, w KeyWrapper) error
 }
 
 // RotateReport says what RotateKEK did.
@@ -114,6 +118,11 @@ func RotateKEK(ctx context.Context, st interface {
 	}
 	for v := range from {
 		rep.From = append(rep.From, v)
+	}
+	if o.Outside != nil {
+		if err := o.Outside(ctx, w); err != nil {
+			return rep, err
+		}
 	}
 	if o.Retire {
 		r, ok := w.(Retirer)

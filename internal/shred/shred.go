@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,10 @@ const (
 	// keyObject holds the wrapped MAC key; its presence is what says the
 	// list exists (Open creates it when a server starts).
 	keyObject = "shred/key"
+	// rewrapPrefix holds the MAC key re-wrapped by KEK rotations, one
+	// object each (objects are written once): the newest that unwraps
+	// is used, so retiring the version keyObject is under loses nothing.
+	rewrapPrefix = "shred/k/"
 	// entryPrefix names entries: shred/e/<ledger seq, 20 digits>-<the
 	// first 16 hex digits of the record's hash>. The hash keeps apart
 	// the records of two histories that share a seq (a ledger that went
@@ -141,16 +146,62 @@ func Open(ctx context.Context, objs blob.Store, w Wrapper, create bool) (*List, 
 	return l, nil
 }
 
-// key reads and unwraps the stored MAC key. It is read for every use,
-// not kept: an object store that lets a later Put replace an object (S3)
-// may have taken another node's key when both created the list at once.
+// Rewrap re-wraps the list's MAC key under w's current KEK version (a
+// KEK rotation calls it before older versions are retired, so the list
+// stays readable). The MAC key itself does not change, so every entry
+// keeps verifying.
+func (l *List) Rewrap(ctx context.Context, w Wrapper) error {
+	mac, err := l.key(ctx)
+	if err != nil {
+		return err
+	}
+	wrapped, kek, err := w.Wrap(ctx, macKeyID, mac)
+	if err != nil {
+		return fmt.Errorf("shred: re-wrap the shred list's key: %w", err)
+	}
+	kb, _ := json.Marshal(keyFile{KEK: kek, Wrapped: base64.StdEncoding.EncodeToString(wrapped)})
+	name := fmt.Sprintf("%s%020d", rewrapPrefix, time.Now().UnixNano())
+	if _, err := l.objs.Put(ctx, name, bytes.NewReader(kb)); err != nil {
+		return fmt.Errorf("shred: store the re-wrapped key: %w", err)
+	}
+	got, err := l.unwrapObject(ctx, w, name)
+	if err != nil || !bytes.Equal(got, mac) {
+		return fmt.Errorf("shred: the re-wrapped key %s does not open: %v", name, err)
+	}
+	l.w = w
+	return nil
+}
+
+// key reads and unwraps the stored MAC key: the newest re-wrapped copy
+// that unwraps, else the original. It is read for every use, not kept:
+// an object store that lets a later Put replace an object (S3) may have
+// taken another node's key when both created the list at once.
 func (l *List) key(ctx context.Context) ([]byte, error) {
-	b, err := read(ctx, l.objs, keyObject)
+	var copies []string
+	if err := l.objs.List(ctx, rewrapPrefix, func(o blob.Object) error {
+		copies = append(copies, o.Key)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("shred: list the re-wrapped keys: %w", err)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(copies)))
+	for _, name := range copies {
+		if mac, err := l.unwrapObject(ctx, l.w, name); err == nil {
+			return mac, nil
+		}
+	}
+	return l.unwrapObject(ctx, l.w, keyObject)
+}
+
+// unwrapObject reads the wrapped MAC key stored as name and unwraps it
+// with w.
+func (l *List) unwrapObject(ctx context.Context, w Wrapper, name string) ([]byte, error) {
+	b, err := read(ctx, l.objs, name)
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("shred: read %s: %w", keyObject, err)
+		return nil, fmt.Errorf("shred: read %s: %w", name, err)
 	}
 	var kf keyFile
 	wrapped, derr := []byte(nil), json.Unmarshal(b, &kf)
@@ -158,11 +209,11 @@ func (l *List) key(ctx context.Context) ([]byte, error) {
 		wrapped, derr = base64.StdEncoding.DecodeString(kf.Wrapped)
 	}
 	if derr != nil {
-		return nil, fmt.Errorf("%w: %s is malformed", ErrTampered, keyObject)
+		return nil, fmt.Errorf("%w: %s is malformed", ErrTampered, name)
 	}
-	mac, err := l.w.Unwrap(ctx, macKeyID, wrapped)
+	mac, err := w.Unwrap(ctx, macKeyID, wrapped)
 	if err != nil {
-		return nil, fmt.Errorf("shred: unwrap the shred list's key (%s) with the KEK: %w", keyObject, err)
+		return nil, fmt.Errorf("shred: unwrap the shred list's key (%s) with the KEK: %w", name, err)
 	}
 	return mac, nil
 }
