@@ -422,3 +422,13 @@ func BenchmarkCreateOutbox(b *testing.B) {
 	defer st.Close()
 	storetest.BenchmarkCreateOutbox(b, st)
 }
+
+// BenchmarkReads: see storetest.BenchmarkReads.
+func BenchmarkReads(b *testing.B) {
+	st, err := postgres.Open(context.Background(), pgtest.URL(b), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkReads(b, st)
+}

@@ -111,3 +111,13 @@ func BenchmarkCreateOutbox(b *testing.B) {
 	defer st.Close()
 	storetest.BenchmarkCreateOutbox(b, st)
 }
+
+// BenchmarkReads: see storetest.BenchmarkReads.
+func BenchmarkReads(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ward.db"), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkReads(b, st)
+}

@@ -20,23 +20,28 @@ import (
 // searchBase is the FROM and WHERE shared by Search and Count: the
 // tenant, type and not-deleted conditions come first and are always there.
 func searchBase(q store.SearchQuery) (string, []any, error) {
-	return searchFrom(q, false)
+	return searchFrom(q, false, false)
 }
 
 // searchFrom is the FROM and WHERE of a search; join makes q.Drive the
-// first table of the FROM instead of a condition.
-func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
+// first table of the FROM instead of a condition, and bodies joins each
+// resources row to its version (rv), whose body a page returns.
+func searchFrom(q store.SearchQuery, join, bodies bool) (string, []any, error) {
 	if q.Tenant == "" || len(q.Types) == 0 {
 		return "", nil, fmt.Errorf("%w: search without tenant or type", store.ErrUnavailable)
 	}
 	var b strings.Builder
 	var args []any
 	d := q.Drive
+	versions := ``
+	if bodies {
+		versions = ` JOIN resource_versions rv ON rv.seq = r.seq`
+	}
 	if join {
-		b.WriteString(` FROM ` + d.Table + ` ` + d.Alias + ` JOIN resources r ON r.rid = ` + d.Alias + `.rid WHERE (` + d.Cond + `) AND`)
+		b.WriteString(` FROM ` + d.Table + ` ` + d.Alias + ` JOIN resources r ON r.rid = ` + d.Alias + `.rid` + versions + ` WHERE (` + d.Cond + `) AND`)
 		args = append(args, d.Args...)
 	} else {
-		b.WriteString(` FROM resources r WHERE`)
+		b.WriteString(` FROM resources r` + versions + ` WHERE`)
 	}
 	args = append(args, q.Tenant)
 	b.WriteString(` r.tenant = ? AND r.deleted = 0 AND r.type`)
@@ -72,7 +77,11 @@ func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 // limit instead of listing every candidate first.
 func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	join := d.JoinDrive && q.Drive != nil && len(q.Order) == 0
-	base, args, err := searchFrom(q, join)
+	// A page in rid order streams from an index and stops at its limit:
+	// joined there, each row returned probes its version by seq once. A
+	// sorted page joins its bodies after its LIMIT (below).
+	sorted := len(q.Order) > 0
+	base, args, err := searchFrom(q, join, !sorted)
 	if err != nil {
 		return "", nil, err
 	}
@@ -88,6 +97,9 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		sel.WriteString(`DISTINCT ON (` + rid + `) `)
 	}
 	sel.WriteString(`r.rid, r.seq, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted`)
+	if !sorted {
+		sel.WriteString(`, rv.body`)
+	}
 	for i, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
@@ -149,13 +161,16 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		group = ` GROUP BY ` + rid
 	}
 	inner := sel.String() + base + keyset + group + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
-	// The page's bodies: joined by seq to the page only, outside its
-	// LIMIT, so that a sorted search probes resource_versions once per
-	// row returned, not once per candidate it sorts. Neither database
-	// flattens a subquery with a LIMIT into a join, and the order is
-	// given again because a join need not keep it.
+	if !sorted {
+		return inner, append(append(selArgs, args...), keyArgs...), nil
+	}
+	// A sorted page's bodies: joined by seq to the page only, outside its
+	// LIMIT, so that it probes resource_versions once per row returned,
+	// not once per candidate it sorts. Neither database flattens a
+	// subquery with a LIMIT into a join, and the order is given again
+	// because a join need not keep it.
 	var outer, outerOrd strings.Builder
-	outer.WriteString(`SELECT p.rid, p.seq, p.tenant, p.type, p.id, p.version, p.last_updated, p.deleted, v.body`)
+	outer.WriteString(`SELECT p.rid, p.seq, p.tenant, p.type, p.id, p.version, p.last_updated, p.deleted, rv.body`)
 	for i, o := range q.Order {
 		k := `p.k` + strconv.Itoa(i)
 		outer.WriteString(`, ` + k)
@@ -169,7 +184,7 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	if q.Backward {
 		outerOrd.WriteString(` DESC`)
 	}
-	stmt := outer.String() + ` FROM (` + inner + `) p JOIN resource_versions v ON v.seq = p.seq ORDER BY ` + outerOrd.String()
+	stmt := outer.String() + ` FROM (` + inner + `) p JOIN resource_versions rv ON rv.seq = p.seq ORDER BY ` + outerOrd.String()
 	return stmt, append(append(selArgs, args...), keyArgs...), nil
 }
 
