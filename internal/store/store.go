@@ -536,6 +536,23 @@ type Sizer interface {
 	IndexSize(ctx context.Context, typ string) (tables []TableSize, resources int64, err error)
 }
 
+// DiskSizer is implemented by stores that can tell what every table and
+// index of the database takes on disk, for the disk budget test of issue
+// #24 (bytes per created resource, by part).
+type DiskSizer interface {
+	// DiskUsage returns every table and index with its bytes on disk: on
+	// SQLite the pages of its B-tree (slack included), on PostgreSQL the
+	// relation with its TOAST and maps (tables) or the index alone.
+	DiskUsage(ctx context.Context) ([]Relation, error)
+}
+
+// Relation is one table or index and its size.
+type Relation struct {
+	Table string // the table (itself for a table)
+	Name  string // the table or index
+	Bytes int64
+}
+
 // TableSize is one table's share of the search index.
 type TableSize struct {
 	Name    string

@@ -247,10 +247,10 @@ func TestNameIndexParameters(t *testing.T) {
 func TestBodiesStayInline(t *testing.T) {
 	_, st, db := storeAndSQL(t)
 	ctx := context.Background()
-	// Both tables that hold bodies: the versions, and the copy of the
-	// current one in resources (00016).
+	// The one table that holds bodies (resources held a copy from 00016
+	// to 00058).
 	var toasts []string
-	for _, table := range []string{"resource_versions", "resources"} {
+	for _, table := range []string{"resource_versions"} {
 		var toast string
 		if err := db.QueryRowContext(ctx, `SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = $1::regclass`, table).Scan(&toast); err != nil {
 			t.Fatal(err)
@@ -286,9 +286,8 @@ func TestBodiesStayInline(t *testing.T) {
 		t.Errorf("a 3,000-byte body went to TOAST (%d chunks)", n)
 	}
 	write("large", large)
-	// 20,000 bytes are 10 chunks of TOAST's 1,996 (for an 8 KB page):
-	// once for the version, once for the copy in resources.
-	if n := chunks(); n < 20 {
+	// 20,000 bytes are 10 chunks of TOAST's 1,996 (for an 8 KB page).
+	if n := chunks(); n < 10 {
 		t.Errorf("a 20,000-byte body stayed in the row, or in one of its tables (%d chunks)", n)
 	}
 	for id, want := range map[string][]byte{"small": small, "large": large} {
@@ -377,48 +376,42 @@ func TestLedgerCommitsWhileReadsHoldEveryConnection(t *testing.T) {
 	}
 }
 
-// TestCurrentBodiesMigration: migration 00016 fills the copy of the current
-// body in resources for rows written before it (NULL for a deleted
-// resource), and the writes after it keep the copy equal to the current
-// version's body.
-func TestCurrentBodiesMigration(t *testing.T) {
+// TestBodiesOnceMigration: migration 00058 drops the copy of the current
+// body from resources on a populated database (the schema before it made
+// by its Down section, which fills the copy as 00016 did), gives its bytes
+// back (CLUSTER rewrites the rows without them), and every read still
+// returns the right bodies, also after later writes.
+func TestBodiesOnceMigration(t *testing.T) {
 	u, st, db := storeAndSQL(t)
 	ctx := context.Background()
-	now := time.Now().UTC()
-	commit := func(ws ...store.Write) {
+	const n = 200
+	storetest.WriteUpgradeData(t, st, n)
+	size := func() (bytes int64, copies int) {
 		t.Helper()
-		if err := st.Commit(ctx, &store.Unit{Writes: ws}); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT pg_table_size('resources')`).Scan(&bytes); err != nil {
 			t.Fatal(err)
 		}
-	}
-	w := func(id string, v int64, body string) store.Write {
-		return store.Write{Tenant: "t", Type: "Patient", ID: id, Version: v, LastUpdated: now, Body: []byte(body), Deleted: body == ""}
-	}
-	differ := func() (n, bodies int) {
-		t.Helper()
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE r.body IS DISTINCT FROM v.body), count(r.body)
-			FROM resources r JOIN resource_versions v ON v.seq = r.seq`).Scan(&n, &bodies); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = 'resources' AND column_name = 'body'`).Scan(&copies); err != nil {
 			t.Fatal(err)
 		}
-		return n, bodies
+		return bytes, copies
 	}
-	commit(w("a", 1, "a1"), w("b", 1, "b1"), w("gone", 1, "g1"))
-	commit(w("a", 2, "a2"), w("gone", 2, ""))
-	// The schema as it was before 00016, with these rows in it.
-	if _, err := db.ExecContext(ctx, `ALTER TABLE resources DROP COLUMN body`); err != nil {
-		t.Fatal(err)
+	// The schema as it was before 00058, with these rows and their copies.
+	storetest.MigrateDown(t, db, "migrations/00058_bodies_once.sql")
+	before, col := size()
+	if col != 1 || before < n*2048 {
+		t.Fatalf("before the migration: body column %d, resources %d bytes", col, before)
 	}
-	storetest.MigrateUp(t, db, "migrations/00016_current_bodies.sql")
-	if n, bodies := differ(); n != 0 || bodies != 2 {
-		t.Fatalf("after the migration: %d rows differ from their current version, %d bodies (want 0 and 2)", n, bodies)
+	storetest.MigrateUp(t, db, "migrations/00058_bodies_once.sql")
+	after, col := size()
+	t.Logf("resources: %d bytes before, %d after", before, after)
+	if col != 0 || after > before/4 {
+		t.Fatalf("after the migration: body column %d, resources %d bytes (was %d)", col, after, before)
 	}
-	// Writes after the migration, by a store opened on it.
 	st = open(t, u)
-	commit(w("b", 2, "b2"), w("c", 1, "c1"), w("c", 2, "c2"), w("gone", 3, "g3"))
-	commit(w("a", 3, ""))
-	if n, bodies := differ(); n != 0 || bodies != 3 {
-		t.Fatalf("after writes: %d rows differ from their current version, %d bodies (want 0 and 3)", n, bodies)
-	}
+	storetest.CheckUpgradeData(t, st, n)
+	storetest.UpdateAfterUpgrade(t, st)
 }
 
 func BenchmarkCreateOutbox(b *testing.B) {
@@ -469,4 +462,14 @@ func backendCPU(b *testing.B, db *sql.DB) time.Duration {
 		total += time.Duration(ut+st) * 10 * time.Millisecond
 	}
 	return total
+}
+
+// BenchmarkReads: see storetest.BenchmarkReads.
+func BenchmarkReads(b *testing.B) {
+	st, err := postgres.Open(context.Background(), pgtest.URL(b), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkReads(b, st)
 }

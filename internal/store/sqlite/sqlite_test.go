@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/sqlite"
@@ -53,63 +52,55 @@ func BenchmarkLedgerAppend(b *testing.B) {
 	storetest.BenchmarkLedgerAppend(b, st)
 }
 
-// TestCurrentBodiesMigration runs migration 00016's Up section on rows
-// written before it (the column dropped again to get that schema) and
-// checks that every current row then holds its current version's body,
-// deleted ones none, also after later writes by a store opened on it.
-func TestCurrentBodiesMigration(t *testing.T) {
+// TestBodiesOnceMigration: migration 00058 drops the copy of the current
+// body from resources on a populated database (the schema before it made
+// by its Down section, which fills the copy as 00016 did), frees its
+// pages, and every read still returns the right bodies, also after later
+// writes.
+func TestBodiesOnceMigration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ward.db")
 	ctx := context.Background()
-	open := func() *sqlstore.DB {
-		t.Helper()
-		st, err := sqlite.Open(ctx, path, sqlstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
+	const n = 200
+	st, err := sqlite.Open(ctx, path, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	now := time.Now().UTC()
-	commit := func(st *sqlstore.DB, ws ...store.Write) {
-		t.Helper()
-		if err := st.Commit(ctx, &store.Unit{Writes: ws}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w := func(id string, v int64, body string) store.Write {
-		return store.Write{Tenant: "t", Type: "Patient", ID: id, Version: v, LastUpdated: now, Body: []byte(body), Deleted: body == ""}
-	}
+	storetest.WriteUpgradeData(t, st, n)
+	st.Close()
 	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	differ := func() (n, bodies int) {
+	size := func() (bytes int64, copies int) {
 		t.Helper()
-		if err := db.QueryRowContext(ctx, `SELECT COALESCE(SUM(r.body IS NOT v.body), 0), COUNT(r.body)
-			FROM resources r JOIN resource_versions v ON v.seq = r.seq`).Scan(&n, &bodies); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT SUM(pgsize) FROM dbstat WHERE name = 'resources'`).Scan(&bytes); err != nil {
 			t.Fatal(err)
 		}
-		return n, bodies
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('resources') WHERE name = 'body'`).Scan(&copies); err != nil {
+			t.Fatal(err)
+		}
+		return bytes, copies
 	}
-	st := open()
-	commit(st, w("a", 1, "a1"), w("b", 1, "b1"), w("gone", 1, "g1"))
-	commit(st, w("a", 2, "a2"), w("gone", 2, ""))
-	st.Close()
-	// The schema as it was before 00016, with these rows in it.
-	if _, err := db.ExecContext(ctx, `ALTER TABLE resources DROP COLUMN body`); err != nil {
+	// The schema as it was before 00058, with these rows and their copies.
+	storetest.MigrateDown(t, db, "migrations/00058_bodies_once.sql")
+	before, col := size()
+	if col != 1 || before < n*2048 {
+		t.Fatalf("before the migration: body column %d, resources %d bytes", col, before)
+	}
+	storetest.MigrateUp(t, db, "migrations/00058_bodies_once.sql")
+	after, col := size()
+	t.Logf("resources: %d bytes before, %d after", before, after)
+	if col != 0 || after > before/4 {
+		t.Fatalf("after the migration: body column %d, resources %d bytes (was %d)", col, after, before)
+	}
+	st, err = sqlite.Open(ctx, path, sqlstore.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	storetest.MigrateUp(t, db, "migrations/00016_current_bodies.sql")
-	if n, bodies := differ(); n != 0 || bodies != 2 {
-		t.Fatalf("after the migration: %d rows differ from their current version, %d bodies (want 0 and 2)", n, bodies)
-	}
-	st = open()
 	defer st.Close()
-	commit(st, w("b", 2, "b2"), w("c", 1, "c1"), w("c", 2, "c2"), w("gone", 3, "g3"))
-	commit(st, w("a", 3, ""))
-	if n, bodies := differ(); n != 0 || bodies != 3 {
-		t.Fatalf("after writes: %d rows differ from their current version, %d bodies (want 0 and 3)", n, bodies)
-	}
+	storetest.CheckUpgradeData(t, st, n)
+	storetest.UpdateAfterUpgrade(t, st)
 }
 
 func BenchmarkCreateOutbox(b *testing.B) {
@@ -119,4 +110,14 @@ func BenchmarkCreateOutbox(b *testing.B) {
 	}
 	defer st.Close()
 	storetest.BenchmarkCreateOutbox(b, st, nil)
+}
+
+// BenchmarkReads: see storetest.BenchmarkReads.
+func BenchmarkReads(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ward.db"), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	storetest.BenchmarkReads(b, st)
 }

@@ -148,9 +148,9 @@ func (db *DB) unusedFresh(ctx context.Context, tx *sql.Tx, what, query, id strin
 func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) error {
 	// A KEK rotation re-wraps thousands of keys a unit: their statement
 	// is prepared once (parsing it dominated each exec).
-	var rewrap, resealV, resealR *sql.Stmt
+	var rewrap, resealV *sql.Stmt
 	defer func() {
-		for _, st := range []*sql.Stmt{rewrap, resealV, resealR} {
+		for _, st := range []*sql.Stmt{rewrap, resealV} {
 			if st != nil {
 				st.Close()
 			}
@@ -216,11 +216,11 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			err = db.exec(ctx, tx, "destroy key", `UPDATE keys SET state = ?, wrapped = ? WHERE id = ?`, store.KeyDestroyed, []byte{}, p.(store.DestroyKey).ID)
 		case store.ResealVersion:
 			if resealV == nil {
-				if resealV, resealR, err = db.prepareReseal(ctx, tx); err != nil {
+				if resealV, err = db.prepareReseal(ctx, tx); err != nil {
 					return err
 				}
 			}
-			err = reseal(quick(ctx), resealV, resealR, p.(store.ResealVersion))
+			err = reseal(quick(ctx), resealV, p.(store.ResealVersion))
 		default:
 			err = db.applyIdentity(ctx, tx, p)
 		}
@@ -360,26 +360,21 @@ func (db *DB) applyIdentity(ctx context.Context, tx *sql.Tx, p store.Part) error
 	return fmt.Errorf("unknown unit part %T", p)
 }
 
-// prepareReseal prepares the two statements of a re-seal, once a unit:
-// a data-key rotation re-seals hundreds of versions per unit.
-func (db *DB) prepareReseal(ctx context.Context, tx *sql.Tx) (v, r *sql.Stmt, err error) {
-	if v, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resource_versions SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`)); err != nil {
-		return nil, nil, fmt.Errorf("reseal version: %w", err)
+// prepareReseal prepares the statement of a re-seal, once a unit: a
+// data-key rotation re-seals hundreds of versions per unit.
+func (db *DB) prepareReseal(ctx context.Context, tx *sql.Tx) (*sql.Stmt, error) {
+	v, err := tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resource_versions SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`))
+	if err != nil {
+		return nil, fmt.Errorf("reseal version: %w", err)
 	}
-	if r, err = tx.PrepareContext(ctx, db.d.Placeholders(`UPDATE resources SET body = ? WHERE tenant = ? AND type = ? AND id = ? AND version = ? AND body = ?`)); err != nil {
-		v.Close()
-		return nil, nil, fmt.Errorf("reseal current: %w", err)
-	}
-	return v, r, nil
+	return v, nil
 }
 
-// reseal replaces a version's body, and the current row's copy of it.
-func reseal(ctx context.Context, v, r *sql.Stmt, p store.ResealVersion) error {
+// reseal replaces a version's body, the one copy of it (the current row
+// names its version and holds no body).
+func reseal(ctx context.Context, v *sql.Stmt, p store.ResealVersion) error {
 	if _, err := v.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
 		return fmt.Errorf("reseal version: %w", err)
-	}
-	if _, err := r.ExecContext(ctx, p.New, p.Tenant, p.Type, p.ID, p.Version, p.Old); err != nil {
-		return fmt.Errorf("reseal current: %w", err)
 	}
 	return nil
 }

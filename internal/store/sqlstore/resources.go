@@ -71,11 +71,10 @@ type insertSpec struct {
 
 var (
 	insertVersion = insertSpec{`INSERT INTO resource_versions (seq, tenant, type, id, version, last_updated, deleted, body) VALUES `, ``, 8}
-	// The current version with a copy of its body (NULL once deleted), so
-	// that a read, a search page, a list, a read of references and the
-	// export take their bodies from the resources row they find instead
-	// of probing resource_versions for each.
-	upsertCurrent  = insertSpec{`INSERT INTO resources (` + currentCols + `, body) VALUES `, currentConflict + `, body = excluded.body`, 10}
+	// The current version: its row in resource_versions (seq), never its
+	// body, which is stored once, there (migration 00058). Reads join the
+	// version by seq for the rows they return.
+	upsertCurrent  = insertSpec{`INSERT INTO resources (` + currentCols + `) VALUES `, currentConflict, 9}
 	insertAuditRec = insertSpec{`INSERT INTO audit_log (` + AuditColumns + `) VALUES `, ``, auditCols}
 	insertToken    = insertSpec{`INSERT INTO search_token (p, h, rid, s) VALUES `, ` ON CONFLICT DO NOTHING`, 4}
 	insertDate     = insertSpec{`INSERT INTO search_date (p, k, lo, hi, rid) VALUES `, ` ON CONFLICT DO NOTHING`, 5}
@@ -122,7 +121,7 @@ func (db *DB) upsertCurrent(ctx context.Context, tx *sql.Tx, order []rkey, final
 		if w.Index != nil {
 			refh = w.Index.RefHash
 		}
-		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh, storedBody(w))
+		return append(a, w.Tenant, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), boolInt(w.Deleted), w.seq, w.rid, refh)
 	})
 	if err != nil {
 		return fmt.Errorf("upsert current versions: %w", err)
@@ -254,8 +253,8 @@ func (db *DB) History(ctx context.Context, hq store.HistoryQuery) ([]store.Versi
 func (db *DB) List(ctx context.Context, lq store.ListQuery) ([]store.Version, error) {
 	var b strings.Builder
 	args := []any{lq.Tenant, lq.Type}
-	b.WriteString(`SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.seq
-		FROM resources r WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0`)
+	b.WriteString(`SELECT r.type, r.id, r.version, r.last_updated, r.deleted, v.body, r.seq
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0`)
 	if len(lq.IDs) > 0 {
 		b.WriteString(` AND r.id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(lq.IDs)), ", ") + `)`)
 		for _, id := range lq.IDs {
@@ -311,8 +310,8 @@ func (db *DB) Refs(ctx context.Context, tenant string, refs []store.Ref) ([]stor
 		chunk := refs[start:min(len(refs), start+300)]
 		var b strings.Builder
 		args := []any{tenant}
-		b.WriteString(`SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.seq
-			FROM resources r WHERE r.tenant = ? AND r.deleted = 0 AND (r.type, r.id) IN (VALUES `)
+		b.WriteString(`SELECT r.type, r.id, r.version, r.last_updated, r.deleted, v.body, r.seq
+			FROM resources r JOIN resource_versions v ON v.seq = r.seq WHERE r.tenant = ? AND r.deleted = 0 AND (r.type, r.id) IN (VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
 				b.WriteString(`, `)
@@ -332,8 +331,8 @@ func (db *DB) Refs(ctx context.Context, tenant string, refs []store.Ref) ([]stor
 
 // Resources lists current resources of every tenant in rid order.
 func (db *DB) Resources(ctx context.Context, afterRID int64, n int) ([]store.Hit, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT r.rid, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.seq
-		FROM resources r WHERE r.rid > ? AND r.deleted = 0 ORDER BY r.rid LIMIT `+strconv.Itoa(limit(n))), afterRID)
+	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(`SELECT r.rid, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted, v.body, r.seq
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq WHERE r.rid > ? AND r.deleted = 0 ORDER BY r.rid LIMIT `+strconv.Itoa(limit(n))), afterRID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list resources: %v", store.ErrUnavailable, err)
 	}

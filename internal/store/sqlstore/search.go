@@ -20,23 +20,28 @@ import (
 // searchBase is the FROM and WHERE shared by Search and Count: the
 // tenant, type and not-deleted conditions come first and are always there.
 func searchBase(q store.SearchQuery) (string, []any, error) {
-	return searchFrom(q, false)
+	return searchFrom(q, false, false)
 }
 
 // searchFrom is the FROM and WHERE of a search; join makes q.Drive the
-// first table of the FROM instead of a condition.
-func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
+// first table of the FROM instead of a condition, and bodies joins each
+// resources row to its version (rv), whose body a page returns.
+func searchFrom(q store.SearchQuery, join, bodies bool) (string, []any, error) {
 	if q.Tenant == "" || len(q.Types) == 0 {
 		return "", nil, fmt.Errorf("%w: search without tenant or type", store.ErrUnavailable)
 	}
 	var b strings.Builder
 	var args []any
 	d := q.Drive
+	versions := ``
+	if bodies {
+		versions = ` JOIN resource_versions rv ON rv.seq = r.seq`
+	}
 	if join {
-		b.WriteString(` FROM ` + d.Table + ` ` + d.Alias + ` JOIN resources r ON r.rid = ` + d.Alias + `.rid WHERE (` + d.Cond + `) AND`)
+		b.WriteString(` FROM ` + d.Table + ` ` + d.Alias + ` JOIN resources r ON r.rid = ` + d.Alias + `.rid` + versions + ` WHERE (` + d.Cond + `) AND`)
 		args = append(args, d.Args...)
 	} else {
-		b.WriteString(` FROM resources r WHERE`)
+		b.WriteString(` FROM resources r` + versions + ` WHERE`)
 	}
 	args = append(args, q.Tenant)
 	b.WriteString(` r.tenant = ? AND r.deleted = 0 AND r.type`)
@@ -59,12 +64,12 @@ func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 }
 
 // searchSQL is the statement of one page of a search with its bodies:
-// each row is the rid, the version the resources row holds (its body
-// included), then the sort keys. One statement, not a page and then its
-// bodies: on PostgreSQL a round trip fewer; on both databases no index
-// probe and heap or B-tree page per hit in resource_versions (measured on
-// the family-name page of docs/benchmarks.md: on SQLite the second
-// statement cost more than the page itself). The keyset
+// each row is the rid, the version the resources row names with its body
+// (from resource_versions), then the sort keys. One statement, not a page
+// and then its bodies: on PostgreSQL a round trip fewer, and on SQLite a
+// second statement cost more than the page itself (the family-name page of
+// docs/benchmarks.md). The bodies are joined to the page's rows only: one
+// probe of resource_versions by seq per row returned. The keyset
 // condition compares the sort keys and the rid with the cursor's, so that a
 // page starts exactly after the previous one whatever was written in
 // between. joinDrive lets a page in rid order (no sort keys) join its
@@ -72,7 +77,11 @@ func searchFrom(q store.SearchQuery, join bool) (string, []any, error) {
 // limit instead of listing every candidate first.
 func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	join := d.JoinDrive && q.Drive != nil && len(q.Order) == 0
-	base, args, err := searchFrom(q, join)
+	// A page in rid order streams from an index and stops at its limit:
+	// joined there, each row returned probes its version by seq once. A
+	// sorted page joins its bodies after its LIMIT (below).
+	sorted := len(q.Order) > 0
+	base, args, err := searchFrom(q, join, !sorted)
 	if err != nil {
 		return "", nil, err
 	}
@@ -87,7 +96,10 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 	if join && d.DistinctOn {
 		sel.WriteString(`DISTINCT ON (` + rid + `) `)
 	}
-	sel.WriteString(`r.rid, r.seq, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted, r.body`)
+	sel.WriteString(`r.rid, r.seq, r.tenant, r.type, r.id, r.version, r.last_updated, r.deleted`)
+	if !sorted {
+		sel.WriteString(`, rv.body`)
+	}
 	for i, o := range q.Order {
 		sel.WriteString(`, ` + o.Expr + ` AS k` + strconv.Itoa(i))
 		selArgs = append(selArgs, o.Args...)
@@ -149,7 +161,31 @@ func searchSQL(q store.SearchQuery, d Dialect) (string, []any, error) {
 		group = ` GROUP BY ` + rid
 	}
 	inner := sel.String() + base + keyset + group + ` ORDER BY ` + ord.String() + ` LIMIT ` + strconv.Itoa(limit(q.Limit))
-	return inner, append(append(selArgs, args...), keyArgs...), nil
+	if !sorted {
+		return inner, append(append(selArgs, args...), keyArgs...), nil
+	}
+	// A sorted page's bodies: joined by seq to the page only, outside its
+	// LIMIT, so that it probes resource_versions once per row returned,
+	// not once per candidate it sorts. Neither database flattens a
+	// subquery with a LIMIT into a join, and the order is given again
+	// because a join need not keep it.
+	var outer, outerOrd strings.Builder
+	outer.WriteString(`SELECT p.rid, p.seq, p.tenant, p.type, p.id, p.version, p.last_updated, p.deleted, rv.body`)
+	for i, o := range q.Order {
+		k := `p.k` + strconv.Itoa(i)
+		outer.WriteString(`, ` + k)
+		outerOrd.WriteString(k)
+		if o.Desc != q.Backward {
+			outerOrd.WriteString(` DESC`)
+		}
+		outerOrd.WriteString(`, `)
+	}
+	outerOrd.WriteString(`p.rid`)
+	if q.Backward {
+		outerOrd.WriteString(` DESC`)
+	}
+	stmt := outer.String() + ` FROM (` + inner + `) p JOIN resource_versions rv ON rv.seq = p.seq ORDER BY ` + outerOrd.String()
+	return stmt, append(append(selArgs, args...), keyArgs...), nil
 }
 
 // Search runs a translated search: one statement (searchSQL) for the page
@@ -431,4 +467,36 @@ func (db *DB) IndexSize(ctx context.Context, typ string) ([]store.TableSize, int
 		return nil, 0, fmt.Errorf("%w: count resources: %v", store.ErrUnavailable, err)
 	}
 	return append(out, ri), n, nil
+}
+
+// DiskUsage measures every table and index (see store.DiskSizer). On
+// SQLite dbstat reads the pages through the pager, so committed pages
+// still in the WAL count; on PostgreSQL each table counts with its TOAST
+// table and maps, and each index alone.
+func (db *DB) DiskUsage(ctx context.Context) ([]store.Relation, error) {
+	q := `SELECT m.tbl_name, d.name, SUM(d.pgsize) FROM dbstat d JOIN sqlite_master m ON m.name = d.name GROUP BY d.name ORDER BY d.name`
+	if db.d.Name == "postgres" {
+		q = `SELECT t.relname, c.relname, CASE WHEN c.relkind = 'i' THEN pg_relation_size(c.oid) ELSE pg_table_size(c.oid) END
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			LEFT JOIN pg_index i ON i.indexrelid = c.oid
+			JOIN pg_class t ON t.oid = COALESCE(i.indrelid, c.oid)
+			WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i') ORDER BY c.relname`
+	}
+	rows, err := db.read.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("%w: disk usage: %v", store.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []store.Relation
+	for rows.Next() {
+		var r store.Relation
+		if err := rows.Scan(&r.Table, &r.Name, &r.Bytes); err != nil {
+			return nil, fmt.Errorf("%w: disk usage: %v", store.ErrUnavailable, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: disk usage: %v", store.ErrUnavailable, err)
+	}
+	return out, nil
 }

@@ -176,8 +176,8 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 	db := &DB{d: d, write: write, read: read, opts: o, nextAnalyze: firstAnalyze,
 		queue: make(chan *job, 4*o.MaxBatch), done: make(chan struct{}), closed: make(chan struct{})}
 	var err error
-	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT version, last_updated, deleted, body, seq
-		FROM resources WHERE tenant = ? AND type = ? AND id = ?`)); err != nil {
+	if db.qCurrent, err = read.Prepare(d.Placeholders(`SELECT r.version, r.last_updated, r.deleted, v.body, r.seq
+		FROM resources r JOIN resource_versions v ON v.seq = r.seq WHERE r.tenant = ? AND r.type = ? AND r.id = ?`)); err != nil {
 		return nil, fmt.Errorf("prepare current: %w", err)
 	}
 	if db.qVersion, err = read.Prepare(d.Placeholders(`SELECT version, last_updated, deleted, body, seq
