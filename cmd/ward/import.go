@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -24,9 +26,11 @@ import (
 func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var workers int
 	var quiet bool
+	var cpuprofile string
 	cfg, fs, err := flags("import", args, stderr, append(dbSettings, "key-file", "tenant", "search-leaky-index"), func(fs *flag.FlagSet) {
 		fs.IntVar(&workers, "workers", 2, "files loaded concurrently (their commits share group-commit batches)")
 		fs.BoolVar(&quiet, "quiet", false, "no progress line")
+		fs.StringVar(&cpuprofile, "cpuprofile", "", "write a Go CPU profile of the import to this file (go tool pprof)")
 	})
 	if err != nil {
 		return err
@@ -43,6 +47,14 @@ func runImport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer a.Close()
+	importGC()
+	if cpuprofile != "" {
+		stopProfile, err := startCPUProfile(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	// The operator's bulk load writes labelled records too: it is cleared
 	// for every label. Like any admin it needs WARD_ADMIN_PHI_ACCESS for
 	// patient data, and patients' consents apply to it.
@@ -218,4 +230,33 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// startCPUProfile writes a CPU profile to path until the returned func
+// runs: how the import's time divides between parsing, validation,
+// sealing and the writer (docs/benchmarks.md).
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// importGC lets the collector run less often during a bulk load unless
+// the operator chose (GOGC, GOMEMLIMIT): parsed Bundles are short-lived
+// garbage, and at Go's default a quarter of the import's CPU went to
+// collecting them (docs/benchmarks.md). The soft limit keeps the heap
+// bounded whatever the files.
+func importGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(512 << 20)
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
@@ -174,10 +177,8 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 	if err := r.resolveReferences(ctx, order, res); err != nil {
 		return nil, err
 	}
+	var toValidate []*Entry
 	for _, e := range order {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
-		}
 		if e.Resource == nil {
 			continue
 		}
@@ -187,9 +188,21 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 		if _, alias := res.sameAs[e.pos]; alias {
 			continue
 		}
-		if issues := r.s.val.Validate(e.Resource); hasErrors(issues) {
+		toValidate = append(toValidate, e)
+	}
+	// Validation is pure CPU and each entry's own: it runs on every core,
+	// and the first invalid entry in order is reported, as before.
+	issues := make([][]fhir.Issue, len(toValidate))
+	if err := parallel(ctx, len(toValidate), func(i int) error {
+		issues[i] = r.s.val.Validate(toValidate[i].Resource)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+	}
+	for i, e := range toValidate {
+		if hasErrors(issues[i]) {
 			rec := r.record(entryAuditAction(e.Method), e.Type)
-			return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues}))
+			return nil, entryError(e, r.refuse(rec, audit.OutcomeMinor, "invalid", &problem.Error{Class: problem.ErrInvalid, Issues: issues[i]}))
 		}
 	}
 	// Decide every entry on what it touches (the current version and the
@@ -284,6 +297,9 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 			return nil, err
 		}
 	}
+	if err := t.sealStaged(ctx); err != nil {
+		return nil, err
+	}
 	if len(t.unit.Writes) > 0 {
 		t.unit.Parts = append(t.unit.Parts, r.eventParts(t.unit.Writes, t.olds, t.docs)...)
 	}
@@ -327,6 +343,89 @@ type txn struct {
 	olds    map[int]map[string]any // index in unit.Writes -> resource replaced
 	now     time.Time
 	next    map[string]int64 // Type/id -> version the next write creates
+	// toSeal are the puts staged without their sealed body and index:
+	// sealStaged computes them on every core once staging is done.
+	toSeal []sealJob
+}
+
+// sealJob is a put whose body is sealed after staging: the write at index
+// w of unit.Writes, and the entry's result whose JSON it fills.
+type sealJob struct {
+	e       *Entry
+	w       int
+	version int64
+	res     *Resource
+}
+
+// sealStaged seals and indexes the staged puts concurrently (each entry
+// owns its document; serialising, sealing, blind-index HMACs and index
+// extraction were most of a large transaction's CPU before the commit,
+// one entry after another). A failure is reported for the first failing
+// entry in order.
+func (t *txn) sealStaged(ctx context.Context) error {
+	errs := make([]error, len(t.toSeal))
+	err := parallel(ctx, len(t.toSeal), func(i int) error {
+		p := t.toSeal[i]
+		plain, sealed, ix, err := t.r.seal(ctx, p.e.Resource, p.version, t.now)
+		if err != nil {
+			errs[i] = entryError(p.e, err)
+			return nil
+		}
+		t.unit.Writes[p.w].Body, t.unit.Writes[p.w].Index = sealed, ix
+		p.res.JSON = plain
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	t.toSeal = t.toSeal[:0]
+	return nil
+}
+
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines and returns
+// ctx's error if it ended first. f must not touch what another index
+// touches.
+func parallel(ctx context.Context, n int, f func(i int) error) error {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					return
+				}
+				if err := f(i); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // stage adds entry e's writes and records to the unit (reads wait until
@@ -450,11 +549,11 @@ func (t *txn) put(ctx context.Context, e *Entry, cur int64, rec *audit.Record) e
 	if cur < 0 {
 		cur = -cur
 	}
-	plain, sealed, ix, err := r.seal(ctx, e.Resource, cur+1, t.now)
-	if err != nil {
-		return entryError(e, err)
-	}
-	w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: t.now, Body: sealed, Index: ix}
+	// Sealed later with the others (sealStaged); governanceRecord below
+	// reads labels, which sealing's meta update keeps.
+	w := store.Write{Tenant: r.subj.Tenant, Type: e.Type, ID: e.ID, Version: cur + 1, LastUpdated: t.now}
+	pending := sealJob{e: e, w: len(t.unit.Writes), version: w.Version, res: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: t.now}}
+	t.toSeal = append(t.toSeal, pending)
 	t.docs[len(t.unit.Writes)] = e.Resource.Doc
 	t.olds[len(t.unit.Writes)] = e.old
 	t.unit.Writes = append(t.unit.Writes, w)
@@ -477,7 +576,7 @@ func (t *txn) put(ctx context.Context, e *Entry, cur int64, rec *audit.Record) e
 	if cur == 0 {
 		status = http.StatusCreated
 	}
-	t.results[e.pos] = EntryResult{Status: status, Resource: &Resource{Type: e.Type, ID: e.ID, Version: w.Version, LastUpdated: t.now, JSON: plain}}
+	t.results[e.pos] = EntryResult{Status: status, Resource: pending.res}
 	return nil
 }
 

@@ -83,7 +83,7 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 		}
 		return nil
 	case store.NewKey:
-		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", `SELECT 1 FROM keys WHERE id = ?`, p.Key.ID)
+		return db.absent(ctx, tx, "key "+p.Key.ID+" already exists", qKeyExists, p.Key.ID)
 	case store.RewrapKey, store.RetireKey, store.DestroyKey, store.ResealVersion:
 		return nil
 	case store.SetHold:
@@ -105,7 +105,7 @@ func (db *DB) checkPart(ctx context.Context, tx *sql.Tx, p store.Part) error {
 // absent fails with ErrConflict (why) if query finds a row.
 func (db *DB) absent(ctx context.Context, tx *sql.Tx, why, query string, args ...any) error {
 	var one int
-	err := tx.QueryRowContext(ctx, db.d.Placeholders(query), args...).Scan(&one)
+	err := db.txQueryRow(ctx, tx, query, args...).Scan(&one)
 	if err == nil {
 		return fmt.Errorf("%w: %s", store.ErrConflict, why)
 	}
@@ -118,7 +118,7 @@ func (db *DB) absent(ctx context.Context, tx *sql.Tx, why, query string, args ..
 // present fails with ErrConflict (why) if query finds no row.
 func (db *DB) present(ctx context.Context, tx *sql.Tx, why, query string, args ...any) error {
 	var one int
-	err := tx.QueryRowContext(ctx, db.d.Placeholders(query), args...).Scan(&one)
+	err := db.txQueryRow(ctx, tx, query, args...).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: %s", store.ErrConflict, why)
 	}
@@ -188,7 +188,7 @@ func (db *DB) applyParts(ctx context.Context, tx *sql.Tx, parts []store.Part) er
 			if version == 0 {
 				version = 1
 			}
-			err = db.exec(ctx, tx, "insert key", `INSERT INTO keys (id, purpose, tenant, wrapped, created, kek, scope, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			err = db.exec(ctx, tx, "insert key", qInsertKey,
 				k.ID, k.Purpose, k.Tenant, k.Wrapped, k.Created.UnixMicro(), k.KEK, scope, version)
 		case store.RewrapKey:
 			k := p.(store.RewrapKey)
@@ -240,7 +240,7 @@ func quick(ctx context.Context) context.Context { return context.WithoutCancel(c
 
 // exec runs one statement of a part (what names it in the error).
 func (db *DB) exec(ctx context.Context, tx *sql.Tx, what, query string, args ...any) error {
-	if _, err := tx.ExecContext(ctx, db.d.Placeholders(query), args...); err != nil {
+	if _, err := db.txExec(ctx, tx, query, args...); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil

@@ -188,7 +188,7 @@ func New(d Dialect, write, read *sql.DB, o Options) (*DB, error) {
 		// Prepared before the writer starts: inside a batch the write
 		// pool's only connection belongs to the transaction.
 		db.rowStmts = map[string]*sql.Stmt{}
-		qs := []string{d.LockHead, advanceHead}
+		qs := append([]string{d.LockHead, advanceHead}, writerQueries...)
 		for _, spec := range insertSpecs {
 			qs = append(qs, spec.prefix+tupleOf(spec.cols)+spec.suffix)
 		}

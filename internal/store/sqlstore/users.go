@@ -216,7 +216,9 @@ func (db *DB) WrappedAfter(ctx context.Context, purpose, afterID string, limit i
 }
 
 func (db *DB) keys(ctx context.Context, query string, args ...any) ([]store.Key, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.Placeholders(query), args...)
+	// Through the statement cache: a new patient's first write looks its
+	// key up here, once per create.
+	rows, err := db.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: read keys: %v", store.ErrUnavailable, err)
 	}
