@@ -423,13 +423,14 @@ func (db *DB) eraseIndex(ctx context.Context, tx *sql.Tx, e store.ErasePatient) 
 	// row) and a read answers 410 before it opens anything.
 	for start := 0; start < len(rids); start += chunk {
 		part := rids[start:min(len(rids), start+chunk)]
-		args := make([]any, 1, 1+len(part))
-		args[0] = e.Shredded
+		args := make([]any, 0, len(part))
 		for _, r := range part {
 			args = append(args, r)
 		}
 		in := strings.TrimSuffix(strings.Repeat("?, ", len(part)), ", ")
-		if err := db.exec(ctx, tx, "erase: mark deleted", `UPDATE resources SET deleted = 1, body = CASE WHEN body IS NULL THEN body ELSE ? END WHERE rid IN (`+in+`)`, args...); err != nil {
+		// The current row holds no body (each version's is stored once,
+		// in resource_versions, shredded above).
+		if err := db.exec(ctx, tx, "erase: mark deleted", `UPDATE resources SET deleted = 1 WHERE rid IN (`+in+`)`, args...); err != nil {
 			return err
 		}
 	}
