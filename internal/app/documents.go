@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -19,9 +20,17 @@ func openObjects(cfg config.Config) (blob.Store, error) {
 	switch d.Backend {
 	case "s3":
 		s, err := blob.NewS3(blob.S3Config{Endpoint: d.S3Endpoint, Region: d.S3Region, Bucket: d.S3Bucket, Prefix: d.S3Prefix,
-			PathStyle: d.S3PathStyle, AccessKey: d.S3AccessKey, SecretKey: d.S3SecretKey})
+			PathStyle: d.S3PathStyle, AccessKey: d.S3AccessKey, SecretKey: d.S3SecretKey,
+			LockMode: d.S3LockMode, LockDays: int(d.S3LockDays)})
 		if err != nil {
 			return nil, fmt.Errorf("WARD_DOCUMENTS_S3_BUCKET: %w", err)
+		}
+		// Fail closed: objects meant to be locked are never written to a
+		// bucket that would keep them unlocked.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.CheckObjectLock(ctx); err != nil {
+			return nil, fmt.Errorf("WARD_S3_OBJECT_LOCK_MODE: %w", err)
 		}
 		return s, nil
 	default:
@@ -69,9 +78,13 @@ func startSweeper(rec *records.Service, every, grace time.Duration, log *slog.Lo
 			ctx, cancel := context.WithTimeout(context.Background(), every)
 			n, err := rec.SweepContent(ctx, grace)
 			cancel()
-			if err != nil {
+			switch {
+			case errors.Is(err, blob.ErrLocked):
+				// Counts only (the error says how many were kept).
+				log.Info("content sweep kept stray objects under retention", "removed", n, "detail", err.Error())
+			case err != nil:
 				log.Warn("content sweep failed", "error", err.Error())
-			} else if n > 0 {
+			case n > 0:
 				log.Info("content sweep removed stray objects", "count", n)
 			}
 			select {

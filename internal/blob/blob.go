@@ -26,6 +26,11 @@ import (
 // ErrNotFound is returned by Open and Delete when no object has the key.
 var ErrNotFound = errors.New("blob: not found")
 
+// ErrLocked is returned by Delete when the store refuses to delete an
+// object under object lock retention: the caller keeps it and tries
+// again later (after the retention ends).
+var ErrLocked = errors.New("blob: object under retention")
+
 // ErrInvalidKey is returned for a key ValidKey refuses.
 var ErrInvalidKey = errors.New("blob: invalid key")
 
@@ -43,7 +48,8 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	// Open reads the object from byte offset off to its end.
 	Open(ctx context.Context, key string, off int64) (io.ReadCloser, error)
-	// Delete removes the object; a missing one is ErrNotFound.
+	// Delete removes the object; a missing one is ErrNotFound, one the
+	// store keeps under retention ErrLocked.
 	Delete(ctx context.Context, key string) error
 	// List calls fn for every object whose key starts with prefix.
 	List(ctx context.Context, prefix string, fn func(Object) error) error

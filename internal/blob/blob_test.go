@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
 	"github.com/wardhealth/ward/internal/blob"
 	"github.com/wardhealth/ward/internal/blob/blobtest"
 )
@@ -158,4 +162,62 @@ func FuzzValidKey(f *testing.F) {
 			t.Fatalf("valid key %q escapes the root", k)
 		}
 	})
+}
+
+// TestS3ObjectLock: with a lock mode, every object (single PutObject and
+// multipart) is written with that retention, read back with
+// GetObjectRetention; a delete of a locked object is ErrLocked and the
+// object stays; a bucket without object lock fails the start check.
+func TestS3ObjectLock(t *testing.T) {
+	ctx := context.Background()
+	cfg := blobtest.S3Locked(t)
+	cfg.PartSize = 5 << 20
+	cfg.LockMode, cfg.LockDays = "GOVERNANCE", 2
+	s, err := blob.NewS3(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckObjectLock(ctx); err != nil {
+		t.Fatalf("a bucket with object lock: %v", err)
+	}
+	c := blobtest.Client(cfg)
+	for key, n := range map[string]int{"l/small": 1000, "l/multipart": 11 << 20} {
+		start := time.Now()
+		if _, err := s.Put(ctx, key, bytes.NewReader(data(n))); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+		out, err := c.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(key)})
+		if err != nil || out.Retention == nil {
+			t.Fatalf("retention of %s: %v", key, err)
+		}
+		until := aws.ToTime(out.Retention.RetainUntilDate)
+		if out.Retention.Mode != types.ObjectLockRetentionModeGovernance || until.Before(start.Add(47*time.Hour)) || until.After(time.Now().Add(49*time.Hour)) {
+			t.Fatalf("retention of %s: %s until %v; want GOVERNANCE for 2 days", key, out.Retention.Mode, until)
+		}
+		if err := s.Delete(ctx, key); !errors.Is(err, blob.ErrLocked) {
+			t.Fatalf("delete of locked %s: %v; want ErrLocked", key, err)
+		}
+		r, err := s.Open(ctx, key, 0)
+		if err != nil {
+			t.Fatalf("a locked object is gone after a refused delete: %v", err)
+		}
+		got, _ := io.ReadAll(r)
+		r.Close()
+		if len(got) != n {
+			t.Fatalf("%s: %d bytes after a refused delete, want %d", key, len(got), n)
+		}
+	}
+
+	plain := blobtest.S3(t)
+	plain.LockMode, plain.LockDays = "COMPLIANCE", 1
+	u, err := blob.NewS3(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.CheckObjectLock(ctx); err == nil {
+		t.Fatal("object lock configured on a bucket without it: the start check passed")
+	}
+	if _, err := blob.NewS3(blob.S3Config{Bucket: "b", LockMode: "governance", LockDays: 1}); err == nil {
+		t.Fatal("a lock mode other than GOVERNANCE or COMPLIANCE was accepted")
+	}
 }

@@ -35,6 +35,11 @@ type S3Config struct {
 	// PartSize bytes are buffered at most (0: 8 MiB, 2).
 	PartSize    int64
 	Concurrency int
+	// LockMode, when set (GOVERNANCE or COMPLIANCE), writes every object
+	// with that object lock retention for LockDays days; the bucket must
+	// have object lock enabled (CheckObjectLock).
+	LockMode string
+	LockDays int
 }
 
 // S3 keeps objects in an S3-compatible bucket. Put streams through
@@ -62,6 +67,15 @@ func NewS3(cfg S3Config) (*S3, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 2
+	}
+	switch cfg.LockMode {
+	case "":
+	case "GOVERNANCE", "COMPLIANCE":
+		if cfg.LockDays < 1 {
+			return nil, errors.New("blob: object lock needs a retention of at least one day")
+		}
+	default:
+		return nil, errors.New("blob: object lock mode must be GOVERNANCE or COMPLIANCE")
 	}
 	o := s3.Options{
 		Region:       cfg.Region,
@@ -97,7 +111,14 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		return 0, err
 	}
 	cr := &countReader{r: r}
-	if _, err := s.up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: k, Body: cr}); err != nil {
+	in := &s3.PutObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: k, Body: cr}
+	if s.cfg.LockMode != "" {
+		// The uploader carries these to PutObject or, for a multipart
+		// upload, CreateMultipartUpload.
+		in.ObjectLockMode = types.ObjectLockMode(s.cfg.LockMode)
+		in.ObjectLockRetainUntilDate = aws.Time(time.Now().Add(time.Duration(s.cfg.LockDays) * 24 * time.Hour))
+	}
+	if _, err := s.up.Upload(ctx, in); err != nil {
 		return cr.n, fmt.Errorf("blob: s3 upload: %w", err)
 	}
 	return cr.n, nil
@@ -147,7 +168,35 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("blob: s3 head: %w", err)
 	}
 	if _, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: k}); err != nil {
+		if s.cfg.LockMode != "" && locked(err) {
+			return fmt.Errorf("%w: %v", ErrLocked, err)
+		}
 		return fmt.Errorf("blob: s3 delete: %w", err)
+	}
+	return nil
+}
+
+// locked reports whether a delete was refused, as S3 refuses the delete
+// of an object under retention (AccessDenied; some services say
+// ObjectLocked).
+func locked(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "AccessDenied" || ae.ErrorCode() == "ObjectLocked")
+}
+
+// CheckObjectLock fails unless the bucket has object lock enabled, so a
+// Ward configured to lock its objects never runs against a bucket that
+// would silently keep them unlocked. Without LockMode it checks nothing.
+func (s *S3) CheckObjectLock(ctx context.Context) error {
+	if s.cfg.LockMode == "" {
+		return nil
+	}
+	out, err := s.c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(s.cfg.Bucket)})
+	if err != nil {
+		return fmt.Errorf("blob: object lock is configured but the bucket's object lock configuration could not be read: %w", err)
+	}
+	if out.ObjectLockConfiguration == nil || out.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
+		return errors.New("blob: object lock is configured but the bucket does not have object lock enabled")
 	}
 	return nil
 }

@@ -18,6 +18,10 @@ type Documents struct {
 	S3Endpoint, S3Region, S3Bucket, S3Prefix string
 	S3PathStyle                              bool
 	S3AccessKey, S3SecretKey                 string
+	// S3LockMode (GOVERNANCE or COMPLIANCE; empty: none) writes every
+	// object with object lock retention of S3LockDays days.
+	S3LockMode string
+	S3LockDays int64
 	// MaxBytes bounds one upload; InlineMax the content a FHIR read of a
 	// Binary carries as data; AttachmentMax the inline Attachment.data
 	// kept in a resource (larger is moved to a Binary).
@@ -32,7 +36,7 @@ type Documents struct {
 
 func documentDefaults() Documents {
 	return Documents{Backend: "file", S3Region: "us-east-1", MaxBytes: 4 << 30, InlineMax: 1 << 20, AttachmentMax: 64 << 10,
-		SweepEvery: 10 * time.Minute, SweepGrace: time.Hour, MaxStreams: 256}
+		SweepEvery: 10 * time.Minute, SweepGrace: time.Hour, MaxStreams: 256, S3LockDays: 1}
 }
 
 func int64Setting(env, flag, doc string, lo, hi int64, field func(*Config) *int64) setting {
@@ -106,6 +110,15 @@ var documentSettings = []setting{
 		func(c *Config) *string { return &c.Documents.S3AccessKey }, nil),
 	stringSetting("WARD_DOCUMENTS_S3_SECRET_KEY", "documents-s3-secret-key", "secret access key of the s3 backend", true,
 		func(c *Config) *string { return &c.Documents.S3SecretKey }, nil),
+	stringSetting("WARD_S3_OBJECT_LOCK_MODE", "s3-object-lock-mode", "object lock retention of every content object on the s3 backend: GOVERNANCE or COMPLIANCE (empty: none; the bucket must have object lock enabled)", false,
+		func(c *Config) *string { return &c.Documents.S3LockMode }, func(v string) error {
+			if v != "" && v != "GOVERNANCE" && v != "COMPLIANCE" {
+				return errors.New("must be GOVERNANCE, COMPLIANCE or empty")
+			}
+			return nil
+		}),
+	int64Setting("WARD_S3_OBJECT_LOCK_DAYS", "s3-object-lock-days", "days each content object is retained under WARD_S3_OBJECT_LOCK_MODE", 1, 36500,
+		func(c *Config) *int64 { return &c.Documents.S3LockDays }),
 	int64Setting("WARD_BINARY_MAX_BYTES", "binary-max-bytes", "largest Binary content accepted in one raw upload, in bytes", 1024, 1<<40,
 		func(c *Config) *int64 { return &c.Documents.MaxBytes }),
 	int64Setting("WARD_BINARY_INLINE_MAX", "binary-inline-max", "largest Binary content a FHIR JSON read carries as data (larger: the resource points to the content)", 0, 16<<20,

@@ -107,9 +107,13 @@ func (r *Repo) moveAttachments(ctx context.Context, rec *audit.Record, res *fhir
 
 // transactionAttachments is attachments for the writes of a transaction:
 // every entry's Attachments are checked first (a mismatch fails the
-// entry, and so the transaction, before any Binary is stored), then
-// the large inline data of all of them is moved.
-func (r *Repo) transactionAttachments(ctx context.Context, order []*Entry, skip func(*Entry) bool) error {
+// entry, and so the transaction, before any content is stored), then
+// the large inline data of all of them is stored as the content of new
+// Binaries. The Binaries are not committed here: the caller stages them
+// into the transaction's own unit, so a commit that fails (or is retried)
+// leaves no Binary behind, only objects that it drops or the sweeper
+// removes.
+func (r *Repo) transactionAttachments(ctx context.Context, order []*Entry, skip func(*Entry) bool) ([]*movedBinary, error) {
 	type pending struct {
 		e     *Entry
 		rec   *audit.Record
@@ -136,18 +140,42 @@ func (r *Repo) transactionAttachments(ctx context.Context, order []*Entry, skip 
 		rec := r.record(entryAuditAction(e.Method), e.Type)
 		moves, err := r.checkAttachments(ctx, rec, e.Resource, local)
 		if err != nil {
-			return entryError(e, err)
+			return nil, entryError(e, err)
 		}
 		if len(moves) > 0 {
 			all = append(all, pending{e, rec, moves})
 		}
 	}
+	var moved []*movedBinary
 	for _, p := range all {
-		if err := r.moveAttachments(ctx, p.rec, p.e.Resource, p.moves); err != nil {
-			return entryError(p.e, err)
+		for _, m := range p.moves {
+			b, err := r.prepareBinary(ctx, p.rec, p.e.Resource, m.a, m.data)
+			if err != nil {
+				r.dropMoved(moved)
+				return nil, entryError(p.e, err)
+			}
+			moved = append(moved, b)
+			delete(m.a, "data")
+			m.a["url"] = "Binary/" + b.bin.ID
 		}
 	}
-	return nil
+	return moved, nil
+}
+
+// movedBinary is inline Attachment data stored as the content object of
+// a new Binary whose version is not committed yet.
+type movedBinary struct {
+	rec    *audit.Record
+	bin    *fhir.Resource
+	object string
+}
+
+// dropMoved removes the objects of moved Binaries whose unit is known
+// not to have committed (the sweeper removes any it misses).
+func (r *Repo) dropMoved(moved []*movedBinary) {
+	for _, m := range moved {
+		r.dropObject(m.object)
+	}
 }
 
 // attachmentContent returns the size and SHA-1 of an Attachment's
@@ -219,6 +247,27 @@ func checkDeclared(a map[string]any, size int64, sum []byte, path string) error 
 // security context is res, committed (with its own ledger record) before
 // res is.
 func (r *Repo) moveToBinary(ctx context.Context, parent *audit.Record, res *fhir.Resource, a map[string]any, data []byte) (string, error) {
+	b, err := r.prepareBinary(ctx, parent, res, a, data)
+	if err != nil {
+		return "", err
+	}
+	now := r.s.now().UTC()
+	_, sealed, ix, err := r.seal(ctx, b.bin, 1, now)
+	if err == nil {
+		w := store.Write{Tenant: r.subj.Tenant, Type: "Binary", ID: b.bin.ID, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
+		err = r.commitWrite(ctx, w, b.rec, nil, b.bin.Doc)
+	}
+	if err != nil {
+		r.dropObject(b.object)
+		return "", err
+	}
+	return b.bin.ID, nil
+}
+
+// prepareBinary stores inline attachment data as the content object of a
+// new Binary whose security context is res, and returns that Binary and
+// its ledger record, uncommitted.
+func (r *Repo) prepareBinary(ctx context.Context, parent *audit.Record, res *fhir.Resource, a map[string]any, data []byte) (*movedBinary, error) {
 	rec := r.record("create", "Binary")
 	rec.Purpose = parent.Purpose
 	id := r.s.newID()
@@ -228,19 +277,8 @@ func (r *Repo) moveToBinary(ctx context.Context, parent *audit.Record, res *fhir
 	}
 	m, err := r.storeContent(ctx, rec, up, 1)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	bin := &fhir.Resource{Type: "Binary", ID: id, Doc: binaryDoc(id, m)}
-	now := r.s.now().UTC()
-	_, sealed, ix, err := r.seal(ctx, bin, 1, now)
-	if err == nil {
-		w := store.Write{Tenant: r.subj.Tenant, Type: "Binary", ID: id, Version: 1, LastUpdated: now, Body: sealed, Index: ix}
-		rec.Detail = "bytes=" + strconv.FormatInt(m.Size, 10)
-		err = r.commitWrite(ctx, w, rec, nil, bin.Doc)
-	}
-	if err != nil {
-		r.dropObject(m.Object)
-		return "", err
-	}
-	return id, nil
+	rec.Detail = "bytes=" + strconv.FormatInt(m.Size, 10)
+	return &movedBinary{rec: rec, bin: &fhir.Resource{Type: "Binary", ID: id, Doc: binaryDoc(id, m)}, object: m.Object}, nil
 }

@@ -147,7 +147,14 @@ func (r *Repo) Erase(ctx context.Context, id, reason string) (*EraseResult, erro
 				return res, fmt.Errorf("%w: erase: list objects: %v", problem.ErrUnavailable, err)
 			}
 			for _, n := range names {
-				if err := objs.Delete(ctx, n); err != nil {
+				err := objs.Delete(ctx, n)
+				if errors.Is(err, blob.ErrLocked) {
+					// Under object lock retention: it stays, unreadable (its
+					// key is destroyed), and the sweeper deletes it once the
+					// retention ends.
+					continue
+				}
+				if err != nil {
 					return res, fmt.Errorf("%w: erase: delete object: %v", problem.ErrUnavailable, err)
 				}
 				res.Objects++

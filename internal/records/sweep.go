@@ -8,6 +8,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/blob"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -44,11 +45,24 @@ func (s *Service) SweepContent(ctx context.Context, grace time.Duration) (remove
 	if err != nil {
 		return removed, fmt.Errorf("sweep content: %w", err)
 	}
+	locked := 0
 	for _, k := range stray {
-		if err := s.content.Objects.Delete(ctx, k); err != nil && !errors.Is(err, blob.ErrNotFound) {
+		err := s.content.Objects.Delete(ctx, k)
+		switch {
+		case errors.Is(err, blob.ErrLocked):
+			// Under object lock retention: kept, and tried again by every
+			// sweep until the retention ends. (Erased content among them
+			// is unreadable already: its key is destroyed.)
+			locked++
+			continue
+		case err != nil && !errors.Is(err, blob.ErrNotFound):
 			return removed, fmt.Errorf("sweep content: %w", err)
 		}
 		removed++
+	}
+	if locked > 0 {
+		// A count only: keys name tenants and Binaries, not for a log.
+		return removed, fmt.Errorf("sweep content: %d stray objects under retention kept for a later sweep: %w", locked, blob.ErrLocked)
 	}
 	return removed, nil
 }
@@ -69,6 +83,12 @@ func (s *Service) named(ctx context.Context, key string) (bool, error) {
 		return false, nil
 	}
 	plain, err := s.open(ctx, v)
+	if errors.Is(err, problem.ErrGone) {
+		// Erased (its patient's key destroyed): nothing can ever read
+		// the version or its object, which the erasure deletes, or, when
+		// object lock refused that, every sweep tries again.
+		return false, nil
+	}
 	if err != nil {
 		return true, nil // unreadable: keep it for a person to look at
 	}

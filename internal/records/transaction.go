@@ -216,7 +216,7 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 	}
 	// Attachments are checked (and large inline data moved to Binaries)
 	// as for a single create or update.
-	err = r.transactionAttachments(ctx, order, func(e *Entry) bool {
+	moved, err := r.transactionAttachments(ctx, order, func(e *Entry) bool {
 		_, exists := res.existing[e.pos]
 		_, alias := res.sameAs[e.pos]
 		return exists || alias
@@ -225,9 +225,10 @@ func (r *Repo) attemptTransaction(ctx context.Context, entries []Entry, order []
 		return nil, err
 	}
 	if err := r.planRegistrations(ctx, order, res); err != nil {
+		r.dropMoved(moved)
 		return nil, err
 	}
-	return r.commitTransaction(ctx, entries, order, res)
+	return r.commitTransaction(ctx, entries, order, res, moved)
 }
 
 // planRegistrations plans, for every POST that creates a Patient, the
@@ -287,13 +288,22 @@ func entryAuditAction(method string) string {
 }
 
 // commitTransaction reads the current versions the writes depend on, seals
-// every version and commits one unit. A lost race is ErrConflict, and the
-// caller runs it again from fresh reads.
-func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved) ([]EntryResult, error) {
+// every version and commits one unit, with the Binaries that moved inline
+// Attachment data (moved): they commit with the resources naming them or
+// not at all. A lost race is ErrConflict, and the caller runs it again
+// from fresh reads (and moves the data again).
+func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*Entry, res *resolved, moved []*movedBinary) ([]EntryResult, error) {
 	t := &txn{r: r, res: res, results: make([]EntryResult, len(entries)), unit: &store.Unit{Guards: res.guards},
 		docs: map[int]map[string]any{}, olds: map[int]map[string]any{}, now: r.s.now().UTC(), next: map[string]int64{}}
+	for _, b := range moved {
+		if err := t.binary(ctx, b); err != nil {
+			r.dropMoved(moved)
+			return nil, err
+		}
+	}
 	for _, e := range order {
 		if err := t.stage(ctx, e); err != nil {
+			r.dropMoved(moved)
 			return nil, err
 		}
 	}
@@ -303,7 +313,19 @@ func (r *Repo) commitTransaction(ctx context.Context, entries []Entry, order []*
 	if len(t.unit.Writes) > 0 {
 		t.unit.Parts = append(t.unit.Parts, r.eventParts(t.unit.Writes, t.olds, t.docs)...)
 	}
-	err := r.s.ledger().Within(60*time.Second).Commit(ctx, t.unit, t.recs...)
+	var err error
+	if commitFault != nil {
+		err = commitFault(t.unit)
+	}
+	if err == nil {
+		err = r.s.ledger().Within(60*time.Second).Commit(ctx, t.unit, t.recs...)
+	}
+	if errors.Is(err, store.ErrConflict) {
+		// Known not to have committed. Any other failure may have
+		// committed after all: its objects are left to the sweeper, which
+		// keeps those a committed version names.
+		r.dropMoved(moved)
+	}
 	var c change
 	for i, w := range t.unit.Writes {
 		c.add(r.s.invalidate(w, t.docs[i])) // every write of a unit is of the caller's tenant
@@ -473,6 +495,23 @@ func (t *txn) stage(ctx context.Context, e *Entry) error {
 		return nil
 	}
 	return t.put(ctx, e, cur, rec)
+}
+
+// binary stages the first version of a Binary that moved inline
+// Attachment data, with its ledger record.
+func (t *txn) binary(ctx context.Context, b *movedBinary) error {
+	_, sealed, ix, err := t.r.seal(ctx, b.bin, 1, t.now)
+	if err != nil {
+		return err
+	}
+	w := store.Write{Tenant: t.r.subj.Tenant, Type: "Binary", ID: b.bin.ID, Version: 1, LastUpdated: t.now, Body: sealed, Index: ix}
+	t.docs[len(t.unit.Writes)] = b.bin.Doc
+	t.unit.Writes = append(t.unit.Writes, w)
+	b.rec.Time = t.now
+	b.rec.Entities = []string{ref("Binary", b.bin.ID, 1)}
+	t.recs = append(t.recs, b.rec)
+	t.next["Binary/"+b.bin.ID] = 1
+	return nil
 }
 
 // record starts the ledger record of an entry, at the unit's time.

@@ -28,6 +28,19 @@ var seq atomic.Int64
 // S3 returns the configuration of a new, empty bucket.
 func S3(t testing.TB) blob.S3Config {
 	t.Helper()
+	return newBucket(t, false)
+}
+
+// S3Locked returns the configuration of a new, empty bucket created with
+// object lock enabled (no default retention); cleanup bypasses
+// GOVERNANCE retention (COMPLIANCE objects stay until they expire).
+func S3Locked(t testing.TB) blob.S3Config {
+	t.Helper()
+	return newBucket(t, true)
+}
+
+func newBucket(t testing.TB, lock bool) blob.S3Config {
+	t.Helper()
 	raw := os.Getenv("WARD_TEST_S3")
 	if raw == "" {
 		if os.Getenv("WARD_TEST_REQUIRE_S3") != "" {
@@ -46,7 +59,11 @@ func S3(t testing.TB) blob.S3Config {
 	c := Client(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.Bucket)}); err != nil {
+	in := &s3.CreateBucketInput{Bucket: aws.String(cfg.Bucket)}
+	if lock {
+		in.ObjectLockEnabledForBucket = aws.Bool(true)
+	}
+	if _, err := c.CreateBucket(ctx, in); err != nil {
 		t.Fatalf("create bucket: %v", err)
 	}
 	t.Cleanup(func() { Empty(t, cfg, true) })
@@ -93,7 +110,7 @@ func Empty(t testing.TB, cfg blob.S3Config, bucket bool) {
 	c := Client(cfg)
 	ctx := context.Background()
 	for _, k := range Keys(t, cfg) {
-		c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(k)})
+		c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(k), BypassGovernanceRetention: aws.Bool(true)})
 	}
 	if out, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(cfg.Bucket)}); err == nil {
 		for _, u := range out.Uploads {
