@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/app/apptest"
@@ -76,6 +77,18 @@ func docWards(t *testing.T, f func(t *testing.T, w *docWard)) {
 						t.Fatal(err)
 					}
 				}
+			}
+			// Content objects only (b/...): the store also holds the
+			// shred list (shred/...), which is not a document.
+			all := dw.objects
+			dw.objects = func() []string {
+				var keys []string
+				for _, k := range all() {
+					if strings.HasPrefix(k, "b/") {
+						keys = append(keys, k)
+					}
+				}
+				return keys
 			}
 			f(t, dw)
 		})

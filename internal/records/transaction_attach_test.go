@@ -46,8 +46,10 @@ func TestTransactionMovedBinaryAtomic(t *testing.T) {
 				return ids
 			}
 			// objects are the content objects stored.
+			// Content objects only (b/...): the store also holds the
+			// shred list's key (shred/...).
 			objects := func() (n int) {
-				filepath.WalkDir(filepath.Join(w.Config.DataDir, "documents", "objects"), func(_ string, d os.DirEntry, err error) error {
+				filepath.WalkDir(filepath.Join(w.Config.DataDir, "documents", "objects", "b"), func(_ string, d os.DirEntry, err error) error {
 					if err == nil && !d.IsDir() {
 						n++
 					}
