@@ -296,28 +296,7 @@ func TestPKCS11CacheLifetime(t *testing.T) {
 	go m.Watch(ctx, 50*time.Millisecond, ttl)
 	time.Sleep(100 * time.Millisecond)
 	w.Close()
-	gone := time.Now()
-	time.Sleep(300 * time.Millisecond)
-	if _, err := m.Open(env, nil); err != nil {
-		t.Fatalf("open within the cache lifetime: %v", err)
-	}
-	var failedAfter time.Duration
-	for time.Since(gone) < 5*time.Second {
-		if _, err := m.Open(env, nil); err != nil {
-			if !errors.Is(err, keys.ErrKEKUnavailable) || !errors.Is(err, problem.ErrUnavailable) {
-				t.Fatalf("failure is not unavailable: %v", err)
-			}
-			failedAfter = time.Since(gone)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if failedAfter == 0 || failedAfter < ttl-200*time.Millisecond {
-		t.Fatalf("failed closed after %s, lifetime %s", failedAfter, ttl)
-	}
-	if _, err := m.Seal(id, []byte("y"), nil); !errors.Is(err, keys.ErrKEKUnavailable) {
-		t.Fatalf("seal past the lifetime: %v", err)
-	}
+	failsClosedAfter(t, m, id, env, time.Now(), ttl)
 	// Nor can a node start on it.
 	if _, err := keys.NewWithWrapper(ctx, st, w, nil); !errors.Is(err, keys.ErrKEKUnavailable) {
 		t.Fatalf("start without the token: %v", err)
@@ -350,30 +329,7 @@ func TestCacheLifetime(t *testing.T) {
 	go m.Watch(ctx, 50*time.Millisecond, ttl)
 	time.Sleep(100 * time.Millisecond)
 	srv.Stop()
-	stopped := time.Now()
-	// Within the lifetime: still serving.
-	time.Sleep(300 * time.Millisecond)
-	if _, err := m.Open(env, nil); err != nil {
-		t.Fatalf("open within the cache lifetime: %v", err)
-	}
-	// Past it: refused, as unavailable.
-	var failedAfter time.Duration
-	for time.Since(stopped) < 5*time.Second {
-		if _, err := m.Open(env, nil); err != nil {
-			if !errors.Is(err, keys.ErrKEKUnavailable) || !errors.Is(err, problem.ErrUnavailable) {
-				t.Fatalf("failure is not unavailable: %v", err)
-			}
-			failedAfter = time.Since(stopped)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if failedAfter == 0 || failedAfter < ttl-200*time.Millisecond {
-		t.Fatalf("failed closed after %s, lifetime %s", failedAfter, ttl)
-	}
-	if _, err := m.Seal(id, []byte("y"), nil); !errors.Is(err, keys.ErrKEKUnavailable) {
-		t.Fatalf("seal past the lifetime: %v", err)
-	}
+	failsClosedAfter(t, m, id, env, time.Now(), ttl)
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -386,5 +342,33 @@ func TestCacheLifetime(t *testing.T) {
 			t.Fatal("still refusing after the KEK came back")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// failsClosedAfter checks a node whose KEK went away at gone: it keeps
+// opening env from its cache within the lifetime ttl, then refuses to
+// open and to seal under id, as unavailable (503 class), not earlier.
+func failsClosedAfter(t *testing.T, m *keys.Manager, id string, env []byte, gone time.Time, ttl time.Duration) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := m.Open(env, nil); err != nil {
+		t.Fatalf("open within the cache lifetime: %v", err)
+	}
+	var failedAfter time.Duration
+	for time.Since(gone) < 5*time.Second {
+		if _, err := m.Open(env, nil); err != nil {
+			if !errors.Is(err, keys.ErrKEKUnavailable) || !errors.Is(err, problem.ErrUnavailable) {
+				t.Fatalf("failure is not unavailable: %v", err)
+			}
+			failedAfter = time.Since(gone)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if failedAfter == 0 || failedAfter < ttl-200*time.Millisecond {
+		t.Fatalf("failed closed after %s, lifetime %s", failedAfter, ttl)
+	}
+	if _, err := m.Seal(id, []byte("y"), nil); !errors.Is(err, keys.ErrKEKUnavailable) {
+		t.Fatalf("seal past the lifetime: %v", err)
 	}
 }
