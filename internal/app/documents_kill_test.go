@@ -73,7 +73,7 @@ func TestKillMidUpload(t *testing.T) {
 					if n := blobtest.Uploads(t, bc); n != 0 {
 						t.Errorf("%d multipart uploads left after the sweep", n)
 					}
-					if keys := blobtest.Keys(t, bc); len(keys) != 0 {
+					if keys := blobtest.ContentKeys(t, bc); len(keys) != 0 {
 						t.Errorf("objects left after the sweep: %v", keys)
 					}
 				})

@@ -57,7 +57,7 @@ func TestS3ObjectLock(t *testing.T) {
 	if resp.StatusCode != 201 {
 		t.Fatalf("upload: %d %s", resp.StatusCode, b)
 	}
-	keys := blobtest.Keys(t, bc)
+	keys := blobtest.ContentKeys(t, bc)
 	if len(keys) != 1 {
 		t.Fatalf("objects after one upload: %v", keys)
 	}
@@ -71,7 +71,7 @@ func TestS3ObjectLock(t *testing.T) {
 	if r := w.Do(t, "POST", "/fhir/Patient/"+pid+"/$erase", w.Tokens[authz.RolePrivacyOfficer], body); r.Status != 200 {
 		t.Fatalf("erase with a locked content object: %d %.300s", r.Status, r.Body)
 	}
-	if k := blobtest.Keys(t, bc); len(k) != 1 {
+	if k := blobtest.ContentKeys(t, bc); len(k) != 1 {
 		t.Fatalf("the locked object after the erasure: %v; want it kept", k)
 	}
 	// An unlocked stray object listed after the locked one: the sweep
@@ -82,7 +82,7 @@ func TestS3ObjectLock(t *testing.T) {
 	if !errors.Is(err, blob.ErrLocked) || strings.Contains(err.Error(), keys[0]) || n != 1 {
 		t.Fatalf("sweep of a locked and an unlocked stray object: %d removed, %v; want 1 and ErrLocked, naming no object", n, err)
 	}
-	if k := blobtest.Keys(t, bc); len(k) != 1 || k[0] != keys[0] {
+	if k := blobtest.ContentKeys(t, bc); len(k) != 1 || k[0] != keys[0] {
 		t.Fatalf("objects after a sweep: %v; want the locked one alone", k)
 	}
 

@@ -95,6 +95,19 @@ func Keys(t testing.TB, cfg blob.S3Config) []string {
 	return keys
 }
 
+// ContentKeys lists the bucket's document content objects (b/...),
+// leaving out what Ward keeps beside them (the shred list, shred/...).
+func ContentKeys(t testing.TB, cfg blob.S3Config) []string {
+	t.Helper()
+	var keys []string
+	for _, k := range Keys(t, cfg) {
+		if strings.HasPrefix(k, "b/") {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
 // Uploads counts the incomplete multipart uploads in the bucket.
 func Uploads(t testing.TB, cfg blob.S3Config) int {
 	t.Helper()
