@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,19 +43,7 @@ func TestS3ObjectLock(t *testing.T) {
 	bc := blobtest.S3Locked(t)
 	w := apptest.Start(t, apptest.SQLite, lockCfg(bc))
 	pid := w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"other"}`)
-	req, _ := http.NewRequest("POST", w.URL+"/Binary", bytes.NewReader(bytes.Repeat([]byte("locked content "), 500)))
-	req.Header.Set("Authorization", "Bearer "+w.Tokens[authz.RoleAdmin])
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("X-Security-Context", "Patient/"+pid)
-	resp, err := w.Server.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("upload: %d %s", resp.StatusCode, b)
-	}
+	uploadFor(t, w, pid, bytes.Repeat([]byte("locked content "), 500))
 	keys := blobtest.ContentKeys(t, bc)
 	if len(keys) != 1 {
 		t.Fatalf("objects after one upload: %v", keys)

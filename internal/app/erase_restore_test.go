@@ -186,26 +186,7 @@ func TestEraseSurvivesRestore(t *testing.T) {
 			// Nothing planted on disk: the restored data directory, the
 			// documents, a pg_dump of the restored database.
 			planted := []string{family, mrn, "Zqyplantednote", "1929-03-19", "Zqyblobcontent", "Zqygiven"}
-			var dumps [][]byte
-			for _, dir := range []string{restored.DataDir, docs} {
-				filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-					if err == nil && !d.IsDir() {
-						if b, err := os.ReadFile(p); err == nil {
-							dumps = append(dumps, b)
-						}
-					}
-					return nil
-				})
-			}
-			if backend == apptest.Postgres {
-				u, _ := url.Parse(restored.DatabaseURL)
-				u.RawQuery = "sslmode=disable"
-				out, err := exec.Command("pg_dump", "--no-owner", "-n", schema, u.String()).Output()
-				if err != nil || !bytes.Contains(out, []byte("legal_holds")) {
-					t.Fatalf("pg_dump: %v", err)
-				}
-				dumps = append(dumps, out)
-			}
+			dumps := onDisk(t, backend, restored.DatabaseURL, restored.DataDir, docs)
 			if len(dumps) < 2 {
 				t.Fatal("nothing on disk to grep")
 			}

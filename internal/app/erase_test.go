@@ -160,36 +160,7 @@ func TestErasePatient(t *testing.T) {
 
 			// The planted values are nowhere on disk.
 			planted := []string{family, mrn, "Zqxplantednote", "Zqxreason", "1931-02-17", "Zqxblobcontent", "Zqxgiven"}
-			var dumps [][]byte
-			filepath.WalkDir(cfg.DataDir, func(p string, d fs.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
-					if b, err := os.ReadFile(p); err == nil {
-						dumps = append(dumps, b)
-					}
-				}
-				return nil
-			})
-			if backend == apptest.Postgres {
-				// The test's schema (pgtest.URL) of its database: libpq
-				// takes no search_path in the URL.
-				u, err := url.Parse(cfg.DatabaseURL)
-				if err != nil {
-					t.Fatal(err)
-				}
-				schema := u.Query().Get("search_path")
-				u.RawQuery = "sslmode=disable"
-				cmd := exec.Command("pg_dump", "--no-owner", "-n", schema, u.String())
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				out, err := cmd.Output()
-				if err != nil {
-					t.Fatalf("pg_dump: %v %s", err, stderr.String())
-				}
-				if !bytes.Contains(out, []byte("legal_holds")) {
-					t.Fatal("pg_dump lacks Ward's tables")
-				}
-				dumps = append(dumps, out)
-			}
+			dumps := onDisk(t, backend, cfg.DatabaseURL, cfg.DataDir)
 			if len(dumps) == 0 {
 				t.Fatal("nothing on disk to grep")
 			}
@@ -370,4 +341,42 @@ func TestEraseOtherNode(t *testing.T) {
 	if _, err := b.App.Keys.Open(v.Body, aad); !errors.Is(err, keys.ErrErased) {
 		t.Fatalf("node b opens a version under the destroyed key: %v", err)
 	}
+}
+
+// onDisk reads what an attacker with the disks would hold: every file
+// under dirs and, on PostgreSQL, a pg_dump of the schema of databaseURL
+// (pgtest.URL names it in search_path, which libpq does not take).
+func onDisk(t *testing.T, backend apptest.Backend, databaseURL string, dirs ...string) [][]byte {
+	t.Helper()
+	var dumps [][]byte
+	for _, dir := range dirs {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if b, err := os.ReadFile(p); err == nil {
+					dumps = append(dumps, b)
+				}
+			}
+			return nil
+		})
+	}
+	if backend != apptest.Postgres {
+		return dumps
+	}
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := u.Query().Get("search_path")
+	u.RawQuery = "sslmode=disable"
+	cmd := exec.Command("pg_dump", "--no-owner", "-n", schema, u.String())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v %s", err, stderr.String())
+	}
+	if !bytes.Contains(out, []byte("legal_holds")) {
+		t.Fatal("pg_dump lacks Ward's tables")
+	}
+	return append(dumps, out)
 }

@@ -3,8 +3,6 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -39,20 +37,7 @@ func TestPatientKeys(t *testing.T) {
 			if r := w.Do(t, "PUT", "/fhir/Patient/"+p1, token, []byte(`{"resourceType":"Patient","id":"`+p1+`","name":[{"family":"Keyfamily","given":["Two"]}]}`)); r.Status != 200 {
 				t.Fatalf("update: %d %s", r.Status, r.Body)
 			}
-			req, _ := http.NewRequest("POST", w.URL+"/Binary", bytes.NewReader(bytes.Repeat([]byte("patient content "), 1000)))
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/octet-stream")
-			req.Header.Set("X-Security-Context", "Patient/"+p1)
-			resp, err := w.Server.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 201 {
-				t.Fatalf("upload: %d %s", resp.StatusCode, b)
-			}
-			bin := (&apptest.Response{Body: b}).JSON(t)["id"].(string)
+			bin := uploadFor(t, w, p1, bytes.Repeat([]byte("patient content "), 1000))
 
 			k1, k2 := keys.PatientKeyID(cfg.Tenant, p1), keys.PatientKeyID(cfg.Tenant, p2)
 			want := map[string]string{"Patient/" + p1: k1, "Observation/" + obs: k1, "Binary/" + bin: k1, "Patient/" + p2: k2}
