@@ -130,7 +130,12 @@ func BenchmarkBinary1GiB(b *testing.B) {
 // growth at 100 (what Ward holds whatever the concurrency: its buffer
 // pools, stream slots and the garbage collector's headroom over its
 // resident heap). Flat is a few MiB (docs/documents.md); one 100 KiB
-// download more would be 100 MiB at 1,000. waves-1000x10 then runs ten
+// download more would be 100 MiB at 1,000. net-http-1000-churn is the
+// bare server allocating as much per request as a Ward download did
+// (alloc-KiB/download), so that its wave too reaches the garbage
+// collector's heap goal: over-churn-floor-MiB is Ward's growth less
+// that floor and its growth at 100. heap-goal-MiB and stacks-MiB say
+// where the growth goes. waves-1000x10 then runs ten
 // waves of 1,000 and reports whether the peak or the level after a
 // garbage collection rises from the first waves to the last (a leak).
 func BenchmarkBinaryConcurrent100KiB(b *testing.B) {
@@ -158,10 +163,14 @@ func BenchmarkBinaryConcurrent100KiB(b *testing.B) {
 	// growth that comes with the connections and not with Ward.
 	b.Run("net-http-1000", func(b *testing.B) {
 		var floor int64
+		var last waveResult
 		for b.Loop() {
-			floor = max(floor, floorWave(b, 1000).growth)
+			last = floorWave(b, 1000)
+			floor = max(floor, last.growth)
 		}
 		b.ReportMetric(float64(floor)/(1<<20), "rss-growth-MiB")
+		b.ReportMetric(float64(last.goal)/(1<<20), "heap-goal-MiB")
+		b.ReportMetric(float64(last.stacks)/(1<<20), "stacks-MiB")
 		if growth[100] > 0 && growth[1000] > 0 {
 			b.ReportMetric(float64(growth[1000]-floor-growth[100])/(1<<20), "over-floor-MiB")
 		}
@@ -172,10 +181,14 @@ func BenchmarkBinaryConcurrent100KiB(b *testing.B) {
 	// Ward's does.
 	b.Run("net-http-1000-churn", func(b *testing.B) {
 		var floor int64
+		var last waveResult
 		for b.Loop() {
-			floor = max(floor, floorWaveChurn(b, 1000, max(alloc[1000], 64<<10)).growth)
+			last = floorWaveChurn(b, 1000, max(alloc[1000], 64<<10))
+			floor = max(floor, last.growth)
 		}
 		b.ReportMetric(float64(floor)/(1<<20), "rss-growth-MiB")
+		b.ReportMetric(float64(last.goal)/(1<<20), "heap-goal-MiB")
+		b.ReportMetric(float64(last.stacks)/(1<<20), "stacks-MiB")
 		if growth[100] > 0 && growth[1000] > 0 {
 			b.ReportMetric(float64(growth[1000]-floor-growth[100])/(1<<20), "over-churn-floor-MiB")
 		}
