@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/problem"
@@ -174,16 +173,13 @@ func (s *Server) writeContent(w http.ResponseWriter, r *http.Request, out *recor
 	if r.Method == http.MethodHead {
 		return
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	if _, err := io.CopyBuffer(w, out.Body, *buf); err != nil {
+	// The body is an io.WriterTo that copies through its own pooled
+	// segment-sized buffer: no copy buffer here.
+	if _, err := io.Copy(w, out.Body); err != nil {
 		s.log.Error("binary content not sent to its end", "request_id", requestID(r.Context()), "binary", out.ID, "version", out.Version, "error_class", errorClass(err))
 		panic(http.ErrAbortHandler)
 	}
 }
-
-// copyBufs are the buffers content is copied to the client through.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // errorClass names an error without its text (which could say anything).
 func errorClass(err error) string {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,29 +122,102 @@ func BenchmarkBinary1GiB(b *testing.B) {
 // 1,000 at once: throughput, p99 latency and the growth of Ward's RSS
 // over its level after a warm-up wave. The clients run in a child
 // process (downloadWave), so the RSS is the server's alone.
+//
+// Memory is flat when what Ward adds per download does not grow with
+// the number of downloads in flight: net-http-1000 reports
+// over-floor-MiB, Ward's growth at 1,000 less that of a bare net/http
+// server doing the same wave (the connections' own cost) less Ward's
+// growth at 100 (what Ward holds whatever the concurrency: its buffer
+// pools, stream slots and the garbage collector's headroom over its
+// resident heap). Flat is a few MiB (docs/documents.md); one 100 KiB
+// download more would be 100 MiB at 1,000. net-http-1000-churn is the
+// bare server allocating as much per request as a Ward download did
+// (alloc-KiB/download), so that its wave too reaches the garbage
+// collector's heap goal: over-churn-floor-MiB is Ward's growth less
+// that floor and its growth at 100. heap-goal-MiB and stacks-MiB say
+// where the growth goes. waves-1000x10 then runs ten
+// waves of 1,000 and reports whether the peak or the level after a
+// garbage collection rises from the first waves to the last (a leak).
 func BenchmarkBinaryConcurrent100KiB(b *testing.B) {
 	w, ids := concurrentWard(b)
+	growth, alloc := map[int]int64{}, map[int]int64{}
 	for _, clients := range []int{100, 1000} {
 		b.Run(strconv.Itoa(clients), func(b *testing.B) {
-			var growth int64
+			var last waveResult
 			for b.Loop() {
 				res := downloadWave(b, w, ids, clients)
-				growth = max(growth, res.growth)
+				last = res
+				growth[clients] = max(growth[clients], res.growth)
 				b.ReportMetric(float64(clients)/res.elapsed.Seconds(), "downloads/s")
 				b.ReportMetric(float64(clients)*concurrentSize/res.elapsed.Seconds()/1e6, "MB/s")
 				b.ReportMetric(float64(res.p99.Milliseconds()), "p99-ms")
 			}
-			b.ReportMetric(float64(growth)/(1<<20), "rss-growth-MiB")
+			b.ReportMetric(float64(growth[clients])/(1<<20), "rss-growth-MiB")
+			b.ReportMetric(float64(last.goal)/(1<<20), "heap-goal-MiB")
+			b.ReportMetric(float64(last.stacks)/(1<<20), "stacks-MiB")
+			b.ReportMetric(float64(last.alloc)/(1<<10), "alloc-KiB/download")
+			alloc[clients] = last.alloc
 		})
 	}
 	// The same wave against a bare net/http server, in this process: the
 	// growth that comes with the connections and not with Ward.
 	b.Run("net-http-1000", func(b *testing.B) {
-		var growth int64
+		var floor int64
+		var last waveResult
 		for b.Loop() {
-			growth = max(growth, floorWave(b, 1000).growth)
+			last = floorWave(b, 1000)
+			floor = max(floor, last.growth)
 		}
-		b.ReportMetric(float64(growth)/(1<<20), "rss-growth-MiB")
+		b.ReportMetric(float64(floor)/(1<<20), "rss-growth-MiB")
+		b.ReportMetric(float64(last.goal)/(1<<20), "heap-goal-MiB")
+		b.ReportMetric(float64(last.stacks)/(1<<20), "stacks-MiB")
+		if growth[100] > 0 && growth[1000] > 0 {
+			b.ReportMetric(float64(growth[1000]-floor-growth[100])/(1<<20), "over-floor-MiB")
+		}
+	})
+	// The bare server again, its handler allocating (and dropping) as
+	// much as a Ward download does: a floor for any server that makes
+	// garbage, whose wave reaches the garbage collector's heap goal as
+	// Ward's does.
+	b.Run("net-http-1000-churn", func(b *testing.B) {
+		var floor int64
+		var last waveResult
+		for b.Loop() {
+			last = floorWaveChurn(b, 1000, max(alloc[1000], 64<<10))
+			floor = max(floor, last.growth)
+		}
+		b.ReportMetric(float64(floor)/(1<<20), "rss-growth-MiB")
+		b.ReportMetric(float64(last.goal)/(1<<20), "heap-goal-MiB")
+		b.ReportMetric(float64(last.stacks)/(1<<20), "stacks-MiB")
+		if growth[100] > 0 && growth[1000] > 0 {
+			b.ReportMetric(float64(growth[1000]-floor-growth[100])/(1<<20), "over-churn-floor-MiB")
+		}
+	})
+	b.Run("waves-1000x10", func(b *testing.B) {
+		for b.Loop() {
+			const waves = 10
+			level := func() (rssMiB, heapMiB float64) {
+				runtime.GC()
+				debug.FreeOSMemory()
+				s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+				metrics.Read(s)
+				return float64(rss(b)) / (1 << 20), float64(s[0].Value.Uint64()) / (1 << 20)
+			}
+			rss0, heap0 := level()
+			var first, last int64 // highest absolute RSS of the first and the last half of the waves
+			for i := range waves {
+				res := downloadWave(b, w, ids, 1000)
+				if i < waves/2 {
+					first = max(first, res.peak)
+				} else {
+					last = max(last, res.peak)
+				}
+			}
+			rss1, heap1 := level()
+			b.ReportMetric(float64(last-first)/(1<<20), "peak-rise-MiB")
+			b.ReportMetric(rss1-rss0, "rss-after-gc-rise-MiB")
+			b.ReportMetric(heap1-heap0, "heap-after-gc-rise-MiB")
+		}
 	})
 }
 
@@ -171,6 +245,14 @@ type waveResult struct {
 	// growth is the peak of the server's RSS during the wave over its
 	// level before it (after a GC that returned free memory).
 	growth int64
+	// peak is that peak.
+	peak int64
+	// goal and stacks are the highest heap goal of the garbage collector
+	// and goroutine stack memory during the wave.
+	goal, stacks int64
+	// alloc is what this process allocated during the wave, per client
+	// (the RSS sampler's share included: a few KiB a wave).
+	alloc int64
 }
 
 // downloadWave runs clients concurrent downloads of ids (round robin)
@@ -188,17 +270,39 @@ func downloadWave(t testing.TB, w *apptest.Ward, ids []string, clients int) wave
 	base := rss(t)
 	var out []byte
 	var err error
+	var res waveResult
+	// The garbage collector's heap goal and the goroutine stacks at their
+	// highest: where the RSS growth goes.
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			metrics.Read(s)
+			res.goal, res.stacks = max(res.goal, int64(s[0].Value.Uint64())), max(res.stacks, int64(s[1].Value.Uint64()))
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	peak := peakRSS(t, func() { out, err = cmd.Output() })
+	close(stop)
+	<-sampled
+	runtime.ReadMemStats(&m1)
+	res.alloc = int64(m1.TotalAlloc-m0.TotalAlloc) / int64(clients)
 	if err != nil {
 		t.Fatalf("download clients: %v\n%s", err, out)
 	}
-	var res waveResult
 	var errs int
 	line := out[bytes.Index(out, []byte("download-wave:")):]
 	if _, err := fmt.Sscanf(string(line), "download-wave: %d %d %d", &res.elapsed, &res.p99, &errs); err != nil || errs > 0 {
 		t.Fatalf("download clients: %d failed (%v)\n%s", errs, err, out)
 	}
-	res.growth = peak - base
+	res.growth, res.peak = peak-base, peak
 	return res
 }
 
@@ -249,13 +353,24 @@ func TestDownloadClients(t *testing.T) {
 // every request until all clients are in (or a second has passed), then
 // writes 100 KiB from memory: the memory any Go HTTP server needs for
 // that many requests in flight at once, which Ward cannot go below.
-func floorWave(t testing.TB, clients int) waveResult {
+func floorWave(t testing.TB, clients int) waveResult { return floorWaveChurn(t, clients, 0) }
+
+// floorSink keeps floorWaveChurn's garbage from being optimized away.
+var floorSink atomic.Pointer[[]byte]
+
+// floorWaveChurn is floorWave with each request allocating garbage bytes
+// (in 4 KiB pieces) before it answers.
+func floorWaveChurn(t testing.TB, clients int, garbage int64) waveResult {
 	body := make([]byte, concurrentSize)
 	var in atomic.Int64
 	all := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if in.Add(1) == int64(clients) {
 			close(all)
+		}
+		for n := int64(0); n < garbage; n += 4 << 10 {
+			b := make([]byte, 4<<10)
+			floorSink.Store(&b)
 		}
 		select {
 		case <-all:
