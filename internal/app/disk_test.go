@@ -101,7 +101,7 @@ var diskParts = []struct {
 	{"current rows + indexes", []string{"resources"}},
 	{"search index rows + indexes", []string{"search_token", "search_date", "search_number", "search_string", "search_prefix"}},
 	{"ledger record + patient rows", []string{"audit_log", "audit_patients"}},
-	{"ledger Merkle tree nodes", []string{"audit_tree"}},
+	{"ledger Merkle tree nodes and tiles", []string{"audit_tree", "audit_tree_tiles"}},
 	{"outbox event", []string{"outbox"}},
 }
 

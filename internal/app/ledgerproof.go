@@ -57,6 +57,7 @@ type LedgerProof struct {
 	// is used only while the stored size equals its size; another node's
 	// extension or a failed one drops it.
 	front *compact.Range
+	tail  [][]byte // the leaf hashes of front's partial last block
 	vkeys []string // every published verifier key, oldest first
 
 	cosMu   sync.Mutex
@@ -80,12 +81,36 @@ func newLedgerProof(st store.Store, km *keys.Manager, sysKey string, cfg config.
 // Origin is the log's name in checkpoints.
 func (p *LedgerProof) Origin() string { return p.origin }
 
+// fetch reads nodes of the tree as stored: low levels from their tile,
+// the others as rows (ledger.TiledFetch).
 func (p *LedgerProof) fetch(ctx context.Context, ids []ledger.NodeID) ([][]byte, error) {
+	return ledger.TiledFetch(p.st.AuditTreeTiles, p.fetchNodes)(ctx, ids)
+}
+
+func (p *LedgerProof) fetchNodes(ctx context.Context, ids []ledger.NodeID) ([][]byte, error) {
 	sids := make([]store.NodeID, len(ids))
 	for i, id := range ids {
 		sids[i] = store.NodeID{Level: uint8(id.Level), Index: id.Index}
 	}
 	return p.st.AuditTreeNodes(ctx, sids)
+}
+
+// blockPrefix returns the leaf hashes of the partial block before size
+// (the tile an extension from size writes again, longer): the ones kept
+// from the last extension when they are at that size, else read back.
+func (p *LedgerProof) blockPrefix(ctx context.Context, size int64) ([][]byte, error) {
+	n := uint64(size) % ledger.TileWidth
+	if n == 0 {
+		return nil, nil
+	}
+	if p.front != nil && p.front.End() == uint64(size) && uint64(len(p.tail)) == n {
+		return p.tail, nil
+	}
+	ids := make([]ledger.NodeID, n)
+	for i := range ids {
+		ids[i] = ledger.NodeID{Level: 0, Index: uint64(size) - n + uint64(i)}
+	}
+	return p.fetch(ctx, ids)
 }
 
 func checkpointKeyAAD(id string) []byte { return []byte("checkpoint-key/" + id) }
@@ -243,8 +268,12 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 		if len(leaves) == 0 {
 			return size, nil
 		}
+		prefix, err := p.blockPrefix(ctx, size)
+		if err != nil {
+			return size, err
+		}
 		r := p.front
-		p.front = nil // until the extension is stored
+		p.front, p.tail = nil, nil // until the extension is stored
 		if r == nil || r.End() != uint64(size) {
 			if r, err = ledger.Frontier(ctx, p.fetch, uint64(size)); err != nil {
 				return size, err
@@ -254,18 +283,32 @@ func (p *LedgerProof) extend(ctx context.Context) (int64, error) {
 		if err != nil {
 			return size, err
 		}
-		sn := make([]store.TreeNode, len(nodes))
-		for i, n := range nodes {
+		tiles, upper, err := ledger.Strata(uint64(size), prefix, leaves, nodes)
+		if err != nil {
+			return size, err
+		}
+		sn := make([]store.TreeNode, len(upper))
+		for i, n := range upper {
 			sn[i] = store.TreeNode{NodeID: store.NodeID{Level: uint8(n.ID.Level), Index: n.ID.Index}, Hash: n.Hash}
 		}
-		err = p.st.AuditTreeExtend(ctx, size, size+int64(len(leaves)), sn)
+		st := make([]store.TreeTile, len(tiles))
+		for i, t := range tiles {
+			st[i] = store.TreeTile{Index: t.Index, Leaves: t.Leaves}
+		}
+		err = p.st.AuditTreeExtend(ctx, size, size+int64(len(leaves)), sn, st)
 		if errors.Is(err, store.ErrConflict) {
 			continue // another node extended it first: read again
 		}
 		if err != nil {
 			return size, err
 		}
-		p.front = r
+		p.front, p.tail = r, nil
+		if end := r.End(); end%ledger.TileWidth != 0 {
+			last := st[len(st)-1].Leaves
+			for i := 0; i < len(last); i += 32 {
+				p.tail = append(p.tail, last[i:i+32])
+			}
+		}
 		if len(leaves) < treeChunk {
 			// The scan reached the head of its snapshot: done, without
 			// a second scan that would find nothing (newer records wait

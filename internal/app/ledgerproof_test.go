@@ -350,7 +350,13 @@ func TestCheckpointTamperVectors(t *testing.T) {
 		}, false},
 		{"forged-tree-node", func(t *testing.T, w *apptest.Ward, _ int64) {
 			db, q := rawDB(t, w)
-			if _, err := db.Exec(q(`UPDATE audit_tree SET hash = ? WHERE level = 0 AND idx = 0`), bytes.Repeat([]byte{9}, 32)); err != nil {
+			// Leaf 0's hash, in its tile (the tree's lowest stratum).
+			var tile []byte
+			if err := db.QueryRow(`SELECT leaves FROM audit_tree_tiles WHERE idx = 0`).Scan(&tile); err != nil {
+				t.Fatal(err)
+			}
+			copy(tile, bytes.Repeat([]byte{9}, 32))
+			if _, err := db.Exec(q(`UPDATE audit_tree_tiles SET leaves = ? WHERE idx = 0`), tile); err != nil {
 				t.Fatal(err)
 			}
 		}, false},

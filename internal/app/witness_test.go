@@ -105,6 +105,9 @@ func TestWardNodesWitnessEachOther(t *testing.T) {
 			if _, err := db.Exec(`DELETE FROM audit_tree`); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := db.Exec(`DELETE FROM audit_tree_tiles`); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := db.Exec(q(`UPDATE audit_tree_head SET size = 0 WHERE id = 1`)); err != nil {
 				t.Fatal(err)
 			}

@@ -14,13 +14,18 @@ import (
 type LedgerTree interface {
 	// AuditTreeSize is how many records the stored tree covers.
 	AuditTreeSize(ctx context.Context) (int64, error)
-	// AuditTreeExtend stores nodes and moves the tree size from from to to
-	// in one transaction. ErrConflict when the size is no longer from
-	// (another node extended it first); nothing is written then.
-	AuditTreeExtend(ctx context.Context, from, to int64, nodes []TreeNode) error
+	// AuditTreeExtend stores nodes and tiles and moves the tree size from
+	// from to to in one transaction. ErrConflict when the size is no
+	// longer from (another node extended it first); nothing is written
+	// then. A tile replaces a stored one of the same index only when it
+	// is longer (it extends the same block).
+	AuditTreeExtend(ctx context.Context, from, to int64, nodes []TreeNode, tiles []TreeTile) error
 	// AuditTreeNodes returns the hashes of ids in their order;
 	// ErrNotFound if one is missing.
 	AuditTreeNodes(ctx context.Context, ids []NodeID) ([][]byte, error)
+	// AuditTreeTiles returns the tiles of blocks idx in their order, nil
+	// for a block that has none (package ledger, tiles.go).
+	AuditTreeTiles(ctx context.Context, idx []uint64) ([][]byte, error)
 	// AuditScanTree is Ledger.AuditScan for extending the tree: the same
 	// records, except that a record's patients may come from the copy on
 	// its own row instead of the patient index. The tree needs only each
@@ -54,6 +59,13 @@ type NodeID struct {
 type TreeNode struct {
 	NodeID
 	Hash []byte
+}
+
+// TreeTile is the concatenated leaf hashes of one block of the tree's
+// leaves (ledger.Tile).
+type TreeTile struct {
+	Index  uint64
+	Leaves []byte
 }
 
 // Checkpoint is a signed checkpoint as kept: the tree size and root and

@@ -64,3 +64,34 @@ func FuzzEncodeEntities(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeEntities: the split fast path reads every text exactly as
+// json.Unmarshal does (the same list, or an error where it errs).
+func FuzzDecodeEntities(f *testing.F) {
+	f.Add(`["Patient/p1/_history/3","Observation/o1/_history/1"]`)
+	f.Add(`[]`)
+	f.Add(`[""]`)
+	f.Add(`["",""]`)
+	f.Add(`["a"",""b"]`)
+	f.Add(`["a","b"`)
+	f.Add(`[ "a" ]`)
+	f.Add(`["a\u0022b"]`)
+	f.Add(`["<x>"]`)
+	f.Add("[\"a\x01\"]")
+	f.Add("[\"\xff\"]")
+	f.Add(`["a"]x"]`)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := decodeEntities(s)
+		var ref []string
+		refErr := json.Unmarshal([]byte(s), &ref)
+		if len(ref) == 0 {
+			ref = nil
+		}
+		if (err != nil) != (refErr != nil) {
+			t.Fatalf("decodeEntities(%q) error %v, json.Unmarshal %v", s, err, refErr)
+		}
+		if err == nil && !slices.Equal(got, ref) {
+			t.Fatalf("decodeEntities(%q) = %q, json.Unmarshal %q", s, got, ref)
+		}
+	})
+}

@@ -179,7 +179,29 @@ func plainJSON(s string) bool {
 	return true
 }
 
+// decodeEntities reads an entity list back. The lists encodeEntities
+// wrote without encoding/json (every reference plainJSON) are split
+// directly: json.Unmarshal was an eighth of the checkpointer's work per
+// record (the profile of BenchmarkLedgerTreeExtend). Anything else, a list
+// with escapes or one not written by Ward, goes through json.Unmarshal,
+// so both give the same result (FuzzDecodeEntities).
 func decodeEntities(s string) ([]string, error) {
+	if s == "[]" {
+		return nil, nil
+	}
+	if len(s) >= 4 && s[:2] == `["` && s[len(s)-2:] == `"]` {
+		es := strings.Split(s[2:len(s)-2], `","`)
+		plain := true
+		for _, e := range es {
+			if !plainJSON(e) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return es, nil
+		}
+	}
 	var es []string
 	if err := json.Unmarshal([]byte(s), &es); err != nil {
 		return nil, err

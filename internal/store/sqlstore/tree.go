@@ -41,7 +41,7 @@ const insertNode = `INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?) O
 // AuditTreeExtend implements store.LedgerTree. The size moves first, under
 // the condition that it is still from, so that of two nodes extending
 // together one wins and the other writes nothing.
-func (db *DB) AuditTreeExtend(ctx context.Context, from, to int64, nodes []store.TreeNode) error {
+func (db *DB) AuditTreeExtend(ctx context.Context, from, to int64, nodes []store.TreeNode, tiles []store.TreeTile) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%w: begin tree extend: %v", store.ErrUnavailable, err)
@@ -53,6 +53,9 @@ func (db *DB) AuditTreeExtend(ctx context.Context, from, to int64, nodes []store
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return fmt.Errorf("%w: the audit tree is no longer at size %d", store.ErrConflict, from)
+	}
+	if err := db.putTiles(ctx, tx, tiles); err != nil {
+		return err
 	}
 	switch {
 	case db.d.Name == "postgres":
@@ -101,6 +104,87 @@ func (db *DB) AuditTreeExtend(ctx context.Context, from, to int64, nodes []store
 		return fmt.Errorf("%w: commit tree extend: %v", store.ErrUnavailable, err)
 	}
 	return nil
+}
+
+// putTile stores a tile, replacing a shorter one of the same block: the
+// partial last block is written again, longer, by each extension.
+const putTile = `INSERT INTO audit_tree_tiles (idx, leaves) VALUES (?, ?)
+	ON CONFLICT (idx) DO UPDATE SET leaves = excluded.leaves WHERE length(excluded.leaves) > length(audit_tree_tiles.leaves)`
+
+func (db *DB) putTiles(ctx context.Context, tx *sql.Tx, tiles []store.TreeTile) error {
+	if len(tiles) == 0 {
+		return nil
+	}
+	if db.d.Name == "postgres" && len(tiles) > 1 {
+		// One statement of two array parameters: one round trip.
+		idx := make([]int64, len(tiles))
+		leaves := make([][]byte, len(tiles))
+		for i, t := range tiles {
+			idx[i], leaves[i] = int64(t.Index), t.Leaves
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_tree_tiles (idx, leaves)
+			SELECT * FROM unnest($1::bigint[], $2::bytea[])
+			ON CONFLICT (idx) DO UPDATE SET leaves = excluded.leaves WHERE length(excluded.leaves) > length(audit_tree_tiles.leaves)`, idx, leaves)
+		if err != nil {
+			return fmt.Errorf("%w: store audit tree tiles: %v", store.ErrUnavailable, err)
+		}
+		return nil
+	}
+	st, err := tx.PrepareContext(ctx, db.d.Placeholders(putTile))
+	if err != nil {
+		return fmt.Errorf("%w: store audit tree tiles: %v", store.ErrUnavailable, err)
+	}
+	defer st.Close()
+	for _, t := range tiles {
+		if _, err := st.ExecContext(ctx, int64(t.Index), t.Leaves); err != nil {
+			return fmt.Errorf("%w: store audit tree tiles: %v", store.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// AuditTreeTiles implements store.LedgerTree.
+func (db *DB) AuditTreeTiles(ctx context.Context, idx []uint64) ([][]byte, error) {
+	out := make([][]byte, len(idx))
+	pos := make(map[uint64][]int, len(idx))
+	for i, b := range idx {
+		pos[b] = append(pos[b], i)
+	}
+	for start := 0; start < len(idx); start += nodeReadChunk {
+		part := idx[start:min(len(idx), start+nodeReadChunk)]
+		var b strings.Builder
+		b.WriteString(`SELECT idx, leaves FROM audit_tree_tiles WHERE idx IN (`)
+		args := make([]any, len(part))
+		for i, x := range part {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('?')
+			args[i] = int64(x)
+		}
+		b.WriteByte(')')
+		rows, err := db.read.QueryContext(ctx, db.d.Placeholders(b.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read audit tree tiles: %v", store.ErrUnavailable, err)
+		}
+		for rows.Next() {
+			var x int64
+			var l []byte
+			if err := rows.Scan(&x, &l); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("%w: read audit tree tile: %v", store.ErrUnavailable, err)
+			}
+			for _, i := range pos[uint64(x)] {
+				out[i] = l
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: read audit tree tiles: %v", store.ErrUnavailable, err)
+		}
+	}
+	return out, nil
 }
 
 // AuditTreeNodes implements store.LedgerTree.

@@ -20,15 +20,16 @@ func node(level uint8, index uint64) store.TreeNode {
 
 // testLedgerTree: tree nodes move with the size in one transaction, a
 // stale extension is a conflict that writes nothing, nodes come back in
-// the order asked (repeats included) and a missing one is not found.
+// the order asked (repeats included) and a missing one is not found;
+// tiles likewise, a longer one replacing a shorter one.
 func testLedgerTree(t *testing.T, open Opener) {
 	st := open(t)
 	ctx := context.Background()
 	if n, err := st.AuditTreeSize(ctx); err != nil || n != 0 {
 		t.Fatalf("new store tree size %d, %v", n, err)
 	}
-	must(t, st.AuditTreeExtend(ctx, 0, 3, []store.TreeNode{node(0, 0), node(0, 1), node(1, 0), node(0, 2)}))
-	if err := st.AuditTreeExtend(ctx, 0, 4, []store.TreeNode{node(0, 3)}); !errors.Is(err, store.ErrConflict) {
+	must(t, st.AuditTreeExtend(ctx, 0, 3, []store.TreeNode{node(0, 0), node(0, 1), node(1, 0), node(0, 2)}, []store.TreeTile{{Index: 0, Leaves: []byte("abc")}}))
+	if err := st.AuditTreeExtend(ctx, 0, 4, []store.TreeNode{node(0, 3)}, []store.TreeTile{{Index: 0, Leaves: []byte("abcd")}}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale extension: %v, want ErrConflict", err)
 	}
 	if _, err := st.AuditTreeNodes(ctx, []store.NodeID{{Level: 0, Index: 3}}); !errors.Is(err, store.ErrNotFound) {
@@ -40,7 +41,21 @@ func testLedgerTree(t *testing.T, open Opener) {
 	for i := uint64(4); i < 4500; i++ {
 		many = append(many, store.TreeNode{NodeID: store.NodeID{Level: 0, Index: i}, Hash: []byte(fmt.Sprintf("%032d", i))})
 	}
-	must(t, st.AuditTreeExtend(ctx, 3, 4500, many))
+	// Tiles: a longer one replaces a shorter one of its block, a shorter
+	// or equal one (a stale writer's) does not; many in one extension.
+	tiles := []store.TreeTile{{Index: 0, Leaves: []byte("abcdef")}}
+	for i := uint64(1); i < 600; i++ {
+		tiles = append(tiles, store.TreeTile{Index: i, Leaves: []byte(fmt.Sprintf("tile%d", i))})
+	}
+	must(t, st.AuditTreeExtend(ctx, 3, 4500, many, tiles))
+	must(t, st.AuditTreeExtend(ctx, 4500, 4500, nil, []store.TreeTile{{Index: 0, Leaves: []byte("abcdeX")}, {Index: 1, Leaves: []byte("x")}, {Index: 599, Leaves: []byte("tile599+")}}))
+	tgot, err := st.AuditTreeTiles(ctx, []uint64{1, 0, 599, 1, 600, 5})
+	must(t, err)
+	for i, want := range []string{"tile1", "abcdef", "tile599+", "tile1", "", "tile5"} {
+		if string(tgot[i]) != want || (want == "") != (tgot[i] == nil) {
+			t.Fatalf("tile %d: %q, want %q", i, tgot[i], want)
+		}
+	}
 	if n, _ := st.AuditTreeSize(ctx); n != 4500 {
 		t.Fatalf("tree size %d, want 4500", n)
 	}
