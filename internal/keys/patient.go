@@ -409,6 +409,25 @@ func (m *Manager) freshLocked(id string, since time.Time) bool {
 	return ok && !t.Before(since)
 }
 
+// Observed takes the state of a key that the store read in the same
+// statement as a version (store.Version.SealKey) as a read of that state
+// begun at k.Began: a destroyed patient key is forgotten (its Open then
+// reads it and refuses it), a live one that is cached counts as checked
+// from k.Began, so that opening the version within a read that began no
+// later (WithFence) costs no query of its own.
+func (m *Manager) Observed(k store.SealKeyState) {
+	if !IsPatientKey(k.ID) {
+		return
+	}
+	if k.State == store.KeyDestroyed {
+		m.Forget(k.ID)
+		return
+	}
+	m.mu.Lock()
+	m.markCheckedLocked(k.ID, k.Began)
+	m.mu.Unlock()
+}
+
 // keysByID is the store's batched key read, if it has one.
 type keysByID interface {
 	KeysByID(ctx context.Context, ids []string) ([]store.Key, error)

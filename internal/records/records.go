@@ -445,8 +445,17 @@ func (s *Service) precheck(ctx context.Context, vs []store.Version) {
 	o.Precheck(ctx, envs)
 }
 
+// keyObserver is a Keys that takes a key state the store read with a
+// version (store.Version.SealKey) as its own erasure-fence read.
+type keyObserver interface {
+	Observed(k store.SealKeyState)
+}
+
 func (s *Service) open(ctx context.Context, v *store.Version) ([]byte, error) {
 	aad := seal.AAD(v.Tenant, v.Type, v.ID, v.Version)
+	if o, ok := s.keys.(keyObserver); ok && v.SealKey != nil {
+		o.Observed(*v.SealKey)
+	}
 	var plain []byte
 	var err error
 	if o, ok := s.keys.(contextOpener); ok {

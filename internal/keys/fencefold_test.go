@@ -1,0 +1,147 @@
+package keys_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/seal"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres"
+	"github.com/wardhealth/ward/internal/store/postgres/pgtest"
+	"github.com/wardhealth/ward/internal/store/sqlstore"
+)
+
+// TestFenceFoldedIntoRead: on PostgreSQL a read of one version (Current,
+// Version) reads the state of the patient key that sealed it in the same
+// statement (store.Version.SealKey), and the fence takes that state as
+// its own read (Manager.Observed): a read of a cached patient's version
+// is one statement, where it was two. The guarantee is unchanged: a
+// state read before a read began does not serve it (an erasure committed
+// in between is refused), and a destroyed key read with the version is
+// refused. SQLite reads the state apart, as before (a read costs no
+// round trip there): SealKey stays nil and the fence reads once.
+func TestFenceFoldedIntoRead(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		testFenceFoldedIntoRead(t, openStore(t, filepath.Join(t.TempDir(), "w.db")), nil)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		tr := pgtest.Trace(t)
+		st, err := postgres.Open(context.Background(), pgtest.URL(t), sqlstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		testFenceFoldedIntoRead(t, st, tr)
+	})
+}
+
+func testFenceFoldedIntoRead(t *testing.T, raw store.Store, tr *pgtest.Statements) {
+	ctx := context.Background()
+	st := &stateCounter{Store: raw}
+	m := resealManager(t, st)
+	m.SetPatientCache(100, time.Hour)
+	kid, err := m.PatientKey(ctx, "a", "p0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := seal.AAD("a", "Observation", "o1", 1)
+	body, err := m.Seal(kid, []byte(`{}`), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "Observation", ID: "o1", Version: 1, LastUpdated: time.Now(), Body: body, NewKey: m.PendingKey(kid)}}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Stored(kid)
+	// Another node, which holds p0's key and will not hear of its erasure.
+	other := resealManager(t, st)
+	other.SetPatientCache(100, time.Hour)
+	if _, err := other.OpenContext(keys.WithFence(ctx), body, aad); err != nil {
+		t.Fatal(err)
+	}
+	// A tenant-key version: no patient key state is read with it.
+	tkid, err := m.DataKey(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taad := seal.AAD("a", "Organization", "g1", 1)
+	tbody, err := m.Seal(tkid, []byte(`{}`), taad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "Organization", ID: "g1", Version: 1, LastUpdated: time.Now(), Body: tbody}}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := raw.Current(ctx, "a", "Organization", "g1"); err != nil || v.SealKey != nil {
+		t.Fatalf("tenant-key version: %v, seal key %+v, want none", err, v.SealKey)
+	}
+
+	// read opens o1 as the records layer does: the store's read, the
+	// state read with it handed over, the fenced open.
+	read := func(fence context.Context, get func() (*store.Version, error)) (*store.Version, error) {
+		v, err := get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.SealKey != nil {
+			m.Observed(*v.SealKey)
+		}
+		_, err = m.OpenContext(fence, v.Body, aad)
+		return v, err
+	}
+	current := func() (*store.Version, error) { return raw.Current(ctx, "a", "Observation", "o1") }
+	version := func() (*store.Version, error) { return raw.Version(ctx, "a", "Observation", "o1", 1) }
+	for name, get := range map[string]func() (*store.Version, error){"current": current, "version": version} {
+		fence := keys.WithFence(ctx)
+		c0, s0 := st.byID.Load()+st.batched.Load(), 0
+		if tr != nil {
+			s0 = tr.Mark()
+		}
+		v, err := read(fence, get)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		stateReads := st.byID.Load() + st.batched.Load() - c0
+		if tr == nil {
+			if v.SealKey != nil || stateReads != 1 {
+				t.Fatalf("sqlite %s: seal key %+v, %d state reads, want none and 1", name, v.SealKey, stateReads)
+			}
+			continue
+		}
+		if v.SealKey == nil || v.SealKey.ID != kid || v.SealKey.State != store.KeyActive {
+			t.Fatalf("postgres %s: seal key %+v, want %s active", name, v.SealKey, kid)
+		}
+		if n := len(tr.Since(s0)); stateReads != 0 || n != 1 {
+			t.Fatalf("postgres %s: %d state reads of its own, %d statements %q, want 0 and 1", name, stateReads, n, tr.Since(s0))
+		}
+	}
+
+	// A state read before a read began does not serve it: another node
+	// erases p0 after that state read and before this read begins.
+	stale := store.SealKeyState{ID: kid, State: store.KeyActive, Began: time.Now()}
+	fence := keys.WithFence(ctx)
+	if err := raw.Commit(ctx, &store.Unit{Parts: []store.Part{store.DestroyKey{ID: kid}}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Observed(stale)
+	if _, err := m.OpenContext(fence, body, aad); !errors.Is(err, keys.ErrErased) {
+		t.Fatalf("a state read from before the read served it across an erasure: %v", err)
+	}
+
+	// The other node, still holding the key: the store reads it destroyed
+	// with the version, and the read is refused.
+	m = other
+	for name, get := range map[string]func() (*store.Version, error){"current": current, "version": version} {
+		v, err := read(keys.WithFence(ctx), get)
+		if !errors.Is(err, keys.ErrErased) {
+			t.Fatalf("%s after the erasure: %v", name, err)
+		}
+		if tr != nil && (v.SealKey == nil || v.SealKey.State != store.KeyDestroyed) {
+			t.Fatalf("postgres %s after the erasure: seal key %+v, want destroyed", name, v.SealKey)
+		}
+	}
+}
