@@ -145,3 +145,81 @@ func testFenceFoldedIntoRead(t *testing.T, raw store.Store, tr *pgtest.Statement
 		}
 	}
 }
+
+// TestWriteReadsKeysOnce: on PostgreSQL the writer reads the keys that a
+// batch's versions are sealed under, and the keys it stores, in one
+// statement (where it read each with one of its own: a round trip per
+// patient), and still refuses a version sealed under a retired key and
+// a new key whose id another key holds.
+func TestWriteReadsKeysOnce(t *testing.T) {
+	tr := pgtest.Trace(t)
+	raw, err := postgres.Open(context.Background(), pgtest.URL(t), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	ctx := context.Background()
+	m := resealManager(t, raw)
+	m.SetPatientCache(100, time.Hour)
+	write := func(patient, id string, version int64) store.Write {
+		kid, err := m.PatientKey(ctx, "a", patient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := m.Seal(kid, []byte(`{}`), seal.AAD("a", "Observation", id, version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Write{Tenant: "a", Type: "Observation", ID: id, Version: version, LastUpdated: time.Now(), Body: body, NewKey: m.PendingKey(kid)}
+	}
+	keyReads := func(mark int) int { return len(tr.Since(mark, "FROM keys WHERE id")) }
+	patients := []string{"p0", "p1", "p2", "p3", "p4"}
+
+	// Five new patients in one unit: their keys are checked in one read.
+	var ws []store.Write
+	for _, p := range patients {
+		ws = append(ws, write(p, p+"-o", 1))
+	}
+	mark := tr.Mark()
+	if err := raw.Commit(ctx, &store.Unit{Writes: ws}); err != nil {
+		t.Fatal(err)
+	}
+	if n := keyReads(mark); n != 1 {
+		t.Fatalf("%d key reads to store five new patients' keys, want 1: %q", n, tr.Since(mark, "FROM keys WHERE id"))
+	}
+	for _, p := range patients {
+		m.Stored(keys.PatientKeyID("a", p))
+	}
+	// Five stored patients' keys: one read.
+	ws = ws[:0]
+	for _, p := range patients {
+		ws = append(ws, write(p, p+"-o", 2))
+	}
+	mark = tr.Mark()
+	if err := raw.Commit(ctx, &store.Unit{Writes: ws}); err != nil {
+		t.Fatal(err)
+	}
+	if n := keyReads(mark); n != 1 {
+		t.Fatalf("%d key reads for versions under five patients' keys, want 1: %q", n, tr.Since(mark, "FROM keys WHERE id"))
+	}
+	// Retired elsewhere: refused, nothing stored.
+	if err := raw.Commit(ctx, &store.Unit{Parts: []store.Part{store.RetireKey{ID: keys.PatientKeyID("a", "p3")}}}); err != nil {
+		t.Fatal(err)
+	}
+	ws = ws[:0]
+	for _, p := range patients {
+		ws = append(ws, write(p, p+"-o", 3))
+	}
+	if err := raw.Commit(ctx, &store.Unit{Writes: ws}); !errors.Is(err, store.ErrKeyRetired) {
+		t.Fatalf("a version under a retired key: %v, want ErrKeyRetired", err)
+	}
+	if v, err := raw.Current(ctx, "a", "Observation", "p0-o"); err != nil || v.Version != 2 {
+		t.Fatalf("p0-o after a refused unit: %v, %v", v, err)
+	}
+	// A new key whose id another key holds: a conflict.
+	w := write("p1", "p1-x", 1)
+	w.NewKey = &store.Key{ID: keys.PatientKeyID("a", "p1"), Purpose: keys.DataKeyPurpose, Tenant: "a", Scope: store.PatientScopePrefix + "p1", Version: 1, Wrapped: []byte("another key"), Created: time.Now()}
+	if err := raw.Commit(ctx, &store.Unit{Writes: []store.Write{write("p0", "p0-x", 1), w}}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a new key under a taken id: %v, want ErrConflict", err)
+	}
+}
