@@ -44,3 +44,20 @@ func TestPatientReadFoldsFencePostgres(t *testing.T) {
 		t.Fatalf("%d version reads with their key's state for %d reads, want one each", len(q), 3*len(paths))
 	}
 }
+
+// TestPatientCreateReadsNoKeyPostgres: creating a Patient (POST: a random
+// id) makes its key without reading the store for it first: the only
+// key statement is the writer's one read of the batch's keys.
+func TestPatientCreateReadsNoKeyPostgres(t *testing.T) {
+	tr := pgtest.Trace(t)
+	w := apptest.Start(t, apptest.Postgres)
+	// The first write of the tenant makes its other keys (index, ...).
+	w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"other"}`)
+	mark := tr.Mark()
+	for range 3 {
+		w.Create(t, authz.RoleAdmin, `{"resourceType":"Patient","gender":"other"}`)
+	}
+	if q := tr.Since(mark, "FROM keys WHERE id = "); len(q) != 0 {
+		t.Fatalf("%d reads of a key by id for 3 new Patients, want 0: %q", len(q), q)
+	}
+}

@@ -223,3 +223,68 @@ func TestWriteReadsKeysOnce(t *testing.T) {
 		t.Fatalf("a new key under a taken id: %v, want ErrConflict", err)
 	}
 }
+
+// TestNewPatientKeyNoRead: the key of a Patient created under an id just
+// drawn at random (WithNewPatient) is made without reading the store;
+// without the mark, PatientKey reads it first. A wrong mark weakens
+// nothing: the write storing a key under an id another key holds is
+// refused (ErrConflict), and one under a destroyed key's id too.
+func TestNewPatientKeyNoRead(t *testing.T) {
+	for _, b := range bothStores {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			raw := b.open(t)
+			st := &stateCounter{Store: raw}
+			m := resealManager(t, st)
+			m.SetPatientCache(100, time.Hour)
+			create := func(m *keys.Manager, ctx context.Context, p string) error {
+				kid, err := m.PatientKey(ctx, "a", p)
+				if err != nil {
+					return err
+				}
+				body, err := m.Seal(kid, []byte(`{}`), seal.AAD("a", "Patient", p, 1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = raw.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "Patient", ID: p, Version: 1, LastUpdated: time.Now(), Body: body, NewKey: m.PendingKey(kid)}}})
+				if err == nil {
+					m.Stored(kid)
+				}
+				return err
+			}
+			r0 := st.byID.Load()
+			if err := create(m, keys.WithNewPatient(ctx, "a", "new1"), "new1"); err != nil {
+				t.Fatal(err)
+			}
+			if n := st.byID.Load() - r0; n != 0 {
+				t.Fatalf("%d key reads for a new Patient's key, want 0", n)
+			}
+			r0 = st.byID.Load()
+			if err := create(m, ctx, "new2"); err != nil {
+				t.Fatal(err)
+			}
+			if n := st.byID.Load() - r0; n != 1 {
+				t.Fatalf("%d key reads for an unmarked Patient's key, want 1", n)
+			}
+			// Another node marks an id whose key exists: refused.
+			other := resealManager(t, st)
+			if err := create(other, keys.WithNewPatient(ctx, "a", "new1"), "new1"); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("a marked id whose key exists: %v, want ErrConflict", err)
+			}
+			// And one whose key was destroyed.
+			if err := raw.Commit(ctx, &store.Unit{Parts: []store.Part{store.DestroyKey{ID: keys.PatientKeyID("a", "new2")}}}); err != nil {
+				t.Fatal(err)
+			}
+			other = resealManager(t, st)
+			kid, err := other.PatientKey(keys.WithNewPatient(ctx, "a", "new2"), "a", "new2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := other.Seal(kid, []byte(`{}`), seal.AAD("a", "Observation", "x", 1))
+			err = raw.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "Observation", ID: "x", Version: 1, LastUpdated: time.Now(), Body: body, NewKey: other.PendingKey(kid)}}})
+			if !errors.Is(err, store.ErrKeyRetired) {
+				t.Fatalf("a marked id whose key was destroyed: %v, want ErrKeyRetired", err)
+			}
+		})
+	}
+}
