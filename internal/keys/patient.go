@@ -193,7 +193,17 @@ func (m *Manager) PatientKey(ctx context.Context, tenant, patient string) (strin
 		ch := make(chan struct{})
 		m.pc.inflight[id] = ch
 		m.mu.Unlock()
-		_, err := m.fetchPatientKey(ctx, id, tenant, patient, true)
+		var err error
+		if isNewPatient(ctx, tenant, patient) {
+			m.mu.Lock()
+			e := m.cachedLocked(id)
+			m.mu.Unlock()
+			if e == nil {
+				_, err = m.newPatientKey(ctx, id, tenant, patient)
+			} // else created here already and pending: that one
+		} else {
+			_, err = m.fetchPatientKey(ctx, id, tenant, patient, true)
+		}
 		m.mu.Lock()
 		delete(m.pc.inflight, id)
 		close(ch)
@@ -203,6 +213,24 @@ func (m *Manager) PatientKey(ctx context.Context, tenant, patient string) (strin
 		}
 		return id, nil
 	}
+}
+
+type newPatientCtx struct{ tenant, patient string }
+
+// WithNewPatient marks ctx as the creation of a Patient whose id was
+// just drawn at random (a version 4 UUID from crypto/rand): no key can
+// exist under that id, so PatientKey makes the patient's key without
+// reading the store first (a round trip a new Patient would cost more
+// than under tenant keys). Nothing is weakened if the mark is wrong: the
+// write that stores the key still refuses an id another key holds
+// (store.ErrConflict) or a destroyed one (store.ErrKeyRetired).
+func WithNewPatient(ctx context.Context, tenant, patient string) context.Context {
+	return context.WithValue(ctx, newPatientCtx{}, newPatientCtx{tenant, patient})
+}
+
+func isNewPatient(ctx context.Context, tenant, patient string) bool {
+	np, ok := ctx.Value(newPatientCtx{}).(newPatientCtx)
+	return ok && np == newPatientCtx{tenant, patient}
 }
 
 // PendingKey returns the wrapped form of key id while it was created here
@@ -407,6 +435,25 @@ func (m *Manager) markCheckedLocked(id string, start time.Time) {
 func (m *Manager) freshLocked(id string, since time.Time) bool {
 	t, ok := m.pc.checked[id]
 	return ok && !t.Before(since)
+}
+
+// Observed takes the state of a key that the store read in the same
+// statement as a version (store.Version.SealKey) as a read of that state
+// begun at k.Began: a destroyed patient key is forgotten (its Open then
+// reads it and refuses it), a live one that is cached counts as checked
+// from k.Began, so that opening the version within a read that began no
+// later (WithFence) costs no query of its own.
+func (m *Manager) Observed(k store.SealKeyState) {
+	if !IsPatientKey(k.ID) {
+		return
+	}
+	if k.State == store.KeyDestroyed {
+		m.Forget(k.ID)
+		return
+	}
+	m.mu.Lock()
+	m.markCheckedLocked(k.ID, k.Began)
+	m.mu.Unlock()
 }
 
 // keysByID is the store's batched key read, if it has one.

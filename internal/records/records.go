@@ -37,6 +37,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/compartment"
 	"github.com/wardhealth/ward/internal/fhir/jsonpatch"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/problem"
 	"github.com/wardhealth/ward/internal/seal"
 	"github.com/wardhealth/ward/internal/search"
@@ -85,8 +86,11 @@ type Service struct {
 	val            *fhir.Validator
 	now            func() time.Time
 	newID          func() string
-	indexer        *search.Indexer
-	search         search.Options
+	// randomIDs: newID draws version 4 UUIDs (no test injected one), so
+	// a new Patient's key needs no look-up (keys.WithNewPatient).
+	randomIDs bool
+	indexer   *search.Indexer
+	search    search.Options
 	// condDeleteMax caps how many resources a conditional delete removes.
 	condDeleteMax int
 
@@ -168,6 +172,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	randomIDs := o.NewID == nil
 	if o.NewID == nil {
 		o.NewID = func() string { return uuid.Must(uuid.NewRandomFromReader(rand.Reader)).String() }
 	}
@@ -186,7 +191,7 @@ func New(st store.Store, keys Keys, val *fhir.Validator, o Options) *Service {
 	if o.Limits.Includes <= 0 {
 		o.Limits.Includes = DefaultMaxIncluded
 	}
-	s := &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID,
+	s := &Service{st: st, keys: keys, val: val, now: o.Now, newID: o.NewID, randomIDs: randomIDs,
 		indexer: search.NewIndexer(o.Search), search: o.Search, condDeleteMax: o.ConditionalDeleteMax,
 		noAdminPHI: o.NoAdminPHI, plainAddr: o.PlainAddresses, encWindow: o.EncounterWindow, maxDecided: o.MaxDecidedCount,
 		limits: o.Limits, registrationCare: o.RegistrationCare, peers: o.Peers, tenantKeysOnly: o.TenantKeysOnly}
@@ -445,8 +450,17 @@ func (s *Service) precheck(ctx context.Context, vs []store.Version) {
 	o.Precheck(ctx, envs)
 }
 
+// keyObserver is a Keys that takes a key state the store read with a
+// version (store.Version.SealKey) as its own erasure-fence read.
+type keyObserver interface {
+	Observed(k store.SealKeyState)
+}
+
 func (s *Service) open(ctx context.Context, v *store.Version) ([]byte, error) {
 	aad := seal.AAD(v.Tenant, v.Type, v.ID, v.Version)
+	if o, ok := s.keys.(keyObserver); ok && v.SealKey != nil {
+		o.Observed(*v.SealKey)
+	}
 	var plain []byte
 	var err error
 	if o, ok := s.keys.(contextOpener); ok {
@@ -523,6 +537,9 @@ func (r *Repo) Create(ctx context.Context, res *fhir.Resource) (*Resource, error
 		return nil, err
 	}
 	res.ID = r.s.newID()
+	if res.Type == "Patient" && r.s.randomIDs {
+		ctx = keys.WithNewPatient(ctx, r.subj.Tenant, res.ID)
+	}
 	if err := r.checkReferences(ctx, rec, []*fhir.Resource{res}, nil, nil); err != nil {
 		return nil, err
 	}

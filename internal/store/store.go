@@ -79,6 +79,21 @@ type Version struct {
 	Body []byte
 	// Seq is the commit order of the version across the whole database.
 	Seq int64
+	// SealKey is a store's answer, from the statement that read the
+	// version, about the key that sealed Body (nil: not read). A store
+	// that reads it with the row spares the erasure fence its own read
+	// of the key's state (keys.Manager.Observed).
+	SealKey *SealKeyState
+}
+
+// SealKeyState is the state of a data key as read together with a
+// version: ID as the database names it, State as stored (a store.Key's
+// State) and Began, a moment no later than the start of the statement
+// that read it (so no later than the snapshot it saw).
+type SealKeyState struct {
+	ID    string
+	State string
+	Began time.Time
 }
 
 // Write creates one new version of a resource.

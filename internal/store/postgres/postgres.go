@@ -46,6 +46,15 @@ var Dialect = sqlstore.Dialect{
 	DistinctOn:  true,
 	Analyze:     `ANALYZE resources, resource_versions, search_token, search_date, search_number, search_string, search_prefix`,
 	AppendAudit: appendAuditSQL,
+	// A read of one version reads its patient key's state in the same
+	// statement (and snapshot): the erasure fence then needs no second
+	// round trip. The key id is the envelope's (seal: version byte,
+	// id length byte, id); only ids starting "p/" are looked up, by the
+	// primary key. encode(..., 'escape') never fails on odd bytes; the
+	// id it yields is selected with the state, so a body that is not an
+	// envelope can only name the key whose state is then reported.
+	SealKeyJoin: `LEFT JOIN keys k ON k.id = CASE WHEN substring(v.body FROM 3 FOR 2) = '\x702f'::bytea
+		THEN encode(substring(v.body FROM 3 FOR get_byte(v.body, 1)), 'escape') END`,
 }
 
 // auditTypes are the SQL types of sqlstore.AuditColumns. appendAuditSQL
@@ -148,6 +157,9 @@ func Open(ctx context.Context, url string, o sqlstore.Options) (*sqlstore.DB, er
 		return nil, err
 	}
 	p := Pool
+	if p.Tracer != nil {
+		cfg.Tracer = p.Tracer
+	}
 	w := openDB(cfg, p.Write, p.ConnectWait)
 	r := openDB(cfg, p.Read, p.ConnectWait)
 	closeAll := func() { r.Close(); w.Close() }
@@ -182,6 +194,10 @@ type PoolOptions struct {
 	// caller's context: a node started with its database, or beside a
 	// burst of other clients, waits for a slot instead of failing.
 	ConnectWait time.Duration
+	// Tracer, if set, observes every statement of the stores opened
+	// afterwards (tests count the statements, hence round trips, that
+	// an interaction makes).
+	Tracer pgx.QueryTracer
 }
 
 // Pool sizes every store Open opens afterwards: a store holds at most

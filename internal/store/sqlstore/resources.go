@@ -190,11 +190,19 @@ func (db *DB) writeIndex(ctx context.Context, tx *sql.Tx, order []rkey, final ma
 	return db.insertIndexRows(ctx, tx, entries)
 }
 
-func (db *DB) scanVersion(row *sql.Row, tenant, typ, id string) (*store.Version, error) {
+// scanVersion scans a version read by qCurrent or qVersion, which began
+// no earlier than began, with its seal key's state where the dialect
+// reads it (SealKeyJoin).
+func (db *DB) scanVersion(row *sql.Row, began time.Time, tenant, typ, id string) (*store.Version, error) {
 	v := &store.Version{Tenant: tenant, Type: typ, ID: id}
 	var lu int64
 	var del int
-	if err := row.Scan(&v.Version, &lu, &del, &v.Body, &v.Seq); err != nil {
+	var kid, kstate sql.NullString
+	dest := []any{&v.Version, &lu, &del, &v.Body, &v.Seq}
+	if db.d.SealKeyJoin != "" {
+		dest = append(dest, &kid, &kstate)
+	}
+	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, store.ErrNotFound
 		}
@@ -202,17 +210,22 @@ func (db *DB) scanVersion(row *sql.Row, tenant, typ, id string) (*store.Version,
 	}
 	v.LastUpdated = time.UnixMicro(lu).UTC()
 	v.Deleted = del != 0
+	if kid.Valid && kstate.Valid {
+		v.SealKey = &store.SealKeyState{ID: kid.String, State: kstate.String, Began: began}
+	}
 	return v, nil
 }
 
 // Current returns the current version, which may be a deletion.
 func (db *DB) Current(ctx context.Context, tenant, typ, id string) (*store.Version, error) {
-	return db.scanVersion(db.qCurrent.QueryRowContext(ctx, tenant, typ, id), tenant, typ, id)
+	began := time.Now()
+	return db.scanVersion(db.qCurrent.QueryRowContext(ctx, tenant, typ, id), began, tenant, typ, id)
 }
 
 // Version returns one version.
 func (db *DB) Version(ctx context.Context, tenant, typ, id string, version int64) (*store.Version, error) {
-	return db.scanVersion(db.qVersion.QueryRowContext(ctx, tenant, typ, id, version), tenant, typ, id)
+	began := time.Now()
+	return db.scanVersion(db.qVersion.QueryRowContext(ctx, tenant, typ, id, version), began, tenant, typ, id)
 }
 
 // History returns versions newest first.

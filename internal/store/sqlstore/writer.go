@@ -159,11 +159,15 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 	st := &staged{final: map[rkey]seqWrite{}, nextSeq: nextSeq, current: current, rids: rids}
 	states := map[string]string{}
 	newKeys := map[string][]byte{} // keys stored by this batch (Write.NewKey)
+	read := map[string]keyRow{}    // keys read up front (prefetchKeys)
+	if err = db.prefetchKeys(ctx, tx, batch, states, read); err != nil {
+		return err
+	}
 	// The batch's outbox events, in unit order, go in as one multi-row
 	// insert after the loop rather than one statement per unit.
 	var evs []events.Event
 	for i, j := range batch {
-		j.err = db.check(ctx, tx, j.u, current, states, newKeys)
+		j.err = db.check(ctx, tx, j.u, current, states, newKeys, read)
 		if j.err == nil && len(j.u.Guards) > 0 {
 			if i > 0 {
 				// run never puts a guarded unit after another; refuse
@@ -188,8 +192,10 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 			return err
 		}
 		evs = outboxEvents(evs, j.u.Parts)
-		if changesKeyState(j.u.Parts) {
-			clear(states) // the units after it see the new states
+		if changesKeys(j.u.Parts) {
+			// The units after it see the new states and wrapped forms.
+			clear(states)
+			clear(read)
 		}
 	}
 
@@ -224,7 +230,7 @@ func (db *DB) commitBatch(batch []*job) (err error) {
 
 // check verifies a unit's preconditions against the state as of the units
 // before it in the batch. states caches the batch's data-key states.
-func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64, states map[string]string, newKeys map[string][]byte) error {
+func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[rkey]int64, states map[string]string, newKeys map[string][]byte, read map[string]keyRow) error {
 	seen := map[rkey]int64{}
 	for _, w := range u.Writes {
 		k := rkey{w.Tenant, w.Type, w.ID}
@@ -237,7 +243,7 @@ func (db *DB) check(ctx context.Context, tx *sql.Tx, u *store.Unit, current map[
 		}
 		seen[k] = w.Version
 		if w.NewKey != nil {
-			if err := db.checkNewKey(ctx, tx, w.NewKey, newKeys); err != nil {
+			if err := db.checkNewKey(ctx, tx, w.NewKey, newKeys, read); err != nil {
 				return err
 			}
 			continue // its key is stored with it: nothing to fence
@@ -282,7 +288,7 @@ func (db *DB) checkSealKey(ctx context.Context, tx *sql.Tx, w store.Write, state
 // checkNewKey lets a write store the key it was sealed under unless
 // another key holds its id (ErrConflict) or it was destroyed
 // (ErrKeyRetired). The same key, stored by an earlier write, is fine.
-func (db *DB) checkNewKey(ctx context.Context, tx *sql.Tx, k *store.Key, newKeys map[string][]byte) error {
+func (db *DB) checkNewKey(ctx context.Context, tx *sql.Tx, k *store.Key, newKeys map[string][]byte, read map[string]keyRow) error {
 	if w, ok := newKeys[k.ID]; ok {
 		if !bytes.Equal(w, k.Wrapped) {
 			return fmt.Errorf("%w: key %s already exists", store.ErrConflict, k.ID)
@@ -291,7 +297,15 @@ func (db *DB) checkNewKey(ctx context.Context, tx *sql.Tx, k *store.Key, newKeys
 	}
 	var wrapped []byte
 	var state string
-	err := db.txQueryRow(ctx, tx, qKeyWrapped, k.ID).Scan(&wrapped, &state)
+	var err error
+	if r, ok := read[k.ID]; ok {
+		wrapped, state = r.wrapped, r.state
+		if !r.found {
+			err = sql.ErrNoRows
+		}
+	} else {
+		err = db.txQueryRow(ctx, tx, qKeyWrapped, k.ID).Scan(&wrapped, &state)
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
@@ -303,6 +317,76 @@ func (db *DB) checkNewKey(ctx context.Context, tx *sql.Tx, k *store.Key, newKeys
 		return fmt.Errorf("%w: key %s already exists", store.ErrConflict, k.ID)
 	}
 	newKeys[k.ID] = k.Wrapped
+	return nil
+}
+
+// keyRow is a key as prefetchKeys read it (found: it has a row).
+type keyRow struct {
+	wrapped []byte
+	state   string
+	found   bool
+}
+
+// prefetchKeys reads, in one statement, every key that the batch's
+// writes are sealed under or store (Write.NewKey): with per-patient keys
+// a batch names as many keys as patients, and checking each with a
+// statement of its own would cost a round trip per patient where a
+// tenant's batch costs one. It fills states (checkSealKey; "" for no
+// row) and read (checkNewKey). It runs after the head lock, like the
+// checks it stands in for, so it sees every retirement committed before
+// the batch. On a dialect that runs row at a time (no round trips) the
+// checks read keys one by one, as before.
+func (db *DB) prefetchKeys(ctx context.Context, tx *sql.Tx, batch []*job, states map[string]string, read map[string]keyRow) error {
+	if db.d.RowAtATime {
+		return nil
+	}
+	var ids []any
+	seen := map[string]bool{}
+	for _, j := range batch {
+		for _, w := range j.u.Writes {
+			var kid string
+			switch {
+			case w.NewKey != nil:
+				kid = w.NewKey.ID
+			case w.Deleted || len(w.Body) == 0:
+				continue
+			default:
+				var err error
+				if kid, err = seal.EnvelopeKeyID(w.Body); err != nil {
+					continue
+				}
+			}
+			if !seen[kid] {
+				seen[kid] = true
+				ids = append(ids, kid)
+			}
+		}
+	}
+	if len(ids) == 0 || len(ids) > db.d.MaxParams {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, db.d.Placeholders(`SELECT id, wrapped, state FROM keys WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`)`), ids...)
+	if err != nil {
+		return fmt.Errorf("read data keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var r keyRow
+		if err := rows.Scan(&id, &r.wrapped, &r.state); err != nil {
+			return fmt.Errorf("read data keys: %w", err)
+		}
+		r.found = true
+		read[id], states[id] = r, r.state
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read data keys: %w", err)
+	}
+	for _, id := range ids {
+		if _, ok := read[id.(string)]; !ok {
+			read[id.(string)], states[id.(string)] = keyRow{}, ""
+		}
+	}
 	return nil
 }
 
@@ -324,11 +408,12 @@ func (db *DB) insertNewKeys(ctx context.Context, tx *sql.Tx, ws []store.Write, s
 	return nil
 }
 
-// changesKeyState reports whether parts retire or destroy a key.
-func changesKeyState(parts []store.Part) bool {
+// changesKeys reports whether parts store, re-wrap, retire, destroy or
+// erase a key: what prefetchKeys read may no longer hold after them.
+func changesKeys(parts []store.Part) bool {
 	for _, p := range parts {
 		switch p.(type) {
-		case store.RetireKey, store.DestroyKey:
+		case store.NewKey, store.RewrapKey, store.RetireKey, store.DestroyKey, store.ErasePatient:
 			return true
 		}
 	}
