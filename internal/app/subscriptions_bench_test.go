@@ -220,7 +220,7 @@ func benchLag(b *testing.B, backend apptest.Backend, per int) {
 	reached := 0.0
 	if rate >= 1990 {
 		reached = 1
-	} else {
+	} else if b.N > per {
 		b.Logf("2,000 changes/s not reached: %.0f/s (the lag below is at that rate)", rate)
 	}
 	b.ReportMetric(reached, "reached-2000")
