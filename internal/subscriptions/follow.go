@@ -72,7 +72,7 @@ func (m *Manager) followOnce(ctx context.Context, tenant, id string, pos int64) 
 			if r != nil && r.sink.sub.Channel == ChannelWS {
 				if env := r.sink.relevant(e); env != nil {
 					var d records.Deferred
-					_, ok, err := r.sink.decide(ctx, e, env, nil, r.sink.ownerNow(ctx), &d)
+					_, ok, err := r.sink.decide(ctx, e, env, nil, &owner{}, &d)
 					if err == nil {
 						err = m.rec.Flush(ctx, &d) // audited before the ping
 					}

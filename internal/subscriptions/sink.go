@@ -83,7 +83,7 @@ func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error
 		}
 		matched = m
 	}
-	o := k.ownerNow(ctx)
+	o := &owner{} // decided at the batch's first notification
 	for pos := 0; pos < len(evs); {
 		notes, next, derr := k.decideFrom(ctx, evs, envs, pos, matched, o)
 		for _, n := range notes {
@@ -121,7 +121,7 @@ type note struct {
 // after the first notification, so that a dead receiver's retries read
 // and audit one notification each, not a whole batch. next is where
 // the following round starts.
-func (k *sink) decideFrom(ctx context.Context, evs []store.OutboxEvent, envs []*events.Envelope, pos int, matched map[string]bool, o owner) (notes []note, next int, err error) {
+func (k *sink) decideFrom(ctx context.Context, evs []store.OutboxEvent, envs []*events.Envelope, pos int, matched map[string]bool, o *owner) (notes []note, next int, err error) {
 	var d records.Deferred
 	next = len(evs)
 	for i := pos; i < len(evs); i++ {
@@ -150,17 +150,23 @@ func (k *sink) decideFrom(ctx context.Context, evs []store.OutboxEvent, envs []*
 }
 
 // owner is the Subscription's owner as decided once for a delivery
-// batch (records.OwnerNow): ok false when the owner has no access at
-// all, err when it could not be decided.
+// batch (records.OwnerNow), when its first notification needs it (a
+// batch with none costs no lookup): ok false when the owner has no
+// access at all, err when it could not be decided.
 type owner struct {
-	subj authz.Subject
-	ok   bool
-	err  error
+	decided bool
+	subj    authz.Subject
+	ok      bool
+	err     error
 }
 
-func (k *sink) ownerNow(ctx context.Context) owner {
-	subj, ok, err := k.m.rec.OwnerNow(ctx, k.sub.Tenant, k.owner)
-	return owner{subj, ok, err}
+// now decides o on first use.
+func (o *owner) now(ctx context.Context, k *sink) *owner {
+	if !o.decided {
+		o.subj, o.ok, o.err = k.m.rec.OwnerNow(ctx, k.sub.Tenant, k.owner)
+		o.decided = true
+	}
+	return o
 }
 
 // relevant is the envelope of a resource event of the Subscription's
@@ -185,7 +191,7 @@ func (k *sink) relevant(e store.OutboxEvent) *events.Envelope {
 // the topic's interactions, the criteria, and what the owner may read
 // now (the read audited as the owner's). matched, when not nil, holds
 // the criteria's answer for created and updated resources.
-func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool, o owner, dr *records.Deferred) (*Focus, bool, error) {
+func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool, o *owner, dr *records.Deferred) (*Focus, bool, error) {
 	d := env.Data
 	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
 	fmt.Sscan(d.VersionID, &f.Version)
@@ -196,7 +202,7 @@ func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Enve
 	if err != nil || !match {
 		return nil, false, err
 	}
-	allowed, body, err := k.m.read(ctx, o, dr, e.ID, f)
+	allowed, body, err := k.m.read(ctx, o.now(ctx, k), dr, e.ID, f)
 	if err != nil {
 		return nil, false, err
 	}
@@ -277,7 +283,7 @@ func (m *Manager) post(ctx context.Context, s *Sub, body []byte) error {
 // through the owner's records repository: the read is decided and
 // audited as a read, its record kept in d until the batch's one ledger
 // commit. body is the resource when allowed (nil for a deletion).
-func (m *Manager) read(ctx context.Context, o owner, d *records.Deferred, eventID string, f *Focus) (allowed bool, body []byte, err error) {
+func (m *Manager) read(ctx context.Context, o *owner, d *records.Deferred, eventID string, f *Focus) (allowed bool, body []byte, err error) {
 	if o.err != nil || !o.ok {
 		return false, nil, o.err
 	}
