@@ -24,22 +24,33 @@ import (
 // 2,000/s), each matching one Subscription. Reported: the achieved
 // change rate and the p50/p99 delivery lag (create answered -> its
 // notification received).
-func BenchmarkSubscriptionLag(b *testing.B) { benchLag(b, 1) }
+func BenchmarkSubscriptionLag(b *testing.B) { benchLag(b, apptest.SQLite, 1) }
 
 // BenchmarkSubscriptionLagBundles is BenchmarkSubscriptionLag with the
 // changes made by transaction Bundles of 100 Observations, 20 a second
 // (2,000 changes/s) at most: the rate the issue names, which single
 // creates cannot reach on a small machine. The lag of an Observation is
-// from its Bundle's answer to its notification.
-func BenchmarkSubscriptionLagBundles(b *testing.B) { benchLag(b, 100) }
+// from its Bundle's answer to its notification. It runs on both
+// databases (sub-benchmarks sqlite and postgres). Besides the lag it
+// reports the rate reached (reached-2000 is 1 when it is at least 1,990
+// changes/s, 0 when the server or the machine did not keep up: the lag
+// is then not the lag at 2,000/s) and this process's CPU per change
+// (cpu-us/change: the writers, the server, the receivers and, on SQLite,
+// the database; on PostgreSQL the database's share is not in it), which
+// a loaded, shared machine stretches least.
+func BenchmarkSubscriptionLagBundles(b *testing.B) {
+	for _, be := range apptest.Backends {
+		b.Run(string(be), func(b *testing.B) { benchLag(b, be, 100) })
+	}
+}
 
 // benchLag drives b.N Observation creates, per in one request (1: a
 // create, more: a transaction Bundle), paced to 2,000 changes/s.
 // waitSeconds bounds the wait for the last notifications.
 var waitSeconds = 60
 
-func benchLag(b *testing.B, per int) {
-	w := apptest.Start(b, apptest.SQLite, func(c *config.Config) { c.Events.WebhookSync = 100 * time.Millisecond })
+func benchLag(b *testing.B, backend apptest.Backend, per int) {
+	w := apptest.Start(b, backend, func(c *config.Config) { c.Events.WebhookSync = 100 * time.Millisecond })
 	const subs = 100
 	var mu sync.Mutex
 	got := map[string]time.Time{}
@@ -102,7 +113,7 @@ func benchLag(b *testing.B, per int) {
 		return fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://example.org","code":"c%d"}]},"subject":{"reference":"Patient/%s"}}`, i%subs, pid)
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for range 8 {
 		wg.Add(1)
 		go func() {
@@ -157,12 +168,22 @@ func benchLag(b *testing.B, per int) {
 		}()
 	}
 	for k := range requests {
-		<-tick.C
+		if k > 0 {
+			<-tick.C // the first request goes at once
+		}
 		next <- k
 	}
 	close(next)
 	wg.Wait()
+	// The rate is that of the answers: the changes after the first
+	// request's over the time from its answer to the last. Counting the
+	// whole run from the first send would add one request's latency to
+	// forty pacing intervals, and the rate could never show 2,000/s.
 	rate := float64(b.N) / time.Since(start).Seconds()
+	if requests > 1 {
+		first, last := slices.MinFunc(sent, time.Time.Compare), slices.MaxFunc(sent, time.Time.Compare)
+		rate = float64(b.N-per) / last.Sub(first).Seconds()
+	}
 	wait := time.Now().Add(time.Duration(waitSeconds) * time.Second)
 	for {
 		mu.Lock()
@@ -186,6 +207,7 @@ func benchLag(b *testing.B, per int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	cpu := processCPU() - cpu0
 	b.StopTimer()
 	lags := make([]time.Duration, b.N)
 	mu.Lock()
@@ -195,6 +217,14 @@ func benchLag(b *testing.B, per int) {
 	mu.Unlock()
 	slices.Sort(lags)
 	b.ReportMetric(rate, "changes/s")
+	reached := 0.0
+	if rate >= 1990 {
+		reached = 1
+	} else if b.N > per {
+		b.Logf("2,000 changes/s not reached: %.0f/s (the lag below is at that rate)", rate)
+	}
+	b.ReportMetric(reached, "reached-2000")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/change")
 	b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -259,6 +259,41 @@ type Repo struct {
 	address   string // for the ledger: keyed hash or plain (At)
 	facts     *facts.Loader
 	base      string // the request's FHIR base (Based)
+	// deferred, when set, keeps the audit records instead of committing
+	// them (Defer).
+	deferred *Deferred
+}
+
+// Deferred holds the audit records of reads decided together, to be
+// committed in one ledger transaction (Service.Flush) before any of what
+// they read is disclosed. Not safe for concurrent use: one deliverer
+// fills and flushes it.
+type Deferred struct{ recs []*audit.Record }
+
+// Len is how many records wait.
+func (d *Deferred) Len() int { return len(d.recs) }
+
+// Defer returns the repository with its audit records kept in d, not
+// committed. For a caller that decides many reads before it discloses
+// any (a Subscription's delivery batch: one ledger commit for all its
+// notifications instead of one each, every one waiting for the single
+// writer behind the changes being notified). The caller must Flush d,
+// and succeed, before anything these reads returned leaves the server.
+func (r *Repo) Defer(d *Deferred) *Repo {
+	c := *r
+	c.deferred = d
+	return &c
+}
+
+// Flush commits the records d holds in one ledger transaction and
+// empties d. A failure is ErrUnavailable: nothing read may be disclosed.
+func (s *Service) Flush(ctx context.Context, d *Deferred) error {
+	if len(d.recs) == 0 {
+		return nil
+	}
+	recs := d.recs
+	d.recs = nil
+	return s.ledger().Record(ctx, recs...)
 }
 
 // For binds the repository to a caller.
@@ -325,6 +360,10 @@ func (s *Service) ledger() *store.Recorder {
 // must not disclose anything. The recorder detaches the write from the
 // client, so a client that goes away cannot stop the record.
 func (r *Repo) commitAudit(rec *audit.Record) error {
+	if r.deferred != nil {
+		r.deferred.recs = append(r.deferred.recs, rec)
+		return nil
+	}
 	return r.s.ledger().Record(context.Background(), rec)
 }
 

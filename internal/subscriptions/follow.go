@@ -13,6 +13,8 @@ package subscriptions
 import (
 	"context"
 	"time"
+
+	"github.com/wardhealth/ward/internal/records"
 )
 
 // followPoll is how often a follower reads the outbox.
@@ -69,7 +71,11 @@ func (m *Manager) followOnce(ctx context.Context, tenant, id string, pos int64) 
 		for _, e := range evs {
 			if r != nil && r.sink.sub.Channel == ChannelWS {
 				if env := r.sink.relevant(e); env != nil {
-					_, ok, err := r.sink.decide(ctx, e, env, nil)
+					var d records.Deferred
+					_, ok, err := r.sink.decide(ctx, e, env, nil, &owner{}, &d)
+					if err == nil {
+						err = m.rec.Flush(ctx, &d) // audited before the ping
+					}
 					if err != nil {
 						return pos
 					}

@@ -82,7 +82,7 @@ type running struct {
 // New returns a Manager; Run keeps it in step.
 func New(o Options) *Manager {
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second,
+		o.Client = &http.Client{Timeout: 10 * time.Second, Transport: transport(),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if o.Log == nil {
@@ -92,6 +92,22 @@ func New(o Options) *Manager {
 		log: o.Log, hub: newHub(), running: map[string]*running{}}
 	m.hub.follow = m.follow
 	return m
+}
+
+// idlePerHost is how many idle connections to one receiving host the
+// rest-hook client keeps: one per Subscription that posts to it at once.
+// Go's default keeps two, so with a hundred Subscriptions to one host
+// (an integration engine, the benchmark's loopback receiver) nearly
+// every notification opened a new connection and closed it after.
+const idlePerHost = 256
+
+// transport is the rest-hook client's: the default transport's settings
+// (proxy, dial and TLS timeouts, HTTP/2) with idlePerHost.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * idlePerHost
+	t.MaxIdleConnsPerHost = idlePerHost
+	return t
 }
 
 // Hub is where websocket clients bind to Subscriptions.

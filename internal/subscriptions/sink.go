@@ -16,8 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardhealth/ward/internal/authz"
 	"github.com/wardhealth/ward/internal/events"
 	"github.com/wardhealth/ward/internal/problem"
+	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/topics"
 )
@@ -37,6 +39,10 @@ type sink struct {
 	// start is the outbox head when the receiver was made: it takes the
 	// events committed after it.
 	start int64
+	// failing is set when a send failed and cleared when one succeeds:
+	// while set, a batch decides (and audits) only its first
+	// notification.
+	failing atomic.Bool
 }
 
 // StartAfter: a new receiver takes what was committed after it was made
@@ -51,6 +57,12 @@ func (k *sink) Name() string { return ReceiverName(k.sub.Tenant, k.sub.ID) }
 // Deliver sends the notifications of evs in order. The criteria of
 // every created or updated resource in evs are evaluated together first
 // (records.MatchingIDs): one search for the batch, not one per event.
+// Then every notification is decided on the owner as they are now, and
+// the audit records of all their reads are committed in one ledger
+// transaction (records.Deferred) before the first is sent: one wait for
+// the single writer per batch, not one per notification. A receiver
+// that is behind takes a batch of many notifications and, waiting once,
+// catches up instead of falling further behind.
 func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error) {
 	sent := k.sent.Load()
 	envs := make([]*events.Envelope, len(evs))
@@ -71,21 +83,90 @@ func (k *sink) Deliver(ctx context.Context, evs []store.OutboxEvent) (int, error
 		}
 		matched = m
 	}
-	for i, e := range evs {
-		env := envs[i]
-		if env == nil {
-			continue
+	o := &owner{} // decided at the batch's first notification
+	for pos := 0; pos < len(evs); {
+		notes, next, derr := k.decideFrom(ctx, evs, envs, pos, matched, o)
+		for _, n := range notes {
+			if err := k.send(ctx, evs[n.at], n.f); err != nil {
+				k.failing.Store(true)
+				k.m.failed(ctx, k.sub, err)
+				return n.at, err
+			}
+			k.failing.Store(false)
 		}
-		if err := k.one(ctx, e, env, matched); err != nil {
-			k.m.failed(ctx, k.sub, err)
-			return i, err
+		if derr != nil {
+			k.m.failed(ctx, k.sub, derr)
+			return next, derr
 		}
+		pos = next
 	}
 	if k.sent.Load() != sent {
 		// Only a notification the endpoint took says it works again.
 		k.m.delivered(ctx, k.sub)
 	}
 	return len(evs), nil
+}
+
+// note is a decided notification: the index of its event and its focus.
+type note struct {
+	at int
+	f  *Focus
+}
+
+// decideFrom decides the events of evs from pos on, in order, and
+// commits the audit records of their reads in one ledger transaction
+// before returning them: every one of them may then be sent. It stops
+// at the first event that fails to decide (next is its index, err why;
+// those before it are returned) and, while the endpoint is failing,
+// after the first notification, so that a dead receiver's retries read
+// and audit one notification each, not a whole batch. next is where
+// the following round starts.
+func (k *sink) decideFrom(ctx context.Context, evs []store.OutboxEvent, envs []*events.Envelope, pos int, matched map[string]bool, o *owner) (notes []note, next int, err error) {
+	var d records.Deferred
+	next = len(evs)
+	for i := pos; i < len(evs); i++ {
+		env := envs[i]
+		if env == nil {
+			continue
+		}
+		f, ok, derr := k.decide(ctx, evs[i], env, matched, o, &d)
+		if derr != nil {
+			next, err = i, derr
+			break
+		}
+		if ok {
+			notes = append(notes, note{i, f})
+			if k.failing.Load() {
+				next = i + 1
+				break
+			}
+		}
+	}
+	if ferr := k.m.rec.Flush(ctx, &d); ferr != nil {
+		// Nothing is sent that is not audited.
+		return nil, pos, ferr
+	}
+	return notes, next, err
+}
+
+// owner is the Subscription's owner as decided once for a delivery
+// batch (records.OwnerNow), when its first notification needs it (a
+// batch with none costs no lookup): ok false when the owner has no
+// access at all, err when it could not be decided.
+type owner struct {
+	decided bool
+	subj    authz.Subject
+	ok      bool
+	err     error
+}
+
+// now decides o on first use.
+func (o *owner) now(ctx context.Context, k *sink) *owner {
+	if !o.decided {
+		o.subj, o.ok, o.err = k.m.rec.OwnerNow(ctx, k.sub.Tenant, k.owner)
+		o.decided = true
+	}
+	return o
 }
 
 // relevant is the envelope of a resource event of the Subscription's
@@ -106,20 +187,11 @@ func (k *sink) relevant(e store.OutboxEvent) *events.Envelope {
 	return env
 }
 
-// one delivers the notification of one resource event, if any.
-func (k *sink) one(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool) error {
-	f, ok, err := k.decide(ctx, e, env, matched)
-	if err != nil || !ok {
-		return err
-	}
-	return k.send(ctx, e, f)
-}
-
 // decide says whether a resource event is notified and with what focus:
 // the topic's interactions, the criteria, and what the owner may read
 // now (the read audited as the owner's). matched, when not nil, holds
 // the criteria's answer for created and updated resources.
-func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool) (*Focus, bool, error) {
+func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Envelope, matched map[string]bool, o *owner, dr *records.Deferred) (*Focus, bool, error) {
 	d := env.Data
 	f := &Focus{Type: d.ResourceType, ID: d.ID, Action: d.Action}
 	fmt.Sscan(d.VersionID, &f.Version)
@@ -130,7 +202,7 @@ func (k *sink) decide(ctx context.Context, e store.OutboxEvent, env *events.Enve
 	if err != nil || !match {
 		return nil, false, err
 	}
-	allowed, body, err := k.m.read(ctx, k.sub, k.owner, e.ID, f)
+	allowed, body, err := k.m.read(ctx, o.now(ctx, k), dr, e.ID, f)
 	if err != nil {
 		return nil, false, err
 	}
@@ -206,16 +278,16 @@ func (m *Manager) post(ctx context.Context, s *Sub, body []byte) error {
 	return nil
 }
 
-// read decides, on the owner as they are now, whether the notification
-// may name and carry the focus, through the owner's records repository:
-// the read is decided and audited as a read. body is the resource when
-// allowed (nil for a deletion).
-func (m *Manager) read(ctx context.Context, s *Sub, owner []byte, eventID string, f *Focus) (allowed bool, body []byte, err error) {
-	subj, ok, err := m.rec.OwnerNow(ctx, s.Tenant, owner)
-	if err != nil || !ok {
-		return false, nil, err
+// read decides, on the owner as they are now (o, decided for the
+// batch), whether the notification may name and carry the focus,
+// through the owner's records repository: the read is decided and
+// audited as a read, its record kept in d until the batch's one ledger
+// commit. body is the resource when allowed (nil for a deletion).
+func (m *Manager) read(ctx context.Context, o *owner, d *records.Deferred, eventID string, f *Focus) (allowed bool, body []byte, err error) {
+	if o.err != nil || !o.ok {
+		return false, nil, o.err
 	}
-	res, err := m.rec.For(subj, "subscription-"+eventID).VRead(ctx, f.Type, f.ID, f.Version)
+	res, err := m.rec.For(o.subj, "subscription-"+eventID).Defer(d).VRead(ctx, f.Type, f.ID, f.Version)
 	switch {
 	case err == nil:
 		return true, res.JSON, nil
