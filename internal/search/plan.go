@@ -483,12 +483,13 @@ func (b *builder) ids(rt, a string, c query.Clause) (string, error) {
 		}
 		ids = append(ids, id)
 	}
-	if b.driving && a == "r" && rt != "" && c.Modifier != "not" {
+	if b.driving && a == "r" && rt != "" && c.Modifier != "not" && !b.opts.IDsByKey {
 		// The driver: the rows of the ids, by the resources key, listed
 		// as rids. Written as r.id IN (...), SQLite's planner prefers to
 		// walk every row of the type by (tenant, type, deleted) in rid
 		// order (no sort for the page) over eight seeks by id; listed as
-		// rids, it seeks each of them by rid.
+		// rids, it seeks each of them by rid. PostgreSQL plans either
+		// form by the key (Options.IDsByKey).
 		k := b.alias()
 		b.args = append(b.args, b.tenant, rt)
 		for _, id := range ids {
