@@ -79,7 +79,7 @@ func TestSubscriptionBatchMatchReadsTheBatch(t *testing.T) {
 				// The batch's ids are found by the resources key, and
 				// no index row is read by value: every search_token
 				// read is a probe of one candidate by its rid.
-				byID := regexp.MustCompile(`resources_key \(tenant=\? AND type=\? AND id=\?\)|resources_pkey on resources .*\n.*Index Cond: \(\(tenant = \S+\) AND \(type = \S+\) AND \(id = ANY`)
+				byID := regexp.MustCompile(`resources_key \(tenant=\? AND type=\? AND id=\?\)|resources_pkey[^\n]*\n[^\n]*Index Cond: \(\(tenant = \S+\) AND \(type = \S+\) AND \(id = ANY`)
 				if !byID.MatchString(joined) {
 					t.Errorf("the %splan does not find the batch by its ids:\n%s", what, joined)
 				}
