@@ -272,7 +272,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, kw keys.Key
 	// postgres.Open): probes are written so that such a plan still reads
 	// them by rid.
 	d, _ := st.(interface{ Dialect() string })
-	ro.Search = search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: d != nil && d.Dialect() == "postgres"}
+	pg := d != nil && d.Dialect() == "postgres"
+	ro.Search = search.Options{Leaky: cfg.SearchLeakyIndex, ProbeByRID: pg, IDsByKey: pg}
 	ro.EncounterWindow = window
 	if ro.Content, err = contentOptions(cfg, log); err != nil {
 		return nil, err

@@ -166,18 +166,10 @@ func (s *Service) MatchingIDs(ctx context.Context, tenant string, q *query.Query
 		}
 		part := ids[start:end]
 		start = end
-		withID := *q
-		idq, err := query.Parse(typ, url.Values{"_id": {strings.Join(part, ",")}}, query.Options{Strict: true, Supported: search.Supported})
+		sq, err := matchingQuery(q, tenant, k, s.search, typ, part)
 		if err != nil {
-			return nil, fmt.Errorf("criteria: %w", err)
+			return nil, err
 		}
-		withID.Clauses = append(append([]query.Clause(nil), q.Clauses...), idq.Clauses...)
-		sq, err := search.Plan(&withID, tenant, k, s.search)
-		if err != nil {
-			return nil, fmt.Errorf("criteria: %w", err)
-		}
-		sq.Types = []string{typ}
-		sq.Order, sq.After, sq.Limit = nil, nil, len(part)
 		hits, err := s.st.Search(ctx, *sq)
 		if err != nil {
 			return nil, store.Problem(err)
@@ -187,6 +179,45 @@ func (s *Service) MatchingIDs(ctx context.Context, tenant string, q *query.Query
 		}
 	}
 	return out, nil
+}
+
+// matchingQuery is the search of MatchingIDs for the ids part: the
+// criteria and _id, driven by _id (search.Plan ranks it first), so that
+// it reads the batch's resources and probes each for the criteria: its
+// cost is the batch's, whatever the criteria's own index rows number.
+func matchingQuery(q *query.Query, tenant string, k search.Keyer, o search.Options, typ string, part []string) (*store.SearchQuery, error) {
+	withID := *q
+	idq, err := query.Parse(typ, url.Values{"_id": {strings.Join(part, ",")}}, query.Options{Strict: true, Supported: search.Supported})
+	if err != nil {
+		return nil, fmt.Errorf("criteria: %w", err)
+	}
+	withID.Clauses = append(append([]query.Clause(nil), q.Clauses...), idq.Clauses...)
+	sq, err := search.Plan(&withID, tenant, k, o)
+	if err != nil {
+		return nil, fmt.Errorf("criteria: %w", err)
+	}
+	sq.Types = []string{typ}
+	sq.Order, sq.After, sq.Limit = nil, nil, len(part)
+	return sq, nil
+}
+
+// ExplainMatching is the database's plan of MatchingIDs' search for ids
+// (at most a hundred), so that tests and operators can check what a
+// Subscription's delivery batch reads.
+func (s *Service) ExplainMatching(ctx context.Context, tenant string, q *query.Query, ids []string, o store.ExplainOptions) ([]string, error) {
+	ex, ok := s.st.(store.Explainer)
+	if !ok {
+		return nil, fmt.Errorf("%w: this store cannot explain queries", problem.ErrUnavailable)
+	}
+	k, err := s.keyer(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	sq, err := matchingQuery(q, tenant, k, s.search, q.Type, ids)
+	if err != nil {
+		return nil, err
+	}
+	return ex.Explain(ctx, *sq, o)
 }
 
 // indexMatcher evaluates a planned search on given index rows (the SQL

@@ -124,6 +124,11 @@ type Options struct {
 	// reuse the plan (PostgreSQL's generic plans), which would otherwise
 	// seek a probe through the value index and filter by rid.
 	ProbeByRID bool
+	// IDsByKey writes a driving _id clause as r.id IN (...), for a
+	// planner that seeks it by the resources key itself (PostgreSQL);
+	// without it, the clause lists the rids of the ids (see ids), which
+	// SQLite's planner needs and which cost PostgreSQL a join more.
+	IDsByKey bool
 }
 
 // Indexer computes index rows.

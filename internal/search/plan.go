@@ -55,10 +55,11 @@ func Plan(q *query.Query, tenant string, k Keyer, o Options) (*store.SearchQuery
 		// every IN list in full: a date range over a million rows to
 		// intersect with a patient's ten.
 		b.probe = drive >= 0 && i != drive
+		b.driving = i == drive
 		start := len(b.args)
 		b.listed, b.listing = nil, false
 		w, err := b.clause(rt, "r", c)
-		b.probe = false
+		b.probe, b.driving = false, false
 		if err != nil {
 			return nil, err
 		}
@@ -91,6 +92,8 @@ type builder struct {
 	// probe makes in() test one candidate row's rid (a correlated
 	// EXISTS) instead of listing every matching rid.
 	probe bool
+	// driving is set while the driving clause is translated.
+	driving bool
 	// listed is the last index lookup in() listed for the row r, or nil
 	// when the clause made more than one.
 	listed  *listing
@@ -118,12 +121,19 @@ type listing struct {
 
 // Rank of a clause as the driver of a search: lower is more selective.
 const (
-	rankReference = iota // one resource's references: a handful of rows
-	rankToken            // a code, identifier or status
-	rankString           // a name prefix
-	rankRange            // dates, numbers, quantities, composites
-	rankJoin             // chains and _has keep their own join
-	rankNever            // :missing, :not, _id and _lastUpdated have no row list
+	// rankID: _id names at most a hundred resources, each found by the
+	// resources table's (tenant, type, id) key, so it drives whatever
+	// else the search has. A Subscription's batch (records.MatchingIDs)
+	// is its criteria plus the batch's ids: driven by the criteria's own
+	// rows it read every resource with that code, a cost that grew with
+	// the database; driven by _id it reads the batch.
+	rankID        = iota
+	rankReference // one resource's references: a handful of rows
+	rankToken     // a code, identifier or status
+	rankString    // a name prefix
+	rankRange     // dates, numbers, quantities, composites
+	rankJoin      // chains and _has keep their own join
+	rankNever     // :missing, :not, _lastUpdated have no row list
 )
 
 // driver picks the clause whose index rows list the candidates: the most
@@ -153,7 +163,9 @@ func clauseRank(rt string, c query.Clause) int {
 		return rankString
 	}
 	switch p.Code {
-	case "_id", "_lastUpdated":
+	case "_id":
+		return rankID
+	case "_lastUpdated":
 		return rankNever
 	}
 	switch p.Type {
@@ -331,7 +343,7 @@ func (b *builder) values(rt, a string, p *params.Param, c query.Clause) (string,
 	}
 	switch p.Code {
 	case "_id":
-		return b.ids(a, c)
+		return b.ids(rt, a, c)
 	case "_lastUpdated":
 		if c.Missing != nil {
 			return b.constant(!*c.Missing), nil
@@ -456,7 +468,7 @@ func (b *builder) constant(t bool) string {
 	return `1 = 0`
 }
 
-func (b *builder) ids(a string, c query.Clause) (string, error) {
+func (b *builder) ids(rt, a string, c query.Clause) (string, error) {
 	if c.Missing != nil {
 		return b.constant(!*c.Missing), nil
 	}
@@ -470,6 +482,20 @@ func (b *builder) ids(a string, c query.Clause) (string, error) {
 			id = v.Raw
 		}
 		ids = append(ids, id)
+	}
+	if b.driving && a == "r" && rt != "" && c.Modifier != "not" && !b.opts.IDsByKey {
+		// The driver: the rows of the ids, by the resources key, listed
+		// as rids. Written as r.id IN (...), SQLite's planner prefers to
+		// walk every row of the type by (tenant, type, deleted) in rid
+		// order (no sort for the page) over eight seeks by id; listed as
+		// rids, it seeks each of them by rid. PostgreSQL plans either
+		// form by the key (Options.IDsByKey).
+		k := b.alias()
+		b.args = append(b.args, b.tenant, rt)
+		for _, id := range ids {
+			b.args = append(b.args, id)
+		}
+		return a + `.rid IN (SELECT ` + k + `.rid FROM resources ` + k + ` WHERE ` + k + `.tenant = ? AND ` + k + `.type = ? AND ` + k + `.id IN (` + placeholders(len(ids)) + `))`, nil
 	}
 	for _, id := range ids {
 		b.args = append(b.args, id)

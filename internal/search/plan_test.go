@@ -281,3 +281,44 @@ func TestParameterNumbersAreLiterals(t *testing.T) {
 		}
 	}
 }
+
+// TestIDDrives: a positive _id clause drives the search, however common
+// the other clauses' values (a Subscription batch's match,
+// records.MatchingIDs): the ids are listed as rids from the resources
+// key (or, with IDsByKey, left as r.id IN for the database to seek by
+// its key) and every other clause probes a candidate by rid.
+func TestIDDrives(t *testing.T) {
+	k := testKeyer(t)
+	for _, byKey := range []bool{false, true} {
+		q, err := query.Parse("Observation", url.Values{"code": {"http://loinc.org|8867-4"}, "status": {"final"}, "_id": {"a,b"}}, query.Options{Supported: Supported})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sq, err := Plan(q, "t", k, Options{IDsByKey: byKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sq.Drive != nil || len(sq.Where) != 3 {
+			t.Fatalf("byKey %v: drive %+v, where %q", byKey, sq.Drive, sq.Where)
+		}
+		want := regexp.MustCompile(`^r\.rid IN \(SELECT (x\d+)\.rid FROM resources x\d+ WHERE x\d+\.tenant = \? AND x\d+\.type = \? AND x\d+\.id IN \(\?, \?\)\)$`)
+		if byKey {
+			want = regexp.MustCompile(`^r\.id IN \(\?, \?\)$`)
+		}
+		ids := 0
+		for _, w := range sq.Where {
+			switch {
+			case want.MatchString(w):
+				ids++
+			case !strings.Contains(w, "WHERE x") || !strings.Contains(w, ".rid = r.rid AND ") || !strings.Contains(w, "LIMIT 1) IS NOT NULL"):
+				t.Errorf("byKey %v: %s is neither the ids nor a probe", byKey, w)
+			}
+		}
+		if ids != 1 {
+			t.Errorf("byKey %v: the ids are not written as the driver: %q", byKey, sq.Where)
+		}
+		if strings.Count(strings.Join(sq.Where, ""), "?") != len(sq.Args) {
+			t.Errorf("byKey %v: %d placeholders, %d args", byKey, strings.Count(strings.Join(sq.Where, ""), "?"), len(sq.Args))
+		}
+	}
+}
