@@ -44,19 +44,7 @@ func testFenceFoldedIntoRead(t *testing.T, raw store.Store, tr *pgtest.Statement
 	st := &stateCounter{Store: raw}
 	m := resealManager(t, st)
 	m.SetPatientCache(100, time.Hour)
-	kid, err := m.PatientKey(ctx, "a", "p0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	aad := seal.AAD("a", "Observation", "o1", 1)
-	body, err := m.Seal(kid, []byte(`{}`), aad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.Commit(ctx, &store.Unit{Writes: []store.Write{{Tenant: "a", Type: "Observation", ID: "o1", Version: 1, LastUpdated: time.Now(), Body: body, NewKey: m.PendingKey(kid)}}}); err != nil {
-		t.Fatal(err)
-	}
-	m.Stored(kid)
+	kid, body, aad := storePatientVersion(t, m, raw, "p0", "Observation", "o1")
 	// Another node, which holds p0's key and will not hear of its erasure.
 	other := resealManager(t, st)
 	other.SetPatientCache(100, time.Hour)
